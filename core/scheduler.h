@@ -1,0 +1,230 @@
+// Scheduler: one libuv loop, one thread, many tasks.
+//
+// A Scheduler runs its tasks on one thread: the thread that calls Run() or
+// RunUntil() (pycos's main program style), or a thread of its own started by
+// StartThread() (pycos's default). Tasks of one scheduler never run at the
+// same time, so they share data without locks. Other threads reach the
+// scheduler only through the calls marked "any thread", which queue work in a
+// mutex-protected inbox and wake the loop with a uv_async_t.
+//
+//   picos::Scheduler s;
+//   picos::TaskRef t = s.Spawn(Compute, 10);       // Task<int> Compute(int)
+//   absl::StatusOr<picos::Value> r = s.RunUntil(t);  // 10's result, as a Value
+//
+//   picos::Scheduler bg;
+//   bg.StartThread();
+//   bg.Spawn(Server);            // from this thread: thread-safe
+//   ...
+//   bg.Stop();                   // ends the thread; suspended tasks are destroyed
+//
+// Stopping destroys every task still suspended (their destructors run on the
+// scheduler's thread) and every queued message: nothing leaks, nothing runs on.
+#ifndef PICOS_CORE_SCHEDULER_H_
+#define PICOS_CORE_SCHEDULER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "core/handles.h"
+#include "core/task.h"
+#include "core/value.h"
+
+struct uv_loop_s;
+struct uv_async_s;
+struct uv_timer_s;
+
+namespace picos {
+
+namespace internal {
+template <typename T>
+struct IsTask : std::false_type {};
+template <typename T>
+struct IsTask<Task<T>> : std::true_type {};
+
+// Keeps a callable with state alive for as long as the coroutine it returns
+// runs: a lambda's captures live in the lambda object, not in the frame.
+template <typename F, typename... Args>
+auto OwnCallable(F fn, Args... args) -> std::invoke_result_t<F&, Args&...> {
+  using R = typename std::invoke_result_t<F&, Args&...>::value_type;
+  if constexpr (std::is_void_v<R>) {
+    co_await std::invoke(fn, args...);
+  } else {
+    co_return co_await std::invoke(fn, args...);
+  }
+}
+}  // namespace internal
+
+class Scheduler {
+ public:
+  struct Options {
+    // Shown in logs and thread names.
+    std::string name = "picos";
+    // Most closures queued from other threads at once; Post() beyond it
+    // fails with kResourceExhausted.
+    size_t inbox_limit = 1 << 20;
+    // Most recycled message nodes kept for reuse.
+    size_t message_cache = 1 << 16;
+  };
+
+  Scheduler();
+  explicit Scheduler(Options options);
+  // Stops (see Stop()) and destroys every remaining task. Call from the
+  // scheduler's thread or from the thread that owns it when no loop runs.
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Starts `task` on this scheduler; it runs when the loop next turns. Any
+  // thread. A null TaskRef (and a log line) if the scheduler has stopped or
+  // the task is empty.
+  template <typename T>
+  TaskRef Spawn(Task<T> task) {
+    return SpawnHandle(task.release(), {});
+  }
+  template <typename T>
+  TaskRef SpawnNamed(std::string name, Task<T> task) {
+    return SpawnHandle(task.release(), std::move(name));
+  }
+
+  // Calls the coroutine function `fn(args...)` and spawns what it returns.
+  // A callable with state (a capturing lambda) is kept alive with the task.
+  template <typename F, typename... Args>
+    requires std::invocable<F&, Args&...> &&
+             internal::IsTask<std::invoke_result_t<F&, Args&...>>::value
+  TaskRef Spawn(F&& fn, Args&&... args) {
+    return SpawnNamed(std::string(), std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+  template <typename F, typename... Args>
+    requires std::invocable<F&, Args&...> &&
+             internal::IsTask<std::invoke_result_t<F&, Args&...>>::value
+  TaskRef SpawnNamed(std::string name, F&& fn, Args&&... args) {
+    using D = std::decay_t<F>;
+    if constexpr (std::is_empty_v<D> || std::is_pointer_v<D> || std::is_function_v<D>) {
+      return SpawnNamed(std::move(name), std::invoke(fn, std::forward<Args>(args)...));
+    } else {
+      return SpawnNamed(std::move(name),
+                        internal::OwnCallable(D(std::forward<F>(fn)),
+                                              std::decay_t<Args>(std::forward<Args>(args))...));
+    }
+  }
+
+  // Runs the loop on this thread until every task has ended, or Stop() is
+  // called. kFailedPrecondition if tasks remain that nothing can ever wake
+  // (no timer, no I/O, no runnable task): a deadlock, reported, not hung on.
+  absl::Status Run();
+
+  // Runs the loop on this thread until `task` ends; gives its result.
+  // Other tasks stay as they are and go on at the next Run. Errors as Run().
+  absl::StatusOr<Value> RunUntil(const TaskRef& task);
+
+  // Runs the loop on a thread of its own until Stop(). With a thread of its
+  // own the loop waits for work from other threads instead of reporting a
+  // deadlock.
+  absl::Status StartThread();
+
+  // Ends the loop, from any thread, and destroys the tasks still suspended.
+  // From another thread it waits for a StartThread() thread to finish.
+  // Later Spawn() calls fail. Idempotent.
+  void Stop();
+
+  // Runs `fn` on the scheduler's thread at its next turn. Any thread.
+  // kResourceExhausted when the inbox is full; kFailedPrecondition once
+  // stopped.
+  absl::Status Post(absl::AnyInvocable<void()> fn);
+
+  // Blocks a thread that is not this scheduler's until `task` ends or
+  // `timeout` passes, and gives its result (pycos Task.value()).
+  absl::StatusOr<Value> WaitFor(const TaskRef& task,
+                                absl::Duration timeout = absl::InfiniteDuration());
+
+  // True on the thread that runs this scheduler's loop now.
+  bool InLoopThread() const;
+
+  // The scheduler whose loop runs on this thread, or null.
+  static Scheduler* Current();
+
+  // Tasks spawned and not yet ended.
+  size_t task_count() const { return tasks_.size(); }
+  const std::string& name() const { return options_.name; }
+  bool stopped() const { return stopped_.load(std::memory_order_acquire); }
+
+  // The libuv loop, for I/O built on picos (transports). Scheduler thread only.
+  uv_loop_s* uv_loop() { return loop_.get(); }
+
+  // --- For picos internals (task.cc, primitives). Scheduler thread only. ---
+  void PushReady(internal::TaskCore* c);
+  void AddTimer(internal::TaskCore* c, absl::Duration timeout);
+  void RemoveTimer(internal::TaskCore* c);
+  void ScheduleKill(internal::TaskCore* c);
+  void Finish(internal::TaskCore* c, absl::Status status, Value value);
+  internal::MessageNode* NewNode(Value v);
+  void FreeNode(internal::MessageNode* n);
+  absl::Status DeliverLocal(internal::TaskCore* c, Value message);
+  uint8_t index() const { return index_; }
+  static Scheduler* FromIndex(uint8_t index);
+
+ private:
+  struct TimerEntry {
+    int64_t deadline_ns;
+    internal::TaskCore* core;
+  };
+
+  TaskRef SpawnHandle(std::coroutine_handle<> h, std::string name);
+  void Register(internal::TaskCore* c);
+  absl::Status Loop(const std::function<bool()>& done, bool wait_for_posts);
+  void RunReady();
+  void ExpireTimers(int64_t now_ns);
+  void ArmTimer();
+  void DrainInbox();
+  void Kill(internal::TaskCore* c, absl::Status why);
+  void DestroyAll();
+  void TimerSiftUp(uint32_t i);
+  void TimerSiftDown(uint32_t i);
+  void TimerSwap(uint32_t a, uint32_t b);
+  void TimerRemoveAt(uint32_t i);
+
+  Options options_;
+  uint8_t index_;
+  std::unique_ptr<uv_loop_s> loop_;
+  std::unique_ptr<uv_async_s> async_;
+  std::unique_ptr<uv_timer_s> timer_;
+  int64_t armed_deadline_ns_ = -1;
+
+  // Ready queue: a ring buffer of tasks (capacity a power of two).
+  std::vector<internal::TaskCore*> ready_;
+  size_t ready_head_ = 0;
+  size_t ready_count_ = 0;
+
+  std::vector<TimerEntry> timers_;  // binary min-heap on deadline
+  std::vector<internal::TaskCore*> tasks_;  // every live task; core->all_index
+  std::vector<internal::TaskCore*> kills_;  // to destroy once control returns
+  internal::MessageNode* free_nodes_ = nullptr;
+  size_t free_node_count_ = 0;
+
+  absl::Mutex inbox_mu_;
+  std::vector<absl::AnyInvocable<void()>> inbox_ ABSL_GUARDED_BY(inbox_mu_);
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> stopped_{false};
+  std::atomic<std::thread::id> loop_thread_{};
+  bool running_ = false;
+  bool destroying_ = false;
+  std::thread thread_;
+};
+
+// The scheduler of the running task. Asserts that the caller is a task.
+Scheduler& ThisScheduler();
+
+}  // namespace picos
+
+#endif  // PICOS_CORE_SCHEDULER_H_
