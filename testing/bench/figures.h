@@ -1,0 +1,42 @@
+// Figures printed by the benchmark programs, one per line as
+//   name: value unit
+// so that scripts and closing notes can quote them. Each figure that has a
+// floor (the same work done by bare C++20 coroutines, or bare libuv) prints
+// it beside, as floor_<name>.
+#ifndef PICOS_TESTING_BENCH_FIGURES_H_
+#define PICOS_TESTING_BENCH_FIGURES_H_
+
+#include <cstdint>
+#include <cstdio>
+#include <string_view>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
+namespace picos::bench {
+
+inline void PrintFigure(std::string_view name, double value, std::string_view unit) {
+  if (value >= 1000) {
+    std::printf("%.*s: %.0f %.*s\n", static_cast<int>(name.size()), name.data(), value,
+                static_cast<int>(unit.size()), unit.data());
+  } else {
+    std::printf("%.*s: %.3g %.*s\n", static_cast<int>(name.size()), name.data(), value,
+                static_cast<int>(unit.size()), unit.data());
+  }
+  std::fflush(stdout);
+}
+
+// Resident set size of this process now, in bytes (from /proc/self/statm).
+int64_t CurrentRssBytes();
+
+// Seconds taken by fn().
+template <typename F>
+double Seconds(F&& fn) {
+  absl::Time start = absl::Now();
+  fn();
+  return absl::ToDoubleSeconds(absl::Now() - start);
+}
+
+}  // namespace picos::bench
+
+#endif  // PICOS_TESTING_BENCH_FIGURES_H_
