@@ -163,7 +163,11 @@ class Scheduler {
   uv_loop_s* uv_loop() { return loop_.get(); }
 
   // --- For picos internals (task.cc, primitives). Scheduler thread only. ---
-  void PushReady(internal::TaskCore* c);
+  void PushReady(internal::TaskCore* c) {
+    if (ready_count_ == ready_.size()) GrowReady();
+    ready_[(ready_head_ + ready_count_) & (ready_.size() - 1)] = c;
+    ++ready_count_;
+  }
   void AddTimer(internal::TaskCore* c, absl::Duration timeout);
   void RemoveTimer(internal::TaskCore* c);
   void ScheduleKill(internal::TaskCore* c);
@@ -182,6 +186,7 @@ class Scheduler {
 
   TaskRef SpawnHandle(std::coroutine_handle<> h, std::string name);
   void Register(internal::TaskCore* c);
+  void GrowReady();
   absl::Status Loop(const std::function<bool()>& done, bool wait_for_posts);
   void RunReady();
   void ExpireTimers(int64_t now_ns);

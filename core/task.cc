@@ -252,7 +252,7 @@ bool SleepAwaiter::await_ready() const noexcept {
   return internal::InterruptPending(internal::CurrentTaskOrDie("Sleep"));
 }
 void SleepAwaiter::await_suspend(std::coroutine_handle<> h) {
-  internal::Block(internal::t_current_task, h, TaskState::kSuspended, d_);
+  internal::Block(internal::t_current_task, h, TaskState::kSuspended, absl::Nanoseconds(d_ns_));
 }
 absl::Status SleepAwaiter::await_resume() {
   return internal::TakeInterrupt(internal::t_current_task);
@@ -282,7 +282,8 @@ bool SuspendAwaiter::await_ready() const noexcept {
   return internal::InterruptPending(internal::CurrentTaskOrDie("Suspend"));
 }
 void SuspendAwaiter::await_suspend(std::coroutine_handle<> h) {
-  internal::Block(internal::t_current_task, h, TaskState::kSuspended, timeout_);
+  internal::Block(internal::t_current_task, h, TaskState::kSuspended,
+                  absl::Nanoseconds(timeout_ns_));
 }
 absl::StatusOr<Value> SuspendAwaiter::await_resume() {
   TaskCore* c = internal::t_current_task;
@@ -311,7 +312,8 @@ absl::StatusOr<Value> ReceiveAwaiter::await_resume() {
   c->scheduler()->FreeNode(head);
   return v;
 }
-ReceiveAwaiter Receive(absl::Duration timeout) { return ReceiveAwaiter(timeout); }
+ReceiveAwaiter Receive() { return ReceiveAwaiter(); }
+TimedReceiveAwaiter Receive(absl::Duration timeout) { return TimedReceiveAwaiter(timeout); }
 
 bool JoinAwaiter::await_ready() const noexcept {
   TaskCore* c = internal::CurrentTaskOrDie("Join");

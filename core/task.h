@@ -255,19 +255,21 @@ SuspendAwaiter Suspend(absl::Duration timeout = absl::InfiniteDuration());
 // The next message from the mailbox, waiting for one up to `timeout`
 // (kDeadlineExceeded when it passes). FIFO per sender.
 class ReceiveAwaiter;
-ReceiveAwaiter Receive(absl::Duration timeout = absl::InfiniteDuration());
+class TimedReceiveAwaiter;
+ReceiveAwaiter Receive();
+TimedReceiveAwaiter Receive(absl::Duration timeout);
 
 // --- Awaiter types (public so that they can be named; use the functions). ---
 
 class SleepAwaiter {
  public:
-  explicit SleepAwaiter(absl::Duration d) : d_(d) {}
+  explicit SleepAwaiter(absl::Duration d) : d_ns_(absl::ToInt64Nanoseconds(d)) {}
   bool await_ready() const noexcept;
   void await_suspend(std::coroutine_handle<> h);
   absl::Status await_resume();
 
  private:
-  absl::Duration d_;
+  int64_t d_ns_;  // one word, not absl::Duration's two: it sits in the frame
 };
 
 class YieldAwaiter {
@@ -279,31 +281,44 @@ class YieldAwaiter {
 
 class SuspendAwaiter {
  public:
-  explicit SuspendAwaiter(absl::Duration timeout) : timeout_(timeout) {}
+  explicit SuspendAwaiter(absl::Duration timeout)
+      : timeout_ns_(absl::ToInt64Nanoseconds(timeout)) {}
   bool await_ready() const noexcept;
   void await_suspend(std::coroutine_handle<> h);
   absl::StatusOr<Value> await_resume();
 
  private:
-  absl::Duration timeout_;
+  int64_t timeout_ns_;
 };
 
-// Kept to one word plus the timeout: it lives in the frame of every task that
-// waits for a message.
+// Receive() without a timeout. Empty on purpose: the awaiter and the
+// StatusOr its await_resume returns live in the frame of every task that
+// waits for a message, and a million such tasks pay for every byte.
 class ReceiveAwaiter {
  public:
-  explicit ReceiveAwaiter(absl::Duration timeout) : timeout_(timeout) {}
   bool await_ready() const noexcept {
     const internal::TaskCore* c = internal::t_current_task;
     return !c->mailbox_empty() || internal::InterruptPending(c);
   }
   void await_suspend(std::coroutine_handle<> h) {
-    internal::Block(internal::t_current_task, h, TaskState::kReceiving, timeout_);
+    internal::Block(internal::t_current_task, h, TaskState::kReceiving,
+                    absl::InfiniteDuration());
   }
   absl::StatusOr<Value> await_resume();
+};
+
+// Receive(timeout): one word more, the timeout in nanoseconds.
+class TimedReceiveAwaiter : public ReceiveAwaiter {
+ public:
+  explicit TimedReceiveAwaiter(absl::Duration timeout)
+      : timeout_ns_(absl::ToInt64Nanoseconds(timeout)) {}
+  void await_suspend(std::coroutine_handle<> h) {
+    internal::Block(internal::t_current_task, h, TaskState::kReceiving,
+                    absl::Nanoseconds(timeout_ns_));
+  }
 
  private:
-  absl::Duration timeout_;
+  int64_t timeout_ns_;  // INT64_MAX: no timeout
 };
 
 class JoinAwaiter {

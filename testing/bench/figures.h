@@ -29,6 +29,14 @@ inline void PrintFigure(std::string_view name, double value, std::string_view un
 // Resident set size of this process now, in bytes (from /proc/self/statm).
 int64_t CurrentRssBytes();
 
+// Peak resident set size of this process so far, in bytes (VmHWM).
+int64_t PeakRssBytes();
+
+// Runs fn() in a forked child and gives what it returned, so that a memory
+// figure starts from a clean heap and one figure's freed memory cannot
+// flatter the next. -1 if the child failed.
+double InChild(double (*fn)(int64_t), int64_t arg);
+
 // Seconds taken by fn().
 template <typename F>
 double Seconds(F&& fn) {
