@@ -199,8 +199,17 @@ void Scheduler::RunReady() {
     if (c->load_state() != TaskState::kReady) continue;
     c->set_state(TaskState::kRunning);
     internal::t_current_task = c;
+    internal::t_task_parked = false;
     c->leaf.resume();
     internal::t_current_task = nullptr;
+    if (!internal::t_task_parked) {
+      // Not parked, so not finished either: `c` is alive. See t_task_parked.
+      PICOS_LOG(error,
+                "task {} suspended outside any picos awaiter; ending it. With g++ 12, "
+                "`if ((co_await x).ok())` does this: assign the result first.",
+                TaskRef::Adopt((internal::Ref(c), c)).DebugString());
+      Kill(c, absl::InternalError("task suspended outside any picos awaiter (see the log)"));
+    }
     while (!kills_.empty()) {
       TaskCore* k = kills_.back();
       kills_.pop_back();
@@ -402,6 +411,10 @@ void Scheduler::ArmTimer() {
         auto* s = static_cast<Scheduler*>(t->data);
         s->armed_deadline_ns_ = -1;
         s->ExpireTimers(static_cast<int64_t>(uv_hrtime()));
+        // libuv counts in whole milliseconds and may fire a little before
+        // our nanosecond deadline: re-arm for what is left, so that the loop
+        // never sees a pending deadline without an active timer.
+        s->ArmTimer();
       },
       static_cast<uint64_t>(delay_ms), 0);
 }
@@ -485,7 +498,7 @@ absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_po
     }
     ArmTimer();
     int alive = uv_run(loop_.get(), UV_RUN_ONCE);
-    if (!alive && ready_count_ == 0 && !done() &&
+    if (!alive && ready_count_ == 0 && timers_.empty() && !done() &&
         !stop_requested_.load(std::memory_order_relaxed)) {
       bool inbox_empty;
       {

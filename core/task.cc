@@ -14,6 +14,7 @@ using internal::TaskCore;
 namespace internal {
 
 thread_local TaskCore* t_current_task = nullptr;
+thread_local bool t_task_parked = false;
 
 namespace {
 std::atomic<uint64_t> g_next_task_id{1};
@@ -57,6 +58,7 @@ absl::Status TakeInterrupt(TaskCore* c) {
 }
 
 void Block(TaskCore* c, std::coroutine_handle<> h, TaskState state, absl::Duration timeout) {
+  t_task_parked = true;
   c->leaf = h;
   c->wake = kWakeNone;
   ++c->wait_seq;
@@ -95,6 +97,7 @@ bool WakeToken(const WaitToken& token, WakeReason reason) {
 void FinishCurrentTask(absl::Status status, Value value, std::coroutine_handle<> root) {
   TaskCore* c = CurrentTaskOrDie("task end");
   PICOS_ASSERT(c->root == root);
+  t_task_parked = true;
   c->root = {};
   c->leaf = {};
   root.destroy();
@@ -264,6 +267,7 @@ bool YieldAwaiter::await_ready() const noexcept {
 }
 void YieldAwaiter::await_suspend(std::coroutine_handle<> h) {
   TaskCore* c = internal::t_current_task;
+  internal::t_task_parked = true;
   c->leaf = h;
   if (c->flags & internal::kFlagTerminateDelivered) {
     c->set_state(TaskState::kWaiting);

@@ -101,6 +101,14 @@ struct TaskCore {
 // The task running on this thread, or null outside tasks.
 extern thread_local TaskCore* t_current_task;
 
+// Set by every way a task gives control back to its scheduler (Block, a
+// yield, its end). The scheduler clears it before each resume and checks it
+// after: a task that comes back without it was suspended by something that
+// is not a picos awaiter, and would otherwise hang unseen. g++ 12.2 does this
+// for `if ((co_await X).ok())` (it suspends without calling await_suspend):
+// such a task is ended with kInternal and a log line naming the cause.
+extern thread_local bool t_task_parked;
+
 // Asserts that the caller runs inside a task and returns it.
 TaskCore* CurrentTaskOrDie(const char* what);
 

@@ -386,3 +386,29 @@ TEST(Scheduler, ManyTimersFireInDeadlineOrder) {
 
 }  // namespace
 }  // namespace picos
+
+namespace picos {
+namespace {
+
+// An awaiter that suspends without telling the scheduler: the task would
+// never run again. The scheduler notices and ends the task with an error.
+struct StrayAwaiter {
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<>) const noexcept {}
+  void await_resume() const noexcept {}
+};
+
+TEST(Scheduler, TaskSuspendedOutsidePicosAwaitersIsEndedNotHung) {
+  Scheduler s;
+  bool destroyed = false;
+  TaskRef t = s.Spawn([](bool* d) -> Task<> {
+    Flag f{d};
+    co_await StrayAwaiter{};
+  }, &destroyed);
+  EXPECT_THAT(s.RunUntil(t), StatusIs(absl::StatusCode::kInternal, HasSubstr("outside")));
+  EXPECT_TRUE(destroyed);
+  EXPECT_EQ(s.task_count(), 0u);
+}
+
+}  // namespace
+}  // namespace picos

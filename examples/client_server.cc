@@ -1,0 +1,95 @@
+// pycos client_server.py in picos: a server task receives requests from
+// client tasks, each carrying the client's handle, and answers each one.
+//
+//   bazel run //examples:client_server -- --clients=4 --requests=5
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "core/scheduler.h"
+#include "core/status.h"
+#include "core/task.h"
+
+ABSL_FLAG(int, clients, 3, "number of client tasks, 1 to 10000");
+ABSL_FLAG(int, requests, 4, "requests per client, 1 to 10000");
+
+namespace {
+
+using picos::Task;
+using picos::TaskRef;
+using picos::Value;
+
+// Answers {"client": handle, "n": number} with n squared until it receives
+// "quit". A malformed request is logged and skipped: messages are input.
+Task<int64_t> Server() {
+  int64_t served = 0;
+  for (;;) {
+    absl::StatusOr<Value> msg = co_await picos::Receive();
+    if (!msg.ok()) co_return served;
+    if (*msg == Value("quit")) break;
+    const Value* client = msg->Find("client");
+    const Value* n = msg->Find("n");
+    if (client == nullptr || !client->is_task() || n == nullptr || !n->is_int()) {
+      std::printf("server: ignoring malformed request %s\n", msg->DebugString().c_str());
+      continue;
+    }
+    int64_t x = n->as_int();
+    std::printf("server: request %lld from %s\n", static_cast<long long>(x),
+                client->as_task().DebugString().c_str());
+    (void)client->as_task().Send(Value::Map({{"n", x}, {"square", x * x}}));
+    ++served;
+  }
+  std::printf("server: served %lld requests\n", static_cast<long long>(served));
+  co_return served;
+}
+
+Task<absl::Status> Client(TaskRef server, int id, int requests) {
+  TaskRef self = picos::Self();
+  for (int i = 1; i <= requests; ++i) {
+    int64_t n = id * 100 + i;
+    PICOS_CO_RETURN_IF_ERROR(server.Send(Value::Map({{"client", self}, {"n", n}})));
+    PICOS_CO_ASSIGN_OR_RETURN(Value reply, co_await picos::Receive(absl::Seconds(5)));
+    if (reply["square"] != Value(n * n)) co_return absl::DataLossError("wrong answer");
+    std::printf("client %d: %lld squared is %lld\n", id, static_cast<long long>(n),
+                static_cast<long long>(reply["square"].as_int()));
+  }
+  co_return absl::OkStatus();
+}
+
+Task<absl::Status> Main(int clients, int requests) {
+  picos::Scheduler& s = picos::ThisScheduler();
+  TaskRef server = s.SpawnNamed("server", Server);
+  (void)server.Send("not a request");
+  std::vector<TaskRef> running;
+  for (int c = 1; c <= clients; ++c) {
+    running.push_back(s.SpawnNamed("client" + std::to_string(c), Client, server, c, requests));
+  }
+  for (const TaskRef& c : running) PICOS_CO_RETURN_IF_ERROR((co_await c.Join()).status());
+  PICOS_CO_RETURN_IF_ERROR(server.Send("quit"));
+  PICOS_CO_ASSIGN_OR_RETURN(Value served, co_await server.Join());
+  std::printf("done: %lld requests served to %d clients\n",
+              static_cast<long long>(served.as_int()), clients);
+  co_return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("A server task and client tasks exchanging messages.");
+  absl::ParseCommandLine(argc, argv);
+  int clients = absl::GetFlag(FLAGS_clients);
+  int requests = absl::GetFlag(FLAGS_requests);
+  if (clients < 1 || clients > 10000 || requests < 1 || requests > 10000) {
+    std::fprintf(stderr, "client_server: --clients and --requests must be within 1..10000\n");
+    return 2;
+  }
+  picos::Scheduler s;
+  absl::StatusOr<Value> r = s.RunUntil(s.Spawn(Main, clients, requests));
+  if (!r.ok()) {
+    std::fprintf(stderr, "client_server: %s\n", r.status().ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
