@@ -156,6 +156,8 @@ class Scheduler {
 
   // Tasks spawned and not yet ended.
   size_t task_count() const { return tasks_.size(); }
+  // Timeouts pending in the timer heap (each costs 16 bytes there).
+  size_t timer_count() const { return timers_.size(); }
   const std::string& name() const { return options_.name; }
   bool stopped() const { return stopped_.load(std::memory_order_acquire); }
 
@@ -176,6 +178,13 @@ class Scheduler {
   void FreeNode(internal::MessageNode* n);
   absl::Status DeliverLocal(internal::TaskCore* c, Value message);
   uint8_t index() const { return index_; }
+  // Per-scheduler state of picos libraries (the name registry), made on first
+  // use by that library and destroyed with the scheduler, after its tasks.
+  struct Extension {
+    virtual ~Extension() = default;
+  };
+  enum ExtensionSlot : int { kNamingExtension = 0, kExtensionSlots = 4 };
+  std::unique_ptr<Extension>& extension(ExtensionSlot slot) { return extensions_[slot]; }
   static Scheduler* FromIndex(uint8_t index);
 
  private:
@@ -225,6 +234,7 @@ class Scheduler {
   bool running_ = false;
   bool destroying_ = false;
   std::thread thread_;
+  std::unique_ptr<Extension> extensions_[kExtensionSlots];
 };
 
 // The scheduler of the running task. Asserts that the caller is a task.
