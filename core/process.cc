@@ -54,7 +54,9 @@ using internal::ProcState;
 
 constexpr size_t kScratchSize = 64 * 1024;
 
-void ClosePipe(PipeState* s) {
+// Closes the pipe and forgets it: the state is freed in the close callback.
+void ClosePipe(PipeState*& state) {
+  PipeState* s = std::exchange(state, nullptr);
   if (s == nullptr || s->closing) return;
   s->closing = true;
   s->reader.Notify();
@@ -180,8 +182,8 @@ std::string ExitStatus::ToString() const {
 
 Task<absl::Status> PipeWriter::Write(std::string data, absl::Duration timeout) {
   PipeState* s = state_;
+  if (closed_) co_return absl::FailedPreconditionError("the child's stdin is closed");
   if (s == nullptr) co_return absl::FailedPreconditionError("the child's stdin is not a pipe");
-  if (s->closing) co_return absl::FailedPreconditionError("the child's stdin is closed");
   if (data.empty()) co_return absl::OkStatus();
   auto result = std::make_shared<WriteResult>();
   auto* op = new WriteOp{{}, std::move(data), result};
@@ -342,7 +344,9 @@ Process::~Process() {
 }
 
 absl::Status Process::CloseStdin() {
+  if (in_.closed_) return absl::OkStatus();
   if (in_.state_ == nullptr) return absl::FailedPreconditionError("the child's stdin is not a pipe");
+  in_.closed_ = true;
   ClosePipe(in_.state_);
   return absl::OkStatus();
 }
@@ -370,7 +374,7 @@ Task<absl::StatusOr<ExitStatus>> Process::Wait(absl::Duration timeout) {
 
 Task<absl::StatusOr<ProcessOutput>> Process::Communicate(std::string input, size_t limit,
                                                          absl::Duration timeout) {
-  if (in_.state_ == nullptr || out_reader_.state_ == nullptr || err_reader_.state_ == nullptr) {
+  if ((in_.state_ == nullptr && !in_.closed_) || out_reader_.state_ == nullptr || err_reader_.state_ == nullptr) {
     co_return absl::FailedPreconditionError("Communicate needs stdin, stdout and stderr as pipes");
   }
   if (limit == 0 || limit > (size_t{1} << 30)) {
@@ -383,7 +387,7 @@ Task<absl::StatusOr<ProcessOutput>> Process::Communicate(std::string input, size
     s->limit = std::max(s->limit, limit + 1);
     StartReading(s);
   }
-  if (!in_.state_->closing) {
+  if (!in_.closed_) {
     absl::Status st = co_await in_.Write(std::move(input), deadline.Remaining());
     // A child that exits without reading all its input is not an error
     // of Communicate: its output and status say what happened.

@@ -128,6 +128,7 @@ class PipeWriter : public Writer {
  private:
   friend class Process;
   internal::PipeState* state_;  // owned by the Process; null when not a pipe
+  bool closed_ = false;         // CloseStdin() was called
 };
 
 // The read end of a child's stdout or stderr (a Reader), read in the
