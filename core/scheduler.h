@@ -183,7 +183,11 @@ class Scheduler {
   struct Extension {
     virtual ~Extension() = default;
   };
-  enum ExtensionSlot : int { kNamingExtension = 0, kExtensionSlots = 4 };
+  enum ExtensionSlot : int {
+    kNamingExtension = 0,
+    kThreadPoolExtension = 3,  // thread_pool.cc: lets pool threads outlive the scheduler safely
+    kExtensionSlots = 4
+  };
   std::unique_ptr<Extension>& extension(ExtensionSlot slot) { return extensions_[slot]; }
   static Scheduler* FromIndex(uint8_t index);
 

@@ -40,6 +40,7 @@ enum TaskFlag : uint8_t {
   kFlagTerminateDelivered = 1 << 1,  // a wait returned kCancelled
   kFlagThrowPending = 1 << 2,        // Throw() called, not yet seen
   kFlagFinished = 1 << 3,            // FinishTask ran
+  kFlagHotSwappable = 1 << 4,        // HotSwappable(true): HotSwap may replace it (hot_swap.h)
 };
 
 inline constexpr uint8_t kInterruptFlags = kFlagTerminateRequested | kFlagThrowPending;
