@@ -1,0 +1,100 @@
+// pycos pipe_grep.py in picos: a chain of two programs, `grep -i error | wc -l`,
+// fed line by line by a writer task while a reader task reads the result
+// line by line from the last program.
+//
+//   bazel run //examples:pipe_grep -- --file=/var/log/syslog
+// Without --file it feeds generated log lines, every 7th an error.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "core/file.h"
+#include "core/io.h"
+#include "core/process.h"
+#include "core/scheduler.h"
+#include "core/status.h"
+#include "core/task.h"
+
+ABSL_FLAG(std::string, file, "", "log file to search (default: generated lines)");
+ABSL_FLAG(int64_t, lines, 1000, "generated lines when no --file, 1 to 1000000");
+
+namespace {
+
+constexpr size_t kMaxLine = 64 * 1024;
+
+// Writes every line of the input to the first program, then closes its stdin.
+picos::Task<absl::Status> Writer(picos::Process* first, std::string path, int64_t lines) {
+  if (path.empty()) {
+    for (int64_t i = 0; i < lines; ++i) {
+      std::string line = i % 7 == 0 ? absl::StrCat("line ", i, ": ERROR disk full\n")
+                                    : absl::StrCat("line ", i, ": all good\n");
+      PICOS_CO_RETURN_IF_ERROR(co_await first->in().Write(std::move(line), absl::Seconds(30)));
+    }
+  } else {
+    PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::File> f, co_await picos::File::Open(path));
+    picos::BufferedReader in(f.get());
+    for (int64_t i = 0; i < 100'000'000; ++i) {
+      absl::StatusOr<std::string> line = co_await in.ReadLine(kMaxLine);
+      if (!line.ok() && line.status().code() == absl::StatusCode::kResourceExhausted) {
+        line = co_await in.Read(kMaxLine);  // an over-long line goes through in pieces
+      }
+      if (!line.ok()) co_return line.status();
+      if (line->empty()) break;
+      PICOS_CO_RETURN_IF_ERROR(co_await first->in().Write(*std::move(line), absl::Seconds(30)));
+    }
+  }
+  co_return first->CloseStdin();
+}
+
+// Reads the last program's output line by line.
+picos::Task<absl::Status> Reader(picos::Process* last) {
+  for (int i = 0; i < 1000; ++i) {
+    PICOS_CO_ASSIGN_OR_RETURN(std::string line, co_await last->out().ReadLine(kMaxLine, absl::Seconds(30)));
+    if (line.empty()) break;
+    std::printf("matching lines: %s\n", std::string(absl::StripAsciiWhitespace(line)).c_str());
+  }
+  co_return absl::OkStatus();
+}
+
+picos::Task<absl::Status> Main(std::string path, int64_t lines) {
+  PICOS_CO_ASSIGN_OR_RETURN(
+      std::unique_ptr<picos::Pipeline> chain,
+      picos::Pipeline::Spawn({{.program = "grep", .args = {"-i", "error"}},
+                              {.program = "wc", .args = {"-l"}}}));
+  picos::Scheduler& s = picos::ThisScheduler();
+  picos::TaskRef writer = s.Spawn(Writer, &chain->first(), path, lines);
+  picos::TaskRef reader = s.Spawn(Reader, &chain->last());
+  PICOS_CO_ASSIGN_OR_RETURN(picos::Value w, co_await writer.Join());
+  PICOS_CO_ASSIGN_OR_RETURN(picos::Value r, co_await reader.Join());
+  (void)w;
+  (void)r;
+  PICOS_CO_ASSIGN_OR_RETURN(std::vector<picos::ExitStatus> st, co_await chain->Wait(absl::Seconds(30)));
+  // grep exits 1 when nothing matched: not an error here.
+  std::printf("grep: %s, wc: %s\n", st[0].ToString().c_str(), st[1].ToString().c_str());
+  co_return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Counts error lines through grep | wc (pycos pipe_grep.py).");
+  absl::ParseCommandLine(argc, argv);
+  const int64_t lines = absl::GetFlag(FLAGS_lines);
+  if (lines < 1 || lines > 1'000'000) {
+    std::fprintf(stderr, "pipe_grep: --lines outside 1..1000000\n");
+    return 2;
+  }
+  picos::Scheduler s;
+  picos::TaskRef t = s.Spawn(Main, absl::GetFlag(FLAGS_file), lines);
+  absl::StatusOr<picos::Value> r = s.RunUntil(t);
+  if (!r.ok()) {
+    std::fprintf(stderr, "pipe_grep: %s\n", r.status().ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
