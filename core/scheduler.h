@@ -224,7 +224,38 @@ class Scheduler {
   size_t ready_head_ = 0;
   size_t ready_count_ = 0;
 
-  std::vector<TimerEntry> timers_;  // binary min-heap on deadline
+  // A vector in fixed blocks: growing it never copies, so a million pending
+  // timeouts cost 16 bytes each at their peak, not the 24-32 of a vector
+  // that doubles (old and new buffers both live while it copies).
+  template <typename T>
+  class BlockVector {
+   public:
+    static constexpr size_t kBlock = 4096;
+    size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    T& operator[](size_t i) { return blocks_[i / kBlock][i % kBlock]; }
+    const T& operator[](size_t i) const { return blocks_[i / kBlock][i % kBlock]; }
+    void push_back(const T& v) {
+      if (size_ == blocks_.size() * kBlock) blocks_.push_back(std::make_unique<T[]>(kBlock));
+      (*this)[size_++] = v;
+    }
+    void pop_back() {
+      --size_;
+      // Keep one spare block so that a size going back and forth over a
+      // block boundary does not allocate each time.
+      if (blocks_.size() * kBlock >= size_ + 2 * kBlock) blocks_.pop_back();
+    }
+    void clear() {
+      blocks_.clear();
+      size_ = 0;
+    }
+
+   private:
+    std::vector<std::unique_ptr<T[]>> blocks_;
+    size_t size_ = 0;
+  };
+
+  BlockVector<TimerEntry> timers_;  // binary min-heap on deadline
   std::vector<internal::TaskCore*> tasks_;  // every live task; core->all_index
   std::vector<internal::TaskCore*> kills_;  // to destroy once control returns
   internal::MessageNode* free_nodes_ = nullptr;

@@ -1,7 +1,7 @@
 // Core figures of picos against bare C++20 coroutines, measured in one run.
 //
 //   bazel run -c opt //testing/bench:core_bench
-//   bazel run -c opt //testing/bench:core_bench -- --tasks=1000000 --skip_concurrency
+//   bazel run -c opt //testing/bench:core_bench -- --tasks=100000 --noconcurrency
 //
 // Prints `name: value unit` lines; each figure with a floor prints
 // `floor_<name>` right after it.
@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "core/scheduler.h"
 #include "core/task.h"
+#include "testing/bench/concurrency_figures.h"
 #include "testing/bench/figures.h"
 #include "testing/bench/floor.h"
 
@@ -21,6 +22,7 @@ ABSL_FLAG(int64_t, tasks, 1'000'000, "tasks in the memory and spawn figures (100
 ABSL_FLAG(int64_t, round_trips, 5'000'000, "ping-pong round trips (1000..1000000000)");
 ABSL_FLAG(int64_t, fanout_messages, 1'000'000, "fan-out messages in all (1000..1000000000)");
 ABSL_FLAG(int64_t, yields, 10'000'000, "yield switches (1000..1000000000)");
+ABSL_FLAG(bool, concurrency, true, "also print the channel, lock and timeout figures");
 
 namespace picos::bench {
 namespace {
@@ -246,5 +248,6 @@ int main(int argc, char** argv) {
   PrintFigure("floor_fanout_messages_per_s", FloorFanOutPerSecond(fanout), "1/s");
   PrintFigure("yield_switches_per_s", YieldsPerSecond(yields), "1/s");
   PrintFigure("floor_yield_switches_per_s", FloorYieldsPerSecond(yields), "1/s");
+  if (absl::GetFlag(FLAGS_concurrency)) RunConcurrencyFigures();
   return 0;
 }

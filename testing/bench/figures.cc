@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <malloc.h>
 #include <sys/wait.h>
+
+#include <cstdio>
 
 #include <cstring>
 #include <fstream>
@@ -33,6 +36,14 @@ double InChild(double (*fn)(int64_t), int64_t arg) {
   if (pid < 0) return -1;
   if (pid == 0) {
     close(fds[0]);
+    // Start from a clean slate: hand the parent's free heap back to the
+    // kernel, so that reusing it shows as growth, and reset the peak RSS the
+    // child inherited from the parent (Linux: clear_refs "5").
+    malloc_trim(0);
+    if (FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+      std::fputs("5", f);
+      std::fclose(f);
+    }
     double v = fn(arg);
     ssize_t n = write(fds[1], &v, sizeof(v));
     _exit(n == sizeof(v) ? 0 : 1);
