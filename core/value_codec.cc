@@ -79,24 +79,33 @@ absl::Status RemoteHandle(const char* what, const std::string& name) {
 class LocalCodec final : public HandleCodec {
  public:
   absl::StatusOr<TaskIdentity> ExportTask(const TaskRef& task) override {
-    internal::TaskCore* core = task.core();
     TaskIdentity identity{ProcessId(), task.id(), task.name()};
     // An ended task is named but not exported: importing it gives kNotFound.
-    if (core->flags & internal::kFlagFinished) return identity;
+    if (task.done()) return identity;
     bool added;
     {
       absl::MutexLock lock(&mu_);
-      added = tasks_.try_emplace(identity.task_id, core).second;
+      added = tasks_.try_emplace(identity.task_id, task).second;
+      if (added && tasks_.size() >= task_sweep_at_) {
+        // Entries whose finish hook never ran (a task spawned from another
+        // thread and dropped unstarted when its scheduler stopped) go here.
+        for (auto i = tasks_.begin(); i != tasks_.end();) {
+          if (i->second.done()) {
+            tasks_.erase(i++);
+          } else {
+            ++i;
+          }
+        }
+        task_sweep_at_ = std::max<size_t>(kFirstSweep, 2 * tasks_.size());
+      }
     }
     if (added) {
-      // Runs in Scheduler::Finish before the scheduler drops its reference:
-      // while the entry exists, the control block is alive, so ImportTask
-      // may take a reference to it under the mutex. Registered here on the
-      // task's scheduler thread (the rule in value_codec.h), the only thread
-      // that runs Finish, so the task cannot end between the check of
-      // kFlagFinished above and this line.
+      // Removes the entry when the task ends. Registered on the task's
+      // scheduler thread (the rule in value_codec.h), which is the only one
+      // that ends tasks, so the task cannot end between the done() check
+      // above and this line.
       uint64_t id = identity.task_id;
-      core->Extra().finish_hooks.push_back([this, id](internal::TaskCore*) {
+      task.core()->Extra().finish_hooks.push_back([this, id](internal::TaskCore*) {
         absl::MutexLock lock(&mu_);
         tasks_.erase(id);
       });
@@ -110,12 +119,15 @@ class LocalCodec final : public HandleCodec {
     }
     absl::MutexLock lock(&mu_);
     auto it = tasks_.find(identity.task_id);
+    if (it != tasks_.end() && it->second.done()) {
+      tasks_.erase(it);  // its finish hook did not run (see the sweep above)
+      it = tasks_.end();
+    }
     if (it == tasks_.end()) {
       return absl::NotFoundError(absl::StrCat("task ", identity.name, "#", identity.task_id,
                                               " of this process has ended or was never sent"));
     }
-    internal::Ref(it->second);
-    return TaskRef::Adopt(it->second);
+    return it->second;
   }
 
   absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef& channel) override {
@@ -165,9 +177,10 @@ class LocalCodec final : public HandleCodec {
   }
 
   absl::Mutex mu_;
-  // Live exported tasks by id. Not a reference: the finish hook removes the
-  // entry before the control block can go.
-  absl::flat_hash_map<uint64_t, internal::TaskCore*> tasks_ ABSL_GUARDED_BY(mu_);
+  // Live exported tasks by id. The reference keeps only the control block
+  // (56 bytes), not the task, alive; the finish hook removes the entry.
+  absl::flat_hash_map<uint64_t, TaskRef> tasks_ ABSL_GUARDED_BY(mu_);
+  size_t task_sweep_at_ ABSL_GUARDED_BY(mu_) = kFirstSweep;
   // Exported channels by name, each holding a reference; swept as it grows.
   absl::flat_hash_map<std::string, ChannelRef> channels_ ABSL_GUARDED_BY(mu_);
   size_t sweep_at_ ABSL_GUARDED_BY(mu_) = kFirstSweep;

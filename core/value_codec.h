@@ -88,7 +88,8 @@ class HandleCodec {
 //
 //  * A task handle exports as {ProcessId(), task.id(), task.name()}, and the
 //    task is put in an export table until it ends (a finish hook removes it,
-//    on its scheduler thread). The table does not keep the task alive.
+//    on its scheduler thread). The table keeps the task's small control
+//    block alive while it runs, never the task itself.
 //    Importing an identity of this process gives back the same TaskRef while
 //    the task lives, and kNotFound once it has ended.
 //  * A channel exports as {ProcessId(), name}; the table holds a reference
