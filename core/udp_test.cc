@@ -26,12 +26,6 @@ using ::picos::testing::IsOk;
 using ::picos::testing::StatusIs;
 
 // GTEST_SKIP() for coroutine bodies (GTEST_SKIP() uses `return`).
-#define CO_SKIP(why)                                                      \
-  do {                                                                    \
-    GTEST_MESSAGE_("Skipped", ::testing::TestPartResult::kSkip) << why;   \
-    co_return;                                                            \
-  } while (0)
-
 constexpr char kGroup4[] = "239.255.97.5";
 constexpr char kGroup6[] = "ff02::7069:636f";  // link-local scope: lo is one link
 

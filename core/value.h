@@ -282,8 +282,12 @@ struct ValueTraits<ChannelRef> {
   }
 };
 
+// Only for element types that convert themselves: otherwise ValueTraits of
+// the vector stays undefined, and ValueConvertible<std::vector<T>> is false
+// instead of a hard error deep inside a template.
 template <typename T>
-struct ValueTraits<std::vector<T>, std::enable_if_t<!std::is_same_v<T, Value>>> {
+struct ValueTraits<std::vector<T>,
+                   std::enable_if_t<!std::is_same_v<T, Value> && ValueConvertible<T>>> {
   static Value ToValue(const std::vector<T>& items) {
     Value::ListType l;
     l.reserve(items.size());

@@ -62,4 +62,12 @@ inline void RunCoroTest(Task<> (*body)()) {
     }                                                                        \
   } while (0)
 
+// GTEST_SKIP() for coroutine bodies: records the skip, with its reason, and
+// ends the body.
+#define CO_SKIP(why)                                                      \
+  do {                                                                    \
+    GTEST_MESSAGE_("Skipped", ::testing::TestPartResult::kSkip) << why;   \
+    co_return;                                                            \
+  } while (0)
+
 #endif  // PICOS_TESTING_CORO_TEST_H_

@@ -17,12 +17,6 @@ namespace {
 using ::picos::testing::IsOk;
 using ::picos::testing::StatusIs;
 
-#define CO_SKIP(why)                                                    \
-  do {                                                                  \
-    GTEST_MESSAGE_("Skipped", ::testing::TestPartResult::kSkip) << why; \
-    co_return;                                                          \
-  } while (0)
-
 TEST(McastUri, ParsesAndValidates) {
   ASSERT_OK_AND_ASSIGN(McastEndpoint a, ParseMcastUri("mcast://239.255.97.5:9705?iface=lo&ttl=3"));
   EXPECT_EQ(a.group.ToString(), "239.255.97.5:9705");
