@@ -198,6 +198,7 @@ void Scheduler::RunReady() {
     --ready_count_;
     if (c->load_state() != TaskState::kReady) continue;
     c->set_state(TaskState::kRunning);
+    c->flags &= ~internal::kFlagParkedInReceive;
     internal::t_current_task = c;
     internal::t_task_parked = false;
     c->leaf.resume();

@@ -71,6 +71,8 @@ void Block(TaskCore* c, std::coroutine_handle<> h, TaskState state, absl::Durati
     return;
   }
   c->set_state(state);
+  // A swap point for HotSwap; RunReady clears it when the task resumes.
+  if (state == TaskState::kReceiving) c->flags |= kFlagParkedInReceive;
   if (timeout != absl::InfiniteDuration()) c->scheduler()->AddTimer(c, timeout);
 }
 

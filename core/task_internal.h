@@ -41,6 +41,7 @@ enum TaskFlag : uint8_t {
   kFlagThrowPending = 1 << 2,        // Throw() called, not yet seen
   kFlagFinished = 1 << 3,            // FinishTask ran
   kFlagHotSwappable = 1 << 4,        // HotSwappable(true): HotSwap may replace it (hot_swap.h)
+  kFlagParkedInReceive = 1 << 5,     // last parked in Receive(), not resumed since (hot_swap.cc)
 };
 
 inline constexpr uint8_t kInterruptFlags = kFlagTerminateRequested | kFlagThrowPending;
