@@ -19,6 +19,13 @@
 // handles and refuses those of other processes; the remote layer plugs in
 // its own codec that knows peers.
 //
+// Wire rules a decoder enforces beyond Cap'n Proto's own: map keys are
+// unique (an encoder writes them in ascending byte order); no bytes may
+// follow the message; a handle's process id is kProcessIdSize bytes, except
+// a null handle, which has an empty identity. Strings are kept as octets
+// (UTF-8 is not checked) and may hold NUL bytes. Union tags this version
+// does not know are malformed.
+//
 // Errors: kInvalidArgument for malformed input (truncated, garbage, a wrong
 // field), kResourceExhausted when a CodecOptions limit is exceeded (on either
 // side), kNotFound for a handle of this process that has ended or was never
