@@ -1,0 +1,411 @@
+#include "testing/transport_conformance.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/scheduler.h"
+#include "core/status.h"
+#include "core/task.h"
+#include "testing/coro_test.h"
+#include "testing/status_matchers.h"
+
+namespace picos::testing {
+
+std::string UniqueUnixUri(bool abstract) {
+  static std::atomic<int> counter{0};
+  std::string name = absl::StrCat("picos-", getpid(), "-", counter.fetch_add(1));
+  if (abstract) return absl::StrCat("unix://@", name);
+  return absl::StrCat("unix:///tmp/", name, ".sock");
+}
+
+namespace {
+
+using ::testing::HasSubstr;
+
+std::unique_ptr<const TransportRegistry> MakeRegistry(const ConformanceParam& p) {
+  TransportRegistry::Builder b;
+  p.register_transport(b);
+  return std::move(b).Build();
+}
+
+// Runs `body` as a task on a fresh scheduler; fails on an error, a
+// deadlock or a task left alive.
+template <typename F>
+void RunTask(F body) {
+  Scheduler s(Scheduler::Options{.name = "conformance"});
+  TaskRef t = s.SpawnNamed("test-body", std::move(body));
+  absl::StatusOr<Value> r = s.RunUntil(t);
+  EXPECT_OK(r) << "the test body's task failed";
+  for (int i = 0; i < 200 && s.task_count() > 0; ++i) {
+    TaskRef tick = s.Spawn([]() -> Task<> { co_await Sleep(absl::Milliseconds(1)); });
+    (void)s.RunUntil(tick);
+  }
+  EXPECT_EQ(s.task_count(), 0u) << "tasks still alive after the test body ended";
+}
+
+// Reads until the end of the stream, writing back what it read.
+Task<absl::Status> EchoUntilEnd(Stream* s) {
+  std::string buf(64 * 1024, '\0');
+  for (int i = 0; i < 10'000'000; ++i) {
+    absl::StatusOr<size_t> n = co_await s->ReadSome(buf.data(), 1, buf.size(), absl::Seconds(60));
+    if (!n.ok()) co_return n.status();
+    if (*n == 0) co_return co_await s->Shutdown(absl::Seconds(10));
+    absl::Status w = co_await s->Write(buf.substr(0, *n), absl::Seconds(60));
+    if (!w.ok()) co_return w;
+  }
+  co_return absl::ResourceExhaustedError("echo loop bound");
+}
+
+char PatternByte(size_t offset) { return static_cast<char>((offset * 7 + offset / 251) % 256); }
+
+struct Pair {
+  std::unique_ptr<Listener> listener;
+  std::unique_ptr<Stream> client;
+  std::unique_ptr<Stream> server;
+};
+
+Task<absl::StatusOr<Pair>> Connected(const TransportRegistry& r, std::string uri,
+                                     StreamOptions options = {}) {
+  Pair p;
+  PICOS_CO_ASSIGN_OR_RETURN(p.listener, co_await r.Listen(uri, options));
+  PICOS_CO_ASSIGN_OR_RETURN(p.client,
+                            co_await r.Connect(p.listener->address(), absl::Seconds(10), options));
+  PICOS_CO_ASSIGN_OR_RETURN(p.server, co_await p.listener->Accept(absl::Seconds(10)));
+  co_return p;
+}
+
+TEST_P(TransportConformanceTest, EchoSmall) {
+  auto reg = MakeRegistry(GetParam());
+  RunTask([&]() -> Task<> {
+    absl::StatusOr<Pair> p = co_await Connected(*reg, GetParam().listen_uri());
+    CO_ASSERT_OK(p);
+    EXPECT_THAT(p->client->peer_address(), HasSubstr(GetParam().listen_uri().substr(0, 4)));
+    Stream* server = p->server.get();
+    TaskRef echo = ThisScheduler().Spawn([server]() { return EchoUntilEnd(server); });
+    CO_ASSERT_OK(co_await p->client->Write("hello, picos"));
+    char buf[64];
+    absl::StatusOr<size_t> n = co_await p->client->ReadSome(buf, 12, sizeof buf, absl::Seconds(10));
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(std::string(buf, *n), "hello, picos");
+    CO_ASSERT_OK(co_await p->client->Shutdown(absl::Seconds(10)));
+    n = co_await p->client->ReadSome(buf, 1, sizeof buf, absl::Seconds(10));
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, 0u) << "end of stream after the echo's shutdown";
+    absl::StatusOr<Value> done = co_await echo.Join(absl::Seconds(10));
+    EXPECT_OK(done);
+  });
+}
+
+TEST_P(TransportConformanceTest, EchoLarge64MB) {
+  auto reg = MakeRegistry(GetParam());
+  constexpr size_t kTotal = size_t{64} << 20;
+  RunTask([&]() -> Task<> {
+    absl::StatusOr<Pair> p = co_await Connected(*reg, GetParam().listen_uri());
+    CO_ASSERT_OK(p);
+    Stream* server = p->server.get();
+    Stream* client = p->client.get();
+    TaskRef echo = ThisScheduler().Spawn([server]() { return EchoUntilEnd(server); });
+    TaskRef writer = ThisScheduler().Spawn([client]() -> Task<absl::Status> {
+      constexpr size_t kChunk = 1 << 20;
+      for (size_t off = 0; off < kTotal; off += kChunk) {
+        std::string chunk(kChunk, '\0');
+        for (size_t i = 0; i < kChunk; ++i) chunk[i] = PatternByte(off + i);
+        absl::Status st = co_await client->Write(std::move(chunk), absl::Seconds(60));
+        if (!st.ok()) co_return st;
+      }
+      co_return co_await client->Shutdown(absl::Seconds(60));
+    });
+    std::string buf(256 * 1024, '\0');
+    size_t got = 0;
+    bool same = true;
+    for (int i = 0; i < 10'000'000 && got <= kTotal; ++i) {
+      absl::StatusOr<size_t> n =
+          co_await client->ReadSome(buf.data(), 1, buf.size(), absl::Seconds(60));
+      CO_ASSERT_OK(n);
+      if (*n == 0) break;
+      for (size_t k = 0; k < *n && same; ++k) same = buf[k] == PatternByte(got + k);
+      got += *n;
+    }
+    EXPECT_EQ(got, kTotal);
+    EXPECT_TRUE(same) << "echoed bytes differ from what was sent";
+    absl::StatusOr<Value> w = co_await writer.Join(absl::Seconds(60));
+    EXPECT_OK(w);
+    absl::StatusOr<Value> e = co_await echo.Join(absl::Seconds(60));
+    EXPECT_OK(e);
+    EXPECT_LE(client->peak_write_queue_bytes(), client->max_write_queue());
+  });
+}
+
+TEST_P(TransportConformanceTest, HalfClose) {
+  auto reg = MakeRegistry(GetParam());
+  RunTask([&]() -> Task<> {
+    absl::StatusOr<Pair> p = co_await Connected(*reg, GetParam().listen_uri());
+    CO_ASSERT_OK(p);
+    CO_ASSERT_OK(co_await p->client->Write("request"));
+    CO_ASSERT_OK(co_await p->client->Shutdown(absl::Seconds(5)));
+    absl::Status after = co_await p->client->Write("more");
+    EXPECT_THAT(after, StatusIs(absl::StatusCode::kFailedPrecondition));
+    // The server reads the whole request, then the end, and still replies.
+    char buf[64];
+    absl::StatusOr<size_t> n = co_await p->server->ReadSome(buf, 7, sizeof buf, absl::Seconds(5));
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(std::string(buf, *n), "request");
+    n = co_await p->server->ReadSome(buf, 1, sizeof buf, absl::Seconds(5));
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, 0u);
+    CO_ASSERT_OK(co_await p->server->Write("reply"));
+    p->server->Close();
+    n = co_await p->client->ReadSome(buf, 5, sizeof buf, absl::Seconds(5));
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(std::string(buf, *n), "reply");
+    n = co_await p->client->ReadSome(buf, 1, sizeof buf, absl::Seconds(5));
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, 0u);
+  });
+}
+
+TEST_P(TransportConformanceTest, RefusedIsUnavailable) {
+  auto reg = MakeRegistry(GetParam());
+  RunTask([&]() -> Task<> {
+    absl::StatusOr<std::unique_ptr<Listener>> l = co_await reg->Listen(GetParam().listen_uri());
+    CO_ASSERT_OK(l);
+    std::string address = (*l)->address();
+    (*l)->Close();
+    absl::StatusOr<std::unique_ptr<Stream>> s = co_await reg->Connect(address, absl::Seconds(5));
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable));
+  });
+}
+
+// The peer vanishes mid-write: it closes (with unread data, so a reset)
+// while the writer still writes. The writer learns kUnavailable.
+TEST_P(TransportConformanceTest, PeerResetIsUnavailable) {
+  auto reg = MakeRegistry(GetParam());
+  RunTask([&]() -> Task<> {
+    absl::StatusOr<Pair> p = co_await Connected(*reg, GetParam().listen_uri());
+    CO_ASSERT_OK(p);
+    CO_ASSERT_OK(co_await p->client->Write(std::string(1000, 'x')));
+    co_await Sleep(absl::Milliseconds(20));
+    p->server->Abort();
+    absl::Status last;
+    for (int i = 0; i < 200 && last.ok(); ++i) {
+      last = co_await p->client->Write(std::string(64 * 1024, 'y'), absl::Seconds(5));
+    }
+    EXPECT_THAT(last, StatusIs(absl::StatusCode::kUnavailable));
+    char buf[16];
+    absl::StatusOr<size_t> n = co_await p->client->ReadSome(buf, 1, sizeof buf, absl::Seconds(5));
+    // Either the reset (kUnavailable) or an orderly end: never a hang.
+    if (n.ok()) {
+      EXPECT_EQ(*n, 0u);
+    } else {
+      EXPECT_THAT(n, StatusIs(absl::StatusCode::kUnavailable));
+    }
+  });
+}
+
+TEST_P(TransportConformanceTest, ReadTimeoutLosesNothing) {
+  auto reg = MakeRegistry(GetParam());
+  RunTask([&]() -> Task<> {
+    absl::StatusOr<Pair> p = co_await Connected(*reg, GetParam().listen_uri());
+    CO_ASSERT_OK(p);
+    char buf[16];
+    CO_ASSERT_OK(co_await p->server->Write("ab"));
+    // Asks for 4 bytes, 2 come: the timeout keeps them buffered.
+    absl::StatusOr<size_t> n =
+        co_await p->client->ReadSome(buf, 4, sizeof buf, absl::Milliseconds(50));
+    EXPECT_THAT(n, StatusIs(absl::StatusCode::kDeadlineExceeded));
+    CO_ASSERT_OK(co_await p->server->Write("cd"));
+    n = co_await p->client->ReadSome(buf, 4, sizeof buf, absl::Seconds(5));
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(std::string(buf, *n), "abcd");
+  });
+}
+
+// Nobody accepts and the backlog fills: further connects cannot complete
+// and must end at their timeout.
+TEST_P(TransportConformanceTest, ConnectTimeout) {
+  auto reg = MakeRegistry(GetParam());
+  RunTask([&]() -> Task<> {
+    StreamOptions options;
+    options.backlog = 1;
+    absl::StatusOr<std::unique_ptr<Listener>> l =
+        co_await reg->Listen(GetParam().listen_uri(), options);
+    CO_ASSERT_OK(l);
+    std::vector<std::unique_ptr<Stream>> held;
+    absl::Status last;
+    for (int i = 0; i < 300 && last.ok(); ++i) {
+      absl::StatusOr<std::unique_ptr<Stream>> s =
+          co_await reg->Connect((*l)->address(), absl::Milliseconds(200));
+      if (s.ok()) {
+        held.push_back(std::move(*s));
+      } else {
+        last = s.status();
+      }
+    }
+    EXPECT_THAT(last, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  });
+}
+
+TEST_P(TransportConformanceTest, ThousandConcurrentConnections) {
+  constexpr int kConnections = 1000;
+  rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur < 2 * kConnections + 100) {
+    rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, 2 * kConnections + 200);
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur < 2 * kConnections + 100) GTEST_SKIP() << "file descriptor limit too low";
+  auto reg = MakeRegistry(GetParam());
+  RunTask([&]() -> Task<> {
+    absl::StatusOr<std::unique_ptr<Listener>> l = co_await reg->Listen(GetParam().listen_uri());
+    CO_ASSERT_OK(l);
+    Listener* listener = l->get();
+    // The server keeps every connection open until all clients are done,
+    // so that 1,000 are connected at once.
+    auto server_streams = std::make_shared<std::vector<std::unique_ptr<Stream>>>();
+    TaskRef acceptor = ThisScheduler().Spawn([listener, server_streams]() -> Task<absl::Status> {
+      for (int i = 0; i < kConnections; ++i) {
+        absl::StatusOr<std::unique_ptr<Stream>> s = co_await listener->Accept(absl::Seconds(30));
+        if (!s.ok()) co_return s.status();
+        Stream* raw = s->get();
+        server_streams->push_back(std::move(*s));
+        ThisScheduler().Spawn([raw]() { return EchoUntilEnd(raw); });
+      }
+      co_return absl::OkStatus();
+    });
+    std::vector<TaskRef> clients;
+    std::string address = listener->address();
+    auto ok_count = std::make_shared<int>(0);
+    for (int i = 0; i < kConnections; ++i) {
+      clients.push_back(ThisScheduler().Spawn(
+          [&reg, address, i, ok_count]() -> Task<absl::Status> {
+            PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Stream> s,
+                                      co_await reg->Connect(address, absl::Seconds(30)));
+            std::string msg = absl::StrCat("client ", i, " says hi");
+            PICOS_CO_RETURN_IF_ERROR(co_await s->Write(msg, absl::Seconds(30)));
+            std::string buf(msg.size(), '\0');
+            PICOS_CO_ASSIGN_OR_RETURN(
+                size_t n, co_await s->ReadSome(buf.data(), msg.size(), msg.size(), absl::Seconds(30)));
+            if (buf.substr(0, n) != msg) co_return absl::DataLossError("echo differs");
+            ++*ok_count;
+            co_return absl::OkStatus();
+          }));
+    }
+    for (TaskRef& c : clients) {
+      absl::StatusOr<Value> r = co_await c.Join(absl::Seconds(60));
+      EXPECT_OK(r);
+    }
+    EXPECT_EQ(*ok_count, kConnections);
+    absl::StatusOr<Value> a = co_await acceptor.Join(absl::Seconds(60));
+    EXPECT_OK(a);
+    // Clients closed: every echo task sees the end and finishes.
+    co_await Sleep(absl::Milliseconds(50));
+    server_streams->clear();
+  });
+}
+
+// A reader that does not read: the writer's user-space queue never exceeds
+// its bound, the write times out, and once the reader drains, writing
+// resumes. Asserted on queued bytes, not on time.
+TEST_P(TransportConformanceTest, BackpressureBoundsWriteQueue) {
+  auto reg = MakeRegistry(GetParam());
+  RunTask([&]() -> Task<> {
+    StreamOptions options;
+    options.max_write_queue = 256 * 1024;
+    options.max_read_buffer = 256 * 1024;
+    absl::StatusOr<Pair> p = co_await Connected(*reg, GetParam().listen_uri(), options);
+    CO_ASSERT_OK(p);
+    size_t written = 0;
+    absl::Status st;
+    constexpr size_t kChunk = 1 << 20;
+    for (int i = 0; i < 64 && st.ok(); ++i) {
+      st = co_await p->client->Write(std::string(kChunk, 'b'), absl::Milliseconds(300));
+      if (st.ok()) written += kChunk;
+    }
+    EXPECT_THAT(st, StatusIs(absl::StatusCode::kDeadlineExceeded));
+    EXPECT_LE(p->client->peak_write_queue_bytes(), options.max_write_queue);
+    EXPECT_GT(p->client->peak_write_queue_bytes(), 0u);
+    EXPECT_LT(written, size_t{64} << 20) << "the kernel cannot buffer 64 MB";
+    // Drain on the server; the writer finishes a last write.
+    Stream* server = p->server.get();
+    TaskRef drain = ThisScheduler().Spawn([server]() -> Task<absl::Status> {
+      std::string buf(64 * 1024, '\0');
+      for (int i = 0; i < 1'000'000; ++i) {
+        absl::StatusOr<size_t> n =
+            co_await server->ReadSome(buf.data(), 1, buf.size(), absl::Seconds(30));
+        if (!n.ok()) co_return n.status();
+        if (*n == 0) co_return absl::OkStatus();
+      }
+      co_return absl::OkStatus();
+    });
+    CO_ASSERT_OK(co_await p->client->Write(std::string(kChunk, 'c'), absl::Seconds(30)));
+    CO_ASSERT_OK(co_await p->client->Shutdown(absl::Seconds(30)));
+    absl::StatusOr<Value> d = co_await drain.Join(absl::Seconds(30));
+    EXPECT_OK(d);
+    EXPECT_LE(p->client->peak_write_queue_bytes(), options.max_write_queue);
+  });
+}
+
+// Tasks killed while they wait in a read, a write and an accept: the
+// callbacks that come later must find live state (ASan checks).
+TEST_P(TransportConformanceTest, KilledTasksLeaveNoDanglingCallbacks) {
+  auto reg = MakeRegistry(GetParam());
+  RunTask([&]() -> Task<> {
+    StreamOptions options;
+    options.max_write_queue = 64 * 1024;
+    absl::StatusOr<Pair> p = co_await Connected(*reg, GetParam().listen_uri(), options);
+    CO_ASSERT_OK(p);
+    Stream* client = p->client.get();
+    Listener* listener = p->listener.get();
+    TaskRef reader = ThisScheduler().Spawn([client]() -> Task<> {
+      char buf[16];
+      (void)co_await client->ReadSome(buf, 1, sizeof buf);
+    });
+    Stream* server = p->server.get();
+    TaskRef writer = ThisScheduler().Spawn([server]() -> Task<> {
+      for (int i = 0; i < 1000; ++i) {
+        absl::Status st = co_await server->Write(std::string(1 << 20, 'k'));
+        if (!st.ok()) co_return;
+      }
+    });
+    TaskRef acceptor = ThisScheduler().Spawn([listener]() -> Task<> {
+      (void)co_await listener->Accept();
+    });
+    co_await Sleep(absl::Milliseconds(50));
+    reader.Terminate();
+    writer.Terminate();
+    acceptor.Terminate();
+    co_await Sleep(absl::Milliseconds(20));
+    // The stream still works after its reader was killed.
+    CO_ASSERT_OK(co_await p->client->Write("still alive"));
+    p->server.reset();
+    p->client.reset();
+    p->listener.reset();
+    co_await Sleep(absl::Milliseconds(20));
+  });
+}
+
+TEST_P(TransportConformanceTest, MalformedAddresses) {
+  auto reg = MakeRegistry(GetParam());
+  RunTask([&]() -> Task<> {
+    std::string scheme = GetParam().listen_uri().substr(0, GetParam().listen_uri().find(':'));
+    for (std::string bad : {scheme + "://", scheme + ":/x", scheme + "://\x01:1",
+                            scheme + "://[::1:5", std::string("nosuch://x:1")}) {
+      absl::StatusOr<std::unique_ptr<Stream>> s = co_await reg->Connect(bad, absl::Seconds(1));
+      EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
+    }
+    absl::StatusOr<std::unique_ptr<Stream>> s = co_await reg->Connect("nosuch://x:1");
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(scheme)))
+        << "an unknown scheme lists the known ones";
+  });
+}
+
+}  // namespace
+}  // namespace picos::testing

@@ -1,0 +1,27 @@
+// The one list of picos's transport plugins, and the registry built from it.
+//
+//   const picos::TransportRegistry& r = picos::DefaultTransports();
+//   auto stream = co_await r.Connect("unix://@my-service", absl::Seconds(1));
+//
+// Every plugin is added by an explicit Register...() call in
+// default_transports.cc, so none can be dropped by the linker and the set
+// is visible in one place (the gRPC plugin-registry pattern; see
+// STYLE.md). A program that wants a different set builds its own
+// TransportRegistry with a Builder.
+#ifndef PICOS_TRANSPORTS_DEFAULT_TRANSPORTS_H_
+#define PICOS_TRANSPORTS_DEFAULT_TRANSPORTS_H_
+
+#include "core/transport.h"
+
+namespace picos {
+
+// Adds every built-in transport plugin to `builder`.
+void RegisterDefaultTransports(TransportRegistry::Builder& builder);
+
+// The process-wide registry of the built-in plugins, built on first use
+// (thread-safe) and never destroyed. Any thread; does not suspend.
+const TransportRegistry& DefaultTransports();
+
+}  // namespace picos
+
+#endif  // PICOS_TRANSPORTS_DEFAULT_TRANSPORTS_H_

@@ -1,0 +1,47 @@
+#include "transports/socket.h"
+
+#include <utility>
+
+#include "core/status.h"
+#include "transports/default_transports.h"
+
+namespace picos {
+
+Socket::Socket(std::unique_ptr<Stream> stream)
+    : stream_(std::move(stream)), reader_(std::make_unique<BufferedReader>(stream_.get())) {}
+
+Task<absl::StatusOr<Socket>> Socket::Connect(std::string uri, absl::Duration timeout,
+                                             StreamOptions options) {
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Stream> s,
+                            co_await DefaultTransports().Connect(std::move(uri), timeout, options));
+  co_return Socket(std::move(s));
+}
+
+Task<absl::StatusOr<std::string>> Socket::Read(size_t max_bytes, absl::Duration timeout) {
+  return reader_->Read(max_bytes, timeout);
+}
+
+Task<absl::StatusOr<std::string>> Socket::ReadExactly(size_t n, absl::Duration timeout) {
+  return reader_->ReadExactly(n, timeout);
+}
+
+Task<absl::StatusOr<std::string>> Socket::ReadLine(size_t max_length, absl::Duration timeout) {
+  return reader_->ReadLine(max_length, timeout);
+}
+
+Task<absl::Status> Socket::Write(std::string data, absl::Duration timeout) {
+  return stream_->Write(std::move(data), timeout);
+}
+
+Task<absl::StatusOr<Server>> Server::Listen(std::string uri, StreamOptions options) {
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Listener> l,
+                            co_await DefaultTransports().Listen(std::move(uri), options));
+  co_return Server(std::move(l));
+}
+
+Task<absl::StatusOr<Socket>> Server::Accept(absl::Duration timeout) {
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Stream> s, co_await listener_->Accept(timeout));
+  co_return Socket(std::move(s));
+}
+
+}  // namespace picos

@@ -1,0 +1,109 @@
+// Sockets for tasks (pycos's AsyncSocket): a connected stream with buffered,
+// bounded reads, and a server that accepts them. Any scheme of
+// DefaultTransports() works: tcp://, unix://, and tls:// once registered.
+//
+//   picos::Task<absl::Status> Client() {
+//     PICOS_CO_ASSIGN_OR_RETURN(picos::Socket sock,
+//                               co_await picos::Socket::Connect("tcp://127.0.0.1:9705"));
+//     PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll("hello\n"));
+//     PICOS_CO_ASSIGN_OR_RETURN(std::string line, co_await sock.ReadLine(1024, absl::Seconds(5)));
+//     co_return absl::OkStatus();
+//   }
+//
+//   PICOS_CO_ASSIGN_OR_RETURN(picos::Server server, co_await picos::Server::Listen("tcp://127.0.0.1:0"));
+//   PICOS_CO_ASSIGN_OR_RETURN(picos::Socket conn, co_await server.Accept());
+//
+// A Socket is a Reader and a Writer (core/io.h): code written for files and
+// pipes takes it as is. Threads and errors as in core/transport.h: use a
+// socket from tasks of the scheduler that made it; every call returning a
+// Task suspends and takes a timeout.
+#ifndef PICOS_TRANSPORTS_SOCKET_H_
+#define PICOS_TRANSPORTS_SOCKET_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/io.h"
+#include "core/task.h"
+#include "core/transport.h"
+
+namespace picos {
+
+class Socket : public Reader, public Writer {
+ public:
+  // Wraps a connected stream.
+  explicit Socket(std::unique_ptr<Stream> stream);
+  Socket(Socket&&) = default;
+  Socket& operator=(Socket&&) = default;
+
+  // Connects to `uri` through DefaultTransports(). Suspends.
+  static Task<absl::StatusOr<Socket>> Connect(std::string uri,
+                                              absl::Duration timeout = absl::InfiniteDuration(),
+                                              StreamOptions options = {});
+
+  // Up to `max_bytes` (1 <= max_bytes <= kMaxReadChunk) as soon as any are
+  // available; "" at the end of the stream. Suspends.
+  Task<absl::StatusOr<std::string>> Read(
+      size_t max_bytes, absl::Duration timeout = absl::InfiniteDuration()) override;
+  // Exactly `n` bytes; kOutOfRange if the stream ends first. Suspends.
+  Task<absl::StatusOr<std::string>> ReadExactly(
+      size_t n, absl::Duration timeout = absl::InfiniteDuration());
+  // A line with its '\n' (the last line may lack it; "" at the end).
+  // kResourceExhausted if no '\n' within `max_length` bytes. Suspends.
+  Task<absl::StatusOr<std::string>> ReadLine(
+      size_t max_length, absl::Duration timeout = absl::InfiniteDuration());
+
+  // Writes all of `data` with backpressure (see Stream::Write). Suspends.
+  Task<absl::Status> Write(std::string data,
+                           absl::Duration timeout = absl::InfiniteDuration()) override;
+  Task<absl::Status> WriteAll(std::string data,
+                              absl::Duration timeout = absl::InfiniteDuration()) {
+    return Write(std::move(data), timeout);
+  }
+
+  // Half-close: the peer reads the end of the stream. Suspends.
+  Task<absl::Status> Shutdown(absl::Duration timeout = absl::InfiniteDuration()) {
+    return stream_->Shutdown(timeout);
+  }
+  // Closes now. Does not suspend; the destructor closes too.
+  void Close() { stream_->Close(); }
+
+  std::string peer_address() const { return stream_->peer_address(); }
+  std::string local_address() const { return stream_->local_address(); }
+  // The stream underneath (for ReadSome into a caller's buffer, figures).
+  Stream& stream() { return *stream_; }
+
+ private:
+  std::unique_ptr<Stream> stream_;
+  std::unique_ptr<BufferedReader> reader_;  // reads stream_ (a stable pointer)
+};
+
+// A listening socket.
+class Server {
+ public:
+  explicit Server(std::unique_ptr<Listener> listener) : listener_(std::move(listener)) {}
+  Server(Server&&) = default;
+  Server& operator=(Server&&) = default;
+
+  // Listens on `uri` through DefaultTransports() ("tcp://127.0.0.1:0":
+  // any free port; see address()). Suspends (name resolution).
+  static Task<absl::StatusOr<Server>> Listen(std::string uri, StreamOptions options = {});
+
+  // The next connection. Suspends; kDeadlineExceeded after `timeout`.
+  Task<absl::StatusOr<Socket>> Accept(absl::Duration timeout = absl::InfiniteDuration());
+
+  // Where clients connect, as a URI.
+  std::string address() const { return listener_->address(); }
+  // Stops listening. Does not suspend; the destructor closes too.
+  void Close() { listener_->Close(); }
+
+ private:
+  std::unique_ptr<Listener> listener_;
+};
+
+}  // namespace picos
+
+#endif  // PICOS_TRANSPORTS_SOCKET_H_

@@ -1,0 +1,60 @@
+// unix:// passes the transport conformance suite with socket files and
+// abstract names, and rejects paths libuv would truncate.
+#include "transports/unix/unix_transport.h"
+
+#include <string>
+
+#include "core/scheduler.h"
+#include "testing/status_matchers.h"
+#include "testing/transport_conformance.h"
+
+namespace picos::testing {
+namespace {
+
+INSTANTIATE_TEST_SUITE_P(
+    Unix, TransportConformanceTest,
+    ::testing::Values(ConformanceParam{"path", transports::RegisterUnixTransport,
+                                       [] { return UniqueUnixUri(false); }},
+                      ConformanceParam{"abstract", transports::RegisterUnixTransport,
+                                       [] { return UniqueUnixUri(true); }}),
+    ConformanceName);
+
+TEST(UnixTransport, RejectsOverlongPaths) {
+  TransportRegistry::Builder b;
+  transports::RegisterUnixTransport(b);
+  auto reg = std::move(b).Build();
+  Scheduler s;
+  TaskRef t = s.Spawn([&]() -> Task<> {
+    std::string fits = "unix:///tmp/" + std::string(transports::kMaxUnixPath - 5, 'a');
+    std::string too_long = "unix:///tmp/" + std::string(transports::kMaxUnixPath - 4, 'a');
+    absl::StatusOr<std::unique_ptr<Listener>> l = co_await reg->Listen(too_long);
+    EXPECT_THAT(l, StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("at most")));
+    absl::StatusOr<std::unique_ptr<Stream>> c = co_await reg->Connect(too_long, absl::Seconds(1));
+    EXPECT_THAT(c, StatusIs(absl::StatusCode::kInvalidArgument));
+    absl::StatusOr<std::unique_ptr<Stream>> a =
+        co_await reg->Connect("unix://@" + std::string(transports::kMaxUnixPath, 'b'));
+    EXPECT_THAT(a, StatusIs(absl::StatusCode::kInvalidArgument));
+    // 107 bytes exactly is a usable path (nothing listens: refused).
+    absl::StatusOr<std::unique_ptr<Stream>> f = co_await reg->Connect(fits, absl::Seconds(1));
+    EXPECT_THAT(f, StatusIs(absl::StatusCode::kUnavailable));
+  });
+  EXPECT_OK(s.RunUntil(t));
+}
+
+TEST(UnixTransport, ListenOnExistingPathFails) {
+  TransportRegistry::Builder b;
+  transports::RegisterUnixTransport(b);
+  auto reg = std::move(b).Build();
+  Scheduler s;
+  TaskRef t = s.Spawn([&]() -> Task<> {
+    std::string uri = UniqueUnixUri(false);
+    absl::StatusOr<std::unique_ptr<Listener>> first = co_await reg->Listen(uri);
+    EXPECT_OK(first);
+    absl::StatusOr<std::unique_ptr<Listener>> second = co_await reg->Listen(uri);
+    EXPECT_FALSE(second.ok());
+  });
+  EXPECT_OK(s.RunUntil(t));
+}
+
+}  // namespace
+}  // namespace picos::testing
