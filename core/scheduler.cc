@@ -58,6 +58,16 @@ struct PendingSpawn {
     if (!core) return;
     core->root.destroy();
     core->root = {};
+    core->leaf = {};
+    Scheduler* s = core->scheduler();
+    if (s != nullptr && s->InLoopThread()) {
+      // Dropped while the scheduler stops: end it as any task ends, so that
+      // monitors, names and joiners hear of it.
+      s->Finish(std::exchange(core, nullptr),
+                absl::CancelledError("scheduler stopped before the task started"), Value());
+      return;
+    }
+    // Dropped on another thread (Post failed): nobody else has seen it.
     core->flags |= internal::kFlagFinished;
     core->Extra().result_status = absl::CancelledError("scheduler stopped before the task started");
     core->set_state(TaskState::kDone);
