@@ -1,0 +1,87 @@
+// pycos hotswap.py in picos: a server task's function is replaced while a
+// client keeps sending it messages; none is lost, the task stays the same.
+//
+//   bazel run //examples:hotswap
+#include <cstdio>
+#include <string>
+
+#include "absl/time/time.h"
+#include "core/hot_swap.h"
+#include "core/scheduler.h"
+#include "core/task.h"
+
+namespace {
+
+using picos::Task;
+using picos::TaskRef;
+using picos::Value;
+
+Task<> ServerV1() {
+  picos::HotSwappable(true);  // may be swapped whenever it waits in Receive
+  for (;;) {
+    absl::StatusOr<Value> m = co_await picos::Receive();
+    if (!m.ok()) co_return;
+    std::printf("server v1 (%s): got %s\n", picos::Self().DebugString().c_str(),
+                m->DebugString().c_str());
+  }
+}
+
+// The new function: same task, same mailbox; doubles what it gets. It does
+// not declare itself swappable, so later swaps are refused.
+Task<int> ServerV2(int factor) {
+  int handled = 0;
+  for (;;) {
+    absl::StatusOr<Value> m = co_await picos::Receive();
+    if (!m.ok()) co_return handled;
+    if (*m == Value("quit")) break;
+    ++handled;
+    std::printf("server v2 (%s): got %s, times %d is %lld\n",
+                picos::Self().DebugString().c_str(), m->DebugString().c_str(), factor,
+                static_cast<long long>(m->as_int() * factor));
+  }
+  std::printf("server v2: done after %d messages\n", handled);
+  co_return handled;
+}
+
+Task<> Client(TaskRef server, int count) {
+  for (int i = 1; i <= count; ++i) {
+    (void)server.Send(i);
+    (void)co_await picos::Sleep(absl::Milliseconds(5));
+  }
+  (void)server.Send("quit");
+}
+
+Task<absl::Status> Main() {
+  TaskRef server = picos::ThisScheduler().SpawnNamed("server", ServerV1);
+  TaskRef client = picos::ThisScheduler().Spawn(Client, server, 10);
+  (void)co_await picos::Sleep(absl::Milliseconds(22));
+  // The server may be busy for a moment: a refused swap is retried.
+  for (;;) {
+    absl::Status s = picos::HotSwap(server, ServerV2, 2);
+    if (s.ok()) break;
+    std::printf("swap refused for now: %s\n", s.ToString().c_str());
+    (void)co_await picos::Sleep(absl::Milliseconds(1));
+  }
+  std::printf("swap accepted: %s now runs ServerV2\n", server.DebugString().c_str());
+  (void)co_await picos::Sleep(absl::Milliseconds(1));
+  absl::Status again = picos::HotSwap(server, ServerV1);
+  std::printf("second swap refused: %s\n", again.ToString().c_str());
+  absl::StatusOr<Value> handled = co_await server.Join();
+  (void)co_await client.Join();
+  if (!handled.ok()) co_return handled.status();
+  std::printf("server ended with %s\n", handled->DebugString().c_str());
+  co_return absl::OkStatus();
+}
+
+}  // namespace
+
+int main() {
+  picos::Scheduler s;
+  TaskRef main_task = s.Spawn(Main);
+  absl::StatusOr<Value> r = s.RunUntil(main_task);
+  if (!r.ok()) {
+    std::fprintf(stderr, "hotswap: %s\n", r.status().ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
