@@ -1,0 +1,82 @@
+// pycos chat_sock_client.py in picos: sends the lines of standard input to a
+// chat server (chat_sock_server) and prints what others say.
+//
+//   bazel run //examples:chat_sock_client -- --server=tcp://127.0.0.1:8010 --name=alice
+//
+// --wait_online=N holds the input back until N clients are in the room, and
+// --wait_lines=N stays until N lines from others arrived: what a scripted
+// conversation (the smoke test) needs to be deterministic.
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/scheduler.h"
+#include "core/status.h"
+#include "core/task.h"
+#include "transports/socket.h"
+
+ABSL_FLAG(std::string, server, "tcp://127.0.0.1:8010", "chat server address");
+ABSL_FLAG(std::string, name, "anonymous", "your name in the room");
+ABSL_FLAG(int, wait_online, 0, "send input only once this many are online");
+ABSL_FLAG(int, wait_lines, 0, "after the input, stay until this many lines from others arrived");
+ABSL_FLAG(int, timeout_s, 20, "give up waiting after this many seconds");
+
+namespace {
+
+using picos::Socket;
+using picos::Task;
+
+Task<absl::Status> Main(std::vector<std::string> input) {
+  absl::Duration timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
+  PICOS_CO_ASSIGN_OR_RETURN(Socket sock,
+                            co_await Socket::Connect(absl::GetFlag(FLAGS_server), timeout));
+  PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll(absl::GetFlag(FLAGS_name) + "\n", timeout));
+  std::string online = absl::StrCat(", ", absl::GetFlag(FLAGS_wait_online), " online");
+  bool ready = absl::GetFlag(FLAGS_wait_online) == 0;
+  int others = 0;
+  bool sent = false;
+  for (int i = 0; i < 10'000; ++i) {
+    if (ready && !sent) {
+      for (const std::string& line : input) {
+        PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll(line + "\n", timeout));
+      }
+      sent = true;
+    }
+    if (sent && others >= absl::GetFlag(FLAGS_wait_lines)) break;
+    PICOS_CO_ASSIGN_OR_RETURN(std::string line, co_await sock.ReadLine(4096, timeout));
+    if (line.empty()) break;  // the server went away
+    std::printf("%s", line.c_str());
+    std::fflush(stdout);
+    if (absl::StartsWith(line, "*** ")) {
+      if (absl::StrContains(line, online)) ready = true;
+    } else {
+      ++others;
+    }
+  }
+  PICOS_CO_RETURN_IF_ERROR(co_await sock.Shutdown(timeout));
+  co_return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  // Standard input is read up front (bounded): the chat itself is the
+  // asynchronous part this example shows.
+  std::vector<std::string> input;
+  std::string line;
+  while (input.size() < 1000 && std::getline(std::cin, line)) input.push_back(line.substr(0, 4000));
+  picos::Scheduler s;
+  absl::StatusOr<picos::Value> r = s.RunUntil(s.Spawn(Main, std::move(input)));
+  if (!r.ok()) {
+    std::fprintf(stderr, "chat_sock_client: %s\n", r.status().ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
