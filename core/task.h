@@ -234,6 +234,8 @@ internal::CallAwaiter<T> Task<T>::operator co_await() && noexcept {
 }
 
 // The handle of the task that is running. Asserts that the caller is a task.
+// A task's result is kept while handles to it live: a task that returns its
+// own handle (or a Value holding it) keeps itself alive forever.
 TaskRef Self();
 
 // --- Awaitables. Each is co_awaited by the running task. ---
