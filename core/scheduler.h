@@ -54,13 +54,14 @@ struct IsTask<Task<T>> : std::true_type {};
 
 // Keeps a callable with state alive for as long as the coroutine it returns
 // runs: a lambda's captures live in the lambda object, not in the frame.
+// The arguments are moved into the call: it happens once.
 template <typename F, typename... Args>
-auto OwnCallable(F fn, Args... args) -> std::invoke_result_t<F&, Args&...> {
-  using R = typename std::invoke_result_t<F&, Args&...>::value_type;
+auto OwnCallable(F fn, Args... args) -> std::invoke_result_t<F&, Args&&...> {
+  using R = typename std::invoke_result_t<F&, Args&&...>::value_type;
   if constexpr (std::is_void_v<R>) {
-    co_await std::invoke(fn, args...);
+    co_await std::invoke(fn, std::move(args)...);
   } else {
-    co_return co_await std::invoke(fn, args...);
+    co_return co_await std::invoke(fn, std::move(args)...);
   }
 }
 }  // namespace internal
@@ -100,14 +101,14 @@ class Scheduler {
   // Calls the coroutine function `fn(args...)` and spawns what it returns.
   // A callable with state (a capturing lambda) is kept alive with the task.
   template <typename F, typename... Args>
-    requires std::invocable<F&, Args&...> &&
-             internal::IsTask<std::invoke_result_t<F&, Args&...>>::value
+    requires std::invocable<F&, Args&&...> &&
+             internal::IsTask<std::invoke_result_t<F&, Args&&...>>::value
   TaskRef Spawn(F&& fn, Args&&... args) {
     return SpawnNamed(std::string(), std::forward<F>(fn), std::forward<Args>(args)...);
   }
   template <typename F, typename... Args>
-    requires std::invocable<F&, Args&...> &&
-             internal::IsTask<std::invoke_result_t<F&, Args&...>>::value
+    requires std::invocable<F&, Args&&...> &&
+             internal::IsTask<std::invoke_result_t<F&, Args&&...>>::value
   TaskRef SpawnNamed(std::string name, F&& fn, Args&&... args) {
     using D = std::decay_t<F>;
     if constexpr (std::is_empty_v<D> || std::is_pointer_v<D> || std::is_function_v<D>) {

@@ -75,9 +75,23 @@ Task<absl::StatusOr<Pair>> Connected(const TransportRegistry& r, std::string uri
                                      StreamOptions options = {}) {
   Pair p;
   PICOS_CO_ASSIGN_OR_RETURN(p.listener, co_await r.Listen(uri, options));
-  PICOS_CO_ASSIGN_OR_RETURN(p.client,
-                            co_await r.Connect(p.listener->address(), absl::Seconds(10), options));
-  PICOS_CO_ASSIGN_OR_RETURN(p.server, co_await p.listener->Accept(absl::Seconds(10)));
+  // Accept in a task of its own: a transport with a handshake (TLS) finishes
+  // Connect only while the other side is accepting.
+  auto accepted = std::make_shared<absl::StatusOr<std::unique_ptr<Stream>>>(
+      absl::UnknownError("not accepted"));
+  Listener* listener = p.listener.get();
+  auto accept = [listener, accepted]() -> Task<> {
+    *accepted = co_await listener->Accept(absl::Seconds(10));
+  };
+  TaskRef acceptor = ThisScheduler().Spawn(accept);
+  absl::StatusOr<std::unique_ptr<Stream>> client =
+      co_await r.Connect(p.listener->address(), absl::Seconds(10), options);
+  absl::StatusOr<Value> joined = co_await acceptor.Join();
+  PICOS_CO_RETURN_IF_ERROR(joined.status());
+  PICOS_CO_RETURN_IF_ERROR(client.status());
+  PICOS_CO_RETURN_IF_ERROR(accepted->status());
+  p.client = *std::move(client);
+  p.server = *std::move(*accepted);
   co_return p;
 }
 

@@ -1,6 +1,7 @@
 #include "transports/default_transports.h"
 
 #include "transports/tcp/tcp_transport.h"
+#include "transports/tls/tls_transport.h"
 #include "transports/unix/unix_transport.h"
 
 namespace picos {
@@ -8,6 +9,8 @@ namespace picos {
 void RegisterDefaultTransports(TransportRegistry::Builder& builder) {
   transports::RegisterTcpTransport(builder);
   transports::RegisterUnixTransport(builder);
+  // Certificates and CAs come with each tls:// URI (see tls_transport.h).
+  tls::RegisterTlsTransport(builder);
 }
 
 const TransportRegistry& DefaultTransports() {
