@@ -5,11 +5,15 @@
 //
 //   <scheme>_roundtrips_per_s   64-byte echo, one request in flight, picos tasks
 //   <scheme>_mb_per_s           one-way bulk transfer, 1 MiB writes
+//   (schemes: tcp, unix, tls over tcp)
+//   <scheme>_mb_per_s_two_threads  the same with sender and receiver on
+//                               two schedulers, two threads (tcp, tls)
 //   floor_tcp_roundtrips_per_s  the same echo, bare libuv callbacks
 //   floor_tcp_mb_per_s          the same bulk transfer, bare libuv callbacks
 //
 // Client and server share one thread and one loop in every case, so the
 // floor and picos pay the same system calls and differ only by picos.
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -22,12 +26,14 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "core/scheduler.h"
 #include "core/status.h"
 #include "core/task.h"
 #include "core/transport.h"
 #include "testing/bench/figures.h"
+#include "testing/tls_certs.h"
 #include "transports/default_transports.h"
 
 ABSL_FLAG(int, roundtrips, 100000, "64-byte round trips per figure");
@@ -68,12 +74,34 @@ struct PicosResult {
   double mb_per_s = 0;
 };
 
-Task<absl::Status> PicosFigures(std::string uri, PicosResult* out) {
+struct Connection {
+  std::unique_ptr<Stream> client;
+  std::unique_ptr<Stream> server;
+};
+
+// Connects to `l` while a second task accepts: TLS completes Connect only
+// while the other side handshakes.
+Task<absl::StatusOr<Connection>> ConnectPair(const TransportRegistry& r, Listener* l,
+                                             std::string client_uri) {
+  auto accepted = std::make_shared<absl::StatusOr<std::unique_ptr<Stream>>>(
+      absl::UnknownError("not accepted"));
+  auto accept = [l, accepted]() -> Task<> { *accepted = co_await l->Accept(absl::Seconds(10)); };
+  TaskRef acceptor = ThisScheduler().Spawn(accept);
+  absl::StatusOr<std::unique_ptr<Stream>> c = co_await r.Connect(client_uri, absl::Seconds(10));
+  (void)co_await acceptor.Join();
+  PICOS_CO_RETURN_IF_ERROR(c.status());
+  PICOS_CO_RETURN_IF_ERROR(accepted->status());
+  co_return Connection{*std::move(c), *std::move(*accepted)};
+}
+
+Task<absl::Status> PicosFigures(std::string uri, std::string client_query, PicosResult* out) {
   const TransportRegistry& r = DefaultTransports();
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Listener> l, co_await r.Listen(uri));
+  const std::string client_uri = l->address() + client_query;
   {
-    PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Stream> c, co_await r.Connect(l->address()));
-    PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Stream> s, co_await l->Accept());
+    PICOS_CO_ASSIGN_OR_RETURN(Connection pair, co_await ConnectPair(r, l.get(), client_uri));
+    std::unique_ptr<Stream> c = std::move(pair.client);
+    std::unique_ptr<Stream> s = std::move(pair.server);
     Stream* sp = s.get();
     TaskRef echo = ThisScheduler().Spawn([sp]() { return EchoServer(sp); });
     const int n = absl::GetFlag(FLAGS_roundtrips);
@@ -90,8 +118,9 @@ Task<absl::Status> PicosFigures(std::string uri, PicosResult* out) {
     (void)co_await echo.Join();
   }
   {
-    PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Stream> c, co_await r.Connect(l->address()));
-    PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Stream> s, co_await l->Accept());
+    PICOS_CO_ASSIGN_OR_RETURN(Connection pair, co_await ConnectPair(r, l.get(), client_uri));
+    std::unique_ptr<Stream> c = std::move(pair.client);
+    std::unique_ptr<Stream> s = std::move(pair.server);
     Stream* sp = s.get();
     auto got = std::make_shared<size_t>(0);
     TaskRef sink = ThisScheduler().Spawn([sp, got]() { return Sink(sp, got.get()); });
@@ -109,10 +138,12 @@ Task<absl::Status> PicosFigures(std::string uri, PicosResult* out) {
   co_return absl::OkStatus();
 }
 
-void RunPicos(const std::string& scheme, const std::string& uri) {
+void RunPicos(const std::string& scheme, const std::string& uri,
+              const std::string& client_query = "") {
   Scheduler s;
   PicosResult result;
-  TaskRef t = s.Spawn([uri, &result]() { return PicosFigures(uri, &result); });
+  TaskRef t = s.Spawn(
+      [uri, client_query, &result]() { return PicosFigures(uri, client_query, &result); });
   absl::StatusOr<Value> v = s.RunUntil(t);
   if (!v.ok()) {
     std::fprintf(stderr, "%s: %s\n", scheme.c_str(), v.status().ToString().c_str());
@@ -120,6 +151,59 @@ void RunPicos(const std::string& scheme, const std::string& uri) {
   }
   PrintFigure(scheme + "_roundtrips_per_s", result.roundtrips_per_s, "round trips/s");
   PrintFigure(scheme + "_mb_per_s", result.mb_per_s, "MB/s");
+}
+
+// Bulk with the receiver on a scheduler of its own, in its own thread: each
+// side then pays only its own half (TLS: the sender encrypts, the receiver
+// decrypts), as two processes would.
+Task<absl::Status> ReceiveAll(std::string uri, std::shared_ptr<std::string> address,
+                              std::shared_ptr<absl::Notification> listening,
+                              std::shared_ptr<size_t> got) {
+  struct NotifyOnExit {
+    absl::Notification* n;
+    ~NotifyOnExit() {
+      if (!n->HasBeenNotified()) n->Notify();
+    }
+  } guard{listening.get()};
+  const TransportRegistry& r = DefaultTransports();
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Listener> l, co_await r.Listen(uri));
+  *address = l->address();
+  listening->Notify();
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Stream> s, co_await l->Accept(absl::Seconds(30)));
+  co_return co_await Sink(s.get(), got.get());
+}
+
+Task<absl::Status> SendAll(std::string uri, int mb) {
+  const TransportRegistry& r = DefaultTransports();
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Stream> c, co_await r.Connect(uri, absl::Seconds(30)));
+  for (int i = 0; i < mb; ++i) {
+    PICOS_CO_RETURN_IF_ERROR(co_await c->Write(std::string(1 << 20, 'b')));
+  }
+  co_return co_await c->Shutdown();
+}
+
+void RunTwoThreads(const std::string& scheme, const std::string& uri,
+                   const std::string& client_query = "") {
+  const int mb = absl::GetFlag(FLAGS_bulk_mb);
+  Scheduler receiver(Scheduler::Options{.name = "receiver"});
+  if (!receiver.StartThread().ok()) return;
+  auto address = std::make_shared<std::string>();
+  auto listening = std::make_shared<absl::Notification>();
+  auto got = std::make_shared<size_t>(0);
+  TaskRef rt = receiver.Spawn(ReceiveAll, uri, address, listening, got);
+  listening->WaitForNotification();
+  Scheduler sender;
+  absl::Time start = absl::Now();
+  absl::StatusOr<Value> sent = sender.RunUntil(sender.Spawn(SendAll, *address + client_query, mb));
+  absl::StatusOr<Value> received = receiver.WaitFor(rt, absl::Seconds(120));
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  receiver.Stop();
+  if (!sent.ok() || !received.ok() || *got != size_t(mb) << 20) {
+    std::fprintf(stderr, "%s two threads: %s / %s\n", scheme.c_str(),
+                 sent.status().ToString().c_str(), received.status().ToString().c_str());
+    return;
+  }
+  PrintFigure(scheme + "_mb_per_s_two_threads", mb / secs, "MB/s");
 }
 
 // --- the floor: bare libuv ---
@@ -266,6 +350,25 @@ int main(int argc, char** argv) {
   double floor_mb = FloorRun(true, absl::GetFlag(FLAGS_bulk_mb));
   RunPicos("tcp", "tcp://127.0.0.1:0");
   RunPicos("unix", absl::StrCat("unix://@picos-bench-", getpid()));
+  // TLS over TCP, with certificates made for this run.
+  std::string dir = absl::StrCat("/tmp/picos-bench-tls-", getpid());
+  if (mkdir(dir.c_str(), 0700) == 0) {
+    absl::StatusOr<picos::testing::TestPki> pki = picos::testing::MakeTestPki(dir);
+    if (pki.ok()) {
+      const std::string tls_uri =
+          absl::StrCat("tls://127.0.0.1:0?cert=", pki->server_cert, "&key=", pki->server_key);
+      RunPicos("tls", tls_uri, absl::StrCat("?ca=", pki->ca_cert));
+      RunTwoThreads("tcp", "tcp://127.0.0.1:0");
+      RunTwoThreads("tls", tls_uri, absl::StrCat("?ca=", pki->ca_cert));
+    } else {
+      std::fprintf(stderr, "tls: %s\n", pki.status().ToString().c_str());
+    }
+    for (const char* f : {"ca.pem", "server.pem", "server.key", "client.pem", "client.key",
+                          "other-ca.pem"}) {
+      unlink(absl::StrCat(dir, "/", f).c_str());
+    }
+    rmdir(dir.c_str());
+  }
   floor_rt = std::max(floor_rt, FloorRun(false, absl::GetFlag(FLAGS_roundtrips)));
   floor_mb = std::max(floor_mb, FloorRun(true, absl::GetFlag(FLAGS_bulk_mb)));
   PrintFigure("floor_tcp_roundtrips_per_s", floor_rt, "round trips/s");

@@ -38,6 +38,35 @@ bool IsIpAddress(std::string_view name) {
   return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
+// The outgoing BIO appends to a std::string the session owns, which
+// TakeCiphertext() then moves out: no growing BUF_MEM, no copy out of it.
+int StringBioWrite(BIO* b, const char* data, int len) {
+  static_cast<std::string*>(BIO_get_data(b))->append(data, static_cast<size_t>(len));
+  return len;
+}
+
+long StringBioCtrl(BIO* b, int cmd, long, void*) {
+  switch (cmd) {
+    case BIO_CTRL_FLUSH:
+      return 1;
+    case BIO_CTRL_PENDING:
+    case BIO_CTRL_WPENDING:
+      return static_cast<long>(static_cast<std::string*>(BIO_get_data(b))->size());
+    default:
+      return 0;
+  }
+}
+
+const BIO_METHOD* StringBioMethod() {
+  static const BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_TYPE_SOURCE_SINK, "picos string sink");
+    BIO_meth_set_write(m, StringBioWrite);
+    BIO_meth_set_ctrl(m, StringBioCtrl);
+    return m;
+  }();
+  return method;
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Create(const TlsConfig& config,
@@ -132,7 +161,9 @@ absl::StatusOr<std::unique_ptr<TlsSession>> TlsSession::Create(
 TlsSession::TlsSession(std::shared_ptr<const TlsContext> context, void* ssl)
     : context_(std::move(context)), ssl_(ssl) {
   BIO* rbio = BIO_new(BIO_s_mem());
-  BIO* wbio = BIO_new(BIO_s_mem());
+  BIO* wbio = BIO_new(StringBioMethod());
+  BIO_set_data(wbio, &out_);
+  BIO_set_init(wbio, 1);
   // An empty input BIO means "no data yet", not end of stream.
   BIO_set_mem_eof_return(rbio, -1);
   SSL_set_bio(static_cast<SSL*>(ssl), rbio, wbio);  // the SSL owns both
@@ -143,7 +174,34 @@ TlsSession::TlsSession(std::shared_ptr<const TlsContext> context, void* ssl)
 TlsSession::~TlsSession() { SSL_free(static_cast<SSL*>(ssl_)); }
 
 void TlsSession::FeedCiphertext(std::string_view bytes) {
-  if (!bytes.empty()) BIO_write(static_cast<BIO*>(rbio_), bytes.data(), static_cast<int>(bytes.size()));
+  if (bytes.empty()) return;
+  BIO* r = static_cast<BIO*>(rbio_);
+  if (rbio_in_place_) {
+    // The in-place BIO is read-only: carry what it still holds into a
+    // writable one.
+    BIO* fresh = BIO_new(BIO_s_mem());
+    BIO_set_mem_eof_return(fresh, eof_ ? 0 : -1);
+    char* left = nullptr;
+    long n = BIO_get_mem_data(r, &left);
+    if (n > 0) BIO_write(fresh, left, static_cast<int>(n));
+    SSL_set0_rbio(static_cast<SSL*>(ssl_), fresh);  // frees the old one
+    rbio_ = r = fresh;
+    rbio_in_place_ = false;
+  }
+  BIO_write(r, bytes.data(), static_cast<int>(bytes.size()));
+}
+
+void TlsSession::FeedCiphertextInPlace(std::string_view bytes) {
+  if (bytes.empty()) return;
+  // A read-only memory BIO over the caller's bytes: BoringSSL advances a
+  // pointer through it. A writable memory BIO would instead copy the bytes
+  // in and memmove the rest down after every record it reads, which costs
+  // more than the cipher on bulk transfers.
+  BIO* b = BIO_new_mem_buf(bytes.data(), static_cast<ssize_t>(bytes.size()));
+  BIO_set_mem_eof_return(b, eof_ ? 0 : -1);
+  SSL_set0_rbio(static_cast<SSL*>(ssl_), b);  // frees the old, drained one
+  rbio_ = b;
+  rbio_in_place_ = true;
 }
 
 void TlsSession::FeedEof() {
@@ -151,18 +209,9 @@ void TlsSession::FeedEof() {
   BIO_set_mem_eof_return(static_cast<BIO*>(rbio_), 0);
 }
 
-bool TlsSession::HasCiphertext() const { return BIO_pending(static_cast<BIO*>(wbio_)) > 0; }
+bool TlsSession::HasCiphertext() const { return !out_.empty(); }
 
-std::string TlsSession::TakeCiphertext() {
-  BIO* w = static_cast<BIO*>(wbio_);
-  std::string out;
-  size_t pending = BIO_pending(w);
-  if (pending == 0) return out;
-  out.resize(pending);
-  int n = BIO_read(w, out.data(), static_cast<int>(pending));
-  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
-  return out;
-}
+std::string TlsSession::TakeCiphertext() { return std::exchange(out_, std::string()); }
 
 TlsStep TlsSession::Fail(int ret, const char* operation) {
   SSL* ssl = static_cast<SSL*>(ssl_);
@@ -235,6 +284,13 @@ TlsStep TlsSession::Write(std::string_view bytes) {
     bytes.remove_prefix(static_cast<size_t>(ret));
   }
   return TlsStep::kDone;
+}
+
+std::string TlsSession::protocol() const { return SSL_get_version(static_cast<SSL*>(ssl_)); }
+
+std::string TlsSession::cipher() const {
+  const SSL_CIPHER* c = SSL_get_current_cipher(static_cast<SSL*>(ssl_));
+  return c ? SSL_CIPHER_standard_name(c) : "";
 }
 
 void TlsSession::Shutdown() {

@@ -96,8 +96,12 @@ class TlsSession {
   TlsSession(const TlsSession&) = delete;
   TlsSession& operator=(const TlsSession&) = delete;
 
-  // Ciphertext that arrived from the peer.
+  // Ciphertext that arrived from the peer (copied).
   void FeedCiphertext(std::string_view bytes);
+  // The same without a copy, for bulk reads: `bytes` must stay valid and
+  // unchanged until a step next returns kWantRead (all of it consumed) or
+  // the session is destroyed. Only after kWantRead, with nothing pending.
+  void FeedCiphertextInPlace(std::string_view bytes);
   // The peer's stream ended (EOF). Reads then report kClosed or an error.
   void FeedEof();
   // Moves out the ciphertext waiting to be sent to the peer.
@@ -107,6 +111,9 @@ class TlsSession {
   // Advances the handshake with what has been fed so far.
   TlsStep Handshake();
   bool handshake_done() const { return handshake_done_; }
+  // After the handshake: "TLSv1.3", and the cipher suite's standard name.
+  std::string protocol() const;
+  std::string cipher() const;
 
   // Decrypts into `buf`. kDone with *n > 0 bytes, kWantRead, kClosed, kError.
   TlsStep Read(char* buf, size_t len, size_t* n);
@@ -130,9 +137,11 @@ class TlsSession {
   std::shared_ptr<const TlsContext> context_;
   void* ssl_;  // actually SSL*
   void* rbio_;  // actually BIO*: ciphertext in
-  void* wbio_;  // actually BIO*: ciphertext out
+  void* wbio_;  // actually BIO*: appends the ciphertext out to out_
+  std::string out_;
   bool handshake_done_ = false;
   bool eof_ = false;
+  bool rbio_in_place_ = false;  // rbio_ reads the caller's bytes in place
   absl::Status error_;
 };
 

@@ -20,11 +20,12 @@ namespace picos::tls {
 
 namespace {
 
-// Ciphertext read from the inner stream at once: one TLS record and a bit.
-constexpr size_t kCipherChunk = 17 * 1024;
+// Ciphertext read from the inner stream at once: many records per read
+// when they are there (bulk), whatever is there when not.
+constexpr size_t kCipherChunk = 256 * 1024;
 // Plaintext encrypted per write to the inner stream: bounds the ciphertext
 // held in memory whatever the size of one Write().
-constexpr size_t kPlainChunk = 64 * 1024;
+constexpr size_t kPlainChunk = 256 * 1024;
 constexpr size_t kMaxParam = 1024;
 // Reads of the inner stream one handshake may take: a peer dribbling a byte
 // at a time is cut off here, or by the handshake deadline, whichever first.
@@ -72,6 +73,12 @@ class TlsStream : public Stream {
       TlsStep step = session_->Read(buf + got, max_bytes - got, &n);
       if (step == TlsStep::kDone) {
         got += n;
+        // Enough for the caller, but decrypt what is already here too, up
+        // to max_bytes: fewer, larger reads for bulk transfers.
+        while (got >= min_bytes && got < max_bytes) {
+          if (session_->Read(buf + got, max_bytes - got, &n) != TlsStep::kDone) break;
+          got += n;
+        }
         continue;
       }
       if (step == TlsStep::kClosed) break;  // close_notify: end of stream
@@ -90,7 +97,8 @@ class TlsStream : public Stream {
       if (*r == 0) {
         session_->FeedEof();
       } else {
-        session_->FeedCiphertext(std::string_view(cipher_.data(), *r));
+        // cipher_ is not read into again before the session asks for more.
+        session_->FeedCiphertextInPlace(std::string_view(cipher_.data(), *r));
       }
     }
     co_return got;
@@ -330,6 +338,8 @@ Task<absl::StatusOr<std::unique_ptr<Stream>>> Wrap(std::unique_ptr<Stream> inner
       if (!sent.ok() && step != TlsStep::kError) co_return sent;
     }
     if (step == TlsStep::kDone) {
+      PICOS_LOG(debug, "TLS with {}: {} {}", inner->peer_address(), session->protocol(),
+                session->cipher());
       co_return std::unique_ptr<Stream>(new TlsStream(std::move(inner), std::move(session)));
     }
     if (step == TlsStep::kError) co_return session->error();
