@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "core/io_internal.h"
 #include "core/log.h"
 #include "core/scheduler.h"
 #include "core/status.h"
@@ -30,15 +31,6 @@ constexpr size_t kMaxParam = 1024;
 // Reads of the inner stream one handshake may take: a peer dribbling a byte
 // at a time is cut off here, or by the handshake deadline, whichever first.
 constexpr int kMaxHandshakeReads = 4096;
-
-absl::Time DeadlineAfter(absl::Duration d) {
-  return d == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + d;
-}
-
-absl::Duration Remaining(absl::Time deadline) {
-  if (deadline == absl::InfiniteFuture()) return absl::InfiniteDuration();
-  return std::max(deadline - absl::Now(), absl::ZeroDuration());
-}
 
 std::string WithScheme(const std::string& address, const char* scheme) {
   size_t colon = address.find("://");
@@ -63,7 +55,7 @@ class TlsStream : public Stream {
       co_return absl::InvalidArgumentError("ReadSome needs 1 <= min_bytes <= max_bytes");
     }
     if (closed_) co_return absl::FailedPreconditionError("read of a closed TLS stream");
-    const absl::Time deadline = DeadlineAfter(timeout);
+    const internal::Deadline deadline(timeout);
     // Plaintext kept from a read that timed out comes first.
     size_t got = std::min(pending_.size(), max_bytes);
     std::memcpy(buf, pending_.data(), got);
@@ -88,7 +80,7 @@ class TlsStream : public Stream {
         co_return session_->error();
       }
       absl::StatusOr<size_t> r =
-          co_await inner_->ReadSome(cipher_.data(), 1, cipher_.size(), Remaining(deadline));
+          co_await inner_->ReadSome(cipher_.data(), 1, cipher_.size(), deadline.Remaining());
       if (!r.ok()) {
         // Nothing is lost: what was decrypted waits for the next read.
         pending_.insert(0, buf, got);
@@ -106,7 +98,7 @@ class TlsStream : public Stream {
 
   Task<absl::Status> Write(std::string data, absl::Duration timeout) override {
     if (closed_ || shut_) co_return absl::FailedPreconditionError("write to a closed TLS stream");
-    const absl::Time deadline = DeadlineAfter(timeout);
+    const internal::Deadline deadline(timeout);
     size_t off = 0;
     do {
       size_t chunk = std::min(kPlainChunk, data.size() - off);
@@ -114,7 +106,7 @@ class TlsStream : public Stream {
         co_return session_->error();
       }
       off += chunk;
-      absl::Status st = co_await inner_->Write(session_->TakeCiphertext(), Remaining(deadline));
+      absl::Status st = co_await inner_->Write(session_->TakeCiphertext(), deadline.Remaining());
       peak_ = std::max(peak_, inner_->peak_write_queue_bytes());
       if (!st.ok()) co_return st;
     } while (off < data.size());
@@ -125,11 +117,11 @@ class TlsStream : public Stream {
     if (closed_) co_return absl::FailedPreconditionError("shutdown of a closed TLS stream");
     if (shut_) co_return absl::OkStatus();
     shut_ = true;
-    const absl::Time deadline = DeadlineAfter(timeout);
+    const internal::Deadline deadline(timeout);
     session_->Shutdown();
-    absl::Status st = co_await inner_->Write(session_->TakeCiphertext(), Remaining(deadline));
+    absl::Status st = co_await inner_->Write(session_->TakeCiphertext(), deadline.Remaining());
     if (!st.ok()) co_return st;
-    co_return co_await inner_->Shutdown(Remaining(deadline));
+    co_return co_await inner_->Shutdown(deadline.Remaining());
   }
 
   // Sends close_notify, so that the peer reads an orderly end rather than
@@ -195,11 +187,11 @@ class TlsListener : public Listener {
   // Accepts and handshakes in turn. A client whose handshake fails or stalls
   // is logged and dropped; Accept goes on with the next one.
   Task<absl::StatusOr<std::unique_ptr<Stream>>> Accept(absl::Duration timeout) override {
-    const absl::Time deadline = DeadlineAfter(timeout);
+    const internal::Deadline deadline(timeout);
     const absl::Duration handshake =
         absl::Milliseconds(context_->config().handshake_timeout_ms);
     for (;;) {
-      absl::StatusOr<std::unique_ptr<Stream>> raw = co_await inner_->Accept(Remaining(deadline));
+      absl::StatusOr<std::unique_ptr<Stream>> raw = co_await inner_->Accept(deadline.Remaining());
       if (!raw.ok()) co_return raw.status();
       std::string peer = (*raw)->peer_address();
       absl::StatusOr<std::unique_ptr<Stream>> tls =
@@ -207,7 +199,7 @@ class TlsListener : public Listener {
       if (tls.ok()) co_return tls;
       PICOS_LOG(warn, "TLS handshake with {} failed: {}", peer, tls.status().ToString());
       if (tls.status().code() == absl::StatusCode::kCancelled) co_return tls.status();
-      if (Remaining(deadline) <= absl::ZeroDuration()) {
+      if (deadline.Remaining() <= absl::ZeroDuration()) {
         co_return absl::DeadlineExceededError("TLS accept timed out");
       }
     }
@@ -327,14 +319,14 @@ Task<absl::StatusOr<std::unique_ptr<Stream>>> Wrap(std::unique_ptr<Stream> inner
       TlsSession::Create(std::move(context), server_name);
   if (!created.ok()) co_return created.status();
   std::unique_ptr<TlsSession> session = *std::move(created);
-  const absl::Time deadline = DeadlineAfter(handshake_timeout);
+  const internal::Deadline deadline(handshake_timeout);
   std::string buf(kCipherChunk, '\0');
   for (int reads = 0; reads < kMaxHandshakeReads; ++reads) {
     TlsStep step = session->Handshake();
     if (session->HasCiphertext()) {
       // On failure this is the alert telling the peer why: send it first.
       absl::Status sent = co_await inner->Write(session->TakeCiphertext(),
-                                                std::min(Remaining(deadline), absl::Seconds(1)));
+                                                std::min(deadline.Remaining(), absl::Seconds(1)));
       if (!sent.ok() && step != TlsStep::kError) co_return sent;
     }
     if (step == TlsStep::kDone) {
@@ -344,7 +336,7 @@ Task<absl::StatusOr<std::unique_ptr<Stream>>> Wrap(std::unique_ptr<Stream> inner
     }
     if (step == TlsStep::kError) co_return session->error();
     if (step == TlsStep::kClosed) co_return absl::UnavailableError("TLS peer closed during handshake");
-    absl::StatusOr<size_t> r = co_await inner->ReadSome(buf.data(), 1, buf.size(), Remaining(deadline));
+    absl::StatusOr<size_t> r = co_await inner->ReadSome(buf.data(), 1, buf.size(), deadline.Remaining());
     if (!r.ok()) {
       if (r.status().code() == absl::StatusCode::kDeadlineExceeded) {
         co_return absl::DeadlineExceededError(absl::StrCat(
@@ -388,12 +380,12 @@ Task<absl::StatusOr<std::unique_ptr<Stream>>> TlsTransport::Connect(Uri uri,
   if (!inner.ok()) co_return inner.status();
   absl::StatusOr<std::shared_ptr<const TlsContext>> ctx = Contexts().Get(p->config, TlsRole::kClient);
   if (!ctx.ok()) co_return ctx.status();
-  const absl::Time deadline = DeadlineAfter(timeout);
+  const internal::Deadline deadline(timeout);
   absl::StatusOr<std::unique_ptr<Stream>> raw =
       co_await (*inner)->Connect(*inner_uri, timeout, options);
   if (!raw.ok()) co_return raw.status();
   absl::Duration handshake =
-      std::min(Remaining(deadline), absl::Milliseconds(p->config.handshake_timeout_ms));
+      std::min(deadline.Remaining(), absl::Milliseconds(p->config.handshake_timeout_ms));
   co_return co_await Wrap(*std::move(raw), *ctx, p->name, handshake);
 }
 
