@@ -276,6 +276,9 @@ TlsStep TlsSession::Write(std::string_view bytes) {
     error_ = absl::FailedPreconditionError("TLS write before the handshake completed");
     return TlsStep::kError;
   }
+  // Room for the records in one allocation: 16 KiB records each grow by a
+  // header and a tag, well under 1/64.
+  out_.reserve(out_.size() + bytes.size() + bytes.size() / 64 + 512);
   while (!bytes.empty()) {
     ERR_clear_error();
     int chunk = static_cast<int>(std::min<size_t>(bytes.size(), 1 << 20));
