@@ -28,6 +28,9 @@ struct UdpState {
   uint64_t dropped = 0;
   WaitSlot receiver;
   std::unique_ptr<char[]> scratch;  // 64 KiB: any UDP datagram fits
+  bool closed = false;         // Close() was called: uv_close is under way or done
+  bool handle_closed = false;  // the close callback ran
+  bool owner_gone = false;     // the UdpSocket was destroyed
 };
 
 }  // namespace internal
@@ -70,6 +73,8 @@ void OnReceive(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, const struc
   s->queue.push_back(Datagram{std::string(buf->base, static_cast<size_t>(nread)), *from});
   s->receiver.Notify();
 }
+
+absl::Status ClosedError() { return absl::FailedPreconditionError("the UDP socket is closed"); }
 
 bool IsIpv4Literal(absl::string_view s) {
   in_addr a;
@@ -258,13 +263,34 @@ absl::StatusOr<std::unique_ptr<UdpSocket>> UdpSocket::Bind(const IpEndpoint& loc
 
 UdpSocket::~UdpSocket() {
   if (state_ == nullptr) return;
-  state_->receiver.Notify();
-  uv_close(reinterpret_cast<uv_handle_t*>(&state_->handle),
-           [](uv_handle_t* h) { delete static_cast<UdpState*>(h->data); });
+  state_->owner_gone = true;
+  if (!state_->closed) {
+    Close();  // its close callback frees the state
+  } else if (state_->handle_closed) {
+    delete state_;
+  }  // else: closing; the close callback frees it
   state_ = nullptr;
 }
 
+void UdpSocket::Close() {
+  if (state_ == nullptr || state_->closed) return;
+  state_->closed = true;
+  state_->queue.clear();
+  state_->receiver.Notify();
+  uv_close(reinterpret_cast<uv_handle_t*>(&state_->handle), [](uv_handle_t* h) {
+    auto* s = static_cast<UdpState*>(h->data);
+    if (s->owner_gone) {
+      delete s;
+    } else {
+      s->handle_closed = true;
+    }
+  });
+}
+
+bool UdpSocket::closed() const { return state_ == nullptr || state_->closed; }
+
 IpEndpoint UdpSocket::local_address() const {
+  if (closed()) return IpEndpoint();
   sockaddr_storage ss;
   int len = sizeof(ss);
   if (uv_udp_getsockname(&state_->handle, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
@@ -274,6 +300,7 @@ IpEndpoint UdpSocket::local_address() const {
 }
 
 Task<absl::Status> UdpSocket::SendTo(std::string data, IpEndpoint to, absl::Duration timeout) {
+  if (closed()) co_return ClosedError();
   if (data.size() > kMaxDatagramSize) {
     co_return absl::InvalidArgumentError(
         absl::StrCat("datagram of ", data.size(), " bytes; at most ", kMaxDatagramSize));
@@ -307,6 +334,7 @@ Task<absl::StatusOr<Datagram>> UdpSocket::ReceiveFrom(absl::Duration timeout) {
   internal::Deadline deadline(timeout);
   // Each wake follows a datagram's arrival; the deadline bounds the wait.
   for (int round = 0; round < 1'000'000; ++round) {
+    if (s->closed) co_return ClosedError();
     if (!s->queue.empty()) {
       Datagram d = std::move(s->queue.front());
       s->queue.pop_front();
@@ -360,14 +388,17 @@ absl::Status Membership(uv_udp_t* h, const IpEndpoint& group, absl::string_view 
 }  // namespace
 
 absl::Status UdpSocket::JoinGroup(const IpEndpoint& group, absl::string_view iface) {
+  if (closed()) return ClosedError();
   return Membership(&state_->handle, group, iface, true);
 }
 
 absl::Status UdpSocket::LeaveGroup(const IpEndpoint& group, absl::string_view iface) {
+  if (closed()) return ClosedError();
   return Membership(&state_->handle, group, iface, false);
 }
 
 absl::Status UdpSocket::SetMulticastInterface(absl::string_view iface) {
+  if (closed()) return ClosedError();
   IpEndpoint local = local_address();
   if (!local.is_v6()) {
     PICOS_ASSIGN_OR_RETURN(std::string addr, InterfaceIpv4Address(iface));
@@ -385,10 +416,12 @@ absl::Status UdpSocket::SetMulticastInterface(absl::string_view iface) {
 }
 
 absl::Status UdpSocket::SetMulticastLoop(bool on) {
+  if (closed()) return ClosedError();
   return UvStatus(uv_udp_set_multicast_loop(&state_->handle, on ? 1 : 0), "set multicast loop");
 }
 
 absl::Status UdpSocket::SetMulticastTtl(int ttl) {
+  if (closed()) return ClosedError();
   if (ttl < 0 || ttl > 255) return absl::InvalidArgumentError(absl::StrCat("bad ttl ", ttl));
   if (ttl == 0) {
     // libuv rejects 0 though the kernel allows it (this host only).
@@ -407,6 +440,7 @@ absl::Status UdpSocket::SetMulticastTtl(int ttl) {
 }
 
 absl::Status UdpSocket::SetBroadcast(bool on) {
+  if (closed()) return ClosedError();
   return UvStatus(uv_udp_set_broadcast(&state_->handle, on ? 1 : 0), "set broadcast");
 }
 

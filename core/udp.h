@@ -97,7 +97,8 @@ class UdpSocket {
   static absl::StatusOr<std::unique_ptr<UdpSocket>> Bind(const IpEndpoint& local,
                                                          UdpOptions options = {});
 
-  // Closes the socket; sends still in progress are cancelled.
+  // Closes the socket (as Close()) and frees it; sends still in progress
+  // are cancelled.
   ~UdpSocket();
   UdpSocket(const UdpSocket&) = delete;
   UdpSocket& operator=(const UdpSocket&) = delete;
@@ -113,6 +114,15 @@ class UdpSocket {
   // The next datagram, waiting up to `timeout` (kDeadlineExceeded).
   // Suspends the task.
   Task<absl::StatusOr<Datagram>> ReceiveFrom(absl::Duration timeout = absl::InfiniteDuration());
+
+  // Closes the socket now: receiving stops, queued datagrams are discarded,
+  // sends in progress are cancelled, and a task waiting in ReceiveFrom
+  // returns kFailedPrecondition. Every later call that uses the socket
+  // (SendTo, ReceiveFrom, the multicast options) is kFailedPrecondition.
+  // Idempotent; does not suspend. The object stays valid until destroyed,
+  // so a task woken by Close() may still touch it safely.
+  void Close();
+  bool closed() const;
 
   // Datagrams dropped because the queue was full or they were too large.
   uint64_t dropped() const;

@@ -240,6 +240,36 @@ PICOS_CORO_TEST(Udp, MulticastOnLoopbackIpv6) {
   co_await MulticastExchange(true);
 }
 
+Task<> ReceiveOnce(UdpSocket* s, std::shared_ptr<absl::Status> out) {
+  absl::StatusOr<Datagram> d = co_await s->ReceiveFrom(absl::Seconds(5));
+  *out = d.status();
+}
+
+PICOS_CORO_TEST(Udp, CloseWakesTheReceiverAndFailsLaterCalls) {
+  auto s = UdpSocket::Bind(*IpEndpoint::Parse("127.0.0.1", 0));
+  CO_ASSERT_OK(s);
+  IpEndpoint self = (*s)->local_address();
+  auto result = std::make_shared<absl::Status>(absl::OkStatus());
+  TaskRef t = ThisScheduler().Spawn(ReceiveOnce, s->get(), result);
+  CO_ASSERT_OK(co_await Sleep(absl::Milliseconds(5)));
+  (*s)->Close();
+  (*s)->Close();  // idempotent
+  EXPECT_TRUE((*s)->closed());
+  (void)co_await t.Join(absl::Seconds(5));
+  EXPECT_THAT(*result, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(co_await (*s)->SendTo("x", self), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(co_await (*s)->ReceiveFrom(absl::Milliseconds(1)),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT((*s)->SetMulticastTtl(1), StatusIs(absl::StatusCode::kFailedPrecondition));
+  // Destroyed after its handle finished closing, and before: neither leaks.
+  CO_ASSERT_OK(co_await Sleep(absl::Milliseconds(2)));
+  s->reset();
+  auto s2 = UdpSocket::Bind(*IpEndpoint::Parse("127.0.0.1", 0));
+  CO_ASSERT_OK(s2);
+  (*s2)->Close();
+  s2->reset();
+}
+
 Task<> ReceiveForever(std::shared_ptr<int> port) {
   auto s = UdpSocket::Bind(*IpEndpoint::Parse("127.0.0.1", 0));
   if (!s.ok()) co_return;

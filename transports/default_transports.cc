@@ -2,6 +2,7 @@
 
 #include "transports/tcp/tcp_transport.h"
 #include "transports/tls/tls_transport.h"
+#include "transports/udp_multicast/udp_multicast.h"
 #include "transports/unix/unix_transport.h"
 
 namespace picos {
@@ -11,6 +12,7 @@ void RegisterDefaultTransports(TransportRegistry::Builder& builder) {
   transports::RegisterUnixTransport(builder);
   // Certificates and CAs come with each tls:// URI (see tls_transport.h).
   tls::RegisterTlsTransport(builder);
+  transports::RegisterUdpMulticastTransport(builder);
 }
 
 const TransportRegistry& DefaultTransports() {

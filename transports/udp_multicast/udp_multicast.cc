@@ -4,19 +4,24 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "core/status.h"
 
 namespace picos {
 namespace {
 
 constexpr size_t kMaxIfaceLength = 46;  // an IPv6 literal; names are shorter (IFNAMSIZ)
+// More than the three known parameters are errors anyway; the bound keeps
+// the error path cheap on hostile input.
+constexpr size_t kMaxParams = 8;
+constexpr absl::string_view kScheme = "mcast";
 
 absl::Status Bad(absl::string_view what, absl::string_view uri) {
-  return absl::InvalidArgumentError(absl::StrCat("mcast URI: ", what, " in '", uri.substr(0, 80), "'"));
+  // Quote a bounded, escaped prefix: the text may be hostile and huge.
+  return absl::InvalidArgumentError(
+      absl::StrCat("mcast URI: ", what, " in \"", absl::CHexEscape(uri.substr(0, 80)), "\""));
 }
 
 bool ValidIface(absl::string_view s) {
@@ -38,50 +43,50 @@ std::string McastEndpoint::ToUri() const {
 
 absl::StatusOr<McastEndpoint> ParseMcastUri(absl::string_view uri) {
   if (uri.size() > kMaxMcastUriLength) return Bad("too long", uri);
-  constexpr absl::string_view kScheme = "mcast://";
-  if (!absl::StartsWithIgnoreCase(uri, kScheme)) return Bad("scheme is not mcast://", uri);
-  absl::string_view rest = uri.substr(kScheme.size());
-  absl::string_view query;
-  if (size_t q = rest.find('?'); q != absl::string_view::npos) {
-    query = rest.substr(q + 1);
-    rest = rest.substr(0, q);
+  absl::StatusOr<Uri> parsed = ParseUri(uri);
+  // ParseUri's message already quotes the text.
+  if (!parsed.ok()) return absl::InvalidArgumentError(absl::StrCat("mcast URI: ", parsed.status().message()));
+  return McastEndpointFromUri(*parsed);
+}
+
+absl::StatusOr<McastEndpoint> McastEndpointFromUri(const Uri& uri, bool require_port) {
+  // For messages only: the text is bounded by Bad().
+  const std::string text = uri.ToString();
+  if (uri.scheme != kScheme) return Bad("scheme is not mcast://", text);
+  // ParseUri has already refused paths, user parts and fragments in host
+  // form; path form (no port) is unix:// only, so this is a missing port.
+  if (uri.port < 0 || !uri.path.empty() || uri.abstract_socket) return Bad("missing :port", text);
+  absl::StatusOr<IpEndpoint> group = IpEndpoint::Parse(uri.host, uri.port);
+  if (!group.ok()) {
+    return Bad(absl::StrCat("the group must be a literal address (", group.status().message(), ")"),
+               text);
   }
-  if (rest.find_first_of("/#@") != absl::string_view::npos) {
-    return Bad("no path, fragment or user part allowed", uri);
-  }
-  absl::StatusOr<IpEndpoint> group = IpEndpoint::ParseHostPort(rest);
-  if (!group.ok()) return Bad(absl::StrCat("bad group:port (", group.status().message(), ")"), uri);
-  if (!group->is_multicast()) return Bad("the group is not a multicast address", uri);
-  if (group->port() == 0) return Bad("port 0 (the group's port must be given)", uri);
+  if (!group->is_multicast()) return Bad("the group is not a multicast address", text);
+  if (require_port && group->port() == 0) return Bad("port 0 (the group's port must be given)", text);
   McastEndpoint ep;
   ep.group = *group;
+  if (uri.query.size() > kMaxParams) return Bad("too many parameters", text);
   bool seen_iface = false, seen_ttl = false, seen_loop = false;
-  if (!query.empty()) {
-    std::vector<absl::string_view> params = absl::StrSplit(query, '&');
-    if (params.size() > 8) return Bad("too many parameters", uri);
-    for (absl::string_view p : params) {
-      size_t eq = p.find('=');
-      if (eq == absl::string_view::npos) return Bad(absl::StrCat("parameter without value: ", p), uri);
-      absl::string_view key = p.substr(0, eq), value = p.substr(eq + 1);
-      if (key == "iface") {
-        if (seen_iface) return Bad("iface given twice", uri);
-        seen_iface = true;
-        if (!ValidIface(value)) return Bad("bad iface", uri);
-        ep.iface = std::string(value);
-      } else if (key == "ttl") {
-        if (seen_ttl) return Bad("ttl given twice", uri);
-        seen_ttl = true;
-        if (value.size() > 3 || !absl::SimpleAtoi(value, &ep.ttl) || ep.ttl < 0 || ep.ttl > 255) {
-          return Bad("ttl must be 0..255", uri);
-        }
-      } else if (key == "loop") {
-        if (seen_loop) return Bad("loop given twice", uri);
-        seen_loop = true;
-        if (value != "0" && value != "1") return Bad("loop must be 0 or 1", uri);
-        ep.loop = value == "1";
-      } else {
-        return Bad(absl::StrCat("unknown parameter '", key.substr(0, 32), "'"), uri);
+  for (const auto& [key, value] : uri.query) {
+    if (key == "iface") {
+      if (seen_iface) return Bad("iface given twice", text);
+      seen_iface = true;
+      if (!ValidIface(value)) return Bad("bad iface", text);
+      ep.iface = value;
+    } else if (key == "ttl") {
+      if (seen_ttl) return Bad("ttl given twice", text);
+      seen_ttl = true;
+      if (value.empty() || value.size() > 3 || !absl::SimpleAtoi(value, &ep.ttl) || ep.ttl < 0 ||
+          ep.ttl > 255) {
+        return Bad("ttl must be 0..255", text);
       }
+    } else if (key == "loop") {
+      if (seen_loop) return Bad("loop given twice", text);
+      seen_loop = true;
+      if (value != "0" && value != "1") return Bad("loop must be 0 or 1", text);
+      ep.loop = value == "1";
+    } else {
+      return Bad(absl::StrCat("unknown parameter '", absl::CHexEscape(key.substr(0, 32)), "'"), text);
     }
   }
   return ep;
@@ -105,4 +110,96 @@ absl::StatusOr<std::unique_ptr<UdpSocket>> OpenMulticast(const McastEndpoint& ep
   return s;
 }
 
+namespace transports {
+namespace {
+
+absl::Status Closed() { return absl::FailedPreconditionError("the mcast socket is closed"); }
+
+// A DatagramSocket over one multicast UdpSocket. Scheduler thread only, as
+// the UdpSocket it owns.
+class McastSocket final : public DatagramSocket {
+ public:
+  McastSocket(McastEndpoint ep, std::unique_ptr<UdpSocket> udp)
+      : ep_(std::move(ep)), udp_(std::move(udp)) {}
+
+  Task<absl::Status> SendTo(std::string data, std::string to, absl::Duration timeout) override {
+    if (udp_->closed()) co_return Closed();
+    IpEndpoint dest = ep_.group;
+    if (!to.empty()) {
+      absl::StatusOr<IpEndpoint> parsed = Destination(to);
+      if (!parsed.ok()) co_return parsed.status();
+      dest = *parsed;
+    }
+    co_return co_await udp_->SendTo(std::move(data), dest, timeout);
+  }
+
+  Task<absl::StatusOr<DatagramMessage>> Receive(absl::Duration timeout) override {
+    absl::StatusOr<Datagram> d = co_await udp_->ReceiveFrom(timeout);
+    if (!d.ok()) co_return d.status();
+    co_return DatagramMessage{std::move(d->data), absl::StrCat("mcast://", d->from.ToString())};
+  }
+
+  absl::Status JoinGroup(const Uri& group) override { return Membership(group, true); }
+  absl::Status LeaveGroup(const Uri& group) override { return Membership(group, false); }
+
+  void Close() override { udp_->Close(); }
+
+  std::string address() const override { return ep_.ToUri(); }
+
+ private:
+  // `to` as an address: an mcast:// URI whose host (a literal address of the
+  // socket's family: a group, or a member's unicast address from a
+  // DatagramMessage) and port (1..65535) are used; its query is ignored, so
+  // another socket's address() works as is.
+  absl::StatusOr<IpEndpoint> Destination(absl::string_view to) const {
+    if (to.size() > kMaxMcastUriLength) return Bad("destination too long", to);
+    PICOS_ASSIGN_OR_RETURN(Uri uri, ParseUri(to));
+    if (uri.scheme != kScheme || uri.port <= 0) {
+      return Bad("a destination must be mcast://address:port", to);
+    }
+    absl::StatusOr<IpEndpoint> ep = IpEndpoint::Parse(uri.host, uri.port);
+    if (!ep.ok()) return Bad(absl::StrCat("bad destination (", ep.status().message(), ")"), to);
+    if (ep->is_v6() != ep_.group.is_v6()) {
+      return Bad(ep_.group.is_v6() ? "an IPv6 socket needs an IPv6 destination"
+                                   : "an IPv4 socket needs an IPv4 destination",
+                 to);
+    }
+    return *ep;
+  }
+
+  absl::Status Membership(const Uri& group, bool join) {
+    if (udp_->closed()) return Closed();
+    PICOS_ASSIGN_OR_RETURN(McastEndpoint g, McastEndpointFromUri(group, /*require_port=*/false));
+    // Without an iface the socket's own interface, not the system's choice:
+    // on loopback the system would choose the default route's interface.
+    const std::string& iface = g.iface.empty() ? ep_.iface : g.iface;
+    return join ? udp_->JoinGroup(g.group, iface) : udp_->LeaveGroup(g.group, iface);
+  }
+
+  const McastEndpoint ep_;
+  std::unique_ptr<UdpSocket> udp_;
+};
+
+class McastTransport final : public DatagramTransport {
+ public:
+  std::string scheme() const override { return std::string(kScheme); }
+
+  Task<absl::StatusOr<std::unique_ptr<DatagramSocket>>> Bind(Uri uri) override {
+    // Nothing here suspends: groups are literal addresses (no resolution).
+    absl::StatusOr<McastEndpoint> ep = McastEndpointFromUri(uri);
+    if (!ep.ok()) co_return ep.status();
+    absl::StatusOr<std::unique_ptr<UdpSocket>> udp = OpenMulticast(*ep);
+    if (!udp.ok()) co_return udp.status();
+    co_return std::unique_ptr<DatagramSocket>(
+        std::make_unique<McastSocket>(std::move(*ep), std::move(*udp)));
+  }
+};
+
+}  // namespace
+
+void RegisterUdpMulticastTransport(TransportRegistry::Builder& builder) {
+  builder.RegisterDatagram(std::make_unique<McastTransport>());
+}
+
+}  // namespace transports
 }  // namespace picos

@@ -2,25 +2,43 @@
 //
 //   mcast://group:port?iface=NAME_OR_ADDRESS&ttl=N&loop=0|1
 //   mcast://239.255.97.5:9705?iface=lo&ttl=1
+//   mcast://239.255.97.5:9705?iface=127.0.0.1
 //   mcast://[ff02::7069:636f]:9705?iface=lo
 //
-// Opening one gives a UdpSocket bound to the group's port, a member of the
+// Binding one gives a socket bound to the group's port, a member of the
 // group on `iface`, sending out of `iface` (IP_MULTICAST_IF /
 // IPV6_MULTICAST_IF: without it nothing arrives on loopback, see
-// notes/pitfalls.md), with multicast loop on (other processes of this host
-// hear it) unless loop=0, and the TTL / hop limit `ttl` (default 1: this
-// link only). Every parameter is validated and bounded; unknown or repeated
-// parameters are errors, not ignored.
+// notes/pitfalls.md), with multicast loop on (this host's sockets, the
+// sender's own included, hear what it sends) unless loop=0, and the TTL /
+// hop limit `ttl` (default 1: this link only). The group must be a literal
+// multicast address and the port 1..65535; every parameter is validated and
+// bounded; unknown or repeated parameters are errors, not ignored.
+//
+// Through the registry (the usual way; the plugin is in DefaultTransports()):
+//
+//   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::DatagramSocket> s,
+//       co_await picos::DefaultTransports().Bind("mcast://239.255.97.5:9705?iface=lo"));
+//   PICOS_CO_RETURN_IF_ERROR(co_await s->SendTo("hello"));   // "" `to`: the group
+//   PICOS_CO_ASSIGN_OR_RETURN(picos::DatagramMessage m, co_await s->Receive(absl::Seconds(1)));
+//   // m.data == "hello" (loop is on: the sender hears itself too),
+//   // m.from == "mcast://127.0.0.1:9705" (the sender's address)
+//
+// An IPv4 socket is bound to the group's address, so it hears that group on
+// that port and nothing else: not unicast sent to its port (a reply to
+// `from` reaches a member only if it also has a unicast socket there), nor
+// other groups it joins with JoinGroup (which exists for IPv6 sockets, bound
+// to the wildcard address, and for symmetry). SendTo may still name any
+// address of the socket's family: mcast://10.0.0.7:9705 sends unicast.
+// JoinGroup / LeaveGroup without an `iface` parameter use the socket's own.
+//
+// Or directly on a UdpSocket (core/udp.h), for its extra knobs:
 //
 //   PICOS_ASSIGN_OR_RETURN(picos::McastEndpoint ep,
 //                          picos::ParseMcastUri("mcast://239.255.97.5:9705?iface=lo"));
 //   PICOS_ASSIGN_OR_RETURN(std::unique_ptr<picos::UdpSocket> s, picos::OpenMulticast(ep));
-//   co_await s->SendTo("hello", ep.group);      // every member hears it
 //
-// TODO(transports): once core/transport.h publishes the datagram transport
-// interface and its registry, adapt OpenMulticast to it and add
-// RegisterUdpMulticastTransport() to transports/default_transports.cc; the
-// URI parsing moves onto picos::ParseUri (core/uri.h) then.
+// Threads and status codes as in core/transport.h: a socket belongs to the
+// scheduler of the task that bound it.
 #ifndef PICOS_TRANSPORTS_UDP_MULTICAST_UDP_MULTICAST_H_
 #define PICOS_TRANSPORTS_UDP_MULTICAST_UDP_MULTICAST_H_
 
@@ -29,7 +47,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/transport.h"
 #include "core/udp.h"
+#include "core/uri.h"
 
 namespace picos {
 
@@ -47,15 +67,27 @@ struct McastEndpoint {
   std::string ToUri() const;
 };
 
-// Parses and validates `uri`. kInvalidArgument with what is wrong. Pure:
-// any thread, does not suspend.
+// Parses (picos::ParseUri) and validates `uri`. kInvalidArgument with what
+// is wrong. Pure: any thread, does not suspend.
 absl::StatusOr<McastEndpoint> ParseMcastUri(absl::string_view uri);
+
+// Validates an already parsed URI: scheme "mcast", a literal multicast
+// group, a port in 1..65535 (any port, 0 included, when `require_port` is
+// false: JoinGroup names a group, not an endpoint), and only the parameters
+// above. kInvalidArgument with what is wrong. Pure.
+absl::StatusOr<McastEndpoint> McastEndpointFromUri(const Uri& uri, bool require_port = true);
 
 // Opens a socket for `ep` (see the top of this file). Scheduler thread;
 // does not suspend. kNotFound if the interface does not exist.
 absl::StatusOr<std::unique_ptr<UdpSocket>> OpenMulticast(const McastEndpoint& ep,
                                                          UdpOptions options = {});
 
+namespace transports {
+
+// Adds the mcast:// datagram plugin to `builder`.
+void RegisterUdpMulticastTransport(TransportRegistry::Builder& builder);
+
+}  // namespace transports
 }  // namespace picos
 
 #endif  // PICOS_TRANSPORTS_UDP_MULTICAST_UDP_MULTICAST_H_

@@ -3,19 +3,29 @@
 #include <memory>
 #include <string>
 
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "core/scheduler.h"
+#include "core/status.h"
 #include "core/task.h"
+#include "core/transport.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/coro_test.h"
 #include "testing/status_matchers.h"
+#include "transports/default_transports.h"
 
 namespace picos {
 namespace {
 
 using ::picos::testing::IsOk;
 using ::picos::testing::StatusIs;
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
 TEST(McastUri, ParsesAndValidates) {
   ASSERT_OK_AND_ASSIGN(McastEndpoint a, ParseMcastUri("mcast://239.255.97.5:9705?iface=lo&ttl=3"));
@@ -88,6 +98,156 @@ PICOS_CORO_TEST(UdpMulticast, UnknownInterfaceIsNotFound) {
   CO_ASSERT_OK(ep);
   EXPECT_THAT(OpenMulticast(*ep), StatusIs(absl::StatusCode::kNotFound));
   co_return;
+}
+
+
+// --- The mcast:// DatagramTransport, through DefaultTransports() ---
+
+// A free UDP port of this test's own, so that parallel runs (other test
+// binaries, other checkouts on this host) do not hear each other's groups.
+absl::StatusOr<int> FreePort() {
+  PICOS_ASSIGN_OR_RETURN(IpEndpoint any, IpEndpoint::Parse("127.0.0.1", 0));
+  PICOS_ASSIGN_OR_RETURN(std::unique_ptr<UdpSocket> probe, UdpSocket::Bind(any));
+  return probe->local_address().port();
+}
+
+// The next datagram whose payload is `want`, skipping a bounded number of
+// others (the socket's own sends come back too, loop being on).
+Task<absl::StatusOr<DatagramMessage>> ReceiveMatching(DatagramSocket& s, std::string want,
+                                                      absl::Duration timeout) {
+  for (int i = 0; i < 16; ++i) {
+    absl::StatusOr<DatagramMessage> m = co_await s.Receive(timeout);
+    if (!m.ok() || m->data == want) co_return m;
+  }
+  co_return absl::NotFoundError(absl::StrCat("no datagram '", want, "' among 16"));
+}
+
+TEST(McastTransport, IsRegisteredByDefault) {
+  const TransportRegistry& r = DefaultTransports();
+  EXPECT_THAT(r.datagram_schemes(), Contains("mcast"));
+  EXPECT_OK(r.DatagramFor("MCAST"));
+  EXPECT_THAT(r.StreamFor("mcast"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+Task<> ExchangeThroughRegistry(std::string group, std::string iface) {
+  absl::StatusOr<int> port = FreePort();
+  CO_ASSERT_OK(port);
+  const std::string uri = absl::StrCat("mcast://", group, ":", *port, "?iface=", iface, "&ttl=1");
+  const TransportRegistry& r = DefaultTransports();
+  absl::StatusOr<std::unique_ptr<DatagramSocket>> a = co_await r.Bind(uri);
+  if (!a.ok()) CO_SKIP("cannot open IPv4 multicast on " << iface << ": " << a.status());
+  absl::StatusOr<std::unique_ptr<DatagramSocket>> b = co_await r.Bind(uri);
+  CO_ASSERT_OK(b);
+  EXPECT_THAT((*a)->address(), StartsWith(absl::StrCat("mcast://", group, ":", *port)));
+
+  // An empty `to`: the group.
+  CO_ASSERT_OK(co_await (*a)->SendTo("from a"));
+  absl::StatusOr<DatagramMessage> m = co_await ReceiveMatching(**b, "from a", absl::Seconds(2));
+  if (!m.ok() && m.status().code() == absl::StatusCode::kDeadlineExceeded) {
+    CO_SKIP("this host does not loop IPv4 multicast on " << iface << " (pitfalls.md)");
+  }
+  CO_ASSERT_OK(m);
+  EXPECT_EQ(m->from, absl::StrCat("mcast://127.0.0.1:", *port));
+  // The sender hears itself (loop on by default).
+  m = co_await ReceiveMatching(**a, "from a", absl::Seconds(2));
+  CO_ASSERT_OK(m);
+
+  // An explicit `to`: another socket's address() works as is.
+  CO_ASSERT_OK(co_await (*b)->SendTo("from b", (*a)->address(), absl::Seconds(2)));
+  m = co_await ReceiveMatching(**a, "from b", absl::Seconds(2));
+  CO_ASSERT_OK(m);
+  EXPECT_EQ(m->data, "from b");
+  m = co_await ReceiveMatching(**b, "from b", absl::Seconds(2));  // b's own copy
+  CO_ASSERT_OK(m);
+
+  // Nothing more: Receive times out.
+  absl::Time start = absl::Now();
+  EXPECT_THAT(co_await (*a)->Receive(absl::Milliseconds(30)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(25));
+}
+
+PICOS_CORO_TEST(McastTransport, TwoSocketsExchangeByInterfaceAddress) {
+  co_await ExchangeThroughRegistry("239.255.97.8", "127.0.0.1");
+}
+
+PICOS_CORO_TEST(McastTransport, TwoSocketsExchangeByInterfaceName) {
+  co_await ExchangeThroughRegistry("239.255.97.9", "lo");
+}
+
+PICOS_CORO_TEST(McastTransport, MalformedUrisAreInvalidArguments) {
+  const TransportRegistry& r = DefaultTransports();
+  for (const char* bad : {
+           "mcast://239.255.97.10:39707?color=red",     // unknown parameter
+           "mcast://239.255.97.10:39707?ttl=256",       // ttl out of range
+           "mcast://239.255.97.10:39707?ttl=-1",
+           "mcast://239.255.97.10:39707?ttl=1&ttl=1",   // repeated
+           "mcast://239.255.97.10:39707?loop=yes",
+           "mcast://239.255.97.10:39707?iface=",
+           "mcast://239.255.97.10:39707?iface=a%2Fb",   // decoded, then refused
+           "mcast://127.0.0.1:39707?iface=lo",          // not a multicast group
+           "mcast://239.255.97.10?iface=lo",            // missing port
+           "mcast://239.255.97.10:0?iface=lo",          // port 0
+           "mcast://239.255.97.10:65536",
+           "mcast://example.org:39707",                 // not a literal group
+           "mcast://239.255.97.10:39707/path",
+           "mcast://[ff05::1:39707",
+       }) {
+    absl::StatusOr<std::unique_ptr<DatagramSocket>> s = co_await r.Bind(bad);
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
+  }
+  std::string many = "mcast://239.255.97.10:39707?";
+  for (int i = 0; i < 9; ++i) absl::StrAppend(&many, i ? "&" : "", "ttl=1");
+  absl::StatusOr<std::unique_ptr<DatagramSocket>> s = co_await r.Bind(many);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("too many")));
+  s = co_await r.Bind(std::string(3000, 'm'));
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
+  s = co_await r.Bind("mcast://239.255.97.10:39707?iface=nosuchif0");
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound));
+}
+
+PICOS_CORO_TEST(McastTransport, BadDestinationsGroupsAndClose) {
+  absl::StatusOr<int> port = FreePort();
+  CO_ASSERT_OK(port);
+  absl::StatusOr<std::unique_ptr<DatagramSocket>> s = co_await DefaultTransports().Bind(
+      absl::StrCat("mcast://239.255.97.10:", *port, "?iface=127.0.0.1"));
+  if (!s.ok()) CO_SKIP("cannot open IPv4 multicast on lo: " << s.status());
+  DatagramSocket& sock = **s;
+  for (const char* bad : {"tcp://127.0.0.1:9", "mcast://127.0.0.1:0", "mcast://[::1]:9",
+                          "mcast://localhost:9", "127.0.0.1:9", "mcast://127.0.0.1:9/x"}) {
+    absl::Status st = co_await sock.SendTo("x", bad);
+    EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
+  }
+  absl::Status big = co_await sock.SendTo(std::string(kMaxDatagramSize + 1, 'x'));
+  EXPECT_THAT(big, StatusIs(absl::StatusCode::kInvalidArgument));
+
+  // Groups by URI; the socket's own interface when none is named.
+  absl::StatusOr<Uri> other = ParseUri("mcast://239.255.97.11:0");
+  CO_ASSERT_OK(other);
+  EXPECT_OK(sock.JoinGroup(*other));
+  EXPECT_OK(sock.LeaveGroup(*other));
+  absl::StatusOr<Uri> unicast = ParseUri("mcast://127.0.0.1:0");
+  CO_ASSERT_OK(unicast);
+  EXPECT_THAT(sock.JoinGroup(*unicast), StatusIs(absl::StatusCode::kInvalidArgument));
+  absl::StatusOr<Uri> wrong_scheme = ParseUri("tcp://239.255.97.11:0");
+  CO_ASSERT_OK(wrong_scheme);
+  EXPECT_THAT(sock.JoinGroup(*wrong_scheme), StatusIs(absl::StatusCode::kInvalidArgument));
+
+  // Close wakes a waiting receiver; later calls are kFailedPrecondition.
+  auto woke = std::make_shared<absl::Status>(absl::OkStatus());
+  auto receive = [](DatagramSocket* s, std::shared_ptr<absl::Status> out) -> Task<> {
+    absl::StatusOr<DatagramMessage> m = co_await s->Receive(absl::Seconds(5));
+    *out = m.status();
+  };
+  TaskRef t = ThisScheduler().Spawn(receive, &sock, woke);
+  CO_ASSERT_OK(co_await Sleep(absl::Milliseconds(5)));
+  sock.Close();
+  sock.Close();
+  (void)co_await t.Join(absl::Seconds(5));
+  EXPECT_THAT(*woke, StatusIs(absl::StatusCode::kFailedPrecondition));
+  absl::Status after = co_await sock.SendTo("late");
+  EXPECT_THAT(after, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(sock.JoinGroup(*other), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 }  // namespace
