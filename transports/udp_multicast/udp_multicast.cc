@@ -1,7 +1,8 @@
 #include "transports/udp_multicast/udp_multicast.h"
 
+#include <memory>
+#include <string>
 #include <utility>
-#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -45,7 +46,9 @@ absl::StatusOr<McastEndpoint> ParseMcastUri(absl::string_view uri) {
   if (uri.size() > kMaxMcastUriLength) return Bad("too long", uri);
   absl::StatusOr<Uri> parsed = ParseUri(uri);
   // ParseUri's message already quotes the text.
-  if (!parsed.ok()) return absl::InvalidArgumentError(absl::StrCat("mcast URI: ", parsed.status().message()));
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("mcast URI: ", parsed.status().message()));
+  }
   return McastEndpointFromUri(*parsed);
 }
 
