@@ -11,30 +11,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/io_internal.h"
-#include "core/log.h"
 #include "core/scheduler.h"
 #include "core/status.h"
+#include "core/transport.h"
+#include "core/uv_stream_internal.h"
 
 namespace picos {
 namespace internal {
-
-// One pipe to a child, read or written. Owned by its Process; freed in the
-// pipe's close callback, after libuv has called back every pending write.
-struct PipeState {
-  uv_pipe_t pipe;
-  bool closing = false;
-  // Read side: bytes read in the background and not yet taken.
-  std::string buf;
-  size_t head = 0;
-  size_t limit = 0;
-  bool reading = false;
-  bool eof = false;
-  absl::Status error;
-  WaitSlot reader;
-  std::unique_ptr<char[]> scratch;  // libuv reads into this, then we append
-
-  size_t buffered() const { return buf.size() - head; }
-};
 
 // The child's process handle and how it ended. Owned by its Process; freed
 // in the handle's close callback.
@@ -49,75 +32,7 @@ struct ProcState {
 
 namespace {
 
-using internal::PipeState;
 using internal::ProcState;
-
-constexpr size_t kScratchSize = 64 * 1024;
-
-// Closes the pipe and forgets it: the state is freed in the close callback.
-void ClosePipe(PipeState*& state) {
-  PipeState* s = std::exchange(state, nullptr);
-  if (s == nullptr || s->closing) return;
-  s->closing = true;
-  s->reader.Notify();
-  uv_close(reinterpret_cast<uv_handle_t*>(&s->pipe),
-           [](uv_handle_t* h) { delete static_cast<PipeState*>(h->data); });
-}
-
-void StartReading(PipeState* s);
-
-void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-  auto* s = static_cast<PipeState*>(stream->data);
-  if (nread > 0) {
-    s->buf.append(buf->base, static_cast<size_t>(nread));
-    if (s->buffered() >= s->limit) {
-      // Full: stop reading so that the child blocks on its writes.
-      uv_read_stop(stream);
-      s->reading = false;
-    }
-  } else if (nread == UV_EOF) {
-    s->eof = true;
-    uv_read_stop(stream);
-    s->reading = false;
-  } else if (nread < 0) {
-    s->error = UvStatus(static_cast<int>(nread), "read from child process");
-    uv_read_stop(stream);
-    s->reading = false;
-  } else {
-    return;  // EAGAIN: nothing happened
-  }
-  s->reader.Notify();
-}
-
-void StartReading(PipeState* s) {
-  if (s->reading || s->closing || s->eof || !s->error.ok() || s->buffered() >= s->limit) return;
-  if (!s->scratch) s->scratch = std::make_unique<char[]>(kScratchSize);
-  int rc = uv_read_start(
-      reinterpret_cast<uv_stream_t*>(&s->pipe),
-      [](uv_handle_t* h, size_t, uv_buf_t* b) {
-        auto* st = static_cast<PipeState*>(h->data);
-        *b = uv_buf_init(st->scratch.get(), kScratchSize);
-      },
-      OnRead);
-  if (rc < 0) {
-    s->error = UvStatus(rc, "read from child process");
-  } else {
-    s->reading = true;
-  }
-}
-
-// A write in flight: its data and where its result goes. Freed in the write
-// callback; the result is shared with the writing task, which may be gone.
-struct WriteResult {
-  bool done = false;
-  int status = 0;
-  internal::WaitSlot slot;
-};
-struct WriteOp {
-  uv_write_t req;
-  std::string data;
-  std::shared_ptr<WriteResult> result;
-};
 
 absl::Status ValidateString(const std::string& s, const char* what) {
   if (s.find('\0') != std::string::npos) {
@@ -179,67 +94,38 @@ std::string ExitStatus::ToString() const {
 }
 
 // --- PipeWriter / PipeReader ---
+//
+// Thin doors onto the engine's Streams: they add only "not a pipe" and
+// "stdin closed". They return the engine's task as it is (no coroutine of
+// their own), so nothing here runs after the wait, and a Process destroyed
+// while a task waits in one of them harms no one (core/uv_stream_internal.h).
+
+namespace {
+
+Task<absl::Status> Fail(absl::Status st) { co_return st; }
+Task<absl::StatusOr<std::string>> FailRead(absl::Status st) { co_return st; }
+
+}  // namespace
+
+PipeWriter::PipeWriter() = default;
+PipeWriter::~PipeWriter() = default;
 
 Task<absl::Status> PipeWriter::Write(std::string data, absl::Duration timeout) {
-  PipeState* s = state_;
-  if (closed_) co_return absl::FailedPreconditionError("the child's stdin is closed");
-  if (s == nullptr) co_return absl::FailedPreconditionError("the child's stdin is not a pipe");
-  if (data.empty()) co_return absl::OkStatus();
-  auto result = std::make_shared<WriteResult>();
-  auto* op = new WriteOp{{}, std::move(data), result};
-  op->req.data = op;
-  uv_buf_t b = uv_buf_init(op->data.data(), static_cast<unsigned>(op->data.size()));
-  int rc = uv_write(&op->req, reinterpret_cast<uv_stream_t*>(&s->pipe), &b, 1,
-                    [](uv_write_t* req, int status) {
-                      auto* w = static_cast<WriteOp*>(req->data);
-                      w->result->done = true;
-                      w->result->status = status;
-                      w->result->slot.Notify();
-                      delete w;
-                    });
-  if (rc < 0) {
-    delete op;
-    co_return UvStatus(rc, "write to child process");
+  if (closed_) return Fail(absl::FailedPreconditionError("the child's stdin is closed"));
+  if (stream_ == nullptr) {
+    return Fail(absl::FailedPreconditionError("the child's stdin is not a pipe"));
   }
-  // A wake comes only from the write callback, so two rounds suffice.
-  for (int round = 0; round < 4 && !result->done; ++round) {
-    absl::Status st = co_await internal::SlotAwaiter(&result->slot, result->done, timeout);
-    if (!st.ok()) co_return st;
-  }
-  if (!result->done) co_return absl::InternalError("write woke without finishing");
-  co_return UvStatus(result->status, "write to child process");
+  return stream_->Write(std::move(data), timeout);
 }
 
+PipeReader::PipeReader() = default;
+PipeReader::~PipeReader() = default;
+
 Task<absl::StatusOr<std::string>> PipeReader::Read(size_t max_bytes, absl::Duration timeout) {
-  PICOS_CO_RETURN_IF_ERROR(ValidateReadSize(max_bytes));
-  PipeState* s = state_;
-  if (s == nullptr) co_return absl::FailedPreconditionError("the child's stream is not a pipe");
-  internal::Deadline deadline(timeout);
-  // Every wake follows a change of the buffer's state; the deadline bounds
-  // the rounds in time, the count in number.
-  for (int round = 0; round < 1'000'000; ++round) {
-    if (s->buffered() > 0) {
-      size_t n = std::min(max_bytes, s->buffered());
-      std::string out = s->buf.substr(s->head, n);
-      s->head += n;
-      if (s->head == s->buf.size()) {
-        s->buf.clear();
-        s->head = 0;
-      } else if (s->head > s->buf.size() / 2) {
-        s->buf.erase(0, s->head);
-        s->head = 0;
-      }
-      StartReading(s);  // room again: let the child go on
-      co_return out;
-    }
-    if (s->eof || s->closing) co_return std::string();
-    if (!s->error.ok()) co_return s->error;
-    StartReading(s);
-    if (!s->error.ok()) co_return s->error;
-    absl::Status st = co_await internal::SlotAwaiter(&s->reader, false, deadline.Remaining());
-    if (!st.ok()) co_return st;
+  if (stream_ == nullptr) {
+    return FailRead(absl::FailedPreconditionError("the child's stream is not a pipe"));
   }
-  co_return absl::InternalError("pipe read made no progress");
+  return stream_->Read(max_bytes, timeout);
 }
 
 // --- Process ---
@@ -268,7 +154,11 @@ absl::StatusOr<std::unique_ptr<Process>> Process::SpawnWithFds(const ProcessOpti
   }
 
   std::unique_ptr<Process> p(new Process());
-  PipeState* pipes[3] = {nullptr, nullptr, nullptr};
+  // Each pipe is a fresh handle of the stream engine; uv_spawn connects it
+  // to the child, and it then becomes the Stream behind in(), out(), err().
+  internal::UvStreamState* pipes[3] = {nullptr, nullptr, nullptr};
+  StreamOptions pipe_options;
+  pipe_options.max_read_buffer = options.read_buffer_limit;
   const StdioMode modes[3] = {options.stdin_mode, options.stdout_mode, options.stderr_mode};
   const int given_fds[3] = {stdin_fd, stdout_fd, -1};
   uv_stdio_container_t stdio[3];
@@ -277,13 +167,10 @@ absl::StatusOr<std::unique_ptr<Process>> Process::SpawnWithFds(const ProcessOpti
       stdio[i].flags = UV_INHERIT_FD;
       stdio[i].data.fd = given_fds[i];
     } else if (modes[i] == StdioMode::kPipe) {
-      pipes[i] = new PipeState;
-      pipes[i]->limit = options.read_buffer_limit;
-      PICOS_ASSERT(uv_pipe_init(loop, &pipes[i]->pipe, 0) == 0);
-      pipes[i]->pipe.data = pipes[i];
+      pipes[i] = internal::NewUvStreamState(loop, internal::UvKind::kPipe, pipe_options);
       stdio[i].flags = static_cast<uv_stdio_flags>(
           UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE));
-      stdio[i].data.stream = reinterpret_cast<uv_stream_t*>(&pipes[i]->pipe);
+      stdio[i].data.stream = internal::UvHandle(pipes[i]);
     } else if (modes[i] == StdioMode::kInherit) {
       stdio[i].flags = UV_INHERIT_FD;
       stdio[i].data.fd = i;
@@ -314,25 +201,30 @@ absl::StatusOr<std::unique_ptr<Process>> Process::SpawnWithFds(const ProcessOpti
     // The handle was initialised even though spawning failed: close it too.
     uv_close(reinterpret_cast<uv_handle_t*>(&proc->handle),
              [](uv_handle_t* h) { delete static_cast<ProcState*>(h->data); });
-    for (PipeState* s : pipes) ClosePipe(s);
+    for (internal::UvStreamState* s : pipes) {
+      if (s != nullptr) internal::CloseUvStreamState(s);
+    }
     return UvStatus(rc, absl::StrCat("spawn ", options.program.substr(0, 256)).c_str());
   }
   p->pid_ = proc->handle.pid;
   p->proc_ = proc;
-  p->in_.state_ = pipes[0];
-  p->out_reader_.state_ = pipes[1];
-  p->err_reader_.state_ = pipes[2];
+  if (pipes[0]) p->in_.stream_ = internal::MakeUvStream(pipes[0], "pipe");
+  if (pipes[1]) p->out_reader_.stream_ = internal::MakeUvStream(pipes[1], "pipe");
+  if (pipes[2]) p->err_reader_.stream_ = internal::MakeUvStream(pipes[2], "pipe");
   // Read output from the start, so that a child writing both streams never
   // blocks on the one the task is not reading yet.
-  if (pipes[1]) StartReading(pipes[1]);
-  if (pipes[2]) StartReading(pipes[2]);
+  for (PipeReader* r : {&p->out_reader_, &p->err_reader_}) {
+    if (r->stream_ != nullptr) r->stream_->StartReadAhead();
+  }
   return p;
 }
 
 Process::~Process() {
-  ClosePipe(in_.state_);
-  ClosePipe(out_reader_.state_);
-  ClosePipe(err_reader_.state_);
+  // Closing first makes a child blocked on a write see EPIPE; each pipe's
+  // state is freed by the engine once libuv is done with it.
+  in_.stream_.reset();
+  out_reader_.stream_.reset();
+  err_reader_.stream_.reset();
   if (proc_ == nullptr) return;
   bool running = !proc_->exited;
   if (running) uv_process_kill(&proc_->handle, SIGKILL);
@@ -345,9 +237,11 @@ Process::~Process() {
 
 absl::Status Process::CloseStdin() {
   if (in_.closed_) return absl::OkStatus();
-  if (in_.state_ == nullptr) return absl::FailedPreconditionError("the child's stdin is not a pipe");
+  if (in_.stream_ == nullptr) {
+    return absl::FailedPreconditionError("the child's stdin is not a pipe");
+  }
   in_.closed_ = true;
-  ClosePipe(in_.state_);
+  in_.stream_.reset();  // closes the pipe: the child reads end-of-file
   return absl::OkStatus();
 }
 
@@ -374,7 +268,8 @@ Task<absl::StatusOr<ExitStatus>> Process::Wait(absl::Duration timeout) {
 
 Task<absl::StatusOr<ProcessOutput>> Process::Communicate(std::string input, size_t limit,
                                                          absl::Duration timeout) {
-  if ((in_.state_ == nullptr && !in_.closed_) || out_reader_.state_ == nullptr || err_reader_.state_ == nullptr) {
+  if ((in_.stream_ == nullptr && !in_.closed_) || out_reader_.stream_ == nullptr ||
+      err_reader_.stream_ == nullptr) {
     co_return absl::FailedPreconditionError("Communicate needs stdin, stdout and stderr as pipes");
   }
   if (limit == 0 || limit > (size_t{1} << 30)) {
@@ -383,9 +278,8 @@ Task<absl::StatusOr<ProcessOutput>> Process::Communicate(std::string input, size
   internal::Deadline deadline(timeout);
   // Let both outputs be read in the background up to the limit while the
   // input is written: the child may need its output drained to go on reading.
-  for (PipeState* s : {out_reader_.state_, err_reader_.state_}) {
-    s->limit = std::max(s->limit, limit + 1);
-    StartReading(s);
+  for (internal::UvStream* s : {out_reader_.stream_.get(), err_reader_.stream_.get()}) {
+    s->set_max_read_buffer(std::max(s->max_read_buffer(), limit + 1));
   }
   if (!in_.closed_) {
     absl::Status st = co_await in_.Write(std::move(input), deadline.Remaining());

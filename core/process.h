@@ -49,7 +49,7 @@ namespace picos {
 
 namespace internal {
 struct ProcState;
-struct PipeState;
+class UvStream;  // core/uv_stream_internal.h
 }  // namespace internal
 
 // What a child's standard stream is connected to.
@@ -116,33 +116,39 @@ struct ProcessOutput {
   ExitStatus status;
 };
 
-// The write end of a child's stdin (a Writer); see Process::in().
+// The write end of a child's stdin (a Writer); see Process::in(). A pipe is
+// a Stream (core/transport.h) like a socket's, with the same backpressure:
+// at most 1 MiB of it waits in this process at any time.
 class PipeWriter : public Writer {
  public:
-  explicit PipeWriter(internal::PipeState* state) : state_(state) {}
-  // kFailedPrecondition if stdin is not a pipe or was closed; kUnavailable if
-  // the child is gone; kCancelled if the pipe was closed while writing.
+  ~PipeWriter() override;
+  // Completes as the child's side of the pipe takes the bytes.
+  // kFailedPrecondition if stdin is not a pipe or was closed (also when
+  // CloseStdin() is called while the write waits); kUnavailable if the child
+  // is gone.
   Task<absl::Status> Write(std::string data,
                            absl::Duration timeout = absl::InfiniteDuration()) override;
 
  private:
   friend class Process;
-  internal::PipeState* state_;  // owned by the Process; null when not a pipe
-  bool closed_ = false;         // CloseStdin() was called
+  PipeWriter();
+  std::unique_ptr<internal::UvStream> stream_;  // null when not a pipe or closed
+  bool closed_ = false;                         // CloseStdin() was called
 };
 
 // The read end of a child's stdout or stderr (a Reader), read in the
 // background into a bounded buffer; see Process::out().
 class PipeReader : public Reader {
  public:
-  explicit PipeReader(internal::PipeState* state) : state_(state) {}
+  ~PipeReader() override;
   // kFailedPrecondition if the stream is not a pipe.
   Task<absl::StatusOr<std::string>> Read(
       size_t max_bytes, absl::Duration timeout = absl::InfiniteDuration()) override;
 
  private:
   friend class Process;
-  internal::PipeState* state_;
+  PipeReader();
+  std::unique_ptr<internal::UvStream> stream_;  // null when not a pipe
 };
 
 // One running (or ended) child process. Not copyable or movable: hold it in
@@ -198,8 +204,7 @@ class Process {
 
  private:
   friend class Pipeline;
-  Process() : in_(nullptr), out_reader_(nullptr), err_reader_(nullptr),
-              out_(&out_reader_), err_(&err_reader_) {}
+  Process() : out_(&out_reader_), err_(&err_reader_) {}
   // Spawns with stdin/stdout taken from fds when they are >= 0 (pipelines).
   static absl::StatusOr<std::unique_ptr<Process>> SpawnWithFds(const ProcessOptions& options,
                                                                int stdin_fd, int stdout_fd);

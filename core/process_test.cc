@@ -212,6 +212,24 @@ PICOS_CORO_TEST(Process, WriteToAChildThatExitedIsUnavailable) {
   EXPECT_TRUE(exit->success()) << exit->ToString();
 }
 
+Task<absl::Status> WriteMuch(Process* p) {
+  co_return co_await p->in().Write(std::string(8 << 20, 'x'), absl::Seconds(20));
+}
+
+PICOS_CORO_TEST(Process, CloseStdinFailsAWriteInProgress) {
+  // sleep never reads its stdin: the write waits on a full pipe (and at most
+  // the engine's bounded queue waits here) until stdin is closed under it.
+  auto p = Process::Spawn({.program = "sleep", .args = {"30"}});
+  CO_ASSERT_OK(p);
+  TaskRef writer = ThisScheduler().Spawn(WriteMuch, p->get());
+  CO_ASSERT_OK(co_await Sleep(absl::Milliseconds(20)));
+  EXPECT_EQ(writer.state(), TaskState::kWaiting);
+  CO_ASSERT_OK((*p)->CloseStdin());
+  EXPECT_THAT(co_await writer.Join(absl::Seconds(10)),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(co_await (*p)->in().Write("more"), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
 PICOS_CORO_TEST(Process, BoundedReads) {
   auto p = Process::Spawn(Sh("printf 'short\\n0123456789abcdef\\ntail'"));
   CO_ASSERT_OK(p);

@@ -13,10 +13,19 @@
 #include "core/log.h"
 #include "core/scheduler.h"
 #include "core/status.h"
-#include "transports/uv_stream.h"
+#include "core/uv_stream_internal.h"
 
 namespace picos::transports {
 namespace {
+
+using internal::CloseUvStreamState;
+using internal::MakeUvStream;
+using internal::NewUvStreamState;
+using internal::UvHandle;
+using internal::UvKind;
+using internal::UvListen;
+using internal::UvStreamState;
+using internal::UvTcpConnect;
 
 // A resolution in flight. The request and the waiting frame share it; the
 // last to let go frees it (the frame may be destroyed first if its task is

@@ -15,10 +15,19 @@
 #include "core/log.h"
 #include "core/scheduler.h"
 #include "core/status.h"
-#include "transports/uv_stream.h"
+#include "core/uv_stream_internal.h"
 
 namespace picos::transports {
 namespace {
+
+using internal::CloseUvStreamState;
+using internal::MakeUvStream;
+using internal::NewUvStreamState;
+using internal::UvHandle;
+using internal::UvKind;
+using internal::UvListen;
+using internal::UvStreamState;
+using internal::UvTcpConnect;
 
 // The socket address of a unix:// URI, or kInvalidArgument.
 absl::StatusOr<std::pair<sockaddr_un, socklen_t>> UnixAddress(const Uri& uri) {

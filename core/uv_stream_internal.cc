@@ -1,4 +1,4 @@
-#include "transports/uv_stream.h"
+#include "core/uv_stream_internal.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -16,7 +16,7 @@
 #include "core/log.h"
 #include "core/status.h"
 
-namespace picos::transports {
+namespace picos::internal {
 
 // Read into this, then append to the stream's buffer: one 64 KiB buffer
 // per reading stream, which is what libuv asks for anyway.
@@ -41,7 +41,7 @@ struct UvStreamState {
   bool reading = false;
   bool eof = false;
   absl::Status rerror;
-  internal::WaitSlot reader;
+  WaitSlot reader;
   std::unique_ptr<char[]> scratch;
 
   // Write side.
@@ -50,14 +50,14 @@ struct UvStreamState {
   bool shut = false;
   bool shutdown_done = false;
   absl::Status werror;
-  internal::WaitSlot writer;
+  WaitSlot writer;
 
   // Listener side: accepted handles not yet taken, and whether libuv holds
   // one more connection that waits for uv_accept.
   std::deque<UvStreamState*> accepted;
   bool accept_pending = false;
   absl::Status lerror;
-  internal::WaitSlot acceptor;
+  WaitSlot acceptor;
   std::string unlink_path;
 
   size_t buffered() const { return rbuf.size() - rhead; }
@@ -193,176 +193,6 @@ std::string HandleAddress(UvStreamState* s, const std::string& scheme, bool peer
   return absl::StrCat(scheme, "://", std::string(sun.sun_path, strnlen(sun.sun_path, n)));
 }
 
-class UvStream final : public Stream {
- public:
-  UvStream(UvStreamState* s, std::string scheme)
-      : s_(s), scheme_(std::move(scheme)), max_write_queue_(s->options.max_write_queue) {}
-  ~UvStream() override { Close(); }
-
-  Task<absl::StatusOr<size_t>> ReadSome(char* buf, size_t min_bytes, size_t max_bytes,
-                                        absl::Duration timeout) override {
-    if (min_bytes == 0 || min_bytes > max_bytes) {
-      co_return absl::InvalidArgumentError("ReadSome needs 1 <= min_bytes <= max_bytes");
-    }
-    UvStreamState* s = s_;
-    if (s == nullptr) co_return Closed();
-    Hold hold(s);
-    internal::Deadline deadline(timeout);
-    // Each wake follows a change of the buffer (or a timeout): bounded by
-    // the bytes wanted, and in time by the deadline.
-    for (size_t round = 0; round < min_bytes + 3; ++round) {
-      if (s->buffered() >= min_bytes || (s->buffered() > 0 && (s->eof || !s->rerror.ok()))) {
-        size_t n = std::min(max_bytes, s->buffered());
-        std::memcpy(buf, s->rbuf.data() + s->rhead, n);
-        s->rhead += n;
-        if (s->rhead == s->rbuf.size()) {
-          s->rbuf.clear();
-          s->rhead = 0;
-        } else if (s->rhead > s->rbuf.size() / 2) {
-          s->rbuf.erase(0, s->rhead);
-          s->rhead = 0;
-        }
-        s->want = 0;
-        StartReading(s);  // room again: let the peer go on
-        co_return n;
-      }
-      if (s->closing || s->eof) co_return size_t{0};
-      if (!s->rerror.ok()) co_return s->rerror;
-      s->want = min_bytes;
-      StartReading(s);
-      if (!s->rerror.ok()) continue;
-      absl::Status st = co_await internal::SlotAwaiter(&s->reader, false, deadline.Remaining());
-      if (!st.ok()) {
-        s->want = 0;
-        co_return st;
-      }
-    }
-    co_return absl::InternalError("ReadSome made no progress");
-  }
-
-  Task<absl::Status> Write(std::string data, absl::Duration timeout) override {
-    UvStreamState* s = s_;
-    if (s == nullptr || s->closing) co_return Closed();
-    if (s->shut) co_return absl::FailedPreconditionError("write after Shutdown()");
-    if (!s->werror.ok()) co_return s->werror;
-    if (data.empty()) co_return absl::OkStatus();
-    size_t off = 0;
-    if (s->queued == 0) {
-      // Fast path: the kernel takes it all now, no request, no wake.
-      uv_buf_t b = uv_buf_init(data.data(), static_cast<unsigned>(std::min<size_t>(data.size(), 1u << 30)));
-      int n = uv_try_write(&s->h.stream, &b, 1);
-      if (n > 0) {
-        off = static_cast<size_t>(n);
-      } else if (n < 0 && n != UV_EAGAIN) {
-        s->werror = UvStatus(n, "write");
-        co_return s->werror;
-      }
-      if (off == data.size()) co_return absl::OkStatus();
-    }
-    Hold hold(s);
-    auto shared = std::make_shared<std::string>(std::move(data));
-    const size_t size = shared->size();
-    const size_t limit = std::max<size_t>(s->options.max_write_queue, 1);
-    internal::Deadline deadline(timeout);
-    // Each round queues a chunk or waits for a completion, which frees at
-    // least one chunk: bounded by twice the chunks plus the final drain.
-    const size_t bound = 2 * (size / 1 + 2);
-    for (size_t round = 0; round < bound; ++round) {
-      if (s->closing) co_return Closed();
-      if (!s->werror.ok()) co_return s->werror;
-      if (off == size && s->queued == 0) co_return absl::OkStatus();
-      if (off < size && s->queued < limit) {
-        size_t chunk = std::min(size - off, limit - s->queued);
-        auto* op = new WriteOp{{}, s, shared, chunk};
-        op->req.data = op;
-        uv_buf_t b = uv_buf_init(shared->data() + off, static_cast<unsigned>(chunk));
-        int rc = uv_write(&op->req, &s->h.stream, &b, 1, OnWrite);
-        if (rc < 0) {
-          delete op;
-          s->werror = UvStatus(rc, "write");
-          co_return s->werror;
-        }
-        ++s->refs;  // the request's
-        s->queued += chunk;
-        s->peak = std::max(s->peak, s->queued);
-        off += chunk;
-        continue;
-      }
-      absl::Status st = co_await internal::SlotAwaiter(&s->writer, false, deadline.Remaining());
-      if (!st.ok()) co_return st;
-    }
-    co_return absl::InternalError("Write made no progress");
-  }
-
-  Task<absl::Status> Shutdown(absl::Duration timeout) override {
-    UvStreamState* s = s_;
-    if (s == nullptr || s->closing) co_return Closed();
-    if (s->shut) co_return absl::OkStatus();
-    Hold hold(s);
-    struct ShutdownOp {
-      uv_shutdown_t req;
-      UvStreamState* state;
-      bool done = false;
-      int status = 0;
-    };
-    auto* op = new ShutdownOp{{}, s};
-    op->req.data = op;
-    int rc = uv_shutdown(&op->req, &s->h.stream, [](uv_shutdown_t* req, int status) {
-      auto* o = static_cast<ShutdownOp*>(req->data);
-      UvStreamState* st = o->state;
-      if (status < 0 && status != UV_ECANCELED && st->werror.ok()) {
-        st->werror = UvStatus(status, "shutdown");
-      }
-      st->shutdown_done = true;  // libuv ran it after every earlier write
-      st->writer.Notify();
-      delete o;
-      Unref(st);
-    });
-    if (rc < 0) {
-      delete op;
-      co_return UvStatus(rc, "shutdown");
-    }
-    ++s->refs;
-    s->shut = true;
-    // Done when every write before it has completed (libuv runs the
-    // shutdown after them) or the stream broke.
-    internal::Deadline deadline(timeout);
-    for (int round = 0; round < 1'000'000; ++round) {
-      if (s->closing) co_return Closed();
-      if (!s->werror.ok()) co_return s->werror;
-      if (s->shutdown_done) co_return absl::OkStatus();
-      absl::Status st = co_await internal::SlotAwaiter(&s->writer, false, deadline.Remaining());
-      if (!st.ok()) co_return st;
-    }
-    co_return absl::InternalError("Shutdown made no progress");
-  }
-
-  void Close() override {
-    if (s_ == nullptr) return;
-    peak_after_close_ = s_->peak;
-    CloseHandle(std::exchange(s_, nullptr), false);
-  }
-  void Abort() override {
-    if (s_ == nullptr) return;
-    peak_after_close_ = s_->peak;
-    CloseHandle(std::exchange(s_, nullptr), true);
-  }
-
-  size_t write_queue_bytes() const override { return s_ ? s_->queued : 0; }
-  size_t peak_write_queue_bytes() const override { return s_ ? s_->peak : peak_after_close_; }
-  size_t max_write_queue() const override { return max_write_queue_; }
-  std::string local_address() const override {
-    return s_ ? HandleAddress(s_, scheme_, false) : "";
-  }
-  std::string peer_address() const override { return s_ ? HandleAddress(s_, scheme_, true) : ""; }
-
- private:
-  UvStreamState* s_;
-  std::string scheme_;
-  size_t peak_after_close_ = 0;
-  size_t max_write_queue_;
-};
-
 void AcceptOne(UvStreamState* server) {
   UvStreamState* c = NewUvStreamState(server->h.handle.loop, server->kind, server->options);
   int rc = uv_accept(&server->h.stream, &c->h.stream);
@@ -403,7 +233,7 @@ class UvListener final : public Listener {
     UvStreamState* s = s_;
     if (s == nullptr) co_return absl::FailedPreconditionError("the listener is closed");
     Hold hold(s);
-    internal::Deadline deadline(timeout);
+    Deadline deadline(timeout);
     for (int round = 0; round < 1'000'000; ++round) {
       if (s->closing) co_return absl::FailedPreconditionError("the listener is closed");
       if (!s->accepted.empty()) {
@@ -416,7 +246,7 @@ class UvListener final : public Listener {
         co_return MakeUvStream(c, scheme_);
       }
       if (!s->lerror.ok()) co_return std::exchange(s->lerror, absl::OkStatus());
-      absl::Status st = co_await internal::SlotAwaiter(&s->acceptor, false, deadline.Remaining());
+      absl::Status st = co_await SlotAwaiter(&s->acceptor, false, deadline.Remaining());
       if (!st.ok()) co_return st;
     }
     co_return absl::InternalError("Accept made no progress");
@@ -440,6 +270,189 @@ class UvListener final : public Listener {
 
 }  // namespace
 
+// --- UvStream ---
+
+UvStream::UvStream(UvStreamState* s, std::string scheme)
+    : s_(s),
+      scheme_(std::move(scheme)),
+      max_write_queue_(s->options.max_write_queue),
+      max_read_buffer_(s->options.max_read_buffer) {}
+
+UvStream::~UvStream() { Close(); }
+
+Task<absl::StatusOr<size_t>> UvStream::ReadSome(char* buf, size_t min_bytes, size_t max_bytes,
+                                                absl::Duration timeout) {
+  if (min_bytes == 0 || min_bytes > max_bytes) {
+    co_return absl::InvalidArgumentError("ReadSome needs 1 <= min_bytes <= max_bytes");
+  }
+  UvStreamState* s = s_;
+  if (s == nullptr) co_return Closed();
+  Hold hold(s);
+  Deadline deadline(timeout);
+  // Each wake follows a change of the buffer (or a timeout): bounded by
+  // the bytes wanted, and in time by the deadline.
+  for (size_t round = 0; round < min_bytes + 3; ++round) {
+    if (s->buffered() >= min_bytes || (s->buffered() > 0 && (s->eof || !s->rerror.ok()))) {
+      size_t n = std::min(max_bytes, s->buffered());
+      std::memcpy(buf, s->rbuf.data() + s->rhead, n);
+      s->rhead += n;
+      if (s->rhead == s->rbuf.size()) {
+        s->rbuf.clear();
+        s->rhead = 0;
+      } else if (s->rhead > s->rbuf.size() / 2) {
+        s->rbuf.erase(0, s->rhead);
+        s->rhead = 0;
+      }
+      s->want = 0;
+      StartReading(s);  // room again: let the peer go on
+      co_return n;
+    }
+    if (s->closing || s->eof) co_return size_t{0};
+    if (!s->rerror.ok()) co_return s->rerror;
+    s->want = min_bytes;
+    StartReading(s);
+    if (!s->rerror.ok()) continue;
+    absl::Status st = co_await SlotAwaiter(&s->reader, false, deadline.Remaining());
+    if (!st.ok()) {
+      s->want = 0;
+      co_return st;
+    }
+  }
+  co_return absl::InternalError("ReadSome made no progress");
+}
+
+Task<absl::Status> UvStream::Write(std::string data, absl::Duration timeout) {
+  UvStreamState* s = s_;
+  if (s == nullptr || s->closing) co_return Closed();
+  if (s->shut) co_return absl::FailedPreconditionError("write after Shutdown()");
+  if (!s->werror.ok()) co_return s->werror;
+  if (data.empty()) co_return absl::OkStatus();
+  size_t off = 0;
+  if (s->queued == 0) {
+    // Fast path: the kernel takes it all now, no request, no wake.
+    uv_buf_t b = uv_buf_init(data.data(), static_cast<unsigned>(std::min<size_t>(data.size(), 1u << 30)));
+    int n = uv_try_write(&s->h.stream, &b, 1);
+    if (n > 0) {
+      off = static_cast<size_t>(n);
+    } else if (n < 0 && n != UV_EAGAIN) {
+      s->werror = UvStatus(n, "write");
+      co_return s->werror;
+    }
+    if (off == data.size()) co_return absl::OkStatus();
+  }
+  Hold hold(s);
+  auto shared = std::make_shared<std::string>(std::move(data));
+  const size_t size = shared->size();
+  const size_t limit = std::max<size_t>(s->options.max_write_queue, 1);
+  Deadline deadline(timeout);
+  // Each round queues a chunk or waits for a completion, which frees at
+  // least one chunk: bounded by twice the chunks plus the final drain.
+  const size_t bound = 2 * (size / 1 + 2);
+  for (size_t round = 0; round < bound; ++round) {
+    if (s->closing) co_return Closed();
+    if (!s->werror.ok()) co_return s->werror;
+    if (off == size && s->queued == 0) co_return absl::OkStatus();
+    if (off < size && s->queued < limit) {
+      size_t chunk = std::min(size - off, limit - s->queued);
+      auto* op = new WriteOp{{}, s, shared, chunk};
+      op->req.data = op;
+      uv_buf_t b = uv_buf_init(shared->data() + off, static_cast<unsigned>(chunk));
+      int rc = uv_write(&op->req, &s->h.stream, &b, 1, OnWrite);
+      if (rc < 0) {
+        delete op;
+        s->werror = UvStatus(rc, "write");
+        co_return s->werror;
+      }
+      ++s->refs;  // the request's
+      s->queued += chunk;
+      s->peak = std::max(s->peak, s->queued);
+      off += chunk;
+      continue;
+    }
+    absl::Status st = co_await SlotAwaiter(&s->writer, false, deadline.Remaining());
+    if (!st.ok()) co_return st;
+  }
+  co_return absl::InternalError("Write made no progress");
+}
+
+Task<absl::Status> UvStream::Shutdown(absl::Duration timeout) {
+  UvStreamState* s = s_;
+  if (s == nullptr || s->closing) co_return Closed();
+  if (s->shut) co_return absl::OkStatus();
+  Hold hold(s);
+  struct ShutdownOp {
+    uv_shutdown_t req;
+    UvStreamState* state;
+    bool done = false;
+    int status = 0;
+  };
+  auto* op = new ShutdownOp{{}, s};
+  op->req.data = op;
+  int rc = uv_shutdown(&op->req, &s->h.stream, [](uv_shutdown_t* req, int status) {
+    auto* o = static_cast<ShutdownOp*>(req->data);
+    UvStreamState* st = o->state;
+    if (status < 0 && status != UV_ECANCELED && st->werror.ok()) {
+      st->werror = UvStatus(status, "shutdown");
+    }
+    st->shutdown_done = true;  // libuv ran it after every earlier write
+    st->writer.Notify();
+    delete o;
+    Unref(st);
+  });
+  if (rc < 0) {
+    delete op;
+    co_return UvStatus(rc, "shutdown");
+  }
+  ++s->refs;
+  s->shut = true;
+  // Done when every write before it has completed (libuv runs the
+  // shutdown after them) or the stream broke.
+  Deadline deadline(timeout);
+  for (int round = 0; round < 1'000'000; ++round) {
+    if (s->closing) co_return Closed();
+    if (!s->werror.ok()) co_return s->werror;
+    if (s->shutdown_done) co_return absl::OkStatus();
+    absl::Status st = co_await SlotAwaiter(&s->writer, false, deadline.Remaining());
+    if (!st.ok()) co_return st;
+  }
+  co_return absl::InternalError("Shutdown made no progress");
+}
+
+void UvStream::Close() {
+  if (s_ == nullptr) return;
+  peak_after_close_ = s_->peak;
+  CloseHandle(std::exchange(s_, nullptr), false);
+}
+
+void UvStream::Abort() {
+  if (s_ == nullptr) return;
+  peak_after_close_ = s_->peak;
+  CloseHandle(std::exchange(s_, nullptr), true);
+}
+
+size_t UvStream::write_queue_bytes() const { return s_ ? s_->queued : 0; }
+size_t UvStream::peak_write_queue_bytes() const { return s_ ? s_->peak : peak_after_close_; }
+
+std::string UvStream::local_address() const { return s_ ? HandleAddress(s_, scheme_, false) : ""; }
+std::string UvStream::peer_address() const { return s_ ? HandleAddress(s_, scheme_, true) : ""; }
+
+void UvStream::StartReadAhead() {
+  if (s_ != nullptr) StartReading(s_);
+}
+
+size_t UvStream::max_read_buffer() const { return max_read_buffer_; }
+
+void UvStream::set_max_read_buffer(size_t bytes) {
+  max_read_buffer_ = std::max<size_t>(bytes, 1);
+  if (s_ == nullptr) return;
+  s_->options.max_read_buffer = max_read_buffer_;
+  // Reading stopped at the old bound resumes; a lower bound takes effect at
+  // the next read callback.
+  StartReading(s_);
+}
+
+// --- Handles ---
+
 UvStreamState* NewUvStreamState(uv_loop_s* loop, UvKind kind, const StreamOptions& options) {
   auto* s = new UvStreamState;
   s->kind = kind;
@@ -462,7 +475,7 @@ Task<absl::Status> UvTcpConnect(UvStreamState* s, const struct sockaddr* addr,
     UvStreamState* state;
     bool done = false;
     int status = 0;
-    internal::WaitSlot slot;
+    WaitSlot slot;
   };
   // Shared by the request and this frame: whichever ends last frees it.
   auto* op = new ConnectOp{{}, s};
@@ -492,7 +505,7 @@ Task<absl::Status> UvTcpConnect(UvStreamState* s, const struct sockaddr* addr,
     }
   } release{op};
   for (int round = 0; round < 4 && !op->done; ++round) {
-    absl::Status st = co_await internal::SlotAwaiter(&op->slot, op->done, timeout);
+    absl::Status st = co_await SlotAwaiter(&op->slot, op->done, timeout);
     if (!st.ok()) {
       // The connect stays in flight until the caller closes the handle,
       // which cancels it.
@@ -506,7 +519,7 @@ Task<absl::Status> UvTcpConnect(UvStreamState* s, const struct sockaddr* addr,
   co_return UvStatus(op->status, "connect");
 }
 
-std::unique_ptr<Stream> MakeUvStream(UvStreamState* s, std::string scheme) {
+std::unique_ptr<UvStream> MakeUvStream(UvStreamState* s, std::string scheme) {
   return std::make_unique<UvStream>(s, std::move(scheme));
 }
 
@@ -540,4 +553,4 @@ std::string SockaddrToUri(const std::string& scheme, const struct sockaddr* sa) 
   return "";
 }
 
-}  // namespace picos::transports
+}  // namespace picos::internal
