@@ -3,6 +3,7 @@
 #include <uv.h>
 
 #include <csignal>
+#include <cstdio>
 #include <memory>
 #include <utility>
 
@@ -82,6 +83,12 @@ Scheduler* Scheduler::FromIndex(uint8_t index) {
 }
 
 Scheduler* Scheduler::Current() { return t_scheduler; }
+
+int internal::ExitCode(const char* program, const absl::Status& status) {
+  if (status.ok()) return 0;
+  std::fprintf(stderr, "%s: %s\n", program, status.ToString().c_str());
+  return 1;
+}
 
 Scheduler& ThisScheduler() {
   Scheduler* s = t_scheduler;

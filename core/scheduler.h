@@ -276,6 +276,25 @@ class Scheduler {
 // The scheduler of the running task. Asserts that the caller is a task.
 Scheduler& ThisScheduler();
 
+namespace internal {
+// 0 for OK; else prints "program: status" to standard error and gives 1.
+int ExitCode(const char* program, const absl::Status& status);
+}  // namespace internal
+
+// A program's main task: runs `fn(args...)` as the first task of a fresh
+// Scheduler on this thread until it ends, and gives the process's exit code:
+// 0 if it ended well, 1 (and "program: error" on standard error) if it
+// ended with an error or the loop deadlocked.
+//
+//   int main(int argc, char** argv) { return picos::RunMain("server", Serve, port); }
+template <typename F, typename... Args>
+int RunMain(const char* program, F&& fn, Args&&... args) {
+  Scheduler s;
+  TaskRef main_task = s.Spawn(std::forward<F>(fn), std::forward<Args>(args)...);
+  absl::StatusOr<Value> r = s.RunUntil(main_task);
+  return internal::ExitCode(program, r.status());
+}
+
 }  // namespace picos
 
 #endif  // PICOS_CORE_SCHEDULER_H_

@@ -412,3 +412,20 @@ TEST(Scheduler, TaskSuspendedOutsidePicosAwaitersIsEndedNotHung) {
 
 }  // namespace
 }  // namespace picos
+
+namespace picos {
+namespace {
+
+TEST(Scheduler, RunMainGivesAnExitCode) {
+  EXPECT_EQ(RunMain("test", Add, 1, 2), 0);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunMain("prog", Fails), 1);
+  EXPECT_THAT(::testing::internal::GetCapturedStderr(), HasSubstr("prog: INTERNAL"));
+  // A main task that can never finish is a deadlock, reported, not a hang.
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunMain("stuck", []() -> Task<> { (void)co_await Receive(); }), 1);
+  EXPECT_THAT(::testing::internal::GetCapturedStderr(), HasSubstr("deadlock"));
+}
+
+}  // namespace
+}  // namespace picos

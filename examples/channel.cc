@@ -65,11 +65,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--count must be in 1..20\n");
     return 2;
   }
-  picos::Scheduler s;
-  absl::StatusOr<Value> r = s.RunUntil(s.Spawn(Client, count));
-  if (!r.ok()) {
-    std::fprintf(stderr, "channel example failed: %s\n", r.status().ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return picos::RunMain("channel", Client, count);
 }

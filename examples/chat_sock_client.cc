@@ -72,11 +72,5 @@ int main(int argc, char** argv) {
   std::vector<std::string> input;
   std::string line;
   while (input.size() < 1000 && std::getline(std::cin, line)) input.push_back(line.substr(0, 4000));
-  picos::Scheduler s;
-  absl::StatusOr<picos::Value> r = s.RunUntil(s.Spawn(Main, std::move(input)));
-  if (!r.ok()) {
-    std::fprintf(stderr, "chat_sock_client: %s\n", r.status().ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return picos::RunMain("chat_sock_client", Main, std::move(input));
 }

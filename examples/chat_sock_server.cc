@@ -89,11 +89,5 @@ Task<absl::Status> Main() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  picos::Scheduler s;
-  absl::StatusOr<picos::Value> r = s.RunUntil(s.Spawn(Main));
-  if (!r.ok()) {
-    std::fprintf(stderr, "chat_sock_server: %s\n", r.status().ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return picos::RunMain("chat_sock_server", Main);
 }

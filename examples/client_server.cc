@@ -85,11 +85,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "client_server: --clients and --requests must be within 1..10000\n");
     return 2;
   }
-  picos::Scheduler s;
-  absl::StatusOr<Value> r = s.RunUntil(s.Spawn(Main, clients, requests));
-  if (!r.ok()) {
-    std::fprintf(stderr, "client_server: %s\n", r.status().ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return picos::RunMain("client_server", Main, clients, requests);
 }

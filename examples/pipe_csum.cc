@@ -90,12 +90,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pipe_csum: --program must be sha1sum, md5sum or sha256sum\n");
     return 2;
   }
-  picos::Scheduler s;
-  picos::TaskRef t = s.Spawn(Main, program, path);
-  absl::StatusOr<picos::Value> r = s.RunUntil(t);
-  if (!r.ok()) {
-    std::fprintf(stderr, "pipe_csum: %s\n", r.status().ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return picos::RunMain("pipe_csum", Main, program, path);
 }

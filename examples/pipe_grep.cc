@@ -89,12 +89,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pipe_grep: --lines outside 1..1000000\n");
     return 2;
   }
-  picos::Scheduler s;
-  picos::TaskRef t = s.Spawn(Main, absl::GetFlag(FLAGS_file), lines);
-  absl::StatusOr<picos::Value> r = s.RunUntil(t);
-  if (!r.ok()) {
-    std::fprintf(stderr, "pipe_grep: %s\n", r.status().ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return picos::RunMain("pipe_grep", Main, absl::GetFlag(FLAGS_file), lines);
 }

@@ -102,11 +102,5 @@ Task<absl::Status> Main() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  picos::Scheduler s;
-  absl::StatusOr<picos::Value> r = s.RunUntil(s.Spawn(Main));
-  if (!r.ok()) {
-    std::fprintf(stderr, "sock_server_client: %s\n", r.status().ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return picos::RunMain("sock_server_client", Main);
 }

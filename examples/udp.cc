@@ -60,12 +60,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "udp: --clients outside 1..1000\n");
     return 2;
   }
-  picos::Scheduler s;
-  picos::TaskRef t = s.Spawn(Main, clients);
-  absl::StatusOr<picos::Value> r = s.RunUntil(t);
-  if (!r.ok()) {
-    std::fprintf(stderr, "udp: %s\n", r.status().ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return picos::RunMain("udp", Main, clients);
 }
