@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <utility>
 
@@ -178,39 +179,110 @@ class TlsStream : public Stream {
   bool shut_ = false;
 };
 
+// Handshakes run side by side, each in a task of its own, so that a client
+// that stalls its handshake delays nobody else: Accept hands out whichever
+// connection finished first. A pump task accepts from the inner listener
+// while fewer than kMaxPending connections are handshaking or waiting to
+// be accepted; beyond that the kernel's backlog holds them.
+constexpr int kMaxPending = 64;
+
+struct AcceptQueue {
+  std::unique_ptr<Listener> inner;
+  std::shared_ptr<const TlsContext> context;
+  std::deque<std::unique_ptr<Stream>> ready;
+  int handshaking = 0;
+  absl::Status error;     // why the inner listener stopped; OK while it runs
+  bool closed = false;
+  internal::WaitSlot accepter;  // the task in Accept
+  internal::WaitSlot pump;      // the pump, when kMaxPending is reached
+
+  int pending() const { return handshaking + static_cast<int>(ready.size()); }
+};
+
+Task<> HandshakeOne(std::shared_ptr<AcceptQueue> q, std::unique_ptr<Stream> raw) {
+  std::string peer = raw->peer_address();
+  absl::StatusOr<std::unique_ptr<Stream>> tls =
+      co_await Wrap(std::move(raw), q->context, std::string(),
+                    absl::Milliseconds(q->context->config().handshake_timeout_ms));
+  --q->handshaking;
+  if (!tls.ok()) {
+    PICOS_LOG(warn, "TLS handshake with {} failed: {}", peer, tls.status().ToString());
+  } else if (!q->closed) {
+    q->ready.push_back(*std::move(tls));
+    q->accepter.Notify();
+  }
+  q->pump.Notify();
+}
+
+Task<> Pump(std::shared_ptr<AcceptQueue> q) {
+  while (!q->closed) {
+    if (q->pending() >= kMaxPending) {
+      absl::Status woken = co_await internal::SlotAwaiter(&q->pump, false, absl::Seconds(1));
+      if (woken.code() == absl::StatusCode::kCancelled) break;
+      continue;
+    }
+    absl::StatusOr<std::unique_ptr<Stream>> raw = co_await q->inner->Accept();
+    if (!raw.ok()) {
+      q->error = raw.status();
+      q->accepter.Notify();
+      co_return;
+    }
+    ++q->handshaking;
+    ThisScheduler().Spawn(HandshakeOne, q, *std::move(raw));
+  }
+  q->error = absl::FailedPreconditionError("TLS listener closed");
+  q->accepter.Notify();
+}
+
 class TlsListener : public Listener {
  public:
   TlsListener(std::unique_ptr<Listener> inner, std::shared_ptr<const TlsContext> context,
               std::string address)
-      : inner_(std::move(inner)), context_(std::move(context)), address_(std::move(address)) {}
+      : q_(std::make_shared<AcceptQueue>()), address_(std::move(address)) {
+    q_->inner = std::move(inner);
+    q_->context = std::move(context);
+    pump_ = ThisScheduler().Spawn(Pump, q_);
+  }
+  ~TlsListener() override { Close(); }
 
-  // Accepts and handshakes in turn. A client whose handshake fails or stalls
-  // is logged and dropped; Accept goes on with the next one.
+  // The next connection whose handshake succeeded. Clients whose handshake
+  // fails or stalls are logged and dropped by their own task.
   Task<absl::StatusOr<std::unique_ptr<Stream>>> Accept(absl::Duration timeout) override {
+    std::shared_ptr<AcceptQueue> q = q_;
     const internal::Deadline deadline(timeout);
-    const absl::Duration handshake =
-        absl::Milliseconds(context_->config().handshake_timeout_ms);
     for (;;) {
-      absl::StatusOr<std::unique_ptr<Stream>> raw = co_await inner_->Accept(deadline.Remaining());
-      if (!raw.ok()) co_return raw.status();
-      std::string peer = (*raw)->peer_address();
-      absl::StatusOr<std::unique_ptr<Stream>> tls =
-          co_await Wrap(*std::move(raw), context_, std::string(), handshake);
-      if (tls.ok()) co_return tls;
-      PICOS_LOG(warn, "TLS handshake with {} failed: {}", peer, tls.status().ToString());
-      if (tls.status().code() == absl::StatusCode::kCancelled) co_return tls.status();
-      if (deadline.Remaining() <= absl::ZeroDuration()) {
-        co_return absl::DeadlineExceededError("TLS accept timed out");
+      if (!q->ready.empty()) {
+        std::unique_ptr<Stream> s = std::move(q->ready.front());
+        q->ready.pop_front();
+        q->pump.Notify();
+        co_return s;
+      }
+      if (q->closed) co_return absl::FailedPreconditionError("accept on a closed TLS listener");
+      if (!q->error.ok()) co_return q->error;
+      absl::Status woken =
+          co_await internal::SlotAwaiter(&q->accepter, false, deadline.Remaining());
+      if (!woken.ok()) {
+        if (woken.code() == absl::StatusCode::kDeadlineExceeded) {
+          co_return absl::DeadlineExceededError("TLS accept timed out");
+        }
+        co_return woken;
       }
     }
   }
 
-  void Close() override { inner_->Close(); }
+  void Close() override {
+    if (q_->closed) return;
+    q_->closed = true;
+    q_->ready.clear();
+    q_->inner->Close();  // the pump's Accept ends
+    q_->accepter.Notify();
+    q_->pump.Notify();
+  }
   std::string address() const override { return address_; }
 
  private:
-  std::unique_ptr<Listener> inner_;
-  std::shared_ptr<const TlsContext> context_;
+  std::shared_ptr<AcceptQueue> q_;
+  TaskRef pump_;
   std::string address_;  // a tls:// URI a client can connect to
 };
 

@@ -141,6 +141,44 @@ TEST(TlsTransport, StalledHandshakeTimesOutAndPlainTextIsRefused) {
   });
 }
 
+// A client that connects and never handshakes must not hold up the next
+// one: handshakes run side by side.
+TEST(TlsTransport, StalledClientDoesNotDelayOthers) {
+  auto reg = Registry(true);
+  RunBody([&]() -> Task<> {
+    absl::StatusOr<std::unique_ptr<Listener>> l =
+        co_await reg->Listen("tls://127.0.0.1:0?handshake_ms=5000");
+    CO_ASSERT_OK(l);
+    std::string address = (*l)->address();
+    std::string port = address.substr(address.rfind(':') + 1);
+    absl::StatusOr<std::unique_ptr<Stream>> stalled =
+        co_await reg->Connect("tcp://127.0.0.1:" + port, absl::Seconds(5));
+    CO_ASSERT_OK(stalled);
+    co_await Sleep(absl::Milliseconds(20));  // the server has taken it and waits for its hello
+    Listener* listener = l->get();
+    auto accepted = std::make_shared<absl::StatusOr<std::unique_ptr<Stream>>>(
+        absl::UnknownError("not accepted"));
+    auto accept = [listener, accepted]() -> Task<> {
+      *accepted = co_await listener->Accept(absl::Seconds(10));
+    };
+    TaskRef acceptor = ThisScheduler().Spawn(accept);
+    absl::StatusOr<std::unique_ptr<Stream>> good = co_await reg->Connect(address, absl::Seconds(10));
+    CO_ASSERT_OK(good);
+    CO_ASSERT_OK(co_await acceptor.Join());
+    CO_ASSERT_OK(*accepted);
+    // The stalled client's handshake is still pending: the server has
+    // neither answered nor dropped it.
+    char buf[8];
+    absl::StatusOr<size_t> n = co_await (*stalled)->ReadSome(buf, 1, sizeof buf, absl::ZeroDuration());
+    EXPECT_THAT(n, StatusIs(absl::StatusCode::kDeadlineExceeded));
+    CO_ASSERT_OK(co_await (**accepted)->Write("ok"));
+    n = co_await (*good)->ReadSome(buf, 2, sizeof buf, absl::Seconds(5));
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(std::string(buf, *n), "ok");
+    (*stalled)->Close();  // its handshake task then ends at once
+  });
+}
+
 TEST(TlsTransport, BadParametersAreInvalidArguments) {
   auto reg = Registry(false);
   RunBody([&]() -> Task<> {
