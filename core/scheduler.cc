@@ -14,6 +14,8 @@
 
 namespace picos {
 
+std::atomic<Scheduler*> internal::g_schedulers[256];
+
 using internal::MessageNode;
 using internal::TaskCore;
 
@@ -21,10 +23,8 @@ namespace {
 
 thread_local Scheduler* t_scheduler = nullptr;
 
-// Schedulers are found from a task by a one-byte index, which keeps TaskCore
-// small; 255 schedulers per process is far beyond one per core.
 constexpr int kMaxSchedulers = 255;
-std::atomic<Scheduler*> g_schedulers[kMaxSchedulers + 1];
+using internal::g_schedulers;
 
 uint8_t ClaimIndex(Scheduler* s) {
   for (int i = 1; i <= kMaxSchedulers; ++i) {
@@ -77,10 +77,6 @@ struct PendingSpawn {
 };
 
 }  // namespace
-
-Scheduler* Scheduler::FromIndex(uint8_t index) {
-  return g_schedulers[index].load(std::memory_order_acquire);
-}
 
 Scheduler* Scheduler::Current() { return t_scheduler; }
 

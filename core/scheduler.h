@@ -47,6 +47,10 @@ struct uv_timer_s;
 namespace picos {
 
 namespace internal {
+// Schedulers by the one-byte index a task keeps (TaskCore::sched_index):
+// 255 per process is far beyond one per core. Slot 0 is never used.
+extern std::atomic<Scheduler*> g_schedulers[256];
+
 template <typename T>
 struct IsTask : std::false_type {};
 template <typename T>
@@ -190,7 +194,9 @@ class Scheduler {
     kExtensionSlots = 4
   };
   std::unique_ptr<Extension>& extension(ExtensionSlot slot) { return extensions_[slot]; }
-  static Scheduler* FromIndex(uint8_t index);
+  static Scheduler* FromIndex(uint8_t index) {
+    return internal::g_schedulers[index].load(std::memory_order_acquire);
+  }
 
  private:
   struct TimerEntry {

@@ -107,7 +107,7 @@ class Value {
   }
   Value& operator=(Value&& other) noexcept {
     if (this != &other) {
-      Reset();
+      if (HasHeap()) Reset();
       type_ = other.type_;
       u_ = other.u_;
       other.type_ = Type::kNull;
@@ -115,7 +115,11 @@ class Value {
     }
     return *this;
   }
-  ~Value() { Reset(); }
+  // Scalars own nothing: only the heap kinds pay for the out-of-line Reset.
+  // Every message passes through here several times.
+  ~Value() {
+    if (HasHeap()) Reset();
+  }
 
   void swap(Value& other) noexcept {
     std::swap(type_, other.type_);
@@ -166,6 +170,7 @@ class Value {
 
  private:
   friend class ValueTestPeer;
+  bool HasHeap() const { return type_ >= Type::kString; }
   void Reset() noexcept;
   void CopyFrom(const Value& other);
 
