@@ -10,6 +10,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "core/flags.h"
 #include "core/channel.h"
 #include "core/scheduler.h"
 #include "core/task.h"
@@ -61,9 +62,6 @@ Task<absl::Status> Client(int count) {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   int count = absl::GetFlag(FLAGS_count);
-  if (count < 1 || count > 20) {
-    std::fprintf(stderr, "--count must be in 1..20\n");
-    return 2;
-  }
+  if (!picos::FlagInRange(FLAGS_count, 1, 20)) return 2;
   return picos::RunMain("channel", Client, count);
 }

@@ -16,6 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/flags.h"
 #include "core/scheduler.h"
 #include "core/status.h"
 #include "core/task.h"
@@ -67,6 +68,11 @@ Task<absl::Status> Main(std::vector<std::string> input) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  if (!picos::FlagInRange(FLAGS_wait_online, 0, 1000) ||
+      !picos::FlagInRange(FLAGS_wait_lines, 0, 100000) ||
+      !picos::FlagInRange(FLAGS_timeout_s, 1, 3600)) {
+    return 2;
+  }
   // Standard input is read up front (bounded): the chat itself is the
   // asynchronous part this example shows.
   std::vector<std::string> input;

@@ -13,6 +13,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "core/flags.h"
 #include "core/scheduler.h"
 #include "core/status.h"
 #include "core/task.h"
@@ -89,5 +90,6 @@ Task<absl::Status> Main() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  if (!picos::FlagInRange(FLAGS_max_clients, 0, 100000)) return 2;
   return picos::RunMain("chat_sock_server", Main);
 }

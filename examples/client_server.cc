@@ -8,6 +8,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "core/flags.h"
 #include "core/scheduler.h"
 #include "core/status.h"
 #include "core/task.h"
@@ -81,8 +82,8 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   int clients = absl::GetFlag(FLAGS_clients);
   int requests = absl::GetFlag(FLAGS_requests);
-  if (clients < 1 || clients > 10000 || requests < 1 || requests > 10000) {
-    std::fprintf(stderr, "client_server: --clients and --requests must be within 1..10000\n");
+  if (!picos::FlagInRange(FLAGS_clients, 1, 10000) ||
+      !picos::FlagInRange(FLAGS_requests, 1, 10000)) {
     return 2;
   }
   return picos::RunMain("client_server", Main, clients, requests);

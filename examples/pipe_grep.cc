@@ -13,6 +13,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "core/flags.h"
 #include "core/file.h"
 #include "core/io.h"
 #include "core/process.h"
@@ -85,9 +86,6 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Counts error lines through grep | wc (pycos pipe_grep.py).");
   absl::ParseCommandLine(argc, argv);
   const int64_t lines = absl::GetFlag(FLAGS_lines);
-  if (lines < 1 || lines > 1'000'000) {
-    std::fprintf(stderr, "pipe_grep: --lines outside 1..1000000\n");
-    return 2;
-  }
+  if (!picos::FlagInRange(FLAGS_lines, 1, 1'000'000)) return 2;
   return picos::RunMain("pipe_grep", Main, absl::GetFlag(FLAGS_file), lines);
 }

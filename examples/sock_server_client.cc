@@ -13,6 +13,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "core/flags.h"
 #include "core/scheduler.h"
 #include "core/status.h"
 #include "core/task.h"
@@ -70,7 +71,6 @@ Task<absl::Status> Client(std::string server, int id) {
 Task<absl::Status> Main() {
   std::string mode = absl::GetFlag(FLAGS_mode);
   int clients = absl::GetFlag(FLAGS_clients);
-  if (clients < 1 || clients > 10000) co_return absl::InvalidArgumentError("--clients: 1 to 10000");
   std::string address = absl::GetFlag(FLAGS_server);
   picos::TaskRef server;
   if (mode == "server" || mode == "both") {
@@ -102,5 +102,9 @@ Task<absl::Status> Main() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  if (!picos::FlagInRange(FLAGS_clients, 1, 10000) ||
+      !picos::FlagInRange(FLAGS_connections, 0, 1'000'000)) {
+    return 2;
+  }
   return picos::RunMain("sock_server_client", Main);
 }

@@ -25,6 +25,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "core/flags.h"
 #include "core/file.h"
 #include "core/io.h"
 #include "core/scheduler.h"
@@ -156,10 +157,7 @@ int main(int argc, char** argv) {
   std::string source = absl::GetFlag(FLAGS_file);
   if (source.empty()) source = argv[0];
   const int chunk = absl::GetFlag(FLAGS_chunk);
-  if (chunk < 1 || chunk > (1 << 20)) {
-    std::fprintf(stderr, "socket_afile: --chunk must be 1 to 1048576\n");
-    return 2;
-  }
+  if (!picos::FlagInRange(FLAGS_chunk, 1, 1 << 20)) return 2;
   std::string listen = absl::GetFlag(FLAGS_listen);
   if (listen == "unix") listen = absl::StrCat("unix://@picos-socket-afile-", getpid());
   std::string out_path = absl::GetFlag(FLAGS_out);

@@ -8,6 +8,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/time/clock.h"
+#include "core/flags.h"
 #include "core/scheduler.h"
 #include "core/task.h"
 #include "testing/bench/figures.h"
@@ -29,16 +30,12 @@ picos::Task<> Sleeper(int64_t ms, int64_t* woke) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Spawns N tasks that each sleep briefly (pycos tasks.py).");
   absl::ParseCommandLine(argc, argv);
+  if (!picos::FlagInRange(FLAGS_tasks, 1, 1'000'000) ||
+      !picos::FlagInRange(FLAGS_sleep_ms, 0, 60'000)) {
+    return 2;
+  }
   const int64_t n = absl::GetFlag(FLAGS_tasks);
   const int64_t ms = absl::GetFlag(FLAGS_sleep_ms);
-  if (n < 1 || n > 1'000'000) {
-    std::fprintf(stderr, "tasks: --tasks=%lld is outside 1..1000000\n", static_cast<long long>(n));
-    return 2;
-  }
-  if (ms < 0 || ms > 60'000) {
-    std::fprintf(stderr, "tasks: --sleep_ms=%lld is outside 0..60000\n", static_cast<long long>(ms));
-    return 2;
-  }
   const int64_t rss_before = picos::bench::CurrentRssBytes();
   picos::Scheduler scheduler;
   int64_t woke = 0;

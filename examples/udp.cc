@@ -11,6 +11,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "core/flags.h"
 #include "core/scheduler.h"
 #include "core/status.h"
 #include "core/task.h"
@@ -56,9 +57,6 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Client tasks send UDP datagrams to a server task (pycos udp.py).");
   absl::ParseCommandLine(argc, argv);
   const int64_t clients = absl::GetFlag(FLAGS_clients);
-  if (clients < 1 || clients > 1000) {
-    std::fprintf(stderr, "udp: --clients outside 1..1000\n");
-    return 2;
-  }
+  if (!picos::FlagInRange(FLAGS_clients, 1, 1000)) return 2;
   return picos::RunMain("udp", Main, clients);
 }

@@ -13,6 +13,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "core/flags.h"
 #include "core/scheduler.h"
 #include "core/status.h"
 #include "core/task.h"
@@ -109,5 +110,6 @@ Task<absl::Status> Main() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  if (!picos::FlagInRange(FLAGS_self_test, 0, 1'000'000)) return 2;
   return picos::RunMain("webserver", Main);
 }

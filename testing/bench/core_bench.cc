@@ -12,6 +12,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "core/flags.h"
 #include "core/scheduler.h"
 #include "core/task.h"
 #include "testing/bench/concurrency_figures.h"
@@ -215,16 +216,6 @@ double FloorYieldsPerSecond(int64_t n) {
   return static_cast<double>(n) / secs;
 }
 
-int64_t Bounded(const absl::Flag<int64_t>& flag, const char* name, int64_t lo, int64_t hi) {
-  int64_t v = absl::GetFlag(flag);
-  if (v < lo || v > hi) {
-    std::fprintf(stderr, "core_bench: --%s=%lld is outside [%lld, %lld]\n", name,
-                 static_cast<long long>(v), static_cast<long long>(lo), static_cast<long long>(hi));
-    std::exit(2);
-  }
-  return v;
-}
-
 }  // namespace
 }  // namespace picos::bench
 
@@ -232,10 +223,16 @@ int main(int argc, char** argv) {
   using namespace picos::bench;
   absl::SetProgramUsageMessage("Prints picos's core figures beside a bare-coroutine floor.");
   absl::ParseCommandLine(argc, argv);
-  int64_t tasks = Bounded(FLAGS_tasks, "tasks", 1000, 10'000'000);
-  int64_t round_trips = Bounded(FLAGS_round_trips, "round_trips", 1000, 1'000'000'000);
-  int64_t fanout = Bounded(FLAGS_fanout_messages, "fanout_messages", 1000, 1'000'000'000);
-  int64_t yields = Bounded(FLAGS_yields, "yields", 1000, 1'000'000'000);
+  if (!picos::FlagInRange(FLAGS_tasks, 1000, 10'000'000) ||
+      !picos::FlagInRange(FLAGS_round_trips, 1000, 1'000'000'000) ||
+      !picos::FlagInRange(FLAGS_fanout_messages, 1000, 1'000'000'000) ||
+      !picos::FlagInRange(FLAGS_yields, 1000, 1'000'000'000)) {
+    return 2;
+  }
+  const int64_t tasks = absl::GetFlag(FLAGS_tasks);
+  const int64_t round_trips = absl::GetFlag(FLAGS_round_trips);
+  const int64_t fanout = absl::GetFlag(FLAGS_fanout_messages);
+  const int64_t yields = absl::GetFlag(FLAGS_yields);
 
   // Peak RSS growth over n suspended tasks, each measured in a fresh child.
   PrintFigure("bytes_per_suspended_task", InChild(&BytesPerSuspendedTask, tasks), "B");
