@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "core/flags.h"
 #include "core/scheduler.h"
 #include "core/status.h"
 #include "core/task.h"
@@ -343,6 +344,10 @@ double FloorRun(bool bulk, int count) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  if (!picos::FlagInRange(FLAGS_roundtrips, 100, 100'000'000) ||
+      !picos::FlagInRange(FLAGS_bulk_mb, 1, 1 << 20)) {
+    return 2;
+  }
   using namespace picos::bench;
   // Floor first and last would be fairer on a noisy machine; interleave
   // instead: floor, tcp, unix, floor again, and print the better floor.
