@@ -95,7 +95,8 @@ class TaskRef {
   std::string name() const;
   // Renames the task. Call from the task's scheduler thread.
   void set_name(std::string name) const;
-  // A number unique among the tasks of this process.
+  // A number unique among the tasks of this process, assigned when first
+  // asked for. Any thread.
   uint64_t id() const;
   // "name#id" for logs.
   std::string DebugString() const;

@@ -241,8 +241,14 @@ void TaskRef::set_name(std::string name) const {
 uint64_t TaskRef::id() const {
   if (!core_) return 0;
   internal::TaskExtra& x = core_->Extra();
-  if (x.id == 0) x.id = internal::g_next_task_id.fetch_add(1, std::memory_order_relaxed);
-  return x.id;
+  // Any thread: the first to ask assigns, once.
+  std::atomic_ref<uint64_t> id(x.id);
+  uint64_t v = id.load(std::memory_order_acquire);
+  if (v == 0) {
+    uint64_t fresh = internal::g_next_task_id.fetch_add(1, std::memory_order_relaxed);
+    v = id.compare_exchange_strong(v, fresh, std::memory_order_acq_rel) ? fresh : v;
+  }
+  return v;
 }
 
 std::string TaskRef::DebugString() const {

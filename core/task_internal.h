@@ -90,9 +90,21 @@ struct TaskCore {
   std::coroutine_handle<> leaf;  // innermost frame: resumed to continue it
   TaskExtra* extra = nullptr;
 
+  // Made on first need. The scheduler thread makes it for most uses; a
+  // handle's id() or DebugString() on another thread may race it, so the
+  // pointer is published with a compare-and-swap and the loser's copy freed.
   TaskExtra& Extra() {
-    if (!extra) extra = new TaskExtra;
-    return *extra;
+    std::atomic_ref<TaskExtra*> slot(extra);
+    TaskExtra* x = slot.load(std::memory_order_acquire);
+    if (x == nullptr) {
+      auto* fresh = new TaskExtra;
+      if (slot.compare_exchange_strong(x, fresh, std::memory_order_acq_rel)) {
+        x = fresh;
+      } else {
+        delete fresh;
+      }
+    }
+    return *x;
   }
   bool mailbox_empty() const { return mbox_tail == nullptr; }
   TaskState load_state() const { return state.load(std::memory_order_relaxed); }

@@ -1,5 +1,6 @@
 #include "core/task.h"
 
+#include <algorithm>
 #include <atomic>
 #include <string>
 #include <thread>
@@ -425,6 +426,32 @@ TEST(Scheduler, RunMainGivesAnExitCode) {
   ::testing::internal::CaptureStderr();
   EXPECT_EQ(RunMain("stuck", []() -> Task<> { (void)co_await Receive(); }), 1);
   EXPECT_THAT(::testing::internal::GetCapturedStderr(), HasSubstr("deadlock"));
+}
+
+}  // namespace
+}  // namespace picos
+
+namespace picos {
+namespace {
+
+// Handles are usable from any thread: ids asked for at once from several
+// threads agree, and every task gets its own.
+TEST(TaskRef, IdsFromManyThreadsAgree) {
+  Scheduler s;
+  std::vector<TaskRef> tasks;
+  for (int i = 0; i < 200; ++i) tasks.push_back(s.Spawn(Add, i, 1));
+  std::vector<std::vector<uint64_t>> seen(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (const TaskRef& r : tasks) seen[t].push_back(r.id());
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 1; t < 4; ++t) EXPECT_EQ(seen[t], seen[0]);
+  std::sort(seen[0].begin(), seen[0].end());
+  EXPECT_EQ(std::unique(seen[0].begin(), seen[0].end()), seen[0].end());
+  EXPECT_OK(s.Run());
 }
 
 }  // namespace
