@@ -32,3 +32,35 @@ def picos_cc_test(name, copts = [], deps = [], size = "small", **kwargs):
         ],
         **kwargs
     )
+
+def picos_smoke_test(name, binary, args = [], expect = [], status = None, stdin = None,
+                     run_timeout_s = None, data = [], **kwargs):
+    """Runs `binary` with `args` and checks its output (testing/expect_output.sh).
+
+    Args:
+      name: the test's name.
+      binary: the label of the program, e.g. ":tasks".
+      args: the program's arguments.
+      expect: extended regular expressions that must all match the output,
+        each quoted for the shell ("'done: 12 requests'").
+      status: the exit status expected (default 0).
+      stdin: a file label fed to the program's standard input.
+      run_timeout_s: seconds before the program is killed (default 60).
+      data: more files the program reads.
+      **kwargs: passed to sh_test.
+    """
+    options = []
+    if status != None:
+        options += ["--status", str(status)]
+    if stdin:
+        options += ["--stdin", "$(location %s)" % stdin]
+        data = data + [stdin]
+    if run_timeout_s:
+        options += ["--timeout", str(run_timeout_s)]
+    native.sh_test(
+        name = name,
+        srcs = ["//testing:expect_output.sh"],
+        args = options + ["$(location %s)" % binary] + args + ["--"] + expect,
+        data = data + [binary],
+        **kwargs
+    )
