@@ -1,5 +1,10 @@
 #include "transports/default_transports.h"
 
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "core/log.h"
 #include "transports/tcp/tcp_transport.h"
 #include "transports/tls/tls_transport.h"
 #include "transports/udp_multicast/udp_multicast.h"
@@ -7,11 +12,36 @@
 
 namespace picos {
 
+namespace {
+
+// TLS files from the environment, so that any picos program speaks TLS by
+// configuration, as pycos programs do with certfile/keyfile. A URI's own
+// ca=, cert=, key= still win.
+tls::TlsConfig TlsDefaultsFromEnvironment() {
+  tls::TlsConfig config;
+  auto read = [](const char* name, std::string* out) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') return;
+    if (std::strlen(v) > 1024) {
+      PICOS_LOG(error, "{} is longer than 1024 bytes: ignored", name);
+      return;
+    }
+    *out = v;
+  };
+  read("PICOS_TLS_CA", &config.ca_file);
+  read("PICOS_TLS_CERT", &config.cert_file);
+  read("PICOS_TLS_KEY", &config.key_file);
+  return config;
+}
+
+}  // namespace
+
 void RegisterDefaultTransports(TransportRegistry::Builder& builder) {
   transports::RegisterTcpTransport(builder);
   transports::RegisterUnixTransport(builder);
-  // Certificates and CAs come with each tls:// URI (see tls_transport.h).
-  tls::RegisterTlsTransport(builder);
+  // Certificates and CAs come with each tls:// URI (see tls_transport.h), or
+  // from PICOS_TLS_CA / PICOS_TLS_CERT / PICOS_TLS_KEY.
+  tls::RegisterTlsTransport(builder, TlsDefaultsFromEnvironment());
   transports::RegisterUdpMulticastTransport(builder);
 }
 

@@ -15,7 +15,9 @@
 
 namespace picos {
 
-// Adds every built-in transport plugin to `builder`.
+// Adds every built-in transport plugin to `builder`. The tls plugin takes
+// default files from the environment: PICOS_TLS_CA (CAs to trust),
+// PICOS_TLS_CERT and PICOS_TLS_KEY (this side's certificate and key).
 void RegisterDefaultTransports(TransportRegistry::Builder& builder);
 
 // The process-wide registry of the built-in plugins, built on first use
