@@ -21,16 +21,20 @@
 
 namespace picos::testing {
 
-inline void RunCoroTest(Task<> (*body)()) {
+// Runs `body` (a coroutine function taking no arguments, or a callable
+// returning a Task) as the only task of a fresh scheduler, then gives tasks
+// it told to end up to `drain_ticks` milliseconds to finish. Fails the test
+// if the body ends with an error or the loop deadlocks, and if any task is
+// still alive after that.
+template <typename F>
+void RunCoroTest(F body, int drain_ticks = 100) {
   Scheduler s(Scheduler::Options{.name = "test"});
-  TaskRef t = s.SpawnNamed("test-body", body());
+  TaskRef t = s.SpawnNamed("test-body", std::move(body));
   absl::StatusOr<Value> r = s.RunUntil(t);
   EXPECT_OK(r) << "the test body's task failed";
-  // Let tasks that were told to end (terminated, sent a last message) finish.
-  for (int i = 0; i < 100 && s.task_count() > 0; ++i) {
-    Scheduler& sr = s;
-    TaskRef tick = sr.Spawn([]() -> Task<> { co_await Sleep(absl::Milliseconds(1)); });
-    (void)sr.RunUntil(tick);
+  for (int i = 0; i < drain_ticks && s.task_count() > 0; ++i) {
+    TaskRef tick = s.Spawn([]() -> Task<> { co_await Sleep(absl::Milliseconds(1)); });
+    (void)s.RunUntil(tick);
   }
   EXPECT_EQ(s.task_count(), 0u) << "tasks still alive after the test body ended";
 }

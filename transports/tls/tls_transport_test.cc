@@ -64,16 +64,9 @@ std::unique_ptr<const TransportRegistry> Registry(bool with_tcp) {
   return std::move(b).Build();
 }
 
-// Runs `body` as the only task of a fresh scheduler, bounded in time.
-void RunBody(std::function<Task<>()> body) {
-  Scheduler s;
-  absl::StatusOr<Value> r = s.RunUntil(s.Spawn(body));
-  EXPECT_OK(r);
-}
-
 TEST(TlsTransport, UntrustedServerAndWrongNameAreUnauthenticated) {
   auto reg = Registry(false);
-  RunBody([&]() -> Task<> {
+  RunCoroTest([&]() -> Task<> {
     absl::StatusOr<std::unique_ptr<Listener>> l = co_await reg->Listen("tls://127.0.0.1:0");
     CO_ASSERT_OK(l);
     Listener* listener = l->get();
@@ -97,7 +90,7 @@ TEST(TlsTransport, UntrustedServerAndWrongNameAreUnauthenticated) {
 
 TEST(TlsTransport, StalledHandshakeTimesOutAndPlainTextIsRefused) {
   auto reg = Registry(true);
-  RunBody([&]() -> Task<> {
+  RunCoroTest([&]() -> Task<> {
     // A TCP server that accepts and says nothing: the TLS client gives up.
     absl::StatusOr<std::unique_ptr<Listener>> mute = co_await reg->Listen("tcp://127.0.0.1:0");
     CO_ASSERT_OK(mute);
@@ -145,7 +138,7 @@ TEST(TlsTransport, StalledHandshakeTimesOutAndPlainTextIsRefused) {
 // one: handshakes run side by side.
 TEST(TlsTransport, StalledClientDoesNotDelayOthers) {
   auto reg = Registry(true);
-  RunBody([&]() -> Task<> {
+  RunCoroTest([&]() -> Task<> {
     absl::StatusOr<std::unique_ptr<Listener>> l =
         co_await reg->Listen("tls://127.0.0.1:0?handshake_ms=5000");
     CO_ASSERT_OK(l);
@@ -181,7 +174,7 @@ TEST(TlsTransport, StalledClientDoesNotDelayOthers) {
 
 TEST(TlsTransport, BadParametersAreInvalidArguments) {
   auto reg = Registry(false);
-  RunBody([&]() -> Task<> {
+  RunCoroTest([&]() -> Task<> {
     for (std::string bad : {"tls://127.0.0.1:1?verify=maybe", "tls://127.0.0.1:1?colour=red",
                             "tls://127.0.0.1:1?handshake_ms=0",
                             "tls://127.0.0.1:1?inner=unix", "tls://127.0.0.1:1?inner=carrier",
