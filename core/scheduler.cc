@@ -470,13 +470,7 @@ absl::Status Scheduler::DeliverLocal(TaskCore* c, Value message) {
     c->mbox_tail->next = n;
   }
   c->mbox_tail = n;
-  if (c->load_state() == TaskState::kReceiving) {
-    // internal::Wake() inlined: this is half of every message round trip.
-    if (c->timer_index != internal::kNoTimer) TimerRemoveAt(c->timer_index);
-    c->wake = internal::kWakeEvent;
-    c->set_state(TaskState::kReady);
-    PushReady(c);
-  }
+  if (c->load_state() == TaskState::kReceiving) MakeReady(c, internal::kWakeEvent);
   return absl::OkStatus();
 }
 

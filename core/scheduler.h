@@ -175,6 +175,15 @@ class Scheduler {
     ready_[(ready_head_ + ready_count_) & (ready_.size() - 1)] = c;
     ++ready_count_;
   }
+  // Makes the blocked task `c` of this scheduler runnable, woken for
+  // `reason` (an internal::WakeReason). The caller has checked that it is
+  // blocked and not finished. Inline: a message round trip does this twice.
+  void MakeReady(internal::TaskCore* c, uint8_t reason) {
+    if (c->timer_index != internal::kNoTimer) TimerRemoveAt(c->timer_index);
+    c->wake = reason;
+    c->set_state(TaskState::kReady);
+    PushReady(c);
+  }
   void AddTimer(internal::TaskCore* c, absl::Duration timeout);
   void RemoveTimer(internal::TaskCore* c);
   void ScheduleKill(internal::TaskCore* c);

@@ -82,11 +82,7 @@ bool Wake(TaskCore* c, WakeReason reason) {
     return false;
   }
   if (c->flags & kFlagFinished) return false;
-  Scheduler* sched = c->scheduler();
-  sched->RemoveTimer(c);
-  c->wake = reason;
-  c->set_state(TaskState::kReady);
-  sched->PushReady(c);
+  c->scheduler()->MakeReady(c, reason);
   return true;
 }
 
