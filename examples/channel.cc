@@ -10,10 +10,10 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "core/flags.h"
-#include "core/channel.h"
-#include "core/scheduler.h"
-#include "core/task.h"
+#include "core/cli/flags.h"
+#include "core/kernel/channel.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/task.h"
 
 ABSL_FLAG(int, count, 5, "numbers to broadcast, 1..20");
 

@@ -16,10 +16,11 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "core/flags.h"
-#include "core/scheduler.h"
-#include "core/status.h"
-#include "core/task.h"
+#include "core/cli/flags.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
+#include "transports/default_transports.h"
 #include "transports/socket.h"
 
 ABSL_FLAG(std::string, server, "tcp://127.0.0.1:8010", "chat server address");
@@ -36,7 +37,7 @@ using picos::Task;
 Task<absl::Status> Main(std::vector<std::string> input) {
   absl::Duration timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
   PICOS_CO_ASSIGN_OR_RETURN(Socket sock,
-                            co_await Socket::Connect(absl::GetFlag(FLAGS_server), timeout));
+                            co_await Socket::Connect(picos::DefaultTransports(), absl::GetFlag(FLAGS_server), timeout));
   PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll(absl::GetFlag(FLAGS_name) + "\n", timeout));
   std::string online = absl::StrCat(", ", absl::GetFlag(FLAGS_wait_online), " online");
   bool ready = absl::GetFlag(FLAGS_wait_online) == 0;

@@ -13,10 +13,11 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "core/flags.h"
-#include "core/scheduler.h"
-#include "core/status.h"
-#include "core/task.h"
+#include "core/cli/flags.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
+#include "transports/default_transports.h"
 #include "transports/socket.h"
 
 ABSL_FLAG(std::string, listen, "tcp://127.0.0.1:0", "where to listen");
@@ -75,7 +76,7 @@ Task<absl::Status> AcceptLoop(std::shared_ptr<picos::Server> server, std::shared
 
 Task<absl::Status> Main() {
   PICOS_CO_ASSIGN_OR_RETURN(picos::Server server,
-                            co_await picos::Server::Listen(absl::GetFlag(FLAGS_listen)));
+                            co_await picos::Server::Listen(picos::DefaultTransports(), absl::GetFlag(FLAGS_listen)));
   auto shared = std::make_shared<picos::Server>(std::move(server));
   std::printf("server: listening on %s\n", shared->address().c_str());
   std::fflush(stdout);

@@ -8,10 +8,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "core/flags.h"
-#include "core/scheduler.h"
-#include "core/status.h"
-#include "core/task.h"
+#include "core/cli/flags.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
 
 ABSL_FLAG(int, clients, 3, "number of client tasks, 1 to 10000");
 ABSL_FLAG(int, requests, 4, "requests per client, 1 to 10000");
@@ -22,6 +22,7 @@ using picos::Task;
 using picos::TaskRef;
 using picos::Value;
 
+// [readme:server]
 // Answers {"client": handle, "n": number} with n squared until it receives
 // "quit". A malformed request is logged and skipped: messages are input.
 Task<int64_t> Server() {
@@ -45,6 +46,7 @@ Task<int64_t> Server() {
   std::printf("server: served %lld requests\n", static_cast<long long>(served));
   co_return served;
 }
+// [/readme:server]
 
 Task<absl::Status> Client(TaskRef server, int id, int requests) {
   TaskRef self = picos::Self();
@@ -77,6 +79,7 @@ Task<absl::Status> Main(int clients, int requests) {
 
 }  // namespace
 
+// [readme:main]
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("A server task and client tasks exchanging messages.");
   absl::ParseCommandLine(argc, argv);
@@ -88,3 +91,4 @@ int main(int argc, char** argv) {
   }
   return picos::RunMain("client_server", Main, clients, requests);
 }
+// [/readme:main]

@@ -6,9 +6,9 @@
 #include <string>
 
 #include "absl/time/time.h"
-#include "core/hot_swap.h"
-#include "core/scheduler.h"
-#include "core/task.h"
+#include "core/kernel/hot_swap.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/task.h"
 
 namespace {
 

@@ -13,11 +13,11 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
-#include "core/file.h"
-#include "core/process.h"
-#include "core/scheduler.h"
-#include "core/status.h"
-#include "core/task.h"
+#include "core/io/file.h"
+#include "core/io/process.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
 
 ABSL_FLAG(std::string, file, "", "file to checksum (default: this program)");
 ABSL_FLAG(std::string, program, "sha1sum", "checksum program: sha1sum, md5sum or sha256sum");

@@ -13,13 +13,13 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "core/flags.h"
-#include "core/file.h"
-#include "core/io.h"
-#include "core/process.h"
-#include "core/scheduler.h"
-#include "core/status.h"
-#include "core/task.h"
+#include "core/cli/flags.h"
+#include "core/io/file.h"
+#include "core/io/io.h"
+#include "core/io/process.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
 
 ABSL_FLAG(std::string, file, "", "log file to search (default: generated lines)");
 ABSL_FLAG(int64_t, lines, 1000, "generated lines when no --file, 1 to 1000000");

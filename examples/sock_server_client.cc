@@ -13,10 +13,11 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "core/flags.h"
-#include "core/scheduler.h"
-#include "core/status.h"
-#include "core/task.h"
+#include "core/cli/flags.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
+#include "transports/default_transports.h"
 #include "transports/socket.h"
 
 ABSL_FLAG(std::string, mode, "both", "server, client, or both (server and clients in one process)");
@@ -59,7 +60,7 @@ Task<absl::Status> Server(std::shared_ptr<picos::Server> server, int connections
 Task<absl::Status> Client(std::string server, int id) {
   std::mt19937 rng(id);
   size_t n = 1 + rng() % 1000;
-  PICOS_CO_ASSIGN_OR_RETURN(Socket sock, co_await Socket::Connect(server, absl::Seconds(10)));
+  PICOS_CO_ASSIGN_OR_RETURN(Socket sock, co_await Socket::Connect(picos::DefaultTransports(), server, absl::Seconds(10)));
   std::string msg = "client " + std::to_string(id) + ": ";
   msg.resize(n, '.');
   PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll(msg, absl::Seconds(10)));
@@ -74,7 +75,7 @@ Task<absl::Status> Main() {
   std::string address = absl::GetFlag(FLAGS_server);
   picos::TaskRef server;
   if (mode == "server" || mode == "both") {
-    PICOS_CO_ASSIGN_OR_RETURN(picos::Server s, co_await picos::Server::Listen(absl::GetFlag(FLAGS_listen)));
+    PICOS_CO_ASSIGN_OR_RETURN(picos::Server s, co_await picos::Server::Listen(picos::DefaultTransports(), absl::GetFlag(FLAGS_listen)));
     address = s.address();
     std::printf("server: listening on %s\n", address.c_str());
     std::fflush(stdout);

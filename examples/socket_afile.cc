@@ -3,7 +3,7 @@
 // pycos wraps a socket pair in AsyncFile objects, has a client write a file
 // into one end and a server read the other, and prints both SHA-1 sums. In
 // picos no wrapping is needed: a Socket (transports/socket.h) and a File
-// (core/file.h) are both a Reader and a Writer (core/io.h), so one generic
+// (core/io/file.h) are both a Reader and a Writer (core/io/io.h), so one generic
 // Copy() sends a file over a socket and writes what arrives into another
 // file. The program checks the copy three ways: the bytes the client sent,
 // the bytes the server received, and the copy read back from disk must all
@@ -25,12 +25,13 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "core/flags.h"
-#include "core/file.h"
-#include "core/io.h"
-#include "core/scheduler.h"
-#include "core/status.h"
-#include "core/task.h"
+#include "core/cli/flags.h"
+#include "core/io/file.h"
+#include "core/io/io.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
+#include "transports/default_transports.h"
 #include "transports/socket.h"
 
 ABSL_FLAG(std::string, file, "", "file to send (default: this program)");
@@ -95,7 +96,7 @@ class Discard : public picos::Writer {
 Task<absl::Status> Client(std::string address, std::string path, size_t chunk,
                           std::shared_ptr<CopyStats> sent) {
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::File> in, co_await picos::File::Open(path));
-  PICOS_CO_ASSIGN_OR_RETURN(picos::Socket sock, co_await picos::Socket::Connect(address, kTimeout));
+  PICOS_CO_ASSIGN_OR_RETURN(picos::Socket sock, co_await picos::Socket::Connect(picos::DefaultTransports(), address, kTimeout));
   PICOS_CO_ASSIGN_OR_RETURN(*sent, co_await Copy(*in, sock, chunk, kMaxFile));
   PICOS_CO_RETURN_IF_ERROR(co_await sock.Shutdown(kTimeout));
   std::printf("client: sent %lld bytes of %s, sha1 %s\n", static_cast<long long>(sent->bytes),
@@ -110,7 +111,7 @@ Task<absl::Status> Main(std::string source, std::string out_path, std::string li
   PICOS_CO_RETURN_IF_ERROR(co_await src->Close());
   if (source_size > kMaxFile) co_return absl::InvalidArgumentError("--file is larger than 1 GiB");
 
-  PICOS_CO_ASSIGN_OR_RETURN(picos::Server server, co_await picos::Server::Listen(listen));
+  PICOS_CO_ASSIGN_OR_RETURN(picos::Server server, co_await picos::Server::Listen(picos::DefaultTransports(), listen));
   std::printf("server: listening on %s\n", server.address().c_str());
   auto sent = std::make_shared<CopyStats>();
   picos::TaskRef client = picos::ThisScheduler().Spawn(Client, server.address(), source, chunk, sent);

@@ -10,9 +10,9 @@
 
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "core/scheduler.h"
-#include "core/task.h"
-#include "core/thread_pool.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/task.h"
+#include "core/io/thread_pool.h"
 
 namespace {
 

@@ -8,10 +8,10 @@
 #include <random>
 
 #include "absl/time/time.h"
-#include "core/monitor.h"
-#include "core/scheduler.h"
-#include "core/supervisor.h"
-#include "core/task.h"
+#include "core/kernel/monitor.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/supervisor.h"
+#include "core/kernel/task.h"
 
 namespace {
 

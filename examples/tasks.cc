@@ -8,9 +8,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/time/clock.h"
-#include "core/flags.h"
-#include "core/scheduler.h"
-#include "core/task.h"
+#include "core/cli/flags.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/task.h"
 #include "testing/bench/figures.h"
 
 ABSL_FLAG(int64_t, tasks, 10000, "number of tasks, 1 to 1000000");

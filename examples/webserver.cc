@@ -13,10 +13,11 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "core/flags.h"
-#include "core/scheduler.h"
-#include "core/status.h"
-#include "core/task.h"
+#include "core/cli/flags.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
+#include "transports/default_transports.h"
 #include "transports/socket.h"
 
 ABSL_FLAG(std::string, listen, "tcp://127.0.0.1:8080", "where to listen");
@@ -68,7 +69,7 @@ Task<absl::Status> AcceptLoop(std::shared_ptr<picos::Server> server) {
 }
 
 Task<absl::Status> SelfTest(std::string address, int requests) {
-  PICOS_CO_ASSIGN_OR_RETURN(Socket sock, co_await Socket::Connect(address, absl::Seconds(10)));
+  PICOS_CO_ASSIGN_OR_RETURN(Socket sock, co_await Socket::Connect(picos::DefaultTransports(), address, absl::Seconds(10)));
   int pongs = 0;
   for (int i = 0; i < requests; ++i) {
     PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll("GET / HTTP/1.1\r\nHost: x\r\n\r\n", absl::Seconds(10)));
@@ -80,7 +81,7 @@ Task<absl::Status> SelfTest(std::string address, int requests) {
     if (body == "Pong!") ++pongs;
   }
   // A client that sends garbage gets closed, not crashed on.
-  PICOS_CO_ASSIGN_OR_RETURN(Socket bad, co_await Socket::Connect(address, absl::Seconds(10)));
+  PICOS_CO_ASSIGN_OR_RETURN(Socket bad, co_await Socket::Connect(picos::DefaultTransports(), address, absl::Seconds(10)));
   PICOS_CO_RETURN_IF_ERROR(co_await bad.WriteAll(std::string(20000, 'x'), absl::Seconds(10)));
   absl::StatusOr<std::string> rest = co_await bad.Read(100, absl::Seconds(10));
   std::printf("garbage client: %s\n", rest.ok() && rest->empty() ? "closed" : "not closed");
@@ -90,7 +91,7 @@ Task<absl::Status> SelfTest(std::string address, int requests) {
 
 Task<absl::Status> Main() {
   PICOS_CO_ASSIGN_OR_RETURN(picos::Server server,
-                            co_await picos::Server::Listen(absl::GetFlag(FLAGS_listen)));
+                            co_await picos::Server::Listen(picos::DefaultTransports(), absl::GetFlag(FLAGS_listen)));
   auto shared = std::make_shared<picos::Server>(std::move(server));
   std::printf("webserver: listening on %s\n", shared->address().c_str());
   std::fflush(stdout);

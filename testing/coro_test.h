@@ -15,8 +15,8 @@
 
 #include <gtest/gtest.h>
 
-#include "core/scheduler.h"
-#include "core/task.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/task.h"
 #include "testing/status_matchers.h"
 
 namespace picos::testing {

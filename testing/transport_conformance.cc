@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "core/scheduler.h"
-#include "core/status.h"
-#include "core/task.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
 #include "testing/coro_test.h"
 #include "testing/status_matchers.h"
 

@@ -22,7 +22,7 @@
 #include <functional>
 #include <string>
 
-#include "core/transport.h"
+#include "core/net/transport.h"
 
 namespace picos::testing {
 

@@ -64,3 +64,11 @@ def picos_smoke_test(name, binary, args = [], expect = [], status = None, stdin 
         data = data + [binary],
         **kwargs
     )
+
+def picos_package_sources():
+    """Declares `:sources`, the files of this package's folder, for the checks in //tools/checks."""
+    native.filegroup(
+        name = "sources",
+        srcs = native.glob(["*"]),
+        visibility = ["//tools/checks:__pkg__"],
+    )

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <string>
 
-#include "core/log.h"
+#include "core/kernel/log.h"
 #include "transports/tcp/tcp_transport.h"
 #include "transports/tls/tls_transport.h"
 #include "transports/udp_multicast/udp_multicast.h"
@@ -34,6 +34,19 @@ tls::TlsConfig TlsDefaultsFromEnvironment() {
   return config;
 }
 
+// The plain stream transports TLS runs over. Leaked on purpose, as
+// DefaultTransports() is: every registry with a tls plugin wraps this one,
+// and plugins may be used by threads still running at exit.
+const TransportRegistry& PlainStreamTransports() {
+  static const TransportRegistry* registry = [] {
+    TransportRegistry::Builder builder;
+    transports::RegisterTcpTransport(builder);
+    transports::RegisterUnixTransport(builder);
+    return std::move(builder).Build().release();
+  }();
+  return *registry;
+}
+
 }  // namespace
 
 void RegisterDefaultTransports(TransportRegistry::Builder& builder) {
@@ -41,7 +54,7 @@ void RegisterDefaultTransports(TransportRegistry::Builder& builder) {
   transports::RegisterUnixTransport(builder);
   // Certificates and CAs come with each tls:// URI (see tls_transport.h), or
   // from PICOS_TLS_CA / PICOS_TLS_CERT / PICOS_TLS_KEY.
-  tls::RegisterTlsTransport(builder, TlsDefaultsFromEnvironment());
+  tls::RegisterTlsTransport(builder, PlainStreamTransports(), TlsDefaultsFromEnvironment());
   transports::RegisterUdpMulticastTransport(builder);
 }
 

@@ -6,12 +6,12 @@
 // Every plugin is added by an explicit Register...() call in
 // default_transports.cc, so none can be dropped by the linker and the set
 // is visible in one place (the gRPC plugin-registry pattern; see
-// STYLE.md). A program that wants a different set builds its own
+// docs/style.md). A program that wants a different set builds its own
 // TransportRegistry with a Builder.
 #ifndef PICOS_TRANSPORTS_DEFAULT_TRANSPORTS_H_
 #define PICOS_TRANSPORTS_DEFAULT_TRANSPORTS_H_
 
-#include "core/transport.h"
+#include "core/net/transport.h"
 
 namespace picos {
 

@@ -2,18 +2,17 @@
 
 #include <utility>
 
-#include "core/status.h"
-#include "transports/default_transports.h"
+#include "core/kernel/status.h"
 
 namespace picos {
 
 Socket::Socket(std::unique_ptr<Stream> stream)
     : stream_(std::move(stream)), reader_(std::make_unique<BufferedReader>(stream_.get())) {}
 
-Task<absl::StatusOr<Socket>> Socket::Connect(std::string uri, absl::Duration timeout,
+Task<absl::StatusOr<Socket>> Socket::Connect(const TransportRegistry& transports, std::string uri, absl::Duration timeout,
                                              StreamOptions options) {
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Stream> s,
-                            co_await DefaultTransports().Connect(std::move(uri), timeout, options));
+                            co_await transports.Connect(std::move(uri), timeout, options));
   co_return Socket(std::move(s));
 }
 
@@ -33,9 +32,10 @@ Task<absl::Status> Socket::Write(std::string data, absl::Duration timeout) {
   return stream_->Write(std::move(data), timeout);
 }
 
-Task<absl::StatusOr<Server>> Server::Listen(std::string uri, StreamOptions options) {
+Task<absl::StatusOr<Server>> Server::Listen(const TransportRegistry& transports, std::string uri,
+                                             StreamOptions options) {
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Listener> l,
-                            co_await DefaultTransports().Listen(std::move(uri), options));
+                            co_await transports.Listen(std::move(uri), options));
   co_return Server(std::move(l));
 }
 

@@ -1,20 +1,21 @@
 // Sockets for tasks (pycos's AsyncSocket): a connected stream with buffered,
-// bounded reads, and a server that accepts them. Any scheme of
-// DefaultTransports() works: tcp://, unix://, and tls:// once registered.
+// bounded reads, and a server that accepts them. Any scheme of the registry
+// given works: with picos::DefaultTransports() (transports/default_transports.h)
+// tcp://, unix:// and tls://.
 //
-//   picos::Task<absl::Status> Client() {
+//   picos::Task<absl::Status> Client(const picos::TransportRegistry& transports) {
 //     PICOS_CO_ASSIGN_OR_RETURN(picos::Socket sock,
-//                               co_await picos::Socket::Connect("tcp://127.0.0.1:9705"));
+//                               co_await picos::Socket::Connect(transports, "tcp://127.0.0.1:9705"));
 //     PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll("hello\n"));
 //     PICOS_CO_ASSIGN_OR_RETURN(std::string line, co_await sock.ReadLine(1024, absl::Seconds(5)));
 //     co_return absl::OkStatus();
 //   }
 //
-//   PICOS_CO_ASSIGN_OR_RETURN(picos::Server server, co_await picos::Server::Listen("tcp://127.0.0.1:0"));
+//   PICOS_CO_ASSIGN_OR_RETURN(picos::Server server, co_await picos::Server::Listen(transports, "tcp://127.0.0.1:0"));
 //   PICOS_CO_ASSIGN_OR_RETURN(picos::Socket conn, co_await server.Accept());
 //
-// A Socket is a Reader and a Writer (core/io.h): code written for files and
-// pipes takes it as is. Threads and errors as in core/transport.h: use a
+// A Socket is a Reader and a Writer (core/io/io.h): code written for files and
+// pipes takes it as is. Threads and errors as in core/net/transport.h: use a
 // socket from tasks of the scheduler that made it; every call returning a
 // Task suspends and takes a timeout.
 #ifndef PICOS_TRANSPORTS_SOCKET_H_
@@ -26,9 +27,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "core/io.h"
-#include "core/task.h"
-#include "core/transport.h"
+#include "core/io/io.h"
+#include "core/kernel/task.h"
+#include "core/net/transport.h"
 
 namespace picos {
 
@@ -39,8 +40,9 @@ class Socket : public Reader, public Writer {
   Socket(Socket&&) = default;
   Socket& operator=(Socket&&) = default;
 
-  // Connects to `uri` through DefaultTransports(). Suspends.
-  static Task<absl::StatusOr<Socket>> Connect(std::string uri,
+  // Connects to `uri` through `transports`, which must outlive the call.
+  // Suspends.
+  static Task<absl::StatusOr<Socket>> Connect(const TransportRegistry& transports, std::string uri,
                                               absl::Duration timeout = absl::InfiniteDuration(),
                                               StreamOptions options = {});
 
@@ -88,9 +90,11 @@ class Server {
   Server(Server&&) = default;
   Server& operator=(Server&&) = default;
 
-  // Listens on `uri` through DefaultTransports() ("tcp://127.0.0.1:0":
-  // any free port; see address()). Suspends (name resolution).
-  static Task<absl::StatusOr<Server>> Listen(std::string uri, StreamOptions options = {});
+  // Listens on `uri` through `transports`, which must outlive the call
+  // ("tcp://127.0.0.1:0": any free port; see address()). Suspends (name
+  // resolution).
+  static Task<absl::StatusOr<Server>> Listen(const TransportRegistry& transports, std::string uri,
+                                             StreamOptions options = {});
 
   // The next connection. Suspends; kDeadlineExceeded after `timeout`.
   Task<absl::StatusOr<Socket>> Accept(absl::Duration timeout = absl::InfiniteDuration());

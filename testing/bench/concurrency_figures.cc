@@ -4,10 +4,10 @@
 #include <cstdio>
 #include <vector>
 
-#include "core/channel.h"
-#include "core/scheduler.h"
-#include "core/sync.h"
-#include "core/task.h"
+#include "core/kernel/channel.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/sync.h"
+#include "core/kernel/task.h"
 #include "testing/bench/figures.h"
 
 namespace picos::bench {

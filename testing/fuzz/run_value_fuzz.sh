@@ -33,8 +33,8 @@ libs="-lcapnp -lkj -luv -lspdlog -lfmt $absl_libs -lpthread"
 common=(-std=c++20 -g -O1 -I"$repo" -I"$out/gen"
         -DSPDLOG_FMT_EXTERNAL -DSPDLOG_COMPILED_LIB -DSPDLOG_SHARED_LIB
         -Wno-unused-parameter -Wno-deprecated-declarations)
-sources=(core/value_codec.cc core/value.cc core/handles.cc core/task.cc core/scheduler.cc
-         core/status.cc core/log.cc)
+sources=(core/wire/value_codec.cc core/kernel/value.cc core/kernel/handles.cc core/kernel/task.cc core/kernel/scheduler.cc
+         core/kernel/status.cc core/kernel/log.cc)
 
 objs=()
 compile() {  # compile SOURCE FLAGS...: builds an object (in parallel) and records it

@@ -1,4 +1,4 @@
-// Fuzz target for the Value codec (core/value_codec.h).
+// Fuzz target for the Value codec (core/wire/value_codec.h).
 //
 // Decodes the input; when that succeeds, encodes the Value again, decodes
 // that, and aborts unless both decodings are equal and re-encoding is
@@ -16,8 +16,8 @@
 #include <string_view>
 
 #include "absl/status/status.h"
-#include "core/value.h"
-#include "core/value_codec.h"
+#include "core/kernel/value.h"
+#include "core/wire/value_codec.h"
 
 namespace {
 

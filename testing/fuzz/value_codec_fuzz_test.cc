@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "core/value_codec.h"
+#include "core/wire/value_codec.h"
 #include "testing/fuzz/value_codec_seeds.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);

@@ -7,12 +7,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "core/handles.h"
-#include "core/value.h"
+#include "core/kernel/handles.h"
+#include "core/kernel/value.h"
 #include "capnp/message.h"
 #include "capnp/serialize.h"
-#include "core/value.capnp.h"
-#include "core/value_codec.h"
+#include "core/wire/value.capnp.h"
+#include "core/wire/value_codec.h"
 
 namespace picos::fuzz {
 namespace {

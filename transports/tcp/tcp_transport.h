@@ -13,7 +13,7 @@
 #ifndef PICOS_TRANSPORTS_TCP_TCP_TRANSPORT_H_
 #define PICOS_TRANSPORTS_TCP_TCP_TRANSPORT_H_
 
-#include "core/transport.h"
+#include "core/net/transport.h"
 
 namespace picos::transports {
 

@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "core/log.h"
+#include "core/kernel/log.h"
 
 namespace picos::tls {
 

@@ -11,12 +11,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "core/io_internal.h"
-#include "core/log.h"
-#include "core/scheduler.h"
-#include "core/status.h"
-#include "transports/tcp/tcp_transport.h"
-#include "transports/unix/unix_transport.h"
+#include "core/io/io_internal.h"
+#include "core/kernel/log.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
 
 namespace picos::tls {
 
@@ -425,20 +423,12 @@ Task<absl::StatusOr<std::unique_ptr<Stream>>> Wrap(std::unique_ptr<Stream> inner
   co_return absl::UnavailableError("TLS handshake: too many reads without completing");
 }
 
-TlsTransport::TlsTransport(std::unique_ptr<const TransportRegistry> inner, TlsConfig defaults)
-    : inner_(std::move(inner)), defaults_(std::move(defaults)) {}
+TlsTransport::TlsTransport(const TransportRegistry& inner, TlsConfig defaults)
+    : inner_(inner), defaults_(std::move(defaults)) {}
 
-void RegisterTlsTransport(TransportRegistry::Builder& builder, TlsConfig defaults,
-                          std::function<void(TransportRegistry::Builder&)> register_inner) {
-  TransportRegistry::Builder inner;
-  if (register_inner) {
-    register_inner(inner);
-  } else {
-    transports::RegisterTcpTransport(inner);
-    transports::RegisterUnixTransport(inner);
-  }
-  builder.RegisterStream(
-      std::make_unique<TlsTransport>(std::move(inner).Build(), std::move(defaults)));
+void RegisterTlsTransport(TransportRegistry::Builder& builder, const TransportRegistry& inner,
+                          TlsConfig defaults) {
+  builder.RegisterStream(std::make_unique<TlsTransport>(inner, std::move(defaults)));
 }
 
 Task<absl::StatusOr<std::unique_ptr<Stream>>> TlsTransport::Connect(Uri uri,
@@ -448,7 +438,7 @@ Task<absl::StatusOr<std::unique_ptr<Stream>>> TlsTransport::Connect(Uri uri,
   if (!p.ok()) co_return p.status();
   absl::StatusOr<Uri> inner_uri = InnerUri(uri, *p);
   if (!inner_uri.ok()) co_return inner_uri.status();
-  absl::StatusOr<StreamTransport*> inner = inner_->StreamFor(p->inner);
+  absl::StatusOr<StreamTransport*> inner = inner_.StreamFor(p->inner);
   if (!inner.ok()) co_return inner.status();
   absl::StatusOr<std::shared_ptr<const TlsContext>> ctx = Contexts().Get(p->config, TlsRole::kClient);
   if (!ctx.ok()) co_return ctx.status();
@@ -467,7 +457,7 @@ Task<absl::StatusOr<std::unique_ptr<Listener>>> TlsTransport::Listen(Uri uri,
   if (!p.ok()) co_return p.status();
   absl::StatusOr<Uri> inner_uri = InnerUri(uri, *p);
   if (!inner_uri.ok()) co_return inner_uri.status();
-  absl::StatusOr<StreamTransport*> inner = inner_->StreamFor(p->inner);
+  absl::StatusOr<StreamTransport*> inner = inner_.StreamFor(p->inner);
   if (!inner.ok()) co_return inner.status();
   absl::StatusOr<std::shared_ptr<const TlsContext>> ctx = Contexts().Get(p->config, TlsRole::kServer);
   if (!ctx.ok()) co_return ctx.status();

@@ -32,8 +32,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "core/task.h"
-#include "core/transport.h"
+#include "core/kernel/task.h"
+#include "core/net/transport.h"
 #include "transports/tls/tls_session.h"
 
 namespace picos::tls {
@@ -51,10 +51,12 @@ Task<absl::StatusOr<std::unique_ptr<Stream>>> Wrap(std::unique_ptr<Stream> inner
 
 class TlsTransport : public StreamTransport {
  public:
-  // `inner`: the stream transports TLS may run over (tcp, unix), in a
-  // registry of their own owned by this plugin. `defaults` fill in
-  // parameters a URI leaves out.
-  TlsTransport(std::unique_ptr<const TransportRegistry> inner, TlsConfig defaults);
+  // Wraps `inner`, the registry of stream transports TLS may run over (a
+  // URI's inner= names one of them; tcp by default), as kj's wrapNetwork
+  // wraps a network: the caller chooses what lies underneath and keeps it
+  // alive for as long as this plugin lives. `defaults` fill in parameters a
+  // URI leaves out.
+  TlsTransport(const TransportRegistry& inner, TlsConfig defaults);
 
   std::string scheme() const override { return "tls"; }
   Task<absl::StatusOr<std::unique_ptr<Stream>>> Connect(Uri uri, absl::Duration timeout,
@@ -63,15 +65,15 @@ class TlsTransport : public StreamTransport {
                                                          StreamOptions options) override;
 
  private:
-  std::unique_ptr<const TransportRegistry> inner_;
+  const TransportRegistry& inner_;
   TlsConfig defaults_;
 };
 
-// Adds the tls plugin to `builder`, running over the transports that
-// `register_inner` adds to its private registry (by default tcp and unix).
-void RegisterTlsTransport(
-    TransportRegistry::Builder& builder, TlsConfig defaults = {},
-    std::function<void(TransportRegistry::Builder&)> register_inner = nullptr);
+// Adds the tls plugin to `builder`, running over the stream transports of
+// `inner` (for example a registry of tcp and unix), which must outlive the
+// registry built from `builder`.
+void RegisterTlsTransport(TransportRegistry::Builder& builder, const TransportRegistry& inner,
+                          TlsConfig defaults = {});
 
 }  // namespace picos::tls
 

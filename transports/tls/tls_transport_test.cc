@@ -12,8 +12,9 @@
 #include "testing/status_matchers.h"
 #include "testing/tls_certs.h"
 #include "testing/transport_conformance.h"
-#include "core/status.h"
+#include "core/kernel/status.h"
 #include "transports/tcp/tcp_transport.h"
+#include "transports/unix/unix_transport.h"
 
 namespace picos::testing {
 namespace {
@@ -40,7 +41,14 @@ void RegisterTestTls(TransportRegistry::Builder& b) {
   defaults.key_file = Pki().server_key;
   defaults.ca_file = Pki().ca_cert;
   defaults.handshake_timeout_ms = 2000;
-  tls::RegisterTlsTransport(b, defaults);
+  // What TLS runs over in these tests; lives as long as the process.
+  static const TransportRegistry* inner = [] {
+    TransportRegistry::Builder plain;
+    transports::RegisterTcpTransport(plain);
+    transports::RegisterUnixTransport(plain);
+    return std::move(plain).Build().release();
+  }();
+  tls::RegisterTlsTransport(b, *inner, defaults);
 }
 
 INSTANTIATE_TEST_SUITE_P(

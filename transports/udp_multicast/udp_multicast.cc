@@ -8,7 +8,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "core/status.h"
+#include "core/kernel/status.h"
 
 namespace picos {
 namespace {

@@ -8,7 +8,7 @@
 // Binding one gives a socket bound to the group's port, a member of the
 // group on `iface`, sending out of `iface` (IP_MULTICAST_IF /
 // IPV6_MULTICAST_IF: without it nothing arrives on loopback, see
-// notes/pitfalls.md), with multicast loop on (this host's sockets, the
+// docs/pitfalls.md), with multicast loop on (this host's sockets, the
 // sender's own included, hear what it sends) unless loop=0, and the TTL /
 // hop limit `ttl` (default 1: this link only). The group must be a literal
 // multicast address and the port 1..65535; every parameter is validated and
@@ -31,13 +31,13 @@
 // address of the socket's family: mcast://10.0.0.7:9705 sends unicast.
 // JoinGroup / LeaveGroup without an `iface` parameter use the socket's own.
 //
-// Or directly on a UdpSocket (core/udp.h), for its extra knobs:
+// Or directly on a UdpSocket (core/net/udp.h), for its extra knobs:
 //
 //   PICOS_ASSIGN_OR_RETURN(picos::McastEndpoint ep,
 //                          picos::ParseMcastUri("mcast://239.255.97.5:9705?iface=lo"));
 //   PICOS_ASSIGN_OR_RETURN(std::unique_ptr<picos::UdpSocket> s, picos::OpenMulticast(ep));
 //
-// Threads and status codes as in core/transport.h: a socket belongs to the
+// Threads and status codes as in core/net/transport.h: a socket belongs to the
 // scheduler of the task that bound it.
 #ifndef PICOS_TRANSPORTS_UDP_MULTICAST_UDP_MULTICAST_H_
 #define PICOS_TRANSPORTS_UDP_MULTICAST_UDP_MULTICAST_H_
@@ -47,9 +47,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "core/transport.h"
-#include "core/udp.h"
-#include "core/uri.h"
+#include "core/net/transport.h"
+#include "core/net/udp.h"
+#include "core/net/uri.h"
 
 namespace picos {
 

@@ -8,10 +8,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "core/scheduler.h"
-#include "core/status.h"
-#include "core/task.h"
-#include "core/transport.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
+#include "core/net/transport.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/coro_test.h"
@@ -144,7 +144,7 @@ Task<> ExchangeThroughRegistry(std::string group, std::string iface) {
   CO_ASSERT_OK(co_await (*a)->SendTo("from a"));
   absl::StatusOr<DatagramMessage> m = co_await ReceiveMatching(**b, "from a", absl::Seconds(2));
   if (!m.ok() && m.status().code() == absl::StatusCode::kDeadlineExceeded) {
-    CO_SKIP("this host does not loop IPv4 multicast on " << iface << " (pitfalls.md)");
+    CO_SKIP("this host does not loop IPv4 multicast on " << iface << " (docs/pitfalls.md)");
   }
   CO_ASSERT_OK(m);
   EXPECT_EQ(m->from, absl::StrCat("mcast://127.0.0.1:", *port));

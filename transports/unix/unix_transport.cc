@@ -11,11 +11,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "core/io_internal.h"
-#include "core/log.h"
-#include "core/scheduler.h"
-#include "core/status.h"
-#include "core/uv_stream_internal.h"
+#include "core/io/io_internal.h"
+#include "core/kernel/log.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/io/uv_stream_internal.h"
 
 namespace picos::transports {
 namespace {

@@ -5,7 +5,7 @@
 //   unix://@picos-node-1      an abstract name: no file, gone with the socket
 //
 // A path longer than kMaxUnixPath bytes is kInvalidArgument: libuv 1.44
-// would silently truncate it and bind somewhere else (notes/pitfalls.md).
+// would silently truncate it and bind somewhere else (docs/pitfalls.md).
 // Listening on a path whose socket file exists is kAlreadyExists (a stale
 // file from a crashed process must be removed by its owner).
 //
@@ -16,7 +16,7 @@
 
 #include <cstddef>
 
-#include "core/transport.h"
+#include "core/net/transport.h"
 
 namespace picos::transports {
 

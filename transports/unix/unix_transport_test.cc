@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "core/scheduler.h"
+#include "core/kernel/scheduler.h"
 #include "testing/status_matchers.h"
 #include "testing/transport_conformance.h"
 

@@ -1,0 +1,556 @@
+#include "core/io/uv_stream_internal.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/io/io_internal.h"
+#include "core/kernel/log.h"
+#include "core/kernel/status.h"
+
+namespace picos::internal {
+
+// Read into this, then append to the stream's buffer: one 64 KiB buffer
+// per reading stream, which is what libuv asks for anyway.
+constexpr size_t kScratchSize = 64 * 1024;
+
+struct UvStreamState {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  UvKind kind;
+  int refs = 1;  // the handle's
+  bool closing = false;
+  StreamOptions options;
+
+  // Read side: bytes read ahead and not yet taken.
+  std::string rbuf;
+  size_t rhead = 0;
+  size_t want = 0;  // bytes a waiting reader needs buffered (its min)
+  bool reading = false;
+  bool eof = false;
+  absl::Status rerror;
+  WaitSlot reader;
+  std::unique_ptr<char[]> scratch;
+
+  // Write side.
+  size_t queued = 0;  // bytes handed to libuv, not yet written
+  size_t peak = 0;
+  bool shut = false;
+  bool shutdown_done = false;
+  absl::Status werror;
+  WaitSlot writer;
+
+  // Listener side: accepted handles not yet taken, and whether libuv holds
+  // one more connection that waits for uv_accept.
+  std::deque<UvStreamState*> accepted;
+  bool accept_pending = false;
+  absl::Status lerror;
+  WaitSlot acceptor;
+  std::string unlink_path;
+
+  size_t buffered() const { return rbuf.size() - rhead; }
+};
+
+namespace {
+
+void Unref(UvStreamState* s) {
+  if (--s->refs == 0) {
+    for (UvStreamState* a : s->accepted) CloseUvStreamState(a);
+    delete s;
+  }
+}
+
+// An operation's hold on the state: lives in the coroutine frame, so a
+// killed task releases it when its frame is destroyed.
+class Hold {
+ public:
+  explicit Hold(UvStreamState* s) : s_(s) { ++s_->refs; }
+  ~Hold() { Unref(s_); }
+  Hold(const Hold&) = delete;
+  Hold& operator=(const Hold&) = delete;
+
+ private:
+  UvStreamState* s_;
+};
+
+void CloseHandle(UvStreamState* s, bool reset) {
+  if (s->closing) return;
+  s->closing = true;
+  s->reader.Notify();
+  s->writer.Notify();
+  s->acceptor.Notify();
+  if (!s->unlink_path.empty()) ::unlink(s->unlink_path.c_str());
+  auto on_close = [](uv_handle_t* h) { Unref(static_cast<UvStreamState*>(h->data)); };
+  if (reset && s->kind == UvKind::kTcp && !s->shut) {
+    if (uv_tcp_close_reset(&s->h.tcp, on_close) == 0) return;
+  }
+  uv_close(&s->h.handle, on_close);
+}
+
+void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto* s = static_cast<UvStreamState*>(stream->data);
+  if (nread > 0) {
+    s->rbuf.append(buf->base, static_cast<size_t>(nread));
+    if (s->buffered() >= std::max(s->options.max_read_buffer, s->want)) {
+      // Full: stop reading, so that the kernel's window closes and the
+      // peer's writes wait (backpressure across the connection).
+      uv_read_stop(stream);
+      s->reading = false;
+    }
+  } else if (nread == UV_EOF) {
+    s->eof = true;
+    uv_read_stop(stream);
+    s->reading = false;
+  } else if (nread < 0) {
+    s->rerror = UvStatus(static_cast<int>(nread), "read");
+    PICOS_LOG(debug, "stream read failed: {}", s->rerror.ToString());
+    uv_read_stop(stream);
+    s->reading = false;
+  } else {
+    return;  // EAGAIN
+  }
+  if (s->buffered() >= s->want || s->eof || !s->rerror.ok()) s->reader.Notify();
+}
+
+void StartReading(UvStreamState* s) {
+  if (s->reading || s->closing || s->eof || !s->rerror.ok() ||
+      s->buffered() >= std::max(s->options.max_read_buffer, s->want)) {
+    return;
+  }
+  if (!s->scratch) s->scratch = std::make_unique<char[]>(kScratchSize);
+  int rc = uv_read_start(
+      &s->h.stream,
+      [](uv_handle_t* h, size_t, uv_buf_t* b) {
+        auto* st = static_cast<UvStreamState*>(h->data);
+        *b = uv_buf_init(st->scratch.get(), kScratchSize);
+      },
+      OnRead);
+  if (rc < 0) {
+    s->rerror = UvStatus(rc, "read");
+  } else {
+    s->reading = true;
+  }
+}
+
+// One uv_write in flight. Holds the state (the callback touches it) and the
+// bytes (a share of the caller's string, which the frame may outlive).
+struct WriteOp {
+  uv_write_t req;
+  UvStreamState* state;
+  std::shared_ptr<std::string> data;
+  size_t len;
+};
+
+void OnWrite(uv_write_t* req, int status) {
+  auto* op = static_cast<WriteOp*>(req->data);
+  UvStreamState* s = op->state;
+  s->queued -= op->len;
+  if (status < 0 && s->werror.ok() && status != UV_ECANCELED) {
+    s->werror = UvStatus(status, "write");
+    PICOS_LOG(debug, "stream write failed: {}", s->werror.ToString());
+  }
+  s->writer.Notify();
+  delete op;
+  Unref(s);
+}
+
+absl::Status Closed() { return absl::FailedPreconditionError("the stream is closed"); }
+
+std::string HandleAddress(UvStreamState* s, const std::string& scheme, bool peer) {
+  if (s->closing) return "";
+  if (s->kind == UvKind::kTcp) {
+    sockaddr_storage ss;
+    int len = sizeof ss;
+    int rc = peer ? uv_tcp_getpeername(&s->h.tcp, reinterpret_cast<sockaddr*>(&ss), &len)
+                  : uv_tcp_getsockname(&s->h.tcp, reinterpret_cast<sockaddr*>(&ss), &len);
+    if (rc < 0) return "";
+    return SockaddrToUri(scheme, reinterpret_cast<sockaddr*>(&ss));
+  }
+  // Unix: read the address straight from the socket, which also shows an
+  // abstract name (libuv's getsockname would hand back its leading NUL).
+  uv_os_fd_t fd;
+  if (uv_fileno(&s->h.handle, &fd) < 0) return "";
+  sockaddr_un sun;
+  socklen_t len = sizeof sun;
+  std::memset(&sun, 0, sizeof sun);
+  int rc = peer ? getpeername(fd, reinterpret_cast<sockaddr*>(&sun), &len)
+                : getsockname(fd, reinterpret_cast<sockaddr*>(&sun), &len);
+  if (rc < 0 || len <= offsetof(sockaddr_un, sun_path)) return "";
+  size_t n = len - offsetof(sockaddr_un, sun_path);
+  if (sun.sun_path[0] == '\0') return absl::StrCat(scheme, "://@", std::string(sun.sun_path + 1, n - 1));
+  return absl::StrCat(scheme, "://", std::string(sun.sun_path, strnlen(sun.sun_path, n)));
+}
+
+void AcceptOne(UvStreamState* server) {
+  UvStreamState* c = NewUvStreamState(server->h.handle.loop, server->kind, server->options);
+  int rc = uv_accept(&server->h.stream, &c->h.stream);
+  if (rc < 0) {
+    PICOS_LOG(warn, "accept failed: {}", uv_strerror(rc));
+    CloseUvStreamState(c);
+    return;
+  }
+  if (c->kind == UvKind::kTcp && server->options.no_delay) uv_tcp_nodelay(&c->h.tcp, 1);
+  server->accepted.push_back(c);
+}
+
+// Connections accepted ahead of the task, before libuv is left holding the
+// next one (it then stops polling, and the kernel's backlog takes over).
+constexpr size_t kAcceptAhead = 64;
+
+void OnConnection(uv_stream_t* server, int status) {
+  auto* s = static_cast<UvStreamState*>(server->data);
+  if (status < 0) {
+    // EMFILE and friends: report to the accepting task, keep listening.
+    s->lerror = UvStatus(status, "accept");
+    PICOS_LOG(warn, "listener: {}", s->lerror.ToString());
+  } else if (s->accepted.size() < kAcceptAhead) {
+    AcceptOne(s);
+  } else {
+    s->accept_pending = true;
+  }
+  s->acceptor.Notify();
+}
+
+class UvListener final : public Listener {
+ public:
+  UvListener(UvStreamState* s, std::string scheme, std::string address)
+      : s_(s), scheme_(std::move(scheme)), address_(std::move(address)) {}
+  ~UvListener() override { Close(); }
+
+  Task<absl::StatusOr<std::unique_ptr<Stream>>> Accept(absl::Duration timeout) override {
+    UvStreamState* s = s_;
+    if (s == nullptr) co_return absl::FailedPreconditionError("the listener is closed");
+    Hold hold(s);
+    Deadline deadline(timeout);
+    for (int round = 0; round < 1'000'000; ++round) {
+      if (s->closing) co_return absl::FailedPreconditionError("the listener is closed");
+      if (!s->accepted.empty()) {
+        UvStreamState* c = s->accepted.front();
+        s->accepted.pop_front();
+        if (s->accept_pending) {
+          s->accept_pending = false;
+          AcceptOne(s);
+        }
+        co_return MakeUvStream(c, scheme_);
+      }
+      if (!s->lerror.ok()) co_return std::exchange(s->lerror, absl::OkStatus());
+      absl::Status st = co_await SlotAwaiter(&s->acceptor, false, deadline.Remaining());
+      if (!st.ok()) co_return st;
+    }
+    co_return absl::InternalError("Accept made no progress");
+  }
+
+  void Close() override {
+    if (s_ == nullptr) return;
+    UvStreamState* s = std::exchange(s_, nullptr);
+    for (UvStreamState* a : s->accepted) CloseUvStreamState(a);
+    s->accepted.clear();
+    CloseHandle(s, false);
+  }
+
+  std::string address() const override { return address_; }
+
+ private:
+  UvStreamState* s_;
+  std::string scheme_;
+  std::string address_;
+};
+
+}  // namespace
+
+// --- UvStream ---
+
+UvStream::UvStream(UvStreamState* s, std::string scheme)
+    : s_(s),
+      scheme_(std::move(scheme)),
+      max_write_queue_(s->options.max_write_queue),
+      max_read_buffer_(s->options.max_read_buffer) {}
+
+UvStream::~UvStream() { Close(); }
+
+Task<absl::StatusOr<size_t>> UvStream::ReadSome(char* buf, size_t min_bytes, size_t max_bytes,
+                                                absl::Duration timeout) {
+  if (min_bytes == 0 || min_bytes > max_bytes) {
+    co_return absl::InvalidArgumentError("ReadSome needs 1 <= min_bytes <= max_bytes");
+  }
+  UvStreamState* s = s_;
+  if (s == nullptr) co_return Closed();
+  Hold hold(s);
+  Deadline deadline(timeout);
+  // Each wake follows a change of the buffer (or a timeout): bounded by
+  // the bytes wanted, and in time by the deadline.
+  for (size_t round = 0; round < min_bytes + 3; ++round) {
+    if (s->buffered() >= min_bytes || (s->buffered() > 0 && (s->eof || !s->rerror.ok()))) {
+      size_t n = std::min(max_bytes, s->buffered());
+      std::memcpy(buf, s->rbuf.data() + s->rhead, n);
+      s->rhead += n;
+      if (s->rhead == s->rbuf.size()) {
+        s->rbuf.clear();
+        s->rhead = 0;
+      } else if (s->rhead > s->rbuf.size() / 2) {
+        s->rbuf.erase(0, s->rhead);
+        s->rhead = 0;
+      }
+      s->want = 0;
+      StartReading(s);  // room again: let the peer go on
+      co_return n;
+    }
+    if (s->closing || s->eof) co_return size_t{0};
+    if (!s->rerror.ok()) co_return s->rerror;
+    s->want = min_bytes;
+    StartReading(s);
+    if (!s->rerror.ok()) continue;
+    absl::Status st = co_await SlotAwaiter(&s->reader, false, deadline.Remaining());
+    if (!st.ok()) {
+      s->want = 0;
+      co_return st;
+    }
+  }
+  co_return absl::InternalError("ReadSome made no progress");
+}
+
+Task<absl::Status> UvStream::Write(std::string data, absl::Duration timeout) {
+  UvStreamState* s = s_;
+  if (s == nullptr || s->closing) co_return Closed();
+  if (s->shut) co_return absl::FailedPreconditionError("write after Shutdown()");
+  if (!s->werror.ok()) co_return s->werror;
+  if (data.empty()) co_return absl::OkStatus();
+  size_t off = 0;
+  if (s->queued == 0) {
+    // Fast path: the kernel takes it all now, no request, no wake.
+    uv_buf_t b = uv_buf_init(data.data(), static_cast<unsigned>(std::min<size_t>(data.size(), 1u << 30)));
+    int n = uv_try_write(&s->h.stream, &b, 1);
+    if (n > 0) {
+      off = static_cast<size_t>(n);
+    } else if (n < 0 && n != UV_EAGAIN) {
+      s->werror = UvStatus(n, "write");
+      co_return s->werror;
+    }
+    if (off == data.size()) co_return absl::OkStatus();
+  }
+  Hold hold(s);
+  auto shared = std::make_shared<std::string>(std::move(data));
+  const size_t size = shared->size();
+  const size_t limit = std::max<size_t>(s->options.max_write_queue, 1);
+  Deadline deadline(timeout);
+  // Each round queues a chunk or waits for a completion, which frees at
+  // least one chunk: bounded by twice the chunks plus the final drain.
+  const size_t bound = 2 * (size / 1 + 2);
+  for (size_t round = 0; round < bound; ++round) {
+    if (s->closing) co_return Closed();
+    if (!s->werror.ok()) co_return s->werror;
+    if (off == size && s->queued == 0) co_return absl::OkStatus();
+    if (off < size && s->queued < limit) {
+      size_t chunk = std::min(size - off, limit - s->queued);
+      auto* op = new WriteOp{{}, s, shared, chunk};
+      op->req.data = op;
+      uv_buf_t b = uv_buf_init(shared->data() + off, static_cast<unsigned>(chunk));
+      int rc = uv_write(&op->req, &s->h.stream, &b, 1, OnWrite);
+      if (rc < 0) {
+        delete op;
+        s->werror = UvStatus(rc, "write");
+        co_return s->werror;
+      }
+      ++s->refs;  // the request's
+      s->queued += chunk;
+      s->peak = std::max(s->peak, s->queued);
+      off += chunk;
+      continue;
+    }
+    absl::Status st = co_await SlotAwaiter(&s->writer, false, deadline.Remaining());
+    if (!st.ok()) co_return st;
+  }
+  co_return absl::InternalError("Write made no progress");
+}
+
+Task<absl::Status> UvStream::Shutdown(absl::Duration timeout) {
+  UvStreamState* s = s_;
+  if (s == nullptr || s->closing) co_return Closed();
+  if (s->shut) co_return absl::OkStatus();
+  Hold hold(s);
+  struct ShutdownOp {
+    uv_shutdown_t req;
+    UvStreamState* state;
+    bool done = false;
+    int status = 0;
+  };
+  auto* op = new ShutdownOp{{}, s};
+  op->req.data = op;
+  int rc = uv_shutdown(&op->req, &s->h.stream, [](uv_shutdown_t* req, int status) {
+    auto* o = static_cast<ShutdownOp*>(req->data);
+    UvStreamState* st = o->state;
+    if (status < 0 && status != UV_ECANCELED && st->werror.ok()) {
+      st->werror = UvStatus(status, "shutdown");
+    }
+    st->shutdown_done = true;  // libuv ran it after every earlier write
+    st->writer.Notify();
+    delete o;
+    Unref(st);
+  });
+  if (rc < 0) {
+    delete op;
+    co_return UvStatus(rc, "shutdown");
+  }
+  ++s->refs;
+  s->shut = true;
+  // Done when every write before it has completed (libuv runs the
+  // shutdown after them) or the stream broke.
+  Deadline deadline(timeout);
+  for (int round = 0; round < 1'000'000; ++round) {
+    if (s->closing) co_return Closed();
+    if (!s->werror.ok()) co_return s->werror;
+    if (s->shutdown_done) co_return absl::OkStatus();
+    absl::Status st = co_await SlotAwaiter(&s->writer, false, deadline.Remaining());
+    if (!st.ok()) co_return st;
+  }
+  co_return absl::InternalError("Shutdown made no progress");
+}
+
+void UvStream::Close() {
+  if (s_ == nullptr) return;
+  peak_after_close_ = s_->peak;
+  CloseHandle(std::exchange(s_, nullptr), false);
+}
+
+void UvStream::Abort() {
+  if (s_ == nullptr) return;
+  peak_after_close_ = s_->peak;
+  CloseHandle(std::exchange(s_, nullptr), true);
+}
+
+size_t UvStream::write_queue_bytes() const { return s_ ? s_->queued : 0; }
+size_t UvStream::peak_write_queue_bytes() const { return s_ ? s_->peak : peak_after_close_; }
+
+std::string UvStream::local_address() const { return s_ ? HandleAddress(s_, scheme_, false) : ""; }
+std::string UvStream::peer_address() const { return s_ ? HandleAddress(s_, scheme_, true) : ""; }
+
+void UvStream::StartReadAhead() {
+  if (s_ != nullptr) StartReading(s_);
+}
+
+size_t UvStream::max_read_buffer() const { return max_read_buffer_; }
+
+void UvStream::set_max_read_buffer(size_t bytes) {
+  max_read_buffer_ = std::max<size_t>(bytes, 1);
+  if (s_ == nullptr) return;
+  s_->options.max_read_buffer = max_read_buffer_;
+  // Reading stopped at the old bound resumes; a lower bound takes effect at
+  // the next read callback.
+  StartReading(s_);
+}
+
+// --- Handles ---
+
+UvStreamState* NewUvStreamState(uv_loop_s* loop, UvKind kind, const StreamOptions& options) {
+  auto* s = new UvStreamState;
+  s->kind = kind;
+  s->options = options;
+  int rc = kind == UvKind::kTcp ? uv_tcp_init(loop, &s->h.tcp) : uv_pipe_init(loop, &s->h.pipe, 0);
+  PICOS_ASSERT(rc == 0);  // init only fills the struct
+  s->h.handle.data = s;
+  return s;
+}
+
+uv_stream_s* UvHandle(UvStreamState* s) { return &s->h.stream; }
+
+void CloseUvStreamState(UvStreamState* s) { CloseHandle(s, false); }
+
+Task<absl::Status> UvTcpConnect(UvStreamState* s, const struct sockaddr* addr,
+                                absl::Duration timeout) {
+  Hold hold(s);
+  struct ConnectOp {
+    uv_connect_t req;
+    UvStreamState* state;
+    bool done = false;
+    int status = 0;
+    WaitSlot slot;
+  };
+  // Shared by the request and this frame: whichever ends last frees it.
+  auto* op = new ConnectOp{{}, s};
+  op->req.data = op;
+  int rc = uv_tcp_connect(&op->req, &s->h.tcp, addr, [](uv_connect_t* req, int status) {
+    auto* o = static_cast<ConnectOp*>(req->data);
+    o->status = status;
+    if (o->state == nullptr) {  // the waiting frame is gone
+      delete o;
+      return;
+    }
+    o->done = true;
+    o->slot.Notify();
+  });
+  if (rc < 0) {
+    delete op;
+    co_return UvStatus(rc, "connect");
+  }
+  struct Release {
+    ConnectOp* op;
+    ~Release() {
+      if (op->done) {
+        delete op;
+      } else {
+        op->state = nullptr;  // the callback frees it
+      }
+    }
+  } release{op};
+  for (int round = 0; round < 4 && !op->done; ++round) {
+    absl::Status st = co_await SlotAwaiter(&op->slot, op->done, timeout);
+    if (!st.ok()) {
+      // The connect stays in flight until the caller closes the handle,
+      // which cancels it.
+      if (st.code() == absl::StatusCode::kDeadlineExceeded) {
+        co_return absl::DeadlineExceededError("connect timed out");
+      }
+      co_return st;
+    }
+  }
+  if (!op->done) co_return absl::InternalError("connect woke without finishing");
+  co_return UvStatus(op->status, "connect");
+}
+
+std::unique_ptr<UvStream> MakeUvStream(UvStreamState* s, std::string scheme) {
+  return std::make_unique<UvStream>(s, std::move(scheme));
+}
+
+absl::StatusOr<std::unique_ptr<Listener>> UvListen(uv_loop_s* loop, UvKind kind,
+                                                   UvStreamState* server, std::string scheme,
+                                                   std::string address, std::string unlink_path,
+                                                   const StreamOptions& options) {
+  server->unlink_path = std::move(unlink_path);
+  int rc = uv_listen(&server->h.stream, std::max(options.backlog, 1), OnConnection);
+  if (rc < 0) {
+    CloseUvStreamState(server);
+    return UvStatus(rc, "listen");
+  }
+  if (address.empty()) address = HandleAddress(server, scheme, false);
+  return std::unique_ptr<Listener>(
+      std::make_unique<UvListener>(server, std::move(scheme), std::move(address)));
+}
+
+std::string SockaddrToUri(const std::string& scheme, const struct sockaddr* sa) {
+  char host[INET6_ADDRSTRLEN] = "";
+  if (sa->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    uv_ip4_name(in, host, sizeof host);
+    return absl::StrCat(scheme, "://", host, ":", ntohs(in->sin_port));
+  }
+  if (sa->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    uv_ip6_name(in6, host, sizeof host);
+    return absl::StrCat(scheme, "://[", host, "]:", ntohs(in6->sin6_port));
+  }
+  return "";
+}
+
+}  // namespace picos::internal

@@ -1,0 +1,410 @@
+#include "core/kernel/channel.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/kernel/log.h"
+#include "core/kernel/scheduler_internal.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task_internal.h"
+
+namespace picos {
+
+using internal::ChannelSubscriber;
+using internal::LocalChannel;
+using internal::TaskCore;
+
+namespace {
+
+constexpr char kClosedKey[] = "picos.channel_closed";
+
+// The local channel behind `ref`, checked for the calling thread.
+absl::StatusOr<LocalChannel*> OnThread(const ChannelRef& ref) {
+  if (!ref.valid()) return absl::InvalidArgumentError("null ChannelRef");
+  LocalChannel* ch = ref.core()->AsLocal();
+  if (ch == nullptr) {
+    return absl::UnimplementedError(
+        absl::StrCat("channel ", ref.name(), " is not of this process; remote channels are not "
+                     "supported yet"));
+  }
+  if (!ch->scheduler->InLoopThread()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("channel ", ref.name(), " used outside its scheduler's thread"));
+  }
+  return ch;
+}
+
+absl::StatusOr<LocalChannel*> OpenOnThread(const ChannelRef& ref) {
+  PICOS_ASSIGN_OR_RETURN(LocalChannel * ch, OnThread(ref));
+  if (ch->closed) return absl::FailedPreconditionError(absl::StrCat("channel ", ref.name(), " is closed"));
+  return ch;
+}
+
+bool TaskEnded(const TaskRef& t) { return (t.core()->flags & internal::kFlagFinished) != 0; }
+
+bool Live(const ChannelSubscriber& s) {
+  switch (s.kind) {
+    case ChannelSubscriber::kNone:
+      return false;
+    case ChannelSubscriber::kTask:
+      return !TaskEnded(s.task);
+    case ChannelSubscriber::kChannel:
+      return !s.channel.core()->AsLocal()->closed;
+    case ChannelSubscriber::kSink:
+      return true;
+  }
+  return false;
+}
+
+// Drops unsubscribed entries, unless a broadcast is iterating over them.
+void Compact(LocalChannel* ch) {
+  if (ch->sending > 0 || !ch->has_dead) return;
+  auto& v = ch->subscribers;
+  v.erase(std::remove_if(v.begin(), v.end(),
+                         [](const ChannelSubscriber& s) { return s.kind == ChannelSubscriber::kNone; }),
+          v.end());
+  ch->has_dead = false;
+}
+
+void Drop(LocalChannel* ch, ChannelSubscriber& s) {
+  s.kind = ChannelSubscriber::kNone;
+  s.task = TaskRef();
+  s.channel = ChannelRef();
+  s.transform.reset();
+  s.sink.reset();
+  ch->has_dead = true;
+}
+
+size_t LiveCount(LocalChannel* ch) {
+  size_t n = 0;
+  for (ChannelSubscriber& s : ch->subscribers) {
+    if (Live(s)) {
+      ++n;
+    } else if (s.kind != ChannelSubscriber::kNone) {
+      Drop(ch, s);
+    }
+  }
+  Compact(ch);
+  return n;
+}
+
+// Puts `msg` in the mailbox of a task: directly on its own scheduler, posted
+// to another's. False if the task has ended.
+bool ToTask(LocalChannel* ch, const TaskRef& t, Value msg) {
+  TaskCore* c = t.core();
+  if (c->flags & internal::kFlagFinished) return false;
+  if (c->scheduler() == ch->scheduler) return internal::SchedulerHooks::DeliverLocal(*ch->scheduler, c, std::move(msg)).ok();
+  return t.Send(std::move(msg)).ok();
+}
+
+// Sends `msg` to every subscriber of `ch`; gives the end points reached.
+size_t Broadcast(LocalChannel* ch, const Value& msg) {
+  size_t reached = 0;
+  ++ch->sending;
+  // Subscribers added by a transform or sink during this send get the next
+  // message, not this one.
+  const size_t n = ch->subscribers.size();
+  for (size_t i = 0; i < n; ++i) {
+    ChannelSubscriber* s = &ch->subscribers[i];
+    if (s->kind == ChannelSubscriber::kNone) continue;
+    if (s->kind == ChannelSubscriber::kTask && !s->transform) {
+      // The hot path: one mailbox append, one wake at most.
+      if (ToTask(ch, s->task, msg)) {
+        ++reached;
+      } else {
+        Drop(ch, *s);
+      }
+      continue;
+    }
+    std::optional<Value> transformed;
+    if (s->transform) {
+      auto transform = s->transform;  // keeps it alive if the vector moves
+      transformed = (*transform)(msg);
+      s = &ch->subscribers[i];
+      if (!transformed) continue;
+      if (s->kind == ChannelSubscriber::kNone) continue;  // unsubscribed by the transform
+    }
+    const Value& out = transformed ? *transformed : msg;
+    switch (s->kind) {
+      case ChannelSubscriber::kTask:
+        if (ToTask(ch, s->task, out)) {
+          ++reached;
+        } else {
+          Drop(ch, *s);
+        }
+        break;
+      case ChannelSubscriber::kChannel: {
+        ChannelRef keep = s->channel;
+        LocalChannel* sub = keep.core()->AsLocal();
+        if (sub->closed) {
+          Drop(ch, *s);
+        } else {
+          reached += Broadcast(sub, out);
+        }
+        break;
+      }
+      case ChannelSubscriber::kSink: {
+        auto sink = s->sink;
+        absl::Status st = (*sink)(out);
+        s = &ch->subscribers[i];
+        if (st.ok()) {
+          ++reached;
+        } else if (s->kind == ChannelSubscriber::kSink) {
+          PICOS_LOG(debug, "channel {}: sink {} failed and is unsubscribed: {}", ch->name,
+                    s->sink_id, st.ToString());
+          Drop(ch, *s);
+        }
+        break;
+      }
+      case ChannelSubscriber::kNone:
+        break;
+    }
+  }
+  --ch->sending;
+  Compact(ch);
+  return reached;
+}
+
+// Wakes the Deliver() calls that now have enough subscribers (or all of
+// them, when the channel closes), and forgets stale ones.
+void WakeDeliverers(LocalChannel* ch, bool all) {
+  if (ch->deliver_waiters.empty()) return;
+  size_t live = all ? 0 : LiveCount(ch);
+  auto& w = ch->deliver_waiters;
+  w.erase(std::remove_if(w.begin(), w.end(),
+                         [&](const internal::DeliverWaiter& d) {
+                           const TaskCore* c = d.token.task.core();
+                           if (c->wait_seq != d.token.seq ||
+                               c->load_state() != TaskState::kWaiting) {
+                             return true;  // timed out, interrupted or ended
+                           }
+                           if (!all && d.min_subscribers > live) return false;
+                           internal::WakeToken(d.token, internal::kWakeEvent);
+                           return true;
+                         }),
+          w.end());
+}
+
+bool Reaches(LocalChannel* from, LocalChannel* target) {
+  if (from == target) return true;
+  for (const ChannelSubscriber& s : from->subscribers) {
+    if (s.kind == ChannelSubscriber::kChannel && Reaches(s.channel.core()->AsLocal(), target)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+absl::Status Add(LocalChannel* ch, ChannelSubscriber s, ChannelTransform transform) {
+  if (transform) {
+    s.transform = std::make_shared<const ChannelTransform>(std::move(transform));
+  }
+  ch->subscribers.push_back(std::move(s));
+  WakeDeliverers(ch, false);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Value ChannelClosedMessage(const ChannelRef& channel) {
+  return Value::Map({{kClosedKey, Value(channel)}});
+}
+
+bool IsChannelClosedMessage(const Value& msg, ChannelRef* channel) {
+  if (!msg.is_map() || msg.as_map().size() != 1) return false;
+  auto it = msg.as_map().find(kClosedKey);
+  if (it == msg.as_map().end() || !it->second.is_channel()) return false;
+  if (channel) *channel = it->second.as_channel();
+  return true;
+}
+
+Channel Channel::Create(std::string name) { return Create(ThisScheduler(), std::move(name)); }
+
+Channel Channel::Create(Scheduler& scheduler, std::string name) {
+  if (name.size() > kMaxNameLength) name.resize(kMaxNameLength);
+  return Channel(ChannelRef::Adopt(new LocalChannel(std::move(name), &scheduler)));
+}
+
+absl::Status Channel::Subscribe(const TaskRef& task, ChannelTransform transform) const {
+  PICOS_ASSIGN_OR_RETURN(LocalChannel * ch, OpenOnThread(ref_));
+  if (!task.valid()) return absl::InvalidArgumentError("subscribe of a null TaskRef");
+  if (TaskEnded(task)) {
+    return absl::FailedPreconditionError(absl::StrCat("task ", task.DebugString(), " has ended"));
+  }
+  for (const ChannelSubscriber& s : ch->subscribers) {
+    if (s.kind == ChannelSubscriber::kTask && s.task == task) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(task.DebugString(), " already subscribes to channel ", name()));
+    }
+  }
+  ChannelSubscriber s;
+  s.kind = ChannelSubscriber::kTask;
+  s.task = task;
+  return Add(ch, std::move(s), std::move(transform));
+}
+
+absl::Status Channel::Subscribe(const Channel& channel, ChannelTransform transform) const {
+  PICOS_ASSIGN_OR_RETURN(LocalChannel * ch, OpenOnThread(ref_));
+  PICOS_ASSIGN_OR_RETURN(LocalChannel * sub, OpenOnThread(channel.ref_));
+  if (sub->scheduler != ch->scheduler) {
+    return absl::InvalidArgumentError("a channel can subscribe only to one of its own scheduler");
+  }
+  if (Reaches(sub, ch)) {
+    return absl::InvalidArgumentError(absl::StrCat("subscribing channel ", channel.name(), " to ",
+                                                   name(), " would make a cycle"));
+  }
+  for (const ChannelSubscriber& s : ch->subscribers) {
+    if (s.kind == ChannelSubscriber::kChannel && s.channel == channel.ref_) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("channel ", channel.name(), " already subscribes to ", name()));
+    }
+  }
+  ChannelSubscriber s;
+  s.kind = ChannelSubscriber::kChannel;
+  s.channel = channel.ref_;
+  return Add(ch, std::move(s), std::move(transform));
+}
+
+absl::StatusOr<SinkId> Channel::SubscribeSink(ChannelSink sink, ChannelTransform transform) const {
+  PICOS_ASSIGN_OR_RETURN(LocalChannel * ch, OpenOnThread(ref_));
+  if (!sink) return absl::InvalidArgumentError("subscribe of an empty sink");
+  ChannelSubscriber s;
+  s.kind = ChannelSubscriber::kSink;
+  s.sink_id = ch->next_sink_id++;
+  s.sink = std::make_shared<const ChannelSink>(std::move(sink));
+  SinkId id{s.sink_id};
+  PICOS_RETURN_IF_ERROR(Add(ch, std::move(s), std::move(transform)));
+  return id;
+}
+
+namespace {
+template <typename Match>
+absl::Status Remove(const ChannelRef& ref, Match match, const std::string& what) {
+  PICOS_ASSIGN_OR_RETURN(LocalChannel * ch, OpenOnThread(ref));
+  for (ChannelSubscriber& s : ch->subscribers) {
+    if (match(s)) {
+      Drop(ch, s);
+      Compact(ch);
+      return absl::OkStatus();
+    }
+  }
+  return absl::NotFoundError(absl::StrCat(what, " does not subscribe to channel ", ref.name()));
+}
+}  // namespace
+
+absl::Status Channel::Unsubscribe(const TaskRef& task) const {
+  return Remove(
+      ref_, [&](const ChannelSubscriber& s) { return s.kind == ChannelSubscriber::kTask && s.task == task; },
+      task.DebugString());
+}
+
+absl::Status Channel::Unsubscribe(const Channel& channel) const {
+  return Remove(
+      ref_,
+      [&](const ChannelSubscriber& s) {
+        return s.kind == ChannelSubscriber::kChannel && s.channel == channel.ref_;
+      },
+      channel.ref_.DebugString());
+}
+
+absl::Status Channel::Unsubscribe(SinkId sink) const {
+  return Remove(
+      ref_,
+      [&](const ChannelSubscriber& s) { return s.kind == ChannelSubscriber::kSink && s.sink_id == sink.id; },
+      absl::StrCat("sink ", sink.id));
+}
+
+absl::Status Channel::Send(Value message) const {
+  if (!ref_.valid()) return absl::InvalidArgumentError("null ChannelRef");
+  LocalChannel* ch = ref_.core()->AsLocal();
+  if (ch == nullptr) {
+    return absl::UnimplementedError(absl::StrCat(
+        "channel ", name(), " is not of this process; remote channels are not supported yet"));
+  }
+  if (!ch->scheduler->InLoopThread()) {
+    return ch->scheduler->Post([ref = ref_, m = std::move(message)]() mutable {
+      absl::Status st = Channel(std::move(ref)).Send(std::move(m));
+      if (!st.ok()) PICOS_LOG(debug, "posted channel send failed: {}", st.ToString());
+    });
+  }
+  if (ch->closed) return absl::FailedPreconditionError(absl::StrCat("channel ", name(), " is closed"));
+  Broadcast(ch, message);
+  return absl::OkStatus();
+}
+
+DeliverAwaiter Channel::Deliver(Value message, size_t n, absl::Duration timeout) const {
+  return DeliverAwaiter(ref_, std::move(message),
+                        static_cast<uint32_t>(std::min<size_t>(n, UINT32_MAX)), timeout);
+}
+
+absl::Status Channel::Close() const {
+  PICOS_ASSIGN_OR_RETURN(LocalChannel * ch, OnThread(ref_));
+  if (ch->closed) return absl::OkStatus();
+  ch->closed = true;
+  const Value closed = ChannelClosedMessage(ref_);
+  ++ch->sending;
+  for (size_t i = 0; i < ch->subscribers.size(); ++i) {
+    ChannelSubscriber& s = ch->subscribers[i];
+    if (s.kind == ChannelSubscriber::kTask) {
+      (void)ToTask(ch, s.task, closed);
+    } else if (s.kind == ChannelSubscriber::kSink) {
+      auto sink = s.sink;
+      (void)(*sink)(closed);
+    }
+  }
+  --ch->sending;
+  // Moved out first: destroying subscribers may run destructors that look
+  // at the channel.
+  std::vector<ChannelSubscriber> gone;
+  gone.swap(ch->subscribers);
+  ch->has_dead = false;
+  WakeDeliverers(ch, true);
+  auto hooks = std::move(ch->close_hooks);
+  ch->close_hooks.clear();
+  for (auto& [key, hook] : hooks) hook(ch);
+  return absl::OkStatus();
+}
+
+bool Channel::closed() const {
+  LocalChannel* ch = ref_.valid() ? ref_.core()->AsLocal() : nullptr;
+  return ch == nullptr || ch->closed;
+}
+
+size_t Channel::subscriber_count() const {
+  absl::StatusOr<LocalChannel*> ch = OnThread(ref_);
+  return ch.ok() ? LiveCount(*ch) : 0;
+}
+
+// --- Deliver ---
+
+bool DeliverAwaiter::await_ready() {
+  TaskCore* c = internal::CurrentTaskOrDie("Channel::Deliver");
+  if (internal::InterruptPending(c)) return true;
+  absl::StatusOr<LocalChannel*> ch = OpenOnThread(channel_);
+  if (!ch.ok()) return true;
+  if (n_ == 0 || LiveCount(*ch) >= n_) return true;
+  return timeout_ns_ <= 0;
+}
+
+void DeliverAwaiter::await_suspend(std::coroutine_handle<> h) {
+  TaskCore* c = internal::t_current_task;
+  internal::Block(c, h, TaskState::kWaiting, absl::Nanoseconds(timeout_ns_));
+  channel_.core()->AsLocal()->deliver_waiters.push_back({internal::TokenFor(c), n_});
+}
+
+absl::StatusOr<size_t> DeliverAwaiter::await_resume() {
+  TaskCore* c = internal::t_current_task;
+  if (internal::InterruptPending(c)) return internal::TakeInterrupt(c);
+  PICOS_ASSIGN_OR_RETURN(LocalChannel * ch, OpenOnThread(channel_));
+  // Woken by a subscribe or not, the rule is the same: enough subscribers
+  // now, or the wait is over.
+  if (n_ > 0 && LiveCount(ch) < n_) {
+    return absl::DeadlineExceededError(absl::StrCat("deliver on channel ", ch->name, ": fewer than ",
+                                                    n_, " subscribers before the timeout"));
+  }
+  return Broadcast(ch, message_);
+}
+
+}  // namespace picos

@@ -1,0 +1,83 @@
+// Internals of channels: the control block behind a ChannelRef. The channel
+// operations (subscribe, send, deliver) live in channel.h.
+//
+// A ChannelCore is all a ChannelRef needs: a name and a reference count (a
+// decoder of remote handles may make bare ones). A channel made by
+// Channel::Create is a LocalChannel, which adds the subscribers; AsLocal()
+// tells the two apart without RTTI on the send path.
+#ifndef PICOS_CORE_KERNEL_CHANNEL_INTERNAL_H_
+#define PICOS_CORE_KERNEL_CHANNEL_INTERNAL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "core/kernel/handles.h"
+#include "core/kernel/task_internal.h"
+#include "core/kernel/value.h"
+
+namespace picos {
+class Scheduler;
+
+namespace internal {
+
+struct LocalChannel;
+
+struct ChannelCore {
+  explicit ChannelCore(std::string n) : name(std::move(n)) {}
+  virtual ~ChannelCore() = default;
+
+  // The channel with subscribers behind this handle, if it lives in this
+  // process; null for a bare handle (a remote channel's, later).
+  virtual LocalChannel* AsLocal() { return nullptr; }
+
+  std::atomic<uint32_t> refs{1};
+  const std::string name;
+};
+
+// One subscription. A subscriber is a task, a channel, or a sink (a callback
+// that a remote link, later, uses to forward to another process).
+struct ChannelSubscriber {
+  enum Kind : uint8_t { kNone, kTask, kChannel, kSink };
+  Kind kind = kNone;  // kNone: unsubscribed, removed when no send is running
+  uint64_t sink_id = 0;
+  TaskRef task;
+  ChannelRef channel;
+  // Shared so that a call survives the vector growing under it (a transform
+  // or sink that subscribes something).
+  std::shared_ptr<const std::function<std::optional<Value>(const Value&)>> transform;
+  std::shared_ptr<const std::function<absl::Status(const Value&)>> sink;
+};
+
+// A Deliver() waiting for `min_subscribers` subscribers.
+struct DeliverWaiter {
+  WaitToken token;
+  uint32_t min_subscribers;
+};
+
+struct LocalChannel final : ChannelCore {
+  LocalChannel(std::string n, Scheduler* s) : ChannelCore(std::move(n)), scheduler(s) {}
+  LocalChannel* AsLocal() override { return this; }
+
+  Scheduler* const scheduler;  // whose thread every operation but Send runs on
+  bool closed = false;
+  bool has_dead = false;       // some subscriber is kNone
+  uint32_t sending = 0;        // depth of broadcasts running over `subscribers`
+  uint64_t next_sink_id = 1;
+  std::vector<ChannelSubscriber> subscribers;
+  std::vector<DeliverWaiter> deliver_waiters;
+  // Run once by Close(), keyed so that their owner can take them back.
+  std::vector<std::pair<const void*, absl::AnyInvocable<void(LocalChannel*)>>> close_hooks;
+};
+
+}  // namespace internal
+}  // namespace picos
+
+#endif  // PICOS_CORE_KERNEL_CHANNEL_INTERNAL_H_

@@ -1,0 +1,163 @@
+// Handles: TaskRef names a task, ChannelRef names a channel. Both are cheap to
+// copy (a pointer and a reference count), may be held and used from any
+// thread, and stay safe to use after what they name has ended: operations on
+// an ended task report kFailedPrecondition, never crash.
+//
+// Handles travel inside messages (Value), which is how a task tells another
+// where to reply:
+//
+//   server.Send(Value::Map({{"reply_to", picos::Self()}, {"n", 42}}));
+//
+// The operations that wait (Join) are in task.h; channels are in channel.h.
+#ifndef PICOS_CORE_KERNEL_HANDLES_H_
+#define PICOS_CORE_KERNEL_HANDLES_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace picos {
+
+class Value;
+class Scheduler;
+class JoinAwaiter;
+
+namespace internal {
+struct TaskCore;
+struct ChannelCore;
+void Ref(TaskCore* core) noexcept;
+void Unref(TaskCore* core) noexcept;
+void Ref(ChannelCore* core) noexcept;
+void Unref(ChannelCore* core) noexcept;
+}  // namespace internal
+
+// Where a task is in its life. Waiting states say what it waits for.
+enum class TaskState : uint8_t {
+  kReady,      // runnable, queued on its scheduler
+  kRunning,    // executing now
+  kSuspended,  // in Suspend() or Sleep(): wakes on Resume() or its timeout
+  kReceiving,  // in Receive(): wakes on a message or its timeout
+  kWaiting,    // in any other wait (a join, a lock, I/O)
+  kDone,       // ended; its result is kept while handles to it remain
+};
+
+const char* TaskStateName(TaskState state);
+
+class TaskRef {
+ public:
+  TaskRef() noexcept = default;
+  TaskRef(const TaskRef& other) noexcept : core_(other.core_) {
+    if (core_) internal::Ref(core_);
+  }
+  TaskRef(TaskRef&& other) noexcept : core_(other.core_) { other.core_ = nullptr; }
+  TaskRef& operator=(TaskRef other) noexcept {
+    std::swap(core_, other.core_);
+    return *this;
+  }
+  ~TaskRef() {
+    if (core_) internal::Unref(core_);
+  }
+
+  bool valid() const { return core_ != nullptr; }
+  explicit operator bool() const { return valid(); }
+
+  // Appends `message` to the task's mailbox and wakes it if it waits in
+  // Receive(). Messages from one sender arrive in the order sent. Any thread.
+  // kFailedPrecondition if the task has ended, kInvalidArgument on a null ref.
+  absl::Status Send(Value message) const;
+
+  // Wakes a task waiting in Suspend(); `value` becomes the result of its
+  // Suspend(). kFailedPrecondition if it is not in Suspend(). Any thread.
+  absl::Status Resume(Value value) const;
+  absl::Status Resume() const;
+
+  // Asks the task to end: the wait it is in (or its next one) returns
+  // kCancelled, so it can clean up and co_return. If it waits again instead,
+  // it is destroyed at that wait (its locals' destructors run). Any thread.
+  absl::Status Terminate() const;
+
+  // Makes the wait the task is in (or its next one) return `error`, which
+  // must not be OK. Any thread.
+  absl::Status Throw(absl::Status error) const;
+
+  // Awaitable from a task: the task's result once it ends, as a Value (its
+  // co_return value converted by ValueTraits, or null), or the error it ended
+  // with (kCancelled if terminated). Defined in task.h.
+  JoinAwaiter Join() const;
+  JoinAwaiter Join(absl::Duration timeout) const;
+
+  // Reads of a racing state from another thread see a recent state.
+  TaskState state() const;
+  bool done() const { return state() == TaskState::kDone; }
+  // The name given at spawn or by set_name(); empty if none.
+  std::string name() const;
+  // Renames the task. Call from the task's scheduler thread.
+  void set_name(std::string name) const;
+  // A number unique among the tasks of this process, assigned when first
+  // asked for. Any thread.
+  uint64_t id() const;
+  // "name#id" for logs.
+  std::string DebugString() const;
+
+  friend bool operator==(const TaskRef& a, const TaskRef& b) { return a.core_ == b.core_; }
+  friend bool operator!=(const TaskRef& a, const TaskRef& b) { return a.core_ != b.core_; }
+  template <typename H>
+  friend H AbslHashValue(H h, const TaskRef& t) {
+    return H::combine(std::move(h), t.core_);
+  }
+
+  // For picos internals: adopts one reference.
+  static TaskRef Adopt(internal::TaskCore* core) noexcept {
+    TaskRef t;
+    t.core_ = core;
+    return t;
+  }
+  internal::TaskCore* core() const { return core_; }
+
+ private:
+  internal::TaskCore* core_ = nullptr;
+};
+
+class ChannelRef {
+ public:
+  ChannelRef() noexcept = default;
+  ChannelRef(const ChannelRef& other) noexcept : core_(other.core_) {
+    if (core_) internal::Ref(core_);
+  }
+  ChannelRef(ChannelRef&& other) noexcept : core_(other.core_) { other.core_ = nullptr; }
+  ChannelRef& operator=(ChannelRef other) noexcept {
+    std::swap(core_, other.core_);
+    return *this;
+  }
+  ~ChannelRef() {
+    if (core_) internal::Unref(core_);
+  }
+
+  bool valid() const { return core_ != nullptr; }
+  explicit operator bool() const { return valid(); }
+  const std::string& name() const;
+  std::string DebugString() const;
+
+  friend bool operator==(const ChannelRef& a, const ChannelRef& b) { return a.core_ == b.core_; }
+  friend bool operator!=(const ChannelRef& a, const ChannelRef& b) { return a.core_ != b.core_; }
+  template <typename H>
+  friend H AbslHashValue(H h, const ChannelRef& c) {
+    return H::combine(std::move(h), c.core_);
+  }
+
+  static ChannelRef Adopt(internal::ChannelCore* core) noexcept {
+    ChannelRef c;
+    c.core_ = core;
+    return c;
+  }
+  internal::ChannelCore* core() const { return core_; }
+
+ private:
+  internal::ChannelCore* core_ = nullptr;
+};
+
+}  // namespace picos
+
+#endif  // PICOS_CORE_KERNEL_HANDLES_H_

@@ -1,0 +1,194 @@
+#include "core/kernel/monitor.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/kernel/log.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/task_internal.h"
+
+namespace picos {
+
+using internal::TaskCore;
+
+namespace {
+
+absl::Status Malformed(absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("malformed monitor message: ", why));
+}
+
+// Runs on the watched task's scheduler thread once it has ended.
+void Report(const TaskRef& monitor, TaskCore* ended) {
+  absl::Status status;
+  Value value;
+  if (ended->extra != nullptr) {
+    status = ended->extra->result_status;
+    value = ended->extra->result_value;
+  }
+  internal::Ref(ended);
+  MonitorStatus st = MonitorStatus::FromResult(TaskRef::Adopt(ended), std::move(status),
+                                               std::move(value));
+  absl::Status sent = monitor.Send(st.ToValue());
+  if (!sent.ok()) {
+    // The monitor ended first: nobody is left to tell.
+    PICOS_LOG(debug, "monitor message for {} dropped: {}", st.DebugString(), sent.ToString());
+  }
+}
+
+// Scheduler thread of `watched`.
+void AddHook(const TaskRef& monitor, TaskCore* watched) {
+  if (watched->flags & internal::kFlagFinished) {
+    Report(monitor, watched);
+    return;
+  }
+  watched->Extra().finish_hooks.push_back(
+      [monitor](TaskCore* ended) { Report(monitor, ended); });
+}
+
+}  // namespace
+
+const char* MonitorOutcomeName(MonitorOutcome outcome) {
+  switch (outcome) {
+    case MonitorOutcome::kValue:
+      return "value";
+    case MonitorOutcome::kError:
+      return "error";
+    case MonitorOutcome::kTerminated:
+      return "terminated";
+    case MonitorOutcome::kPeerLost:
+      return "peer_lost";
+  }
+  return "unknown";
+}
+
+MonitorStatus MonitorStatus::FromResult(const TaskRef& task, absl::Status status, Value value) {
+  MonitorStatus st;
+  st.task = task;
+  st.name = task.name();
+  st.id = task.id();
+  if (status.ok()) {
+    st.outcome = MonitorOutcome::kValue;
+    st.value = std::move(value);
+  } else {
+    st.outcome = status.code() == absl::StatusCode::kCancelled ? MonitorOutcome::kTerminated
+                                                               : MonitorOutcome::kError;
+    st.error = std::move(status);
+  }
+  return st;
+}
+
+MonitorStatus MonitorStatus::PeerLost(const TaskRef& task, std::string name, uint64_t id,
+                                      absl::Status why) {
+  MonitorStatus st;
+  st.task = task;
+  st.name = std::move(name);
+  st.id = id;
+  st.outcome = MonitorOutcome::kPeerLost;
+  st.error = why.ok() ? absl::UnavailableError("peer lost") : std::move(why);
+  return st;
+}
+
+bool MonitorStatus::Is(const Value& v) {
+  if (!v.is_map()) return false;
+  const Value* type = v.Find("type");
+  return type != nullptr && type->is_string() && type->as_string() == "monitor";
+}
+
+absl::StatusOr<MonitorStatus> MonitorStatus::FromValue(const Value& v) {
+  if (!Is(v)) return Malformed("not a map with type \"monitor\"");
+  MonitorStatus st;
+  if (const Value* t = v.Find("task"); t != nullptr && !t->is_null()) {
+    if (!t->is_task()) return Malformed("\"task\" is not a task handle");
+    st.task = t->as_task();
+  }
+  if (const Value* n = v.Find("name"); n != nullptr) {
+    if (!n->is_string()) return Malformed("\"name\" is not a string");
+    st.name = n->as_string();
+  }
+  if (const Value* id = v.Find("id"); id != nullptr) {
+    absl::StatusOr<uint64_t> n = picos::FromValue<uint64_t>(*id);
+    if (!n.ok()) return Malformed("\"id\" is not an unsigned integer");
+    st.id = *n;
+  }
+  const Value* outcome = v.Find("outcome");
+  if (outcome == nullptr || !outcome->is_string()) return Malformed("no \"outcome\" string");
+  const std::string& o = outcome->as_string();
+  if (o == "value") {
+    st.outcome = MonitorOutcome::kValue;
+    if (const Value* val = v.Find("value"); val != nullptr) st.value = *val;
+    return st;
+  }
+  if (o == "error") {
+    st.outcome = MonitorOutcome::kError;
+  } else if (o == "terminated") {
+    st.outcome = MonitorOutcome::kTerminated;
+  } else if (o == "peer_lost") {
+    st.outcome = MonitorOutcome::kPeerLost;
+  } else {
+    return Malformed(absl::StrCat("unknown outcome \"", o.substr(0, 32), "\""));
+  }
+  const Value* err = v.Find("error");
+  if (err == nullptr || !err->is_map()) return Malformed("no \"error\" map");
+  absl::StatusOr<int> code = picos::FromValue<int>((*err)["code"]);
+  const Value& message = (*err)["message"];
+  if (!code.ok() || !message.is_string()) return Malformed("\"error\" needs code and message");
+  // An unknown or OK code from a peer must still read as an error.
+  absl::StatusCode c = static_cast<absl::StatusCode>(*code);
+  if (*code <= 0 || *code > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
+    c = absl::StatusCode::kUnknown;
+  }
+  st.error = absl::Status(c, message.as_string());
+  return st;
+}
+
+Value MonitorStatus::ToValue() const {
+  Value::MapType m;
+  m.emplace("type", "monitor");
+  m.emplace("task", task.valid() ? Value(task) : Value());
+  m.emplace("name", name);
+  m.emplace("id", id);
+  m.emplace("outcome", MonitorOutcomeName(outcome));
+  if (outcome == MonitorOutcome::kValue) {
+    m.emplace("value", value);
+  } else {
+    m.emplace("error", Value::Map({{"code", static_cast<int>(error.code())},
+                                   {"message", std::string(error.message())}}));
+  }
+  return Value(std::move(m));
+}
+
+std::string MonitorStatus::DebugString() const {
+  std::string who = absl::StrCat(name.empty() ? "task" : name, "#", id);
+  if (outcome == MonitorOutcome::kValue) {
+    return absl::StrCat(who, " value: ", value.DebugString());
+  }
+  return absl::StrCat(who, " ", MonitorOutcomeName(outcome), ": ", error.ToString());
+}
+
+absl::StatusOr<Value> MonitorStatus::result() const {
+  if (outcome == MonitorOutcome::kValue) return value;
+  return error;
+}
+
+absl::Status Monitor(const TaskRef& monitor, const TaskRef& watched) {
+  if (!monitor.valid()) return absl::InvalidArgumentError("Monitor with a null monitor TaskRef");
+  if (!watched.valid()) return absl::InvalidArgumentError("Monitor of a null TaskRef");
+  TaskCore* c = watched.core();
+  Scheduler* s = c->scheduler();
+  if (s != nullptr && s->InLoopThread()) {
+    AddHook(monitor, c);
+    return absl::OkStatus();
+  }
+  absl::Status posted = s == nullptr ? absl::FailedPreconditionError("no scheduler")
+                                     : s->Post([monitor, watched] { AddHook(monitor, watched.core()); });
+  if (posted.ok()) return posted;
+  // The scheduler has stopped, so the task's result no longer changes: once
+  // it has ended, read it here.
+  if (c->load_state() == TaskState::kDone) {
+    Report(monitor, c);
+    return absl::OkStatus();
+  }
+  return posted;
+}
+
+}  // namespace picos

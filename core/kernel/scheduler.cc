@@ -1,0 +1,616 @@
+#include "core/kernel/scheduler.h"
+
+#include <uv.h>
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "core/kernel/log.h"
+#include "core/kernel/scheduler_internal.h"
+#include "core/kernel/status.h"
+
+namespace picos {
+
+std::atomic<Scheduler*> internal::g_schedulers[256];
+
+using internal::MessageNode;
+using internal::TaskCore;
+
+namespace {
+
+thread_local Scheduler* t_scheduler = nullptr;
+
+constexpr int kMaxSchedulers = 255;
+using internal::g_schedulers;
+
+uint8_t ClaimIndex(Scheduler* s) {
+  for (int i = 1; i <= kMaxSchedulers; ++i) {
+    Scheduler* expected = nullptr;
+    if (g_schedulers[i].compare_exchange_strong(expected, s)) return static_cast<uint8_t>(i);
+  }
+  PICOS_ASSERT(false && "more than 255 schedulers in one process");
+  return 0;
+}
+
+// Resumes run in batches; between batches the loop polls I/O once, so a busy
+// set of tasks cannot starve sockets and timers.
+constexpr int kReadyBatch = 4096;
+
+void IgnoreSigpipe() {
+  // libuv does not ignore SIGPIPE: a write to a vanished peer would kill the
+  // process instead of failing with EPIPE.
+  static const bool done = [] {
+    std::signal(SIGPIPE, SIG_IGN);
+    return true;
+  }();
+  (void)done;
+}
+
+// Owns a spawned frame until the scheduler thread registers it, so that a
+// dropped inbox (the scheduler stopped first) destroys it rather than leaks.
+struct PendingSpawn {
+  TaskCore* core;
+  explicit PendingSpawn(TaskCore* c) : core(c) {}
+  PendingSpawn(PendingSpawn&& o) noexcept : core(std::exchange(o.core, nullptr)) {}
+  ~PendingSpawn() {
+    if (!core) return;
+    core->root.destroy();
+    core->root = {};
+    core->leaf = {};
+    Scheduler* s = core->scheduler();
+    if (s != nullptr && s->InLoopThread()) {
+      // Dropped while the scheduler stops: end it as any task ends, so that
+      // monitors, names and joiners hear of it.
+      internal::SchedulerHooks::Finish(*s, std::exchange(core, nullptr),
+                absl::CancelledError("scheduler stopped before the task started"), Value());
+      return;
+    }
+    // Dropped on another thread (Post failed): nobody else has seen it.
+    core->flags |= internal::kFlagFinished;
+    core->Extra().result_status = absl::CancelledError("scheduler stopped before the task started");
+    core->set_state(TaskState::kDone);
+    internal::Unref(core);
+  }
+};
+
+}  // namespace
+
+Scheduler* Scheduler::Current() { return t_scheduler; }
+
+int internal::ExitCode(const char* program, const absl::Status& status) {
+  if (status.ok()) return 0;
+  std::fprintf(stderr, "%s: %s\n", program, status.ToString().c_str());
+  return 1;
+}
+
+Scheduler& ThisScheduler() {
+  Scheduler* s = t_scheduler;
+  PICOS_ASSERT(s != nullptr && "ThisScheduler() outside a scheduler's thread");
+  return *s;
+}
+
+Scheduler::Scheduler() : Scheduler(Options()) {}
+
+Scheduler::Scheduler(Options options)
+    : options_(std::move(options)),
+      loop_(std::make_unique<uv_loop_t>()),
+      async_(std::make_unique<uv_async_t>()),
+      timer_(std::make_unique<uv_timer_t>()) {
+  IgnoreSigpipe();
+  index_ = ClaimIndex(this);
+  PICOS_ASSERT(uv_loop_init(loop_.get()) == 0);
+  loop_->data = this;
+  PICOS_ASSERT(uv_async_init(loop_.get(), async_.get(), [](uv_async_t* a) {
+                 static_cast<Scheduler*>(a->data)->DrainInbox();
+               }) == 0);
+  async_->data = this;
+  PICOS_ASSERT(uv_timer_init(loop_.get(), timer_.get()) == 0);
+  timer_->data = this;
+  ready_.resize(64);
+}
+
+Scheduler::~Scheduler() {
+  Stop();
+  if (!stopped()) {
+    // Never run, or run in the foreground and not stopped: the tasks still
+    // here are destroyed on this thread.
+    PICOS_ASSERT(!running_);
+    Scheduler* prev = t_scheduler;
+    t_scheduler = this;
+    DestroyAll();
+    t_scheduler = prev;
+    stopped_.store(true, std::memory_order_release);
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(async_.get()), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_.get()), nullptr);
+  // Let close callbacks of these and of any I/O handles closed by destroyed
+  // tasks run. Handles nobody closed are reported, then closed here.
+  for (int i = 0; i < 16 && uv_loop_close(loop_.get()) == UV_EBUSY; ++i) {
+    if (i == 8) {
+      uv_walk(
+          loop_.get(),
+          [](uv_handle_t* h, void*) {
+            if (!uv_is_closing(h)) {
+              PICOS_LOG(error, "scheduler destroyed with an open {} handle",
+                        uv_handle_type_name(h->type));
+              uv_close(h, nullptr);
+            }
+          },
+          nullptr);
+    }
+    uv_run(loop_.get(), UV_RUN_NOWAIT);
+  }
+  while (free_nodes_) {
+    MessageNode* n = free_nodes_;
+    free_nodes_ = n->next;
+    delete n;
+  }
+  g_schedulers[index_].store(nullptr, std::memory_order_release);
+}
+
+bool Scheduler::InLoopThread() const { return t_scheduler == this; }
+
+size_t internal::NewExtensionKey() {
+  static std::atomic<size_t> next{0};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::unique_ptr<Scheduler::Extension>& Scheduler::ExtensionSlot(size_t key) {
+  if (key >= extensions_.size()) extensions_.resize(key + 1);
+  return extensions_[key];
+}
+
+TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, std::string name) {
+  if (!h) {
+    PICOS_LOG(error, "Spawn of an empty Task (moved from, or already awaited)");
+    return TaskRef();
+  }
+  if (stopped() || destroying_ || stop_requested_.load(std::memory_order_relaxed)) {
+    PICOS_LOG(warn, "Spawn on stopped scheduler {}: task {} not started", options_.name, name);
+    h.destroy();
+    return TaskRef();
+  }
+  auto* c = new TaskCore;
+  c->root = h;
+  c->leaf = h;
+  c->sched_index = index_;
+  if (!name.empty()) c->Extra().name = std::move(name);
+  TaskRef ref = TaskRef::Adopt((internal::Ref(c), c));
+  if (InLoopThread()) {
+    Register(c);
+    return ref;
+  }
+  absl::Status posted = Post([this, p = PendingSpawn(c)]() mutable {
+    TaskCore* core = std::exchange(p.core, nullptr);
+    if (destroying_) {
+      p.core = core;  // its destructor ends it
+      return;
+    }
+    Register(core);
+  });
+  if (!posted.ok()) {
+    PICOS_LOG(warn, "Spawn from another thread failed: {}", posted.ToString());
+  }
+  return ref;
+}
+
+void Scheduler::Register(TaskCore* c) {
+  c->all_index = static_cast<uint32_t>(tasks_.size());
+  tasks_.push_back(c);
+  c->set_state(TaskState::kReady);
+  PushReady(c);
+}
+
+void Scheduler::GrowReady() {
+  // Unroll the ring into one twice as big, with the head at 0.
+  std::vector<TaskCore*> bigger(ready_.size() * 2);
+  for (size_t i = 0; i < ready_count_; ++i) {
+    bigger[i] = ready_[(ready_head_ + i) & (ready_.size() - 1)];
+  }
+  ready_.swap(bigger);
+  ready_head_ = 0;
+}
+
+void Scheduler::RunReady() {
+  for (int n = 0; n < kReadyBatch && ready_count_ > 0; ++n) {
+    TaskCore* c = ready_[ready_head_];
+    ready_head_ = (ready_head_ + 1) & (ready_.size() - 1);
+    --ready_count_;
+    if (c->load_state() != TaskState::kReady) continue;
+    c->set_state(TaskState::kRunning);
+    c->flags &= ~internal::kFlagParkedInReceive;
+    internal::t_current_task = c;
+    internal::t_task_parked = false;
+    c->leaf.resume();
+    internal::t_current_task = nullptr;
+    if (!internal::t_task_parked) {
+      // Not parked, so not finished either: `c` is alive. See t_task_parked.
+      PICOS_LOG(error,
+                "task {} suspended outside any picos awaiter; ending it. With g++ 12, "
+                "`if ((co_await x).ok())` does this: assign the result first.",
+                TaskRef::Adopt((internal::Ref(c), c)).DebugString());
+      Kill(c, absl::InternalError("task suspended outside any picos awaiter (see the log)"));
+    }
+    while (!kills_.empty()) {
+      TaskCore* k = kills_.back();
+      kills_.pop_back();
+      Kill(k, absl::CancelledError("task terminated"));
+    }
+  }
+}
+
+void Scheduler::ScheduleKill(TaskCore* c) { kills_.push_back(c); }
+
+void Scheduler::Kill(TaskCore* c, absl::Status why) {
+  if (c->flags & internal::kFlagFinished) return;
+  RemoveTimer(c);
+  std::coroutine_handle<> root = std::exchange(c->root, {});
+  c->leaf = {};
+  c->set_state(TaskState::kRunning);
+  if (root) {
+    // Destructors of the task's locals may use picos (send a last message):
+    // they run as the task.
+    TaskCore* prev = internal::t_current_task;
+    internal::t_current_task = c;
+    root.destroy();
+    internal::t_current_task = prev;
+  }
+  Finish(c, std::move(why), Value());
+}
+
+void Scheduler::Finish(TaskCore* c, absl::Status status, Value value) {
+  PICOS_ASSERT(!(c->flags & internal::kFlagFinished));
+  c->flags |= internal::kFlagFinished;
+  RemoveTimer(c);
+  // Undelivered messages go with the task.
+  if (c->mbox_tail) {
+    MessageNode* head = c->mbox_tail->next;
+    c->mbox_tail->next = nullptr;
+    c->mbox_tail = nullptr;
+    while (head) {
+      MessageNode* next = head->next;
+      FreeNode(head);
+      head = next;
+    }
+  }
+  if (!status.ok() && status.code() != absl::StatusCode::kCancelled) {
+    PICOS_LOG(info, "task {} ended with error: {}", TaskRef::Adopt((internal::Ref(c), c)).DebugString(),
+              status.ToString());
+  }
+  std::vector<internal::WaitToken> joiners;
+  std::vector<absl::AnyInvocable<void(TaskCore*)>> hooks;
+  if (!status.ok() || !value.is_null() || c->extra) {
+    internal::TaskExtra& x = c->Extra();
+    x.result_status = std::move(status);
+    x.result_value = std::move(value);
+    joiners.swap(x.joiners);
+    hooks.swap(x.finish_hooks);
+    x.resume_value = Value();
+  }
+  c->set_state(TaskState::kDone);
+  if (c->all_index != internal::kNotRegistered) {
+    TaskCore* last = tasks_.back();
+    tasks_[c->all_index] = last;
+    last->all_index = c->all_index;
+    tasks_.pop_back();
+    c->all_index = internal::kNotRegistered;
+  }
+  for (const internal::WaitToken& j : joiners) internal::WakeToken(j, internal::kWakeEvent);
+  for (auto& hook : hooks) hook(c);
+  internal::Unref(c);  // the scheduler's reference
+}
+
+void Scheduler::DestroyAll() {
+  destroying_ = true;
+  DrainInbox();
+  kills_.clear();
+  while (!tasks_.empty()) {
+    Kill(tasks_.back(), absl::CancelledError("scheduler stopped"));
+  }
+  // Closures queued while destroying (a destructor's Post) are dropped now.
+  DrainInbox();
+  ready_count_ = 0;
+  ready_head_ = 0;
+  timers_.clear();
+  destroying_ = false;
+}
+
+absl::Status Scheduler::Post(absl::AnyInvocable<void()> fn) {
+  if (stopped()) return absl::FailedPreconditionError("scheduler has stopped");
+  {
+    absl::MutexLock lock(&inbox_mu_);
+    if (inbox_.size() >= options_.inbox_limit) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("scheduler inbox full (", options_.inbox_limit, " closures)"));
+    }
+    inbox_.push_back(std::move(fn));
+  }
+  uv_async_send(async_.get());
+  return absl::OkStatus();
+}
+
+void Scheduler::DrainInbox() {
+  std::vector<absl::AnyInvocable<void()>> work;
+  {
+    absl::MutexLock lock(&inbox_mu_);
+    work.swap(inbox_);
+  }
+  for (auto& fn : work) {
+    if (!destroying_) fn();
+  }
+}
+
+// --- timers: a binary heap of (deadline, task), each task knowing its slot,
+// so that a wait that ends before its timeout removes it in O(log n). ---
+
+void Scheduler::AddTimer(TaskCore* c, absl::Duration timeout) {
+  int64_t now = static_cast<int64_t>(uv_hrtime());
+  int64_t deadline;
+  if (timeout <= absl::ZeroDuration()) {
+    deadline = now;
+  } else if (timeout >= absl::Hours(24 * 365 * 100)) {
+    return;  // effectively forever
+  } else {
+    deadline = now + absl::ToInt64Nanoseconds(timeout);
+  }
+  if (c->timer_index != internal::kNoTimer) TimerRemoveAt(c->timer_index);
+  c->timer_index = static_cast<uint32_t>(timers_.size());
+  timers_.push_back({deadline, c});
+  TimerSiftUp(c->timer_index);
+}
+
+void Scheduler::RemoveTimer(TaskCore* c) {
+  if (c->timer_index != internal::kNoTimer) TimerRemoveAt(c->timer_index);
+}
+
+void Scheduler::TimerSwap(uint32_t a, uint32_t b) {
+  std::swap(timers_[a], timers_[b]);
+  timers_[a].core->timer_index = a;
+  timers_[b].core->timer_index = b;
+}
+
+void Scheduler::TimerSiftUp(uint32_t i) {
+  while (i > 0) {
+    uint32_t parent = (i - 1) / 2;
+    if (timers_[parent].deadline_ns <= timers_[i].deadline_ns) break;
+    TimerSwap(i, parent);
+    i = parent;
+  }
+}
+
+void Scheduler::TimerSiftDown(uint32_t i) {
+  const uint32_t n = static_cast<uint32_t>(timers_.size());
+  for (;;) {
+    uint32_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < n && timers_[l].deadline_ns < timers_[m].deadline_ns) m = l;
+    if (r < n && timers_[r].deadline_ns < timers_[m].deadline_ns) m = r;
+    if (m == i) break;
+    TimerSwap(i, m);
+    i = m;
+  }
+}
+
+void Scheduler::TimerRemoveAt(uint32_t i) {
+  TaskCore* c = timers_[i].core;
+  uint32_t last = static_cast<uint32_t>(timers_.size()) - 1;
+  if (i != last) {
+    TimerSwap(i, last);
+    timers_.pop_back();
+    TimerSiftDown(i);
+    TimerSiftUp(i);
+  } else {
+    timers_.pop_back();
+  }
+  c->timer_index = internal::kNoTimer;
+}
+
+void Scheduler::ExpireTimers(int64_t now_ns) {
+  while (!timers_.empty() && timers_[0].deadline_ns <= now_ns) {
+    TaskCore* c = timers_[0].core;
+    TimerRemoveAt(0);
+    internal::Wake(c, internal::kWakeTimeout);
+  }
+}
+
+void Scheduler::ArmTimer() {
+  if (timers_.empty()) {
+    if (armed_deadline_ns_ >= 0) {
+      uv_timer_stop(timer_.get());
+      armed_deadline_ns_ = -1;
+    }
+    return;
+  }
+  int64_t deadline = timers_[0].deadline_ns;
+  if (deadline == armed_deadline_ns_) return;
+  armed_deadline_ns_ = deadline;
+  uv_update_time(loop_.get());
+  int64_t now = static_cast<int64_t>(uv_hrtime());
+  int64_t delay_ms = deadline > now ? (deadline - now + 999999) / 1000000 : 0;
+  uv_timer_start(
+      timer_.get(),
+      [](uv_timer_t* t) {
+        auto* s = static_cast<Scheduler*>(t->data);
+        s->armed_deadline_ns_ = -1;
+        s->ExpireTimers(static_cast<int64_t>(uv_hrtime()));
+        // libuv counts in whole milliseconds and may fire a little before
+        // our nanosecond deadline: re-arm for what is left, so that the loop
+        // never sees a pending deadline without an active timer.
+        s->ArmTimer();
+      },
+      static_cast<uint64_t>(delay_ms), 0);
+}
+
+// --- messages ---
+
+MessageNode* Scheduler::NewNode(Value v) {
+  MessageNode* n = free_nodes_;
+  if (n) {
+    free_nodes_ = n->next;
+    --free_node_count_;
+    n->value = std::move(v);
+  } else {
+    n = new MessageNode{nullptr, std::move(v)};
+  }
+  return n;
+}
+
+void Scheduler::FreeNode(MessageNode* n) {
+  n->value = Value();
+  if (free_node_count_ >= options_.message_cache) {
+    delete n;
+    return;
+  }
+  n->next = free_nodes_;
+  free_nodes_ = n;
+  ++free_node_count_;
+}
+
+absl::Status Scheduler::DeliverLocal(TaskCore* c, Value message) {
+  if (c->flags & internal::kFlagFinished) {
+    return absl::FailedPreconditionError("send to a task that has ended");
+  }
+  MessageNode* n = NewNode(std::move(message));
+  if (c->mbox_tail == nullptr) {
+    n->next = n;
+  } else {
+    n->next = c->mbox_tail->next;
+    c->mbox_tail->next = n;
+  }
+  c->mbox_tail = n;
+  if (c->load_state() == TaskState::kReceiving) internal::SchedulerHooks::MakeReady(*this, c, internal::kWakeEvent);
+  return absl::OkStatus();
+}
+
+// --- running ---
+
+absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_posts) {
+  if (running_) return absl::FailedPreconditionError("the scheduler's loop is already running");
+  if (stopped()) return absl::FailedPreconditionError("scheduler has stopped");
+  if (t_scheduler != nullptr && t_scheduler != this) {
+    return absl::FailedPreconditionError("another scheduler runs on this thread");
+  }
+  running_ = true;
+  Scheduler* prev = t_scheduler;
+  t_scheduler = this;
+  loop_thread_.store(std::this_thread::get_id());
+  // In the foreground nothing but our own tasks can wake the loop, so a
+  // loop with nothing alive is a deadlock; with a thread of its own, other
+  // threads may post at any time and the inbox keeps it alive.
+  if (wait_for_posts) {
+    uv_ref(reinterpret_cast<uv_handle_t*>(async_.get()));
+  } else {
+    uv_unref(reinterpret_cast<uv_handle_t*>(async_.get()));
+  }
+  absl::Status result;
+  DrainInbox();
+  for (;;) {
+    RunReady();
+    if (stop_requested_.load(std::memory_order_relaxed) || done()) break;
+    if (!timers_.empty()) ExpireTimers(static_cast<int64_t>(uv_hrtime()));
+    if (ready_count_ > 0) {
+      uv_run(loop_.get(), UV_RUN_NOWAIT);
+      continue;
+    }
+    ArmTimer();
+    int alive = uv_run(loop_.get(), UV_RUN_ONCE);
+    if (!alive && ready_count_ == 0 && timers_.empty() && !done() &&
+        !stop_requested_.load(std::memory_order_relaxed)) {
+      bool inbox_empty;
+      {
+        absl::MutexLock lock(&inbox_mu_);
+        inbox_empty = inbox_.empty();
+      }
+      if (inbox_empty) {
+        result = absl::FailedPreconditionError(absl::StrCat(
+            "deadlock: ", tasks_.size(), " task(s) wait and nothing can wake them"));
+        break;
+      }
+      DrainInbox();
+    }
+  }
+  bool stopping = stop_requested_.load(std::memory_order_relaxed);
+  if (stopping) DestroyAll();
+  loop_thread_.store(std::thread::id());
+  t_scheduler = prev;
+  running_ = false;
+  if (stopping) stopped_.store(true, std::memory_order_release);
+  return result;
+}
+
+absl::Status Scheduler::Run() {
+  return Loop([this] { return tasks_.empty(); }, false);
+}
+
+absl::StatusOr<Value> Scheduler::RunUntil(const TaskRef& task) {
+  if (!task.valid()) return absl::InvalidArgumentError("RunUntil of a null task");
+  if (task.core()->scheduler() != this) {
+    return absl::InvalidArgumentError("RunUntil of a task of another scheduler");
+  }
+  TaskCore* c = task.core();
+  absl::Status s = Loop([c] { return c->load_state() == TaskState::kDone; }, false);
+  if (!s.ok()) return s;
+  if (c->load_state() != TaskState::kDone) {
+    return absl::CancelledError("scheduler stopped before the task ended");
+  }
+  if (!c->extra) return Value();
+  if (!c->extra->result_status.ok()) return c->extra->result_status;
+  return c->extra->result_value;
+}
+
+absl::Status Scheduler::StartThread() {
+  if (thread_.joinable() || running_) {
+    return absl::FailedPreconditionError("the scheduler's loop is already running");
+  }
+  if (stopped()) return absl::FailedPreconditionError("scheduler has stopped");
+  absl::Notification started;
+  thread_ = std::thread([this, &started] {
+    // Loop() sets the loop thread before it runs anything; signal after the
+    // thread exists so that Stop() always has something to join.
+    started.Notify();
+    absl::Status s = Loop([] { return false; }, true);
+    if (!s.ok()) PICOS_LOG(error, "scheduler {} ended: {}", options_.name, s.ToString());
+  });
+  started.WaitForNotification();
+  return absl::OkStatus();
+}
+
+void Scheduler::Stop() {
+  stop_requested_.store(true, std::memory_order_release);
+  if (!stopped()) uv_async_send(async_.get());
+  if (thread_.joinable() && std::this_thread::get_id() != thread_.get_id()) {
+    thread_.join();
+  }
+}
+
+namespace {
+Task<> JoinAndNotify(TaskRef target, std::shared_ptr<absl::StatusOr<Value>> out,
+                     std::shared_ptr<absl::Notification> done) {
+  // Notifies however this ends: joined, or destroyed when the scheduler stops.
+  struct NotifyOnExit {
+    absl::Notification* n;
+    ~NotifyOnExit() { n->Notify(); }
+  } notify{done.get()};
+  *out = co_await target.Join();
+}
+}  // namespace
+
+absl::StatusOr<Value> Scheduler::WaitFor(const TaskRef& task, absl::Duration timeout) {
+  if (!task.valid()) return absl::InvalidArgumentError("WaitFor of a null task");
+  if (InLoopThread()) {
+    return absl::FailedPreconditionError("WaitFor would block the scheduler's own thread");
+  }
+  auto out = std::make_shared<absl::StatusOr<Value>>(
+      absl::CancelledError("scheduler stopped before the task ended"));
+  auto done = std::make_shared<absl::Notification>();
+  PICOS_RETURN_IF_ERROR(Post([this, task, out, done] { Spawn(JoinAndNotify(task, out, done)); }));
+  if (!done->WaitForNotificationWithTimeout(timeout)) {
+    return absl::DeadlineExceededError("WaitFor timed out");
+  }
+  return *out;
+}
+
+}  // namespace picos

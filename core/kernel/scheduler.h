@@ -1,0 +1,330 @@
+// Scheduler: one libuv loop, one thread, many tasks.
+//
+// A Scheduler runs its tasks on one thread: the thread that calls Run() or
+// RunUntil() (pycos's main program style), or a thread of its own started by
+// StartThread() (pycos's default). Tasks of one scheduler never run at the
+// same time, so they share data without locks. Other threads reach the
+// scheduler only through the calls marked "any thread", which queue work in a
+// mutex-protected inbox and wake the loop with a uv_async_t.
+//
+//   picos::Scheduler s;
+//   picos::TaskRef t = s.Spawn(Compute, 10);       // Task<int> Compute(int)
+//   absl::StatusOr<picos::Value> r = s.RunUntil(t);  // 10's result, as a Value
+//
+//   picos::Scheduler bg;
+//   bg.StartThread();
+//   bg.Spawn(Server);            // from this thread: thread-safe
+//   ...
+//   bg.Stop();                   // ends the thread; suspended tasks are destroyed
+//
+// Stopping destroys every task still suspended (their destructors run on the
+// scheduler's thread) and every queued message: nothing leaks, nothing runs on.
+#ifndef PICOS_CORE_KERNEL_SCHEDULER_H_
+#define PICOS_CORE_KERNEL_SCHEDULER_H_
+
+#include <atomic>
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "core/kernel/handles.h"
+#include "core/kernel/task.h"
+#include "core/kernel/value.h"
+
+struct uv_loop_s;
+struct uv_async_s;
+struct uv_timer_s;
+
+namespace picos {
+
+namespace internal {
+class SchedulerHooks;
+
+// The key of one kind of per-scheduler state (Scheduler::State<T>): a small
+// number handed out on first use of each type.
+size_t NewExtensionKey();
+template <typename T>
+size_t ExtensionKey() {
+  static const size_t key = NewExtensionKey();
+  return key;
+}
+
+template <typename T>
+struct IsTask : std::false_type {};
+template <typename T>
+struct IsTask<Task<T>> : std::true_type {};
+
+// Keeps a callable with state alive for as long as the coroutine it returns
+// runs: a lambda's captures live in the lambda object, not in the frame.
+// The arguments are moved into the call: it happens once.
+template <typename F, typename... Args>
+auto OwnCallable(F fn, Args... args) -> std::invoke_result_t<F&, Args&&...> {
+  using R = typename std::invoke_result_t<F&, Args&&...>::value_type;
+  if constexpr (std::is_void_v<R>) {
+    co_await std::invoke(fn, std::move(args)...);
+  } else {
+    co_return co_await std::invoke(fn, std::move(args)...);
+  }
+}
+}  // namespace internal
+
+class Scheduler {
+ public:
+  struct Options {
+    // Shown in logs and thread names.
+    std::string name = "picos";
+    // Most closures queued from other threads at once; Post() beyond it
+    // fails with kResourceExhausted.
+    size_t inbox_limit = 1 << 20;
+    // Most recycled message nodes kept for reuse.
+    size_t message_cache = 1 << 16;
+  };
+
+  Scheduler();
+  explicit Scheduler(Options options);
+  // Stops (see Stop()) and destroys every remaining task. Call from the
+  // scheduler's thread or from the thread that owns it when no loop runs.
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Starts `task` on this scheduler; it runs when the loop next turns. Any
+  // thread. A null TaskRef (and a log line) if the scheduler has stopped or
+  // the task is empty.
+  template <typename T>
+  TaskRef Spawn(Task<T> task) {
+    return SpawnHandle(task.release(), {});
+  }
+  template <typename T>
+  TaskRef SpawnNamed(std::string name, Task<T> task) {
+    return SpawnHandle(task.release(), std::move(name));
+  }
+
+  // Calls the coroutine function `fn(args...)` and spawns what it returns.
+  // A callable with state (a capturing lambda) is kept alive with the task.
+  template <typename F, typename... Args>
+    requires std::invocable<F&, Args&&...> &&
+             internal::IsTask<std::invoke_result_t<F&, Args&&...>>::value
+  TaskRef Spawn(F&& fn, Args&&... args) {
+    return SpawnNamed(std::string(), std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+  template <typename F, typename... Args>
+    requires std::invocable<F&, Args&&...> &&
+             internal::IsTask<std::invoke_result_t<F&, Args&&...>>::value
+  TaskRef SpawnNamed(std::string name, F&& fn, Args&&... args) {
+    using D = std::decay_t<F>;
+    if constexpr (std::is_empty_v<D> || std::is_pointer_v<D> || std::is_function_v<D>) {
+      return SpawnNamed(std::move(name), std::invoke(fn, std::forward<Args>(args)...));
+    } else {
+      return SpawnNamed(std::move(name),
+                        internal::OwnCallable(D(std::forward<F>(fn)),
+                                              std::decay_t<Args>(std::forward<Args>(args))...));
+    }
+  }
+
+  // Runs the loop on this thread until every task has ended, or Stop() is
+  // called. kFailedPrecondition if tasks remain that nothing can ever wake
+  // (no timer, no I/O, no runnable task): a deadlock, reported, not hung on.
+  absl::Status Run();
+
+  // Runs the loop on this thread until `task` ends; gives its result.
+  // Other tasks stay as they are and go on at the next Run. Errors as Run().
+  absl::StatusOr<Value> RunUntil(const TaskRef& task);
+
+  // Runs the loop on a thread of its own until Stop(). With a thread of its
+  // own the loop waits for work from other threads instead of reporting a
+  // deadlock.
+  absl::Status StartThread();
+
+  // Ends the loop, from any thread, and destroys the tasks still suspended.
+  // From another thread it waits for a StartThread() thread to finish.
+  // Later Spawn() calls fail. Idempotent.
+  void Stop();
+
+  // Runs `fn` on the scheduler's thread at its next turn. Any thread.
+  // kResourceExhausted when the inbox is full; kFailedPrecondition once
+  // stopped.
+  absl::Status Post(absl::AnyInvocable<void()> fn);
+
+  // Blocks a thread that is not this scheduler's until `task` ends or
+  // `timeout` passes, and gives its result (pycos Task.value()).
+  absl::StatusOr<Value> WaitFor(const TaskRef& task,
+                                absl::Duration timeout = absl::InfiniteDuration());
+
+  // True on the thread that runs this scheduler's loop now.
+  bool InLoopThread() const;
+
+  // The scheduler whose loop runs on this thread, or null.
+  static Scheduler* Current();
+
+  // Tasks spawned and not yet ended.
+  size_t task_count() const { return tasks_.size(); }
+  // Timeouts pending in the timer heap (each costs 16 bytes there).
+  size_t timer_count() const { return timers_.size(); }
+  const std::string& name() const { return options_.name; }
+  bool stopped() const { return stopped_.load(std::memory_order_acquire); }
+
+  // The libuv loop, for I/O built on picos (transports). Scheduler thread only.
+  uv_loop_s* uv_loop() { return loop_.get(); }
+
+  // Per-scheduler state of a library built on picos (the name registry, the
+  // thread pool's return path, later a peer table), keyed by a type that the
+  // library owns, so the scheduler names none of the layers above it. The
+  // first State<T>() on a scheduler makes a T (from `T(Scheduler&)` if it has
+  // that constructor, else `T()`); later calls give the same object. It is
+  // destroyed with the scheduler, after the scheduler's tasks. Scheduler
+  // thread only.
+  //
+  //   struct Registry : picos::Scheduler::Extension { ... };
+  //   Registry& r = scheduler.State<Registry>();
+  struct Extension {
+    virtual ~Extension() = default;
+  };
+  template <typename T>
+    requires std::derived_from<T, Extension>
+  T& State() {
+    std::unique_ptr<Extension>& slot = ExtensionSlot(internal::ExtensionKey<T>());
+    if (!slot) {
+      if constexpr (std::is_constructible_v<T, Scheduler&>) {
+        slot = std::make_unique<T>(*this);
+      } else {
+        slot = std::make_unique<T>();
+      }
+    }
+    return static_cast<T&>(*slot);
+  }
+
+ private:
+  // The run queue, timers and mailboxes, reached by the kernel through
+  // internal::SchedulerHooks (scheduler_internal.h).
+  friend class internal::SchedulerHooks;
+
+  void PushReady(internal::TaskCore* c) {
+    if (ready_count_ == ready_.size()) GrowReady();
+    ready_[(ready_head_ + ready_count_) & (ready_.size() - 1)] = c;
+    ++ready_count_;
+  }
+  void AddTimer(internal::TaskCore* c, absl::Duration timeout);
+  void RemoveTimer(internal::TaskCore* c);
+  void ScheduleKill(internal::TaskCore* c);
+  void Finish(internal::TaskCore* c, absl::Status status, Value value);
+  internal::MessageNode* NewNode(Value v);
+  void FreeNode(internal::MessageNode* n);
+  absl::Status DeliverLocal(internal::TaskCore* c, Value message);
+  std::unique_ptr<Extension>& ExtensionSlot(size_t key);
+
+  struct TimerEntry {
+    int64_t deadline_ns;
+    internal::TaskCore* core;
+  };
+
+  TaskRef SpawnHandle(std::coroutine_handle<> h, std::string name);
+  void Register(internal::TaskCore* c);
+  void GrowReady();
+  absl::Status Loop(const std::function<bool()>& done, bool wait_for_posts);
+  void RunReady();
+  void ExpireTimers(int64_t now_ns);
+  void ArmTimer();
+  void DrainInbox();
+  void Kill(internal::TaskCore* c, absl::Status why);
+  void DestroyAll();
+  void TimerSiftUp(uint32_t i);
+  void TimerSiftDown(uint32_t i);
+  void TimerSwap(uint32_t a, uint32_t b);
+  void TimerRemoveAt(uint32_t i);
+
+  Options options_;
+  uint8_t index_;
+  std::unique_ptr<uv_loop_s> loop_;
+  std::unique_ptr<uv_async_s> async_;
+  std::unique_ptr<uv_timer_s> timer_;
+  int64_t armed_deadline_ns_ = -1;
+
+  // Ready queue: a ring buffer of tasks (capacity a power of two).
+  std::vector<internal::TaskCore*> ready_;
+  size_t ready_head_ = 0;
+  size_t ready_count_ = 0;
+
+  // A vector in fixed blocks: growing it never copies, so a million pending
+  // timeouts cost 16 bytes each at their peak, not the 24-32 of a vector
+  // that doubles (old and new buffers both live while it copies).
+  template <typename T>
+  class BlockVector {
+   public:
+    static constexpr size_t kBlock = 4096;
+    size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    T& operator[](size_t i) { return blocks_[i / kBlock][i % kBlock]; }
+    const T& operator[](size_t i) const { return blocks_[i / kBlock][i % kBlock]; }
+    void push_back(const T& v) {
+      if (size_ == blocks_.size() * kBlock) blocks_.push_back(std::make_unique<T[]>(kBlock));
+      (*this)[size_++] = v;
+    }
+    void pop_back() {
+      --size_;
+      // Keep one spare block so that a size going back and forth over a
+      // block boundary does not allocate each time.
+      if (blocks_.size() * kBlock >= size_ + 2 * kBlock) blocks_.pop_back();
+    }
+    void clear() {
+      blocks_.clear();
+      size_ = 0;
+    }
+
+   private:
+    std::vector<std::unique_ptr<T[]>> blocks_;
+    size_t size_ = 0;
+  };
+
+  BlockVector<TimerEntry> timers_;  // binary min-heap on deadline
+  std::vector<internal::TaskCore*> tasks_;  // every live task; core->all_index
+  std::vector<internal::TaskCore*> kills_;  // to destroy once control returns
+  internal::MessageNode* free_nodes_ = nullptr;
+  size_t free_node_count_ = 0;
+
+  absl::Mutex inbox_mu_;
+  std::vector<absl::AnyInvocable<void()>> inbox_ ABSL_GUARDED_BY(inbox_mu_);
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> stopped_{false};
+  std::atomic<std::thread::id> loop_thread_{};
+  bool running_ = false;
+  bool destroying_ = false;
+  std::thread thread_;
+  std::vector<std::unique_ptr<Extension>> extensions_;  // by ExtensionKey<T>()
+};
+
+// The scheduler of the running task. Asserts that the caller is a task.
+Scheduler& ThisScheduler();
+
+namespace internal {
+// 0 for OK; else prints "program: status" to standard error and gives 1.
+int ExitCode(const char* program, const absl::Status& status);
+}  // namespace internal
+
+// A program's main task: runs `fn(args...)` as the first task of a fresh
+// Scheduler on this thread until it ends, and gives the process's exit code:
+// 0 if it ended well, 1 (and "program: error" on standard error) if it
+// ended with an error or the loop deadlocked.
+//
+//   int main(int argc, char** argv) { return picos::RunMain("server", Serve, port); }
+template <typename F, typename... Args>
+int RunMain(const char* program, F&& fn, Args&&... args) {
+  Scheduler s;
+  TaskRef main_task = s.Spawn(std::forward<F>(fn), std::forward<Args>(args)...);
+  absl::StatusOr<Value> r = s.RunUntil(main_task);
+  return internal::ExitCode(program, r.status());
+}
+
+}  // namespace picos
+
+#endif  // PICOS_CORE_KERNEL_SCHEDULER_H_

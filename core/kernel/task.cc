@@ -1,0 +1,355 @@
+#include "core/kernel/task.h"
+
+#include <atomic>
+
+#include "absl/strings/str_cat.h"
+#include "core/kernel/log.h"
+#include "core/kernel/scheduler_internal.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+
+namespace picos {
+
+using internal::TaskCore;
+
+namespace internal {
+
+thread_local TaskCore* t_current_task = nullptr;
+thread_local bool t_task_parked = false;
+
+namespace {
+std::atomic<uint64_t> g_next_task_id{1};
+}
+
+Scheduler* TaskCore::scheduler() const { return internal::SchedulerHooks::FromIndex(sched_index); }
+
+void Ref(TaskCore* core) noexcept { core->refs.fetch_add(1, std::memory_order_relaxed); }
+
+void Unref(TaskCore* core) noexcept {
+  if (core->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    PICOS_ASSERT(core->mbox_tail == nullptr);
+    PICOS_ASSERT(!core->root);
+    delete core->extra;
+    delete core;
+  }
+}
+
+TaskCore* CurrentTaskOrDie(const char* what) {
+  TaskCore* c = t_current_task;
+  if (c == nullptr) {
+    std::fprintf(stderr, "picos: %s called outside a task\n", what);
+    PICOS_ASSERT(c != nullptr);
+  }
+  return c;
+}
+
+absl::Status TakeInterrupt(TaskCore* c) {
+  if (c->flags & kFlagTerminateRequested) {
+    c->flags &= ~kFlagTerminateRequested;
+    c->flags |= kFlagTerminateDelivered;
+    return absl::CancelledError("task terminated");
+  }
+  if (c->flags & kFlagThrowPending) {
+    c->flags &= ~kFlagThrowPending;
+    absl::Status s = std::move(c->extra->thrown);
+    c->extra->thrown = absl::OkStatus();
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+void Block(TaskCore* c, std::coroutine_handle<> h, TaskState state, absl::Duration timeout) {
+  t_task_parked = true;
+  c->leaf = h;
+  c->wake = kWakeNone;
+  ++c->wait_seq;
+  if (c->flags & kFlagTerminateDelivered) {
+    // Told to terminate, and waiting again instead of returning: pycos would
+    // raise "generator ignored GeneratorExit"; we destroy it once control is
+    // back in the scheduler.
+    c->set_state(TaskState::kWaiting);
+    internal::SchedulerHooks::ScheduleKill(*c->scheduler(), c);
+    return;
+  }
+  c->set_state(state);
+  // A swap point for HotSwap; RunReady clears it when the task resumes.
+  if (state == TaskState::kReceiving) c->flags |= kFlagParkedInReceive;
+  if (timeout != absl::InfiniteDuration()) internal::SchedulerHooks::AddTimer(*c->scheduler(), c, timeout);
+}
+
+bool Wake(TaskCore* c, WakeReason reason) {
+  TaskState s = c->load_state();
+  if (s != TaskState::kSuspended && s != TaskState::kReceiving && s != TaskState::kWaiting) {
+    return false;
+  }
+  if (c->flags & kFlagFinished) return false;
+  internal::SchedulerHooks::MakeReady(*c->scheduler(), c, reason);
+  return true;
+}
+
+bool WakeToken(const WaitToken& token, WakeReason reason) {
+  TaskCore* c = token.task.core();
+  if (c == nullptr || c->wait_seq != token.seq) return false;
+  return Wake(c, reason);
+}
+
+void FinishCurrentTask(absl::Status status, Value value, std::coroutine_handle<> root) {
+  TaskCore* c = CurrentTaskOrDie("task end");
+  PICOS_ASSERT(c->root == root);
+  t_task_parked = true;
+  c->root = {};
+  c->leaf = {};
+  root.destroy();
+  internal::SchedulerHooks::Finish(*c->scheduler(), c, std::move(status), std::move(value));
+}
+
+absl::Status StatusFromException(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return absl::InternalError(absl::StrCat("task raised an exception: ", ex.what()));
+  } catch (...) {
+    return absl::InternalError("task raised an exception of unknown type");
+  }
+}
+
+}  // namespace internal
+
+const char* TaskStateName(TaskState state) {
+  switch (state) {
+    case TaskState::kReady:
+      return "ready";
+    case TaskState::kRunning:
+      return "running";
+    case TaskState::kSuspended:
+      return "suspended";
+    case TaskState::kReceiving:
+      return "receiving";
+    case TaskState::kWaiting:
+      return "waiting";
+    case TaskState::kDone:
+      return "done";
+  }
+  return "unknown";
+}
+
+TaskRef Self() {
+  TaskCore* c = internal::CurrentTaskOrDie("picos::Self()");
+  internal::Ref(c);
+  return TaskRef::Adopt(c);
+}
+
+// --- TaskRef ---
+
+namespace {
+
+absl::Status NullRef() { return absl::InvalidArgumentError("null TaskRef"); }
+
+absl::Status Ended(const TaskRef& t) {
+  return absl::FailedPreconditionError(absl::StrCat("task ", t.DebugString(), " has ended"));
+}
+
+// Runs `op` on the task's scheduler thread: now if we are on it, else posted.
+template <typename Op>
+absl::Status OnTaskThread(const TaskRef& t, Op op) {
+  TaskCore* c = t.core();
+  if (c == nullptr) return NullRef();
+  if (c->load_state() == TaskState::kDone) return Ended(t);
+  Scheduler* s = c->scheduler();
+  if (s == nullptr) return Ended(t);
+  if (s->InLoopThread()) return op(c, s);
+  return s->Post([t, op = std::move(op)]() mutable {
+    TaskCore* core = t.core();
+    absl::Status st = op(core, core->scheduler());
+    if (!st.ok()) PICOS_LOG(debug, "operation posted to {} failed: {}", t.DebugString(), st.ToString());
+  });
+}
+
+bool IsBlocked(TaskState s) {
+  return s == TaskState::kSuspended || s == TaskState::kReceiving || s == TaskState::kWaiting;
+}
+
+}  // namespace
+
+absl::Status TaskRef::Send(Value message) const {
+  if (core_ == nullptr) return NullRef();
+  Scheduler* s = core_->scheduler();
+  // The hot path: a task sending to a task of its own scheduler.
+  if (s != nullptr && s->InLoopThread()) {
+    if (core_->flags & internal::kFlagFinished) return Ended(*this);
+    return internal::SchedulerHooks::DeliverLocal(*s, core_, std::move(message));
+  }
+  return OnTaskThread(*this, [m = std::move(message)](TaskCore* c, Scheduler* sched) mutable {
+    return internal::SchedulerHooks::DeliverLocal(*sched, c, std::move(m));
+  });
+}
+
+absl::Status TaskRef::Resume(Value value) const {
+  return OnTaskThread(*this, [v = std::move(value)](TaskCore* c, Scheduler*) mutable {
+    if (c->flags & internal::kFlagFinished) return absl::FailedPreconditionError("task has ended");
+    if (c->load_state() != TaskState::kSuspended) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "resume of a task that is not suspended (it is ", TaskStateName(c->load_state()), ")"));
+    }
+    c->Extra().resume_value = std::move(v);
+    internal::Wake(c, internal::kWakeEvent);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status TaskRef::Resume() const { return Resume(Value()); }
+
+absl::Status TaskRef::Terminate() const {
+  return OnTaskThread(*this, [](TaskCore* c, Scheduler*) {
+    if (c->flags & internal::kFlagFinished) return absl::FailedPreconditionError("task has ended");
+    if (c->flags & internal::kFlagTerminateDelivered) return absl::OkStatus();  // already told
+    c->flags |= internal::kFlagTerminateRequested;
+    if (IsBlocked(c->load_state())) internal::Wake(c, internal::kWakeInterrupt);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status TaskRef::Throw(absl::Status error) const {
+  if (error.ok()) return absl::InvalidArgumentError("Throw needs an error, not OK");
+  return OnTaskThread(*this, [e = std::move(error)](TaskCore* c, Scheduler*) mutable {
+    if (c->flags & internal::kFlagFinished) return absl::FailedPreconditionError("task has ended");
+    c->Extra().thrown = std::move(e);
+    c->flags |= internal::kFlagThrowPending;
+    if (IsBlocked(c->load_state())) internal::Wake(c, internal::kWakeInterrupt);
+    return absl::OkStatus();
+  });
+}
+
+JoinAwaiter TaskRef::Join() const { return JoinAwaiter(*this, absl::InfiniteDuration()); }
+JoinAwaiter TaskRef::Join(absl::Duration timeout) const { return JoinAwaiter(*this, timeout); }
+
+TaskState TaskRef::state() const {
+  return core_ ? core_->load_state() : TaskState::kDone;
+}
+
+std::string TaskRef::name() const {
+  return (core_ && core_->extra) ? core_->extra->name : std::string();
+}
+
+void TaskRef::set_name(std::string name) const {
+  if (core_) core_->Extra().name = std::move(name);
+}
+
+uint64_t TaskRef::id() const {
+  if (!core_) return 0;
+  internal::TaskExtra& x = core_->Extra();
+  // Any thread: the first to ask assigns, once.
+  std::atomic_ref<uint64_t> id(x.id);
+  uint64_t v = id.load(std::memory_order_acquire);
+  if (v == 0) {
+    uint64_t fresh = internal::g_next_task_id.fetch_add(1, std::memory_order_relaxed);
+    v = id.compare_exchange_strong(v, fresh, std::memory_order_acq_rel) ? fresh : v;
+  }
+  return v;
+}
+
+std::string TaskRef::DebugString() const {
+  if (!core_) return "<null task>";
+  std::string n = name();
+  return absl::StrCat(n.empty() ? "task" : n, "#", id());
+}
+
+// --- awaiters ---
+
+bool SleepAwaiter::await_ready() const noexcept {
+  return internal::InterruptPending(internal::CurrentTaskOrDie("Sleep"));
+}
+void SleepAwaiter::await_suspend(std::coroutine_handle<> h) {
+  internal::Block(internal::t_current_task, h, TaskState::kSuspended, absl::Nanoseconds(d_ns_));
+}
+absl::Status SleepAwaiter::await_resume() {
+  return internal::TakeInterrupt(internal::t_current_task);
+}
+SleepAwaiter Sleep(absl::Duration d) { return SleepAwaiter(d); }
+
+bool YieldAwaiter::await_ready() const noexcept {
+  return internal::InterruptPending(internal::CurrentTaskOrDie("Yield"));
+}
+void YieldAwaiter::await_suspend(std::coroutine_handle<> h) {
+  TaskCore* c = internal::t_current_task;
+  internal::t_task_parked = true;
+  c->leaf = h;
+  if (c->flags & internal::kFlagTerminateDelivered) {
+    c->set_state(TaskState::kWaiting);
+    internal::SchedulerHooks::ScheduleKill(*c->scheduler(), c);
+    return;
+  }
+  c->set_state(TaskState::kReady);
+  internal::SchedulerHooks::PushReady(*c->scheduler(), c);
+}
+absl::Status YieldAwaiter::await_resume() {
+  return internal::TakeInterrupt(internal::t_current_task);
+}
+YieldAwaiter Yield() { return YieldAwaiter(); }
+
+bool SuspendAwaiter::await_ready() const noexcept {
+  return internal::InterruptPending(internal::CurrentTaskOrDie("Suspend"));
+}
+void SuspendAwaiter::await_suspend(std::coroutine_handle<> h) {
+  internal::Block(internal::t_current_task, h, TaskState::kSuspended,
+                  absl::Nanoseconds(timeout_ns_));
+}
+absl::StatusOr<Value> SuspendAwaiter::await_resume() {
+  TaskCore* c = internal::t_current_task;
+  if (internal::InterruptPending(c)) return internal::TakeInterrupt(c);
+  if (c->wake == internal::kWakeEvent) {
+    Value v = std::move(c->extra->resume_value);
+    c->extra->resume_value = Value();
+    return v;
+  }
+  return absl::DeadlineExceededError("suspend timed out");
+}
+SuspendAwaiter Suspend(absl::Duration timeout) { return SuspendAwaiter(timeout); }
+
+absl::StatusOr<Value> ReceiveAwaiter::await_resume() {
+  TaskCore* c = internal::t_current_task;
+  if (internal::InterruptPending(c)) return internal::TakeInterrupt(c);
+  internal::MessageNode* tail = c->mbox_tail;
+  if (tail == nullptr) return absl::DeadlineExceededError("receive timed out");
+  internal::MessageNode* head = tail->next;
+  if (head == tail) {
+    c->mbox_tail = nullptr;
+  } else {
+    tail->next = head->next;
+  }
+  Value v = std::move(head->value);
+  internal::SchedulerHooks::FreeNode(*c->scheduler(), head);
+  return v;
+}
+ReceiveAwaiter Receive() { return ReceiveAwaiter(); }
+TimedReceiveAwaiter Receive(absl::Duration timeout) { return TimedReceiveAwaiter(timeout); }
+
+bool JoinAwaiter::await_ready() const noexcept {
+  TaskCore* c = internal::CurrentTaskOrDie("Join");
+  TaskCore* t = target_.core();
+  return internal::InterruptPending(c) || t == nullptr || t == c ||
+         t->load_state() == TaskState::kDone || t->scheduler() != c->scheduler();
+}
+void JoinAwaiter::await_suspend(std::coroutine_handle<> h) {
+  TaskCore* c = internal::t_current_task;
+  internal::Block(c, h, TaskState::kWaiting, timeout_);
+  target_.core()->Extra().joiners.push_back(internal::TokenFor(c));
+}
+absl::StatusOr<Value> JoinAwaiter::await_resume() {
+  TaskCore* c = internal::t_current_task;
+  if (internal::InterruptPending(c)) return internal::TakeInterrupt(c);
+  TaskCore* t = target_.core();
+  if (t == nullptr) return absl::InvalidArgumentError("join of a null TaskRef");
+  if (t == c) return absl::FailedPreconditionError("a task cannot join itself");
+  if (t->load_state() == TaskState::kDone) {
+    if (t->extra == nullptr) return Value();
+    if (!t->extra->result_status.ok()) return t->extra->result_status;
+    return t->extra->result_value;
+  }
+  if (t->scheduler() != c->scheduler()) {
+    return absl::UnimplementedError("join of a task on another scheduler; use Scheduler::WaitFor");
+  }
+  return absl::DeadlineExceededError("join timed out");
+}
+
+}  // namespace picos

@@ -1,0 +1,341 @@
+// Tasks: C++20 coroutines run by a picos Scheduler.
+//
+// A task is a coroutine function returning picos::Task<T>. Spawned on a
+// scheduler it becomes an independent task with a mailbox and a handle
+// (TaskRef); co_awaited from another task it runs as a plain sub-call in the
+// caller's task (symmetric transfer: the stack stays flat however deep or
+// long the chain of calls).
+//
+//   picos::Task<int> Add(int a, int b) { co_return a + b; }
+//
+//   picos::Task<> Echo() {
+//     for (;;) {
+//       absl::StatusOr<picos::Value> msg = co_await picos::Receive();
+//       if (!msg.ok()) co_return;              // terminated or thrown into
+//       picos::TaskRef from = (*msg)["from"].as_task();
+//       (void)from.Send((*msg)["n"]);
+//       int sum = co_await Add(1, 2);          // a sub-call, same task
+//     }
+//   }
+//
+//   picos::Scheduler s;
+//   picos::TaskRef echo = s.Spawn(Echo);
+//
+// Inside a task these suspend it until something happens, each returning a
+// status: Sleep, Yield, Suspend, Receive, and TaskRef::Join. A wait returns
+// kCancelled when the task is terminated and the error passed to Throw()
+// when one is thrown into it. Tasks switch only at co_await: tasks of one
+// scheduler never run at the same time and need no locks between them.
+//
+// Parameters of coroutine functions should be taken by value: a reference
+// parameter refers to the caller's object, which may be gone when the task
+// runs.
+#ifndef PICOS_CORE_KERNEL_TASK_H_
+#define PICOS_CORE_KERNEL_TASK_H_
+
+#include <coroutine>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/kernel/handles.h"
+#include "core/kernel/task_internal.h"
+#include "core/kernel/value.h"
+
+namespace picos {
+
+template <typename T = void>
+class Task;
+
+namespace internal {
+
+template <typename T>
+struct IsStatusOr : std::false_type {};
+template <typename U>
+struct IsStatusOr<absl::StatusOr<U>> : std::true_type {};
+
+// How a task's co_return value becomes its result: a Status is the error it
+// ended with, a StatusOr its error or value, a ValueConvertible type its
+// value; anything else ends the task with a null result.
+template <typename T>
+void Outcome(T&& v, absl::Status* status, Value* value) {
+  using D = std::decay_t<T>;
+  if constexpr (std::is_same_v<D, absl::Status>) {
+    *status = std::forward<T>(v);
+  } else if constexpr (IsStatusOr<D>::value) {
+    if (!v.ok()) {
+      *status = v.status();
+    } else if constexpr (ValueConvertible<typename D::value_type>) {
+      *value = ToValue(*v);
+    }
+  } else if constexpr (ValueConvertible<D>) {
+    *value = ToValue(v);
+  }
+}
+
+class PromiseBase {
+ public:
+  std::suspend_always initial_suspend() noexcept { return {}; }
+  void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+
+  std::coroutine_handle<> continuation_;  // the awaiting frame; null at the root
+  std::exception_ptr exception_;
+};
+
+template <typename P>
+struct FinalAwaiter {
+  bool await_ready() noexcept { return false; }
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+    P& p = h.promise();
+    if (p.continuation_) return p.continuation_;  // back to the caller, as a tail call
+    absl::Status status;
+    Value value;
+    if (p.exception_) {
+      status = StatusFromException(p.exception_);
+    } else {
+      p.TakeOutcome(&status, &value);
+    }
+    FinishCurrentTask(std::move(status), std::move(value), h);  // destroys h
+    return std::noop_coroutine();
+  }
+  void await_resume() noexcept {}
+};
+
+template <typename T>
+class Promise : public PromiseBase {
+ public:
+  Task<T> get_return_object() noexcept;
+  FinalAwaiter<Promise> final_suspend() noexcept { return {}; }
+  template <typename U>
+  void return_value(U&& v) {
+    result_.emplace(std::forward<U>(v));
+  }
+  void TakeOutcome(absl::Status* status, Value* value) {
+    if (result_) Outcome(std::move(*result_), status, value);
+  }
+  T TakeResult() {
+    if (exception_) std::rethrow_exception(exception_);
+    return std::move(*result_);
+  }
+
+ private:
+  std::optional<T> result_;
+};
+
+template <>
+class Promise<void> : public PromiseBase {
+ public:
+  Task<void> get_return_object() noexcept;
+  FinalAwaiter<Promise> final_suspend() noexcept { return {}; }
+  void return_void() noexcept {}
+  void TakeOutcome(absl::Status*, Value*) {}
+  void TakeResult() {
+    if (exception_) std::rethrow_exception(exception_);
+  }
+};
+
+// Thrown into the awaiting coroutine when it awaits an empty Task (moved
+// from, or already awaited): the awaiting task ends with this as its error.
+class EmptyTaskError : public std::logic_error {
+ public:
+  EmptyTaskError() : std::logic_error("awaited an empty or already awaited Task") {}
+};
+
+template <typename T>
+class CallAwaiter;
+
+}  // namespace internal
+
+template <typename T>
+class [[nodiscard]] Task {
+ public:
+  using promise_type = internal::Promise<T>;
+  using value_type = T;
+  using Handle = std::coroutine_handle<promise_type>;
+
+  Task() noexcept = default;
+  Task(Task&& other) noexcept : h_(std::exchange(other.h_, {})) {}
+  Task& operator=(Task&& other) noexcept {
+    if (this != &other) {
+      if (h_) h_.destroy();
+      h_ = std::exchange(other.h_, {});
+    }
+    return *this;
+  }
+  ~Task() {
+    if (h_) h_.destroy();
+  }
+
+  bool valid() const { return static_cast<bool>(h_); }
+
+  // Runs the coroutine as a sub-call of the awaiting task and gives its
+  // co_return value; an exception it lets escape is rethrown here.
+  internal::CallAwaiter<T> operator co_await() && noexcept;
+
+  // Gives up ownership of the frame (the scheduler takes it at Spawn).
+  Handle release() noexcept { return std::exchange(h_, {}); }
+
+ private:
+  friend class internal::Promise<T>;
+  explicit Task(Handle h) noexcept : h_(h) {}
+  Handle h_;
+};
+
+namespace internal {
+
+template <typename T>
+Task<T> Promise<T>::get_return_object() noexcept {
+  return Task<T>(std::coroutine_handle<Promise<T>>::from_promise(*this));
+}
+inline Task<void> Promise<void>::get_return_object() noexcept {
+  return Task<void>(std::coroutine_handle<Promise<void>>::from_promise(*this));
+}
+
+// Awaits a Task as a sub-call. Owns the callee's frame from construction:
+// if the caller is destroyed while the callee is suspended (the task was
+// killed), this awaiter, living in the caller's frame, destroys the callee.
+template <typename T>
+class CallAwaiter {
+ public:
+  explicit CallAwaiter(typename Task<T>::Handle h) noexcept : h_(h) {}
+  CallAwaiter(const CallAwaiter&) = delete;
+  CallAwaiter& operator=(const CallAwaiter&) = delete;
+  ~CallAwaiter() {
+    if (h_) h_.destroy();
+  }
+  bool await_ready() const noexcept { return false; }
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<> caller) {
+    if (!h_) throw EmptyTaskError();
+    h_.promise().continuation_ = caller;
+    return h_;  // symmetric transfer into the callee
+  }
+  T await_resume() {
+    struct Destroy {
+      typename Task<T>::Handle h;
+      ~Destroy() { h.destroy(); }
+    } guard{std::exchange(h_, {})};
+    return guard.h.promise().TakeResult();
+  }
+
+ private:
+  typename Task<T>::Handle h_;
+};
+
+}  // namespace internal
+
+template <typename T>
+internal::CallAwaiter<T> Task<T>::operator co_await() && noexcept {
+  return internal::CallAwaiter<T>(release());
+}
+
+// The handle of the task that is running. Asserts that the caller is a task.
+// A task's result is kept while handles to it live: a task that returns its
+// own handle (or a Value holding it) keeps itself alive forever.
+TaskRef Self();
+
+// --- Awaitables. Each is co_awaited by the running task. ---
+
+// Suspends the task for `d` (zero or less: one turn of the scheduler). A
+// Resume() ends the sleep early (as in pycos, sleep is a suspend). OK, or the
+// interrupt status.
+class SleepAwaiter;
+SleepAwaiter Sleep(absl::Duration d);
+
+// Lets every other runnable task run once, then continues.
+class YieldAwaiter;
+YieldAwaiter Yield();
+
+// Suspends until Resume(value) (gives value) or `timeout` (kDeadlineExceeded).
+class SuspendAwaiter;
+SuspendAwaiter Suspend(absl::Duration timeout = absl::InfiniteDuration());
+
+// The next message from the mailbox, waiting for one up to `timeout`
+// (kDeadlineExceeded when it passes). FIFO per sender.
+class ReceiveAwaiter;
+class TimedReceiveAwaiter;
+ReceiveAwaiter Receive();
+TimedReceiveAwaiter Receive(absl::Duration timeout);
+
+// --- Awaiter types (public so that they can be named; use the functions). ---
+
+class SleepAwaiter {
+ public:
+  explicit SleepAwaiter(absl::Duration d) : d_ns_(absl::ToInt64Nanoseconds(d)) {}
+  bool await_ready() const noexcept;
+  void await_suspend(std::coroutine_handle<> h);
+  absl::Status await_resume();
+
+ private:
+  int64_t d_ns_;  // one word, not absl::Duration's two: it sits in the frame
+};
+
+class YieldAwaiter {
+ public:
+  bool await_ready() const noexcept;
+  void await_suspend(std::coroutine_handle<> h);
+  absl::Status await_resume();
+};
+
+class SuspendAwaiter {
+ public:
+  explicit SuspendAwaiter(absl::Duration timeout)
+      : timeout_ns_(absl::ToInt64Nanoseconds(timeout)) {}
+  bool await_ready() const noexcept;
+  void await_suspend(std::coroutine_handle<> h);
+  absl::StatusOr<Value> await_resume();
+
+ private:
+  int64_t timeout_ns_;
+};
+
+// Receive() without a timeout. Empty on purpose: the awaiter and the
+// StatusOr its await_resume returns live in the frame of every task that
+// waits for a message, and a million such tasks pay for every byte.
+class ReceiveAwaiter {
+ public:
+  bool await_ready() const noexcept {
+    const internal::TaskCore* c = internal::t_current_task;
+    return !c->mailbox_empty() || internal::InterruptPending(c);
+  }
+  void await_suspend(std::coroutine_handle<> h) {
+    internal::Block(internal::t_current_task, h, TaskState::kReceiving,
+                    absl::InfiniteDuration());
+  }
+  absl::StatusOr<Value> await_resume();
+};
+
+// Receive(timeout): one word more, the timeout in nanoseconds.
+class TimedReceiveAwaiter : public ReceiveAwaiter {
+ public:
+  explicit TimedReceiveAwaiter(absl::Duration timeout)
+      : timeout_ns_(absl::ToInt64Nanoseconds(timeout)) {}
+  void await_suspend(std::coroutine_handle<> h) {
+    internal::Block(internal::t_current_task, h, TaskState::kReceiving,
+                    absl::Nanoseconds(timeout_ns_));
+  }
+
+ private:
+  int64_t timeout_ns_;  // INT64_MAX: no timeout
+};
+
+class JoinAwaiter {
+ public:
+  JoinAwaiter(TaskRef target, absl::Duration timeout)
+      : target_(std::move(target)), timeout_(timeout) {}
+  bool await_ready() const noexcept;
+  void await_suspend(std::coroutine_handle<> h);
+  absl::StatusOr<Value> await_resume();
+
+ private:
+  TaskRef target_;
+  absl::Duration timeout_;
+};
+
+}  // namespace picos
+
+#endif  // PICOS_CORE_KERNEL_TASK_H_

@@ -1,0 +1,164 @@
+// Internals of tasks shared by task.h, scheduler.cc and the primitives built
+// on them (channels, locks, I/O). Not part of the public API: the layout of
+// TaskCore is tuned for memory (a million suspended tasks) and may change.
+#ifndef PICOS_CORE_KERNEL_TASK_INTERNAL_H_
+#define PICOS_CORE_KERNEL_TASK_INTERNAL_H_
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "core/kernel/handles.h"
+#include "core/kernel/value.h"
+
+namespace picos {
+class Scheduler;
+
+namespace internal {
+
+// One queued message. Nodes are recycled through a per-scheduler free list.
+struct MessageNode {
+  MessageNode* next;
+  Value value;
+};
+
+// Why a blocked task was made runnable.
+enum WakeReason : uint8_t {
+  kWakeNone = 0,
+  kWakeEvent,      // what it waited for happened
+  kWakeTimeout,    // its timeout expired first
+  kWakeInterrupt,  // Terminate() or Throw()
+};
+
+enum TaskFlag : uint8_t {
+  kFlagTerminateRequested = 1 << 0,  // Terminate() called, not yet seen
+  kFlagTerminateDelivered = 1 << 1,  // a wait returned kCancelled
+  kFlagThrowPending = 1 << 2,        // Throw() called, not yet seen
+  kFlagFinished = 1 << 3,            // FinishTask ran
+  kFlagHotSwappable = 1 << 4,        // HotSwappable(true): HotSwap may replace it (hot_swap.h)
+  kFlagParkedInReceive = 1 << 5,     // last parked in Receive(), not resumed since (hot_swap.cc)
+};
+
+inline constexpr uint8_t kInterruptFlags = kFlagTerminateRequested | kFlagThrowPending;
+inline constexpr uint32_t kNoTimer = 0xffffffffu;
+inline constexpr uint32_t kNotRegistered = 0xffffffffu;
+
+struct TaskCore;
+
+// A task's place on a wait list (joiners, lock waiters, I/O). The sequence
+// number tells a stale entry (the task timed out, or was interrupted, and
+// waits for something else now) from a live one without unlinking on wake.
+struct WaitToken {
+  TaskRef task;
+  uint32_t seq = 0;
+};
+
+// What an ended task leaves behind, and what few tasks need while alive.
+// Allocated on first need so that the common task does not pay for it.
+struct TaskExtra {
+  std::string name;
+  uint64_t id = 0;
+  Value resume_value;            // passed by Resume()
+  absl::Status thrown;           // passed by Throw()
+  absl::Status result_status;    // set when the task ends
+  Value result_value;            // set when the task ends
+  std::vector<WaitToken> joiners;
+  // Called on the scheduler thread once the task has ended and its result is
+  // set. Monitors and names hang off this.
+  std::vector<absl::AnyInvocable<void(TaskCore*)>> finish_hooks;
+};
+
+// The control block of a task. 56 bytes: every field here is paid a million
+// times in the suspended-task benchmark. Owned by references: the scheduler
+// holds one while the task is alive, each TaskRef one more.
+struct TaskCore {
+  std::atomic<uint32_t> refs{1};
+  std::atomic<TaskState> state{TaskState::kReady};
+  uint8_t wake = kWakeNone;
+  uint8_t flags = 0;
+  uint8_t sched_index = 0;       // index into the process's scheduler table
+  uint32_t timer_index = kNoTimer;  // position in the scheduler's timer heap
+  uint32_t wait_seq = 0;         // bumped at every blocking wait
+  uint32_t all_index = kNotRegistered;  // position in the scheduler's task list
+  MessageNode* mbox_tail = nullptr;  // circular list: tail->next is the head
+  std::coroutine_handle<> root;  // outermost frame: destroyed to kill the task
+  std::coroutine_handle<> leaf;  // innermost frame: resumed to continue it
+  TaskExtra* extra = nullptr;
+
+  // Made on first need. The scheduler thread makes it for most uses; a
+  // handle's id() or DebugString() on another thread may race it, so the
+  // pointer is published with a compare-and-swap and the loser's copy freed.
+  TaskExtra& Extra() {
+    std::atomic_ref<TaskExtra*> slot(extra);
+    TaskExtra* x = slot.load(std::memory_order_acquire);
+    if (x == nullptr) {
+      auto* fresh = new TaskExtra;
+      if (slot.compare_exchange_strong(x, fresh, std::memory_order_acq_rel)) {
+        x = fresh;
+      } else {
+        delete fresh;
+      }
+    }
+    return *x;
+  }
+  bool mailbox_empty() const { return mbox_tail == nullptr; }
+  TaskState load_state() const { return state.load(std::memory_order_relaxed); }
+  void set_state(TaskState s) { state.store(s, std::memory_order_relaxed); }
+  Scheduler* scheduler() const;
+};
+
+// The task running on this thread, or null outside tasks.
+extern thread_local TaskCore* t_current_task;
+
+// Set by every way a task gives control back to its scheduler (Block, a
+// yield, its end). The scheduler clears it before each resume and checks it
+// after: a task that comes back without it was suspended by something that
+// is not a picos awaiter, and would otherwise hang unseen. g++ 12.2 does this
+// for `if ((co_await X).ok())` (it suspends without calling await_suspend):
+// such a task is ended with kInternal and a log line naming the cause.
+extern thread_local bool t_task_parked;
+
+// Asserts that the caller runs inside a task and returns it.
+TaskCore* CurrentTaskOrDie(const char* what);
+
+inline bool InterruptPending(const TaskCore* c) { return (c->flags & kInterruptFlags) != 0; }
+
+// Takes a pending Terminate() (as kCancelled) or Throw() (as its error);
+// OK if none is pending.
+absl::Status TakeInterrupt(TaskCore* c);
+
+// Blocks the current task `c`, whose innermost frame is `h`, in `state` until
+// something wakes it or `timeout` passes (absl::InfiniteDuration() for none).
+// A task that was already told to terminate and waits again is destroyed
+// here instead (by the scheduler, once control returns to it).
+void Block(TaskCore* c, std::coroutine_handle<> h, TaskState state, absl::Duration timeout);
+
+// Makes a blocked task runnable with `reason`. False (and no effect) if it is
+// not blocked. Scheduler thread only.
+bool Wake(TaskCore* c, WakeReason reason);
+
+// Wakes the task behind a wait-list token if it still waits on that list.
+// Works from the task's scheduler thread only.
+bool WakeToken(const WaitToken& token, WakeReason reason);
+
+// A token for the current wait of `c`; valid until `c` blocks again. Take it
+// before Block() and add one to seq, or after Block().
+inline WaitToken TokenFor(TaskCore* c) { return WaitToken{TaskRef::Adopt((Ref(c), c)), c->wait_seq}; }
+
+// Called by the root frame's final awaiter: records the result, wakes
+// joiners, runs finish hooks and releases the task. The frame `root` is
+// destroyed.
+void FinishCurrentTask(absl::Status status, Value value, std::coroutine_handle<> root);
+
+// Turns an escaping exception into a status (kInternal with its message).
+absl::Status StatusFromException(std::exception_ptr e);
+
+}  // namespace internal
+}  // namespace picos
+
+#endif  // PICOS_CORE_KERNEL_TASK_INTERNAL_H_

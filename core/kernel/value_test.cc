@@ -1,0 +1,150 @@
+#include "core/kernel/value.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "testing/status_matchers.h"
+
+namespace {
+
+struct Point {
+  double x = 0;
+  double y = 0;
+  friend bool operator==(const Point&, const Point&) = default;
+};
+
+}  // namespace
+
+template <>
+struct picos::ValueTraits<Point> {
+  static Value ToValue(const Point& p) { return Value::List({p.x, p.y}); }
+  static absl::StatusOr<Point> FromValue(const Value& v) {
+    if (!v.is_list() || v.as_list().size() != 2) return internal::WrongType(v, "point");
+    absl::StatusOr<double> x = picos::FromValue<double>(v[0]);
+    absl::StatusOr<double> y = picos::FromValue<double>(v[1]);
+    if (!x.ok()) return x.status();
+    if (!y.ok()) return y.status();
+    return Point{*x, *y};
+  }
+};
+
+namespace picos {
+namespace {
+
+using ::picos::testing::StatusIs;
+using ::testing::HasSubstr;
+
+TEST(Value, TypesOfConstructors) {
+  EXPECT_TRUE(Value().is_null());
+  EXPECT_TRUE(Value(nullptr).is_null());
+  EXPECT_TRUE(Value(true).is_bool());
+  EXPECT_TRUE(Value(int8_t{-1}).is_int());
+  EXPECT_TRUE(Value(-1L).is_int());
+  EXPECT_TRUE(Value(uint8_t{1}).is_uint());
+  EXPECT_TRUE(Value(1UL).is_uint());
+  EXPECT_TRUE(Value(1.5f).is_double());
+  EXPECT_TRUE(Value("s").is_string());
+  EXPECT_TRUE(Value(std::string_view("s")).is_string());
+  EXPECT_TRUE(Value::Bytes("b").is_bytes());
+  EXPECT_TRUE(Value::List({1}).is_list());
+  EXPECT_TRUE(Value::Map({{"a", 1}}).is_map());
+  EXPECT_TRUE(Value(TaskRef()).is_task());
+  EXPECT_TRUE(Value(ChannelRef()).is_channel());
+  EXPECT_EQ(sizeof(Value), 16u);
+}
+
+TEST(Value, CopyIsDeepAndMoveLeavesNull) {
+  Value a = Value::Map({{"l", Value::List({1, "x"})}});
+  Value b = a;
+  EXPECT_EQ(a, b);
+  b.as_map()["l"].as_list().push_back(3);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a["l"].as_list().size(), 2u);
+  Value c = std::move(b);
+  EXPECT_TRUE(b.is_null());  // NOLINT: moved-from state is specified
+  EXPECT_EQ(c["l"].as_list().size(), 3u);
+  c = a;
+  EXPECT_EQ(c, a);
+  c = c;  // self-assignment is harmless
+  EXPECT_EQ(c, a);
+  Value d("text");
+  d = std::move(c);
+  EXPECT_EQ(d, a);
+  d.swap(b);
+  EXPECT_TRUE(d.is_null());
+  EXPECT_EQ(b, a);
+}
+
+TEST(Value, Equality) {
+  EXPECT_EQ(Value(), Value());
+  EXPECT_NE(Value(1), Value(uint64_t{1}));  // int and uint are distinct types
+  EXPECT_NE(Value("a"), Value::Bytes("a"));
+  EXPECT_EQ(Value(std::nan("")), Value(std::nan("")));  // NaN equals NaN here
+  EXPECT_EQ(Value(0.0), Value(-0.0));
+  EXPECT_NE(Value::List({1, 2}), Value::List({2, 1}));
+  EXPECT_EQ(Value::Map({{"a", 1}, {"b", 2}}), Value::Map({{"b", 2}, {"a", 1}}));
+  EXPECT_NE(Value(TaskRef()), Value(ChannelRef()));
+}
+
+TEST(Value, Lookup) {
+  Value m = Value::Map({{"a", 1}});
+  EXPECT_EQ(m["a"], Value(1));
+  EXPECT_TRUE(m["missing"].is_null());
+  EXPECT_EQ(m.Find("missing"), nullptr);
+  EXPECT_NE(m.Find("a"), nullptr);
+  EXPECT_TRUE(Value(5)["a"].is_null());
+  EXPECT_EQ(Value::List({4, 5})[1], Value(5));
+}
+
+TEST(Value, DebugString) {
+  EXPECT_EQ(Value().DebugString(), "null");
+  EXPECT_EQ(Value(true).DebugString(), "true");
+  EXPECT_EQ(Value(-3).DebugString(), "-3");
+  EXPECT_EQ(Value(uint64_t{3}).DebugString(), "3u");
+  EXPECT_EQ(Value("a\"b\n").DebugString(), "\"a\\\"b\\n\"");
+  EXPECT_EQ(Value::Bytes("\x01\xff").DebugString(), "b'01ff'");
+  EXPECT_EQ(Value::List({1, "x"}).DebugString(), "[1, \"x\"]");
+  EXPECT_EQ(Value::Map({{"k", Value()}}).DebugString(), "{\"k\": null}");
+  EXPECT_EQ(Value(TaskRef()).DebugString(), "<null task>");
+  // Long contents are elided, so a log line stays bounded.
+  EXPECT_LT(Value(std::string(10000, 'x')).DebugString().size(), 300u);
+  Value::ListType many(1000, Value(1));
+  EXPECT_LT(Value(many).DebugString().size(), 200u);
+}
+
+TEST(Value, TraitsOfBuiltinTypes) {
+  EXPECT_EQ(*FromValue<int>(Value(uint64_t{5})), 5);
+  EXPECT_THAT(FromValue<int8_t>(Value(1000)), StatusIs(absl::StatusCode::kOutOfRange));
+  EXPECT_THAT(FromValue<uint32_t>(Value(-1)), StatusIs(absl::StatusCode::kOutOfRange));
+  EXPECT_EQ(*FromValue<uint64_t>(Value(std::numeric_limits<uint64_t>::max())),
+            std::numeric_limits<uint64_t>::max());
+  EXPECT_THAT(FromValue<int>(Value("5")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected integer")));
+  EXPECT_EQ(*FromValue<double>(Value(2)), 2.0);
+  EXPECT_EQ(*FromValue<std::string>(Value::Bytes("b")), "b");
+  EXPECT_THAT(FromValue<bool>(Value(1)), StatusIs(absl::StatusCode::kInvalidArgument));
+  std::vector<int> ints = {1, 2, 3};
+  EXPECT_EQ(*FromValue<std::vector<int>>(ToValue(ints)), ints);
+  EXPECT_THAT(FromValue<std::vector<int>>(Value::List({1, "x"})),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(FromValue<TaskRef>(Value(1)), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(Value, TraitsOfAUserType) {
+  static_assert(ValueConvertible<Point>);
+  Point p{1.5, -2};
+  Value v = ToValue(p);
+  EXPECT_EQ(v, Value::List({1.5, -2.0}));
+  EXPECT_EQ(*FromValue<Point>(v), p);
+  EXPECT_THAT(FromValue<Point>(Value("no")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("point")));
+  std::vector<Point> ps = {p, {3, 4}};
+  EXPECT_EQ(*FromValue<std::vector<Point>>(ToValue(ps)), ps);
+}
+
+}  // namespace
+}  // namespace picos

@@ -1,0 +1,447 @@
+#include "core/net/udp.h"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <uv.h>
+
+#include <cstring>
+#include <deque>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "core/io/io_internal.h"
+#include "core/kernel/log.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+
+namespace picos {
+namespace internal {
+
+// The socket's handle, its queue of received datagrams and the waiting
+// task. Owned by the UdpSocket; freed in the handle's close callback, after
+// libuv has called back every pending send.
+struct UdpState {
+  uv_udp_t handle;
+  UdpOptions options;
+  std::deque<Datagram> queue;
+  uint64_t dropped = 0;
+  WaitSlot receiver;
+  std::unique_ptr<char[]> scratch;  // 64 KiB: any UDP datagram fits
+  bool closed = false;         // Close() was called: uv_close is under way or done
+  bool handle_closed = false;  // the close callback ran
+  bool owner_gone = false;     // the UdpSocket was destroyed
+};
+
+}  // namespace internal
+
+namespace {
+
+using internal::UdpState;
+
+constexpr size_t kScratchSize = 64 * 1024;
+
+struct SendResult {
+  bool done = false;
+  int status = 0;
+  internal::WaitSlot slot;
+};
+struct SendOp {
+  uv_udp_send_t req;
+  std::string data;
+  std::shared_ptr<SendResult> result;
+};
+
+void OnReceive(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, const struct sockaddr* addr,
+               unsigned flags) {
+  auto* s = static_cast<UdpState*>(handle->data);
+  if (nread == 0 && addr == nullptr) return;  // nothing more to read now
+  if (nread < 0) {
+    PICOS_LOG(debug, "udp receive error: {}", uv_strerror(static_cast<int>(nread)));
+    return;
+  }
+  if ((flags & UV_UDP_PARTIAL) || static_cast<size_t>(nread) > s->options.max_datagram ||
+      s->queue.size() >= s->options.queue_limit) {
+    ++s->dropped;
+    return;
+  }
+  absl::StatusOr<IpEndpoint> from = IpEndpoint::FromSockaddr(addr);
+  if (!from.ok()) {
+    ++s->dropped;
+    return;
+  }
+  s->queue.push_back(Datagram{std::string(buf->base, static_cast<size_t>(nread)), *from});
+  s->receiver.Notify();
+}
+
+absl::Status ClosedError() { return absl::FailedPreconditionError("the UDP socket is closed"); }
+
+bool IsIpv4Literal(absl::string_view s) {
+  in_addr a;
+  return inet_pton(AF_INET, std::string(s).c_str(), &a) == 1;
+}
+
+}  // namespace
+
+// --- IpEndpoint ---
+
+IpEndpoint::IpEndpoint() {
+  std::memset(&storage_, 0, sizeof(storage_));
+  storage_.ss_family = AF_INET;
+}
+
+absl::StatusOr<IpEndpoint> IpEndpoint::Parse(absl::string_view host, int port) {
+  if (port < 0 || port > 65535) return absl::InvalidArgumentError(absl::StrCat("bad port ", port));
+  if (host.empty() || host.size() > 64) {
+    return absl::InvalidArgumentError("host must be a literal IP address of at most 64 characters");
+  }
+  std::string h(host);
+  IpEndpoint e;
+  if (h.find(':') == std::string::npos) {
+    if (uv_ip4_addr(h.c_str(), port, reinterpret_cast<sockaddr_in*>(&e.storage_)) != 0 ||
+        !IsIpv4Literal(h)) {
+      return absl::InvalidArgumentError(absl::StrCat("not an IPv4 address: ", h));
+    }
+  } else {
+    // uv_ip6_addr understands a "%iface" scope suffix.
+    std::string bare = h.substr(0, h.find('%'));
+    in6_addr a;
+    if (inet_pton(AF_INET6, bare.c_str(), &a) != 1 ||
+        uv_ip6_addr(h.c_str(), port, reinterpret_cast<sockaddr_in6*>(&e.storage_)) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("not an IPv6 address: ", h));
+    }
+  }
+  return e;
+}
+
+absl::StatusOr<IpEndpoint> IpEndpoint::ParseHostPort(absl::string_view hp) {
+  if (hp.size() > 80) return absl::InvalidArgumentError("address too long");
+  absl::string_view host, port;
+  if (!hp.empty() && hp[0] == '[') {
+    size_t close = hp.find(']');
+    if (close == absl::string_view::npos || close + 1 >= hp.size() || hp[close + 1] != ':') {
+      return absl::InvalidArgumentError(absl::StrCat("expected [v6-address]:port, got ", hp));
+    }
+    host = hp.substr(1, close - 1);
+    port = hp.substr(close + 2);
+  } else {
+    size_t colon = hp.rfind(':');
+    if (colon == absl::string_view::npos || hp.find(':') != colon) {
+      return absl::InvalidArgumentError(absl::StrCat("expected address:port, got ", hp));
+    }
+    host = hp.substr(0, colon);
+    port = hp.substr(colon + 1);
+  }
+  int p;
+  if (port.empty() || port.size() > 5 || !absl::SimpleAtoi(port, &p)) {
+    return absl::InvalidArgumentError(absl::StrCat("bad port in ", hp));
+  }
+  return Parse(host, p);
+}
+
+absl::StatusOr<IpEndpoint> IpEndpoint::FromSockaddr(const struct sockaddr* sa) {
+  IpEndpoint e;
+  if (sa == nullptr) return absl::InvalidArgumentError("null address");
+  if (sa->sa_family == AF_INET) {
+    std::memcpy(&e.storage_, sa, sizeof(sockaddr_in));
+  } else if (sa->sa_family == AF_INET6) {
+    std::memcpy(&e.storage_, sa, sizeof(sockaddr_in6));
+  } else {
+    return absl::InvalidArgumentError("not an IP address");
+  }
+  return e;
+}
+
+std::string IpEndpoint::host() const {
+  char buf[INET6_ADDRSTRLEN + IF_NAMESIZE + 2] = {0};
+  if (is_v6()) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&storage_);
+    uv_ip6_name(a, buf, sizeof(buf));
+  } else {
+    uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&storage_), buf, sizeof(buf));
+  }
+  return buf;
+}
+
+int IpEndpoint::port() const {
+  if (is_v6()) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
+  return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
+}
+
+bool IpEndpoint::is_multicast() const {
+  if (is_v6()) return IN6_IS_ADDR_MULTICAST(&reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr);
+  uint32_t a = ntohl(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr.s_addr);
+  return (a >> 28) == 0xe;
+}
+
+std::string IpEndpoint::ToString() const {
+  if (is_v6()) return absl::StrCat("[", host(), "]:", port());
+  return absl::StrCat(host(), ":", port());
+}
+
+// --- interfaces ---
+
+absl::StatusOr<std::string> InterfaceIpv4Address(absl::string_view iface) {
+  if (IsIpv4Literal(iface)) return std::string(iface);
+  uv_interface_address_t* addrs = nullptr;
+  int count = 0;
+  PICOS_RETURN_IF_ERROR(UvStatus(uv_interface_addresses(&addrs, &count), "list interfaces"));
+  std::string found;
+  for (int i = 0; i < count && found.empty(); ++i) {
+    if (iface == addrs[i].name && addrs[i].address.address4.sin_family == AF_INET) {
+      char buf[INET_ADDRSTRLEN] = {0};
+      uv_ip4_name(&addrs[i].address.address4, buf, sizeof(buf));
+      found = buf;
+    }
+  }
+  uv_free_interface_addresses(addrs, count);
+  if (found.empty()) {
+    return absl::NotFoundError(absl::StrCat("no interface with an IPv4 address named ", iface));
+  }
+  return found;
+}
+
+absl::StatusOr<unsigned> InterfaceIndex(absl::string_view iface) {
+  if (iface.empty() || iface.size() >= 64) return absl::InvalidArgumentError("bad interface name");
+  std::string name(iface);
+  in6_addr want;
+  if (inet_pton(AF_INET6, name.c_str(), &want) == 1) {
+    uv_interface_address_t* addrs = nullptr;
+    int count = 0;
+    PICOS_RETURN_IF_ERROR(UvStatus(uv_interface_addresses(&addrs, &count), "list interfaces"));
+    name.clear();
+    for (int i = 0; i < count && name.empty(); ++i) {
+      if (addrs[i].address.address6.sin6_family == AF_INET6 &&
+          std::memcmp(&addrs[i].address.address6.sin6_addr, &want, sizeof(want)) == 0) {
+        name = addrs[i].name;
+      }
+    }
+    uv_free_interface_addresses(addrs, count);
+    if (name.empty()) return absl::NotFoundError(absl::StrCat("no interface has address ", iface));
+  }
+  unsigned index = if_nametoindex(name.c_str());
+  if (index == 0) return absl::NotFoundError(absl::StrCat("no interface named ", iface));
+  return index;
+}
+
+// --- UdpSocket ---
+
+absl::StatusOr<std::unique_ptr<UdpSocket>> UdpSocket::Bind(const IpEndpoint& local,
+                                                           UdpOptions options) {
+  Scheduler* sched = Scheduler::Current();
+  if (sched == nullptr) return absl::FailedPreconditionError("UdpSocket::Bind outside a scheduler");
+  if (options.max_datagram == 0 || options.max_datagram > kMaxDatagramSize) {
+    return absl::InvalidArgumentError(absl::StrCat("max_datagram outside [1, ", kMaxDatagramSize, "]"));
+  }
+  if (options.queue_limit == 0 || options.queue_limit > 65536) {
+    return absl::InvalidArgumentError("queue_limit outside [1, 65536]");
+  }
+  auto* s = new UdpState;
+  s->options = options;
+  s->scratch = std::make_unique<char[]>(kScratchSize);
+  PICOS_ASSERT(uv_udp_init_ex(sched->uv_loop(), &s->handle, local.family()) == 0);
+  s->handle.data = s;
+  std::unique_ptr<UdpSocket> sock(new UdpSocket());
+  sock->state_ = s;  // from here the destructor closes the handle
+  unsigned flags = 0;
+  if (options.reuse_address) flags |= UV_UDP_REUSEADDR;
+  if (options.ipv6_only && local.is_v6()) flags |= UV_UDP_IPV6ONLY;
+  PICOS_RETURN_IF_ERROR(
+      UvStatus(uv_udp_bind(&s->handle, local.sockaddr(), flags),
+               absl::StrCat("bind udp ", local.ToString()).c_str()));
+  PICOS_RETURN_IF_ERROR(UvStatus(
+      uv_udp_recv_start(
+          &s->handle,
+          [](uv_handle_t* h, size_t, uv_buf_t* b) {
+            auto* st = static_cast<UdpState*>(h->data);
+            *b = uv_buf_init(st->scratch.get(), kScratchSize);
+          },
+          OnReceive),
+      "udp receive"));
+  return sock;
+}
+
+UdpSocket::~UdpSocket() {
+  if (state_ == nullptr) return;
+  state_->owner_gone = true;
+  if (!state_->closed) {
+    Close();  // its close callback frees the state
+  } else if (state_->handle_closed) {
+    delete state_;
+  }  // else: closing; the close callback frees it
+  state_ = nullptr;
+}
+
+void UdpSocket::Close() {
+  if (state_ == nullptr || state_->closed) return;
+  state_->closed = true;
+  state_->queue.clear();
+  state_->receiver.Notify();
+  uv_close(reinterpret_cast<uv_handle_t*>(&state_->handle), [](uv_handle_t* h) {
+    auto* s = static_cast<UdpState*>(h->data);
+    if (s->owner_gone) {
+      delete s;
+    } else {
+      s->handle_closed = true;
+    }
+  });
+}
+
+bool UdpSocket::closed() const { return state_ == nullptr || state_->closed; }
+
+IpEndpoint UdpSocket::local_address() const {
+  if (closed()) return IpEndpoint();
+  sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_udp_getsockname(&state_->handle, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    return IpEndpoint();
+  }
+  return IpEndpoint::FromSockaddr(reinterpret_cast<sockaddr*>(&ss)).value_or(IpEndpoint());
+}
+
+Task<absl::Status> UdpSocket::SendTo(std::string data, IpEndpoint to, absl::Duration timeout) {
+  if (closed()) co_return ClosedError();
+  if (data.size() > kMaxDatagramSize) {
+    co_return absl::InvalidArgumentError(
+        absl::StrCat("datagram of ", data.size(), " bytes; at most ", kMaxDatagramSize));
+  }
+  auto result = std::make_shared<SendResult>();
+  auto* op = new SendOp{{}, std::move(data), result};
+  op->req.data = op;
+  uv_buf_t b = uv_buf_init(op->data.data(), static_cast<unsigned>(op->data.size()));
+  int rc = uv_udp_send(&op->req, &state_->handle, &b, 1, to.sockaddr(),
+                       [](uv_udp_send_t* req, int status) {
+                         auto* o = static_cast<SendOp*>(req->data);
+                         o->result->done = true;
+                         o->result->status = status;
+                         o->result->slot.Notify();
+                         delete o;
+                       });
+  if (rc < 0) {
+    delete op;
+    co_return UvStatus(rc, absl::StrCat("send to ", to.ToString()).c_str());
+  }
+  for (int round = 0; round < 4 && !result->done; ++round) {
+    absl::Status st = co_await internal::SlotAwaiter(&result->slot, result->done, timeout);
+    if (!st.ok()) co_return st;
+  }
+  if (!result->done) co_return absl::InternalError("send woke before finishing");
+  co_return UvStatus(result->status, absl::StrCat("send to ", to.ToString()).c_str());
+}
+
+Task<absl::StatusOr<Datagram>> UdpSocket::ReceiveFrom(absl::Duration timeout) {
+  UdpState* s = state_;
+  internal::Deadline deadline(timeout);
+  // Each wake follows a datagram's arrival; the deadline bounds the wait.
+  for (int round = 0; round < 1'000'000; ++round) {
+    if (s->closed) co_return ClosedError();
+    if (!s->queue.empty()) {
+      Datagram d = std::move(s->queue.front());
+      s->queue.pop_front();
+      co_return d;
+    }
+    absl::Status st = co_await internal::SlotAwaiter(&s->receiver, false, deadline.Remaining());
+    if (!st.ok()) co_return st;
+  }
+  co_return absl::InternalError("receive made no progress");
+}
+
+uint64_t UdpSocket::dropped() const { return state_->dropped; }
+size_t UdpSocket::queued() const { return state_->queue.size(); }
+
+namespace {
+
+absl::Status Membership(uv_udp_t* h, const IpEndpoint& group, absl::string_view iface, bool join) {
+  if (!group.is_multicast()) {
+    return absl::InvalidArgumentError(absl::StrCat(group.host(), " is not a multicast address"));
+  }
+  const char* what = join ? "join multicast group" : "leave multicast group";
+  if (!group.is_v6()) {
+    std::string addr;
+    if (!iface.empty()) {
+      absl::StatusOr<std::string> a = InterfaceIpv4Address(iface);
+      if (!a.ok()) return a.status();
+      addr = *a;
+    }
+    return UvStatus(uv_udp_set_membership(h, group.host().c_str(), iface.empty() ? nullptr : addr.c_str(),
+                                          join ? UV_JOIN_GROUP : UV_LEAVE_GROUP),
+                    what);
+  }
+  // IPv6 by interface index, set directly: libuv would want a scoped address.
+  ipv6_mreq mreq;
+  std::memset(&mreq, 0, sizeof(mreq));
+  mreq.ipv6mr_multiaddr = reinterpret_cast<const sockaddr_in6*>(group.sockaddr())->sin6_addr;
+  if (!iface.empty()) {
+    absl::StatusOr<unsigned> index = InterfaceIndex(iface);
+    if (!index.ok()) return index.status();
+    mreq.ipv6mr_interface = *index;
+  }
+  uv_os_fd_t fd;
+  PICOS_RETURN_IF_ERROR(UvStatus(uv_fileno(reinterpret_cast<uv_handle_t*>(h), &fd), what));
+  if (setsockopt(fd, IPPROTO_IPV6, join ? IPV6_ADD_MEMBERSHIP : IPV6_DROP_MEMBERSHIP, &mreq,
+                 sizeof(mreq)) != 0) {
+    return absl::ErrnoToStatus(errno, what);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status UdpSocket::JoinGroup(const IpEndpoint& group, absl::string_view iface) {
+  if (closed()) return ClosedError();
+  return Membership(&state_->handle, group, iface, true);
+}
+
+absl::Status UdpSocket::LeaveGroup(const IpEndpoint& group, absl::string_view iface) {
+  if (closed()) return ClosedError();
+  return Membership(&state_->handle, group, iface, false);
+}
+
+absl::Status UdpSocket::SetMulticastInterface(absl::string_view iface) {
+  if (closed()) return ClosedError();
+  IpEndpoint local = local_address();
+  if (!local.is_v6()) {
+    PICOS_ASSIGN_OR_RETURN(std::string addr, InterfaceIpv4Address(iface));
+    return UvStatus(uv_udp_set_multicast_interface(&state_->handle, addr.c_str()),
+                    "set multicast interface");
+  }
+  PICOS_ASSIGN_OR_RETURN(unsigned index, InterfaceIndex(iface));
+  uv_os_fd_t fd;
+  PICOS_RETURN_IF_ERROR(UvStatus(uv_fileno(reinterpret_cast<uv_handle_t*>(&state_->handle), &fd),
+                                 "set multicast interface"));
+  if (setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &index, sizeof(index)) != 0) {
+    return absl::ErrnoToStatus(errno, "set multicast interface");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UdpSocket::SetMulticastLoop(bool on) {
+  if (closed()) return ClosedError();
+  return UvStatus(uv_udp_set_multicast_loop(&state_->handle, on ? 1 : 0), "set multicast loop");
+}
+
+absl::Status UdpSocket::SetMulticastTtl(int ttl) {
+  if (closed()) return ClosedError();
+  if (ttl < 0 || ttl > 255) return absl::InvalidArgumentError(absl::StrCat("bad ttl ", ttl));
+  if (ttl == 0) {
+    // libuv rejects 0 though the kernel allows it (this host only).
+    uv_os_fd_t fd;
+    PICOS_RETURN_IF_ERROR(
+        UvStatus(uv_fileno(reinterpret_cast<uv_handle_t*>(&state_->handle), &fd), "set ttl"));
+    int v = 0;
+    bool v6 = local_address().is_v6();
+    if (setsockopt(fd, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_MULTICAST_HOPS : IP_MULTICAST_TTL,
+                   &v, sizeof(v)) != 0) {
+      return absl::ErrnoToStatus(errno, "set ttl");
+    }
+    return absl::OkStatus();
+  }
+  return UvStatus(uv_udp_set_multicast_ttl(&state_->handle, ttl), "set multicast ttl");
+}
+
+absl::Status UdpSocket::SetBroadcast(bool on) {
+  if (closed()) return ClosedError();
+  return UvStatus(uv_udp_set_broadcast(&state_->handle, on ? 1 : 0), "set broadcast");
+}
+
+}  // namespace picos

@@ -1,0 +1,632 @@
+#include "core/wire/value_codec.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "capnp/message.h"
+#include "capnp/serialize.h"
+#include "core/kernel/channel_internal.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task_internal.h"
+#include "core/wire/value.capnp.h"
+#include "core/wire/value_codec_capnp.h"
+#include "kj/exception.h"
+
+namespace picos {
+namespace {
+
+// Recursion in the codec follows the nesting of the Value; this keeps a
+// caller's generous max_depth from turning into a stack overflow.
+constexpr int kMaxDepthCap = 1024;
+
+int DepthLimit(const CodecOptions& o) { return std::clamp(o.max_depth, 0, kMaxDepthCap); }
+
+HandleCodec& CodecOf(const CodecOptions& o) {
+  return o.handle_codec ? *o.handle_codec : LocalHandleCodec();
+}
+
+// --- Process id -------------------------------------------------------------
+
+std::string DrawProcessId() {
+  std::string id(kProcessIdSize, '\0');
+  size_t got = 0;
+  int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    while (got < id.size()) {
+      ssize_t n = ::read(fd, id.data() + got, id.size() - got);
+      if (n > 0) {
+        got += static_cast<size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else {
+        break;
+      }
+    }
+    ::close(fd);
+  }
+  if (got < id.size()) {
+    // No /dev/urandom (a sandbox): Abseil's generator is seeded from the OS
+    // too, and uniqueness, not secrecy, is what a process id needs.
+    absl::BitGen gen;
+    for (char& c : id) c = static_cast<char>(absl::Uniform<uint8_t>(gen));
+  }
+  return id;
+}
+
+// --- The local handle codec -------------------------------------------------
+
+absl::Status RemoteHandle(const char* what, const std::string& name) {
+  return absl::UnimplementedError(absl::StrCat(
+      what, " '", name,
+      "' belongs to another process: remote handles need a peer, and this codec "
+      "(LocalHandleCodec) has none"));
+}
+
+class LocalCodec final : public HandleCodec {
+ public:
+  absl::StatusOr<TaskIdentity> ExportTask(const TaskRef& task) override {
+    TaskIdentity identity{ProcessId(), task.id(), task.name()};
+    // An ended task is named but not exported: importing it gives kNotFound.
+    if (task.done()) return identity;
+    bool added;
+    {
+      absl::MutexLock lock(&mu_);
+      added = tasks_.try_emplace(identity.task_id, task).second;
+      if (added && tasks_.size() >= task_sweep_at_) {
+        // Entries whose finish hook never ran (a task spawned from another
+        // thread and dropped unstarted when its scheduler stopped) go here.
+        for (auto i = tasks_.begin(); i != tasks_.end();) {
+          if (i->second.done()) {
+            tasks_.erase(i++);
+          } else {
+            ++i;
+          }
+        }
+        task_sweep_at_ = std::max<size_t>(kFirstSweep, 2 * tasks_.size());
+      }
+    }
+    if (added) {
+      // Removes the entry when the task ends. Registered on the task's
+      // scheduler thread (the rule in value_codec.h), which is the only one
+      // that ends tasks, so the task cannot end between the done() check
+      // above and this line.
+      uint64_t id = identity.task_id;
+      task.core()->Extra().finish_hooks.push_back([this, id](internal::TaskCore*) {
+        absl::MutexLock lock(&mu_);
+        tasks_.erase(id);
+      });
+    }
+    return identity;
+  }
+
+  absl::StatusOr<TaskRef> ImportTask(const TaskIdentity& identity) override {
+    if (identity.process_id != ProcessId()) {
+      return RemoteHandle("task", absl::StrCat(identity.name, "#", identity.task_id));
+    }
+    absl::MutexLock lock(&mu_);
+    auto it = tasks_.find(identity.task_id);
+    if (it != tasks_.end() && it->second.done()) {
+      tasks_.erase(it);  // its finish hook did not run (see the sweep above)
+      it = tasks_.end();
+    }
+    if (it == tasks_.end()) {
+      return absl::NotFoundError(absl::StrCat("task ", identity.name, "#", identity.task_id,
+                                              " of this process has ended or was never sent"));
+    }
+    return it->second;
+  }
+
+  absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef& channel) override {
+    ChannelIdentity identity{ProcessId(), channel.name()};
+    absl::MutexLock lock(&mu_);
+    auto [it, added] = channels_.try_emplace(identity.name, channel);
+    if (!added && it->second != channel) {
+      if (!OnlyTableHolds(it->second)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "two live channels are named '", identity.name,
+            "': a channel sent to another process needs a unique name"));
+      }
+      it->second = channel;
+    }
+    if (added && channels_.size() >= sweep_at_) {
+      for (auto i = channels_.begin(); i != channels_.end();) {
+        if (OnlyTableHolds(i->second)) {
+          channels_.erase(i++);
+        } else {
+          ++i;
+        }
+      }
+      sweep_at_ = std::max<size_t>(kFirstSweep, 2 * channels_.size());
+    }
+    return identity;
+  }
+
+  absl::StatusOr<ChannelRef> ImportChannel(const ChannelIdentity& identity) override {
+    if (identity.process_id != ProcessId()) return RemoteHandle("channel", identity.name);
+    absl::MutexLock lock(&mu_);
+    auto it = channels_.find(identity.name);
+    if (it == channels_.end() || OnlyTableHolds(it->second)) {
+      return absl::NotFoundError(absl::StrCat("channel '", identity.name,
+                                              "' of this process is gone or was never sent"));
+    }
+    return it->second;
+  }
+
+ private:
+  static constexpr size_t kFirstSweep = 64;
+
+  // True when the table's reference is the only one: nobody else can reach
+  // the channel (a new reference is made only from an existing one, and the
+  // table's is taken only under mu_), so it may be dropped.
+  static bool OnlyTableHolds(const ChannelRef& c) {
+    return c.core()->refs.load(std::memory_order_acquire) == 1;
+  }
+
+  absl::Mutex mu_;
+  // Live exported tasks by id. The reference keeps only the control block
+  // (56 bytes), not the task, alive; the finish hook removes the entry.
+  absl::flat_hash_map<uint64_t, TaskRef> tasks_ ABSL_GUARDED_BY(mu_);
+  size_t task_sweep_at_ ABSL_GUARDED_BY(mu_) = kFirstSweep;
+  // Exported channels by name, each holding a reference; swept as it grows.
+  absl::flat_hash_map<std::string, ChannelRef> channels_ ABSL_GUARDED_BY(mu_);
+  size_t sweep_at_ ABSL_GUARDED_BY(mu_) = kFirstSweep;
+};
+
+// --- Encoding ---------------------------------------------------------------
+
+constexpr uint64_t kValueWords =
+    wire::Value::_capnpPrivate::dataWordSize + wire::Value::_capnpPrivate::pointerCount;
+constexpr uint64_t kEntryWords = wire::Value::MapEntry::_capnpPrivate::dataWordSize +
+                                 wire::Value::MapEntry::_capnpPrivate::pointerCount;
+constexpr uint64_t kTaskWords = wire::TaskIdentity::_capnpPrivate::dataWordSize +
+                                wire::TaskIdentity::_capnpPrivate::pointerCount;
+constexpr uint64_t kChannelWords = wire::ChannelIdentity::_capnpPrivate::dataWordSize +
+                                   wire::ChannelIdentity::_capnpPrivate::pointerCount;
+
+uint64_t TextWords(size_t n) { return (n + 1 + 7) / 8; }  // with the NUL
+uint64_t DataWords(size_t n) { return (n + 7) / 8; }
+
+absl::Status TooMany(const char* what, uint64_t got, uint64_t limit, const char* option) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat(what, " (", got, ") exceeds CodecOptions::", option, " (", limit, ")"));
+}
+
+// First pass over a Value to encode: checks the limits, exports handles (in
+// the order Build will meet them) and counts the words of the message body,
+// so that a too-large Value is refused before anything is allocated for it.
+class Planner {
+ public:
+  explicit Planner(const CodecOptions& o) : o_(o), codec_(CodecOf(o)) {}
+
+  absl::Status Plan(const Value& v, int depth) {
+    if (depth > DepthLimit(o_)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "value nested deeper than CodecOptions::max_depth (", DepthLimit(o_), ")"));
+    }
+    if (++elements_ > o_.max_elements) {
+      return TooMany("number of values", elements_, o_.max_elements, "max_elements");
+    }
+    switch (v.type()) {
+      case Value::Type::kString:
+        PICOS_RETURN_IF_ERROR(CheckString(v.as_string().size()));
+        words_ += TextWords(v.as_string().size());
+        break;
+      case Value::Type::kBytes:
+        PICOS_RETURN_IF_ERROR(CheckString(v.as_string().size()));
+        words_ += DataWords(v.as_string().size());
+        break;
+      case Value::Type::kList:
+        words_ += 1 + kValueWords * v.as_list().size();  // tag word + elements
+        for (const Value& item : v.as_list()) PICOS_RETURN_IF_ERROR(Plan(item, depth + 1));
+        break;
+      case Value::Type::kMap:
+        words_ += 1 + kEntryWords * v.as_map().size();
+        for (const auto& [key, item] : v.as_map()) {
+          PICOS_RETURN_IF_ERROR(CheckString(key.size()));
+          words_ += TextWords(key.size()) + kValueWords;
+          PICOS_RETURN_IF_ERROR(Plan(item, depth + 1));
+        }
+        break;
+      case Value::Type::kTask: {
+        words_ += kTaskWords;
+        TaskRef t = v.as_task();
+        if (!t) break;
+        PICOS_ASSIGN_OR_RETURN(TaskIdentity id, codec_.ExportTask(t));
+        PICOS_RETURN_IF_ERROR(CheckIdentity(id.process_id, id.name));
+        words_ += DataWords(id.process_id.size()) + TextWords(id.name.size());
+        tasks_.push_back(std::move(id));
+        break;
+      }
+      case Value::Type::kChannel: {
+        words_ += kChannelWords;
+        ChannelRef c = v.as_channel();
+        if (!c) break;
+        PICOS_ASSIGN_OR_RETURN(ChannelIdentity id, codec_.ExportChannel(c));
+        PICOS_RETURN_IF_ERROR(CheckIdentity(id.process_id, id.name));
+        words_ += DataWords(id.process_id.size()) + TextWords(id.name.size());
+        channels_.push_back(std::move(id));
+        break;
+      }
+      default:
+        break;
+    }
+    // Checked as we go so that a huge Value is refused early.
+    if (EncodedBytes() > o_.max_encoded_size) {
+      return TooMany("encoded size in bytes", EncodedBytes(), o_.max_encoded_size,
+                     "max_encoded_size");
+    }
+    return absl::OkStatus();
+  }
+
+  // Words of the message body: the root pointer, the root struct, the rest.
+  uint64_t body_words() const { return 1 + kValueWords + words_; }
+  // Bytes of a single-segment flat message (segment table included).
+  uint64_t EncodedBytes() const { return 8 * (1 + body_words()); }
+
+  std::vector<TaskIdentity>& tasks() { return tasks_; }
+  std::vector<ChannelIdentity>& channels() { return channels_; }
+
+ private:
+  absl::Status CheckString(size_t n) {
+    if (n > o_.max_string_size) {
+      return TooMany("string or bytes length", n, o_.max_string_size, "max_string_size");
+    }
+    return absl::OkStatus();
+  }
+  absl::Status CheckIdentity(const std::string& process_id, const std::string& name) {
+    if (process_id.size() != kProcessIdSize) {
+      return absl::InvalidArgumentError(absl::StrCat("handle codec gave a process id of ",
+                                                     process_id.size(), " bytes, not ",
+                                                     kProcessIdSize));
+    }
+    return CheckString(name.size());
+  }
+
+  const CodecOptions& o_;
+  HandleCodec& codec_;
+  uint64_t elements_ = 0;
+  uint64_t words_ = 0;
+  std::vector<TaskIdentity> tasks_;
+  std::vector<ChannelIdentity> channels_;
+};
+
+capnp::Text::Reader AsText(const std::string& s) { return capnp::Text::Reader(s.c_str(), s.size()); }
+capnp::Data::Reader AsData(const std::string& s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+// Second pass: writes what the planner checked. Cannot fail but by kj
+// exceptions (out of memory), which the callers catch.
+class Builder {
+ public:
+  explicit Builder(Planner& plan) : plan_(plan) {}
+
+  void Build(const Value& v, wire::Value::Builder b) {
+    switch (v.type()) {
+      case Value::Type::kNull:
+        b.setNull();
+        return;
+      case Value::Type::kBool:
+        b.setBool(v.as_bool());
+        return;
+      case Value::Type::kInt:
+        b.setInt(v.as_int());
+        return;
+      case Value::Type::kUint:
+        b.setUint(v.as_uint());
+        return;
+      case Value::Type::kDouble:
+        b.setDouble(v.as_double());
+        return;
+      case Value::Type::kString:
+        b.setText(AsText(v.as_string()));
+        return;
+      case Value::Type::kBytes:
+        b.setBytes(AsData(v.as_string()));
+        return;
+      case Value::Type::kList: {
+        const Value::ListType& items = v.as_list();
+        auto list = b.initList(static_cast<unsigned>(items.size()));
+        for (unsigned i = 0; i < items.size(); ++i) Build(items[i], list[i]);
+        return;
+      }
+      case Value::Type::kMap: {
+        auto entries = b.initMap(static_cast<unsigned>(v.as_map().size()));
+        unsigned i = 0;
+        for (const auto& [key, item] : v.as_map()) {
+          auto e = entries[i++];
+          e.setKey(AsText(key));
+          Build(item, e.initValue());
+        }
+        return;
+      }
+      case Value::Type::kTask: {
+        auto t = b.initTask();
+        if (!v.as_task()) return;  // a null handle: all fields empty
+        const TaskIdentity& id = plan_.tasks()[next_task_++];
+        t.setProcessId(AsData(id.process_id));
+        t.setTaskId(id.task_id);
+        t.setName(AsText(id.name));
+        return;
+      }
+      case Value::Type::kChannel: {
+        auto c = b.initChannel();
+        if (!v.as_channel()) return;
+        const ChannelIdentity& id = plan_.channels()[next_channel_++];
+        c.setProcessId(AsData(id.process_id));
+        c.setName(AsText(id.name));
+        return;
+      }
+    }
+  }
+
+ private:
+  Planner& plan_;
+  size_t next_task_ = 0;
+  size_t next_channel_ = 0;
+};
+
+// Runs `fn`, turning anything thrown into a status: no exception leaves the
+// codec. kj reports malformed messages by throwing kj::Exception.
+template <typename F>
+auto Guard(const char* what, F&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const kj::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": malformed Cap'n Proto message: ", e.getDescription().cStr()));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat(what, ": out of memory"));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(what, ": ", e.what()));
+  } catch (...) {
+    return absl::InternalError(absl::StrCat(what, ": unknown exception"));
+  }
+}
+
+// --- Decoding ---------------------------------------------------------------
+
+class Reader {
+ public:
+  explicit Reader(const CodecOptions& o) : o_(o), codec_(CodecOf(o)) {}
+
+  absl::Status Read(wire::Value::Reader r, int depth, Value* out) {
+    if (depth > DepthLimit(o_)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "message nested deeper than CodecOptions::max_depth (", DepthLimit(o_), ")"));
+    }
+    PICOS_RETURN_IF_ERROR(Count(1));
+    switch (r.which()) {
+      case wire::Value::NULL_:
+        *out = Value();
+        return absl::OkStatus();
+      case wire::Value::BOOL:
+        *out = Value(r.getBool());
+        return absl::OkStatus();
+      case wire::Value::INT:
+        *out = Value(r.getInt());
+        return absl::OkStatus();
+      case wire::Value::UINT:
+        *out = Value(r.getUint());
+        return absl::OkStatus();
+      case wire::Value::DOUBLE:
+        *out = Value(r.getDouble());
+        return absl::OkStatus();
+      case wire::Value::TEXT: {
+        PICOS_ASSIGN_OR_RETURN(std::string s, Text(r.getText()));
+        *out = Value(std::move(s));
+        return absl::OkStatus();
+      }
+      case wire::Value::BYTES: {
+        PICOS_ASSIGN_OR_RETURN(std::string s, Bytes(r.getBytes()));
+        *out = Value::Bytes(std::move(s));
+        return absl::OkStatus();
+      }
+      case wire::Value::LIST: {
+        auto list = r.getList();
+        // Checked before anything is reserved: a list of zero-sized elements
+        // may claim half a billion of them in a few bytes.
+        PICOS_RETURN_IF_ERROR(CheckCount(list.size()));
+        Value::ListType items;
+        items.reserve(list.size());
+        for (auto item : list) {
+          items.emplace_back();
+          PICOS_RETURN_IF_ERROR(Read(item, depth + 1, &items.back()));
+        }
+        *out = Value(std::move(items));
+        return absl::OkStatus();
+      }
+      case wire::Value::MAP: {
+        auto entries = r.getMap();
+        PICOS_RETURN_IF_ERROR(CheckCount(entries.size()));
+        Value::MapType map;
+        for (auto e : entries) {
+          PICOS_ASSIGN_OR_RETURN(std::string key, Text(e.getKey()));
+          Value item;
+          PICOS_RETURN_IF_ERROR(Read(e.getValue(), depth + 1, &item));
+          // Encoders write keys in order, so the hint makes this linear.
+          size_t before = map.size();
+          auto it = map.emplace_hint(map.end(), std::move(key), std::move(item));
+          if (map.size() == before) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("map key \"", absl::CHexEscape(it->first.substr(0, 64)),
+                             "\" appears twice"));
+          }
+        }
+        *out = Value(std::move(map));
+        return absl::OkStatus();
+      }
+      case wire::Value::TASK: {
+        auto t = r.getTask();
+        PICOS_ASSIGN_OR_RETURN(std::string process, Bytes(t.getProcessId()));
+        TaskIdentity id{std::move(process), t.getTaskId(), {}};
+        PICOS_ASSIGN_OR_RETURN(id.name, Text(t.getName()));
+        if (id.process_id.empty() && id.task_id == 0) {
+          *out = Value(TaskRef());
+          return absl::OkStatus();
+        }
+        PICOS_RETURN_IF_ERROR(CheckProcessId(id.process_id));
+        PICOS_ASSIGN_OR_RETURN(TaskRef task, codec_.ImportTask(id));
+        *out = Value(std::move(task));
+        return absl::OkStatus();
+      }
+      case wire::Value::CHANNEL: {
+        auto c = r.getChannel();
+        PICOS_ASSIGN_OR_RETURN(std::string process, Bytes(c.getProcessId()));
+        ChannelIdentity id{std::move(process), {}};
+        PICOS_ASSIGN_OR_RETURN(id.name, Text(c.getName()));
+        if (id.process_id.empty()) {
+          *out = Value(ChannelRef());
+          return absl::OkStatus();
+        }
+        PICOS_RETURN_IF_ERROR(CheckProcessId(id.process_id));
+        PICOS_ASSIGN_OR_RETURN(ChannelRef channel, codec_.ImportChannel(id));
+        *out = Value(std::move(channel));
+        return absl::OkStatus();
+      }
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown kind of value (union tag ", static_cast<int>(r.which()), ")"));
+  }
+
+ private:
+  absl::Status Count(uint64_t n) {
+    PICOS_RETURN_IF_ERROR(CheckCount(n));
+    elements_ += n;
+    return absl::OkStatus();
+  }
+  // Whether `n` more values fit; does not count them (each counts itself).
+  absl::Status CheckCount(uint64_t n) const {
+    if (n > o_.max_elements || elements_ + n > o_.max_elements) {
+      return TooMany("number of values", elements_ + n, o_.max_elements, "max_elements");
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> Text(capnp::Text::Reader t) const {
+    if (t.size() > o_.max_string_size) {
+      return TooMany("string length", t.size(), o_.max_string_size, "max_string_size");
+    }
+    return std::string(t.begin(), t.size());
+  }
+  absl::StatusOr<std::string> Bytes(capnp::Data::Reader d) const {
+    if (d.size() > o_.max_string_size) {
+      return TooMany("bytes length", d.size(), o_.max_string_size, "max_string_size");
+    }
+    return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
+  }
+  static absl::Status CheckProcessId(const std::string& id) {
+    if (id.size() != kProcessIdSize) {
+      return absl::InvalidArgumentError(absl::StrCat("handle with a process id of ", id.size(),
+                                                     " bytes, not ", kProcessIdSize));
+    }
+    return absl::OkStatus();
+  }
+
+  const CodecOptions& o_;
+  HandleCodec& codec_;
+  uint64_t elements_ = 0;
+};
+
+}  // namespace
+
+const std::string& ProcessId() {
+  static const std::string* const id = new std::string(DrawProcessId());
+  return *id;
+}
+
+HandleCodec& LocalHandleCodec() {
+  static LocalCodec* const codec = new LocalCodec;
+  return *codec;
+}
+
+int CapnpNestingLimitFor(int max_depth) {
+  // Three pointer hops per map level, and a few for the root and handles.
+  return 3 * std::clamp(max_depth, 0, kMaxDepthCap) + 8;
+}
+
+absl::Status BuildValue(const Value& value, wire::Value::Builder builder,
+                        const CodecOptions& options) {
+  Planner plan(options);
+  PICOS_RETURN_IF_ERROR(plan.Plan(value, 1));
+  return Guard("encoding a Value", [&]() -> absl::Status {
+    Builder(plan).Build(value, builder);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<Value> ReadValue(wire::Value::Reader reader, const CodecOptions& options) {
+  return Guard("decoding a Value", [&]() -> absl::StatusOr<Value> {
+    Value out;
+    PICOS_RETURN_IF_ERROR(Reader(options).Read(reader, 1, &out));
+    return out;
+  });
+}
+
+absl::StatusOr<std::string> EncodeValue(const Value& value, const CodecOptions& options) {
+  Planner plan(options);
+  PICOS_RETURN_IF_ERROR(plan.Plan(value, 1));
+  return Guard("encoding a Value", [&]() -> absl::StatusOr<std::string> {
+    // One segment of the planned size: the flat array is then one copy away.
+    capnp::MallocMessageBuilder message(static_cast<unsigned>(std::min<uint64_t>(
+                                            plan.body_words(), 1u << 28)),
+                                        capnp::AllocationStrategy::FIXED_SIZE);
+    Builder(plan).Build(value, message.initRoot<wire::Value>());
+    kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
+    size_t size = flat.asBytes().size();
+    if (size > options.max_encoded_size) {
+      return TooMany("encoded size in bytes", size, options.max_encoded_size, "max_encoded_size");
+    }
+    return std::string(reinterpret_cast<const char*>(flat.begin()), size);
+  });
+}
+
+absl::StatusOr<Value> DecodeValue(std::string_view bytes, const CodecOptions& options) {
+  if (bytes.empty()) {
+    return absl::InvalidArgumentError("empty input: not a Cap'n Proto message");
+  }
+  if (bytes.size() > options.max_encoded_size) {
+    return TooMany("message size in bytes", bytes.size(), options.max_encoded_size,
+                   "max_encoded_size");
+  }
+  if (bytes.size() % sizeof(capnp::word) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "truncated message: ", bytes.size(), " bytes is not a whole number of 8-byte words"));
+  }
+  return Guard("decoding a Value", [&]() -> absl::StatusOr<Value> {
+    // Cap'n Proto reads words in place: copy into an aligned buffer, bounded
+    // by max_encoded_size above.
+    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+    std::memcpy(words.begin(), bytes.data(), bytes.size());
+    capnp::ReaderOptions reader_options;
+    // Every word of a well-formed message is read about once. Twice the
+    // message leaves room and still bounds the work (and what is copied out)
+    // when a hostile message points many times at the same bytes.
+    reader_options.traversalLimitInWords = 2 * words.size() + 64;
+    reader_options.nestingLimit = CapnpNestingLimitFor(options.max_depth);
+    capnp::FlatArrayMessageReader message(words, reader_options);
+    if (message.getEnd() != words.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "malformed message: ", (words.end() - message.getEnd()) * sizeof(capnp::word),
+          " bytes follow its last segment"));
+    }
+    Value out;
+    PICOS_RETURN_IF_ERROR(Reader(options).Read(message.getRoot<wire::Value>(), 1, &out));
+    return out;
+  });
+}
+
+}  // namespace picos

@@ -1,0 +1,140 @@
+// The wire encoding of picos::Value: Cap'n Proto (core/wire/value.capnp), with
+// decoding bounded so that bytes from the network can neither crash the
+// process nor make it allocate without limit.
+//
+//   absl::StatusOr<std::string> bytes = picos::EncodeValue(
+//       Value::Map({{"op", "add"}, {"args", Value::List({1, 2})}}));
+//   ...
+//   absl::StatusOr<Value> v = picos::DecodeValue(*bytes);   // same Value
+//
+// The bytes are a standard Cap'n Proto flat message (segment table followed
+// by the segments), so any Cap'n Proto implementation can read them with
+// core/wire/value.capnp. The RPC layer, which holds capnp builders and readers,
+// uses core/wire/value_codec_capnp.h instead.
+//
+// Handles (TaskRef, ChannelRef) travel as identities: the 16-byte id of the
+// process that owns them plus the task's id or the channel's name. A
+// HandleCodec turns handles into identities and back. The default,
+// LocalHandleCodec(), resolves identities of this process to the same live
+// handles and refuses those of other processes; the remote layer plugs in
+// its own codec that knows peers.
+//
+// Wire rules a decoder enforces beyond Cap'n Proto's own: map keys are
+// unique (an encoder writes them in ascending byte order); no bytes may
+// follow the message; a handle's process id is kProcessIdSize bytes, except
+// a null handle, which has an empty identity. Strings are kept as octets
+// (UTF-8 is not checked) and may hold NUL bytes. Union tags this version
+// does not know are malformed.
+//
+// Errors: kInvalidArgument for malformed input (truncated, garbage, a wrong
+// field), kResourceExhausted when a CodecOptions limit is exceeded (on either
+// side), kNotFound for a handle of this process that has ended or was never
+// exported, kUnimplemented for a handle of another process with a codec that
+// knows no peers. The message says which, and where.
+//
+// Thread safety: EncodeValue and DecodeValue may run on any thread at once,
+// with one exception: encoding a task handle reads the task's id and name and
+// registers a hook in its control block, which belongs to the task's
+// scheduler thread. Encode task handles on that thread (what the remote
+// layer does), or while that scheduler's loop is not running.
+#ifndef PICOS_CORE_WIRE_VALUE_CODEC_H_
+#define PICOS_CORE_WIRE_VALUE_CODEC_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/kernel/handles.h"
+#include "core/kernel/value.h"
+
+namespace picos {
+
+// What names a task on the wire.
+struct TaskIdentity {
+  std::string process_id;  // kProcessIdSize bytes
+  uint64_t task_id = 0;    // TaskRef::id() in that process
+  std::string name;        // the task's name when encoded; informative only
+};
+
+// What names a channel on the wire.
+struct ChannelIdentity {
+  std::string process_id;  // kProcessIdSize bytes
+  std::string name;
+};
+
+// Size of a process id in bytes.
+inline constexpr size_t kProcessIdSize = 16;
+
+// The 16 random bytes that name this process on the wire, drawn once (from
+// /dev/urandom, or Abseil's random generator if that cannot be read). Any
+// thread.
+const std::string& ProcessId();
+
+// Turns handles into identities and back. Implementations must be safe to
+// call from every thread that encodes or decodes with them. Null handles
+// never reach a HandleCodec: the codec encodes them itself.
+class HandleCodec {
+ public:
+  virtual ~HandleCodec() = default;
+
+  // The identity of a live or ended task. Called by EncodeValue for every
+  // task handle; see the thread rule at the top of this file.
+  virtual absl::StatusOr<TaskIdentity> ExportTask(const TaskRef& task) = 0;
+
+  // The handle an identity names. Its process id has kProcessIdSize bytes.
+  virtual absl::StatusOr<TaskRef> ImportTask(const TaskIdentity& identity) = 0;
+
+  virtual absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef& channel) = 0;
+  virtual absl::StatusOr<ChannelRef> ImportChannel(const ChannelIdentity& identity) = 0;
+};
+
+// The process-wide codec for handles of this process.
+//
+//  * A task handle exports as {ProcessId(), task.id(), task.name()}, and the
+//    task is put in an export table until it ends (a finish hook removes it,
+//    on its scheduler thread). The table keeps the task's small control
+//    block alive while it runs, never the task itself.
+//    Importing an identity of this process gives back the same TaskRef while
+//    the task lives, and kNotFound once it has ended.
+//  * A channel exports as {ProcessId(), name}; the table holds a reference
+//    and drops it once the table's is the last one (checked as the table
+//    grows). Two live exported channels with the same name are ambiguous:
+//    exporting the second gives kFailedPrecondition.
+//  * An identity of another process gives kUnimplemented ("remote handles
+//    need a peer").
+//
+// Thread-safe: the tables are guarded by a mutex. Never destroyed.
+HandleCodec& LocalHandleCodec();
+
+// Limits and plug-ins of the codec. The defaults suit messages between
+// processes; raise them for bulk data.
+struct CodecOptions {
+  // Most bytes of an encoded message (both directions).
+  size_t max_encoded_size = 64u << 20;
+  // Deepest nesting of lists and maps: a scalar at the top is depth 1.
+  int max_depth = 64;
+  // Most Values in one message, counting containers, their items and map
+  // keys' values (each a heap allocation when decoded).
+  size_t max_elements = 1u << 20;
+  // Longest string, bytes, map key or handle name, in bytes.
+  size_t max_string_size = 32u << 20;
+  // Turns handles into identities and back; null means LocalHandleCodec().
+  HandleCodec* handle_codec = nullptr;
+};
+
+// Encodes `value` as a Cap'n Proto flat message. kResourceExhausted when it
+// exceeds a limit of `options`; the HandleCodec's error for a handle it
+// cannot export.
+absl::StatusOr<std::string> EncodeValue(const Value& value, const CodecOptions& options = {});
+
+// Decodes bytes made by EncodeValue (or any writer of core/wire/value.capnp).
+// Never crashes and allocates at most about `options.max_encoded_size` plus
+// what the limits allow, whatever `bytes` hold; errors as described above.
+absl::StatusOr<Value> DecodeValue(std::string_view bytes, const CodecOptions& options = {});
+
+}  // namespace picos
+
+#endif  // PICOS_CORE_WIRE_VALUE_CODEC_H_

@@ -1,0 +1,471 @@
+#include "core/wire/value_codec.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <atomic>
+#include <random>
+#include <thread>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "capnp/message.h"
+#include "capnp/serialize.h"
+#include "core/kernel/channel_internal.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/task.h"
+#include "core/wire/value.capnp.h"
+#include "core/kernel/value.h"
+#include "core/wire/value_codec_capnp.h"
+#include "testing/coro_test.h"
+#include "testing/status_matchers.h"
+
+namespace picos {
+namespace {
+
+using ::picos::testing::IsOk;
+using ::picos::testing::StatusIs;
+using ::testing::HasSubstr;
+
+Value RoundTrip(const Value& v, const CodecOptions& o = {}) {
+  absl::StatusOr<std::string> bytes = EncodeValue(v, o);
+  EXPECT_OK(bytes) << v.DebugString();
+  if (!bytes.ok()) return Value("<encode failed>");
+  absl::StatusOr<Value> back = DecodeValue(*bytes, o);
+  EXPECT_OK(back) << v.DebugString();
+  if (!back.ok()) return Value("<decode failed>");
+  return *std::move(back);
+}
+
+// A list nested `depth` deep: depth 1 is the scalar 7.
+Value Nested(int depth) {
+  Value v = 7;
+  for (int i = 1; i < depth; ++i) v = Value::List({std::move(v)});
+  return v;
+}
+
+TEST(ValueCodec, Scalars) {
+  for (const Value& v : std::vector<Value>{
+           Value(), Value(true), Value(false), Value(0), Value(-1),
+           Value(std::numeric_limits<int64_t>::min()), Value(std::numeric_limits<int64_t>::max()),
+           Value(uint64_t{0}), Value(std::numeric_limits<uint64_t>::max()), Value(0.0),
+           Value(-0.0), Value(3.25), Value(std::numeric_limits<double>::infinity()),
+           Value(-std::numeric_limits<double>::infinity()),
+           Value(std::numeric_limits<double>::denorm_min()),
+           Value(std::numeric_limits<double>::quiet_NaN())}) {
+    Value back = RoundTrip(v);
+    EXPECT_EQ(back, v) << v.DebugString() << " came back as " << back.DebugString();
+    EXPECT_EQ(back.type(), v.type());
+  }
+  // Signed zero survives (== cannot tell).
+  EXPECT_TRUE(std::signbit(RoundTrip(Value(-0.0)).as_double()));
+  // int and uint stay apart.
+  EXPECT_TRUE(RoundTrip(Value(uint64_t{5})).is_uint());
+  EXPECT_TRUE(RoundTrip(Value(int64_t{5})).is_int());
+}
+
+TEST(ValueCodec, StringsAndBytes) {
+  const std::string with_nul("a\0b", 3);
+  for (const Value& v : std::vector<Value>{
+           Value(""), Value("hello"), Value("h\xC3\xA9llo, \xE4\xB8\x96\xE7\x95\x8C, \xF0\x9F\x8E\x89"),
+           Value(with_nul), Value(std::string(1000, 'x')), Value::Bytes(""),
+           Value::Bytes(std::string("\x00\xff\x80\x01", 4)), Value::Bytes(std::string(4097, '\xAB'))}) {
+    Value back = RoundTrip(v);
+    EXPECT_EQ(back, v) << v.DebugString();
+    EXPECT_EQ(back.type(), v.type());
+  }
+  EXPECT_EQ(RoundTrip(Value(with_nul)).as_string().size(), 3u);
+}
+
+TEST(ValueCodec, ListsAndMaps) {
+  Value v = Value::Map({
+      {"", Value::List({})},
+      {"empty map", Value(Value::MapType{})},
+      {"list", Value::List({1, "two", 3.0, Value(), Value::List({Value::List({true})})})},
+      {"\xE2\x98\x83 key", Value::Map({{"a", uint64_t{1}}, {"b", Value::Bytes("z")}})},
+      {std::string("k\0ey", 4), -5},
+  });
+  EXPECT_EQ(RoundTrip(v), v) << v.DebugString();
+  EXPECT_EQ(RoundTrip(Value::List({})), Value::List({}));
+  Value::ListType big;
+  for (int i = 0; i < 10000; ++i) big.push_back(i % 3 ? Value(i) : Value(absl::StrCat("s", i)));
+  EXPECT_EQ(RoundTrip(Value(big)), Value(big));
+}
+
+TEST(ValueCodec, NestingUpToTheLimit) {
+  CodecOptions o;
+  o.max_depth = 10;
+  EXPECT_EQ(RoundTrip(Nested(10), o), Nested(10));
+  EXPECT_THAT(EncodeValue(Nested(11), o),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_depth")));
+  // Maps count as levels too.
+  Value m = 1;
+  for (int i = 1; i < 11; ++i) m = Value::Map({{"k", std::move(m)}});
+  EXPECT_THAT(EncodeValue(m, o), StatusIs(absl::StatusCode::kResourceExhausted));
+}
+
+TEST(ValueCodec, EncodeRefusesTooLargeValues) {
+  CodecOptions o;
+  o.max_encoded_size = 1000;
+  EXPECT_THAT(EncodeValue(Value(std::string(2000, 'x')), o),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_encoded_size")));
+  o = {};
+  o.max_string_size = 10;
+  EXPECT_THAT(EncodeValue(Value(std::string(11, 'x')), o),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_string_size")));
+  EXPECT_THAT(EncodeValue(Value::Map({{std::string(11, 'k'), 1}}), o),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  o = {};
+  o.max_elements = 5;
+  EXPECT_THAT(EncodeValue(Value::List({1, 2, 3, 4, 5}), o),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_elements")));
+  EXPECT_OK(EncodeValue(Value::List({1, 2, 3, 4}), o));
+}
+
+TEST(ValueCodec, EncodedSizeIsPlannedExactly) {
+  // The planner refuses too-large values from its own count of words, so the
+  // count must match what capnp writes, or values near the limit would be
+  // refused (count too high) or built first (too low).
+  std::vector<Value> values = {
+      Value(), Value("x"), Value(""), Value::Bytes(""), Value::Bytes("12345678"),
+      Value::List({}), Value::List({1, "ab", Value::Map({{"", 2}})}),
+      Value::Map({{"abcdefgh", Value::List({Value::Bytes("q")})}}), Value(TaskRef()),
+      Value(ChannelRef())};
+  for (const Value& v : values) {
+    ASSERT_OK_AND_ASSIGN(std::string bytes, EncodeValue(v));
+    CodecOptions o;
+    o.max_encoded_size = bytes.size();
+    EXPECT_OK(EncodeValue(v, o)) << v.DebugString();
+    o.max_encoded_size = bytes.size() - 1;
+    EXPECT_THAT(EncodeValue(v, o), StatusIs(absl::StatusCode::kResourceExhausted))
+        << v.DebugString();
+  }
+}
+
+Task<int> Idle() {
+  (void)co_await Suspend(absl::Seconds(30));
+  co_return 1;
+}
+
+PICOS_CORO_TEST(ValueCodec, TaskHandleRoundTripsToTheSameTask) {
+  TaskRef t = ThisScheduler().SpawnNamed("idle", Idle());
+  Value v = Value::Map({{"reply_to", t}, {"also", Value::List({t, Self()})}});
+  absl::StatusOr<std::string> bytes = EncodeValue(v);
+  CO_ASSERT_OK(bytes);
+  absl::StatusOr<Value> back = DecodeValue(*bytes);
+  CO_ASSERT_OK(back);
+  EXPECT_EQ(*back, v);
+  EXPECT_EQ((*back)["reply_to"].as_task(), t);
+  EXPECT_EQ((*back)["also"][1].as_task(), Self());
+  // Handles are planned exactly too (see EncodedSizeIsPlannedExactly).
+  CodecOptions exact;
+  exact.max_encoded_size = bytes->size();
+  EXPECT_OK(EncodeValue(v, exact));
+  exact.max_encoded_size = bytes->size() - 1;
+  EXPECT_THAT(EncodeValue(v, exact), StatusIs(absl::StatusCode::kResourceExhausted));
+  // The decoded handle works.
+  (void)co_await Yield();  // let the task reach its Suspend
+  EXPECT_OK((*back)["reply_to"].as_task().Resume());
+  EXPECT_THAT(co_await t.Join(), IsOk());
+  // Once the task has ended its identity no longer resolves.
+  EXPECT_THAT(DecodeValue(*bytes), StatusIs(absl::StatusCode::kNotFound, HasSubstr("idle#")));
+}
+
+PICOS_CORO_TEST(ValueCodec, EndedTaskEncodesButDoesNotResolve) {
+  TaskRef t = ThisScheduler().Spawn([]() -> Task<> { co_return; });
+  EXPECT_THAT(co_await t.Join(), IsOk());
+  CO_ASSERT_TRUE(t.done());
+  absl::StatusOr<std::string> bytes = EncodeValue(Value(t));
+  CO_ASSERT_OK(bytes);
+  EXPECT_THAT(DecodeValue(*bytes),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("has ended")));
+}
+
+TEST(ValueCodec, TaskHandleOutsideTheLoop) {
+  // Encoded while the loop does not run, resolved until the scheduler ends it.
+  std::string bytes;
+  {
+    Scheduler s;
+    TaskRef t = s.Spawn(Idle());
+    ASSERT_OK_AND_ASSIGN(bytes, EncodeValue(Value(t)));
+    ASSERT_OK_AND_ASSIGN(Value back, DecodeValue(bytes));
+    EXPECT_EQ(back.as_task(), t);
+    EXPECT_EQ(back.as_task().id(), t.id());
+  }  // the scheduler destroys the suspended task: the finish hook runs
+  EXPECT_THAT(DecodeValue(bytes), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(ValueCodec, NullHandles) {
+  EXPECT_EQ(RoundTrip(Value(TaskRef())), Value(TaskRef()));
+  EXPECT_EQ(RoundTrip(Value(ChannelRef())), Value(ChannelRef()));
+  EXPECT_TRUE(RoundTrip(Value(TaskRef())).is_task());
+}
+
+TEST(ValueCodec, ChannelHandleRoundTrips) {
+  ChannelRef c = ChannelRef::Adopt(new internal::ChannelCore("codec-test-news"));
+  Value v = Value::List({c, c});
+  Value back = RoundTrip(v);
+  EXPECT_EQ(back, v);
+  EXPECT_EQ(back[0].as_channel(), c);
+  // A second live channel of the same name cannot be told apart on the wire.
+  ChannelRef twin = ChannelRef::Adopt(new internal::ChannelCore("codec-test-news"));
+  EXPECT_THAT(EncodeValue(Value(twin)), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                                 HasSubstr("codec-test-news")));
+  ASSERT_OK_AND_ASSIGN(std::string bytes, EncodeValue(Value(c)));
+  c = ChannelRef();
+  back = Value();
+  v = Value();
+  // Only the export table holds it now: gone for decoding, and the name is
+  // free for another channel.
+  EXPECT_THAT(DecodeValue(bytes), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_OK_AND_ASSIGN(std::string twin_bytes, EncodeValue(Value(twin)));
+  ASSERT_OK_AND_ASSIGN(Value twin_back, DecodeValue(twin_bytes));
+  EXPECT_EQ(twin_back.as_channel(), twin);
+}
+
+TEST(ValueCodec, ConcurrentEncodesAndDecodes) {
+  // The export table is shared by every thread; run under --config=asan (or
+  // TSan) this shows the locking holds.
+  ChannelRef c = ChannelRef::Adopt(new internal::ChannelCore("codec-test-threads"));
+  Value v = Value::Map({{"ch", c}, {"n", Value::List({1, "two", Value::Bytes("3")})}});
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 2000; ++i) {
+        absl::StatusOr<std::string> bytes = EncodeValue(v);
+        absl::StatusOr<Value> back = bytes.ok() ? DecodeValue(*bytes) : bytes.status();
+        if (!back.ok() || *back != v) failures.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
+// Rewrites the process id of every handle in an encoding, as if another
+// process had sent it.
+std::string FromAnotherProcess(const Value& v) {
+  capnp::MallocMessageBuilder message;
+  EXPECT_OK(BuildValue(v, message.initRoot<wire::Value>()));
+  auto root = message.getRoot<wire::Value>();
+  std::string other(kProcessIdSize, '\x42');
+  capnp::Data::Reader other_id(reinterpret_cast<const kj::byte*>(other.data()), other.size());
+  if (root.isTask()) root.getTask().setProcessId(other_id);
+  if (root.isChannel()) root.getChannel().setProcessId(other_id);
+  kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
+  return std::string(reinterpret_cast<const char*>(flat.begin()), flat.asBytes().size());
+}
+
+PICOS_CORO_TEST(ValueCodec, RemoteHandlesNeedAPeer) {
+  EXPECT_THAT(DecodeValue(FromAnotherProcess(Value(Self()))),
+              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("remote handles need a peer")));
+  ChannelRef c = ChannelRef::Adopt(new internal::ChannelCore("codec-test-remote"));
+  EXPECT_THAT(DecodeValue(FromAnotherProcess(Value(c))),
+              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("codec-test-remote")));
+  co_return;
+}
+
+TEST(ValueCodec, ProcessIdIsStable) {
+  EXPECT_EQ(ProcessId().size(), kProcessIdSize);
+  EXPECT_EQ(ProcessId(), ProcessId());
+  EXPECT_NE(ProcessId(), std::string(kProcessIdSize, '\0'));
+}
+
+// A HandleCodec of one's own is used both ways.
+class FakePeerCodec : public HandleCodec {
+ public:
+  absl::StatusOr<TaskIdentity> ExportTask(const TaskRef& task) override {
+    return TaskIdentity{std::string(kProcessIdSize, 'p'), 77, "fake"};
+  }
+  absl::StatusOr<TaskRef> ImportTask(const TaskIdentity& id) override {
+    imported = id;
+    return TaskRef();
+  }
+  absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef&) override {
+    return absl::PermissionDeniedError("no channels here");
+  }
+  absl::StatusOr<ChannelRef> ImportChannel(const ChannelIdentity&) override {
+    return absl::PermissionDeniedError("no channels here");
+  }
+  TaskIdentity imported;
+};
+
+PICOS_CORO_TEST(ValueCodec, PluggedHandleCodec) {
+  FakePeerCodec fake;
+  CodecOptions o;
+  o.handle_codec = &fake;
+  absl::StatusOr<std::string> bytes = EncodeValue(Value(Self()), o);
+  CO_ASSERT_OK(bytes);
+  EXPECT_OK(DecodeValue(*bytes, o));
+  EXPECT_EQ(fake.imported.task_id, 77u);
+  EXPECT_EQ(fake.imported.name, "fake");
+  ChannelRef c = ChannelRef::Adopt(new internal::ChannelCore("codec-test-denied"));
+  EXPECT_THAT(EncodeValue(Value(c), o), StatusIs(absl::StatusCode::kPermissionDenied));
+  co_return;
+}
+
+// --- Malformed input ---------------------------------------------------------
+
+TEST(ValueCodecDecode, EmptyInput) {
+  EXPECT_THAT(DecodeValue(""), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+}
+
+TEST(ValueCodecDecode, EveryTruncationFails) {
+  Value v = Value::Map({{"list", Value::List({1, "two", Value::Bytes("three")})},
+                        {"s", "hello world, a string of some length"}});
+  ASSERT_OK_AND_ASSIGN(std::string bytes, EncodeValue(v));
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    absl::StatusOr<Value> r = DecodeValue(std::string_view(bytes).substr(0, n));
+    EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument)) << "truncated to " << n;
+  }
+  EXPECT_THAT(DecodeValue(bytes + std::string(8, '\0')),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("follow")));
+}
+
+TEST(ValueCodecDecode, RandomGarbageNeverCrashes) {
+  std::mt19937_64 rng(12345);
+  for (int i = 0; i < 20000; ++i) {
+    std::string junk(8 * (1 + rng() % 16), '\0');
+    for (char& c : junk) c = static_cast<char>(rng());
+    // Small segment counts keep some inputs past the segment table.
+    if (i % 2) junk[0] = static_cast<char>(rng() % 2), junk[1] = junk[2] = junk[3] = 0;
+    absl::StatusOr<Value> r = DecodeValue(junk);
+    if (!r.ok()) {
+      EXPECT_NE(r.status().code(), absl::StatusCode::kInternal) << r.status();
+    }
+  }
+}
+
+TEST(ValueCodecDecode, TooDeep) {
+  CodecOptions deep;
+  deep.max_depth = 200;
+  ASSERT_OK_AND_ASSIGN(std::string bytes, EncodeValue(Nested(100), deep));
+  EXPECT_OK(DecodeValue(bytes, deep));
+  EXPECT_THAT(DecodeValue(bytes),  // default max_depth 64
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_depth")));
+}
+
+TEST(ValueCodecDecode, TooLarge) {
+  ASSERT_OK_AND_ASSIGN(std::string bytes, EncodeValue(Value(std::string(5000, 'x'))));
+  CodecOptions o;
+  o.max_encoded_size = 4096;
+  EXPECT_THAT(DecodeValue(bytes, o),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_encoded_size")));
+  o = {};
+  o.max_string_size = 4999;
+  EXPECT_THAT(DecodeValue(bytes, o),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_string_size")));
+  ASSERT_OK_AND_ASSIGN(std::string list, EncodeValue(Value::List({1, 2, 3, 4, 5, 6})));
+  o = {};
+  o.max_elements = 6;
+  EXPECT_THAT(DecodeValue(list, o),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_elements")));
+  o.max_elements = 7;
+  EXPECT_OK(DecodeValue(list, o));
+}
+
+// Little-endian words of a hand-made message.
+std::string Words(std::initializer_list<uint64_t> words) {
+  std::string out;
+  for (uint64_t w : words) {
+    char b[8];
+    std::memcpy(b, &w, 8);
+    out.append(b, 8);
+  }
+  return out;
+}
+
+constexpr uint64_t kRootValuePointer = (uint64_t{2} << 32) | (uint64_t{1} << 48);  // 2 data, 1 ptr
+
+// A list pointer: offset 0, element size code `size`, `count` elements.
+constexpr uint64_t ListPointer(uint64_t size, uint64_t count) {
+  return 1 | (size << 32) | (count << 35);
+}
+
+// One segment: the root Value of kind `tag`, whose pointer is `pointer`,
+// followed by `extra` words.
+std::string BombMessage(uint16_t tag, uint64_t pointer, std::initializer_list<uint64_t> extra) {
+  std::vector<uint64_t> seg = {kRootValuePointer, tag, 0, pointer};
+  seg.insert(seg.end(), extra);
+  std::string out = Words({uint64_t{seg.size()} << 32});  // 1 segment of seg.size() words
+  for (uint64_t w : seg) out += Words({w});
+  return out;
+}
+
+TEST(ValueCodecDecode, SizeBombListOfZeroSizedElements) {
+  // A List(Value) that claims 2^29-1 elements of size zero (element size
+  // code 0, "void"): eight bytes that would ask for 8 GiB of Values.
+  std::string bomb = BombMessage(wire::Value::LIST, ListPointer(0, (uint64_t{1} << 29) - 1), {});
+  absl::StatusOr<Value> r = DecodeValue(bomb);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument)) << r.status();
+  // The same with an inline-composite list whose tag claims 2^29-1 structs of
+  // zero words.
+  uint64_t tag_word = ((uint64_t{1} << 29) - 1) << 2;  // struct "pointer": count in offset field
+  std::string bomb2 = BombMessage(wire::Value::LIST, ListPointer(7, 0), {tag_word});
+  r = DecodeValue(bomb2);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument)) << r.status();
+  // A map claiming as many entries.
+  std::string bomb3 = BombMessage(wire::Value::MAP, ListPointer(0, (uint64_t{1} << 29) - 1), {});
+  EXPECT_FALSE(DecodeValue(bomb3).ok());
+}
+
+TEST(ValueCodecDecode, SizeBombCaughtByOwnLimitToo) {
+  // Through ReadValue with a reader that has no traversal limit (a careless
+  // caller): the element limit alone refuses the list before reserving.
+  std::string bomb = BombMessage(wire::Value::LIST, ListPointer(0, (uint64_t{1} << 29) - 1), {});
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bomb.size() / 8);
+  std::memcpy(words.begin(), bomb.data(), bomb.size());
+  capnp::ReaderOptions ro;
+  ro.traversalLimitInWords = std::numeric_limits<uint64_t>::max();
+  capnp::FlatArrayMessageReader message(words, ro);
+  EXPECT_THAT(ReadValue(message.getRoot<wire::Value>()),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_elements")));
+}
+
+TEST(ValueCodecDecode, UnknownUnionTag) {
+  std::string msg = BombMessage(/*tag=*/200, 0, {});
+  EXPECT_THAT(DecodeValue(msg),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown kind")));
+}
+
+TEST(ValueCodecDecode, DuplicateMapKeys) {
+  capnp::MallocMessageBuilder message;
+  auto entries = message.initRoot<wire::Value>().initMap(2);
+  entries[0].setKey("k");
+  entries[0].initValue().setInt(1);
+  entries[1].setKey("k");
+  entries[1].initValue().setInt(2);
+  kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
+  std::string bytes(reinterpret_cast<const char*>(flat.begin()), flat.asBytes().size());
+  EXPECT_THAT(DecodeValue(bytes),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("appears twice")));
+}
+
+TEST(ValueCodecDecode, BadProcessIdLength) {
+  capnp::MallocMessageBuilder message;
+  auto t = message.initRoot<wire::Value>().initTask();
+  t.setTaskId(5);
+  t.setProcessId(capnp::Data::Reader(reinterpret_cast<const kj::byte*>("abc"), 3));
+  kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
+  std::string bytes(reinterpret_cast<const char*>(flat.begin()), flat.asBytes().size());
+  EXPECT_THAT(DecodeValue(bytes),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("process id")));
+}
+
+TEST(ValueCodecDecode, MultiSegmentMessagesAreRead) {
+  // Another writer may split a message into segments.
+  capnp::MallocMessageBuilder message(1, capnp::AllocationStrategy::FIXED_SIZE);
+  Value v = Value::List({"a", Value::Map({{"b", 2}}), Value::Bytes("ccc")});
+  ASSERT_OK(BuildValue(v, message.initRoot<wire::Value>()));
+  EXPECT_GT(message.getSegmentsForOutput().size(), 1u);
+  kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
+  std::string bytes(reinterpret_cast<const char*>(flat.begin()), flat.asBytes().size());
+  ASSERT_OK_AND_ASSIGN(Value back, DecodeValue(bytes));
+  EXPECT_EQ(back, v);
+}
+
+}  // namespace
+}  // namespace picos
