@@ -22,10 +22,10 @@ command -v "$cxx" >/dev/null || { echo "$cxx not found: install clang-14" >&2; e
 ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
   { echo "libFuzzer not found: install libfuzzer-14-dev" >&2; exit 1; }
 
-mkdir -p "$out/gen/core" "$out/seeds" "$out/corpus" "$out/obj"
+mkdir -p "$out/gen/core/wire" "$out/seeds" "$out/corpus" "$out/obj"
 
 # The generated schema code, as the Bazel genrule makes it.
-capnp compile -I/usr/include --src-prefix="$repo/core" -oc++:"$out/gen/core" "$repo/core/value.capnp"
+capnp compile -I/usr/include --src-prefix="$repo/core/wire" -oc++:"$out/gen/core/wire" "$repo/core/wire/value.capnp"
 
 # Every Abseil library the Bazel build links, from the one list of them.
 absl_libs=$(grep -o '"-labsl_[a-z0-9_]*"' "$repo/tools/bazel/system/system.BUILD" | tr -d '"' | tr '\n' ' ')
@@ -48,7 +48,7 @@ cd "$repo"
 for s in "${sources[@]}" testing/fuzz/value_codec_seeds.cc; do
   compile "$s" -fsanitize=fuzzer-no-link,address
 done
-compile "$out/gen/core/value.capnp.c++" -fsanitize=fuzzer-no-link,address
+compile "$out/gen/core/wire/value.capnp.c++" -fsanitize=fuzzer-no-link,address
 compile testing/fuzz/value_codec_fuzz.cc -fsanitize=fuzzer,address
 compile testing/fuzz/write_value_seeds.cc -fsanitize=address
 wait
