@@ -1,6 +1,8 @@
 #include "core/kernel/channel.h"
 
 #include <algorithm>
+#include <exception>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -99,6 +101,37 @@ bool ToTask(LocalChannel* ch, const TaskRef& t, Value msg) {
   return t.Send(std::move(msg)).ok();
 }
 
+// What an exception escaping user code (a transform or a sink) says.
+std::string ExceptionText(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "an exception of unknown type";
+  }
+}
+
+// Runs the transform of subscriber `i` on `msg`. A transform that throws
+// costs only its own subscription this message: the sender, the other
+// subscribers and the process go on. Said once per subscription in the log.
+std::optional<Value> Transform(LocalChannel* ch, size_t i, const Value& msg) {
+  auto transform = ch->subscribers[i].transform;  // keeps it alive if the vector moves
+  try {
+    return (*transform)(msg);
+  } catch (...) {
+    ChannelSubscriber& s = ch->subscribers[i];
+    if (!s.failure_logged) {
+      s.failure_logged = true;
+      PICOS_LOG(warn,
+                "channel {}: a subscriber's transform threw ({}); the message is dropped for "
+                "that subscriber only (said once per subscription)",
+                ch->name, ExceptionText(std::current_exception()));
+    }
+    return std::nullopt;
+  }
+}
+
 // Sends `msg` to every subscriber of `ch`; gives the end points reached.
 size_t Broadcast(LocalChannel* ch, const Value& msg) {
   size_t reached = 0;
@@ -120,8 +153,7 @@ size_t Broadcast(LocalChannel* ch, const Value& msg) {
     }
     std::optional<Value> transformed;
     if (s->transform) {
-      auto transform = s->transform;  // keeps it alive if the vector moves
-      transformed = (*transform)(msg);
+      transformed = Transform(ch, i, msg);
       s = &ch->subscribers[i];
       if (!transformed) continue;
       if (s->kind == ChannelSubscriber::kNone) continue;  // unsubscribed by the transform
@@ -147,7 +179,13 @@ size_t Broadcast(LocalChannel* ch, const Value& msg) {
       }
       case ChannelSubscriber::kSink: {
         auto sink = s->sink;
-        absl::Status st = (*sink)(out);
+        absl::Status st;
+        try {
+          st = (*sink)(out);
+        } catch (...) {
+          st = absl::InternalError(
+              absl::StrCat("sink threw: ", ExceptionText(std::current_exception())));
+        }
         s = &ch->subscribers[i];
         if (st.ok()) {
           ++reached;

@@ -64,10 +64,13 @@ class DeliverAwaiter;
 
 // Applied to each message for one subscriber: the message it gets, or
 // nullopt to skip it. Runs on the channel's scheduler thread, inside Send().
+// One that throws drops that message for its own subscriber only (logged
+// once per subscription): the sender and the other subscribers go on.
 using ChannelTransform = std::function<std::optional<Value>(const Value&)>;
 
 // A subscriber that is a callback (the hook for subscribers in other
-// processes). An error return unsubscribes it. Runs inside Send().
+// processes). An error return, or an exception, unsubscribes it. Runs
+// inside Send().
 using ChannelSink = std::function<absl::Status(const Value&)>;
 
 // Identifies a sink subscription, for Unsubscribe.

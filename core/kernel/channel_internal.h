@@ -47,6 +47,7 @@ struct ChannelCore {
 struct ChannelSubscriber {
   enum Kind : uint8_t { kNone, kTask, kChannel, kSink };
   Kind kind = kNone;  // kNone: unsubscribed, removed when no send is running
+  bool failure_logged = false;  // its transform threw once: said in the log
   uint64_t sink_id = 0;
   TaskRef task;
   ChannelRef channel;
