@@ -1,5 +1,6 @@
 #include "core/io/file.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <uv.h>
 
@@ -8,28 +9,32 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/io/io_internal.h"
+#include "core/io/stream.h"
+#include "core/io/uv_request_internal.h"
+#include "core/io/uv_stream_internal.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
 
 namespace picos {
-namespace {
-struct FsOp;
-}  // namespace
-
 namespace internal {
 
-// What a File and its operations in flight share. An operation keeps it
-// alive until its callback, so the callback never touches a freed File.
+// What a File and its request in flight share. A request keeps it alive
+// until its callback, so the callback never touches a freed File.
 struct FileState {
   uv_loop_t* loop = nullptr;
-  uv_file fd = -1;
+  uv_file fd = -1;       // -1 once closed, and for a FIFO or socket (`stream` owns it)
   bool seekable = true;  // regular files and block devices: pread/pwrite
   bool append = false;   // O_APPEND: writes go to the end whatever pos says
   bool closed = false;   // Close() began, or the File is gone
   int64_t pos = 0;       // file offset after the last byte read or written
-  std::string readahead;      // bytes read whose task stopped waiting
-  absl::Status late_error;    // error of a write whose task stopped waiting
-  std::shared_ptr<FsOp> inflight;  // at most one operation at a time
+  std::string readahead;    // bytes read whose task stopped waiting
+  absl::Status late_error;  // error of a write whose task stopped waiting
+  bool busy = false;        // a request is in flight: at most one at a time
+  WaitSlot idle;            // notified when it ends
+  // A FIFO or a socket is read and written through the loop (epoll), not
+  // the thread pool, where a read with no writer would hold one of its few
+  // threads for as long as the writer stays away.
+  std::unique_ptr<UvStream> stream;
 };
 
 }  // namespace internal
@@ -43,20 +48,6 @@ constexpr size_t kReadFileChunk = size_t{1} << 20;
 
 enum class OpKind { kOpen, kRead, kWrite, kFsync, kClose };
 
-// One uv_fs request. Owned by the waiting task and by itself (`self`) until
-// its callback runs on the loop, whatever happens to the task.
-struct FsOp {
-  uv_fs_t req;
-  OpKind kind;
-  std::shared_ptr<FileState> file;  // null while opening
-  std::shared_ptr<FsOp> self;
-  std::string buf;                          // a read's buffer
-  std::shared_ptr<const std::string> data;  // a write's bytes
-  bool done = false;
-  ssize_t result = 0;
-  internal::WaitSlot slot;
-};
-
 std::string Quoted(const std::string& path) { return absl::StrCat("'", path.substr(0, 256), "'"); }
 
 void CloseNow(uv_loop_t* loop, uv_file fd) {
@@ -67,81 +58,65 @@ void CloseNow(uv_loop_t* loop, uv_file fd) {
   uv_fs_req_cleanup(&r);
 }
 
-void OnFsDone(uv_fs_t* req) {
-  auto* op = static_cast<FsOp*>(req->data);
-  std::shared_ptr<FsOp> keep = std::move(op->self);
-  op->result = req->result;
-  uv_fs_req_cleanup(req);
-  op->done = true;
-  FileState* f = op->file.get();
-  if (f != nullptr && f->inflight.get() == op) f->inflight.reset();
-  // Only `keep` left: the task that started it stopped waiting (timeout) or
-  // is gone (terminated), and the result must not be lost or leaked.
-  bool abandoned = keep.use_count() == 1;
-  switch (op->kind) {
-    case OpKind::kOpen:
-      if (abandoned && op->result >= 0) CloseNow(req->loop, static_cast<uv_file>(op->result));
-      break;
-    case OpKind::kRead:
-      if (op->result > 0) {
-        f->readahead.append(op->buf.data(), static_cast<size_t>(op->result));
-        f->pos += op->result;
-      }
-      break;
-    case OpKind::kWrite:
-      if (op->result > 0 && f->seekable && !f->append) f->pos += op->result;
-      if (abandoned && op->result < 0) f->late_error = UvStatus(static_cast<int>(op->result), "write");
-      break;
-    case OpKind::kFsync:
-    case OpKind::kClose:
-      break;
-  }
-  if (f != nullptr && f->closed && f->fd >= 0 && !f->inflight) {
-    CloseNow(f->loop, f->fd);  // the File went away while this ran
-    f->fd = -1;
-  }
-  op->slot.Notify();
-}
+// What a file request carries while it runs on the pool, and what its
+// completion does to the file, whether or not a task still waits for it.
+struct FsPayload {
+  FsPayload(OpKind k, std::shared_ptr<FileState> f) : kind(k), file(std::move(f)) {}
 
-std::shared_ptr<FsOp> NewOp(OpKind kind, std::shared_ptr<FileState> file) {
-  auto op = std::make_shared<FsOp>();
-  op->kind = kind;
-  op->file = std::move(file);
-  op->req.data = op.get();
-  return op;
-}
-
-// Call with the uv_fs_* return code right after submitting `op`: on success
-// the op owns itself until OnFsDone, on failure no callback will come.
-absl::Status Submitted(const std::shared_ptr<FsOp>& op, int rc, const char* what) {
-  if (rc < 0) {
-    op->self.reset();
-    uv_fs_req_cleanup(&op->req);
-    if (op->file && op->file->inflight == op) op->file->inflight.reset();
-    return UvStatus(rc, what);
+  void OnComplete(uv_fs_t& req, ssize_t result, bool orphaned) {
+    FileState* f = file.get();
+    switch (kind) {
+      case OpKind::kOpen:
+        // Nobody will take the descriptor: close it.
+        if (orphaned && result >= 0) CloseNow(req.loop, static_cast<uv_file>(result));
+        return;  // no File yet
+      case OpKind::kRead:
+        if (result > 0) {
+          f->readahead.append(buf.data(), static_cast<size_t>(result));
+          f->pos += result;
+        }
+        break;
+      case OpKind::kWrite:
+        if (result > 0 && f->seekable && !f->append) f->pos += result;
+        // The next call reports the error of a write whose task stopped
+        // waiting; one cancelled because its caller gave up is no error.
+        if (orphaned && result < 0 && result != UV_ECANCELED) {
+          f->late_error = UvStatus(static_cast<int>(result), "write");
+        }
+        break;
+      case OpKind::kFsync:
+      case OpKind::kClose:
+        break;
+    }
+    f->busy = false;
+    if (f->closed && f->fd >= 0) {
+      CloseNow(f->loop, f->fd);  // the File went away while this ran
+      f->fd = -1;
+    }
+    f->idle.Notify();
   }
+
+  OpKind kind;
+  std::shared_ptr<FileState> file;          // null while opening
+  std::string buf;                          // a read's buffer
+  std::shared_ptr<const std::string> data;  // a write's bytes
+};
+
+using FsRequest = internal::UvRequest<uv_fs_t, FsPayload>;
+
+// Call with the uv_fs_* return code right after submitting `op` on its file.
+absl::Status Submitted(FsRequest& op, int rc, const char* what) {
+  PICOS_RETURN_IF_ERROR(op.Started(rc, what));
+  op.payload().file->busy = true;
   return absl::OkStatus();
 }
 
-void Arm(const std::shared_ptr<FsOp>& op) {
-  op->self = op;
-  if (op->file) op->file->inflight = op;
-}
-
-Task<absl::Status> AwaitOp(std::shared_ptr<FsOp> op, absl::Duration timeout) {
-  // The only wake is the op's callback.
-  for (int round = 0; round < 4 && !op->done; ++round) {
-    absl::Status st = co_await internal::SlotAwaiter(&op->slot, op->done, timeout);
-    if (!st.ok()) co_return st;
+// Waits for a request that a timed-out call left running.
+Task<absl::Status> WaitIdle(std::shared_ptr<FileState> f, internal::Deadline deadline) {
+  for (;;) {  // each wake is the end of that request, or the deadline
+    if (!f->busy) co_return absl::OkStatus();
+    PICOS_CO_RETURN_IF_ERROR(co_await f->idle.Wait(deadline));
   }
-  if (!op->done) co_return absl::InternalError("file operation woke before finishing");
-  co_return absl::OkStatus();
-}
-
-// Waits for an operation a timed-out call left running.
-Task<absl::Status> WaitIdle(std::shared_ptr<FileState> f, absl::Duration timeout) {
-  if (!f->inflight) co_return absl::OkStatus();
-  co_return co_await AwaitOp(f->inflight, timeout);
 }
 
 std::string TakeReadahead(FileState* f, size_t max) {
@@ -156,6 +131,20 @@ absl::Status CheckOpen(const std::shared_ptr<FileState>& f) {
   return absl::OkStatus();
 }
 
+// Wraps the descriptor of a FIFO or socket in a libuv pipe handle.
+absl::Status AdoptAsStream(FileState* f, uv_file fd) {
+  internal::UvStreamState* s = internal::NewUvStreamState(f->loop, internal::UvKind::kPipe, {});
+  int rc = uv_pipe_open(reinterpret_cast<uv_pipe_t*>(internal::UvHandle(s)), fd);
+  if (rc < 0) {
+    internal::CloseUvStreamState(s);  // the handle, not the descriptor
+    CloseNow(f->loop, fd);
+    return UvStatus(rc, "open");
+  }
+  f->seekable = false;
+  f->stream = internal::MakeUvStream(s, "file");
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 File::File(std::shared_ptr<FileState> state, std::string path)
@@ -164,11 +153,14 @@ File::File(std::shared_ptr<FileState> state, std::string path)
 File::~File() {
   if (!state_) return;
   state_->closed = true;
-  if (!state_->inflight && state_->fd >= 0) {
+  if (state_->stream) {
+    // Closed now; a task still waiting in it wakes and lets it go.
+    state_->stream->Close();
+  } else if (!state_->busy && state_->fd >= 0) {
     CloseNow(state_->loop, state_->fd);
     state_->fd = -1;
   }
-  // Else the operation's callback closes it.
+  // Else the request's callback closes it.
 }
 
 Task<absl::StatusOr<std::unique_ptr<File>>> File::Open(std::string path, int flags, int mode) {
@@ -178,22 +170,41 @@ Task<absl::StatusOr<std::unique_ptr<File>>> File::Open(std::string path, int fla
   }
   Scheduler* sched = Scheduler::Current();
   if (sched == nullptr) co_return absl::FailedPreconditionError("File::Open outside a scheduler");
-  auto op = NewOp(OpKind::kOpen, nullptr);
-  Arm(op);
-  PICOS_CO_RETURN_IF_ERROR(Submitted(
-      op, uv_fs_open(sched->uv_loop(), &op->req, path.c_str(), flags | O_CLOEXEC, mode, OnFsDone),
+  uv_loop_t* loop = sched->uv_loop();
+  // Opened with O_NONBLOCK: a FIFO with nobody at the other end would
+  // otherwise block a thread of libuv's pool (4 threads) until someone
+  // comes, maybe forever, starving every file and name lookup and keeping
+  // the process from exiting. With it, a reader opens at once (and waits
+  // for a writer in the loop) and a writer with no reader fails at once.
+  // Other files get blocking mode back below.
+  FsRequest op(OpKind::kOpen, nullptr);
+  PICOS_CO_RETURN_IF_ERROR(op.Started(
+      uv_fs_open(loop, op.req(), path.c_str(), flags | O_CLOEXEC | O_NONBLOCK, mode, op.callback()),
       "open"));
-  PICOS_CO_RETURN_IF_ERROR(co_await AwaitOp(op, absl::InfiniteDuration()));
-  if (op->result < 0) {
-    co_return UvStatus(static_cast<int>(op->result), absl::StrCat("open ", Quoted(path)).c_str());
+  const internal::Deadline forever(absl::InfiniteDuration());
+  PICOS_CO_RETURN_IF_ERROR(co_await op.Wait(forever));
+  if (op.result() == UV_ENXIO && (flags & O_ACCMODE) == O_WRONLY) {
+    co_return absl::UnavailableError(absl::StrCat(
+        "open ", Quoted(path), " for writing: no process has the FIFO open for reading"));
   }
+  if (op.result() < 0) {
+    co_return UvStatus(static_cast<int>(op.result()), absl::StrCat("open ", Quoted(path)).c_str());
+  }
+  const auto fd = static_cast<uv_file>(op.result());
   auto state = std::make_shared<FileState>();
-  state->loop = sched->uv_loop();
-  state->fd = static_cast<uv_file>(op->result);
+  state->loop = loop;
   state->append = (flags & O_APPEND) != 0;
   struct stat st;
   // fstat of an open descriptor reads cached metadata: no need for the pool.
-  if (fstat(state->fd, &st) == 0) state->seekable = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode);
+  const bool have_stat = fstat(fd, &st) == 0;
+  if (have_stat && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+    PICOS_CO_RETURN_IF_ERROR(AdoptAsStream(state.get(), fd));
+  } else {
+    state->fd = fd;
+    if (have_stat) state->seekable = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && (flags & O_NONBLOCK) == 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  }
   co_return std::unique_ptr<File>(new File(std::move(state), std::move(path)));
 }
 
@@ -201,21 +212,21 @@ Task<absl::StatusOr<std::string>> File::Read(size_t max_bytes, absl::Duration ti
   PICOS_CO_RETURN_IF_ERROR(ValidateReadSize(max_bytes));
   std::shared_ptr<FileState> f = state_;
   PICOS_CO_RETURN_IF_ERROR(CheckOpen(f));
+  if (f->stream) co_return co_await f->stream->Read(max_bytes, timeout);
   if (!f->readahead.empty()) co_return TakeReadahead(f.get(), max_bytes);
-  internal::Deadline deadline(timeout);
-  PICOS_CO_RETURN_IF_ERROR(co_await WaitIdle(f, deadline.Remaining()));
+  const internal::Deadline deadline(timeout);
+  PICOS_CO_RETURN_IF_ERROR(co_await WaitIdle(f, deadline));
   if (!f->readahead.empty()) co_return TakeReadahead(f.get(), max_bytes);
   PICOS_CO_RETURN_IF_ERROR(CheckOpen(f));
-  auto op = NewOp(OpKind::kRead, f);
-  op->buf.resize(max_bytes);
-  uv_buf_t b = uv_buf_init(op->buf.data(), static_cast<unsigned>(max_bytes));
-  Arm(op);
+  FsRequest op(OpKind::kRead, f);
+  op.payload().buf.resize(max_bytes);
+  uv_buf_t b = uv_buf_init(op.payload().buf.data(), static_cast<unsigned>(max_bytes));
   PICOS_CO_RETURN_IF_ERROR(Submitted(
-      op, uv_fs_read(f->loop, &op->req, f->fd, &b, 1, f->seekable ? f->pos : -1, OnFsDone),
+      op, uv_fs_read(f->loop, op.req(), f->fd, &b, 1, f->seekable ? f->pos : -1, op.callback()),
       "read"));
-  PICOS_CO_RETURN_IF_ERROR(co_await AwaitOp(op, deadline.Remaining()));
-  if (op->result < 0) {
-    co_return UvStatus(static_cast<int>(op->result), absl::StrCat("read ", Quoted(path_)).c_str());
+  PICOS_CO_RETURN_IF_ERROR(co_await op.Wait(deadline));
+  if (op.result() < 0) {
+    co_return UvStatus(static_cast<int>(op.result()), absl::StrCat("read ", Quoted(path_)).c_str());
   }
   co_return TakeReadahead(f.get(), max_bytes);
 }
@@ -223,8 +234,9 @@ Task<absl::StatusOr<std::string>> File::Read(size_t max_bytes, absl::Duration ti
 Task<absl::Status> File::Write(std::string data, absl::Duration timeout) {
   std::shared_ptr<FileState> f = state_;
   PICOS_CO_RETURN_IF_ERROR(CheckOpen(f));
-  internal::Deadline deadline(timeout);
-  PICOS_CO_RETURN_IF_ERROR(co_await WaitIdle(f, deadline.Remaining()));
+  if (f->stream) co_return co_await f->stream->Write(std::move(data), timeout);
+  const internal::Deadline deadline(timeout);
+  PICOS_CO_RETURN_IF_ERROR(co_await WaitIdle(f, deadline));
   if (!f->late_error.ok()) co_return std::exchange(f->late_error, absl::OkStatus());
   // A read-ahead left by a timed-out Read is discarded: the write goes where
   // the caller believes the position is.
@@ -232,18 +244,16 @@ Task<absl::Status> File::Write(std::string data, absl::Duration timeout) {
   f->readahead.clear();
   auto bytes = std::make_shared<const std::string>(std::move(data));
   size_t written = 0;
-  // Each round writes at least one byte or returns.
-  for (size_t round = 0; written < bytes->size() && round <= bytes->size(); ++round) {
+  while (written < bytes->size()) {  // each round writes a byte or returns
     PICOS_CO_RETURN_IF_ERROR(CheckOpen(f));
     size_t n = std::min(kWriteChunk, bytes->size() - written);
-    auto op = NewOp(OpKind::kWrite, f);
-    op->data = bytes;
+    FsRequest op(OpKind::kWrite, f);
+    op.payload().data = bytes;
     uv_buf_t b = uv_buf_init(const_cast<char*>(bytes->data()) + written, static_cast<unsigned>(n));
     int64_t offset = (f->seekable && !f->append) ? f->pos : -1;
-    Arm(op);
-    PICOS_CO_RETURN_IF_ERROR(
-        Submitted(op, uv_fs_write(f->loop, &op->req, f->fd, &b, 1, offset, OnFsDone), "write"));
-    absl::Status st = co_await AwaitOp(op, deadline.Remaining());
+    PICOS_CO_RETURN_IF_ERROR(Submitted(
+        op, uv_fs_write(f->loop, op.req(), f->fd, &b, 1, offset, op.callback()), "write"));
+    absl::Status st = co_await op.Wait(deadline);
     if (!st.ok()) {
       if (st.code() == absl::StatusCode::kDeadlineExceeded) {
         co_return absl::DeadlineExceededError(absl::StrCat(
@@ -251,11 +261,11 @@ Task<absl::Status> File::Write(std::string data, absl::Duration timeout) {
       }
       co_return st;
     }
-    if (op->result < 0) {
-      co_return UvStatus(static_cast<int>(op->result), absl::StrCat("write ", Quoted(path_)).c_str());
+    if (op.result() < 0) {
+      co_return UvStatus(static_cast<int>(op.result()), absl::StrCat("write ", Quoted(path_)).c_str());
     }
-    if (op->result == 0) co_return absl::DataLossError(absl::StrCat("write ", Quoted(path_), " wrote nothing"));
-    written += static_cast<size_t>(op->result);
+    if (op.result() == 0) co_return absl::DataLossError(absl::StrCat("write ", Quoted(path_), " wrote nothing"));
+    written += static_cast<size_t>(op.result());
   }
   co_return absl::OkStatus();
 }
@@ -268,7 +278,8 @@ Task<absl::StatusOr<int64_t>> File::Seek(int64_t offset, int whence) {
   std::shared_ptr<FileState> f = state_;
   PICOS_CO_RETURN_IF_ERROR(CheckOpen(f));
   if (!f->seekable) co_return absl::FailedPreconditionError(absl::StrCat(Quoted(path_), " is not seekable"));
-  PICOS_CO_RETURN_IF_ERROR(co_await WaitIdle(f, absl::InfiniteDuration()));
+  const internal::Deadline forever(absl::InfiniteDuration());
+  PICOS_CO_RETURN_IF_ERROR(co_await WaitIdle(f, forever));
   int64_t base;
   switch (whence) {
     case SEEK_SET:
@@ -295,6 +306,7 @@ Task<absl::StatusOr<int64_t>> File::Seek(int64_t offset, int whence) {
 Task<absl::StatusOr<int64_t>> File::Size() {
   std::shared_ptr<FileState> f = state_;
   PICOS_CO_RETURN_IF_ERROR(CheckOpen(f));
+  if (f->stream) co_return int64_t{0};  // what fstat says of a FIFO or socket
   struct stat st;
   if (fstat(f->fd, &st) != 0) co_return absl::ErrnoToStatus(errno, "fstat");
   co_return static_cast<int64_t>(st.st_size);
@@ -303,35 +315,41 @@ Task<absl::StatusOr<int64_t>> File::Size() {
 Task<absl::Status> File::Sync() {
   std::shared_ptr<FileState> f = state_;
   PICOS_CO_RETURN_IF_ERROR(CheckOpen(f));
-  PICOS_CO_RETURN_IF_ERROR(co_await WaitIdle(f, absl::InfiniteDuration()));
-  auto op = NewOp(OpKind::kFsync, f);
-  Arm(op);
-  PICOS_CO_RETURN_IF_ERROR(Submitted(op, uv_fs_fsync(f->loop, &op->req, f->fd, OnFsDone), "fsync"));
-  PICOS_CO_RETURN_IF_ERROR(co_await AwaitOp(op, absl::InfiniteDuration()));
-  co_return UvStatus(static_cast<int>(op->result), "fsync");
+  if (f->stream) co_return absl::OkStatus();  // a FIFO's bytes are with the reader already
+  const internal::Deadline forever(absl::InfiniteDuration());
+  PICOS_CO_RETURN_IF_ERROR(co_await WaitIdle(f, forever));
+  FsRequest op(OpKind::kFsync, f);
+  PICOS_CO_RETURN_IF_ERROR(
+      Submitted(op, uv_fs_fsync(f->loop, op.req(), f->fd, op.callback()), "fsync"));
+  PICOS_CO_RETURN_IF_ERROR(co_await op.Wait(forever));
+  co_return UvStatus(static_cast<int>(op.result()), "fsync");
 }
 
 Task<absl::Status> File::Close() {
   std::shared_ptr<FileState> f = state_;
   if (f->closed) co_return absl::OkStatus();
-  PICOS_CO_RETURN_IF_ERROR(co_await WaitIdle(f, absl::InfiniteDuration()));
+  if (f->stream) {
+    f->closed = true;
+    f->stream->Close();
+    co_return absl::OkStatus();
+  }
+  const internal::Deadline forever(absl::InfiniteDuration());
+  PICOS_CO_RETURN_IF_ERROR(co_await WaitIdle(f, forever));
   if (f->closed) co_return absl::OkStatus();
   f->closed = true;
   absl::Status late = std::exchange(f->late_error, absl::OkStatus());
-  auto op = NewOp(OpKind::kClose, f);
+  FsRequest op(OpKind::kClose, f);
   uv_file fd = std::exchange(f->fd, -1);
-  Arm(op);
-  PICOS_CO_RETURN_IF_ERROR(Submitted(op, uv_fs_close(f->loop, &op->req, fd, OnFsDone), "close"));
-  PICOS_CO_RETURN_IF_ERROR(co_await AwaitOp(op, absl::InfiniteDuration()));
+  PICOS_CO_RETURN_IF_ERROR(Submitted(op, uv_fs_close(f->loop, op.req(), fd, op.callback()), "close"));
+  PICOS_CO_RETURN_IF_ERROR(co_await op.Wait(forever));
   if (!late.ok()) co_return late;
-  co_return UvStatus(static_cast<int>(op->result), absl::StrCat("close ", Quoted(path_)).c_str());
+  co_return UvStatus(static_cast<int>(op.result()), absl::StrCat("close ", Quoted(path_)).c_str());
 }
 
 Task<absl::StatusOr<std::string>> File::ReadFile(std::string path, size_t limit) {
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<File> f, co_await Open(path, O_RDONLY));
   std::string out;
-  // Each round reads at least one byte or ends.
-  for (size_t round = 0; round <= limit + 1; ++round) {
+  for (;;) {  // each round reads at least one byte or ends
     PICOS_CO_ASSIGN_OR_RETURN(std::string chunk,
                               co_await f->Read(std::min(kReadFileChunk, limit + 1 - out.size())));
     if (chunk.empty()) break;

@@ -21,8 +21,16 @@
 // Killing a task that holds an open File is safe: the File's destructor
 // closes the descriptor, after any operation still running on the thread
 // pool has finished; nothing calls back into the task's destroyed frame.
-// An operation whose timeout passed keeps running: a read's bytes are kept
-// for the next Read, a write's error is reported by the next Write or Close.
+// An operation whose timeout passed is cancelled if the pool has not started
+// it, and otherwise finishes: a read's bytes are kept for the next Read, a
+// write's error is reported by the next Write or Close.
+//
+// FIFOs and sockets (named pipes, /proc/self/fd/N of a socket) never wait on
+// the thread pool, whose few threads they could hold for as long as the
+// other end stays away: opening one for reading succeeds at once, and its
+// reads and writes wait in the scheduler's loop like a pipe's, with their
+// timeouts; opening one for writing with no reader fails with kUnavailable.
+// Such a File is not seekable, has Size() 0 and nothing for Sync() to flush.
 #ifndef PICOS_CORE_IO_FILE_H_
 #define PICOS_CORE_IO_FILE_H_
 

@@ -2,15 +2,23 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/io/io.h"
+#include "core/io/process.h"
 #include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
 #include "core/kernel/task.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -187,6 +195,155 @@ TEST(File, FileOutlivingNothingOnSchedulerStop) {
     ASSERT_OK(s.RunUntil(tick));
   }  // ~Scheduler destroys the suspended task and with it the File
   SUCCEED();
+}
+
+std::string NewFifo(const std::string& name) {
+  std::string path = TempPath(absl::StrCat(name, "-", getpid()));
+  ::unlink(path.c_str());
+  EXPECT_EQ(mkfifo(path.c_str(), 0600), 0) << path;
+  return path;
+}
+
+// Opening a FIFO that has no writer blocks in open(). On libuv's pool (4
+// threads) a few such opens used to hold every thread: every other file
+// operation and host name lookup of the process waited behind them. Now the
+// opens return at once and a plain file is read meanwhile.
+PICOS_CORO_TEST(File, FifoOpensDoNotTakeThePoolHostage) {
+  constexpr int kFifos = 8;  // twice libuv's default pool
+  std::vector<std::string> fifos;
+  std::vector<TaskRef> openers;
+  auto files = std::make_shared<std::vector<std::unique_ptr<File>>>();
+  for (int i = 0; i < kFifos; ++i) {
+    fifos.push_back(NewFifo(absl::StrCat("hostage-", i)));
+    auto open = [files](std::string path) -> Task<absl::Status> {
+      PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<File> f, co_await File::Open(path, O_RDONLY));
+      files->push_back(std::move(f));
+      co_return absl::OkStatus();
+    };
+    openers.push_back(ThisScheduler().Spawn(open, fifos.back()));
+  }
+  const std::string plain = TempPath("plain.txt");
+  {
+    int fd = ::open(plain.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CO_ASSERT_TRUE(fd >= 0 && ::write(fd, "plain", 5) == 5);
+    ::close(fd);
+  }
+  (void)co_await Sleep(absl::Milliseconds(20));  // the opens are submitted first
+  TaskRef reader = ThisScheduler().Spawn(
+      [](std::string p) -> Task<absl::StatusOr<std::string>> { return File::ReadFile(p, 100); },
+      plain);
+  // One wide budget for every wait below, so that the old behaviour fails
+  // in 30 s rather than 30 s per task.
+  const int64_t budget_end = ThisScheduler().NowNs() + absl::ToInt64Nanoseconds(absl::Seconds(30));
+  auto left = [budget_end] {
+    return absl::Nanoseconds(std::max<int64_t>(0, budget_end - ThisScheduler().NowNs()));
+  };
+  absl::StatusOr<Value> read = co_await reader.Join(left());
+  EXPECT_OK(read) << "a plain file could not be read while FIFO opens were pending";
+  if (read.ok()) {
+    EXPECT_EQ(read->as_string(), "plain");
+  }
+  for (TaskRef& t : openers) {
+    absl::StatusOr<Value> opened = co_await t.Join(left());
+    EXPECT_OK(opened) << "opening a FIFO with no writer did not return";
+  }
+  // Before the fix the opens are still blocked: writers let them (and the
+  // pool) go, so that the test ends either way.
+  std::vector<int> writers;
+  for (const std::string& p : fifos) writers.push_back(::open(p.c_str(), O_WRONLY | O_NONBLOCK));
+  (void)co_await reader.Join(absl::Seconds(60));
+  for (TaskRef& t : openers) (void)co_await t.Join(absl::Seconds(60));
+  files->clear();
+  for (int w : writers) {
+    if (w >= 0) ::close(w);
+  }
+  for (const std::string& p : fifos) ::unlink(p.c_str());
+}
+
+// A FIFO's reads and writes wait in the loop, with their timeouts, never on
+// the pool.
+PICOS_CORO_TEST(File, FifoReadsAndWritesWaitInTheLoop) {
+  const std::string path = NewFifo("loop");
+  absl::StatusOr<std::unique_ptr<File>> f = co_await File::Open(path, O_RDONLY);
+  CO_ASSERT_OK(f);
+  // No writer yet: the read waits for one (it does not see an end).
+  EXPECT_THAT(co_await (*f)->Read(16, absl::Milliseconds(20)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  int w = ::open(path.c_str(), O_WRONLY | O_NONBLOCK);
+  CO_ASSERT_TRUE(w >= 0);
+  CO_ASSERT_TRUE(::write(w, "hello", 5) == 5);
+  EXPECT_EQ((co_await (*f)->Read(16, absl::Seconds(20))).value_or("?"), "hello");
+  ::close(w);
+  EXPECT_EQ((co_await (*f)->Read(16, absl::Seconds(20))).value_or("?"), "") << "the writer left";
+  EXPECT_THAT(co_await (*f)->Seek(0), StatusIs(absl::StatusCode::kFailedPrecondition));
+  CO_ASSERT_OK(co_await (*f)->Close());
+
+  // Writing: with no reader the open fails at once, with one it writes.
+  EXPECT_THAT(co_await File::Open(path, O_WRONLY), StatusIs(absl::StatusCode::kUnavailable));
+  int r = ::open(path.c_str(), O_RDONLY | O_NONBLOCK);
+  CO_ASSERT_TRUE(r >= 0);
+  absl::StatusOr<std::unique_ptr<File>> out = co_await File::Open(path, O_WRONLY);
+  CO_ASSERT_OK(out);
+  CO_ASSERT_OK(co_await (*out)->Write("to the reader", absl::Seconds(20)));
+  CO_ASSERT_OK(co_await (*out)->Sync());
+  char buf[64];
+  EXPECT_EQ(::read(r, buf, sizeof buf), 13);
+  out->reset();  // destroyed without Close(): closed by the destructor
+  EXPECT_EQ(::read(r, buf, sizeof buf), 0) << "the FIFO's writer is closed";
+  ::close(r);
+  ::unlink(path.c_str());
+}
+
+// Run by the next test in a child process: a task opens a FIFO that has no
+// writer and is terminated while it waits; then the process must exit.
+TEST(File, ExitWithFifoOpenPendingHelper) {
+  const char* fifo = std::getenv("PICOS_FIFO_EXIT_HELPER");
+  if (fifo == nullptr) GTEST_SKIP() << "runs only as the child of ExitWithFifoOpenPending";
+  ::picos::testing::RunCoroTest([fifo]() -> Task<> {
+    auto open = [](std::string p) -> Task<> {
+      absl::StatusOr<std::unique_ptr<File>> f = co_await File::Open(p, O_RDONLY);
+      (void)co_await Suspend();  // opened or not, waits until terminated
+    };
+    TaskRef t = ThisScheduler().Spawn(open, std::string(fifo));
+    (void)co_await Sleep(absl::Milliseconds(50));
+    (void)t.Terminate();
+    (void)co_await t.Join(absl::Seconds(5));
+  });
+}
+
+// A blocking open() left on libuv's pool kept the process from exiting:
+// libuv joins its pool threads at exit, and that thread never returns.
+PICOS_CORO_TEST(File, ExitWithFifoOpenPending) {
+  const std::string fifo = NewFifo("exit");
+  ProcessOptions o;
+  o.program = "/proc/self/exe";
+  o.args = {"--gtest_filter=File.ExitWithFifoOpenPendingHelper"};
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    // The child is no test of Bazel's: it must not write this test's
+    // result files or take a shard of it.
+    absl::string_view v(*e);
+    if (absl::StartsWith(v, "XML_OUTPUT_FILE=") || absl::StartsWith(v, "TEST_PREMATURE_EXIT_FILE=") ||
+        absl::StartsWith(v, "TEST_SHARD") || absl::StartsWith(v, "TEST_TOTAL_SHARDS=") ||
+        absl::StartsWith(v, "GTEST_")) {
+      continue;
+    }
+    env.emplace_back(v);
+  }
+  env.push_back(absl::StrCat("PICOS_FIFO_EXIT_HELPER=", fifo));
+  o.env = env;
+  o.stdin_mode = StdioMode::kNull;
+  o.stdout_mode = StdioMode::kNull;
+  o.stderr_mode = StdioMode::kInherit;
+  absl::StatusOr<std::unique_ptr<Process>> child = Process::Spawn(o);
+  CO_ASSERT_OK(child);
+  absl::StatusOr<ExitStatus> ended = co_await (*child)->Wait(absl::Seconds(30));
+  EXPECT_OK(ended) << "the child did not exit with a FIFO open pending";
+  if (ended.ok()) {
+    EXPECT_TRUE(ended->success()) << ended->ToString();
+  }
+  child->reset();  // kills a child that hangs
+  ::unlink(fifo.c_str());
 }
 
 }  // namespace

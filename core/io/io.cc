@@ -9,11 +9,6 @@
 #include "core/kernel/status.h"
 
 namespace picos {
-namespace {
-// A bound on the rounds of a read loop: each round consumes at least one
-// byte or ends the loop, so n bytes need at most n + 2 rounds.
-size_t RoundBound(size_t n) { return n > SIZE_MAX - 2 ? SIZE_MAX : n + 2; }
-}  // namespace
 
 absl::Status ValidateReadSize(size_t max_bytes) {
   if (max_bytes == 0 || max_bytes > kMaxReadChunk) {
@@ -68,8 +63,9 @@ Task<absl::StatusOr<std::string>> BufferedReader::ReadLine(size_t max_length,
   PICOS_CO_RETURN_IF_ERROR(ValidateReadSize(max_length));
   internal::Deadline deadline(timeout);
   size_t scanned = 0;  // bytes already searched for '\n'
-  // Each round reads at least one byte or ends: bounded by max_length rounds.
-  for (size_t round = 0; round < RoundBound(max_length); ++round) {
+  // Each round reads at least one byte or ends the call (Fill gives bytes,
+  // the end of the stream or an error): at most max_length rounds.
+  for (;;) {
     size_t limit = std::min(buffered(), max_length);
     size_t pos = buffer_.find('\n', head_ + scanned);
     if (pos != std::string::npos && pos - head_ < limit) co_return Take(pos - head_ + 1);
@@ -81,13 +77,12 @@ Task<absl::StatusOr<std::string>> BufferedReader::ReadLine(size_t max_length,
     if (eof_) co_return Take(buffered());
     PICOS_CO_RETURN_IF_ERROR(co_await Fill(deadline.Remaining()));
   }
-  co_return absl::InternalError("ReadLine made no progress");
 }
 
 Task<absl::StatusOr<std::string>> BufferedReader::ReadExactly(size_t n, absl::Duration timeout) {
   PICOS_CO_RETURN_IF_ERROR(ValidateReadSize(n));
   internal::Deadline deadline(timeout);
-  for (size_t round = 0; round < RoundBound(n); ++round) {
+  for (;;) {  // as ReadLine: each round reads a byte or ends the call
     if (buffered() >= n) co_return Take(n);
     if (eof_) {
       co_return absl::OutOfRangeError(
@@ -95,12 +90,11 @@ Task<absl::StatusOr<std::string>> BufferedReader::ReadExactly(size_t n, absl::Du
     }
     PICOS_CO_RETURN_IF_ERROR(co_await Fill(deadline.Remaining()));
   }
-  co_return absl::InternalError("ReadExactly made no progress");
 }
 
 Task<absl::StatusOr<std::string>> BufferedReader::ReadAll(size_t limit, absl::Duration timeout) {
   internal::Deadline deadline(timeout);
-  for (size_t round = 0; round < RoundBound(limit); ++round) {
+  for (;;) {  // as ReadLine: each round reads a byte or ends the call
     if (buffered() > limit) {
       co_return absl::ResourceExhaustedError(
           absl::StrCat("stream longer than the limit of ", limit, " bytes"));
@@ -108,7 +102,6 @@ Task<absl::StatusOr<std::string>> BufferedReader::ReadAll(size_t limit, absl::Du
     if (eof_) co_return Take(buffered());
     PICOS_CO_RETURN_IF_ERROR(co_await Fill(deadline.Remaining()));
   }
-  co_return absl::InternalError("ReadAll made no progress");
 }
 
 }  // namespace picos

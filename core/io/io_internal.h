@@ -1,12 +1,33 @@
-// Internals shared by picos's I/O objects (process pipes, files, UDP): how a
-// task waits for a libuv callback. Not part of the public API.
+// Internals shared by picos's I/O objects (streams, files, processes, UDP,
+// the thread pool): how a task waits, until a deadline on the scheduler's
+// clock, for something that a libuv callback (or a closure posted from
+// another thread) makes happen. Not part of the public API.
 //
-// The rule that keeps this safe: libuv requests and handles never point into
-// a coroutine frame (a terminated task's frame is destroyed while it waits).
-// What a callback writes lives in heap state owned by the I/O object (freed in
-// a close callback) or shared with the request; the task parks its WaitToken
-// in a WaitSlot there, and the callback wakes it through the token, which is
-// harmless when the task has gone or waits for something else.
+// Two shapes of wait, one awaiter under both:
+//
+//   // A condition that callbacks change (bytes buffered, a connection
+//   // queued): the task re-checks it after every wake.
+//   Deadline deadline(timeout);
+//   for (;;) {  // ends by the condition, the deadline or an interrupt
+//     if (s->buffered() > 0) break;
+//     PICOS_CO_RETURN_IF_ERROR(co_await s->reader.Wait(deadline));
+//   }
+//
+//   // One event that happens once (a child's exit, a job's result):
+//   PICOS_CO_RETURN_IF_ERROR(co_await exit.Wait(deadline));  // OK: exit.done()
+//
+// A single libuv request is awaited through UvRequest
+// (core/io/uv_request_internal.h), which is built on Completion.
+//
+// The rule that keeps this safe: libuv requests and handles never point
+// into a coroutine frame (a terminated task's frame is destroyed while it
+// waits). What a callback writes lives in heap state owned by the I/O object
+// (freed in a close callback) or by the request; the task parks its
+// WaitToken in a WaitSlot there, and the callback wakes it through the
+// token, which is harmless when the task has gone or waits for something
+// else.
+//
+// Scheduler thread only, from tasks; the awaiters suspend the task.
 #ifndef PICOS_CORE_IO_IO_INTERNAL_H_
 #define PICOS_CORE_IO_IO_INTERNAL_H_
 
@@ -14,13 +35,34 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
-#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/kernel/task_internal.h"
 
 namespace picos::internal {
 
-// Where one waiting task leaves its token. Scheduler thread only.
+// A point on the scheduler's monotonic clock (Scheduler::NowNs) by which a
+// wait must end: a step of the wall clock neither stretches nor cuts it.
+class Deadline {
+ public:
+  // `timeout` from now; absl::InfiniteDuration() never passes, a zero or
+  // negative timeout has passed already. A finite one needs a scheduler
+  // running on this thread (asserted).
+  explicit Deadline(absl::Duration timeout);
+
+  // Zero once passed; absl::InfiniteDuration() for a deadline that never
+  // passes.
+  absl::Duration Remaining() const;
+  bool Expired() const { return Remaining() == absl::ZeroDuration(); }
+
+ private:
+  static constexpr int64_t kNever = INT64_MAX;
+  const Scheduler* clock_ = nullptr;  // null when at_ns_ == kNever
+  int64_t at_ns_ = kNever;
+};
+
+class SlotAwaiter;
+
+// Where one waiting task leaves its token.
 struct WaitSlot {
   WaitToken waiter;
 
@@ -33,52 +75,65 @@ struct WaitSlot {
       WakeToken(t, kWakeEvent);
     }
   }
+
+  // Suspends the running task until Notify(), the deadline, or an
+  // interrupt. OK when notified (the caller re-checks what it waits for),
+  // kDeadlineExceeded, kCancelled (terminated) or the thrown error.
+  SlotAwaiter Wait(const Deadline& deadline);
 };
 
-// Suspends the running task until the slot is notified or `timeout` passes.
-// `ready` short-cuts the wait when the condition already holds. Gives OK
-// (ready or notified: the caller re-checks its condition), kDeadlineExceeded,
-// or the interrupt (kCancelled / thrown error).
+// One event that happens once (a request completes, a child exits, a job's
+// result arrives), awaited by at most one task at a time.
+class Completion {
+ public:
+  bool done() const { return done_; }
+
+  // The event happened: wakes the waiting task, if any.
+  void Complete() {
+    done_ = true;
+    slot_.Notify();
+  }
+
+  // OK once done (at once if it is), else kDeadlineExceeded, kCancelled or
+  // the thrown error. Only Complete() wakes it before its deadline: any
+  // other wake is a bug, and asserted.
+  SlotAwaiter Wait(const Deadline& deadline);
+
+ private:
+  bool done_ = false;
+  WaitSlot slot_;
+};
+
+// The one awaiter under both: parks the task's token in `slot` for at most
+// `timeout`. With `done` (a Completion's flag) a wake means the event
+// happened; without, it means "look again".
 class SlotAwaiter {
  public:
-  SlotAwaiter(WaitSlot* slot, bool ready, absl::Duration timeout)
-      : slot_(slot), ready_(ready), timeout_(timeout) {}
+  SlotAwaiter(WaitSlot* slot, const bool* done, absl::Duration timeout)
+      : slot_(slot), done_(done), timeout_(timeout) {}
   bool await_ready() const noexcept {
-    return ready_ || InterruptPending(CurrentTaskOrDie("I/O wait"));
+    return (done_ != nullptr && *done_) || InterruptPending(CurrentTaskOrDie("I/O wait"));
   }
   void await_suspend(std::coroutine_handle<> h) {
     TaskCore* c = t_current_task;
-    Block(c, h, TaskState::kWaiting, timeout_ < absl::ZeroDuration() ? absl::ZeroDuration() : timeout_);
+    Block(c, h, TaskState::kWaiting, timeout_);
     slot_->waiter = TokenFor(c);
   }
-  absl::Status await_resume() {
-    TaskCore* c = t_current_task;
-    if (InterruptPending(c)) return TakeInterrupt(c);
-    if (ready_ || c->wake == kWakeEvent) return absl::OkStatus();
-    return absl::DeadlineExceededError("I/O timed out");
-  }
+  absl::Status await_resume();
 
  private:
   WaitSlot* slot_;
-  bool ready_;
+  const bool* done_;
   absl::Duration timeout_;
 };
 
-// A deadline from a timeout that may be infinite.
-class Deadline {
- public:
-  explicit Deadline(absl::Duration timeout)
-      : at_(timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout) {}
-  absl::Duration Remaining() const {
-    if (at_ == absl::InfiniteFuture()) return absl::InfiniteDuration();
-    absl::Duration d = at_ - absl::Now();
-    return d < absl::ZeroDuration() ? absl::ZeroDuration() : d;
-  }
-  bool Expired() const { return at_ != absl::InfiniteFuture() && absl::Now() >= at_; }
+inline SlotAwaiter WaitSlot::Wait(const Deadline& deadline) {
+  return SlotAwaiter(this, nullptr, deadline.Remaining());
+}
 
- private:
-  absl::Time at_;
-};
+inline SlotAwaiter Completion::Wait(const Deadline& deadline) {
+  return SlotAwaiter(&slot_, &done_, deadline.Remaining());
+}
 
 }  // namespace picos::internal
 

@@ -23,9 +23,8 @@ namespace internal {
 // in the handle's close callback.
 struct ProcState {
   uv_process_t handle;
-  bool exited = false;
-  ExitStatus status;
-  WaitSlot waiter;
+  ExitStatus status;  // set when `exit` is done
+  Completion exit;
 };
 
 }  // namespace internal
@@ -191,10 +190,9 @@ absl::StatusOr<std::unique_ptr<Process>> Process::SpawnWithFds(const ProcessOpti
   o.stdio_count = 3;
   o.exit_cb = [](uv_process_t* h, int64_t exit_status, int term_signal) {
     auto* ps = static_cast<ProcState*>(h->data);
-    ps->exited = true;
     ps->status.code = exit_status;
     ps->status.signal = term_signal;
-    ps->waiter.Notify();
+    ps->exit.Complete();
   };
   int rc = uv_spawn(loop, &proc->handle, &o);
   if (rc < 0) {
@@ -226,7 +224,7 @@ Process::~Process() {
   out_reader_.stream_.reset();
   err_reader_.stream_.reset();
   if (proc_ == nullptr) return;
-  bool running = !proc_->exited;
+  bool running = !proc_->exit.done();
   if (running) uv_process_kill(&proc_->handle, SIGKILL);
   // Closing the handle stops libuv from reaping the child, so a child still
   // running is reaped here; SIGKILL makes that wait short.
@@ -245,7 +243,7 @@ absl::Status Process::CloseStdin() {
   return absl::OkStatus();
 }
 
-bool Process::exited() const { return proc_ != nullptr && proc_->exited; }
+bool Process::exited() const { return proc_ != nullptr && proc_->exit.done(); }
 
 absl::Status Process::Kill(int signum) {
   if (signum < 1 || signum > 64) {
@@ -257,12 +255,8 @@ absl::Status Process::Kill(int signum) {
 
 Task<absl::StatusOr<ExitStatus>> Process::Wait(absl::Duration timeout) {
   ProcState* ps = proc_;
-  // The only wake is the exit callback; a few rounds allow for nothing else.
-  for (int round = 0; round < 4 && !ps->exited; ++round) {
-    absl::Status st = co_await internal::SlotAwaiter(&ps->waiter, ps->exited, timeout);
-    if (!st.ok()) co_return st;
-  }
-  if (!ps->exited) co_return absl::InternalError("wait woke before the child exited");
+  const internal::Deadline deadline(timeout);
+  PICOS_CO_RETURN_IF_ERROR(co_await ps->exit.Wait(deadline));
   co_return ps->status;
 }
 
@@ -275,7 +269,7 @@ Task<absl::StatusOr<ProcessOutput>> Process::Communicate(std::string input, size
   if (limit == 0 || limit > (size_t{1} << 30)) {
     co_return absl::InvalidArgumentError("Communicate limit outside [1, 1 GiB]");
   }
-  internal::Deadline deadline(timeout);
+  const internal::Deadline deadline(timeout);
   // Let both outputs be read in the background up to the limit while the
   // input is written: the child may need its output drained to go on reading.
   for (internal::UvStream* s : {out_reader_.stream_.get(), err_reader_.stream_.get()}) {
@@ -333,7 +327,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Spawn(std::vector<ProcessOpt
 }
 
 Task<absl::StatusOr<std::vector<ExitStatus>>> Pipeline::Wait(absl::Duration timeout) {
-  internal::Deadline deadline(timeout);
+  const internal::Deadline deadline(timeout);
   std::vector<ExitStatus> out;
   for (auto& p : stages_) {
     PICOS_CO_ASSIGN_OR_RETURN(ExitStatus st, co_await p->Wait(deadline.Remaining()));

@@ -105,9 +105,8 @@ inline constexpr absl::Duration kPoolWaitSlice = absl::Milliseconds(500);
 // One Run: what the waiting task and the pool thread share.
 template <typename Out>
 struct PoolJob {
-  bool done = false;          // scheduler thread only
-  std::optional<Out> result;  // scheduler thread only, set with done
-  WaitSlot slot;              // scheduler thread only
+  std::optional<Out> result;  // scheduler thread only, set before `completion`
+  Completion completion;      // scheduler thread only
 };
 
 }  // namespace internal
@@ -176,13 +175,13 @@ template <typename Out>
 Task<Out> AwaitPoolJob(std::shared_ptr<PoolJob<Out>> job, absl::Status submitted,
                        absl::Duration timeout) {
   if (!submitted.ok()) co_return Out(submitted);
-  Deadline deadline(timeout);
-  while (!job->done) {
+  const Deadline deadline(timeout);
+  while (!job->completion.done()) {
     // Waits in slices: a pending timeout is what tells a foreground loop
     // (Scheduler::Run) that this task is not deadlocked while its job runs
     // on a thread the loop cannot see.
-    absl::Duration slice = std::min(deadline.Remaining(), kPoolWaitSlice);
-    absl::Status st = co_await SlotAwaiter(&job->slot, job->done, slice);
+    const Deadline slice(std::min(deadline.Remaining(), kPoolWaitSlice));
+    absl::Status st = co_await job->completion.Wait(slice);
     if (st.code() == absl::StatusCode::kDeadlineExceeded && !deadline.Expired()) continue;
     if (!st.ok()) co_return Out(st);
   }
@@ -224,8 +223,7 @@ auto ThreadPool::Run(F&& fn, absl::Duration timeout)
     // has gone, the closure finds nobody waiting and drops the result.
     path->Post([job, out = std::move(out)]() mutable {
       job->result = std::move(out);
-      job->done = true;
-      job->slot.Notify();
+      job->completion.Complete();
     });
   });
   return internal::AwaitPoolJob<Out>(std::move(job), std::move(submitted), timeout);

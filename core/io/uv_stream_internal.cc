@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/io/io_internal.h"
+#include "core/io/uv_request_internal.h"
 #include "core/kernel/log.h"
 #include "core/kernel/status.h"
 
@@ -48,7 +49,6 @@ struct UvStreamState {
   size_t queued = 0;  // bytes handed to libuv, not yet written
   size_t peak = 0;
   bool shut = false;
-  bool shutdown_done = false;
   absl::Status werror;
   WaitSlot writer;
 
@@ -99,6 +99,18 @@ void CloseHandle(UvStreamState* s, bool reset) {
   uv_close(&s->h.handle, on_close);
 }
 
+// The error a TCP socket holds for its next call (ECONNRESET after a
+// reset), or 0. Reading it clears it.
+int PendingSocketError(UvStreamState* s) {
+  if (s->kind != UvKind::kTcp) return 0;
+  uv_os_fd_t fd;
+  if (uv_fileno(&s->h.handle, &fd) < 0) return 0;
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return 0;
+  return err;
+}
+
 void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto* s = static_cast<UvStreamState*>(stream->data);
   if (nread > 0) {
@@ -110,7 +122,15 @@ void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
       s->reading = false;
     }
   } else if (nread == UV_EOF) {
-    s->eof = true;
+    // Linux TCP gives end-of-stream (read() = 0) for a peer that sent data
+    // and then reset the connection, leaving the reset in SO_ERROR: without
+    // this look a broken connection would pass for an orderly close.
+    if (int err = PendingSocketError(s); err != 0) {
+      s->rerror = UvStatus(-err, "read");
+      PICOS_LOG(debug, "stream reset after its data: {}", s->rerror.ToString());
+    } else {
+      s->eof = true;
+    }
     uv_read_stop(stream);
     s->reading = false;
   } else if (nread < 0) {
@@ -144,27 +164,39 @@ void StartReading(UvStreamState* s) {
   }
 }
 
-// One uv_write in flight. Holds the state (the callback touches it) and the
-// bytes (a share of the caller's string, which the frame may outlive).
-struct WriteOp {
-  uv_write_t req;
+// One uv_write in flight: a hold on the state (the callback touches it) and
+// a share of the bytes (the caller's frame may go first). The writer does not
+// await writes one by one: it waits for room in the queue, so the request
+// is detached and its completion settles the queue.
+struct WritePayload {
+  WritePayload(UvStreamState* s, std::shared_ptr<std::string> d, size_t n)
+      : hold(s), state(s), data(std::move(d)), len(n) {}
+  void OnComplete(uv_write_t&, ssize_t status, bool) {
+    state->queued -= len;
+    if (status < 0 && state->werror.ok() && status != UV_ECANCELED) {
+      state->werror = UvStatus(static_cast<int>(status), "write");
+      PICOS_LOG(debug, "stream write failed: {}", state->werror.ToString());
+    }
+    state->writer.Notify();
+  }
+  Hold hold;
   UvStreamState* state;
   std::shared_ptr<std::string> data;
   size_t len;
 };
 
-void OnWrite(uv_write_t* req, int status) {
-  auto* op = static_cast<WriteOp*>(req->data);
-  UvStreamState* s = op->state;
-  s->queued -= op->len;
-  if (status < 0 && s->werror.ok() && status != UV_ECANCELED) {
-    s->werror = UvStatus(status, "write");
-    PICOS_LOG(debug, "stream write failed: {}", s->werror.ToString());
+// A shutdown in flight holds the state, and records an error in it even
+// when nobody waits for it any more.
+struct ShutdownPayload {
+  explicit ShutdownPayload(UvStreamState* s) : hold(s), state(s) {}
+  void OnComplete(uv_shutdown_t&, ssize_t status, bool) {
+    if (status < 0 && status != UV_ECANCELED && state->werror.ok()) {
+      state->werror = UvStatus(static_cast<int>(status), "shutdown");
+    }
   }
-  s->writer.Notify();
-  delete op;
-  Unref(s);
-}
+  Hold hold;
+  UvStreamState* state;
+};
 
 absl::Status Closed() { return absl::FailedPreconditionError("the stream is closed"); }
 
@@ -233,8 +265,8 @@ class UvListener final : public Listener {
     UvStreamState* s = s_;
     if (s == nullptr) co_return absl::FailedPreconditionError("the listener is closed");
     Hold hold(s);
-    Deadline deadline(timeout);
-    for (int round = 0; round < 1'000'000; ++round) {
+    const Deadline deadline(timeout);
+    for (;;) {  // each wake follows a connection, an error or the close
       if (s->closing) co_return absl::FailedPreconditionError("the listener is closed");
       if (!s->accepted.empty()) {
         UvStreamState* c = s->accepted.front();
@@ -246,10 +278,8 @@ class UvListener final : public Listener {
         co_return MakeUvStream(c, scheme_);
       }
       if (!s->lerror.ok()) co_return std::exchange(s->lerror, absl::OkStatus());
-      absl::Status st = co_await SlotAwaiter(&s->acceptor, false, deadline.Remaining());
-      if (!st.ok()) co_return st;
+      PICOS_CO_RETURN_IF_ERROR(co_await s->acceptor.Wait(deadline));
     }
-    co_return absl::InternalError("Accept made no progress");
   }
 
   void Close() override {
@@ -288,10 +318,9 @@ Task<absl::StatusOr<size_t>> UvStream::ReadSome(char* buf, size_t min_bytes, siz
   UvStreamState* s = s_;
   if (s == nullptr) co_return Closed();
   Hold hold(s);
-  Deadline deadline(timeout);
-  // Each wake follows a change of the buffer (or a timeout): bounded by
-  // the bytes wanted, and in time by the deadline.
-  for (size_t round = 0; round < min_bytes + 3; ++round) {
+  const Deadline deadline(timeout);
+  for (;;) {  // each wake follows bytes, the end, an error or the close
+
     if (s->buffered() >= min_bytes || (s->buffered() > 0 && (s->eof || !s->rerror.ok()))) {
       size_t n = std::min(max_bytes, s->buffered());
       std::memcpy(buf, s->rbuf.data() + s->rhead, n);
@@ -312,13 +341,12 @@ Task<absl::StatusOr<size_t>> UvStream::ReadSome(char* buf, size_t min_bytes, siz
     s->want = min_bytes;
     StartReading(s);
     if (!s->rerror.ok()) continue;
-    absl::Status st = co_await SlotAwaiter(&s->reader, false, deadline.Remaining());
+    absl::Status st = co_await s->reader.Wait(deadline);
     if (!st.ok()) {
       s->want = 0;
       co_return st;
     }
   }
-  co_return absl::InternalError("ReadSome made no progress");
 }
 
 Task<absl::Status> UvStream::Write(std::string data, absl::Duration timeout) {
@@ -344,78 +372,45 @@ Task<absl::Status> UvStream::Write(std::string data, absl::Duration timeout) {
   auto shared = std::make_shared<std::string>(std::move(data));
   const size_t size = shared->size();
   const size_t limit = std::max<size_t>(s->options.max_write_queue, 1);
-  Deadline deadline(timeout);
-  // Each round queues a chunk or waits for a completion, which frees at
-  // least one chunk: bounded by twice the chunks plus the final drain.
-  const size_t bound = 2 * (size / 1 + 2);
-  for (size_t round = 0; round < bound; ++round) {
+  const Deadline deadline(timeout);
+  // Each round queues a chunk, or waits for a completion, which frees room.
+  for (;;) {
     if (s->closing) co_return Closed();
     if (!s->werror.ok()) co_return s->werror;
     if (off == size && s->queued == 0) co_return absl::OkStatus();
     if (off < size && s->queued < limit) {
       size_t chunk = std::min(size - off, limit - s->queued);
-      auto* op = new WriteOp{{}, s, shared, chunk};
-      op->req.data = op;
+      UvRequest<uv_write_t, WritePayload> op(s, shared, chunk);
       uv_buf_t b = uv_buf_init(shared->data() + off, static_cast<unsigned>(chunk));
-      int rc = uv_write(&op->req, &s->h.stream, &b, 1, OnWrite);
-      if (rc < 0) {
-        delete op;
-        s->werror = UvStatus(rc, "write");
+      absl::Status started = op.Started(uv_write(op.req(), &s->h.stream, &b, 1, op.callback()), "write");
+      if (!started.ok()) {
+        s->werror = started;
         co_return s->werror;
       }
-      ++s->refs;  // the request's
+      op.Detach();
       s->queued += chunk;
       s->peak = std::max(s->peak, s->queued);
       off += chunk;
       continue;
     }
-    absl::Status st = co_await SlotAwaiter(&s->writer, false, deadline.Remaining());
-    if (!st.ok()) co_return st;
+    PICOS_CO_RETURN_IF_ERROR(co_await s->writer.Wait(deadline));
   }
-  co_return absl::InternalError("Write made no progress");
 }
 
 Task<absl::Status> UvStream::Shutdown(absl::Duration timeout) {
   UvStreamState* s = s_;
   if (s == nullptr || s->closing) co_return Closed();
   if (s->shut) co_return absl::OkStatus();
-  Hold hold(s);
-  struct ShutdownOp {
-    uv_shutdown_t req;
-    UvStreamState* state;
-    bool done = false;
-    int status = 0;
-  };
-  auto* op = new ShutdownOp{{}, s};
-  op->req.data = op;
-  int rc = uv_shutdown(&op->req, &s->h.stream, [](uv_shutdown_t* req, int status) {
-    auto* o = static_cast<ShutdownOp*>(req->data);
-    UvStreamState* st = o->state;
-    if (status < 0 && status != UV_ECANCELED && st->werror.ok()) {
-      st->werror = UvStatus(status, "shutdown");
-    }
-    st->shutdown_done = true;  // libuv ran it after every earlier write
-    st->writer.Notify();
-    delete o;
-    Unref(st);
-  });
-  if (rc < 0) {
-    delete op;
-    co_return UvStatus(rc, "shutdown");
-  }
-  ++s->refs;
+  UvRequest<uv_shutdown_t, ShutdownPayload> op(s);
+  PICOS_CO_RETURN_IF_ERROR(
+      op.Started(uv_shutdown(op.req(), &s->h.stream, op.callback()), "shutdown"));
   s->shut = true;
-  // Done when every write before it has completed (libuv runs the
-  // shutdown after them) or the stream broke.
-  Deadline deadline(timeout);
-  for (int round = 0; round < 1'000'000; ++round) {
-    if (s->closing) co_return Closed();
-    if (!s->werror.ok()) co_return s->werror;
-    if (s->shutdown_done) co_return absl::OkStatus();
-    absl::Status st = co_await SlotAwaiter(&s->writer, false, deadline.Remaining());
-    if (!st.ok()) co_return st;
-  }
-  co_return absl::InternalError("Shutdown made no progress");
+  // libuv completes it once every earlier write has completed, or when the
+  // stream closes (UV_ECANCELED).
+  const Deadline deadline(timeout);
+  PICOS_CO_RETURN_IF_ERROR(co_await op.Wait(deadline));
+  if (s->closing) co_return Closed();
+  co_return s->werror;
 }
 
 void UvStream::Close() {
@@ -468,55 +463,18 @@ uv_stream_s* UvHandle(UvStreamState* s) { return &s->h.stream; }
 void CloseUvStreamState(UvStreamState* s) { CloseHandle(s, false); }
 
 Task<absl::Status> UvTcpConnect(UvStreamState* s, const struct sockaddr* addr,
-                                absl::Duration timeout) {
-  Hold hold(s);
-  struct ConnectOp {
-    uv_connect_t req;
-    UvStreamState* state;
-    bool done = false;
-    int status = 0;
-    WaitSlot slot;
-  };
-  // Shared by the request and this frame: whichever ends last frees it.
-  auto* op = new ConnectOp{{}, s};
-  op->req.data = op;
-  int rc = uv_tcp_connect(&op->req, &s->h.tcp, addr, [](uv_connect_t* req, int status) {
-    auto* o = static_cast<ConnectOp*>(req->data);
-    o->status = status;
-    if (o->state == nullptr) {  // the waiting frame is gone
-      delete o;
-      return;
-    }
-    o->done = true;
-    o->slot.Notify();
-  });
-  if (rc < 0) {
-    delete op;
-    co_return UvStatus(rc, "connect");
+                                Deadline deadline) {
+  UvRequest<uv_connect_t> op;
+  PICOS_CO_RETURN_IF_ERROR(
+      op.Started(uv_tcp_connect(op.req(), &s->h.tcp, addr, op.callback()), "connect"));
+  absl::Status st = co_await op.Wait(deadline);
+  // On a timeout the connect stays in flight until the caller closes the
+  // handle, which cancels it; its callback then frees the request.
+  if (st.code() == absl::StatusCode::kDeadlineExceeded) {
+    co_return absl::DeadlineExceededError("connect timed out");
   }
-  struct Release {
-    ConnectOp* op;
-    ~Release() {
-      if (op->done) {
-        delete op;
-      } else {
-        op->state = nullptr;  // the callback frees it
-      }
-    }
-  } release{op};
-  for (int round = 0; round < 4 && !op->done; ++round) {
-    absl::Status st = co_await SlotAwaiter(&op->slot, op->done, timeout);
-    if (!st.ok()) {
-      // The connect stays in flight until the caller closes the handle,
-      // which cancels it.
-      if (st.code() == absl::StatusCode::kDeadlineExceeded) {
-        co_return absl::DeadlineExceededError("connect timed out");
-      }
-      co_return st;
-    }
-  }
-  if (!op->done) co_return absl::InternalError("connect woke without finishing");
-  co_return UvStatus(op->status, "connect");
+  PICOS_CO_RETURN_IF_ERROR(st);
+  co_return UvStatus(static_cast<int>(op.result()), "connect");
 }
 
 std::unique_ptr<UvStream> MakeUvStream(UvStreamState* s, std::string scheme) {

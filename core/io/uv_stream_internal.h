@@ -18,11 +18,12 @@
 //   }
 //
 // Safety rule (core/io/io_internal.h): libuv handles and requests never point
-// into a coroutine frame. Each stream's state is a reference-counted heap
-// object: the open handle holds one reference (dropped in its close
-// callback), every operation in progress another (a guard in the frame,
-// dropped when the frame ends or is destroyed because its task was killed),
-// every libuv request one more. A callback arriving after the task is gone
+// into a coroutine frame; requests are UvRequests (core/io/uv_request_internal.h).
+// Each stream's state is a reference-counted heap object: the open handle
+// holds one reference (dropped in its close callback), every operation in
+// progress another (a guard in the frame, dropped when the frame ends or is
+// destroyed because its task was killed), every libuv request that touches
+// it one more (its payload). A callback arriving after the task is gone
 // finds live state and a stale wait token, and does no harm. For the same
 // reason a UvStream may be destroyed while a task waits in one of its calls:
 // the call wakes with end of stream or kFailedPrecondition and never touches
@@ -41,8 +42,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "core/kernel/task.h"
+#include "core/io/io_internal.h"
 #include "core/io/stream.h"
+#include "core/kernel/task.h"
 
 struct uv_loop_s;
 struct uv_stream_s;
@@ -65,12 +67,13 @@ uv_stream_s* UvHandle(UvStreamState* s);
 // connect or spawn); frees it once nothing refers to it.
 void CloseUvStreamState(UvStreamState* s);
 
-// Connects the TCP handle of `s` to `addr`, waiting up to `timeout`.
-// Suspends. On error the caller still owns `s` (and closes it).
+// Connects the TCP handle of `s` to `addr`, waiting until `deadline`.
+// Suspends. On error the caller still owns `s` (and closes it, which ends a
+// connect still in flight).
 Task<absl::Status> UvTcpConnect(UvStreamState* s, const struct sockaddr* addr,
-                                absl::Duration timeout);
+                                Deadline deadline);
 
-// A connected handle as a Stream; see core/net/transport.h for the contract of
+// A connected handle as a Stream; see core/io/stream.h for the contract of
 // each call. Reading starts on the first ReadSome (or StartReadAhead) and
 // then runs in the background until max_read_buffer bytes wait, so a peer
 // that writes faster than the task reads is held back by the kernel.

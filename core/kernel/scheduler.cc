@@ -164,6 +164,8 @@ std::unique_ptr<Scheduler::Extension>& Scheduler::ExtensionSlot(size_t key) {
   return extensions_[key];
 }
 
+int64_t Scheduler::NowNs() const { return static_cast<int64_t>(uv_hrtime()); }
+
 TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, std::string name) {
   if (!h) {
     PICOS_LOG(error, "Spawn of an empty Task (moved from, or already awaited)");

@@ -164,6 +164,12 @@ class Scheduler {
   // True on the thread that runs this scheduler's loop now.
   bool InLoopThread() const;
 
+  // The scheduler's monotonic clock in nanoseconds: uv_hrtime() normally,
+  // the virtual clock's time when one is set. Every picos deadline (I/O,
+  // supervisor windows) is measured on it, never on the wall clock, so a
+  // step of the system time neither stretches nor cuts a timeout. Any thread.
+  int64_t NowNs() const;
+
   // The scheduler whose loop runs on this thread, or null.
   static Scheduler* Current();
 

@@ -4,9 +4,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "core/kernel/log.h"
 #include "core/kernel/monitor.h"
+#include "core/kernel/scheduler.h"
 #include "core/kernel/task.h"
 
 namespace picos {
@@ -17,7 +17,10 @@ struct Supervisor::State {
   Spawner spawner;
   TaskRef worker;
   int restarts = 0;
-  std::deque<absl::Time> recent;  // times of restarts within the window
+  // Restarts within the window, on the scheduler's monotonic clock
+  // (Scheduler::NowNs): a step of the wall clock must not forgive or
+  // double-count a crash loop.
+  std::deque<int64_t> recent_ns;
 };
 
 namespace {
@@ -77,9 +80,11 @@ Task<absl::StatusOr<Value>> Supervise(std::shared_ptr<Supervisor::State> state) 
       case MonitorOutcome::kPeerLost:
         break;
     }
-    absl::Time now = absl::Now();
-    while (!st.recent.empty() && st.recent.front() <= now - st.policy.window) st.recent.pop_front();
-    if (static_cast<int>(st.recent.size()) >= st.policy.max_restarts) {
+    const int64_t now = ThisScheduler().NowNs();
+    // Saturates: an infinite window keeps every restart.
+    const int64_t window = absl::ToInt64Nanoseconds(st.policy.window);
+    while (!st.recent_ns.empty() && now - st.recent_ns.front() >= window) st.recent_ns.pop_front();
+    if (static_cast<int>(st.recent_ns.size()) >= st.policy.max_restarts) {
       absl::Status why = absl::AbortedError(absl::StrCat(
           "worker failed after ", st.policy.max_restarts, " restarts within ",
           absl::FormatDuration(st.policy.window), "; giving up. Last: ", ended->DebugString()));
@@ -87,7 +92,7 @@ Task<absl::StatusOr<Value>> Supervise(std::shared_ptr<Supervisor::State> state) 
       Report(st, "gave_up", why);
       co_return why;
     }
-    st.recent.push_back(now);
+    st.recent_ns.push_back(now);
     ++st.restarts;
     PICOS_LOG(info, "supervisor {}: restarting worker ({}), restart {}", st.options.name,
               ended->DebugString(), st.restarts);

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/io/io_internal.h"
+#include "core/io/uv_request_internal.h"
 #include "core/kernel/log.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
@@ -41,15 +42,11 @@ using internal::UdpState;
 
 constexpr size_t kScratchSize = 64 * 1024;
 
-struct SendResult {
-  bool done = false;
-  int status = 0;
-  internal::WaitSlot slot;
-};
-struct SendOp {
-  uv_udp_send_t req;
+// A datagram in flight: its bytes live with the request, whatever happens to
+// the task that sent it.
+struct SendPayload {
+  explicit SendPayload(std::string d) : data(std::move(d)) {}
   std::string data;
-  std::shared_ptr<SendResult> result;
 };
 
 void OnReceive(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, const struct sockaddr* addr,
@@ -305,45 +302,29 @@ Task<absl::Status> UdpSocket::SendTo(std::string data, IpEndpoint to, absl::Dura
     co_return absl::InvalidArgumentError(
         absl::StrCat("datagram of ", data.size(), " bytes; at most ", kMaxDatagramSize));
   }
-  auto result = std::make_shared<SendResult>();
-  auto* op = new SendOp{{}, std::move(data), result};
-  op->req.data = op;
-  uv_buf_t b = uv_buf_init(op->data.data(), static_cast<unsigned>(op->data.size()));
-  int rc = uv_udp_send(&op->req, &state_->handle, &b, 1, to.sockaddr(),
-                       [](uv_udp_send_t* req, int status) {
-                         auto* o = static_cast<SendOp*>(req->data);
-                         o->result->done = true;
-                         o->result->status = status;
-                         o->result->slot.Notify();
-                         delete o;
-                       });
-  if (rc < 0) {
-    delete op;
-    co_return UvStatus(rc, absl::StrCat("send to ", to.ToString()).c_str());
-  }
-  for (int round = 0; round < 4 && !result->done; ++round) {
-    absl::Status st = co_await internal::SlotAwaiter(&result->slot, result->done, timeout);
-    if (!st.ok()) co_return st;
-  }
-  if (!result->done) co_return absl::InternalError("send woke before finishing");
-  co_return UvStatus(result->status, absl::StrCat("send to ", to.ToString()).c_str());
+  internal::UvRequest<uv_udp_send_t, SendPayload> op(std::move(data));
+  uv_buf_t b = uv_buf_init(op.payload().data.data(), static_cast<unsigned>(op.payload().data.size()));
+  const std::string what = absl::StrCat("send to ", to.ToString());
+  PICOS_CO_RETURN_IF_ERROR(op.Started(
+      uv_udp_send(op.req(), &state_->handle, &b, 1, to.sockaddr(), op.callback()), what.c_str()));
+  const internal::Deadline deadline(timeout);
+  PICOS_CO_RETURN_IF_ERROR(co_await op.Wait(deadline));
+  co_return UvStatus(static_cast<int>(op.result()), what.c_str());
 }
 
 Task<absl::StatusOr<Datagram>> UdpSocket::ReceiveFrom(absl::Duration timeout) {
   UdpState* s = state_;
-  internal::Deadline deadline(timeout);
-  // Each wake follows a datagram's arrival; the deadline bounds the wait.
-  for (int round = 0; round < 1'000'000; ++round) {
+  const internal::Deadline deadline(timeout);
+  for (;;) {  // each wake follows a datagram or the close
+
     if (s->closed) co_return ClosedError();
     if (!s->queue.empty()) {
       Datagram d = std::move(s->queue.front());
       s->queue.pop_front();
       co_return d;
     }
-    absl::Status st = co_await internal::SlotAwaiter(&s->receiver, false, deadline.Remaining());
-    if (!st.ok()) co_return st;
+    PICOS_CO_RETURN_IF_ERROR(co_await s->receiver.Wait(deadline));
   }
-  co_return absl::InternalError("receive made no progress");
 }
 
 uint64_t UdpSocket::dropped() const { return state_->dropped; }

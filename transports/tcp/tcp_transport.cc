@@ -10,10 +10,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/io/io_internal.h"
+#include "core/io/uv_request_internal.h"
+#include "core/io/uv_stream_internal.h"
 #include "core/kernel/log.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
-#include "core/io/uv_stream_internal.h"
 
 namespace picos::transports {
 namespace {
@@ -27,85 +28,45 @@ using internal::UvListen;
 using internal::UvStreamState;
 using internal::UvTcpConnect;
 
-// A resolution in flight. The request and the waiting frame share it; the
-// last to let go frees it (the frame may be destroyed first if its task is
-// killed, and libuv calls back later).
-struct ResolveOp {
-  uv_getaddrinfo_t req;
-  bool done = false;
-  bool abandoned = false;
-  int status = 0;
-  std::vector<sockaddr_storage> addrs;
-  internal::WaitSlot slot;
-};
-
 // The addresses of `host`:`port`: literals at once, names through
-// uv_getaddrinfo. Suspends for names.
+// uv_getaddrinfo on libuv's pool (cancelled there if the wait ends first).
+// Suspends for names.
 Task<absl::StatusOr<std::vector<sockaddr_storage>>> Resolve(std::string host, int port,
                                                             bool passive,
-                                                            absl::Duration timeout) {
+                                                            internal::Deadline deadline) {
   std::vector<sockaddr_storage> out(1);
   std::memset(&out[0], 0, sizeof out[0]);
   if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&out[0])) == 0 ||
       uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&out[0])) == 0) {
     co_return out;
   }
-  auto* op = new ResolveOp;
-  op->req.data = op;
+  out.clear();
   addrinfo hints;
   std::memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = passive ? AI_PASSIVE : AI_ADDRCONFIG;
   std::string service = absl::StrCat(port);
-  int rc = uv_getaddrinfo(
-      ThisScheduler().uv_loop(), &op->req,
-      [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
-        auto* o = static_cast<ResolveOp*>(req->data);
-        for (addrinfo* a = res; a != nullptr && o->addrs.size() < 16; a = a->ai_next) {
-          if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
-          sockaddr_storage ss;
-          std::memset(&ss, 0, sizeof ss);
-          std::memcpy(&ss, a->ai_addr, a->ai_addrlen);
-          o->addrs.push_back(ss);
-        }
-        uv_freeaddrinfo(res);
-        if (o->abandoned) {
-          delete o;
-          return;
-        }
-        o->status = status;
-        o->done = true;
-        o->slot.Notify();
-      },
-      host.c_str(), service.c_str(), &hints);
-  if (rc < 0) {
-    delete op;
-    co_return UvStatus(rc, "resolve");
-  }
-  struct Release {
-    ResolveOp* op;
-    ~Release() {
-      if (op->done) {
-        delete op;
-      } else {
-        op->abandoned = true;
-        uv_cancel(reinterpret_cast<uv_req_t*>(&op->req));  // callback still runs
-      }
-    }
-  } release{op};
-  for (int round = 0; round < 4 && !op->done; ++round) {
-    absl::Status st = co_await internal::SlotAwaiter(&op->slot, op->done, timeout);
-    if (!st.ok()) co_return st;
-  }
-  if (!op->done) co_return absl::InternalError("resolve woke without finishing");
-  if (op->status < 0) {
-    absl::Status st = UvStatus(op->status, "resolve");
+  internal::UvRequest<uv_getaddrinfo_t> op;
+  PICOS_CO_RETURN_IF_ERROR(op.Started(uv_getaddrinfo(ThisScheduler().uv_loop(), op.req(),
+                                                     op.callback(), host.c_str(),
+                                                     service.c_str(), &hints),
+                                      "resolve"));
+  PICOS_CO_RETURN_IF_ERROR(co_await op.Wait(deadline));
+  if (op.result() < 0) {
+    absl::Status st = UvStatus(static_cast<int>(op.result()), "resolve");
     // An unknown host is a peer that is not there.
     co_return absl::UnavailableError(absl::StrCat("cannot resolve \"", host, "\": ", st.message()));
   }
-  if (op->addrs.empty()) co_return absl::UnavailableError(absl::StrCat("no address for ", host));
-  co_return std::move(op->addrs);
+  for (addrinfo* a = op.req()->addrinfo; a != nullptr && out.size() < 16; a = a->ai_next) {
+    if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
+    sockaddr_storage ss;
+    std::memset(&ss, 0, sizeof ss);
+    std::memcpy(&ss, a->ai_addr, a->ai_addrlen);
+    out.push_back(ss);
+  }
+  if (out.empty()) co_return absl::UnavailableError(absl::StrCat("no address for ", host));
+  co_return out;
 }
 
 // Closes a handle that never became a Stream, on every way out of a frame.
@@ -125,15 +86,14 @@ class TcpTransport final : public StreamTransport {
     if (uri.port <= 0) {
       co_return absl::InvalidArgumentError(absl::StrCat("connect needs a port: ", uri.ToString()));
     }
-    internal::Deadline deadline(timeout);
+    const internal::Deadline deadline(timeout);
     PICOS_CO_ASSIGN_OR_RETURN(std::vector<sockaddr_storage> addrs,
-                              co_await Resolve(uri.host, uri.port, false, deadline.Remaining()));
+                              co_await Resolve(uri.host, uri.port, false, deadline));
     absl::Status last;
     for (const sockaddr_storage& addr : addrs) {
       CloseUnlessReleased guard{
           NewUvStreamState(ThisScheduler().uv_loop(), UvKind::kTcp, options)};
-      last = co_await UvTcpConnect(guard.s, reinterpret_cast<const sockaddr*>(&addr),
-                                   deadline.Remaining());
+      last = co_await UvTcpConnect(guard.s, reinterpret_cast<const sockaddr*>(&addr), deadline);
       if (last.ok()) {
         if (options.no_delay) uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(UvHandle(guard.s)), 1);
         co_return MakeUvStream(std::exchange(guard.s, nullptr), "tcp");
@@ -147,8 +107,9 @@ class TcpTransport final : public StreamTransport {
   Task<absl::StatusOr<std::unique_ptr<Listener>>> Listen(Uri uri,
                                                          StreamOptions options) override {
     if (uri.port < 0) co_return absl::InvalidArgumentError("listen needs a port");
+    const internal::Deadline deadline(absl::Seconds(30));
     PICOS_CO_ASSIGN_OR_RETURN(std::vector<sockaddr_storage> addrs,
-                              co_await Resolve(uri.host, uri.port, true, absl::Seconds(30)));
+                              co_await Resolve(uri.host, uri.port, true, deadline));
     uv_loop_t* loop = ThisScheduler().uv_loop();
     UvStreamState* s = NewUvStreamState(loop, UvKind::kTcp, options);
     int rc = uv_tcp_bind(reinterpret_cast<uv_tcp_t*>(UvHandle(s)),

@@ -215,7 +215,8 @@ Task<> HandshakeOne(std::shared_ptr<AcceptQueue> q, std::unique_ptr<Stream> raw)
 Task<> Pump(std::shared_ptr<AcceptQueue> q) {
   while (!q->closed) {
     if (q->pending() >= kMaxPending) {
-      absl::Status woken = co_await internal::SlotAwaiter(&q->pump, false, absl::Seconds(1));
+      const internal::Deadline second(absl::Seconds(1));
+      absl::Status woken = co_await q->pump.Wait(second);
       if (woken.code() == absl::StatusCode::kCancelled) break;
       continue;
     }
@@ -257,8 +258,7 @@ class TlsListener : public Listener {
       }
       if (q->closed) co_return absl::FailedPreconditionError("accept on a closed TLS listener");
       if (!q->error.ok()) co_return q->error;
-      absl::Status woken =
-          co_await internal::SlotAwaiter(&q->accepter, false, deadline.Remaining());
+      absl::Status woken = co_await q->accepter.Wait(deadline);
       if (!woken.ok()) {
         if (woken.code() == absl::StatusCode::kDeadlineExceeded) {
           co_return absl::DeadlineExceededError("TLS accept timed out");

@@ -1,0 +1,86 @@
+#include "core/io/io_internal.h"
+
+#include <memory>
+
+#include "absl/time/time.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/task.h"
+#include "gtest/gtest.h"
+#include "testing/coro_test.h"
+#include "testing/status_matchers.h"
+
+namespace picos::internal {
+namespace {
+
+using ::picos::testing::StatusIs;
+
+PICOS_CORO_TEST(Deadline, CountsDownOnTheSchedulersClock) {
+  const int64_t start = ThisScheduler().NowNs();
+  const Deadline d(absl::Seconds(100));
+  absl::Duration left = d.Remaining();
+  EXPECT_LE(left, absl::Seconds(100));
+  EXPECT_GT(left, absl::Seconds(50));
+  EXPECT_FALSE(d.Expired());
+  const Deadline soon(absl::Milliseconds(5));
+  (void)co_await Sleep(absl::Milliseconds(10));
+  EXPECT_TRUE(soon.Expired());
+  EXPECT_EQ(soon.Remaining(), absl::ZeroDuration());
+  EXPECT_GE(ThisScheduler().NowNs() - start, 10'000'000) << "the clock is monotonic nanoseconds";
+}
+
+PICOS_CORO_TEST(Deadline, InfiniteZeroAndNegative) {
+  const Deadline never(absl::InfiniteDuration());
+  EXPECT_EQ(never.Remaining(), absl::InfiniteDuration());
+  EXPECT_FALSE(never.Expired());
+  const Deadline centuries(absl::Hours(24 * 365 * 1000));
+  EXPECT_FALSE(centuries.Expired());
+  EXPECT_TRUE(Deadline(absl::ZeroDuration()).Expired());
+  EXPECT_TRUE(Deadline(-absl::Seconds(1)).Expired());
+  co_return;
+}
+
+PICOS_CORO_TEST(Completion, WakesItsWaiterOnce) {
+  auto c = std::make_shared<Completion>();
+  auto complete = [c]() -> Task<> {
+    (void)co_await Sleep(absl::Milliseconds(5));
+    c->Complete();
+  };
+  TaskRef t = ThisScheduler().Spawn(complete);
+  const Deadline deadline(absl::Seconds(30));
+  CO_ASSERT_OK(co_await c->Wait(deadline));
+  EXPECT_TRUE(c->done());
+  CO_ASSERT_OK(co_await c->Wait(deadline));  // done stays done: no wait
+  (void)co_await t.Join();
+}
+
+PICOS_CORO_TEST(Completion, TimesOutAndIsInterrupted) {
+  auto c = std::make_shared<Completion>();
+  const Deadline soon(absl::Milliseconds(5));
+  EXPECT_THAT(co_await c->Wait(soon), StatusIs(absl::StatusCode::kDeadlineExceeded));
+  auto wait = [c]() -> Task<absl::Status> {
+    const Deadline forever(absl::InfiniteDuration());
+    co_return co_await c->Wait(forever);
+  };
+  TaskRef t = ThisScheduler().Spawn(wait);
+  (void)co_await Yield();
+  CO_ASSERT_OK(t.Throw(absl::AbortedError("enough")));
+  EXPECT_THAT(co_await t.Join(), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_FALSE(c->done());
+}
+
+PICOS_CORO_TEST(WaitSlot, WakesAConditionWaitAndTimesOut) {
+  auto slot = std::make_shared<WaitSlot>();
+  auto notify = [slot]() -> Task<> {
+    (void)co_await Sleep(absl::Milliseconds(5));
+    slot->Notify();
+  };
+  TaskRef t = ThisScheduler().Spawn(notify);
+  const Deadline deadline(absl::Seconds(30));
+  CO_ASSERT_OK(co_await slot->Wait(deadline));
+  (void)co_await t.Join();
+  const Deadline soon(absl::Milliseconds(5));
+  EXPECT_THAT(co_await slot->Wait(soon), StatusIs(absl::StatusCode::kDeadlineExceeded));
+}
+
+}  // namespace
+}  // namespace picos::internal
