@@ -215,6 +215,34 @@ TEST_P(TransportConformanceTest, PeerResetIsUnavailable) {
   });
 }
 
+// A peer that writes and then aborts (Stream::Abort: a TCP reset) is read
+// as its data, then as a broken connection, never as an orderly end, which
+// a reader would take for a complete message. Where the transport has no
+// reset, Abort is Close: the data, then the end.
+TEST_P(TransportConformanceTest, DataThenResetIsDataThenUnavailable) {
+  auto reg = MakeRegistry(GetParam());
+  RunTask([&]() -> Task<> {
+    absl::StatusOr<Pair> p = co_await Connected(*reg, GetParam().listen_uri());
+    CO_ASSERT_OK(p);
+    CO_ASSERT_OK(co_await p->server->Write("last words", absl::Seconds(10)));
+    p->server->Abort();
+    char buf[64];
+    absl::StatusOr<size_t> n =
+        co_await p->client->ReadSome(buf, 10, sizeof buf, absl::Seconds(10));
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(std::string(buf, *n), "last words") << "the data before the reset is kept";
+    for (int i = 0; i < 2; ++i) {  // and what follows it stays so
+      n = co_await p->client->ReadSome(buf, 1, sizeof buf, absl::Seconds(10));
+      if (GetParam().abort_is_reset) {
+        EXPECT_THAT(n, StatusIs(absl::StatusCode::kUnavailable));
+      } else {
+        CO_ASSERT_OK(n);
+        EXPECT_EQ(*n, 0u);
+      }
+    }
+  });
+}
+
 TEST_P(TransportConformanceTest, ReadTimeoutLosesNothing) {
   auto reg = MakeRegistry(GetParam());
   RunTask([&]() -> Task<> {

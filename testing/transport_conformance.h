@@ -1,6 +1,6 @@
 // The conformance suite every stream transport plugin passes: echo of
 // small and large (64 MB) data, half-close, refused and reset connections
-// reported as kUnavailable, connect and read timeouts, 1,000 concurrent
+// reported as kUnavailable (also a reset that follows data), connect and read timeouts, 1,000 concurrent
 // connections, backpressure (a slow reader keeps the writer's queue
 // bounded, measured in queued bytes), and tasks killed mid-read and
 // mid-write (no crash, no leak under ASan).
@@ -33,6 +33,10 @@ struct ConformanceParam {
   std::function<void(TransportRegistry::Builder&)> register_transport;
   // A fresh address to listen on (port 0, a new path or abstract name).
   std::function<std::string()> listen_uri;
+  // Whether the peer of a Stream::Abort() reads a broken connection
+  // (kUnavailable: a TCP reset, a TLS stream cut without close_notify) or,
+  // where the transport has no reset (a Unix socket), an orderly end.
+  bool abort_is_reset = true;
 };
 
 class TransportConformanceTest : public ::testing::TestWithParam<ConformanceParam> {};

@@ -14,9 +14,11 @@ namespace {
 INSTANTIATE_TEST_SUITE_P(
     Unix, TransportConformanceTest,
     ::testing::Values(ConformanceParam{"path", transports::RegisterUnixTransport,
-                                       [] { return UniqueUnixUri(false); }},
+                                       [] { return UniqueUnixUri(false); },
+                                       /*abort_is_reset=*/false},
                       ConformanceParam{"abstract", transports::RegisterUnixTransport,
-                                       [] { return UniqueUnixUri(true); }}),
+                                       [] { return UniqueUnixUri(true); },
+                                       /*abort_is_reset=*/false}),
     ConformanceName);
 
 TEST(UnixTransport, RejectsOverlongPaths) {
