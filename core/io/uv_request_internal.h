@@ -57,7 +57,7 @@ class UvRequest {
   explicit UvRequest(Args&&... args) : b_(new Block(std::forward<Args>(args)...)) {}
   // Frees the request, or hands it to its callback if it is in flight
   // (cancelling it where libuv can).
-  ~UvRequest() { Release(); }
+  ~UvRequest() { Release(/*cancel=*/true); }
   UvRequest(const UvRequest&) = delete;
   UvRequest& operator=(const UvRequest&) = delete;
 
@@ -104,7 +104,7 @@ class UvRequest {
   // the writer does not await one by one).
   void Detach() {
     PICOS_ASSERT(b_->started);
-    Release();
+    Release(/*cancel=*/false);
   }
 
  private:
@@ -143,7 +143,9 @@ class UvRequest {
     }
   }
 
-  void Release() {
+  // Frees the block, or leaves it to the callback (and cancels the request
+  // if asked and libuv can).
+  void Release(bool cancel) {
     Block* b = std::exchange(b_, nullptr);
     if (b == nullptr) return;
     if (!b->started || b->completion.done()) {
@@ -152,6 +154,7 @@ class UvRequest {
     }
     b->orphaned = true;
     if constexpr (kCancellable) {
+      if (!cancel) return;
       // Fails harmlessly (UV_EBUSY) once the request runs; either way the
       // callback comes, on a later turn of the loop, and frees the block.
       (void)uv_cancel(reinterpret_cast<uv_req_t*>(&b->req));
