@@ -177,6 +177,18 @@ bool IsBlocked(TaskState s) {
 
 }  // namespace
 
+namespace {
+// Send's slow paths, kept out of line so that the hot path stays as it was:
+// a proxy, or a task of another thread's scheduler.
+[[gnu::noinline]] absl::Status SendElsewhere(const TaskRef& t, Value message) {
+  TaskCore* c = t.core();
+  if (internal::IsProxy(c)) return internal::ProxyOf(c)->Send(std::move(message));
+  return OnTaskThread(t, [m = std::move(message)](TaskCore* core, Scheduler* sched) mutable {
+    return internal::SchedulerHooks::DeliverLocal(*sched, core, std::move(m));
+  });
+}
+}  // namespace
+
 absl::Status TaskRef::Send(Value message) const {
   if (core_ == nullptr) return NullRef();
   Scheduler* s = core_->scheduler();
@@ -186,10 +198,7 @@ absl::Status TaskRef::Send(Value message) const {
     if (core_->flags & internal::kFlagFinished) return Ended(*this);
     return internal::SchedulerHooks::DeliverLocal(*s, core_, std::move(message));
   }
-  if (internal::IsProxy(core_)) return internal::ProxyOf(core_)->Send(std::move(message));
-  return OnTaskThread(*this, [m = std::move(message)](TaskCore* c, Scheduler* sched) mutable {
-    return internal::SchedulerHooks::DeliverLocal(*sched, c, std::move(m));
-  });
+  return SendElsewhere(*this, std::move(message));
 }
 
 absl::Status TaskRef::Resume(Value value) const {
