@@ -10,13 +10,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "core/channel.h"
-#include "core/channel_proxy.h"
-#include "core/log.h"
-#include "core/monitor.h"
-#include "core/proxy.h"
-#include "core/task.h"
-#include "core/value_codec.h"
+#include "core/kernel/channel.h"
+#include "core/kernel/channel_proxy.h"
+#include "core/kernel/log.h"
+#include "core/kernel/monitor.h"
+#include "core/kernel/proxy.h"
+#include "core/kernel/task.h"
+#include "core/wire/value_codec.h"
 
 namespace picos::remote {
 

@@ -1,8 +1,8 @@
 // LoopbackPeer: an in-process stand-in for the remote layer, for tests. It
-// proves the seams of core/proxy.h, core/channel_proxy.h and NameResolver
-// (core/naming.h) the way the network layer will use them: a handle it gives
+// proves the seams of core/kernel/proxy.h, core/kernel/channel_proxy.h and NameResolver
+// (core/kernel/naming.h) the way the network layer will use them: a handle it gives
 // out is a proxy, and every operation on it is a frame (a Value) that one end
-// encodes with the Value codec (core/value_codec.h) and the other end
+// encodes with the Value codec (core/wire/value_codec.h) and the other end
 // decodes, then applies to the real task or channel. Handles inside messages
 // cross as identities, like on the wire: a task handle sent back to its own
 // end is the original handle, one of the other end becomes a proxy.
@@ -39,9 +39,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "core/handles.h"
-#include "core/naming.h"
-#include "core/scheduler.h"
+#include "core/kernel/handles.h"
+#include "core/kernel/naming.h"
+#include "core/kernel/scheduler.h"
 
 namespace picos::remote {
 
