@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <exception>
+#include <memory>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/kernel/channel_proxy.h"
 #include "core/kernel/log.h"
 #include "core/kernel/scheduler_internal.h"
 #include "core/kernel/scheduler.h"
@@ -13,6 +15,22 @@
 #include "core/kernel/task_internal.h"
 
 namespace picos {
+
+namespace internal {
+ProxyChannel::ProxyChannel(std::string n, std::unique_ptr<ChannelProxy> p)
+    : ChannelCore(std::move(n)), proxy(std::move(p)) {}
+ProxyChannel::~ProxyChannel() = default;
+std::string ProxyChannel::DebugString() const { return proxy->DebugString(); }
+}  // namespace internal
+
+ChannelRef MakeChannelProxy(std::string name, std::unique_ptr<ChannelProxy> proxy) {
+  if (proxy == nullptr) return ChannelRef();
+  return ChannelRef::Adopt(new internal::ProxyChannel(std::move(name), std::move(proxy)));
+}
+
+ChannelProxy* GetChannelProxy(const ChannelRef& channel) {
+  return channel.valid() ? channel.core()->AsProxy() : nullptr;
+}
 
 using internal::ChannelSubscriber;
 using internal::LocalChannel;
@@ -27,9 +45,8 @@ absl::StatusOr<LocalChannel*> OnThread(const ChannelRef& ref) {
   if (!ref.valid()) return absl::InvalidArgumentError("null ChannelRef");
   LocalChannel* ch = ref.core()->AsLocal();
   if (ch == nullptr) {
-    return absl::UnimplementedError(
-        absl::StrCat("channel ", ref.name(), " is not of this process; remote channels are not "
-                     "supported yet"));
+    return absl::UnimplementedError(absl::StrCat(
+        "channel ", ref.name(), " is not of this process: this call works on local channels only"));
   }
   if (!ch->scheduler->InLoopThread()) {
     return absl::FailedPreconditionError(
@@ -44,7 +61,18 @@ absl::StatusOr<LocalChannel*> OpenOnThread(const ChannelRef& ref) {
   return ch;
 }
 
-bool TaskEnded(const TaskRef& t) { return (t.core()->flags & internal::kFlagFinished) != 0; }
+bool TaskEnded(const TaskRef& t) {
+  if (internal::IsProxy(t.core())) return t.state() == TaskState::kDone;
+  return (t.core()->flags & internal::kFlagFinished) != 0;
+}
+
+// A subscribed channel is open: a local one not closed, a proxy whose layer
+// has not said it closed.
+bool ChannelOpen(const ChannelRef& c) {
+  if (LocalChannel* l = c.core()->AsLocal(); l != nullptr) return !l->closed;
+  ChannelProxy* p = c.core()->AsProxy();
+  return p != nullptr && !p->closed();
+}
 
 bool Live(const ChannelSubscriber& s) {
   switch (s.kind) {
@@ -53,7 +81,7 @@ bool Live(const ChannelSubscriber& s) {
     case ChannelSubscriber::kTask:
       return !TaskEnded(s.task);
     case ChannelSubscriber::kChannel:
-      return !s.channel.core()->AsLocal()->closed;
+      return ChannelOpen(s.channel);
     case ChannelSubscriber::kSink:
       return true;
   }
@@ -170,10 +198,15 @@ size_t Broadcast(LocalChannel* ch, const Value& msg) {
       case ChannelSubscriber::kChannel: {
         ChannelRef keep = s->channel;
         LocalChannel* sub = keep.core()->AsLocal();
-        if (sub->closed) {
+        if (!ChannelOpen(keep)) {
           Drop(ch, *s);
-        } else {
+        } else if (sub != nullptr) {
           reached += Broadcast(sub, out);
+        } else if (keep.core()->AsProxy()->Send(out).ok()) {
+          ++reached;  // a channel elsewhere counts as one end point here
+        } else {
+          s = &ch->subscribers[i];
+          if (s->kind == ChannelSubscriber::kChannel) Drop(ch, *s);
         }
         break;
       }
@@ -228,7 +261,9 @@ void WakeDeliverers(LocalChannel* ch, bool all) {
 bool Reaches(LocalChannel* from, LocalChannel* target) {
   if (from == target) return true;
   for (const ChannelSubscriber& s : from->subscribers) {
-    if (s.kind == ChannelSubscriber::kChannel && Reaches(s.channel.core()->AsLocal(), target)) {
+    // A channel elsewhere is not followed: its layer sees its own cycles.
+    LocalChannel* sub = s.kind == ChannelSubscriber::kChannel ? s.channel.core()->AsLocal() : nullptr;
+    if (sub != nullptr && Reaches(sub, target)) {
       return true;
     }
   }
@@ -266,6 +301,10 @@ Channel Channel::Create(Scheduler& scheduler, std::string name) {
 }
 
 absl::Status Channel::Subscribe(const TaskRef& task, ChannelTransform transform) const {
+  if (ChannelProxy* p = GetChannelProxy(ref_); p != nullptr) {
+    if (!task.valid()) return absl::InvalidArgumentError("subscribe of a null TaskRef");
+    return p->Subscribe(task, std::move(transform));
+  }
   PICOS_ASSIGN_OR_RETURN(LocalChannel * ch, OpenOnThread(ref_));
   if (!task.valid()) return absl::InvalidArgumentError("subscribe of a null TaskRef");
   if (TaskEnded(task)) {
@@ -284,7 +323,24 @@ absl::Status Channel::Subscribe(const TaskRef& task, ChannelTransform transform)
 }
 
 absl::Status Channel::Subscribe(const Channel& channel, ChannelTransform transform) const {
+  if (ChannelProxy* p = GetChannelProxy(ref_); p != nullptr) {
+    if (!channel.valid()) return absl::InvalidArgumentError("subscribe of a null ChannelRef");
+    return p->Subscribe(channel.ref_, std::move(transform));
+  }
   PICOS_ASSIGN_OR_RETURN(LocalChannel * ch, OpenOnThread(ref_));
+  if (ChannelProxy* sub = GetChannelProxy(channel.ref_); sub != nullptr) {
+    // A channel elsewhere as subscriber: what this one sends goes to it.
+    for (const ChannelSubscriber& s : ch->subscribers) {
+      if (s.kind == ChannelSubscriber::kChannel && s.channel == channel.ref_) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("channel ", channel.name(), " already subscribes to ", name()));
+      }
+    }
+    ChannelSubscriber s;
+    s.kind = ChannelSubscriber::kChannel;
+    s.channel = channel.ref_;
+    return Add(ch, std::move(s), std::move(transform));
+  }
   PICOS_ASSIGN_OR_RETURN(LocalChannel * sub, OpenOnThread(channel.ref_));
   if (sub->scheduler != ch->scheduler) {
     return absl::InvalidArgumentError("a channel can subscribe only to one of its own scheduler");
@@ -306,6 +362,10 @@ absl::Status Channel::Subscribe(const Channel& channel, ChannelTransform transfo
 }
 
 absl::StatusOr<SinkId> Channel::SubscribeSink(ChannelSink sink, ChannelTransform transform) const {
+  if (GetChannelProxy(ref_) != nullptr) {
+    return absl::UnimplementedError(absl::StrCat(
+        "sinks subscribe to channels of this process only; ", ref_.DebugString(), " is elsewhere"));
+  }
   PICOS_ASSIGN_OR_RETURN(LocalChannel * ch, OpenOnThread(ref_));
   if (!sink) return absl::InvalidArgumentError("subscribe of an empty sink");
   ChannelSubscriber s;
@@ -333,12 +393,14 @@ absl::Status Remove(const ChannelRef& ref, Match match, const std::string& what)
 }  // namespace
 
 absl::Status Channel::Unsubscribe(const TaskRef& task) const {
+  if (ChannelProxy* p = GetChannelProxy(ref_); p != nullptr) return p->Unsubscribe(task);
   return Remove(
       ref_, [&](const ChannelSubscriber& s) { return s.kind == ChannelSubscriber::kTask && s.task == task; },
       task.DebugString());
 }
 
 absl::Status Channel::Unsubscribe(const Channel& channel) const {
+  if (ChannelProxy* p = GetChannelProxy(ref_); p != nullptr) return p->Unsubscribe(channel.ref_);
   return Remove(
       ref_,
       [&](const ChannelSubscriber& s) {
@@ -358,8 +420,9 @@ absl::Status Channel::Send(Value message) const {
   if (!ref_.valid()) return absl::InvalidArgumentError("null ChannelRef");
   LocalChannel* ch = ref_.core()->AsLocal();
   if (ch == nullptr) {
+    if (ChannelProxy* p = ref_.core()->AsProxy(); p != nullptr) return p->Send(std::move(message));
     return absl::UnimplementedError(absl::StrCat(
-        "channel ", name(), " is not of this process; remote channels are not supported yet"));
+        "channel ", name(), " is not of this process and no layer reaches it"));
   }
   if (!ch->scheduler->InLoopThread()) {
     return ch->scheduler->Post([ref = ref_, m = std::move(message)]() mutable {
@@ -378,6 +441,7 @@ DeliverAwaiter Channel::Deliver(Value message, size_t n, absl::Duration timeout)
 }
 
 absl::Status Channel::Close() const {
+  if (ChannelProxy* p = GetChannelProxy(ref_); p != nullptr) return p->Close();
   PICOS_ASSIGN_OR_RETURN(LocalChannel * ch, OnThread(ref_));
   if (ch->closed) return absl::OkStatus();
   ch->closed = true;
@@ -406,6 +470,7 @@ absl::Status Channel::Close() const {
 }
 
 bool Channel::closed() const {
+  if (ChannelProxy* p = GetChannelProxy(ref_); p != nullptr) return p->closed();
   LocalChannel* ch = ref_.valid() ? ref_.core()->AsLocal() : nullptr;
   return ch == nullptr || ch->closed;
 }
@@ -420,6 +485,7 @@ size_t Channel::subscriber_count() const {
 bool DeliverAwaiter::await_ready() {
   TaskCore* c = internal::CurrentTaskOrDie("Channel::Deliver");
   if (internal::InterruptPending(c)) return true;
+  if (GetChannelProxy(channel_) != nullptr) return false;  // always asks its layer
   absl::StatusOr<LocalChannel*> ch = OpenOnThread(channel_);
   if (!ch.ok()) return true;
   if (n_ == 0 || LiveCount(*ch) >= n_) return true;
@@ -428,13 +494,30 @@ bool DeliverAwaiter::await_ready() {
 
 void DeliverAwaiter::await_suspend(std::coroutine_handle<> h) {
   TaskCore* c = internal::t_current_task;
+  if (ChannelProxy* p = GetChannelProxy(channel_); p != nullptr) {
+    // The layer bounds the wait by `timeout` and completes (kUnavailable
+    // when its peer is lost, or when it drops the completer): no timer here.
+    internal::Block(c, h, TaskState::kWaiting, absl::InfiniteDuration());
+    p->Deliver(std::move(message_), n_, absl::Nanoseconds(timeout_ns_), remote_.Start(c));
+    return;
+  }
   internal::Block(c, h, TaskState::kWaiting, absl::Nanoseconds(timeout_ns_));
   channel_.core()->AsLocal()->deliver_waiters.push_back({internal::TokenFor(c), n_});
 }
 
 absl::StatusOr<size_t> DeliverAwaiter::await_resume() {
   TaskCore* c = internal::t_current_task;
+  std::optional<absl::StatusOr<Value>> remote = remote_.Take();
   if (internal::InterruptPending(c)) return internal::TakeInterrupt(c);
+  if (remote) {
+    if (!remote->ok()) return remote->status();
+    absl::StatusOr<uint64_t> count = FromValue<uint64_t>(**remote);
+    if (!count.ok()) return absl::InternalError("the channel's layer gave a count that is not a uint");
+    return static_cast<size_t>(*count);
+  }
+  if (GetChannelProxy(channel_) != nullptr) {
+    return absl::DeadlineExceededError(absl::StrCat("deliver on ", channel_.DebugString(), " timed out"));
+  }
   PICOS_ASSIGN_OR_RETURN(LocalChannel * ch, OpenOnThread(channel_));
   // Woken by a subscribe or not, the rule is the same: enough subscribers
   // now, or the wait is over.

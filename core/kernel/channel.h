@@ -97,8 +97,12 @@ class Channel {
   static Channel Create(std::string name);
   static Channel Create(Scheduler& scheduler, std::string name);
 
-  // Views an existing handle (from a message, or Locate). Operations on a
-  // handle that is not a channel of this process give kUnimplemented.
+  // Views an existing handle (from a message, or Locate). On a channel that
+  // lives elsewhere (a proxy, channel_proxy.h) Subscribe, Unsubscribe, Send,
+  // Deliver, Close and closed() go to its layer, with the errors documented
+  // here plus kUnavailable when its peer is lost; SubscribeSink gives
+  // kUnimplemented and subscriber_count() 0. A bare handle that no layer
+  // reaches gives kUnimplemented.
   explicit Channel(ChannelRef ref) : ref_(std::move(ref)) {}
   Channel() = default;
 
@@ -110,8 +114,9 @@ class Channel {
   // transform/filter. kAlreadyExists if it is already subscribed.
   absl::Status Subscribe(const TaskRef& task, ChannelTransform transform = nullptr) const;
 
-  // Makes `channel` (of the same scheduler) a subscriber: what this one
-  // sends, it sends on. kInvalidArgument if that would make a cycle.
+  // Makes `channel` (of the same scheduler, or a channel elsewhere) a
+  // subscriber: what this one sends, it sends on. kInvalidArgument if that
+  // would make a cycle (followed through channels of this process only).
   absl::Status Subscribe(const Channel& channel, ChannelTransform transform = nullptr) const;
 
   // Adds a callback subscriber; its id unsubscribes it.
@@ -150,6 +155,8 @@ class Channel {
 
 class DeliverAwaiter {
  public:
+  DeliverAwaiter(const DeliverAwaiter&) = delete;
+  DeliverAwaiter& operator=(const DeliverAwaiter&) = delete;
   DeliverAwaiter(ChannelRef channel, Value message, uint32_t n, absl::Duration timeout)
       : channel_(std::move(channel)),
         message_(std::move(message)),
@@ -164,6 +171,7 @@ class DeliverAwaiter {
   Value message_;
   uint32_t n_;
   int64_t timeout_ns_;
+  internal::CompletionWait remote_;  // a channel elsewhere
 };
 
 }  // namespace picos

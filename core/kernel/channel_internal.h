@@ -3,8 +3,9 @@
 //
 // A ChannelCore is all a ChannelRef needs: a name and a reference count (a
 // decoder of remote handles may make bare ones). A channel made by
-// Channel::Create is a LocalChannel, which adds the subscribers; AsLocal()
-// tells the two apart without RTTI on the send path.
+// Channel::Create is a LocalChannel, which adds the subscribers; one made by
+// MakeChannelProxy (channel_proxy.h) is a ProxyChannel, whose operations go
+// to a higher layer. AsLocal() and AsProxy() tell them apart without RTTI.
 #ifndef PICOS_CORE_KERNEL_CHANNEL_INTERNAL_H_
 #define PICOS_CORE_KERNEL_CHANNEL_INTERNAL_H_
 
@@ -25,6 +26,7 @@
 
 namespace picos {
 class Scheduler;
+class ChannelProxy;
 
 namespace internal {
 
@@ -37,9 +39,22 @@ struct ChannelCore {
   // The channel with subscribers behind this handle, if it lives in this
   // process; null for a bare handle (a remote channel's, later).
   virtual LocalChannel* AsLocal() { return nullptr; }
+  // The layer that reaches a channel elsewhere, for a ProxyChannel.
+  virtual ChannelProxy* AsProxy() { return nullptr; }
+  // ChannelRef::DebugString().
+  virtual std::string DebugString() const;
 
   std::atomic<uint32_t> refs{1};
   const std::string name;
+};
+
+// A channel that lives elsewhere (channel_proxy.h). Defined in channel.cc.
+struct ProxyChannel final : ChannelCore {
+  ProxyChannel(std::string n, std::unique_ptr<ChannelProxy> p);
+  ~ProxyChannel() override;
+  ChannelProxy* AsProxy() override { return proxy.get(); }
+  std::string DebugString() const override;
+  const std::unique_ptr<ChannelProxy> proxy;
 };
 
 // One subscription. A subscriber is a task, a channel, or a sink (a callback

@@ -12,6 +12,8 @@ void Unref(ChannelCore* core) noexcept {
   if (core->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete core;
 }
 
+std::string ChannelCore::DebugString() const { return absl::StrCat("channel:", name); }
+
 }  // namespace internal
 
 const std::string& ChannelRef::name() const {
@@ -21,7 +23,7 @@ const std::string& ChannelRef::name() const {
 
 std::string ChannelRef::DebugString() const {
   if (!core_) return "<null channel>";
-  return absl::StrCat("channel:", core_->name);
+  return core_->DebugString();
 }
 
 }  // namespace picos

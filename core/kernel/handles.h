@@ -8,6 +8,11 @@
 //
 //   server.Send(Value::Map({{"reply_to", picos::Self()}, {"n", 42}}));
 //
+// A handle names a task of any scheduler of this process, or a task that lives
+// elsewhere (a proxy made by a higher layer, core/kernel/proxy.h): the same calls
+// work on both, and a proxy reports what is known at once (kUnavailable when
+// its peer is lost).
+//
 // The operations that wait (Join) are in task.h; channels are in channel.h.
 #ifndef PICOS_CORE_KERNEL_HANDLES_H_
 #define PICOS_CORE_KERNEL_HANDLES_H_
@@ -84,19 +89,26 @@ class TaskRef {
 
   // Awaitable from a task: the task's result once it ends, as a Value (its
   // co_return value converted by ValueTraits, or null), or the error it ended
-  // with (kCancelled if terminated). Defined in task.h.
+  // with (kCancelled if terminated, or if its scheduler stopped before it
+  // ended). The task may be on any scheduler of this process, or a proxy:
+  // the result then reaches the joiner through its scheduler's inbox, and a
+  // proxy whose peer is lost gives kUnavailable. kDeadlineExceeded when
+  // `timeout` passes first; kFailedPrecondition for the joiner itself,
+  // kInvalidArgument for a null ref. Defined in task.h.
   JoinAwaiter Join() const;
   JoinAwaiter Join(absl::Duration timeout) const;
 
-  // Reads of a racing state from another thread see a recent state.
+  // Reads of a racing state from another thread see a recent state; a
+  // proxy's is the last its layer knew.
   TaskState state() const;
   bool done() const { return state() == TaskState::kDone; }
   // The name given at spawn or by set_name(); empty if none.
   std::string name() const;
-  // Renames the task. Call from the task's scheduler thread.
+  // Renames the task. Call from the task's scheduler thread. No effect on a
+  // proxy (the name belongs to the task's own process).
   void set_name(std::string name) const;
   // A number unique among the tasks of this process, assigned when first
-  // asked for. Any thread.
+  // asked for (for a proxy: the task's id in its own process). Any thread.
   uint64_t id() const;
   // "name#id" for logs.
   std::string DebugString() const;

@@ -43,6 +43,10 @@ absl::Status HotSwapHandle(const TaskRef& task, std::coroutine_handle<> body) {
   if (!task.valid()) return absl::InvalidArgumentError("HotSwap of a null TaskRef");
   if (!body) return absl::InvalidArgumentError("HotSwap with an empty Task");
   TaskCore* c = task.core();
+  if (internal::IsProxy(c)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("HotSwap of ", task.DebugString(), ": the task is not of this process"));
+  }
   Scheduler* s = c->scheduler();
   if (s == nullptr || !s->InLoopThread()) {
     return absl::FailedPreconditionError(

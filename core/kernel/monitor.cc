@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/kernel/log.h"
+#include "core/kernel/proxy.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/task_internal.h"
 
@@ -173,6 +174,7 @@ absl::StatusOr<Value> MonitorStatus::result() const {
 absl::Status Monitor(const TaskRef& monitor, const TaskRef& watched) {
   if (!monitor.valid()) return absl::InvalidArgumentError("Monitor with a null monitor TaskRef");
   if (!watched.valid()) return absl::InvalidArgumentError("Monitor of a null TaskRef");
+  if (TaskProxy* proxy = GetTaskProxy(watched); proxy != nullptr) return proxy->Monitor(monitor);
   TaskCore* c = watched.core();
   Scheduler* s = c->scheduler();
   if (s != nullptr && s->InLoopThread()) {

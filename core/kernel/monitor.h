@@ -23,7 +23,8 @@
 // "terminated" is a task that ended with kCancelled: Terminate(), or its
 // scheduler stopped (pycos cannot tell this from `return None`; picos can).
 // "peer_lost" is for a watched task on another process whose peer went away;
-// no local task produces it. "name" and "id" let a receiver name a task whose
+// no local task produces it: the layer behind a proxy (core/kernel/proxy.h) sends it.
+// Monitor() of a proxy goes to TaskProxy::Monitor. "name" and "id" let a receiver name a task whose
 // handle it cannot use (a remote one, later).
 //
 // Threads: Monitor() may be called from any thread; the message is sent from

@@ -55,6 +55,7 @@ struct Registry final : Scheduler::Extension {
   // Names held by each task that has an end hook here (one hook per task,
   // however often it registers and unregisters).
   absl::flat_hash_map<TaskCore*, std::vector<std::string>> names_of;
+  NameResolver* resolver = nullptr;  // SetNameResolver; not owned
 
   ~Registry() override {
     // A registered channel may outlive the scheduler: take our hooks back.
@@ -98,7 +99,13 @@ absl::StatusOr<Registry*> CurrentRegistry(const char* what) {
 absl::Status NonLocal(const Location& where) {
   return absl::UnimplementedError(absl::StrCat(
       "locate at ", where.DebugString(),
-      ": lookups on other processes are not implemented yet; use Location::Local()"));
+      ": no layer looks names up on other processes for this scheduler (SetNameResolver); "
+      "use Location::Local()"));
+}
+
+NameResolver* ResolverOf(TaskCore* c) {
+  Scheduler* s = c->scheduler();
+  return s == nullptr ? nullptr : RegistryOf(*s).resolver;
 }
 
 template <typename Ref>
@@ -114,9 +121,17 @@ Names<ChannelRef>& NamesOf(Registry& r) {
 
 }  // namespace
 
+void SetNameResolver(Scheduler& scheduler, NameResolver* resolver) {
+  RegistryOf(scheduler).resolver = resolver;
+}
+
 absl::Status RegisterTask(std::string name, const TaskRef& task) {
   PICOS_RETURN_IF_ERROR(CheckName(name));
   if (!task.valid()) return absl::InvalidArgumentError("register of a null TaskRef");
+  if (GetTaskProxy(task) != nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "only tasks of this process can be registered; ", task.DebugString(), " is elsewhere"));
+  }
   TaskCore* c = task.core();
   if (c->flags & internal::kFlagFinished) {
     return absl::FailedPreconditionError(absl::StrCat("task ", task.DebugString(), " has ended"));
@@ -231,13 +246,23 @@ void LocateAwaiter<Ref>::Forget() {
 template <typename Ref>
 bool LocateAwaiter<Ref>::await_ready() {
   TaskCore* c = internal::CurrentTaskOrDie("Locate");
-  if (internal::InterruptPending(c) || !location_.is_local() || timeout_ns_ <= 0) return true;
+  if (internal::InterruptPending(c)) return true;
+  if (!location_.is_local()) return ResolverOf(c) == nullptr;
+  if (timeout_ns_ <= 0) return true;
   return NamesOf<Ref>(RegistryOf(*c->scheduler())).by_name.contains(name_);
 }
 
 template <typename Ref>
 void LocateAwaiter<Ref>::await_suspend(std::coroutine_handle<> h) {
   TaskCore* c = internal::t_current_task;
+  if (!location_.is_local()) {
+    // The resolver bounds the lookup by the timeout and always completes.
+    internal::Block(c, h, TaskState::kWaiting, absl::InfiniteDuration());
+    constexpr NameResolver::Kind kKind = std::is_same_v<Ref, TaskRef> ? NameResolver::Kind::kTask
+                                                                      : NameResolver::Kind::kChannel;
+    ResolverOf(c)->Locate(kKind, name_, location_, absl::Nanoseconds(timeout_ns_), remote_.Start(c));
+    return;
+  }
   internal::Block(c, h, TaskState::kWaiting, absl::Nanoseconds(timeout_ns_));
   NamesOf<Ref>(RegistryOf(*c->scheduler())).waiters[name_].push_back(internal::TokenFor(c));
   listed_ = true;
@@ -249,8 +274,19 @@ template <typename Ref>
 absl::StatusOr<Ref> LocateAwaiter<Ref>::await_resume() {
   Forget();
   TaskCore* c = internal::t_current_task;
+  std::optional<absl::StatusOr<Value>> remote = remote_.Take();
   if (internal::InterruptPending(c)) return internal::TakeInterrupt(c);
-  if (!location_.is_local()) return NonLocal(location_);
+  if (!location_.is_local()) {
+    if (!remote) return NonLocal(location_);
+    if (!remote->ok()) return remote->status();
+    if constexpr (std::is_same_v<Ref, TaskRef>) {
+      if ((*remote)->is_task() && (*remote)->as_task().valid()) return (*remote)->as_task();
+    } else {
+      if ((*remote)->is_channel() && (*remote)->as_channel().valid()) return (*remote)->as_channel();
+    }
+    return absl::InternalError(absl::StrCat("the name resolver gave no ", std::is_same_v<Ref, TaskRef> ? "task" : "channel",
+                                            " handle for '", name_, "'"));
+  }
   auto& names = NamesOf<Ref>(RegistryOf(*c->scheduler())).by_name;
   auto it = names.find(name_);
   if (it == names.end()) {

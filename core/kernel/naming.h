@@ -11,9 +11,10 @@
 // released when its task ends or its channel closes, or by Unregister*.
 // Registering a name that is taken is kAlreadyExists.
 //
-// Location says where to look. Only Location::Local() (this scheduler) is
-// served now; Peer and Anywhere are part of the API so that callers need not
-// change when lookups on other processes arrive, and give kUnimplemented.
+// Location says where to look. Location::Local() is this scheduler's names;
+// Peer and Anywhere go to the NameResolver that a higher layer (the remote
+// layer) installs on the locating task's scheduler with SetNameResolver, and
+// give kUnimplemented where none is installed.
 //
 // Threads: every call belongs on the scheduler thread of what is named (for
 // Register/Unregister) or of the calling task (Locate), which is where the
@@ -30,6 +31,8 @@
 #include "absl/time/time.h"
 #include "core/kernel/channel.h"
 #include "core/kernel/handles.h"
+#include "core/kernel/proxy.h"
+#include "core/kernel/task_internal.h"
 
 namespace picos {
 
@@ -77,12 +80,41 @@ class LocateAwaiter;
 
 // Awaitable from a task: the task (or channel) registered under `name` at
 // `location`, waiting up to `timeout` for it to be registered. kNotFound if
-// it is not registered by then (at once for a zero timeout); kUnimplemented
-// for a non-local location; kCancelled (or the thrown error) on an interrupt.
+// it is not registered by then (at once for a zero timeout); kCancelled (or
+// the thrown error) on an interrupt. At a peer or anywhere: what the
+// scheduler's NameResolver gives (a handle that works like a local one, or
+// kNotFound, or kUnavailable when the peer is lost), kUnimplemented if the
+// scheduler has none.
 LocateAwaiter<TaskRef> LocateTask(std::string name, Location location = Location::Local(),
                                   absl::Duration timeout = absl::ZeroDuration());
 LocateAwaiter<ChannelRef> LocateChannel(std::string name, Location location = Location::Local(),
                                         absl::Duration timeout = absl::ZeroDuration());
+
+// Looks names up beyond this scheduler: the seam where the remote layer
+// plugs in (core/remote/loopback_peer.h is an in-process double).
+//
+// Threads: Locate is called on the scheduler thread of the locating task;
+// `done` may be completed from any thread. Must not block.
+class NameResolver {
+ public:
+  enum class Kind : uint8_t { kTask, kChannel };
+  virtual ~NameResolver() = default;
+
+  // Looks up `name` of `kind` at `location` (Peer or Anywhere, never
+  // Local), waiting up to `timeout` for it to be registered there. Completes
+  // `done` with a Value holding the TaskRef or ChannelRef (a proxy, or the
+  // local handle if the name is of this process), or kNotFound once
+  // `timeout` has passed without it, or kUnavailable when the peer is lost.
+  // Must complete it: the locating task waits for nothing else (a dropped
+  // completer gives kUnavailable).
+  virtual void Locate(Kind kind, const std::string& name, const Location& location,
+                      absl::Duration timeout, Completer done) = 0;
+};
+
+// Makes `resolver` serve Locate* calls with a location other than Local()
+// from tasks of `scheduler`; null removes it. Not owned: remove it before
+// destroying it. Call on the scheduler's thread, or before its loop runs.
+void SetNameResolver(Scheduler& scheduler, NameResolver* resolver);
 
 // --- Awaiter type (public so that it can be named; use Locate*). ---
 
@@ -112,6 +144,7 @@ class LocateAwaiter {
   std::string name_;
   Location location_;
   int64_t timeout_ns_;
+  internal::CompletionWait remote_;  // a lookup at a peer or anywhere
 };
 
 }  // namespace picos

@@ -518,6 +518,14 @@ absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_po
       continue;
     }
     ArmTimer();
+    if (!wait_for_posts) {
+      // Only the inbox can wake a task that waits for another thread.
+      if (external_waits_ > 0) {
+        uv_ref(reinterpret_cast<uv_handle_t*>(async_.get()));
+      } else {
+        uv_unref(reinterpret_cast<uv_handle_t*>(async_.get()));
+      }
+    }
     int alive = uv_run(loop_.get(), UV_RUN_ONCE);
     if (!alive && ready_count_ == 0 && timers_.empty() && !done() &&
         !stop_requested_.load(std::memory_order_relaxed)) {

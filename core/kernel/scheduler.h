@@ -134,7 +134,9 @@ class Scheduler {
 
   // Runs the loop on this thread until every task has ended, or Stop() is
   // called. kFailedPrecondition if tasks remain that nothing can ever wake
-  // (no timer, no I/O, no runnable task): a deadlock, reported, not hung on.
+  // (no timer, no I/O, no runnable task, no task waiting for a completion
+  // from another thread, e.g. a Join of a task of another scheduler): a
+  // deadlock, reported, not hung on.
   absl::Status Run();
 
   // Runs the loop on this thread until `task` ends; gives its result.
@@ -228,6 +230,11 @@ class Scheduler {
   void FreeNode(internal::MessageNode* n);
   absl::Status DeliverLocal(internal::TaskCore* c, Value message);
   std::unique_ptr<Extension>& ExtensionSlot(size_t key);
+  // Tasks blocked until a Completer (proxy.h) completes from another thread:
+  // while any wait, a loop run in the foreground waits for its inbox instead
+  // of reporting a deadlock.
+  void AddExternalWait() { ++external_waits_; }
+  void RemoveExternalWait() { --external_waits_; }
 
   struct TimerEntry {
     int64_t deadline_ns;
@@ -305,6 +312,7 @@ class Scheduler {
   std::atomic<std::thread::id> loop_thread_{};
   bool running_ = false;
   bool destroying_ = false;
+  uint32_t external_waits_ = 0;
   std::thread thread_;
   std::vector<std::unique_ptr<Extension>> extensions_;  // by ExtensionKey<T>()
 };

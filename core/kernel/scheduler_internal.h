@@ -61,6 +61,11 @@ class SchedulerHooks {
   static MessageNode* NewNode(Scheduler& s, Value v) { return s.NewNode(std::move(v)); }
   static void FreeNode(Scheduler& s, MessageNode* n) { s.FreeNode(n); }
 
+  // A task of `s` starts or stops waiting for a Completer (proxy.h) that
+  // another thread completes: the loop must wait for its inbox meanwhile.
+  static void AddExternalWait(Scheduler& s) { s.AddExternalWait(); }
+  static void RemoveExternalWait(Scheduler& s) { s.RemoveExternalWait(); }
+
   // Appends `message` to the mailbox of `c`, a task of `s`, from its thread.
   static absl::Status DeliverLocal(Scheduler& s, TaskCore* c, Value message) {
     return s.DeliverLocal(c, std::move(message));

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/kernel/log.h"
+#include "core/kernel/proxy.h"
 #include "core/kernel/scheduler_internal.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
@@ -27,6 +28,11 @@ void Ref(TaskCore* core) noexcept { core->refs.fetch_add(1, std::memory_order_re
 
 void Unref(TaskCore* core) noexcept {
   if (core->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    if (IsProxy(core)) {
+      delete core->extra;
+      delete static_cast<ProxyCore*>(core);
+      return;
+    }
     PICOS_ASSERT(core->mbox_tail == nullptr);
     PICOS_ASSERT(!core->root);
     delete core->extra;
@@ -171,20 +177,34 @@ bool IsBlocked(TaskState s) {
 
 }  // namespace
 
+namespace {
+// Send's slow paths, kept out of line so that the hot path stays as it was:
+// a proxy, or a task of another thread's scheduler.
+[[gnu::noinline]] absl::Status SendElsewhere(const TaskRef& t, Value message) {
+  TaskCore* c = t.core();
+  if (internal::IsProxy(c)) return internal::ProxyOf(c)->Send(std::move(message));
+  return OnTaskThread(t, [m = std::move(message)](TaskCore* core, Scheduler* sched) mutable {
+    return internal::SchedulerHooks::DeliverLocal(*sched, core, std::move(m));
+  });
+}
+}  // namespace
+
 absl::Status TaskRef::Send(Value message) const {
   if (core_ == nullptr) return NullRef();
   Scheduler* s = core_->scheduler();
-  // The hot path: a task sending to a task of its own scheduler.
+  // The hot path: a task sending to a task of its own scheduler. A proxy has
+  // no scheduler, so it never takes this branch.
   if (s != nullptr && s->InLoopThread()) {
     if (core_->flags & internal::kFlagFinished) return Ended(*this);
     return internal::SchedulerHooks::DeliverLocal(*s, core_, std::move(message));
   }
-  return OnTaskThread(*this, [m = std::move(message)](TaskCore* c, Scheduler* sched) mutable {
-    return internal::SchedulerHooks::DeliverLocal(*sched, c, std::move(m));
-  });
+  return SendElsewhere(*this, std::move(message));
 }
 
 absl::Status TaskRef::Resume(Value value) const {
+  if (core_ != nullptr && internal::IsProxy(core_)) {
+    return internal::ProxyOf(core_)->Resume(std::move(value));
+  }
   return OnTaskThread(*this, [v = std::move(value)](TaskCore* c, Scheduler*) mutable {
     if (c->flags & internal::kFlagFinished) return absl::FailedPreconditionError("task has ended");
     if (c->load_state() != TaskState::kSuspended) {
@@ -200,6 +220,7 @@ absl::Status TaskRef::Resume(Value value) const {
 absl::Status TaskRef::Resume() const { return Resume(Value()); }
 
 absl::Status TaskRef::Terminate() const {
+  if (core_ != nullptr && internal::IsProxy(core_)) return internal::ProxyOf(core_)->Terminate();
   return OnTaskThread(*this, [](TaskCore* c, Scheduler*) {
     if (c->flags & internal::kFlagFinished) return absl::FailedPreconditionError("task has ended");
     if (c->flags & internal::kFlagTerminateDelivered) return absl::OkStatus();  // already told
@@ -211,6 +232,9 @@ absl::Status TaskRef::Terminate() const {
 
 absl::Status TaskRef::Throw(absl::Status error) const {
   if (error.ok()) return absl::InvalidArgumentError("Throw needs an error, not OK");
+  if (core_ != nullptr && internal::IsProxy(core_)) {
+    return internal::ProxyOf(core_)->Throw(std::move(error));
+  }
   return OnTaskThread(*this, [e = std::move(error)](TaskCore* c, Scheduler*) mutable {
     if (c->flags & internal::kFlagFinished) return absl::FailedPreconditionError("task has ended");
     c->Extra().thrown = std::move(e);
@@ -224,19 +248,23 @@ JoinAwaiter TaskRef::Join() const { return JoinAwaiter(*this, absl::InfiniteDura
 JoinAwaiter TaskRef::Join(absl::Duration timeout) const { return JoinAwaiter(*this, timeout); }
 
 TaskState TaskRef::state() const {
-  return core_ ? core_->load_state() : TaskState::kDone;
+  if (core_ == nullptr) return TaskState::kDone;
+  if (internal::IsProxy(core_)) return internal::ProxyOf(core_)->state();
+  return core_->load_state();
 }
 
 std::string TaskRef::name() const {
+  if (core_ != nullptr && internal::IsProxy(core_)) return internal::ProxyOf(core_)->name();
   return (core_ && core_->extra) ? core_->extra->name : std::string();
 }
 
 void TaskRef::set_name(std::string name) const {
-  if (core_) core_->Extra().name = std::move(name);
+  if (core_ && !internal::IsProxy(core_)) core_->Extra().name = std::move(name);
 }
 
 uint64_t TaskRef::id() const {
   if (!core_) return 0;
+  if (internal::IsProxy(core_)) return internal::ProxyOf(core_)->id();
   internal::TaskExtra& x = core_->Extra();
   // Any thread: the first to ask assigns, once.
   std::atomic_ref<uint64_t> id(x.id);
@@ -250,6 +278,7 @@ uint64_t TaskRef::id() const {
 
 std::string TaskRef::DebugString() const {
   if (!core_) return "<null task>";
+  if (internal::IsProxy(core_)) return internal::ProxyOf(core_)->DebugString();
   std::string n = name();
   return absl::StrCat(n.empty() ? "task" : n, "#", id());
 }
@@ -327,29 +356,37 @@ TimedReceiveAwaiter Receive(absl::Duration timeout) { return TimedReceiveAwaiter
 bool JoinAwaiter::await_ready() const noexcept {
   TaskCore* c = internal::CurrentTaskOrDie("Join");
   TaskCore* t = target_.core();
-  return internal::InterruptPending(c) || t == nullptr || t == c ||
-         t->load_state() == TaskState::kDone || t->scheduler() != c->scheduler();
+  if (internal::InterruptPending(c) || t == nullptr || t == c) return true;
+  // A task of another scheduler (or a proxy, index 0) is waited for through
+  // a completion even when it has ended: its result belongs to its thread.
+  return t->sched_index == c->sched_index && t->load_state() == TaskState::kDone;
 }
 void JoinAwaiter::await_suspend(std::coroutine_handle<> h) {
   TaskCore* c = internal::t_current_task;
-  internal::Block(c, h, TaskState::kWaiting, timeout_);
-  target_.core()->Extra().joiners.push_back(internal::TokenFor(c));
+  internal::Block(c, h, TaskState::kWaiting, absl::Nanoseconds(timeout_ns_));
+  TaskCore* t = target_.core();
+  if (t->sched_index == c->sched_index) {
+    t->Extra().joiners.push_back(internal::TokenFor(c));
+    return;
+  }
+  // May complete at once, and wake this task before it has suspended: it is
+  // then simply queued to run.
+  NotifyWhenDone(target_, remote_.Start(c));
 }
 absl::StatusOr<Value> JoinAwaiter::await_resume() {
   TaskCore* c = internal::t_current_task;
+  std::optional<absl::StatusOr<Value>> remote = remote_.Take();
   if (internal::InterruptPending(c)) return internal::TakeInterrupt(c);
   TaskCore* t = target_.core();
   if (t == nullptr) return absl::InvalidArgumentError("join of a null TaskRef");
   if (t == c) return absl::FailedPreconditionError("a task cannot join itself");
-  if (t->load_state() == TaskState::kDone) {
+  if (remote) return *std::move(remote);
+  if (t->sched_index == c->sched_index && t->load_state() == TaskState::kDone) {
     if (t->extra == nullptr) return Value();
     if (!t->extra->result_status.ok()) return t->extra->result_status;
     return t->extra->result_value;
   }
-  if (t->scheduler() != c->scheduler()) {
-    return absl::UnimplementedError("join of a task on another scheduler; use Scheduler::WaitFor");
-  }
-  return absl::DeadlineExceededError("join timed out");
+  return absl::DeadlineExceededError(absl::StrCat("join of ", target_.DebugString(), " timed out"));
 }
 
 }  // namespace picos

@@ -323,17 +323,23 @@ class TimedReceiveAwaiter : public ReceiveAwaiter {
   int64_t timeout_ns_;  // INT64_MAX: no timeout
 };
 
+// A task of the joiner's own scheduler is joined through its joiner list;
+// one of another scheduler (or a proxy, proxy.h) through a Completer whose
+// completion is posted to the joiner's scheduler inbox (NotifyWhenDone).
 class JoinAwaiter {
  public:
   JoinAwaiter(TaskRef target, absl::Duration timeout)
-      : target_(std::move(target)), timeout_(timeout) {}
+      : target_(std::move(target)), timeout_ns_(absl::ToInt64Nanoseconds(timeout)) {}
+  JoinAwaiter(const JoinAwaiter&) = delete;
+  JoinAwaiter& operator=(const JoinAwaiter&) = delete;
   bool await_ready() const noexcept;
   void await_suspend(std::coroutine_handle<> h);
   absl::StatusOr<Value> await_resume();
 
  private:
   TaskRef target_;
-  absl::Duration timeout_;
+  int64_t timeout_ns_;  // one word, not absl::Duration's two: it sits in the frame
+  internal::CompletionWait remote_;
 };
 
 }  // namespace picos

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,8 @@
 
 namespace picos {
 class Scheduler;
+class Completer;  // proxy.h
+class TaskProxy;  // proxy.h
 
 namespace internal {
 
@@ -110,6 +114,43 @@ struct TaskCore {
   TaskState load_state() const { return state.load(std::memory_order_relaxed); }
   void set_state(TaskState s) { state.store(s, std::memory_order_relaxed); }
   Scheduler* scheduler() const;
+};
+
+// The control block of a handle made by MakeTaskProxy (proxy.h): the task
+// lives elsewhere and every operation goes to `proxy`. Its scheduler index is
+// 0, a slot no scheduler takes, so that scheduler() is null: the checks that
+// send a local task's operation to its scheduler never mistake a proxy for
+// a local task, and the local fast paths need no test of their own.
+struct ProxyCore final : TaskCore {
+  explicit ProxyCore(std::unique_ptr<TaskProxy> p);  // proxy.cc
+  ~ProxyCore();
+  std::unique_ptr<TaskProxy> proxy;
+};
+
+inline bool IsProxy(const TaskCore* c) { return c->sched_index == 0; }
+inline TaskProxy* ProxyOf(TaskCore* c) { return static_cast<ProxyCore*>(c)->proxy.get(); }
+
+// A task's wait for a Completer (proxy.h): Join of a task elsewhere, Locate
+// at a peer, Deliver on a remote channel. One word in the awaiter; the shared
+// state is made only when the task blocks.
+class CompletionWait {
+ public:
+  CompletionWait() = default;
+  CompletionWait(const CompletionWait&) = delete;
+  CompletionWait& operator=(const CompletionWait&) = delete;
+  // Abandons a wait still pending (the task was destroyed while waiting).
+  ~CompletionWait();
+
+  // Call in await_suspend after Block(c, ...): the completer that wakes `c`.
+  Completer Start(TaskCore* c);
+  // Call in await_resume: the result if it arrived; else nullopt, and the
+  // wait is abandoned (a late completion is dropped).
+  std::optional<absl::StatusOr<Value>> Take();
+  bool started() const { return state_ != nullptr; }
+
+ private:
+  struct State;
+  State* state_ = nullptr;
 };
 
 // The task running on this thread, or null outside tasks.

@@ -454,5 +454,148 @@ TEST(TaskRef, IdsFromManyThreadsAgree) {
   EXPECT_OK(s.Run());
 }
 
+// --- Join across schedulers: the result is posted to the joiner's inbox. ---
+
+Task<int> SleepThen(int ms, int value) {
+  (void)co_await Sleep(absl::Milliseconds(ms));
+  co_return value;
+}
+
+Task<absl::Status> SleepThenFail(int ms) {
+  (void)co_await Sleep(absl::Milliseconds(ms));
+  co_return absl::DataLossError("target failed");
+}
+
+// Ends with what ended its wait: kCancelled when terminated.
+Task<absl::Status> WaitForever() {
+  absl::StatusOr<Value> r = co_await Suspend();
+  co_return r.status();
+}
+
+PICOS_CORO_TEST(JoinAcrossSchedulers, GivesTheValueAndTheError) {
+  Scheduler bg(Scheduler::Options{.name = "bg"});
+  CO_ASSERT_OK(bg.StartThread());
+  TaskRef value = bg.Spawn(SleepThen, 5, 42);
+  TaskRef error = bg.Spawn(SleepThenFail, 5);
+  absl::StatusOr<Value> v = co_await value.Join(absl::Seconds(30));
+  CO_ASSERT_OK(v);
+  EXPECT_EQ(*v, Value(42));
+  EXPECT_THAT(co_await error.Join(absl::Seconds(30)),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("target failed")));
+  // Joined again once it has ended: the result is kept.
+  absl::StatusOr<Value> again = co_await value.Join();
+  CO_ASSERT_OK(again);
+  EXPECT_EQ(*again, Value(42));
+  bg.Stop();
+}
+
+PICOS_CORO_TEST(JoinAcrossSchedulers, TimesOutThenSeesTheEnd) {
+  Scheduler bg(Scheduler::Options{.name = "bg"});
+  CO_ASSERT_OK(bg.StartThread());
+  TaskRef t = bg.Spawn(WaitForever);
+  // Timed-out joins leave the target untouched and nothing behind.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_THAT(co_await t.Join(absl::Milliseconds(2)),
+                StatusIs(absl::StatusCode::kDeadlineExceeded));
+  }
+  CO_ASSERT_OK(t.Terminate());
+  EXPECT_THAT(co_await t.Join(absl::Seconds(30)), StatusIs(absl::StatusCode::kCancelled));
+  bg.Stop();
+}
+
+// The joined task's scheduler stops while a task waits for it: the joiner
+// gets the error the stop ended it with, and nothing leaks (ASan).
+PICOS_CORO_TEST(JoinAcrossSchedulers, TargetSchedulerStoppedWhileJoined) {
+  Scheduler bg(Scheduler::Options{.name = "bg"});
+  CO_ASSERT_OK(bg.StartThread());
+  TaskRef target = bg.Spawn(WaitForever);
+  std::vector<TaskRef> joiners;
+  for (int i = 0; i < 20; ++i) {
+    joiners.push_back(ThisScheduler().Spawn([target]() -> Task<absl::StatusOr<Value>> {
+      co_return co_await target.Join();
+    }));
+  }
+  for (int i = 0; i < 5; ++i) (void)co_await Yield();  // every joiner is waiting
+  for (const TaskRef& j : joiners) EXPECT_EQ(j.state(), TaskState::kWaiting);
+  bg.Stop();  // from this thread: returns once bg's thread has ended
+  for (const TaskRef& j : joiners) {
+    EXPECT_THAT(co_await j.Join(absl::Seconds(30)),
+                StatusIs(absl::StatusCode::kCancelled, HasSubstr("scheduler stopped")));
+  }
+  // Joining after the stop reads the stopped task's result directly.
+  EXPECT_THAT(co_await target.Join(absl::Seconds(30)), StatusIs(absl::StatusCode::kCancelled));
+}
+
+// The joiner's scheduler goes away first: the completion that arrives later
+// finds nobody to wake, and the shared state is freed (ASan's leak check).
+TEST(JoinAcrossSchedulers, JoinerSchedulerDestroyedFirst) {
+  Scheduler bg(Scheduler::Options{.name = "bg"});
+  ASSERT_OK(bg.StartThread());
+  TaskRef target = bg.Spawn(WaitForever);
+  TaskRef joiner;
+  {
+    Scheduler fg(Scheduler::Options{.name = "fg"});
+    joiner = fg.Spawn([target]() -> Task<> { (void)co_await target.Join(); });
+    TaskRef tick = fg.Spawn([]() -> Task<> { co_await Sleep(absl::Milliseconds(20)); });
+    ASSERT_OK(fg.RunUntil(tick));
+    EXPECT_EQ(joiner.state(), TaskState::kWaiting);
+  }  // fg destroys the waiting joiner
+  EXPECT_EQ(joiner.state(), TaskState::kDone);
+  ASSERT_OK(target.Terminate());
+  EXPECT_THAT(bg.WaitFor(target, absl::Seconds(30)), StatusIs(absl::StatusCode::kCancelled));
+  bg.Stop();
+}
+
+// An interrupted joiner returns at once; the completion that follows is dropped.
+PICOS_CORO_TEST(JoinAcrossSchedulers, InterruptedJoinerReturns) {
+  Scheduler bg(Scheduler::Options{.name = "bg"});
+  CO_ASSERT_OK(bg.StartThread());
+  TaskRef target = bg.Spawn(WaitForever);
+  TaskRef joiner = ThisScheduler().Spawn([target]() -> Task<absl::StatusOr<Value>> {
+    co_return co_await target.Join();
+  });
+  (void)co_await Yield();
+  CO_ASSERT_OK(joiner.Throw(absl::AbortedError("stop joining")));
+  EXPECT_THAT(co_await joiner.Join(), StatusIs(absl::StatusCode::kAborted));
+  CO_ASSERT_OK(target.Terminate());
+  EXPECT_THAT(co_await target.Join(absl::Seconds(30)), StatusIs(absl::StatusCode::kCancelled));
+  bg.Stop();
+}
+
+// Many joins in both directions at once between two running schedulers,
+// bounded by count: each side joins every task of the other.
+TEST(JoinAcrossSchedulers, ManyJoinsBothWays) {
+  constexpr int kTasks = 300;
+  Scheduler a(Scheduler::Options{.name = "a"});
+  Scheduler b(Scheduler::Options{.name = "b"});
+  ASSERT_OK(a.StartThread());
+  ASSERT_OK(b.StartThread());
+  std::vector<TaskRef> on_a, on_b;
+  for (int i = 0; i < kTasks; ++i) {
+    on_a.push_back(a.Spawn(SleepThen, i % 3, i));
+    on_b.push_back(b.Spawn(SleepThen, i % 3, -i));
+  }
+  auto sum_of = [](std::vector<TaskRef> targets) -> Task<int64_t> {
+    int64_t sum = 0;
+    for (const TaskRef& t : targets) {
+      absl::StatusOr<Value> r = co_await t.Join(absl::Seconds(60));
+      if (!r.ok()) co_return -1000000;
+      sum += r->as_int();
+    }
+    co_return sum;
+  };
+  TaskRef sum_on_a = a.Spawn(sum_of, on_b);
+  TaskRef sum_on_b = b.Spawn(sum_of, on_a);
+  absl::StatusOr<Value> ra = a.WaitFor(sum_on_a, absl::Seconds(120));
+  absl::StatusOr<Value> rb = b.WaitFor(sum_on_b, absl::Seconds(120));
+  ASSERT_OK(ra);
+  ASSERT_OK(rb);
+  const int64_t total = int64_t{kTasks} * (kTasks - 1) / 2;
+  EXPECT_EQ(*ra, Value(-total));
+  EXPECT_EQ(*rb, Value(total));
+  a.Stop();
+  b.Stop();
+}
+
 }  // namespace
 }  // namespace picos

@@ -20,6 +20,7 @@
 #include "capnp/message.h"
 #include "capnp/serialize.h"
 #include "core/kernel/channel_internal.h"
+#include "core/kernel/proxy.h"
 #include "core/kernel/status.h"
 #include "core/kernel/task_internal.h"
 #include "core/wire/value.capnp.h"
@@ -79,6 +80,7 @@ absl::Status RemoteHandle(const char* what, const std::string& name) {
 class LocalCodec final : public HandleCodec {
  public:
   absl::StatusOr<TaskIdentity> ExportTask(const TaskRef& task) override {
+    if (GetTaskProxy(task) != nullptr) return RemoteHandle("task", task.DebugString());
     TaskIdentity identity{ProcessId(), task.id(), task.name()};
     // An ended task is named but not exported: importing it gives kNotFound.
     if (task.done()) return identity;
@@ -131,6 +133,7 @@ class LocalCodec final : public HandleCodec {
   }
 
   absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef& channel) override {
+    if (channel.core()->AsProxy() != nullptr) return RemoteHandle("channel", channel.name());
     ChannelIdentity identity{ProcessId(), channel.name()};
     absl::MutexLock lock(&mu_);
     auto [it, added] = channels_.try_emplace(identity.name, channel);
