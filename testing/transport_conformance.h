@@ -1,9 +1,11 @@
 // The conformance suite every stream transport plugin passes: echo of
 // small and large (64 MB) data, half-close, refused and reset connections
-// reported as kUnavailable (also a reset that follows data), connect and read timeouts, 1,000 concurrent
+// reported as kUnavailable (also a reset that follows data), connect and
+// read timeouts, 1,000 concurrent
 // connections, backpressure (a slow reader keeps the writer's queue
-// bounded, measured in queued bytes), and tasks killed mid-read and
-// mid-write (no crash, no leak under ASan).
+// bounded, measured in queued bytes), tasks killed mid-read and
+// mid-write (no crash, no leak under ASan), and idle connections that hold
+// no buffers (heap per connection within a bound).
 //
 // A plugin's test instantiates it with how to register the plugin and how
 // to make a fresh listening address:
@@ -19,6 +21,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <functional>
 #include <string>
 
@@ -37,6 +40,9 @@ struct ConformanceParam {
   // (kUnavailable: a TCP reset, a TLS stream cut without close_notify) or,
   // where the transport has no reset (a Unix socket), an orderly end.
   bool abort_is_reset = true;
+  // The most heap an idle connection (both ends, each with a task waiting
+  // to read) may hold.
+  size_t max_idle_connection_bytes = 16 * 1024;
 };
 
 class TransportConformanceTest : public ::testing::TestWithParam<ConformanceParam> {};

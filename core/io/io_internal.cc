@@ -1,6 +1,8 @@
 #include "core/io/io_internal.h"
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -10,6 +12,54 @@
 namespace picos {
 
 namespace internal {
+
+namespace {
+// Few: one for each buffer a bulk transfer has in flight at a time (a
+// socket's read-ahead, a TLS record batch), for a stream or two.
+constexpr int kSpareBuffers = 4;
+
+struct Spares {
+  std::string buffers[kSpareBuffers];
+};
+
+Spares& ThreadSpares() {
+  thread_local Spares spares;
+  return spares;
+}
+}  // namespace
+
+std::string TakeBuffer(size_t min_capacity, size_t max_capacity) {
+  // A small need does not take a big spare: a stream that reads ahead and
+  // is not read would sit on it.
+  if (max_capacity == 0) max_capacity = 8 * min_capacity + 4096;
+  Spares& sp = ThreadSpares();
+  std::string* best = nullptr;
+  for (std::string& b : sp.buffers) {
+    if (b.capacity() >= min_capacity && b.capacity() <= max_capacity &&
+        (best == nullptr || b.capacity() < best->capacity())) {
+      best = &b;
+    }
+  }
+  std::string out;
+  if (best != nullptr) {
+    out.swap(*best);
+  } else {
+    out.reserve(min_capacity);
+  }
+  return out;
+}
+
+void GiveBackBuffer(std::string buffer) {
+  const size_t cap = buffer.capacity();
+  if (cap > kMaxSpareBuffer || cap <= std::string().capacity()) return;  // freed here
+  Spares& sp = ThreadSpares();
+  std::string* smallest = &sp.buffers[0];
+  for (std::string& b : sp.buffers) {
+    if (b.capacity() < smallest->capacity()) smallest = &b;
+  }
+  // Keep the bigger ones: a small spare serves few takers.
+  if (smallest->capacity() < cap) smallest->swap(buffer);
+}
 
 Deadline::Deadline(absl::Duration timeout) {
   if (timeout == absl::InfiniteDuration()) return;

@@ -32,7 +32,9 @@
 #define PICOS_CORE_IO_IO_INTERNAL_H_
 
 #include <coroutine>
+#include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -134,6 +136,23 @@ inline SlotAwaiter WaitSlot::Wait(const Deadline& deadline) {
 inline SlotAwaiter Completion::Wait(const Deadline& deadline) {
   return SlotAwaiter(&slot_, &done_, deadline.Remaining());
 }
+
+// Buffers that follow the data (as nginx's and kj's do): an I/O engine
+// takes one when bytes arrive and gives it back once they are consumed, so
+// an idle connection holds none. The thread keeps a few given-back buffers
+// (each at most kMaxSpareBuffer bytes) for the next taker, so that a bulk
+// transfer, which drains and refills its buffers over and over, does not
+// allocate each time. Any thread; each has its own spares.
+inline constexpr size_t kMaxSpareBuffer = 256 * 1024;
+
+// A buffer with capacity() >= `min_capacity` and arbitrary contents: a
+// spare if one is big enough and not bigger than `max_capacity` (by
+// default a few times the need: a small need does not take a big spare),
+// else a new one of `min_capacity`. Does not suspend.
+std::string TakeBuffer(size_t min_capacity, size_t max_capacity = 0);
+
+// Gives `buffer`'s storage back: kept as a spare or freed.
+void GiveBackBuffer(std::string buffer);
 
 }  // namespace picos::internal
 

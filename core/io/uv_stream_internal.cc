@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <cstring>
-#include <deque>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/io/io_internal.h"
@@ -19,9 +19,18 @@
 
 namespace picos::internal {
 
-// Read into this, then append to the stream's buffer: one 64 KiB buffer
-// per reading stream, which is what libuv asks for anyway.
+// Memory follows the data, as in nginx and kj: an idle stream holds no
+// buffer. libuv asks for a buffer only when the socket is readable and
+// hands it back in the same call, so every stream of a loop reads into one
+// scratch buffer of that loop's thread (a loop runs on one thread), and the
+// stream keeps only the bytes that arrived, in `rbuf`, which goes back
+// (internal::GiveBackBuffer) once the reader has taken them all.
 constexpr size_t kScratchSize = 64 * 1024;
+
+char* Scratch() {
+  thread_local std::unique_ptr<char[]> scratch(new char[kScratchSize]);
+  return scratch.get();
+}
 
 struct UvStreamState {
   union {
@@ -43,7 +52,6 @@ struct UvStreamState {
   bool eof = false;
   absl::Status rerror;
   WaitSlot reader;
-  std::unique_ptr<char[]> scratch;
 
   // Write side.
   size_t queued = 0;  // bytes handed to libuv, not yet written
@@ -54,7 +62,9 @@ struct UvStreamState {
 
   // Listener side: accepted handles not yet taken, and whether libuv holds
   // one more connection that waits for uv_accept.
-  std::deque<UvStreamState*> accepted;
+  // A vector, not a deque: an empty std::deque allocates about 600 bytes,
+  // paid by every connection's state.
+  std::vector<UvStreamState*> accepted;
   bool accept_pending = false;
   absl::Status lerror;
   WaitSlot acceptor;
@@ -114,6 +124,12 @@ int PendingSocketError(UvStreamState* s) {
 void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto* s = static_cast<UvStreamState*>(stream->data);
   if (nread > 0) {
+    if (s->rbuf.empty() && s->rbuf.capacity() < static_cast<size_t>(nread)) {
+      // Data flows: a buffer for it (a spare one if there is one).
+      s->rbuf = TakeBuffer(static_cast<size_t>(nread));
+      s->rbuf.clear();
+      s->rhead = 0;
+    }
     s->rbuf.append(buf->base, static_cast<size_t>(nread));
     if (s->buffered() >= std::max(s->options.max_read_buffer, s->want)) {
       // Full: stop reading, so that the kernel's window closes and the
@@ -149,13 +165,9 @@ void StartReading(UvStreamState* s) {
       s->buffered() >= std::max(s->options.max_read_buffer, s->want)) {
     return;
   }
-  if (!s->scratch) s->scratch = std::make_unique<char[]>(kScratchSize);
   int rc = uv_read_start(
       &s->h.stream,
-      [](uv_handle_t* h, size_t, uv_buf_t* b) {
-        auto* st = static_cast<UvStreamState*>(h->data);
-        *b = uv_buf_init(st->scratch.get(), kScratchSize);
-      },
+      [](uv_handle_t*, size_t, uv_buf_t* b) { *b = uv_buf_init(Scratch(), kScratchSize); },
       OnRead);
   if (rc < 0) {
     s->rerror = UvStatus(rc, "read");
@@ -229,7 +241,7 @@ void AcceptOne(UvStreamState* server) {
   UvStreamState* c = NewUvStreamState(server->h.handle.loop, server->kind, server->options);
   int rc = uv_accept(&server->h.stream, &c->h.stream);
   if (rc < 0) {
-    PICOS_LOG(warn, "accept failed: {}", uv_strerror(rc));
+    PICOS_LOG_LIMITED(warn, "accept failed: {}", uv_strerror(rc));
     CloseUvStreamState(c);
     return;
   }
@@ -246,7 +258,7 @@ void OnConnection(uv_stream_t* server, int status) {
   if (status < 0) {
     // EMFILE and friends: report to the accepting task, keep listening.
     s->lerror = UvStatus(status, "accept");
-    PICOS_LOG(warn, "listener: {}", s->lerror.ToString());
+    PICOS_LOG_LIMITED(warn, "listener: {}", s->lerror.ToString());
   } else if (s->accepted.size() < kAcceptAhead) {
     AcceptOne(s);
   } else {
@@ -270,7 +282,7 @@ class UvListener final : public Listener {
       if (s->closing) co_return absl::FailedPreconditionError("the listener is closed");
       if (!s->accepted.empty()) {
         UvStreamState* c = s->accepted.front();
-        s->accepted.pop_front();
+        s->accepted.erase(s->accepted.begin());  // at most kAcceptAhead
         if (s->accept_pending) {
           s->accept_pending = false;
           AcceptOne(s);
@@ -326,7 +338,8 @@ Task<absl::StatusOr<size_t>> UvStream::ReadSome(char* buf, size_t min_bytes, siz
       std::memcpy(buf, s->rbuf.data() + s->rhead, n);
       s->rhead += n;
       if (s->rhead == s->rbuf.size()) {
-        s->rbuf.clear();
+        // Drained: an idle stream holds no buffer.
+        GiveBackBuffer(std::exchange(s->rbuf, std::string()));
         s->rhead = 0;
       } else if (s->rhead > s->rbuf.size() / 2) {
         s->rbuf.erase(0, s->rhead);

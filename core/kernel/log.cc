@@ -1,5 +1,6 @@
 #include "core/kernel/log.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <string_view>
@@ -34,6 +35,32 @@ spdlog::logger& Log() {
     return l;
   }();
   return *logger;
+}
+
+bool LogRateLimit::AllowAt(int64_t now_ns, uint64_t* suppressed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (window_start_ns_ == INT64_MIN || now_ns - window_start_ns_ >= period_ns_ ||
+      now_ns < window_start_ns_) {
+    window_start_ns_ = now_ns;
+    used_ = 0;
+  }
+  if (used_ >= burst_) {
+    ++suppressed_;
+    return false;
+  }
+  ++used_;
+  *suppressed = suppressed_;
+  suppressed_ = 0;
+  return true;
+}
+
+bool LogRateLimit::Allow(uint64_t* suppressed) {
+  // The monotonic clock: a step of the wall clock must not open or close
+  // the window.
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  return AllowAt(now, suppressed);
 }
 
 }  // namespace picos

@@ -52,28 +52,38 @@ void IgnoreSigpipe() {
 
 // Owns a spawned frame until the scheduler thread registers it, so that a
 // dropped inbox (the scheduler stopped first) destroys it rather than leaks.
+// Holds a reference of its own: the task may be destroyed before it is
+// registered (TaskGroup::Clear on the owner's thread), and its core must
+// stay readable until the posted closure has seen that.
 struct PendingSpawn {
   TaskCore* core;
-  explicit PendingSpawn(TaskCore* c) : core(c) {}
+  explicit PendingSpawn(TaskCore* c) : core(c) { internal::Ref(c); }
   PendingSpawn(PendingSpawn&& o) noexcept : core(std::exchange(o.core, nullptr)) {}
   ~PendingSpawn() {
     if (!core) return;
-    core->root.destroy();
-    core->root = {};
-    core->leaf = {};
-    Scheduler* s = core->scheduler();
+    TaskCore* c = std::exchange(core, nullptr);
+    if (!(c->flags & internal::kFlagFinished)) End(c);
+    internal::Unref(c);  // our own reference
+  }
+
+ private:
+  static void End(TaskCore* c) {
+    c->root.destroy();
+    c->root = {};
+    c->leaf = {};
+    Scheduler* s = c->scheduler();
     if (s != nullptr && s->InLoopThread()) {
       // Dropped while the scheduler stops: end it as any task ends, so that
       // monitors, names and joiners hear of it.
-      internal::SchedulerHooks::Finish(*s, std::exchange(core, nullptr),
-                absl::CancelledError("scheduler stopped before the task started"), Value());
+      internal::SchedulerHooks::Finish(
+          *s, c, absl::CancelledError("scheduler stopped before the task started"), Value());
       return;
     }
     // Dropped on another thread (Post failed): nobody else has seen it.
-    core->flags |= internal::kFlagFinished;
-    core->Extra().result_status = absl::CancelledError("scheduler stopped before the task started");
-    core->set_state(TaskState::kDone);
-    internal::Unref(core);
+    c->flags |= internal::kFlagFinished;
+    c->Extra().result_status = absl::CancelledError("scheduler stopped before the task started");
+    c->set_state(TaskState::kDone);
+    internal::Unref(c);  // the scheduler's reference
   }
 };
 
@@ -187,12 +197,11 @@ TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, std::string name) {
     return ref;
   }
   absl::Status posted = Post([this, p = PendingSpawn(c)]() mutable {
-    TaskCore* core = std::exchange(p.core, nullptr);
-    if (destroying_) {
-      p.core = core;  // its destructor ends it
-      return;
+    if (destroying_ || (p.core->flags & internal::kFlagFinished)) {
+      return;  // its destructor ends it, unless it was destroyed already
     }
-    Register(core);
+    Register(p.core);
+    internal::Unref(std::exchange(p.core, nullptr));  // ours; the scheduler holds its own
   });
   if (!posted.ok()) {
     PICOS_LOG(warn, "Spawn from another thread failed: {}", posted.ToString());
@@ -222,7 +231,13 @@ void Scheduler::RunReady() {
     TaskCore* c = ready_[ready_head_];
     ready_head_ = (ready_head_ + 1) & (ready_.size() - 1);
     --ready_count_;
-    if (c->load_state() != TaskState::kReady) continue;
+    if (c->load_state() != TaskState::kReady) {
+      if (c->flags & internal::kFlagDestroyedWhileQueued) {
+        c->flags &= ~internal::kFlagDestroyedWhileQueued;
+        internal::Unref(c);  // the entry's reference (DestroyTask)
+      }
+      continue;
+    }
     c->set_state(TaskState::kRunning);
     c->flags &= ~internal::kFlagParkedInReceive;
     internal::t_current_task = c;
@@ -246,6 +261,26 @@ void Scheduler::RunReady() {
 }
 
 void Scheduler::ScheduleKill(TaskCore* c) { kills_.push_back(c); }
+
+void Scheduler::DestroyTask(TaskCore* c, absl::Status why) {
+  PICOS_ASSERT(c->load_state() != TaskState::kRunning);
+  PICOS_ASSERT(t_scheduler == this || t_scheduler == nullptr);
+  // Outside the loop (the owner's thread), the destructors that run still
+  // see this scheduler as the current one, as in ~Scheduler.
+  Scheduler* prev = t_scheduler;
+  t_scheduler = this;
+  if (!destroying_ && c->load_state() == TaskState::kReady &&
+      c->all_index != internal::kNotRegistered) {
+    // Queued in the ready ring, which holds a bare pointer: the entry keeps
+    // the core alive until RunReady passes it. (An unregistered task waits
+    // in the inbox instead, which holds its own reference; while
+    // destroying, the ring is dropped unread.)
+    internal::Ref(c);
+    c->flags |= internal::kFlagDestroyedWhileQueued;
+  }
+  Kill(c, std::move(why));
+  t_scheduler = prev;
+}
 
 void Scheduler::Kill(TaskCore* c, absl::Status why) {
   if (c->flags & internal::kFlagFinished) return;
@@ -279,7 +314,8 @@ void Scheduler::Finish(TaskCore* c, absl::Status status, Value value) {
       head = next;
     }
   }
-  if (!status.ok() && status.code() != absl::StatusCode::kCancelled) {
+  if (!status.ok() && status.code() != absl::StatusCode::kCancelled &&
+      !(c->flags & internal::kFlagErrorReported)) {
     PICOS_LOG(info, "task {} ended with error: {}", TaskRef::Adopt((internal::Ref(c), c)).DebugString(),
               status.ToString());
   }
@@ -307,6 +343,17 @@ void Scheduler::Finish(TaskCore* c, absl::Status status, Value value) {
 }
 
 void Scheduler::DestroyAll() {
+  // Entries of tasks destroyed while queued hold a reference; every entry
+  // still points to a live core here.
+  for (size_t i = 0; i < ready_count_; ++i) {
+    TaskCore* c = ready_[(ready_head_ + i) & (ready_.size() - 1)];
+    if (c->flags & internal::kFlagDestroyedWhileQueued) {
+      c->flags &= ~internal::kFlagDestroyedWhileQueued;
+      internal::Unref(c);
+    }
+  }
+  ready_count_ = 0;
+  ready_head_ = 0;
   destroying_ = true;
   DrainInbox();
   kills_.clear();

@@ -225,6 +225,7 @@ class Scheduler {
   void AddTimer(internal::TaskCore* c, absl::Duration timeout);
   void RemoveTimer(internal::TaskCore* c);
   void ScheduleKill(internal::TaskCore* c);
+  void DestroyTask(internal::TaskCore* c, absl::Status why);
   void Finish(internal::TaskCore* c, absl::Status status, Value value);
   internal::MessageNode* NewNode(Value v);
   void FreeNode(internal::MessageNode* n);

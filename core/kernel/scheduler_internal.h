@@ -52,6 +52,15 @@ class SchedulerHooks {
   // Destroys `c`'s frame once control is back in the loop.
   static void ScheduleKill(Scheduler& s, TaskCore* c) { s.ScheduleKill(c); }
 
+  // Destroys the task `c` now (TaskGroup): its frames are destroyed (their
+  // destructors run as the task) and it ends with `why`. `c` must not be
+  // running (not the current task, nor one whose frames are being
+  // destroyed). The scheduler's thread, or the thread that owns it while no
+  // loop runs.
+  static void DestroyTask(Scheduler& s, TaskCore* c, absl::Status why) {
+    s.DestroyTask(c, std::move(why));
+  }
+
   // Ends `c` with its result: joiners, monitors and end hooks hear of it.
   static void Finish(Scheduler& s, TaskCore* c, absl::Status status, Value value) {
     s.Finish(c, std::move(status), std::move(value));

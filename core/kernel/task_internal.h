@@ -46,6 +46,8 @@ enum TaskFlag : uint8_t {
   kFlagFinished = 1 << 3,            // FinishTask ran
   kFlagHotSwappable = 1 << 4,        // HotSwappable(true): HotSwap may replace it (hot_swap.h)
   kFlagParkedInReceive = 1 << 5,     // last parked in Receive(), not resumed since (hot_swap.cc)
+  kFlagErrorReported = 1 << 6,       // a TaskGroup reports its error (task_group.h): not logged
+  kFlagDestroyedWhileQueued = 1 << 7,  // DestroyTask'd in the ready ring, whose entry holds a ref
 };
 
 inline constexpr uint8_t kInterruptFlags = kFlagTerminateRequested | kFlagThrowPending;

@@ -10,6 +10,8 @@
 //                               two schedulers, two threads (tcp, tls)
 //   floor_tcp_roundtrips_per_s  the same echo, bare libuv callbacks
 //   floor_tcp_mb_per_s          the same bulk transfer, bare libuv callbacks
+//   tcp_idle_connection_bytes, tls_idle_connection_bytes and their floors:
+//                               memory per idle connection (idle_connections.h)
 //
 // Client and server share one thread and one loop in every case, so the
 // floor and picos pay the same system calls and differ only by picos.
@@ -34,11 +36,14 @@
 #include "core/kernel/task.h"
 #include "core/net/transport.h"
 #include "testing/bench/figures.h"
+#include "testing/bench/idle_connections.h"
 #include "testing/tls_certs.h"
 #include "transports/default_transports.h"
 
 ABSL_FLAG(int, roundtrips, 100000, "64-byte round trips per figure");
 ABSL_FLAG(int, bulk_mb, 512, "megabytes per bulk figure");
+ABSL_FLAG(int, idle_connections, 300, "connections per idle-memory figure");
+ABSL_FLAG(bool, only_idle, false, "print only the idle-memory figures");
 
 namespace picos::bench {
 namespace {
@@ -345,16 +350,21 @@ double FloorRun(bool bulk, int count) {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   if (!picos::FlagInRange(FLAGS_roundtrips, 100, 100'000'000) ||
-      !picos::FlagInRange(FLAGS_bulk_mb, 1, 1 << 20)) {
+      !picos::FlagInRange(FLAGS_bulk_mb, 1, 1 << 20) ||
+      !picos::FlagInRange(FLAGS_idle_connections, 10, 5000)) {
     return 2;
   }
   using namespace picos::bench;
+  const bool only_idle = absl::GetFlag(FLAGS_only_idle);
   // Floor first and last would be fairer on a noisy machine; interleave
   // instead: floor, tcp, unix, floor again, and print the better floor.
-  double floor_rt = FloorRun(false, absl::GetFlag(FLAGS_roundtrips));
-  double floor_mb = FloorRun(true, absl::GetFlag(FLAGS_bulk_mb));
-  RunPicos("tcp", "tcp://127.0.0.1:0");
-  RunPicos("unix", absl::StrCat("unix://@picos-bench-", getpid()));
+  double floor_rt = 0, floor_mb = 0;
+  if (!only_idle) {
+    floor_rt = FloorRun(false, absl::GetFlag(FLAGS_roundtrips));
+    floor_mb = FloorRun(true, absl::GetFlag(FLAGS_bulk_mb));
+    RunPicos("tcp", "tcp://127.0.0.1:0");
+    RunPicos("unix", absl::StrCat("unix://@picos-bench-", getpid()));
+  }
   // TLS over TCP, with certificates made for this run.
   std::string dir = absl::StrCat("/tmp/picos-bench-tls-", getpid());
   if (mkdir(dir.c_str(), 0700) == 0) {
@@ -362,9 +372,15 @@ int main(int argc, char** argv) {
     if (pki.ok()) {
       const std::string tls_uri =
           absl::StrCat("tls://127.0.0.1:0?cert=", pki->server_cert, "&key=", pki->server_key);
-      RunPicos("tls", tls_uri, absl::StrCat("?ca=", pki->ca_cert));
-      RunTwoThreads("tcp", "tcp://127.0.0.1:0");
-      RunTwoThreads("tls", tls_uri, absl::StrCat("?ca=", pki->ca_cert));
+      // Forked children: run before any scheduler thread exists.
+      RunIdleConnectionFigures(absl::GetFlag(FLAGS_idle_connections), tls_uri,
+                               absl::StrCat("?ca=", pki->ca_cert), pki->ca_cert,
+                               pki->server_cert, pki->server_key);
+      if (!only_idle) {
+        RunPicos("tls", tls_uri, absl::StrCat("?ca=", pki->ca_cert));
+        RunTwoThreads("tcp", "tcp://127.0.0.1:0");
+        RunTwoThreads("tls", tls_uri, absl::StrCat("?ca=", pki->ca_cert));
+      }
     } else {
       std::fprintf(stderr, "tls: %s\n", pki.status().ToString().c_str());
     }
@@ -374,6 +390,7 @@ int main(int argc, char** argv) {
     }
     rmdir(dir.c_str());
   }
+  if (only_idle) return 0;
   floor_rt = std::max(floor_rt, FloorRun(false, absl::GetFlag(FLAGS_roundtrips)));
   floor_mb = std::max(floor_mb, FloorRun(true, absl::GetFlag(FLAGS_bulk_mb)));
   PrintFigure("floor_tcp_roundtrips_per_s", floor_rt, "round trips/s");

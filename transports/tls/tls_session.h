@@ -54,6 +54,11 @@ struct TlsConfig {
   // Give up a handshake that has made no progress for this long; enforced
   // by the transport, which owns the clock.
   int handshake_timeout_ms = 10'000;
+  // Server: the memory that connections still in their handshake may hold
+  // all together (TLS state, buffers); beyond it the oldest are dropped.
+  // This, not a count, bounds them: a stalled handshake holds a few KB and
+  // delays nobody. Enforced by the transport.
+  size_t max_half_open_bytes = size_t{64} << 20;
 };
 
 // Immutable BoringSSL context shared by the sessions of one role.

@@ -18,6 +18,16 @@
 //   inner=SCHEME     the stream transport underneath (default tcp)
 //   path=PATH        with inner=unix: the socket path
 //   handshake_ms=N   give up a handshake after N ms (default 10000)
+//   half_open_kb=N   server: memory all connections still in their
+//                    handshake may hold together (default 65536 KiB);
+//                    beyond it the oldest are dropped
+//
+// A server accepts without a cap on connections in their handshake: each
+// handshakes in a task of its own, bounded by the handshake timeout, and
+// all of them by half_open_kb, so silent or slow clients never delay a
+// real one. A connection that has not sent a byte holds no TLS session and
+// no buffer (about 2 KB in all); an idle established one holds no buffer
+// either. Failed handshakes are logged, at most a few lines per period.
 // Defaults for ca/cert/key may also be given at registration, for programs
 // that configure TLS once (flags) rather than per URI.
 //
