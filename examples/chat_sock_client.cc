@@ -31,13 +31,13 @@ ABSL_FLAG(int, timeout_s, 20, "give up waiting after this many seconds");
 
 namespace {
 
-using picos::Socket;
+using picos::transports::Socket;
 using picos::Task;
 
 Task<absl::Status> Main(std::vector<std::string> input) {
   absl::Duration timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
   PICOS_CO_ASSIGN_OR_RETURN(Socket sock,
-                            co_await Socket::Connect(picos::DefaultTransports(), absl::GetFlag(FLAGS_server), timeout));
+                            co_await Socket::Connect(picos::transports::DefaultTransports(), absl::GetFlag(FLAGS_server), timeout));
   PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll(absl::GetFlag(FLAGS_name) + "\n", timeout));
   std::string online = absl::StrCat(", ", absl::GetFlag(FLAGS_wait_online), " online");
   bool ready = absl::GetFlag(FLAGS_wait_online) == 0;

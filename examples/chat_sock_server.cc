@@ -25,7 +25,7 @@ ABSL_FLAG(int, max_clients, 0, "exit once this many clients came and left (0: ne
 
 namespace {
 
-using picos::Socket;
+using picos::transports::Socket;
 using picos::Task;
 
 struct Room {
@@ -65,7 +65,7 @@ Task<absl::Status> Member(std::shared_ptr<Room> room, int id, std::shared_ptr<So
   co_return absl::OkStatus();
 }
 
-Task<absl::Status> AcceptLoop(std::shared_ptr<picos::Server> server, std::shared_ptr<Room> room) {
+Task<absl::Status> AcceptLoop(std::shared_ptr<picos::transports::Server> server, std::shared_ptr<Room> room) {
   for (int id = 0; id < 1'000'000; ++id) {
     absl::StatusOr<Socket> conn = co_await server->Accept();
     if (!conn.ok()) co_return conn.status();
@@ -75,9 +75,9 @@ Task<absl::Status> AcceptLoop(std::shared_ptr<picos::Server> server, std::shared
 }
 
 Task<absl::Status> Main() {
-  PICOS_CO_ASSIGN_OR_RETURN(picos::Server server,
-                            co_await picos::Server::Listen(picos::DefaultTransports(), absl::GetFlag(FLAGS_listen)));
-  auto shared = std::make_shared<picos::Server>(std::move(server));
+  PICOS_CO_ASSIGN_OR_RETURN(picos::transports::Server server,
+                            co_await picos::transports::Server::Listen(picos::transports::DefaultTransports(), absl::GetFlag(FLAGS_listen)));
+  auto shared = std::make_shared<picos::transports::Server>(std::move(server));
   std::printf("server: listening on %s\n", shared->address().c_str());
   std::fflush(stdout);
   auto room = std::make_shared<Room>();

@@ -28,7 +28,7 @@ ABSL_FLAG(int, connections, 0, "server mode: exit after this many connections (0
 
 namespace {
 
-using picos::Socket;
+using picos::transports::Socket;
 using picos::Task;
 
 // Reads a connection 128 bytes at a time until the client is done.
@@ -44,7 +44,7 @@ Task<absl::Status> Serve(std::shared_ptr<Socket> conn, std::shared_ptr<size_t> t
   co_return absl::OkStatus();
 }
 
-Task<absl::Status> Server(std::shared_ptr<picos::Server> server, int connections) {
+Task<absl::Status> Server(std::shared_ptr<picos::transports::Server> server, int connections) {
   auto total = std::make_shared<size_t>(0);
   std::vector<picos::TaskRef> handlers;
   for (int i = 0; connections == 0 || i < connections; ++i) {
@@ -60,7 +60,7 @@ Task<absl::Status> Server(std::shared_ptr<picos::Server> server, int connections
 Task<absl::Status> Client(std::string server, int id) {
   std::mt19937 rng(id);
   size_t n = 1 + rng() % 1000;
-  PICOS_CO_ASSIGN_OR_RETURN(Socket sock, co_await Socket::Connect(picos::DefaultTransports(), server, absl::Seconds(10)));
+  PICOS_CO_ASSIGN_OR_RETURN(Socket sock, co_await Socket::Connect(picos::transports::DefaultTransports(), server, absl::Seconds(10)));
   std::string msg = "client " + std::to_string(id) + ": ";
   msg.resize(n, '.');
   PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll(msg, absl::Seconds(10)));
@@ -75,13 +75,13 @@ Task<absl::Status> Main() {
   std::string address = absl::GetFlag(FLAGS_server);
   picos::TaskRef server;
   if (mode == "server" || mode == "both") {
-    PICOS_CO_ASSIGN_OR_RETURN(picos::Server s, co_await picos::Server::Listen(picos::DefaultTransports(), absl::GetFlag(FLAGS_listen)));
+    PICOS_CO_ASSIGN_OR_RETURN(picos::transports::Server s, co_await picos::transports::Server::Listen(picos::transports::DefaultTransports(), absl::GetFlag(FLAGS_listen)));
     address = s.address();
     std::printf("server: listening on %s\n", address.c_str());
     std::fflush(stdout);
     int connections = mode == "both" ? clients : absl::GetFlag(FLAGS_connections);
     server = picos::ThisScheduler().Spawn(
-        Server, std::make_shared<picos::Server>(std::move(s)), connections);
+        Server, std::make_shared<picos::transports::Server>(std::move(s)), connections);
   }
   if (mode == "client" || mode == "both") {
     std::vector<picos::TaskRef> tasks;

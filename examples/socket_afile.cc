@@ -96,7 +96,7 @@ class Discard : public picos::Writer {
 Task<absl::Status> Client(std::string address, std::string path, size_t chunk,
                           std::shared_ptr<CopyStats> sent) {
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::File> in, co_await picos::File::Open(path));
-  PICOS_CO_ASSIGN_OR_RETURN(picos::Socket sock, co_await picos::Socket::Connect(picos::DefaultTransports(), address, kTimeout));
+  PICOS_CO_ASSIGN_OR_RETURN(picos::transports::Socket sock, co_await picos::transports::Socket::Connect(picos::transports::DefaultTransports(), address, kTimeout));
   PICOS_CO_ASSIGN_OR_RETURN(*sent, co_await Copy(*in, sock, chunk, kMaxFile));
   PICOS_CO_RETURN_IF_ERROR(co_await sock.Shutdown(kTimeout));
   std::printf("client: sent %lld bytes of %s, sha1 %s\n", static_cast<long long>(sent->bytes),
@@ -111,13 +111,13 @@ Task<absl::Status> Main(std::string source, std::string out_path, std::string li
   PICOS_CO_RETURN_IF_ERROR(co_await src->Close());
   if (source_size > kMaxFile) co_return absl::InvalidArgumentError("--file is larger than 1 GiB");
 
-  PICOS_CO_ASSIGN_OR_RETURN(picos::Server server, co_await picos::Server::Listen(picos::DefaultTransports(), listen));
+  PICOS_CO_ASSIGN_OR_RETURN(picos::transports::Server server, co_await picos::transports::Server::Listen(picos::transports::DefaultTransports(), listen));
   std::printf("server: listening on %s\n", server.address().c_str());
   auto sent = std::make_shared<CopyStats>();
   picos::TaskRef client = picos::ThisScheduler().Spawn(Client, server.address(), source, chunk, sent);
 
   // The server side: what arrives on the socket goes into a file.
-  PICOS_CO_ASSIGN_OR_RETURN(picos::Socket conn, co_await server.Accept(kTimeout));
+  PICOS_CO_ASSIGN_OR_RETURN(picos::transports::Socket conn, co_await server.Accept(kTimeout));
   server.Close();
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::File> out,
                             co_await picos::File::Open(out_path, O_WRONLY | O_CREAT | O_TRUNC));

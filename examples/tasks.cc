@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
   }
   const int64_t n = absl::GetFlag(FLAGS_tasks);
   const int64_t ms = absl::GetFlag(FLAGS_sleep_ms);
-  const int64_t rss_before = picos::bench::CurrentRssBytes();
+  const int64_t rss_before = picos::testing::CurrentRssBytes();
   picos::Scheduler scheduler;
   int64_t woke = 0;
   absl::Time start = absl::Now();
@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tasks: %s\n", run.ToString().c_str());
     return 1;
   }
-  const int64_t peak = picos::bench::PeakRssBytes();
+  const int64_t peak = picos::testing::PeakRssBytes();
   std::printf("%lld tasks created in %.3f s, all %lld woke after %lld ms sleep; total %.3f s\n",
               static_cast<long long>(n), spawn_s, static_cast<long long>(woke),
               static_cast<long long>(ms), total_s);

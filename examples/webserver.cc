@@ -25,7 +25,7 @@ ABSL_FLAG(int, self_test, 0, "if > 0: send this many requests to itself, print a
 
 namespace {
 
-using picos::Socket;
+using picos::transports::Socket;
 using picos::Task;
 
 constexpr size_t kMaxHeaderLine = 8192;
@@ -59,7 +59,7 @@ Task<absl::Status> Serve(std::shared_ptr<Socket> conn) {
   co_return absl::OkStatus();
 }
 
-Task<absl::Status> AcceptLoop(std::shared_ptr<picos::Server> server) {
+Task<absl::Status> AcceptLoop(std::shared_ptr<picos::transports::Server> server) {
   for (int64_t i = 0; i < (int64_t{1} << 40); ++i) {
     absl::StatusOr<Socket> conn = co_await server->Accept();
     if (!conn.ok()) co_return conn.status();
@@ -69,7 +69,7 @@ Task<absl::Status> AcceptLoop(std::shared_ptr<picos::Server> server) {
 }
 
 Task<absl::Status> SelfTest(std::string address, int requests) {
-  PICOS_CO_ASSIGN_OR_RETURN(Socket sock, co_await Socket::Connect(picos::DefaultTransports(), address, absl::Seconds(10)));
+  PICOS_CO_ASSIGN_OR_RETURN(Socket sock, co_await Socket::Connect(picos::transports::DefaultTransports(), address, absl::Seconds(10)));
   int pongs = 0;
   for (int i = 0; i < requests; ++i) {
     PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll("GET / HTTP/1.1\r\nHost: x\r\n\r\n", absl::Seconds(10)));
@@ -81,7 +81,7 @@ Task<absl::Status> SelfTest(std::string address, int requests) {
     if (body == "Pong!") ++pongs;
   }
   // A client that sends garbage gets closed, not crashed on.
-  PICOS_CO_ASSIGN_OR_RETURN(Socket bad, co_await Socket::Connect(picos::DefaultTransports(), address, absl::Seconds(10)));
+  PICOS_CO_ASSIGN_OR_RETURN(Socket bad, co_await Socket::Connect(picos::transports::DefaultTransports(), address, absl::Seconds(10)));
   PICOS_CO_RETURN_IF_ERROR(co_await bad.WriteAll(std::string(20000, 'x'), absl::Seconds(10)));
   absl::StatusOr<std::string> rest = co_await bad.Read(100, absl::Seconds(10));
   std::printf("garbage client: %s\n", rest.ok() && rest->empty() ? "closed" : "not closed");
@@ -90,9 +90,9 @@ Task<absl::Status> SelfTest(std::string address, int requests) {
 }
 
 Task<absl::Status> Main() {
-  PICOS_CO_ASSIGN_OR_RETURN(picos::Server server,
-                            co_await picos::Server::Listen(picos::DefaultTransports(), absl::GetFlag(FLAGS_listen)));
-  auto shared = std::make_shared<picos::Server>(std::move(server));
+  PICOS_CO_ASSIGN_OR_RETURN(picos::transports::Server server,
+                            co_await picos::transports::Server::Listen(picos::transports::DefaultTransports(), absl::GetFlag(FLAGS_listen)));
+  auto shared = std::make_shared<picos::transports::Server>(std::move(server));
   std::printf("webserver: listening on %s\n", shared->address().c_str());
   std::fflush(stdout);
   picos::TaskRef acceptor = picos::ThisScheduler().Spawn(AcceptLoop, shared);

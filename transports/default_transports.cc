@@ -10,15 +10,15 @@
 #include "transports/udp_multicast/udp_multicast.h"
 #include "transports/unix/unix_transport.h"
 
-namespace picos {
+namespace picos::transports {
 
 namespace {
 
 // TLS files from the environment, so that any picos program speaks TLS by
 // configuration, as pycos programs do with certfile/keyfile. A URI's own
 // ca=, cert=, key= still win.
-tls::TlsConfig TlsDefaultsFromEnvironment() {
-  tls::TlsConfig config;
+TlsConfig TlsDefaultsFromEnvironment() {
+  TlsConfig config;
   auto read = [](const char* name, std::string* out) {
     const char* v = std::getenv(name);
     if (v == nullptr || *v == '\0') return;
@@ -40,8 +40,8 @@ tls::TlsConfig TlsDefaultsFromEnvironment() {
 const TransportRegistry& PlainStreamTransports() {
   static const TransportRegistry* registry = [] {
     TransportRegistry::Builder builder;
-    transports::RegisterTcpTransport(builder);
-    transports::RegisterUnixTransport(builder);
+    RegisterTcpTransport(builder);
+    RegisterUnixTransport(builder);
     return std::move(builder).Build().release();
   }();
   return *registry;
@@ -50,12 +50,12 @@ const TransportRegistry& PlainStreamTransports() {
 }  // namespace
 
 void RegisterDefaultTransports(TransportRegistry::Builder& builder) {
-  transports::RegisterTcpTransport(builder);
-  transports::RegisterUnixTransport(builder);
+  RegisterTcpTransport(builder);
+  RegisterUnixTransport(builder);
   // Certificates and CAs come with each tls:// URI (see tls_transport.h), or
   // from PICOS_TLS_CA / PICOS_TLS_CERT / PICOS_TLS_KEY.
-  tls::RegisterTlsTransport(builder, PlainStreamTransports(), TlsDefaultsFromEnvironment());
-  transports::RegisterUdpMulticastTransport(builder);
+  RegisterTlsTransport(builder, PlainStreamTransports(), TlsDefaultsFromEnvironment());
+  RegisterUdpMulticastTransport(builder);
 }
 
 const TransportRegistry& DefaultTransports() {
@@ -68,4 +68,4 @@ const TransportRegistry& DefaultTransports() {
   return *registry;
 }
 
-}  // namespace picos
+}  // namespace picos::transports

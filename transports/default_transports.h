@@ -1,6 +1,6 @@
 // The one list of picos's transport plugins, and the registry built from it.
 //
-//   const picos::TransportRegistry& r = picos::DefaultTransports();
+//   const picos::TransportRegistry& r = picos::transports::DefaultTransports();
 //   auto stream = co_await r.Connect("unix://@my-service", absl::Seconds(1));
 //
 // Every plugin is added by an explicit Register...() call in
@@ -13,7 +13,7 @@
 
 #include "core/net/transport.h"
 
-namespace picos {
+namespace picos::transports {
 
 // Adds every built-in transport plugin to `builder`. The tls plugin takes
 // default files from the environment: PICOS_TLS_CA (CAs to trust),
@@ -24,6 +24,6 @@ void RegisterDefaultTransports(TransportRegistry::Builder& builder);
 // (thread-safe) and never destroyed. Any thread; does not suspend.
 const TransportRegistry& DefaultTransports();
 
-}  // namespace picos
+}  // namespace picos::transports
 
 #endif  // PICOS_TRANSPORTS_DEFAULT_TRANSPORTS_H_

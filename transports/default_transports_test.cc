@@ -5,7 +5,7 @@
 #include "testing/coro_test.h"
 #include "transports/socket.h"
 
-namespace picos {
+namespace picos::transports {
 namespace {
 
 using ::picos::testing::StatusIs;
@@ -48,4 +48,4 @@ PICOS_CORO_TEST(Socket, LinesExactAndGarbage) {
 }
 
 }  // namespace
-}  // namespace picos
+}  // namespace picos::transports

@@ -4,7 +4,7 @@
 
 #include "core/kernel/status.h"
 
-namespace picos {
+namespace picos::transports {
 
 Socket::Socket(std::unique_ptr<Stream> stream)
     : stream_(std::move(stream)), reader_(std::make_unique<BufferedReader>(stream_.get())) {}
@@ -44,4 +44,4 @@ Task<absl::StatusOr<Socket>> Server::Accept(absl::Duration timeout) {
   co_return Socket(std::move(s));
 }
 
-}  // namespace picos
+}  // namespace picos::transports

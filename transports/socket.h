@@ -1,18 +1,18 @@
 // Sockets for tasks (pycos's AsyncSocket): a connected stream with buffered,
 // bounded reads, and a server that accepts them. Any scheme of the registry
-// given works: with picos::DefaultTransports() (transports/default_transports.h)
+// given works: with picos::transports::DefaultTransports() (transports/default_transports.h)
 // tcp://, unix:// and tls://.
 //
 //   picos::Task<absl::Status> Client(const picos::TransportRegistry& transports) {
-//     PICOS_CO_ASSIGN_OR_RETURN(picos::Socket sock,
-//                               co_await picos::Socket::Connect(transports, "tcp://127.0.0.1:9705"));
+//     PICOS_CO_ASSIGN_OR_RETURN(picos::transports::Socket sock,
+//                               co_await picos::transports::Socket::Connect(transports, "tcp://127.0.0.1:9705"));
 //     PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll("hello\n"));
 //     PICOS_CO_ASSIGN_OR_RETURN(std::string line, co_await sock.ReadLine(1024, absl::Seconds(5)));
 //     co_return absl::OkStatus();
 //   }
 //
-//   PICOS_CO_ASSIGN_OR_RETURN(picos::Server server, co_await picos::Server::Listen(transports, "tcp://127.0.0.1:0"));
-//   PICOS_CO_ASSIGN_OR_RETURN(picos::Socket conn, co_await server.Accept());
+//   PICOS_CO_ASSIGN_OR_RETURN(picos::transports::Server server, co_await picos::transports::Server::Listen(transports, "tcp://127.0.0.1:0"));
+//   PICOS_CO_ASSIGN_OR_RETURN(picos::transports::Socket conn, co_await server.Accept());
 //
 // A Socket is a Reader and a Writer (core/io/io.h): code written for files and
 // pipes takes it as is. Threads and errors as in core/net/transport.h: use a
@@ -31,7 +31,7 @@
 #include "core/kernel/task.h"
 #include "core/net/transport.h"
 
-namespace picos {
+namespace picos::transports {
 
 class Socket : public Reader, public Writer {
  public:
@@ -108,6 +108,6 @@ class Server {
   std::unique_ptr<Listener> listener_;
 };
 
-}  // namespace picos
+}  // namespace picos::transports
 
 #endif  // PICOS_TRANSPORTS_SOCKET_H_

@@ -10,7 +10,7 @@
 #include "core/kernel/task.h"
 #include "testing/bench/figures.h"
 
-namespace picos::bench {
+namespace picos::testing {
 namespace {
 
 constexpr int kSubscribers = 100;
@@ -116,4 +116,4 @@ void RunConcurrencyFigures() {
               "bytes");
 }
 
-}  // namespace picos::bench
+}  // namespace picos::testing

@@ -13,10 +13,10 @@
 #ifndef PICOS_TESTING_BENCH_CONCURRENCY_FIGURES_H_
 #define PICOS_TESTING_BENCH_CONCURRENCY_FIGURES_H_
 
-namespace picos::bench {
+namespace picos::testing {
 
 void RunConcurrencyFigures();
 
-}  // namespace picos::bench
+}  // namespace picos::testing
 
 #endif  // PICOS_TESTING_BENCH_CONCURRENCY_FIGURES_H_

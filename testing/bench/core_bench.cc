@@ -25,10 +25,9 @@ ABSL_FLAG(int64_t, fanout_messages, 1'000'000, "fan-out messages in all (1000..1
 ABSL_FLAG(int64_t, yields, 10'000'000, "yield switches (1000..1000000000)");
 ABSL_FLAG(bool, concurrency, true, "also print the channel, lock and timeout figures");
 
-namespace picos::bench {
+namespace picos::testing {
 namespace {
 
-namespace fl = ::picos::bench::floor;
 
 // --- picos ---
 
@@ -127,16 +126,16 @@ double YieldsPerSecond(int64_t n) {
 
 // --- floor ---
 
-fl::Coro FloorWait(fl::Mailbox* box) { (void)co_await fl::ReceiveAwaiter{box}; }
+FloorCoro FloorWait(FloorMailbox* box) { (void)co_await FloorReceiveAwaiter{box}; }
 
 double FloorBytesPerSuspendedTask(int64_t n) {
   int64_t before = CurrentRssBytes();
-  fl::Ready ready;
-  std::vector<fl::Mailbox> boxes(n);
+  FloorReady ready;
+  std::vector<FloorMailbox> boxes(n);
   std::vector<std::coroutine_handle<>> frames;
   frames.reserve(n);
   for (int64_t i = 0; i < n; ++i) {
-    fl::Coro c = FloorWait(&boxes[i]);
+    FloorCoro c = FloorWait(&boxes[i]);
     frames.push_back(c.h);
     ready.Push(c.h);
   }
@@ -147,8 +146,8 @@ double FloorBytesPerSuspendedTask(int64_t n) {
 }
 
 double FloorSpawnSeconds(int64_t n) {
-  fl::Ready ready;
-  std::vector<fl::Mailbox> boxes(n);
+  FloorReady ready;
+  std::vector<FloorMailbox> boxes(n);
   double secs = Seconds([&] {
     for (int64_t i = 0; i < n; ++i) ready.Push(FloorWait(&boxes[i]).h);
     ready.RunAll();
@@ -157,59 +156,59 @@ double FloorSpawnSeconds(int64_t n) {
   return secs;
 }
 
-fl::Coro FloorPinger(fl::Ready* r, fl::Mailbox* mine, fl::Mailbox* peer, int64_t n) {
+FloorCoro FloorPinger(FloorReady* r, FloorMailbox* mine, FloorMailbox* peer, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
-    fl::Send(*r, *peer, i);
-    (void)co_await fl::ReceiveAwaiter{mine};
+    FloorSend(*r, *peer, i);
+    (void)co_await FloorReceiveAwaiter{mine};
   }
-  fl::Send(*r, *peer, -1);
+  FloorSend(*r, *peer, -1);
 }
 
-fl::Coro FloorPonger(fl::Ready* r, fl::Mailbox* mine, fl::Mailbox* peer) {
+FloorCoro FloorPonger(FloorReady* r, FloorMailbox* mine, FloorMailbox* peer) {
   for (;;) {
-    int64_t v = co_await fl::ReceiveAwaiter{mine};
+    int64_t v = co_await FloorReceiveAwaiter{mine};
     if (v < 0) co_return;
-    fl::Send(*r, *peer, v);
+    FloorSend(*r, *peer, v);
   }
 }
 
 double FloorPingPongPerSecond(int64_t n) {
-  fl::Ready ready;
-  fl::Mailbox a, b;
+  FloorReady ready;
+  FloorMailbox a, b;
   ready.Push(FloorPonger(&ready, &b, &a).h);
   ready.Push(FloorPinger(&ready, &a, &b, n).h);
   double secs = Seconds([&] { ready.RunAll(); });
   return static_cast<double>(n) / secs;
 }
 
-fl::Coro FloorDrain(fl::Mailbox* box, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) (void)co_await fl::ReceiveAwaiter{box};
+FloorCoro FloorDrain(FloorMailbox* box, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) (void)co_await FloorReceiveAwaiter{box};
 }
 
-fl::Coro FloorFanOut(fl::Ready* r, std::vector<fl::Mailbox>* boxes, int64_t per) {
+FloorCoro FloorFanOut(FloorReady* r, std::vector<FloorMailbox>* boxes, int64_t per) {
   for (int64_t i = 0; i < per; ++i) {
-    for (fl::Mailbox& b : *boxes) fl::Send(*r, b, i);
-    co_await fl::YieldAwaiter{r};
+    for (FloorMailbox& b : *boxes) FloorSend(*r, b, i);
+    co_await FloorYieldAwaiter{r};
   }
 }
 
 double FloorFanOutPerSecond(int64_t total) {
   constexpr int kReceivers = 1000;
   int64_t per = total / kReceivers;
-  fl::Ready ready;
-  std::vector<fl::Mailbox> boxes(kReceivers);
+  FloorReady ready;
+  std::vector<FloorMailbox> boxes(kReceivers);
   for (auto& b : boxes) ready.Push(FloorDrain(&b, per).h);
   ready.Push(FloorFanOut(&ready, &boxes, per).h);
   double secs = Seconds([&] { ready.RunAll(); });
   return static_cast<double>(per * kReceivers) / secs;
 }
 
-fl::Coro FloorYielder(fl::Ready* r, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) co_await fl::YieldAwaiter{r};
+FloorCoro FloorYielder(FloorReady* r, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) co_await FloorYieldAwaiter{r};
 }
 
 double FloorYieldsPerSecond(int64_t n) {
-  fl::Ready ready;
+  FloorReady ready;
   ready.Push(FloorYielder(&ready, n / 2).h);
   ready.Push(FloorYielder(&ready, n / 2).h);
   double secs = Seconds([&] { ready.RunAll(); });
@@ -217,10 +216,10 @@ double FloorYieldsPerSecond(int64_t n) {
 }
 
 }  // namespace
-}  // namespace picos::bench
+}  // namespace picos::testing
 
 int main(int argc, char** argv) {
-  using namespace picos::bench;
+  using namespace picos::testing;
   absl::SetProgramUsageMessage("Prints picos's core figures beside a bare-coroutine floor.");
   absl::ParseCommandLine(argc, argv);
   if (!picos::FlagInRange(FLAGS_tasks, 1000, 10'000'000) ||

@@ -11,7 +11,7 @@
 #include <fstream>
 #include <string>
 
-namespace picos::bench {
+namespace picos::testing {
 
 int64_t CurrentRssBytes() {
   std::ifstream statm("/proc/self/statm");
@@ -58,4 +58,4 @@ double InChild(double (*fn)(int64_t), int64_t arg) {
   return v;
 }
 
-}  // namespace picos::bench
+}  // namespace picos::testing

@@ -13,7 +13,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
-namespace picos::bench {
+namespace picos::testing {
 
 inline void PrintFigure(std::string_view name, double value, std::string_view unit) {
   if (value >= 1000) {
@@ -45,6 +45,6 @@ double Seconds(F&& fn) {
   return absl::ToDoubleSeconds(absl::Now() - start);
 }
 
-}  // namespace picos::bench
+}  // namespace picos::testing
 
 #endif  // PICOS_TESTING_BENCH_FIGURES_H_

@@ -10,12 +10,12 @@
 #include <exception>
 #include <vector>
 
-namespace picos::bench::floor {
+namespace picos::testing {
 
 // A coroutine that starts suspended and destroys itself at the end.
-struct Coro {
+struct FloorCoro {
   struct promise_type {
-    Coro get_return_object() { return {std::coroutine_handle<promise_type>::from_promise(*this)}; }
+    FloorCoro get_return_object() { return {std::coroutine_handle<promise_type>::from_promise(*this)}; }
     std::suspend_always initial_suspend() noexcept { return {}; }
     std::suspend_never final_suspend() noexcept { return {}; }
     void return_void() {}
@@ -24,10 +24,10 @@ struct Coro {
   std::coroutine_handle<promise_type> h;
 };
 
-// Ready queue: a ring of handles.
-class Ready {
+// The ready queue: a ring of handles.
+class FloorReady {
  public:
-  Ready() : ring_(1 << 10) {}
+  FloorReady() : ring_(1 << 10) {}
   void Push(std::coroutine_handle<> h) {
     if (count_ == ring_.size()) Grow();
     ring_[(head_ + count_++) & (ring_.size() - 1)] = h;
@@ -53,15 +53,15 @@ class Ready {
 };
 
 // A mailbox of one-word messages: a waiting handle and a small queue.
-struct Mailbox {
+struct FloorMailbox {
   std::coroutine_handle<> waiter;
   std::vector<int64_t>* queue = nullptr;  // allocated on first overflow
   int64_t slot = 0;
   bool full = false;
 };
 
-struct ReceiveAwaiter {
-  Mailbox* box;
+struct FloorReceiveAwaiter {
+  FloorMailbox* box;
   bool await_ready() const noexcept { return box->full; }
   void await_suspend(std::coroutine_handle<> h) noexcept { box->waiter = h; }
   int64_t await_resume() noexcept {
@@ -71,7 +71,7 @@ struct ReceiveAwaiter {
   }
 };
 
-inline void Send(Ready& ready, Mailbox& box, int64_t v) {
+inline void FloorSend(FloorReady& ready, FloorMailbox& box, int64_t v) {
   box.slot = v;
   box.full = true;
   if (box.waiter) {
@@ -81,13 +81,13 @@ inline void Send(Ready& ready, Mailbox& box, int64_t v) {
   }
 }
 
-struct YieldAwaiter {
-  Ready* ready;
+struct FloorYieldAwaiter {
+  FloorReady* ready;
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h) noexcept { ready->Push(h); }
   void await_resume() noexcept {}
 };
 
-}  // namespace picos::bench::floor
+}  // namespace picos::testing
 
 #endif  // PICOS_TESTING_BENCH_FLOOR_H_

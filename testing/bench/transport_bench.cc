@@ -45,7 +45,7 @@ ABSL_FLAG(int, bulk_mb, 512, "megabytes per bulk figure");
 ABSL_FLAG(int, idle_connections, 300, "connections per idle-memory figure");
 ABSL_FLAG(bool, only_idle, false, "print only the idle-memory figures");
 
-namespace picos::bench {
+namespace picos::testing {
 namespace {
 
 constexpr size_t kMessage = 64;
@@ -101,7 +101,7 @@ Task<absl::StatusOr<Connection>> ConnectPair(const TransportRegistry& r, Listene
 }
 
 Task<absl::Status> PicosFigures(std::string uri, std::string client_query, PicosResult* out) {
-  const TransportRegistry& r = DefaultTransports();
+  const TransportRegistry& r = transports::DefaultTransports();
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Listener> l, co_await r.Listen(uri));
   const std::string client_uri = l->address() + client_query;
   {
@@ -171,7 +171,7 @@ Task<absl::Status> ReceiveAll(std::string uri, std::shared_ptr<std::string> addr
       if (!n->HasBeenNotified()) n->Notify();
     }
   } guard{listening.get()};
-  const TransportRegistry& r = DefaultTransports();
+  const TransportRegistry& r = transports::DefaultTransports();
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Listener> l, co_await r.Listen(uri));
   *address = l->address();
   listening->Notify();
@@ -180,7 +180,7 @@ Task<absl::Status> ReceiveAll(std::string uri, std::shared_ptr<std::string> addr
 }
 
 Task<absl::Status> SendAll(std::string uri, int mb) {
-  const TransportRegistry& r = DefaultTransports();
+  const TransportRegistry& r = transports::DefaultTransports();
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Stream> c, co_await r.Connect(uri, absl::Seconds(30)));
   for (int i = 0; i < mb; ++i) {
     PICOS_CO_RETURN_IF_ERROR(co_await c->Write(std::string(1 << 20, 'b')));
@@ -345,7 +345,7 @@ double FloorRun(bool bulk, int count) {
 }
 
 }  // namespace
-}  // namespace picos::bench
+}  // namespace picos::testing
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
@@ -354,7 +354,7 @@ int main(int argc, char** argv) {
       !picos::FlagInRange(FLAGS_idle_connections, 10, 5000)) {
     return 2;
   }
-  using namespace picos::bench;
+  using namespace picos::testing;
   const bool only_idle = absl::GetFlag(FLAGS_only_idle);
   // Floor first and last would be fairer on a noisy machine; interleave
   // instead: floor, tcp, unix, floor again, and print the better floor.

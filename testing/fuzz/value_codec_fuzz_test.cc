@@ -21,7 +21,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
-namespace picos::fuzz {
+namespace picos::testing {
 namespace {
 
 void RunOne(const std::string& input) {
@@ -155,4 +155,4 @@ TEST(ValueCodecFuzz, DeterministicMutations) {
 }
 
 }  // namespace
-}  // namespace picos::fuzz
+}  // namespace picos::testing

@@ -14,7 +14,7 @@
 #include "core/wire/value.capnp.h"
 #include "core/wire/value_codec.h"
 
-namespace picos::fuzz {
+namespace picos::testing {
 namespace {
 
 // A task and a channel of another process, written directly: a live
@@ -72,4 +72,4 @@ std::vector<std::string> ValueCodecSeeds() {
   return seeds;
 }
 
-}  // namespace picos::fuzz
+}  // namespace picos::testing

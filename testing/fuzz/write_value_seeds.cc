@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   int n = 0;
-  for (const std::string& seed : picos::fuzz::ValueCodecSeeds()) {
+  for (const std::string& seed : picos::testing::ValueCodecSeeds()) {
     std::string path = std::string(argv[1]) + "/seed-" + std::to_string(n++);
     std::FILE* f = std::fopen(path.c_str(), "wb");
     if (!f || std::fwrite(seed.data(), 1, seed.size(), f) != seed.size() || std::fclose(f) != 0) {

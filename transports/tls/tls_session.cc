@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/kernel/log.h"
 
-namespace picos::tls {
+namespace picos::transports {
 
 namespace {
 
@@ -302,4 +302,4 @@ void TlsSession::Shutdown() {
   ERR_clear_error();
 }
 
-}  // namespace picos::tls
+}  // namespace picos::transports

@@ -33,7 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace picos::tls {
+namespace picos::transports {
 
 enum class TlsRole { kClient, kServer };
 
@@ -150,6 +150,6 @@ class TlsSession {
   absl::Status error_;
 };
 
-}  // namespace picos::tls
+}  // namespace picos::transports
 
 #endif  // PICOS_TRANSPORTS_TLS_TLS_SESSION_H_

@@ -8,7 +8,7 @@
 #include "testing/status_matchers.h"
 #include "testing/tls_certs.h"
 
-namespace picos::tls {
+namespace picos::transports {
 namespace {
 
 using ::picos::testing::IsOk;
@@ -196,4 +196,4 @@ TEST_F(TlsSessionTest, BadConfigurationIsAClearError) {
 }
 
 }  // namespace
-}  // namespace picos::tls
+}  // namespace picos::transports

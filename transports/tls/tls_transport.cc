@@ -18,7 +18,7 @@
 #include "core/kernel/status.h"
 #include "core/kernel/task_group.h"
 
-namespace picos::tls {
+namespace picos::transports {
 
 namespace {
 
@@ -704,7 +704,7 @@ ContextCache& Contexts() {
 
 }  // namespace
 
-Task<absl::StatusOr<std::unique_ptr<Stream>>> Wrap(std::unique_ptr<Stream> inner,
+Task<absl::StatusOr<std::unique_ptr<Stream>>> WrapTls(std::unique_ptr<Stream> inner,
                                                    std::shared_ptr<const TlsContext> context,
                                                    std::string server_name,
                                                    absl::Duration handshake_timeout) {
@@ -737,7 +737,7 @@ Task<absl::StatusOr<std::unique_ptr<Stream>>> TlsTransport::Connect(Uri uri,
   if (!raw.ok()) co_return raw.status();
   absl::Duration handshake =
       std::min(deadline.Remaining(), absl::Milliseconds(p->config.handshake_timeout_ms));
-  co_return co_await Wrap(*std::move(raw), *ctx, p->name, handshake);
+  co_return co_await WrapTls(*std::move(raw), *ctx, p->name, handshake);
 }
 
 Task<absl::StatusOr<std::unique_ptr<Listener>>> TlsTransport::Listen(Uri uri,
@@ -768,4 +768,4 @@ Task<absl::StatusOr<std::unique_ptr<Listener>>> TlsTransport::Listen(Uri uri,
       new TlsListener(*std::move(raw), *ctx, std::move(address), options.backlog));
 }
 
-}  // namespace picos::tls
+}  // namespace picos::transports

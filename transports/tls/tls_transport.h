@@ -31,7 +31,7 @@
 // Defaults for ca/cert/key may also be given at registration, for programs
 // that configure TLS once (flags) rather than per URI.
 //
-// Wrap(...) turns an already connected Stream of any kind into a TLS one.
+// WrapTls(...) turns an already connected Stream of any kind into a TLS one.
 #ifndef PICOS_TRANSPORTS_TLS_TLS_TRANSPORT_H_
 #define PICOS_TRANSPORTS_TLS_TLS_TRANSPORT_H_
 
@@ -46,7 +46,7 @@
 #include "core/net/transport.h"
 #include "transports/tls/tls_session.h"
 
-namespace picos::tls {
+namespace picos::transports {
 
 // Runs the handshake over `inner` and gives the TLS stream on top of it.
 // `server_name` (client role): checked against the certificate. The
@@ -54,7 +54,7 @@ namespace picos::tls {
 // a certificate that does not verify is kUnauthenticated, a peer that
 // vanishes or talks garbage kUnavailable / kInvalidArgument. The alert
 // that tells the peer why is sent before the error is returned.
-Task<absl::StatusOr<std::unique_ptr<Stream>>> Wrap(std::unique_ptr<Stream> inner,
+Task<absl::StatusOr<std::unique_ptr<Stream>>> WrapTls(std::unique_ptr<Stream> inner,
                                                    std::shared_ptr<const TlsContext> context,
                                                    std::string server_name,
                                                    absl::Duration handshake_timeout);
@@ -85,6 +85,6 @@ class TlsTransport : public StreamTransport {
 void RegisterTlsTransport(TransportRegistry::Builder& builder, const TransportRegistry& inner,
                           TlsConfig defaults = {});
 
-}  // namespace picos::tls
+}  // namespace picos::transports
 
 #endif  // PICOS_TRANSPORTS_TLS_TLS_TRANSPORT_H_

@@ -23,9 +23,17 @@
 #include "transports/tcp/tcp_transport.h"
 #include "transports/unix/unix_transport.h"
 
-namespace picos::testing {
+namespace picos::transports {
 namespace {
 
+using ::picos::testing::ConformanceName;
+using ::picos::testing::ConformanceParam;
+using ::picos::testing::MakeTestPki;
+using ::picos::testing::RunCoroTest;
+using ::picos::testing::StatusIs;
+using ::picos::testing::TestPki;
+using ::picos::testing::TransportConformanceTest;
+using ::picos::testing::UniqueUnixUri;
 using ::testing::HasSubstr;
 
 const TestPki& Pki() {
@@ -43,7 +51,7 @@ const TestPki& Pki() {
 
 // Server certificate and key, and the CA clients trust, as defaults.
 void RegisterTestTls(TransportRegistry::Builder& b) {
-  tls::TlsConfig defaults;
+  TlsConfig defaults;
   defaults.cert_file = Pki().server_cert;
   defaults.key_file = Pki().server_key;
   defaults.ca_file = Pki().ca_cert;
@@ -53,11 +61,11 @@ void RegisterTestTls(TransportRegistry::Builder& b) {
   // What TLS runs over in these tests; lives as long as the process.
   static const TransportRegistry* inner = [] {
     TransportRegistry::Builder plain;
-    transports::RegisterTcpTransport(plain);
-    transports::RegisterUnixTransport(plain);
+    RegisterTcpTransport(plain);
+    RegisterUnixTransport(plain);
     return std::move(plain).Build().release();
   }();
-  tls::RegisterTlsTransport(b, *inner, defaults);
+  RegisterTlsTransport(b, *inner, defaults);
 }
 
 // Two TLS sessions (one per end) and what carries them.
@@ -82,7 +90,7 @@ INSTANTIATE_TEST_SUITE_P(
 std::unique_ptr<const TransportRegistry> Registry(bool with_tcp) {
   TransportRegistry::Builder b;
   RegisterTestTls(b);
-  if (with_tcp) transports::RegisterTcpTransport(b);
+  if (with_tcp) RegisterTcpTransport(b);
   return std::move(b).Build();
 }
 
@@ -344,4 +352,4 @@ TEST(TlsTransport, BadParametersAreInvalidArguments) {
 }
 
 }  // namespace
-}  // namespace picos::testing
+}  // namespace picos::transports

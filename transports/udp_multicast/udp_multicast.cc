@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/kernel/status.h"
 
-namespace picos {
+namespace picos::transports {
 namespace {
 
 constexpr size_t kMaxIfaceLength = 46;  // an IPv6 literal; names are shorter (IFNAMSIZ)
@@ -113,7 +113,6 @@ absl::StatusOr<std::unique_ptr<UdpSocket>> OpenMulticast(const McastEndpoint& ep
   return s;
 }
 
-namespace transports {
 namespace {
 
 absl::Status Closed() { return absl::FailedPreconditionError("the mcast socket is closed"); }
@@ -204,5 +203,4 @@ void RegisterUdpMulticastTransport(TransportRegistry::Builder& builder) {
   builder.RegisterDatagram(std::make_unique<McastTransport>());
 }
 
-}  // namespace transports
-}  // namespace picos
+}  // namespace picos::transports

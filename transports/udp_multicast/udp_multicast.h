@@ -17,7 +17,7 @@
 // Through the registry (the usual way; the plugin is in DefaultTransports()):
 //
 //   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::DatagramSocket> s,
-//       co_await picos::DefaultTransports().Bind("mcast://239.255.97.5:9705?iface=lo"));
+//       co_await picos::transports::DefaultTransports().Bind("mcast://239.255.97.5:9705?iface=lo"));
 //   PICOS_CO_RETURN_IF_ERROR(co_await s->SendTo("hello"));   // "" `to`: the group
 //   PICOS_CO_ASSIGN_OR_RETURN(picos::DatagramMessage m, co_await s->Receive(absl::Seconds(1)));
 //   // m.data == "hello" (loop is on: the sender hears itself too),
@@ -51,7 +51,7 @@
 #include "core/net/udp.h"
 #include "core/net/uri.h"
 
-namespace picos {
+namespace picos::transports {
 
 // Longest mcast:// URI accepted.
 inline constexpr size_t kMaxMcastUriLength = 512;
@@ -82,12 +82,9 @@ absl::StatusOr<McastEndpoint> McastEndpointFromUri(const Uri& uri, bool require_
 absl::StatusOr<std::unique_ptr<UdpSocket>> OpenMulticast(const McastEndpoint& ep,
                                                          UdpOptions options = {});
 
-namespace transports {
-
 // Adds the mcast:// datagram plugin to `builder`.
 void RegisterUdpMulticastTransport(TransportRegistry::Builder& builder);
 
-}  // namespace transports
-}  // namespace picos
+}  // namespace picos::transports
 
 #endif  // PICOS_TRANSPORTS_UDP_MULTICAST_UDP_MULTICAST_H_

@@ -18,7 +18,7 @@
 #include "testing/status_matchers.h"
 #include "transports/default_transports.h"
 
-namespace picos {
+namespace picos::transports {
 namespace {
 
 using ::picos::testing::IsOk;
@@ -251,4 +251,4 @@ PICOS_CORO_TEST(McastTransport, BadDestinationsGroupsAndClose) {
 }
 
 }  // namespace
-}  // namespace picos
+}  // namespace picos::transports

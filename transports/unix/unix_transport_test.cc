@@ -8,33 +8,39 @@
 #include "testing/status_matchers.h"
 #include "testing/transport_conformance.h"
 
-namespace picos::testing {
+namespace picos::transports {
 namespace {
+
+using ::picos::testing::ConformanceName;
+using ::picos::testing::ConformanceParam;
+using ::picos::testing::StatusIs;
+using ::picos::testing::TransportConformanceTest;
+using ::picos::testing::UniqueUnixUri;
 
 INSTANTIATE_TEST_SUITE_P(
     Unix, TransportConformanceTest,
-    ::testing::Values(ConformanceParam{"path", transports::RegisterUnixTransport,
+    ::testing::Values(ConformanceParam{"path", RegisterUnixTransport,
                                        [] { return UniqueUnixUri(false); },
                                        /*abort_is_reset=*/false},
-                      ConformanceParam{"abstract", transports::RegisterUnixTransport,
+                      ConformanceParam{"abstract", RegisterUnixTransport,
                                        [] { return UniqueUnixUri(true); },
                                        /*abort_is_reset=*/false}),
     ConformanceName);
 
 TEST(UnixTransport, RejectsOverlongPaths) {
   TransportRegistry::Builder b;
-  transports::RegisterUnixTransport(b);
+  RegisterUnixTransport(b);
   auto reg = std::move(b).Build();
   Scheduler s;
   TaskRef t = s.Spawn([&]() -> Task<> {
-    std::string fits = "unix:///tmp/" + std::string(transports::kMaxUnixPath - 5, 'a');
-    std::string too_long = "unix:///tmp/" + std::string(transports::kMaxUnixPath - 4, 'a');
+    std::string fits = "unix:///tmp/" + std::string(kMaxUnixPath - 5, 'a');
+    std::string too_long = "unix:///tmp/" + std::string(kMaxUnixPath - 4, 'a');
     absl::StatusOr<std::unique_ptr<Listener>> l = co_await reg->Listen(too_long);
     EXPECT_THAT(l, StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("at most")));
     absl::StatusOr<std::unique_ptr<Stream>> c = co_await reg->Connect(too_long, absl::Seconds(1));
     EXPECT_THAT(c, StatusIs(absl::StatusCode::kInvalidArgument));
     absl::StatusOr<std::unique_ptr<Stream>> a =
-        co_await reg->Connect("unix://@" + std::string(transports::kMaxUnixPath, 'b'));
+        co_await reg->Connect("unix://@" + std::string(kMaxUnixPath, 'b'));
     EXPECT_THAT(a, StatusIs(absl::StatusCode::kInvalidArgument));
     // 107 bytes exactly is a usable path (nothing listens: refused).
     absl::StatusOr<std::unique_ptr<Stream>> f = co_await reg->Connect(fits, absl::Seconds(1));
@@ -45,7 +51,7 @@ TEST(UnixTransport, RejectsOverlongPaths) {
 
 TEST(UnixTransport, ListenOnExistingPathFails) {
   TransportRegistry::Builder b;
-  transports::RegisterUnixTransport(b);
+  RegisterUnixTransport(b);
   auto reg = std::move(b).Build();
   Scheduler s;
   TaskRef t = s.Spawn([&]() -> Task<> {
@@ -59,4 +65,4 @@ TEST(UnixTransport, ListenOnExistingPathFails) {
 }
 
 }  // namespace
-}  // namespace picos::testing
+}  // namespace picos::transports
