@@ -510,18 +510,16 @@ absl::StatusOr<std::unique_ptr<Listener>> UvListen(uv_loop_s* loop, UvKind kind,
 }
 
 std::string SockaddrToUri(const std::string& scheme, const struct sockaddr* sa) {
+  // libuv formats both families (uv_ip_name); the I/O package sits below
+  // core/net, so IpEndpoint is not used here, but the text is the same.
   char host[INET6_ADDRSTRLEN] = "";
+  if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) return "";
+  if (uv_ip_name(sa, host, sizeof host) != 0) return "";
   if (sa->sa_family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
-    uv_ip4_name(in, host, sizeof host);
-    return absl::StrCat(scheme, "://", host, ":", ntohs(in->sin_port));
+    return absl::StrCat(scheme, "://", host, ":", ntohs(reinterpret_cast<const sockaddr_in*>(sa)->sin_port));
   }
-  if (sa->sa_family == AF_INET6) {
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
-    uv_ip6_name(in6, host, sizeof host);
-    return absl::StrCat(scheme, "://[", host, "]:", ntohs(in6->sin6_port));
-  }
-  return "";
+  return absl::StrCat(scheme, "://[", host, "]:",
+                      ntohs(reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port));
 }
 
 }  // namespace picos::internal

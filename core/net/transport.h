@@ -8,7 +8,7 @@
 // thread may look a scheme up without locks.
 //
 //   picos::TransportRegistry::Builder b;
-//   picos::RegisterDefaultTransports(b);               // transports/default_transports.h
+//   picos::transports::RegisterDefaultTransports(b);               // transports/default_transports.h
 //   std::unique_ptr<const picos::TransportRegistry> registry = std::move(b).Build();
 //
 //   picos::Task<absl::Status> Hello(const picos::TransportRegistry& r) {

@@ -1,6 +1,6 @@
 #include "core/net/udp.h"
 
-#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <net/if.h>
 #include <uv.h>
 
@@ -8,7 +8,6 @@
 #include <deque>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/io/io_internal.h"
 #include "core/io/uv_request_internal.h"
@@ -74,107 +73,11 @@ void OnReceive(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, const struc
 absl::Status ClosedError() { return absl::FailedPreconditionError("the UDP socket is closed"); }
 
 bool IsIpv4Literal(absl::string_view s) {
-  in_addr a;
-  return inet_pton(AF_INET, std::string(s).c_str(), &a) == 1;
+  absl::StatusOr<IpEndpoint> e = IpEndpoint::Parse(s, 0);
+  return e.ok() && !e->is_v6();
 }
 
 }  // namespace
-
-// --- IpEndpoint ---
-
-IpEndpoint::IpEndpoint() {
-  std::memset(&storage_, 0, sizeof(storage_));
-  storage_.ss_family = AF_INET;
-}
-
-absl::StatusOr<IpEndpoint> IpEndpoint::Parse(absl::string_view host, int port) {
-  if (port < 0 || port > 65535) return absl::InvalidArgumentError(absl::StrCat("bad port ", port));
-  if (host.empty() || host.size() > 64) {
-    return absl::InvalidArgumentError("host must be a literal IP address of at most 64 characters");
-  }
-  std::string h(host);
-  IpEndpoint e;
-  if (h.find(':') == std::string::npos) {
-    if (uv_ip4_addr(h.c_str(), port, reinterpret_cast<sockaddr_in*>(&e.storage_)) != 0 ||
-        !IsIpv4Literal(h)) {
-      return absl::InvalidArgumentError(absl::StrCat("not an IPv4 address: ", h));
-    }
-  } else {
-    // uv_ip6_addr understands a "%iface" scope suffix.
-    std::string bare = h.substr(0, h.find('%'));
-    in6_addr a;
-    if (inet_pton(AF_INET6, bare.c_str(), &a) != 1 ||
-        uv_ip6_addr(h.c_str(), port, reinterpret_cast<sockaddr_in6*>(&e.storage_)) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("not an IPv6 address: ", h));
-    }
-  }
-  return e;
-}
-
-absl::StatusOr<IpEndpoint> IpEndpoint::ParseHostPort(absl::string_view hp) {
-  if (hp.size() > 80) return absl::InvalidArgumentError("address too long");
-  absl::string_view host, port;
-  if (!hp.empty() && hp[0] == '[') {
-    size_t close = hp.find(']');
-    if (close == absl::string_view::npos || close + 1 >= hp.size() || hp[close + 1] != ':') {
-      return absl::InvalidArgumentError(absl::StrCat("expected [v6-address]:port, got ", hp));
-    }
-    host = hp.substr(1, close - 1);
-    port = hp.substr(close + 2);
-  } else {
-    size_t colon = hp.rfind(':');
-    if (colon == absl::string_view::npos || hp.find(':') != colon) {
-      return absl::InvalidArgumentError(absl::StrCat("expected address:port, got ", hp));
-    }
-    host = hp.substr(0, colon);
-    port = hp.substr(colon + 1);
-  }
-  int p;
-  if (port.empty() || port.size() > 5 || !absl::SimpleAtoi(port, &p)) {
-    return absl::InvalidArgumentError(absl::StrCat("bad port in ", hp));
-  }
-  return Parse(host, p);
-}
-
-absl::StatusOr<IpEndpoint> IpEndpoint::FromSockaddr(const struct sockaddr* sa) {
-  IpEndpoint e;
-  if (sa == nullptr) return absl::InvalidArgumentError("null address");
-  if (sa->sa_family == AF_INET) {
-    std::memcpy(&e.storage_, sa, sizeof(sockaddr_in));
-  } else if (sa->sa_family == AF_INET6) {
-    std::memcpy(&e.storage_, sa, sizeof(sockaddr_in6));
-  } else {
-    return absl::InvalidArgumentError("not an IP address");
-  }
-  return e;
-}
-
-std::string IpEndpoint::host() const {
-  char buf[INET6_ADDRSTRLEN + IF_NAMESIZE + 2] = {0};
-  if (is_v6()) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&storage_);
-    uv_ip6_name(a, buf, sizeof(buf));
-  } else {
-    uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&storage_), buf, sizeof(buf));
-  }
-  return buf;
-}
-
-int IpEndpoint::port() const {
-  if (is_v6()) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
-  return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
-}
-
-bool IpEndpoint::is_multicast() const {
-  if (is_v6()) return IN6_IS_ADDR_MULTICAST(&reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr);
-  uint32_t a = ntohl(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr.s_addr);
-  return (a >> 28) == 0xe;
-}
-
-std::string IpEndpoint::ToString() const {
-  if (is_v6()) return absl::StrCat("[", host(), "]:", port());
-  return absl::StrCat(host(), ":", port());
-}
 
 // --- interfaces ---
 
@@ -201,8 +104,9 @@ absl::StatusOr<std::string> InterfaceIpv4Address(absl::string_view iface) {
 absl::StatusOr<unsigned> InterfaceIndex(absl::string_view iface) {
   if (iface.empty() || iface.size() >= 64) return absl::InvalidArgumentError("bad interface name");
   std::string name(iface);
-  in6_addr want;
-  if (inet_pton(AF_INET6, name.c_str(), &want) == 1) {
+  absl::StatusOr<IpEndpoint> literal = IpEndpoint::Parse(iface, 0);
+  if (literal.ok() && literal->is_v6()) {
+    const in6_addr want = reinterpret_cast<const sockaddr_in6*>(literal->sockaddr())->sin6_addr;
     uv_interface_address_t* addrs = nullptr;
     int count = 0;
     PICOS_RETURN_IF_ERROR(UvStatus(uv_interface_addresses(&addrs, &count), "list interfaces"));

@@ -17,9 +17,6 @@
 #ifndef PICOS_CORE_NET_UDP_H_
 #define PICOS_CORE_NET_UDP_H_
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -30,51 +27,14 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/kernel/task.h"
+#include "core/net/datagram.h"
+#include "core/net/ip_endpoint.h"
 
 namespace picos {
 
 namespace internal {
 struct UdpState;
 }  // namespace internal
-
-// Largest UDP payload over IPv4 (65535 - 8 - 20); the bound on every datagram.
-inline constexpr size_t kMaxDatagramSize = 65507;
-
-// A numeric IPv4 or IPv6 address and a port. No name resolution: hosts are
-// literal addresses ("127.0.0.1", "::1", "fe80::1%eth0").
-class IpEndpoint {
- public:
-  IpEndpoint();  // 0.0.0.0:0
-
-  // kInvalidArgument unless `host` is a literal address and port in [0, 65535].
-  static absl::StatusOr<IpEndpoint> Parse(absl::string_view host, int port);
-  // "127.0.0.1:9705" or "[::1]:9705".
-  static absl::StatusOr<IpEndpoint> ParseHostPort(absl::string_view host_port);
-  // From a socket address of family AF_INET or AF_INET6.
-  static absl::StatusOr<IpEndpoint> FromSockaddr(const struct sockaddr* sa);
-
-  bool is_v6() const { return storage_.ss_family == AF_INET6; }
-  int family() const { return storage_.ss_family; }
-  std::string host() const;  // the address alone, without brackets
-  int port() const;
-  bool is_multicast() const;
-  // "127.0.0.1:9705", "[::1]:9705".
-  std::string ToString() const;
-  const struct sockaddr* sockaddr() const {
-    return reinterpret_cast<const struct sockaddr*>(&storage_);
-  }
-
-  bool operator==(const IpEndpoint& other) const { return ToString() == other.ToString(); }
-
- private:
-  struct sockaddr_storage storage_;
-};
-
-// One datagram received, and who sent it.
-struct Datagram {
-  std::string data;
-  IpEndpoint from;
-};
 
 struct UdpOptions {
   // SO_REUSEADDR: several sockets may bind the same address and port (what

@@ -95,26 +95,6 @@ std::string MulticastProbe(bool v6) {
   return "";
 }
 
-TEST(IpEndpoint, ParsesLiteralAddresses) {
-  ASSERT_OK_AND_ASSIGN(IpEndpoint a, IpEndpoint::Parse("127.0.0.1", 9705));
-  EXPECT_FALSE(a.is_v6());
-  EXPECT_EQ(a.ToString(), "127.0.0.1:9705");
-  ASSERT_OK_AND_ASSIGN(IpEndpoint b, IpEndpoint::ParseHostPort("[::1]:80"));
-  EXPECT_TRUE(b.is_v6());
-  EXPECT_EQ(b.host(), "::1");
-  EXPECT_EQ(b.port(), 80);
-  ASSERT_OK_AND_ASSIGN(IpEndpoint c, IpEndpoint::ParseHostPort("239.255.97.5:1"));
-  EXPECT_TRUE(c.is_multicast());
-  EXPECT_FALSE(a.is_multicast());
-  EXPECT_TRUE(IpEndpoint::Parse("ff05::1", 1)->is_multicast());
-  for (const char* bad : {"", "localhost:1", "1.2.3:4", "1.2.3.4", "1.2.3.4:65536", "[::1:5",
-                          "::1:5", "1.2.3.4:-1", "[::1]:x", "256.1.1.1:3"}) {
-    EXPECT_THAT(IpEndpoint::ParseHostPort(bad), StatusIs(absl::StatusCode::kInvalidArgument))
-        << bad;
-  }
-  EXPECT_THAT(IpEndpoint::Parse("127.0.0.1", 70000), StatusIs(absl::StatusCode::kInvalidArgument));
-}
-
 Task<> Echo(UdpSocket* s, int n) {
   for (int i = 0; i < n; ++i) {
     absl::StatusOr<Datagram> d = co_await s->ReceiveFrom(absl::Seconds(10));

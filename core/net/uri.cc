@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "core/net/ip_endpoint.h"
 
 namespace picos {
 namespace {
@@ -177,13 +178,11 @@ absl::StatusOr<Uri> ParseUri(absl::string_view text) {
     if (!absl::StartsWith(after, ":")) return Bad(text, "expected :port after ]");
     port = after.substr(1);
     if (host.empty()) return Bad(text, "empty IPv6 address");
-    for (char c : host) {
-      if (!(absl::ascii_isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.' ||
-            c == '%' || absl::ascii_isalnum(static_cast<unsigned char>(c)))) {
-        return Bad(text, "bad character in the IPv6 address");
-      }
-    }
     if (host.find(':') == absl::string_view::npos) return Bad(text, "brackets around a non-IPv6 host");
+    // The one parser of literal addresses decides (issue 9: "[zz::zz]").
+    if (absl::StatusOr<IpEndpoint> ip = IpEndpoint::Parse(host, 0); !ip.ok()) {
+      return Bad(text, ip.status().message());
+    }
   } else {
     size_t colon = rest.rfind(':');
     if (colon == absl::string_view::npos) return Bad(text, "missing :port");
@@ -194,6 +193,13 @@ absl::StatusOr<Uri> ParseUri(absl::string_view text) {
     }
     for (char c : host) {
       if (!IsHostChar(c)) return Bad(text, "bad character in the host");
+    }
+    // Digits and dots only cannot be a name (no top-level domain is
+    // numeric): it is an IPv4 address, or a mistake such as "1.2.3.256".
+    if (!host.empty() && host.find_first_not_of("0123456789.") == absl::string_view::npos) {
+      if (absl::StatusOr<IpEndpoint> ip = IpEndpoint::Parse(host, 0); !ip.ok()) {
+        return Bad(text, ip.status().message());
+      }
     }
   }
   if (host.empty()) return Bad(text, "empty host");

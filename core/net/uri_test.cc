@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "gmock/gmock.h"
+
 #include "testing/status_matchers.h"
 
 namespace picos {
@@ -9,6 +11,7 @@ namespace {
 
 using ::picos::testing::IsOk;
 using ::picos::testing::StatusIs;
+using ::testing::HasSubstr;
 
 TEST(UriTest, ParsesHostForms) {
   ASSERT_OK_AND_ASSIGN(Uri a, ParseUri("tcp://127.0.0.1:9705"));
@@ -54,6 +57,21 @@ TEST(UriTest, RejectsMalformed) {
   EXPECT_THAT(ParseUri(std::string(5000, 'a')), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseUri(std::string("tcp://a\0b:1", 11)),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// Issue 9: "[zz::zz]" parsed as an IPv6 address. A bracketed host, and a
+// host of digits and dots, go through IpEndpoint::Parse like every literal.
+TEST(UriTest, LiteralHostsAreRealAddresses) {
+  for (const char* bad : {"tcp://[zz::zz]:80", "tls://[::g]:1", "tcp://[1::2::3]:1",
+                          "tcp://[fe80::1%no-such-interface-here]:1", "tcp://1.2.3.256:80",
+                          "tcp://1.2.3:80", "mcast://239.1.1.1.1:1"}) {
+    EXPECT_THAT(ParseUri(bad), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not an IP")))
+        << bad;
+  }
+  for (const char* good : {"tcp://[::ffff:1.2.3.4]:80", "tcp://[::]:0", "tcp://1.2.3.4:1",
+                           "tcp://a1.example:1", "tcp://1.2.3.4.example:1"}) {
+    EXPECT_OK(ParseUri(good)) << good;
+  }
 }
 
 }  // namespace

@@ -5,12 +5,12 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <arpa/inet.h>
 
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/kernel/log.h"
+#include "core/net/ip_endpoint.h"
 
 namespace picos::transports {
 
@@ -32,10 +32,10 @@ std::string TakeErrors() {
   return out.empty() ? "no detail" : out;
 }
 
+// An address is checked against the certificate's IP entries, a name
+// against its DNS names; the one literal-address parser decides which.
 bool IsIpAddress(std::string_view name) {
-  std::string s(name);
-  unsigned char buf[16];
-  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+  return IpEndpoint::Parse(absl::string_view(name.data(), name.size()), 0).ok();
 }
 
 // The outgoing BIO appends to a std::string the session owns, which

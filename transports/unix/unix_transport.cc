@@ -10,6 +10,7 @@
 #include <memory>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/io/io_internal.h"
 #include "core/kernel/log.h"
@@ -34,6 +35,12 @@ absl::StatusOr<std::pair<sockaddr_un, socklen_t>> UnixAddress(const Uri& uri) {
   sockaddr_un sun;
   std::memset(&sun, 0, sizeof sun);
   sun.sun_family = AF_UNIX;
+  if (!uri.query.empty()) {
+    // As tcp:// and tls://: a parameter nobody reads is refused, not ignored.
+    return absl::InvalidArgumentError(
+        absl::StrCat("unix: unknown parameter '", absl::CHexEscape(uri.query[0].first.substr(0, 32)),
+                     "' (unix:// takes none)"));
+  }
   const size_t max = uri.abstract_socket ? kMaxUnixPath - 1 : kMaxUnixPath;
   if (uri.path.empty() || uri.path.size() > max) {
     return absl::InvalidArgumentError(

@@ -64,5 +64,20 @@ TEST(UnixTransport, ListenOnExistingPathFails) {
   EXPECT_OK(s.RunUntil(t));
 }
 
+TEST(UnixTransport, RefusesUnknownParameters) {
+  TransportRegistry::Builder b;
+  RegisterUnixTransport(b);
+  auto reg = std::move(b).Build();
+  Scheduler s;
+  TaskRef t = s.Spawn([&]() -> Task<> {
+    absl::StatusOr<std::unique_ptr<Listener>> l = co_await reg->Listen("unix://@picos-x?mode=0600");
+    EXPECT_THAT(l, StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("'mode'")));
+    absl::StatusOr<std::unique_ptr<Stream>> c =
+        co_await reg->Connect("unix:///tmp/picos-x?bogus", absl::Seconds(1));
+    EXPECT_THAT(c, StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("'bogus'")));
+  });
+  EXPECT_OK(s.RunUntil(t));
+}
+
 }  // namespace
 }  // namespace picos::transports
