@@ -54,6 +54,8 @@
 #include "absl/time/time.h"
 #include "core/io/stream.h"
 #include "core/kernel/task.h"
+#include "core/net/datagram.h"
+#include "core/net/ip_endpoint.h"
 #include "core/net/uri.h"
 
 namespace picos {
@@ -82,40 +84,43 @@ class StreamTransport {
 
 // --- Datagrams ---
 
-// One datagram and who sent it (as a URI of the socket's scheme, e.g.
-// "mcast://10.0.0.7:9705" or "udp://...").
-struct DatagramMessage {
-  std::string data;
-  std::string from;
-};
-
-// A bound datagram socket (UDP, multicast).
+// A bound datagram socket (UDP, multicast). Datagram transports speak IP, so
+// addresses here are IpEndpoints (core/ip_endpoint.h) and what arrives is a
+// Datagram (core/datagram.h), the same types as UdpSocket's.
 class DatagramSocket {
  public:
   virtual ~DatagramSocket() = default;
 
-  // Sends one datagram to `to` (a URI of this scheme: its host and port are
-  // used), or, with `to` empty, to the socket's default destination (the
-  // group of an mcast:// socket). Suspends until the system took it.
-  // kInvalidArgument for an oversized datagram or an unusable address.
-  virtual Task<absl::Status> SendTo(std::string data, std::string to = std::string(),
+  // Sends one datagram to `to`, an address of the socket's family with a
+  // port in 1..65535. Suspends until the system took it. kInvalidArgument
+  // for an oversized datagram or an unusable address.
+  virtual Task<absl::Status> SendTo(std::string data, IpEndpoint to,
                                     absl::Duration timeout = absl::InfiniteDuration()) = 0;
 
-  // The next datagram. Suspends. kDeadlineExceeded after `timeout`.
-  // Datagrams arriving faster than they are received are dropped beyond a
-  // bounded queue (datagrams may be lost anyway).
-  virtual Task<absl::StatusOr<DatagramMessage>> Receive(
+  // Sends one datagram to the socket's default destination (the group and
+  // port of an mcast:// socket). kFailedPrecondition if it has none.
+  virtual Task<absl::Status> Send(std::string data,
+                                  absl::Duration timeout = absl::InfiniteDuration()) = 0;
+
+  // The next datagram and its sender. Suspends. kDeadlineExceeded after
+  // `timeout`. Datagrams arriving faster than they are received are dropped
+  // beyond a bounded queue (datagrams may be lost anyway).
+  virtual Task<absl::StatusOr<Datagram>> ReceiveFrom(
       absl::Duration timeout = absl::InfiniteDuration()) = 0;
 
-  // Joins / leaves the multicast group named by `group` (host: the group
-  // address; `iface` query parameter: the interface). Does not suspend.
-  virtual absl::Status JoinGroup(const Uri& group) = 0;
-  virtual absl::Status LeaveGroup(const Uri& group) = 0;
+  // Joins / leaves the multicast `group` (its port is ignored) on `iface`,
+  // an interface name or address; empty: the socket's own interface. Does
+  // not suspend.
+  virtual absl::Status JoinGroup(const IpEndpoint& group, absl::string_view iface = {}) = 0;
+  virtual absl::Status LeaveGroup(const IpEndpoint& group, absl::string_view iface = {}) = 0;
 
-  // Closes now; a waiting Receive returns kFailedPrecondition. Idempotent.
+  // Closes now; a waiting ReceiveFrom returns kFailedPrecondition. Idempotent.
   virtual void Close() = 0;
 
-  // The address bound, as a URI (actual port when 0 was asked for).
+  // The address bound (the actual port when 0 was asked for).
+  virtual IpEndpoint local_address() const = 0;
+  // The socket as a URI of its scheme, with the actual port: Bind() of it
+  // gives a socket of the same kind (another member of the same group).
   virtual std::string address() const = 0;
 };
 
@@ -126,8 +131,9 @@ class DatagramTransport {
   virtual std::string scheme() const = 0;
 
   // Binds a socket to `uri`. For mcast://group:port?iface=&ttl= the socket
-  // binds the port, joins the group on `iface`, sends to the group out of
-  // `iface` with `ttl`. Suspends (name resolution where it applies).
+  // binds the port (0: a free one), joins the group on `iface`, sends to
+  // the group out of `iface` with `ttl`. Suspends (name resolution where it
+  // applies).
   virtual Task<absl::StatusOr<std::unique_ptr<DatagramSocket>>> Bind(Uri uri) = 0;
 };
 

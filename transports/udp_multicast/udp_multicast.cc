@@ -52,7 +52,7 @@ absl::StatusOr<McastEndpoint> ParseMcastUri(absl::string_view uri) {
   return McastEndpointFromUri(*parsed);
 }
 
-absl::StatusOr<McastEndpoint> McastEndpointFromUri(const Uri& uri, bool require_port) {
+absl::StatusOr<McastEndpoint> McastEndpointFromUri(const Uri& uri) {
   // For messages only: the text is bounded by Bad().
   const std::string text = uri.ToString();
   if (uri.scheme != kScheme) return Bad("scheme is not mcast://", text);
@@ -65,7 +65,7 @@ absl::StatusOr<McastEndpoint> McastEndpointFromUri(const Uri& uri, bool require_
                text);
   }
   if (!group->is_multicast()) return Bad("the group is not a multicast address", text);
-  if (require_port && group->port() == 0) return Bad("port 0 (the group's port must be given)", text);
+  // Port 0 binds a free port, as tcp:// and UdpSocket::Bind do (issue 8).
   McastEndpoint ep;
   ep.group = *group;
   if (uri.query.size() > kMaxParams) return Bad("too many parameters", text);
@@ -121,61 +121,56 @@ absl::Status Closed() { return absl::FailedPreconditionError("the mcast socket i
 // the UdpSocket it owns.
 class McastSocket final : public DatagramSocket {
  public:
+  // `ep.group` carries the port actually bound (port 0 asked for a free one).
   McastSocket(McastEndpoint ep, std::unique_ptr<UdpSocket> udp)
       : ep_(std::move(ep)), udp_(std::move(udp)) {}
 
-  Task<absl::Status> SendTo(std::string data, std::string to, absl::Duration timeout) override {
+  Task<absl::Status> SendTo(std::string data, IpEndpoint to, absl::Duration timeout) override {
     if (udp_->closed()) co_return Closed();
-    IpEndpoint dest = ep_.group;
-    if (!to.empty()) {
-      absl::StatusOr<IpEndpoint> parsed = Destination(to);
-      if (!parsed.ok()) co_return parsed.status();
-      dest = *parsed;
+    if (to.port() == 0) {
+      co_return absl::InvalidArgumentError(
+          absl::StrCat("mcast: destination ", to.ToString(), " has no port"));
     }
-    co_return co_await udp_->SendTo(std::move(data), dest, timeout);
+    if (to.is_v6() != ep_.group.is_v6()) {
+      co_return absl::InvalidArgumentError(
+          absl::StrCat("mcast: an ", ep_.group.is_v6() ? "IPv6" : "IPv4", " socket needs an ",
+                       ep_.group.is_v6() ? "IPv6" : "IPv4", " destination, not ", to.ToString()));
+    }
+    co_return co_await udp_->SendTo(std::move(data), to, timeout);
   }
 
-  Task<absl::StatusOr<DatagramMessage>> Receive(absl::Duration timeout) override {
-    absl::StatusOr<Datagram> d = co_await udp_->ReceiveFrom(timeout);
-    if (!d.ok()) co_return d.status();
-    co_return DatagramMessage{std::move(d->data), absl::StrCat("mcast://", d->from.ToString())};
+  Task<absl::Status> Send(std::string data, absl::Duration timeout) override {
+    if (udp_->closed()) co_return Closed();
+    co_return co_await udp_->SendTo(std::move(data), ep_.group, timeout);
   }
 
-  absl::Status JoinGroup(const Uri& group) override { return Membership(group, true); }
-  absl::Status LeaveGroup(const Uri& group) override { return Membership(group, false); }
+  Task<absl::StatusOr<Datagram>> ReceiveFrom(absl::Duration timeout) override {
+    co_return co_await udp_->ReceiveFrom(timeout);
+  }
+
+  absl::Status JoinGroup(const IpEndpoint& group, absl::string_view iface) override {
+    return Membership(group, iface, true);
+  }
+  absl::Status LeaveGroup(const IpEndpoint& group, absl::string_view iface) override {
+    return Membership(group, iface, false);
+  }
 
   void Close() override { udp_->Close(); }
 
+  IpEndpoint local_address() const override { return udp_->local_address(); }
   std::string address() const override { return ep_.ToUri(); }
 
  private:
-  // `to` as an address: an mcast:// URI whose host (a literal address of the
-  // socket's family: a group, or a member's unicast address from a
-  // DatagramMessage) and port (1..65535) are used; its query is ignored, so
-  // another socket's address() works as is.
-  absl::StatusOr<IpEndpoint> Destination(absl::string_view to) const {
-    if (to.size() > kMaxMcastUriLength) return Bad("destination too long", to);
-    PICOS_ASSIGN_OR_RETURN(Uri uri, ParseUri(to));
-    if (uri.scheme != kScheme || uri.port <= 0) {
-      return Bad("a destination must be mcast://address:port", to);
-    }
-    absl::StatusOr<IpEndpoint> ep = IpEndpoint::Parse(uri.host, uri.port);
-    if (!ep.ok()) return Bad(absl::StrCat("bad destination (", ep.status().message(), ")"), to);
-    if (ep->is_v6() != ep_.group.is_v6()) {
-      return Bad(ep_.group.is_v6() ? "an IPv6 socket needs an IPv6 destination"
-                                   : "an IPv4 socket needs an IPv4 destination",
-                 to);
-    }
-    return *ep;
-  }
-
-  absl::Status Membership(const Uri& group, bool join) {
+  absl::Status Membership(const IpEndpoint& group, absl::string_view iface, bool join) {
     if (udp_->closed()) return Closed();
-    PICOS_ASSIGN_OR_RETURN(McastEndpoint g, McastEndpointFromUri(group, /*require_port=*/false));
-    // Without an iface the socket's own interface, not the system's choice:
-    // on loopback the system would choose the default route's interface.
-    const std::string& iface = g.iface.empty() ? ep_.iface : g.iface;
-    return join ? udp_->JoinGroup(g.group, iface) : udp_->LeaveGroup(g.group, iface);
+    if (!iface.empty() && !ValidIface(iface)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("mcast: bad interface \"", absl::CHexEscape(iface.substr(0, 64)), "\""));
+    }
+    // Without an iface the socket's own, not the system's choice: on
+    // loopback the system would choose the default route's interface.
+    return join ? udp_->JoinGroup(group, iface.empty() ? ep_.iface : iface)
+                : udp_->LeaveGroup(group, iface.empty() ? ep_.iface : iface);
   }
 
   const McastEndpoint ep_;
@@ -192,6 +187,8 @@ class McastTransport final : public DatagramTransport {
     if (!ep.ok()) co_return ep.status();
     absl::StatusOr<std::unique_ptr<UdpSocket>> udp = OpenMulticast(*ep);
     if (!udp.ok()) co_return udp.status();
+    // Port 0 asked for a free port: the group is sent to on the one bound.
+    ep->group = ep->group.WithPort(static_cast<uint16_t>((*udp)->local_address().port()));
     co_return std::unique_ptr<DatagramSocket>(
         std::make_unique<McastSocket>(std::move(*ep), std::move(*udp)));
   }

@@ -39,8 +39,11 @@ TEST(McastUri, ParsesAndValidates) {
   EXPECT_FALSE(b.loop);
   ASSERT_OK_AND_ASSIGN(McastEndpoint c, ParseMcastUri(a.ToUri()));
   EXPECT_EQ(c.ToUri(), a.ToUri());
+  // Port 0: any free port, as tcp:// and UdpSocket take it (issue 8).
+  ASSERT_OK_AND_ASSIGN(McastEndpoint d, ParseMcastUri("mcast://239.255.97.5:0?iface=lo"));
+  EXPECT_EQ(d.group.port(), 0);
   for (const char* bad : {
-           "tcp://239.255.97.5:1", "mcast://127.0.0.1:9705", "mcast://239.255.97.5:0",
+           "tcp://239.255.97.5:1", "mcast://127.0.0.1:9705", "mcast://[zz::ff]:1",
            "mcast://239.255.97.5", "mcast://239.255.97.5:1?ttl=256", "mcast://239.255.97.5:1?ttl=-1",
            "mcast://239.255.97.5:1?ttl=1&ttl=2", "mcast://239.255.97.5:1?iface=",
            "mcast://239.255.97.5:1?iface=a/b", "mcast://239.255.97.5:1?color=red",
@@ -113,10 +116,10 @@ absl::StatusOr<int> FreePort() {
 
 // The next datagram whose payload is `want`, skipping a bounded number of
 // others (the socket's own sends come back too, loop being on).
-Task<absl::StatusOr<DatagramMessage>> ReceiveMatching(DatagramSocket& s, std::string want,
-                                                      absl::Duration timeout) {
+Task<absl::StatusOr<Datagram>> ReceiveMatching(DatagramSocket& s, std::string want,
+                                               absl::Duration timeout) {
   for (int i = 0; i < 16; ++i) {
-    absl::StatusOr<DatagramMessage> m = co_await s.Receive(timeout);
+    absl::StatusOr<Datagram> m = co_await s.ReceiveFrom(timeout);
     if (!m.ok() || m->data == want) co_return m;
   }
   co_return absl::NotFoundError(absl::StrCat("no datagram '", want, "' among 16"));
@@ -140,29 +143,29 @@ Task<> ExchangeThroughRegistry(std::string group, std::string iface) {
   CO_ASSERT_OK(b);
   EXPECT_THAT((*a)->address(), StartsWith(absl::StrCat("mcast://", group, ":", *port)));
 
-  // An empty `to`: the group.
-  CO_ASSERT_OK(co_await (*a)->SendTo("from a"));
-  absl::StatusOr<DatagramMessage> m = co_await ReceiveMatching(**b, "from a", absl::Seconds(2));
+  // Send: to the group.
+  CO_ASSERT_OK(co_await (*a)->Send("from a"));
+  absl::StatusOr<Datagram> m = co_await ReceiveMatching(**b, "from a", absl::Seconds(2));
   if (!m.ok() && m.status().code() == absl::StatusCode::kDeadlineExceeded) {
     CO_SKIP("this host does not loop IPv4 multicast on " << iface << " (docs/pitfalls.md)");
   }
   CO_ASSERT_OK(m);
-  EXPECT_EQ(m->from, absl::StrCat("mcast://127.0.0.1:", *port));
+  EXPECT_EQ(m->from.ToString(), absl::StrCat("127.0.0.1:", *port));
   // The sender hears itself (loop on by default).
   m = co_await ReceiveMatching(**a, "from a", absl::Seconds(2));
   CO_ASSERT_OK(m);
 
-  // An explicit `to`: another socket's address() works as is.
-  CO_ASSERT_OK(co_await (*b)->SendTo("from b", (*a)->address(), absl::Seconds(2)));
+  // An explicit `to`: another socket's local_address() works as is.
+  CO_ASSERT_OK(co_await (*b)->SendTo("from b", (*a)->local_address(), absl::Seconds(2)));
   m = co_await ReceiveMatching(**a, "from b", absl::Seconds(2));
   CO_ASSERT_OK(m);
   EXPECT_EQ(m->data, "from b");
   m = co_await ReceiveMatching(**b, "from b", absl::Seconds(2));  // b's own copy
   CO_ASSERT_OK(m);
 
-  // Nothing more: Receive times out.
+  // Nothing more: ReceiveFrom times out.
   absl::Time start = absl::Now();
-  EXPECT_THAT(co_await (*a)->Receive(absl::Milliseconds(30)),
+  EXPECT_THAT(co_await (*a)->ReceiveFrom(absl::Milliseconds(30)),
               StatusIs(absl::StatusCode::kDeadlineExceeded));
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(25));
 }
@@ -187,7 +190,6 @@ PICOS_CORO_TEST(McastTransport, MalformedUrisAreInvalidArguments) {
            "mcast://239.255.97.10:39707?iface=a%2Fb",   // decoded, then refused
            "mcast://127.0.0.1:39707?iface=lo",          // not a multicast group
            "mcast://239.255.97.10?iface=lo",            // missing port
-           "mcast://239.255.97.10:0?iface=lo",          // port 0
            "mcast://239.255.97.10:65536",
            "mcast://example.org:39707",                 // not a literal group
            "mcast://239.255.97.10:39707/path",
@@ -213,30 +215,28 @@ PICOS_CORO_TEST(McastTransport, BadDestinationsGroupsAndClose) {
       absl::StrCat("mcast://239.255.97.10:", *port, "?iface=127.0.0.1"));
   if (!s.ok()) CO_SKIP("cannot open IPv4 multicast on lo: " << s.status());
   DatagramSocket& sock = **s;
-  for (const char* bad : {"tcp://127.0.0.1:9", "mcast://127.0.0.1:0", "mcast://[::1]:9",
-                          "mcast://localhost:9", "127.0.0.1:9", "mcast://127.0.0.1:9/x"}) {
-    absl::Status st = co_await sock.SendTo("x", bad);
+  for (const char* bad : {"127.0.0.1:0", "[::1]:9", "[ff05::1]:9"}) {
+    absl::Status st = co_await sock.SendTo("x", *IpEndpoint::ParseHostPort(bad));
     EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
   }
-  absl::Status big = co_await sock.SendTo(std::string(kMaxDatagramSize + 1, 'x'));
+  absl::Status big = co_await sock.Send(std::string(kMaxDatagramSize + 1, 'x'));
   EXPECT_THAT(big, StatusIs(absl::StatusCode::kInvalidArgument));
 
-  // Groups by URI; the socket's own interface when none is named.
-  absl::StatusOr<Uri> other = ParseUri("mcast://239.255.97.11:0");
-  CO_ASSERT_OK(other);
-  EXPECT_OK(sock.JoinGroup(*other));
-  EXPECT_OK(sock.LeaveGroup(*other));
-  absl::StatusOr<Uri> unicast = ParseUri("mcast://127.0.0.1:0");
-  CO_ASSERT_OK(unicast);
-  EXPECT_THAT(sock.JoinGroup(*unicast), StatusIs(absl::StatusCode::kInvalidArgument));
-  absl::StatusOr<Uri> wrong_scheme = ParseUri("tcp://239.255.97.11:0");
-  CO_ASSERT_OK(wrong_scheme);
-  EXPECT_THAT(sock.JoinGroup(*wrong_scheme), StatusIs(absl::StatusCode::kInvalidArgument));
+  // Groups by address; the socket's own interface when none is named.
+  IpEndpoint other = *IpEndpoint::Parse("239.255.97.11", 0);
+  EXPECT_OK(sock.JoinGroup(other));
+  EXPECT_OK(sock.LeaveGroup(other));
+  EXPECT_OK(sock.JoinGroup(other, "127.0.0.1"));
+  EXPECT_OK(sock.LeaveGroup(other, "lo"));
+  EXPECT_THAT(sock.JoinGroup(*IpEndpoint::Parse("127.0.0.1", 0)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(sock.JoinGroup(other, "a/b"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(sock.JoinGroup(other, "nosuchif0"), StatusIs(absl::StatusCode::kNotFound));
 
   // Close wakes a waiting receiver; later calls are kFailedPrecondition.
   auto woke = std::make_shared<absl::Status>(absl::OkStatus());
   auto receive = [](DatagramSocket* s, std::shared_ptr<absl::Status> out) -> Task<> {
-    absl::StatusOr<DatagramMessage> m = co_await s->Receive(absl::Seconds(5));
+    absl::StatusOr<Datagram> m = co_await s->ReceiveFrom(absl::Seconds(5));
     *out = m.status();
   };
   TaskRef t = ThisScheduler().Spawn(receive, &sock, woke);
@@ -245,9 +245,35 @@ PICOS_CORO_TEST(McastTransport, BadDestinationsGroupsAndClose) {
   sock.Close();
   (void)co_await t.Join(absl::Seconds(5));
   EXPECT_THAT(*woke, StatusIs(absl::StatusCode::kFailedPrecondition));
-  absl::Status after = co_await sock.SendTo("late");
+  absl::Status after = co_await sock.Send("late");
   EXPECT_THAT(after, StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(sock.JoinGroup(*other), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(sock.JoinGroup(other), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+// Issue 8: mcast:// refused port 0 where tcp:// and UdpSocket take it. The
+// socket binds a free port, reports it, and sends to the group on it.
+PICOS_CORO_TEST(McastTransport, PortZeroBindsAFreePort) {
+  const TransportRegistry& r = DefaultTransports();
+  absl::StatusOr<std::unique_ptr<DatagramSocket>> a =
+      co_await r.Bind("mcast://239.255.97.12:0?iface=127.0.0.1");
+  if (!a.ok() && a.status().code() != absl::StatusCode::kInvalidArgument) {
+    CO_SKIP("cannot open IPv4 multicast on lo: " << a.status());
+  }
+  CO_ASSERT_OK(a);
+  const int port = (*a)->local_address().port();
+  EXPECT_GT(port, 0);
+  EXPECT_THAT((*a)->address(), StartsWith(absl::StrCat("mcast://239.255.97.12:", port, "?")));
+  // Another member on the reported address hears what the first sends.
+  absl::StatusOr<std::unique_ptr<DatagramSocket>> b = co_await r.Bind((*a)->address());
+  CO_ASSERT_OK(b);
+  EXPECT_EQ((*b)->local_address().port(), port);
+  CO_ASSERT_OK(co_await (*a)->Send("to a free port"));
+  absl::StatusOr<Datagram> m = co_await ReceiveMatching(**b, "to a free port", absl::Seconds(2));
+  if (!m.ok() && m.status().code() == absl::StatusCode::kDeadlineExceeded) {
+    CO_SKIP("this host does not loop IPv4 multicast on lo (pitfalls.md)");
+  }
+  CO_ASSERT_OK(m);
+  EXPECT_EQ(m->from.port(), port);
 }
 
 }  // namespace
