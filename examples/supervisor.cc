@@ -11,6 +11,7 @@
 #include "core/kernel/monitor.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/supervisor.h"
+#include "core/kernel/system_message.h"
 #include "core/kernel/task.h"
 
 namespace {
@@ -44,8 +45,16 @@ Task<absl::Status> Main(unsigned seed) {
       if (st.ok()) std::printf("monitor: %s\n", st->DebugString().c_str());
       continue;
     }
-    std::printf("supervisor %s after %lld restarts\n", (*m)["outcome"].as_string().c_str(),
-                static_cast<long long>((*m)["restarts"].as_int()));
+    // The verdict: {"picos.supervisor": {"outcome": ..., "restarts": n}}.
+    const Value* verdict = picos::SystemMessagePayload(*m, picos::kSupervisorMessage);
+    const Value* outcome = verdict ? verdict->Find("outcome") : nullptr;
+    const Value* restarts = verdict ? verdict->Find("restarts") : nullptr;
+    if (outcome == nullptr || !outcome->is_string() || restarts == nullptr || !restarts->is_int()) {
+      std::printf("ignoring %s\n", m->DebugString().c_str());
+      continue;
+    }
+    std::printf("supervisor %s after %lld restarts\n", outcome->as_string().c_str(),
+                static_cast<long long>(restarts->as_int()));
     break;
   }
   absl::StatusOr<Value> end = co_await sup.task().Join();

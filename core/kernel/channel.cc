@@ -9,9 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "core/kernel/channel_proxy.h"
 #include "core/kernel/log.h"
-#include "core/kernel/scheduler_internal.h"
 #include "core/kernel/scheduler.h"
+#include "core/kernel/scheduler_internal.h"
 #include "core/kernel/status.h"
+#include "core/kernel/system_message.h"
 #include "core/kernel/task_internal.h"
 
 namespace picos {
@@ -38,7 +39,6 @@ using internal::TaskCore;
 
 namespace {
 
-constexpr char kClosedKey[] = "picos.channel_closed";
 
 // The local channel behind `ref`, checked for the calling thread.
 absl::StatusOr<LocalChannel*> OnThread(const ChannelRef& ref) {
@@ -282,14 +282,13 @@ absl::Status Add(LocalChannel* ch, ChannelSubscriber s, ChannelTransform transfo
 }  // namespace
 
 Value ChannelClosedMessage(const ChannelRef& channel) {
-  return Value::Map({{kClosedKey, Value(channel)}});
+  return SystemMessage(kChannelClosedMessage, Value(channel));
 }
 
 bool IsChannelClosedMessage(const Value& msg, ChannelRef* channel) {
-  if (!msg.is_map() || msg.as_map().size() != 1) return false;
-  auto it = msg.as_map().find(kClosedKey);
-  if (it == msg.as_map().end() || !it->second.is_channel()) return false;
-  if (channel) *channel = it->second.as_channel();
+  const Value* payload = SystemMessagePayload(msg, kChannelClosedMessage);
+  if (payload == nullptr || !payload->is_channel()) return false;
+  if (channel) *channel = payload->as_channel();
   return true;
 }
 

@@ -78,8 +78,8 @@ struct SinkId {
   uint64_t id = 0;
 };
 
-// The message a subscriber receives when `channel` closes:
-// {"picos.channel_closed": channel}.
+// The message a subscriber receives when `channel` closes, a system message
+// (core/kernel/system_message.h): {"picos.channel_closed": channel}.
 Value ChannelClosedMessage(const ChannelRef& channel);
 
 // True if `msg` is a ChannelClosedMessage; sets *channel to the channel.

@@ -6,6 +6,7 @@
 #include "core/kernel/log.h"
 #include "core/kernel/proxy.h"
 #include "core/kernel/scheduler.h"
+#include "core/kernel/system_message.h"
 #include "core/kernel/task_internal.h"
 
 namespace picos {
@@ -90,13 +91,13 @@ MonitorStatus MonitorStatus::PeerLost(const TaskRef& task, std::string name, uin
 }
 
 bool MonitorStatus::Is(const Value& v) {
-  if (!v.is_map()) return false;
-  const Value* type = v.Find("type");
-  return type != nullptr && type->is_string() && type->as_string() == "monitor";
+  const Value* payload = SystemMessagePayload(v, kMonitorMessage);
+  return payload != nullptr && payload->is_map();
 }
 
-absl::StatusOr<MonitorStatus> MonitorStatus::FromValue(const Value& v) {
-  if (!Is(v)) return Malformed("not a map with type \"monitor\"");
+absl::StatusOr<MonitorStatus> MonitorStatus::FromValue(const Value& msg) {
+  if (!Is(msg)) return Malformed("not a {\"picos.monitor\": map} message");
+  const Value& v = *SystemMessagePayload(msg, kMonitorMessage);
   MonitorStatus st;
   if (const Value* t = v.Find("task"); t != nullptr && !t->is_null()) {
     if (!t->is_task()) return Malformed("\"task\" is not a task handle");
@@ -144,7 +145,6 @@ absl::StatusOr<MonitorStatus> MonitorStatus::FromValue(const Value& v) {
 
 Value MonitorStatus::ToValue() const {
   Value::MapType m;
-  m.emplace("type", "monitor");
   m.emplace("task", task.valid() ? Value(task) : Value());
   m.emplace("name", name);
   m.emplace("id", id);
@@ -155,7 +155,7 @@ Value MonitorStatus::ToValue() const {
     m.emplace("error", Value::Map({{"code", static_cast<int>(error.code())},
                                    {"message", std::string(error.message())}}));
   }
-  return Value(std::move(m));
+  return SystemMessage(kMonitorMessage, Value(std::move(m)));
 }
 
 std::string MonitorStatus::DebugString() const {

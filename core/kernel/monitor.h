@@ -7,18 +7,18 @@
 //   absl::StatusOr<picos::MonitorStatus> st = picos::MonitorStatus::FromValue(msg);
 //   if (st.ok() && st->outcome == picos::MonitorOutcome::kError) Restart();
 //
-// The message is a map, so that it can sit in a mailbox beside other
-// messages, cross to another process unchanged, and be read by code that
-// knows nothing of this header:
+// The message is a system message (core/kernel/system_message.h), so that it can
+// sit in a mailbox beside other messages, cross to another process
+// unchanged, and be read by code that knows nothing of this header:
 //
-//   {"type":    "monitor",
-//    "task":    <task handle of the task that ended>,
-//    "name":    "<its name, possibly empty>",
-//    "id":      <its id, a uint>,
-//    "outcome": "value" | "error" | "terminated" | "peer_lost",
-//    "value":   <its result; present for "value" only>,
-//    "error":   {"code": <absl::StatusCode as int>, "message": "<text>"}
-//               (present for every outcome but "value")}
+//   {"picos.monitor": {
+//      "task":    <task handle of the task that ended>,
+//      "name":    "<its name, possibly empty>",
+//      "id":      <its id, a uint>,
+//      "outcome": "value" | "error" | "terminated" | "peer_lost",
+//      "value":   <its result; present for "value" only>,
+//      "error":   {"code": <absl::StatusCode as int>, "message": "<text>"}
+//                 (present for every outcome but "value")}}
 //
 // "terminated" is a task that ended with kCancelled: Terminate(), or its
 // scheduler stopped (pycos cannot tell this from `return None`; picos can).
@@ -71,8 +71,9 @@ struct MonitorStatus {
   static MonitorStatus PeerLost(const TaskRef& task, std::string name, uint64_t id,
                                 absl::Status why);
 
-  // True if `v` looks like a monitor message (a map whose "type" is
-  // "monitor"); it may still fail FromValue if malformed.
+  // True if `v` looks like a monitor message (the system message
+  // "picos.monitor" with a map inside); it may still fail FromValue if
+  // malformed.
   static bool Is(const Value& v);
 
   // Parses a monitor message. kInvalidArgument if it is not one or is

@@ -52,14 +52,18 @@ PICOS_CORO_TEST(Monitor, ReportsTheValue) {
   CO_ASSERT_OK(Monitor(Self(), w));
   absl::StatusOr<Value> raw = co_await Receive(absl::Seconds(5));
   CO_ASSERT_OK(raw);
-  // The documented shape, read without this header's helpers.
-  EXPECT_EQ((*raw)["type"], Value("monitor"));
-  EXPECT_EQ((*raw)["task"], Value(w));
-  EXPECT_EQ((*raw)["name"], Value("adder"));
-  EXPECT_EQ((*raw)["id"], Value(w.id()));
-  EXPECT_EQ((*raw)["outcome"], Value("value"));
-  EXPECT_EQ((*raw)["value"], Value(42));
-  EXPECT_EQ(raw->Find("error"), nullptr);
+  // The documented shape, read without this header's helpers: one key,
+  // "picos.monitor", as every system message.
+  CO_ASSERT_TRUE(raw->is_map());
+  EXPECT_EQ(raw->as_map().size(), 1u);
+  const Value* body = raw->Find("picos.monitor");
+  CO_ASSERT_TRUE(body != nullptr);
+  EXPECT_EQ((*body)["task"], Value(w));
+  EXPECT_EQ((*body)["name"], Value("adder"));
+  EXPECT_EQ((*body)["id"], Value(w.id()));
+  EXPECT_EQ((*body)["outcome"], Value("value"));
+  EXPECT_EQ((*body)["value"], Value(42));
+  EXPECT_EQ(body->Find("error"), nullptr);
 
   absl::StatusOr<MonitorStatus> st = MonitorStatus::FromValue(*raw);
   CO_ASSERT_OK(st);
@@ -111,7 +115,7 @@ PICOS_CORO_TEST(Monitor, TellsTerminationApartFromReturn) {
   CO_ASSERT_OK(st);
   EXPECT_EQ(st->outcome, MonitorOutcome::kTerminated);
   EXPECT_THAT(st->error, StatusIs(absl::StatusCode::kCancelled));
-  EXPECT_EQ(st->ToValue()["outcome"], Value("terminated"));
+  EXPECT_EQ(st->ToValue()["picos.monitor"]["outcome"], Value("terminated"));
 }
 
 PICOS_CORO_TEST(Monitor, AnEndedTaskIsReportedAtOnce) {
@@ -178,23 +182,27 @@ TEST(MonitorStatus, PeerLostRoundTrips) {
 
 TEST(MonitorStatus, RejectsMalformedMessages) {
   EXPECT_FALSE(MonitorStatus::Is(Value(3)));
-  EXPECT_FALSE(MonitorStatus::Is(Value::Map({{"type", "other"}})));
+  // The old shape, and a user's message that merely says "monitor".
+  EXPECT_FALSE(MonitorStatus::Is(Value::Map({{"type", "monitor"}, {"outcome", "value"}})));
+  EXPECT_FALSE(MonitorStatus::Is(Value::Map({{"picos.monitor", 1}})));
+  EXPECT_FALSE(MonitorStatus::Is(
+      Value::Map({{"picos.monitor", Value::Map({})}, {"other", 1}})));  // two keys
   EXPECT_THAT(MonitorStatus::FromValue(Value("monitor")),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(MonitorStatus::FromValue(Value::Map({{"type", "monitor"}})),
+  auto monitor = [](std::initializer_list<std::pair<const std::string, Value>> body) {
+    return Value::Map({{"picos.monitor", Value::Map(body)}});
+  };
+  EXPECT_THAT(MonitorStatus::FromValue(monitor({})),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outcome")));
-  EXPECT_THAT(MonitorStatus::FromValue(Value::Map({{"type", "monitor"}, {"outcome", "exploded"}})),
+  EXPECT_THAT(MonitorStatus::FromValue(monitor({{"outcome", "exploded"}})),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown outcome")));
-  EXPECT_THAT(MonitorStatus::FromValue(Value::Map({{"type", "monitor"}, {"outcome", "error"}})),
+  EXPECT_THAT(MonitorStatus::FromValue(monitor({{"outcome", "error"}})),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("error")));
-  EXPECT_THAT(MonitorStatus::FromValue(
-                  Value::Map({{"type", "monitor"}, {"outcome", "value"}, {"task", 5}})),
+  EXPECT_THAT(MonitorStatus::FromValue(monitor({{"outcome", "value"}, {"task", 5}})),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("task")));
   // An error whose code says OK still reads as an error.
-  absl::StatusOr<MonitorStatus> st = MonitorStatus::FromValue(Value::Map(
-      {{"type", "monitor"},
-       {"outcome", "error"},
-       {"error", Value::Map({{"code", 0}, {"message", "odd"}})}}));
+  absl::StatusOr<MonitorStatus> st = MonitorStatus::FromValue(
+      monitor({{"outcome", "error"}, {"error", Value::Map({{"code", 0}, {"message", "odd"}})}}));
   ASSERT_OK(st);
   EXPECT_THAT(st->error, StatusIs(absl::StatusCode::kUnknown));
 }

@@ -7,6 +7,7 @@
 #include "core/kernel/log.h"
 #include "core/kernel/monitor.h"
 #include "core/kernel/scheduler.h"
+#include "core/kernel/system_message.h"
 #include "core/kernel/task.h"
 
 namespace picos {
@@ -28,14 +29,13 @@ namespace {
 void Report(Supervisor::State& st, const char* outcome, const absl::Status& error) {
   if (!st.options.observer.valid()) return;
   Value::MapType m;
-  m.emplace("type", "supervisor");
   m.emplace("outcome", outcome);
   m.emplace("restarts", st.restarts);
   if (!error.ok()) {
     m.emplace("error", Value::Map({{"code", static_cast<int>(error.code())},
                                    {"message", std::string(error.message())}}));
   }
-  (void)st.options.observer.Send(Value(std::move(m)));
+  (void)st.options.observer.Send(SystemMessage(kSupervisorMessage, Value(std::move(m))));
 }
 
 absl::Status SpawnWorker(Supervisor::State& st) {

@@ -17,9 +17,9 @@
 //   - terminated (by someone else): ends with kCancelled (or restarts it if
 //     `restart_on_terminate`).
 // Every monitor message of its workers is forwarded to `observer`, then a
-// final message {"type": "supervisor", "outcome": "completed" | "gave_up" |
-// "stopped", "restarts": n, "error": {"code", "message"} (not for
-// "completed")}. Other messages sent to the supervisor are forwarded to the
+// final system message (core/kernel/system_message.h), the verdict:
+// {"picos.supervisor": {"outcome": "completed" | "gave_up" | "stopped",
+// "restarts": n, "error": {"code", "message"} (not for "completed")}}. Other messages sent to the supervisor are forwarded to the
 // current worker, so the supervisor's TaskRef is an address that survives
 // restarts.
 //
