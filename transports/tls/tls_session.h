@@ -32,6 +32,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace picos::transports {
 
@@ -51,9 +52,9 @@ struct TlsConfig {
   bool verify_peer = true;
   // Server: refuse clients without a certificate that verifies.
   bool require_client_cert = false;
-  // Give up a handshake that has made no progress for this long; enforced
+  // Give up a handshake that has not completed within this long; enforced
   // by the transport, which owns the clock.
-  int handshake_timeout_ms = 10'000;
+  absl::Duration handshake_timeout = absl::Seconds(10);
   // Server: the memory that connections still in their handshake may hold
   // all together (TLS state, buffers); beyond it the oldest are dropped.
   // This, not a count, bounds them: a stalled handshake holds a few KB and

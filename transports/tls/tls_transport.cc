@@ -36,6 +36,9 @@ static_assert(kCipherChunk >= kMaxRecord);
 // held in memory whatever the size of one Write().
 constexpr size_t kPlainChunk = 256 * 1024;
 constexpr size_t kMaxParam = 1024;
+// Bounds on handshake_timeout=.
+constexpr absl::Duration kMinHandshakeTimeout = absl::Milliseconds(1);
+constexpr absl::Duration kMaxHandshakeTimeout = absl::Minutes(10);
 // Reads of the inner stream one handshake may take: a peer dribbling a byte
 // at a time is cut off here, or by the handshake deadline, whichever first.
 constexpr int kMaxHandshakeReads = 4096;
@@ -567,7 +570,7 @@ class TlsListener : public Listener {
     std::string peer = raw->peer_address();
     absl::StatusOr<std::unique_ptr<Stream>> tls =
         co_await Handshake(std::move(raw), context_, std::string(),
-                           absl::Milliseconds(context_->config().handshake_timeout_ms), &*it);
+                           context_->config().handshake_timeout, &*it);
     if (!tls.ok()) {
       if (it->shed) co_return;  // said when it was shed
       PICOS_LOG_LIMITED(warn, "TLS handshake with {} failed: {}", peer, tls.status().ToString());
@@ -631,12 +634,17 @@ absl::StatusOr<Parsed> ParseParams(const Uri& uri, const TlsConfig& defaults, Tl
       p.inner = value;
     } else if (key == "path") {
       p.path = value;
-    } else if (key == "handshake_ms") {
-      int ms = 0;
-      if (!absl::SimpleAtoi(value, &ms) || ms < 1 || ms > 600'000) {
-        return absl::InvalidArgumentError("tls: handshake_ms must be 1..600000");
+    } else if (key == "handshake_timeout") {
+      // A Duration, as everywhere in picos: "10s", "250ms", "1m".
+      absl::Duration d;
+      if (value.size() > 32 || !absl::ParseDuration(value, &d) || d < kMinHandshakeTimeout ||
+          d > kMaxHandshakeTimeout) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tls: handshake_timeout must be a duration from ",
+                         absl::FormatDuration(kMinHandshakeTimeout), " to ",
+                         absl::FormatDuration(kMaxHandshakeTimeout), " (such as 10s or 250ms)"));
       }
-      p.config.handshake_timeout_ms = ms;
+      p.config.handshake_timeout = d;
     } else if (key == "half_open_kb") {
       int64_t kb = 0;
       if (!absl::SimpleAtoi(value, &kb) || kb < 64 || kb > (int64_t{1} << 30)) {
@@ -646,7 +654,7 @@ absl::StatusOr<Parsed> ParseParams(const Uri& uri, const TlsConfig& defaults, Tl
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "tls: unknown or malformed parameter '", key, "' (known: ca, cert, key, verify=0|1, "
-          "require_client_cert=0|1, name, inner, path, handshake_ms, half_open_kb)"));
+          "require_client_cert=0|1, name, inner, path, handshake_timeout, half_open_kb)"));
     }
   }
   if (role == TlsRole::kClient && p.name.empty() && p.config.verify_peer) {
@@ -680,7 +688,7 @@ class ContextCache {
   absl::StatusOr<std::shared_ptr<const TlsContext>> Get(const TlsConfig& c, TlsRole role) {
     std::string key = absl::StrCat(role == TlsRole::kClient ? "c" : "s", "|", c.ca_file, "|",
                                    c.cert_file, "|", c.key_file, "|", c.verify_peer, "|",
-                                   c.require_client_cert, "|", c.handshake_timeout_ms, "|",
+                                   c.require_client_cert, "|", absl::FormatDuration(c.handshake_timeout), "|",
                                    c.max_half_open_bytes);
     absl::MutexLock lock(&mu_);
     auto it = cache_.find(key);
@@ -736,7 +744,7 @@ Task<absl::StatusOr<std::unique_ptr<Stream>>> TlsTransport::Connect(Uri uri,
       co_await (*inner)->Connect(*inner_uri, timeout, options);
   if (!raw.ok()) co_return raw.status();
   absl::Duration handshake =
-      std::min(deadline.Remaining(), absl::Milliseconds(p->config.handshake_timeout_ms));
+      std::min(deadline.Remaining(), p->config.handshake_timeout);
   co_return co_await WrapTls(*std::move(raw), *ctx, p->name, handshake);
 }
 

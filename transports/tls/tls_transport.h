@@ -17,7 +17,8 @@
 //                    (default: the URI's host)
 //   inner=SCHEME     the stream transport underneath (default tcp)
 //   path=PATH        with inner=unix: the socket path
-//   handshake_ms=N   give up a handshake after N ms (default 10000)
+//   handshake_timeout=DURATION   give up a handshake not done within it
+//                    (absl::ParseDuration: 10s, 250ms; 1ms to 10m; default 10s)
 //   half_open_kb=N   server: memory all connections still in their
 //                    handshake may hold together (default 65536 KiB);
 //                    beyond it the oldest are dropped

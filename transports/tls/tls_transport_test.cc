@@ -56,8 +56,8 @@ void RegisterTestTls(TransportRegistry::Builder& b) {
   defaults.key_file = Pki().server_key;
   defaults.ca_file = Pki().ca_cert;
   // Wide: a thousand handshakes at once on a busy machine (the conformance
-  // suite) take their time; tests of the timeout set handshake_ms.
-  defaults.handshake_timeout_ms = 300'000;
+  // suite) take their time; tests of the timeout set handshake_timeout.
+  defaults.handshake_timeout = absl::Minutes(5);
   // What TLS runs over in these tests; lives as long as the process.
   static const TransportRegistry* inner = [] {
     TransportRegistry::Builder plain;
@@ -131,7 +131,7 @@ TEST(TlsTransport, StalledHandshakeTimesOutAndPlainTextIsRefused) {
     });
     std::string port = m->address().substr(m->address().rfind(':') + 1);
     absl::StatusOr<std::unique_ptr<Stream>> s =
-        co_await reg->Connect("tls://127.0.0.1:" + port + "?handshake_ms=200", absl::Seconds(5));
+        co_await reg->Connect("tls://127.0.0.1:" + port + "?handshake_timeout=200ms", absl::Seconds(5));
     EXPECT_THAT(s, StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("handshake")));
     CO_ASSERT_OK(holder.Terminate());
     (void)co_await holder.Join();
@@ -170,7 +170,7 @@ TEST(TlsTransport, StalledClientDoesNotDelayOthers) {
   auto reg = Registry(true);
   RunCoroTest([&]() -> Task<> {
     absl::StatusOr<std::unique_ptr<Listener>> l =
-        co_await reg->Listen("tls://127.0.0.1:0?handshake_ms=5000");
+        co_await reg->Listen("tls://127.0.0.1:0?handshake_timeout=5s");
     CO_ASSERT_OK(l);
     std::string address = (*l)->address();
     std::string port = address.substr(address.rfind(':') + 1);
@@ -249,7 +249,7 @@ TEST(TlsTransport, SilentConnectionsDoNotDelayARealClient) {
     // Handshakes may take 10 minutes: a silent client holds whatever it
     // holds that long.
     absl::StatusOr<std::unique_ptr<Listener>> l =
-        co_await reg->Listen("tls://127.0.0.1:0?handshake_ms=600000");
+        co_await reg->Listen("tls://127.0.0.1:0?handshake_timeout=10m");
     CO_ASSERT_OK(l);
     const std::string port = PortOf((*l)->address());
     std::vector<std::unique_ptr<Stream>> silent;
@@ -278,7 +278,7 @@ TEST(TlsTransport, HalfOpenConnectionsBeyondTheMemoryBudgetAreShedOldestFirst) {
   RunCoroTest([&]() -> Task<> {
     // 64 KiB: about sixteen silent connections' worth.
     absl::StatusOr<std::unique_ptr<Listener>> l =
-        co_await reg->Listen("tls://127.0.0.1:0?handshake_ms=600000&half_open_kb=64");
+        co_await reg->Listen("tls://127.0.0.1:0?handshake_timeout=10m&half_open_kb=64");
     CO_ASSERT_OK(l);
     const std::string port = PortOf((*l)->address());
     std::vector<std::unique_ptr<Stream>> silent;
@@ -341,7 +341,10 @@ TEST(TlsTransport, BadParametersAreInvalidArguments) {
   auto reg = Registry(false);
   RunCoroTest([&]() -> Task<> {
     for (std::string bad : {"tls://127.0.0.1:1?verify=maybe", "tls://127.0.0.1:1?colour=red",
-                            "tls://127.0.0.1:1?handshake_ms=0",
+                            "tls://127.0.0.1:1?handshake_timeout=0s",
+                            "tls://127.0.0.1:1?handshake_timeout=11m",
+                            "tls://127.0.0.1:1?handshake_timeout=200",  // a number is not a duration
+                            "tls://127.0.0.1:1?handshake_ms=200",       // the old int parameter
                             "tls://127.0.0.1:1?half_open_kb=1",
                             "tls://127.0.0.1:1?inner=unix", "tls://127.0.0.1:1?inner=carrier",
                             "tls://127.0.0.1:1?ca=/nonexistent.pem"}) {
