@@ -21,9 +21,9 @@ TEST(DefaultTransports, ListsTcpAndUnix) {
 }
 
 PICOS_CORO_TEST(Socket, LinesExactAndGarbage) {
-  absl::StatusOr<Server> server = co_await Server::Listen(picos::DefaultTransports(), "tcp://127.0.0.1:0");
+  absl::StatusOr<Server> server = co_await Server::Listen(picos::transports::DefaultTransports(), "tcp://127.0.0.1:0");
   CO_ASSERT_OK(server);
-  absl::StatusOr<Socket> client = co_await Socket::Connect(picos::DefaultTransports(), server->address(), absl::Seconds(5));
+  absl::StatusOr<Socket> client = co_await Socket::Connect(picos::transports::DefaultTransports(), server->address(), absl::Seconds(5));
   CO_ASSERT_OK(client);
   absl::StatusOr<Socket> conn = co_await server->Accept(absl::Seconds(5));
   CO_ASSERT_OK(conn);

@@ -22,7 +22,7 @@
 #define PICOS_CORE_KERNEL_SYSTEM_MESSAGE_H_
 
 #include "absl/strings/string_view.h"
-#include "core/value.h"
+#include "core/kernel/value.h"
 
 namespace picos {
 

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "core/scheduler.h"
+#include "core/kernel/scheduler.h"
 #include "gmock/gmock.h"
 #include "testing/coro_test.h"
 #include "testing/transport_conformance.h"
