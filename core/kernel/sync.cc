@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/kernel/log.h"
 
 namespace picos {
 
@@ -67,83 +68,114 @@ TaskRef RefTo(TaskCore* c) {
   return TaskRef::Adopt(c);
 }
 
-absl::Status NotHeld(const char* what) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("release of a ", what, " that the calling task does not hold"));
-}
+bool Ended(const TaskRef& t) { return t.valid() && (t.core()->flags & internal::kFlagFinished); }
 
 }  // namespace
 
-// --- Lock ---
+// --- OwnedLock: Lock and RLock ---
 
-bool Lock::TryTake(TaskCore* c) {
-  if (owner_.valid()) return false;
-  owner_ = RefTo(c);
-  return true;
+namespace internal {
+
+OwnedLock::~OwnedLock() {
+  if (watch_) watch_->lock = nullptr;  // finish hooks still registered find nothing
 }
 
-bool Lock::TryAcquire() {
-  TaskCore* c = internal::t_current_task;
-  return c != nullptr && TryTake(c);
+bool OwnedLock::locked() const { return owner_.valid() && !Ended(owner_); }
+
+bool OwnedLock::HeldByCurrentTask() const {
+  return owner_.valid() && owner_.core() == t_current_task;
 }
 
-bool Lock::HeldByCurrentTask() const {
-  return owner_.valid() && owner_.core() == internal::t_current_task;
+bool OwnedLock::TryTake(TaskCore* c) {
+  // Nobody waited when the holder ended, so no hook freed the lock: the
+  // next task to want it does.
+  if (Ended(owner_)) ReleaseFromEndedHolder();
+  if (!owner_.valid()) {
+    owner_ = RefTo(c);
+    hold_ = ++next_hold_;
+    depth_ = 1;
+    watching_ = false;
+    return true;
+  }
+  if (reentrant_ && owner_.core() == c) {
+    ++depth_;
+    return true;
+  }
+  return false;
 }
 
-void Lock::HandOff() {
-  TaskCore* next = waiters_.WakeOne();
-  owner_ = next ? RefTo(next) : TaskRef();
-}
-
-absl::Status Lock::Release() {
-  if (!HeldByCurrentTask()) return NotHeld("Lock");
-  HandOff();
-  return absl::OkStatus();
-}
-
-void Lock::GiveBack(TaskCore* c) {
+void OwnedLock::GiveBack(TaskCore* c) {
   if (owner_.core() == c) HandOff();
+}
+
+void OwnedLock::Waiting() {
+  // Once per hold, and only when someone waits: an uncontended lock costs
+  // nothing more. The hook outlives neither the task nor, through `watch_`,
+  // this lock.
+  if (watching_ || !owner_.valid()) return;
+  watching_ = true;
+  if (!watch_) watch_ = std::make_shared<Watch>(Watch{this});
+  owner_.core()->Extra().finish_hooks.push_back(
+      [watch = watch_, hold = hold_](TaskCore*) {
+        OwnedLock* lock = watch->lock;
+        // Still this hold when its task has ended: a guard outlived it.
+        if (lock != nullptr && lock->owner_.valid() && lock->hold_ == hold) {
+          lock->ReleaseFromEndedHolder();
+        }
+      });
+}
+
+void OwnedLock::HandOff() {
+  TaskCore* next = waiters_.WakeOne();
+  watching_ = false;
+  if (next == nullptr) {
+    owner_ = TaskRef();
+    depth_ = 0;
+    return;
+  }
+  owner_ = RefTo(next);
+  hold_ = ++next_hold_;
+  depth_ = 1;
+  if (!waiters_.empty()) Waiting();  // the others now wait for `next`
+}
+
+void OwnedLock::ReleaseHold(uint64_t hold) {
+  if (!owner_.valid() || hold != hold_) return;  // a stale guard holds nothing
+  if (--depth_ == 0) HandOff();
+}
+
+void OwnedLock::ReleaseFromEndedHolder() {
+  PICOS_LOG(warn,
+            "{} held by task {}, which has ended, is released: a guard of it outlived its "
+            "task (moved out of the task's frame)",
+            reentrant_ ? "an RLock" : "a Lock", owner_.DebugString());
+  HandOff();
+}
+
+LockGuard OwnedLock::Grant() { return LockGuard(this, hold_); }
+
+}  // namespace internal
+
+void LockGuard::Release() {
+  if (internal::OwnedLock* lock = std::exchange(lock_, nullptr)) lock->ReleaseHold(hold_);
+}
+
+bool LockGuard::holds() const {
+  return lock_ != nullptr && lock_->owner_.valid() && lock_->hold_ == hold_;
+}
+
+LockGuard Lock::TryAcquire() {
+  TaskCore* c = internal::t_current_task;
+  if (c == nullptr || !TryTake(c)) return LockGuard();
+  return Grant();
 }
 
 absl::Status Lock::TimedOut() const { return absl::DeadlineExceededError("lock acquire timed out"); }
 
-// --- RLock ---
-
-bool RLock::TryTake(TaskCore* c) {
-  if (!owner_.valid()) {
-    owner_ = RefTo(c);
-    depth_ = 1;
-    return true;
-  }
-  if (owner_.core() != c) return false;
-  ++depth_;
-  return true;
-}
-
-bool RLock::TryAcquire() {
+LockGuard RLock::TryAcquire() {
   TaskCore* c = internal::t_current_task;
-  return c != nullptr && TryTake(c);
-}
-
-bool RLock::HeldByCurrentTask() const {
-  return owner_.valid() && owner_.core() == internal::t_current_task;
-}
-
-void RLock::HandOff() {
-  TaskCore* next = waiters_.WakeOne();
-  owner_ = next ? RefTo(next) : TaskRef();
-  depth_ = next ? 1 : 0;
-}
-
-absl::Status RLock::Release() {
-  if (!HeldByCurrentTask()) return NotHeld("RLock");
-  if (--depth_ == 0) HandOff();
-  return absl::OkStatus();
-}
-
-void RLock::GiveBack(TaskCore* c) {
-  if (owner_.core() == c) HandOff();
+  if (c == nullptr || !TryTake(c)) return LockGuard();
+  return Grant();
 }
 
 absl::Status RLock::TimedOut() const {
@@ -157,13 +189,17 @@ Task<absl::Status> Condition::Wait(absl::Duration timeout) {
     co_return absl::FailedPreconditionError("Condition::Wait by a task that does not hold its lock");
   }
   const uint32_t depth = lock_.depth_;
+  const uint64_t hold = lock_.hold_;
   lock_.HandOff();  // all levels at once
   internal::SyncAwaiter<Condition> notified(this, timeout);
   absl::Status s = co_await notified;
   if (notified.interrupted()) co_return s;  // without the lock: see the header
-  absl::Status relock = co_await lock_.Acquire();
-  if (!relock.ok()) co_return relock;  // interrupted while taking it back: without it
+  absl::StatusOr<LockGuard> relock = co_await lock_.Acquire();
+  if (!relock.ok()) co_return relock.status();  // interrupted while taking it back: without it
+  // The caller's guards hold it again: the depth and hold they knew.
+  relock->Forget();
   lock_.depth_ = depth;
+  lock_.hold_ = hold;
   co_return s;
 }
 
@@ -189,7 +225,10 @@ bool Semaphore::TryTake(TaskCore*) {
   return true;
 }
 
-bool Semaphore::TryAcquire() { return TryTake(nullptr); }
+SemaphoreUnits Semaphore::TryAcquire() {
+  if (!TryTake(nullptr)) return SemaphoreUnits();
+  return SemaphoreUnits(this);
+}
 
 absl::Status Semaphore::Release() {
   if (value_ >= limit_) {

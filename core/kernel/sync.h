@@ -2,29 +2,36 @@
 // Condition, Event, Semaphore, BoundedSemaphore): cooperative, no OS locks.
 //
 // Tasks of one scheduler never run at the same time, so these are needed
-// only to hold something across a co_await. Every wait is first come, first
-// served and may have a timeout:
+// only to hold something across a co_await. Acquiring gives a guard that
+// releases at the end of its scope (Seastar's get_units): there is no
+// Release() to forget. Every wait is first come, first served and may have
+// a timeout:
 //
 //   picos::Lock lock;
 //   picos::Task<absl::Status> Update() {
-//     absl::Status s = co_await lock.Acquire(absl::Seconds(1));
-//     if (!s.ok()) co_return s;          // kDeadlineExceeded, kCancelled, ...
-//     picos::LockGuard guard(lock);      // releases at scope end
-//     co_await WriteSomething();
-//     co_return absl::OkStatus();
+//     absl::StatusOr<picos::LockGuard> held = co_await lock.Acquire(absl::Seconds(1));
+//     if (!held.ok()) co_return held.status();   // kDeadlineExceeded, kCancelled, ...
+//     co_await WriteSomething();                 // still held
+//     co_return absl::OkStatus();                // released here
 //   }
 //
 // Rules common to all of them:
 //  * An object belongs to the tasks of one scheduler; use it only from them.
-//  * A wait gives OK, kDeadlineExceeded when its timeout passes (nothing
-//    acquired), or the interrupt: kCancelled when the task is terminated,
-//    the error given to Throw().
+//    It must outlive the guards it gave.
+//  * A wait gives the guard (OK for Event), kDeadlineExceeded when its
+//    timeout passes (nothing acquired), or the interrupt: kCancelled when
+//    the task is terminated, the error given to Throw().
 //  * Hand-off: a release gives the lock or unit straight to the first task
 //    still waiting, so a late comer cannot overtake it. A waiter that timed
 //    out, was interrupted or ended is skipped: it holds nothing, and a
 //    task interrupted after being handed something gives it back at once.
-//  * Releasing what the task does not hold, or a BoundedSemaphore beyond its
-//    initial value, is kFailedPrecondition and changes nothing.
+//  * A task that ends destroys its guards, so it releases what it held. A
+//    guard moved somewhere that outlives its task (a member, a global) would
+//    keep a Lock or RLock held by a task that no longer exists: instead the
+//    lock is released, with a warning naming the task, when its holder
+//    ends while others wait, or when the next task tries to take it.
+//  * Releasing a BoundedSemaphore beyond its initial value is
+//    kFailedPrecondition and changes nothing.
 //  * Nothing here suspends except the co_await of Acquire/Wait.
 #ifndef PICOS_CORE_KERNEL_SYNC_H_
 #define PICOS_CORE_KERNEL_SYNC_H_
@@ -32,15 +39,21 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/kernel/handles.h"
 #include "core/kernel/task.h"
 #include "core/kernel/task_internal.h"
 
 namespace picos {
+
+class Condition;
+class LockGuard;
 
 namespace internal {
 
@@ -83,9 +96,11 @@ class SyncAwaiter {
     TaskCore* c = t_current_task;
     Block(c, h, TaskState::kWaiting, absl::Nanoseconds(timeout_ns_));
     p_->waiters_.Push(c);
+    p_->Waiting();
     suspended_ = true;
   }
-  absl::Status await_resume() {
+  // What the primitive hands over (a guard, or OK for an Event), or why not.
+  typename Prim::Granted await_resume() {
     TaskCore* c = t_current_task;
     bool handed = taken_ || (suspended_ && c->wake == kWakeEvent);
     if (InterruptPending(c)) {
@@ -95,7 +110,7 @@ class SyncAwaiter {
       interrupted_ = true;
       return TakeInterrupt(c);
     }
-    if (handed) return absl::OkStatus();
+    if (handed) return p_->Grant();
     return p_->TimedOut();
   }
   // After the co_await: true if it gave an interrupt (kCancelled, thrown).
@@ -109,99 +124,175 @@ class SyncAwaiter {
   bool interrupted_ = false;
 };
 
+// The common part of Lock and RLock: a lock owned by a task.
+class OwnedLock {
+ public:
+  OwnedLock(const OwnedLock&) = delete;
+  OwnedLock& operator=(const OwnedLock&) = delete;
+
+ protected:
+  explicit OwnedLock(bool reentrant) : reentrant_(reentrant) {}
+  ~OwnedLock();
+
+  bool locked() const;
+  bool HeldByCurrentTask() const;
+  // Takes the lock for `c` if it is free (or held by `c`, re-entrant), first
+  // freeing it from a holder that has ended.
+  bool TryTake(TaskCore* c);
+  // `c` was handed the lock and is interrupted before it ran: pass it on.
+  void GiveBack(TaskCore* c);
+  // A task starts waiting: make sure the holder's end frees the lock.
+  void Waiting();
+  // Gives the lock (all levels) to the first waiter, or frees it.
+  void HandOff();
+  // A guard of hold `hold` lets go of one level.
+  void ReleaseHold(uint64_t hold);
+  // The holder ended while holding: say so and pass the lock on.
+  void ReleaseFromEndedHolder();
+  LockGuard Grant();
+
+  // Shared with the finish hook registered on a holder, which may run after
+  // this lock is gone: the destructor clears `lock`.
+  struct Watch {
+    OwnedLock* lock;
+  };
+
+  friend class ::picos::LockGuard;
+  friend class ::picos::Condition;
+
+  TaskRef owner_;
+  uint64_t hold_ = 0;       // which hold this is: guards of older holds are stale
+  uint64_t next_hold_ = 0;  // hold numbers are never reused
+  uint32_t depth_ = 0;      // levels held (1 for a Lock)
+  const bool reentrant_;
+  bool watching_ = false;   // a finish hook on the current holder is set
+  std::shared_ptr<Watch> watch_;
+  WaitQueue waiters_;
+};
+
 }  // namespace internal
 
-// A mutual-exclusion lock owned by a task (pycos Lock). Not re-entrant: a
-// task acquiring a lock it holds waits forever (or until its timeout).
-class Lock {
+// A held Lock, RLock or Condition lock (one level of it): what Acquire and
+// TryAcquire give. Releases at the end of its scope, or at Release(). A
+// default-constructed or moved-from guard, or one from a failed TryAcquire,
+// holds nothing. Movable, not copyable; use it on the lock's scheduler.
+class [[nodiscard]] LockGuard {
  public:
-  Lock() = default;
-  Lock(const Lock&) = delete;
-  Lock& operator=(const Lock&) = delete;
+  LockGuard() = default;
+  LockGuard(LockGuard&& other) noexcept
+      : lock_(std::exchange(other.lock_, nullptr)), hold_(other.hold_) {}
+  LockGuard& operator=(LockGuard&& other) noexcept {
+    if (this != &other) {
+      Release();
+      lock_ = std::exchange(other.lock_, nullptr);
+      hold_ = other.hold_;
+    }
+    return *this;
+  }
+  LockGuard(const LockGuard&) = delete;
+  LockGuard& operator=(const LockGuard&) = delete;
+  ~LockGuard() { Release(); }
 
-  // co_await from a task: OK once the task holds the lock.
+  // Releases now: one level of an RLock, the lock passing to the first
+  // waiter when it is free. Does nothing if this guard holds nothing, or if
+  // what it held is gone (released from an ended holder, or a Condition
+  // wait interrupted, which returns without the lock). Does not suspend.
+  void Release();
+
+  // True while this guard holds its lock.
+  bool holds() const;
+  explicit operator bool() const { return holds(); }
+
+ private:
+  friend class internal::OwnedLock;
+  friend class Condition;
+  LockGuard(internal::OwnedLock* lock, uint64_t hold) : lock_(lock), hold_(hold) {}
+  // Lets go without releasing (Condition::Wait hands the hold back to the
+  // caller's guards).
+  void Forget() { lock_ = nullptr; }
+
+  internal::OwnedLock* lock_ = nullptr;
+  uint64_t hold_ = 0;
+};
+
+// A mutual-exclusion lock owned by a task (pycos Lock). Not re-entrant: a
+// task acquiring a lock it holds waits until its timeout.
+class Lock : private internal::OwnedLock {
+ public:
+  using Granted = absl::StatusOr<LockGuard>;
+
+  Lock() : OwnedLock(/*reentrant=*/false) {}
+
+  // co_await from a task: the guard once the task holds the lock.
   internal::SyncAwaiter<Lock> Acquire(absl::Duration timeout = absl::InfiniteDuration()) {
     return {this, timeout};
   }
-  // Takes the lock if free, without waiting. False outside a task.
-  bool TryAcquire();
-  // Gives the lock to the first waiter, or frees it. kFailedPrecondition if
-  // the calling task does not hold it.
-  absl::Status Release();
-  bool locked() const { return owner_.valid(); }
+  // Takes the lock if free, without waiting: a guard that holds nothing
+  // otherwise, and outside a task.
+  LockGuard TryAcquire();
+  // Held by a task that has not ended.
+  bool locked() const { return OwnedLock::locked(); }
   // True if the running task holds it.
-  bool HeldByCurrentTask() const;
+  bool HeldByCurrentTask() const { return OwnedLock::HeldByCurrentTask(); }
 
  private:
   friend class internal::SyncAwaiter<Lock>;
-  bool TryTake(internal::TaskCore* c);
-  void GiveBack(internal::TaskCore* c);
   absl::Status TimedOut() const;
-  void HandOff();
-
-  TaskRef owner_;
-  internal::WaitQueue waiters_;
 };
 
-// A lock its owner may acquire again; released when Release() has been
-// called as many times as Acquire() (pycos RLock).
-class RLock {
+// A lock its owner may acquire again; free when every guard of its owner
+// has been released (pycos RLock).
+class RLock : private internal::OwnedLock {
  public:
-  RLock() = default;
-  RLock(const RLock&) = delete;
-  RLock& operator=(const RLock&) = delete;
+  using Granted = absl::StatusOr<LockGuard>;
+
+  RLock() : OwnedLock(/*reentrant=*/true) {}
 
   internal::SyncAwaiter<RLock> Acquire(absl::Duration timeout = absl::InfiniteDuration()) {
     return {this, timeout};
   }
-  bool TryAcquire();
-  // One level less; at zero the lock passes on. kFailedPrecondition if the
-  // calling task does not hold it.
-  absl::Status Release();
-  bool locked() const { return owner_.valid(); }
-  bool HeldByCurrentTask() const;
-  // How many times the owner holds it (0 when free).
-  uint32_t depth() const { return depth_; }
+  LockGuard TryAcquire();
+  bool locked() const { return OwnedLock::locked(); }
+  bool HeldByCurrentTask() const { return OwnedLock::HeldByCurrentTask(); }
+  // How many guards the owner holds (0 when free).
+  uint32_t depth() const { return locked() ? depth_ : 0; }
 
  private:
   friend class internal::SyncAwaiter<RLock>;
   friend class Condition;
-  bool TryTake(internal::TaskCore* c);
-  void GiveBack(internal::TaskCore* c);
   absl::Status TimedOut() const;
-  void HandOff();
-
-  TaskRef owner_;
-  uint32_t depth_ = 0;
-  internal::WaitQueue waiters_;
 };
 
 // A condition variable with its own re-entrant lock (pycos Condition).
 //
-//   co_await cond.Acquire();
+//   absl::StatusOr<picos::LockGuard> held = co_await cond.Acquire();
+//   if (!held.ok()) co_return held.status();
 //   while (!ready) {
 //     absl::Status s = co_await cond.Wait(absl::Seconds(1));
 //     if (!s.ok()) ...        // see Wait for who holds the lock then
 //   }
-//   cond.Release();
+//   // `held` releases at the end of the scope
 class Condition {
  public:
+  using Granted = absl::Status;  // what a Wait's inner awaiter gives
+
   Condition() = default;
   Condition(const Condition&) = delete;
   Condition& operator=(const Condition&) = delete;
 
+  // The condition's lock, as RLock::Acquire / TryAcquire.
   internal::SyncAwaiter<RLock> Acquire(absl::Duration timeout = absl::InfiniteDuration()) {
     return lock_.Acquire(timeout);
   }
-  bool TryAcquire() { return lock_.TryAcquire(); }
-  absl::Status Release() { return lock_.Release(); }
+  LockGuard TryAcquire() { return lock_.TryAcquire(); }
   bool HeldByCurrentTask() const { return lock_.HeldByCurrentTask(); }
 
   // co_await from a task holding the lock: releases it (all levels), waits
   // for Notify or `timeout`, then takes the lock back (however long that
-  // takes) at the depth it had. OK if notified, kDeadlineExceeded if timed
-  // out — both with the lock held again. On an interrupt (kCancelled or a
-  // thrown error) it returns at once WITHOUT the lock, so that a task being
+  // takes) at the depth it had, its guards holding it again. OK if
+  // notified, kDeadlineExceeded if timed out — both with the lock held
+  // again. On an interrupt (kCancelled or a thrown error) it returns at once
+  // WITHOUT the lock (its guards then release nothing), so that a task being
   // terminated never waits for it. kFailedPrecondition (nothing changed) if
   // the task does not hold the lock. A sub-call: costs one frame allocation.
   Task<absl::Status> Wait(absl::Duration timeout = absl::InfiniteDuration());
@@ -215,6 +306,8 @@ class Condition {
   friend class internal::SyncAwaiter<Condition>;
   bool TryTake(internal::TaskCore*) { return false; }
   void GiveBack(internal::TaskCore*) { Notify(1); }
+  void Waiting() {}
+  absl::Status Grant() { return absl::OkStatus(); }
   absl::Status TimedOut() const { return absl::DeadlineExceededError("condition wait timed out"); }
 
   RLock lock_;
@@ -222,9 +315,12 @@ class Condition {
 };
 
 // A flag tasks wait for (pycos Event). Set() wakes every waiter; it stays
-// set (and Wait() returns at once) until Clear().
+// set (and Wait() returns at once) until Clear(). Waiting holds nothing, so
+// there is no guard: Wait gives OK.
 class Event {
  public:
+  using Granted = absl::Status;
+
   Event() = default;
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
@@ -240,17 +336,55 @@ class Event {
   friend class internal::SyncAwaiter<Event>;
   bool TryTake(internal::TaskCore*) const { return set_; }
   void GiveBack(internal::TaskCore*) {}  // nothing was taken
+  void Waiting() {}
+  absl::Status Grant() { return absl::OkStatus(); }
   absl::Status TimedOut() const { return absl::DeadlineExceededError("event wait timed out"); }
 
   bool set_ = false;
   internal::WaitQueue waiters_;
 };
 
+class Semaphore;
+
+// Units taken from a Semaphore: what Acquire and TryAcquire give. Returns
+// them at the end of its scope, or at Release(). Holds nothing when
+// default-constructed, moved from, or from a failed TryAcquire. Movable,
+// not copyable; use it on the semaphore's scheduler.
+class [[nodiscard]] SemaphoreUnits {
+ public:
+  SemaphoreUnits() = default;
+  SemaphoreUnits(SemaphoreUnits&& other) noexcept
+      : sem_(std::exchange(other.sem_, nullptr)) {}
+  SemaphoreUnits& operator=(SemaphoreUnits&& other) noexcept {
+    if (this != &other) {
+      Release();
+      sem_ = std::exchange(other.sem_, nullptr);
+    }
+    return *this;
+  }
+  SemaphoreUnits(const SemaphoreUnits&) = delete;
+  SemaphoreUnits& operator=(const SemaphoreUnits&) = delete;
+  ~SemaphoreUnits() { Release(); }
+
+  // Gives the unit back now (to the first waiter, or to the count).
+  void Release();
+  bool holds() const { return sem_ != nullptr; }
+  explicit operator bool() const { return holds(); }
+
+ private:
+  friend class Semaphore;
+  explicit SemaphoreUnits(Semaphore* sem) : sem_(sem) {}
+  Semaphore* sem_ = nullptr;
+};
+
 // A counter of units (pycos Semaphore): Acquire takes one, waiting while
-// there is none; Release returns one. A plain Semaphore may be released
-// beyond its initial value; a BoundedSemaphore may not.
+// there is none, and gives it as SemaphoreUnits that return it; Release
+// adds one (signalling, without an Acquire). A plain Semaphore may be
+// released beyond its initial value; a BoundedSemaphore may not.
 class Semaphore {
  public:
+  using Granted = absl::StatusOr<SemaphoreUnits>;
+
   explicit Semaphore(uint64_t value = 1) : value_(value), limit_(UINT64_MAX) {}
   Semaphore(const Semaphore&) = delete;
   Semaphore& operator=(const Semaphore&) = delete;
@@ -258,10 +392,11 @@ class Semaphore {
   internal::SyncAwaiter<Semaphore> Acquire(absl::Duration timeout = absl::InfiniteDuration()) {
     return {this, timeout};
   }
-  bool TryAcquire();
-  // Gives a unit to the first waiter, or back to the count. Any code of the
-  // scheduler's thread may release (not only an acquirer). For a
-  // BoundedSemaphore, kFailedPrecondition beyond the initial value.
+  // A unit if one is free now; units that hold nothing otherwise.
+  SemaphoreUnits TryAcquire();
+  // Gives a unit to the first waiter, or to the count: what a signalling
+  // side calls (any code of the scheduler's thread, not only an acquirer).
+  // For a BoundedSemaphore, kFailedPrecondition beyond the initial value.
   absl::Status Release();
   // Units free now.
   uint64_t value() const { return value_; }
@@ -273,6 +408,8 @@ class Semaphore {
   friend class internal::SyncAwaiter<Semaphore>;
   bool TryTake(internal::TaskCore*);
   void GiveBack(internal::TaskCore*) { (void)Release(); }
+  void Waiting() {}
+  SemaphoreUnits Grant() { return SemaphoreUnits(this); }
   absl::Status TimedOut() const {
     return absl::DeadlineExceededError("semaphore acquire timed out");
   }
@@ -288,24 +425,9 @@ class BoundedSemaphore : public Semaphore {
   explicit BoundedSemaphore(uint64_t value = 1) : Semaphore(value, value) {}
 };
 
-// Releases a held Lock, RLock or Condition (one level) at scope end, if the
-// running task still holds it then (a Condition::Wait interrupted returns
-// without it). Construct it after the Acquire succeeded.
-template <typename L>
-class [[nodiscard]] LockGuard {
- public:
-  explicit LockGuard(L& lock) : lock_(&lock) {}
-  LockGuard(const LockGuard&) = delete;
-  LockGuard& operator=(const LockGuard&) = delete;
-  ~LockGuard() {
-    if (lock_ && lock_->HeldByCurrentTask()) (void)lock_->Release();
-  }
-  // Forgets the lock: the guard will not release it.
-  void Dismiss() { lock_ = nullptr; }
-
- private:
-  L* lock_;
-};
+inline void SemaphoreUnits::Release() {
+  if (Semaphore* s = std::exchange(sem_, nullptr)) (void)s->Release();
+}
 
 }  // namespace picos
 

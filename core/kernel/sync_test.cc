@@ -1,5 +1,7 @@
 #include "core/kernel/sync.h"
 
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,9 +24,8 @@ using ::testing::HasSubstr;
 template <typename L>
 Task<absl::Status> HoldFor(L* lock, int id, std::vector<int>* order, absl::Duration hold,
                            absl::Duration timeout) {
-  absl::Status s = co_await lock->Acquire(timeout);
-  if (!s.ok()) co_return s;
-  LockGuard<L> guard(*lock);
+  absl::StatusOr<LockGuard> held = co_await lock->Acquire(timeout);
+  if (!held.ok()) co_return held.status();
   order->push_back(id);
   (void)co_await Sleep(hold);
   order->push_back(-id);
@@ -47,10 +48,9 @@ PICOS_CORO_TEST(Lock, ExclusiveAndFirstComeFirstServed) {
   EXPECT_FALSE(lock.locked());
 }
 
-PICOS_CORO_TEST(Lock, TimeoutAndReleaseErrors) {
+PICOS_CORO_TEST(Lock, TimeoutAndTry) {
   Lock lock;
-  EXPECT_THAT(lock.Release(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not hold")));
-  absl::Status s = co_await lock.Acquire();
+  absl::StatusOr<LockGuard> s = co_await lock.Acquire();
   CO_ASSERT_OK(s);
   EXPECT_TRUE(lock.HeldByCurrentTask());
   std::vector<int> order;
@@ -59,20 +59,56 @@ PICOS_CORO_TEST(Lock, TimeoutAndReleaseErrors) {
   absl::StatusOr<Value> r = co_await late.Join();
   EXPECT_THAT(r, StatusIs(absl::StatusCode::kDeadlineExceeded));
   // Zero timeout: a try, no wait.
-  absl::Status now = co_await lock.Acquire(absl::ZeroDuration());
+  absl::StatusOr<LockGuard> now = co_await lock.Acquire(absl::ZeroDuration());
   EXPECT_THAT(now, StatusIs(absl::StatusCode::kDeadlineExceeded));
   EXPECT_FALSE(lock.TryAcquire());
-  CO_ASSERT_OK(lock.Release());
+  s->Release();
   EXPECT_FALSE(lock.locked());  // the timed-out waiter was skipped
   EXPECT_TRUE(order.empty());
-  EXPECT_TRUE(lock.TryAcquire());
-  CO_ASSERT_OK(lock.Release());
+  LockGuard again = lock.TryAcquire();
+  EXPECT_TRUE(again.holds());
+}
+
+// Acquiring gives a guard that releases it: at the end of its scope, at
+// Release(), once, and not when moved from.
+PICOS_CORO_TEST(Lock, GuardReleasesOnceAtScopeEnd) {
+  Lock lock;
+  {
+    absl::StatusOr<LockGuard> held = co_await lock.Acquire();
+    CO_ASSERT_OK(held);
+    EXPECT_TRUE(held->holds());
+    EXPECT_TRUE(lock.locked());
+  }
+  EXPECT_FALSE(lock.locked());
+  absl::StatusOr<LockGuard> held = co_await lock.Acquire();
+  CO_ASSERT_OK(held);
+  LockGuard moved = std::move(*held);
+  EXPECT_FALSE(held->holds());
+  EXPECT_TRUE(moved.holds());
+  held->Release();  // holds nothing: changes nothing
+  EXPECT_TRUE(lock.locked());
+  moved.Release();
+  EXPECT_FALSE(lock.locked());
+  EXPECT_FALSE(moved.holds());
+  // A stale guard never releases a later hold, even of the same task.
+  LockGuard first = lock.TryAcquire();
+  CO_ASSERT_TRUE(first.holds());
+  LockGuard copy_of_hold = std::move(first);
+  copy_of_hold.Release();
+  LockGuard second = lock.TryAcquire();
+  CO_ASSERT_TRUE(second.holds());
+  copy_of_hold.Release();
+  first.Release();
+  EXPECT_TRUE(lock.locked());
+  LockGuard none;
+  EXPECT_FALSE(none);
 }
 
 PICOS_CORO_TEST(Lock, TerminatedWaitersHoldNothing) {
   Lock lock;
   std::vector<int> order;
-  CO_ASSERT_OK(co_await lock.Acquire());
+  absl::StatusOr<LockGuard> mine = co_await lock.Acquire();
+  CO_ASSERT_OK(mine);
   auto spawn = [&](int id) {
     return ThisScheduler().Spawn(HoldFor<Lock>, &lock, id, &order, absl::ZeroDuration(),
                                  absl::InfiniteDuration());
@@ -82,7 +118,7 @@ PICOS_CORO_TEST(Lock, TerminatedWaitersHoldNothing) {
   // b is terminated while it waits; c is handed the lock and terminated
   // before it runs: it must pass the lock on to d.
   CO_ASSERT_OK(b.Terminate());
-  CO_ASSERT_OK(lock.Release());
+  mine->Release();
   CO_ASSERT_OK(c.Terminate());
   absl::StatusOr<Value> rb = co_await b.Join();
   absl::StatusOr<Value> rc = co_await c.Join();
@@ -95,9 +131,8 @@ PICOS_CORO_TEST(Lock, TerminatedWaitersHoldNothing) {
 }
 
 Task<> HoldUntilKilled(Lock* lock) {
-  absl::Status s = co_await lock->Acquire();
-  if (!s.ok()) co_return;
-  LockGuard<Lock> guard(*lock);
+  absl::StatusOr<LockGuard> held = co_await lock->Acquire();
+  if (!held.ok()) co_return;
   (void)co_await Suspend();   // kCancelled on Terminate...
   (void)co_await Suspend();   // ...and waiting again: destroyed here
 }
@@ -114,18 +149,22 @@ PICOS_CORO_TEST(Lock, GuardReleasesWhenTheHolderIsDestroyed) {
 
 PICOS_CORO_TEST(RLock, ReentrantAndExclusive) {
   RLock lock;
-  CO_ASSERT_OK(co_await lock.Acquire());
-  CO_ASSERT_OK(co_await lock.Acquire());
+  absl::StatusOr<LockGuard> outer = co_await lock.Acquire();
+  CO_ASSERT_OK(outer);
+  absl::StatusOr<LockGuard> inner = co_await lock.Acquire();
+  CO_ASSERT_OK(inner);
   EXPECT_EQ(lock.depth(), 2u);
   std::vector<int> order;
   TaskRef other = ThisScheduler().Spawn(HoldFor<RLock>, &lock, 7, &order, absl::ZeroDuration(),
                                         absl::InfiniteDuration());
   co_await Yield();
-  CO_ASSERT_OK(lock.Release());
+  inner->Release();
   co_await Yield();
   EXPECT_TRUE(order.empty());  // still held once
-  CO_ASSERT_OK(lock.Release());
-  EXPECT_THAT(lock.Release(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_FALSE(inner->holds());
+  EXPECT_TRUE(outer->holds());
+  outer->Release();
+  outer->Release();  // once only
   absl::StatusOr<Value> r = co_await other.Join();
   EXPECT_OK(r);
   EXPECT_THAT(order, ElementsAre(7, -7));
@@ -134,9 +173,8 @@ PICOS_CORO_TEST(RLock, ReentrantAndExclusive) {
 
 Task<absl::Status> Consume(Condition* cond, std::vector<int>* queue, std::vector<int>* got,
                            int id) {
-  absl::Status s = co_await cond->Acquire();
-  if (!s.ok()) co_return s;
-  LockGuard<Condition> guard(*cond);
+  absl::StatusOr<LockGuard> held = co_await cond->Acquire();
+  if (!held.ok()) co_return held.status();
   while (queue->empty()) {
     absl::Status w = co_await cond->Wait();
     if (!w.ok()) co_return w;
@@ -153,13 +191,14 @@ PICOS_CORO_TEST(Condition, NotifyWakesWaitersInOrder) {
   TaskRef b = ThisScheduler().Spawn(Consume, &cond, &queue, &got, 2);
   TaskRef c = ThisScheduler().Spawn(Consume, &cond, &queue, &got, 3);
   co_await Yield();
-  CO_ASSERT_OK(co_await cond.Acquire());
+  absl::StatusOr<LockGuard> held = co_await cond.Acquire();
+  CO_ASSERT_OK(held);
   queue.push_back(5);
   cond.Notify();
   // The woken one waits for the lock, which we hold across a yield.
   co_await Yield();
   EXPECT_TRUE(got.empty());
-  CO_ASSERT_OK(cond.Release());
+  held->Release();
   absl::StatusOr<Value> ra = co_await a.Join();
   EXPECT_OK(ra);
   EXPECT_THAT(got, ElementsAre(105));
@@ -179,14 +218,42 @@ PICOS_CORO_TEST(Condition, WaitTimesOutWithTheLockHeldAgain) {
   Task<absl::Status> early = cond.Wait(absl::Milliseconds(1));
   absl::Status no_lock = co_await std::move(early);
   EXPECT_THAT(no_lock, StatusIs(absl::StatusCode::kFailedPrecondition));
-  CO_ASSERT_OK(co_await cond.Acquire());
-  CO_ASSERT_OK(co_await cond.Acquire());  // depth 2, restored after the wait
+  absl::StatusOr<LockGuard> outer = co_await cond.Acquire();
+  CO_ASSERT_OK(outer);
+  absl::StatusOr<LockGuard> inner = co_await cond.Acquire();  // depth 2, restored after the wait
+  CO_ASSERT_OK(inner);
   absl::Status s = co_await cond.Wait(absl::Milliseconds(5));
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kDeadlineExceeded));
   EXPECT_TRUE(cond.HeldByCurrentTask());
-  CO_ASSERT_OK(cond.Release());
-  CO_ASSERT_OK(cond.Release());
+  // The guards taken before the wait hold the lock again.
+  EXPECT_TRUE(inner->holds());
+  inner->Release();
+  EXPECT_TRUE(cond.HeldByCurrentTask());
+  outer->Release();
   EXPECT_FALSE(cond.HeldByCurrentTask());
+}
+
+// An interrupted Condition::Wait returns without the lock: the caller's
+// guard then releases nothing, even once another task holds the lock.
+PICOS_CORO_TEST(Condition, InterruptedWaitLeavesGuardsEmpty) {
+  Condition cond;
+  auto waiter = [](Condition* c, bool* guard_held_after) -> Task<absl::Status> {
+    absl::StatusOr<LockGuard> held = co_await c->Acquire();
+    if (!held.ok()) co_return held.status();
+    absl::Status s = co_await c->Wait();
+    *guard_held_after = held->holds();
+    co_return s;  // `held` releases nothing here
+  };
+  bool after = true;
+  TaskRef t = ThisScheduler().Spawn(waiter, &cond, &after);
+  co_await Yield();
+  absl::StatusOr<LockGuard> mine = co_await cond.Acquire();  // free while t waits
+  CO_ASSERT_OK(mine);
+  CO_ASSERT_OK(t.Throw(absl::AbortedError("stop waiting")));
+  absl::StatusOr<Value> r = co_await t.Join();
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_FALSE(after);
+  EXPECT_TRUE(cond.HeldByCurrentTask());  // t's guard did not release ours
 }
 
 Task<absl::Status> WaitEvent(Event* e, absl::Duration timeout, int* woke) {
@@ -220,17 +287,25 @@ PICOS_CORO_TEST(Event, SetWakesEveryWaiter) {
   EXPECT_THAT(cleared, StatusIs(absl::StatusCode::kDeadlineExceeded));
 }
 
-Task<absl::Status> TakeUnit(Semaphore* s, std::vector<int>* order, int id) {
-  absl::Status st = co_await s->Acquire();
-  if (st.ok()) order->push_back(id);
-  co_return st;
+// Takes a unit and keeps it in `units` (past the task's end: a semaphore's
+// units belong to no task).
+Task<absl::Status> TakeUnit(Semaphore* s, std::vector<int>* order, int id,
+                            std::vector<SemaphoreUnits>* units) {
+  absl::StatusOr<SemaphoreUnits> st = co_await s->Acquire();
+  if (!st.ok()) co_return st.status();
+  order->push_back(id);
+  units->push_back(std::move(*st));
+  co_return absl::OkStatus();
 }
 
 PICOS_CORO_TEST(Semaphore, CountsHandsOffAndGivesBack) {
   Semaphore sem(2);
   std::vector<int> order;
   std::vector<TaskRef> ts;
-  for (int i = 1; i <= 4; ++i) ts.push_back(ThisScheduler().Spawn(TakeUnit, &sem, &order, i));
+  std::vector<SemaphoreUnits> units;
+  for (int i = 1; i <= 4; ++i) {
+    ts.push_back(ThisScheduler().Spawn(TakeUnit, &sem, &order, i, &units));
+  }
   co_await Yield();
   EXPECT_THAT(order, ElementsAre(1, 2));
   EXPECT_EQ(sem.value(), 0u);
@@ -247,18 +322,29 @@ PICOS_CORO_TEST(Semaphore, CountsHandsOffAndGivesBack) {
   CO_ASSERT_OK(sem.Release());
   CO_ASSERT_OK(sem.Release());
   EXPECT_EQ(sem.value(), 3u);  // a plain semaphore may exceed its start value
-  absl::Status t = co_await sem.Acquire(absl::Milliseconds(1));
-  EXPECT_OK(t);
+  {
+    absl::StatusOr<SemaphoreUnits> t = co_await sem.Acquire(absl::Milliseconds(1));
+    EXPECT_OK(t);
+    EXPECT_EQ(sem.value(), 2u);
+  }
+  EXPECT_EQ(sem.value(), 3u);  // the units went back at the end of the scope
+  units.clear();               // and so do the tasks' units
+  EXPECT_EQ(sem.value(), 6u);
+  SemaphoreUnits u = sem.TryAcquire();
+  EXPECT_TRUE(u.holds());
+  EXPECT_EQ(sem.value(), 5u);
   for (TaskRef& x : ts) (void)co_await x.Join();
 }
 
 PICOS_CORO_TEST(BoundedSemaphore, ReleasedTooOftenIsAnError) {
   BoundedSemaphore sem(1);
   EXPECT_THAT(sem.Release(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("limit 1")));
-  CO_ASSERT_OK(co_await sem.Acquire());
-  absl::Status busy = co_await sem.Acquire(absl::Milliseconds(2));
+  absl::StatusOr<SemaphoreUnits> unit = co_await sem.Acquire();
+  CO_ASSERT_OK(unit);
+  absl::StatusOr<SemaphoreUnits> busy = co_await sem.Acquire(absl::Milliseconds(2));
   EXPECT_THAT(busy, StatusIs(absl::StatusCode::kDeadlineExceeded));
-  CO_ASSERT_OK(sem.Release());
+  EXPECT_FALSE(sem.TryAcquire());
+  unit->Release();
   EXPECT_THAT(sem.Release(), StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_EQ(sem.value(), 1u);
 }
@@ -266,7 +352,8 @@ PICOS_CORO_TEST(BoundedSemaphore, ReleasedTooOftenIsAnError) {
 // Many waiters that time out do not pile up in the queue.
 PICOS_CORO_TEST(Lock, StaleWaitersAreSwept) {
   Lock lock;
-  CO_ASSERT_OK(co_await lock.Acquire());
+  absl::StatusOr<LockGuard> mine = co_await lock.Acquire();
+  CO_ASSERT_OK(mine);
   std::vector<int> order;
   for (int round = 0; round < 20; ++round) {
     std::vector<TaskRef> ts;
@@ -276,9 +363,114 @@ PICOS_CORO_TEST(Lock, StaleWaitersAreSwept) {
     }
     for (TaskRef& t : ts) (void)co_await t.Join();
   }
-  CO_ASSERT_OK(lock.Release());
+  mine->Release();
   EXPECT_TRUE(order.empty());
   EXPECT_FALSE(lock.locked());
+}
+
+// Issue 8, "a lock held by a terminated task": a guard moved out of its
+// task's frame outlives the task. Later acquires must not wait forever on a
+// holder that no longer exists.
+
+// Acquires `lock` `levels` times, parks the guards in `escaped` (beyond its
+// own frame), and ends when resumed.
+template <typename L>
+Task<> HoldThenEscape(L* lock, std::vector<LockGuard>* escaped, int levels) {
+  for (int i = 0; i < levels; ++i) {
+    absl::StatusOr<LockGuard> held = co_await lock->Acquire();
+    if (!held.ok()) co_return;
+    escaped->push_back(std::move(*held));
+  }
+  (void)co_await Suspend();
+}
+
+// Acquires `lock` (bounded: a bug shows as kDeadlineExceeded, not a hang),
+// notes it, and holds it until resumed.
+template <typename L>
+Task<absl::Status> AcquireAndHold(L* lock, bool* got) {
+  absl::StatusOr<LockGuard> held = co_await lock->Acquire(absl::Seconds(30));
+  if (!held.ok()) co_return held.status();
+  *got = true;
+  (void)co_await Suspend();
+  co_return absl::OkStatus();
+}
+
+// A waiter is waiting when the holder ends: the lock passes to it then.
+template <typename L>
+Task<> WaiterGetsTheLockOfAnEndedHolder(int levels) {
+  L lock;
+  std::vector<LockGuard> escaped;
+  TaskRef holder = ThisScheduler().Spawn(HoldThenEscape<L>, &lock, &escaped, levels);
+  co_await Yield();
+  CO_ASSERT_TRUE(lock.locked());
+  bool got = false;
+  TaskRef waiter = ThisScheduler().Spawn(AcquireAndHold<L>, &lock, &got);
+  co_await Yield();
+  EXPECT_FALSE(got);  // a live holder is waited for
+  CO_ASSERT_OK(holder.Resume());
+  CO_ASSERT_OK(co_await holder.Join(absl::Seconds(5)));
+  co_await Yield();
+  co_await Yield();
+  EXPECT_TRUE(got);
+  EXPECT_TRUE(lock.locked());  // by the waiter now
+  for (const LockGuard& g : escaped) EXPECT_FALSE(g.holds());
+  escaped.clear();  // stale guards release nothing of the waiter's hold
+  EXPECT_TRUE(lock.locked());
+  CO_ASSERT_OK(waiter.Resume());
+  CO_ASSERT_OK(co_await waiter.Join(absl::Seconds(5)));
+  EXPECT_FALSE(lock.locked());
+}
+
+PICOS_CORO_TEST(Lock, WaiterGetsTheLockOfAnEndedHolder) {
+  co_await WaiterGetsTheLockOfAnEndedHolder<Lock>(1);
+}
+
+PICOS_CORO_TEST(RLock, WaiterGetsTheLockOfAnEndedHolder) {
+  co_await WaiterGetsTheLockOfAnEndedHolder<RLock>(3);
+}
+
+// Nobody waits when the holder ends: the lock reads as free, and the next
+// acquire takes it.
+template <typename L>
+Task<> NextAcquireTakesTheLockOfAnEndedHolder() {
+  L lock;
+  std::vector<LockGuard> escaped;
+  TaskRef holder = ThisScheduler().Spawn(HoldThenEscape<L>, &lock, &escaped, 1);
+  co_await Yield();
+  CO_ASSERT_TRUE(lock.locked());
+  CO_ASSERT_OK(holder.Resume());
+  CO_ASSERT_OK(co_await holder.Join(absl::Seconds(5)));
+  EXPECT_FALSE(lock.locked());
+  absl::StatusOr<LockGuard> mine = co_await lock.Acquire(absl::Seconds(5));
+  CO_ASSERT_OK(mine);
+  escaped.clear();
+  EXPECT_TRUE(mine->holds());
+  EXPECT_TRUE(lock.HeldByCurrentTask());
+}
+
+PICOS_CORO_TEST(Lock, NextAcquireTakesTheLockOfAnEndedHolder) {
+  co_await NextAcquireTakesTheLockOfAnEndedHolder<Lock>();
+}
+
+PICOS_CORO_TEST(RLock, NextAcquireTakesTheLockOfAnEndedHolder) {
+  co_await NextAcquireTakesTheLockOfAnEndedHolder<RLock>();
+}
+
+// The lock is destroyed before its ended holder's hook runs: nothing breaks.
+PICOS_CORO_TEST(Lock, DestroyedWhileAWaiterWatchesTheHolder) {
+  std::vector<LockGuard> escaped;
+  TaskRef holder;
+  {
+    auto lock = std::make_unique<Lock>();
+    holder = ThisScheduler().Spawn(HoldThenEscape<Lock>, lock.get(), &escaped, 1);
+    co_await Yield();
+    absl::StatusOr<LockGuard> late = co_await lock->Acquire(absl::Milliseconds(1));
+    EXPECT_THAT(late, StatusIs(absl::StatusCode::kDeadlineExceeded));
+    for (LockGuard& g : escaped) g.Release();  // guards go before their lock
+    escaped.clear();
+  }
+  CO_ASSERT_OK(holder.Resume());
+  CO_ASSERT_OK(co_await holder.Join(absl::Seconds(5)));
 }
 
 }  // namespace
