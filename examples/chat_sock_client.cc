@@ -38,7 +38,7 @@ Task<absl::Status> Main(std::vector<std::string> input) {
   absl::Duration timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
   PICOS_CO_ASSIGN_OR_RETURN(Socket sock,
                             co_await Socket::Connect(picos::transports::DefaultTransports(), absl::GetFlag(FLAGS_server), timeout));
-  PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll(absl::GetFlag(FLAGS_name) + "\n", timeout));
+  PICOS_CO_RETURN_IF_ERROR(co_await sock.Write(absl::GetFlag(FLAGS_name) + "\n", timeout));
   std::string online = absl::StrCat(", ", absl::GetFlag(FLAGS_wait_online), " online");
   bool ready = absl::GetFlag(FLAGS_wait_online) == 0;
   int others = 0;
@@ -46,7 +46,7 @@ Task<absl::Status> Main(std::vector<std::string> input) {
   for (int i = 0; i < 10'000; ++i) {
     if (ready && !sent) {
       for (const std::string& line : input) {
-        PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll(line + "\n", timeout));
+        PICOS_CO_RETURN_IF_ERROR(co_await sock.Write(line + "\n", timeout));
       }
       sent = true;
     }

@@ -42,7 +42,7 @@ Task<> Broadcast(std::shared_ptr<Room> room, int except, std::string line) {
   auto members = room->members;  // a member may leave while we write
   for (auto& [id, sock] : members) {
     if (id == except) continue;
-    (void)co_await sock->WriteAll(line, absl::Seconds(1));
+    (void)co_await sock->Write(line, absl::Seconds(1));
   }
 }
 

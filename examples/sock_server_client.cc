@@ -63,7 +63,7 @@ Task<absl::Status> Client(std::string server, int id) {
   PICOS_CO_ASSIGN_OR_RETURN(Socket sock, co_await Socket::Connect(picos::transports::DefaultTransports(), server, absl::Seconds(10)));
   std::string msg = "client " + std::to_string(id) + ": ";
   msg.resize(n, '.');
-  PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll(msg, absl::Seconds(10)));
+  PICOS_CO_RETURN_IF_ERROR(co_await sock.Write(msg, absl::Seconds(10)));
   PICOS_CO_RETURN_IF_ERROR(co_await sock.Shutdown(absl::Seconds(10)));
   std::printf("client %d: sent %zu bytes\n", id, n);
   co_return absl::OkStatus();

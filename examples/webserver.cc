@@ -52,7 +52,7 @@ Task<absl::Status> Serve(std::shared_ptr<Socket> conn) {
       std::string lower = absl::AsciiStrToLower(*line);
       if (absl::StartsWith(lower, "connection:")) close = absl::StrContains(lower, "close");
     }
-    absl::Status st = co_await conn->WriteAll(
+    absl::Status st = co_await conn->Write(
         close ? std::string(kPong).insert(17, "Connection: close\r\n") : kPong, absl::Seconds(30));
     if (!st.ok() || close) co_return absl::OkStatus();
   }
@@ -72,7 +72,7 @@ Task<absl::Status> SelfTest(std::string address, int requests) {
   PICOS_CO_ASSIGN_OR_RETURN(Socket sock, co_await Socket::Connect(picos::transports::DefaultTransports(), address, absl::Seconds(10)));
   int pongs = 0;
   for (int i = 0; i < requests; ++i) {
-    PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll("GET / HTTP/1.1\r\nHost: x\r\n\r\n", absl::Seconds(10)));
+    PICOS_CO_RETURN_IF_ERROR(co_await sock.Write("GET / HTTP/1.1\r\nHost: x\r\n\r\n", absl::Seconds(10)));
     for (int h = 0; h < kMaxHeaderLines; ++h) {
       PICOS_CO_ASSIGN_OR_RETURN(std::string line, co_await sock.ReadLine(kMaxHeaderLine, absl::Seconds(10)));
       if (line == "\r\n") break;
@@ -82,7 +82,7 @@ Task<absl::Status> SelfTest(std::string address, int requests) {
   }
   // A client that sends garbage gets closed, not crashed on.
   PICOS_CO_ASSIGN_OR_RETURN(Socket bad, co_await Socket::Connect(picos::transports::DefaultTransports(), address, absl::Seconds(10)));
-  PICOS_CO_RETURN_IF_ERROR(co_await bad.WriteAll(std::string(20000, 'x'), absl::Seconds(10)));
+  PICOS_CO_RETURN_IF_ERROR(co_await bad.Write(std::string(20000, 'x'), absl::Seconds(10)));
   absl::StatusOr<std::string> rest = co_await bad.Read(100, absl::Seconds(10));
   std::printf("garbage client: %s\n", rest.ok() && rest->empty() ? "closed" : "not closed");
   std::printf("self test: %d of %d requests answered Pong!\n", pongs, requests);

@@ -6,7 +6,7 @@
 //   picos::Task<absl::Status> Client(const picos::TransportRegistry& transports) {
 //     PICOS_CO_ASSIGN_OR_RETURN(picos::transports::Socket sock,
 //                               co_await picos::transports::Socket::Connect(transports, "tcp://127.0.0.1:9705"));
-//     PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteAll("hello\n"));
+//     PICOS_CO_RETURN_IF_ERROR(co_await sock.Write("hello\n"));
 //     PICOS_CO_ASSIGN_OR_RETURN(std::string line, co_await sock.ReadLine(1024, absl::Seconds(5)));
 //     co_return absl::OkStatus();
 //   }
@@ -58,13 +58,10 @@ class Socket : public Reader, public Writer {
   Task<absl::StatusOr<std::string>> ReadLine(
       size_t max_length, absl::Duration timeout = absl::InfiniteDuration());
 
-  // Writes all of `data` with backpressure (see Stream::Write). Suspends.
+  // Writes all of `data` with backpressure (see Stream::Write): the one
+  // write call, there is no partial write to follow up. Suspends.
   Task<absl::Status> Write(std::string data,
                            absl::Duration timeout = absl::InfiniteDuration()) override;
-  Task<absl::Status> WriteAll(std::string data,
-                              absl::Duration timeout = absl::InfiniteDuration()) {
-    return Write(std::move(data), timeout);
-  }
 
   // Half-close: the peer reads the end of the stream. Suspends.
   Task<absl::Status> Shutdown(absl::Duration timeout = absl::InfiniteDuration()) {
