@@ -1,10 +1,8 @@
 #include "core/wire/value_codec.h"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include <uv.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -20,6 +18,7 @@
 #include "capnp/message.h"
 #include "capnp/serialize.h"
 #include "core/kernel/channel_internal.h"
+#include "core/kernel/log.h"
 #include "core/kernel/proxy.h"
 #include "core/kernel/status.h"
 #include "core/kernel/task_internal.h"
@@ -44,24 +43,13 @@ HandleCodec& CodecOf(const CodecOptions& o) {
 
 std::string DrawProcessId() {
   std::string id(kProcessIdSize, '\0');
-  size_t got = 0;
-  int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    while (got < id.size()) {
-      ssize_t n = ::read(fd, id.data() + got, id.size() - got);
-      if (n > 0) {
-        got += static_cast<size_t>(n);
-      } else if (n < 0 && errno == EINTR) {
-        continue;
-      } else {
-        break;
-      }
-    }
-    ::close(fd);
-  }
-  if (got < id.size()) {
-    // No /dev/urandom (a sandbox): Abseil's generator is seeded from the OS
-    // too, and uniqueness, not secrecy, is what a process id needs.
+  // libuv's uv_random: getrandom(2), or /dev/urandom where that is missing.
+  // Without a loop or callback it runs synchronously, here, once per process.
+  int rc = uv_random(nullptr, nullptr, id.data(), id.size(), 0, nullptr);
+  if (rc != 0) {
+    // No entropy source at all (a strict sandbox): uniqueness, not secrecy,
+    // is what a process id needs, and Abseil's generator is seeded anyway.
+    PICOS_LOG(error, "uv_random failed ({}): process id from absl::BitGen", uv_strerror(rc));
     absl::BitGen gen;
     for (char& c : id) c = static_cast<char>(absl::Uniform<uint8_t>(gen));
   }
