@@ -1,38 +1,94 @@
 #include "core/io/thread_pool.h"
 
+#include <uv.h>
+
 #include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/kernel/log.h"
 #include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
 
 namespace picos {
 
 namespace internal {
 
+PoolReturnPath::PoolReturnPath(Scheduler& scheduler) {
+  auto* handle = new uv_async_t;
+  PICOS_ASSERT(uv_async_init(scheduler.uv_loop(), handle, &PoolReturnPath::OnAsync) == 0);
+  handle->data = this;
+  // Referenced only while jobs are outstanding (Begin): an idle return path
+  // keeps no loop alive.
+  uv_unref(reinterpret_cast<uv_handle_t*>(handle));
+  absl::MutexLock lock(&mu_);
+  async_ = handle;
+}
+
+void PoolReturnPath::Close() {
+  uv_async_t* handle;
+  {
+    // Under the lock: a pool thread posting now either finished its
+    // uv_async_send or finds no handle.
+    absl::MutexLock lock(&mu_);
+    handle = std::exchange(async_, nullptr);
+    results_.clear();
+  }
+  if (handle == nullptr) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(handle),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+}
+
+void PoolReturnPath::Begin() {
+  if (outstanding_++ > 0) return;
+  absl::MutexLock lock(&mu_);
+  if (async_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(async_));
+}
+
+void PoolReturnPath::Cancel() { Done(1); }
+
+void PoolReturnPath::Done(size_t n) {
+  PICOS_ASSERT(n <= outstanding_);
+  outstanding_ -= n;
+  if (n == 0 || outstanding_ > 0) return;
+  absl::MutexLock lock(&mu_);
+  if (async_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(async_));
+}
+
 void PoolReturnPath::Post(absl::AnyInvocable<void()> fn) {
-  // Held while posting, so that the scheduler cannot be destroyed between
-  // the check and the Post (its extension clears `scheduler` under `mu`).
-  absl::MutexLock lock(&mu);
-  if (scheduler == nullptr) return;
-  absl::Status s = scheduler->Post(std::move(fn));
-  if (!s.ok()) PICOS_LOG(debug, "thread pool result dropped: {}", s.ToString());
+  absl::MutexLock lock(&mu_);
+  if (async_ == nullptr) {
+    PICOS_LOG(debug, "thread pool result dropped: its scheduler is gone");
+    return;
+  }
+  // Bounded by the pools' own bounds: one result per job admitted, and
+  // each pool admits at most queue_limit + threads at a time.
+  results_.push_back(std::move(fn));
+  uv_async_send(async_);
+}
+
+void PoolReturnPath::OnAsync(uv_async_t* handle) {
+  static_cast<PoolReturnPath*>(handle->data)->Drain();
+}
+
+void PoolReturnPath::Drain() {
+  std::vector<absl::AnyInvocable<void()>> ready;
+  {
+    absl::MutexLock lock(&mu_);
+    ready.swap(results_);
+  }
+  for (auto& fn : ready) fn();
+  Done(ready.size());
 }
 
 namespace {
 
-// Lives as long as its scheduler and cuts the return path when it goes.
+// Lives as long as its scheduler and closes the return path when it goes
+// (before the loop closes: Scheduler::State).
 struct ReturnPathExtension : Scheduler::Extension {
-  explicit ReturnPathExtension(Scheduler& s) {
-    absl::MutexLock lock(&path->mu);
-    path->scheduler = &s;
-  }
-  std::shared_ptr<PoolReturnPath> path = std::make_shared<PoolReturnPath>();
-  ~ReturnPathExtension() override {
-    absl::MutexLock lock(&path->mu);
-    path->scheduler = nullptr;
-  }
+  explicit ReturnPathExtension(Scheduler& s) : path(std::make_shared<PoolReturnPath>(s)) {}
+  ~ReturnPathExtension() override { path->Close(); }
+  std::shared_ptr<PoolReturnPath> path;
 };
 
 }  // namespace

@@ -39,6 +39,11 @@
 // jobs to finish, so a job blocked forever (stdin that never closes) blocks
 // them too. A scheduler may be destroyed while its tasks' jobs still run:
 // their results are then dropped.
+//
+// Liveness: while a job submitted from a scheduler's task has not delivered
+// its result, that scheduler's loop stays alive, so a foreground Run() does
+// not mistake a task waiting for its job for a deadlock. The waiting task
+// sleeps until the result (or its timeout): nothing polls.
 #ifndef PICOS_CORE_IO_THREAD_POOL_H_
 #define PICOS_CORE_IO_THREAD_POOL_H_
 
@@ -62,6 +67,8 @@
 #include "core/io/io_internal.h"
 #include "core/kernel/task.h"
 
+struct uv_async_s;
+
 namespace picos {
 
 namespace internal {
@@ -84,23 +91,42 @@ struct PoolResult<absl::StatusOr<T>> {
   using type = absl::StatusOr<T>;
 };
 
-// Where a pool job posts its result: the scheduler of the waiting task, for
-// as long as it lives. Shared by jobs and by an extension of the scheduler
-// that clears it when the scheduler is destroyed.
-struct PoolReturnPath {
-  absl::Mutex mu;
-  Scheduler* scheduler ABSL_GUARDED_BY(mu) = nullptr;
+// Where pool jobs deliver their results: a uv_async_t of the waiting task's
+// scheduler, with a queue of its own. It counts the jobs submitted from that
+// scheduler and not yet delivered, and keeps the handle referenced (the loop
+// alive) exactly while that count is above zero: a foreground loop
+// (Scheduler::Run) then sleeps until a result arrives instead of reporting
+// a deadlock, and nothing wakes it in between. Shared by jobs and by an
+// extension of the scheduler that closes it when the scheduler is destroyed.
+class PoolReturnPath {
+ public:
+  explicit PoolReturnPath(Scheduler& scheduler);
+  // Closes the handle (the scheduler is going): later results are dropped.
+  void Close();
 
-  // Runs `fn` on the scheduler's thread, or drops it if the scheduler is
-  // stopped or gone. Any thread.
+  // One more job will deliver a result here. Scheduler thread.
+  void Begin();
+  // A job counted by Begin() will not deliver one after all (refused by the
+  // pool). Scheduler thread.
+  void Cancel();
+
+  // Queues `fn`, a job's result, to run on the scheduler's thread, where it
+  // ends one counted job; dropped if the scheduler is gone. Any thread.
   void Post(absl::AnyInvocable<void()> fn);
+
+ private:
+  static void OnAsync(uv_async_s* handle);
+  void Drain();
+  void Done(size_t n);
+
+  absl::Mutex mu_;
+  uv_async_s* async_ ABSL_GUARDED_BY(mu_) = nullptr;  // null once closed
+  std::vector<absl::AnyInvocable<void()>> results_ ABSL_GUARDED_BY(mu_);
+  size_t outstanding_ = 0;  // scheduler thread only
 };
 
 // The return path of the scheduler running this thread, made on first use.
 std::shared_ptr<PoolReturnPath> ReturnPathOfCurrentScheduler();
-
-// How often a task waiting for a pool job wakes to look again.
-inline constexpr absl::Duration kPoolWaitSlice = absl::Milliseconds(500);
 
 // One Run: what the waiting task and the pool thread share.
 template <typename Out>
@@ -175,14 +201,11 @@ template <typename Out>
 Task<Out> AwaitPoolJob(std::shared_ptr<PoolJob<Out>> job, absl::Status submitted,
                        absl::Duration timeout) {
   if (!submitted.ok()) co_return Out(submitted);
+  // One wait, woken only by the result (or the timeout): the return path,
+  // not a polling timer, keeps a foreground loop alive meanwhile.
   const Deadline deadline(timeout);
   while (!job->completion.done()) {
-    // Waits in slices: a pending timeout is what tells a foreground loop
-    // (Scheduler::Run) that this task is not deadlocked while its job runs
-    // on a thread the loop cannot see.
-    const Deadline slice(std::min(deadline.Remaining(), kPoolWaitSlice));
-    absl::Status st = co_await job->completion.Wait(slice);
-    if (st.code() == absl::StatusCode::kDeadlineExceeded && !deadline.Expired()) continue;
+    absl::Status st = co_await job->completion.Wait(deadline);
     if (!st.ok()) co_return Out(st);
   }
   co_return std::move(*job->result);
@@ -201,6 +224,7 @@ auto ThreadPool::Run(F&& fn, absl::Duration timeout)
   internal::CurrentTaskOrDie("ThreadPool::Run");
   auto job = std::make_shared<internal::PoolJob<Out>>();
   std::shared_ptr<internal::PoolReturnPath> path = internal::ReturnPathOfCurrentScheduler();
+  path->Begin();
   absl::Status submitted = Submit([job, path, fn = std::decay_t<F>(std::forward<F>(fn))](bool run) mutable {
     std::optional<Out> out;
     if (!run) {
@@ -226,6 +250,7 @@ auto ThreadPool::Run(F&& fn, absl::Duration timeout)
       job->completion.Complete();
     });
   });
+  if (!submitted.ok()) path->Cancel();
   return internal::AwaitPoolJob<Out>(std::move(job), std::move(submitted), timeout);
 }
 

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/task.h"
 #include "gmock/gmock.h"
@@ -183,6 +184,67 @@ TEST(ThreadPool, TheSchedulerMayGoFirst) {
   release->Notify();
   pool.Shutdown();
   EXPECT_EQ(pool.running(), 0u);
+}
+
+// The task waiting for a job is the only task, with no timeout: a
+// foreground loop must neither call that a deadlock (nothing else can wake
+// it) nor keep it alive by waking it periodically (the old 500 ms slices).
+// Wakes are counted, not timed: the waiting task is resumed once, by its
+// result, and no timer is pending while it waits, however long the job
+// takes (1.2 s here, long enough for a polling wait to show itself).
+TEST(ThreadPool, AWaitForAJobNeitherEndsTheLoopNorPolls) {
+  ThreadPool pool({.threads = 1});
+  absl::Notification started, release;
+  Scheduler s;
+  TaskRef waiter = s.Spawn([&pool, &started, &release]() -> Task<absl::StatusOr<int>> {
+    auto job = [&started, &release] {
+      started.Notify();
+      release.WaitForNotification();
+      return 7;
+    };
+    co_return co_await pool.Run(job);
+  });
+  size_t timers_while_waiting = 99;
+  uint64_t resumes_before = 0;
+  TaskState state_while_waiting = TaskState::kReady;
+  TaskRef watcher = s.Spawn([&]() -> Task<> {
+    // Runs after `waiter` has submitted its job and parked.
+    state_while_waiting = waiter.state();
+    timers_while_waiting = ThisScheduler().timer_count();
+    resumes_before = ThisScheduler().resume_count();
+    co_return;
+  });
+  std::thread releaser([&started, &release] {
+    started.WaitForNotification();
+    absl::SleepFor(absl::Milliseconds(1200));
+    release.Notify();
+  });
+  absl::StatusOr<Value> r = s.RunUntil(waiter);
+  releaser.join();
+  ASSERT_OK(r);  // not "deadlock": the loop waited for the job
+  EXPECT_EQ(*r, Value(7));
+  EXPECT_EQ(watcher.state(), TaskState::kDone);
+  EXPECT_EQ(state_while_waiting, TaskState::kWaiting);
+  EXPECT_EQ(timers_while_waiting, 0u) << "the wait for a job arms a timer: it polls";
+  EXPECT_EQ(s.resume_count() - resumes_before, 1u) << "the waiting task woke more than once";
+}
+
+// Run() on a foreground loop returns once every task has ended, and reports
+// a real deadlock again once the jobs are done: the count goes back to zero.
+TEST(ThreadPool, FinishedJobsNoLongerKeepTheLoopAlive) {
+  ThreadPool pool({.threads = 2});
+  Scheduler s;
+  for (int i = 0; i < 8; ++i) {
+    s.Spawn([&pool, i]() -> Task<absl::Status> {
+      auto job = [i] { return i; };
+      absl::StatusOr<int> r = co_await pool.Run(job);
+      if (!r.ok()) co_return r.status();
+      co_return *r == i ? absl::OkStatus() : absl::InternalError("wrong result");
+    });
+  }
+  EXPECT_OK(s.Run());
+  s.Spawn([]() -> Task<> { (void)co_await Receive(); });  // nothing will ever send
+  EXPECT_THAT(s.Run(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("deadlock")));
 }
 
 }  // namespace

@@ -135,6 +135,9 @@ Scheduler::~Scheduler() {
     t_scheduler = prev;
     stopped_.store(true, std::memory_order_release);
   }
+  // After the tasks, before the loop closes: an extension may close handles
+  // of its own (the thread pool's return path).
+  extensions_.clear();
   uv_close(reinterpret_cast<uv_handle_t*>(async_.get()), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(timer_.get()), nullptr);
   // Let close callbacks of these and of any I/O handles closed by destroyed
@@ -242,6 +245,7 @@ void Scheduler::RunReady() {
     c->flags &= ~internal::kFlagParkedInReceive;
     internal::t_current_task = c;
     internal::t_task_parked = false;
+    ++resume_count_;
     c->leaf.resume();
     internal::t_current_task = nullptr;
     if (!internal::t_task_parked) {

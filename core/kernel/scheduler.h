@@ -179,6 +179,9 @@ class Scheduler {
   size_t task_count() const { return tasks_.size(); }
   // Timeouts pending in the timer heap (each costs 16 bytes there).
   size_t timer_count() const { return timers_.size(); }
+  // Times a task was resumed so far: how often tasks woke, for figures and
+  // for tests that a wait does not poll. Scheduler thread.
+  uint64_t resume_count() const { return resume_count_; }
   const std::string& name() const { return options_.name; }
   bool stopped() const { return stopped_.load(std::memory_order_acquire); }
 
@@ -190,8 +193,9 @@ class Scheduler {
   // library owns, so the scheduler names none of the layers above it. The
   // first State<T>() on a scheduler makes a T (from `T(Scheduler&)` if it has
   // that constructor, else `T()`); later calls give the same object. It is
-  // destroyed with the scheduler, after the scheduler's tasks. Scheduler
-  // thread only.
+  // destroyed with the scheduler, after the scheduler's tasks and before its
+  // loop closes, so it may own libuv handles of the loop (and close them in
+  // its destructor). Scheduler thread only.
   //
   //   struct Registry : picos::Scheduler::Extension { ... };
   //   Registry& r = scheduler.State<Registry>();
@@ -268,6 +272,7 @@ class Scheduler {
   std::vector<internal::TaskCore*> ready_;
   size_t ready_head_ = 0;
   size_t ready_count_ = 0;
+  uint64_t resume_count_ = 0;
 
   // A vector in fixed blocks: growing it never copies, so a million pending
   // timeouts cost 16 bytes each at their peak, not the 24-32 of a vector
