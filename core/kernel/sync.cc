@@ -94,7 +94,6 @@ bool OwnedLock::TryTake(TaskCore* c) {
     owner_ = RefTo(c);
     hold_ = ++next_hold_;
     depth_ = 1;
-    watching_ = false;
     return true;
   }
   if (reentrant_ && owner_.core() == c) {
@@ -109,25 +108,26 @@ void OwnedLock::GiveBack(TaskCore* c) {
 }
 
 void OwnedLock::Waiting() {
-  // Once per hold, and only when someone waits: an uncontended lock costs
-  // nothing more. The hook outlives neither the task nor, through `watch_`,
-  // this lock.
-  if (watching_ || !owner_.valid()) return;
-  watching_ = true;
+  // Only when someone waits, and once per holding task: an uncontended lock
+  // costs nothing more, and a task that holds a contended lock a million
+  // times carries one hook. The hook outlives neither the task nor, through
+  // `watch_`, this lock.
+  if (!owner_.valid()) return;
+  TaskCore* holder = owner_.core();
+  if (!hooked_.insert(holder).second) return;
   if (!watch_) watch_ = std::make_shared<Watch>(Watch{this});
-  owner_.core()->Extra().finish_hooks.push_back(
-      [watch = watch_, hold = hold_](TaskCore*) {
-        OwnedLock* lock = watch->lock;
-        // Still this hold when its task has ended: a guard outlived it.
-        if (lock != nullptr && lock->owner_.valid() && lock->hold_ == hold) {
-          lock->ReleaseFromEndedHolder();
-        }
-      });
+  holder->Extra().finish_hooks.push_back([watch = watch_](TaskCore* ended) {
+    OwnedLock* lock = watch->lock;
+    if (lock == nullptr) return;
+    lock->hooked_.erase(ended);
+    // Its guards went with its frame before this ran: still the holder now
+    // means a guard outlived the task.
+    if (lock->owner_.core() == ended) lock->ReleaseFromEndedHolder();
+  });
 }
 
 void OwnedLock::HandOff() {
   TaskCore* next = waiters_.WakeOne();
-  watching_ = false;
   if (next == nullptr) {
     owner_ = TaskRef();
     depth_ = 0;

@@ -43,6 +43,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -165,7 +166,9 @@ class OwnedLock {
   uint64_t next_hold_ = 0;  // hold numbers are never reused
   uint32_t depth_ = 0;      // levels held (1 for a Lock)
   const bool reentrant_;
-  bool watching_ = false;   // a finish hook on the current holder is set
+  // Live tasks that carry a finish hook from this lock: one hook per task
+  // however often it holds the lock, erased by the hook when the task ends.
+  absl::flat_hash_set<TaskCore*> hooked_;
   std::shared_ptr<Watch> watch_;
   WaitQueue waiters_;
 };

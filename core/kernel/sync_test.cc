@@ -7,6 +7,7 @@
 
 #include "core/kernel/scheduler.h"
 #include "core/kernel/task.h"
+#include "core/kernel/task_internal.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/coro_test.h"
@@ -471,6 +472,36 @@ PICOS_CORO_TEST(Lock, DestroyedWhileAWaiterWatchesTheHolder) {
   }
   CO_ASSERT_OK(holder.Resume());
   CO_ASSERT_OK(co_await holder.Join(absl::Seconds(5)));
+}
+
+// Watching holders costs one finish hook per task and lock, not one per
+// contended hold: two tasks passing a lock back and forth a thousand times
+// carry one hook each.
+Task<> PassBackAndForth(Lock* lock, int rounds) {
+  for (int i = 0; i < rounds; ++i) {
+    absl::StatusOr<LockGuard> held = co_await lock->Acquire();
+    if (!held.ok()) co_return;
+    co_await Yield();  // the other queues meanwhile: every hold is contended
+  }
+  (void)co_await Suspend();  // stay alive to be counted
+}
+
+PICOS_CORO_TEST(Lock, OneWatchPerHolderNotPerHold) {
+  Lock lock;
+  TaskRef a = ThisScheduler().Spawn(PassBackAndForth, &lock, 1000);
+  TaskRef b = ThisScheduler().Spawn(PassBackAndForth, &lock, 1000);
+  while (a.state() != TaskState::kSuspended || b.state() != TaskState::kSuspended) {
+    co_await Yield();
+  }
+  for (const TaskRef& t : {a, b}) {
+    CO_ASSERT_TRUE(t.core()->extra != nullptr);
+    EXPECT_EQ(t.core()->extra->finish_hooks.size(), 1u);
+  }
+  CO_ASSERT_OK(a.Resume());
+  CO_ASSERT_OK(b.Resume());
+  (void)co_await a.Join();
+  (void)co_await b.Join();
+  EXPECT_FALSE(lock.locked());
 }
 
 }  // namespace

@@ -64,11 +64,11 @@ void ChannelDeliveries() {
 
 Task<> Passer(Lock* lock, int64_t rounds, int64_t* handoffs) {
   for (int64_t i = 0; i < rounds; ++i) {
-    absl::Status s = co_await lock->Acquire();
-    if (!s.ok()) co_return;
+    absl::StatusOr<LockGuard> held = co_await lock->Acquire();
+    if (!held.ok()) co_return;
     ++*handoffs;
     co_await Yield();  // the other task queues for the lock meanwhile
-    (void)lock->Release();
+    held->Release();
   }
 }
 
