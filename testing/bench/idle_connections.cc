@@ -20,7 +20,7 @@
 #include "transports/default_transports.h"
 #include "transports/tls/tls_session.h"
 
-namespace picos::bench {
+namespace picos::testing {
 namespace {
 
 // What the forked children read (InChild passes one integer).
@@ -79,7 +79,7 @@ Task<absl::Status> MeasureIdle(std::string listen_uri, std::string client_query,
                                double* out) {
   Idle idle;
   Idle* keep = &idle;
-  const TransportRegistry& r = DefaultTransports();
+  const TransportRegistry& r = transports::DefaultTransports();
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Listener> l, co_await r.Listen(listen_uri));
   const std::string client_uri = l->address() + client_query;
   // Warm-up: whatever a first connection sets up once per process or
@@ -272,10 +272,10 @@ bool HandshakeFloorTls(SSL_CTX* cctx, SSL_CTX* sctx, FloorTls* t) {
 }
 
 double FloorTlsIdleBytes(int64_t n) {
-  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> sctx = tls::TlsContext::Create(
-      {.cert_file = g_config->cert, .key_file = g_config->key}, tls::TlsRole::kServer);
-  absl::StatusOr<std::shared_ptr<const tls::TlsContext>> cctx =
-      tls::TlsContext::Create({.ca_file = g_config->ca}, tls::TlsRole::kClient);
+  absl::StatusOr<std::shared_ptr<const transports::TlsContext>> sctx = transports::TlsContext::Create(
+      {.cert_file = g_config->cert, .key_file = g_config->key}, transports::TlsRole::kServer);
+  absl::StatusOr<std::shared_ptr<const transports::TlsContext>> cctx =
+      transports::TlsContext::Create({.ca_file = g_config->ca}, transports::TlsRole::kClient);
   if (!sctx.ok() || !cctx.ok()) return -1;
   auto* c = static_cast<SSL_CTX*>((*cctx)->raw());
   auto* s = static_cast<SSL_CTX*>((*sctx)->raw());
@@ -312,4 +312,4 @@ void RunIdleConnectionFigures(int64_t count, const std::string& tls_listen_uri,
   PrintFigure("floor_tls_idle_connection_bytes", InChild(FloorTlsIdleBytes, count), "bytes");
 }
 
-}  // namespace picos::bench
+}  // namespace picos::testing

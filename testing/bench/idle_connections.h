@@ -18,7 +18,7 @@
 #include <cstdint>
 #include <string>
 
-namespace picos::bench {
+namespace picos::testing {
 
 // Prints the four figures above. `tls_listen_uri` is a tls:// URI with the
 // server's cert= and key=, `tls_client_query` what a client adds to the
@@ -28,6 +28,6 @@ void RunIdleConnectionFigures(int64_t count, const std::string& tls_listen_uri,
                               const std::string& tls_client_query, const std::string& ca,
                               const std::string& cert, const std::string& key);
 
-}  // namespace picos::bench
+}  // namespace picos::testing
 
 #endif  // PICOS_TESTING_BENCH_IDLE_CONNECTIONS_H_
