@@ -6,18 +6,31 @@
 #include "absl/strings/str_cat.h"
 #include "core/kernel/log.h"
 #include "core/kernel/scheduler.h"
+#include "core/kernel/scheduler_internal.h"
 
 namespace picos {
 
 namespace internal {
+
+void PoolReturnPath::JobStarted() {
+  absl::MutexLock lock(&mu);
+  if (scheduler != nullptr) internal::SchedulerHooks::AddExternalWork(*scheduler, 1);
+}
 
 void PoolReturnPath::Post(absl::AnyInvocable<void()> fn) {
   // Held while posting, so that the scheduler cannot be destroyed between
   // the check and the Post (its extension clears `scheduler` under `mu`).
   absl::MutexLock lock(&mu);
   if (scheduler == nullptr) return;
-  absl::Status s = scheduler->Post(std::move(fn));
-  if (!s.ok()) PICOS_LOG(debug, "thread pool result dropped: {}", s.ToString());
+  Scheduler* s = scheduler;
+  absl::Status posted = s->Post([s, fn = std::move(fn)]() mutable {
+    fn();
+    internal::SchedulerHooks::AddExternalWork(*s, -1);
+  });
+  if (!posted.ok()) {
+    PICOS_LOG(debug, "thread pool result dropped: {}", posted.ToString());
+    internal::SchedulerHooks::AddExternalWork(*s, -1);
+  }
 }
 
 namespace {

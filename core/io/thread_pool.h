@@ -91,8 +91,13 @@ struct PoolReturnPath {
   absl::Mutex mu;
   Scheduler* scheduler ABSL_GUARDED_BY(mu) = nullptr;
 
-  // Runs `fn` on the scheduler's thread, or drops it if the scheduler is
-  // stopped or gone. Any thread.
+  // Counts one job as work in flight for the scheduler (it waits for it and
+  // a simulated clock does not jump past it: Scheduler::AddExternalWork).
+  // Scheduler thread.
+  void JobStarted();
+  // Runs `fn`, one job's result, on the scheduler's thread and ends the
+  // job's count there, or drops it (ending the count) if the scheduler is
+  // stopped or gone. Any thread; once per JobStarted().
   void Post(absl::AnyInvocable<void()> fn);
 };
 
@@ -201,6 +206,7 @@ auto ThreadPool::Run(F&& fn, absl::Duration timeout)
   internal::CurrentTaskOrDie("ThreadPool::Run");
   auto job = std::make_shared<internal::PoolJob<Out>>();
   std::shared_ptr<internal::PoolReturnPath> path = internal::ReturnPathOfCurrentScheduler();
+  path->JobStarted();
   absl::Status submitted = Submit([job, path, fn = std::decay_t<F>(std::forward<F>(fn))](bool run) mutable {
     std::optional<Out> out;
     if (!run) {
@@ -226,6 +232,8 @@ auto ThreadPool::Run(F&& fn, absl::Duration timeout)
       job->completion.Complete();
     });
   });
+  // Refused: no result will be posted.
+  if (!submitted.ok()) path->Post([] {});
   return internal::AwaitPoolJob<Out>(std::move(job), std::move(submitted), timeout);
 }
 

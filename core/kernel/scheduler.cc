@@ -121,6 +121,7 @@ Scheduler::Scheduler(Options options)
   PICOS_ASSERT(uv_timer_init(loop_.get(), timer_.get()) == 0);
   timer_->data = this;
   ready_.resize(64);
+  if (options_.clock) options_.clock->Attach(this);
 }
 
 Scheduler::~Scheduler() {
@@ -135,6 +136,8 @@ Scheduler::~Scheduler() {
     t_scheduler = prev;
     stopped_.store(true, std::memory_order_release);
   }
+  // Before the async handle goes: the clock wakes members through it.
+  if (options_.clock) options_.clock->Detach(this);
   uv_close(reinterpret_cast<uv_handle_t*>(async_.get()), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(timer_.get()), nullptr);
   // Let close callbacks of these and of any I/O handles closed by destroyed
@@ -174,7 +177,36 @@ std::unique_ptr<Scheduler::Extension>& Scheduler::ExtensionSlot(size_t key) {
   return extensions_[key];
 }
 
-int64_t Scheduler::NowNs() const { return static_cast<int64_t>(uv_hrtime()); }
+int64_t Scheduler::NowNs() const {
+  if (options_.clock) return options_.clock->NowNs();
+  return static_cast<int64_t>(uv_hrtime());
+}
+
+void Scheduler::WakeLoop() { uv_async_send(async_.get()); }
+
+bool Scheduler::HasPosts() {
+  absl::MutexLock lock(&inbox_mu_);
+  return !inbox_.empty();
+}
+
+std::vector<std::string> Scheduler::OpenHandles() {
+  struct Walk {
+    Scheduler* self;
+    std::vector<std::string> names;
+  } walk{this, {}};
+  uv_walk(
+      loop_.get(),
+      [](uv_handle_t* h, void* arg) {
+        auto* w = static_cast<Walk*>(arg);
+        if (h == reinterpret_cast<uv_handle_t*>(w->self->async_.get()) ||
+            h == reinterpret_cast<uv_handle_t*>(w->self->timer_.get())) {
+          return;
+        }
+        w->names.push_back(uv_handle_type_name(h->type));
+      },
+      &walk);
+  return walk.names;
+}
 
 TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, std::string name) {
   if (!h) {
@@ -370,13 +402,22 @@ void Scheduler::DestroyAll() {
 
 absl::Status Scheduler::Post(absl::AnyInvocable<void()> fn) {
   if (stopped()) return absl::FailedPreconditionError("scheduler has stopped");
-  {
+  bool full = false;
+  auto push = [this, &fn, &full] {
     absl::MutexLock lock(&inbox_mu_);
-    if (inbox_.size() >= options_.inbox_limit) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("scheduler inbox full (", options_.inbox_limit, " closures)"));
-    }
-    inbox_.push_back(std::move(fn));
+    full = inbox_.size() >= options_.inbox_limit;
+    if (!full) inbox_.push_back(std::move(fn));
+    return !full;
+  };
+  if (options_.clock && options_.clock->mode() == VirtualClock::kSimulated) {
+    // A simulated clock must not jump past work that waits here.
+    options_.clock->PostTo(this, push);
+  } else {
+    push();
+  }
+  if (full) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("scheduler inbox full (", options_.inbox_limit, " closures)"));
   }
   uv_async_send(async_.get());
   return absl::OkStatus();
@@ -397,7 +438,7 @@ void Scheduler::DrainInbox() {
 // so that a wait that ends before its timeout removes it in O(log n). ---
 
 void Scheduler::AddTimer(TaskCore* c, absl::Duration timeout) {
-  int64_t now = static_cast<int64_t>(uv_hrtime());
+  int64_t now = NowNs();
   int64_t deadline;
   if (timeout <= absl::ZeroDuration()) {
     deadline = now;
@@ -543,6 +584,7 @@ absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_po
     return absl::FailedPreconditionError("another scheduler runs on this thread");
   }
   running_ = true;
+  if (options_.clock) options_.clock->LoopStarts(this);
   Scheduler* prev = t_scheduler;
   t_scheduler = this;
   loop_thread_.store(std::this_thread::get_id());
@@ -559,15 +601,21 @@ absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_po
   for (;;) {
     RunReady();
     if (stop_requested_.load(std::memory_order_relaxed) || done()) break;
-    if (!timers_.empty()) ExpireTimers(static_cast<int64_t>(uv_hrtime()));
+    if (!timers_.empty()) ExpireTimers(NowNs());
     if (ready_count_ > 0) {
       uv_run(loop_.get(), UV_RUN_NOWAIT);
       continue;
     }
+    if (options_.clock) {
+      if (!WaitVirtual(wait_for_posts, &result)) break;
+      continue;
+    }
     ArmTimer();
+    // Only the inbox can wake a task that waits for another thread, or for
+    // work on another thread (a thread-pool job) that posts back.
+    const bool hold = external_waits_ > 0 || external_work_.load(std::memory_order_acquire) > 0;
     if (!wait_for_posts) {
-      // Only the inbox can wake a task that waits for another thread.
-      if (external_waits_ > 0) {
+      if (hold) {
         uv_ref(reinterpret_cast<uv_handle_t*>(async_.get()));
       } else {
         uv_unref(reinterpret_cast<uv_handle_t*>(async_.get()));
@@ -591,11 +639,68 @@ absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_po
   }
   bool stopping = stop_requested_.load(std::memory_order_relaxed);
   if (stopping) DestroyAll();
+  if (options_.clock) options_.clock->LoopEnds(this);
   loop_thread_.store(std::thread::id());
   t_scheduler = prev;
   running_ = false;
   if (stopping) stopped_.store(true, std::memory_order_release);
   return result;
+}
+
+// Under a virtual clock no libuv timer is armed: pending deadlines wait for
+// the clock. One step: poll I/O; if nothing is to be done, let a simulated
+// clock jump, or block until I/O, a post or the clock wakes the loop.
+bool Scheduler::WaitVirtual(bool wait_for_posts, absl::Status* result) {
+  VirtualClock& clock = *options_.clock;
+  uv_run(loop_.get(), UV_RUN_NOWAIT);
+  if (ready_count_ > 0) return true;
+  if (HasPosts()) {
+    DrainInbox();
+    return true;
+  }
+  // Advanced meanwhile, from another thread.
+  if (!timers_.empty() && timers_[0].deadline_ns <= clock.NowNs()) return true;
+  const bool external = external_work_.load(std::memory_order_acquire) > 0;
+  // Requests in flight (a write, a connect, a file operation) and work on
+  // other threads complete on their own: time must not jump past them. (A
+  // task waiting for another scheduler is no such work: if that scheduler
+  // shares the clock, the clock waits for it to be idle; if not, its time
+  // is not this clock's.)
+  const bool in_flight = external || loop_->active_reqs.count > 0;
+  VirtualClock::Step step = VirtualClock::Step::kWait;
+  if (clock.mode() == VirtualClock::kSimulated && !in_flight) {
+    step = clock.Idle(this, timers_.empty() ? -1 : timers_[0].deadline_ns);
+    if (step == VirtualClock::Step::kJumped || step == VirtualClock::Step::kBusy) return true;
+  }
+  // Block. In the foreground the inbox's async handle does not keep the
+  // loop alive (a loop with nothing alive is a deadlock), unless a post or
+  // a wake from the clock may still come: pool work, or another scheduler
+  // running on the clock (it may advance it, jump, or send).
+  const bool hold = !wait_for_posts &&
+                    (external || external_waits_ > 0 ||
+                     (step != VirtualClock::Step::kNoTimers && clock.OthersRunning(this)));
+  if (hold) uv_ref(reinterpret_cast<uv_handle_t*>(async_.get()));
+  int alive = uv_run(loop_.get(), UV_RUN_ONCE);
+  if (hold) uv_unref(reinterpret_cast<uv_handle_t*>(async_.get()));
+  if (clock.mode() == VirtualClock::kSimulated) clock.Busy(this);
+  if (alive || hold || wait_for_posts || ready_count_ > 0 ||
+      stop_requested_.load(std::memory_order_relaxed)) {
+    return true;
+  }
+  if (HasPosts()) {
+    DrainInbox();
+    return true;
+  }
+  if (!timers_.empty() && timers_[0].deadline_ns <= clock.NowNs()) return true;
+  if (timers_.empty()) {
+    *result = absl::FailedPreconditionError(absl::StrCat(
+        "deadlock: ", tasks_.size(), " task(s) wait and nothing can wake them"));
+  } else {
+    *result = absl::FailedPreconditionError(absl::StrCat(
+        "deadlock: ", tasks_.size(), " task(s) wait and nothing can wake them: ", timers_.size(),
+        " timeout(s) wait for virtual time that nobody advances"));
+  }
+  return false;
 }
 
 absl::Status Scheduler::Run() {
@@ -624,12 +729,16 @@ absl::Status Scheduler::StartThread() {
   }
   if (stopped()) return absl::FailedPreconditionError("scheduler has stopped");
   absl::Notification started;
+  // Running on the clock from now: work posted before the thread gets going
+  // must hold a simulated clock still.
+  if (options_.clock) options_.clock->LoopStarts(this);
   thread_ = std::thread([this, &started] {
     // Loop() sets the loop thread before it runs anything; signal after the
     // thread exists so that Stop() always has something to join.
     started.Notify();
     absl::Status s = Loop([] { return false; }, true);
     if (!s.ok()) PICOS_LOG(error, "scheduler {} ended: {}", options_.name, s.ToString());
+    if (options_.clock) options_.clock->LoopEnds(this);
   });
   started.WaitForNotification();
   return absl::OkStatus();

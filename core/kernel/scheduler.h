@@ -17,6 +17,11 @@
 //   ...
 //   bg.Stop();                   // ends the thread; suspended tasks are destroyed
 //
+// Time: every timeout, Sleep and deadline is on the scheduler's monotonic
+// clock, NowNs(): the machine's (uv_hrtime) unless Options::clock gives a
+// VirtualClock (core/kernel/clock.h), under which tests and simulations run
+// hours of timeouts in milliseconds, the same way every run.
+//
 // Stopping destroys every task still suspended (their destructors run on the
 // scheduler's thread) and every queued message: nothing leaks, nothing runs on.
 #ifndef PICOS_CORE_KERNEL_SCHEDULER_H_
@@ -37,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "core/kernel/clock.h"
 #include "core/kernel/handles.h"
 #include "core/kernel/task.h"
 #include "core/kernel/value.h"
@@ -88,6 +94,10 @@ class Scheduler {
     size_t inbox_limit = 1 << 20;
     // Most recycled message nodes kept for reuse.
     size_t message_cache = 1 << 16;
+    // Time for this scheduler's timeouts, sleeps and deadlines: null for the
+    // machine's monotonic clock, or a VirtualClock (core/kernel/clock.h), which
+    // several schedulers may share.
+    std::shared_ptr<VirtualClock> clock;
   };
 
   Scheduler();
@@ -167,10 +177,13 @@ class Scheduler {
   bool InLoopThread() const;
 
   // The scheduler's monotonic clock in nanoseconds: uv_hrtime() normally,
-  // the virtual clock's time when one is set. Every picos deadline (I/O,
-  // supervisor windows) is measured on it, never on the wall clock, so a
-  // step of the system time neither stretches nor cuts a timeout. Any thread.
+  // the virtual clock's time when Options::clock sets one. Every picos
+  // deadline (timeouts, I/O, supervisor windows) is measured on it, never
+  // on the wall clock, so a step of the system time neither stretches nor
+  // cuts a timeout. Any thread.
   int64_t NowNs() const;
+  // The virtual clock, or null.
+  const std::shared_ptr<VirtualClock>& clock() const { return options_.clock; }
 
   // The scheduler whose loop runs on this thread, or null.
   static Scheduler* Current();
@@ -184,6 +197,11 @@ class Scheduler {
 
   // The libuv loop, for I/O built on picos (transports). Scheduler thread only.
   uv_loop_s* uv_loop() { return loop_.get(); }
+  // The libuv handles on this loop other than the scheduler's own, by type
+  // name ("tcp", "pipe" ...), those being closed included: what a program
+  // (or a test) that has closed everything leaves is none. Scheduler thread,
+  // or while no loop runs.
+  std::vector<std::string> OpenHandles();
 
   // Per-scheduler state of a library built on picos (the name registry, the
   // thread pool's return path, later a peer table), keyed by a type that the
@@ -237,6 +255,12 @@ class Scheduler {
   void AddExternalWait() { ++external_waits_; }
   void RemoveExternalWait() { --external_waits_; }
 
+  // Work outside the loop that will Post back to it (a thread-pool job):
+  // internal::SchedulerHooks::AddExternalWork.
+  void AddExternalWork(int delta) { external_work_.fetch_add(delta, std::memory_order_acq_rel); }
+
+  // Wakes, idles and advances the loop under a virtual clock.
+  friend class VirtualClock;
   struct TimerEntry {
     int64_t deadline_ns;
     internal::TaskCore* core;
@@ -249,6 +273,16 @@ class Scheduler {
   void RunReady();
   void ExpireTimers(int64_t now_ns);
   void ArmTimer();
+  // For the virtual clock: wake the loop (any thread); whether closures
+  // wait in the inbox (any thread); expire what is due now (loop thread).
+  void WakeLoop();
+  bool HasPosts();
+  void ExpireDueTimers() {
+    if (!timers_.empty()) ExpireTimers(NowNs());
+  }
+  // One blocking step of the loop under a virtual clock; false (and the
+  // deadlock in `*result`) when nothing can ever wake it.
+  bool WaitVirtual(bool wait_for_posts, absl::Status* result);
   void DrainInbox();
   void Kill(internal::TaskCore* c, absl::Status why);
   void DestroyAll();
@@ -311,6 +345,7 @@ class Scheduler {
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> stopped_{false};
   std::atomic<std::thread::id> loop_thread_{};
+  std::atomic<int> external_work_{0};
   bool running_ = false;
   bool destroying_ = false;
   uint32_t external_waits_ = 0;

@@ -75,6 +75,12 @@ class SchedulerHooks {
   static void AddExternalWait(Scheduler& s) { s.AddExternalWait(); }
   static void RemoveExternalWait(Scheduler& s) { s.RemoveExternalWait(); }
 
+  // Work outside the loop that will Post back to `s` (a thread-pool job):
+  // +1 when it starts, -1 once its result is handled (any thread). While any
+  // is outstanding a foreground loop waits for it instead of reporting a
+  // deadlock, and a simulated clock (clock.h) does not jump past it.
+  static void AddExternalWork(Scheduler& s, int delta) { s.AddExternalWork(delta); }
+
   // Appends `message` to the mailbox of `c`, a task of `s`, from its thread.
   static absl::Status DeliverLocal(Scheduler& s, TaskCore* c, Value message) {
     return s.DeliverLocal(c, std::move(message));
