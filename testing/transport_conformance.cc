@@ -354,9 +354,11 @@ TEST_P(TransportConformanceTest, ThousandConcurrentConnections) {
     // Clients closed: every echo task sees the end and finishes. Joined, not
     // given a while: their streams must outlive them however slow the
     // machine.
+    // (Their status is not checked: a client that has closed entirely may
+    // make the echo's own shutdown fail.)
     for (TaskRef& e : *echoes) {
-      absl::StatusOr<Value> r = co_await e.Join(kPatience);
-      EXPECT_OK(r);
+      (void)co_await e.Join(kPatience);
+      EXPECT_EQ(e.state(), TaskState::kDone);
     }
     server_streams->clear();
   });
@@ -413,13 +415,14 @@ TEST_P(TransportConformanceTest, KilledTasksLeaveNoDanglingCallbacks) {
     options.max_write_queue = 64 * 1024;
     absl::StatusOr<Pair> p = co_await Connected(*reg, GetParam().listen_uri(), options);
     CO_ASSERT_OK(p);
-    Stream* client = p->client.get();
     Listener* listener = p->listener.get();
-    TaskRef reader = ThisScheduler().Spawn([client]() -> Task<> {
-      char buf[16];
-      (void)co_await client->ReadSome(buf, 1, sizeof buf);
-    });
     Stream* server = p->server.get();
+    // The client neither writes nor reads: the server's reader waits for
+    // data and its writer for room, for as long as they live.
+    TaskRef reader = ThisScheduler().Spawn([server]() -> Task<> {
+      char buf[16];
+      (void)co_await server->ReadSome(buf, 1, sizeof buf);
+    });
     TaskRef writer = ThisScheduler().Spawn([server]() -> Task<> {
       for (int i = 0; i < 1000; ++i) {
         absl::Status st = co_await server->Write(std::string(1 << 20, 'k'));
@@ -429,17 +432,28 @@ TEST_P(TransportConformanceTest, KilledTasksLeaveNoDanglingCallbacks) {
     TaskRef acceptor = ThisScheduler().Spawn([listener]() -> Task<> {
       (void)co_await listener->Accept();
     });
-    co_await Sleep(absl::Milliseconds(50));
+    // Killed only once each is inside its wait (the writer once the queue
+    // and the kernel's buffers are full), however long that takes.
+    auto waiting = [](const TaskRef& t) { return t.state() == TaskState::kWaiting; };
+    for (int i = 0; i < 1'000'000 && !(waiting(reader) && waiting(writer) && waiting(acceptor));
+         ++i) {
+      co_await Sleep(absl::Milliseconds(1));
+    }
+    CO_ASSERT_TRUE(waiting(reader) && waiting(writer) && waiting(acceptor));
     CO_ASSERT_OK(reader.Terminate());
     CO_ASSERT_OK(writer.Terminate());
     CO_ASSERT_OK(acceptor.Terminate());
-    co_await Sleep(absl::Milliseconds(20));
-    // The stream still works after its reader was killed.
+    for (TaskRef* t : {&reader, &writer, &acceptor}) (void)co_await t->Join();
+    // The stream still works after its reader and writer were killed: what
+    // the client sends now is read by a new reader.
     CO_ASSERT_OK(co_await p->client->Write("still alive"));
+    char buf[16];
+    absl::StatusOr<size_t> n = co_await server->ReadSome(buf, 11, sizeof buf, kPatience);
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(std::string(buf, *n), "still alive");
     p->server.reset();
     p->client.reset();
     p->listener.reset();
-    co_await Sleep(absl::Milliseconds(20));
   });
 }
 
