@@ -227,6 +227,10 @@ void Scheduler::GrowReady() {
 }
 
 void Scheduler::RunReady() {
+  // Every task is resumed from this frame: deeper than kStackBudget below it
+  // at a sub-call means the stack grows with each await (task.h).
+  internal::t_stack_floor =
+      static_cast<const char*>(__builtin_frame_address(0)) - internal::kStackBudget;
   for (int n = 0; n < kReadyBatch && ready_count_ > 0; ++n) {
     TaskCore* c = ready_[ready_head_];
     ready_head_ = (ready_head_ + 1) & (ready_.size() - 1);

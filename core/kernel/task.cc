@@ -1,6 +1,8 @@
 #include "core/kernel/task.h"
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "core/kernel/log.h"
@@ -17,6 +19,18 @@ namespace internal {
 
 thread_local TaskCore* t_current_task = nullptr;
 thread_local bool t_task_parked = false;
+thread_local const char* t_stack_floor = nullptr;
+
+void StackGrowsAcrossAwaits(const void* frame) {
+  std::fprintf(stderr,
+               "picos: the stack grew past %zu KiB across co_awaits of sub-tasks (frame %p): "
+               "the code was compiled without -foptimize-sibling-calls, so symmetric transfer "
+               "between coroutines is not a tail call. Compile every file that includes picos "
+               "headers with -std=c++20 -foptimize-sibling-calls (under AddressSanitizer also "
+               "-fno-sanitize-address-use-after-scope); see README.md, Depending on picos.\n",
+               kStackBudget / 1024, frame);
+  std::abort();
+}
 
 namespace {
 std::atomic<uint64_t> g_next_task_id{1};

@@ -33,6 +33,12 @@
 #ifndef PICOS_CORE_KERNEL_TASK_H_
 #define PICOS_CORE_KERNEL_TASK_H_
 
+// picos is C++20: without it the coroutine and kj headers fail with pages of
+// unrelated errors, so say it first (Bazel's default is -std=c++0x).
+#if __cplusplus < 202002L
+#error "picos needs C++20: compile with -std=c++20 (README.md, Depending on picos)"
+#endif
+
 #include <coroutine>
 #include <exception>
 #include <optional>
@@ -211,6 +217,12 @@ class CallAwaiter {
   bool await_ready() const noexcept { return false; }
   std::coroutine_handle<> await_suspend(std::coroutine_handle<> caller) {
     if (!h_) throw EmptyTaskError();
+    // Compiled without -foptimize-sibling-calls, the jump into the callee
+    // below and back from it are real calls, and a loop of sub-calls that
+    // complete at once overflows the stack with no hint of why. Turn that
+    // into a message while there is stack left (one compare per sub-call).
+    const char* frame = static_cast<const char*>(__builtin_frame_address(0));
+    if (frame < t_stack_floor) [[unlikely]] StackGrowsAcrossAwaits(frame);
     h_.promise().continuation_ = caller;
     return h_;  // symmetric transfer into the callee
   }

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <coroutine>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -165,6 +166,21 @@ extern thread_local TaskCore* t_current_task;
 // for `if ((co_await X).ok())` (it suspends without calling await_suspend):
 // such a task is ended with kInternal and a log line naming the cause.
 extern thread_local bool t_task_parked;
+
+// The lowest stack address a task may reach at a co_await of a sub-task
+// before picos decides that symmetric transfer is not a tail call; set by the
+// scheduler before it resumes tasks, null (no check) elsewhere. See
+// CallAwaiter in task.h.
+extern thread_local const char* t_stack_floor;
+
+// How far below the scheduler's frame a task's co_await of a sub-task may
+// be. With tail calls the depth there is a few frames, whatever the number
+// of awaits; without them every sub-call that completes at once adds a
+// frame, and this is reached long before an 8 MiB stack overflows.
+inline constexpr size_t kStackBudget = 256 * 1024;
+
+// Aborts the process with a message naming the missing compiler flag.
+[[noreturn]] void StackGrowsAcrossAwaits(const void* frame);
 
 // Asserts that the caller runs inside a task and returns it.
 TaskCore* CurrentTaskOrDie(const char* what);
