@@ -159,7 +159,9 @@ class Process {
   // suspend. kNotFound if the program does not exist, kPermissionDenied if
   // it may not be run, kInvalidArgument for malformed options (empty program,
   // NUL bytes, over the bounds above), kFailedPrecondition off a scheduler's
-  // thread.
+  // thread. A working directory that cannot be used is named as such:
+  // kNotFound when it does not exist, kInvalidArgument when it is not a
+  // directory, kPermissionDenied when it may not be entered.
   static absl::StatusOr<std::unique_ptr<Process>> Spawn(ProcessOptions options);
 
   // Kills the child if it still runs (SIGKILL), reaps it, closes the pipes.
