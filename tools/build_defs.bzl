@@ -96,10 +96,14 @@ def picos_smoke_test(name, binary, args = [], expect = [], status = None, stdin 
         **kwargs
     )
 
-def picos_package_sources():
-    """Declares `:sources`, the files of this package's folder, for the checks in //tools/checks."""
+def picos_package_sources(extra = []):
+    """Declares `:sources`, the files of this package's folder, for the checks in //tools/checks.
+
+    Args:
+      extra: more files of the package, in its subfolders.
+    """
     native.filegroup(
         name = "sources",
-        srcs = native.glob(["*"]),
+        srcs = native.glob(["*"]) + extra,
         visibility = [Label("//tools/checks:__pkg__")],
     )
