@@ -6,7 +6,9 @@
 //
 // Scalars are held inline; strings, lists, maps and handles live on the heap,
 // so a Value is 16 bytes and moving one copies 16 bytes. Copying is deep for
-// containers and a reference-count increment for handles.
+// containers and a reference-count increment for handles. Copying,
+// comparing and destroying never overflow the stack, however deep the
+// nesting (past a depth they use a work list instead of recursion).
 //
 //   Value msg = Value::Map({{"op", "add"}, {"args", Value::List({1, 2})}});
 //   if (msg.is_map()) int64_t a = msg["args"][0].as_int();
@@ -173,6 +175,12 @@ class Value {
   bool HasHeap() const { return type_ >= Type::kString; }
   void Reset() noexcept;
   void CopyFrom(const Value& other);
+  // Lists and maps: recursion bounded in depth, then a work list (value.cc).
+  void DestroyContainer() noexcept;
+  void DeleteContainer() noexcept;
+  void CopyDeep(const Value& other);
+  static bool ShallowEqual(const Value& a, const Value& b);
+  static bool EqualDeep(const Value& a, const Value& b);
 
   Type type_;
   union Rep {

@@ -146,5 +146,69 @@ TEST(Value, TraitsOfAUserType) {
   EXPECT_EQ(*FromValue<std::vector<Point>>(ToValue(ps)), ps);
 }
 
+// Lists `depth` deep with 7 at the bottom; every tenth level a map.
+Value Nest(int depth) {
+  Value v(7);
+  for (int i = 0; i < depth; ++i) {
+    if (i % 10) {
+      Value::ListType l;
+      l.push_back(std::move(v));
+      v = Value(std::move(l));
+    } else {
+      Value::MapType m;
+      m.emplace("k", std::move(v));
+      v = Value(std::move(m));
+    }
+  }
+  return v;
+}
+
+TEST(Value, DeepNestingDoesNotOverflowTheStackOnCopyCompareOrDestroy) {
+  // About a million levels: recursion this deep overflows an 8 MiB stack.
+  constexpr int kDepth = 1'000'000;
+  Value deep = Nest(kDepth);
+  Value copy = deep;
+  EXPECT_TRUE(copy == deep);
+  // A difference at the very bottom is seen.
+  Value other = deep;
+  Value* bottom = &other;
+  for (int i = kDepth - 1; i >= 0; --i) {
+    bottom = (i % 10) ? &bottom->as_list()[0] : &bottom->as_map().find("k")->second;
+  }
+  EXPECT_EQ(*bottom, Value(7));
+  *bottom = Value(8);
+  EXPECT_FALSE(copy == other);
+  EXPECT_TRUE(copy == deep);
+  // Both destroyed here, and `other`, without recursion past a bound.
+  copy = Value();
+  deep = Value();
+  EXPECT_TRUE(deep.is_null());
+}
+
+TEST(Value, DeepAndWideValuesCopyExactly) {
+  // Past the recursion bound the copy goes through a work list: maps keep
+  // their keys and order, lists their items, handles their identity.
+  Value wide = Value::Map({{"a", Value::List({1, "two", Value::Bytes("3"), 4.5})},
+                           {"b", Value::Map({{"x", nullptr}, {"y", true}})},
+                           {"c", Value(ChannelRef())}});
+  Value deep = wide;
+  for (int i = 0; i < 1000; ++i) {
+    Value::ListType l;
+    l.push_back(wide);
+    l.push_back(std::move(deep));
+    l.push_back(i);
+    deep = Value(std::move(l));
+  }
+  Value copy = deep;
+  EXPECT_EQ(copy, deep);
+  const Value* v = &copy;
+  for (int i = 999; i >= 0; --i) {
+    EXPECT_EQ((*v)[size_t{0}], wide);
+    EXPECT_EQ((*v)[2], Value(i));
+    v = &(*v)[1];
+  }
+  EXPECT_EQ(*v, wide);
+}
+
 }  // namespace
 }  // namespace picos
