@@ -34,10 +34,12 @@ Task<int> ServerV2(int factor) {
     absl::StatusOr<Value> m = co_await picos::Receive();
     if (!m.ok()) co_return handled;
     if (*m == Value("quit")) break;
+    absl::StatusOr<int32_t> n = m->As<int32_t>();
+    if (!n.ok()) continue;  // not a number: nothing to double
     ++handled;
-    std::printf("server v2 (%s): got %s, times %d is %lld\n",
-                picos::Self().DebugString().c_str(), m->DebugString().c_str(), factor,
-                static_cast<long long>(m->as_int() * factor));
+    std::printf("server v2 (%s): got %d, times %d is %lld\n",
+                picos::Self().DebugString().c_str(), *n, factor,
+                static_cast<long long>(*n) * factor);
   }
   std::printf("server v2: done after %d messages\n", handled);
   co_return handled;

@@ -12,8 +12,9 @@
 //     for (;;) {
 //       absl::StatusOr<picos::Value> msg = co_await picos::Receive();
 //       if (!msg.ok()) co_return;              // terminated or thrown into
-//       picos::TaskRef from = (*msg)["from"].as_task();
-//       (void)from.Send((*msg)["n"]);
+//       // A message is input: read it with the checked accessors (value.h).
+//       absl::StatusOr<picos::TaskRef> from = msg->Get<picos::TaskRef>("from");
+//       if (from.ok()) (void)from->Send((*msg)["n"]);
 //       int sum = co_await Add(1, 2);          // a sub-call, same task
 //     }
 //   }

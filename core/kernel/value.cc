@@ -1,5 +1,6 @@
 #include "core/kernel/value.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <utility>
@@ -431,6 +432,32 @@ namespace internal {
 absl::Status WrongType(const Value& v, const char* wanted) {
   return absl::InvalidArgumentError(
       absl::StrCat("expected ", wanted, ", got ", ValueTypeName(v.type())));
+}
+
+namespace {
+// Keys come from the code that reads, but may be long: bounded and escaped.
+std::string QuotedKey(std::string_view key) {
+  absl::string_view shown(key.data(), std::min<size_t>(key.size(), 64));
+  return absl::StrCat("\"", absl::CHexEscape(shown), key.size() > 64 ? "...\"" : "\"");
+}
+}  // namespace
+
+absl::Status FieldError(std::string_view key, const absl::Status& why) {
+  return absl::Status(why.code(), absl::StrCat("field ", QuotedKey(key), ": ", why.message()));
+}
+
+absl::Status MissingField(std::string_view key) {
+  return absl::InvalidArgumentError(absl::StrCat("missing field ", QuotedKey(key)));
+}
+
+absl::Status ItemError(size_t index, const absl::Status& why) {
+  return absl::Status(why.code(), absl::StrCat("item ", index, ": ", why.message()));
+}
+
+absl::Status NoSuchItem(const Value& v, size_t index) {
+  if (!v.is_list()) return WrongType(v, "list");
+  return absl::InvalidArgumentError(
+      absl::StrCat("no item ", index, " in a list of ", v.as_list().size()));
 }
 }  // namespace internal
 

@@ -210,5 +210,95 @@ TEST(Value, DeepAndWideValuesCopyExactly) {
   EXPECT_EQ(*v, wide);
 }
 
+TEST(ValueChecked, GetNamesTheFieldAndWhatWasWrong) {
+  Value msg = Value::Map({{"n", 42}, {"s", "text"}, {"big", uint64_t{1} << 40}, {"nil", nullptr}});
+  EXPECT_EQ(msg.Get<int64_t>("n").value(), 42);
+  EXPECT_EQ(msg.Get<std::string>("s").value(), "text");
+  EXPECT_THAT(msg.Get<int64_t>("s"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                               "field \"s\": expected integer, got string"));
+  EXPECT_THAT(msg.Get<int>("missing"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "missing field \"missing\""));
+  EXPECT_THAT(msg.Get<int32_t>("big"),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("field \"big\"")));
+  EXPECT_THAT(msg.Get<TaskRef>("nil"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected task, got null")));
+  // Not a map at all: no abort, an error.
+  EXPECT_THAT(Value(5).Get<int>("n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "expected map, got int"));
+  EXPECT_THAT(Value("s").As<int>(), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(Value(3).As<double>().value(), 3.0);
+}
+
+TEST(ValueChecked, GetOrFallsBack) {
+  Value msg = Value::Map({{"n", 42}, {"s", "text"}});
+  EXPECT_EQ(msg.GetOr<int64_t>("n", 7), 42);
+  EXPECT_EQ(msg.GetOr<int64_t>("s", 7), 7);
+  EXPECT_EQ(msg.GetOr<int64_t>("missing", 7), 7);
+  EXPECT_EQ(Value::List({1}).GetOr<int64_t>("n", 7), 7);
+  EXPECT_EQ(msg.GetOr<std::string>("s", ""), "text");
+}
+
+TEST(ValueChecked, ListItems) {
+  Value list = Value::List({1, "two"});
+  EXPECT_EQ(list.Get<int>(0).value(), 1);
+  EXPECT_THAT(list.Get<int>(1), StatusIs(absl::StatusCode::kInvalidArgument,
+                                         "item 1: expected integer, got string"));
+  EXPECT_THAT(list.Get<int>(2), StatusIs(absl::StatusCode::kInvalidArgument,
+                                         "no item 2 in a list of 2"));
+  EXPECT_THAT(Value("x").Get<int>(0),
+              StatusIs(absl::StatusCode::kInvalidArgument, "expected list, got string"));
+}
+
+TEST(MessageReader, ReadsFieldsIntoVariables) {
+  Value msg = Value::Map({{"client", Value(TaskRef())},
+                          {"n", 9},
+                          {"where", Value::List({1.5, 2})},
+                          {"tags", Value::List({"a", "b"})}});
+  TaskRef client;
+  int64_t n = 0;
+  Point where;
+  std::vector<std::string> tags;
+  std::string op = "square";
+  EXPECT_OK(MessageReader(msg)
+                .Get("client", &client)
+                .Get("n", &n)
+                .Get("where", &where)
+                .Get("tags", &tags)
+                .Optional("op", &op)
+                .status());
+  EXPECT_EQ(n, 9);
+  EXPECT_EQ(where, (Point{1.5, 2}));
+  EXPECT_EQ(tags, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(op, "square");  // absent: kept
+}
+
+TEST(MessageReader, FirstErrorWinsAndLaterFieldsAreUntouched) {
+  Value msg = Value::Map({{"n", "nine"}, {"m", 1}, {"op", nullptr}});
+  int64_t n = -1;
+  int64_t m = -1;
+  std::string op = "keep";
+  absl::Status s = MessageReader(msg).Optional("op", &op).Get("n", &n).Get("m", &m).status();
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument,
+                          "field \"n\": expected integer, got string"));
+  EXPECT_EQ(n, -1);
+  EXPECT_EQ(m, -1);        // not read after the error
+  EXPECT_EQ(op, "keep");   // null counts as absent for Optional
+  EXPECT_THAT(MessageReader(msg).Get("absent", &n).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "missing field \"absent\""));
+  EXPECT_THAT(MessageReader(msg).Optional("n", &n).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("field \"n\"")));
+  EXPECT_THAT(MessageReader(Value::List({1})).Get("n", &n).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "expected map, got list"));
+}
+
+TEST(MessageReader, HostileKeysAreBoundedInErrors) {
+  std::string key(1000, 'k');
+  key[0] = '\n';
+  int n;
+  absl::Status s = MessageReader(Value::Map({})).Get(key, &n).status();
+  EXPECT_LT(s.message().size(), 100u);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\\n")));
+}
+
 }  // namespace
 }  // namespace picos
