@@ -164,7 +164,8 @@ std::unique_ptr<Scheduler::Extension>& Scheduler::ExtensionSlot(size_t key) {
   return extensions_[key];
 }
 
-TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, std::string name) {
+TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, SpawnOptions options) {
+  std::string& name = options.name;
   if (!h) {
     PICOS_LOG(error, "Spawn of an empty Task (moved from, or already awaited)");
     return TaskRef();
@@ -179,6 +180,9 @@ TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, std::string name) {
   c->leaf = h;
   c->sched_index = index_;
   if (!name.empty()) c->Extra().name = std::move(name);
+  // Counted when registered, so that a task posted from another thread is
+  // a daemon from its first turn.
+  if (options.daemon) c->Extra().daemon = true;
   TaskRef ref = TaskRef::Adopt((internal::Ref(c), c));
   if (InLoopThread()) {
     Register(c);
@@ -201,6 +205,7 @@ TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, std::string name) {
 void Scheduler::Register(TaskCore* c) {
   c->all_index = static_cast<uint32_t>(tasks_.size());
   tasks_.push_back(c);
+  if (c->extra != nullptr && c->extra->daemon) ++daemon_count_;
   c->set_state(TaskState::kReady);
   PushReady(c);
 }
@@ -293,6 +298,7 @@ void Scheduler::Finish(TaskCore* c, absl::Status status, Value value) {
   }
   c->set_state(TaskState::kDone);
   if (c->all_index != internal::kNotRegistered) {
+    if (c->extra != nullptr && c->extra->daemon) --daemon_count_;
     TaskCore* last = tasks_.back();
     tasks_[c->all_index] = last;
     last->all_index = c->all_index;
@@ -542,7 +548,59 @@ absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_po
 }
 
 absl::Status Scheduler::Run() {
-  return Loop([this] { return tasks_.empty(); }, false);
+  for (;;) {
+    absl::Status s = Loop([this] { return tasks_.size() == daemon_count_; }, false);
+    if (!s.ok() || stopped() || tasks_.empty()) return s;
+    // Only daemons are left: they end with the program.
+    EndDaemons();
+    // A daemon's destructor may have started a task that is not one; it
+    // runs to its end like any other.
+    if (tasks_.empty()) return s;
+  }
+}
+
+void Scheduler::EndDaemons() {
+  Scheduler* prev = t_scheduler;
+  t_scheduler = this;  // their destructors run on this scheduler, as at Stop
+  // Kill removes its task from tasks_ by moving the last one into its slot,
+  // so walking down from the end meets every task once.
+  for (size_t i = tasks_.size(); i-- > 0;) {
+    if (i >= tasks_.size()) continue;
+    TaskCore* c = tasks_[i];
+    if (c->extra != nullptr && c->extra->daemon) {
+      Kill(c, absl::CancelledError("daemon task ended with its program"));
+    }
+  }
+  while (!kills_.empty()) {
+    TaskCore* k = kills_.back();
+    kills_.pop_back();
+    Kill(k, absl::CancelledError("task terminated"));
+  }
+  t_scheduler = prev;
+}
+
+absl::Status SetDaemon(const TaskRef& task, bool daemon) {
+  if (!task.valid()) return absl::InvalidArgumentError("SetDaemon of a null TaskRef");
+  TaskCore* c = task.core();
+  Scheduler* s = c->scheduler();
+  if (s == nullptr || !s->InLoopThread()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("SetDaemon of ", task.DebugString(), " off its scheduler's thread"));
+  }
+  if (c->flags & internal::kFlagFinished) {
+    return absl::FailedPreconditionError(absl::StrCat("task ", task.DebugString(), " has ended"));
+  }
+  bool was = c->extra != nullptr && c->extra->daemon;
+  if (was == daemon) return absl::OkStatus();
+  c->Extra().daemon = daemon;
+  if (c->all_index != internal::kNotRegistered) {
+    if (daemon) {
+      ++s->daemon_count_;
+    } else {
+      --s->daemon_count_;
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Value> Scheduler::RunUntil(const TaskRef& task) {

@@ -71,6 +71,8 @@ struct TaskExtra {
   // Called on the scheduler thread once the task has ended and its result is
   // set. Monitors and names hang off this.
   std::vector<absl::AnyInvocable<void(TaskCore*)>> finish_hooks;
+  // Does not keep Scheduler::Run() going (SpawnOptions::daemon).
+  bool daemon = false;
 };
 
 // The control block of a task. 56 bytes: every field here is paid a million
