@@ -245,7 +245,14 @@ void Scheduler::RunReady() {
       kills_.pop_back();
       Kill(k, absl::CancelledError("task terminated"));
     }
+    if (!deferred_.empty()) RunDeferred();
   }
+}
+
+void Scheduler::RunDeferred() {
+  std::vector<absl::AnyInvocable<void()>> work;
+  work.swap(deferred_);
+  for (auto& fn : work) fn();
 }
 
 void Scheduler::ScheduleKill(TaskCore* c) { kills_.push_back(c); }
@@ -295,6 +302,12 @@ void Scheduler::Finish(TaskCore* c, absl::Status status, Value value) {
     joiners.swap(x.joiners);
     hooks.swap(x.finish_hooks);
     x.resume_value = Value();
+    if (x.hot_swap) {
+      // A swap still pending fails; the swap state (and what it captured)
+      // goes with the task.
+      std::unique_ptr<internal::HotSwapHooks> hot_swap = std::move(x.hot_swap);
+      hot_swap->TaskEnded(c);
+    }
   }
   c->set_state(TaskState::kDone);
   if (c->all_index != internal::kNotRegistered) {
@@ -314,6 +327,7 @@ void Scheduler::DestroyAll() {
   destroying_ = true;
   DrainInbox();
   kills_.clear();
+  deferred_.clear();
   while (!tasks_.empty()) {
     Kill(tasks_.back(), absl::CancelledError("scheduler stopped"));
   }
@@ -353,8 +367,10 @@ void Scheduler::DrainInbox() {
 // --- timers: a binary heap of (deadline, task), each task knowing its slot,
 // so that a wait that ends before its timeout removes it in O(log n). ---
 
+int64_t Scheduler::NowNs() const { return static_cast<int64_t>(uv_hrtime()); }
+
 void Scheduler::AddTimer(TaskCore* c, absl::Duration timeout) {
-  int64_t now = static_cast<int64_t>(uv_hrtime());
+  int64_t now = NowNs();
   int64_t deadline;
   if (timeout <= absl::ZeroDuration()) {
     deadline = now;

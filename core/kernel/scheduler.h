@@ -246,8 +246,10 @@ class Scheduler {
     ++ready_count_;
   }
   void AddTimer(internal::TaskCore* c, absl::Duration timeout);
+  int64_t NowNs() const;
   void RemoveTimer(internal::TaskCore* c);
   void ScheduleKill(internal::TaskCore* c);
+  void RunDeferred();
   void Finish(internal::TaskCore* c, absl::Status status, Value value);
   internal::MessageNode* NewNode(Value v);
   void FreeNode(internal::MessageNode* n);
@@ -322,6 +324,7 @@ class Scheduler {
   std::vector<internal::TaskCore*> tasks_;  // every live task; core->all_index
   size_t daemon_count_ = 0;                 // of tasks_, those with extra->daemon
   std::vector<internal::TaskCore*> kills_;  // to destroy once control returns
+  std::vector<absl::AnyInvocable<void()>> deferred_;  // to run once control returns
   internal::MessageNode* free_nodes_ = nullptr;
   size_t free_node_count_ = 0;
 
