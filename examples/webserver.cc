@@ -3,7 +3,9 @@
 // with wrk or ab (testing/webserver_load.sh). Keeps connections alive
 // (HTTP/1.1) unless the client says "Connection: close". What is not an
 // HTTP/1.x request (a malformed request line or header, random bytes) gets
-// "400 Bad Request" and the connection is closed.
+// "400 Bad Request" and the connection is closed. The acceptor and the
+// connection tasks are daemons (pycos daemon=True): when the main task is
+// done, they end with the program instead of keeping it alive.
 //
 //   bazel run -c opt //examples:webserver -- --listen=tcp://127.0.0.1:8080
 //   bazel run //examples:webserver -- --self_test=100   # serve its own 100 requests, exit
@@ -141,7 +143,8 @@ Task<absl::Status> AcceptLoop(std::shared_ptr<picos::Server> server) {
   for (int64_t i = 0; i < (int64_t{1} << 40); ++i) {
     absl::StatusOr<Socket> conn = co_await server->Accept();
     if (!conn.ok()) co_return conn.status();
-    picos::ThisScheduler().Spawn(Serve, std::make_shared<Socket>(std::move(*conn)));
+    picos::ThisScheduler().Spawn({.daemon = true}, Serve,
+                                 std::make_shared<Socket>(std::move(*conn)));
   }
   co_return absl::OkStatus();
 }
@@ -203,16 +206,16 @@ Task<absl::Status> Main() {
   auto shared = std::make_shared<picos::Server>(std::move(server));
   std::printf("webserver: listening on %s\n", shared->address().c_str());
   std::fflush(stdout);
-  picos::TaskRef acceptor = picos::ThisScheduler().Spawn(AcceptLoop, shared);
+  picos::TaskRef acceptor =
+      picos::ThisScheduler().Spawn({.name = "acceptor", .daemon = true}, AcceptLoop, shared);
   int n = absl::GetFlag(FLAGS_self_test);
   if (n <= 0) {
     absl::StatusOr<picos::Value> r = co_await acceptor.Join();
     co_return r.status();
   }
-  absl::Status st = co_await SelfTest(shared->address(), n);
-  (void)acceptor.Terminate();
-  shared->Close();
-  co_return st;
+  // The acceptor and any connection still open are daemons: they end when
+  // this task does.
+  co_return co_await SelfTest(shared->address(), n);
 }
 
 }  // namespace

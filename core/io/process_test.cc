@@ -308,6 +308,10 @@ TEST(Process, ExitStatusTravelsAsAValue) {
   absl::StatusOr<ExitStatus> back = FromValue<ExitStatus>(v);
   ASSERT_OK(back);
   EXPECT_EQ(*back, s);
+  // A signal number that does not fit an int is refused, not truncated.
+  EXPECT_THAT(FromValue<ExitStatus>(Value::Map({{"code", 0}, {"signal", int64_t{1} << 40}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"signal\"")));
+  EXPECT_THAT(FromValue<ExitStatus>(Value(3)), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace
