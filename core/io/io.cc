@@ -51,12 +51,12 @@ Task<absl::Status> BufferedReader::Fill(absl::Duration timeout) {
 
 Task<absl::Status> BufferedReader::Prefetch(size_t n, absl::Duration timeout) {
   internal::Deadline deadline(timeout);
-  // Each round buffers at least one more byte or reaches the end.
-  for (size_t round = 0; round < RoundBound(n); ++round) {
-    if (buffered() >= n || eof_) co_return absl::OkStatus();
+  // Each Fill buffers at least one more byte, reaches the end, or fails (its
+  // deadline included): the loop ends.
+  while (buffered() < n && !eof_) {
     PICOS_CO_RETURN_IF_ERROR(co_await Fill(deadline.Remaining()));
   }
-  co_return absl::InternalError("Prefetch made no progress");
+  co_return absl::OkStatus();
 }
 
 Task<absl::StatusOr<std::string>> BufferedReader::Read(size_t max_bytes, absl::Duration timeout) {

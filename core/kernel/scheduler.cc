@@ -174,8 +174,6 @@ std::unique_ptr<Scheduler::Extension>& Scheduler::ExtensionSlot(size_t key) {
   return extensions_[key];
 }
 
-int64_t Scheduler::NowNs() const { return static_cast<int64_t>(uv_hrtime()); }
-
 TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, SpawnOptions options) {
   std::string& name = options.name;
   if (!h) {

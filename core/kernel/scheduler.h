@@ -253,7 +253,6 @@ class Scheduler {
     ++ready_count_;
   }
   void AddTimer(internal::TaskCore* c, absl::Duration timeout);
-  int64_t NowNs() const;
   void RemoveTimer(internal::TaskCore* c);
   void ScheduleKill(internal::TaskCore* c);
   void DestroyTask(internal::TaskCore* c, absl::Status why);
