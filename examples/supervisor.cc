@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <memory>
 #include <random>
+#include <string>
 
 #include "absl/time/time.h"
 #include "core/kernel/monitor.h"
@@ -44,8 +45,17 @@ Task<absl::Status> Main(unsigned seed) {
       if (st.ok()) std::printf("monitor: %s\n", st->DebugString().c_str());
       continue;
     }
-    std::printf("supervisor %s after %lld restarts\n", (*m)["outcome"].as_string().c_str(),
-                static_cast<long long>((*m)["restarts"].as_int()));
+    std::string outcome;
+    int64_t restarts = 0;
+    absl::Status read =
+        picos::MessageReader(*m).Get("outcome", &outcome).Get("restarts", &restarts).status();
+    if (!read.ok()) {
+      std::printf("unexpected message %s: %s\n", m->DebugString().c_str(),
+                  read.ToString().c_str());
+      continue;
+    }
+    std::printf("supervisor %s after %lld restarts\n", outcome.c_str(),
+                static_cast<long long>(restarts));
     break;
   }
   absl::StatusOr<Value> end = co_await sup.task().Join();

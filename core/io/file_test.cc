@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -63,6 +64,29 @@ PICOS_CORO_TEST(File, LargeRoundTrip) {
   EXPECT_TRUE(*back == data) << "the bytes read back differ";
   EXPECT_THAT(co_await File::ReadFile(path, 1 << 20),
               StatusIs(absl::StatusCode::kResourceExhausted));
+}
+
+// Issue 9: a limit of SIZE_MAX ("no limit") failed with "read size 0"
+// (limit + 1 wrapped around). Limits at the file's exact size hold too.
+PICOS_CORO_TEST(File, ReadFileLimitsAtTheEdges) {
+  const std::string path = TempPath("limits.txt");
+  const std::string data = Pattern(3 * (1 << 20) + 7);
+  CO_ASSERT_OK(co_await File::WriteFile(path, data));
+  absl::StatusOr<std::string> all = co_await File::ReadFile(path, SIZE_MAX);
+  CO_ASSERT_OK(all);
+  EXPECT_TRUE(*all == data);
+  all = co_await File::ReadFile(path, SIZE_MAX - 1);
+  CO_ASSERT_OK(all);
+  EXPECT_EQ(all->size(), data.size());
+  all = co_await File::ReadFile(path, data.size());
+  CO_ASSERT_OK(all);
+  EXPECT_EQ(all->size(), data.size());
+  EXPECT_THAT(co_await File::ReadFile(path, data.size() - 1),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  CO_ASSERT_OK(co_await File::WriteFile(path, ""));
+  all = co_await File::ReadFile(path, 0);
+  CO_ASSERT_OK(all);
+  EXPECT_EQ(*all, "");
 }
 
 PICOS_CORO_TEST(File, NonexistentFileIsNotFound) {

@@ -199,6 +199,12 @@ TEST(MonitorStatus, RejectsMalformedMessages) {
   EXPECT_THAT(MonitorStatus::FromValue(
                   Value::Map({{"type", "monitor"}, {"outcome", "value"}, {"task", 5}})),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("task")));
+  EXPECT_THAT(MonitorStatus::FromValue(Value::Map(
+                  {{"type", "monitor"},
+                   {"outcome", "error"},
+                   {"error", Value::Map({{"code", "x"}, {"message", "m"}})}})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"error\": field \"code\": expected integer, got string")));
   // An error whose code says OK still reads as an error.
   absl::StatusOr<MonitorStatus> st = MonitorStatus::FromValue(Value::Map(
       {{"type", "monitor"},

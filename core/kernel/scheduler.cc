@@ -208,7 +208,8 @@ std::vector<std::string> Scheduler::OpenHandles() {
   return walk.names;
 }
 
-TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, std::string name) {
+TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, SpawnOptions options) {
+  std::string& name = options.name;
   if (!h) {
     PICOS_LOG(error, "Spawn of an empty Task (moved from, or already awaited)");
     return TaskRef();
@@ -223,6 +224,9 @@ TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, std::string name) {
   c->leaf = h;
   c->sched_index = index_;
   if (!name.empty()) c->Extra().name = std::move(name);
+  // Counted when registered, so that a task posted from another thread is
+  // a daemon from its first turn.
+  if (options.daemon) c->Extra().daemon = true;
   TaskRef ref = TaskRef::Adopt((internal::Ref(c), c));
   if (InLoopThread()) {
     Register(c);
@@ -244,6 +248,7 @@ TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, std::string name) {
 void Scheduler::Register(TaskCore* c) {
   c->all_index = static_cast<uint32_t>(tasks_.size());
   tasks_.push_back(c);
+  if (c->extra != nullptr && c->extra->daemon) ++daemon_count_;
   c->set_state(TaskState::kReady);
   PushReady(c);
 }
@@ -259,6 +264,10 @@ void Scheduler::GrowReady() {
 }
 
 void Scheduler::RunReady() {
+  // Every task is resumed from this frame: deeper than kStackBudget below it
+  // at a sub-call means the stack grows with each await (task.h).
+  internal::t_stack_floor =
+      static_cast<const char*>(__builtin_frame_address(0)) - internal::kStackBudget;
   for (int n = 0; n < kReadyBatch && ready_count_ > 0; ++n) {
     TaskCore* c = ready_[ready_head_];
     ready_head_ = (ready_head_ + 1) & (ready_.size() - 1);
@@ -289,7 +298,14 @@ void Scheduler::RunReady() {
       kills_.pop_back();
       Kill(k, absl::CancelledError("task terminated"));
     }
+    if (!deferred_.empty()) RunDeferred();
   }
+}
+
+void Scheduler::RunDeferred() {
+  std::vector<absl::AnyInvocable<void()>> work;
+  work.swap(deferred_);
+  for (auto& fn : work) fn();
 }
 
 void Scheduler::ScheduleKill(TaskCore* c) { kills_.push_back(c); }
@@ -347,7 +363,7 @@ void Scheduler::Finish(TaskCore* c, absl::Status status, Value value) {
     }
   }
   if (!status.ok() && status.code() != absl::StatusCode::kCancelled &&
-      !(c->flags & internal::kFlagErrorReported)) {
+      !(c->extra != nullptr && c->extra->error_reported)) {
     PICOS_LOG(info, "task {} ended with error: {}", TaskRef::Adopt((internal::Ref(c), c)).DebugString(),
               status.ToString());
   }
@@ -360,9 +376,16 @@ void Scheduler::Finish(TaskCore* c, absl::Status status, Value value) {
     joiners.swap(x.joiners);
     hooks.swap(x.finish_hooks);
     x.resume_value = Value();
+    if (x.hot_swap) {
+      // A swap still pending fails; the swap state (and what it captured)
+      // goes with the task.
+      std::unique_ptr<internal::HotSwapHooks> hot_swap = std::move(x.hot_swap);
+      hot_swap->TaskEnded(c);
+    }
   }
   c->set_state(TaskState::kDone);
   if (c->all_index != internal::kNotRegistered) {
+    if (c->extra != nullptr && c->extra->daemon) --daemon_count_;
     TaskCore* last = tasks_.back();
     tasks_[c->all_index] = last;
     last->all_index = c->all_index;
@@ -389,6 +412,7 @@ void Scheduler::DestroyAll() {
   destroying_ = true;
   DrainInbox();
   kills_.clear();
+  deferred_.clear();
   while (!tasks_.empty()) {
     Kill(tasks_.back(), absl::CancelledError("scheduler stopped"));
   }
@@ -436,6 +460,7 @@ void Scheduler::DrainInbox() {
 
 // --- timers: a binary heap of (deadline, task), each task knowing its slot,
 // so that a wait that ends before its timeout removes it in O(log n). ---
+
 
 void Scheduler::AddTimer(TaskCore* c, absl::Duration timeout) {
   int64_t now = NowNs();
@@ -704,7 +729,59 @@ bool Scheduler::WaitVirtual(bool wait_for_posts, absl::Status* result) {
 }
 
 absl::Status Scheduler::Run() {
-  return Loop([this] { return tasks_.empty(); }, false);
+  for (;;) {
+    absl::Status s = Loop([this] { return tasks_.size() == daemon_count_; }, false);
+    if (!s.ok() || stopped() || tasks_.empty()) return s;
+    // Only daemons are left: they end with the program.
+    EndDaemons();
+    // A daemon's destructor may have started a task that is not one; it
+    // runs to its end like any other.
+    if (tasks_.empty()) return s;
+  }
+}
+
+void Scheduler::EndDaemons() {
+  Scheduler* prev = t_scheduler;
+  t_scheduler = this;  // their destructors run on this scheduler, as at Stop
+  // Kill removes its task from tasks_ by moving the last one into its slot,
+  // so walking down from the end meets every task once.
+  for (size_t i = tasks_.size(); i-- > 0;) {
+    if (i >= tasks_.size()) continue;
+    TaskCore* c = tasks_[i];
+    if (c->extra != nullptr && c->extra->daemon) {
+      Kill(c, absl::CancelledError("daemon task ended with its program"));
+    }
+  }
+  while (!kills_.empty()) {
+    TaskCore* k = kills_.back();
+    kills_.pop_back();
+    Kill(k, absl::CancelledError("task terminated"));
+  }
+  t_scheduler = prev;
+}
+
+absl::Status SetDaemon(const TaskRef& task, bool daemon) {
+  if (!task.valid()) return absl::InvalidArgumentError("SetDaemon of a null TaskRef");
+  TaskCore* c = task.core();
+  Scheduler* s = c->scheduler();
+  if (s == nullptr || !s->InLoopThread()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("SetDaemon of ", task.DebugString(), " off its scheduler's thread"));
+  }
+  if (c->flags & internal::kFlagFinished) {
+    return absl::FailedPreconditionError(absl::StrCat("task ", task.DebugString(), " has ended"));
+  }
+  bool was = c->extra != nullptr && c->extra->daemon;
+  if (was == daemon) return absl::OkStatus();
+  c->Extra().daemon = daemon;
+  if (c->all_index != internal::kNotRegistered) {
+    if (daemon) {
+      ++s->daemon_count_;
+    } else {
+      --s->daemon_count_;
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Value> Scheduler::RunUntil(const TaskRef& task) {

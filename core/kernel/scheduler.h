@@ -84,6 +84,20 @@ auto OwnCallable(F fn, Args... args) -> std::invoke_result_t<F&, Args&&...> {
 }
 }  // namespace internal
 
+// How a task is started (Scheduler::Spawn).
+//
+//   s.Spawn({.name = "acceptor", .daemon = true}, AcceptLoop, server);
+struct SpawnOptions {
+  // Shown in logs and TaskRef::DebugString(); empty for none.
+  std::string name;
+  // A daemon (pycos daemon=True) does not keep a program alive: Run() and
+  // RunMain() end once every task that is not a daemon has ended, and then
+  // destroy the daemons as Stop() would (each ends with kCancelled, its
+  // destructors run, its monitors hear of it). For servers and helpers that
+  // live as long as there is work for them. See also SetDaemon().
+  bool daemon = false;
+};
+
 class Scheduler {
  public:
   struct Options {
@@ -117,7 +131,11 @@ class Scheduler {
   }
   template <typename T>
   TaskRef SpawnNamed(std::string name, Task<T> task) {
-    return SpawnHandle(task.release(), std::move(name));
+    return SpawnHandle(task.release(), SpawnOptions{.name = std::move(name)});
+  }
+  template <typename T>
+  TaskRef Spawn(SpawnOptions options, Task<T> task) {
+    return SpawnHandle(task.release(), std::move(options));
   }
 
   // Calls the coroutine function `fn(args...)` and spawns what it returns.
@@ -132,21 +150,30 @@ class Scheduler {
     requires std::invocable<F&, Args&&...> &&
              internal::IsTask<std::invoke_result_t<F&, Args&&...>>::value
   TaskRef SpawnNamed(std::string name, F&& fn, Args&&... args) {
+    return Spawn(SpawnOptions{.name = std::move(name)}, std::forward<F>(fn),
+                 std::forward<Args>(args)...);
+  }
+  // With options: `s.Spawn({.name = "server", .daemon = true}, Serve, port)`.
+  template <typename F, typename... Args>
+    requires std::invocable<F&, Args&&...> &&
+             internal::IsTask<std::invoke_result_t<F&, Args&&...>>::value
+  TaskRef Spawn(SpawnOptions options, F&& fn, Args&&... args) {
     using D = std::decay_t<F>;
     if constexpr (std::is_empty_v<D> || std::is_pointer_v<D> || std::is_function_v<D>) {
-      return SpawnNamed(std::move(name), std::invoke(fn, std::forward<Args>(args)...));
+      return Spawn(std::move(options), std::invoke(fn, std::forward<Args>(args)...));
     } else {
-      return SpawnNamed(std::move(name),
-                        internal::OwnCallable(D(std::forward<F>(fn)),
-                                              std::decay_t<Args>(std::forward<Args>(args))...));
+      return Spawn(std::move(options),
+                   internal::OwnCallable(D(std::forward<F>(fn)),
+                                         std::decay_t<Args>(std::forward<Args>(args))...));
     }
   }
 
-  // Runs the loop on this thread until every task has ended, or Stop() is
-  // called. kFailedPrecondition if tasks remain that nothing can ever wake
-  // (no timer, no I/O, no runnable task, no task waiting for a completion
-  // from another thread, e.g. a Join of a task of another scheduler): a
-  // deadlock, reported, not hung on.
+  // Runs the loop on this thread until every task that is not a daemon has
+  // ended, or Stop() is called; then destroys the daemons that are left (see
+  // SpawnOptions::daemon). kFailedPrecondition if tasks that are not daemons
+  // remain that nothing can ever wake (no timer, no I/O, no runnable task, no
+  // task waiting for a completion from another thread, e.g. a Join of a task
+  // of another scheduler): a deadlock, reported, not hung on.
   absl::Status Run();
 
   // Runs the loop on this thread until `task` ends; gives its result.
@@ -188,8 +215,10 @@ class Scheduler {
   // The scheduler whose loop runs on this thread, or null.
   static Scheduler* Current();
 
-  // Tasks spawned and not yet ended.
+  // Tasks spawned and not yet ended, daemons included.
   size_t task_count() const { return tasks_.size(); }
+  // Of those, the daemons.
+  size_t daemon_count() const { return daemon_count_; }
   // Timeouts pending in the timer heap (each costs 16 bytes there).
   size_t timer_count() const { return timers_.size(); }
   const std::string& name() const { return options_.name; }
@@ -234,6 +263,7 @@ class Scheduler {
   // The run queue, timers and mailboxes, reached by the kernel through
   // internal::SchedulerHooks (scheduler_internal.h).
   friend class internal::SchedulerHooks;
+  friend absl::Status SetDaemon(const TaskRef& task, bool daemon);
 
   void PushReady(internal::TaskCore* c) {
     if (ready_count_ == ready_.size()) GrowReady();
@@ -244,6 +274,7 @@ class Scheduler {
   void RemoveTimer(internal::TaskCore* c);
   void ScheduleKill(internal::TaskCore* c);
   void DestroyTask(internal::TaskCore* c, absl::Status why);
+  void RunDeferred();
   void Finish(internal::TaskCore* c, absl::Status status, Value value);
   internal::MessageNode* NewNode(Value v);
   void FreeNode(internal::MessageNode* n);
@@ -266,8 +297,9 @@ class Scheduler {
     internal::TaskCore* core;
   };
 
-  TaskRef SpawnHandle(std::coroutine_handle<> h, std::string name);
+  TaskRef SpawnHandle(std::coroutine_handle<> h, SpawnOptions options);
   void Register(internal::TaskCore* c);
+  void EndDaemons();
   void GrowReady();
   absl::Status Loop(const std::function<bool()>& done, bool wait_for_posts);
   void RunReady();
@@ -336,7 +368,9 @@ class Scheduler {
 
   BlockVector<TimerEntry> timers_;  // binary min-heap on deadline
   std::vector<internal::TaskCore*> tasks_;  // every live task; core->all_index
+  size_t daemon_count_ = 0;                 // of tasks_, those with extra->daemon
   std::vector<internal::TaskCore*> kills_;  // to destroy once control returns
+  std::vector<absl::AnyInvocable<void()>> deferred_;  // to run once control returns
   internal::MessageNode* free_nodes_ = nullptr;
   size_t free_node_count_ = 0;
 
@@ -356,15 +390,24 @@ class Scheduler {
 // The scheduler of the running task. Asserts that the caller is a task.
 Scheduler& ThisScheduler();
 
+// Makes `task` a daemon, or no longer one (pycos Task.set_daemon): see
+// SpawnOptions::daemon. A task may call it on itself: SetDaemon(Self()).
+// Scheduler thread of `task`; kFailedPrecondition from elsewhere or once the
+// task has ended, kInvalidArgument for a null handle.
+absl::Status SetDaemon(const TaskRef& task, bool daemon = true);
+
 namespace internal {
 // 0 for OK; else prints "program: status" to standard error and gives 1.
 int ExitCode(const char* program, const absl::Status& status);
 }  // namespace internal
 
 // A program's main task: runs `fn(args...)` as the first task of a fresh
-// Scheduler on this thread until it ends, and gives the process's exit code:
-// 0 if it ended well, 1 (and "program: error" on standard error) if it
-// ended with an error or the loop deadlocked.
+// Scheduler on this thread, and gives the process's exit code. Once the main
+// task has ended well, the program goes on until every other task that is
+// not a daemon has ended too (pycos: a program waits for its non-daemon
+// tasks), then destroys the daemons. 0 if all that went well; 1 (and
+// "program: error" on standard error) if the main task ended with an error
+// (the other tasks are then destroyed at once) or the loop deadlocked.
 //
 //   int main(int argc, char** argv) { return picos::RunMain("server", Serve, port); }
 template <typename F, typename... Args>
@@ -372,7 +415,8 @@ int RunMain(const char* program, F&& fn, Args&&... args) {
   Scheduler s;
   TaskRef main_task = s.Spawn(std::forward<F>(fn), std::forward<Args>(args)...);
   absl::StatusOr<Value> r = s.RunUntil(main_task);
-  return internal::ExitCode(program, r.status());
+  if (!r.ok()) return internal::ExitCode(program, r.status());
+  return internal::ExitCode(program, s.Run());
 }
 
 }  // namespace picos

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "core/kernel/scheduler.h"
@@ -43,11 +44,20 @@ class SchedulerHooks {
     s.PushReady(c);
   }
 
+  // The scheduler's clock, on which timeouts are counted, in nanoseconds.
+  static int64_t NowNs(Scheduler& s) { return s.NowNs(); }
+
   // The timeout of the wait `c` is entering, and its removal.
   static void AddTimer(Scheduler& s, TaskCore* c, absl::Duration timeout) {
     s.AddTimer(c, timeout);
   }
   static void RemoveTimer(Scheduler& s, TaskCore* c) { s.RemoveTimer(c); }
+
+  // Runs `fn` once control is back in the loop, before the next task
+  // resumes: for work that must not run inside the frame that is suspending.
+  static void Defer(Scheduler& s, absl::AnyInvocable<void()> fn) {
+    s.deferred_.push_back(std::move(fn));
+  }
 
   // Destroys `c`'s frame once control is back in the loop.
   static void ScheduleKill(Scheduler& s, TaskCore* c) { s.ScheduleKill(c); }
