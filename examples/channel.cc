@@ -25,12 +25,19 @@ using picos::TaskRef;
 using picos::Value;
 
 // Receives numbers until a null message, then prints what it made of them.
+// Anything that is not a small number is skipped.
 Task<> Accumulate(const char* what, bool multiply) {
   int64_t result = multiply ? 1 : 0;
   for (;;) {
     absl::StatusOr<Value> msg = co_await picos::Receive();
     if (!msg.ok() || msg->is_null()) break;
-    result = multiply ? result * msg->as_int() : result + msg->as_int();
+    absl::StatusOr<int32_t> n = msg->As<int32_t>();
+    if (!n.ok()) {
+      std::printf("%s: skipping %s: %s\n", what, msg->DebugString().c_str(),
+                  n.status().ToString().c_str());
+      continue;
+    }
+    result = multiply ? result * *n : result + *n;
   }
   std::printf("%s: %lld\n", what, static_cast<long long>(result));
 }

@@ -22,25 +22,31 @@ using picos::Task;
 using picos::TaskRef;
 using picos::Value;
 
+// Squares of larger numbers do not fit an int64_t.
+constexpr int64_t kMaxN = 3'037'000'499;
+
 // [readme:server]
 // Answers {"client": handle, "n": number} with n squared until it receives
-// "quit". A malformed request is logged and skipped: messages are input.
+// "quit". Messages are input: a malformed one is logged and skipped, and
+// MessageReader says what was wrong with it instead of aborting.
 Task<int64_t> Server() {
   int64_t served = 0;
   for (;;) {
     absl::StatusOr<Value> msg = co_await picos::Receive();
     if (!msg.ok()) co_return served;
     if (*msg == Value("quit")) break;
-    const Value* client = msg->Find("client");
-    const Value* n = msg->Find("n");
-    if (client == nullptr || !client->is_task() || n == nullptr || !n->is_int()) {
-      std::printf("server: ignoring malformed request %s\n", msg->DebugString().c_str());
+    TaskRef client;
+    int64_t n = 0;
+    absl::Status read = picos::MessageReader(*msg).Get("client", &client).Get("n", &n).status();
+    if (read.ok() && (n > kMaxN || n < -kMaxN)) read = absl::OutOfRangeError("n is too large");
+    if (!read.ok()) {
+      std::printf("server: ignoring malformed request %s: %s\n", msg->DebugString().c_str(),
+                  read.ToString().c_str());
       continue;
     }
-    int64_t x = n->as_int();
-    std::printf("server: request %lld from %s\n", static_cast<long long>(x),
-                client->as_task().DebugString().c_str());
-    (void)client->as_task().Send(Value::Map({{"n", x}, {"square", x * x}}));
+    std::printf("server: request %lld from %s\n", static_cast<long long>(n),
+                client.DebugString().c_str());
+    (void)client.Send(Value::Map({{"n", n}, {"square", n * n}}));
     ++served;
   }
   std::printf("server: served %lld requests\n", static_cast<long long>(served));
@@ -54,9 +60,10 @@ Task<absl::Status> Client(TaskRef server, int id, int requests) {
     int64_t n = id * 100 + i;
     PICOS_CO_RETURN_IF_ERROR(server.Send(Value::Map({{"client", self}, {"n", n}})));
     PICOS_CO_ASSIGN_OR_RETURN(Value reply, co_await picos::Receive(absl::Seconds(5)));
-    if (reply["square"] != Value(n * n)) co_return absl::DataLossError("wrong answer");
+    PICOS_CO_ASSIGN_OR_RETURN(int64_t square, reply.Get<int64_t>("square"));
+    if (square != n * n) co_return absl::DataLossError("wrong answer");
     std::printf("client %d: %lld squared is %lld\n", id, static_cast<long long>(n),
-                static_cast<long long>(reply["square"].as_int()));
+                static_cast<long long>(square));
   }
   co_return absl::OkStatus();
 }
@@ -71,9 +78,10 @@ Task<absl::Status> Main(int clients, int requests) {
   }
   for (const TaskRef& c : running) PICOS_CO_RETURN_IF_ERROR((co_await c.Join()).status());
   PICOS_CO_RETURN_IF_ERROR(server.Send("quit"));
-  PICOS_CO_ASSIGN_OR_RETURN(Value served, co_await server.Join());
-  std::printf("done: %lld requests served to %d clients\n",
-              static_cast<long long>(served.as_int()), clients);
+  PICOS_CO_ASSIGN_OR_RETURN(Value result, co_await server.Join());
+  PICOS_CO_ASSIGN_OR_RETURN(int64_t served, result.As<int64_t>());
+  std::printf("done: %lld requests served to %d clients\n", static_cast<long long>(served),
+              clients);
   co_return absl::OkStatus();
 }
 

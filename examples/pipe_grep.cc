@@ -3,7 +3,9 @@
 // line by line from the last program.
 //
 //   bazel run //examples:pipe_grep -- --file=/var/log/syslog
-// Without --file it feeds generated log lines, every 7th an error.
+// Without --file it feeds generated log lines, every 7th an error. A file
+// is read up to --max_bytes (an endless one, such as /dev/zero, included):
+// past that the run ends with an error that says so.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -23,13 +25,16 @@
 
 ABSL_FLAG(std::string, file, "", "log file to search (default: generated lines)");
 ABSL_FLAG(int64_t, lines, 1000, "generated lines when no --file, 1 to 1000000");
+ABSL_FLAG(int64_t, max_bytes, int64_t{64} << 20, "read at most this much of --file, 1 to 1 TiB");
 
 namespace {
 
 constexpr size_t kMaxLine = 64 * 1024;
 
-// Writes every line of the input to the first program, then closes its stdin.
-picos::Task<absl::Status> Writer(picos::Process* first, std::string path, int64_t lines) {
+// Writes every line of the input to the first program, then closes its
+// stdin. At most `max_bytes` of the file are read.
+picos::Task<absl::Status> Writer(picos::Process* first, std::string path, int64_t lines,
+                                 int64_t max_bytes) {
   if (path.empty()) {
     for (int64_t i = 0; i < lines; ++i) {
       std::string line = i % 7 == 0 ? absl::StrCat("line ", i, ": ERROR disk full\n")
@@ -39,13 +44,20 @@ picos::Task<absl::Status> Writer(picos::Process* first, std::string path, int64_
   } else {
     PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::File> f, co_await picos::File::Open(path));
     picos::BufferedReader in(f.get());
-    for (int64_t i = 0; i < 100'000'000; ++i) {
+    int64_t read = 0;
+    // Each round takes at least one byte or ends: bounded by max_bytes.
+    for (int64_t i = 0; i <= max_bytes; ++i) {
       absl::StatusOr<std::string> line = co_await in.ReadLine(kMaxLine);
       if (!line.ok() && line.status().code() == absl::StatusCode::kResourceExhausted) {
         line = co_await in.Read(kMaxLine);  // an over-long line goes through in pieces
       }
       if (!line.ok()) co_return line.status();
       if (line->empty()) break;
+      read += static_cast<int64_t>(line->size());
+      if (read > max_bytes) {
+        co_return absl::ResourceExhaustedError(absl::StrCat(
+            path, " is larger than --max_bytes=", max_bytes, " bytes; stopped reading it"));
+      }
       PICOS_CO_RETURN_IF_ERROR(co_await first->in().Write(*std::move(line), absl::Seconds(30)));
     }
   }
@@ -62,13 +74,13 @@ picos::Task<absl::Status> Reader(picos::Process* last) {
   co_return absl::OkStatus();
 }
 
-picos::Task<absl::Status> Main(std::string path, int64_t lines) {
+picos::Task<absl::Status> Main(std::string path, int64_t lines, int64_t max_bytes) {
   PICOS_CO_ASSIGN_OR_RETURN(
       std::unique_ptr<picos::Pipeline> chain,
       picos::Pipeline::Spawn({{.program = "grep", .args = {"-i", "error"}},
                               {.program = "wc", .args = {"-l"}}}));
   picos::Scheduler& s = picos::ThisScheduler();
-  picos::TaskRef writer = s.Spawn(Writer, &chain->first(), path, lines);
+  picos::TaskRef writer = s.Spawn(Writer, &chain->first(), path, lines, max_bytes);
   picos::TaskRef reader = s.Spawn(Reader, &chain->last());
   PICOS_CO_ASSIGN_OR_RETURN(picos::Value w, co_await writer.Join());
   PICOS_CO_ASSIGN_OR_RETURN(picos::Value r, co_await reader.Join());
@@ -86,6 +98,10 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Counts error lines through grep | wc (pycos pipe_grep.py).");
   absl::ParseCommandLine(argc, argv);
   const int64_t lines = absl::GetFlag(FLAGS_lines);
-  if (!picos::FlagInRange(FLAGS_lines, 1, 1'000'000)) return 2;
-  return picos::RunMain("pipe_grep", Main, absl::GetFlag(FLAGS_file), lines);
+  if (!picos::FlagInRange(FLAGS_lines, 1, 1'000'000) ||
+      !picos::FlagInRange(FLAGS_max_bytes, int64_t{1}, int64_t{1} << 40)) {
+    return 2;
+  }
+  return picos::RunMain("pipe_grep", Main, absl::GetFlag(FLAGS_file), lines,
+                        absl::GetFlag(FLAGS_max_bytes));
 }

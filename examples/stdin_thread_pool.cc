@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
 #include "core/kernel/task.h"
 #include "core/io/thread_pool.h"
 
@@ -26,7 +27,9 @@ Task<int> Counter() {
   for (;;) {
     absl::StatusOr<Value> m = co_await picos::Receive();
     if (!m.ok() || m->is_null()) co_return words;
-    for (absl::string_view w : absl::StrSplit(m->as_string(), ' ', absl::SkipEmpty())) {
+    absl::StatusOr<std::string> line = m->As<std::string>();
+    if (!line.ok()) continue;  // not text: nothing to count
+    for (absl::string_view w : absl::StrSplit(*line, ' ', absl::SkipEmpty())) {
       (void)w;
       ++words;
     }
@@ -63,12 +66,12 @@ Task<absl::Status> Main(picos::ThreadPool* pool) {
   }
   *done = true;
   (void)counter.Send(Value());
-  absl::StatusOr<Value> words = co_await counter.Join();
+  absl::StatusOr<Value> counted = co_await counter.Join();
   absl::StatusOr<Value> ticks = co_await ticker.Join();
-  if (!words.ok()) co_return words.status();
+  if (!counted.ok()) co_return counted.status();
+  PICOS_CO_ASSIGN_OR_RETURN(int64_t words, counted->As<int64_t>());
   std::printf("EOF after %d lines, %lld words; the ticker ran %s times meanwhile\n", lines,
-              static_cast<long long>(words->as_int()),
-              ticks.ok() ? ticks->DebugString().c_str() : "?");
+              static_cast<long long>(words), ticks.ok() ? ticks->DebugString().c_str() : "?");
   co_return absl::OkStatus();
 }
 

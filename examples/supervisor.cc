@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <memory>
 #include <random>
+#include <string>
 
 #include "absl/time/time.h"
 #include "core/kernel/monitor.h"
@@ -47,14 +48,21 @@ Task<absl::Status> Main(unsigned seed) {
     }
     // The verdict: {"picos.supervisor": {"outcome": ..., "restarts": n}}.
     const Value* verdict = picos::SystemMessagePayload(*m, picos::kSupervisorMessage);
-    const Value* outcome = verdict ? verdict->Find("outcome") : nullptr;
-    const Value* restarts = verdict ? verdict->Find("restarts") : nullptr;
-    if (outcome == nullptr || !outcome->is_string() || restarts == nullptr || !restarts->is_int()) {
+    if (verdict == nullptr) {
       std::printf("ignoring %s\n", m->DebugString().c_str());
       continue;
     }
-    std::printf("supervisor %s after %lld restarts\n", outcome->as_string().c_str(),
-                static_cast<long long>(restarts->as_int()));
+    std::string outcome;
+    int64_t restarts = 0;
+    absl::Status read =
+        picos::MessageReader(*verdict).Get("outcome", &outcome).Get("restarts", &restarts).status();
+    if (!read.ok()) {
+      std::printf("unexpected message %s: %s\n", m->DebugString().c_str(),
+                  read.ToString().c_str());
+      continue;
+    }
+    std::printf("supervisor %s after %lld restarts\n", outcome.c_str(),
+                static_cast<long long>(restarts));
     break;
   }
   absl::StatusOr<Value> end = co_await sup.task().Join();

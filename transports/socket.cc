@@ -32,6 +32,16 @@ Task<absl::Status> Socket::Write(std::string data, absl::Duration timeout) {
   return stream_->Write(std::move(data), timeout);
 }
 
+Task<absl::Status> Socket::WriteMessage(std::string payload, absl::Duration timeout,
+                                        FramingOptions options) {
+  return picos::WriteMessage(*stream_, std::move(payload), timeout, options);
+}
+
+Task<absl::StatusOr<std::optional<std::string>>> Socket::ReadMessage(absl::Duration timeout,
+                                                                     FramingOptions options) {
+  return picos::ReadMessage(*reader_, timeout, options);
+}
+
 Task<absl::StatusOr<Server>> Server::Listen(const TransportRegistry& transports, std::string uri,
                                              StreamOptions options) {
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Listener> l,

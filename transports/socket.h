@@ -14,6 +14,15 @@
 //   PICOS_CO_ASSIGN_OR_RETURN(picos::transports::Server server, co_await picos::transports::Server::Listen(transports, "tcp://127.0.0.1:0"));
 //   PICOS_CO_ASSIGN_OR_RETURN(picos::transports::Socket conn, co_await server.Accept());
 //
+// Messages instead of bytes (pycos's send_msg / recv_msg): each is a 4-byte
+// length and its payload (core/io/framing.h), bounded on both sides;
+// core/wire/value_stream.h sends Values the same way.
+//
+//   PICOS_CO_RETURN_IF_ERROR(co_await sock.WriteMessage("ping"));
+//   PICOS_CO_ASSIGN_OR_RETURN(std::optional<std::string> reply,
+//                             co_await sock.ReadMessage(absl::Seconds(5)));
+//   if (!reply) { /* the peer closed between two messages */ }
+//
 // A Socket is a Reader and a Writer (core/io/io.h): code written for files and
 // pipes takes it as is. Threads and errors as in core/net/transport.h: use a
 // socket from tasks of the scheduler that made it; every call returning a
@@ -22,11 +31,13 @@
 #define PICOS_TRANSPORTS_SOCKET_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/io/framing.h"
 #include "core/io/io.h"
 #include "core/kernel/task.h"
 #include "core/net/transport.h"
@@ -62,6 +73,25 @@ class Socket : public Reader, public Writer {
   // write call, there is no partial write to follow up. Suspends.
   Task<absl::Status> Write(std::string data,
                            absl::Duration timeout = absl::InfiniteDuration()) override;
+
+  // One message: its length, then `payload` (core/io/framing.h).
+  // kResourceExhausted, with nothing sent, when it is longer than
+  // options.max_message_size. Suspends.
+  Task<absl::Status> WriteMessage(std::string payload,
+                                  absl::Duration timeout = absl::InfiniteDuration(),
+                                  FramingOptions options = {});
+  // The next message, or std::nullopt when the peer ended the stream between
+  // two messages. kResourceExhausted for one announced longer than
+  // options.max_message_size (refused before it is read), kDataLoss when the
+  // stream ends inside one; on kDeadlineExceeded nothing was consumed.
+  // Byte reads and message reads may be mixed: both go through one buffer.
+  // Suspends.
+  Task<absl::StatusOr<std::optional<std::string>>> ReadMessage(
+      absl::Duration timeout = absl::InfiniteDuration(), FramingOptions options = {});
+
+  // The buffer every read of this socket goes through, for readers built
+  // on BufferedReader (picos::ReadValue in core/wire/value_stream.h).
+  BufferedReader& reader() { return *reader_; }
 
   // Half-close: the peer reads the end of the stream. Suspends.
   Task<absl::Status> Shutdown(absl::Duration timeout = absl::InfiniteDuration()) {

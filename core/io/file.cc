@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -349,9 +350,15 @@ Task<absl::Status> File::Close() {
 Task<absl::StatusOr<std::string>> File::ReadFile(std::string path, size_t limit) {
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<File> f, co_await Open(path, O_RDONLY));
   std::string out;
-  for (;;) {  // each round reads at least one byte or ends
-    PICOS_CO_ASSIGN_OR_RETURN(std::string chunk,
-                              co_await f->Read(std::min(kReadFileChunk, limit + 1 - out.size())));
+  // Each round reads at least one byte or ends. No `limit + 1` anywhere:
+  // limit may be SIZE_MAX ("no limit"), where it would wrap to 0.
+  const size_t rounds = limit >= SIZE_MAX - 2 ? SIZE_MAX : limit + 2;
+  for (size_t round = 0; round < rounds; ++round) {
+    // One byte past the limit is asked for, to tell "exactly limit" from
+    // "more"; room < kReadFileChunk here, so room + 1 cannot wrap.
+    const size_t room = limit - out.size();
+    const size_t ask = room >= kReadFileChunk ? kReadFileChunk : room + 1;
+    PICOS_CO_ASSIGN_OR_RETURN(std::string chunk, co_await f->Read(ask));
     if (chunk.empty()) break;
     out += chunk;
     if (out.size() > limit) {

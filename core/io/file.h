@@ -66,7 +66,7 @@ class File : public Reader, public Writer {
                                                           int mode = 0644);
 
   // The whole content of `path`; kResourceExhausted if it holds more than
-  // `limit` bytes. Suspends the task.
+  // `limit` bytes (SIZE_MAX: no limit but memory). Suspends the task.
   static Task<absl::StatusOr<std::string>> ReadFile(std::string path, size_t limit);
 
   // Replaces the content of `path` (creating it with `mode`) by `data`.

@@ -49,6 +49,16 @@ Task<absl::Status> BufferedReader::Fill(absl::Duration timeout) {
   co_return absl::OkStatus();
 }
 
+Task<absl::Status> BufferedReader::Prefetch(size_t n, absl::Duration timeout) {
+  internal::Deadline deadline(timeout);
+  // Each Fill buffers at least one more byte, reaches the end, or fails (its
+  // deadline included): the loop ends.
+  while (buffered() < n && !eof_) {
+    PICOS_CO_RETURN_IF_ERROR(co_await Fill(deadline.Remaining()));
+  }
+  co_return absl::OkStatus();
+}
+
 Task<absl::StatusOr<std::string>> BufferedReader::Read(size_t max_bytes, absl::Duration timeout) {
   PICOS_CO_RETURN_IF_ERROR(ValidateReadSize(max_bytes));
   if (buffered() > 0) co_return Take(max_bytes);

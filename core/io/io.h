@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -92,6 +93,22 @@ class BufferedReader : public Reader {
   Task<absl::StatusOr<std::string>> ReadAll(
       size_t limit, absl::Duration timeout = absl::InfiniteDuration());
 
+  // Reads from the source until at least `n` bytes are buffered or the
+  // stream ends, and hands out nothing: OK in both cases (compare buffered()
+  // with `n`), so a call that times out can simply be repeated. What a
+  // length-prefixed frame needs: look at a header, then wait for the whole
+  // frame before consuming any of it (core/io/framing.h). The caller bounds
+  // `n`: the buffer grows to hold it. Suspends.
+  Task<absl::Status> Prefetch(size_t n, absl::Duration timeout = absl::InfiniteDuration());
+
+  // The buffered bytes, not handed out; valid until the next call on this
+  // reader. Does not suspend.
+  std::string_view Peek() const { return std::string_view(buffer_).substr(head_); }
+
+  // Hands out the first `n` buffered bytes (fewer if fewer are buffered).
+  // Does not suspend.
+  std::string Take(size_t n);
+
   // Bytes read from the source and not yet handed out.
   size_t buffered() const { return buffer_.size() - head_; }
   // True once the source reported the end of the stream.
@@ -101,7 +118,6 @@ class BufferedReader : public Reader {
   // Reads one more chunk from the source into the buffer; OK with eof_ set
   // at the end of the stream.
   Task<absl::Status> Fill(absl::Duration timeout);
-  std::string Take(size_t n);
 
   Reader* source_;
   size_t chunk_;

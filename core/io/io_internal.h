@@ -38,6 +38,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "core/kernel/scheduler.h"
 #include "core/kernel/task_internal.h"
 
 namespace picos::internal {

@@ -2,7 +2,9 @@
 
 #include <memory>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "core/kernel/clock.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/task.h"
 #include "gtest/gtest.h"
@@ -37,6 +39,28 @@ PICOS_CORO_TEST(Deadline, InfiniteZeroAndNegative) {
   EXPECT_TRUE(Deadline(absl::ZeroDuration()).Expired());
   EXPECT_TRUE(Deadline(-absl::Seconds(1)).Expired());
   co_return;
+}
+
+// The I/O deadline (internal::Deadline) reads the scheduler's clock, not the
+// wall clock: only virtual time moves it.
+TEST(Deadline, FollowsTheSchedulersVirtualClockNotRealTime) {
+  ::picos::testing::RunCoroTest(
+      []() -> Task<> {
+        VirtualClock& clock = *ThisScheduler().clock();
+        internal::Deadline d(absl::Seconds(10));
+        absl::SleepFor(absl::Milliseconds(5));  // real time passes: nothing changes
+        EXPECT_EQ(d.Remaining(), absl::Seconds(10));
+        EXPECT_FALSE(d.Expired());
+        clock.Advance(absl::Seconds(4));
+        EXPECT_EQ(d.Remaining(), absl::Seconds(6));
+        clock.Advance(absl::Seconds(6));
+        EXPECT_TRUE(d.Expired());
+        EXPECT_EQ(d.Remaining(), absl::ZeroDuration());
+        EXPECT_EQ(internal::Deadline(absl::InfiniteDuration()).Remaining(),
+                  absl::InfiniteDuration());
+        co_return;
+      },
+      ::picos::testing::CoroTestOptions{.clock = VirtualClock::kManual});
 }
 
 PICOS_CORO_TEST(Completion, WakesItsWaiterOnce) {

@@ -1,7 +1,9 @@
 #include "core/io/process.h"
 
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/io/io_internal.h"
 #include "core/kernel/scheduler.h"
@@ -71,6 +74,25 @@ absl::Status ValidateOptions(const ProcessOptions& o) {
   }
   if (o.read_buffer_limit < 1024 || o.read_buffer_limit > (size_t{1} << 30)) {
     return absl::InvalidArgumentError("read_buffer_limit outside [1 KiB, 1 GiB]");
+  }
+  return absl::OkStatus();
+}
+
+// Why `dir` cannot be a child's working directory, or OK if it can. Runs
+// only after a spawn failed, to name the cause; blocking is then harmless.
+absl::Status CheckWorkingDirectory(const std::string& dir) {
+  std::string shown = absl::StrCat("working directory '", dir.substr(0, 256), "'");
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0) {
+    int err = errno;
+    if (err == ENOENT || err == ENOTDIR) {
+      return absl::NotFoundError(absl::StrCat(shown, " does not exist"));
+    }
+    return absl::ErrnoToStatus(err, shown);
+  }
+  if (!S_ISDIR(st.st_mode)) return absl::InvalidArgumentError(absl::StrCat(shown, " is not a directory"));
+  if (access(dir.c_str(), X_OK) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat(shown, " may not be entered"));
   }
   return absl::OkStatus();
 }
@@ -201,6 +223,12 @@ absl::StatusOr<std::unique_ptr<Process>> Process::SpawnWithFds(const ProcessOpti
              [](uv_handle_t* h) { delete static_cast<ProcState*>(h->data); });
     for (internal::UvStreamState* s : pipes) {
       if (s != nullptr) internal::CloseUvStreamState(s);
+    }
+    // libuv reports a failed chdir in the child with the same codes as a
+    // missing program (ENOENT, EACCES, ENOTDIR): tell them apart.
+    if (!options.cwd.empty() && (rc == UV_ENOENT || rc == UV_EACCES || rc == UV_ENOTDIR)) {
+      absl::Status cwd = CheckWorkingDirectory(options.cwd);
+      if (!cwd.ok()) return cwd;
     }
     return UvStatus(rc, absl::StrCat("spawn ", options.program.substr(0, 256)).c_str());
   }

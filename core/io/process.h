@@ -40,6 +40,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "core/io/io.h"
 #include "core/kernel/task.h"
@@ -100,10 +101,13 @@ struct picos::ValueTraits<picos::ExitStatus> {
     return Value::Map({{"code", s.code}, {"signal", s.signal}});
   }
   static absl::StatusOr<ExitStatus> FromValue(const Value& v) {
-    if (!v.is_map() || !v["code"].is_int() || !v["signal"].is_int()) {
-      return absl::InvalidArgumentError("an exit status is a map of code and signal");
+    ExitStatus s;
+    absl::Status read = MessageReader(v).Get("code", &s.code).Get("signal", &s.signal).status();
+    if (!read.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("an exit status is a map of code and signal: ", read.message()));
     }
-    return ExitStatus{v["code"].as_int(), static_cast<int>(v["signal"].as_int())};
+    return s;
   }
 };
 
@@ -159,7 +163,9 @@ class Process {
   // suspend. kNotFound if the program does not exist, kPermissionDenied if
   // it may not be run, kInvalidArgument for malformed options (empty program,
   // NUL bytes, over the bounds above), kFailedPrecondition off a scheduler's
-  // thread.
+  // thread. A working directory that cannot be used is named as such:
+  // kNotFound when it does not exist, kInvalidArgument when it is not a
+  // directory, kPermissionDenied when it may not be entered.
   static absl::StatusOr<std::unique_ptr<Process>> Spawn(ProcessOptions options);
 
   // Kills the child if it still runs (SIGKILL), reaps it, closes the pipes.

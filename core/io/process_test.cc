@@ -128,6 +128,20 @@ PICOS_CORO_TEST(Process, MissingProgramIsNotFound) {
   co_return;
 }
 
+// Issue 9: a working directory that does not exist was reported as a
+// missing program ("spawn true: no such file or directory").
+PICOS_CORO_TEST(Process, UnusableWorkingDirectoryIsNamed) {
+  EXPECT_THAT(Process::Spawn({.program = "true", .cwd = "/nonexistent/picos-no-such-dir"}),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("working directory '/nonexistent/picos-no-such-dir' does not exist")));
+  EXPECT_THAT(Process::Spawn({.program = "true", .cwd = "/etc/passwd"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is not a directory")));
+  // With a good directory, a missing program is still the program.
+  EXPECT_THAT(Process::Spawn({.program = "picos-no-such-program", .cwd = "/"}),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("spawn picos-no-such-program")));
+  co_return;
+}
+
 PICOS_CORO_TEST(Process, RejectsMalformedOptions) {
   EXPECT_THAT(Process::Spawn({.program = ""}), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(Process::Spawn({.program = "cat", .args = {std::string("a\0b", 3)}}),
@@ -294,6 +308,10 @@ TEST(Process, ExitStatusTravelsAsAValue) {
   absl::StatusOr<ExitStatus> back = FromValue<ExitStatus>(v);
   ASSERT_OK(back);
   EXPECT_EQ(*back, s);
+  // A signal number that does not fit an int is refused, not truncated.
+  EXPECT_THAT(FromValue<ExitStatus>(Value::Map({{"code", 0}, {"signal", int64_t{1} << 40}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"signal\"")));
+  EXPECT_THAT(FromValue<ExitStatus>(Value(3)), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

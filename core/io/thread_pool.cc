@@ -8,13 +8,14 @@
 #include "absl/strings/str_cat.h"
 #include "core/kernel/log.h"
 #include "core/kernel/scheduler.h"
+#include "core/kernel/scheduler_internal.h"
 #include "core/kernel/status.h"
 
 namespace picos {
 
 namespace internal {
 
-PoolReturnPath::PoolReturnPath(Scheduler& scheduler) {
+PoolReturnPath::PoolReturnPath(Scheduler& scheduler) : scheduler_(&scheduler) {
   auto* handle = new uv_async_t;
   PICOS_ASSERT(uv_async_init(scheduler.uv_loop(), handle, &PoolReturnPath::OnAsync) == 0);
   handle->data = this;
@@ -40,6 +41,9 @@ void PoolReturnPath::Close() {
 }
 
 void PoolReturnPath::Begin() {
+  // Work in flight outside the loop: a simulated clock must not jump past it
+  // (a job that takes real time would see virtual time race ahead).
+  internal::SchedulerHooks::AddExternalWork(*scheduler_, 1);
   if (outstanding_++ > 0) return;
   absl::MutexLock lock(&mu_);
   if (async_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(async_));
@@ -50,6 +54,7 @@ void PoolReturnPath::Cancel() { Done(1); }
 void PoolReturnPath::Done(size_t n) {
   PICOS_ASSERT(n <= outstanding_);
   outstanding_ -= n;
+  internal::SchedulerHooks::AddExternalWork(*scheduler_, -static_cast<int>(n));
   if (n == 0 || outstanding_ > 0) return;
   absl::MutexLock lock(&mu_);
   if (async_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(async_));

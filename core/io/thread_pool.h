@@ -122,7 +122,8 @@ class PoolReturnPath {
   absl::Mutex mu_;
   uv_async_s* async_ ABSL_GUARDED_BY(mu_) = nullptr;  // null once closed
   std::vector<absl::AnyInvocable<void()>> results_ ABSL_GUARDED_BY(mu_);
-  size_t outstanding_ = 0;  // scheduler thread only
+  Scheduler* const scheduler_;  // outlives this path's use (Close)
+  size_t outstanding_ = 0;      // scheduler thread only
 };
 
 // The return path of the scheduler running this thread, made on first use.

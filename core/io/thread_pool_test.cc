@@ -245,6 +245,22 @@ TEST(ThreadPool, FinishedJobsNoLongerKeepTheLoopAlive) {
   EXPECT_OK(s.Run());
   s.Spawn([]() -> Task<> { (void)co_await Receive(); });  // nothing will ever send
   EXPECT_THAT(s.Run(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("deadlock")));
+// Work in flight outside the loop holds a simulated clock still: a
+// thread-pool job that takes real time is not timed out by virtual time
+// racing ahead, though another task's timeout is pending.
+PICOS_SIM_TEST(ThreadPool, AJobInFlightHoldsASimulatedClock) {
+  ThreadPool pool(ThreadPool::Options{.threads = 1});
+  TaskRef sleeper = ThisScheduler().Spawn([]() -> Task<> { co_await Sleep(absl::Seconds(5)); });
+  auto job = [] {
+    absl::SleepFor(absl::Milliseconds(30));
+    return 7;
+  };
+  absl::StatusOr<int> r = co_await pool.Run(job, absl::Seconds(1));
+  CO_ASSERT_OK(r);
+  EXPECT_EQ(*r, 7);
+  EXPECT_EQ(ThisScheduler().NowNs(), 0) << "no virtual time passed while the job ran";
+  CO_ASSERT_OK(co_await sleeper.Join());
+  EXPECT_EQ(ThisScheduler().NowNs(), 5'000'000'000);
 }
 
 }  // namespace

@@ -1,17 +1,21 @@
 #include "core/io/uv_request_internal.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/io/io_internal.h"
 #include "core/kernel/scheduler.h"
@@ -36,6 +40,24 @@ int PoolThreads() {
   const char* env = std::getenv("UV_THREADPOOL_SIZE");
   if (env != nullptr && absl::SimpleAtoi(env, &n) && n >= 1) return n;
   return 4;
+}
+
+// Threads of this process inside the openat system call (what open()
+// makes), as /proc shows them; -1 if /proc cannot tell. How a test knows
+// that the pool's threads block in their opens, rather than hoping that a
+// few milliseconds were enough on a busy machine.
+int ThreadsInOpen() {
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) return -1;
+  int n = 0;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream f(absl::StrCat("/proc/self/task/", e->d_name, "/syscall"));
+    long nr = -1;
+    if (f >> nr && nr == SYS_openat) ++n;
+  }
+  closedir(dir);
+  return n;
 }
 
 // What a request's hook saw, shared with the test.
@@ -194,7 +216,17 @@ int OpenFdCount() {
 PICOS_CORO_TEST(UvRequest, RunningRequestIsOrphaned) {
   const int fds_before = OpenFdCount();
   PoolBlocker blocker(PoolThreads());
-  (void)co_await Sleep(absl::Milliseconds(20));  // the pool's threads block in the opens
+  // Until the pool's threads are inside the opens (they cannot be
+  // cancelled then), with a deadline only a hang reaches.
+  const absl::Time give_up = absl::Now() + absl::Minutes(2);
+  while (ThreadsInOpen() >= 0 && ThreadsInOpen() < PoolThreads() && absl::Now() < give_up) {
+    (void)co_await Sleep(absl::Milliseconds(1));
+  }
+  if (ThreadsInOpen() < 0) {
+    co_await blocker.Release();
+    CO_SKIP("/proc/self/task/*/syscall cannot tell when the pool's threads are in open()");
+  }
+  EXPECT_GE(ThreadsInOpen(), PoolThreads()) << "the pool's threads never reached their opens";
   co_await blocker.Release();  // orphans them, then lets them finish
   for (const auto& seen : blocker.seen()) {
     EXPECT_TRUE(seen->orphaned);

@@ -17,6 +17,12 @@
 #ifndef PICOS_CORE_KERNEL_HANDLES_H_
 #define PICOS_CORE_KERNEL_HANDLES_H_
 
+// picos is C++20: without it the coroutine and kj headers fail with pages of
+// unrelated errors, so say it first (Bazel's default is -std=c++0x).
+#if __cplusplus < 202002L
+#error "picos needs C++20: compile with -std=c++20 (README.md, Depending on picos)"
+#endif
+
 #include <cstdint>
 #include <string>
 

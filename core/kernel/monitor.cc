@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/kernel/log.h"
 #include "core/kernel/proxy.h"
@@ -99,47 +100,40 @@ absl::StatusOr<MonitorStatus> MonitorStatus::FromValue(const Value& msg) {
   if (!Is(msg)) return Malformed("not a {\"picos.monitor\": map} message");
   const Value& v = *SystemMessagePayload(msg, kMonitorMessage);
   MonitorStatus st;
-  if (const Value* t = v.Find("task"); t != nullptr && !t->is_null()) {
-    if (!t->is_task()) return Malformed("\"task\" is not a task handle");
-    st.task = t->as_task();
-  }
-  if (const Value* n = v.Find("name"); n != nullptr) {
-    if (!n->is_string()) return Malformed("\"name\" is not a string");
-    st.name = n->as_string();
-  }
-  if (const Value* id = v.Find("id"); id != nullptr) {
-    absl::StatusOr<uint64_t> n = picos::FromValue<uint64_t>(*id);
-    if (!n.ok()) return Malformed("\"id\" is not an unsigned integer");
-    st.id = *n;
-  }
-  const Value* outcome = v.Find("outcome");
-  if (outcome == nullptr || !outcome->is_string()) return Malformed("no \"outcome\" string");
-  const std::string& o = outcome->as_string();
-  if (o == "value") {
+  std::string outcome;
+  absl::Status read = MessageReader(v)
+                          .Optional("task", &st.task)  // null: a handle that could not travel
+                          .Optional("name", &st.name)
+                          .Optional("id", &st.id)
+                          .Get("outcome", &outcome)
+                          .status();
+  if (!read.ok()) return Malformed(read.message());
+  if (outcome == "value") {
     st.outcome = MonitorOutcome::kValue;
-    if (const Value* val = v.Find("value"); val != nullptr) st.value = *val;
+    st.value = v["value"];  // absent: null, as a task that returned nothing
     return st;
   }
-  if (o == "error") {
+  if (outcome == "error") {
     st.outcome = MonitorOutcome::kError;
-  } else if (o == "terminated") {
+  } else if (outcome == "terminated") {
     st.outcome = MonitorOutcome::kTerminated;
-  } else if (o == "peer_lost") {
+  } else if (outcome == "peer_lost") {
     st.outcome = MonitorOutcome::kPeerLost;
   } else {
-    return Malformed(absl::StrCat("unknown outcome \"", o.substr(0, 32), "\""));
+    return Malformed(absl::StrCat("unknown outcome \"", absl::CHexEscape(outcome.substr(0, 32)), "\""));
   }
-  const Value* err = v.Find("error");
-  if (err == nullptr || !err->is_map()) return Malformed("no \"error\" map");
-  absl::StatusOr<int> code = picos::FromValue<int>((*err)["code"]);
-  const Value& message = (*err)["message"];
-  if (!code.ok() || !message.is_string()) return Malformed("\"error\" needs code and message");
+  Value error;
+  int code = 0;
+  std::string message;
+  read = MessageReader(v).Get("error", &error).status();
+  if (read.ok()) read = MessageReader(error).Get("code", &code).Get("message", &message).status();
+  if (!read.ok()) return Malformed(absl::StrCat("\"error\": ", read.message()));
   // An unknown or OK code from a peer must still read as an error.
-  absl::StatusCode c = static_cast<absl::StatusCode>(*code);
-  if (*code <= 0 || *code > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
+  absl::StatusCode c = static_cast<absl::StatusCode>(code);
+  if (code <= 0 || code > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
     c = absl::StatusCode::kUnknown;
   }
-  st.error = absl::Status(c, message.as_string());
+  st.error = absl::Status(c, message);
   return st;
 }
 

@@ -47,7 +47,7 @@ Task<absl::StatusOr<MonitorStatus>> NextStatus() {
   co_return MonitorStatus::FromValue(*m);
 }
 
-PICOS_CORO_TEST(Monitor, ReportsTheValue) {
+PICOS_SIM_TEST(Monitor, ReportsTheValue) {
   TaskRef w = ThisScheduler().SpawnNamed("adder", ReturnsAfter, 42, absl::Milliseconds(1));
   CO_ASSERT_OK(Monitor(Self(), w));
   absl::StatusOr<Value> raw = co_await Receive(absl::Seconds(5));
@@ -73,7 +73,7 @@ PICOS_CORO_TEST(Monitor, ReportsTheValue) {
   EXPECT_THAT(st->result(), IsOk());
 }
 
-PICOS_CORO_TEST(Monitor, ReportsAnError) {
+PICOS_SIM_TEST(Monitor, ReportsAnError) {
   TaskRef w = ThisScheduler().Spawn(FailsAfter, absl::Milliseconds(1));
   CO_ASSERT_OK(Monitor(Self(), w));
   absl::StatusOr<MonitorStatus> st = co_await NextStatus();
@@ -84,7 +84,7 @@ PICOS_CORO_TEST(Monitor, ReportsAnError) {
   EXPECT_THAT(st->DebugString(), HasSubstr("error: NOT_FOUND: no such thing"));
 }
 
-PICOS_CORO_TEST(Monitor, ReportsAnEscapingExceptionAsAnError) {
+PICOS_SIM_TEST(Monitor, ReportsAnEscapingExceptionAsAnError) {
   TaskRef w = ThisScheduler().Spawn(Throws);
   CO_ASSERT_OK(Monitor(Self(), w));
   absl::StatusOr<MonitorStatus> st = co_await NextStatus();
@@ -93,7 +93,7 @@ PICOS_CORO_TEST(Monitor, ReportsAnEscapingExceptionAsAnError) {
   EXPECT_THAT(st->error, StatusIs(absl::StatusCode::kInternal, HasSubstr("kaboom")));
 }
 
-PICOS_CORO_TEST(Monitor, TellsTerminationApartFromReturn) {
+PICOS_SIM_TEST(Monitor, TellsTerminationApartFromReturn) {
   TaskRef w = ThisScheduler().Spawn(WaitsForever);
   CO_ASSERT_OK(Monitor(Self(), w));
   (void)co_await Yield();
@@ -118,7 +118,7 @@ PICOS_CORO_TEST(Monitor, TellsTerminationApartFromReturn) {
   EXPECT_EQ(st->ToValue()["picos.monitor"]["outcome"], Value("terminated"));
 }
 
-PICOS_CORO_TEST(Monitor, AnEndedTaskIsReportedAtOnce) {
+PICOS_SIM_TEST(Monitor, AnEndedTaskIsReportedAtOnce) {
   TaskRef w = ThisScheduler().Spawn(ReturnsAfter, 7, absl::ZeroDuration());
   EXPECT_THAT(co_await w.Join(), IsOk());
   CO_ASSERT_OK(Monitor(Self(), w));
@@ -129,7 +129,7 @@ PICOS_CORO_TEST(Monitor, AnEndedTaskIsReportedAtOnce) {
   EXPECT_EQ(st->value, Value(7));
 }
 
-PICOS_CORO_TEST(Monitor, EveryMonitorIsTold) {
+PICOS_SIM_TEST(Monitor, EveryMonitorIsTold) {
   TaskRef w = ThisScheduler().Spawn(ReturnsAfter, 1, absl::Milliseconds(5));
   TaskRef other = ThisScheduler().Spawn([](TaskRef watched) -> Task<absl::StatusOr<int>> {
     absl::Status s = Monitor(Self(), watched);
@@ -147,24 +147,33 @@ PICOS_CORO_TEST(Monitor, EveryMonitorIsTold) {
   EXPECT_EQ(co_await other.Join(), absl::StatusOr<Value>(Value(101)));
 }
 
-PICOS_CORO_TEST(Monitor, RejectsNullHandles) {
+PICOS_SIM_TEST(Monitor, RejectsNullHandles) {
   EXPECT_THAT(Monitor(TaskRef(), Self()), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(Monitor(Self(), TaskRef()), StatusIs(absl::StatusCode::kInvalidArgument));
   co_return;
 }
 
+// Across threads, on one simulated clock shared by both schedulers: the
+// watcher's 5-second receive cannot time out before the worker's 20 ms are
+// up, however slow the machine.
 TEST(Monitor, FromAnotherThreadToASchedulerThread) {
-  Scheduler bg;
+  auto clock = std::make_shared<VirtualClock>(VirtualClock::kSimulated);
+  Scheduler bg(Scheduler::Options{.name = "bg", .clock = clock});
   ASSERT_OK(bg.StartThread());
-  Scheduler fg;
+  Scheduler fg(Scheduler::Options{.name = "fg", .clock = clock});
   TaskRef w = bg.Spawn(ReturnsAfter, 5, absl::Milliseconds(20));
-  TaskRef m = fg.Spawn(NextStatus);
+  TaskRef m = fg.Spawn([]() -> Task<absl::StatusOr<int>> {
+    absl::StatusOr<MonitorStatus> st = co_await NextStatus();
+    if (!st.ok()) co_return st.status();
+    co_return static_cast<int>(st->value.as_int());
+  });
   ASSERT_OK(Monitor(m, w));  // from the test thread: posted to bg
   absl::StatusOr<Value> r = fg.RunUntil(m);
   bg.Stop();
   ASSERT_OK(r);
-  // NextStatus's StatusOr<MonitorStatus> has no Value form: check the watched task instead.
+  EXPECT_EQ(*r, Value(5));
   EXPECT_EQ(w.state(), TaskState::kDone);
+  EXPECT_EQ(clock->Now(), absl::Milliseconds(20));
 }
 
 TEST(MonitorStatus, PeerLostRoundTrips) {
@@ -200,6 +209,12 @@ TEST(MonitorStatus, RejectsMalformedMessages) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("error")));
   EXPECT_THAT(MonitorStatus::FromValue(monitor({{"outcome", "value"}, {"task", 5}})),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("task")));
+  EXPECT_THAT(MonitorStatus::FromValue(Value::Map(
+                  {{"type", "monitor"},
+                   {"outcome", "error"},
+                   {"error", Value::Map({{"code", "x"}, {"message", "m"}})}})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"error\": field \"code\": expected integer, got string")));
   // An error whose code says OK still reads as an error.
   absl::StatusOr<MonitorStatus> st = MonitorStatus::FromValue(
       monitor({{"outcome", "error"}, {"error", Value::Map({{"code", 0}, {"message", "odd"}})}}));

@@ -19,7 +19,7 @@ using ::testing::HasSubstr;
 
 Task<> Idle() { (void)co_await Receive(); }
 
-PICOS_CORO_TEST(Naming, RegisterAndLocateATask) {
+PICOS_SIM_TEST(Naming, RegisterAndLocateATask) {
   TaskRef t = ThisScheduler().Spawn(Idle);
   CO_ASSERT_OK(RegisterTask("worker", t));
   EXPECT_THAT(RegisterTask("worker", t), StatusIs(absl::StatusCode::kAlreadyExists));
@@ -51,13 +51,15 @@ Task<> RegisterLater(std::string name, absl::Duration after) {
   (void)co_await Receive();
 }
 
-PICOS_CORO_TEST(Naming, LocateWaitsUpToItsTimeout) {
+PICOS_SIM_TEST(Naming, LocateWaitsUpToItsTimeout) {
   absl::StatusOr<TaskRef> missing = co_await LocateTask("late", Location::Local(), absl::Milliseconds(5));
   EXPECT_THAT(missing, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(ThisScheduler().NowNs(), 5'000'000) << "gave up at its timeout";
   TaskRef late = ThisScheduler().Spawn(RegisterLater, std::string("late"), absl::Milliseconds(5));
   absl::StatusOr<TaskRef> found = co_await LocateTask("late", Location::Local(), absl::Seconds(10));
   CO_ASSERT_OK(found);
   EXPECT_EQ(*found, late);
+  EXPECT_EQ(ThisScheduler().NowNs(), 10'000'000) << "found as soon as it was registered";
   CO_ASSERT_OK(late.Send(0));
   (void)co_await late.Join();
 }
@@ -72,7 +74,7 @@ Task<> LocateThenWaitAgain() {
   (void)co_await Receive();  // waits again after kCancelled: destroyed here
 }
 
-PICOS_CORO_TEST(Naming, TerminatedLocatorsLeaveNoWaiter) {
+PICOS_SIM_TEST(Naming, TerminatedLocatorsLeaveNoWaiter) {
   TaskRef a = ThisScheduler().Spawn(LocateForever, std::string("never"));
   TaskRef b = ThisScheduler().Spawn(LocateThenWaitAgain);
   co_await Yield();
@@ -87,7 +89,7 @@ PICOS_CORO_TEST(Naming, TerminatedLocatorsLeaveNoWaiter) {
   CO_ASSERT_OK(UnregisterTask("never"));
 }
 
-PICOS_CORO_TEST(Naming, ChannelsAreReleasedWhenClosed) {
+PICOS_SIM_TEST(Naming, ChannelsAreReleasedWhenClosed) {
   Channel ch = Channel::Create("news");
   CO_ASSERT_OK(RegisterChannel(ch));
   EXPECT_THAT(RegisterChannel(Channel::Create("news")), StatusIs(absl::StatusCode::kAlreadyExists));
@@ -105,7 +107,7 @@ PICOS_CORO_TEST(Naming, ChannelsAreReleasedWhenClosed) {
   EXPECT_THAT(UnregisterChannel("news"), StatusIs(absl::StatusCode::kNotFound));
 }
 
-PICOS_CORO_TEST(Naming, OtherLocationsAreNotImplementedYet) {
+PICOS_SIM_TEST(Naming, OtherLocationsAreNotImplementedYet) {
   CO_ASSERT_OK(RegisterTask("here", Self()));
   absl::StatusOr<TaskRef> peer =
       co_await LocateTask("here", Location::Peer("tcp://127.0.0.1:9705"), absl::Seconds(1));

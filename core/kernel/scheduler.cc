@@ -121,6 +121,7 @@ Scheduler::Scheduler(Options options)
   PICOS_ASSERT(uv_timer_init(loop_.get(), timer_.get()) == 0);
   timer_->data = this;
   ready_.resize(64);
+  if (options_.clock) options_.clock->Attach(this);
 }
 
 Scheduler::~Scheduler() {
@@ -138,6 +139,8 @@ Scheduler::~Scheduler() {
   // After the tasks, before the loop closes: an extension may close handles
   // of its own (the thread pool's return path).
   extensions_.clear();
+  // Before the async handle goes: the clock wakes members through it.
+  if (options_.clock) options_.clock->Detach(this);
   uv_close(reinterpret_cast<uv_handle_t*>(async_.get()), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(timer_.get()), nullptr);
   // Let close callbacks of these and of any I/O handles closed by destroyed
@@ -177,9 +180,39 @@ std::unique_ptr<Scheduler::Extension>& Scheduler::ExtensionSlot(size_t key) {
   return extensions_[key];
 }
 
-int64_t Scheduler::NowNs() const { return static_cast<int64_t>(uv_hrtime()); }
+int64_t Scheduler::NowNs() const {
+  if (options_.clock) return options_.clock->NowNs();
+  return static_cast<int64_t>(uv_hrtime());
+}
 
-TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, std::string name) {
+void Scheduler::WakeLoop() { uv_async_send(async_.get()); }
+
+bool Scheduler::HasPosts() {
+  absl::MutexLock lock(&inbox_mu_);
+  return !inbox_.empty();
+}
+
+std::vector<std::string> Scheduler::OpenHandles() {
+  struct Walk {
+    Scheduler* self;
+    std::vector<std::string> names;
+  } walk{this, {}};
+  uv_walk(
+      loop_.get(),
+      [](uv_handle_t* h, void* arg) {
+        auto* w = static_cast<Walk*>(arg);
+        if (h == reinterpret_cast<uv_handle_t*>(w->self->async_.get()) ||
+            h == reinterpret_cast<uv_handle_t*>(w->self->timer_.get())) {
+          return;
+        }
+        w->names.push_back(uv_handle_type_name(h->type));
+      },
+      &walk);
+  return walk.names;
+}
+
+TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, SpawnOptions options) {
+  std::string& name = options.name;
   if (!h) {
     PICOS_LOG(error, "Spawn of an empty Task (moved from, or already awaited)");
     return TaskRef();
@@ -194,6 +227,9 @@ TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, std::string name) {
   c->leaf = h;
   c->sched_index = index_;
   if (!name.empty()) c->Extra().name = std::move(name);
+  // Counted when registered, so that a task posted from another thread is
+  // a daemon from its first turn.
+  if (options.daemon) c->Extra().daemon = true;
   TaskRef ref = TaskRef::Adopt((internal::Ref(c), c));
   if (InLoopThread()) {
     Register(c);
@@ -215,6 +251,7 @@ TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, std::string name) {
 void Scheduler::Register(TaskCore* c) {
   c->all_index = static_cast<uint32_t>(tasks_.size());
   tasks_.push_back(c);
+  if (c->extra != nullptr && c->extra->daemon) ++daemon_count_;
   c->set_state(TaskState::kReady);
   PushReady(c);
 }
@@ -230,6 +267,10 @@ void Scheduler::GrowReady() {
 }
 
 void Scheduler::RunReady() {
+  // Every task is resumed from this frame: deeper than kStackBudget below it
+  // at a sub-call means the stack grows with each await (task.h).
+  internal::t_stack_floor =
+      static_cast<const char*>(__builtin_frame_address(0)) - internal::kStackBudget;
   for (int n = 0; n < kReadyBatch && ready_count_ > 0; ++n) {
     TaskCore* c = ready_[ready_head_];
     ready_head_ = (ready_head_ + 1) & (ready_.size() - 1);
@@ -261,7 +302,14 @@ void Scheduler::RunReady() {
       kills_.pop_back();
       Kill(k, absl::CancelledError("task terminated"));
     }
+    if (!deferred_.empty()) RunDeferred();
   }
+}
+
+void Scheduler::RunDeferred() {
+  std::vector<absl::AnyInvocable<void()>> work;
+  work.swap(deferred_);
+  for (auto& fn : work) fn();
 }
 
 void Scheduler::ScheduleKill(TaskCore* c) { kills_.push_back(c); }
@@ -319,7 +367,7 @@ void Scheduler::Finish(TaskCore* c, absl::Status status, Value value) {
     }
   }
   if (!status.ok() && status.code() != absl::StatusCode::kCancelled &&
-      !(c->flags & internal::kFlagErrorReported)) {
+      !(c->extra != nullptr && c->extra->error_reported)) {
     PICOS_LOG(info, "task {} ended with error: {}", TaskRef::Adopt((internal::Ref(c), c)).DebugString(),
               status.ToString());
   }
@@ -332,9 +380,16 @@ void Scheduler::Finish(TaskCore* c, absl::Status status, Value value) {
     joiners.swap(x.joiners);
     hooks.swap(x.finish_hooks);
     x.resume_value = Value();
+    if (x.hot_swap) {
+      // A swap still pending fails; the swap state (and what it captured)
+      // goes with the task.
+      std::unique_ptr<internal::HotSwapHooks> hot_swap = std::move(x.hot_swap);
+      hot_swap->TaskEnded(c);
+    }
   }
   c->set_state(TaskState::kDone);
   if (c->all_index != internal::kNotRegistered) {
+    if (c->extra != nullptr && c->extra->daemon) --daemon_count_;
     TaskCore* last = tasks_.back();
     tasks_[c->all_index] = last;
     last->all_index = c->all_index;
@@ -361,6 +416,7 @@ void Scheduler::DestroyAll() {
   destroying_ = true;
   DrainInbox();
   kills_.clear();
+  deferred_.clear();
   while (!tasks_.empty()) {
     Kill(tasks_.back(), absl::CancelledError("scheduler stopped"));
   }
@@ -374,13 +430,22 @@ void Scheduler::DestroyAll() {
 
 absl::Status Scheduler::Post(absl::AnyInvocable<void()> fn) {
   if (stopped()) return absl::FailedPreconditionError("scheduler has stopped");
-  {
+  bool full = false;
+  auto push = [this, &fn, &full] {
     absl::MutexLock lock(&inbox_mu_);
-    if (inbox_.size() >= options_.inbox_limit) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("scheduler inbox full (", options_.inbox_limit, " closures)"));
-    }
-    inbox_.push_back(std::move(fn));
+    full = inbox_.size() >= options_.inbox_limit;
+    if (!full) inbox_.push_back(std::move(fn));
+    return !full;
+  };
+  if (options_.clock && options_.clock->mode() == VirtualClock::kSimulated) {
+    // A simulated clock must not jump past work that waits here.
+    options_.clock->PostTo(this, push);
+  } else {
+    push();
+  }
+  if (full) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("scheduler inbox full (", options_.inbox_limit, " closures)"));
   }
   uv_async_send(async_.get());
   return absl::OkStatus();
@@ -400,8 +465,9 @@ void Scheduler::DrainInbox() {
 // --- timers: a binary heap of (deadline, task), each task knowing its slot,
 // so that a wait that ends before its timeout removes it in O(log n). ---
 
+
 void Scheduler::AddTimer(TaskCore* c, absl::Duration timeout) {
-  int64_t now = static_cast<int64_t>(uv_hrtime());
+  int64_t now = NowNs();
   int64_t deadline;
   if (timeout <= absl::ZeroDuration()) {
     deadline = now;
@@ -547,6 +613,7 @@ absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_po
     return absl::FailedPreconditionError("another scheduler runs on this thread");
   }
   running_ = true;
+  if (options_.clock) options_.clock->LoopStarts(this);
   Scheduler* prev = t_scheduler;
   t_scheduler = this;
   loop_thread_.store(std::this_thread::get_id());
@@ -563,15 +630,21 @@ absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_po
   for (;;) {
     RunReady();
     if (stop_requested_.load(std::memory_order_relaxed) || done()) break;
-    if (!timers_.empty()) ExpireTimers(static_cast<int64_t>(uv_hrtime()));
+    if (!timers_.empty()) ExpireTimers(NowNs());
     if (ready_count_ > 0) {
       uv_run(loop_.get(), UV_RUN_NOWAIT);
       continue;
     }
+    if (options_.clock) {
+      if (!WaitVirtual(wait_for_posts, &result)) break;
+      continue;
+    }
     ArmTimer();
+    // Only the inbox can wake a task that waits for another thread, or for
+    // work on another thread (a thread-pool job) that posts back.
+    const bool hold = external_waits_ > 0 || external_work_.load(std::memory_order_acquire) > 0;
     if (!wait_for_posts) {
-      // Only the inbox can wake a task that waits for another thread.
-      if (external_waits_ > 0) {
+      if (hold) {
         uv_ref(reinterpret_cast<uv_handle_t*>(async_.get()));
       } else {
         uv_unref(reinterpret_cast<uv_handle_t*>(async_.get()));
@@ -595,6 +668,7 @@ absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_po
   }
   bool stopping = stop_requested_.load(std::memory_order_relaxed);
   if (stopping) DestroyAll();
+  if (options_.clock) options_.clock->LoopEnds(this);
   loop_thread_.store(std::thread::id());
   t_scheduler = prev;
   running_ = false;
@@ -602,8 +676,116 @@ absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_po
   return result;
 }
 
+// Under a virtual clock no libuv timer is armed: pending deadlines wait for
+// the clock. One step: poll I/O; if nothing is to be done, let a simulated
+// clock jump, or block until I/O, a post or the clock wakes the loop.
+bool Scheduler::WaitVirtual(bool wait_for_posts, absl::Status* result) {
+  VirtualClock& clock = *options_.clock;
+  uv_run(loop_.get(), UV_RUN_NOWAIT);
+  if (ready_count_ > 0) return true;
+  if (HasPosts()) {
+    DrainInbox();
+    return true;
+  }
+  // Advanced meanwhile, from another thread.
+  if (!timers_.empty() && timers_[0].deadline_ns <= clock.NowNs()) return true;
+  const bool external = external_work_.load(std::memory_order_acquire) > 0;
+  // Requests in flight (a write, a connect, a file operation) and work on
+  // other threads complete on their own: time must not jump past them. (A
+  // task waiting for another scheduler is no such work: if that scheduler
+  // shares the clock, the clock waits for it to be idle; if not, its time
+  // is not this clock's.)
+  const bool in_flight = external || loop_->active_reqs.count > 0;
+  VirtualClock::Step step = VirtualClock::Step::kWait;
+  if (clock.mode() == VirtualClock::kSimulated && !in_flight) {
+    step = clock.Idle(this, timers_.empty() ? -1 : timers_[0].deadline_ns);
+    if (step == VirtualClock::Step::kJumped || step == VirtualClock::Step::kBusy) return true;
+  }
+  // Block. In the foreground the inbox's async handle does not keep the
+  // loop alive (a loop with nothing alive is a deadlock), unless a post or
+  // a wake from the clock may still come: pool work, or another scheduler
+  // running on the clock (it may advance it, jump, or send).
+  const bool hold = !wait_for_posts &&
+                    (external || external_waits_ > 0 ||
+                     (step != VirtualClock::Step::kNoTimers && clock.OthersRunning(this)));
+  if (hold) uv_ref(reinterpret_cast<uv_handle_t*>(async_.get()));
+  int alive = uv_run(loop_.get(), UV_RUN_ONCE);
+  if (hold) uv_unref(reinterpret_cast<uv_handle_t*>(async_.get()));
+  if (clock.mode() == VirtualClock::kSimulated) clock.Busy(this);
+  if (alive || hold || wait_for_posts || ready_count_ > 0 ||
+      stop_requested_.load(std::memory_order_relaxed)) {
+    return true;
+  }
+  if (HasPosts()) {
+    DrainInbox();
+    return true;
+  }
+  if (!timers_.empty() && timers_[0].deadline_ns <= clock.NowNs()) return true;
+  if (timers_.empty()) {
+    *result = absl::FailedPreconditionError(absl::StrCat(
+        "deadlock: ", tasks_.size(), " task(s) wait and nothing can wake them"));
+  } else {
+    *result = absl::FailedPreconditionError(absl::StrCat(
+        "deadlock: ", tasks_.size(), " task(s) wait and nothing can wake them: ", timers_.size(),
+        " timeout(s) wait for virtual time that nobody advances"));
+  }
+  return false;
+}
+
 absl::Status Scheduler::Run() {
-  return Loop([this] { return tasks_.empty(); }, false);
+  for (;;) {
+    absl::Status s = Loop([this] { return tasks_.size() == daemon_count_; }, false);
+    if (!s.ok() || stopped() || tasks_.empty()) return s;
+    // Only daemons are left: they end with the program.
+    EndDaemons();
+    // A daemon's destructor may have started a task that is not one; it
+    // runs to its end like any other.
+    if (tasks_.empty()) return s;
+  }
+}
+
+void Scheduler::EndDaemons() {
+  Scheduler* prev = t_scheduler;
+  t_scheduler = this;  // their destructors run on this scheduler, as at Stop
+  // Kill removes its task from tasks_ by moving the last one into its slot,
+  // so walking down from the end meets every task once.
+  for (size_t i = tasks_.size(); i-- > 0;) {
+    if (i >= tasks_.size()) continue;
+    TaskCore* c = tasks_[i];
+    if (c->extra != nullptr && c->extra->daemon) {
+      Kill(c, absl::CancelledError("daemon task ended with its program"));
+    }
+  }
+  while (!kills_.empty()) {
+    TaskCore* k = kills_.back();
+    kills_.pop_back();
+    Kill(k, absl::CancelledError("task terminated"));
+  }
+  t_scheduler = prev;
+}
+
+absl::Status SetDaemon(const TaskRef& task, bool daemon) {
+  if (!task.valid()) return absl::InvalidArgumentError("SetDaemon of a null TaskRef");
+  TaskCore* c = task.core();
+  Scheduler* s = c->scheduler();
+  if (s == nullptr || !s->InLoopThread()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("SetDaemon of ", task.DebugString(), " off its scheduler's thread"));
+  }
+  if (c->flags & internal::kFlagFinished) {
+    return absl::FailedPreconditionError(absl::StrCat("task ", task.DebugString(), " has ended"));
+  }
+  bool was = c->extra != nullptr && c->extra->daemon;
+  if (was == daemon) return absl::OkStatus();
+  c->Extra().daemon = daemon;
+  if (c->all_index != internal::kNotRegistered) {
+    if (daemon) {
+      ++s->daemon_count_;
+    } else {
+      --s->daemon_count_;
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Value> Scheduler::RunUntil(const TaskRef& task) {
@@ -628,12 +810,16 @@ absl::Status Scheduler::StartThread() {
   }
   if (stopped()) return absl::FailedPreconditionError("scheduler has stopped");
   absl::Notification started;
+  // Running on the clock from now: work posted before the thread gets going
+  // must hold a simulated clock still.
+  if (options_.clock) options_.clock->LoopStarts(this);
   thread_ = std::thread([this, &started] {
     // Loop() sets the loop thread before it runs anything; signal after the
     // thread exists so that Stop() always has something to join.
     started.Notify();
     absl::Status s = Loop([] { return false; }, true);
     if (!s.ok()) PICOS_LOG(error, "scheduler {} ended: {}", options_.name, s.ToString());
+    if (options_.clock) options_.clock->LoopEnds(this);
   });
   started.WaitForNotification();
   return absl::OkStatus();

@@ -17,6 +17,11 @@
 //   ...
 //   bg.Stop();                   // ends the thread; suspended tasks are destroyed
 //
+// Time: every timeout, Sleep and deadline is on the scheduler's monotonic
+// clock, NowNs(): the machine's (uv_hrtime) unless Options::clock gives a
+// VirtualClock (core/kernel/clock.h), under which tests and simulations run
+// hours of timeouts in milliseconds, the same way every run.
+//
 // Stopping destroys every task still suspended (their destructors run on the
 // scheduler's thread) and every queued message: nothing leaks, nothing runs on.
 #ifndef PICOS_CORE_KERNEL_SCHEDULER_H_
@@ -37,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "core/kernel/clock.h"
 #include "core/kernel/handles.h"
 #include "core/kernel/task.h"
 #include "core/kernel/value.h"
@@ -78,6 +84,20 @@ auto OwnCallable(F fn, Args... args) -> std::invoke_result_t<F&, Args&&...> {
 }
 }  // namespace internal
 
+// How a task is started (Scheduler::Spawn).
+//
+//   s.Spawn({.name = "acceptor", .daemon = true}, AcceptLoop, server);
+struct SpawnOptions {
+  // Shown in logs and TaskRef::DebugString(); empty for none.
+  std::string name;
+  // A daemon (pycos daemon=True) does not keep a program alive: Run() and
+  // RunMain() end once every task that is not a daemon has ended, and then
+  // destroy the daemons as Stop() would (each ends with kCancelled, its
+  // destructors run, its monitors hear of it). For servers and helpers that
+  // live as long as there is work for them. See also SetDaemon().
+  bool daemon = false;
+};
+
 class Scheduler {
  public:
   struct Options {
@@ -88,6 +108,10 @@ class Scheduler {
     size_t inbox_limit = 1 << 20;
     // Most recycled message nodes kept for reuse.
     size_t message_cache = 1 << 16;
+    // Time for this scheduler's timeouts, sleeps and deadlines: null for the
+    // machine's monotonic clock, or a VirtualClock (core/kernel/clock.h), which
+    // several schedulers may share.
+    std::shared_ptr<VirtualClock> clock;
   };
 
   Scheduler();
@@ -107,7 +131,11 @@ class Scheduler {
   }
   template <typename T>
   TaskRef SpawnNamed(std::string name, Task<T> task) {
-    return SpawnHandle(task.release(), std::move(name));
+    return SpawnHandle(task.release(), SpawnOptions{.name = std::move(name)});
+  }
+  template <typename T>
+  TaskRef Spawn(SpawnOptions options, Task<T> task) {
+    return SpawnHandle(task.release(), std::move(options));
   }
 
   // Calls the coroutine function `fn(args...)` and spawns what it returns.
@@ -122,21 +150,30 @@ class Scheduler {
     requires std::invocable<F&, Args&&...> &&
              internal::IsTask<std::invoke_result_t<F&, Args&&...>>::value
   TaskRef SpawnNamed(std::string name, F&& fn, Args&&... args) {
+    return Spawn(SpawnOptions{.name = std::move(name)}, std::forward<F>(fn),
+                 std::forward<Args>(args)...);
+  }
+  // With options: `s.Spawn({.name = "server", .daemon = true}, Serve, port)`.
+  template <typename F, typename... Args>
+    requires std::invocable<F&, Args&&...> &&
+             internal::IsTask<std::invoke_result_t<F&, Args&&...>>::value
+  TaskRef Spawn(SpawnOptions options, F&& fn, Args&&... args) {
     using D = std::decay_t<F>;
     if constexpr (std::is_empty_v<D> || std::is_pointer_v<D> || std::is_function_v<D>) {
-      return SpawnNamed(std::move(name), std::invoke(fn, std::forward<Args>(args)...));
+      return Spawn(std::move(options), std::invoke(fn, std::forward<Args>(args)...));
     } else {
-      return SpawnNamed(std::move(name),
-                        internal::OwnCallable(D(std::forward<F>(fn)),
-                                              std::decay_t<Args>(std::forward<Args>(args))...));
+      return Spawn(std::move(options),
+                   internal::OwnCallable(D(std::forward<F>(fn)),
+                                         std::decay_t<Args>(std::forward<Args>(args))...));
     }
   }
 
-  // Runs the loop on this thread until every task has ended, or Stop() is
-  // called. kFailedPrecondition if tasks remain that nothing can ever wake
-  // (no timer, no I/O, no runnable task, no task waiting for a completion
-  // from another thread, e.g. a Join of a task of another scheduler): a
-  // deadlock, reported, not hung on.
+  // Runs the loop on this thread until every task that is not a daemon has
+  // ended, or Stop() is called; then destroys the daemons that are left (see
+  // SpawnOptions::daemon). kFailedPrecondition if tasks that are not daemons
+  // remain that nothing can ever wake (no timer, no I/O, no runnable task, no
+  // task waiting for a completion from another thread, e.g. a Join of a task
+  // of another scheduler): a deadlock, reported, not hung on.
   absl::Status Run();
 
   // Runs the loop on this thread until `task` ends; gives its result.
@@ -167,16 +204,21 @@ class Scheduler {
   bool InLoopThread() const;
 
   // The scheduler's monotonic clock in nanoseconds: uv_hrtime() normally,
-  // the virtual clock's time when one is set. Every picos deadline (I/O,
-  // supervisor windows) is measured on it, never on the wall clock, so a
-  // step of the system time neither stretches nor cuts a timeout. Any thread.
+  // the virtual clock's time when Options::clock sets one. Every picos
+  // deadline (timeouts, I/O, supervisor windows) is measured on it, never
+  // on the wall clock, so a step of the system time neither stretches nor
+  // cuts a timeout. Any thread.
   int64_t NowNs() const;
+  // The virtual clock, or null.
+  const std::shared_ptr<VirtualClock>& clock() const { return options_.clock; }
 
   // The scheduler whose loop runs on this thread, or null.
   static Scheduler* Current();
 
-  // Tasks spawned and not yet ended.
+  // Tasks spawned and not yet ended, daemons included.
   size_t task_count() const { return tasks_.size(); }
+  // Of those, the daemons.
+  size_t daemon_count() const { return daemon_count_; }
   // Timeouts pending in the timer heap (each costs 16 bytes there).
   size_t timer_count() const { return timers_.size(); }
   // Times a task was resumed so far: how often tasks woke, for figures and
@@ -187,6 +229,11 @@ class Scheduler {
 
   // The libuv loop, for I/O built on picos (transports). Scheduler thread only.
   uv_loop_s* uv_loop() { return loop_.get(); }
+  // The libuv handles on this loop other than the scheduler's own, by type
+  // name ("tcp", "pipe" ...), those being closed included: what a program
+  // (or a test) that has closed everything leaves is none. Scheduler thread,
+  // or while no loop runs.
+  std::vector<std::string> OpenHandles();
 
   // Per-scheduler state of a library built on picos (the name registry, the
   // thread pool's return path, later a peer table), keyed by a type that the
@@ -220,6 +267,7 @@ class Scheduler {
   // The run queue, timers and mailboxes, reached by the kernel through
   // internal::SchedulerHooks (scheduler_internal.h).
   friend class internal::SchedulerHooks;
+  friend absl::Status SetDaemon(const TaskRef& task, bool daemon);
 
   void PushReady(internal::TaskCore* c) {
     if (ready_count_ == ready_.size()) GrowReady();
@@ -230,6 +278,7 @@ class Scheduler {
   void RemoveTimer(internal::TaskCore* c);
   void ScheduleKill(internal::TaskCore* c);
   void DestroyTask(internal::TaskCore* c, absl::Status why);
+  void RunDeferred();
   void Finish(internal::TaskCore* c, absl::Status status, Value value);
   internal::MessageNode* NewNode(Value v);
   void FreeNode(internal::MessageNode* n);
@@ -241,18 +290,35 @@ class Scheduler {
   void AddExternalWait() { ++external_waits_; }
   void RemoveExternalWait() { --external_waits_; }
 
+  // Work outside the loop that will Post back to it (a thread-pool job):
+  // internal::SchedulerHooks::AddExternalWork.
+  void AddExternalWork(int delta) { external_work_.fetch_add(delta, std::memory_order_acq_rel); }
+
+  // Wakes, idles and advances the loop under a virtual clock.
+  friend class VirtualClock;
   struct TimerEntry {
     int64_t deadline_ns;
     internal::TaskCore* core;
   };
 
-  TaskRef SpawnHandle(std::coroutine_handle<> h, std::string name);
+  TaskRef SpawnHandle(std::coroutine_handle<> h, SpawnOptions options);
   void Register(internal::TaskCore* c);
+  void EndDaemons();
   void GrowReady();
   absl::Status Loop(const std::function<bool()>& done, bool wait_for_posts);
   void RunReady();
   void ExpireTimers(int64_t now_ns);
   void ArmTimer();
+  // For the virtual clock: wake the loop (any thread); whether closures
+  // wait in the inbox (any thread); expire what is due now (loop thread).
+  void WakeLoop();
+  bool HasPosts();
+  void ExpireDueTimers() {
+    if (!timers_.empty()) ExpireTimers(NowNs());
+  }
+  // One blocking step of the loop under a virtual clock; false (and the
+  // deadlock in `*result`) when nothing can ever wake it.
+  bool WaitVirtual(bool wait_for_posts, absl::Status* result);
   void DrainInbox();
   void Kill(internal::TaskCore* c, absl::Status why);
   void DestroyAll();
@@ -307,7 +373,9 @@ class Scheduler {
 
   BlockVector<TimerEntry> timers_;  // binary min-heap on deadline
   std::vector<internal::TaskCore*> tasks_;  // every live task; core->all_index
+  size_t daemon_count_ = 0;                 // of tasks_, those with extra->daemon
   std::vector<internal::TaskCore*> kills_;  // to destroy once control returns
+  std::vector<absl::AnyInvocable<void()>> deferred_;  // to run once control returns
   internal::MessageNode* free_nodes_ = nullptr;
   size_t free_node_count_ = 0;
 
@@ -316,6 +384,7 @@ class Scheduler {
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> stopped_{false};
   std::atomic<std::thread::id> loop_thread_{};
+  std::atomic<int> external_work_{0};
   bool running_ = false;
   bool destroying_ = false;
   uint32_t external_waits_ = 0;
@@ -326,15 +395,24 @@ class Scheduler {
 // The scheduler of the running task. Asserts that the caller is a task.
 Scheduler& ThisScheduler();
 
+// Makes `task` a daemon, or no longer one (pycos Task.set_daemon): see
+// SpawnOptions::daemon. A task may call it on itself: SetDaemon(Self()).
+// Scheduler thread of `task`; kFailedPrecondition from elsewhere or once the
+// task has ended, kInvalidArgument for a null handle.
+absl::Status SetDaemon(const TaskRef& task, bool daemon = true);
+
 namespace internal {
 // 0 for OK; else prints "program: status" to standard error and gives 1.
 int ExitCode(const char* program, const absl::Status& status);
 }  // namespace internal
 
 // A program's main task: runs `fn(args...)` as the first task of a fresh
-// Scheduler on this thread until it ends, and gives the process's exit code:
-// 0 if it ended well, 1 (and "program: error" on standard error) if it
-// ended with an error or the loop deadlocked.
+// Scheduler on this thread, and gives the process's exit code. Once the main
+// task has ended well, the program goes on until every other task that is
+// not a daemon has ended too (pycos: a program waits for its non-daemon
+// tasks), then destroys the daemons. 0 if all that went well; 1 (and
+// "program: error" on standard error) if the main task ended with an error
+// (the other tasks are then destroyed at once) or the loop deadlocked.
 //
 //   int main(int argc, char** argv) { return picos::RunMain("server", Serve, port); }
 template <typename F, typename... Args>
@@ -342,7 +420,8 @@ int RunMain(const char* program, F&& fn, Args&&... args) {
   Scheduler s;
   TaskRef main_task = s.Spawn(std::forward<F>(fn), std::forward<Args>(args)...);
   absl::StatusOr<Value> r = s.RunUntil(main_task);
-  return internal::ExitCode(program, r.status());
+  if (!r.ok()) return internal::ExitCode(program, r.status());
+  return internal::ExitCode(program, s.Run());
 }
 
 }  // namespace picos

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "core/kernel/scheduler.h"
@@ -43,11 +44,20 @@ class SchedulerHooks {
     s.PushReady(c);
   }
 
+  // The scheduler's clock, on which timeouts are counted, in nanoseconds.
+  static int64_t NowNs(Scheduler& s) { return s.NowNs(); }
+
   // The timeout of the wait `c` is entering, and its removal.
   static void AddTimer(Scheduler& s, TaskCore* c, absl::Duration timeout) {
     s.AddTimer(c, timeout);
   }
   static void RemoveTimer(Scheduler& s, TaskCore* c) { s.RemoveTimer(c); }
+
+  // Runs `fn` once control is back in the loop, before the next task
+  // resumes: for work that must not run inside the frame that is suspending.
+  static void Defer(Scheduler& s, absl::AnyInvocable<void()> fn) {
+    s.deferred_.push_back(std::move(fn));
+  }
 
   // Destroys `c`'s frame once control is back in the loop.
   static void ScheduleKill(Scheduler& s, TaskCore* c) { s.ScheduleKill(c); }
@@ -74,6 +84,12 @@ class SchedulerHooks {
   // another thread completes: the loop must wait for its inbox meanwhile.
   static void AddExternalWait(Scheduler& s) { s.AddExternalWait(); }
   static void RemoveExternalWait(Scheduler& s) { s.RemoveExternalWait(); }
+
+  // Work outside the loop that will Post back to `s` (a thread-pool job):
+  // +1 when it starts, -1 once its result is handled (any thread). While any
+  // is outstanding a foreground loop waits for it instead of reporting a
+  // deadlock, and a simulated clock (clock.h) does not jump past it.
+  static void AddExternalWork(Scheduler& s, int delta) { s.AddExternalWork(delta); }
 
   // Appends `message` to the mailbox of `c`, a task of `s`, from its thread.
   static absl::Status DeliverLocal(Scheduler& s, TaskCore* c, Value message) {

@@ -28,7 +28,7 @@ Task<absl::StatusOr<int>> Flaky(Counter runs, int failures, absl::Duration work)
   co_return run;
 }
 
-PICOS_CORO_TEST(Supervisor, GivesUpAfterMaxRestartsWithinTheWindow) {
+PICOS_SIM_TEST(Supervisor, GivesUpAfterMaxRestartsWithinTheWindow) {
   auto runs = std::make_shared<int>(0);
   Supervisor sup = Supervisor::Start(
       ThisScheduler(), RestartPolicy{.max_restarts = 3, .window = absl::Seconds(30)},
@@ -59,7 +59,7 @@ PICOS_CORO_TEST(Supervisor, GivesUpAfterMaxRestartsWithinTheWindow) {
   EXPECT_EQ((*body)["restarts"], Value(3));
 }
 
-PICOS_CORO_TEST(Supervisor, FailuresSpreadOverTimeKeepBeingRestarted) {
+PICOS_SIM_TEST(Supervisor, FailuresSpreadOverTimeKeepBeingRestarted) {
   auto runs = std::make_shared<int>(0);
   // Each run takes 30 ms, longer than the 20 ms window: never two restarts
   // in one window, so even max_restarts = 1 never gives up.
@@ -70,9 +70,38 @@ PICOS_CORO_TEST(Supervisor, FailuresSpreadOverTimeKeepBeingRestarted) {
   CO_ASSERT_OK(end);
   EXPECT_EQ(*end, Value(5));
   EXPECT_EQ(sup.restarts(), 4);
+  EXPECT_EQ(ThisScheduler().NowNs(), 5 * 30'000'000) << "five runs of 30 ms, back to back";
 }
 
-PICOS_CORO_TEST(Supervisor, ANormalEndIsNotRestarted) {
+// The window is measured on the scheduler's clock: a failure exactly one
+// window after the previous restart is outside it.
+PICOS_SIM_TEST(Supervisor, TheWindowEndsExactlyAtItsLength) {
+  auto runs = std::make_shared<int>(0);
+  Supervisor sup = Supervisor::Start(
+      ThisScheduler(), RestartPolicy{.max_restarts = 1, .window = absl::Milliseconds(30)},
+      SupervisorOptions{}, Flaky, runs, 3, absl::Milliseconds(30));
+  EXPECT_EQ(co_await sup.task().Join(), absl::StatusOr<Value>(Value(4)));
+  // And one nanosecond less is inside it: the second failure gives up.
+  *runs = 0;
+  Supervisor tight = Supervisor::Start(
+      ThisScheduler(),
+      RestartPolicy{.max_restarts = 1, .window = absl::Milliseconds(30) + absl::Nanoseconds(1)},
+      SupervisorOptions{}, Flaky, runs, 3, absl::Milliseconds(30));
+  EXPECT_THAT(co_await tight.task().Join(), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(*runs, 2);
+}
+
+PICOS_SIM_TEST(Supervisor, WaitsItsDelayBeforeEachRestart) {
+  auto runs = std::make_shared<int>(0);
+  Supervisor sup = Supervisor::Start(
+      ThisScheduler(),
+      RestartPolicy{.max_restarts = 5, .window = absl::Hours(1), .delay = absl::Seconds(10)},
+      SupervisorOptions{}, Flaky, runs, 2, absl::ZeroDuration());
+  EXPECT_EQ(co_await sup.task().Join(), absl::StatusOr<Value>(Value(3)));
+  EXPECT_EQ(ThisScheduler().NowNs(), 20'000'000'000) << "two restarts, ten seconds before each";
+}
+
+PICOS_SIM_TEST(Supervisor, ANormalEndIsNotRestarted) {
   auto runs = std::make_shared<int>(0);
   Supervisor sup = Supervisor::Start(ThisScheduler(), RestartPolicy{}, SupervisorOptions{}, Flaky,
                                      runs, 0, absl::ZeroDuration());
@@ -80,7 +109,7 @@ PICOS_CORO_TEST(Supervisor, ANormalEndIsNotRestarted) {
   EXPECT_EQ(sup.restarts(), 0);
 }
 
-PICOS_CORO_TEST(Supervisor, RestartOnSuccessWhenThePolicySaysSo) {
+PICOS_SIM_TEST(Supervisor, RestartOnSuccessWhenThePolicySaysSo) {
   auto runs = std::make_shared<int>(0);
   Supervisor sup = Supervisor::Start(
       ThisScheduler(),
@@ -95,13 +124,13 @@ Task<absl::StatusOr<Value>> EchoOnce() {
   co_return m;
 }
 
-PICOS_CORO_TEST(Supervisor, ForwardsMessagesToTheWorker) {
+PICOS_SIM_TEST(Supervisor, ForwardsMessagesToTheWorker) {
   Supervisor sup = Supervisor::Start(ThisScheduler(), RestartPolicy{}, SupervisorOptions{}, EchoOnce);
   CO_ASSERT_OK(sup.task().Send("hello"));
   EXPECT_EQ(co_await sup.task().Join(), absl::StatusOr<Value>(Value("hello")));
 }
 
-PICOS_CORO_TEST(Supervisor, StopEndsSupervisorAndWorker) {
+PICOS_SIM_TEST(Supervisor, StopEndsSupervisorAndWorker) {
   Supervisor sup = Supervisor::Start(ThisScheduler(), RestartPolicy{}, SupervisorOptions{}, EchoOnce);
   (void)co_await Yield();
   TaskRef worker = sup.worker();

@@ -33,7 +33,7 @@ Task<absl::Status> HoldFor(L* lock, int id, std::vector<int>* order, absl::Durat
   co_return absl::OkStatus();
 }
 
-PICOS_CORO_TEST(Lock, ExclusiveAndFirstComeFirstServed) {
+PICOS_SIM_TEST(Lock, ExclusiveAndFirstComeFirstServed) {
   Lock lock;
   std::vector<int> order;
   std::vector<TaskRef> ts;
@@ -49,7 +49,7 @@ PICOS_CORO_TEST(Lock, ExclusiveAndFirstComeFirstServed) {
   EXPECT_FALSE(lock.locked());
 }
 
-PICOS_CORO_TEST(Lock, TimeoutAndTry) {
+PICOS_SIM_TEST(Lock, TimeoutAndTry) {
   Lock lock;
   absl::StatusOr<LockGuard> s = co_await lock.Acquire();
   CO_ASSERT_OK(s);
@@ -105,7 +105,7 @@ PICOS_CORO_TEST(Lock, GuardReleasesOnceAtScopeEnd) {
   EXPECT_FALSE(none);
 }
 
-PICOS_CORO_TEST(Lock, TerminatedWaitersHoldNothing) {
+PICOS_SIM_TEST(Lock, TerminatedWaitersHoldNothing) {
   Lock lock;
   std::vector<int> order;
   absl::StatusOr<LockGuard> mine = co_await lock.Acquire();
@@ -138,7 +138,7 @@ Task<> HoldUntilKilled(Lock* lock) {
   (void)co_await Suspend();   // ...and waiting again: destroyed here
 }
 
-PICOS_CORO_TEST(Lock, GuardReleasesWhenTheHolderIsDestroyed) {
+PICOS_SIM_TEST(Lock, GuardReleasesWhenTheHolderIsDestroyed) {
   Lock lock;
   TaskRef t = ThisScheduler().Spawn(HoldUntilKilled, &lock);
   co_await Yield();
@@ -148,7 +148,7 @@ PICOS_CORO_TEST(Lock, GuardReleasesWhenTheHolderIsDestroyed) {
   EXPECT_FALSE(lock.locked());
 }
 
-PICOS_CORO_TEST(RLock, ReentrantAndExclusive) {
+PICOS_SIM_TEST(RLock, ReentrantAndExclusive) {
   RLock lock;
   absl::StatusOr<LockGuard> outer = co_await lock.Acquire();
   CO_ASSERT_OK(outer);
@@ -185,7 +185,7 @@ Task<absl::Status> Consume(Condition* cond, std::vector<int>* queue, std::vector
   co_return absl::OkStatus();
 }
 
-PICOS_CORO_TEST(Condition, NotifyWakesWaitersInOrder) {
+PICOS_SIM_TEST(Condition, NotifyWakesWaitersInOrder) {
   Condition cond;
   std::vector<int> queue, got;
   TaskRef a = ThisScheduler().Spawn(Consume, &cond, &queue, &got, 1);
@@ -214,7 +214,7 @@ PICOS_CORO_TEST(Condition, NotifyWakesWaitersInOrder) {
   EXPECT_THAT(got, ElementsAre(105, 206));
 }
 
-PICOS_CORO_TEST(Condition, WaitTimesOutWithTheLockHeldAgain) {
+PICOS_SIM_TEST(Condition, WaitTimesOutWithTheLockHeldAgain) {
   Condition cond;
   Task<absl::Status> early = cond.Wait(absl::Milliseconds(1));
   absl::Status no_lock = co_await std::move(early);
@@ -263,7 +263,7 @@ Task<absl::Status> WaitEvent(Event* e, absl::Duration timeout, int* woke) {
   co_return s;
 }
 
-PICOS_CORO_TEST(Event, SetWakesEveryWaiter) {
+PICOS_SIM_TEST(Event, SetWakesEveryWaiter) {
   Event e;
   int woke = 0;
   std::vector<TaskRef> ts;
@@ -299,7 +299,7 @@ Task<absl::Status> TakeUnit(Semaphore* s, std::vector<int>* order, int id,
   co_return absl::OkStatus();
 }
 
-PICOS_CORO_TEST(Semaphore, CountsHandsOffAndGivesBack) {
+PICOS_SIM_TEST(Semaphore, CountsHandsOffAndGivesBack) {
   Semaphore sem(2);
   std::vector<int> order;
   std::vector<TaskRef> ts;
@@ -337,7 +337,7 @@ PICOS_CORO_TEST(Semaphore, CountsHandsOffAndGivesBack) {
   for (TaskRef& x : ts) (void)co_await x.Join();
 }
 
-PICOS_CORO_TEST(BoundedSemaphore, ReleasedTooOftenIsAnError) {
+PICOS_SIM_TEST(BoundedSemaphore, ReleasedTooOftenIsAnError) {
   BoundedSemaphore sem(1);
   EXPECT_THAT(sem.Release(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("limit 1")));
   absl::StatusOr<SemaphoreUnits> unit = co_await sem.Acquire();
@@ -351,7 +351,7 @@ PICOS_CORO_TEST(BoundedSemaphore, ReleasedTooOftenIsAnError) {
 }
 
 // Many waiters that time out do not pile up in the queue.
-PICOS_CORO_TEST(Lock, StaleWaitersAreSwept) {
+PICOS_SIM_TEST(Lock, StaleWaitersAreSwept) {
   Lock lock;
   absl::StatusOr<LockGuard> mine = co_await lock.Acquire();
   CO_ASSERT_OK(mine);

@@ -1,6 +1,8 @@
 #include "core/kernel/task.h"
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "core/kernel/log.h"
@@ -17,6 +19,18 @@ namespace internal {
 
 thread_local TaskCore* t_current_task = nullptr;
 thread_local bool t_task_parked = false;
+thread_local const char* t_stack_floor = nullptr;
+
+void StackGrowsAcrossAwaits(const void* frame) {
+  std::fprintf(stderr,
+               "picos: the stack grew past %zu KiB across co_awaits of sub-tasks (frame %p): "
+               "the code was compiled without -foptimize-sibling-calls, so symmetric transfer "
+               "between coroutines is not a tail call. Compile every file that includes picos "
+               "headers with -std=c++20 -foptimize-sibling-calls (under AddressSanitizer also "
+               "-fno-sanitize-address-use-after-scope); see README.md, Depending on picos.\n",
+               kStackBudget / 1024, frame);
+  std::abort();
+}
 
 namespace {
 std::atomic<uint64_t> g_next_task_id{1};
@@ -64,7 +78,12 @@ absl::Status TakeInterrupt(TaskCore* c) {
   return absl::OkStatus();
 }
 
-void Block(TaskCore* c, std::coroutine_handle<> h, TaskState state, absl::Duration timeout) {
+namespace {
+
+// Block(), inlined into both of its callers (a message round trip parks
+// twice). False when the task is to be destroyed instead.
+inline bool BlockTask(TaskCore* c, std::coroutine_handle<> h, TaskState state,
+                      absl::Duration timeout) {
   t_task_parked = true;
   c->leaf = h;
   c->wake = kWakeNone;
@@ -75,12 +94,37 @@ void Block(TaskCore* c, std::coroutine_handle<> h, TaskState state, absl::Durati
     // back in the scheduler.
     c->set_state(TaskState::kWaiting);
     internal::SchedulerHooks::ScheduleKill(*c->scheduler(), c);
-    return;
+    return false;
   }
   c->set_state(state);
-  // A swap point for HotSwap; RunReady clears it when the task resumes.
-  if (state == TaskState::kReceiving) c->flags |= kFlagParkedInReceive;
   if (timeout != absl::InfiniteDuration()) internal::SchedulerHooks::AddTimer(*c->scheduler(), c, timeout);
+  return true;
+}
+
+}  // namespace
+
+void Block(TaskCore* c, std::coroutine_handle<> h, TaskState state, absl::Duration timeout) {
+  (void)BlockTask(c, h, state, timeout);
+}
+
+void ParkInReceive(TaskCore* c, std::coroutine_handle<> h, absl::Duration timeout) {
+  if (!BlockTask(c, h, TaskState::kReceiving, timeout)) return;
+  // A swap point for HotSwap; RunReady clears it when the task resumes.
+  c->flags |= kFlagParkedInReceive;
+  if ((c->flags & kSwapAtReceive) == kSwapAtReceive) [[unlikely]] {
+    // A swap waits for this point (hot_swap.h). It replaces the frames that
+    // are suspending right now, so it runs once control is back in the loop.
+    internal::SchedulerHooks::Defer(*c->scheduler(), [task = TaskRef::Adopt((Ref(c), c))] {
+      TaskCore* core = task.core();
+      TaskState s = core->load_state();
+      if ((core->flags & kSwapAtReceive) == kSwapAtReceive &&
+          (core->flags & kFlagParkedInReceive) &&
+          (s == TaskState::kReceiving || s == TaskState::kReady) && core->extra != nullptr &&
+          core->extra->hot_swap != nullptr) {
+        core->extra->hot_swap->AtSwapPoint(core);
+      }
+    });
+  }
 }
 
 bool Wake(TaskCore* c, WakeReason reason) {
@@ -352,6 +396,87 @@ absl::StatusOr<Value> ReceiveAwaiter::await_resume() {
 }
 ReceiveAwaiter Receive() { return ReceiveAwaiter(); }
 TimedReceiveAwaiter Receive(absl::Duration timeout) { return TimedReceiveAwaiter(timeout); }
+
+// --- selective receive ---
+
+namespace {
+
+// Waits until a message arrives after `tested` (the mailbox's tail when the
+// scan ended; null for an empty mailbox), the timeout passes, or an
+// interrupt. Not a swap point: Block, not ParkInReceive.
+class NewMessageAwaiter {
+ public:
+  NewMessageAwaiter(const internal::MessageNode* tested, absl::Duration timeout)
+      : tested_(tested), timeout_(timeout) {}
+  bool await_ready() const noexcept {
+    const TaskCore* c = internal::t_current_task;
+    return c->mbox_tail != tested_ || internal::InterruptPending(c);
+  }
+  void await_suspend(std::coroutine_handle<> h) {
+    internal::Block(internal::t_current_task, h, TaskState::kReceiving, timeout_);
+  }
+  // True when the timeout woke it.
+  bool await_resume() const noexcept {
+    return internal::t_current_task->wake == internal::kWakeTimeout;
+  }
+
+ private:
+  const internal::MessageNode* tested_;
+  absl::Duration timeout_;
+};
+
+}  // namespace
+
+Task<absl::StatusOr<Value>> ReceiveMatching(MessagePredicate match, absl::Duration timeout) {
+  TaskCore* c = internal::CurrentTaskOrDie("ReceiveMatching");
+  Scheduler& s = *c->scheduler();
+  const bool forever = timeout == absl::InfiniteDuration();
+  const int64_t deadline_ns =
+      forever ? 0 : internal::SchedulerHooks::NowNs(s) + absl::ToInt64Nanoseconds(timeout);
+  // The last message `match` turned down: the scan goes on after it. Only
+  // this task takes messages out of its mailbox, and it is here, so the node
+  // stays in the list while we wait; new messages are appended after the tail.
+  internal::MessageNode* tested = nullptr;
+  bool timed_out = false;
+  for (;;) {
+    if (internal::InterruptPending(c)) co_return internal::TakeInterrupt(c);
+    while (c->mbox_tail != nullptr && tested != c->mbox_tail) {
+      internal::MessageNode* prev = tested != nullptr ? tested : c->mbox_tail;
+      internal::MessageNode* n = prev->next;
+      if (!match(n->value)) {
+        tested = n;
+        continue;
+      }
+      // `match` may have sent this task a message: re-read the list.
+      if (n->next == n) {
+        c->mbox_tail = nullptr;  // the only one
+      } else {
+        if (prev == n) prev = c->mbox_tail;  // it was alone; what came since follows it
+        prev->next = n->next;
+        if (n == c->mbox_tail) c->mbox_tail = prev;
+      }
+      Value v = std::move(n->value);
+      internal::SchedulerHooks::FreeNode(s, n);
+      co_return v;
+    }
+    if (timed_out) co_return absl::DeadlineExceededError("selective receive timed out");
+    absl::Duration left = absl::InfiniteDuration();
+    if (!forever) {
+      left = absl::Nanoseconds(deadline_ns - internal::SchedulerHooks::NowNs(s));
+      if (left <= absl::ZeroDuration()) {
+        co_return absl::DeadlineExceededError("selective receive timed out");
+      }
+    }
+    timed_out = co_await NewMessageAwaiter(tested, left);
+  }
+}
+
+MessagePredicate FieldEquals(std::string key, Value value) {
+  return [key = std::move(key), value = std::move(value)](const Value& m) {
+    const Value* field = m.Find(key);
+    return field != nullptr && *field == value;
+  };
+}
 
 bool JoinAwaiter::await_ready() const noexcept {
   TaskCore* c = internal::CurrentTaskOrDie("Join");

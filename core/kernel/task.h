@@ -12,8 +12,9 @@
 //     for (;;) {
 //       absl::StatusOr<picos::Value> msg = co_await picos::Receive();
 //       if (!msg.ok()) co_return;              // terminated or thrown into
-//       picos::TaskRef from = (*msg)["from"].as_task();
-//       (void)from.Send((*msg)["n"]);
+//       // A message is input: read it with the checked accessors (value.h).
+//       absl::StatusOr<picos::TaskRef> from = msg->Get<picos::TaskRef>("from");
+//       if (from.ok()) (void)from->Send((*msg)["n"]);
 //       int sum = co_await Add(1, 2);          // a sub-call, same task
 //     }
 //   }
@@ -33,13 +34,21 @@
 #ifndef PICOS_CORE_KERNEL_TASK_H_
 #define PICOS_CORE_KERNEL_TASK_H_
 
+// picos is C++20: without it the coroutine and kj headers fail with pages of
+// unrelated errors, so say it first (Bazel's default is -std=c++0x).
+#if __cplusplus < 202002L
+#error "picos needs C++20: compile with -std=c++20 (README.md, Depending on picos)"
+#endif
+
 #include <coroutine>
 #include <exception>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -211,6 +220,12 @@ class CallAwaiter {
   bool await_ready() const noexcept { return false; }
   std::coroutine_handle<> await_suspend(std::coroutine_handle<> caller) {
     if (!h_) throw EmptyTaskError();
+    // Compiled without -foptimize-sibling-calls, the jump into the callee
+    // below and back from it are real calls, and a loop of sub-calls that
+    // complete at once overflows the stack with no hint of why. Turn that
+    // into a message while there is stack left (one compare per sub-call).
+    const char* frame = static_cast<const char*>(__builtin_frame_address(0));
+    if (frame < t_stack_floor) [[unlikely]] StackGrowsAcrossAwaits(frame);
     h_.promise().continuation_ = caller;
     return h_;  // symmetric transfer into the callee
   }
@@ -261,6 +276,30 @@ class TimedReceiveAwaiter;
 ReceiveAwaiter Receive();
 TimedReceiveAwaiter Receive(absl::Duration timeout);
 
+// Selective receive (Erlang's receive with patterns, pycos's
+// CategorizeMessages): the first message in the mailbox that `match`
+// accepts, waiting up to `timeout` for one to arrive. The messages it passes
+// over stay queued, in their order, for later Receive() calls: a task
+// awaiting a reply need not sort requests and monitor messages by hand.
+//
+//   PICOS_CO_RETURN_IF_ERROR(server.Send(Value::Map({{"id", 7}, {"from", Self()}})));
+//   absl::StatusOr<Value> reply =
+//       co_await picos::ReceiveMatching(picos::FieldEquals("id", 7), absl::Seconds(5));
+//
+// kDeadlineExceeded when the timeout passes first (nothing is taken), the
+// interrupt's status when the task is terminated or thrown into. `match`
+// runs on this task, never suspends, and sees each message at most once per
+// call: first those already queued, then each as it arrives. Plain Receive()
+// costs nothing more for this: the scan happens only here, one test per
+// message. Not a hot-swap point (hot_swap.h): a task waiting for a reply is
+// in the middle of something.
+using MessagePredicate = absl::AnyInvocable<bool(const Value&)>;
+Task<absl::StatusOr<Value>> ReceiveMatching(MessagePredicate match,
+                                            absl::Duration timeout = absl::InfiniteDuration());
+
+// A predicate for ReceiveMatching: a map whose field `key` equals `value`.
+MessagePredicate FieldEquals(std::string key, Value value);
+
 // --- Awaiter types (public so that they can be named; use the functions). ---
 
 class SleepAwaiter {
@@ -300,11 +339,15 @@ class ReceiveAwaiter {
  public:
   bool await_ready() const noexcept {
     const internal::TaskCore* c = internal::t_current_task;
-    return !c->mailbox_empty() || internal::InterruptPending(c);
+    // With messages waiting it goes on at once, unless a hot swap waits for
+    // this swap point (hot_swap.h): then it parks, and the swap is decided.
+    if (!c->mailbox_empty()) {
+      return (c->flags & internal::kSwapAtReceive) != internal::kSwapAtReceive;
+    }
+    return internal::InterruptPending(c);
   }
   void await_suspend(std::coroutine_handle<> h) {
-    internal::Block(internal::t_current_task, h, TaskState::kReceiving,
-                    absl::InfiniteDuration());
+    internal::ParkInReceive(internal::t_current_task, h, absl::InfiniteDuration());
   }
   absl::StatusOr<Value> await_resume();
 };
@@ -315,8 +358,7 @@ class TimedReceiveAwaiter : public ReceiveAwaiter {
   explicit TimedReceiveAwaiter(absl::Duration timeout)
       : timeout_ns_(absl::ToInt64Nanoseconds(timeout)) {}
   void await_suspend(std::coroutine_handle<> h) {
-    internal::Block(internal::t_current_task, h, TaskState::kReceiving,
-                    absl::Nanoseconds(timeout_ns_));
+    internal::ParkInReceive(internal::t_current_task, h, absl::Nanoseconds(timeout_ns_));
   }
 
  private:

@@ -94,7 +94,7 @@ absl::StatusOr<TaskRef> TaskGroup::Adopt(TaskRef task) {
   TaskCore* c = task.core();
   // The task has not run yet (a spawned task first runs when the loop next
   // turns), so the hook is in place before it can end.
-  c->flags |= internal::kFlagErrorReported;
+  c->Extra().error_reported = true;
   c->Extra().finish_hooks.push_back([weak = std::weak_ptr<State>(state_)](TaskCore* core) {
     if (std::shared_ptr<State> st = weak.lock()) st->Finished(core);
   });

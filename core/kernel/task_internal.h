@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <coroutine>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -46,15 +47,31 @@ enum TaskFlag : uint8_t {
   kFlagFinished = 1 << 3,            // FinishTask ran
   kFlagHotSwappable = 1 << 4,        // HotSwappable(true): HotSwap may replace it (hot_swap.h)
   kFlagParkedInReceive = 1 << 5,     // last parked in Receive(), not resumed since (hot_swap.cc)
-  kFlagErrorReported = 1 << 6,       // a TaskGroup reports its error (task_group.h): not logged
+  kFlagSwapPending = 1 << 6,         // a HotSwap waits for the next swap point (hot_swap.cc)
   kFlagDestroyedWhileQueued = 1 << 7,  // DestroyTask'd in the ready ring, whose entry holds a ref
 };
 
 inline constexpr uint8_t kInterruptFlags = kFlagTerminateRequested | kFlagThrowPending;
+// Both set: Receive() parks even with messages waiting, so that the swap is
+// delivered there (ParkInReceive).
+inline constexpr uint8_t kSwapAtReceive = kFlagHotSwappable | kFlagSwapPending;
 inline constexpr uint32_t kNoTimer = 0xffffffffu;
 inline constexpr uint32_t kNotRegistered = 0xffffffffu;
 
 struct TaskCore;
+
+// The hot-swap state of a task that is or was swappable or asked to swap
+// (hot_swap.cc). An interface, so that the kernel reaches it at the task's
+// swap points and at its end without depending on hot_swap.
+class HotSwapHooks {
+ public:
+  virtual ~HotSwapHooks() = default;
+  // `c` is parked at its swap point (Receive), swappable, with a swap
+  // pending; control is back in its scheduler's loop.
+  virtual void AtSwapPoint(TaskCore* c) = 0;
+  // `c` has ended: a swap still pending fails. Called once, from Finish.
+  virtual void TaskEnded(TaskCore* c) = 0;
+};
 
 // A task's place on a wait list (joiners, lock waiters, I/O). The sequence
 // number tells a stale entry (the task timed out, or was interrupted, and
@@ -77,6 +94,11 @@ struct TaskExtra {
   // Called on the scheduler thread once the task has ended and its result is
   // set. Monitors and names hang off this.
   std::vector<absl::AnyInvocable<void(TaskCore*)>> finish_hooks;
+  // Does not keep Scheduler::Run() going (SpawnOptions::daemon).
+  bool daemon = false;
+  // A TaskGroup reports its error (task_group.h): the scheduler does not log it.
+  bool error_reported = false;
+  std::unique_ptr<HotSwapHooks> hot_swap;  // hot_swap.cc
 };
 
 // The control block of a task. 56 bytes: every field here is paid a million
@@ -166,6 +188,21 @@ extern thread_local TaskCore* t_current_task;
 // such a task is ended with kInternal and a log line naming the cause.
 extern thread_local bool t_task_parked;
 
+// The lowest stack address a task may reach at a co_await of a sub-task
+// before picos decides that symmetric transfer is not a tail call; set by the
+// scheduler before it resumes tasks, null (no check) elsewhere. See
+// CallAwaiter in task.h.
+extern thread_local const char* t_stack_floor;
+
+// How far below the scheduler's frame a task's co_await of a sub-task may
+// be. With tail calls the depth there is a few frames, whatever the number
+// of awaits; without them every sub-call that completes at once adds a
+// frame, and this is reached long before an 8 MiB stack overflows.
+inline constexpr size_t kStackBudget = 256 * 1024;
+
+// Aborts the process with a message naming the missing compiler flag.
+[[noreturn]] void StackGrowsAcrossAwaits(const void* frame);
+
 // Asserts that the caller runs inside a task and returns it.
 TaskCore* CurrentTaskOrDie(const char* what);
 
@@ -180,6 +217,10 @@ absl::Status TakeInterrupt(TaskCore* c);
 // A task that was already told to terminate and waits again is destroyed
 // here instead (by the scheduler, once control returns to it).
 void Block(TaskCore* c, std::coroutine_handle<> h, TaskState state, absl::Duration timeout);
+
+// Block() in state kReceiving for Receive(), which is also where a task may
+// be hot-swapped (hot_swap.h): marks the task as parked at its swap point.
+void ParkInReceive(TaskCore* c, std::coroutine_handle<> h, absl::Duration timeout);
 
 // Makes a blocked task runnable with `reason`. False (and no effect) if it is
 // not blocked. Scheduler thread only.

@@ -96,7 +96,19 @@ PICOS_CORO_TEST(Task, DeepRecursionOfSubCalls) {
   EXPECT_EQ(co_await Depth(200'000), 200'000);
 }
 
-PICOS_CORO_TEST(Task, SleepWaitsAtLeastItsDuration) {
+// Time is what these check: on the simulated clock it is exact.
+PICOS_SIM_TEST(Task, SleepWaitsExactlyItsDuration) {
+  const int64_t start = ThisScheduler().NowNs();
+  CO_ASSERT_OK(co_await Sleep(absl::Milliseconds(30)));
+  EXPECT_EQ(ThisScheduler().NowNs() - start, 30'000'000);
+  // Zero or less: one turn of the scheduler, no time.
+  CO_ASSERT_OK(co_await Sleep(absl::ZeroDuration()));
+  CO_ASSERT_OK(co_await Sleep(-absl::Seconds(1)));
+  EXPECT_EQ(ThisScheduler().NowNs() - start, 30'000'000);
+}
+
+// The same on the machine's clock: at least the duration.
+PICOS_CORO_TEST(Task, SleepOnTheRealClockWaitsAtLeastItsDuration) {
   absl::Time start = absl::Now();
   CO_ASSERT_OK(co_await Sleep(absl::Milliseconds(30)));
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(29));
@@ -119,11 +131,11 @@ PICOS_CORO_TEST(Task, MessagesArriveInOrder) {
   for (int i = 0; i < 100; ++i) EXPECT_EQ(got[i], i);
 }
 
-PICOS_CORO_TEST(Task, ReceiveTimesOut) {
-  absl::Time start = absl::Now();
+PICOS_SIM_TEST(Task, ReceiveTimesOut) {
+  const int64_t start = ThisScheduler().NowNs();
   EXPECT_THAT(co_await Receive(absl::Milliseconds(20)),
               StatusIs(absl::StatusCode::kDeadlineExceeded));
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(19));
+  EXPECT_EQ(ThisScheduler().NowNs() - start, 20'000'000);
   // A message that is already there is taken without waiting.
   CO_ASSERT_OK(Self().Send("here"));
   absl::StatusOr<Value> m = co_await Receive(absl::ZeroDuration());
@@ -148,9 +160,10 @@ PICOS_CORO_TEST(Task, ResumePassesAValue) {
   EXPECT_EQ(*r, Value("hello"));
 }
 
-PICOS_CORO_TEST(Task, SuspendTimesOut) {
+PICOS_SIM_TEST(Task, SuspendTimesOut) {
   EXPECT_THAT(co_await Suspend(absl::Milliseconds(5)),
               StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_EQ(ThisScheduler().NowNs(), 5'000'000);
 }
 
 struct Flag {
@@ -223,10 +236,11 @@ PICOS_CORO_TEST(Task, JoinTwiceGivesTheValueTwice) {
   EXPECT_EQ(*b, Value(2));
 }
 
-PICOS_CORO_TEST(Task, JoinTimesOutAndSelfJoinIsRefused) {
+PICOS_SIM_TEST(Task, JoinTimesOutAndSelfJoinIsRefused) {
   TaskRef t = ThisScheduler().Spawn(SuspendOnce);
   EXPECT_THAT(co_await t.Join(absl::Milliseconds(5)),
               StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_EQ(ThisScheduler().NowNs(), 5'000'000);
   EXPECT_THAT(co_await Self().Join(), StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(co_await TaskRef().Join(), StatusIs(absl::StatusCode::kInvalidArgument));
   CO_ASSERT_OK(t.Terminate());
@@ -345,9 +359,13 @@ TEST(Scheduler, BackgroundThreadTakesWorkFromOtherThreads) {
     Count c{n};
     (void)co_await Receive();
   }, &destroyed);
-  for (int i = 0; i < 1000 && idle.state() != TaskState::kReceiving; ++i) {
+  // It must have started (made its Count) before the stop: wait for it, with
+  // a deadline only a hang reaches.
+  const absl::Time give_up = absl::Now() + absl::Minutes(2);
+  while (idle.state() != TaskState::kReceiving && absl::Now() < give_up) {
     absl::SleepFor(absl::Milliseconds(1));
   }
+  ASSERT_EQ(idle.state(), TaskState::kReceiving);
   s.Stop();
   EXPECT_EQ(destroyed.load(), 2);
   EXPECT_TRUE(s.stopped());
@@ -373,16 +391,27 @@ TEST(Scheduler, StopFromInsideATask) {
 }
 
 TEST(Scheduler, ManyTimersFireInDeadlineOrder) {
-  Scheduler s;
-  std::vector<int> order;
-  for (int i = 10; i > 0; --i) {
-    s.Spawn([](int i, std::vector<int>* order) -> Task<> {
-      (void)co_await Sleep(absl::Milliseconds(i * 3));
-      order->push_back(i);
-    }, i, &order);
+  // On the simulated clock each fires at exactly its time; on the real one
+  // (a busy machine may fire several in one turn) at least in order.
+  for (bool simulated : {true, false}) {
+    Scheduler::Options o;
+    if (simulated) o.clock = std::make_shared<VirtualClock>(VirtualClock::kSimulated);
+    Scheduler s(o);
+    std::vector<int> order;
+    std::vector<int64_t> at;
+    for (int i = 10; i > 0; --i) {
+      s.Spawn([](int i, std::vector<int>* order, std::vector<int64_t>* at) -> Task<> {
+        (void)co_await Sleep(absl::Milliseconds(i * 3));
+        order->push_back(i);
+        at->push_back(ThisScheduler().NowNs());
+      }, i, &order, &at);
+    }
+    EXPECT_OK(s.Run());
+    EXPECT_EQ(order, (std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
+    if (simulated) {
+      for (int i = 0; i < 10; ++i) EXPECT_EQ(at[i], (i + 1) * 3'000'000);
+    }
   }
-  EXPECT_OK(s.Run());
-  EXPECT_EQ(order, (std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
 }
 
 }  // namespace

@@ -1,17 +1,21 @@
 #include "core/kernel/timer.h"
 
-#include <uv.h>
-
 #include <algorithm>
 
+#include "core/kernel/scheduler.h"
 #include "core/kernel/task.h"
 #include "core/kernel/task_internal.h"
 
 namespace picos {
 
 namespace {
-// The clock of the scheduler's timer heap.
-int64_t NowNs() { return static_cast<int64_t>(uv_hrtime()); }
+// The clock of the scheduler's timer heap: the running scheduler's (which
+// may be virtual). Outside any scheduler there is no clock to read: INT64_MIN
+// (PeriodicTimer::kUnanchored).
+int64_t NowNs() {
+  Scheduler* s = Scheduler::Current();
+  return s != nullptr ? s->NowNs() : INT64_MIN;
+}
 }  // namespace
 
 PeriodicTimer::PeriodicTimer(absl::Duration period)
@@ -19,7 +23,14 @@ PeriodicTimer::PeriodicTimer(absl::Duration period)
   Reset();
 }
 
-void PeriodicTimer::Reset() { next_ns_ = NowNs() + period_ns_; }
+void PeriodicTimer::Reset() {
+  int64_t now = NowNs();
+  next_ns_ = now == kUnanchored ? kUnanchored : now + period_ns_;
+}
+
+void PeriodicTimer::Anchor(int64_t now_ns) {
+  if (next_ns_ == kUnanchored) next_ns_ = now_ns + period_ns_;
+}
 
 int64_t PeriodicTimer::Take(int64_t now_ns) {
   if (now_ns < next_ns_) return 0;
@@ -30,7 +41,9 @@ int64_t PeriodicTimer::Take(int64_t now_ns) {
 
 bool PeriodicAwaiter::await_ready() {
   internal::TaskCore* c = internal::CurrentTaskOrDie("PeriodicTimer::Next");
-  return internal::InterruptPending(c) || NowNs() >= t_->next_ns_;
+  int64_t now = NowNs();
+  t_->Anchor(now);
+  return internal::InterruptPending(c) || now >= t_->next_ns_;
 }
 
 void PeriodicAwaiter::await_suspend(std::coroutine_handle<> h) {

@@ -17,6 +17,11 @@
 // the previous one, and the timer goes on at the next tick time in the
 // future — so a slow consumer never runs a burst of catch-up ticks.
 //
+// Ticks are on the scheduler's clock (Scheduler::NowNs), virtual under a
+// VirtualClock (core/kernel/clock.h): a test of a one-second heartbeat over an hour
+// runs in milliseconds. Made outside any scheduler's thread, a timer starts
+// counting at its first Next().
+//
 // A PeriodicTimer belongs to one task (it holds no wait list); awaiting one
 // from two tasks at once is a bug.
 #ifndef PICOS_CORE_KERNEL_TIMER_H_
@@ -56,18 +61,24 @@ class PeriodicTimer {
   // (the tick is not consumed then).
   PeriodicAwaiter Next() { return PeriodicAwaiter(this); }
 
-  // Starts again: the next tick is one period from now.
+  // Starts again: the next tick is one period from now (from the first
+  // Next() when called outside any scheduler's thread).
   void Reset();
 
   absl::Duration period() const { return absl::Nanoseconds(period_ns_); }
 
  private:
   friend class PeriodicAwaiter;
+  static constexpr int64_t kUnanchored = INT64_MIN;
   // Consumes the tick times passed by `now_ns`; 0 if none.
   int64_t Take(int64_t now_ns);
+  // Starts counting at `now_ns` if the timer was made outside a scheduler.
+  void Anchor(int64_t now_ns);
 
   int64_t period_ns_;
-  int64_t next_ns_;  // the next tick time, on the scheduler's clock (uv_hrtime)
+  // The next tick time, on the scheduler's clock (Scheduler::NowNs), or
+  // kUnanchored until the first Next().
+  int64_t next_ns_;
 };
 
 }  // namespace picos

@@ -16,7 +16,19 @@ namespace {
 using ::picos::testing::IsOk;
 using ::picos::testing::StatusIs;
 
-PICOS_CORO_TEST(PeriodicTimer, TicksOncePerPeriod) {
+PICOS_SIM_TEST(PeriodicTimer, TicksOncePerPeriod) {
+  PeriodicTimer t(absl::Milliseconds(3));
+  for (int i = 1; i <= 5; ++i) {
+    absl::StatusOr<int64_t> n = co_await t.Next();
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, 1);
+    EXPECT_EQ(ThisScheduler().NowNs(), i * 3'000'000);
+  }
+}
+
+// On the machine's clock: no tick comes early (no upper bound: the machine
+// may be busy; missed ticks are then counted, not lost).
+PICOS_CORO_TEST(PeriodicTimer, OnTheRealClockNoTickComesEarly) {
   PeriodicTimer t(absl::Milliseconds(3));
   absl::Time start = absl::Now();
   int64_t ticks = 0;
@@ -26,27 +38,46 @@ PICOS_CORO_TEST(PeriodicTimer, TicksOncePerPeriod) {
     EXPECT_GE(*n, 1);
     ticks += *n;
   }
-  // Five ticks at 3 ms cannot come sooner than 15 ms (no upper bound: the
-  // machine may be busy; missed ticks are then counted, not lost).
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(15) - absl::Microseconds(100));
   EXPECT_GE(ticks, 5);
 }
 
-PICOS_CORO_TEST(PeriodicTimer, MissedTicksAreCoalesced) {
+PICOS_SIM_TEST(PeriodicTimer, MissedTicksAreCoalesced) {
+  VirtualClock& clock = *ThisScheduler().clock();
   PeriodicTimer t(absl::Milliseconds(2));
-  absl::SleepFor(absl::Milliseconds(9));  // busy: blocks the whole scheduler
+  clock.Advance(absl::Milliseconds(9));  // busy: the task did not wait meanwhile
   absl::StatusOr<int64_t> n = co_await t.Next();
   CO_ASSERT_OK(n);
-  EXPECT_GE(*n, 4);  // ticks at 2, 4, 6, 8 ms passed
-  // The next one is in the future again, not a burst of catch-up ticks.
-  absl::Time before = absl::Now();
+  EXPECT_EQ(*n, 4);  // ticks at 2, 4, 6, 8 ms passed
+  EXPECT_EQ(clock.NowNs(), 9'000'000) << "returned at once";
+  // The next one is in the future again (10 ms), not a burst of catch-up
+  // ticks, and on the grid: no drift from the late wake.
   absl::StatusOr<int64_t> m = co_await t.Next();
   CO_ASSERT_OK(m);
-  EXPECT_GE(*m, 1);
-  EXPECT_LE(absl::Now() - before, absl::Milliseconds(2) + absl::Milliseconds(500));
+  EXPECT_EQ(*m, 1);
+  EXPECT_EQ(clock.NowNs(), 10'000'000);
+  // Reset starts again from now.
+  clock.Advance(absl::Microseconds(500));
   t.Reset();
   absl::StatusOr<int64_t> r = co_await t.Next();
   EXPECT_OK(r);
+  EXPECT_EQ(clock.NowNs(), 12'500'000);
+}
+
+// Made where no scheduler runs (a member of an object built outside the
+// loop): it starts counting at its first Next(), on the clock of the task
+// that awaits it.
+TEST(PeriodicTimer, MadeOutsideASchedulerStartsAtItsFirstNext) {
+  PeriodicTimer t(absl::Seconds(1));
+  ::picos::testing::RunCoroTest(
+      [&t]() -> Task<> {
+        co_await Sleep(absl::Seconds(5));
+        absl::StatusOr<int64_t> n = co_await t.Next();
+        CO_ASSERT_OK(n);
+        EXPECT_EQ(*n, 1);
+        EXPECT_EQ(ThisScheduler().NowNs(), 6'000'000'000);
+      },
+      ::picos::testing::CoroTestOptions{.clock = VirtualClock::kSimulated});
 }
 
 Task<absl::Status> TickForever(absl::Duration period) {

@@ -1,7 +1,10 @@
 #include "core/kernel/value.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -25,6 +28,37 @@ Value Value::Bytes(std::string data) {
   return v;
 }
 
+namespace {
+
+// Copies, destructions and comparisons of nested lists and maps recurse, one
+// level of the C++ stack per level of the Value, until this depth; deeper
+// levels go through an explicit work list instead, so that a Value nested a
+// million deep (which a program can build) cannot overflow the stack.
+// Shallow values, every message in practice, never pay for the list.
+constexpr int kMaxRecursion = 128;
+
+thread_local int t_destroy_depth = 0;
+// The containers handed over by destructions deeper than kMaxRecursion, owned
+// by the outermost destruction running on this thread; null when none runs.
+thread_local std::vector<Value>* t_deferred = nullptr;
+thread_local int t_copy_depth = 0;
+thread_local int t_compare_depth = 0;
+
+// Increments a depth counter for as long as it lives (also when a copy
+// throws bad_alloc).
+class DepthScope {
+ public:
+  explicit DepthScope(int& depth) : depth_(depth) { ++depth_; }
+  ~DepthScope() { --depth_; }
+  DepthScope(const DepthScope&) = delete;
+  DepthScope& operator=(const DepthScope&) = delete;
+
+ private:
+  int& depth_;
+};
+
+}  // namespace
+
 void Value::Reset() noexcept {
   switch (type_) {
     case Type::kString:
@@ -32,11 +66,9 @@ void Value::Reset() noexcept {
       delete u_.s;
       break;
     case Type::kList:
-      delete u_.l;
-      break;
     case Type::kMap:
-      delete u_.m;
-      break;
+      DestroyContainer();
+      return;
     case Type::kTask:
       if (u_.t) internal::Unref(u_.t);
       break;
@@ -50,6 +82,46 @@ void Value::Reset() noexcept {
   u_.i = 0;
 }
 
+void Value::DeleteContainer() noexcept {
+  if (type_ == Type::kList) {
+    delete u_.l;
+  } else {
+    delete u_.m;
+  }
+  type_ = Type::kNull;
+  u_.i = 0;
+}
+
+void Value::DestroyContainer() noexcept {
+  if (t_deferred == nullptr) {
+    // The outermost destruction on this thread: it owns the work list that
+    // deeper ones hand their containers to, and destroys what they handed
+    // over once the stack has unwound. Work that those destructions hand over
+    // in turn lands on the same list, so the stack never grows past
+    // kMaxRecursion levels.
+    std::vector<Value> deferred;
+    t_deferred = &deferred;
+    t_destroy_depth = 1;
+    DeleteContainer();
+    while (!deferred.empty()) {
+      Value next = std::move(deferred.back());
+      deferred.pop_back();
+      next.DeleteContainer();  // at depth 1 again
+    }
+    t_destroy_depth = 0;
+    t_deferred = nullptr;
+    return;
+  }
+  if (t_destroy_depth >= kMaxRecursion) {
+    // Too deep to recurse: the outermost destruction takes it (the move
+    // leaves this Value null).
+    t_deferred->push_back(std::move(*this));
+    return;
+  }
+  DepthScope depth(t_destroy_depth);
+  DeleteContainer();
+}
+
 void Value::CopyFrom(const Value& other) {
   Reset();
   switch (other.type_) {
@@ -58,10 +130,18 @@ void Value::CopyFrom(const Value& other) {
       u_.s = new std::string(*other.u_.s);
       break;
     case Type::kList:
-      u_.l = new ListType(*other.u_.l);
-      break;
     case Type::kMap:
-      u_.m = new MapType(*other.u_.m);
+      if (t_copy_depth >= kMaxRecursion) {
+        CopyDeep(other);
+        return;
+      } else {
+        DepthScope depth(t_copy_depth);
+        if (other.type_ == Type::kList) {
+          u_.l = new ListType(*other.u_.l);
+        } else {
+          u_.m = new MapType(*other.u_.m);
+        }
+      }
       break;
     case Type::kTask:
       u_.t = other.u_.t;
@@ -76,6 +156,36 @@ void Value::CopyFrom(const Value& other) {
       break;
   }
   type_ = other.type_;
+}
+
+void Value::CopyDeep(const Value& other) {
+  // Builds into `out` so that an exception (out of memory) leaves *this null
+  // and frees what was built. Containers are made with null items first, then
+  // each item is filled from the work list: no recursion at all.
+  Value out;
+  std::vector<std::pair<Value*, const Value*>> work;
+  work.emplace_back(&out, &other);
+  while (!work.empty()) {
+    auto [to, from] = work.back();
+    work.pop_back();
+    if (from->type_ == Type::kList) {
+      to->u_.l = new ListType(from->u_.l->size());
+      to->type_ = Type::kList;
+      for (size_t i = 0; i < from->u_.l->size(); ++i) {
+        work.emplace_back(&(*to->u_.l)[i], &(*from->u_.l)[i]);
+      }
+    } else if (from->type_ == Type::kMap) {
+      to->u_.m = new MapType;
+      to->type_ = Type::kMap;
+      for (const auto& [key, item] : *from->u_.m) {
+        auto it = to->u_.m->emplace_hint(to->u_.m->end(), key, Value());
+        work.emplace_back(&it->second, &item);
+      }
+    } else {
+      to->CopyFrom(*from);  // not a container: no recursion
+    }
+  }
+  swap(out);
 }
 
 bool Value::as_bool() const {
@@ -142,7 +252,7 @@ const Value& Value::operator[](std::string_view key) const {
   return v ? *v : *kNull;
 }
 
-bool operator==(const Value& a, const Value& b) {
+bool Value::ShallowEqual(const Value& a, const Value& b) {
   if (a.type_ != b.type_) return false;
   switch (a.type_) {
     case Value::Type::kNull:
@@ -159,15 +269,45 @@ bool operator==(const Value& a, const Value& b) {
     case Value::Type::kBytes:
       return *a.u_.s == *b.u_.s;
     case Value::Type::kList:
-      return *a.u_.l == *b.u_.l;
+      return a.u_.l->size() == b.u_.l->size();
     case Value::Type::kMap:
-      return *a.u_.m == *b.u_.m;
+      return a.u_.m->size() == b.u_.m->size();
     case Value::Type::kTask:
       return a.u_.t == b.u_.t;
     case Value::Type::kChannel:
       return a.u_.c == b.u_.c;
   }
   return false;
+}
+
+bool Value::EqualDeep(const Value& a, const Value& b) {
+  std::vector<std::pair<const Value*, const Value*>> work;
+  work.emplace_back(&a, &b);
+  while (!work.empty()) {
+    auto [x, y] = work.back();
+    work.pop_back();
+    if (!ShallowEqual(*x, *y)) return false;
+    if (x->type_ == Type::kList) {
+      for (size_t i = 0; i < x->u_.l->size(); ++i) {
+        work.emplace_back(&(*x->u_.l)[i], &(*y->u_.l)[i]);
+      }
+    } else if (x->type_ == Type::kMap) {
+      for (auto i = x->u_.m->begin(), j = y->u_.m->begin(); i != x->u_.m->end(); ++i, ++j) {
+        if (i->first != j->first) return false;
+        work.emplace_back(&i->second, &j->second);
+      }
+    }
+  }
+  return true;
+}
+
+bool operator==(const Value& a, const Value& b) {
+  if (!Value::ShallowEqual(a, b)) return false;
+  if (a.type_ != Value::Type::kList && a.type_ != Value::Type::kMap) return true;
+  if (t_compare_depth >= kMaxRecursion) return Value::EqualDeep(a, b);
+  DepthScope depth(t_compare_depth);
+  if (a.type_ == Value::Type::kList) return *a.u_.l == *b.u_.l;
+  return *a.u_.m == *b.u_.m;
 }
 
 const char* ValueTypeName(Value::Type type) {
@@ -292,6 +432,32 @@ namespace internal {
 absl::Status WrongType(const Value& v, const char* wanted) {
   return absl::InvalidArgumentError(
       absl::StrCat("expected ", wanted, ", got ", ValueTypeName(v.type())));
+}
+
+namespace {
+// Keys come from the code that reads, but may be long: bounded and escaped.
+std::string QuotedKey(std::string_view key) {
+  absl::string_view shown(key.data(), std::min<size_t>(key.size(), 64));
+  return absl::StrCat("\"", absl::CHexEscape(shown), key.size() > 64 ? "...\"" : "\"");
+}
+}  // namespace
+
+absl::Status FieldError(std::string_view key, const absl::Status& why) {
+  return absl::Status(why.code(), absl::StrCat("field ", QuotedKey(key), ": ", why.message()));
+}
+
+absl::Status MissingField(std::string_view key) {
+  return absl::InvalidArgumentError(absl::StrCat("missing field ", QuotedKey(key)));
+}
+
+absl::Status ItemError(size_t index, const absl::Status& why) {
+  return absl::Status(why.code(), absl::StrCat("item ", index, ": ", why.message()));
+}
+
+absl::Status NoSuchItem(const Value& v, size_t index) {
+  if (!v.is_list()) return WrongType(v, "list");
+  return absl::InvalidArgumentError(
+      absl::StrCat("no item ", index, " in a list of ", v.as_list().size()));
 }
 }  // namespace internal
 

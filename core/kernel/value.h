@@ -6,7 +6,9 @@
 //
 // Scalars are held inline; strings, lists, maps and handles live on the heap,
 // so a Value is 16 bytes and moving one copies 16 bytes. Copying is deep for
-// containers and a reference-count increment for handles.
+// containers and a reference-count increment for handles. Copying,
+// comparing and destroying never overflow the stack, however deep the
+// nesting (past a depth they use a work list instead of recursion).
 //
 //   Value msg = Value::Map({{"op", "add"}, {"args", Value::List({1, 2})}});
 //   if (msg.is_map()) int64_t a = msg["args"][0].as_int();
@@ -139,8 +141,34 @@ class Value {
   bool is_task() const { return type_ == Type::kTask; }
   bool is_channel() const { return type_ == Type::kChannel; }
 
-  // Accessors assert the type: asking a string for an int is a bug. Use the
-  // is_*() tests, or FromValue<T>() which returns a status, on untrusted data.
+  // Checked access, for anything that came from outside the code reading it
+  // (a received message, another task's result): never aborts. An error says
+  // which field and what was wrong, kInvalidArgument (kOutOfRange for a
+  // number that does not fit T). T is any type with ValueTraits: int64_t,
+  // int, uint64_t, double, bool, std::string, TaskRef, ChannelRef, Value,
+  // std::vector<...>, or a user type.
+  //
+  //   absl::StatusOr<int64_t> n = msg.Get<int64_t>("n");  // missing "n": an error
+  //   int64_t limit = msg.GetOr<int64_t>("limit", 10);    // missing or wrong: 10
+  //   absl::StatusOr<std::string> text = msg.As<std::string>();
+  //
+  // MessageReader (below) reads several fields with one error.
+  template <typename T>
+  absl::StatusOr<T> As() const;
+  // The field `key` of a map.
+  template <typename T>
+  absl::StatusOr<T> Get(std::string_view key) const;
+  // Item `index` of a list.
+  template <typename T>
+  absl::StatusOr<T> Get(size_t index) const;
+  // The field `key` of a map, or `fallback` when this is not a map, the field
+  // is missing, or it does not convert to T.
+  template <typename T>
+  T GetOr(std::string_view key, T fallback) const;
+
+  // Asserting accessors: asking a string for an int is a bug and aborts the
+  // process. Only for Values this code made, or after an is_*() test; read
+  // anything received with the checked forms above.
   bool as_bool() const;
   int64_t as_int() const;
   uint64_t as_uint() const;
@@ -154,7 +182,8 @@ class Value {
   TaskRef as_task() const;
   ChannelRef as_channel() const;
 
-  // List element; asserts a list and an index in range.
+  // List element; asserts a list and an index in range (Get<T>(index) does
+  // not).
   const Value& operator[](size_t index) const;
   // Map lookup; a missing key (or a non-map) gives a null Value.
   const Value& operator[](std::string_view key) const;
@@ -173,6 +202,12 @@ class Value {
   bool HasHeap() const { return type_ >= Type::kString; }
   void Reset() noexcept;
   void CopyFrom(const Value& other);
+  // Lists and maps: recursion bounded in depth, then a work list (value.cc).
+  void DestroyContainer() noexcept;
+  void DeleteContainer() noexcept;
+  void CopyDeep(const Value& other);
+  static bool ShallowEqual(const Value& a, const Value& b);
+  static bool EqualDeep(const Value& a, const Value& b);
 
   Type type_;
   union Rep {
@@ -319,6 +354,115 @@ struct ValueTraits<Value::ListType> {
     if (!v.is_list()) return internal::WrongType(v, "list");
     return v.as_list();
   }
+};
+
+// --- Checked access ---
+
+namespace internal {
+absl::Status FieldError(std::string_view key, const absl::Status& why);
+absl::Status MissingField(std::string_view key);
+absl::Status ItemError(size_t index, const absl::Status& why);
+absl::Status NoSuchItem(const Value& v, size_t index);
+}  // namespace internal
+
+template <typename T>
+absl::StatusOr<T> Value::As() const {
+  return ValueTraits<T>::FromValue(*this);
+}
+
+template <typename T>
+absl::StatusOr<T> Value::Get(std::string_view key) const {
+  if (!is_map()) return internal::WrongType(*this, "map");
+  const Value* field = Find(key);
+  if (field == nullptr) return internal::MissingField(key);
+  absl::StatusOr<T> v = ValueTraits<T>::FromValue(*field);
+  if (!v.ok()) return internal::FieldError(key, v.status());
+  return v;
+}
+
+template <typename T>
+absl::StatusOr<T> Value::Get(size_t index) const {
+  if (!is_list() || index >= u_.l->size()) return internal::NoSuchItem(*this, index);
+  absl::StatusOr<T> v = ValueTraits<T>::FromValue((*u_.l)[index]);
+  if (!v.ok()) return internal::ItemError(index, v.status());
+  return v;
+}
+
+template <typename T>
+T Value::GetOr(std::string_view key, T fallback) const {
+  const Value* field = Find(key);
+  if (field == nullptr) return fallback;
+  absl::StatusOr<T> v = ValueTraits<T>::FromValue(*field);
+  return v.ok() ? *std::move(v) : std::move(fallback);
+}
+
+// Reads a message that is a map, field by field, into variables; the first
+// thing wrong (not a map, a field missing, a field of the wrong type) is the
+// one error, and the calls after it do nothing. For messages from other
+// tasks or other processes: nothing here aborts.
+//
+//   picos::TaskRef client;
+//   int64_t n = 0;
+//   std::string op = "square";  // optional: kept when the field is absent
+//   absl::Status s = picos::MessageReader(msg)
+//                        .Get("client", &client)
+//                        .Get("n", &n)
+//                        .Optional("op", &op)
+//                        .status();
+//   // s: OK, or e.g. INVALID_ARGUMENT: field "n": expected integer, got string
+//
+// In a coroutine, `PICOS_CO_RETURN_IF_ERROR(MessageReader(msg)...status());`
+// ends the task with that error instead. Each variable's type picks the
+// conversion (ValueTraits), so user types with ValueTraits read the same way,
+// and a ValueTraits<T>::FromValue can be written with a MessageReader.
+// The reader refers to `message`, which must outlive it: use it within one
+// expression, as above.
+class MessageReader {
+ public:
+  explicit MessageReader(const Value& message) : message_(message) {
+    if (!message.is_map()) status_ = internal::WrongType(message, "map");
+  }
+  MessageReader(const MessageReader&) = delete;
+  MessageReader& operator=(const MessageReader&) = delete;
+
+  // The field `key` into `*out`: an error if it is missing or does not
+  // convert to T. `*out` is untouched on error.
+  template <typename T>
+  MessageReader& Get(std::string_view key, T* out) {
+    return Read(key, out, /*required=*/true);
+  }
+
+  // The field `key` into `*out` if present and not null; an error if present
+  // and not convertible to T.
+  template <typename T>
+  MessageReader& Optional(std::string_view key, T* out) {
+    return Read(key, out, /*required=*/false);
+  }
+
+  // OK, or the first error met.
+  absl::Status status() const { return status_; }
+  bool ok() const { return status_.ok(); }
+
+ private:
+  template <typename T>
+  MessageReader& Read(std::string_view key, T* out, bool required) {
+    if (!status_.ok()) return *this;
+    const Value* field = message_.Find(key);
+    if (field == nullptr || (!required && field->is_null())) {
+      if (required) status_ = internal::MissingField(key);
+      return *this;
+    }
+    absl::StatusOr<T> v = ValueTraits<T>::FromValue(*field);
+    if (!v.ok()) {
+      status_ = internal::FieldError(key, v.status());
+    } else {
+      *out = *std::move(v);
+    }
+    return *this;
+  }
+
+  const Value& message_;
+  absl::Status status_;
 };
 
 }  // namespace picos

@@ -1,5 +1,6 @@
 #include "core/wire/value_codec.h"
 
+#include <endian.h>
 #include <uv.h>
 
 #include <algorithm>
@@ -32,6 +33,10 @@ namespace {
 // Recursion in the codec follows the nesting of the Value; this keeps a
 // caller's generous max_depth from turning into a stack overflow.
 constexpr int kMaxDepthCap = 1024;
+
+// Most segments a message may have: what Cap'n Proto's own stream reader
+// accepts. Writers grow segments geometrically and never come near it.
+constexpr uint32_t kMaxSegments = 512;
 
 int DepthLimit(const CodecOptions& o) { return std::clamp(o.max_depth, 0, kMaxDepthCap); }
 
@@ -596,6 +601,17 @@ absl::StatusOr<Value> DecodeValue(std::string_view bytes, const CodecOptions& op
   if (bytes.size() % sizeof(capnp::word) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "truncated message: ", bytes.size(), " bytes is not a whole number of 8-byte words"));
+  }
+  // The segment table's first word counts the segments minus one. Cap'n
+  // Proto 0.9 adds the one in 32 bits, so a table claiming 2^32 segments
+  // wraps to zero and the rest would be read as a one-segment message.
+  uint32_t segments_minus_one;
+  std::memcpy(&segments_minus_one, bytes.data(), sizeof(segments_minus_one));
+  segments_minus_one = le32toh(segments_minus_one);
+  if (segments_minus_one >= kMaxSegments) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed message: its segment table claims ",
+                     uint64_t{segments_minus_one} + 1, " segments (at most ", kMaxSegments, ")"));
   }
   return Guard("decoding a Value", [&]() -> absl::StatusOr<Value> {
     // Cap'n Proto reads words in place: copy into an aligned buffer, bounded

@@ -425,6 +425,22 @@ TEST(ValueCodecDecode, SizeBombCaughtByOwnLimitToo) {
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_elements")));
 }
 
+TEST(ValueCodecDecode, SegmentCountThatWrapsIsMalformed) {
+  // A well-formed one-segment message, then its table made to claim 2^32
+  // segments: the count field holds 0xffffffff (count minus one).
+  std::string good = BombMessage(wire::Value::INT, 0, {});
+  ASSERT_OK(DecodeValue(good));
+  std::string wrapped = good;
+  std::memset(wrapped.data(), 0xff, 4);
+  EXPECT_THAT(DecodeValue(wrapped),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("4294967296 segments")));
+  // Far fewer, but more than any writer makes.
+  std::string many = good;
+  uint32_t count_minus_one = 100000;
+  std::memcpy(many.data(), &count_minus_one, 4);
+  EXPECT_THAT(DecodeValue(many), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(ValueCodecDecode, UnknownUnionTag) {
   std::string msg = BombMessage(/*tag=*/200, 0, {});
   EXPECT_THAT(DecodeValue(msg),

@@ -3,7 +3,8 @@
 
 1. Code quoted in the README is the compiled code: a block announced by
    `<!-- quote: FILE REGION -->` must equal the lines of FILE between
-   `// [readme:REGION]` and `// [/readme:REGION]` (CAF's manual does the same).
+   `// [readme:REGION]` and `// [/readme:REGION]` (CAF's manual does the same;
+   `# [readme:REGION]` in Starlark and .bazelrc files).
 2. The README's layout table lists exactly the folders that exist: every
    folder it names exists, and every top-level folder and every package under
    core/ is named.
@@ -23,14 +24,15 @@ TEXT_SUFFIXES = (".h", ".cc", ".md", ".sh", ".bzl", ".py", ".capnp", "BUILD", "W
 def region(path, name):
     with open(path, encoding="utf-8") as f:
         lines = f.read().split("\n")
-    start = f"// [readme:{name}]"
-    end = f"// [/readme:{name}]"
+    # C++ files mark regions with //, Starlark and .bazelrc files with #.
+    starts = (f"// [readme:{name}]", f"# [readme:{name}]")
+    ends = (f"// [/readme:{name}]", f"# [/readme:{name}]")
     out, inside, found = [], False, False
     for line in lines:
-        if line.strip() == start:
+        if line.strip() in starts:
             inside, found = True, True
             continue
-        if line.strip() == end:
+        if line.strip() in ends:
             inside = False
             continue
         if inside:

@@ -27,6 +27,13 @@ using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
+// How long the first datagram of an exchange may take before the test
+// decides the host does not loop multicast back and skips: generous, so that
+// a loaded machine does not skip a host that can.
+constexpr absl::Duration kLoopProbe = absl::Seconds(10);
+// Every other wait the tests do not measure: only a hang reaches it.
+constexpr absl::Duration kPatience = absl::Minutes(1);
+
 TEST(McastUri, ParsesAndValidates) {
   ASSERT_OK_AND_ASSIGN(McastEndpoint a, ParseMcastUri("mcast://239.255.97.5:9705?iface=lo&ttl=3"));
   EXPECT_EQ(a.group.ToString(), "239.255.97.5:9705");
@@ -67,17 +74,17 @@ PICOS_CORO_TEST(UdpMulticast, TwoSocketsExchangeOnLoopback) {
   auto b = OpenMulticast(*ep);
   CO_ASSERT_OK(b);
   CO_ASSERT_OK(co_await (*a)->SendTo("announce a", ep->group));
-  absl::StatusOr<Datagram> d = co_await (*b)->ReceiveFrom(absl::Seconds(2));
+  absl::StatusOr<Datagram> d = co_await (*b)->ReceiveFrom(kLoopProbe);
   if (!d.ok() && d.status().code() == absl::StatusCode::kDeadlineExceeded) {
     CO_SKIP("this host does not loop IPv4 multicast on lo");
   }
   CO_ASSERT_OK(d);
   EXPECT_EQ(d->data, "announce a");
   // The sender hears itself too (loop on).
-  absl::StatusOr<Datagram> self = co_await (*a)->ReceiveFrom(absl::Seconds(2));
+  absl::StatusOr<Datagram> self = co_await (*a)->ReceiveFrom(kPatience);
   EXPECT_EQ(self.ok() ? self->data : "", "announce a");
   CO_ASSERT_OK(co_await (*b)->SendTo("announce b", ep->group));
-  d = co_await (*a)->ReceiveFrom(absl::Seconds(2));
+  d = co_await (*a)->ReceiveFrom(kPatience);
   EXPECT_EQ(d.ok() ? d->data : "", "announce b");
 }
 
@@ -91,7 +98,7 @@ PICOS_CORO_TEST(UdpMulticast, Ipv6OnLoopbackOrSkip) {
   IpEndpoint to = *IpEndpoint::Parse("ff02::7069:636f%lo", ep->group.port());
   absl::Status sent = co_await (*a)->SendTo("six", to);
   if (!sent.ok()) CO_SKIP("this host cannot send IPv6 multicast on lo: " << sent);
-  absl::StatusOr<Datagram> d = co_await (*b)->ReceiveFrom(absl::Seconds(2));
+  absl::StatusOr<Datagram> d = co_await (*b)->ReceiveFrom(kPatience);
   CO_ASSERT_OK(d);
   EXPECT_EQ(d->data, "six");
 }
@@ -145,22 +152,22 @@ Task<> ExchangeThroughRegistry(std::string group, std::string iface) {
 
   // Send: to the group.
   CO_ASSERT_OK(co_await (*a)->Send("from a"));
-  absl::StatusOr<Datagram> m = co_await ReceiveMatching(**b, "from a", absl::Seconds(2));
+  absl::StatusOr<Datagram> m = co_await ReceiveMatching(**b, "from a", kLoopProbe);
   if (!m.ok() && m.status().code() == absl::StatusCode::kDeadlineExceeded) {
     CO_SKIP("this host does not loop IPv4 multicast on " << iface << " (docs/pitfalls.md)");
   }
   CO_ASSERT_OK(m);
   EXPECT_EQ(m->from.ToString(), absl::StrCat("127.0.0.1:", *port));
   // The sender hears itself (loop on by default).
-  m = co_await ReceiveMatching(**a, "from a", absl::Seconds(2));
+  m = co_await ReceiveMatching(**a, "from a", kPatience);
   CO_ASSERT_OK(m);
 
   // An explicit `to`: another socket's local_address() works as is.
-  CO_ASSERT_OK(co_await (*b)->SendTo("from b", (*a)->local_address(), absl::Seconds(2)));
-  m = co_await ReceiveMatching(**a, "from b", absl::Seconds(2));
+  CO_ASSERT_OK(co_await (*b)->SendTo("from b", (*a)->local_address(), kPatience));
+  m = co_await ReceiveMatching(**a, "from b", kPatience);
   CO_ASSERT_OK(m);
   EXPECT_EQ(m->data, "from b");
-  m = co_await ReceiveMatching(**b, "from b", absl::Seconds(2));  // b's own copy
+  m = co_await ReceiveMatching(**b, "from b", kPatience);  // b's own copy
   CO_ASSERT_OK(m);
 
   // Nothing more: ReceiveFrom times out.
@@ -236,14 +243,14 @@ PICOS_CORO_TEST(McastTransport, BadDestinationsGroupsAndClose) {
   // Close wakes a waiting receiver; later calls are kFailedPrecondition.
   auto woke = std::make_shared<absl::Status>(absl::OkStatus());
   auto receive = [](DatagramSocket* s, std::shared_ptr<absl::Status> out) -> Task<> {
-    absl::StatusOr<Datagram> m = co_await s->ReceiveFrom(absl::Seconds(5));
+    absl::StatusOr<Datagram> m = co_await s->ReceiveFrom(kPatience);
     *out = m.status();
   };
   TaskRef t = ThisScheduler().Spawn(receive, &sock, woke);
   CO_ASSERT_OK(co_await Sleep(absl::Milliseconds(5)));
   sock.Close();
   sock.Close();
-  (void)co_await t.Join(absl::Seconds(5));
+  (void)co_await t.Join(kPatience);
   EXPECT_THAT(*woke, StatusIs(absl::StatusCode::kFailedPrecondition));
   absl::Status after = co_await sock.Send("late");
   EXPECT_THAT(after, StatusIs(absl::StatusCode::kFailedPrecondition));
@@ -268,7 +275,7 @@ PICOS_CORO_TEST(McastTransport, PortZeroBindsAFreePort) {
   CO_ASSERT_OK(b);
   EXPECT_EQ((*b)->local_address().port(), port);
   CO_ASSERT_OK(co_await (*a)->Send("to a free port"));
-  absl::StatusOr<Datagram> m = co_await ReceiveMatching(**b, "to a free port", absl::Seconds(2));
+  absl::StatusOr<Datagram> m = co_await ReceiveMatching(**b, "to a free port", kLoopProbe);
   if (!m.ok() && m.status().code() == absl::StatusCode::kDeadlineExceeded) {
     CO_SKIP("this host does not loop IPv4 multicast on lo (pitfalls.md)");
   }
