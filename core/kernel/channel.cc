@@ -327,8 +327,7 @@ absl::Status Channel::Subscribe(const Channel& channel, ChannelTransform transfo
     return p->Subscribe(channel.ref_, std::move(transform));
   }
   PICOS_ASSIGN_OR_RETURN(LocalChannel * ch, OpenOnThread(ref_));
-  if (ChannelProxy* sub = GetChannelProxy(channel.ref_); sub != nullptr) {
-    // A channel elsewhere as subscriber: what this one sends goes to it.
+  auto add = [&]() -> absl::Status {
     for (const ChannelSubscriber& s : ch->subscribers) {
       if (s.kind == ChannelSubscriber::kChannel && s.channel == channel.ref_) {
         return absl::AlreadyExistsError(
@@ -339,6 +338,10 @@ absl::Status Channel::Subscribe(const Channel& channel, ChannelTransform transfo
     s.kind = ChannelSubscriber::kChannel;
     s.channel = channel.ref_;
     return Add(ch, std::move(s), std::move(transform));
+  };
+  if (ChannelProxy* sub = GetChannelProxy(channel.ref_); sub != nullptr) {
+    // A channel elsewhere as subscriber: what this one sends goes to it.
+    return add();
   }
   PICOS_ASSIGN_OR_RETURN(LocalChannel * sub, OpenOnThread(channel.ref_));
   if (sub->scheduler != ch->scheduler) {
@@ -348,16 +351,7 @@ absl::Status Channel::Subscribe(const Channel& channel, ChannelTransform transfo
     return absl::InvalidArgumentError(absl::StrCat("subscribing channel ", channel.name(), " to ",
                                                    name(), " would make a cycle"));
   }
-  for (const ChannelSubscriber& s : ch->subscribers) {
-    if (s.kind == ChannelSubscriber::kChannel && s.channel == channel.ref_) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("channel ", channel.name(), " already subscribes to ", name()));
-    }
-  }
-  ChannelSubscriber s;
-  s.kind = ChannelSubscriber::kChannel;
-  s.channel = channel.ref_;
-  return Add(ch, std::move(s), std::move(transform));
+  return add();
 }
 
 absl::StatusOr<SinkId> Channel::SubscribeSink(ChannelSink sink, ChannelTransform transform) const {

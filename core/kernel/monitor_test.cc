@@ -209,10 +209,8 @@ TEST(MonitorStatus, RejectsMalformedMessages) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("error")));
   EXPECT_THAT(MonitorStatus::FromValue(monitor({{"outcome", "value"}, {"task", 5}})),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("task")));
-  EXPECT_THAT(MonitorStatus::FromValue(Value::Map(
-                  {{"type", "monitor"},
-                   {"outcome", "error"},
-                   {"error", Value::Map({{"code", "x"}, {"message", "m"}})}})),
+  EXPECT_THAT(MonitorStatus::FromValue(monitor(
+                  {{"outcome", "error"}, {"error", Value::Map({{"code", "x"}, {"message", "m"}})}})),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("\"error\": field \"code\": expected integer, got string")));
   // An error whose code says OK still reads as an error.

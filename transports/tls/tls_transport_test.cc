@@ -237,6 +237,20 @@ Task<absl::Status> RealClient(const TransportRegistry& reg, Listener* listener,
   co_return absl::OkStatus();
 }
 
+// `n` plain TCP connections to the TLS listener at `address` that never
+// say anything: each sits in the server's handshake.
+Task<absl::StatusOr<std::vector<std::unique_ptr<Stream>>>> ConnectSilently(
+    const TransportRegistry& reg, std::string address, int n) {
+  const std::string port = PortOf(address);
+  std::vector<std::unique_ptr<Stream>> silent;
+  for (int i = 0; i < n; ++i) {
+    PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Stream> s,
+                              co_await reg.Connect("tcp://127.0.0.1:" + port, absl::Seconds(60)));
+    silent.push_back(std::move(s));
+  }
+  co_return silent;
+}
+
 // Issue 9: 64 silent TCP connections used to stall any TLS listener (the
 // accept pump stopped while 64 were handshaking, each for the whole
 // handshake timeout). 200 of them must not delay a real client at all: it
@@ -251,14 +265,10 @@ TEST(TlsTransport, SilentConnectionsDoNotDelayARealClient) {
     absl::StatusOr<std::unique_ptr<Listener>> l =
         co_await reg->Listen("tls://127.0.0.1:0?handshake_timeout=10m");
     CO_ASSERT_OK(l);
-    const std::string port = PortOf((*l)->address());
-    std::vector<std::unique_ptr<Stream>> silent;
-    for (int i = 0; i < kSilent; ++i) {
-      absl::StatusOr<std::unique_ptr<Stream>> s =
-          co_await reg->Connect("tcp://127.0.0.1:" + port, absl::Seconds(60));
-      CO_ASSERT_OK(s);
-      silent.push_back(*std::move(s));
-    }
+    absl::StatusOr<std::vector<std::unique_ptr<Stream>>> silent_or =
+        co_await ConnectSilently(*reg, (*l)->address(), kSilent);
+    CO_ASSERT_OK(silent_or);
+    std::vector<std::unique_ptr<Stream>>& silent = *silent_or;
     // Wide, for a busy machine, and still far below the handshake timeout.
     absl::Status real = co_await RealClient(*reg, l->get(), absl::Seconds(60));
     EXPECT_OK(real);
@@ -280,14 +290,10 @@ TEST(TlsTransport, HalfOpenConnectionsBeyondTheMemoryBudgetAreShedOldestFirst) {
     absl::StatusOr<std::unique_ptr<Listener>> l =
         co_await reg->Listen("tls://127.0.0.1:0?handshake_timeout=10m&half_open_kb=64");
     CO_ASSERT_OK(l);
-    const std::string port = PortOf((*l)->address());
-    std::vector<std::unique_ptr<Stream>> silent;
-    for (int i = 0; i < kSilent; ++i) {
-      absl::StatusOr<std::unique_ptr<Stream>> s =
-          co_await reg->Connect("tcp://127.0.0.1:" + port, absl::Seconds(60));
-      CO_ASSERT_OK(s);
-      silent.push_back(*std::move(s));
-    }
+    absl::StatusOr<std::vector<std::unique_ptr<Stream>>> silent_or =
+        co_await ConnectSilently(*reg, (*l)->address(), kSilent);
+    CO_ASSERT_OK(silent_or);
+    std::vector<std::unique_ptr<Stream>>& silent = *silent_or;
     absl::Status real = co_await RealClient(*reg, l->get(), absl::Seconds(60));
     EXPECT_OK(real);
     // The oldest was dropped by the server: its client reads the end (or a
