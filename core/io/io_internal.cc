@@ -28,7 +28,7 @@ Spares& ThreadSpares() {
 }
 }  // namespace
 
-std::string TakeBuffer(size_t min_capacity, size_t max_capacity) {
+std::string TakeBuffer(size_t min_capacity, size_t max_capacity, bool biggest) {
   // A small need does not take a big spare: a stream that reads ahead and
   // is not read would sit on it.
   if (max_capacity == 0) max_capacity = 8 * min_capacity + 4096;
@@ -36,7 +36,8 @@ std::string TakeBuffer(size_t min_capacity, size_t max_capacity) {
   std::string* best = nullptr;
   for (std::string& b : sp.buffers) {
     if (b.capacity() >= min_capacity && b.capacity() <= max_capacity &&
-        (best == nullptr || b.capacity() < best->capacity())) {
+        (best == nullptr ||
+         (biggest ? b.capacity() > best->capacity() : b.capacity() < best->capacity()))) {
       best = &b;
     }
   }
@@ -50,15 +51,36 @@ std::string TakeBuffer(size_t min_capacity, size_t max_capacity) {
 }
 
 void GiveBackBuffer(std::string buffer) {
+  const size_t kNone = std::string().capacity();  // what an empty string holds: nothing
   const size_t cap = buffer.capacity();
-  if (cap > kMaxSpareBuffer || cap <= std::string().capacity()) return;  // freed here
+  if (cap > kMaxSpareBuffer || cap <= kNone) return;  // freed here
+  auto held = [kNone](const std::string& b) { return b.capacity() > kNone ? b.capacity() : 0; };
   Spares& sp = ThreadSpares();
-  std::string* smallest = &sp.buffers[0];
-  for (std::string& b : sp.buffers) {
-    if (b.capacity() < smallest->capacity()) smallest = &b;
+  // Keep the bigger ones: a small spare serves few takers. Smaller spares
+  // make room for this one (within kMaxSpareBytes), or it is freed.
+  for (;;) {
+    std::string* smallest = &sp.buffers[0];  // an empty slot if there is one
+    size_t total = cap;
+    for (std::string& b : sp.buffers) {
+      total += held(b);
+      if (held(b) < held(*smallest)) smallest = &b;
+    }
+    if (held(*smallest) >= cap) return;  // freed here
+    if (total - held(*smallest) <= kMaxSpareBytes) {
+      smallest->swap(buffer);  // the one it replaces is freed here
+      return;
+    }
+    // Over the bound: free the smallest spare smaller than this one, and
+    // look again.
+    std::string* victim = nullptr;
+    for (std::string& b : sp.buffers) {
+      if (held(b) > 0 && held(b) < cap && (victim == nullptr || held(b) < held(*victim))) {
+        victim = &b;
+      }
+    }
+    if (victim == nullptr) return;  // freed here
+    std::string().swap(*victim);
   }
-  // Keep the bigger ones: a small spare serves few takers.
-  if (smallest->capacity() < cap) smallest->swap(buffer);
 }
 
 Deadline::Deadline(absl::Duration timeout) {

@@ -141,16 +141,25 @@ inline SlotAwaiter Completion::Wait(const Deadline& deadline) {
 // Buffers that follow the data (as nginx's and kj's do): an I/O engine
 // takes one when bytes arrive and gives it back once they are consumed, so
 // an idle connection holds none. The thread keeps a few given-back buffers
-// (each at most kMaxSpareBuffer bytes) for the next taker, so that a bulk
-// transfer, which drains and refills its buffers over and over, does not
-// allocate each time. Any thread; each has its own spares.
-inline constexpr size_t kMaxSpareBuffer = 256 * 1024;
+// (each at most kMaxSpareBuffer bytes, all together at most kMaxSpareBytes)
+// for the next taker, so that a bulk transfer, which drains and refills its
+// buffers over and over, does not allocate (and fault in fresh pages) each
+// time. Any thread; each has its own spares.
+//
+// Big enough for a stream's read buffer at the default read-ahead bound
+// (StreamOptions::max_read_buffer, 1 MiB): up to twice the bound plus one
+// 64 KiB read (core/io/uv_stream_internal.cc). A bulk transfer's buffer is
+// that big, and must survive its drains.
+inline constexpr size_t kMaxSpareBuffer = (2 << 20) + 64 * 1024;
+// Room for that one and a few smaller ones (a TLS record batch).
+inline constexpr size_t kMaxSpareBytes = kMaxSpareBuffer + 512 * 1024;
 
 // A buffer with capacity() >= `min_capacity` and arbitrary contents: a
 // spare if one is big enough and not bigger than `max_capacity` (by
 // default a few times the need: a small need does not take a big spare),
-// else a new one of `min_capacity`. Does not suspend.
-std::string TakeBuffer(size_t min_capacity, size_t max_capacity = 0);
+// the smallest such or, with `biggest`, the biggest; else a new one of
+// `min_capacity`. Does not suspend.
+std::string TakeBuffer(size_t min_capacity, size_t max_capacity = 0, bool biggest = false);
 
 // Gives `buffer`'s storage back: kept as a spare or freed.
 void GiveBackBuffer(std::string buffer);

@@ -1,6 +1,8 @@
 #include "core/io/io_internal.h"
 
 #include <memory>
+#include <string>
+#include <thread>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -104,6 +106,51 @@ PICOS_CORO_TEST(WaitSlot, WakesAConditionWaitAndTimesOut) {
   (void)co_await t.Join();
   const Deadline soon(absl::Milliseconds(5));
   EXPECT_THAT(co_await slot->Wait(soon), StatusIs(absl::StatusCode::kDeadlineExceeded));
+}
+
+// The spares are the thread's: each test runs in a thread of its own, which
+// starts with none.
+template <typename F>
+void InFreshThread(F f) {
+  std::thread t(f);
+  t.join();
+}
+
+TEST(Spares, ABulkTransfersBufferSurvivesItsDrains) {
+  InFreshThread([] {
+    // A stream's read buffer at the default read-ahead bound goes back on
+    // every drain and must come back, not be freed and grown again.
+    std::string big = TakeBuffer(2 << 20);
+    const char* storage = big.data();
+    GiveBackBuffer(std::move(big));
+    std::string again = TakeBuffer(64 * 1024, kMaxSpareBuffer, /*biggest=*/true);
+    EXPECT_EQ(again.data(), storage);
+    EXPECT_GE(again.capacity(), size_t{2} << 20);
+    // A small need does not take it by default.
+    GiveBackBuffer(std::move(again));
+    EXPECT_LT(TakeBuffer(100).capacity(), size_t{64} * 1024);
+  });
+}
+
+TEST(Spares, SmallestOrBiggestAndBoundedInAll) {
+  InFreshThread([] {
+    GiveBackBuffer(TakeBuffer(64 * 1024));
+    GiveBackBuffer(TakeBuffer(256 * 1024));
+    EXPECT_EQ(TakeBuffer(1000, kMaxSpareBuffer).capacity(), size_t{64} * 1024);
+    GiveBackBuffer(TakeBuffer(64 * 1024));
+    EXPECT_EQ(TakeBuffer(1000, kMaxSpareBuffer, true).capacity(), size_t{256} * 1024);
+    // Over kMaxSpareBytes the smaller ones are freed for a bigger one.
+    GiveBackBuffer(TakeBuffer(kMaxSpareBuffer));
+    GiveBackBuffer(TakeBuffer(kMaxSpareBuffer));
+    size_t total = 0;
+    for (;;) {
+      std::string b = TakeBuffer(1000, kMaxSpareBuffer);
+      if (b.capacity() < 64 * 1024) break;  // a new one: no spare left
+      total += b.capacity();
+    }
+    EXPECT_LE(total, kMaxSpareBytes);
+    EXPECT_GE(total, kMaxSpareBuffer);
+  });
 }
 
 }  // namespace

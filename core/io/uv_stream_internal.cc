@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -20,15 +21,25 @@
 namespace picos::internal {
 
 // Memory follows the data, as in nginx and kj: an idle stream holds no
-// buffer. libuv asks for a buffer only when the socket is readable and
-// hands it back in the same call, so every stream of a loop reads into one
-// scratch buffer of that loop's thread (a loop runs on one thread), and the
-// stream keeps only the bytes that arrived, in `rbuf`, which goes back
-// (internal::GiveBackBuffer) once the reader has taken them all.
-constexpr size_t kScratchSize = 64 * 1024;
+// buffer. libuv asks for a buffer only when the socket is readable, so a
+// stream that holds none reads into one scratch buffer of its loop's thread
+// (a loop runs on one thread) and then keeps only the bytes that arrived.
+// Once it holds a buffer, the next reads land in it directly, with no copy
+// (the bytes of a bulk transfer are copied once, to the reader), and the
+// buffer goes back (internal::GiveBackBuffer) as soon as the reader has
+// taken every byte. A bulk transfer drains and refills its buffer over and
+// over: the thread's spares keep that buffer between one drain and the
+// next fill, so it is neither freed nor grown again each time (freeing it
+// on every drain and growing a fresh one to the read-ahead bound by
+// appends cost a copy and fresh pages per byte: TCP bulk throughput fell
+// from about 0.8 of the bare-libuv floor to about a tenth).
+//
+// A read asks the kernel for this much at least: as many system calls as
+// the bare-libuv floor pays.
+constexpr size_t kReadChunk = 64 * 1024;
 
 char* Scratch() {
-  thread_local std::unique_ptr<char[]> scratch(new char[kScratchSize]);
+  thread_local std::unique_ptr<char[]> scratch(new char[kReadChunk]);
   return scratch.get();
 }
 
@@ -44,9 +55,12 @@ struct UvStreamState {
   bool closing = false;
   StreamOptions options;
 
-  // Read side: bytes read ahead and not yet taken.
+  // Read side: bytes read ahead and not yet taken, rbuf[rhead, rtail).
+  // rbuf is storage: its size() is its capacity (reads land in its tail);
+  // empty while nothing is buffered.
   std::string rbuf;
   size_t rhead = 0;
+  size_t rtail = 0;
   size_t want = 0;  // bytes a waiting reader needs buffered (its min)
   bool reading = false;
   bool eof = false;
@@ -70,7 +84,9 @@ struct UvStreamState {
   WaitSlot acceptor;
   std::string unlink_path;
 
-  size_t buffered() const { return rbuf.size() - rhead; }
+  size_t buffered() const { return rtail - rhead; }
+  // Reading pauses once this much is buffered.
+  size_t read_bound() const { return std::max(options.max_read_buffer, want); }
 };
 
 namespace {
@@ -121,17 +137,89 @@ int PendingSocketError(UvStreamState* s) {
   return err;
 }
 
+// The biggest buffer a stream grows (twice its read-ahead bound, plus one
+// read), and so the biggest spare it takes while data flows: at that size
+// at most half of it is ever buffered, so AllocRead always finds room by
+// moving the bytes to the front, which costs each byte at most one move.
+size_t MaxStorage(const UvStreamState* s) { return 2 * s->read_bound() + kReadChunk; }
+
+// `b` as the stream's storage: usable up to its capacity.
+void AdoptStorage(UvStreamState* s, std::string b) {
+  b.resize(b.capacity());  // no-op for a buffer that was storage before
+  s->rbuf = std::move(b);
+  s->rhead = 0;
+  s->rtail = 0;
+}
+
+// Drained: the storage goes back, so that an idle stream holds none. It
+// waits among the thread's spares for the next fill, of this stream or
+// another.
+void ReleaseIfDrained(UvStreamState* s) {
+  if (s->buffered() > 0 || s->rbuf.empty()) return;
+  GiveBackBuffer(std::exchange(s->rbuf, std::string()));
+  s->rhead = 0;
+  s->rtail = 0;
+}
+
+// libuv's alloc callback: where the next read lands.
+void AllocRead(uv_handle_t* h, size_t, uv_buf_t* b) {
+  auto* s = static_cast<UvStreamState*>(h->data);
+  if (s->rbuf.empty()) {
+    // Nothing buffered: the thread's scratch; OnRead keeps what arrived.
+    *b = uv_buf_init(Scratch(), kReadChunk);
+    return;
+  }
+  const size_t have = s->buffered();
+  const size_t size = s->rbuf.size();
+  if (size - s->rtail < kReadChunk) {
+    if (have <= size / 2 && size - have >= kReadChunk) {
+      // Room at the front: move the bytes left there (at most half the
+      // buffer, so each byte moves at most once). Never in ReadSome: a
+      // reader taking a little at a time would move the rest each time.
+      std::memmove(s->rbuf.data(), s->rbuf.data() + s->rhead, have);
+    } else {
+      // Grow geometrically (appends would copy everything at every step).
+      // With a reader waiting, into the biggest spare that fits (the
+      // buffer of a bulk transfer, once grown, is not grown again); with
+      // none, not much more than needed: nobody may read it soon.
+      const size_t target =
+          std::min(std::max(2 * size, have + kReadChunk), std::max(MaxStorage(s), have + kReadChunk));
+      std::string bigger = s->want > 0 ? TakeBuffer(target, std::max(target, MaxStorage(s)), true)
+                                       : TakeBuffer(target, 2 * target);
+      bigger.resize(bigger.capacity());
+      std::memcpy(bigger.data(), s->rbuf.data() + s->rhead, have);
+      GiveBackBuffer(std::exchange(s->rbuf, std::move(bigger)));
+    }
+    s->rhead = 0;
+    s->rtail = have;
+  }
+  // As much as fits, but past the read-ahead bound by no more than one
+  // read (a spare may be much bigger than the bound).
+  const size_t room = s->read_bound() > have ? s->read_bound() - have : 0;
+  const size_t len = std::min({s->rbuf.size() - s->rtail, std::max(room, kReadChunk),
+                               size_t{1} << 30});
+  *b = uv_buf_init(s->rbuf.data() + s->rtail, static_cast<unsigned>(len));
+}
+
 void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto* s = static_cast<UvStreamState*>(stream->data);
   if (nread > 0) {
-    if (s->rbuf.empty() && s->rbuf.capacity() < static_cast<size_t>(nread)) {
-      // Data flows: a buffer for it (a spare one if there is one).
-      s->rbuf = TakeBuffer(static_cast<size_t>(nread));
-      s->rbuf.clear();
-      s->rhead = 0;
+    const size_t n = static_cast<size_t>(nread);
+    if (buf->base == Scratch()) {
+      // Data flows into a stream that holds no buffer: one for it. With a
+      // reader waiting (it takes the bytes at once) or a full read (more is
+      // coming), any spare does, the bigger the better for what follows:
+      // the buffer of a bulk transfer that went back at its last drain (else
+      // it would be grown again, a copy per step). A few bytes nobody waits
+      // for take a buffer their size, not a big spare that would sit with
+      // them.
+      const bool flowing = s->want > 0 || n == kReadChunk;
+      AdoptStorage(s, flowing ? TakeBuffer(n, MaxStorage(s), /*biggest=*/true) : TakeBuffer(n));
+      std::memcpy(s->rbuf.data(), buf->base, n);
     }
-    s->rbuf.append(buf->base, static_cast<size_t>(nread));
-    if (s->buffered() >= std::max(s->options.max_read_buffer, s->want)) {
+    // Else the bytes are in place, at rtail.
+    s->rtail += n;
+    if (s->buffered() >= s->read_bound()) {
       // Full: stop reading, so that the kernel's window closes and the
       // peer's writes wait (backpressure across the connection).
       uv_read_stop(stream);
@@ -162,13 +250,10 @@ void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
 
 void StartReading(UvStreamState* s) {
   if (s->reading || s->closing || s->eof || !s->rerror.ok() ||
-      s->buffered() >= std::max(s->options.max_read_buffer, s->want)) {
+      s->buffered() >= s->read_bound()) {
     return;
   }
-  int rc = uv_read_start(
-      &s->h.stream,
-      [](uv_handle_t*, size_t, uv_buf_t* b) { *b = uv_buf_init(Scratch(), kScratchSize); },
-      OnRead);
+  int rc = uv_read_start(&s->h.stream, AllocRead, OnRead);
   if (rc < 0) {
     s->rerror = UvStatus(rc, "read");
   } else {
@@ -337,14 +422,8 @@ Task<absl::StatusOr<size_t>> UvStream::ReadSome(char* buf, size_t min_bytes, siz
       size_t n = std::min(max_bytes, s->buffered());
       std::memcpy(buf, s->rbuf.data() + s->rhead, n);
       s->rhead += n;
-      if (s->rhead == s->rbuf.size()) {
-        // Drained: an idle stream holds no buffer.
-        GiveBackBuffer(std::exchange(s->rbuf, std::string()));
-        s->rhead = 0;
-      } else if (s->rhead > s->rbuf.size() / 2) {
-        s->rbuf.erase(0, s->rhead);
-        s->rhead = 0;
-      }
+      // No compaction here: the next read makes room (AllocRead).
+      ReleaseIfDrained(s);
       s->want = 0;
       StartReading(s);  // room again: let the peer go on
       co_return n;

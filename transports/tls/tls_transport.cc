@@ -30,8 +30,8 @@ constexpr size_t kMaxRecord = kRecordHeader + kMaxRecordBody;
 // Ciphertext read from the inner stream at once while data flows: many
 // records per read for bulk transfers. At most kMaxSpareBuffer, so that the
 // buffer is reused from one read to the next.
-constexpr size_t kCipherChunk = internal::kMaxSpareBuffer;
-static_assert(kCipherChunk >= kMaxRecord);
+constexpr size_t kCipherChunk = 256 * 1024;
+static_assert(kCipherChunk >= kMaxRecord && kCipherChunk <= internal::kMaxSpareBuffer);
 // Plaintext encrypted per write to the inner stream: bounds the ciphertext
 // held in memory whatever the size of one Write().
 constexpr size_t kPlainChunk = 256 * 1024;
