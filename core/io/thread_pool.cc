@@ -22,6 +22,7 @@ PoolReturnPath::PoolReturnPath(Scheduler& scheduler) : scheduler_(&scheduler) {
   // Referenced only while jobs are outstanding (Begin): an idle return path
   // keeps no loop alive.
   uv_unref(reinterpret_cast<uv_handle_t*>(handle));
+  internal::SchedulerHooks::AdoptHandle(scheduler, handle);
   absl::MutexLock lock(&mu_);
   async_ = handle;
 }
@@ -36,6 +37,7 @@ void PoolReturnPath::Close() {
     results_.clear();
   }
   if (handle == nullptr) return;
+  internal::SchedulerHooks::ReleaseHandle(*scheduler_, handle);
   uv_close(reinterpret_cast<uv_handle_t*>(handle),
            [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
 }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "core/kernel/log.h"
@@ -202,7 +203,8 @@ std::vector<std::string> Scheduler::OpenHandles() {
       [](uv_handle_t* h, void* arg) {
         auto* w = static_cast<Walk*>(arg);
         if (h == reinterpret_cast<uv_handle_t*>(w->self->async_.get()) ||
-            h == reinterpret_cast<uv_handle_t*>(w->self->timer_.get())) {
+            h == reinterpret_cast<uv_handle_t*>(w->self->timer_.get()) ||
+            absl::c_linear_search(w->self->own_handles_, h)) {
           return;
         }
         w->names.push_back(uv_handle_type_name(h->type));

@@ -390,6 +390,7 @@ class Scheduler {
   uint32_t external_waits_ = 0;
   std::thread thread_;
   std::vector<std::unique_ptr<Extension>> extensions_;  // by ExtensionKey<T>()
+  std::vector<const void*> own_handles_;  // internal::SchedulerHooks::AdoptHandle
 };
 
 // The scheduler of the running task. Asserts that the caller is a task.

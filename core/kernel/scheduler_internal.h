@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
@@ -90,6 +91,15 @@ class SchedulerHooks {
   // is outstanding a foreground loop waits for it instead of reporting a
   // deadlock, and a simulated clock (clock.h) does not jump past it.
   static void AddExternalWork(Scheduler& s, int delta) { s.AddExternalWork(delta); }
+
+  // A handle that a library keeps on `s`'s loop for the scheduler's whole
+  // life and closes when its State<T>() goes (the thread pool's return
+  // path): part of the scheduler, like its own async and timer, so
+  // OpenHandles() does not list it. Scheduler thread.
+  static void AdoptHandle(Scheduler& s, const void* handle) { s.own_handles_.push_back(handle); }
+  static void ReleaseHandle(Scheduler& s, const void* handle) {
+    std::erase(s.own_handles_, handle);
+  }
 
   // Appends `message` to the mailbox of `c`, a task of `s`, from its thread.
   static absl::Status DeliverLocal(Scheduler& s, TaskCore* c, Value message) {
