@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "absl/base/attributes.h"
 #include "absl/strings/str_cat.h"
 #include "core/kernel/log.h"
 #include "core/kernel/proxy.h"
@@ -107,24 +108,32 @@ void Block(TaskCore* c, std::coroutine_handle<> h, TaskState state, absl::Durati
   (void)BlockTask(c, h, state, timeout);
 }
 
+namespace {
+
+// The cold half of ParkInReceive, out of line: its closure (a TaskRef that
+// may need unwinding) made the hot path set up a frame on every receive.
+ABSL_ATTRIBUTE_NOINLINE void SwapAtThisReceive(TaskCore* c) {
+  // A swap waits for this point (hot_swap.h). It replaces the frames that
+  // are suspending right now, so it runs once control is back in the loop.
+  internal::SchedulerHooks::Defer(*c->scheduler(), [task = TaskRef::Adopt((Ref(c), c))] {
+    TaskCore* core = task.core();
+    TaskState s = core->load_state();
+    if ((core->flags & kSwapAtReceive) == kSwapAtReceive &&
+        (core->flags & kFlagParkedInReceive) &&
+        (s == TaskState::kReceiving || s == TaskState::kReady) && core->extra != nullptr &&
+        core->extra->hot_swap != nullptr) {
+      core->extra->hot_swap->AtSwapPoint(core);
+    }
+  });
+}
+
+}  // namespace
+
 void ParkInReceive(TaskCore* c, std::coroutine_handle<> h, absl::Duration timeout) {
   if (!BlockTask(c, h, TaskState::kReceiving, timeout)) return;
   // A swap point for HotSwap; RunReady clears it when the task resumes.
   c->flags |= kFlagParkedInReceive;
-  if ((c->flags & kSwapAtReceive) == kSwapAtReceive) [[unlikely]] {
-    // A swap waits for this point (hot_swap.h). It replaces the frames that
-    // are suspending right now, so it runs once control is back in the loop.
-    internal::SchedulerHooks::Defer(*c->scheduler(), [task = TaskRef::Adopt((Ref(c), c))] {
-      TaskCore* core = task.core();
-      TaskState s = core->load_state();
-      if ((core->flags & kSwapAtReceive) == kSwapAtReceive &&
-          (core->flags & kFlagParkedInReceive) &&
-          (s == TaskState::kReceiving || s == TaskState::kReady) && core->extra != nullptr &&
-          core->extra->hot_swap != nullptr) {
-        core->extra->hot_swap->AtSwapPoint(core);
-      }
-    });
-  }
+  if ((c->flags & kSwapAtReceive) == kSwapAtReceive) [[unlikely]] SwapAtThisReceive(c);
 }
 
 bool Wake(TaskCore* c, WakeReason reason) {
