@@ -296,7 +296,9 @@ Channel Channel::Create(std::string name) { return Create(ThisScheduler(), std::
 
 Channel Channel::Create(Scheduler& scheduler, std::string name) {
   if (name.size() > kMaxNameLength) name.resize(kMaxNameLength);
-  return Channel(ChannelRef::Adopt(new LocalChannel(std::move(name), &scheduler)));
+  return Channel(ChannelRef::Adopt(new LocalChannel(std::move(name), &scheduler,
+                                                    internal::SchedulerHooks::Index(scheduler),
+                                                    internal::SchedulerHooks::Generation(scheduler))));
 }
 
 absl::Status Channel::Subscribe(const TaskRef& task, ChannelTransform transform) const {
@@ -424,10 +426,22 @@ absl::Status Channel::Send(Value message) const {
         "channel ", name(), " is not of this process and no layer reaches it"));
   }
   if (!ch->scheduler->InLoopThread()) {
-    return ch->scheduler->Post([ref = ref_, m = std::move(message)]() mutable {
+    // Closed is final: refused here, truthfully. Open now, it may close
+    // before the send runs on the channel's thread: OK means queued.
+    if (ch->closed.load(std::memory_order_acquire)) {
+      return absl::FailedPreconditionError(absl::StrCat("channel ", name(), " is closed"));
+    }
+    absl::AnyInvocable<void()> send = [ref = ref_, m = std::move(message)]() mutable {
       absl::Status st = Channel(std::move(ref)).Send(std::move(m));
       if (!st.ok()) PICOS_LOG(debug, "posted channel send failed: {}", st.ToString());
-    });
+    };
+    absl::Status posted =
+        internal::SchedulerHooks::PostToSlot(ch->sched_index, ch->sched_gen, send);
+    if (posted.code() == absl::StatusCode::kFailedPrecondition) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("channel ", name(), ": its scheduler has stopped"));
+    }
+    return posted;
   }
   if (ch->closed) return absl::FailedPreconditionError(absl::StrCat("channel ", name(), " is closed"));
   Broadcast(ch, message);

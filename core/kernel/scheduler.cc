@@ -27,10 +27,18 @@ thread_local Scheduler* t_scheduler = nullptr;
 constexpr int kMaxSchedulers = 255;
 using internal::g_schedulers;
 
-uint8_t ClaimIndex(Scheduler* s) {
+// Takes a free slot for `s` and opens it to posts from other threads; sets
+// the claim's generation.
+uint8_t ClaimIndex(Scheduler* s, uint32_t* generation) {
   for (int i = 1; i <= kMaxSchedulers; ++i) {
     Scheduler* expected = nullptr;
-    if (g_schedulers[i].compare_exchange_strong(expected, s)) return static_cast<uint8_t>(i);
+    if (g_schedulers[i].compare_exchange_strong(expected, s)) {
+      internal::SchedulerSlot& slot = internal::Slot(static_cast<uint8_t>(i));
+      absl::MutexLock lock(&slot.mu);
+      slot.open = s;
+      *generation = ++slot.generation;
+      return static_cast<uint8_t>(i);
+    }
   }
   PICOS_ASSERT(false && "more than 255 schedulers in one process");
   return 0;
@@ -89,6 +97,23 @@ struct PendingSpawn {
 
 }  // namespace
 
+internal::SchedulerSlot& internal::Slot(uint8_t index) {
+  static SchedulerSlot* const slots = new SchedulerSlot[256];
+  return slots[index];
+}
+
+absl::Status internal::SchedulerHooks::PostToSlot(uint8_t index, uint32_t generation,
+                                                  absl::AnyInvocable<void()>& fn) {
+  SchedulerSlot& slot = Slot(index);
+  // Shared: posts from many threads go on at once; the destructor's close
+  // waits for them.
+  absl::ReaderMutexLock lock(&slot.mu);
+  if (slot.open == nullptr || slot.generation != generation) {
+    return absl::FailedPreconditionError("the scheduler has been destroyed");
+  }
+  return slot.open->PostOrKeep(fn);
+}
+
 Scheduler* Scheduler::Current() { return t_scheduler; }
 
 int internal::ExitCode(const char* program, const absl::Status& status) {
@@ -111,7 +136,7 @@ Scheduler::Scheduler(Options options)
       async_(std::make_unique<uv_async_t>()),
       timer_(std::make_unique<uv_timer_t>()) {
   IgnoreSigpipe();
-  index_ = ClaimIndex(this);
+  index_ = ClaimIndex(this, &generation_);
   PICOS_ASSERT(uv_loop_init(loop_.get()) == 0);
   loop_->data = this;
   PICOS_ASSERT(uv_async_init(loop_.get(), async_.get(), [](uv_async_t* a) {
@@ -135,6 +160,15 @@ Scheduler::~Scheduler() {
     DestroyAll();
     t_scheduler = prev;
     stopped_.store(true, std::memory_order_release);
+  }
+  {
+    // Closed to other threads before anything a post touches goes (the
+    // inbox, the async handle): a post in progress finishes first, and
+    // later ones learn that the scheduler is gone. The slot itself stays
+    // taken until the end, for this thread's own lookups.
+    internal::SchedulerSlot& slot = internal::Slot(index_);
+    absl::MutexLock lock(&slot.mu);
+    slot.open = nullptr;
   }
   // After the tasks, before the loop closes: an extension may close handles
   // of its own (the thread pool's return path).
@@ -226,6 +260,7 @@ TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, SpawnOptions options) 
   c->root = h;
   c->leaf = h;
   c->sched_index = index_;
+  c->sched_gen = generation_;
   if (!name.empty()) c->Extra().name = std::move(name);
   // Counted when registered, so that a task posted from another thread is
   // a daemon from its first turn.
@@ -428,7 +463,9 @@ void Scheduler::DestroyAll() {
   destroying_ = false;
 }
 
-absl::Status Scheduler::Post(absl::AnyInvocable<void()> fn) {
+absl::Status Scheduler::Post(absl::AnyInvocable<void()> fn) { return PostOrKeep(fn); }
+
+absl::Status Scheduler::PostOrKeep(absl::AnyInvocable<void()>& fn) {
   if (stopped()) return absl::FailedPreconditionError("scheduler has stopped");
   bool full = false;
   auto push = [this, &fn, &full] {

@@ -190,9 +190,13 @@ class Scheduler {
   // Later Spawn() calls fail. Idempotent.
   void Stop();
 
-  // Runs `fn` on the scheduler's thread at its next turn. Any thread.
-  // kResourceExhausted when the inbox is full; kFailedPrecondition once
-  // stopped.
+  // Runs `fn` on the scheduler's thread at its next turn. Any thread that
+  // keeps this Scheduler alive (its owner's); a thread that holds only a
+  // handle reaches the scheduler through the handle, which checks that the
+  // scheduler still exists. OK means queued: `fn` runs unless the scheduler
+  // stops first, in which case it is destroyed unrun. kResourceExhausted
+  // when Options::inbox_limit closures already wait; kFailedPrecondition
+  // once stopped. A refused `fn` is destroyed before Post returns.
   absl::Status Post(absl::AnyInvocable<void()> fn);
 
   // Blocks a thread that is not this scheduler's until `task` ends or
@@ -301,6 +305,9 @@ class Scheduler {
     internal::TaskCore* core;
   };
 
+  // Post() that leaves a refused `fn` with the caller, who destroys it
+  // after letting go of any lock held (a closure's destructor may post).
+  absl::Status PostOrKeep(absl::AnyInvocable<void()>& fn);
   TaskRef SpawnHandle(std::coroutine_handle<> h, SpawnOptions options);
   void Register(internal::TaskCore* c);
   void EndDaemons();
@@ -329,6 +336,9 @@ class Scheduler {
 
   Options options_;
   uint8_t index_;
+  // Which claim of slot index_ this is: a handle whose task was of an
+  // earlier scheduler in the same slot must not reach this one.
+  uint32_t generation_ = 0;
   std::unique_ptr<uv_loop_s> loop_;
   std::unique_ptr<uv_async_s> async_;
   std::unique_ptr<uv_timer_s> timer_;

@@ -208,11 +208,20 @@ absl::Status OnTaskThread(const TaskRef& t, Op op) {
   Scheduler* s = c->scheduler();
   if (s == nullptr) return Ended(t);
   if (s->InLoopThread()) return op(c, s);
-  return s->Post([t, op = std::move(op)]() mutable {
+  // Another thread: `s` may be under destruction there, so it is reached
+  // only through its slot (scheduler_internal.h), never dereferenced here.
+  absl::AnyInvocable<void()> fn = [t, op = std::move(op)]() mutable {
     TaskCore* core = t.core();
     absl::Status st = op(core, core->scheduler());
     if (!st.ok()) PICOS_LOG(debug, "operation posted to {} failed: {}", t.DebugString(), st.ToString());
-  });
+  };
+  absl::Status posted = internal::SchedulerHooks::PostToTask(c, fn);
+  if (posted.ok()) return posted;
+  // Refused: the scheduler is gone or stopping, and the task with it.
+  if (c->load_state() == TaskState::kDone || posted.code() == absl::StatusCode::kFailedPrecondition) {
+    return Ended(t);
+  }
+  return posted;
 }
 
 bool IsBlocked(TaskState s) {
@@ -248,6 +257,19 @@ absl::Status TaskRef::Send(Value message) const {
 absl::Status TaskRef::Resume(Value value) const {
   if (core_ != nullptr && internal::IsProxy(core_)) {
     return internal::ProxyOf(core_)->Resume(std::move(value));
+  }
+  if (core_ != nullptr) {
+    // From another thread: refused at once unless the task is seen in
+    // Suspend() now (its state is atomic), so that a resume that cannot
+    // happen is never reported OK. One that can is queued, and checked
+    // again on the task's thread (handles.h says what OK means).
+    Scheduler* s = core_->scheduler();
+    const TaskState seen = core_->load_state();
+    if ((s == nullptr || !s->InLoopThread()) && seen != TaskState::kSuspended &&
+        seen != TaskState::kDone) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "resume of a task that is not suspended (it is ", TaskStateName(seen), ")"));
+    }
   }
   return OnTaskThread(*this, [v = std::move(value)](TaskCore* c, Scheduler*) mutable {
     if (c->flags & internal::kFlagFinished) return absl::FailedPreconditionError("task has ended");

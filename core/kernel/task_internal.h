@@ -113,6 +113,10 @@ struct TaskCore {
   uint32_t timer_index = kNoTimer;  // position in the scheduler's timer heap
   uint32_t wait_seq = 0;         // bumped at every blocking wait
   uint32_t all_index = kNotRegistered;  // position in the scheduler's task list
+  // The generation of its scheduler's slot (SchedulerSlot): with
+  // sched_index, what another thread needs to reach the scheduler safely.
+  // Fills what was padding before mbox_tail.
+  uint32_t sched_gen = 0;
   MessageNode* mbox_tail = nullptr;  // circular list: tail->next is the head
   std::coroutine_handle<> root;  // outermost frame: destroyed to kill the task
   std::coroutine_handle<> leaf;  // innermost frame: resumed to continue it
@@ -137,8 +141,12 @@ struct TaskCore {
   bool mailbox_empty() const { return mbox_tail == nullptr; }
   TaskState load_state() const { return state.load(std::memory_order_relaxed); }
   void set_state(TaskState s) { state.store(s, std::memory_order_relaxed); }
+  // The task's scheduler, for its own thread; on another thread only to
+  // compare with the running scheduler (it may be under destruction there,
+  // and once the task has ended the slot may hold a later scheduler).
   Scheduler* scheduler() const;
 };
+static_assert(sizeof(TaskCore) == 56, "TaskCore is paid a million times: keep it 56 bytes");
 
 // The control block of a handle made by MakeTaskProxy (proxy.h): the task
 // lives elsewhere and every operation goes to `proxy`. Its scheduler index is
