@@ -14,6 +14,7 @@
 #include "core/kernel/task.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/coro_test.h"
 #include "testing/status_matchers.h"
 
 namespace picos {
@@ -161,6 +162,100 @@ TEST(CrossThread, HandleOfADestroyedSchedulerDoesNotReachItsSuccessor) {
   EXPECT_THAT(old_task.Terminate(), StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(old_channel.Send(Value(1)), StatusIs(absl::StatusCode::kFailedPrecondition));
   second.Stop();
+}
+
+// Issue 9 #3: the inbox and mailboxes have the bounds they document.
+
+// The scheduler's loop does not run, so this thread is "another thread" and
+// what it queues stays in the inbox.
+TEST(InboxLimit, CallsFromAnotherThreadPastTheLimitAreRefused) {
+  Scheduler s(Scheduler::Options{.inbox_limit = 4});
+  TaskRef t = s.Spawn(ReceiveForever);  // one closure
+  ASSERT_TRUE(t.valid());
+  ASSERT_OK(t.Send(Value(1)));
+  ASSERT_OK(t.Send(Value(2)));
+  ASSERT_OK(s.Post([] {}));  // four
+  EXPECT_THAT(t.Send(Value(3)), StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(t.Terminate(), StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(s.Post([] {}), StatusIs(absl::StatusCode::kResourceExhausted));
+  // A spawn that could not be queued says so, rather than handing out the
+  // handle of a task that never starts.
+  EXPECT_FALSE(s.Spawn(ReceiveForever).valid());
+}
+
+TEST(MailboxLimit, SendsFromAnotherThreadCountWhileOnTheirWay) {
+  Scheduler s;
+  TaskRef t = s.Spawn({.name = "bounded", .mailbox_limit = 3}, ReceiveForever);
+  for (int i = 0; i < 3; ++i) ASSERT_OK(t.Send(Value(i)));
+  EXPECT_THAT(t.Send(Value(4)), StatusIs(absl::StatusCode::kResourceExhausted));
+}
+
+Task<> Receives(int n) {
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<Value> m = co_await Receive();
+    if (!m.ok()) co_return;
+  }
+}
+
+PICOS_CORO_TEST(MailboxLimit, SendToAFullMailboxIsRefusedAndReceivingMakesRoom) {
+  TaskRef t = ThisScheduler().Spawn({.mailbox_limit = 2}, Receives, 3);
+  CO_ASSERT_OK(t.Send(Value(1)));
+  CO_ASSERT_OK(t.Send(Value(2)));
+  EXPECT_THAT(t.Send(Value(3)), StatusIs(absl::StatusCode::kResourceExhausted));
+  CO_ASSERT_OK(co_await Yield());  // it receives both
+  CO_ASSERT_OK(t.Send(Value(3)));
+  EXPECT_THAT(co_await t.Join(), IsOk());
+  // Unbounded by default.
+  TaskRef u = ThisScheduler().Spawn(Receives, 1000);
+  for (int i = 0; i < 1000; ++i) CO_ASSERT_OK(u.Send(Value(i)));
+  EXPECT_THAT(co_await u.Join(), IsOk());
+}
+
+PICOS_SIM_TEST(MailboxLimit, SendWaitTimesOutOnAMailboxThatStaysFull) {
+  Scheduler& s = ThisScheduler();
+  TaskRef t = s.Spawn({.mailbox_limit = 1}, SuspendForever);
+  CO_ASSERT_OK(t.Send(Value(1)));
+  const int64_t start = s.NowNs();
+  absl::Status st = co_await t.SendWait(Value(2), absl::Seconds(5));
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_EQ(s.NowNs() - start, 5'000'000'000);
+  CO_ASSERT_OK(t.Terminate());
+  (void)co_await t.Join();
+}
+
+Task<> ReceivesAfter(absl::Duration delay, int n) {
+  (void)co_await Sleep(delay);
+  co_await Receives(n);
+}
+
+PICOS_SIM_TEST(MailboxLimit, SendWaitGoesOnOnceTheTaskReceives) {
+  Scheduler& s = ThisScheduler();
+  TaskRef t = s.Spawn({.mailbox_limit = 1}, ReceivesAfter, absl::Seconds(2), 3);
+  CO_ASSERT_OK(t.Send(Value(1)));
+  const int64_t start = s.NowNs();
+  CO_ASSERT_OK(co_await t.SendWait(Value(2), absl::Seconds(60)));
+  EXPECT_EQ(s.NowNs() - start, 2'000'000'000);
+  CO_ASSERT_OK(co_await t.SendWait(Value(3), absl::Seconds(60)));
+  EXPECT_THAT(co_await t.Join(), IsOk());
+}
+
+// A task of another scheduler waits for room in a bounded mailbox: the wake
+// crosses threads.
+TEST(MailboxLimit, SendWaitFromAnotherScheduler) {
+  Scheduler receiver_side;
+  TaskRef t = receiver_side.Spawn({.mailbox_limit = 1}, ReceivesAfter, absl::Milliseconds(50), 5);
+  ASSERT_OK(receiver_side.StartThread());
+  Scheduler sender_side;
+  TaskRef sender = sender_side.Spawn([t]() -> Task<absl::Status> {
+    for (int i = 0; i < 5; ++i) {
+      absl::Status st = co_await t.SendWait(Value(i), absl::Seconds(60));
+      if (!st.ok()) co_return st;
+    }
+    co_return absl::OkStatus();
+  });
+  EXPECT_THAT(sender_side.RunUntil(sender), IsOk());
+  EXPECT_THAT(receiver_side.WaitFor(t, absl::Seconds(60)), IsOk());
+  receiver_side.Stop();
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "core/kernel/capacity_internal.h"
 #include "core/kernel/log.h"
 #include "core/kernel/scheduler_internal.h"
 #include "core/kernel/status.h"
@@ -262,6 +263,7 @@ TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, SpawnOptions options) 
   c->sched_index = index_;
   c->sched_gen = generation_;
   if (!name.empty()) c->Extra().name = std::move(name);
+  if (options.mailbox_limit > 0) c->Extra().mailbox_room.reset(new internal::Capacity(options.mailbox_limit));
   // Counted when registered, so that a task posted from another thread is
   // a daemon from its first turn.
   if (options.daemon) c->Extra().daemon = true;
@@ -278,7 +280,10 @@ TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, SpawnOptions options) 
     internal::Unref(std::exchange(p.core, nullptr));  // ours; the scheduler holds its own
   });
   if (!posted.ok()) {
+    // The closure, and the task with it, were destroyed: say so with a
+    // null handle, as for a stopped scheduler.
     PICOS_LOG(warn, "Spawn from another thread failed: {}", posted.ToString());
+    return TaskRef();
   }
   return ref;
 }
@@ -391,6 +396,7 @@ void Scheduler::Finish(TaskCore* c, absl::Status status, Value value) {
   c->flags |= internal::kFlagFinished;
   RemoveTimer(c);
   // Undelivered messages go with the task.
+  uint32_t dropped = 0;
   if (c->mbox_tail) {
     MessageNode* head = c->mbox_tail->next;
     c->mbox_tail->next = nullptr;
@@ -399,7 +405,13 @@ void Scheduler::Finish(TaskCore* c, absl::Status status, Value value) {
       MessageNode* next = head->next;
       FreeNode(head);
       head = next;
+      ++dropped;
     }
+  }
+  if (internal::Capacity* room = internal::MailboxRoom(c); room != nullptr) {
+    // Senders waiting for room retry, and learn that the task has ended.
+    if (dropped > 0) room->Give(dropped);
+    room->WakeAll();
   }
   if (!status.ok() && status.code() != absl::StatusCode::kCancelled &&
       !(c->extra != nullptr && c->extra->error_reported)) {
@@ -625,9 +637,17 @@ void Scheduler::FreeNode(MessageNode* n) {
   ++free_node_count_;
 }
 
-absl::Status Scheduler::DeliverLocal(TaskCore* c, Value message) {
+absl::Status Scheduler::DeliverLocal(TaskCore* c, Value message, bool reserved) {
   if (c->flags & internal::kFlagFinished) {
+    if (reserved) internal::MailboxRoom(c)->Give();
     return absl::FailedPreconditionError("send to a task that has ended");
+  }
+  if (internal::Capacity* room = internal::MailboxRoom(c); room != nullptr && !reserved) {
+    if (!room->TryTake()) [[unlikely]] {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("mailbox of task ", TaskRef::Adopt((internal::Ref(c), c)).DebugString(),
+                       " is full (", room->limit(), " messages)"));
+    }
   }
   MessageNode* n = NewNode(std::move(message));
   if (c->mbox_tail == nullptr) {

@@ -96,6 +96,13 @@ struct SpawnOptions {
   // destructors run, its monitors hear of it). For servers and helpers that
   // live as long as there is work for them. See also SetDaemon().
   bool daemon = false;
+  // Most messages its mailbox holds; 0 (the default) for no bound. Past it
+  // TaskRef::Send gives the sender kResourceExhausted (from any thread:
+  // messages on their way from another thread count), and
+  // `co_await task.SendWait(message, timeout)` waits for room. A channel
+  // skips a subscriber whose mailbox is full (the message is not counted as
+  // reached). Receiving makes room.
+  uint32_t mailbox_limit = 0;
 };
 
 class Scheduler {
@@ -103,8 +110,14 @@ class Scheduler {
   struct Options {
     // Shown in logs and thread names.
     std::string name = "picos";
-    // Most closures queued from other threads at once; Post() beyond it
-    // fails with kResourceExhausted.
+    // Most closures queued from other threads at once and not yet run by
+    // the loop: Post(), and every call from another thread that queues
+    // work (Spawn, TaskRef::Send, Resume, Terminate, Throw, Channel::Send,
+    // Monitor, a cross-thread Join's wake), fails beyond it with
+    // kResourceExhausted (Spawn gives a null TaskRef). A running loop
+    // empties the inbox at every turn, so this bounds the backlog of work,
+    // not the messages it delivers: those are bounded per task by
+    // SpawnOptions::mailbox_limit.
     size_t inbox_limit = 1 << 20;
     // Most recycled message nodes kept for reuse.
     size_t message_cache = 1 << 16;
@@ -123,8 +136,8 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // Starts `task` on this scheduler; it runs when the loop next turns. Any
-  // thread. A null TaskRef (and a log line) if the scheduler has stopped or
-  // the task is empty.
+  // thread. A null TaskRef (and a log line) if the scheduler has stopped,
+  // the task is empty, or (from another thread) the inbox is full.
   template <typename T>
   TaskRef Spawn(Task<T> task) {
     return SpawnHandle(task.release(), {});
@@ -286,7 +299,7 @@ class Scheduler {
   void Finish(internal::TaskCore* c, absl::Status status, Value value);
   internal::MessageNode* NewNode(Value v);
   void FreeNode(internal::MessageNode* n);
-  absl::Status DeliverLocal(internal::TaskCore* c, Value message);
+  absl::Status DeliverLocal(internal::TaskCore* c, Value message, bool reserved);
   std::unique_ptr<Extension>& ExtensionSlot(size_t key);
   // Tasks blocked until a Completer (proxy.h) completes from another thread:
   // while any wait, a loop run in the foreground waits for its inbox instead

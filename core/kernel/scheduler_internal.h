@@ -126,8 +126,12 @@ class SchedulerHooks {
   static void AddExternalWork(Scheduler& s, int delta) { s.AddExternalWork(delta); }
 
   // Appends `message` to the mailbox of `c`, a task of `s`, from its thread.
-  static absl::Status DeliverLocal(Scheduler& s, TaskCore* c, Value message) {
-    return s.DeliverLocal(c, std::move(message));
+  // kResourceExhausted if the mailbox is bounded and full, unless the
+  // sender took its unit already (`reserved`: a send from another thread),
+  // which is given back if the task has ended.
+  static absl::Status DeliverLocal(Scheduler& s, TaskCore* c, Value message,
+                                   bool reserved = false) {
+    return s.DeliverLocal(c, std::move(message), reserved);
   }
 };
 

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "core/kernel/capacity_internal.h"
 #include "core/kernel/log.h"
 #include "core/kernel/proxy.h"
 #include "core/kernel/scheduler_internal.h"
@@ -236,9 +237,28 @@ namespace {
 [[gnu::noinline]] absl::Status SendElsewhere(const TaskRef& t, Value message) {
   TaskCore* c = t.core();
   if (internal::IsProxy(c)) return internal::ProxyOf(c)->Send(std::move(message));
-  return OnTaskThread(t, [m = std::move(message)](TaskCore* core, Scheduler* sched) mutable {
-    return internal::SchedulerHooks::DeliverLocal(*sched, core, std::move(m));
-  });
+  internal::Capacity* room = internal::MailboxRoom(c);
+  if (room == nullptr) {
+    return OnTaskThread(t, [m = std::move(message)](TaskCore* core, Scheduler* sched) mutable {
+      return internal::SchedulerHooks::DeliverLocal(*sched, core, std::move(m));
+    });
+  }
+  // A bounded mailbox: the unit is taken here, so that messages on their
+  // way count and a full mailbox is refused to this sender, truthfully.
+  if (c->load_state() == TaskState::kDone) return Ended(t);
+  if (!room->TryTake()) {
+    return absl::ResourceExhaustedError(absl::StrCat("mailbox of task ", t.DebugString(),
+                                                     " is full (", room->limit(), " messages)"));
+  }
+  absl::Status st =
+      OnTaskThread(t, [m = std::move(message)](TaskCore* core, Scheduler* sched) mutable {
+        return internal::SchedulerHooks::DeliverLocal(*sched, core, std::move(m), true);
+      });
+  // Not posted (a posted one that finds the task ended gives the unit back
+  // itself): give it back. A closure dropped unrun at a stop keeps its
+  // unit, which no longer matters: the task ends with the stop.
+  if (!st.ok()) room->Give();
+  return st;
 }
 }  // namespace
 
@@ -308,6 +328,56 @@ absl::Status TaskRef::Throw(absl::Status error) const {
     if (IsBlocked(c->load_state())) internal::Wake(c, internal::kWakeInterrupt);
     return absl::OkStatus();
   });
+}
+
+namespace {
+// TaskRef::SendWait, taking the handle by value: a coroutine member would
+// keep only `this`, which may be gone by the time the task resumes.
+Task<absl::Status> SendWaitOn(TaskRef to, Value message, absl::Duration timeout) {
+  TaskCore* c = to.core();
+  internal::Capacity* room = c != nullptr ? internal::MailboxRoom(c) : nullptr;
+  if (room == nullptr) co_return to.Send(std::move(message));
+  TaskCore* self = internal::CurrentTaskOrDie("SendWait");
+  Scheduler& s = *self->scheduler();
+  const bool forever = timeout == absl::InfiniteDuration();
+  const int64_t deadline_ns =
+      forever ? 0 : internal::SchedulerHooks::NowNs(s) + absl::ToInt64Nanoseconds(timeout);
+  for (;;) {
+    if (c->load_state() == TaskState::kDone) co_return Ended(to);
+    if (room->TryTake()) {
+      // The unit is ours: deliver as a send from here would, without
+      // taking another.
+      Scheduler* target = c->scheduler();
+      if (target != nullptr && target->InLoopThread()) {
+        co_return internal::SchedulerHooks::DeliverLocal(*target, c, std::move(message), true);
+      }
+      absl::Status st =
+          OnTaskThread(to, [m = std::move(message)](TaskCore* core, Scheduler* sched) mutable {
+            return internal::SchedulerHooks::DeliverLocal(*sched, core, std::move(m), true);
+          });
+      if (!st.ok()) room->Give();
+      co_return st;
+    }
+    absl::Duration left = absl::InfiniteDuration();
+    if (!forever) {
+      left = absl::Nanoseconds(deadline_ns - internal::SchedulerHooks::NowNs(s));
+      if (left <= absl::ZeroDuration()) {
+        co_return absl::DeadlineExceededError(
+            absl::StrCat("no room in the mailbox of ", to.DebugString(), " before the timeout"));
+      }
+    }
+    absl::Status waited = co_await room->WaitForRoom(left);
+    if (waited.code() == absl::StatusCode::kDeadlineExceeded) {
+      co_return absl::DeadlineExceededError(
+          absl::StrCat("no room in the mailbox of ", to.DebugString(), " before the timeout"));
+    }
+    if (!waited.ok()) co_return waited;
+  }
+}
+}  // namespace
+
+Task<absl::Status> TaskRef::SendWait(Value message, absl::Duration timeout) const {
+  return SendWaitOn(*this, std::move(message), timeout);
 }
 
 JoinAwaiter TaskRef::Join() const { return JoinAwaiter(*this, absl::InfiniteDuration()); }
@@ -414,6 +484,9 @@ absl::StatusOr<Value> ReceiveAwaiter::await_resume() {
   }
   Value v = std::move(head->value);
   internal::SchedulerHooks::FreeNode(*c->scheduler(), head);
+  if (internal::Capacity* room = internal::MailboxRoom(c); room != nullptr) [[unlikely]] {
+    room->Give();
+  }
   return v;
 }
 ReceiveAwaiter Receive() { return ReceiveAwaiter(); }
@@ -479,6 +552,7 @@ Task<absl::StatusOr<Value>> ReceiveMatching(MessagePredicate match, absl::Durati
       }
       Value v = std::move(n->value);
       internal::SchedulerHooks::FreeNode(s, n);
+      if (internal::Capacity* room = internal::MailboxRoom(c); room != nullptr) room->Give();
       co_return v;
     }
     if (timed_out) co_return absl::DeadlineExceededError("selective receive timed out");

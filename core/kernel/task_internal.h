@@ -60,6 +60,12 @@ inline constexpr uint32_t kNotRegistered = 0xffffffffu;
 
 struct TaskCore;
 
+// A bounded count with waiters (capacity_internal.h): a bounded mailbox.
+class Capacity;
+struct CapacityDeleter {
+  void operator()(Capacity* c) const;  // capacity.cc
+};
+
 // The hot-swap state of a task that is or was swappable or asked to swap
 // (hot_swap.cc). An interface, so that the kernel reaches it at the task's
 // swap points and at its end without depending on hot_swap.
@@ -99,7 +105,14 @@ struct TaskExtra {
   // A TaskGroup reports its error (task_group.h): the scheduler does not log it.
   bool error_reported = false;
   std::unique_ptr<HotSwapHooks> hot_swap;  // hot_swap.cc
+  // SpawnOptions::mailbox_limit: one unit per queued message (and per
+  // message on its way from another thread); null when unbounded. Set
+  // before the task's handle is given out, then never changed.
+  std::unique_ptr<Capacity, CapacityDeleter> mailbox_room;
 };
+
+// The bound on `c`'s mailbox, or null (the common, unbounded case).
+inline Capacity* MailboxRoom(const TaskCore* c);
 
 // The control block of a task. 56 bytes: every field here is paid a million
 // times in the suspended-task benchmark. Owned by references: the scheduler
@@ -146,6 +159,10 @@ struct TaskCore {
   // and once the task has ended the slot may hold a later scheduler).
   Scheduler* scheduler() const;
 };
+inline Capacity* MailboxRoom(const TaskCore* c) {
+  return c->extra != nullptr ? c->extra->mailbox_room.get() : nullptr;
+}
+
 static_assert(sizeof(TaskCore) == 56, "TaskCore is paid a million times: keep it 56 bytes");
 
 // The control block of a handle made by MakeTaskProxy (proxy.h): the task
