@@ -164,6 +164,54 @@ TEST(CrossThread, HandleOfADestroyedSchedulerDoesNotReachItsSuccessor) {
   second.Stop();
 }
 
+Task<int> SuspendOnce() {
+  absl::StatusOr<Value> v = co_await Suspend();
+  if (!v.ok() || !v->is_int()) co_return -1;
+  co_return static_cast<int>(v->as_int());
+}
+
+Task<absl::Status> ResumeConfirmedOf(TaskRef t, int v) { co_return co_await t.ResumeConfirmed(Value(v)); }
+
+// The outcome as the task's own thread saw it, awaited from a task of
+// another scheduler.
+TEST(CrossThread, ResumeConfirmedGivesTheOutcome) {
+  Scheduler home;
+  TaskRef target = home.Spawn(SuspendOnce);
+  TaskRef settle = home.Spawn([]() -> Task<> { (void)co_await Yield(); });
+  ASSERT_OK(home.RunUntil(settle).status());
+  ASSERT_EQ(target.state(), TaskState::kSuspended);
+  ASSERT_OK(home.StartThread());
+  Scheduler other;
+  TaskRef prober = other.Spawn(ResumeConfirmedOf, target, 7);
+  EXPECT_THAT(other.RunUntil(prober), IsOk());
+  absl::StatusOr<Value> r = home.WaitFor(target, absl::Seconds(60));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->as_int(), 7);
+  home.Stop();
+}
+
+// Another resume gets there first: the second is refused, and the prober
+// hears so, whichever way the threads interleave.
+TEST(CrossThread, ResumeConfirmedReportsAResumeThatLostTheRace) {
+  Scheduler home;
+  TaskRef target = home.Spawn(SuspendOnce);
+  TaskRef settle = home.Spawn([]() -> Task<> { (void)co_await Yield(); });
+  ASSERT_OK(home.RunUntil(settle).status());
+  ASSERT_EQ(target.state(), TaskState::kSuspended);
+  ASSERT_OK(target.Resume(Value(1)));  // queued: the loop does not run
+  Scheduler other;
+  ASSERT_OK(other.StartThread());
+  TaskRef prober = other.Spawn(ResumeConfirmedOf, target, 2);
+  ASSERT_OK(home.StartThread());
+  absl::StatusOr<Value> probed = other.WaitFor(prober, absl::Seconds(60));
+  EXPECT_THAT(probed, StatusIs(absl::StatusCode::kFailedPrecondition));
+  absl::StatusOr<Value> r = home.WaitFor(target, absl::Seconds(60));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->as_int(), 1);
+  other.Stop();
+  home.Stop();
+}
+
 // Issue 9 #3: the inbox and mailboxes have the bounds they document.
 
 // The scheduler's loop does not run, so this thread is "another thread" and

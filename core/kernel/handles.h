@@ -14,7 +14,8 @@
 // "queued, and possible when queued". If the task's state changes before
 // the operation runs (it ends, or its Suspend() times out) the operation is
 // dropped (logged at debug level). A caller that needs the outcome itself
-// asks the task (a message and its reply) or waits for it (Join).
+// awaits ResumeConfirmed(), asks the task (a message and its reply), or
+// waits for it (Join).
 //
 // Handles travel inside messages (Value), which is how a task tells another
 // where to reply:
@@ -115,6 +116,13 @@ class TaskRef {
   // resume is dropped). Any thread.
   absl::Status Resume(Value value) const;
   absl::Status Resume() const;
+
+  // Awaitable from a task of any scheduler: Resume(), with its outcome as
+  // the task's own thread saw it (kFailedPrecondition if by then the task
+  // was no longer suspended), for a caller on another thread that must
+  // know. On the task's own thread, or for a proxy, it is Resume(). Defined
+  // in task.cc.
+  Task<absl::Status> ResumeConfirmed(Value value) const;
 
   // Asks the task to end: the wait it is in (or its next one) returns
   // kCancelled, so it can clean up and co_return. If it waits again instead,

@@ -225,6 +225,18 @@ absl::Status OnTaskThread(const TaskRef& t, Op op) {
   return posted;
 }
 
+// Resume() on the task's own thread.
+absl::Status ResumeHere(TaskCore* c, Value v) {
+  if (c->flags & internal::kFlagFinished) return absl::FailedPreconditionError("task has ended");
+  if (c->load_state() != TaskState::kSuspended) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "resume of a task that is not suspended (it is ", TaskStateName(c->load_state()), ")"));
+  }
+  c->Extra().resume_value = std::move(v);
+  internal::Wake(c, internal::kWakeEvent);
+  return absl::OkStatus();
+}
+
 bool IsBlocked(TaskState s) {
   return s == TaskState::kSuspended || s == TaskState::kReceiving || s == TaskState::kWaiting;
 }
@@ -292,18 +304,72 @@ absl::Status TaskRef::Resume(Value value) const {
     }
   }
   return OnTaskThread(*this, [v = std::move(value)](TaskCore* c, Scheduler*) mutable {
-    if (c->flags & internal::kFlagFinished) return absl::FailedPreconditionError("task has ended");
-    if (c->load_state() != TaskState::kSuspended) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "resume of a task that is not suspended (it is ", TaskStateName(c->load_state()), ")"));
-    }
-    c->Extra().resume_value = std::move(v);
-    internal::Wake(c, internal::kWakeEvent);
-    return absl::OkStatus();
+    return ResumeHere(c, std::move(v));
   });
 }
 
 absl::Status TaskRef::Resume() const { return Resume(Value()); }
+
+namespace {
+
+// Waits for a Completer that `start` hands to work elsewhere, and gives what
+// it was completed with (kUnavailable if it was dropped uncompleted).
+class CompletionAwaiter {
+ public:
+  explicit CompletionAwaiter(absl::AnyInvocable<void(Completer)> start) : start_(std::move(start)) {}
+  CompletionAwaiter(const CompletionAwaiter&) = delete;
+  CompletionAwaiter& operator=(const CompletionAwaiter&) = delete;
+  bool await_ready() const noexcept {
+    return internal::InterruptPending(internal::CurrentTaskOrDie("ResumeConfirmed"));
+  }
+  void await_suspend(std::coroutine_handle<> h) {
+    TaskCore* c = internal::t_current_task;
+    internal::Block(c, h, TaskState::kWaiting, absl::InfiniteDuration());
+    start_(wait_.Start(c));
+  }
+  absl::StatusOr<Value> await_resume() {
+    TaskCore* c = internal::t_current_task;
+    std::optional<absl::StatusOr<Value>> r = wait_.Take();
+    if (internal::InterruptPending(c)) return internal::TakeInterrupt(c);
+    if (r) return *std::move(r);
+    return absl::UnavailableError("no outcome");
+  }
+
+ private:
+  absl::AnyInvocable<void(Completer)> start_;
+  internal::CompletionWait wait_;
+};
+
+Task<absl::Status> ResumeConfirmedOn(TaskRef t, Value value) {
+  TaskCore* c = t.core();
+  Scheduler* s = c != nullptr ? c->scheduler() : nullptr;
+  // A null ref, a proxy (what its layer knows), an ended task, or the
+  // task's own thread: Resume() already gives the outcome.
+  if (c == nullptr || internal::IsProxy(c) || s == nullptr || s->InLoopThread() ||
+      c->load_state() != TaskState::kSuspended) {
+    co_return t.Resume(std::move(value));
+  }
+  absl::StatusOr<Value> r = co_await CompletionAwaiter([&t, &value](Completer done) {
+    absl::AnyInvocable<void()> op = [t, v = std::move(value), done = std::move(done)]() mutable {
+      absl::Status st = ResumeHere(t.core(), std::move(v));
+      done.Complete(st.ok() ? absl::StatusOr<Value>(Value()) : absl::StatusOr<Value>(st));
+    };
+    // Refused: `op` is destroyed here, and its completer with it.
+    (void)internal::SchedulerHooks::PostToTask(t.core(), op);
+  });
+  if (r.ok()) co_return absl::OkStatus();
+  if (r.status().code() == absl::StatusCode::kUnavailable) {
+    // Dropped unrun: the scheduler stopped or was destroyed, ending the task.
+    co_return Ended(t);
+  }
+  co_return r.status();
+}
+
+}  // namespace
+
+Task<absl::Status> TaskRef::ResumeConfirmed(Value value) const {
+  return ResumeConfirmedOn(*this, std::move(value));
+}
 
 absl::Status TaskRef::Terminate() const {
   if (core_ != nullptr && internal::IsProxy(core_)) return internal::ProxyOf(core_)->Terminate();
