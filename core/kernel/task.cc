@@ -457,7 +457,10 @@ TaskState TaskRef::state() const {
 
 std::string TaskRef::name() const {
   if (core_ != nullptr && internal::IsProxy(core_)) return internal::ProxyOf(core_)->name();
-  return (core_ && core_->extra) ? core_->extra->name : std::string();
+  if (core_ == nullptr) return std::string();
+  // Any thread: another may be publishing `extra` (Extra()) right now.
+  internal::TaskExtra* x = std::atomic_ref<internal::TaskExtra*>(core_->extra).load(std::memory_order_acquire);
+  return x != nullptr ? x->name : std::string();
 }
 
 void TaskRef::set_name(std::string name) const {

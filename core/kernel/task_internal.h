@@ -160,7 +160,12 @@ struct TaskCore {
   Scheduler* scheduler() const;
 };
 inline Capacity* MailboxRoom(const TaskCore* c) {
-  return c->extra != nullptr ? c->extra->mailbox_room.get() : nullptr;
+  // Another thread may be publishing `extra` now (Extra()): read it as the
+  // atomic it is there. (A plain load on x86; a bounded task's extra is
+  // made before its handle is given out.)
+  TaskExtra* x = std::atomic_ref<TaskExtra*>(const_cast<TaskCore*>(c)->extra)
+                     .load(std::memory_order_acquire);
+  return x != nullptr ? x->mailbox_room.get() : nullptr;
 }
 
 static_assert(sizeof(TaskCore) == 56, "TaskCore is paid a million times: keep it 56 bytes");
