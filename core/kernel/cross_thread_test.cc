@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "core/kernel/channel.h"
 #include "core/kernel/monitor.h"
+#include "core/kernel/proxy.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/task.h"
 #include "gmock/gmock.h"
@@ -79,6 +80,8 @@ TEST(CrossThread, HandlesSurviveTheirSchedulersDestruction) {
             if ((n + i) % 7 == 0) (void)t.Throw(absl::AbortedError("hammer"));
             if ((n + i) % 11 == 0) (void)t.Terminate();
             if ((n + i) % 5 == 0 && !tasks.empty()) (void)Monitor(tasks.front(), t);
+            // A Join from elsewhere, as a callback.
+            if ((n + i) % 3 == 0) NotifyWhenDone(t, Completer([](absl::StatusOr<Value>) {}));
             ++n;
           }
           for (const Channel& c : channels) (void)c.Send(Value(1));
