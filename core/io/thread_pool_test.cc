@@ -245,6 +245,8 @@ TEST(ThreadPool, FinishedJobsNoLongerKeepTheLoopAlive) {
   EXPECT_OK(s.Run());
   s.Spawn([]() -> Task<> { (void)co_await Receive(); });  // nothing will ever send
   EXPECT_THAT(s.Run(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("deadlock")));
+}
+
 // Work in flight outside the loop holds a simulated clock still: a
 // thread-pool job that takes real time is not timed out by virtual time
 // racing ahead, though another task's timeout is pending.
