@@ -120,13 +120,19 @@ size_t LiveCount(LocalChannel* ch) {
   return n;
 }
 
+enum class Reached { kYes, kEnded, kFull };
+
 // Puts `msg` in the mailbox of a task: directly on its own scheduler, posted
-// to another's. False if the task has ended.
-bool ToTask(LocalChannel* ch, const TaskRef& t, Value msg) {
+// to another's. kEnded if the task has ended (it is dropped); kFull if its
+// bounded mailbox is full, or its scheduler's inbox (it misses this one).
+Reached ToTask(LocalChannel* ch, const TaskRef& t, Value msg) {
   TaskCore* c = t.core();
-  if (c->flags & internal::kFlagFinished) return false;
-  if (c->scheduler() == ch->scheduler) return internal::SchedulerHooks::DeliverLocal(*ch->scheduler, c, std::move(msg)).ok();
-  return t.Send(std::move(msg)).ok();
+  if (c->flags & internal::kFlagFinished) return Reached::kEnded;
+  absl::Status st = c->scheduler() == ch->scheduler
+                        ? internal::SchedulerHooks::DeliverLocal(*ch->scheduler, c, std::move(msg))
+                        : t.Send(std::move(msg));
+  if (st.ok()) return Reached::kYes;
+  return st.code() == absl::StatusCode::kResourceExhausted ? Reached::kFull : Reached::kEnded;
 }
 
 // What an exception escaping user code (a transform or a sink) says.
@@ -172,10 +178,15 @@ size_t Broadcast(LocalChannel* ch, const Value& msg) {
     if (s->kind == ChannelSubscriber::kNone) continue;
     if (s->kind == ChannelSubscriber::kTask && !s->transform) {
       // The hot path: one mailbox append, one wake at most.
-      if (ToTask(ch, s->task, msg)) {
-        ++reached;
-      } else {
-        Drop(ch, *s);
+      switch (ToTask(ch, s->task, msg)) {
+        case Reached::kYes:
+          ++reached;
+          break;
+        case Reached::kEnded:
+          Drop(ch, *s);
+          break;
+        case Reached::kFull:
+          break;
       }
       continue;
     }
@@ -189,10 +200,15 @@ size_t Broadcast(LocalChannel* ch, const Value& msg) {
     const Value& out = transformed ? *transformed : msg;
     switch (s->kind) {
       case ChannelSubscriber::kTask:
-        if (ToTask(ch, s->task, out)) {
-          ++reached;
-        } else {
-          Drop(ch, *s);
+        switch (ToTask(ch, s->task, out)) {
+          case Reached::kYes:
+            ++reached;
+            break;
+          case Reached::kEnded:
+            Drop(ch, *s);
+            break;
+          case Reached::kFull:
+            break;
         }
         break;
       case ChannelSubscriber::kChannel: {
@@ -296,7 +312,9 @@ Channel Channel::Create(std::string name) { return Create(ThisScheduler(), std::
 
 Channel Channel::Create(Scheduler& scheduler, std::string name) {
   if (name.size() > kMaxNameLength) name.resize(kMaxNameLength);
-  return Channel(ChannelRef::Adopt(new LocalChannel(std::move(name), &scheduler)));
+  return Channel(ChannelRef::Adopt(new LocalChannel(std::move(name), &scheduler,
+                                                    internal::SchedulerHooks::Index(scheduler),
+                                                    internal::SchedulerHooks::Generation(scheduler))));
 }
 
 absl::Status Channel::Subscribe(const TaskRef& task, ChannelTransform transform) const {
@@ -418,10 +436,22 @@ absl::Status Channel::Send(Value message) const {
         "channel ", name(), " is not of this process and no layer reaches it"));
   }
   if (!ch->scheduler->InLoopThread()) {
-    return ch->scheduler->Post([ref = ref_, m = std::move(message)]() mutable {
+    // Closed is final: refused here, truthfully. Open now, it may close
+    // before the send runs on the channel's thread: OK means queued.
+    if (ch->closed.load(std::memory_order_acquire)) {
+      return absl::FailedPreconditionError(absl::StrCat("channel ", name(), " is closed"));
+    }
+    absl::AnyInvocable<void()> send = [ref = ref_, m = std::move(message)]() mutable {
       absl::Status st = Channel(std::move(ref)).Send(std::move(m));
       if (!st.ok()) PICOS_LOG(debug, "posted channel send failed: {}", st.ToString());
-    });
+    };
+    absl::Status posted =
+        internal::SchedulerHooks::PostToSlot(ch->sched_index, ch->sched_gen, send);
+    if (posted.code() == absl::StatusCode::kFailedPrecondition) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("channel ", name(), ": its scheduler has stopped"));
+    }
+    return posted;
   }
   if (ch->closed) return absl::FailedPreconditionError(absl::StrCat("channel ", name(), " is closed"));
   Broadcast(ch, message);

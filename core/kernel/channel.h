@@ -37,9 +37,14 @@
 //  * Messages from one sender reach each subscriber in the order sent.
 //
 // Threads: Send() may be called from any thread (from elsewhere it is posted
-// to the channel's scheduler). Every other call belongs on the channel's
-// scheduler thread and gives kFailedPrecondition elsewhere. Nothing here
-// suspends except co_await Deliver().
+// to the channel's scheduler, through a check that the scheduler still
+// exists: safe while it is being destroyed). Every other call belongs on the
+// channel's scheduler thread and gives kFailedPrecondition elsewhere. Nothing
+// here suspends except co_await Deliver().
+//
+// Bounded mailboxes (SpawnOptions::mailbox_limit): a subscriber whose
+// mailbox is full misses that message (it is not counted as reached by
+// Deliver) and stays subscribed.
 #ifndef PICOS_CORE_KERNEL_CHANNEL_H_
 #define PICOS_CORE_KERNEL_CHANNEL_H_
 
@@ -129,7 +134,12 @@ class Channel {
   absl::Status Unsubscribe(SinkId sink) const;
 
   // Broadcasts `message` to every subscriber (not waiting for anything).
-  // Any thread. kFailedPrecondition once closed.
+  // Any thread. kFailedPrecondition once closed, or once the channel's
+  // scheduler has stopped. From another thread OK means queued while the
+  // channel was open: the broadcast runs on the channel's thread, and is
+  // dropped (logged at debug level) if the channel closed in between;
+  // kResourceExhausted if that scheduler's inbox is full. For the outcome,
+  // co_await Deliver() from a task of the channel's scheduler.
   absl::Status Send(Value message) const;
 
   // Awaitable from a task of the channel's scheduler: waits up to `timeout`

@@ -79,11 +79,19 @@ struct DeliverWaiter {
 };
 
 struct LocalChannel final : ChannelCore {
-  LocalChannel(std::string n, Scheduler* s) : ChannelCore(std::move(n)), scheduler(s) {}
+  LocalChannel(std::string n, Scheduler* s, uint8_t index, uint32_t generation)
+      : ChannelCore(std::move(n)), scheduler(s), sched_index(index), sched_gen(generation) {}
   LocalChannel* AsLocal() override { return this; }
 
-  Scheduler* const scheduler;  // whose thread every operation but Send runs on
-  bool closed = false;
+  // Whose thread every operation but Send runs on. Another thread compares
+  // with it but never dereferences it (it may be under destruction): it
+  // posts through the slot (SchedulerHooks::PostToSlot).
+  Scheduler* const scheduler;
+  const uint8_t sched_index;
+  const uint32_t sched_gen;
+  // Written on the scheduler's thread; read by Send on any thread, which
+  // refuses a closed channel at once.
+  std::atomic<bool> closed{false};
   bool has_dead = false;       // some subscriber is kNone
   uint32_t sending = 0;        // depth of broadcasts running over `subscribers`
   uint64_t next_sink_id = 1;

@@ -1,7 +1,21 @@
 // Handles: TaskRef names a task, ChannelRef names a channel. Both are cheap to
 // copy (a pointer and a reference count), may be held and used from any
 // thread, and stay safe to use after what they name has ended: operations on
-// an ended task report kFailedPrecondition, never crash.
+// an ended task report kFailedPrecondition, never crash. That holds while the
+// task's scheduler is being destroyed on another thread, and after: a call
+// either reaches the live scheduler or reports that it is gone.
+//
+// What OK means depends on the thread. On the task's own scheduler thread
+// an operation happens before the call returns, and its status is its
+// outcome. From any other thread (another scheduler's tasks included) it is
+// queued to the task's scheduler: the call refuses at once what it can tell
+// from there (the task has ended, a bounded mailbox is full, Resume of a
+// task not in Suspend(), the scheduler's inbox is full), and OK means
+// "queued, and possible when queued". If the task's state changes before
+// the operation runs (it ends, or its Suspend() times out) the operation is
+// dropped (logged at debug level). A caller that needs the outcome itself
+// awaits ResumeConfirmed(), asks the task (a message and its reply), or
+// waits for it (Join).
 //
 // Handles travel inside messages (Value), which is how a task tells another
 // where to reply:
@@ -34,6 +48,8 @@ namespace picos {
 class Value;
 class Scheduler;
 class JoinAwaiter;
+template <typename T>
+class Task;  // task.h
 
 namespace internal {
 struct TaskCore;
@@ -75,22 +91,48 @@ class TaskRef {
   explicit operator bool() const { return valid(); }
 
   // Appends `message` to the task's mailbox and wakes it if it waits in
-  // Receive(). Messages from one sender arrive in the order sent. Any thread.
-  // kFailedPrecondition if the task has ended, kInvalidArgument on a null ref.
+  // Receive(). Messages from one sender arrive in the order sent. Any thread
+  // (OK from another thread: queued, see above). kFailedPrecondition if the
+  // task has ended (or its scheduler has stopped), kResourceExhausted if its
+  // mailbox is bounded (SpawnOptions::mailbox_limit) and full, or, from
+  // another thread, if its scheduler's inbox is full
+  // (Scheduler::Options::inbox_limit); kInvalidArgument on a null ref.
   absl::Status Send(Value message) const;
 
-  // Wakes a task waiting in Suspend(); `value` becomes the result of its
-  // Suspend(). kFailedPrecondition if it is not in Suspend(). Any thread.
+  // Awaitable from a task: Send(), but a full bounded mailbox is waited on,
+  // up to `timeout`, until the task receives and makes room (then OK);
+  // kDeadlineExceeded if none came in time (nothing sent), the interrupt's
+  // status if the sender is terminated or thrown into. Otherwise as Send()
+  // (to an unbounded mailbox, or a proxy, it is Send()). Defined in task.cc.
+  //
+  //   absl::Status s = co_await worker.SendWait(job, absl::Seconds(5));
+  Task<absl::Status> SendWait(Value message,
+                              absl::Duration timeout = absl::InfiniteDuration()) const;
+
+  // Wakes a task waiting in Suspend() (or Sleep()); `value` becomes the
+  // result of its Suspend(). kFailedPrecondition if it is not in Suspend()
+  // or Sleep(): from another thread, as its state is seen at the call (OK:
+  // queued while it was suspended; if its timeout wakes it first, the
+  // resume is dropped). Any thread.
   absl::Status Resume(Value value) const;
   absl::Status Resume() const;
 
+  // Awaitable from a task of any scheduler: Resume(), with its outcome as
+  // the task's own thread saw it (kFailedPrecondition if by then the task
+  // was no longer suspended), for a caller on another thread that must
+  // know. On the task's own thread, or for a proxy, it is Resume(). Defined
+  // in task.cc.
+  Task<absl::Status> ResumeConfirmed(Value value) const;
+
   // Asks the task to end: the wait it is in (or its next one) returns
   // kCancelled, so it can clean up and co_return. If it waits again instead,
-  // it is destroyed at that wait (its locals' destructors run). Any thread.
+  // it is destroyed at that wait (its locals' destructors run). Any thread
+  // (OK from another thread: queued). kFailedPrecondition once it has ended.
   absl::Status Terminate() const;
 
   // Makes the wait the task is in (or its next one) return `error`, which
-  // must not be OK. Any thread.
+  // must not be OK. Any thread (OK from another thread: queued).
+  // kFailedPrecondition once it has ended.
   absl::Status Throw(absl::Status error) const;
 
   // Awaitable from a task: the task's result once it ends, as a Value (its

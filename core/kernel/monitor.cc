@@ -7,6 +7,7 @@
 #include "core/kernel/log.h"
 #include "core/kernel/proxy.h"
 #include "core/kernel/scheduler.h"
+#include "core/kernel/scheduler_internal.h"
 #include "core/kernel/system_message.h"
 #include "core/kernel/task_internal.h"
 
@@ -175,8 +176,11 @@ absl::Status Monitor(const TaskRef& monitor, const TaskRef& watched) {
     AddHook(monitor, c);
     return absl::OkStatus();
   }
-  absl::Status posted = s == nullptr ? absl::FailedPreconditionError("no scheduler")
-                                     : s->Post([monitor, watched] { AddHook(monitor, watched.core()); });
+  // Another thread, where `s` may be under destruction: only through its
+  // slot (scheduler_internal.h).
+  absl::AnyInvocable<void()> add = [monitor, watched] { AddHook(monitor, watched.core()); };
+  absl::Status posted = internal::SchedulerHooks::PostToTask(c, add);
+  add = nullptr;
   if (posted.ok()) return posted;
   // The scheduler has stopped, so the task's result no longer changes: once
   // it has ended, read it here.

@@ -94,8 +94,11 @@ struct MonitorStatus {
 // task that has already ended is reported at once. Monitoring twice sends
 // two messages. Any thread (from another thread the registration is posted
 // to the watched task's scheduler, which reports even a task that ends in
-// between). kInvalidArgument for null handles. If the monitor has ended by
-// then, the message is dropped.
+// between: OK then means queued, and the message will come). A task whose
+// scheduler has stopped or been destroyed is reported at once if it has
+// ended; kFailedPrecondition if not (it is being ended by that stop);
+// kResourceExhausted if its scheduler's inbox is full. kInvalidArgument for
+// null handles. If the monitor has ended by then, the message is dropped.
 absl::Status Monitor(const TaskRef& monitor, const TaskRef& watched);
 
 }  // namespace picos

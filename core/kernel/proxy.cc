@@ -79,11 +79,14 @@ struct CompletionWait::State final : CompletionState {
       WakeToken(waiter, kWakeEvent);
       return;
     }
-    // Through the joiner's inbox: only its own thread may wake it. If the
-    // inbox refuses (stopped), the task is being destroyed: nobody to wake.
-    absl::Status posted = s->Post([ref = StateRef(this)] {
+    // Through the joiner's inbox: only its own thread may wake it, and only
+    // through its slot may another thread reach it (it may be under
+    // destruction). If the inbox refuses (stopped, destroyed), the task is
+    // being destroyed: nobody to wake.
+    absl::AnyInvocable<void()> wake = [ref = StateRef(this)] {
       WakeToken(static_cast<State*>(ref.s)->waiter, kWakeEvent);
-    });
+    };
+    absl::Status posted = SchedulerHooks::PostToTask(waiter.task.core(), wake);
     if (!posted.ok()) PICOS_LOG(debug, "completion not posted: {}", posted.ToString());
   }
 
@@ -202,7 +205,14 @@ struct PostedHook {
   PostedHook(TaskRef t, Completer d) : task(std::move(t)), done(std::move(d)) {}
   PostedHook(PostedHook&&) = default;
   ~PostedHook() {
-    if (done) done.Complete(absl::CancelledError("scheduler stopped"));
+    if (!done) return;
+    // Unrun: the scheduler stopped (or was destroyed) first. Once the task
+    // has ended its result no longer changes: that is what a Join gives.
+    if (task.core()->load_state() == TaskState::kDone) {
+      done.Complete(ResultOf(task.core()));
+    } else {
+      done.Complete(absl::CancelledError("scheduler stopped"));
+    }
   }
 };
 
@@ -223,18 +233,11 @@ void NotifyWhenDone(const TaskRef& task, Completer done) {
     AddDoneHook(c, std::move(done));
     return;
   }
-  if (s == nullptr || s->stopped()) {
-    // Its scheduler has stopped, so the task has ended and its result no
-    // longer changes: read it here.
-    if (c->load_state() == TaskState::kDone) {
-      done.Complete(ResultOf(c));
-    } else {
-      done.Complete(absl::CancelledError("scheduler stopped"));
-    }
-    return;
-  }
-  absl::Status posted = s->Post(PostedHook(task, std::move(done)));
-  // A refused Post destroyed the hook, which completed `done` as a stop would.
+  // Another thread, where `s` may be under destruction: only through its
+  // slot. A refused post leaves the hook here, whose destructor completes
+  // `done` as a stop would.
+  absl::AnyInvocable<void()> hook = PostedHook(task, std::move(done));
+  absl::Status posted = internal::SchedulerHooks::PostToTask(c, hook);
   if (!posted.ok()) PICOS_LOG(debug, "join of {} not posted: {}", task.DebugString(), posted.ToString());
 }
 

@@ -10,6 +10,7 @@
 #include "absl/algorithm/container.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "core/kernel/capacity_internal.h"
 #include "core/kernel/log.h"
 #include "core/kernel/scheduler_internal.h"
 #include "core/kernel/status.h"
@@ -28,10 +29,18 @@ thread_local Scheduler* t_scheduler = nullptr;
 constexpr int kMaxSchedulers = 255;
 using internal::g_schedulers;
 
-uint8_t ClaimIndex(Scheduler* s) {
+// Takes a free slot for `s` and opens it to posts from other threads; sets
+// the claim's generation.
+uint8_t ClaimIndex(Scheduler* s, uint32_t* generation) {
   for (int i = 1; i <= kMaxSchedulers; ++i) {
     Scheduler* expected = nullptr;
-    if (g_schedulers[i].compare_exchange_strong(expected, s)) return static_cast<uint8_t>(i);
+    if (g_schedulers[i].compare_exchange_strong(expected, s)) {
+      internal::SchedulerSlot& slot = internal::Slot(static_cast<uint8_t>(i));
+      absl::MutexLock lock(&slot.mu);
+      slot.open = s;
+      *generation = ++slot.generation;
+      return static_cast<uint8_t>(i);
+    }
   }
   PICOS_ASSERT(false && "more than 255 schedulers in one process");
   return 0;
@@ -90,6 +99,23 @@ struct PendingSpawn {
 
 }  // namespace
 
+internal::SchedulerSlot& internal::Slot(uint8_t index) {
+  static SchedulerSlot* const slots = new SchedulerSlot[256];
+  return slots[index];
+}
+
+absl::Status internal::SchedulerHooks::PostToSlot(uint8_t index, uint32_t generation,
+                                                  absl::AnyInvocable<void()>& fn) {
+  SchedulerSlot& slot = Slot(index);
+  // Shared: posts from many threads go on at once; the destructor's close
+  // waits for them.
+  absl::ReaderMutexLock lock(&slot.mu);
+  if (slot.open == nullptr || slot.generation != generation) {
+    return absl::FailedPreconditionError("the scheduler has been destroyed");
+  }
+  return slot.open->PostOrKeep(fn);
+}
+
 Scheduler* Scheduler::Current() { return t_scheduler; }
 
 int internal::ExitCode(const char* program, const absl::Status& status) {
@@ -112,7 +138,7 @@ Scheduler::Scheduler(Options options)
       async_(std::make_unique<uv_async_t>()),
       timer_(std::make_unique<uv_timer_t>()) {
   IgnoreSigpipe();
-  index_ = ClaimIndex(this);
+  index_ = ClaimIndex(this, &generation_);
   PICOS_ASSERT(uv_loop_init(loop_.get()) == 0);
   loop_->data = this;
   PICOS_ASSERT(uv_async_init(loop_.get(), async_.get(), [](uv_async_t* a) {
@@ -136,6 +162,15 @@ Scheduler::~Scheduler() {
     DestroyAll();
     t_scheduler = prev;
     stopped_.store(true, std::memory_order_release);
+  }
+  {
+    // Closed to other threads before anything a post touches goes (the
+    // inbox, the async handle): a post in progress finishes first, and
+    // later ones learn that the scheduler is gone. The slot itself stays
+    // taken until the end, for this thread's own lookups.
+    internal::SchedulerSlot& slot = internal::Slot(index_);
+    absl::MutexLock lock(&slot.mu);
+    slot.open = nullptr;
   }
   // After the tasks, before the loop closes: an extension may close handles
   // of its own (the thread pool's return path).
@@ -228,7 +263,9 @@ TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, SpawnOptions options) 
   c->root = h;
   c->leaf = h;
   c->sched_index = index_;
+  c->sched_gen = generation_;
   if (!name.empty()) c->Extra().name = std::move(name);
+  if (options.mailbox_limit > 0) c->Extra().mailbox_room.reset(new internal::Capacity(options.mailbox_limit));
   // Counted when registered, so that a task posted from another thread is
   // a daemon from its first turn.
   if (options.daemon) c->Extra().daemon = true;
@@ -245,7 +282,10 @@ TaskRef Scheduler::SpawnHandle(std::coroutine_handle<> h, SpawnOptions options) 
     internal::Unref(std::exchange(p.core, nullptr));  // ours; the scheduler holds its own
   });
   if (!posted.ok()) {
+    // The closure, and the task with it, were destroyed: say so with a
+    // null handle, as for a stopped scheduler.
     PICOS_LOG(warn, "Spawn from another thread failed: {}", posted.ToString());
+    return TaskRef();
   }
   return ref;
 }
@@ -358,6 +398,7 @@ void Scheduler::Finish(TaskCore* c, absl::Status status, Value value) {
   c->flags |= internal::kFlagFinished;
   RemoveTimer(c);
   // Undelivered messages go with the task.
+  uint32_t dropped = 0;
   if (c->mbox_tail) {
     MessageNode* head = c->mbox_tail->next;
     c->mbox_tail->next = nullptr;
@@ -366,7 +407,13 @@ void Scheduler::Finish(TaskCore* c, absl::Status status, Value value) {
       MessageNode* next = head->next;
       FreeNode(head);
       head = next;
+      ++dropped;
     }
+  }
+  if (internal::Capacity* room = internal::MailboxRoom(c); room != nullptr) {
+    // Senders waiting for room retry, and learn that the task has ended.
+    if (dropped > 0) room->Give(dropped);
+    room->WakeAll();
   }
   if (!status.ok() && status.code() != absl::StatusCode::kCancelled &&
       !(c->extra != nullptr && c->extra->error_reported)) {
@@ -430,7 +477,9 @@ void Scheduler::DestroyAll() {
   destroying_ = false;
 }
 
-absl::Status Scheduler::Post(absl::AnyInvocable<void()> fn) {
+absl::Status Scheduler::Post(absl::AnyInvocable<void()> fn) { return PostOrKeep(fn); }
+
+absl::Status Scheduler::PostOrKeep(absl::AnyInvocable<void()>& fn) {
   if (stopped()) return absl::FailedPreconditionError("scheduler has stopped");
   bool full = false;
   auto push = [this, &fn, &full] {
@@ -590,9 +639,17 @@ void Scheduler::FreeNode(MessageNode* n) {
   ++free_node_count_;
 }
 
-absl::Status Scheduler::DeliverLocal(TaskCore* c, Value message) {
+absl::Status Scheduler::DeliverLocal(TaskCore* c, Value message, bool reserved) {
   if (c->flags & internal::kFlagFinished) {
+    if (reserved) internal::MailboxRoom(c)->Give();
     return absl::FailedPreconditionError("send to a task that has ended");
+  }
+  if (internal::Capacity* room = internal::MailboxRoom(c); room != nullptr && !reserved) {
+    if (!room->TryTake()) [[unlikely]] {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("mailbox of task ", TaskRef::Adopt((internal::Ref(c), c)).DebugString(),
+                       " is full (", room->limit(), " messages)"));
+    }
   }
   MessageNode* n = NewNode(std::move(message));
   if (c->mbox_tail == nullptr) {

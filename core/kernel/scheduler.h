@@ -96,6 +96,13 @@ struct SpawnOptions {
   // destructors run, its monitors hear of it). For servers and helpers that
   // live as long as there is work for them. See also SetDaemon().
   bool daemon = false;
+  // Most messages its mailbox holds; 0 (the default) for no bound. Past it
+  // TaskRef::Send gives the sender kResourceExhausted (from any thread:
+  // messages on their way from another thread count), and
+  // `co_await task.SendWait(message, timeout)` waits for room. A channel
+  // skips a subscriber whose mailbox is full (the message is not counted as
+  // reached). Receiving makes room.
+  uint32_t mailbox_limit = 0;
 };
 
 class Scheduler {
@@ -103,8 +110,14 @@ class Scheduler {
   struct Options {
     // Shown in logs and thread names.
     std::string name = "picos";
-    // Most closures queued from other threads at once; Post() beyond it
-    // fails with kResourceExhausted.
+    // Most closures queued from other threads at once and not yet run by
+    // the loop: Post(), and every call from another thread that queues
+    // work (Spawn, TaskRef::Send, Resume, Terminate, Throw, Channel::Send,
+    // Monitor, a cross-thread Join's wake), fails beyond it with
+    // kResourceExhausted (Spawn gives a null TaskRef). A running loop
+    // empties the inbox at every turn, so this bounds the backlog of work,
+    // not the messages it delivers: those are bounded per task by
+    // SpawnOptions::mailbox_limit.
     size_t inbox_limit = 1 << 20;
     // Most recycled message nodes kept for reuse.
     size_t message_cache = 1 << 16;
@@ -123,8 +136,8 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // Starts `task` on this scheduler; it runs when the loop next turns. Any
-  // thread. A null TaskRef (and a log line) if the scheduler has stopped or
-  // the task is empty.
+  // thread. A null TaskRef (and a log line) if the scheduler has stopped,
+  // the task is empty, or (from another thread) the inbox is full.
   template <typename T>
   TaskRef Spawn(Task<T> task) {
     return SpawnHandle(task.release(), {});
@@ -190,9 +203,13 @@ class Scheduler {
   // Later Spawn() calls fail. Idempotent.
   void Stop();
 
-  // Runs `fn` on the scheduler's thread at its next turn. Any thread.
-  // kResourceExhausted when the inbox is full; kFailedPrecondition once
-  // stopped.
+  // Runs `fn` on the scheduler's thread at its next turn. Any thread that
+  // keeps this Scheduler alive (its owner's); a thread that holds only a
+  // handle reaches the scheduler through the handle, which checks that the
+  // scheduler still exists. OK means queued: `fn` runs unless the scheduler
+  // stops first, in which case it is destroyed unrun. kResourceExhausted
+  // when Options::inbox_limit closures already wait; kFailedPrecondition
+  // once stopped. A refused `fn` is destroyed before Post returns.
   absl::Status Post(absl::AnyInvocable<void()> fn);
 
   // Blocks a thread that is not this scheduler's until `task` ends or
@@ -282,7 +299,7 @@ class Scheduler {
   void Finish(internal::TaskCore* c, absl::Status status, Value value);
   internal::MessageNode* NewNode(Value v);
   void FreeNode(internal::MessageNode* n);
-  absl::Status DeliverLocal(internal::TaskCore* c, Value message);
+  absl::Status DeliverLocal(internal::TaskCore* c, Value message, bool reserved);
   std::unique_ptr<Extension>& ExtensionSlot(size_t key);
   // Tasks blocked until a Completer (proxy.h) completes from another thread:
   // while any wait, a loop run in the foreground waits for its inbox instead
@@ -301,6 +318,9 @@ class Scheduler {
     internal::TaskCore* core;
   };
 
+  // Post() that leaves a refused `fn` with the caller, who destroys it
+  // after letting go of any lock held (a closure's destructor may post).
+  absl::Status PostOrKeep(absl::AnyInvocable<void()>& fn);
   TaskRef SpawnHandle(std::coroutine_handle<> h, SpawnOptions options);
   void Register(internal::TaskCore* c);
   void EndDaemons();
@@ -329,6 +349,9 @@ class Scheduler {
 
   Options options_;
   uint8_t index_;
+  // Which claim of slot index_ this is: a handle whose task was of an
+  // earlier scheduler in the same slot must not reach this one.
+  uint32_t generation_ = 0;
   std::unique_ptr<uv_loop_s> loop_;
   std::unique_ptr<uv_async_s> async_;
   std::unique_ptr<uv_timer_s> timer_;

@@ -2,8 +2,8 @@
 // code (task.cc, channels, sync, hot swap). Not part of picos's API: only
 // packages under core/ may depend on it (//core/kernel:internal).
 //
-// Everything here runs on the scheduler's thread, except FromIndex, which
-// any thread may call (the table is atomic).
+// Everything here runs on the scheduler's thread, except FromIndex and the
+// Post...FromAnyThread calls, which any thread may make.
 #ifndef PICOS_CORE_KERNEL_SCHEDULER_INTERNAL_H_
 #define PICOS_CORE_KERNEL_SCHEDULER_INTERNAL_H_
 
@@ -13,6 +13,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/task_internal.h"
@@ -22,7 +23,27 @@ namespace picos::internal {
 
 // Schedulers by the one-byte index a task keeps (TaskCore::sched_index):
 // 255 per process is far beyond one per core. Slot 0 is never used.
+// Null while the slot is free. A pointer read here may be compared with
+// the running scheduler (is this task mine?) by any thread, but only
+// dereferenced on that scheduler's own thread: another thread may be
+// destroying it. Other threads post through SchedulerHooks::PostToSlot.
 extern std::atomic<Scheduler*> g_schedulers[256];
+
+// How other threads reach a scheduler without racing its destruction (issue
+// 9 #2): a handle keeps the slot index and the generation of its scheduler,
+// and a post holds the slot's lock (shared) while it queues, so the
+// scheduler's destructor, which closes the slot under the lock (exclusive)
+// before it frees anything a post touches, either waits for the post or is
+// seen as gone. The generation tells a later scheduler in the same slot from
+// the one the handle meant.
+struct SchedulerSlot {
+  absl::Mutex mu;
+  Scheduler* open ABSL_GUARDED_BY(mu) = nullptr;  // accepts posts; null once closed
+  uint32_t generation ABSL_GUARDED_BY(mu) = 0;    // bumped at each claim
+};
+// Slot `index` (1..255), made on first use and never freed: a thread may
+// hold a handle past the end of main.
+SchedulerSlot& Slot(uint8_t index);
 
 class SchedulerHooks {
  public:
@@ -31,6 +52,19 @@ class SchedulerHooks {
     return g_schedulers[index].load(std::memory_order_acquire);
   }
   static uint8_t Index(const Scheduler& s) { return s.index_; }
+  static uint32_t Generation(const Scheduler& s) { return s.generation_; }
+
+  // Queues `fn` on the scheduler of slot `index` if it is still the one of
+  // `generation`, from any thread, however that scheduler's life goes
+  // meanwhile. kFailedPrecondition if it has been destroyed (or is being),
+  // else as Scheduler::Post. A refused `fn` is left in `fn` (destroy it
+  // after any lock of yours is released: its destructor may post).
+  static absl::Status PostToSlot(uint8_t index, uint32_t generation,
+                                 absl::AnyInvocable<void()>& fn);
+  // PostToSlot to the scheduler of task `c` (not a proxy).
+  static absl::Status PostToTask(const TaskCore* c, absl::AnyInvocable<void()>& fn) {
+    return PostToSlot(c->sched_index, c->sched_gen, fn);
+  }
 
   // Queues the runnable task `c`.
   static void PushReady(Scheduler& s, TaskCore* c) { s.PushReady(c); }
@@ -102,8 +136,12 @@ class SchedulerHooks {
   }
 
   // Appends `message` to the mailbox of `c`, a task of `s`, from its thread.
-  static absl::Status DeliverLocal(Scheduler& s, TaskCore* c, Value message) {
-    return s.DeliverLocal(c, std::move(message));
+  // kResourceExhausted if the mailbox is bounded and full, unless the
+  // sender took its unit already (`reserved`: a send from another thread),
+  // which is given back if the task has ended.
+  static absl::Status DeliverLocal(Scheduler& s, TaskCore* c, Value message,
+                                   bool reserved = false) {
+    return s.DeliverLocal(c, std::move(message), reserved);
   }
 };
 

@@ -91,7 +91,9 @@ class Supervisor {
   TaskRef worker() const;
   // Restarts so far.
   int restarts() const;
-  // Terminates the supervisor and its worker. Any thread.
+  // Terminates the supervisor and its worker. Any thread: TaskRef::Terminate
+  // of the supervisor (from another thread OK means queued; safe while its
+  // scheduler is being destroyed).
   absl::Status Stop() const { return task_.Terminate(); }
 
   struct State;

@@ -6,6 +6,7 @@
 
 #include "absl/base/attributes.h"
 #include "absl/strings/str_cat.h"
+#include "core/kernel/capacity_internal.h"
 #include "core/kernel/log.h"
 #include "core/kernel/proxy.h"
 #include "core/kernel/scheduler_internal.h"
@@ -217,11 +218,32 @@ absl::Status OnTaskThread(const TaskRef& t, Op op) {
   Scheduler* s = c->scheduler();
   if (s == nullptr) return Ended(t);
   if (s->InLoopThread()) return op(c, s);
-  return s->Post([t, op = std::move(op)]() mutable {
+  // Another thread: `s` may be under destruction there, so it is reached
+  // only through its slot (scheduler_internal.h), never dereferenced here.
+  absl::AnyInvocable<void()> fn = [t, op = std::move(op)]() mutable {
     TaskCore* core = t.core();
     absl::Status st = op(core, core->scheduler());
     if (!st.ok()) PICOS_LOG(debug, "operation posted to {} failed: {}", t.DebugString(), st.ToString());
-  });
+  };
+  absl::Status posted = internal::SchedulerHooks::PostToTask(c, fn);
+  if (posted.ok()) return posted;
+  // Refused: the scheduler is gone or stopping, and the task with it.
+  if (c->load_state() == TaskState::kDone || posted.code() == absl::StatusCode::kFailedPrecondition) {
+    return Ended(t);
+  }
+  return posted;
+}
+
+// Resume() on the task's own thread.
+absl::Status ResumeHere(TaskCore* c, Value v) {
+  if (c->flags & internal::kFlagFinished) return absl::FailedPreconditionError("task has ended");
+  if (c->load_state() != TaskState::kSuspended) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "resume of a task that is not suspended (it is ", TaskStateName(c->load_state()), ")"));
+  }
+  c->Extra().resume_value = std::move(v);
+  internal::Wake(c, internal::kWakeEvent);
+  return absl::OkStatus();
 }
 
 bool IsBlocked(TaskState s) {
@@ -236,9 +258,28 @@ namespace {
 [[gnu::noinline]] absl::Status SendElsewhere(const TaskRef& t, Value message) {
   TaskCore* c = t.core();
   if (internal::IsProxy(c)) return internal::ProxyOf(c)->Send(std::move(message));
-  return OnTaskThread(t, [m = std::move(message)](TaskCore* core, Scheduler* sched) mutable {
-    return internal::SchedulerHooks::DeliverLocal(*sched, core, std::move(m));
-  });
+  internal::Capacity* room = internal::MailboxRoom(c);
+  if (room == nullptr) {
+    return OnTaskThread(t, [m = std::move(message)](TaskCore* core, Scheduler* sched) mutable {
+      return internal::SchedulerHooks::DeliverLocal(*sched, core, std::move(m));
+    });
+  }
+  // A bounded mailbox: the unit is taken here, so that messages on their
+  // way count and a full mailbox is refused to this sender, truthfully.
+  if (c->load_state() == TaskState::kDone) return Ended(t);
+  if (!room->TryTake()) {
+    return absl::ResourceExhaustedError(absl::StrCat("mailbox of task ", t.DebugString(),
+                                                     " is full (", room->limit(), " messages)"));
+  }
+  absl::Status st =
+      OnTaskThread(t, [m = std::move(message)](TaskCore* core, Scheduler* sched) mutable {
+        return internal::SchedulerHooks::DeliverLocal(*sched, core, std::move(m), true);
+      });
+  // Not posted (a posted one that finds the task ended gives the unit back
+  // itself): give it back. A closure dropped unrun at a stop keeps its
+  // unit, which no longer matters: the task ends with the stop.
+  if (!st.ok()) room->Give();
+  return st;
 }
 }  // namespace
 
@@ -258,19 +299,86 @@ absl::Status TaskRef::Resume(Value value) const {
   if (core_ != nullptr && internal::IsProxy(core_)) {
     return internal::ProxyOf(core_)->Resume(std::move(value));
   }
-  return OnTaskThread(*this, [v = std::move(value)](TaskCore* c, Scheduler*) mutable {
-    if (c->flags & internal::kFlagFinished) return absl::FailedPreconditionError("task has ended");
-    if (c->load_state() != TaskState::kSuspended) {
+  if (core_ != nullptr) {
+    // From another thread: refused at once unless the task is seen in
+    // Suspend() now (its state is atomic), so that a resume that cannot
+    // happen is never reported OK. One that can is queued, and checked
+    // again on the task's thread (handles.h says what OK means).
+    Scheduler* s = core_->scheduler();
+    const TaskState seen = core_->load_state();
+    if ((s == nullptr || !s->InLoopThread()) && seen != TaskState::kSuspended &&
+        seen != TaskState::kDone) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "resume of a task that is not suspended (it is ", TaskStateName(c->load_state()), ")"));
+          "resume of a task that is not suspended (it is ", TaskStateName(seen), ")"));
     }
-    c->Extra().resume_value = std::move(v);
-    internal::Wake(c, internal::kWakeEvent);
-    return absl::OkStatus();
+  }
+  return OnTaskThread(*this, [v = std::move(value)](TaskCore* c, Scheduler*) mutable {
+    return ResumeHere(c, std::move(v));
   });
 }
 
 absl::Status TaskRef::Resume() const { return Resume(Value()); }
+
+namespace {
+
+// Waits for a Completer that `start` hands to work elsewhere, and gives what
+// it was completed with (kUnavailable if it was dropped uncompleted).
+class CompletionAwaiter {
+ public:
+  explicit CompletionAwaiter(absl::AnyInvocable<void(Completer)> start) : start_(std::move(start)) {}
+  CompletionAwaiter(const CompletionAwaiter&) = delete;
+  CompletionAwaiter& operator=(const CompletionAwaiter&) = delete;
+  bool await_ready() const noexcept {
+    return internal::InterruptPending(internal::CurrentTaskOrDie("ResumeConfirmed"));
+  }
+  void await_suspend(std::coroutine_handle<> h) {
+    TaskCore* c = internal::t_current_task;
+    internal::Block(c, h, TaskState::kWaiting, absl::InfiniteDuration());
+    start_(wait_.Start(c));
+  }
+  absl::StatusOr<Value> await_resume() {
+    TaskCore* c = internal::t_current_task;
+    std::optional<absl::StatusOr<Value>> r = wait_.Take();
+    if (internal::InterruptPending(c)) return internal::TakeInterrupt(c);
+    if (r) return *std::move(r);
+    return absl::UnavailableError("no outcome");
+  }
+
+ private:
+  absl::AnyInvocable<void(Completer)> start_;
+  internal::CompletionWait wait_;
+};
+
+Task<absl::Status> ResumeConfirmedOn(TaskRef t, Value value) {
+  TaskCore* c = t.core();
+  Scheduler* s = c != nullptr ? c->scheduler() : nullptr;
+  // A null ref, a proxy (what its layer knows), an ended task, or the
+  // task's own thread: Resume() already gives the outcome.
+  if (c == nullptr || internal::IsProxy(c) || s == nullptr || s->InLoopThread() ||
+      c->load_state() != TaskState::kSuspended) {
+    co_return t.Resume(std::move(value));
+  }
+  absl::StatusOr<Value> r = co_await CompletionAwaiter([&t, &value](Completer done) {
+    absl::AnyInvocable<void()> op = [t, v = std::move(value), done = std::move(done)]() mutable {
+      absl::Status st = ResumeHere(t.core(), std::move(v));
+      done.Complete(st.ok() ? absl::StatusOr<Value>(Value()) : absl::StatusOr<Value>(st));
+    };
+    // Refused: `op` is destroyed here, and its completer with it.
+    (void)internal::SchedulerHooks::PostToTask(t.core(), op);
+  });
+  if (r.ok()) co_return absl::OkStatus();
+  if (r.status().code() == absl::StatusCode::kUnavailable) {
+    // Dropped unrun: the scheduler stopped or was destroyed, ending the task.
+    co_return Ended(t);
+  }
+  co_return r.status();
+}
+
+}  // namespace
+
+Task<absl::Status> TaskRef::ResumeConfirmed(Value value) const {
+  return ResumeConfirmedOn(*this, std::move(value));
+}
 
 absl::Status TaskRef::Terminate() const {
   if (core_ != nullptr && internal::IsProxy(core_)) return internal::ProxyOf(core_)->Terminate();
@@ -297,6 +405,56 @@ absl::Status TaskRef::Throw(absl::Status error) const {
   });
 }
 
+namespace {
+// TaskRef::SendWait, taking the handle by value: a coroutine member would
+// keep only `this`, which may be gone by the time the task resumes.
+Task<absl::Status> SendWaitOn(TaskRef to, Value message, absl::Duration timeout) {
+  TaskCore* c = to.core();
+  internal::Capacity* room = c != nullptr ? internal::MailboxRoom(c) : nullptr;
+  if (room == nullptr) co_return to.Send(std::move(message));
+  TaskCore* self = internal::CurrentTaskOrDie("SendWait");
+  Scheduler& s = *self->scheduler();
+  const bool forever = timeout == absl::InfiniteDuration();
+  const int64_t deadline_ns =
+      forever ? 0 : internal::SchedulerHooks::NowNs(s) + absl::ToInt64Nanoseconds(timeout);
+  for (;;) {
+    if (c->load_state() == TaskState::kDone) co_return Ended(to);
+    if (room->TryTake()) {
+      // The unit is ours: deliver as a send from here would, without
+      // taking another.
+      Scheduler* target = c->scheduler();
+      if (target != nullptr && target->InLoopThread()) {
+        co_return internal::SchedulerHooks::DeliverLocal(*target, c, std::move(message), true);
+      }
+      absl::Status st =
+          OnTaskThread(to, [m = std::move(message)](TaskCore* core, Scheduler* sched) mutable {
+            return internal::SchedulerHooks::DeliverLocal(*sched, core, std::move(m), true);
+          });
+      if (!st.ok()) room->Give();
+      co_return st;
+    }
+    absl::Duration left = absl::InfiniteDuration();
+    if (!forever) {
+      left = absl::Nanoseconds(deadline_ns - internal::SchedulerHooks::NowNs(s));
+      if (left <= absl::ZeroDuration()) {
+        co_return absl::DeadlineExceededError(
+            absl::StrCat("no room in the mailbox of ", to.DebugString(), " before the timeout"));
+      }
+    }
+    absl::Status waited = co_await room->WaitForRoom(left);
+    if (waited.code() == absl::StatusCode::kDeadlineExceeded) {
+      co_return absl::DeadlineExceededError(
+          absl::StrCat("no room in the mailbox of ", to.DebugString(), " before the timeout"));
+    }
+    if (!waited.ok()) co_return waited;
+  }
+}
+}  // namespace
+
+Task<absl::Status> TaskRef::SendWait(Value message, absl::Duration timeout) const {
+  return SendWaitOn(*this, std::move(message), timeout);
+}
+
 JoinAwaiter TaskRef::Join() const { return JoinAwaiter(*this, absl::InfiniteDuration()); }
 JoinAwaiter TaskRef::Join(absl::Duration timeout) const { return JoinAwaiter(*this, timeout); }
 
@@ -308,7 +466,10 @@ TaskState TaskRef::state() const {
 
 std::string TaskRef::name() const {
   if (core_ != nullptr && internal::IsProxy(core_)) return internal::ProxyOf(core_)->name();
-  return (core_ && core_->extra) ? core_->extra->name : std::string();
+  if (core_ == nullptr) return std::string();
+  // Any thread: another may be publishing `extra` (Extra()) right now.
+  internal::TaskExtra* x = std::atomic_ref<internal::TaskExtra*>(core_->extra).load(std::memory_order_acquire);
+  return x != nullptr ? x->name : std::string();
 }
 
 void TaskRef::set_name(std::string name) const {
@@ -401,6 +562,9 @@ absl::StatusOr<Value> ReceiveAwaiter::await_resume() {
   }
   Value v = std::move(head->value);
   internal::SchedulerHooks::FreeNode(*c->scheduler(), head);
+  if (internal::Capacity* room = internal::MailboxRoom(c); room != nullptr) [[unlikely]] {
+    room->Give();
+  }
   return v;
 }
 ReceiveAwaiter Receive() { return ReceiveAwaiter(); }
@@ -466,6 +630,7 @@ Task<absl::StatusOr<Value>> ReceiveMatching(MessagePredicate match, absl::Durati
       }
       Value v = std::move(n->value);
       internal::SchedulerHooks::FreeNode(s, n);
+      if (internal::Capacity* room = internal::MailboxRoom(c); room != nullptr) room->Give();
       co_return v;
     }
     if (timed_out) co_return absl::DeadlineExceededError("selective receive timed out");

@@ -60,6 +60,12 @@ inline constexpr uint32_t kNotRegistered = 0xffffffffu;
 
 struct TaskCore;
 
+// A bounded count with waiters (capacity_internal.h): a bounded mailbox.
+class Capacity;
+struct CapacityDeleter {
+  void operator()(Capacity* c) const;  // capacity.cc
+};
+
 // The hot-swap state of a task that is or was swappable or asked to swap
 // (hot_swap.cc). An interface, so that the kernel reaches it at the task's
 // swap points and at its end without depending on hot_swap.
@@ -99,7 +105,14 @@ struct TaskExtra {
   // A TaskGroup reports its error (task_group.h): the scheduler does not log it.
   bool error_reported = false;
   std::unique_ptr<HotSwapHooks> hot_swap;  // hot_swap.cc
+  // SpawnOptions::mailbox_limit: one unit per queued message (and per
+  // message on its way from another thread); null when unbounded. Set
+  // before the task's handle is given out, then never changed.
+  std::unique_ptr<Capacity, CapacityDeleter> mailbox_room;
 };
+
+// The bound on `c`'s mailbox, or null (the common, unbounded case).
+inline Capacity* MailboxRoom(const TaskCore* c);
 
 // The control block of a task. 56 bytes: every field here is paid a million
 // times in the suspended-task benchmark. Owned by references: the scheduler
@@ -113,6 +126,10 @@ struct TaskCore {
   uint32_t timer_index = kNoTimer;  // position in the scheduler's timer heap
   uint32_t wait_seq = 0;         // bumped at every blocking wait
   uint32_t all_index = kNotRegistered;  // position in the scheduler's task list
+  // The generation of its scheduler's slot (SchedulerSlot): with
+  // sched_index, what another thread needs to reach the scheduler safely.
+  // Fills what was padding before mbox_tail.
+  uint32_t sched_gen = 0;
   MessageNode* mbox_tail = nullptr;  // circular list: tail->next is the head
   std::coroutine_handle<> root;  // outermost frame: destroyed to kill the task
   std::coroutine_handle<> leaf;  // innermost frame: resumed to continue it
@@ -137,8 +154,21 @@ struct TaskCore {
   bool mailbox_empty() const { return mbox_tail == nullptr; }
   TaskState load_state() const { return state.load(std::memory_order_relaxed); }
   void set_state(TaskState s) { state.store(s, std::memory_order_relaxed); }
+  // The task's scheduler, for its own thread; on another thread only to
+  // compare with the running scheduler (it may be under destruction there,
+  // and once the task has ended the slot may hold a later scheduler).
   Scheduler* scheduler() const;
 };
+inline Capacity* MailboxRoom(const TaskCore* c) {
+  // Another thread may be publishing `extra` now (Extra()): read it as the
+  // atomic it is there. (A plain load on x86; a bounded task's extra is
+  // made before its handle is given out.)
+  TaskExtra* x = std::atomic_ref<TaskExtra*>(const_cast<TaskCore*>(c)->extra)
+                     .load(std::memory_order_acquire);
+  return x != nullptr ? x->mailbox_room.get() : nullptr;
+}
+
+static_assert(sizeof(TaskCore) == 56, "TaskCore is paid a million times: keep it 56 bytes");
 
 // The control block of a handle made by MakeTaskProxy (proxy.h): the task
 // lives elsewhere and every operation goes to `proxy`. Its scheduler index is
