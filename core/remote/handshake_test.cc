@@ -52,10 +52,6 @@ HandshakeOptions Opts(Role role, std::string secret = kSecret) {
   return o;
 }
 
-Task<absl::StatusOr<HandshakeResult>> RunOne(Stream* s, HandshakeOptions o) {
-  co_return co_await Handshake(*s, std::move(o));
-}
-
 // Both ends of one connection, each in a task of its own, results kept here.
 struct Outcome {
   absl::StatusOr<HandshakeResult> a = absl::UnknownError("not run");
