@@ -65,7 +65,6 @@ Task<absl::Status> Converse(std::string uri) {
         << "a handle sent back to its own process is the original";
     EXPECT_TRUE((*r)["me"].is_task() && (*r)["me"].as_task() == *echo)
         << "the same remote task is the same proxy";
-    if (i == 0) EXPECT_EQ(GetTaskProxy(Self()), nullptr);
   }
   PICOS_CO_RETURN_IF_ERROR(echo->Send(Value("quit")));
   absl::StatusOr<Value> joined = co_await echo->Join(kLong);
@@ -166,6 +165,144 @@ PICOS_CORO_TEST(RemoteInProcess, PeerLostFailsJoinAndTellsMonitors) {
   b->reset();
 }
 
+// A bare connection to `uri`, no handshake.
+Task<absl::StatusOr<std::unique_ptr<Stream>>> Raw(std::string uri) {
+  co_return co_await transports::DefaultTransports().Connect(std::move(uri), kLong);
+}
+
+// True once the other end closed `s` (its reads end or fail) before the
+// deadline; what it sent first (its Hello) is read and dropped.
+Task<bool> ClosedByPeer(Stream* s) {
+  char buf[256];
+  for (;;) {
+    absl::StatusOr<size_t> n = co_await s->ReadSome(buf, 1, sizeof buf, kLong);
+    if (!n.ok()) co_return !absl::IsDeadlineExceeded(n.status());
+    if (*n == 0) co_return true;
+  }
+}
+
+PICOS_CORO_TEST(RemoteInProcess, GarbageHugeClaimsAndHalfOpenConnectionsDoNotStopARealPeer) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(t, Options(kSecret, "tcp://127.0.0.1:0", 1));
+  CO_ASSERT_OK(a);
+  const std::string uri = (*a)->uris()[0];
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  std::vector<std::unique_ptr<Stream>> silent;
+  for (int i = 0; i < 200; ++i) {
+    absl::StatusOr<std::unique_ptr<Stream>> s = co_await Raw(uri);
+    CO_ASSERT_OK(s);
+    silent.push_back(*std::move(s));
+  }
+  absl::StatusOr<std::unique_ptr<Stream>> garbage = co_await Raw(uri);
+  absl::StatusOr<std::unique_ptr<Stream>> huge = co_await Raw(uri);
+  CO_ASSERT_OK(garbage);
+  CO_ASSERT_OK(huge);
+  CO_ASSERT_OK(co_await (*garbage)->Write("GET / HTTP/1.1\r\nHost: picos\r\n\r\n", kLong));
+  CO_ASSERT_OK(co_await (*huge)->Write(std::string("\xff\xff\xff\xff", 4), kLong));
+
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
+  CO_ASSERT_OK(b);
+  const absl::Time start = absl::Now();
+  absl::Status s = co_await Converse(uri);
+  EXPECT_OK(s);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20)) << "200 half-open connections delayed a real peer";
+  bool garbage_closed = co_await ClosedByPeer(garbage->get());
+  bool huge_closed = co_await ClosedByPeer(huge->get());
+  EXPECT_TRUE(garbage_closed);
+  EXPECT_TRUE(huge_closed);
+  EXPECT_GE((*a)->refused_handshakes(), 2u);
+  for (auto& c : silent) c->Close();
+  (*garbage)->Close();
+  (*huge)->Close();
+  b->reset();
+  a->reset();
+  (void)co_await echo.Join(kLong);
+}
+
+PICOS_CORO_TEST(RemoteInProcess, MalformedFrameClosesThatConnectionOnly) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName("m"), 1));
+  CO_ASSERT_OK(a);
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await Raw((*a)->uris()[0]);
+  CO_ASSERT_OK(raw);
+  remote::HandshakeOptions h;
+  h.secret = kSecret;
+  h.role = remote::Role::kConnector;
+  h.timeout = kLong;
+  h.process_id = ProcessId();
+  h.process_id[0] = static_cast<char>(h.process_id[0] ^ 3);
+  absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
+  CO_ASSERT_OK(peer);  // authenticated: what follows is a frame
+  std::string frame("\0\0\0\x10", 4);
+  frame += std::string(16, '\xff');
+  CO_ASSERT_OK(co_await (*raw)->Write(frame, kLong));
+  bool closed = co_await ClosedByPeer(raw->get());
+  EXPECT_TRUE(closed);
+  (*raw)->Close();
+  // The node serves the next peer as before.
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
+  CO_ASSERT_OK(b);
+  absl::Status s = co_await Converse((*a)->uris()[0]);
+  EXPECT_OK(s);
+  b->reset();
+  a->reset();
+  (void)co_await echo.Join(kLong);
+}
+
+PICOS_CORO_TEST(RemoteInProcess, LocateAnywhereAsksConnectedPeers) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName("any"), 1));
+  CO_ASSERT_OK(a);
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
+  CO_ASSERT_OK(b);
+  absl::StatusOr<TaskRef> none = co_await LocateTask("echo", Location::Anywhere(), absl::Seconds(1));
+  EXPECT_THAT(none.status(), StatusIs(absl::StatusCode::kNotFound)) << "no peer is connected yet";
+  CO_ASSERT_OK(co_await (*b)->Connect((*a)->uris()[0]));
+  absl::StatusOr<TaskRef> found = co_await LocateTask("echo", Location::Anywhere(), kLong);
+  CO_ASSERT_OK(found);
+  EXPECT_NE(GetTaskProxy(*found), nullptr);
+  absl::StatusOr<TaskRef> missing = co_await LocateTask("nobody", Location::Anywhere(), absl::Milliseconds(50));
+  EXPECT_THAT(missing.status(), StatusIs(absl::StatusCode::kNotFound));
+  CO_ASSERT_OK(found->Send(Value("quit")));
+  absl::StatusOr<Value> joined = co_await found->Join(kLong);
+  CO_ASSERT_OK(joined);
+  EXPECT_EQ(*joined, Value(0));
+  b->reset();
+  a->reset();
+}
+
+TEST(RemoteSecret, LoadsFromAFileOrTheEnvironmentAndRefusesWeakOnes) {
+  const std::string dir = std::getenv("TEST_TMPDIR") != nullptr ? std::getenv("TEST_TMPDIR") : "/tmp";
+  const std::string path = absl::StrCat(dir, "/secret-", getpid());
+  {
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("a secret from a file, long enough\n", f);
+    std::fclose(f);
+  }
+  absl::StatusOr<std::string> from_file = remote::LoadSecret(path, "PICOS_TEST_NO_SUCH_VAR");
+  ASSERT_OK(from_file);
+  EXPECT_EQ(*from_file, "a secret from a file, long enough");
+  EXPECT_THAT(remote::LoadSecret(path + ".missing").status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(remote::LoadSecret("", "PICOS_TEST_NO_SUCH_VAR").status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("PICOS_TEST_NO_SUCH_VAR")));
+  setenv("PICOS_TEST_SECRET", "short", 1);
+  absl::StatusOr<std::string> weak = remote::LoadSecret("", "PICOS_TEST_SECRET");
+  EXPECT_THAT(weak.status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("PICOS_TEST_SECRET")));
+  EXPECT_FALSE(absl::StrContains(weak.status().message(), "short")) << "never quotes the secret";
+  setenv("PICOS_TEST_SECRET", "an environment secret, long enough", 1);
+  EXPECT_THAT(remote::LoadSecret("", "PICOS_TEST_SECRET"), IsOk());
+  std::remove(path.c_str());
+}
+
 // --- two processes ---
 
 struct Server {
@@ -205,7 +342,9 @@ Task<std::string> Finish(Server& s, bool expect_clean_exit) {
     (void)s.process->Kill(SIGKILL);
     st = co_await s.process->Wait(kLong);
   }
-  if (expect_clean_exit && st.ok()) EXPECT_TRUE(st->success()) << st->ToString();
+  if (expect_clean_exit && st.ok()) {
+    EXPECT_TRUE(st->success()) << st->ToString();
+  }
   absl::StatusOr<std::string> err = co_await s.process->err().ReadAll(1 << 20, kLong);
   co_return err.ok() ? *err : std::string();
 }

@@ -372,6 +372,8 @@ class NodeImpl final : public NameResolver {
         options_(std::move(options)),
         my_pid_(options_.process_id.empty() ? ProcessId() : options_.process_id),
         scheduler_(&ThisScheduler()),
+        handshakes_(*scheduler_, TaskGroup::Options{.name = "remote-handshake",
+                                                    .max_tasks = options_.max_pending_handshakes}),
         tasks_(*scheduler_, TaskGroup::Options{.name = "remote-node"}) {}
 
   ~NodeImpl() override {
@@ -440,7 +442,9 @@ class NodeImpl final : public NameResolver {
   absl::flat_hash_map<std::string, std::shared_ptr<Connection>> by_pid_;
   absl::flat_hash_map<std::string, std::shared_ptr<Connection>> by_uri_;
   size_t refused_ = 0;
-  TaskGroup tasks_;  // last: destroyed first, while what its tasks use exists
+  // Last: destroyed first, while what their tasks use exists.
+  TaskGroup handshakes_;  // accepted connections in their handshake
+  TaskGroup tasks_;
 };
 
 Task<absl::Status> NodeImpl::StartListening() {
@@ -472,7 +476,14 @@ Task<absl::Status> NodeImpl::AcceptLoop(Listener* listener) {
     }
     // Each handshake in a task of its own, bounded by handshake_timeout, so
     // a silent client never delays the next.
-    (void)tasks_.SpawnNamed("remote-handshake", &NodeImpl::AcceptOne, this, *std::move(s));
+    absl::StatusOr<TaskRef> t =
+        handshakes_.SpawnNamed("remote-handshake", &NodeImpl::AcceptOne, this, *std::move(s));
+    if (!t.ok()) {
+      // The stream was not taken: it closes with `s`, at the end of this turn.
+      ++refused_;
+      PICOS_LOG_LIMITED(warn, "remote: refused a connection on {}: {} handshakes pending already",
+                        listener->address(), options_.max_pending_handshakes);
+    }
   }
 }
 

@@ -31,6 +31,12 @@
 //    identities: a handle sent back to its own process is the original local
 //    handle; one of the peer becomes a proxy (the same proxy for the same
 //    task while the connection lives).
+//  * Bad input closes only the connection it came on, with a logged reason:
+//    garbage or a 4 GiB length claim before the handshake, a malformed
+//    frame after it. Each accepted connection handshakes in a task of its
+//    own (at most max_pending_handshakes at once, each within
+//    handshake_timeout), so 200 half-open connections do not delay a real
+//    peer.
 //  * When a connection breaks, pending Join and Locate calls on it fail with
 //    kUnavailable at once, monitors of its tasks get MonitorStatus::PeerLost,
 //    and its proxies say kDone and give kUnavailable.
@@ -92,6 +98,11 @@ struct NodeOptions {
   // Longest frame sent or accepted; a longer one from a peer closes its
   // connection.
   size_t max_frame_size = size_t{16} << 20;
+  // Most accepted connections in their handshake at once; beyond it a new
+  // one is closed at once (logged, rate-limited). Each handshakes in a task
+  // of its own, bounded by handshake_timeout, so silent or slow clients
+  // never delay a real peer.
+  size_t max_pending_handshakes = 256;
   // For tests that run two nodes in one process: the process id this node
   // claims (16 bytes). Empty: picos::ProcessId().
   std::string process_id;
