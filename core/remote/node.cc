@@ -7,10 +7,15 @@
 //   {op: "reply", req, ok, value|error}
 //   {op: "monitor_msg", reg, msg}
 // `task` is the task's id in the receiver's process. Errors travel as
-// {code, message}.
+// {code, message}. Frames travel in batches: each length-prefixed message is
+// a Value list of up to kFramesPerBatch frames, so one capnp message (one
+// encode, one decode) carries many; a frame that cannot be encoded is sent
+// (or refused) alone, so it never costs the others.
 #include "core/remote/node.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <iterator>
 #include <fstream>
 #include <optional>
 #include <utility>
@@ -71,6 +76,34 @@ std::string Frame(const std::string& bytes) {
   out += bytes;
   return out;
 }
+
+constexpr size_t kFramesPerBatch = 512;
+
+// What a handle of this process that crosses back after its task ended
+// becomes: every call fails cleanly (ids are never reused).
+class EndedTaskProxy final : public TaskProxy {
+ public:
+  EndedTaskProxy(uint64_t id, std::string name) : id_(id), name_(std::move(name)) {}
+  absl::Status Send(Value) override { return Ended(); }
+  absl::Status Resume(Value) override { return Ended(); }
+  absl::Status Terminate() override { return Ended(); }
+  absl::Status Throw(absl::Status) override { return Ended(); }
+  void Join(Completer done) override {
+    done.Complete(absl::NotFoundError(absl::StrCat(DebugString(), " ended; its result is gone")));
+  }
+  absl::Status Monitor(const TaskRef&) override { return Ended(); }
+  TaskState state() const override { return TaskState::kDone; }
+  std::string name() const override { return name_; }
+  uint64_t id() const override { return id_; }
+  std::string DebugString() const override {
+    return absl::StrCat(name_.empty() ? "task" : name_, "#", id_, " (ended)");
+  }
+
+ private:
+  absl::Status Ended() const { return absl::FailedPreconditionError(absl::StrCat(DebugString())); }
+  const uint64_t id_;
+  const std::string name_;
+};
 
 struct MonitorReg {
   TaskRef monitor;
@@ -355,7 +388,13 @@ absl::StatusOr<TaskRef> ConnectionCodec::ImportTask(const TaskIdentity& identity
   if (identity.process_id == c_->my_pid) {
     TaskIdentity local = identity;
     local.process_id = ProcessId();
-    return LocalHandleCodec().ImportTask(local);
+    absl::StatusOr<TaskRef> t = LocalHandleCodec().ImportTask(local);
+    if (absl::IsNotFound(t.status())) {
+      // Ended (or never exported): a handle that fails cleanly, rather than
+      // a batch that cannot be decoded.
+      return MakeTaskProxy(std::make_unique<EndedTaskProxy>(identity.task_id, identity.name));
+    }
+    return t;
   }
   if (identity.process_id != c_->peer.process_id) {
     return absl::UnimplementedError("a handle of a third process: not supported yet");
@@ -570,29 +609,41 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
   for (;;) {
     absl::StatusOr<Value> kick = co_await Receive();
     if (!kick.ok()) co_return absl::OkStatus();  // terminated: the connection is gone
-    std::vector<Value> batch = c->TakeOutbox();
+    std::vector<Value> frames = c->TakeOutbox();
     std::string out;
-    for (const Value& frame : batch) {
-      absl::StatusOr<std::string> bytes = EncodeValue(frame, codec);
-      if (!bytes.ok()) {
-        // A message that cannot cross (a handle no peer can name, over the
-        // size bound): the sender was told OK ("accepted"); a request gets
-        // the error as its reply.
-        PICOS_LOG_LIMITED(warn, "remote: a frame for {} cannot be sent: {}", c->Describe(),
-                          bytes.status().ToString());
-        absl::StatusOr<uint64_t> req = U64(frame, "req");
-        if (const Value* op = frame.Find("op"); op != nullptr && op->is_string() && req.ok()) {
-          if (op->as_string() == "reply") {
-            bytes = EncodeValue(Value::Map({{"op", "reply"}, {"req", *req}, {"ok", false},
-                                            {"error", StatusFields(bytes.status())}}),
-                                codec);
-          } else {
-            c->TakePending(*req).Complete(bytes.status());
-          }
-        }
-        if (!bytes.ok()) continue;
+    for (size_t i = 0; i < frames.size(); i += kFramesPerBatch) {
+      const size_t end = std::min(frames.size(), i + kFramesPerBatch);
+      Value batch(Value::ListType(std::make_move_iterator(frames.begin() + i),
+                                  std::make_move_iterator(frames.begin() + end)));
+      absl::StatusOr<std::string> bytes = EncodeValue(batch, codec);
+      if (bytes.ok()) {
+        out += Frame(*bytes);
+        continue;
       }
-      out += Frame(*bytes);
+      // One of them cannot cross: each alone, so that only it is lost.
+      for (Value& frame : batch.as_list()) {
+        Value one(Value::ListType{frame});
+        bytes = EncodeValue(one, codec);
+        if (!bytes.ok()) {
+          // A message that cannot cross (a handle no peer can name, over the
+          // size bound): the sender was told OK ("accepted"); a request gets
+          // the error as its reply.
+          PICOS_LOG_LIMITED(warn, "remote: a frame for {} cannot be sent: {}", c->Describe(),
+                            bytes.status().ToString());
+          absl::StatusOr<uint64_t> req = U64(frame, "req");
+          if (const Value* op = frame.Find("op"); op != nullptr && op->is_string() && req.ok()) {
+            if (op->as_string() == "reply") {
+              Value error = Value::List({Value::Map({{"op", "reply"}, {"req", *req}, {"ok", false},
+                                                     {"error", StatusFields(bytes.status())}})});
+              bytes = EncodeValue(error, codec);
+            } else {
+              c->TakePending(*req).Complete(bytes.status());
+            }
+          }
+          if (!bytes.ok()) continue;
+        }
+        out += Frame(*bytes);
+      }
     }
     if (out.empty()) continue;
     if (c->stream == nullptr) co_return absl::OkStatus();
@@ -623,20 +674,27 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
       why = absl::UnavailableError("the peer closed the connection");
       break;
     }
-    absl::StatusOr<Value> frame = DecodeValue(**m, codec);
-    if (!frame.ok()) {
-      if (absl::IsInvalidArgument(frame.status()) || absl::IsResourceExhausted(frame.status())) {
-        why = absl::DataLossError(absl::StrCat("malformed frame: ", frame.status().message()));
+    absl::StatusOr<Value> batch = DecodeValue(**m, codec);
+    if (!batch.ok()) {
+      if (absl::IsInvalidArgument(batch.status()) || absl::IsResourceExhausted(batch.status())) {
+        why = absl::DataLossError(absl::StrCat("malformed frame: ", batch.status().message()));
         break;
       }
-      // A handle that names an ended task, or one this version cannot name:
-      // the frame is dropped, the connection stays.
-      PICOS_LOG_LIMITED(info, "remote: dropped a frame from {}: {}", c->Describe(),
-                        frame.status().ToString());
+      // A handle this version cannot name (a third process): the batch is
+      // dropped, the connection stays.
+      PICOS_LOG_LIMITED(info, "remote: dropped frames from {}: {}", c->Describe(),
+                        batch.status().ToString());
       continue;
     }
-    absl::Status s = self->Dispatch(c, *frame);
-    if (!s.ok()) PICOS_LOG(debug, "remote: frame from {}: {}", c->Describe(), s.ToString());
+    if (!batch->is_list()) {
+      why = absl::DataLossError("malformed frame: not a list of frames");
+      break;
+    }
+    for (const Value& frame : batch->as_list()) {
+      absl::Status s = self->Dispatch(c, frame);
+      if (!s.ok()) PICOS_LOG(debug, "remote: frame from {}: {}", c->Describe(), s.ToString());
+      if (c->stream == nullptr) break;
+    }
     if (c->stream == nullptr) break;  // lost while dispatching
   }
   if (c->node != nullptr) self->Lost(c, why);

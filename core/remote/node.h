@@ -41,9 +41,9 @@
 //    kUnavailable at once, monitors of its tasks get MonitorStatus::PeerLost,
 //    and its proxies say kDone and give kUnavailable.
 //
-// Protocol: after the handshake each direction carries frames, each a
-// length-prefixed Value (core/wire/value_codec.h) holding a map with an
-// "op"; node.cc lists them. Why frames over the authenticated stream rather
+// Protocol: after the handshake each direction carries batches of frames,
+// each batch a length-prefixed Value (core/wire/value_codec.h) holding a
+// list of maps with an "op"; node.cc lists them. Why frames over the authenticated stream rather
 // than Cap'n Proto RPC (capnp::TwoPartyVatNetwork) in this version: RPC
 // needs kj's event loop driven from libuv and a bridge from kj promises to
 // coroutines, each with known ways to crash (docs/pitfalls.md), and a call

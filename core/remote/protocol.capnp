@@ -21,11 +21,11 @@
 #   3. Both send Verdict: ok, or why the peer's proof was refused. A side
 #      that refused closes the connection after its Verdict.
 #
-# After the handshake the connection carries frames: each a length-prefixed
-# core/wire/value.capnp message holding a map with an "op" key (node.cc
-# lists the ops). A writer gathers every frame queued for a peer into one
-# write, so messages to one peer travel in batches without any being held
-# back when the link is idle.
+# After the handshake the connection carries batches of frames: each batch a
+# length-prefixed core/wire/value.capnp message holding a list of maps, each
+# with an "op" key (node.cc lists the ops). A writer gathers every frame
+# queued for a peer into batches and one write, so messages to one peer
+# travel together without any being held back when the link is idle.
 #
 # A new version of this protocol bumps protocolVersion; Hello keeps its
 # first two fields forever so that any version can say "mismatch".

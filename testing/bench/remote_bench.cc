@@ -8,6 +8,11 @@
 //                                           of another process over tcp://,
 //                                           which sends it back; one in flight
 //   unix_remote_pingpong_round_trips_per_s  the same over unix://
+//   remote_oneway_messages_per_s            64-byte payloads from one task to a
+//                                           task of the other process (tcp),
+//                                           counted when received there
+//   connect_and_auth_ms                     a new node: connect, handshake,
+//                                           locate, first message and reply
 //   floor_remote_round_trips_per_s          a bare libuv client process and a
 //                                           bare libuv echo server process
 //                                           exchanging the same 64 bytes over tcp
@@ -168,6 +173,23 @@ Task<int64_t> Echo() {
   }
 }
 
+// Counts messages; answers {"done": handle} with the count so far.
+Task<int64_t> Sink() {
+  int64_t n = 0;
+  for (;;) {
+    absl::StatusOr<Value> msg = co_await Receive();
+    if (!msg.ok()) co_return n;
+    if (msg->is_map()) {
+      if (const Value* done = msg->Find("done"); done != nullptr && done->is_task()) {
+        (void)done->as_task().Send(Value(n));
+        n = 0;
+        continue;
+      }
+    }
+    ++n;
+  }
+}
+
 Task<absl::Status> PeerServe(std::string listen, int out_fd) {
   remote::NodeOptions o;
   o.secret = kSecret;
@@ -178,6 +200,8 @@ Task<absl::Status> PeerServe(std::string listen, int out_fd) {
   if (!node.ok()) co_return node.status();
   TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
   PICOS_CO_RETURN_IF_ERROR(RegisterTask("echo", echo));
+  TaskRef sink = ThisScheduler().SpawnNamed("sink", Sink);
+  PICOS_CO_RETURN_IF_ERROR(RegisterTask("sink", sink));
   std::string uri = (*node)->uris()[0] + "\n";
   (void)!write(out_fd, uri.data(), uri.size());
   close(out_fd);
@@ -208,6 +232,52 @@ Task<absl::StatusOr<double>> PingPong(std::string uri, int count) {
   PICOS_CO_RETURN_IF_ERROR(co_await round(count));
   double secs = absl::ToDoubleSeconds(absl::Now() - start);
   co_return count / secs;
+}
+
+// One-way: `count` payloads in bursts (the writer sends each burst while
+// the sender yields), then a "done" that comes back with the count.
+Task<absl::StatusOr<double>> OneWay(std::string uri, int count) {
+  remote::NodeOptions o;
+  o.secret = kSecret;
+  absl::StatusOr<std::unique_ptr<remote::Node>> node =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  if (!node.ok()) co_return node.status();
+  absl::StatusOr<TaskRef> sink = co_await LocateTask("sink", Location::Peer(uri), absl::Seconds(30));
+  if (!sink.ok()) co_return sink.status();
+  const Value payload(std::string(kMessage, 'p'));
+  constexpr int kBurst = 256;
+  absl::Time start = absl::Now();
+  for (int sent = 0; sent < count;) {
+    for (int i = 0; i < kBurst && sent < count; ++i, ++sent) {
+      PICOS_CO_RETURN_IF_ERROR(sink->Send(payload));
+    }
+    co_await Yield();
+  }
+  PICOS_CO_RETURN_IF_ERROR(sink->Send(Value::Map({{"done", Self()}})));
+  absl::StatusOr<Value> got = co_await Receive(absl::Seconds(60));
+  if (!got.ok()) co_return got.status();
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  if (*got != Value(count)) co_return absl::DataLossError(absl::StrCat("the sink counted ", got->DebugString()));
+  co_return count / secs;
+}
+
+// A fresh node each time: connect, authenticate, locate, one message and
+// its reply. Milliseconds each, averaged.
+Task<absl::StatusOr<double>> ConnectAndAuth(std::string uri, int times) {
+  absl::Time start = absl::Now();
+  for (int i = 0; i < times; ++i) {
+    remote::NodeOptions o;
+    o.secret = kSecret;
+    absl::StatusOr<std::unique_ptr<remote::Node>> node =
+        co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+    if (!node.ok()) co_return node.status();
+    absl::StatusOr<TaskRef> echo = co_await LocateTask("echo", Location::Peer(uri), absl::Seconds(30));
+    if (!echo.ok()) co_return echo.status();
+    PICOS_CO_RETURN_IF_ERROR(echo->Send(Value::Map({{"r", Self()}, {"p", "hi"}})));
+    absl::StatusOr<Value> r = co_await Receive(absl::Seconds(30));
+    if (!r.ok()) co_return r.status();
+  }
+  co_return absl::ToDoubleMilliseconds(absl::Now() - start) / times;
 }
 
 // Forks a server process that runs `serve`; gives its pid and the first
@@ -269,8 +339,8 @@ int Main(int count) {
   int status = 0;
   double floor = FloorRoundTripsPerS(port, count);
   Scheduler s;
-  auto measure = [&](const std::string& uri) -> double {
-    TaskRef t = s.Spawn(PingPong, uri, count);
+  auto measure = [&](const std::string& uri, auto fn, int n) -> double {
+    TaskRef t = s.Spawn(fn, uri, n);
     absl::StatusOr<Value> r = s.RunUntil(t);
     if (!r.ok()) {
       std::fprintf(stderr, "remote_bench: %s: %s\n", uri.c_str(), r.status().ToString().c_str());
@@ -279,10 +349,14 @@ int Main(int count) {
     }
     return r->as_double();
   };
-  double tcp = tcp_uri.empty() ? -1 : measure(tcp_uri);
-  double unix_rt = unix_uri.empty() ? -1 : measure(unix_uri);
+  double tcp = tcp_uri.empty() ? -1 : measure(tcp_uri, PingPong, count);
+  double unix_rt = unix_uri.empty() ? -1 : measure(unix_uri, PingPong, count);
+  double oneway = tcp_uri.empty() ? -1 : measure(tcp_uri, OneWay, count * 20);
+  double connect_ms = tcp_uri.empty() ? -1 : measure(tcp_uri, ConnectAndAuth, 50);
   PrintFigure("remote_pingpong_round_trips_per_s", tcp, "round trips/s");
   PrintFigure("unix_remote_pingpong_round_trips_per_s", unix_rt, "round trips/s");
+  PrintFigure("remote_oneway_messages_per_s", oneway, "messages/s");
+  PrintFigure("connect_and_auth_ms", connect_ms, "ms");
   PrintFigure("floor_remote_round_trips_per_s", floor, "round trips/s");
   if (floor > 0 && tcp > 0) PrintFigure("remote_pingpong_of_floor", tcp / floor, "x");
   Reap(floor_pid);
