@@ -279,6 +279,57 @@ PICOS_CORO_TEST(RemoteInProcess, LocateAnywhereAsksConnectedPeers) {
   a->reset();
 }
 
+PICOS_CORO_TEST(RemoteInProcess, SilentPeerIsLostAfterItsHeartbeatsAreMissed) {
+  remote::NodeOptions o = Options(kSecret, UnixName("hb"), 1);
+  o.heartbeat_interval = absl::Milliseconds(50);
+  o.heartbeat_misses = 4;
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  CO_ASSERT_OK(a);
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await Raw((*a)->uris()[0]);
+  CO_ASSERT_OK(raw);
+  remote::HandshakeOptions h;
+  h.secret = kSecret;
+  h.timeout = kLong;
+  h.process_id = ProcessId();
+  h.process_id[0] = static_cast<char>(h.process_id[0] ^ 5);
+  absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
+  CO_ASSERT_OK(peer);
+  const absl::Time start = absl::Now();
+  bool closed = co_await ClosedByPeer(raw->get());  // its pings arrive; we never answer
+  EXPECT_TRUE(closed);
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(150));
+  EXPECT_TRUE((*a)->peers().empty());
+  (*raw)->Close();
+  a->reset();
+}
+
+PICOS_CORO_TEST(RemoteInProcess, IdleLinkStaysUpOnHeartbeats) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  remote::NodeOptions oa = Options(kSecret, UnixName("idle"), 1);
+  remote::NodeOptions ob = Options(kSecret, "", 2);
+  oa.heartbeat_interval = ob.heartbeat_interval = absl::Milliseconds(20);
+  oa.heartbeat_misses = ob.heartbeat_misses = 25;  // 500 ms of silence is death
+  absl::StatusOr<std::unique_ptr<remote::Node>> a = co_await remote::Node::Start(t, std::move(oa));
+  CO_ASSERT_OK(a);
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, std::move(ob));
+  CO_ASSERT_OK(b);
+  absl::StatusOr<TaskRef> far = co_await LocateTask("echo", Location::Peer((*a)->uris()[0]), kLong);
+  CO_ASSERT_OK(far);
+  absl::Status slept = co_await Sleep(absl::Milliseconds(1500));  // idle, three times the limit
+  EXPECT_OK(slept);
+  EXPECT_EQ((*b)->peers().size(), 1u);
+  EXPECT_EQ((*a)->peers().size(), 1u);
+  CO_ASSERT_OK(far->Send(Value("quit")));
+  absl::StatusOr<Value> joined = co_await far->Join(kLong);
+  CO_ASSERT_OK(joined);
+  EXPECT_EQ(*joined, Value(0));
+  b->reset();
+  a->reset();
+}
+
 TEST(RemoteSecret, LoadsFromAFileOrTheEnvironmentAndRefusesWeakOnes) {
   const std::string dir = std::getenv("TEST_TMPDIR") != nullptr ? std::getenv("TEST_TMPDIR") : "/tmp";
   const std::string path = absl::StrCat(dir, "/secret-", getpid());

@@ -6,6 +6,7 @@
 //   {op: "locate", req, kind, name, timeout_ns}   answered by a "reply"
 //   {op: "reply", req, ok, value|error}
 //   {op: "monitor_msg", reg, msg}
+//   {op: "ping"}                     a heartbeat, sent on an idle link
 // `task` is the task's id in the receiver's process. Errors travel as
 // {code, message}. Frames travel in batches: each length-prefixed message is
 // a Value list of up to kFramesPerBatch frames, so one capnp message (one
@@ -184,6 +185,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Stream* stream = nullptr;  // owned by the reader task; null once lost
   TaskRef writer;
   TaskRef reader;
+  TaskRef heartbeat;
+  int64_t last_heard_ns = 0;  // the scheduler's clock
+  bool sent_since_tick = false;
 
   const std::string my_pid;
   const HandshakeResult peer;
@@ -466,6 +470,7 @@ class NodeImpl final : public NameResolver {
   static Task<absl::Status> ReaderLoop(NodeImpl* self, std::shared_ptr<Connection> c,
                                        std::unique_ptr<Stream> stream);
   static Task<absl::Status> WriterLoop(NodeImpl* self, std::shared_ptr<Connection> c);
+  static Task<absl::Status> HeartbeatLoop(NodeImpl* self, std::shared_ptr<Connection> c);
   absl::Status Dispatch(const std::shared_ptr<Connection>& c, const Value& frame);
   static Task<absl::Status> LocateAt(NodeImpl* self, std::string uri, std::string name,
                                      absl::Duration timeout, std::shared_ptr<Completer> done);
@@ -581,6 +586,9 @@ std::shared_ptr<Connection> NodeImpl::Adopt(std::unique_ptr<Stream> stream, Hand
   }
   c->writer = *w;  // before any proxy of the connection exists: no other thread reads it yet
   c->reader = *r;
+  c->last_heard_ns = scheduler_->NowNs();
+  absl::StatusOr<TaskRef> h = tasks_.SpawnNamed("remote-heartbeat", &NodeImpl::HeartbeatLoop, this, c);
+  if (h.ok()) c->heartbeat = *h;
   PICOS_LOG(debug, "remote: connected to {}", c->Describe());
   return c;
 }
@@ -600,6 +608,26 @@ void NodeImpl::Lost(const std::shared_ptr<Connection>& c, const absl::Status& wh
     }
   }
   if (c->writer.valid()) (void)c->writer.Terminate();
+  if (c->heartbeat.valid()) (void)c->heartbeat.Terminate();
+}
+
+Task<absl::Status> NodeImpl::HeartbeatLoop(NodeImpl* self, std::shared_ptr<Connection> c) {
+  const absl::Duration interval = self->options_.heartbeat_interval;
+  const int64_t dead_after_ns =
+      absl::ToInt64Nanoseconds(interval) * std::max(1, self->options_.heartbeat_misses);
+  for (;;) {
+    absl::Status slept = co_await Sleep(interval);
+    if (!slept.ok() || c->stream == nullptr) co_return absl::OkStatus();
+    const int64_t silent_ns = ThisScheduler().NowNs() - c->last_heard_ns;
+    if (silent_ns > dead_after_ns) {
+      self->Lost(c, absl::DeadlineExceededError(absl::StrCat(
+                        "heard nothing for ", absl::FormatDuration(absl::Nanoseconds(silent_ns)),
+                        " (", self->options_.heartbeat_misses, " heartbeats missed)")));
+      co_return absl::OkStatus();
+    }
+    if (!c->sent_since_tick) (void)c->Push(Value::Map({{"op", "ping"}}));
+    c->sent_since_tick = false;
+  }
 }
 
 Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connection> c) {
@@ -647,6 +675,7 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
     }
     if (out.empty()) continue;
     if (c->stream == nullptr) co_return absl::OkStatus();
+    c->sent_since_tick = true;
     absl::Status s = co_await c->stream->Write(std::move(out));
     if (!s.ok()) {
       if (c->node != nullptr) self->Lost(c, s);
@@ -674,6 +703,7 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
       why = absl::UnavailableError("the peer closed the connection");
       break;
     }
+    c->last_heard_ns = ThisScheduler().NowNs();
     absl::StatusOr<Value> batch = DecodeValue(**m, codec);
     if (!batch.ok()) {
       if (absl::IsInvalidArgument(batch.status()) || absl::IsResourceExhausted(batch.status())) {
@@ -770,6 +800,7 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     }
     return absl::OkStatus();
   }
+  if (op == "ping") return absl::OkStatus();  // heard: the reader noted the time
   if (op == "locate") {
     absl::StatusOr<uint64_t> req = U64(frame, "req");
     const Value& name = Field(frame, "name");
@@ -863,6 +894,9 @@ void NodeImpl::Locate(Kind kind, const std::string& name, const Location& locati
 Task<absl::StatusOr<std::unique_ptr<Node>>> Node::Start(const TransportRegistry& transports,
                                                         NodeOptions options) {
   PICOS_CO_RETURN_IF_ERROR(ValidateSecret(options.secret));
+  if (options.heartbeat_interval <= absl::ZeroDuration() || options.heartbeat_misses < 1) {
+    co_return absl::InvalidArgumentError("heartbeat_interval must be positive and heartbeat_misses at least 1");
+  }
   if (!options.process_id.empty() && options.process_id.size() != kProcessIdSize) {
     co_return absl::InvalidArgumentError("NodeOptions::process_id must have 16 bytes");
   }

@@ -37,6 +37,9 @@
 //    own (at most max_pending_handshakes at once, each within
 //    handshake_timeout), so 200 half-open connections do not delay a real
 //    peer.
+//  * Peers exchange heartbeats on an idle connection; one not heard from in
+//    heartbeat_interval * heartbeat_misses is lost as if its connection
+//    broke.
 //  * When a connection breaks, pending Join and Locate calls on it fail with
 //    kUnavailable at once, monitors of its tasks get MonitorStatus::PeerLost,
 //    and its proxies say kDone and give kUnavailable.
@@ -55,7 +58,7 @@
 // Not yet (issue 10): remote channels (a channel handle in a message is
 // refused when sent), handles of a third process, proof in handles (a peer
 // that knows a task's id may address it), reconnection, sequence numbers
-// and acknowledgements, heartbeats, Deliver, services, peer events, limits
+// and acknowledgements, Deliver, services, peer events, limits
 // on buffered bytes per peer, TLS-specific tests.
 //
 // Threads: a Node belongs to the scheduler of the task that starts it; call
@@ -98,6 +101,13 @@ struct NodeOptions {
   // Longest frame sent or accepted; a longer one from a peer closes its
   // connection.
   size_t max_frame_size = size_t{16} << 20;
+  // Liveness: a peer that sends nothing for heartbeat_interval gets a ping
+  // (nothing is sent on a busy link); a peer heard from not once in
+  // heartbeat_interval * heartbeat_misses is lost (its connection closed,
+  // its monitors told peer_lost). The defaults detect a dead peer within
+  // 5 s.
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  int heartbeat_misses = 5;
   // Most accepted connections in their handshake at once; beyond it a new
   // one is closed at once (logged, rate-limited). Each handshakes in a task
   // of its own, bounded by handshake_timeout, so silent or slow clients
