@@ -422,6 +422,43 @@ PICOS_CORO_TEST(RemoteTwoProcesses, OverTcp) { co_await TwoProcesses("tcp://127.
 
 PICOS_CORO_TEST(RemoteTwoProcesses, OverUnix) { co_await TwoProcesses(UnixName("two")); }
 
+PICOS_CORO_TEST(RemoteTwoProcesses, PeerKilledMidConversationIsLostAndNothingHangs) {
+  absl::StatusOr<Server> server = co_await StartServer("tcp://127.0.0.1:0", kSecret);
+  CO_ASSERT_OK(server);
+  absl::StatusOr<std::unique_ptr<remote::Node>> me =
+      co_await remote::Node::Start(transports::DefaultTransports(), Options(kSecret, "", 0));
+  absl::StatusOr<TaskRef> echo = absl::UnknownError("no node");
+  if (me.ok()) echo = co_await LocateTask("echo", Location::Peer(server->uri), kLong);
+  if (!echo.ok()) {
+    ADD_FAILURE() << echo.status();
+    (void)server->process->Kill(SIGKILL);
+    (void)co_await Finish(*server, false);
+    co_return;
+  }
+  EXPECT_OK(Monitor(Self(), *echo));
+  Value m = Value::Map({{"reply_to", Self()}, {"n", 1}});
+  EXPECT_OK(echo->Send(std::move(m)));
+  absl::StatusOr<Value> reply = co_await Receive(kLong);
+  EXPECT_OK(reply);
+  TaskRef joiner = ThisScheduler().Spawn([e = *echo]() -> Task<int> {
+    absl::StatusOr<Value> r = co_await e.Join(kLong);
+    co_return static_cast<int>(r.status().code());
+  });
+  EXPECT_OK(server->process->Kill(SIGKILL));  // its pid only
+  absl::StatusOr<Value> mon = co_await Receive(kLong);
+  CO_ASSERT_OK(mon);
+  absl::StatusOr<MonitorStatus> st = MonitorStatus::FromValue(*mon);
+  CO_ASSERT_OK(st);
+  EXPECT_EQ(st->outcome, MonitorOutcome::kPeerLost);
+  absl::StatusOr<Value> j = co_await joiner.Join(kLong);
+  CO_ASSERT_OK(j);
+  EXPECT_EQ(*j, Value(static_cast<int>(absl::StatusCode::kUnavailable)));
+  EXPECT_THAT(echo->Send(1), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_TRUE((*me)->peers().empty());
+  me->reset();
+  (void)co_await Finish(*server, false);
+}
+
 PICOS_CORO_TEST(RemoteTwoProcesses, WrongSecretIsLoggedAsSecretMismatchOnBothSides) {
   absl::StatusOr<Server> server = co_await StartServer("tcp://127.0.0.1:0", kSecret);
   CO_ASSERT_OK(server);
