@@ -24,6 +24,7 @@
 #include "core/remote/node.h"
 #include "core/wire/value_codec.h"
 #include "testing/coro_test.h"
+#include "testing/tls_certs.h"
 #include "transports/default_transports.h"
 
 namespace picos::testing {
@@ -102,6 +103,28 @@ PICOS_CORO_TEST(RemoteInProcess, LocateSendReplyJoin) {
   absl::Status s = co_await Converse((*a)->uris()[0]);
   EXPECT_OK(s);
   EXPECT_EQ((*b)->peers().size(), 1u);
+  b->reset();
+  a->reset();
+  (void)co_await echo.Join(kLong);
+}
+
+PICOS_CORO_TEST(RemoteInProcess, OverTlsTheSameCallsWork) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  absl::StatusOr<TestPki> pki = MakeTestPki(tmp ? tmp : "/tmp");
+  CO_ASSERT_OK(pki);
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> a = co_await remote::Node::Start(
+      t, Options(kSecret, "tls://127.0.0.1:0?cert=" + pki->server_cert + "&key=" + pki->server_key, 1));
+  CO_ASSERT_OK(a);
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
+  CO_ASSERT_OK(b);
+  const std::string uri = (*a)->uris()[0];
+  EXPECT_TRUE(absl::StartsWith(uri, "tls://")) << uri;
+  const std::string dial = uri + (absl::StrContains(uri, "?") ? "&ca=" : "?ca=") + pki->ca_cert;
+  absl::Status s = co_await Converse(dial);
+  EXPECT_OK(s);
   b->reset();
   a->reset();
   (void)co_await echo.Join(kLong);
