@@ -15,6 +15,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/io/process.h"
+#include "core/kernel/channel.h"
+#include "core/kernel/channel_proxy.h"
 #include "core/kernel/monitor.h"
 #include "core/kernel/naming.h"
 #include "core/kernel/scheduler.h"
@@ -128,6 +130,74 @@ PICOS_CORO_TEST(RemoteInProcess, OverTlsTheSameCallsWork) {
   b->reset();
   a->reset();
   (void)co_await echo.Join(kLong);
+}
+
+Task<Value> ReceiveOne() {
+  absl::StatusOr<Value> m = co_await Receive(kLong);
+  co_return m.ok() ? *m : Value("nothing");
+}
+
+PICOS_CORO_TEST(RemoteInProcess, ChannelsAcrossPeers) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName("ch"), 1));
+  CO_ASSERT_OK(a);
+  Channel news = Channel::Create("news");
+  CO_ASSERT_OK(RegisterChannel(news));
+  TaskRef local_reader = ThisScheduler().Spawn(ReceiveOne);
+  CO_ASSERT_OK(news.Subscribe(local_reader));
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
+  CO_ASSERT_OK(b);
+  absl::StatusOr<ChannelRef> far_ref = co_await LocateChannel("news", Location::Peer((*a)->uris()[0]), kLong);
+  CO_ASSERT_OK(far_ref);
+  EXPECT_NE(GetChannelProxy(*far_ref), nullptr);
+  EXPECT_EQ(far_ref->name(), "news");
+  Channel far(*far_ref);
+  // Subscribe across the link, with a transform that runs on this side.
+  CO_ASSERT_OK(far.Subscribe(Self(), [](const Value& m) -> std::optional<Value> {
+    if (!m.is_string()) return std::nullopt;
+    return Value(m.as_string() + "!");
+  }));
+  EXPECT_THAT(far.Subscribe(Self()), StatusIs(absl::StatusCode::kAlreadyExists));
+  // Deliver waits for the subscription to arrive there and counts it, with
+  // the local subscriber: two end points.
+  absl::StatusOr<size_t> n = co_await far.Deliver("hello", 2, kLong);
+  CO_ASSERT_OK(n);
+  EXPECT_EQ(*n, 2u);
+  absl::StatusOr<Value> got = co_await Receive(kLong);
+  CO_ASSERT_OK(got);
+  EXPECT_EQ(*got, Value("hello!"));
+  absl::StatusOr<Value> local_got = co_await local_reader.Join(kLong);
+  CO_ASSERT_OK(local_got);
+  EXPECT_EQ(*local_got, Value("hello"));
+  // A channel of this side relays the remote one.
+  Channel relay = Channel::Create("relay");
+  TaskRef relay_reader = ThisScheduler().Spawn(ReceiveOne);
+  CO_ASSERT_OK(relay.Subscribe(relay_reader));
+  CO_ASSERT_OK(far.Subscribe(relay));
+  CO_ASSERT_OK(far.Unsubscribe(Self()));
+  EXPECT_THAT(far.Unsubscribe(Self()), StatusIs(absl::StatusCode::kNotFound));
+  absl::StatusOr<size_t> relayed_n = co_await far.Deliver(7, 1, kLong);  // the relay only
+  CO_ASSERT_OK(relayed_n);
+  absl::StatusOr<Value> relayed = co_await relay_reader.Join(kLong);
+  CO_ASSERT_OK(relayed);
+  EXPECT_EQ(*relayed, Value(7));
+  // Closing through the proxy: its subscribers hear it, naming the proxy.
+  CO_ASSERT_OK(far.Subscribe(Self()));
+  absl::StatusOr<size_t> ready = co_await far.Deliver("ready", 2, kLong);  // relay + us
+  CO_ASSERT_OK(ready);
+  absl::StatusOr<Value> r = co_await Receive(kLong);
+  CO_ASSERT_OK(r);
+  EXPECT_EQ(*r, Value("ready"));
+  CO_ASSERT_OK(far.Close());
+  absl::StatusOr<Value> closed = co_await Receive(kLong);
+  CO_ASSERT_OK(closed);
+  ChannelRef which;
+  EXPECT_TRUE(IsChannelClosedMessage(*closed, &which));
+  EXPECT_EQ(which, *far_ref);
+  CO_ASSERT_OK(relay.Close());
+  b->reset();
+  a->reset();
 }
 
 PICOS_CORO_TEST(RemoteInProcess, WrongSecretIsRefusedOnBothSides) {

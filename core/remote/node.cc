@@ -7,6 +7,11 @@
 //   {op: "reply", req, ok, value|error}
 //   {op: "monitor_msg", reg, msg}
 //   {op: "ping"}                     a heartbeat, sent on an idle link
+//   {op: "ch_sub", channel, sub}     subscribe to a channel of the receiver;
+//                                    its broadcasts come back as "ch_msg"
+//   {op: "ch_unsub", channel, sub}   {op: "ch_msg", sub, msg}
+//   {op: "ch_send"|"ch_close", channel[, msg]}
+//   {op: "ch_deliver", req, channel, msg, n, timeout_ns}   answered by a "reply"
 // `task` is the task's id in the receiver's process. Errors travel as
 // {code, message}. Frames travel in batches: each length-prefixed message is
 // a Value list of up to kFramesPerBatch frames, so one capnp message (one
@@ -28,6 +33,8 @@
 #include "absl/synchronization/mutex.h"
 #include "core/io/framing.h"
 #include "core/io/io.h"
+#include "core/kernel/channel.h"
+#include "core/kernel/channel_proxy.h"
 #include "core/kernel/log.h"
 #include "core/kernel/monitor.h"
 #include "core/kernel/proxy.h"
@@ -106,6 +113,34 @@ class EndedTaskProxy final : public TaskProxy {
   const std::string name_;
 };
 
+// A channel handle of this process that crosses back after the channel
+// closed: closed, and every call fails cleanly.
+class EndedChannelProxy final : public ChannelProxy {
+ public:
+  explicit EndedChannelProxy(std::string name) : name_(std::move(name)) {}
+  absl::Status Subscribe(const TaskRef&, ChannelTransform) override { return Ended(); }
+  absl::Status Subscribe(const ChannelRef&, ChannelTransform) override { return Ended(); }
+  absl::Status Unsubscribe(const TaskRef&) override { return Ended(); }
+  absl::Status Unsubscribe(const ChannelRef&) override { return Ended(); }
+  absl::Status Send(Value) override { return Ended(); }
+  void Deliver(Value, uint32_t, absl::Duration, Completer done) override { done.Complete(Ended()); }
+  absl::Status Close() override { return Ended(); }
+  bool closed() const override { return true; }
+  std::string DebugString() const override { return absl::StrCat("channel:", name_, " (closed)"); }
+
+ private:
+  absl::Status Ended() const { return absl::FailedPreconditionError(DebugString()); }
+  const std::string name_;
+};
+
+// A subscription this side holds to a channel of the peer.
+struct Subscription {
+  std::string channel;  // its name at the peer
+  TaskRef task;         // the subscriber: a task ...
+  ChannelRef relay;     // ... or a channel
+  std::shared_ptr<const ChannelTransform> transform;
+};
+
 struct MonitorReg {
   TaskRef monitor;
   uint64_t watched_id;
@@ -122,13 +157,8 @@ class ConnectionCodec final : public HandleCodec {
   explicit ConnectionCodec(Connection* c) : c_(c) {}
   absl::StatusOr<TaskIdentity> ExportTask(const TaskRef& task) override;
   absl::StatusOr<TaskRef> ImportTask(const TaskIdentity& identity) override;
-  absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef& channel) override {
-    return absl::UnimplementedError(
-        absl::StrCat("channel ", channel.DebugString(), " cannot cross to a peer yet (remote channels)"));
-  }
-  absl::StatusOr<ChannelRef> ImportChannel(const ChannelIdentity& identity) override {
-    return absl::UnimplementedError("remote channels are not supported yet");
-  }
+  absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef& channel) override;
+  absl::StatusOr<ChannelRef> ImportChannel(const ChannelIdentity& identity) override;
 
  private:
   Connection* const c_;
@@ -179,6 +209,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return out;
   }
   TaskRef Proxy(uint64_t id, const std::string& name);
+  ChannelRef ChannelProxyFor(const std::string& name);
+  absl::Status Subscribe(Subscription sub);
+  absl::Status Unsubscribe(const std::string& channel, const TaskRef& task, const ChannelRef& relay);
+  std::optional<Subscription> FindSubscription(uint64_t sub, bool erase);
+  void AddSink(uint64_t sub, ChannelRef channel, SinkId sink);
+  std::optional<std::pair<ChannelRef, SinkId>> TakeSink(uint64_t sub);
 
   // Node thread.
   NodeImpl* node;
@@ -204,6 +240,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   absl::flat_hash_map<uint64_t, Completer> pending_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, MonitorReg> monitors_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, TaskRef> proxies_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, ChannelRef> channel_proxies_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Subscription> subs_ ABSL_GUARDED_BY(mu_);
+  // Subscriptions the peer holds to channels of this process: served by sinks.
+  absl::flat_hash_map<uint64_t, std::pair<ChannelRef, SinkId>> sinks_ ABSL_GUARDED_BY(mu_);
 };
 
 namespace {
@@ -261,6 +301,74 @@ class RemoteTaskProxy final : public TaskProxy {
   const std::weak_ptr<Connection> c_;
   const Connection* const key_;
   const uint64_t id_;
+  const std::string name_;
+};
+
+class RemoteChannelProxy final : public ChannelProxy {
+ public:
+  RemoteChannelProxy(std::weak_ptr<Connection> c, const Connection* key, std::string name)
+      : c_(std::move(c)), key_(key), name_(std::move(name)) {}
+
+  absl::Status Subscribe(const TaskRef& task, ChannelTransform transform) override {
+    return Sub(task, ChannelRef(), std::move(transform));
+  }
+  absl::Status Subscribe(const ChannelRef& channel, ChannelTransform transform) override {
+    return Sub(TaskRef(), channel, std::move(transform));
+  }
+  absl::Status Unsubscribe(const TaskRef& task) override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) return absl::UnavailableError("peer gone");
+    return c->Unsubscribe(name_, task, ChannelRef());
+  }
+  absl::Status Unsubscribe(const ChannelRef& channel) override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) return absl::UnavailableError("peer gone");
+    return c->Unsubscribe(name_, TaskRef(), channel);
+  }
+  absl::Status Send(Value message) override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) return absl::UnavailableError("peer gone");
+    return c->Push(Value::Map({{"op", "ch_send"}, {"channel", name_}, {"msg", std::move(message)}}));
+  }
+  void Deliver(Value message, uint32_t n, absl::Duration timeout, Completer done) override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) {
+      done.Complete(absl::UnavailableError("peer gone"));
+      return;
+    }
+    c->Request(Value::MapType{{"op", "ch_deliver"},
+                              {"channel", name_},
+                              {"msg", std::move(message)},
+                              {"n", n},
+                              {"timeout_ns", absl::ToInt64Nanoseconds(timeout)}},
+               std::move(done));
+  }
+  absl::Status Close() override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) return absl::UnavailableError("peer gone");
+    return c->Push(Value::Map({{"op", "ch_close"}, {"channel", name_}}));
+  }
+  bool closed() const override {
+    std::shared_ptr<Connection> c = c_.lock();
+    return c == nullptr || c->lost();
+  }
+  std::string DebugString() const override {
+    std::shared_ptr<Connection> c = c_.lock();
+    return absl::StrCat("channel:", name_, "@", c ? c->Describe() : std::string("gone"));
+  }
+  const Connection* key() const { return key_; }
+
+ private:
+  absl::Status Sub(const TaskRef& task, const ChannelRef& relay, ChannelTransform transform) {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) return absl::UnavailableError("peer gone");
+    Subscription s{name_, task, relay, nullptr};
+    if (transform) s.transform = std::make_shared<const ChannelTransform>(std::move(transform));
+    return c->Subscribe(std::move(s));
+  }
+
+  const std::weak_ptr<Connection> c_;
+  const Connection* const key_;
   const std::string name_;
 };
 
@@ -346,10 +454,91 @@ TaskRef Connection::Proxy(uint64_t id, const std::string& name) {
   return proxy;
 }
 
+ChannelRef Connection::ChannelProxyFor(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = channel_proxies_.find(name);
+  if (it != channel_proxies_.end()) return it->second;
+  ChannelRef proxy = MakeChannelProxy(name, std::make_unique<RemoteChannelProxy>(weak_from_this(), this, name));
+  channel_proxies_.emplace(name, proxy);
+  return proxy;
+}
+
+absl::Status Connection::Subscribe(Subscription sub) {
+  uint64_t id;
+  {
+    absl::MutexLock lock(&mu_);
+    if (lost_) return Lost();
+    for (const auto& [sid, s] : subs_) {
+      if (s.channel == sub.channel && s.task == sub.task && s.relay == sub.relay) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            sub.task.valid() ? sub.task.DebugString() : sub.relay.DebugString(),
+            " already subscribes to channel ", sub.channel));
+      }
+    }
+    id = next_id_++;
+    subs_.emplace(id, sub);
+  }
+  absl::Status s = Push(Value::Map({{"op", "ch_sub"}, {"channel", sub.channel}, {"sub", id}}));
+  if (!s.ok()) {
+    absl::MutexLock lock(&mu_);
+    subs_.erase(id);
+  }
+  return s;
+}
+
+absl::Status Connection::Unsubscribe(const std::string& channel, const TaskRef& task,
+                                     const ChannelRef& relay) {
+  std::optional<Subscription> gone;  // destroyed after the lock is released
+  uint64_t id = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (lost_) return Lost();
+    for (auto it = subs_.begin(); it != subs_.end(); ++it) {
+      if (it->second.channel == channel && it->second.task == task && it->second.relay == relay) {
+        id = it->first;
+        gone = std::move(it->second);
+        subs_.erase(it);
+        break;
+      }
+    }
+  }
+  if (id == 0) {
+    return absl::NotFoundError(absl::StrCat(task.valid() ? task.DebugString() : relay.DebugString(),
+                                            " does not subscribe to channel ", channel));
+  }
+  return Push(Value::Map({{"op", "ch_unsub"}, {"channel", channel}, {"sub", id}}));
+}
+
+std::optional<Subscription> Connection::FindSubscription(uint64_t sub, bool erase) {
+  absl::MutexLock lock(&mu_);
+  auto it = subs_.find(sub);
+  if (it == subs_.end()) return std::nullopt;
+  std::optional<Subscription> s = it->second;
+  if (erase) subs_.erase(it);
+  return s;
+}
+
+void Connection::AddSink(uint64_t sub, ChannelRef channel, SinkId sink) {
+  absl::MutexLock lock(&mu_);
+  sinks_.emplace(sub, std::make_pair(std::move(channel), sink));
+}
+
+std::optional<std::pair<ChannelRef, SinkId>> Connection::TakeSink(uint64_t sub) {
+  absl::MutexLock lock(&mu_);
+  auto it = sinks_.find(sub);
+  if (it == sinks_.end()) return std::nullopt;
+  std::optional<std::pair<ChannelRef, SinkId>> s = std::move(it->second);
+  sinks_.erase(it);
+  return s;
+}
+
 void Connection::Fail(const absl::Status& why) {
   absl::flat_hash_map<uint64_t, Completer> pending;
   absl::flat_hash_map<uint64_t, MonitorReg> monitors;
   absl::flat_hash_map<uint64_t, TaskRef> proxies;
+  absl::flat_hash_map<std::string, ChannelRef> channel_proxies;
+  absl::flat_hash_map<uint64_t, Subscription> subs;
+  absl::flat_hash_map<uint64_t, std::pair<ChannelRef, SinkId>> sinks;
   std::vector<Value> outbox;
   {
     absl::MutexLock lock(&mu_);
@@ -358,8 +547,13 @@ void Connection::Fail(const absl::Status& why) {
     pending.swap(pending_);
     monitors.swap(monitors_);
     proxies.swap(proxies_);
+    channel_proxies.swap(channel_proxies_);
+    subs.swap(subs_);
+    sinks.swap(sinks_);
     outbox.swap(outbox_);
   }
+  // The peer's subscribers behind this connection are dropped.
+  for (auto& [sub, s] : sinks) (void)picos::Channel(s.first).Unsubscribe(s.second);
   // Outside the lock: each of these may call back into the connection
   // (which now refuses) or run a task's destructors.
   const absl::Status lost = absl::UnavailableError(absl::StrCat("peer ", Describe(), " lost: ", why.message()));
@@ -404,6 +598,36 @@ absl::StatusOr<TaskRef> ConnectionCodec::ImportTask(const TaskIdentity& identity
     return absl::UnimplementedError("a handle of a third process: not supported yet");
   }
   return c_->Proxy(identity.task_id, identity.name);
+}
+
+absl::StatusOr<ChannelIdentity> ConnectionCodec::ExportChannel(const ChannelRef& channel) {
+  if (ChannelProxy* p = GetChannelProxy(channel); p != nullptr) {
+    auto* mine = dynamic_cast<RemoteChannelProxy*>(p);
+    if (mine == nullptr || mine->key() != c_) {
+      return absl::UnimplementedError(
+          absl::StrCat(channel.DebugString(), " lives in a third process: not supported yet"));
+    }
+    return ChannelIdentity{c_->peer.process_id, channel.name()};
+  }
+  absl::StatusOr<ChannelIdentity> id = LocalHandleCodec().ExportChannel(channel);
+  if (id.ok()) id->process_id = c_->my_pid;
+  return id;
+}
+
+absl::StatusOr<ChannelRef> ConnectionCodec::ImportChannel(const ChannelIdentity& identity) {
+  if (identity.process_id == c_->my_pid) {
+    ChannelIdentity local = identity;
+    local.process_id = ProcessId();
+    absl::StatusOr<ChannelRef> ch = LocalHandleCodec().ImportChannel(local);
+    if (absl::IsNotFound(ch.status())) {
+      return MakeChannelProxy(identity.name, std::make_unique<EndedChannelProxy>(identity.name));
+    }
+    return ch;
+  }
+  if (identity.process_id != c_->peer.process_id) {
+    return absl::UnimplementedError("a channel of a third process: not supported yet");
+  }
+  return c_->ChannelProxyFor(identity.name);
 }
 
 // --- NodeImpl ---
@@ -472,10 +696,12 @@ class NodeImpl final : public NameResolver {
   static Task<absl::Status> WriterLoop(NodeImpl* self, std::shared_ptr<Connection> c);
   static Task<absl::Status> HeartbeatLoop(NodeImpl* self, std::shared_ptr<Connection> c);
   absl::Status Dispatch(const std::shared_ptr<Connection>& c, const Value& frame);
-  static Task<absl::Status> LocateAt(NodeImpl* self, std::string uri, std::string name,
+  static Task<absl::Status> LocateAt(NodeImpl* self, std::string uri, std::string kind, std::string name,
                                      absl::Duration timeout, std::shared_ptr<Completer> done);
-  static Task<absl::Status> ServeLocate(std::weak_ptr<Connection> c, uint64_t req, std::string name,
-                                        int64_t timeout_ns);
+  static Task<absl::Status> ServeLocate(std::weak_ptr<Connection> c, uint64_t req, bool want_channel,
+                                        std::string name, int64_t timeout_ns);
+  static Task<absl::Status> ServeDeliver(std::weak_ptr<Connection> c, uint64_t req, ChannelRef channel,
+                                         Value message, uint32_t n, int64_t timeout_ns);
 
   const TransportRegistry* transports_;
   NodeOptions options_;
@@ -801,6 +1027,71 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     return absl::OkStatus();
   }
   if (op == "ping") return absl::OkStatus();  // heard: the reader noted the time
+  auto find_channel = [&]() -> absl::StatusOr<ChannelRef> {
+    const Value& name = Field(frame, "channel");
+    if (!name.is_string()) return absl::InvalidArgumentError("frame field 'channel' is not a string");
+    return LocalHandleCodec().ImportChannel(ChannelIdentity{ProcessId(), name.as_string()});
+  };
+  if (op == "ch_sub") {
+    absl::StatusOr<ChannelRef> ch = find_channel();
+    absl::StatusOr<uint64_t> sub = U64(frame, "sub");
+    if (!ch.ok()) return ch.status();
+    if (!sub.ok()) return sub.status();
+    absl::StatusOr<SinkId> sink = picos::Channel(*ch).SubscribeSink(
+        [weak, sub = *sub](const Value& m) -> absl::Status {
+          std::shared_ptr<Connection> l = weak.lock();
+          if (l == nullptr) return absl::UnavailableError("peer gone");
+          return l->Push(Value::Map({{"op", "ch_msg"}, {"sub", sub}, {"msg", m}}));
+        });
+    if (!sink.ok()) return sink.status();
+    c->AddSink(*sub, *ch, *sink);
+    return absl::OkStatus();
+  }
+  if (op == "ch_unsub") {
+    absl::StatusOr<uint64_t> sub = U64(frame, "sub");
+    if (!sub.ok()) return sub.status();
+    std::optional<std::pair<ChannelRef, SinkId>> sink = c->TakeSink(*sub);
+    if (!sink) return absl::NotFoundError("unknown subscription");
+    return picos::Channel(sink->first).Unsubscribe(sink->second);
+  }
+  if (op == "ch_msg") {
+    absl::StatusOr<uint64_t> sub = U64(frame, "sub");
+    if (!sub.ok()) return sub.status();
+    const Value& msg = Field(frame, "msg");
+    const bool closing = IsChannelClosedMessage(msg);
+    std::optional<Subscription> s = c->FindSubscription(*sub, closing);
+    if (!s) return absl::NotFoundError("message for no subscription");
+    std::optional<Value> out = msg;
+    // As for a local subscriber: the transform runs here, where it was
+    // given, and not on the message that says the channel closed.
+    if (s->transform && !closing) out = (*s->transform)(msg);
+    if (!out) return absl::OkStatus();
+    if (s->task.valid()) return s->task.Send(std::move(*out));
+    if (closing) return absl::OkStatus();  // a relay channel's own subscribers did not subscribe
+    return picos::Channel(s->relay).Send(std::move(*out));
+  }
+  if (op == "ch_send" || op == "ch_close") {
+    absl::StatusOr<ChannelRef> ch = find_channel();
+    if (!ch.ok()) return ch.status();
+    if (op == "ch_close") return picos::Channel(*ch).Close();
+    return picos::Channel(*ch).Send(Field(frame, "msg"));
+  }
+  if (op == "ch_deliver") {
+    absl::StatusOr<uint64_t> req = U64(frame, "req");
+    if (!req.ok()) return req.status();
+    absl::StatusOr<ChannelRef> ch = find_channel();
+    absl::StatusOr<uint32_t> n = FromValue<uint32_t>(Field(frame, "n"));
+    absl::StatusOr<int64_t> timeout_ns = FromValue<int64_t>(Field(frame, "timeout_ns"));
+    if (!ch.ok() || !n.ok() || !timeout_ns.ok()) {
+      absl::Status bad = ch.ok() ? absl::InvalidArgumentError("malformed deliver frame") : ch.status();
+      c->Reply(*req, bad);
+      return bad;
+    }
+    absl::StatusOr<TaskRef> t = tasks_.SpawnNamed("remote-deliver", &NodeImpl::ServeDeliver, weak, *req, *ch,
+                                                  Field(frame, "msg"), *n, *timeout_ns);
+    if (!t.ok()) c->Reply(*req, absl::UnavailableError("the peer is closing"));
+    return absl::OkStatus();
+  }
   if (op == "locate") {
     absl::StatusOr<uint64_t> req = U64(frame, "req");
     const Value& name = Field(frame, "name");
@@ -808,29 +1099,53 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     if (!req.ok() || !name.is_string() || !timeout_ns.ok()) {
       return absl::InvalidArgumentError("malformed locate frame");
     }
-    absl::StatusOr<TaskRef> t =
-        tasks_.SpawnNamed("remote-locate", &NodeImpl::ServeLocate, weak, *req, name.as_string(), *timeout_ns);
+    const bool want_channel = Field(frame, "kind") == Value("channel");
+    absl::StatusOr<TaskRef> t = tasks_.SpawnNamed("remote-locate", &NodeImpl::ServeLocate, weak, *req,
+                                                  want_channel, name.as_string(), *timeout_ns);
     if (!t.ok()) c->Reply(*req, absl::UnavailableError("the peer is closing"));
     return absl::OkStatus();
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown frame op '", op.substr(0, 32), "'"));
 }
 
-Task<absl::Status> NodeImpl::ServeLocate(std::weak_ptr<Connection> c, uint64_t req, std::string name,
-                                         int64_t timeout_ns) {
+Task<absl::Status> NodeImpl::ServeLocate(std::weak_ptr<Connection> c, uint64_t req, bool want_channel,
+                                         std::string name, int64_t timeout_ns) {
   absl::Duration timeout = timeout_ns <= 0 ? absl::ZeroDuration() : absl::Nanoseconds(timeout_ns);
-  absl::StatusOr<TaskRef> t = co_await LocateTask(name, Location::Local(), timeout);
-  if (std::shared_ptr<Connection> l = c.lock()) {
-    if (t.ok()) {
-      l->Reply(req, Value(*t));
+  absl::StatusOr<Value> result = Value();
+  if (want_channel) {
+    absl::StatusOr<ChannelRef> ch = co_await LocateChannel(name, Location::Local(), timeout);
+    if (ch.ok()) {
+      result = Value(*ch);
     } else {
-      l->Reply(req, t.status());
+      result = ch.status();
+    }
+  } else {
+    absl::StatusOr<TaskRef> t = co_await LocateTask(name, Location::Local(), timeout);
+    if (t.ok()) {
+      result = Value(*t);
+    } else {
+      result = t.status();
     }
   }
+  if (std::shared_ptr<Connection> l = c.lock()) l->Reply(req, std::move(result));
   co_return absl::OkStatus();
 }
 
-Task<absl::Status> NodeImpl::LocateAt(NodeImpl* self, std::string uri, std::string name,
+Task<absl::Status> NodeImpl::ServeDeliver(std::weak_ptr<Connection> c, uint64_t req, ChannelRef channel,
+                                          Value message, uint32_t n, int64_t timeout_ns) {
+  absl::StatusOr<size_t> reached =
+      co_await picos::Channel(channel).Deliver(std::move(message), n, absl::Nanoseconds(timeout_ns));
+  absl::StatusOr<Value> result = Value();
+  if (reached.ok()) {
+    result = Value(static_cast<uint64_t>(*reached));
+  } else {
+    result = reached.status();
+  }
+  if (std::shared_ptr<Connection> l = c.lock()) l->Reply(req, std::move(result));
+  co_return absl::OkStatus();
+}
+
+Task<absl::Status> NodeImpl::LocateAt(NodeImpl* self, std::string uri, std::string kind, std::string name,
                                       absl::Duration timeout, std::shared_ptr<Completer> done) {
   absl::StatusOr<std::shared_ptr<Connection>> c = co_await self->Connect(uri);
   if (!c.ok()) {
@@ -838,7 +1153,7 @@ Task<absl::Status> NodeImpl::LocateAt(NodeImpl* self, std::string uri, std::stri
     co_return absl::OkStatus();
   }
   (*c)->Request(Value::MapType{{"op", "locate"},
-                               {"kind", "task"},
+                               {"kind", kind},
                                {"name", name},
                                {"timeout_ns", absl::ToInt64Nanoseconds(timeout)}},
                 std::move(*done));
@@ -847,14 +1162,11 @@ Task<absl::Status> NodeImpl::LocateAt(NodeImpl* self, std::string uri, std::stri
 
 void NodeImpl::Locate(Kind kind, const std::string& name, const Location& location,
                       absl::Duration timeout, Completer done) {
-  if (kind != Kind::kTask) {
-    done.Complete(absl::UnimplementedError("locating a channel at a peer is not supported yet"));
-    return;
-  }
+  const std::string kind_name = kind == Kind::kTask ? "task" : "channel";
   if (location.kind() == Location::Kind::kPeer) {
     auto shared = std::make_shared<Completer>(std::move(done));
-    absl::StatusOr<TaskRef> t =
-        tasks_.SpawnNamed("remote-locate", &NodeImpl::LocateAt, this, location.peer(), name, timeout, shared);
+    absl::StatusOr<TaskRef> t = tasks_.SpawnNamed("remote-locate", &NodeImpl::LocateAt, this, location.peer(),
+                                                  kind_name, name, timeout, shared);
     if (!t.ok()) shared->Complete(t.status());
     return;
   }
@@ -869,12 +1181,13 @@ void NodeImpl::Locate(Kind kind, const std::string& name, const Location& locati
   first->done = std::move(done);
   first->left = by_pid_.size();
   if (first->left == 0) {
-    first->done.Complete(absl::NotFoundError(absl::StrCat("no task '", name, "': no peer is connected")));
+    first->done.Complete(
+        absl::NotFoundError(absl::StrCat("no ", kind_name, " '", name, "': no peer is connected")));
     return;
   }
   for (auto& [pid, c] : by_pid_) {
     c->Request(Value::MapType{{"op", "locate"},
-                              {"kind", "task"},
+                              {"kind", kind_name},
                               {"name", name},
                               {"timeout_ns", absl::ToInt64Nanoseconds(timeout)}},
                Completer([first](absl::StatusOr<Value> r) {

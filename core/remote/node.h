@@ -2,7 +2,10 @@
 // transport URIs, connects to other peers by URI, authenticates every
 // connection (core/remote/handshake.h), and makes handles of tasks on other
 // peers work like local ones: Send, Resume, Terminate, Throw, Join and
-// Monitor on a TaskRef that names a remote task, and LocateTask at
+// Monitor on a TaskRef that names a remote task; Subscribe (a task or a
+// relay channel, with a transform that runs on the subscriber's side),
+// Unsubscribe, Send, Deliver with a count and Close on a ChannelRef that
+// names a remote channel; LocateTask and LocateChannel at
 // Location::Peer(uri) or Location::Anywhere().
 //
 //   const picos::TransportRegistry& t = picos::transports::DefaultTransports();
@@ -21,7 +24,8 @@
 //    a version mismatch or a garbage peer as what it is.
 //  * One connection per pair of peers: a peer is found by any URI it
 //    listens on or was dialled at, and by its process id; a second
-//    connection to a peer already connected is closed after its handshake.
+//    connection to a peer already connected is closed after its handshake
+//    (except when both sides dial at the same moment: see "Not yet").
 //    Locate at a peer not yet connected connects first.
 //  * Messages from one sender thread to one remote task arrive in the order
 //    sent, while the connection lives. Everything queued for a peer goes out
@@ -40,9 +44,11 @@
 //  * Peers exchange heartbeats on an idle connection; one not heard from in
 //    heartbeat_interval * heartbeat_misses is lost as if its connection
 //    broke.
-//  * When a connection breaks, pending Join and Locate calls on it fail with
-//    kUnavailable at once, monitors of its tasks get MonitorStatus::PeerLost,
-//    and its proxies say kDone and give kUnavailable.
+//  * When a connection breaks, pending Join, Locate and Deliver calls on it
+//    fail with kUnavailable at once, monitors of its tasks get
+//    MonitorStatus::PeerLost, its proxies say kDone (closed, for channels)
+//    and give kUnavailable, and the peer's subscribers to channels of this
+//    process are dropped.
 //
 // Protocol: after the handshake each direction carries batches of frames,
 // each batch a length-prefixed Value (core/wire/value_codec.h) holding a
@@ -55,11 +61,13 @@
 // none of that risk. The schema (protocol.capnp) is versioned, so a move to
 // RPC is a version bump.
 //
-// Not yet (issue 10): remote channels (a channel handle in a message is
-// refused when sent), handles of a third process, proof in handles (a peer
-// that knows a task's id may address it), reconnection, sequence numbers
-// and acknowledgements, Deliver, services, peer events, limits
-// on buffered bytes per peer, TLS-specific tests.
+// Not yet (issue 10): handles of a third process, proof in handles (a peer
+// that knows a task's id or a channel's name may address it), one copy of
+// a broadcast per connection (today one per remote subscriber), Deliver on
+// a task handle, reconnection with sequence numbers and acknowledgements,
+// both sides connecting at once (each keeps the connection it made first,
+// so two may stay up), services, peer events, limits on buffered bytes per
+// peer and backpressure on Send.
 //
 // Threads: a Node belongs to the scheduler of the task that starts it; call
 // its methods from that scheduler's tasks and destroy it on that thread
