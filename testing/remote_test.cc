@@ -372,6 +372,75 @@ PICOS_CORO_TEST(RemoteInProcess, LocateAnywhereAsksConnectedPeers) {
   a->reset();
 }
 
+// Names every task handle as task #42 of process `pid`: how a test peer
+// with no node writes a handle of its own.
+class FakePeerCodec final : public HandleCodec {
+ public:
+  explicit FakePeerCodec(std::string pid) : pid_(std::move(pid)) {}
+  absl::StatusOr<TaskIdentity> ExportTask(const TaskRef&) override { return TaskIdentity{pid_, 42, "sink"}; }
+  absl::StatusOr<TaskRef> ImportTask(const TaskIdentity&) override { return absl::UnimplementedError("no"); }
+  absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef&) override {
+    return absl::UnimplementedError("no");
+  }
+  absl::StatusOr<ChannelRef> ImportChannel(const ChannelIdentity&) override {
+    return absl::UnimplementedError("no");
+  }
+
+ private:
+  std::string pid_;
+};
+
+PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadStaysBounded) {
+  remote::NodeOptions o = Options(kSecret, UnixName("flood"), 1);
+  o.max_queued_frames = 1000;
+  absl::StatusOr<std::unique_ptr<remote::Node>> b =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  CO_ASSERT_OK(b);
+  // A peer that authenticates, hands us a handle of its task, and never
+  // reads again.
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await Raw((*b)->uris()[0]);
+  CO_ASSERT_OK(raw);
+  remote::HandshakeOptions h;
+  h.secret = kSecret;
+  h.timeout = kLong;
+  h.process_id = ProcessId();
+  h.process_id[0] = static_cast<char>(h.process_id[0] ^ 6);
+  absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
+  CO_ASSERT_OK(peer);
+  CO_ASSERT_OK(LocalHandleCodec().ExportTask(Self()));
+  FakePeerCodec fake(h.process_id);
+  CodecOptions co;
+  co.handle_codec = &fake;
+  Value frames = Value::List({Value::Map({{"op", "send"}, {"task", Self().id()}, {"msg", Value(Self())}})});
+  absl::StatusOr<std::string> bytes = EncodeValue(frames, co);
+  CO_ASSERT_OK(bytes);
+  std::string framed(4, '\0');
+  framed[2] = static_cast<char>(bytes->size() >> 8);
+  framed[3] = static_cast<char>(bytes->size());
+  framed += *bytes;
+  CO_ASSERT_OK(co_await (*raw)->Write(framed, kLong));
+  absl::StatusOr<Value> handed = co_await Receive(kLong);
+  CO_ASSERT_OK(handed);
+  CO_ASSERT_TRUE(handed->is_task());
+  TaskRef far = handed->as_task();
+  EXPECT_NE(GetTaskProxy(far), nullptr);
+  // Flood it with 1 KiB messages until the queue for that peer is full.
+  const Value payload(std::string(1024, 'f'));
+  absl::Status sent;
+  int64_t accepted = 0;
+  const absl::Time give_up = absl::Now() + kLong;
+  while (accepted < 10'000'000 && absl::Now() < give_up) {
+    sent = far.Send(payload);
+    if (!sent.ok()) break;
+    if (++accepted % 500 == 0) co_await Yield();  // the writer runs
+  }
+  EXPECT_THAT(sent, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("reads slower")));
+  // Bounded: the queue, the stream's write queue and the kernel's buffers.
+  EXPECT_LT(accepted, 100'000) << "accepted " << accepted << " 1 KiB messages for a peer that reads nothing";
+  (*raw)->Close();
+  b->reset();
+}
+
 PICOS_CORO_TEST(RemoteInProcess, SilentPeerIsLostAfterItsHeartbeatsAreMissed) {
   remote::NodeOptions o = Options(kSecret, UnixName("hb"), 1);
   o.heartbeat_interval = absl::Milliseconds(50);

@@ -170,12 +170,13 @@ class ConnectionCodec final : public HandleCodec {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(NodeImpl* node, std::string my_pid, HandshakeResult peer, std::string dialled,
-             size_t max_frame)
+             size_t max_frame, size_t max_queued)
       : node(node),
         my_pid(std::move(my_pid)),
         peer(std::move(peer)),
         dialled(std::move(dialled)),
         max_frame(max_frame),
+        max_queued(max_queued),
         codec(this) {}
 
   // Queues `frame` for the writer. Any thread. kUnavailable once lost.
@@ -229,6 +230,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const HandshakeResult peer;
   const std::string dialled;
   const size_t max_frame;
+  const size_t max_queued;
   ConnectionCodec codec;
 
  private:
@@ -381,6 +383,10 @@ absl::Status Connection::Push(Value frame) {
   {
     absl::MutexLock lock(&mu_);
     if (lost_) return Lost();
+    if (outbox_.size() >= max_queued) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          outbox_.size(), " frames wait to be written to ", Describe(), ": it reads slower than this process sends"));
+    }
     outbox_.push_back(std::move(frame));
     if (!kicked_ && writer.valid()) {
       kicked_ = true;
@@ -798,7 +804,7 @@ std::shared_ptr<Connection> NodeImpl::Adopt(std::unique_ptr<Stream> stream, Hand
     return c;
   }
   auto c = std::make_shared<Connection>(this, my_pid_, std::move(peer), std::move(dialled),
-                                        options_.max_frame_size);
+                                        options_.max_frame_size, options_.max_queued_frames);
   c->stream = stream.get();
   by_pid_.emplace(c->peer.process_id, c);
   if (!c->dialled.empty()) by_uri_.emplace(c->dialled, c);

@@ -44,6 +44,8 @@
 //  * Peers exchange heartbeats on an idle connection; one not heard from in
 //    heartbeat_interval * heartbeat_misses is lost as if its connection
 //    broke.
+//  * Memory per peer is bounded: at most max_queued_frames wait to be
+//    written, then Send gives kResourceExhausted until the peer catches up.
 //  * When a connection breaks, pending Join, Locate and Deliver calls on it
 //    fail with kUnavailable at once, monitors of its tasks get
 //    MonitorStatus::PeerLost, its proxies say kDone (closed, for channels)
@@ -67,7 +69,8 @@
 // a task handle, reconnection with sequence numbers and acknowledgements,
 // both sides connecting at once (each keeps the connection it made first,
 // so two may stay up), services, peer events, limits on buffered bytes per
-// peer and backpressure on Send.
+// peer (frames are counted, not bytes), Deliver on a task handle waiting for
+// its mailbox.
 //
 // Threads: a Node belongs to the scheduler of the task that starts it; call
 // its methods from that scheduler's tasks and destroy it on that thread
@@ -109,6 +112,12 @@ struct NodeOptions {
   // Longest frame sent or accepted; a longer one from a peer closes its
   // connection.
   size_t max_frame_size = size_t{16} << 20;
+  // Most frames (messages and calls) queued for one peer and not yet
+  // written: beyond it Send on that peer's handles gives kResourceExhausted
+  // (and Join, Locate, Deliver fail with it), so memory stays bounded when a
+  // peer reads slower than this process sends. The stream's own bound
+  // (StreamOptions::max_write_queue) holds the bytes being written.
+  size_t max_queued_frames = size_t{1} << 20;
   // Liveness: a peer that sends nothing for heartbeat_interval gets a ping
   // (nothing is sent on a busy link); a peer heard from not once in
   // heartbeat_interval * heartbeat_misses is lost (its connection closed,
