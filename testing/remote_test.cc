@@ -441,6 +441,75 @@ PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadStaysBounded) {
   b->reset();
 }
 
+// Frames that decode but make no sense: the node answers what it can, drops
+// the rest, and keeps serving (nothing a peer sends can crash it).
+PICOS_CORO_TEST(RemoteInProcess, NonsenseFramesAreDroppedAndTheNodeKeepsServing) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName("nonsense"), 1));
+  CO_ASSERT_OK(a);
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await Raw((*a)->uris()[0]);
+  CO_ASSERT_OK(raw);
+  remote::HandshakeOptions h;
+  h.secret = kSecret;
+  h.timeout = kLong;
+  h.process_id = ProcessId();
+  h.process_id[0] = static_cast<char>(h.process_id[0] ^ 7);
+  absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
+  CO_ASSERT_OK(peer);
+  const uint64_t nobody = uint64_t{1} << 60;
+  Value frames = Value::List({
+      Value::Map({{"op", 7}}),
+      Value::Map({}),
+      Value::Map({{"op", "nope"}}),
+      Value::Map({{"op", "join"}}),
+      Value::Map({{"op", "join"}, {"req", 1}, {"task", nobody}}),
+      Value::Map({{"op", "reply"}, {"req", 12345}, {"ok", true}}),
+      Value::Map({{"op", "monitor"}, {"reg", 1}, {"task", nobody}}),
+      Value::Map({{"op", "monitor_msg"}, {"reg", 77}}),
+      Value::Map({{"op", "ch_msg"}, {"sub", 5}, {"msg", 1}}),
+      Value::Map({{"op", "ch_sub"}, {"channel", "nope"}, {"sub", 1}}),
+      Value::Map({{"op", "ch_sub"}, {"channel", 3}}),
+      Value::Map({{"op", "ch_unsub"}, {"sub", 9}}),
+      Value::Map({{"op", "ch_send"}, {"channel", "nope"}, {"msg", 1}}),
+      Value::Map({{"op", "send"}, {"task", -1}}),
+      Value::Map({{"op", "throw"}, {"task", nobody}, {"error", Value::Map({{"code", 99}})}}),
+      Value::Map({{"op", "terminate"}, {"task", nobody}}),
+      Value::Map({{"op", "locate"}, {"req", 2}, {"name", 5}}),
+      Value::Map({{"op", "locate"}, {"req", 3}, {"kind", "channel"}, {"name", "x"}, {"timeout_ns", -5}}),
+      Value::Map({{"op", "ch_deliver"}, {"req", 4}, {"channel", "none"}}),
+      Value::Map({{"op", "ping"}, {"extra", Value::List({1, 2, 3})}}),
+  });
+  absl::StatusOr<std::string> bytes = EncodeValue(frames);
+  CO_ASSERT_OK(bytes);
+  std::string framed(4, '\0');
+  framed[2] = static_cast<char>(bytes->size() >> 8);
+  framed[3] = static_cast<char>(bytes->size());
+  framed += *bytes;
+  CO_ASSERT_OK(co_await (*raw)->Write(framed, kLong));
+  // A real peer is served meanwhile, and the nonsense connection stays up.
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
+  CO_ASSERT_OK(b);
+  absl::Status s = co_await Converse((*a)->uris()[0]);
+  EXPECT_OK(s);
+  EXPECT_EQ((*a)->peers().size(), 2u) << "b and the nonsense peer, still connected";
+  // A batch that is not a list closes it.
+  absl::StatusOr<std::string> five = EncodeValue(Value(5));
+  CO_ASSERT_OK(five);
+  std::string framed5(4, '\0');
+  framed5[3] = static_cast<char>(five->size());
+  framed5 += *five;
+  CO_ASSERT_OK(co_await (*raw)->Write(framed5, kLong));
+  bool closed = co_await ClosedByPeer(raw->get());
+  EXPECT_TRUE(closed);
+  (*raw)->Close();
+  b->reset();
+  a->reset();
+  (void)co_await echo.Join(kLong);
+}
+
 PICOS_CORO_TEST(RemoteInProcess, SilentPeerIsLostAfterItsHeartbeatsAreMissed) {
   remote::NodeOptions o = Options(kSecret, UnixName("hb"), 1);
   o.heartbeat_interval = absl::Milliseconds(50);
