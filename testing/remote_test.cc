@@ -200,6 +200,53 @@ PICOS_CORO_TEST(RemoteInProcess, ChannelsAcrossPeers) {
   a->reset();
 }
 
+// Waits for {"echo": handle}, asks that echo task (on another peer) for
+// one reply through its own handle, and returns the reply's n.
+Task<int64_t> Keeper() {
+  absl::StatusOr<Value> m = co_await Receive(kLong);
+  if (!m.ok() || !(*m)["echo"].is_task()) co_return -1;
+  TaskRef echo = (*m)["echo"].as_task();
+  Value ask = Value::Map({{"reply_to", Self()}, {"n", 41}});
+  if (!echo.Send(std::move(ask)).ok()) co_return -2;
+  absl::StatusOr<Value> r = co_await Receive(kLong);
+  if (!r.ok() || !(*r)["you"].is_task() || (*r)["you"].as_task() != Self()) co_return -3;
+  co_return (*r)["n"].as_int() + 1;
+}
+
+// Three peers: B holds a handle of A's task and gives it to a task on C,
+// which uses it directly over C's own connection to A.
+PICOS_CORO_TEST(RemoteInProcess, AThirdPeerUsesAHandleItGotThroughASecond) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName("3a"), 1));
+  CO_ASSERT_OK(a);
+  absl::StatusOr<std::unique_ptr<remote::Node>> c =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName("3c"), 3));
+  CO_ASSERT_OK(c);
+  CO_ASSERT_OK(co_await (*c)->Connect((*a)->uris()[0]));
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  TaskRef keeper = ThisScheduler().SpawnNamed("keeper", Keeper);
+  CO_ASSERT_OK(RegisterTask("keeper", keeper));
+  // B last: its resolver serves this scheduler's Locate calls.
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
+  CO_ASSERT_OK(b);
+  absl::StatusOr<TaskRef> far_echo = co_await LocateTask("echo", Location::Peer((*a)->uris()[0]), kLong);
+  CO_ASSERT_OK(far_echo);
+  absl::StatusOr<TaskRef> far_keeper = co_await LocateTask("keeper", Location::Peer((*c)->uris()[0]), kLong);
+  CO_ASSERT_OK(far_keeper);
+  EXPECT_NE(GetTaskProxy(*far_keeper), nullptr);
+  CO_ASSERT_OK(far_keeper->Send(Value::Map({{"echo", *far_echo}})));
+  absl::StatusOr<Value> kept = co_await far_keeper->Join(kLong);
+  CO_ASSERT_OK(kept);
+  EXPECT_EQ(*kept, Value(42));
+  CO_ASSERT_OK(far_echo->Send(Value("quit")));
+  (void)co_await echo.Join(kLong);
+  b->reset();
+  c->reset();
+  a->reset();
+}
+
 PICOS_CORO_TEST(RemoteInProcess, WrongSecretIsRefusedOnBothSides) {
   const TransportRegistry& t = transports::DefaultTransports();
   absl::StatusOr<std::unique_ptr<remote::Node>> a =

@@ -87,30 +87,30 @@ std::string Frame(const std::string& bytes) {
 
 constexpr size_t kFramesPerBatch = 512;
 
-// What a handle of this process that crosses back after its task ended
-// becomes: every call fails cleanly (ids are never reused).
-class EndedTaskProxy final : public TaskProxy {
+// A handle that can only fail: a task of this process that crossed back
+// after it ended (ids are never reused), or a task of a process this node
+// has no connection to. Every call gives `why`.
+class DeadTaskProxy final : public TaskProxy {
  public:
-  EndedTaskProxy(uint64_t id, std::string name) : id_(id), name_(std::move(name)) {}
-  absl::Status Send(Value) override { return Ended(); }
-  absl::Status Resume(Value) override { return Ended(); }
-  absl::Status Terminate() override { return Ended(); }
-  absl::Status Throw(absl::Status) override { return Ended(); }
-  void Join(Completer done) override {
-    done.Complete(absl::NotFoundError(absl::StrCat(DebugString(), " ended; its result is gone")));
-  }
-  absl::Status Monitor(const TaskRef&) override { return Ended(); }
+  DeadTaskProxy(uint64_t id, std::string name, absl::Status why)
+      : id_(id), name_(std::move(name)), why_(std::move(why)) {}
+  absl::Status Send(Value) override { return why_; }
+  absl::Status Resume(Value) override { return why_; }
+  absl::Status Terminate() override { return why_; }
+  absl::Status Throw(absl::Status) override { return why_; }
+  void Join(Completer done) override { done.Complete(why_); }
+  absl::Status Monitor(const TaskRef&) override { return why_; }
   TaskState state() const override { return TaskState::kDone; }
   std::string name() const override { return name_; }
   uint64_t id() const override { return id_; }
   std::string DebugString() const override {
-    return absl::StrCat(name_.empty() ? "task" : name_, "#", id_, " (ended)");
+    return absl::StrCat(name_.empty() ? "task" : name_, "#", id_, " (", why_.message(), ")");
   }
 
  private:
-  absl::Status Ended() const { return absl::FailedPreconditionError(absl::StrCat(DebugString())); }
   const uint64_t id_;
   const std::string name_;
+  const absl::Status why_;
 };
 
 // A channel handle of this process that crosses back after the channel
@@ -150,6 +150,9 @@ struct MonitorReg {
 }  // namespace
 
 class Connection;
+
+// The connection of `node` to the process `pid`, or null. Node thread.
+std::shared_ptr<Connection> ConnectionTo(NodeImpl* node, const std::string& pid);
 
 // Turns handles into identities for one connection and back.
 class ConnectionCodec final : public HandleCodec {
@@ -252,8 +255,9 @@ namespace {
 
 class RemoteTaskProxy final : public TaskProxy {
  public:
-  RemoteTaskProxy(std::weak_ptr<Connection> c, const Connection* key, uint64_t id, std::string name)
-      : c_(std::move(c)), key_(key), id_(id), name_(std::move(name)) {}
+  RemoteTaskProxy(std::weak_ptr<Connection> c, const Connection* key, std::string home, uint64_t id,
+                  std::string name)
+      : c_(std::move(c)), key_(key), home_(std::move(home)), id_(id), name_(std::move(name)) {}
 
   absl::Status Send(Value message) override { return Op("send", "msg", std::move(message)); }
   absl::Status Resume(Value value) override { return Op("resume", "value", std::move(value)); }
@@ -290,6 +294,8 @@ class RemoteTaskProxy final : public TaskProxy {
                         c ? c->Describe() : std::string("gone"));
   }
   const Connection* key() const { return key_; }
+  // The process id of the task's process.
+  const std::string& home() const { return home_; }
 
  private:
   absl::Status Op(const char* op, const char* key, Value arg) {
@@ -302,6 +308,7 @@ class RemoteTaskProxy final : public TaskProxy {
 
   const std::weak_ptr<Connection> c_;
   const Connection* const key_;
+  const std::string home_;
   const uint64_t id_;
   const std::string name_;
 };
@@ -455,7 +462,8 @@ TaskRef Connection::Proxy(uint64_t id, const std::string& name) {
   absl::MutexLock lock(&mu_);
   auto it = proxies_.find(id);
   if (it != proxies_.end()) return it->second;
-  TaskRef proxy = MakeTaskProxy(std::make_unique<RemoteTaskProxy>(weak_from_this(), this, id, name));
+  TaskRef proxy =
+      MakeTaskProxy(std::make_unique<RemoteTaskProxy>(weak_from_this(), this, peer.process_id, id, name));
   proxies_.emplace(id, proxy);
   return proxy;
 }
@@ -576,12 +584,13 @@ void Connection::Fail(const absl::Status& why) {
 absl::StatusOr<TaskIdentity> ConnectionCodec::ExportTask(const TaskRef& task) {
   if (TaskProxy* p = GetTaskProxy(task); p != nullptr) {
     auto* mine = dynamic_cast<RemoteTaskProxy*>(p);
-    if (mine == nullptr || mine->key() != c_) {
-      return absl::UnimplementedError(
-          absl::StrCat("task ", task.DebugString(), " lives in a third process: not supported yet"));
+    if (mine == nullptr) {
+      return absl::UnimplementedError(absl::StrCat("task ", task.DebugString(), " is of another layer"));
     }
-    // A proxy names its task where it lives: sent back there it is the original.
-    return TaskIdentity{c_->peer.process_id, p->id(), p->name()};
+    // A proxy names its task where it lives: sent back there it is the
+    // original; sent to a third process, that process reaches it over its own
+    // connection to the task's process.
+    return TaskIdentity{mine->home(), p->id(), p->name()};
   }
   absl::StatusOr<TaskIdentity> id = LocalHandleCodec().ExportTask(task);
   if (id.ok()) id->process_id = c_->my_pid;
@@ -596,14 +605,20 @@ absl::StatusOr<TaskRef> ConnectionCodec::ImportTask(const TaskIdentity& identity
     if (absl::IsNotFound(t.status())) {
       // Ended (or never exported): a handle that fails cleanly, rather than
       // a batch that cannot be decoded.
-      return MakeTaskProxy(std::make_unique<EndedTaskProxy>(identity.task_id, identity.name));
+      return MakeTaskProxy(std::make_unique<DeadTaskProxy>(
+          identity.task_id, identity.name,
+          absl::FailedPreconditionError(absl::StrCat("task #", identity.task_id, " has ended"))));
     }
     return t;
   }
-  if (identity.process_id != c_->peer.process_id) {
-    return absl::UnimplementedError("a handle of a third process: not supported yet");
+  if (identity.process_id == c_->peer.process_id) return c_->Proxy(identity.task_id, identity.name);
+  // A task of a third process: reached over this node's connection to it.
+  if (std::shared_ptr<Connection> third = ConnectionTo(c_->node, identity.process_id); third != nullptr) {
+    return third->Proxy(identity.task_id, identity.name);
   }
-  return c_->Proxy(identity.task_id, identity.name);
+  return MakeTaskProxy(std::make_unique<DeadTaskProxy>(
+      identity.task_id, identity.name,
+      absl::UnavailableError("a task of a process this node is not connected to")));
 }
 
 absl::StatusOr<ChannelIdentity> ConnectionCodec::ExportChannel(const ChannelRef& channel) {
@@ -674,6 +689,10 @@ class NodeImpl final : public NameResolver {
     return out;
   }
   size_t refused_handshakes() const { return refused_; }
+  std::shared_ptr<Connection> ByPid(const std::string& pid) const {
+    auto it = by_pid_.find(pid);
+    return it == by_pid_.end() ? nullptr : it->second;
+  }
 
  private:
   friend class Node;
@@ -1206,6 +1225,10 @@ void NodeImpl::Locate(Kind kind, const std::string& name, const Location& locati
                  if (done) done.Complete(std::move(r));
                }));
   }
+}
+
+std::shared_ptr<Connection> ConnectionTo(NodeImpl* node, const std::string& pid) {
+  return node == nullptr ? nullptr : node->ByPid(pid);
 }
 
 // --- Node ---

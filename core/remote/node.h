@@ -34,7 +34,10 @@
 //  * Handles inside messages, replies and locate results cross as
 //    identities: a handle sent back to its own process is the original local
 //    handle; one of the peer becomes a proxy (the same proxy for the same
-//    task while the connection lives).
+//    task while the connection lives); one of a third process is reached
+//    over this node's own connection to that process (without one, the
+//    handle gives kUnavailable). A handle of this process whose task has
+//    ended comes back as one that fails with kFailedPrecondition.
 //  * Bad input closes only the connection it came on, with a logged reason:
 //    garbage or a 4 GiB length claim before the handshake, a malformed
 //    frame after it. Each accepted connection handshakes in a task of its
@@ -63,7 +66,8 @@
 // none of that risk. The schema (protocol.capnp) is versioned, so a move to
 // RPC is a version bump.
 //
-// Not yet (issue 10): handles of a third process, proof in handles (a peer
+// Not yet (issue 10): connecting on demand to the process of a third-party
+// handle (its URIs do not travel with it), proof in handles (a peer
 // that knows a task's id or a channel's name may address it), one copy of
 // a broadcast per connection (today one per remote subscriber), Deliver on
 // a task handle, reconnection with sequence numbers and acknowledgements,
