@@ -21,6 +21,7 @@
 #include "core/kernel/naming.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
+#include "core/kernel/system_message.h"
 #include "core/kernel/task.h"
 #include "core/remote/handshake.h"
 #include "core/remote/node.h"
@@ -564,11 +565,13 @@ PICOS_CORO_TEST(RemoteInProcess, SilentPeerIsLostAfterItsHeartbeatsAreMissed) {
   absl::StatusOr<std::unique_ptr<remote::Node>> a =
       co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
   CO_ASSERT_OK(a);
+  CO_ASSERT_OK(Channel((*a)->peer_events()).Subscribe(Self()));
   absl::StatusOr<std::unique_ptr<Stream>> raw = co_await Raw((*a)->uris()[0]);
   CO_ASSERT_OK(raw);
   remote::HandshakeOptions h;
   h.secret = kSecret;
   h.timeout = kLong;
+  h.name = "silent";
   h.process_id = ProcessId();
   h.process_id[0] = static_cast<char>(h.process_id[0] ^ 5);
   absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
@@ -578,6 +581,19 @@ PICOS_CORO_TEST(RemoteInProcess, SilentPeerIsLostAfterItsHeartbeatsAreMissed) {
   EXPECT_TRUE(closed);
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(150));
   EXPECT_TRUE((*a)->peers().empty());
+  // Its peer events: joined, then lost (not "left": it never closed).
+  absl::StatusOr<Value> joined = co_await Receive(kLong);
+  CO_ASSERT_OK(joined);
+  const Value* j = SystemMessagePayload(*joined, remote::kPeerEventMessage);
+  CO_ASSERT_TRUE(j != nullptr);
+  EXPECT_EQ((*j)["event"], Value("joined"));
+  EXPECT_EQ((*j)["name"], Value("silent"));
+  absl::StatusOr<Value> lost = co_await Receive(kLong);
+  CO_ASSERT_OK(lost);
+  const Value* l = SystemMessagePayload(*lost, remote::kPeerEventMessage);
+  CO_ASSERT_TRUE(l != nullptr);
+  EXPECT_EQ((*l)["event"], Value("lost"));
+  EXPECT_TRUE((*l)["reason"].is_string() && absl::StrContains((*l)["reason"].as_string(), "heartbeats"));
   (*raw)->Close();
   a->reset();
 }
@@ -592,6 +608,17 @@ PICOS_CORO_TEST(RemoteInProcess, IdleLinkStaysUpOnHeartbeats) {
   CO_ASSERT_OK(a);
   TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
   CO_ASSERT_OK(RegisterTask("echo", echo));
+  TaskRef watcher = ThisScheduler().Spawn([]() -> Task<std::string> {
+    std::string seen;
+    for (int i = 0; i < 2; ++i) {
+      absl::StatusOr<Value> m = co_await Receive(kLong);
+      if (!m.ok()) break;
+      const Value* p = SystemMessagePayload(*m, remote::kPeerEventMessage);
+      seen += p == nullptr ? "?" : (*p)["event"].as_string() + " ";
+    }
+    co_return seen;
+  });
+  CO_ASSERT_OK(Channel((*a)->peer_events()).Subscribe(watcher));
   absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, std::move(ob));
   CO_ASSERT_OK(b);
   absl::StatusOr<TaskRef> far = co_await LocateTask("echo", Location::Peer((*a)->uris()[0]), kLong);
@@ -604,7 +631,10 @@ PICOS_CORO_TEST(RemoteInProcess, IdleLinkStaysUpOnHeartbeats) {
   absl::StatusOr<Value> joined = co_await far->Join(kLong);
   CO_ASSERT_OK(joined);
   EXPECT_EQ(*joined, Value(0));
-  b->reset();
+  b->reset();  // b leaves cleanly
+  absl::StatusOr<Value> seen = co_await watcher.Join(kLong);
+  CO_ASSERT_OK(seen);
+  EXPECT_EQ(*seen, Value("joined left "));
   a->reset();
 }
 

@@ -28,6 +28,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -40,6 +41,7 @@
 #include "core/kernel/proxy.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
+#include "core/kernel/system_message.h"
 #include "core/kernel/task_group.h"
 #include "core/remote/handshake.h"
 #include "core/wire/value_codec.h"
@@ -664,8 +666,19 @@ class NodeImpl final : public NameResolver {
                                                     .max_tasks = options_.max_pending_handshakes}),
         tasks_(*scheduler_, TaskGroup::Options{.name = "remote-node"}) {}
 
+  const ChannelRef& peer_events() const { return events_.ref(); }
+  // Broadcasts a peer event (kPeerEventMessage).
+  void PeerEvent(const char* event, const Connection& c, const absl::Status& why) {
+    Value::MapType m{{"event", event},
+                     {"name", c.peer.name},
+                     {"uri", !c.peer.uris.empty() ? c.peer.uris[0] : c.dialled}};
+    if (!why.ok()) m.emplace("reason", std::string(why.message()));
+    (void)events_.Send(SystemMessage(kPeerEventMessage, Value(std::move(m))));
+  }
+
   ~NodeImpl() override {
     SetNameResolver(*scheduler_, nullptr);
+    (void)events_.Close();
     for (auto& [pid, c] : by_pid_) {
       c->Fail(absl::UnavailableError("this node closed"));
       c->node = nullptr;
@@ -737,6 +750,7 @@ class NodeImpl final : public NameResolver {
   absl::flat_hash_map<std::string, std::shared_ptr<Connection>> by_pid_;
   absl::flat_hash_map<std::string, std::shared_ptr<Connection>> by_uri_;
   size_t refused_ = 0;
+  Channel events_ = Channel::Create("picos.peer_events");
   // Last: destroyed first, while what their tasks use exists.
   TaskGroup handshakes_;  // accepted connections in their handshake
   TaskGroup tasks_;
@@ -841,6 +855,7 @@ std::shared_ptr<Connection> NodeImpl::Adopt(std::unique_ptr<Stream> stream, Hand
   absl::StatusOr<TaskRef> h = tasks_.SpawnNamed("remote-heartbeat", &NodeImpl::HeartbeatLoop, this, c);
   if (h.ok()) c->heartbeat = *h;
   PICOS_LOG(debug, "remote: connected to {}", c->Describe());
+  PeerEvent("joined", *c, absl::OkStatus());
   return c;
 }
 
@@ -860,6 +875,9 @@ void NodeImpl::Lost(const std::shared_ptr<Connection>& c, const absl::Status& wh
   }
   if (c->writer.valid()) (void)c->writer.Terminate();
   if (c->heartbeat.valid()) (void)c->heartbeat.Terminate();
+  PeerEvent(absl::IsUnavailable(why) && absl::StrContains(why.message(), "closed the connection") ? "left"
+                                                                                                  : "lost",
+            *c, why);
 }
 
 Task<absl::Status> NodeImpl::HeartbeatLoop(NodeImpl* self, std::shared_ptr<Connection> c) {
@@ -1262,6 +1280,7 @@ Task<absl::Status> Node::Connect(std::string uri) {
 }
 
 std::vector<std::string> Node::peers() const { return impl_->peers(); }
+ChannelRef Node::peer_events() const { return impl_->peer_events(); }
 size_t Node::refused_handshakes() const { return impl_->refused_handshakes(); }
 
 absl::StatusOr<std::string> LoadSecret(const std::string& path, const std::string& env_var) {

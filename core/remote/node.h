@@ -72,7 +72,7 @@
 // a broadcast per connection (today one per remote subscriber), Deliver on
 // a task handle, reconnection with sequence numbers and acknowledgements,
 // both sides connecting at once (each keeps the connection it made first,
-// so two may stay up), services, peer events, limits on buffered bytes per
+// so two may stay up), services, the --peer flag, limits on buffered bytes per
 // peer (frames are counted, not bytes), Deliver on a task handle waiting for
 // its mailbox.
 //
@@ -146,6 +146,15 @@ struct NodeOptions {
 absl::StatusOr<std::string> LoadSecret(const std::string& path,
                                        const std::string& env_var = "PICOS_REMOTE_SECRET");
 
+// The system message (core/kernel/system_message.h) of peer events, sent on
+// Node::peer_events():
+//   {"picos.peer": {"event": "joined"|"left"|"lost", "name": <its name>,
+//                   "uri": <its first URI, or the one it was dialled at>,
+//                   "reason": <why, for "left" and "lost">}}
+// "left": the peer closed the connection; "lost": it broke (an error, or
+// missed heartbeats).
+inline constexpr char kPeerEventMessage[] = "picos.peer";
+
 class NodeImpl;
 
 class Node {
@@ -177,6 +186,11 @@ class Node {
   // Peers connected now, each as "name@uri" (its first URI, or the one it
   // was dialled at).
   std::vector<std::string> peers() const;
+
+  // A channel of this node's scheduler on which every peer joining, leaving
+  // or being lost is broadcast as a kPeerEventMessage (pycos peer_status).
+  // Subscribe a task to it; it closes with the node.
+  ChannelRef peer_events() const;
 
   // Handshakes refused so far (any cause): what tests of bad peers check.
   size_t refused_handshakes() const;
