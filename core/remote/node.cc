@@ -207,6 +207,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
                         !peer.uris.empty() ? peer.uris[0] : dialled);
   }
   // The writer's batch: every frame queued, emptied.
+  bool outbox_empty() const {
+    absl::MutexLock lock(&mu_);
+    return outbox_.empty();
+  }
   std::vector<Value> TakeOutbox() {
     absl::MutexLock lock(&mu_);
     kicked_ = false;
@@ -230,6 +234,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   TaskRef heartbeat;
   int64_t last_heard_ns = 0;  // the scheduler's clock
   bool sent_since_tick = false;
+  bool writing = false;  // the writer has taken frames it has not finished writing
 
   const std::string my_pid;
   const HandshakeResult peer;
@@ -702,6 +707,12 @@ class NodeImpl final : public NameResolver {
     return out;
   }
   size_t refused_handshakes() const { return refused_; }
+  bool flushed() const {
+    for (const auto& [pid, c] : by_pid_) {
+      if (c->stream != nullptr && (c->writing || !c->outbox_empty())) return false;
+    }
+    return true;
+  }
   std::shared_ptr<Connection> ByPid(const std::string& pid) const {
     auto it = by_pid_.find(pid);
     return it == by_pid_.end() ? nullptr : it->second;
@@ -907,6 +918,7 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
     absl::StatusOr<Value> kick = co_await Receive();
     if (!kick.ok()) co_return absl::OkStatus();  // terminated: the connection is gone
     std::vector<Value> frames = c->TakeOutbox();
+    c->writing = true;
     std::string out;
     for (size_t i = 0; i < frames.size(); i += kFramesPerBatch) {
       const size_t end = std::min(frames.size(), i + kFramesPerBatch);
@@ -942,10 +954,14 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
         out += Frame(*bytes);
       }
     }
-    if (out.empty()) continue;
+    if (out.empty()) {
+      c->writing = false;
+      continue;
+    }
     if (c->stream == nullptr) co_return absl::OkStatus();
     c->sent_since_tick = true;
     absl::Status s = co_await c->stream->Write(std::move(out));
+    c->writing = false;
     if (!s.ok()) {
       if (c->node != nullptr) self->Lost(c, s);
       co_return absl::OkStatus();
@@ -1277,6 +1293,19 @@ Location Node::location() const {
 Task<absl::Status> Node::Connect(std::string uri) {
   absl::StatusOr<std::shared_ptr<Connection>> c = co_await impl_->Connect(std::move(uri));
   co_return c.status();
+}
+
+Task<absl::Status> Node::Flush(absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  while (!impl_->flushed()) {
+    if (absl::Now() >= give_up) {
+      co_return absl::DeadlineExceededError(
+          absl::StrCat("frames for peers still unwritten after ", absl::FormatDuration(timeout)));
+    }
+    absl::Status slept = co_await Sleep(absl::Milliseconds(1));
+    if (!slept.ok()) co_return slept;
+  }
+  co_return absl::OkStatus();
 }
 
 std::vector<std::string> Node::peers() const { return impl_->peers(); }

@@ -168,6 +168,8 @@ class Node {
 
   // Closes every connection (pending calls on them fail with kUnavailable,
   // monitors hear peer_lost) and listener, and removes the NameResolver.
+  // Frames not yet written are dropped: await Flush() first to send what
+  // was accepted (a program's last messages).
   ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -182,6 +184,11 @@ class Node {
   // authenticates. Suspends. kUnauthenticated ("secret mismatch"),
   // kFailedPrecondition (version mismatch), kUnavailable, kDeadlineExceeded.
   Task<absl::Status> Connect(std::string uri);
+
+  // Waits until everything accepted for every peer so far has been written
+  // to its connection (handed to the kernel). Suspends. kDeadlineExceeded
+  // after `timeout`.
+  Task<absl::Status> Flush(absl::Duration timeout = absl::Seconds(10));
 
   // Peers connected now, each as "name@uri" (its first URI, or the one it
   // was dialled at).
