@@ -76,15 +76,13 @@ absl::Status StatusOf(const Value& v) {
   return absl::Status(static_cast<absl::StatusCode>(*code), message.as_string());
 }
 
-std::string Frame(const std::string& bytes) {
-  std::string out(4, '\0');
+// Appends `bytes` to `out` as one length-prefixed message (core/io/framing.h).
+void AppendFrame(const std::string& bytes, std::string* out) {
   const uint32_t n = static_cast<uint32_t>(bytes.size());
-  out[0] = static_cast<char>(n >> 24);
-  out[1] = static_cast<char>(n >> 16);
-  out[2] = static_cast<char>(n >> 8);
-  out[3] = static_cast<char>(n);
-  out += bytes;
-  return out;
+  const char header[4] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
+                          static_cast<char>(n)};
+  out->append(header, 4);
+  out->append(bytes);
 }
 
 constexpr size_t kFramesPerBatch = 512;
@@ -211,12 +209,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
     absl::MutexLock lock(&mu_);
     return outbox_.empty();
   }
-  std::vector<Value> TakeOutbox() {
+  // The writer's next batch: up to `max` frames queued, oldest first. True
+  // if more remain (the writer then goes on without waiting for a kick).
+  bool TakeOutbox(size_t max, std::vector<Value>* out) {
     absl::MutexLock lock(&mu_);
-    kicked_ = false;
-    std::vector<Value> out;
-    out.swap(outbox_);
-    return out;
+    out->clear();
+    if (outbox_.size() <= max) {
+      out->swap(outbox_);
+      kicked_ = false;
+      return false;
+    }
+    out->assign(std::make_move_iterator(outbox_.begin()), std::make_move_iterator(outbox_.begin() + max));
+    outbox_.erase(outbox_.begin(), outbox_.begin() + max);
+    return true;  // kicked_ stays set: the writer comes back by itself
   }
   TaskRef Proxy(uint64_t id, const std::string& name);
   ChannelRef ChannelProxyFor(const std::string& name);
@@ -914,10 +919,17 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
   CodecOptions codec;
   codec.handle_codec = &c->codec;
   codec.max_encoded_size = c->max_frame;
+  // Frames per write: enough to batch, few enough that one write's buffer
+  // stays small (a buffer of megabytes per write costs page faults).
+  constexpr size_t kFramesPerWrite = 8 * kFramesPerBatch;
+  std::vector<Value> frames;
+  bool more = false;
   for (;;) {
-    absl::StatusOr<Value> kick = co_await Receive();
-    if (!kick.ok()) co_return absl::OkStatus();  // terminated: the connection is gone
-    std::vector<Value> frames = c->TakeOutbox();
+    if (!more) {
+      absl::StatusOr<Value> kick = co_await Receive();
+      if (!kick.ok()) co_return absl::OkStatus();  // terminated: the connection is gone
+    }
+    more = c->TakeOutbox(kFramesPerWrite, &frames);
     c->writing = true;
     std::string out;
     for (size_t i = 0; i < frames.size(); i += kFramesPerBatch) {
@@ -926,7 +938,7 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
                                   std::make_move_iterator(frames.begin() + end)));
       absl::StatusOr<std::string> bytes = EncodeValue(batch, codec);
       if (bytes.ok()) {
-        out += Frame(*bytes);
+        AppendFrame(*bytes, &out);
         continue;
       }
       // One of them cannot cross: each alone, so that only it is lost.
@@ -951,7 +963,7 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
           }
           if (!bytes.ok()) continue;
         }
-        out += Frame(*bytes);
+        AppendFrame(*bytes, &out);
       }
     }
     if (out.empty()) {
