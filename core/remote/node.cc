@@ -1,0 +1,1348 @@
+// Frames after the handshake (each a Value map, length-prefixed):
+//   {op: "send"|"resume", task, msg|value}   to a task of the receiver
+//   {op: "terminate", task}  {op: "throw", task, error}
+//   {op: "join", task, req}          answered by a "reply" when the task ends
+//   {op: "monitor", task, reg}       answered by a "monitor_msg" when it ends
+//   {op: "locate", req, kind, name, timeout_ns}   answered by a "reply"
+//   {op: "reply", req, ok, value|error}
+//   {op: "monitor_msg", reg, msg}
+//   {op: "ping"}                     a heartbeat, sent on an idle link
+//   {op: "ch_sub", channel, sub}     subscribe to a channel of the receiver;
+//                                    its broadcasts come back as "ch_msg"
+//   {op: "ch_unsub", channel, sub}   {op: "ch_msg", sub, msg}
+//   {op: "ch_send"|"ch_close", channel[, msg]}
+//   {op: "ch_deliver", req, channel, msg, n, timeout_ns}   answered by a "reply"
+// `task` is the task's id in the receiver's process. Errors travel as
+// {code, message}. Frames travel in batches: each length-prefixed message is
+// a Value list of up to kFramesPerBatch frames, so one capnp message (one
+// encode, one decode) carries many; a frame that cannot be encoded is sent
+// (or refused) alone, so it never costs the others.
+#include "core/remote/node.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <iterator>
+#include <fstream>
+#include <optional>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "core/io/framing.h"
+#include "core/io/io.h"
+#include "core/kernel/channel.h"
+#include "core/kernel/channel_proxy.h"
+#include "core/kernel/log.h"
+#include "core/kernel/monitor.h"
+#include "core/kernel/proxy.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/system_message.h"
+#include "core/kernel/task_group.h"
+#include "core/remote/handshake.h"
+#include "core/wire/value_codec.h"
+
+namespace picos::remote {
+
+namespace {
+
+const Value& Field(const Value& frame, const char* key) {
+  static const Value* const kNull = new Value();
+  const Value* v = frame.Find(key);
+  return v == nullptr ? *kNull : *v;
+}
+
+absl::StatusOr<uint64_t> U64(const Value& frame, const char* key) {
+  absl::StatusOr<uint64_t> n = FromValue<uint64_t>(Field(frame, key));
+  if (!n.ok()) return absl::InvalidArgumentError(absl::StrCat("frame field '", key, "' is not a uint"));
+  return n;
+}
+
+Value StatusFields(const absl::Status& s) {
+  return Value::Map({{"code", static_cast<int>(s.code())}, {"message", std::string(s.message())}});
+}
+
+absl::Status StatusOf(const Value& v) {
+  absl::StatusOr<int> code = FromValue<int>(Field(v, "code"));
+  const Value& message = Field(v, "message");
+  if (!code.ok() || !message.is_string() || *code <= 0 ||
+      *code > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
+    return absl::UnknownError("malformed status in a frame");
+  }
+  return absl::Status(static_cast<absl::StatusCode>(*code), message.as_string());
+}
+
+// Appends `bytes` to `out` as one length-prefixed message (core/io/framing.h).
+void AppendFrame(const std::string& bytes, std::string* out) {
+  const uint32_t n = static_cast<uint32_t>(bytes.size());
+  const char header[4] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
+                          static_cast<char>(n)};
+  out->append(header, 4);
+  out->append(bytes);
+}
+
+constexpr size_t kFramesPerBatch = 512;
+
+// A handle that can only fail: a task of this process that crossed back
+// after it ended (ids are never reused), or a task of a process this node
+// has no connection to. Every call gives `why`.
+class DeadTaskProxy final : public TaskProxy {
+ public:
+  DeadTaskProxy(uint64_t id, std::string name, absl::Status why)
+      : id_(id), name_(std::move(name)), why_(std::move(why)) {}
+  absl::Status Send(Value) override { return why_; }
+  absl::Status Resume(Value) override { return why_; }
+  absl::Status Terminate() override { return why_; }
+  absl::Status Throw(absl::Status) override { return why_; }
+  void Join(Completer done) override { done.Complete(why_); }
+  absl::Status Monitor(const TaskRef&) override { return why_; }
+  TaskState state() const override { return TaskState::kDone; }
+  std::string name() const override { return name_; }
+  uint64_t id() const override { return id_; }
+  std::string DebugString() const override {
+    return absl::StrCat(name_.empty() ? "task" : name_, "#", id_, " (", why_.message(), ")");
+  }
+
+ private:
+  const uint64_t id_;
+  const std::string name_;
+  const absl::Status why_;
+};
+
+// A channel handle of this process that crosses back after the channel
+// closed: closed, and every call fails cleanly.
+class EndedChannelProxy final : public ChannelProxy {
+ public:
+  explicit EndedChannelProxy(std::string name) : name_(std::move(name)) {}
+  absl::Status Subscribe(const TaskRef&, ChannelTransform) override { return Ended(); }
+  absl::Status Subscribe(const ChannelRef&, ChannelTransform) override { return Ended(); }
+  absl::Status Unsubscribe(const TaskRef&) override { return Ended(); }
+  absl::Status Unsubscribe(const ChannelRef&) override { return Ended(); }
+  absl::Status Send(Value) override { return Ended(); }
+  void Deliver(Value, uint32_t, absl::Duration, Completer done) override { done.Complete(Ended()); }
+  absl::Status Close() override { return Ended(); }
+  bool closed() const override { return true; }
+  std::string DebugString() const override { return absl::StrCat("channel:", name_, " (closed)"); }
+
+ private:
+  absl::Status Ended() const { return absl::FailedPreconditionError(DebugString()); }
+  const std::string name_;
+};
+
+// A subscription this side holds to a channel of the peer.
+struct Subscription {
+  std::string channel;  // its name at the peer
+  TaskRef task;         // the subscriber: a task ...
+  ChannelRef relay;     // ... or a channel
+  std::shared_ptr<const ChannelTransform> transform;
+};
+
+struct MonitorReg {
+  TaskRef monitor;
+  uint64_t watched_id;
+  std::string watched_name;
+};
+
+}  // namespace
+
+class Connection;
+
+// The connection of `node` to the process `pid`, or null. Node thread.
+std::shared_ptr<Connection> ConnectionTo(NodeImpl* node, const std::string& pid);
+
+// Turns handles into identities for one connection and back.
+class ConnectionCodec final : public HandleCodec {
+ public:
+  explicit ConnectionCodec(Connection* c) : c_(c) {}
+  absl::StatusOr<TaskIdentity> ExportTask(const TaskRef& task) override;
+  absl::StatusOr<TaskRef> ImportTask(const TaskIdentity& identity) override;
+  absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef& channel) override;
+  absl::StatusOr<ChannelRef> ImportChannel(const ChannelIdentity& identity) override;
+
+ private:
+  Connection* const c_;
+};
+
+// One authenticated connection to one peer. The parts marked "node thread"
+// are touched only there; the rest is guarded by mu_, for proxies used from
+// any thread.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(NodeImpl* node, std::string my_pid, HandshakeResult peer, std::string dialled,
+             size_t max_frame, size_t max_queued)
+      : node(node),
+        my_pid(std::move(my_pid)),
+        peer(std::move(peer)),
+        dialled(std::move(dialled)),
+        max_frame(max_frame),
+        max_queued(max_queued),
+        codec(this) {}
+
+  // Queues `frame` for the writer. Any thread. kUnavailable once lost.
+  absl::Status Push(Value frame);
+  // Queues a frame that expects a "reply"; `done` gets it.
+  void Request(Value::MapType fields, Completer done);
+  void Reply(uint64_t req, absl::StatusOr<Value> result);
+  absl::StatusOr<uint64_t> AddMonitor(MonitorReg reg);
+  Completer TakePending(uint64_t req);
+  std::optional<MonitorReg> TakeMonitor(uint64_t reg);
+  // The connection is gone: pending calls fail, monitors hear peer_lost.
+  // Any thread; idempotent.
+  void Fail(const absl::Status& why);
+  bool lost() const {
+    absl::MutexLock lock(&mu_);
+    return lost_;
+  }
+  absl::Status Lost() const {
+    return absl::UnavailableError(absl::StrCat("peer ", Describe(), " lost"));
+  }
+  std::string Describe() const {
+    return absl::StrCat(peer.name.empty() ? "peer" : peer.name, "@",
+                        !peer.uris.empty() ? peer.uris[0] : dialled);
+  }
+  // The writer's batch: every frame queued, emptied.
+  bool outbox_empty() const {
+    absl::MutexLock lock(&mu_);
+    return outbox_.empty();
+  }
+  // The writer's next batch: up to `max` frames queued, oldest first. True
+  // if more remain (the writer then goes on without waiting for a kick).
+  bool TakeOutbox(size_t max, std::vector<Value>* out) {
+    absl::MutexLock lock(&mu_);
+    out->clear();
+    if (outbox_.size() <= max) {
+      out->swap(outbox_);
+      kicked_ = false;
+      return false;
+    }
+    out->assign(std::make_move_iterator(outbox_.begin()), std::make_move_iterator(outbox_.begin() + max));
+    outbox_.erase(outbox_.begin(), outbox_.begin() + max);
+    return true;  // kicked_ stays set: the writer comes back by itself
+  }
+  TaskRef Proxy(uint64_t id, const std::string& name);
+  ChannelRef ChannelProxyFor(const std::string& name);
+  absl::Status Subscribe(Subscription sub);
+  absl::Status Unsubscribe(const std::string& channel, const TaskRef& task, const ChannelRef& relay);
+  std::optional<Subscription> FindSubscription(uint64_t sub, bool erase);
+  void AddSink(uint64_t sub, ChannelRef channel, SinkId sink);
+  std::optional<std::pair<ChannelRef, SinkId>> TakeSink(uint64_t sub);
+
+  // Node thread.
+  NodeImpl* node;
+  Stream* stream = nullptr;  // owned by the reader task; null once lost
+  TaskRef writer;
+  TaskRef reader;
+  TaskRef heartbeat;
+  int64_t last_heard_ns = 0;  // the scheduler's clock
+  bool sent_since_tick = false;
+  bool writing = false;  // the writer has taken frames it has not finished writing
+
+  const std::string my_pid;
+  const HandshakeResult peer;
+  const std::string dialled;
+  const size_t max_frame;
+  const size_t max_queued;
+  ConnectionCodec codec;
+
+ private:
+  mutable absl::Mutex mu_;
+  bool lost_ ABSL_GUARDED_BY(mu_) = false;
+  bool kicked_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<Value> outbox_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  absl::flat_hash_map<uint64_t, Completer> pending_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, MonitorReg> monitors_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, TaskRef> proxies_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, ChannelRef> channel_proxies_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Subscription> subs_ ABSL_GUARDED_BY(mu_);
+  // Subscriptions the peer holds to channels of this process: served by sinks.
+  absl::flat_hash_map<uint64_t, std::pair<ChannelRef, SinkId>> sinks_ ABSL_GUARDED_BY(mu_);
+};
+
+namespace {
+
+class RemoteTaskProxy final : public TaskProxy {
+ public:
+  RemoteTaskProxy(std::weak_ptr<Connection> c, const Connection* key, std::string home, uint64_t id,
+                  std::string name)
+      : c_(std::move(c)), key_(key), home_(std::move(home)), id_(id), name_(std::move(name)) {}
+
+  absl::Status Send(Value message) override { return Op("send", "msg", std::move(message)); }
+  absl::Status Resume(Value value) override { return Op("resume", "value", std::move(value)); }
+  absl::Status Terminate() override { return Op("terminate", "", Value()); }
+  absl::Status Throw(absl::Status error) override { return Op("throw", "error", StatusFields(error)); }
+
+  void Join(Completer done) override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) {
+      done.Complete(absl::UnavailableError("peer gone"));
+      return;
+    }
+    c->Request(Value::MapType{{"op", "join"}, {"task", id_}}, std::move(done));
+  }
+
+  absl::Status Monitor(const TaskRef& monitor) override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) return absl::UnavailableError("peer gone");
+    absl::StatusOr<uint64_t> reg = c->AddMonitor(MonitorReg{monitor, id_, name_});
+    if (!reg.ok()) return reg.status();
+    return c->Push(Value::Map({{"op", "monitor"}, {"task", id_}, {"reg", *reg}}));
+  }
+
+  TaskState state() const override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr || c->lost()) return TaskState::kDone;
+    return TaskState::kWaiting;  // alive as far as this side knows
+  }
+  std::string name() const override { return name_; }
+  uint64_t id() const override { return id_; }
+  std::string DebugString() const override {
+    std::shared_ptr<Connection> c = c_.lock();
+    return absl::StrCat(name_.empty() ? "task" : name_, "#", id_, "@",
+                        c ? c->Describe() : std::string("gone"));
+  }
+  const Connection* key() const { return key_; }
+  // The process id of the task's process.
+  const std::string& home() const { return home_; }
+
+ private:
+  absl::Status Op(const char* op, const char* key, Value arg) {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) return absl::UnavailableError("peer gone");
+    Value::MapType f{{"op", op}, {"task", id_}};
+    if (*key != '\0') f.emplace(key, std::move(arg));
+    return c->Push(Value(std::move(f)));
+  }
+
+  const std::weak_ptr<Connection> c_;
+  const Connection* const key_;
+  const std::string home_;
+  const uint64_t id_;
+  const std::string name_;
+};
+
+class RemoteChannelProxy final : public ChannelProxy {
+ public:
+  RemoteChannelProxy(std::weak_ptr<Connection> c, const Connection* key, std::string name)
+      : c_(std::move(c)), key_(key), name_(std::move(name)) {}
+
+  absl::Status Subscribe(const TaskRef& task, ChannelTransform transform) override {
+    return Sub(task, ChannelRef(), std::move(transform));
+  }
+  absl::Status Subscribe(const ChannelRef& channel, ChannelTransform transform) override {
+    return Sub(TaskRef(), channel, std::move(transform));
+  }
+  absl::Status Unsubscribe(const TaskRef& task) override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) return absl::UnavailableError("peer gone");
+    return c->Unsubscribe(name_, task, ChannelRef());
+  }
+  absl::Status Unsubscribe(const ChannelRef& channel) override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) return absl::UnavailableError("peer gone");
+    return c->Unsubscribe(name_, TaskRef(), channel);
+  }
+  absl::Status Send(Value message) override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) return absl::UnavailableError("peer gone");
+    return c->Push(Value::Map({{"op", "ch_send"}, {"channel", name_}, {"msg", std::move(message)}}));
+  }
+  void Deliver(Value message, uint32_t n, absl::Duration timeout, Completer done) override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) {
+      done.Complete(absl::UnavailableError("peer gone"));
+      return;
+    }
+    c->Request(Value::MapType{{"op", "ch_deliver"},
+                              {"channel", name_},
+                              {"msg", std::move(message)},
+                              {"n", n},
+                              {"timeout_ns", absl::ToInt64Nanoseconds(timeout)}},
+               std::move(done));
+  }
+  absl::Status Close() override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) return absl::UnavailableError("peer gone");
+    return c->Push(Value::Map({{"op", "ch_close"}, {"channel", name_}}));
+  }
+  bool closed() const override {
+    std::shared_ptr<Connection> c = c_.lock();
+    return c == nullptr || c->lost();
+  }
+  std::string DebugString() const override {
+    std::shared_ptr<Connection> c = c_.lock();
+    return absl::StrCat("channel:", name_, "@", c ? c->Describe() : std::string("gone"));
+  }
+  const Connection* key() const { return key_; }
+
+ private:
+  absl::Status Sub(const TaskRef& task, const ChannelRef& relay, ChannelTransform transform) {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) return absl::UnavailableError("peer gone");
+    Subscription s{name_, task, relay, nullptr};
+    if (transform) s.transform = std::make_shared<const ChannelTransform>(std::move(transform));
+    return c->Subscribe(std::move(s));
+  }
+
+  const std::weak_ptr<Connection> c_;
+  const Connection* const key_;
+  const std::string name_;
+};
+
+}  // namespace
+
+// --- Connection ---
+
+absl::Status Connection::Push(Value frame) {
+  TaskRef kick;
+  {
+    absl::MutexLock lock(&mu_);
+    if (lost_) return Lost();
+    if (outbox_.size() >= max_queued) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          outbox_.size(), " frames wait to be written to ", Describe(), ": it reads slower than this process sends"));
+    }
+    outbox_.push_back(std::move(frame));
+    if (!kicked_ && writer.valid()) {
+      kicked_ = true;
+      kick = writer;
+    }
+  }
+  if (kick.valid()) (void)kick.Send(Value());
+  return absl::OkStatus();
+}
+
+void Connection::Request(Value::MapType fields, Completer done) {
+  uint64_t req = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!lost_) {
+      req = next_id_++;
+      pending_.emplace(req, std::move(done));
+    }
+  }
+  if (req == 0) {
+    done.Complete(Lost());
+    return;
+  }
+  fields.emplace("req", req);
+  absl::Status s = Push(Value(std::move(fields)));
+  if (!s.ok()) TakePending(req).Complete(s);
+}
+
+void Connection::Reply(uint64_t req, absl::StatusOr<Value> result) {
+  Value::MapType f{{"op", "reply"}, {"req", req}, {"ok", result.ok()}};
+  if (result.ok()) {
+    f.emplace("value", *std::move(result));
+  } else {
+    f.emplace("error", StatusFields(result.status()));
+  }
+  (void)Push(Value(std::move(f)));
+}
+
+absl::StatusOr<uint64_t> Connection::AddMonitor(MonitorReg reg) {
+  absl::MutexLock lock(&mu_);
+  if (lost_) return Lost();
+  uint64_t id = next_id_++;
+  monitors_.emplace(id, std::move(reg));
+  return id;
+}
+
+Completer Connection::TakePending(uint64_t req) {
+  absl::MutexLock lock(&mu_);
+  auto it = pending_.find(req);
+  if (it == pending_.end()) return Completer();
+  Completer c = std::move(it->second);
+  pending_.erase(it);
+  return c;
+}
+
+std::optional<MonitorReg> Connection::TakeMonitor(uint64_t reg) {
+  absl::MutexLock lock(&mu_);
+  auto it = monitors_.find(reg);
+  if (it == monitors_.end()) return std::nullopt;
+  std::optional<MonitorReg> m = std::move(it->second);
+  monitors_.erase(it);
+  return m;
+}
+
+TaskRef Connection::Proxy(uint64_t id, const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = proxies_.find(id);
+  if (it != proxies_.end()) return it->second;
+  TaskRef proxy =
+      MakeTaskProxy(std::make_unique<RemoteTaskProxy>(weak_from_this(), this, peer.process_id, id, name));
+  proxies_.emplace(id, proxy);
+  return proxy;
+}
+
+ChannelRef Connection::ChannelProxyFor(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = channel_proxies_.find(name);
+  if (it != channel_proxies_.end()) return it->second;
+  ChannelRef proxy = MakeChannelProxy(name, std::make_unique<RemoteChannelProxy>(weak_from_this(), this, name));
+  channel_proxies_.emplace(name, proxy);
+  return proxy;
+}
+
+absl::Status Connection::Subscribe(Subscription sub) {
+  uint64_t id;
+  {
+    absl::MutexLock lock(&mu_);
+    if (lost_) return Lost();
+    for (const auto& [sid, s] : subs_) {
+      if (s.channel == sub.channel && s.task == sub.task && s.relay == sub.relay) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            sub.task.valid() ? sub.task.DebugString() : sub.relay.DebugString(),
+            " already subscribes to channel ", sub.channel));
+      }
+    }
+    id = next_id_++;
+    subs_.emplace(id, sub);
+  }
+  absl::Status s = Push(Value::Map({{"op", "ch_sub"}, {"channel", sub.channel}, {"sub", id}}));
+  if (!s.ok()) {
+    absl::MutexLock lock(&mu_);
+    subs_.erase(id);
+  }
+  return s;
+}
+
+absl::Status Connection::Unsubscribe(const std::string& channel, const TaskRef& task,
+                                     const ChannelRef& relay) {
+  std::optional<Subscription> gone;  // destroyed after the lock is released
+  uint64_t id = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (lost_) return Lost();
+    for (auto it = subs_.begin(); it != subs_.end(); ++it) {
+      if (it->second.channel == channel && it->second.task == task && it->second.relay == relay) {
+        id = it->first;
+        gone = std::move(it->second);
+        subs_.erase(it);
+        break;
+      }
+    }
+  }
+  if (id == 0) {
+    return absl::NotFoundError(absl::StrCat(task.valid() ? task.DebugString() : relay.DebugString(),
+                                            " does not subscribe to channel ", channel));
+  }
+  return Push(Value::Map({{"op", "ch_unsub"}, {"channel", channel}, {"sub", id}}));
+}
+
+std::optional<Subscription> Connection::FindSubscription(uint64_t sub, bool erase) {
+  absl::MutexLock lock(&mu_);
+  auto it = subs_.find(sub);
+  if (it == subs_.end()) return std::nullopt;
+  std::optional<Subscription> s = it->second;
+  if (erase) subs_.erase(it);
+  return s;
+}
+
+void Connection::AddSink(uint64_t sub, ChannelRef channel, SinkId sink) {
+  absl::MutexLock lock(&mu_);
+  sinks_.emplace(sub, std::make_pair(std::move(channel), sink));
+}
+
+std::optional<std::pair<ChannelRef, SinkId>> Connection::TakeSink(uint64_t sub) {
+  absl::MutexLock lock(&mu_);
+  auto it = sinks_.find(sub);
+  if (it == sinks_.end()) return std::nullopt;
+  std::optional<std::pair<ChannelRef, SinkId>> s = std::move(it->second);
+  sinks_.erase(it);
+  return s;
+}
+
+void Connection::Fail(const absl::Status& why) {
+  absl::flat_hash_map<uint64_t, Completer> pending;
+  absl::flat_hash_map<uint64_t, MonitorReg> monitors;
+  absl::flat_hash_map<uint64_t, TaskRef> proxies;
+  absl::flat_hash_map<std::string, ChannelRef> channel_proxies;
+  absl::flat_hash_map<uint64_t, Subscription> subs;
+  absl::flat_hash_map<uint64_t, std::pair<ChannelRef, SinkId>> sinks;
+  std::vector<Value> outbox;
+  {
+    absl::MutexLock lock(&mu_);
+    if (lost_) return;
+    lost_ = true;
+    pending.swap(pending_);
+    monitors.swap(monitors_);
+    proxies.swap(proxies_);
+    channel_proxies.swap(channel_proxies_);
+    subs.swap(subs_);
+    sinks.swap(sinks_);
+    outbox.swap(outbox_);
+  }
+  // The peer's subscribers behind this connection are dropped.
+  for (auto& [sub, s] : sinks) (void)picos::Channel(s.first).Unsubscribe(s.second);
+  // Outside the lock: each of these may call back into the connection
+  // (which now refuses) or run a task's destructors.
+  const absl::Status lost = absl::UnavailableError(absl::StrCat("peer ", Describe(), " lost: ", why.message()));
+  for (auto& [req, done] : pending) done.Complete(lost);
+  for (auto& [reg, m] : monitors) {
+    auto it = proxies.find(m.watched_id);
+    TaskRef watched = it == proxies.end() ? TaskRef() : it->second;
+    absl::Status sent =
+        m.monitor.Send(MonitorStatus::PeerLost(watched, m.watched_name, m.watched_id, lost).ToValue());
+    if (!sent.ok()) PICOS_LOG(debug, "peer_lost for a gone monitor dropped: {}", sent.ToString());
+  }
+}
+
+absl::StatusOr<TaskIdentity> ConnectionCodec::ExportTask(const TaskRef& task) {
+  if (TaskProxy* p = GetTaskProxy(task); p != nullptr) {
+    auto* mine = dynamic_cast<RemoteTaskProxy*>(p);
+    if (mine == nullptr) {
+      return absl::UnimplementedError(absl::StrCat("task ", task.DebugString(), " is of another layer"));
+    }
+    // A proxy names its task where it lives: sent back there it is the
+    // original; sent to a third process, that process reaches it over its own
+    // connection to the task's process.
+    return TaskIdentity{mine->home(), p->id(), p->name()};
+  }
+  absl::StatusOr<TaskIdentity> id = LocalHandleCodec().ExportTask(task);
+  if (id.ok()) id->process_id = c_->my_pid;
+  return id;
+}
+
+absl::StatusOr<TaskRef> ConnectionCodec::ImportTask(const TaskIdentity& identity) {
+  if (identity.process_id == c_->my_pid) {
+    TaskIdentity local = identity;
+    local.process_id = ProcessId();
+    absl::StatusOr<TaskRef> t = LocalHandleCodec().ImportTask(local);
+    if (absl::IsNotFound(t.status())) {
+      // Ended (or never exported): a handle that fails cleanly, rather than
+      // a batch that cannot be decoded.
+      return MakeTaskProxy(std::make_unique<DeadTaskProxy>(
+          identity.task_id, identity.name,
+          absl::FailedPreconditionError(absl::StrCat("task #", identity.task_id, " has ended"))));
+    }
+    return t;
+  }
+  if (identity.process_id == c_->peer.process_id) return c_->Proxy(identity.task_id, identity.name);
+  // A task of a third process: reached over this node's connection to it.
+  if (std::shared_ptr<Connection> third = ConnectionTo(c_->node, identity.process_id); third != nullptr) {
+    return third->Proxy(identity.task_id, identity.name);
+  }
+  return MakeTaskProxy(std::make_unique<DeadTaskProxy>(
+      identity.task_id, identity.name,
+      absl::UnavailableError("a task of a process this node is not connected to")));
+}
+
+absl::StatusOr<ChannelIdentity> ConnectionCodec::ExportChannel(const ChannelRef& channel) {
+  if (ChannelProxy* p = GetChannelProxy(channel); p != nullptr) {
+    auto* mine = dynamic_cast<RemoteChannelProxy*>(p);
+    if (mine == nullptr || mine->key() != c_) {
+      return absl::UnimplementedError(
+          absl::StrCat(channel.DebugString(), " lives in a third process: not supported yet"));
+    }
+    return ChannelIdentity{c_->peer.process_id, channel.name()};
+  }
+  absl::StatusOr<ChannelIdentity> id = LocalHandleCodec().ExportChannel(channel);
+  if (id.ok()) id->process_id = c_->my_pid;
+  return id;
+}
+
+absl::StatusOr<ChannelRef> ConnectionCodec::ImportChannel(const ChannelIdentity& identity) {
+  if (identity.process_id == c_->my_pid) {
+    ChannelIdentity local = identity;
+    local.process_id = ProcessId();
+    absl::StatusOr<ChannelRef> ch = LocalHandleCodec().ImportChannel(local);
+    if (absl::IsNotFound(ch.status())) {
+      return MakeChannelProxy(identity.name, std::make_unique<EndedChannelProxy>(identity.name));
+    }
+    return ch;
+  }
+  if (identity.process_id != c_->peer.process_id) {
+    return absl::UnimplementedError("a channel of a third process: not supported yet");
+  }
+  return c_->ChannelProxyFor(identity.name);
+}
+
+// --- NodeImpl ---
+
+class NodeImpl final : public NameResolver {
+ public:
+  NodeImpl(const TransportRegistry& transports, NodeOptions options)
+      : transports_(&transports),
+        options_(std::move(options)),
+        my_pid_(options_.process_id.empty() ? ProcessId() : options_.process_id),
+        scheduler_(&ThisScheduler()),
+        handshakes_(*scheduler_, TaskGroup::Options{.name = "remote-handshake",
+                                                    .max_tasks = options_.max_pending_handshakes}),
+        tasks_(*scheduler_, TaskGroup::Options{.name = "remote-node"}) {}
+
+  const ChannelRef& peer_events() const { return events_.ref(); }
+  // Broadcasts a peer event (kPeerEventMessage).
+  void PeerEvent(const char* event, const Connection& c, const absl::Status& why) {
+    Value::MapType m{{"event", event},
+                     {"name", c.peer.name},
+                     {"uri", !c.peer.uris.empty() ? c.peer.uris[0] : c.dialled}};
+    if (!why.ok()) m.emplace("reason", std::string(why.message()));
+    (void)events_.Send(SystemMessage(kPeerEventMessage, Value(std::move(m))));
+  }
+
+  ~NodeImpl() override {
+    SetNameResolver(*scheduler_, nullptr);
+    (void)events_.Close();
+    for (auto& [pid, c] : by_pid_) {
+      c->Fail(absl::UnavailableError("this node closed"));
+      c->node = nullptr;
+      c->stream = nullptr;
+    }
+    for (auto& l : listeners_) l->Close();
+    // tasks_ is destroyed next (declared last): the readers' frames go, and
+    // with them the streams they own, on this thread.
+  }
+
+  Task<absl::Status> StartListening();
+  Task<absl::StatusOr<std::shared_ptr<Connection>>> Connect(std::string uri);
+
+  void Locate(Kind kind, const std::string& name, const Location& location, absl::Duration timeout,
+              Completer done) override;
+
+  const std::vector<std::string>& uris() const { return uris_; }
+  std::vector<std::string> peers() const {
+    std::vector<std::string> out;
+    for (const auto& [pid, c] : by_pid_) out.push_back(c->Describe());
+    return out;
+  }
+  size_t refused_handshakes() const { return refused_; }
+  bool flushed() const {
+    for (const auto& [pid, c] : by_pid_) {
+      if (c->stream != nullptr && (c->writing || !c->outbox_empty())) return false;
+    }
+    return true;
+  }
+  std::shared_ptr<Connection> ByPid(const std::string& pid) const {
+    auto it = by_pid_.find(pid);
+    return it == by_pid_.end() ? nullptr : it->second;
+  }
+
+ private:
+  friend class Node;
+  Task<absl::Status> AcceptLoop(Listener* listener);
+  Task<absl::Status> AcceptOne(std::unique_ptr<Stream> stream);
+  HandshakeOptions Handshaking(Role role) const {
+    HandshakeOptions h;
+    h.secret = options_.secret;
+    h.role = role;
+    h.timeout = options_.handshake_timeout;
+    h.uris = uris_;
+    h.name = options_.name;
+    h.process_id = my_pid_;
+    return h;
+  }
+  // Takes a connection whose handshake succeeded; gives the one to use.
+  std::shared_ptr<Connection> Adopt(std::unique_ptr<Stream> stream, HandshakeResult peer,
+                                    std::string dialled);
+  void Lost(const std::shared_ptr<Connection>& c, const absl::Status& why);
+  std::shared_ptr<Connection> Find(const std::string& uri) const {
+    auto it = by_uri_.find(uri);
+    return it == by_uri_.end() ? nullptr : it->second;
+  }
+  static Task<absl::Status> ReaderLoop(NodeImpl* self, std::shared_ptr<Connection> c,
+                                       std::unique_ptr<Stream> stream);
+  static Task<absl::Status> WriterLoop(NodeImpl* self, std::shared_ptr<Connection> c);
+  static Task<absl::Status> HeartbeatLoop(NodeImpl* self, std::shared_ptr<Connection> c);
+  absl::Status Dispatch(const std::shared_ptr<Connection>& c, const Value& frame);
+  static Task<absl::Status> LocateAt(NodeImpl* self, std::string uri, std::string kind, std::string name,
+                                     absl::Duration timeout, std::shared_ptr<Completer> done);
+  static Task<absl::Status> ServeLocate(std::weak_ptr<Connection> c, uint64_t req, bool want_channel,
+                                        std::string name, int64_t timeout_ns);
+  static Task<absl::Status> ServeDeliver(std::weak_ptr<Connection> c, uint64_t req, ChannelRef channel,
+                                         Value message, uint32_t n, int64_t timeout_ns);
+
+  const TransportRegistry* transports_;
+  NodeOptions options_;
+  const std::string my_pid_;
+  Scheduler* scheduler_;
+  std::vector<std::string> uris_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  absl::flat_hash_map<std::string, std::shared_ptr<Connection>> by_pid_;
+  absl::flat_hash_map<std::string, std::shared_ptr<Connection>> by_uri_;
+  size_t refused_ = 0;
+  Channel events_ = Channel::Create("picos.peer_events");
+  // Last: destroyed first, while what their tasks use exists.
+  TaskGroup handshakes_;  // accepted connections in their handshake
+  TaskGroup tasks_;
+};
+
+Task<absl::Status> NodeImpl::StartListening() {
+  for (const std::string& uri : options_.listen) {
+    absl::StatusOr<std::unique_ptr<Listener>> l = co_await transports_->Listen(uri);
+    if (!l.ok()) {
+      co_return absl::Status(l.status().code(),
+                             absl::StrCat("listening on ", uri, ": ", l.status().message()));
+    }
+    if (options_.advertise.empty()) uris_.push_back((*l)->address());
+    listeners_.push_back(*std::move(l));
+  }
+  if (!options_.advertise.empty()) uris_ = options_.advertise;
+  for (auto& l : listeners_) {
+    absl::StatusOr<TaskRef> t = tasks_.SpawnNamed("remote-accept", &NodeImpl::AcceptLoop, this, l.get());
+    if (!t.ok()) co_return t.status();
+  }
+  SetNameResolver(*scheduler_, this);
+  co_return absl::OkStatus();
+}
+
+Task<absl::Status> NodeImpl::AcceptLoop(Listener* listener) {
+  for (;;) {
+    absl::StatusOr<std::unique_ptr<Stream>> s = co_await listener->Accept();
+    if (!s.ok()) {
+      if (absl::IsFailedPrecondition(s.status())) co_return absl::OkStatus();  // closed
+      PICOS_LOG_LIMITED(warn, "remote: accept on {} failed: {}", listener->address(), s.status().ToString());
+      continue;
+    }
+    // Each handshake in a task of its own, bounded by handshake_timeout, so
+    // a silent client never delays the next.
+    absl::StatusOr<TaskRef> t =
+        handshakes_.SpawnNamed("remote-handshake", &NodeImpl::AcceptOne, this, *std::move(s));
+    if (!t.ok()) {
+      // The stream was not taken: it closes with `s`, at the end of this turn.
+      ++refused_;
+      PICOS_LOG_LIMITED(warn, "remote: refused a connection on {}: {} handshakes pending already",
+                        listener->address(), options_.max_pending_handshakes);
+    }
+  }
+}
+
+Task<absl::Status> NodeImpl::AcceptOne(std::unique_ptr<Stream> stream) {
+  absl::StatusOr<HandshakeResult> peer = co_await Handshake(*stream, Handshaking(Role::kAcceptor));
+  if (!peer.ok()) {
+    ++refused_;
+    PICOS_LOG_LIMITED(warn, "remote: refused a connection from {}: {}", stream->peer_address(),
+                      peer.status().ToString());
+    stream->Close();
+    co_return absl::OkStatus();
+  }
+  (void)Adopt(std::move(stream), *std::move(peer), std::string());
+  co_return absl::OkStatus();
+}
+
+Task<absl::StatusOr<std::shared_ptr<Connection>>> NodeImpl::Connect(std::string uri) {
+  if (std::shared_ptr<Connection> c = Find(uri); c != nullptr) co_return c;
+  absl::StatusOr<std::unique_ptr<Stream>> s = co_await transports_->Connect(uri, options_.connect_timeout);
+  if (!s.ok()) {
+    co_return absl::Status(s.status().code(), absl::StrCat("connecting to ", uri, ": ", s.status().message()));
+  }
+  absl::StatusOr<HandshakeResult> peer = co_await Handshake(**s, Handshaking(Role::kConnector));
+  if (!peer.ok()) {
+    ++refused_;
+    PICOS_LOG_LIMITED(warn, "remote: handshake with {} failed: {}", uri, peer.status().ToString());
+    (*s)->Close();
+    co_return absl::Status(peer.status().code(),
+                           absl::StrCat("handshake with ", uri, ": ", peer.status().message()));
+  }
+  co_return Adopt(*std::move(s), *std::move(peer), uri);
+}
+
+std::shared_ptr<Connection> NodeImpl::Adopt(std::unique_ptr<Stream> stream, HandshakeResult peer,
+                                            std::string dialled) {
+  auto existing = by_pid_.find(peer.process_id);
+  if (existing != by_pid_.end()) {
+    // One connection per pair of peers: the one already up wins.
+    std::shared_ptr<Connection> c = existing->second;
+    if (!dialled.empty()) by_uri_.emplace(dialled, c);
+    stream->Close();
+    return c;
+  }
+  auto c = std::make_shared<Connection>(this, my_pid_, std::move(peer), std::move(dialled),
+                                        options_.max_frame_size, options_.max_queued_frames);
+  c->stream = stream.get();
+  by_pid_.emplace(c->peer.process_id, c);
+  if (!c->dialled.empty()) by_uri_.emplace(c->dialled, c);
+  for (const std::string& u : c->peer.uris) by_uri_.emplace(u, c);
+  absl::StatusOr<TaskRef> w = tasks_.SpawnNamed("remote-writer", &NodeImpl::WriterLoop, this, c);
+  absl::StatusOr<TaskRef> r =
+      tasks_.SpawnNamed("remote-reader", &NodeImpl::ReaderLoop, this, c, std::move(stream));
+  if (!w.ok() || !r.ok()) {
+    Lost(c, absl::UnavailableError("this node is closing"));
+    return c;
+  }
+  c->writer = *w;  // before any proxy of the connection exists: no other thread reads it yet
+  c->reader = *r;
+  c->last_heard_ns = scheduler_->NowNs();
+  absl::StatusOr<TaskRef> h = tasks_.SpawnNamed("remote-heartbeat", &NodeImpl::HeartbeatLoop, this, c);
+  if (h.ok()) c->heartbeat = *h;
+  PICOS_LOG(debug, "remote: connected to {}", c->Describe());
+  PeerEvent("joined", *c, absl::OkStatus());
+  return c;
+}
+
+void NodeImpl::Lost(const std::shared_ptr<Connection>& c, const absl::Status& why) {
+  if (c->stream == nullptr && c->lost()) return;
+  PICOS_LOG(info, "remote: connection to {} closed: {}", c->Describe(), why.ToString());
+  c->Fail(why);
+  if (c->stream != nullptr) c->stream->Close();
+  c->stream = nullptr;
+  if (auto it = by_pid_.find(c->peer.process_id); it != by_pid_.end() && it->second == c) by_pid_.erase(it);
+  for (auto it = by_uri_.begin(); it != by_uri_.end();) {
+    if (it->second == c) {
+      by_uri_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  if (c->writer.valid()) (void)c->writer.Terminate();
+  if (c->heartbeat.valid()) (void)c->heartbeat.Terminate();
+  PeerEvent(absl::IsUnavailable(why) && absl::StrContains(why.message(), "closed the connection") ? "left"
+                                                                                                  : "lost",
+            *c, why);
+}
+
+Task<absl::Status> NodeImpl::HeartbeatLoop(NodeImpl* self, std::shared_ptr<Connection> c) {
+  const absl::Duration interval = self->options_.heartbeat_interval;
+  const int64_t dead_after_ns =
+      absl::ToInt64Nanoseconds(interval) * std::max(1, self->options_.heartbeat_misses);
+  for (;;) {
+    absl::Status slept = co_await Sleep(interval);
+    if (!slept.ok() || c->stream == nullptr) co_return absl::OkStatus();
+    const int64_t silent_ns = ThisScheduler().NowNs() - c->last_heard_ns;
+    if (silent_ns > dead_after_ns) {
+      self->Lost(c, absl::DeadlineExceededError(absl::StrCat(
+                        "heard nothing for ", absl::FormatDuration(absl::Nanoseconds(silent_ns)),
+                        " (", self->options_.heartbeat_misses, " heartbeats missed)")));
+      co_return absl::OkStatus();
+    }
+    if (!c->sent_since_tick) (void)c->Push(Value::Map({{"op", "ping"}}));
+    c->sent_since_tick = false;
+  }
+}
+
+Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connection> c) {
+  CodecOptions codec;
+  codec.handle_codec = &c->codec;
+  codec.max_encoded_size = c->max_frame;
+  // Frames per write: enough to batch, few enough that one write's buffer
+  // stays small (a buffer of megabytes per write costs page faults).
+  constexpr size_t kFramesPerWrite = 8 * kFramesPerBatch;
+  std::vector<Value> frames;
+  bool more = false;
+  for (;;) {
+    if (!more) {
+      absl::StatusOr<Value> kick = co_await Receive();
+      if (!kick.ok()) co_return absl::OkStatus();  // terminated: the connection is gone
+    }
+    more = c->TakeOutbox(kFramesPerWrite, &frames);
+    c->writing = true;
+    std::string out;
+    for (size_t i = 0; i < frames.size(); i += kFramesPerBatch) {
+      const size_t end = std::min(frames.size(), i + kFramesPerBatch);
+      Value batch(Value::ListType(std::make_move_iterator(frames.begin() + i),
+                                  std::make_move_iterator(frames.begin() + end)));
+      absl::StatusOr<std::string> bytes = EncodeValue(batch, codec);
+      if (bytes.ok()) {
+        AppendFrame(*bytes, &out);
+        continue;
+      }
+      // One of them cannot cross: each alone, so that only it is lost.
+      for (Value& frame : batch.as_list()) {
+        Value one(Value::ListType{frame});
+        bytes = EncodeValue(one, codec);
+        if (!bytes.ok()) {
+          // A message that cannot cross (a handle no peer can name, over the
+          // size bound): the sender was told OK ("accepted"); a request gets
+          // the error as its reply.
+          PICOS_LOG_LIMITED(warn, "remote: a frame for {} cannot be sent: {}", c->Describe(),
+                            bytes.status().ToString());
+          absl::StatusOr<uint64_t> req = U64(frame, "req");
+          if (const Value* op = frame.Find("op"); op != nullptr && op->is_string() && req.ok()) {
+            if (op->as_string() == "reply") {
+              Value error = Value::List({Value::Map({{"op", "reply"}, {"req", *req}, {"ok", false},
+                                                     {"error", StatusFields(bytes.status())}})});
+              bytes = EncodeValue(error, codec);
+            } else {
+              c->TakePending(*req).Complete(bytes.status());
+            }
+          }
+          if (!bytes.ok()) continue;
+        }
+        AppendFrame(*bytes, &out);
+      }
+    }
+    if (out.empty()) {
+      c->writing = false;
+      continue;
+    }
+    if (c->stream == nullptr) co_return absl::OkStatus();
+    c->sent_since_tick = true;
+    absl::Status s = co_await c->stream->Write(std::move(out));
+    c->writing = false;
+    if (!s.ok()) {
+      if (c->node != nullptr) self->Lost(c, s);
+      co_return absl::OkStatus();
+    }
+  }
+}
+
+Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connection> c,
+                                        std::unique_ptr<Stream> stream) {
+  BufferedReader in(stream.get());
+  CodecOptions codec;
+  codec.handle_codec = &c->codec;
+  codec.max_encoded_size = c->max_frame;
+  FramingOptions framing{.max_message_size = c->max_frame};
+  absl::Status why;
+  for (;;) {
+    absl::StatusOr<std::optional<std::string>> m =
+        co_await ReadMessage(in, absl::InfiniteDuration(), framing);
+    if (!m.ok()) {
+      why = m.status();
+      break;
+    }
+    if (!m->has_value()) {
+      why = absl::UnavailableError("the peer closed the connection");
+      break;
+    }
+    c->last_heard_ns = ThisScheduler().NowNs();
+    absl::StatusOr<Value> batch = DecodeValue(**m, codec);
+    if (!batch.ok()) {
+      if (absl::IsInvalidArgument(batch.status()) || absl::IsResourceExhausted(batch.status())) {
+        why = absl::DataLossError(absl::StrCat("malformed frame: ", batch.status().message()));
+        break;
+      }
+      // A handle this version cannot name (a third process): the batch is
+      // dropped, the connection stays.
+      PICOS_LOG_LIMITED(info, "remote: dropped frames from {}: {}", c->Describe(),
+                        batch.status().ToString());
+      continue;
+    }
+    if (!batch->is_list()) {
+      why = absl::DataLossError("malformed frame: not a list of frames");
+      break;
+    }
+    for (const Value& frame : batch->as_list()) {
+      absl::Status s = self->Dispatch(c, frame);
+      if (!s.ok()) PICOS_LOG(debug, "remote: frame from {}: {}", c->Describe(), s.ToString());
+      if (c->stream == nullptr) break;
+    }
+    if (c->stream == nullptr) break;  // lost while dispatching
+  }
+  if (c->node != nullptr) self->Lost(c, why);
+  co_return absl::OkStatus();
+}
+
+absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Value& frame) {
+  const Value& op_v = Field(frame, "op");
+  if (!op_v.is_string()) return absl::InvalidArgumentError("a frame without an op");
+  const std::string& op = op_v.as_string();
+  std::weak_ptr<Connection> weak = c;
+  auto find_task = [&]() -> absl::StatusOr<TaskRef> {
+    absl::StatusOr<uint64_t> id = U64(frame, "task");
+    if (!id.ok()) return id.status();
+    return LocalHandleCodec().ImportTask(TaskIdentity{ProcessId(), *id, ""});
+  };
+
+  if (op == "send" || op == "resume" || op == "terminate" || op == "throw") {
+    absl::StatusOr<TaskRef> t = find_task();
+    if (!t.ok()) return t.status();
+    if (op == "send") return t->Send(Field(frame, "msg"));
+    if (op == "resume") return t->Resume(Field(frame, "value"));
+    if (op == "terminate") return t->Terminate();
+    absl::Status error = StatusOf(Field(frame, "error"));
+    return t->Throw(error.ok() ? absl::UnknownError("thrown") : error);
+  }
+  if (op == "join") {
+    absl::StatusOr<uint64_t> req = U64(frame, "req");
+    if (!req.ok()) return req.status();
+    absl::StatusOr<TaskRef> t = find_task();
+    if (!t.ok()) {
+      c->Reply(*req, t.status());
+      return t.status();
+    }
+    NotifyWhenDone(*t, Completer([weak, req = *req](absl::StatusOr<Value> r) {
+                     if (std::shared_ptr<Connection> l = weak.lock()) l->Reply(req, std::move(r));
+                   }));
+    return absl::OkStatus();
+  }
+  if (op == "monitor") {
+    absl::StatusOr<uint64_t> reg = U64(frame, "reg");
+    if (!reg.ok()) return reg.status();
+    absl::StatusOr<TaskRef> t = find_task();
+    if (!t.ok()) return t.status();
+    TaskRef watched = *t;
+    NotifyWhenDone(watched, Completer([weak, reg = *reg, watched](absl::StatusOr<Value> r) {
+                     std::shared_ptr<Connection> l = weak.lock();
+                     if (l == nullptr) return;
+                     MonitorStatus st = MonitorStatus::FromResult(
+                         watched, r.ok() ? absl::OkStatus() : r.status(), r.ok() ? *r : Value());
+                     (void)l->Push(Value::Map({{"op", "monitor_msg"}, {"reg", reg}, {"msg", st.ToValue()}}));
+                   }));
+    return absl::OkStatus();
+  }
+  if (op == "monitor_msg") {
+    absl::StatusOr<uint64_t> reg = U64(frame, "reg");
+    if (!reg.ok()) return reg.status();
+    std::optional<MonitorReg> m = c->TakeMonitor(*reg);
+    if (!m) return absl::NotFoundError("unknown monitor registration");
+    return m->monitor.Send(Field(frame, "msg"));
+  }
+  if (op == "reply") {
+    absl::StatusOr<uint64_t> req = U64(frame, "req");
+    if (!req.ok()) return req.status();
+    Completer done = c->TakePending(*req);
+    if (!done) return absl::NotFoundError("reply to no pending request");
+    const Value& ok = Field(frame, "ok");
+    if (ok.is_bool() && ok.as_bool()) {
+      done.Complete(Field(frame, "value"));
+    } else {
+      absl::Status error = StatusOf(Field(frame, "error"));
+      done.Complete(error.ok() ? absl::UnknownError("malformed reply") : error);
+    }
+    return absl::OkStatus();
+  }
+  if (op == "ping") return absl::OkStatus();  // heard: the reader noted the time
+  auto find_channel = [&]() -> absl::StatusOr<ChannelRef> {
+    const Value& name = Field(frame, "channel");
+    if (!name.is_string()) return absl::InvalidArgumentError("frame field 'channel' is not a string");
+    return LocalHandleCodec().ImportChannel(ChannelIdentity{ProcessId(), name.as_string()});
+  };
+  if (op == "ch_sub") {
+    absl::StatusOr<ChannelRef> ch = find_channel();
+    absl::StatusOr<uint64_t> sub = U64(frame, "sub");
+    if (!ch.ok()) return ch.status();
+    if (!sub.ok()) return sub.status();
+    absl::StatusOr<SinkId> sink = picos::Channel(*ch).SubscribeSink(
+        [weak, sub = *sub](const Value& m) -> absl::Status {
+          std::shared_ptr<Connection> l = weak.lock();
+          if (l == nullptr) return absl::UnavailableError("peer gone");
+          return l->Push(Value::Map({{"op", "ch_msg"}, {"sub", sub}, {"msg", m}}));
+        });
+    if (!sink.ok()) return sink.status();
+    c->AddSink(*sub, *ch, *sink);
+    return absl::OkStatus();
+  }
+  if (op == "ch_unsub") {
+    absl::StatusOr<uint64_t> sub = U64(frame, "sub");
+    if (!sub.ok()) return sub.status();
+    std::optional<std::pair<ChannelRef, SinkId>> sink = c->TakeSink(*sub);
+    if (!sink) return absl::NotFoundError("unknown subscription");
+    return picos::Channel(sink->first).Unsubscribe(sink->second);
+  }
+  if (op == "ch_msg") {
+    absl::StatusOr<uint64_t> sub = U64(frame, "sub");
+    if (!sub.ok()) return sub.status();
+    const Value& msg = Field(frame, "msg");
+    const bool closing = IsChannelClosedMessage(msg);
+    std::optional<Subscription> s = c->FindSubscription(*sub, closing);
+    if (!s) return absl::NotFoundError("message for no subscription");
+    std::optional<Value> out = msg;
+    // As for a local subscriber: the transform runs here, where it was
+    // given, and not on the message that says the channel closed.
+    if (s->transform && !closing) out = (*s->transform)(msg);
+    if (!out) return absl::OkStatus();
+    if (s->task.valid()) return s->task.Send(std::move(*out));
+    if (closing) return absl::OkStatus();  // a relay channel's own subscribers did not subscribe
+    return picos::Channel(s->relay).Send(std::move(*out));
+  }
+  if (op == "ch_send" || op == "ch_close") {
+    absl::StatusOr<ChannelRef> ch = find_channel();
+    if (!ch.ok()) return ch.status();
+    if (op == "ch_close") return picos::Channel(*ch).Close();
+    return picos::Channel(*ch).Send(Field(frame, "msg"));
+  }
+  if (op == "ch_deliver") {
+    absl::StatusOr<uint64_t> req = U64(frame, "req");
+    if (!req.ok()) return req.status();
+    absl::StatusOr<ChannelRef> ch = find_channel();
+    absl::StatusOr<uint32_t> n = FromValue<uint32_t>(Field(frame, "n"));
+    absl::StatusOr<int64_t> timeout_ns = FromValue<int64_t>(Field(frame, "timeout_ns"));
+    if (!ch.ok() || !n.ok() || !timeout_ns.ok()) {
+      absl::Status bad = ch.ok() ? absl::InvalidArgumentError("malformed deliver frame") : ch.status();
+      c->Reply(*req, bad);
+      return bad;
+    }
+    absl::StatusOr<TaskRef> t = tasks_.SpawnNamed("remote-deliver", &NodeImpl::ServeDeliver, weak, *req, *ch,
+                                                  Field(frame, "msg"), *n, *timeout_ns);
+    if (!t.ok()) c->Reply(*req, absl::UnavailableError("the peer is closing"));
+    return absl::OkStatus();
+  }
+  if (op == "locate") {
+    absl::StatusOr<uint64_t> req = U64(frame, "req");
+    const Value& name = Field(frame, "name");
+    absl::StatusOr<int64_t> timeout_ns = FromValue<int64_t>(Field(frame, "timeout_ns"));
+    if (!req.ok() || !name.is_string() || !timeout_ns.ok()) {
+      return absl::InvalidArgumentError("malformed locate frame");
+    }
+    const bool want_channel = Field(frame, "kind") == Value("channel");
+    absl::StatusOr<TaskRef> t = tasks_.SpawnNamed("remote-locate", &NodeImpl::ServeLocate, weak, *req,
+                                                  want_channel, name.as_string(), *timeout_ns);
+    if (!t.ok()) c->Reply(*req, absl::UnavailableError("the peer is closing"));
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown frame op '", op.substr(0, 32), "'"));
+}
+
+Task<absl::Status> NodeImpl::ServeLocate(std::weak_ptr<Connection> c, uint64_t req, bool want_channel,
+                                         std::string name, int64_t timeout_ns) {
+  absl::Duration timeout = timeout_ns <= 0 ? absl::ZeroDuration() : absl::Nanoseconds(timeout_ns);
+  absl::StatusOr<Value> result = Value();
+  if (want_channel) {
+    absl::StatusOr<ChannelRef> ch = co_await LocateChannel(name, Location::Local(), timeout);
+    if (ch.ok()) {
+      result = Value(*ch);
+    } else {
+      result = ch.status();
+    }
+  } else {
+    absl::StatusOr<TaskRef> t = co_await LocateTask(name, Location::Local(), timeout);
+    if (t.ok()) {
+      result = Value(*t);
+    } else {
+      result = t.status();
+    }
+  }
+  if (std::shared_ptr<Connection> l = c.lock()) l->Reply(req, std::move(result));
+  co_return absl::OkStatus();
+}
+
+Task<absl::Status> NodeImpl::ServeDeliver(std::weak_ptr<Connection> c, uint64_t req, ChannelRef channel,
+                                          Value message, uint32_t n, int64_t timeout_ns) {
+  absl::StatusOr<size_t> reached =
+      co_await picos::Channel(channel).Deliver(std::move(message), n, absl::Nanoseconds(timeout_ns));
+  absl::StatusOr<Value> result = Value();
+  if (reached.ok()) {
+    result = Value(static_cast<uint64_t>(*reached));
+  } else {
+    result = reached.status();
+  }
+  if (std::shared_ptr<Connection> l = c.lock()) l->Reply(req, std::move(result));
+  co_return absl::OkStatus();
+}
+
+Task<absl::Status> NodeImpl::LocateAt(NodeImpl* self, std::string uri, std::string kind, std::string name,
+                                      absl::Duration timeout, std::shared_ptr<Completer> done) {
+  absl::StatusOr<std::shared_ptr<Connection>> c = co_await self->Connect(uri);
+  if (!c.ok()) {
+    done->Complete(c.status());
+    co_return absl::OkStatus();
+  }
+  (*c)->Request(Value::MapType{{"op", "locate"},
+                               {"kind", kind},
+                               {"name", name},
+                               {"timeout_ns", absl::ToInt64Nanoseconds(timeout)}},
+                std::move(*done));
+  co_return absl::OkStatus();
+}
+
+void NodeImpl::Locate(Kind kind, const std::string& name, const Location& location,
+                      absl::Duration timeout, Completer done) {
+  const std::string kind_name = kind == Kind::kTask ? "task" : "channel";
+  if (location.kind() == Location::Kind::kPeer) {
+    auto shared = std::make_shared<Completer>(std::move(done));
+    absl::StatusOr<TaskRef> t = tasks_.SpawnNamed("remote-locate", &NodeImpl::LocateAt, this, location.peer(),
+                                                  kind_name, name, timeout, shared);
+    if (!t.ok()) shared->Complete(t.status());
+    return;
+  }
+  // Anywhere: every connected peer at once; the first handle wins, and
+  // kNotFound only once every peer said so.
+  struct First {
+    absl::Mutex mu;
+    Completer done;
+    size_t left;
+  };
+  auto first = std::make_shared<First>();
+  first->done = std::move(done);
+  first->left = by_pid_.size();
+  if (first->left == 0) {
+    first->done.Complete(
+        absl::NotFoundError(absl::StrCat("no ", kind_name, " '", name, "': no peer is connected")));
+    return;
+  }
+  for (auto& [pid, c] : by_pid_) {
+    c->Request(Value::MapType{{"op", "locate"},
+                              {"kind", kind_name},
+                              {"name", name},
+                              {"timeout_ns", absl::ToInt64Nanoseconds(timeout)}},
+               Completer([first](absl::StatusOr<Value> r) {
+                 Completer done;
+                 {
+                   absl::MutexLock lock(&first->mu);
+                   if (!first->done) return;
+                   if (r.ok() || --first->left == 0) done = std::move(first->done);
+                 }
+                 if (done) done.Complete(std::move(r));
+               }));
+  }
+}
+
+std::shared_ptr<Connection> ConnectionTo(NodeImpl* node, const std::string& pid) {
+  return node == nullptr ? nullptr : node->ByPid(pid);
+}
+
+// --- Node ---
+
+Task<absl::StatusOr<std::unique_ptr<Node>>> Node::Start(const TransportRegistry& transports,
+                                                        NodeOptions options) {
+  PICOS_CO_RETURN_IF_ERROR(ValidateSecret(options.secret));
+  if (options.heartbeat_interval <= absl::ZeroDuration() || options.heartbeat_misses < 1) {
+    co_return absl::InvalidArgumentError("heartbeat_interval must be positive and heartbeat_misses at least 1");
+  }
+  if (!options.process_id.empty() && options.process_id.size() != kProcessIdSize) {
+    co_return absl::InvalidArgumentError("NodeOptions::process_id must have 16 bytes");
+  }
+  auto impl = std::make_unique<NodeImpl>(transports, std::move(options));
+  PICOS_CO_RETURN_IF_ERROR(co_await impl->StartListening());
+  co_return std::unique_ptr<Node>(new Node(std::move(impl)));
+}
+
+Node::Node(std::unique_ptr<NodeImpl> impl) : impl_(std::move(impl)) {}
+Node::~Node() = default;
+
+const std::vector<std::string>& Node::uris() const { return impl_->uris(); }
+
+Location Node::location() const {
+  return Location::Peer(impl_->uris().empty() ? std::string() : impl_->uris()[0]);
+}
+
+Task<absl::Status> Node::Connect(std::string uri) {
+  absl::StatusOr<std::shared_ptr<Connection>> c = co_await impl_->Connect(std::move(uri));
+  co_return c.status();
+}
+
+Task<absl::Status> Node::Flush(absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  while (!impl_->flushed()) {
+    if (absl::Now() >= give_up) {
+      co_return absl::DeadlineExceededError(
+          absl::StrCat("frames for peers still unwritten after ", absl::FormatDuration(timeout)));
+    }
+    absl::Status slept = co_await Sleep(absl::Milliseconds(1));
+    if (!slept.ok()) co_return slept;
+  }
+  co_return absl::OkStatus();
+}
+
+std::vector<std::string> Node::peers() const { return impl_->peers(); }
+ChannelRef Node::peer_events() const { return impl_->peer_events(); }
+size_t Node::refused_handshakes() const { return impl_->refused_handshakes(); }
+
+absl::StatusOr<std::string> LoadSecret(const std::string& path, const std::string& env_var) {
+  std::string secret;
+  std::string from;
+  if (!path.empty()) {
+    std::ifstream f(path);
+    if (!f) return absl::NotFoundError(absl::StrCat("cannot read the secret file ", path));
+    std::getline(f, secret);
+    from = absl::StrCat("the file ", path);
+  } else {
+    const char* v = env_var.empty() ? nullptr : std::getenv(env_var.c_str());
+    if (v == nullptr || *v == '\0') {
+      return absl::NotFoundError(absl::StrCat("no shared secret: give a file, or set ", env_var));
+    }
+    secret = v;
+    from = absl::StrCat("$", env_var);
+  }
+  absl::Status valid = ValidateSecret(secret);
+  if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat(from, ": ", valid.message()));
+  return secret;
+}
+
+}  // namespace picos::remote

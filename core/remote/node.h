@@ -1,0 +1,212 @@
+// A picos process as a peer on the network (netpycos): it listens on
+// transport URIs, connects to other peers by URI, authenticates every
+// connection (core/remote/handshake.h), and makes handles of tasks on other
+// peers work like local ones: Send, Resume, Terminate, Throw, Join and
+// Monitor on a TaskRef that names a remote task; Subscribe (a task or a
+// relay channel, with a transform that runs on the subscriber's side),
+// Unsubscribe, Send, Deliver with a count and Close on a ChannelRef that
+// names a remote channel; LocateTask and LocateChannel at
+// Location::Peer(uri) or Location::Anywhere().
+//
+//   const picos::TransportRegistry& t = picos::transports::DefaultTransports();
+//   picos::remote::NodeOptions o{.secret = secret, .listen = {"tcp://0.0.0.0:9705"}};
+//   absl::StatusOr<std::unique_ptr<picos::remote::Node>> node =
+//       co_await picos::remote::Node::Start(t, std::move(o));
+//   // ... in any task of this scheduler:
+//   absl::StatusOr<picos::TaskRef> server = co_await picos::LocateTask(
+//       "server", picos::Location::Peer("tcp://10.0.0.2:9705"), absl::Seconds(5));
+//   (void)server->Send(picos::Value::Map({{"client", picos::Self()}, {"n", 7}}));
+//   absl::StatusOr<picos::Value> result = co_await server->Join();
+//
+// Guarantees of this version, each tested (testing/remote_test.cc):
+//  * Every connection runs the handshake before any other byte is decoded; a
+//    wrong secret is refused on both sides and logged as "secret mismatch",
+//    a version mismatch or a garbage peer as what it is.
+//  * One connection per pair of peers: a peer is found by any URI it
+//    listens on or was dialled at, and by its process id; a second
+//    connection to a peer already connected is closed after its handshake
+//    (except when both sides dial at the same moment: see "Not yet").
+//    Locate at a peer not yet connected connects first.
+//  * Messages from one sender thread to one remote task arrive in the order
+//    sent, while the connection lives. Everything queued for a peer goes out
+//    in one write as soon as the writer runs (batching without holding
+//    anything back on an idle link).
+//  * Handles inside messages, replies and locate results cross as
+//    identities: a handle sent back to its own process is the original local
+//    handle; one of the peer becomes a proxy (the same proxy for the same
+//    task while the connection lives); one of a third process is reached
+//    over this node's own connection to that process (without one, the
+//    handle gives kUnavailable). A handle of this process whose task has
+//    ended comes back as one that fails with kFailedPrecondition.
+//  * Bad input closes only the connection it came on, with a logged reason:
+//    garbage or a 4 GiB length claim before the handshake, a malformed
+//    frame after it. Each accepted connection handshakes in a task of its
+//    own (at most max_pending_handshakes at once, each within
+//    handshake_timeout), so 200 half-open connections do not delay a real
+//    peer.
+//  * Peers exchange heartbeats on an idle connection; one not heard from in
+//    heartbeat_interval * heartbeat_misses is lost as if its connection
+//    broke.
+//  * Memory per peer is bounded: at most max_queued_frames wait to be
+//    written, then Send gives kResourceExhausted until the peer catches up.
+//  * When a connection breaks, pending Join, Locate and Deliver calls on it
+//    fail with kUnavailable at once, monitors of its tasks get
+//    MonitorStatus::PeerLost, its proxies say kDone (closed, for channels)
+//    and give kUnavailable, and the peer's subscribers to channels of this
+//    process are dropped.
+//
+// Protocol: after the handshake each direction carries batches of frames,
+// each batch a length-prefixed Value (core/wire/value_codec.h) holding a
+// list of maps with an "op"; node.cc lists them. Why frames over the authenticated stream rather
+// than Cap'n Proto RPC (capnp::TwoPartyVatNetwork) in this version: RPC
+// needs kj's event loop driven from libuv and a bridge from kj promises to
+// coroutines, each with known ways to crash (docs/pitfalls.md), and a call
+// costs about as much as a hundred messages, so messages would be batched
+// into calls anyway; frames batched into writes give the same batching with
+// none of that risk. The schema (protocol.capnp) is versioned, so a move to
+// RPC is a version bump.
+//
+// Not yet (issue 10): connecting on demand to the process of a third-party
+// handle (its URIs do not travel with it), proof in handles (a peer
+// that knows a task's id or a channel's name may address it), one copy of
+// a broadcast per connection (today one per remote subscriber), Deliver on
+// a task handle, reconnection with sequence numbers and acknowledgements,
+// both sides connecting at once (each keeps the connection it made first,
+// so two may stay up), services, the --peer flag, limits on buffered bytes per
+// peer (frames are counted, not bytes), Deliver on a task handle waiting for
+// its mailbox.
+//
+// Threads: a Node belongs to the scheduler of the task that starts it; call
+// its methods from that scheduler's tasks and destroy it on that thread
+// before the scheduler ends. Proxies it makes may be used from any thread
+// (core/kernel/proxy.h), and outlive it (they then give kUnavailable).
+#ifndef PICOS_CORE_REMOTE_NODE_H_
+#define PICOS_CORE_REMOTE_NODE_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/kernel/naming.h"
+#include "core/kernel/task.h"
+#include "core/net/transport.h"
+
+namespace picos::remote {
+
+struct NodeOptions {
+  // The shared secret every peer must prove it holds (ValidateSecret in
+  // handshake.h). Required: there is no default. LoadSecret reads one from
+  // a file or the environment.
+  std::string secret;
+  // URIs to listen on ("tcp://0.0.0.0:0", "unix://@name", "tls://..."); empty
+  // for a process that only connects.
+  std::vector<std::string> listen;
+  // URIs to advertise to peers instead of the bound ones (NAT, containers);
+  // empty: the bound addresses.
+  std::vector<std::string> advertise;
+  // Shown to peers, for their logs.
+  std::string name;
+  // Bounds a connection's handshake, and a connect to a peer.
+  absl::Duration handshake_timeout = absl::Seconds(10);
+  absl::Duration connect_timeout = absl::Seconds(10);
+  // Longest frame sent or accepted; a longer one from a peer closes its
+  // connection.
+  size_t max_frame_size = size_t{16} << 20;
+  // Most frames (messages and calls) queued for one peer and not yet
+  // written: beyond it Send on that peer's handles gives kResourceExhausted
+  // (and Join, Locate, Deliver fail with it), so memory stays bounded when a
+  // peer reads slower than this process sends. The stream's own bound
+  // (StreamOptions::max_write_queue) holds the bytes being written.
+  size_t max_queued_frames = size_t{1} << 20;
+  // Liveness: a peer that sends nothing for heartbeat_interval gets a ping
+  // (nothing is sent on a busy link); a peer heard from not once in
+  // heartbeat_interval * heartbeat_misses is lost (its connection closed,
+  // its monitors told peer_lost). The defaults detect a dead peer within
+  // 5 s.
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  int heartbeat_misses = 5;
+  // Most accepted connections in their handshake at once; beyond it a new
+  // one is closed at once (logged, rate-limited). Each handshakes in a task
+  // of its own, bounded by handshake_timeout, so silent or slow clients
+  // never delay a real peer.
+  size_t max_pending_handshakes = 256;
+  // For tests that run two nodes in one process: the process id this node
+  // claims (16 bytes). Empty: picos::ProcessId().
+  std::string process_id;
+};
+
+// The shared secret from `path` (its first line, without the newline) when
+// `path` is not empty, else from the environment variable `env_var`.
+// Validated (ValidateSecret). kNotFound when neither gives one; the message
+// never quotes the secret.
+absl::StatusOr<std::string> LoadSecret(const std::string& path,
+                                       const std::string& env_var = "PICOS_REMOTE_SECRET");
+
+// The system message (core/kernel/system_message.h) of peer events, sent on
+// Node::peer_events():
+//   {"picos.peer": {"event": "joined"|"left"|"lost", "name": <its name>,
+//                   "uri": <its first URI, or the one it was dialled at>,
+//                   "reason": <why, for "left" and "lost">}}
+// "left": the peer closed the connection; "lost": it broke (an error, or
+// missed heartbeats).
+inline constexpr char kPeerEventMessage[] = "picos.peer";
+
+class NodeImpl;
+
+class Node {
+ public:
+  // Listens on every URI of options.listen through `transports` (which must
+  // outlive the node) and installs the node as the NameResolver of the
+  // calling task's scheduler. kInvalidArgument for a bad secret or URI; the
+  // transport's error for a listen that fails. Suspends.
+  static Task<absl::StatusOr<std::unique_ptr<Node>>> Start(const TransportRegistry& transports,
+                                                           NodeOptions options);
+
+  // Closes every connection (pending calls on them fail with kUnavailable,
+  // monitors hear peer_lost) and listener, and removes the NameResolver.
+  // Frames not yet written are dropped: await Flush() first to send what
+  // was accepted (a program's last messages).
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // The URIs peers reach this node at: the advertised ones, else the bound
+  // ones with their actual ports.
+  const std::vector<std::string>& uris() const;
+  // Location::Peer of the first URI (what a peer passes to LocateTask).
+  Location location() const;
+
+  // Connects to the peer at `uri` unless connected already, and
+  // authenticates. Suspends. kUnauthenticated ("secret mismatch"),
+  // kFailedPrecondition (version mismatch), kUnavailable, kDeadlineExceeded.
+  Task<absl::Status> Connect(std::string uri);
+
+  // Waits until everything accepted for every peer so far has been written
+  // to its connection (handed to the kernel). Suspends. kDeadlineExceeded
+  // after `timeout`.
+  Task<absl::Status> Flush(absl::Duration timeout = absl::Seconds(10));
+
+  // Peers connected now, each as "name@uri" (its first URI, or the one it
+  // was dialled at).
+  std::vector<std::string> peers() const;
+
+  // A channel of this node's scheduler on which every peer joining, leaving
+  // or being lost is broadcast as a kPeerEventMessage (pycos peer_status).
+  // Subscribe a task to it; it closes with the node.
+  ChannelRef peer_events() const;
+
+  // Handshakes refused so far (any cause): what tests of bad peers check.
+  size_t refused_handshakes() const;
+
+ private:
+  explicit Node(std::unique_ptr<NodeImpl> impl);
+  std::unique_ptr<NodeImpl> impl_;
+};
+
+}  // namespace picos::remote
+
+#endif  // PICOS_CORE_REMOTE_NODE_H_

@@ -1,0 +1,376 @@
+// Remote-layer figures between two processes over loopback, with a
+// bare-libuv floor measured in the same run:
+//
+//   bazel run -c opt //testing/bench:remote_bench
+//
+//   remote_pingpong_round_trips_per_s       a task sends a 64-byte payload
+//                                           (with its own handle) to a task
+//                                           of another process over tcp://,
+//                                           which sends it back; one in flight
+//   unix_remote_pingpong_round_trips_per_s  the same over unix://
+//   remote_oneway_messages_per_s            64-byte payloads from one task to a
+//                                           task of the other process (tcp),
+//                                           counted when received there
+//   connect_and_auth_ms                     a new node: connect, handshake,
+//                                           locate, first message and reply
+//   floor_remote_round_trips_per_s          a bare libuv client process and a
+//                                           bare libuv echo server process
+//                                           exchanging the same 64 bytes over tcp
+//
+// The server processes are forked before this process starts any loop or
+// thread, and killed (by their pids) at the end.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "core/cli/flags.h"
+#include "core/kernel/naming.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
+#include "core/remote/node.h"
+#include "testing/bench/figures.h"
+#include "transports/default_transports.h"
+
+ABSL_FLAG(int, round_trips, 20000, "round trips per figure");
+
+namespace picos::testing {
+namespace {
+
+constexpr size_t kMessage = 64;
+constexpr char kSecret[] = "remote_bench shared secret, not for production";
+
+// --- the floor: bare libuv, two processes ---
+
+struct FloorServer {
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_tcp_t conn;
+  char buf[64 * 1024];
+};
+
+struct FloorWrite {
+  uv_write_t req;
+  char data[64 * 1024];
+};
+
+// The child: echoes everything on the first connection, then exits.
+[[noreturn]] void FloorServe(int listen_fd) {
+  auto* f = new FloorServer;
+  uv_loop_init(&f->loop);
+  uv_tcp_init(&f->loop, &f->listener);
+  f->listener.data = f;
+  uv_tcp_open(&f->listener, listen_fd);
+  uv_listen(reinterpret_cast<uv_stream_t*>(&f->listener), 16, [](uv_stream_t* l, int) {
+    auto* fs = static_cast<FloorServer*>(l->data);
+    uv_tcp_init(&fs->loop, &fs->conn);
+    fs->conn.data = fs;
+    uv_accept(l, reinterpret_cast<uv_stream_t*>(&fs->conn));
+    uv_tcp_nodelay(&fs->conn, 1);
+    uv_read_start(
+        reinterpret_cast<uv_stream_t*>(&fs->conn),
+        [](uv_handle_t* h, size_t, uv_buf_t* b) {
+          *b = uv_buf_init(static_cast<FloorServer*>(h->data)->buf, sizeof(FloorServer::buf));
+        },
+        [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
+          if (n < 0) _exit(0);
+          auto* w = new FloorWrite;
+          std::memcpy(w->data, b->base, n);
+          uv_buf_t out = uv_buf_init(w->data, static_cast<unsigned>(n));
+          uv_write(&w->req, s, &out, 1, [](uv_write_t* r, int) { delete reinterpret_cast<FloorWrite*>(r); });
+        });
+  });
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  _exit(0);
+}
+
+struct FloorClient {
+  uv_loop_t loop;
+  uv_tcp_t client;
+  uv_connect_t connect;
+  char buf[64 * 1024];
+  std::string msg = std::string(kMessage, 'p');
+  int remaining = 0;
+  size_t pending = 0;
+};
+
+void FloorSend(FloorClient* f) {
+  auto* w = new uv_write_t;
+  uv_buf_t b = uv_buf_init(f->msg.data(), kMessage);
+  f->pending = kMessage;
+  uv_write(w, reinterpret_cast<uv_stream_t*>(&f->client), &b, 1, [](uv_write_t* w, int) { delete w; });
+}
+
+double FloorRoundTripsPerS(int port, int count) {
+  auto f = std::make_unique<FloorClient>();
+  uv_loop_init(&f->loop);
+  uv_tcp_init(&f->loop, &f->client);
+  f->client.data = f.get();
+  uv_tcp_nodelay(&f->client, 1);
+  f->remaining = count;
+  sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", port, &addr);
+  uv_tcp_connect(&f->connect, &f->client, reinterpret_cast<sockaddr*>(&addr), [](uv_connect_t* c, int st) {
+    auto* fl = static_cast<FloorClient*>(c->handle->data);
+    if (st < 0) {
+      uv_close(reinterpret_cast<uv_handle_t*>(c->handle), nullptr);
+      return;
+    }
+    uv_read_start(
+        c->handle,
+        [](uv_handle_t* h, size_t, uv_buf_t* b) {
+          *b = uv_buf_init(static_cast<FloorClient*>(h->data)->buf, sizeof(FloorClient::buf));
+        },
+        [](uv_stream_t* s, ssize_t n, const uv_buf_t*) {
+          auto* fl = static_cast<FloorClient*>(s->data);
+          if (n <= 0) {
+            uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+            return;
+          }
+          fl->pending -= n;
+          if (fl->pending > 0) return;
+          if (--fl->remaining == 0) {
+            uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+            return;
+          }
+          FloorSend(fl);
+        });
+    FloorSend(fl);
+  });
+  absl::Time start = absl::Now();
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  uv_loop_close(&f->loop);
+  if (f->remaining != 0) return -1;
+  return count / secs;
+}
+
+// --- picos peers ---
+
+Task<int64_t> Echo() {
+  int64_t n = 0;
+  for (;;) {
+    absl::StatusOr<Value> msg = co_await Receive();
+    if (!msg.ok() || !msg->is_map()) co_return n;
+    TaskRef to = (*msg)["r"].as_task();
+    (void)to.Send((*msg)["p"]);
+    ++n;
+  }
+}
+
+// Counts messages; answers {"done": handle} with the count so far.
+Task<int64_t> Sink() {
+  int64_t n = 0;
+  for (;;) {
+    absl::StatusOr<Value> msg = co_await Receive();
+    if (!msg.ok()) co_return n;
+    if (msg->is_map()) {
+      if (const Value* done = msg->Find("done"); done != nullptr && done->is_task()) {
+        (void)done->as_task().Send(Value(n));
+        n = 0;
+        continue;
+      }
+    }
+    ++n;
+  }
+}
+
+Task<absl::Status> PeerServe(std::string listen, int out_fd) {
+  remote::NodeOptions o;
+  o.secret = kSecret;
+  o.listen = {listen};
+  o.name = "bench-echo";
+  absl::StatusOr<std::unique_ptr<remote::Node>> node =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  if (!node.ok()) co_return node.status();
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
+  PICOS_CO_RETURN_IF_ERROR(RegisterTask("echo", echo));
+  TaskRef sink = ThisScheduler().SpawnNamed("sink", Sink);
+  PICOS_CO_RETURN_IF_ERROR(RegisterTask("sink", sink));
+  std::string uri = (*node)->uris()[0] + "\n";
+  (void)!write(out_fd, uri.data(), uri.size());
+  close(out_fd);
+  (void)co_await echo.Join();
+  co_return absl::OkStatus();
+}
+
+Task<absl::StatusOr<double>> PingPong(std::string uri, int count) {
+  remote::NodeOptions o;
+  o.secret = kSecret;
+  o.name = "bench-client";
+  absl::StatusOr<std::unique_ptr<remote::Node>> node =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  if (!node.ok()) co_return node.status();
+  absl::StatusOr<TaskRef> echo = co_await LocateTask("echo", Location::Peer(uri), absl::Seconds(30));
+  if (!echo.ok()) co_return echo.status();
+  const Value payload(std::string(kMessage, 'p'));
+  auto round = [&](int n) -> Task<absl::Status> {
+    for (int i = 0; i < n; ++i) {
+      PICOS_CO_RETURN_IF_ERROR(echo->Send(Value::Map({{"r", Self()}, {"p", payload}})));
+      absl::StatusOr<Value> r = co_await Receive(absl::Seconds(30));
+      if (!r.ok()) co_return r.status();
+    }
+    co_return absl::OkStatus();
+  };
+  PICOS_CO_RETURN_IF_ERROR(co_await round(count / 10));  // warm up
+  absl::Time start = absl::Now();
+  PICOS_CO_RETURN_IF_ERROR(co_await round(count));
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  co_return count / secs;
+}
+
+// One-way: `count` payloads in bursts (the writer sends each burst while
+// the sender yields), then a "done" that comes back with the count.
+Task<absl::StatusOr<double>> OneWay(std::string uri, int count) {
+  remote::NodeOptions o;
+  o.secret = kSecret;
+  absl::StatusOr<std::unique_ptr<remote::Node>> node =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  if (!node.ok()) co_return node.status();
+  absl::StatusOr<TaskRef> sink = co_await LocateTask("sink", Location::Peer(uri), absl::Seconds(30));
+  if (!sink.ok()) co_return sink.status();
+  const Value payload(std::string(kMessage, 'p'));
+  constexpr int kBurst = 256;
+  absl::Time start = absl::Now();
+  for (int sent = 0; sent < count;) {
+    for (int i = 0; i < kBurst && sent < count; ++i, ++sent) {
+      PICOS_CO_RETURN_IF_ERROR(sink->Send(payload));
+    }
+    co_await Yield();
+  }
+  PICOS_CO_RETURN_IF_ERROR(sink->Send(Value::Map({{"done", Self()}})));
+  absl::StatusOr<Value> got = co_await Receive(absl::Seconds(60));
+  if (!got.ok()) co_return got.status();
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  if (*got != Value(count)) co_return absl::DataLossError(absl::StrCat("the sink counted ", got->DebugString()));
+  co_return count / secs;
+}
+
+// A fresh node each time: connect, authenticate, locate, one message and
+// its reply. Milliseconds each, averaged.
+Task<absl::StatusOr<double>> ConnectAndAuth(std::string uri, int times) {
+  absl::Time start = absl::Now();
+  for (int i = 0; i < times; ++i) {
+    remote::NodeOptions o;
+    o.secret = kSecret;
+    absl::StatusOr<std::unique_ptr<remote::Node>> node =
+        co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+    if (!node.ok()) co_return node.status();
+    absl::StatusOr<TaskRef> echo = co_await LocateTask("echo", Location::Peer(uri), absl::Seconds(30));
+    if (!echo.ok()) co_return echo.status();
+    PICOS_CO_RETURN_IF_ERROR(echo->Send(Value::Map({{"r", Self()}, {"p", "hi"}})));
+    absl::StatusOr<Value> r = co_await Receive(absl::Seconds(30));
+    if (!r.ok()) co_return r.status();
+  }
+  co_return absl::ToDoubleMilliseconds(absl::Now() - start) / times;
+}
+
+// Forks a server process that runs `serve`; gives its pid and the first
+// line it wrote (its address).
+template <typename F>
+pid_t Fork(F serve, std::string* line) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    serve(fds[1]);
+    _exit(0);
+  }
+  close(fds[1]);
+  char buf[512];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) {
+    line->append(buf, n);
+    if (line->find('\n') != std::string::npos) break;
+  }
+  close(fds[0]);
+  if (auto nl = line->find('\n'); nl != std::string::npos) line->resize(nl);
+  return pid;
+}
+
+void Reap(pid_t pid) {
+  if (pid <= 0) return;
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+}
+
+int Main(int count) {
+  // Every server first, while this process has no loop or thread.
+  int listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t alen = sizeof a;
+  if (listen_fd < 0 || bind(listen_fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      getsockname(listen_fd, reinterpret_cast<sockaddr*>(&a), &alen) != 0) {
+    std::fprintf(stderr, "remote_bench: no socket for the floor\n");
+    return 1;
+  }
+  const int port = ntohs(a.sin_port);
+  std::string ignored;
+  pid_t floor_pid = Fork([listen_fd](int out) {
+    close(out);
+    FloorServe(listen_fd);
+  }, &ignored);
+  close(listen_fd);
+  std::string tcp_uri, unix_uri;
+  pid_t tcp_pid = Fork([](int out) { _exit(RunMain("remote_bench-tcp", PeerServe, "tcp://127.0.0.1:0", out)); },
+                       &tcp_uri);
+  const std::string unix_listen = absl::StrCat("unix://@picos-remote-bench-", getpid());
+  pid_t unix_pid = Fork([&](int out) { _exit(RunMain("remote_bench-unix", PeerServe, unix_listen, out)); },
+                        &unix_uri);
+
+  int status = 0;
+  double floor = FloorRoundTripsPerS(port, count);
+  Scheduler s;
+  auto measure = [&](const std::string& uri, auto fn, int n) -> double {
+    TaskRef t = s.Spawn(fn, uri, n);
+    absl::StatusOr<Value> r = s.RunUntil(t);
+    if (!r.ok()) {
+      std::fprintf(stderr, "remote_bench: %s: %s\n", uri.c_str(), r.status().ToString().c_str());
+      status = 1;
+      return -1;
+    }
+    return r->as_double();
+  };
+  double tcp = tcp_uri.empty() ? -1 : measure(tcp_uri, PingPong, count);
+  double unix_rt = unix_uri.empty() ? -1 : measure(unix_uri, PingPong, count);
+  double oneway = tcp_uri.empty() ? -1 : measure(tcp_uri, OneWay, count * 20);
+  double connect_ms = tcp_uri.empty() ? -1 : measure(tcp_uri, ConnectAndAuth, 50);
+  PrintFigure("remote_pingpong_round_trips_per_s", tcp, "round trips/s");
+  PrintFigure("unix_remote_pingpong_round_trips_per_s", unix_rt, "round trips/s");
+  PrintFigure("remote_oneway_messages_per_s", oneway, "messages/s");
+  PrintFigure("connect_and_auth_ms", connect_ms, "ms");
+  PrintFigure("floor_remote_round_trips_per_s", floor, "round trips/s");
+  if (floor > 0 && tcp > 0) PrintFigure("remote_pingpong_of_floor", tcp / floor, "x");
+  Reap(floor_pid);
+  Reap(tcp_pid);
+  Reap(unix_pid);
+  return status;
+}
+
+}  // namespace
+}  // namespace picos::testing
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Remote-layer figures between two processes, beside a bare-libuv floor.");
+  absl::ParseCommandLine(argc, argv);
+  if (!picos::FlagInRange(FLAGS_round_trips, 100, 10'000'000)) return 2;
+  return picos::testing::Main(absl::GetFlag(FLAGS_round_trips));
+}
