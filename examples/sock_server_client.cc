@@ -25,9 +25,6 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/allocator_interface.h>
-#endif
 #include "core/cli/flags.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
@@ -35,6 +32,12 @@
 #include "core/kernel/task.h"
 #include "transports/default_transports.h"
 #include "transports/socket.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+// From compiler-rt's <sanitizer/allocator_interface.h>, which g++ 12 does not
+// ship (its libasan exports the function all the same).
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
+#endif
 
 ABSL_FLAG(std::string, mode, "both", "server, client, or both (server and clients in one process)");
 ABSL_FLAG(std::string, listen, "tcp://127.0.0.1:0", "server: where to listen");
