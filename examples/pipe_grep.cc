@@ -82,10 +82,14 @@ picos::Task<absl::Status> Main(std::string path, int64_t lines, int64_t max_byte
   picos::Scheduler& s = picos::ThisScheduler();
   picos::TaskRef writer = s.Spawn(Writer, &chain->first(), path, lines, max_bytes);
   picos::TaskRef reader = s.Spawn(Reader, &chain->last());
-  PICOS_CO_ASSIGN_OR_RETURN(picos::Value w, co_await writer.Join());
-  PICOS_CO_ASSIGN_OR_RETURN(picos::Value r, co_await reader.Join());
-  (void)w;
-  (void)r;
+  // Both tasks use `chain`: neither may outlive it. If the writer fails,
+  // the reader would wait for output that never comes; end it, and join it
+  // before `chain` goes either way.
+  absl::StatusOr<picos::Value> w = co_await writer.Join();
+  if (!w.ok()) (void)reader.Terminate();
+  absl::StatusOr<picos::Value> r = co_await reader.Join();
+  PICOS_CO_RETURN_IF_ERROR(w.status());
+  PICOS_CO_RETURN_IF_ERROR(r.status());
   PICOS_CO_ASSIGN_OR_RETURN(std::vector<picos::ExitStatus> st, co_await chain->Wait(absl::Seconds(30)));
   // grep exits 1 when nothing matched: not an error here.
   std::printf("grep: %s, wc: %s\n", st[0].ToString().c_str(), st[1].ToString().c_str());

@@ -16,13 +16,17 @@ for f in include/picos/core/kernel/task.h include/picos/core/wire/value.capnp.h 
   [ -f "$prefix/$f" ] || fail "$f is not installed"
 done
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+# Under `bazel test --config=asan` the library is instrumented: a program
+# linking it needs the ASan runtime too.
+san=""
+if nm -D "$prefix/lib/libpicos.so" | grep -q ' U __asan_init'; then san="-fsanitize=address"; fi
 
 # 1. Plain g++ and pkg-config, as README.md shows.
 cp "$hello" "$tmp/hello.cc"
 cd "$tmp"
-echo "g++ -o hello hello.cc $(pkg-config --cflags --libs picos)"
+echo "g++ -o hello hello.cc $(pkg-config --cflags --libs picos) $san"
 # shellcheck disable=SC2046
-g++ -o hello hello.cc $(pkg-config --cflags --libs picos) || fail "g++ with pkg-config failed"
+g++ -o hello hello.cc $(pkg-config --cflags --libs picos) $san || fail "g++ with pkg-config failed"
 out=$(timeout 60 ./hello 2>&1) || fail "hello exited with status $?: $out"
 echo "$out"
 grep -q 'hello from picos: 1000000 sub-task awaits, reply {"twice": 2000000}' <<<"$out" ||
@@ -53,7 +57,8 @@ find_package(picos REQUIRED)
 add_executable(hello hello.cc)
 target_link_libraries(hello PRIVATE picos::picos)
 CMAKE
-  cmake -S "$tmp/cmake_project" -B "$tmp/cmake_build" -DCMAKE_PREFIX_PATH="$prefix" >"$tmp/cmake.log" 2>&1 ||
+  cmake -S "$tmp/cmake_project" -B "$tmp/cmake_build" -DCMAKE_PREFIX_PATH="$prefix" \
+      -DCMAKE_EXE_LINKER_FLAGS="$san" >"$tmp/cmake.log" 2>&1 ||
       { cat "$tmp/cmake.log"; fail "cmake configure failed"; }
   cmake --build "$tmp/cmake_build" >>"$tmp/cmake.log" 2>&1 || { cat "$tmp/cmake.log"; fail "cmake build failed"; }
   out=$(timeout 60 "$tmp/cmake_build/hello" 2>&1) || fail "the CMake-built hello exited with status $?: $out"
