@@ -43,6 +43,7 @@
 #include "core/kernel/status.h"
 #include "core/kernel/system_message.h"
 #include "core/kernel/task_group.h"
+#include "core/remote/frames_internal.h"
 #include "core/remote/handshake.h"
 #include "core/wire/value_codec.h"
 
@@ -1001,10 +1002,10 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
       break;
     }
     c->last_heard_ns = ThisScheduler().NowNs();
-    absl::StatusOr<Value> batch = DecodeValue(**m, codec);
+    absl::StatusOr<Value> batch = internal::DecodeBatch(**m, codec);
     if (!batch.ok()) {
-      if (absl::IsInvalidArgument(batch.status()) || absl::IsResourceExhausted(batch.status())) {
-        why = absl::DataLossError(absl::StrCat("malformed frame: ", batch.status().message()));
+      if (absl::IsDataLoss(batch.status())) {
+        why = batch.status();
         break;
       }
       // A handle this version cannot name (a third process): the batch is
@@ -1012,10 +1013,6 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
       PICOS_LOG_LIMITED(info, "remote: dropped frames from {}: {}", c->Describe(),
                         batch.status().ToString());
       continue;
-    }
-    if (!batch->is_list()) {
-      why = absl::DataLossError("malformed frame: not a list of frames");
-      break;
     }
     for (const Value& frame : batch->as_list()) {
       absl::Status s = self->Dispatch(c, frame);
