@@ -638,6 +638,110 @@ PICOS_CORO_TEST(RemoteInProcess, IdleLinkStaysUpOnHeartbeats) {
   a->reset();
 }
 
+// On a simulated clock (PICOS_SIM_TEST): the node's timers follow the
+// scheduler's clock, so liveness is checked to the nanosecond, and minutes of
+// idle link take milliseconds.
+
+PICOS_SIM_TEST(RemoteVirtualTime, SilentPeerIsLostAfterExactlyIntervalTimesMisses) {
+  remote::NodeOptions o = Options(kSecret, UnixName("sim-silent"), 1);
+  o.heartbeat_interval = absl::Seconds(1);
+  o.heartbeat_misses = 5;
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  CO_ASSERT_OK(a);
+  CO_ASSERT_OK(Channel((*a)->peer_events()).Subscribe(Self()));
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await Raw((*a)->uris()[0]);
+  CO_ASSERT_OK(raw);
+  remote::HandshakeOptions h;
+  h.secret = kSecret;
+  h.timeout = kLong;
+  h.name = "silent";
+  h.process_id = ProcessId();
+  h.process_id[0] = static_cast<char>(h.process_id[0] ^ 5);
+  absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
+  CO_ASSERT_OK(peer);
+  const int64_t start_ns = ThisScheduler().NowNs();
+  // Its pings arrive (one a second); this side never answers.
+  bool closed = co_await ClosedByPeer(raw->get());
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(absl::Nanoseconds(ThisScheduler().NowNs() - start_ns), absl::Seconds(5))
+      << "lost after exactly heartbeat_interval * heartbeat_misses of silence";
+  EXPECT_TRUE((*a)->peers().empty());
+  absl::StatusOr<Value> joined = co_await Receive(kLong);
+  CO_ASSERT_OK(joined);
+  absl::StatusOr<Value> lost = co_await Receive(kLong);
+  CO_ASSERT_OK(lost);
+  const Value* l = SystemMessagePayload(*lost, remote::kPeerEventMessage);
+  CO_ASSERT_TRUE(l != nullptr);
+  EXPECT_EQ((*l)["event"], Value("lost"));
+  EXPECT_TRUE((*l)["reason"].is_string() && absl::StrContains((*l)["reason"].as_string(), "5 heartbeats"));
+  (*raw)->Close();
+  a->reset();
+}
+
+PICOS_SIM_TEST(RemoteVirtualTime, SilentClientIsRefusedAfterExactlyTheHandshakeTimeout) {
+  remote::NodeOptions o = Options(kSecret, UnixName("sim-hs"), 1);
+  o.handshake_timeout = absl::Seconds(3);
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  CO_ASSERT_OK(a);
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await Raw((*a)->uris()[0]);
+  CO_ASSERT_OK(raw);
+  const int64_t start_ns = ThisScheduler().NowNs();
+  bool closed = co_await ClosedByPeer(raw->get());  // reads its Hello; sends nothing
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(absl::Nanoseconds(ThisScheduler().NowNs() - start_ns), absl::Seconds(3));
+  EXPECT_EQ((*a)->refused_handshakes(), 1u);
+  (*raw)->Close();
+  a->reset();
+}
+
+PICOS_SIM_TEST(RemoteVirtualTime, IdleLinkStaysUpForTenMinutes) {
+  const absl::Time real_start = absl::Now();
+  const TransportRegistry& t = transports::DefaultTransports();
+  remote::NodeOptions oa = Options(kSecret, UnixName("sim-idle"), 1);
+  remote::NodeOptions ob = Options(kSecret, "", 2);
+  oa.heartbeat_interval = ob.heartbeat_interval = absl::Seconds(1);
+  oa.heartbeat_misses = ob.heartbeat_misses = 3;
+  absl::StatusOr<std::unique_ptr<remote::Node>> a = co_await remote::Node::Start(t, std::move(oa));
+  CO_ASSERT_OK(a);
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, std::move(ob));
+  CO_ASSERT_OK(b);
+  // Echo's own receive timeout (a minute) is shorter than the idle spell.
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", []() -> Task<int64_t> {
+    absl::StatusOr<Value> msg = co_await Receive(absl::Hours(1));
+    co_return msg.ok() && *msg == Value("quit") ? 0 : -1;
+  });
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  CO_ASSERT_OK(Channel((*a)->peer_events()).Subscribe(Self()));
+  CO_ASSERT_OK(Channel((*b)->peer_events()).Subscribe(Self()));
+  absl::StatusOr<TaskRef> far = co_await LocateTask("echo", Location::Peer((*a)->uris()[0]), kLong);
+  CO_ASSERT_OK(far);
+  const int64_t start_ns = ThisScheduler().NowNs();
+  absl::Status slept = co_await Sleep(absl::Minutes(10));  // idle but for heartbeats
+  EXPECT_OK(slept);
+  EXPECT_EQ(absl::Nanoseconds(ThisScheduler().NowNs() - start_ns), absl::Minutes(10));
+  EXPECT_EQ((*a)->peers().size(), 1u);
+  EXPECT_EQ((*b)->peers().size(), 1u);
+  // The link still carries messages, and nobody was lost meanwhile.
+  CO_ASSERT_OK(far->Send(Value("quit")));
+  absl::StatusOr<Value> joined = co_await far->Join(kLong);
+  CO_ASSERT_OK(joined);
+  EXPECT_EQ(*joined, Value(0));
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<Value> m = co_await Receive(absl::ZeroDuration());
+    CO_ASSERT_OK(m);
+    const Value* p = SystemMessagePayload(*m, remote::kPeerEventMessage);
+    CO_ASSERT_TRUE(p != nullptr);
+    EXPECT_EQ((*p)["event"], Value("joined"));
+  }
+  absl::StatusOr<Value> more = co_await Receive(absl::ZeroDuration());
+  EXPECT_THAT(more.status(), StatusIs(absl::StatusCode::kDeadlineExceeded)) << "no peer event but the two joins";
+  b->reset();
+  a->reset();
+  EXPECT_LT(absl::Now() - real_start, absl::Seconds(5)) << "ten virtual minutes take milliseconds";
+}
+
 TEST(RemoteSecret, LoadsFromAFileOrTheEnvironmentAndRefusesWeakOnes) {
   const std::string dir = std::getenv("TEST_TMPDIR") != nullptr ? std::getenv("TEST_TMPDIR") : "/tmp";
   const std::string path = absl::StrCat(dir, "/secret-", getpid());

@@ -12,7 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
+#include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
 #include "core/remote/handshake_internal.h"
 #include "core/remote/protocol.capnp.h"
@@ -33,8 +33,14 @@ std::string Flatten(capnp::MessageBuilder& message) {
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
+// The handshake's deadline, on the scheduler's clock (a VirtualClock in
+// simulations), in nanoseconds.
+using Deadline = int64_t;
+
 // The remaining time before `deadline`, never negative.
-absl::Duration Left(absl::Time deadline) { return std::max(deadline - absl::Now(), absl::ZeroDuration()); }
+absl::Duration Left(Deadline deadline) {
+  return absl::Nanoseconds(std::max<int64_t>(deadline - ThisScheduler().NowNs(), 0));
+}
 
 absl::Status Truncated(const char* what) {
   return absl::UnavailableError(
@@ -42,7 +48,7 @@ absl::Status Truncated(const char* what) {
 }
 
 // Writes one handshake message: its length, big-endian, then the bytes.
-Task<absl::Status> WriteOne(Stream& stream, std::string body, absl::Time deadline) {
+Task<absl::Status> WriteOne(Stream& stream, std::string body, Deadline deadline) {
   std::string out(4, '\0');
   const uint32_t n = static_cast<uint32_t>(body.size());
   out[0] = static_cast<char>(n >> 24);
@@ -55,7 +61,7 @@ Task<absl::Status> WriteOne(Stream& stream, std::string body, absl::Time deadlin
 
 // Reads exactly `n` bytes (never more: what follows the handshake stays in
 // the stream for whoever reads next).
-Task<absl::StatusOr<std::string>> ReadExact(Stream& stream, size_t n, absl::Time deadline,
+Task<absl::StatusOr<std::string>> ReadExact(Stream& stream, size_t n, Deadline deadline,
                                             const char* what) {
   std::string buf(n, '\0');
   size_t got = 0;
@@ -76,7 +82,7 @@ Task<absl::StatusOr<std::string>> ReadExact(Stream& stream, size_t n, absl::Time
 
 // Reads one handshake message, refusing a length over the bound before
 // reading (let alone allocating) its body.
-Task<absl::StatusOr<std::string>> ReadOne(Stream& stream, absl::Time deadline, const char* what) {
+Task<absl::StatusOr<std::string>> ReadOne(Stream& stream, Deadline deadline, const char* what) {
   absl::StatusOr<std::string> header = co_await ReadExact(stream, internal::kHandshakeHeaderSize, deadline, what);
   if (!header.ok()) co_return header.status();
   absl::StatusOr<uint32_t> n = internal::HandshakeMessageLength(*header, what);
@@ -145,7 +151,8 @@ absl::Status ValidateSecret(const std::string& secret) {
 
 Task<absl::StatusOr<HandshakeResult>> Handshake(Stream& stream, HandshakeOptions options) {
   PICOS_CO_RETURN_IF_ERROR(ValidateSecret(options.secret));
-  const absl::Time deadline = absl::Now() + options.timeout;
+  const Deadline deadline =
+      ThisScheduler().NowNs() + absl::ToInt64Nanoseconds(std::min(options.timeout, absl::Hours(24 * 365)));
   const uint32_t version = options.version != 0 ? options.version : ProtocolVersion();
   const std::string my_pid = options.process_id.empty() ? ProcessId() : options.process_id;
   const Role peer_role = options.role == Role::kConnector ? Role::kAcceptor : Role::kConnector;

@@ -897,22 +897,31 @@ void NodeImpl::Lost(const std::shared_ptr<Connection>& c, const absl::Status& wh
             *c, why);
 }
 
+// Wakes at each ping tick (every heartbeat_interval since the connection
+// came up) and at the moment the peer's silence reaches
+// heartbeat_interval * heartbeat_misses, whichever comes first, so that a
+// silent peer is lost after exactly that much of the scheduler's time.
 Task<absl::Status> NodeImpl::HeartbeatLoop(NodeImpl* self, std::shared_ptr<Connection> c) {
-  const absl::Duration interval = self->options_.heartbeat_interval;
-  const int64_t dead_after_ns =
-      absl::ToInt64Nanoseconds(interval) * std::max(1, self->options_.heartbeat_misses);
+  const int64_t interval_ns = absl::ToInt64Nanoseconds(self->options_.heartbeat_interval);
+  const int64_t dead_after_ns = interval_ns * std::max(1, self->options_.heartbeat_misses);
+  int64_t next_tick_ns = ThisScheduler().NowNs() + interval_ns;
   for (;;) {
-    absl::Status slept = co_await Sleep(interval);
-    if (!slept.ok() || c->stream == nullptr) co_return absl::OkStatus();
-    const int64_t silent_ns = ThisScheduler().NowNs() - c->last_heard_ns;
-    if (silent_ns > dead_after_ns) {
+    const int64_t now_ns = ThisScheduler().NowNs();
+    const int64_t silent_ns = now_ns - c->last_heard_ns;
+    if (silent_ns >= dead_after_ns) {
       self->Lost(c, absl::DeadlineExceededError(absl::StrCat(
                         "heard nothing for ", absl::FormatDuration(absl::Nanoseconds(silent_ns)),
                         " (", self->options_.heartbeat_misses, " heartbeats missed)")));
       co_return absl::OkStatus();
     }
-    if (!c->sent_since_tick) (void)c->Push(Value::Map({{"op", "ping"}}));
-    c->sent_since_tick = false;
+    if (now_ns >= next_tick_ns) {
+      if (!c->sent_since_tick) (void)c->Push(Value::Map({{"op", "ping"}}));
+      c->sent_since_tick = false;
+      while (next_tick_ns <= now_ns) next_tick_ns += interval_ns;
+    }
+    const int64_t wake_ns = std::min(next_tick_ns, c->last_heard_ns + dead_after_ns);
+    absl::Status slept = co_await Sleep(absl::Nanoseconds(wake_ns - now_ns));
+    if (!slept.ok() || c->stream == nullptr) co_return absl::OkStatus();
   }
 }
 
@@ -1305,9 +1314,11 @@ Task<absl::Status> Node::Connect(std::string uri) {
 }
 
 Task<absl::Status> Node::Flush(absl::Duration timeout) {
-  const absl::Time give_up = absl::Now() + timeout;
+  // The scheduler's clock, as every timer of the node.
+  const int64_t give_up_ns =
+      ThisScheduler().NowNs() + absl::ToInt64Nanoseconds(std::min(timeout, absl::Hours(24 * 365)));
   while (!impl_->flushed()) {
-    if (absl::Now() >= give_up) {
+    if (ThisScheduler().NowNs() >= give_up_ns) {
       co_return absl::DeadlineExceededError(
           absl::StrCat("frames for peers still unwritten after ", absl::FormatDuration(timeout)));
     }

@@ -46,7 +46,11 @@
 //    peer.
 //  * Peers exchange heartbeats on an idle connection; one not heard from in
 //    heartbeat_interval * heartbeat_misses is lost as if its connection
-//    broke.
+//    broke, at exactly that much silence.
+//  * Every timer of the node (heartbeats, liveness, handshake_timeout,
+//    connect_timeout, Flush's timeout) runs on the scheduler's clock: on a
+//    VirtualClock (core/kernel/clock.h) two nodes on one scheduler keep a
+//    link up for hours of simulated time in milliseconds.
 //  * Memory per peer is bounded: at most max_queued_frames wait to be
 //    written, then Send gives kResourceExhausted until the peer catches up.
 //  * When a connection breaks, pending Join, Locate and Deliver calls on it
@@ -125,8 +129,9 @@ struct NodeOptions {
   // Liveness: a peer that sends nothing for heartbeat_interval gets a ping
   // (nothing is sent on a busy link); a peer heard from not once in
   // heartbeat_interval * heartbeat_misses is lost (its connection closed,
-  // its monitors told peer_lost). The defaults detect a dead peer within
-  // 5 s.
+  // its monitors told peer_lost) the moment its silence reaches that. The
+  // defaults detect a dead peer in 5 s. Scheduler time (a VirtualClock's,
+  // in simulations).
   absl::Duration heartbeat_interval = absl::Seconds(1);
   int heartbeat_misses = 5;
   // Most accepted connections in their handshake at once; beyond it a new
