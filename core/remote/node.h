@@ -22,10 +22,15 @@
 //  * Every connection runs the handshake before any other byte is decoded; a
 //    wrong secret is refused on both sides and logged as "secret mismatch",
 //    a version mismatch or a garbage peer as what it is.
-//  * One connection per pair of peers: a peer is found by any URI it
-//    listens on or was dialled at, and by its process id; a second
-//    connection to a peer already connected is closed after its handshake
-//    (except when both sides dial at the same moment: see "Not yet").
+//  * One connection per pair of peers, however many dials, from either side
+//    and at the same moment: a peer is found by any URI it listens on or
+//    was dialled at, and by its process id. Of the two, the peer with the
+//    lower process id (the arbiter) chooses: the first connection whose
+//    handshake ends on its side is kept, any other is declined and closed
+//    while that one lives. The other peer sends nothing on a connection
+//    until the arbiter has said it is kept (its Connect waits for that,
+//    within connect_timeout), so no message is ever sent on a connection
+//    that is then closed, and every Connect gives the kept connection.
 //    Locate at a peer not yet connected connects first.
 //  * Messages from one sender thread to one remote task arrive in the order
 //    sent, while the connection lives. Everything queued for a peer goes out
@@ -75,8 +80,7 @@
 // that knows a task's id or a channel's name may address it), one copy of
 // a broadcast per connection (today one per remote subscriber), Deliver on
 // a task handle, reconnection with sequence numbers and acknowledgements,
-// both sides connecting at once (each keeps the connection it made first,
-// so two may stay up), services, the --peer flag, limits on buffered bytes per
+// services, the --peer flag, limits on buffered bytes per
 // peer (frames are counted, not bytes), Deliver on a task handle waiting for
 // its mailbox.
 //
@@ -186,8 +190,10 @@ class Node {
   Location location() const;
 
   // Connects to the peer at `uri` unless connected already, and
-  // authenticates. Suspends. kUnauthenticated ("secret mismatch"),
-  // kFailedPrecondition (version mismatch), kUnavailable, kDeadlineExceeded.
+  // authenticates; when the peer was dialling this node at the same time,
+  // gives the one connection the two keep. Suspends. kUnauthenticated
+  // ("secret mismatch"), kFailedPrecondition (version mismatch),
+  // kUnavailable, kDeadlineExceeded.
   Task<absl::Status> Connect(std::string uri);
 
   // Waits until everything accepted for every peer so far has been written

@@ -1,4 +1,5 @@
-# The remote layer's protocol between two picos processes (peers), version 1.
+# The remote layer's protocol between two picos processes (peers), version 2
+# (2: the "select" frame that keeps one connection per pair, node.cc).
 # Read by core/remote/handshake.cc and core/remote/node.cc.
 #
 # Every connection starts with the handshake below, before any other byte is
@@ -35,7 +36,7 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("picos::remote::protocol");
 
 const magic :UInt64 = 0x5049434f5352454d;  # "PICOSREM"
-const protocolVersion :UInt32 = 1;
+const protocolVersion :UInt32 = 2;
 const maxHandshakeMessageBytes :UInt32 = 4096;
 
 struct Hello {
