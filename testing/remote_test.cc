@@ -830,6 +830,53 @@ PICOS_SIM_TEST(RemoteVirtualTime, IdleLinkStaysUpForTenMinutes) {
   EXPECT_LT(absl::Now() - real_start, absl::Seconds(5)) << "ten virtual minutes take milliseconds";
 }
 
+// The same idle link with each node on a scheduler of its own (b's on a
+// thread), both on one simulated clock.
+PICOS_SIM_TEST(RemoteVirtualTime, IdleLinkBetweenTwoSchedulersOnOneClock) {
+  const absl::Time real_start = absl::Now();
+  remote::NodeOptions oa = Options(kSecret, UnixName("sim-two"), 1);
+  oa.heartbeat_interval = absl::Seconds(1);
+  oa.heartbeat_misses = 3;
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(oa));
+  CO_ASSERT_OK(a);
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", []() -> Task<int64_t> {
+    absl::StatusOr<Value> msg = co_await Receive(absl::Hours(1));
+    co_return msg.ok() && *msg == Value("quit") ? 0 : -1;
+  });
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  auto sb = std::make_unique<Scheduler>(Scheduler::Options{.name = "b", .clock = ThisScheduler().clock()});
+  CO_ASSERT_OK(sb->StartThread());
+  const int64_t start_ns = ThisScheduler().NowNs();
+  TaskRef side_b = sb->Spawn([](std::string uri) -> Task<absl::Status> {
+    remote::NodeOptions ob = Options(kSecret, "", 2);
+    ob.heartbeat_interval = absl::Seconds(1);
+    ob.heartbeat_misses = 3;
+    absl::StatusOr<std::unique_ptr<remote::Node>> b =
+        co_await remote::Node::Start(transports::DefaultTransports(), std::move(ob));
+    if (!b.ok()) co_return b.status();
+    absl::StatusOr<TaskRef> far = co_await LocateTask("echo", Location::Peer(uri), kLong);
+    if (!far.ok()) co_return far.status();
+    absl::Status slept = co_await Sleep(absl::Minutes(10));
+    if (!slept.ok()) co_return slept;
+    if ((*b)->peers().size() != 1) co_return absl::UnavailableError("b lost its peer");
+    PICOS_CO_RETURN_IF_ERROR(far->Send(Value("quit")));
+    absl::StatusOr<Value> joined = co_await far->Join(kLong);
+    if (!joined.ok()) co_return joined.status();
+    co_return absl::OkStatus();
+  }, (*a)->uris()[0]);
+  // Nine minutes on, while b still sleeps: a has kept b all along.
+  absl::Status slept = co_await Sleep(absl::Minutes(9));
+  CO_ASSERT_OK(slept);
+  EXPECT_EQ((*a)->peers().size(), 1u) << "a lost b while b was idle";
+  absl::StatusOr<Value> rb = co_await side_b.Join(absl::Hours(1));
+  EXPECT_OK(rb);
+  EXPECT_GE(absl::Nanoseconds(ThisScheduler().NowNs() - start_ns), absl::Minutes(10));
+  sb.reset();
+  a->reset();
+  EXPECT_LT(absl::Now() - real_start, absl::Seconds(10)) << "ten virtual minutes take little real time";
+}
+
 TEST(RemoteSecret, LoadsFromAFileOrTheEnvironmentAndRefusesWeakOnes) {
   const std::string dir = std::getenv("TEST_TMPDIR") != nullptr ? std::getenv("TEST_TMPDIR") : "/tmp";
   const std::string path = absl::StrCat(dir, "/secret-", getpid());

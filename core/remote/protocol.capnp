@@ -24,7 +24,10 @@
 #
 # After the handshake the connection carries batches of frames: each batch a
 # length-prefixed core/wire/value.capnp message holding a list of maps, each
-# with an "op" key (node.cc lists the ops). A writer gathers every frame
+# with an "op" key (node.cc lists the ops). The first frame on every
+# connection is the choice of the peer with the lower process id: "select",
+# keep or not (one connection per pair of peers, however many dials); the
+# other peer sends nothing before it. A writer gathers every frame
 # queued for a peer into batches and one write, so messages to one peer
 # travel together without any being held back when the link is idle.
 #

@@ -113,6 +113,7 @@ std::vector<std::string> FrameBatchSeeds() {
       Value::Map({{"op", "reply"}, {"req", uint64_t{4}}, {"ok", false}, {"error", error}}),
       Value::Map({{"op", "monitor_msg"}, {"reg", uint64_t{2}}, {"msg", Value::Map({{"picos.monitor", 1}})}}),
       Value::Map({{"op", "ping"}}),
+      Value::Map({{"op", "select"}, {"keep", true}}),
       Value::Map({{"op", "ch_sub"}, {"channel", "news"}, {"sub", uint64_t{5}}}),
       Value::Map({{"op", "ch_unsub"}, {"channel", "news"}, {"sub", uint64_t{5}}}),
       Value::Map({{"op", "ch_msg"}, {"sub", uint64_t{5}}, {"msg", Value::List({1, 2, 3})}}),
