@@ -894,7 +894,10 @@ Task<absl::StatusOr<std::shared_ptr<Connection>>> NodeImpl::AwaitSelection(std::
       case Connection::Selection::kDropped:
         // The arbiter keeps another connection between the two: it comes
         // up here too (if it has not yet).
-        if (std::shared_ptr<Connection> kept = ByPid(c->peer.process_id); kept != nullptr) co_return kept;
+        if (std::shared_ptr<Connection> kept = ByPid(c->peer.process_id); kept != nullptr) {
+          if (!c->dialled.empty()) by_uri_.emplace(c->dialled, kept);  // the next Connect finds it
+          co_return kept;
+        }
         break;
       case Connection::Selection::kPending:
         break;
