@@ -92,6 +92,15 @@ remote::NodeOptions Options(std::string secret, std::string listen, char pid_twe
   return o;
 }
 
+// The process id of a hand-made peer (a bare stream after Handshake):
+// above every node's, so that the node is the pair's arbiter (node.h) and
+// keeps the connection without waiting for this peer to choose.
+std::string RawPeerId(char tweak) {
+  std::string id(kProcessIdSize, '\xff');
+  id.back() = tweak;
+  return id;
+}
+
 std::string UnixName(const char* what) { return absl::StrCat("unix://@picos-remote-test-", getpid(), "-", what); }
 
 PICOS_CORO_TEST(RemoteInProcess, LocateSendReplyJoin) {
@@ -375,8 +384,7 @@ PICOS_CORO_TEST(RemoteInProcess, MalformedFrameClosesThatConnectionOnly) {
   h.secret = kSecret;
   h.role = remote::Role::kConnector;
   h.timeout = kLong;
-  h.process_id = ProcessId();
-  h.process_id[0] = static_cast<char>(h.process_id[0] ^ 3);
+  h.process_id = RawPeerId(3);
   absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
   CO_ASSERT_OK(peer);  // authenticated: what follows is a frame
   std::string frame("\0\0\0\x10", 4);
@@ -451,8 +459,7 @@ PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadStaysBounded) {
   remote::HandshakeOptions h;
   h.secret = kSecret;
   h.timeout = kLong;
-  h.process_id = ProcessId();
-  h.process_id[0] = static_cast<char>(h.process_id[0] ^ 6);
+  h.process_id = RawPeerId(6);
   absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
   CO_ASSERT_OK(peer);
   CO_ASSERT_OK(LocalHandleCodec().ExportTask(Self()));
@@ -503,8 +510,7 @@ PICOS_CORO_TEST(RemoteInProcess, NonsenseFramesAreDroppedAndTheNodeKeepsServing)
   remote::HandshakeOptions h;
   h.secret = kSecret;
   h.timeout = kLong;
-  h.process_id = ProcessId();
-  h.process_id[0] = static_cast<char>(h.process_id[0] ^ 7);
+  h.process_id = RawPeerId(7);
   absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
   CO_ASSERT_OK(peer);
   const uint64_t nobody = uint64_t{1} << 60;
@@ -572,8 +578,7 @@ PICOS_CORO_TEST(RemoteInProcess, SilentPeerIsLostAfterItsHeartbeatsAreMissed) {
   h.secret = kSecret;
   h.timeout = kLong;
   h.name = "silent";
-  h.process_id = ProcessId();
-  h.process_id[0] = static_cast<char>(h.process_id[0] ^ 5);
+  h.process_id = RawPeerId(5);
   absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
   CO_ASSERT_OK(peer);
   const absl::Time start = absl::Now();
@@ -636,6 +641,240 @@ PICOS_CORO_TEST(RemoteInProcess, IdleLinkStaysUpOnHeartbeats) {
   CO_ASSERT_OK(seen);
   EXPECT_EQ(*seen, Value("joined left "));
   a->reset();
+}
+
+// Converse without the end: the echo task stays for the next caller.
+Task<absl::Status> Chat(std::string uri) {
+  absl::StatusOr<TaskRef> echo = co_await LocateTask("echo", Location::Peer(uri), kLong);
+  if (!echo.ok()) co_return echo.status();
+  for (int i = 0; i < kMessages; ++i) {
+    PICOS_CO_RETURN_IF_ERROR(echo->Send(Value::Map({{"reply_to", Self()}, {"n", i}})));
+  }
+  for (int i = 0; i < kMessages; ++i) {
+    absl::StatusOr<Value> r = co_await Receive(kLong);
+    if (!r.ok()) co_return r.status();
+    if ((*r)["n"] != Value(i)) co_return absl::DataLossError(absl::StrCat("reply ", i, " is ", r->DebugString()));
+  }
+  absl::StatusOr<Value> extra = co_await Receive(absl::Milliseconds(1));
+  if (extra.ok()) co_return absl::DataLossError(absl::StrCat("a reply more: ", extra->DebugString()));
+  co_return absl::OkStatus();
+}
+
+// Both peers dial each other at the same moment, while a task of one
+// already talks to the other (its Locate dials a third time): every round
+// must end with one connection on each side (one "joined" each, nothing
+// lost), every dial succeeding, and every message and reply arriving once
+// and in order. Rounds alternate which peer has the lower process id (the
+// arbiter) and which dial starts first.
+PICOS_CORO_TEST(RemoteInProcess, BothSidesConnectingAtOnceEndWithOneConnection) {
+  constexpr int kRounds = 30;
+  const TransportRegistry& t = transports::DefaultTransports();
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    const bool a_low = round % 2 == 0;
+    absl::StatusOr<std::unique_ptr<remote::Node>> a = co_await remote::Node::Start(
+        t, Options(kSecret, UnixName(absl::StrCat("race-a", round).c_str()), a_low ? 1 : 2));
+    CO_ASSERT_OK(a);
+    absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(
+        t, Options(kSecret, UnixName(absl::StrCat("race-b", round).c_str()), a_low ? 2 : 1));
+    CO_ASSERT_OK(b);
+    CO_ASSERT_OK(Channel((*a)->peer_events()).Subscribe(Self()));
+    CO_ASSERT_OK(Channel((*b)->peer_events()).Subscribe(Self()));
+    remote::Node* na = a->get();
+    remote::Node* nb = b->get();
+    const std::string ua = na->uris()[0], ub = nb->uris()[0];
+    auto dial = [](remote::Node* n, std::string uri, absl::Duration after) -> Task<absl::Status> {
+      if (after > absl::ZeroDuration()) {
+        absl::Status slept = co_await Sleep(after);
+        if (!slept.ok()) co_return slept;
+      }
+      co_return co_await n->Connect(std::move(uri));
+    };
+    const absl::Duration skew = absl::Microseconds((round / 2) % 3 * 100);
+    TaskRef from_a = ThisScheduler().Spawn(dial, na, ub, (round / 2) % 2 ? skew : absl::ZeroDuration());
+    TaskRef from_b = ThisScheduler().Spawn(dial, nb, ua, (round / 2) % 2 ? absl::ZeroDuration() : skew);
+    // Through b (the scheduler's resolver is the node started last).
+    TaskRef talker = ThisScheduler().Spawn(Chat, ua);
+    absl::StatusOr<Value> ra = co_await from_a.Join(kLong);
+    absl::StatusOr<Value> rb = co_await from_b.Join(kLong);
+    absl::StatusOr<Value> rt = co_await talker.Join(kLong);
+    EXPECT_OK(ra);
+    EXPECT_OK(rb);
+    EXPECT_OK(rt);
+    EXPECT_EQ(na->peers().size(), 1u);
+    EXPECT_EQ(nb->peers().size(), 1u);
+    // Declined connections close without a peer event; the kept one stays.
+    absl::Status slept = co_await Sleep(absl::Milliseconds(5));
+    CO_ASSERT_OK(slept);
+    EXPECT_EQ(na->peers().size(), 1u);
+    EXPECT_EQ(nb->peers().size(), 1u);
+    std::string events;
+    for (;;) {
+      absl::StatusOr<Value> m = co_await Receive(absl::ZeroDuration());
+      if (!m.ok()) break;
+      const Value* p = SystemMessagePayload(*m, remote::kPeerEventMessage);
+      events += p == nullptr ? "? " : (*p)["event"].as_string() + " ";
+    }
+    EXPECT_EQ(events, "joined joined ") << "one connection, joined once on each side";
+    CO_ASSERT_OK(Channel(na->peer_events()).Unsubscribe(Self()));
+    CO_ASSERT_OK(Channel(nb->peer_events()).Unsubscribe(Self()));
+    b->reset();
+    a->reset();
+  }
+  CO_ASSERT_OK(echo.Send(Value("quit")));
+  (void)co_await echo.Join(kLong);
+}
+
+// On a simulated clock (PICOS_SIM_TEST): the node's timers follow the
+// scheduler's clock, so liveness is checked to the nanosecond, and minutes of
+// idle link take milliseconds.
+
+PICOS_SIM_TEST(RemoteVirtualTime, SilentPeerIsLostAfterExactlyIntervalTimesMisses) {
+  remote::NodeOptions o = Options(kSecret, UnixName("sim-silent"), 1);
+  o.heartbeat_interval = absl::Seconds(1);
+  o.heartbeat_misses = 5;
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  CO_ASSERT_OK(a);
+  CO_ASSERT_OK(Channel((*a)->peer_events()).Subscribe(Self()));
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await Raw((*a)->uris()[0]);
+  CO_ASSERT_OK(raw);
+  remote::HandshakeOptions h;
+  h.secret = kSecret;
+  h.timeout = kLong;
+  h.name = "silent";
+  h.process_id = RawPeerId(5);
+  absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
+  CO_ASSERT_OK(peer);
+  const int64_t start_ns = ThisScheduler().NowNs();
+  // Its pings arrive (one a second); this side never answers.
+  bool closed = co_await ClosedByPeer(raw->get());
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(absl::Nanoseconds(ThisScheduler().NowNs() - start_ns), absl::Seconds(5))
+      << "lost after exactly heartbeat_interval * heartbeat_misses of silence";
+  EXPECT_TRUE((*a)->peers().empty());
+  absl::StatusOr<Value> joined = co_await Receive(kLong);
+  CO_ASSERT_OK(joined);
+  absl::StatusOr<Value> lost = co_await Receive(kLong);
+  CO_ASSERT_OK(lost);
+  const Value* l = SystemMessagePayload(*lost, remote::kPeerEventMessage);
+  CO_ASSERT_TRUE(l != nullptr);
+  EXPECT_EQ((*l)["event"], Value("lost"));
+  EXPECT_TRUE((*l)["reason"].is_string() && absl::StrContains((*l)["reason"].as_string(), "5 heartbeats"));
+  (*raw)->Close();
+  a->reset();
+}
+
+PICOS_SIM_TEST(RemoteVirtualTime, SilentClientIsRefusedAfterExactlyTheHandshakeTimeout) {
+  remote::NodeOptions o = Options(kSecret, UnixName("sim-hs"), 1);
+  o.handshake_timeout = absl::Seconds(3);
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  CO_ASSERT_OK(a);
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await Raw((*a)->uris()[0]);
+  CO_ASSERT_OK(raw);
+  const int64_t start_ns = ThisScheduler().NowNs();
+  bool closed = co_await ClosedByPeer(raw->get());  // reads its Hello; sends nothing
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(absl::Nanoseconds(ThisScheduler().NowNs() - start_ns), absl::Seconds(3));
+  EXPECT_EQ((*a)->refused_handshakes(), 1u);
+  (*raw)->Close();
+  a->reset();
+}
+
+PICOS_SIM_TEST(RemoteVirtualTime, IdleLinkStaysUpForTenMinutes) {
+  const absl::Time real_start = absl::Now();
+  const TransportRegistry& t = transports::DefaultTransports();
+  remote::NodeOptions oa = Options(kSecret, UnixName("sim-idle"), 1);
+  remote::NodeOptions ob = Options(kSecret, "", 2);
+  oa.heartbeat_interval = ob.heartbeat_interval = absl::Seconds(1);
+  oa.heartbeat_misses = ob.heartbeat_misses = 3;
+  absl::StatusOr<std::unique_ptr<remote::Node>> a = co_await remote::Node::Start(t, std::move(oa));
+  CO_ASSERT_OK(a);
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, std::move(ob));
+  CO_ASSERT_OK(b);
+  // Echo's own receive timeout (a minute) is shorter than the idle spell.
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", []() -> Task<int64_t> {
+    absl::StatusOr<Value> msg = co_await Receive(absl::Hours(1));
+    co_return msg.ok() && *msg == Value("quit") ? 0 : -1;
+  });
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  CO_ASSERT_OK(Channel((*a)->peer_events()).Subscribe(Self()));
+  CO_ASSERT_OK(Channel((*b)->peer_events()).Subscribe(Self()));
+  absl::StatusOr<TaskRef> far = co_await LocateTask("echo", Location::Peer((*a)->uris()[0]), kLong);
+  CO_ASSERT_OK(far);
+  const int64_t start_ns = ThisScheduler().NowNs();
+  absl::Status slept = co_await Sleep(absl::Minutes(10));  // idle but for heartbeats
+  EXPECT_OK(slept);
+  EXPECT_EQ(absl::Nanoseconds(ThisScheduler().NowNs() - start_ns), absl::Minutes(10));
+  EXPECT_EQ((*a)->peers().size(), 1u);
+  EXPECT_EQ((*b)->peers().size(), 1u);
+  // The link still carries messages, and nobody was lost meanwhile.
+  CO_ASSERT_OK(far->Send(Value("quit")));
+  absl::StatusOr<Value> joined = co_await far->Join(kLong);
+  CO_ASSERT_OK(joined);
+  EXPECT_EQ(*joined, Value(0));
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<Value> m = co_await Receive(absl::ZeroDuration());
+    CO_ASSERT_OK(m);
+    const Value* p = SystemMessagePayload(*m, remote::kPeerEventMessage);
+    CO_ASSERT_TRUE(p != nullptr);
+    EXPECT_EQ((*p)["event"], Value("joined"));
+  }
+  absl::StatusOr<Value> more = co_await Receive(absl::ZeroDuration());
+  EXPECT_THAT(more.status(), StatusIs(absl::StatusCode::kDeadlineExceeded)) << "no peer event but the two joins";
+  b->reset();
+  a->reset();
+  EXPECT_LT(absl::Now() - real_start, absl::Seconds(5)) << "ten virtual minutes take milliseconds";
+}
+
+// The same idle link with each node on a scheduler of its own (b's on a
+// thread), both on one simulated clock.
+PICOS_SIM_TEST(RemoteVirtualTime, IdleLinkBetweenTwoSchedulersOnOneClock) {
+  const absl::Time real_start = absl::Now();
+  remote::NodeOptions oa = Options(kSecret, UnixName("sim-two"), 1);
+  oa.heartbeat_interval = absl::Seconds(1);
+  oa.heartbeat_misses = 3;
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(oa));
+  CO_ASSERT_OK(a);
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", []() -> Task<int64_t> {
+    absl::StatusOr<Value> msg = co_await Receive(absl::Hours(1));
+    co_return msg.ok() && *msg == Value("quit") ? 0 : -1;
+  });
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  auto sb = std::make_unique<Scheduler>(Scheduler::Options{.name = "b", .clock = ThisScheduler().clock()});
+  CO_ASSERT_OK(sb->StartThread());
+  const int64_t start_ns = ThisScheduler().NowNs();
+  TaskRef side_b = sb->Spawn([](std::string uri) -> Task<absl::Status> {
+    remote::NodeOptions ob = Options(kSecret, "", 2);
+    ob.heartbeat_interval = absl::Seconds(1);
+    ob.heartbeat_misses = 3;
+    absl::StatusOr<std::unique_ptr<remote::Node>> b =
+        co_await remote::Node::Start(transports::DefaultTransports(), std::move(ob));
+    if (!b.ok()) co_return b.status();
+    absl::StatusOr<TaskRef> far = co_await LocateTask("echo", Location::Peer(uri), kLong);
+    if (!far.ok()) co_return far.status();
+    absl::Status slept = co_await Sleep(absl::Minutes(10));
+    if (!slept.ok()) co_return slept;
+    if ((*b)->peers().size() != 1) co_return absl::UnavailableError("b lost its peer");
+    PICOS_CO_RETURN_IF_ERROR(far->Send(Value("quit")));
+    absl::StatusOr<Value> joined = co_await far->Join(kLong);
+    if (!joined.ok()) co_return joined.status();
+    co_return absl::OkStatus();
+  }, (*a)->uris()[0]);
+  // Nine minutes on, while b still sleeps: a has kept b all along.
+  absl::Status slept = co_await Sleep(absl::Minutes(9));
+  CO_ASSERT_OK(slept);
+  EXPECT_EQ((*a)->peers().size(), 1u) << "a lost b while b was idle";
+  absl::StatusOr<Value> rb = co_await side_b.Join(absl::Hours(1));
+  EXPECT_OK(rb);
+  EXPECT_GE(absl::Nanoseconds(ThisScheduler().NowNs() - start_ns), absl::Minutes(10));
+  sb.reset();
+  a->reset();
+  EXPECT_LT(absl::Now() - real_start, absl::Seconds(10)) << "ten virtual minutes take little real time";
 }
 
 TEST(RemoteSecret, LoadsFromAFileOrTheEnvironmentAndRefusesWeakOnes) {

@@ -102,7 +102,7 @@ bool VirtualClock::OthersRunning(const Scheduler* s) const {
   return false;
 }
 
-VirtualClock::Step VirtualClock::Idle(Scheduler* s, int64_t deadline_ns) {
+VirtualClock::Step VirtualClock::Idle(Scheduler* s, int64_t deadline_ns, uint64_t work) {
   absl::MutexLock lock(&mu_);
   Member* me = Find(s);
   // Checked under the clock's lock: a Post that lands after this check marks
@@ -111,14 +111,34 @@ VirtualClock::Step VirtualClock::Idle(Scheduler* s, int64_t deadline_ns) {
     me->state = State::kBusy;
     return Step::kBusy;
   }
+  if (work != me->work) {
+    // It did something since it last went idle, which may have sent bytes
+    // to another member's socket: every member polls again before a jump.
+    me->work = work;
+    ++epoch_;
+  }
   me->state = State::kIdle;
   me->deadline_ns = deadline_ns;
+  me->epoch = epoch_;
   int64_t next = -1;
+  bool unconfirmed = false;
   for (const Member& m : members_) {
     if (m.state == State::kBusy) return Step::kWait;
+    if (m.state == State::kIdle && m.epoch != epoch_) unconfirmed = true;
     if (m.state == State::kIdle && m.deadline_ns >= 0 && (next < 0 || m.deadline_ns < next)) {
       next = m.deadline_ns;
     }
+  }
+  if (unconfirmed) {
+    // Those idle since before the last work poll again (WaitVirtual polls
+    // before it comes back here).
+    for (Member& m : members_) {
+      if (m.state == State::kIdle && m.epoch != epoch_) {
+        m.state = State::kBusy;
+        m.scheduler->WakeLoop();
+      }
+    }
+    return Step::kWait;
   }
   if (next < 0) return Step::kNoTimers;
   if (next > now_ns_.load(std::memory_order_relaxed)) {

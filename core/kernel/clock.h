@@ -45,9 +45,13 @@
 // it from jumping until it has been handled. Schedulers whose loop does not
 // run take no part: their due timeouts fire when their loop next runs.
 //
-// Limits of the simulation: real I/O with other processes is not waited for
-// (a simulated clock may jump while bytes are on their way from another
-// process), and Scheduler::WaitFor and absl::Now() stay on real time.
+// Bytes between schedulers of this process (a socket from one to another:
+// two simulated peers) are waited for: after any work on any scheduler, the
+// clock jumps only once every scheduler has polled its I/O again and found
+// nothing to do. Limits of the simulation: real I/O with other processes is
+// not waited for (a simulated clock may jump while bytes are on their way
+// from another process), and Scheduler::WaitFor and absl::Now() stay on
+// real time.
 //
 // Threads: every method may be called from any thread. Time never goes back.
 #ifndef PICOS_CORE_KERNEL_CLOCK_H_
@@ -109,6 +113,8 @@ class VirtualClock {
     Scheduler* scheduler;
     State state;
     int64_t deadline_ns;  // its earliest timeout when idle; -1: none
+    uint64_t work = 0;    // its resume count when it last said it was idle
+    uint64_t epoch = 0;   // the quiet epoch it last said it was idle in
   };
 
   // What an idle scheduler does next.
@@ -127,7 +133,11 @@ class VirtualClock {
   void Detach(Scheduler* s) ABSL_LOCKS_EXCLUDED(mu_);
   void LoopStarts(Scheduler* s) ABSL_LOCKS_EXCLUDED(mu_);
   void LoopEnds(Scheduler* s) ABSL_LOCKS_EXCLUDED(mu_);
-  Step Idle(Scheduler* s, int64_t deadline_ns) ABSL_LOCKS_EXCLUDED(mu_);
+  // `work`: the scheduler's resume count. Work done anywhere since a
+  // member last polled its I/O may have sent it bytes (a socket between two
+  // schedulers of this process): the clock jumps only once every member has
+  // polled, and found nothing, since the last work done by any of them.
+  Step Idle(Scheduler* s, int64_t deadline_ns, uint64_t work) ABSL_LOCKS_EXCLUDED(mu_);
   void Busy(Scheduler* s) ABSL_LOCKS_EXCLUDED(mu_);
   // Runs `post` (which queues work in the inbox of `s`) and marks `s` busy,
   // as one step under the clock's lock: Idle() sees either the work in the
@@ -152,6 +162,8 @@ class VirtualClock {
   std::atomic<int64_t> jumps_{0};
   mutable absl::Mutex mu_;
   std::vector<Member> members_ ABSL_GUARDED_BY(mu_);
+  // Bumped whenever a member reports work since its last Idle.
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace picos

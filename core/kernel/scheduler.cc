@@ -757,7 +757,7 @@ bool Scheduler::WaitVirtual(bool wait_for_posts, absl::Status* result) {
   const bool in_flight = external || loop_->active_reqs.count > 0;
   VirtualClock::Step step = VirtualClock::Step::kWait;
   if (clock.mode() == VirtualClock::kSimulated && !in_flight) {
-    step = clock.Idle(this, timers_.empty() ? -1 : timers_[0].deadline_ns);
+    step = clock.Idle(this, timers_.empty() ? -1 : timers_[0].deadline_ns, resume_count_);
     if (step == VirtualClock::Step::kJumped || step == VirtualClock::Step::kBusy) return true;
   }
   // Block. In the foreground the inbox's async handle does not keep the

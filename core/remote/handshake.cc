@@ -8,11 +8,13 @@
 #include <openssl/rand.h>
 
 #include <cstring>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
+#include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
+#include "core/remote/handshake_internal.h"
 #include "core/remote/protocol.capnp.h"
 #include "core/wire/value_codec.h"
 
@@ -31,8 +33,14 @@ std::string Flatten(capnp::MessageBuilder& message) {
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
+// The handshake's deadline, on the scheduler's clock (a VirtualClock in
+// simulations), in nanoseconds.
+using Deadline = int64_t;
+
 // The remaining time before `deadline`, never negative.
-absl::Duration Left(absl::Time deadline) { return std::max(deadline - absl::Now(), absl::ZeroDuration()); }
+absl::Duration Left(Deadline deadline) {
+  return absl::Nanoseconds(std::max<int64_t>(deadline - ThisScheduler().NowNs(), 0));
+}
 
 absl::Status Truncated(const char* what) {
   return absl::UnavailableError(
@@ -40,7 +48,7 @@ absl::Status Truncated(const char* what) {
 }
 
 // Writes one handshake message: its length, big-endian, then the bytes.
-Task<absl::Status> WriteOne(Stream& stream, std::string body, absl::Time deadline) {
+Task<absl::Status> WriteOne(Stream& stream, std::string body, Deadline deadline) {
   std::string out(4, '\0');
   const uint32_t n = static_cast<uint32_t>(body.size());
   out[0] = static_cast<char>(n >> 24);
@@ -53,7 +61,7 @@ Task<absl::Status> WriteOne(Stream& stream, std::string body, absl::Time deadlin
 
 // Reads exactly `n` bytes (never more: what follows the handshake stays in
 // the stream for whoever reads next).
-Task<absl::StatusOr<std::string>> ReadExact(Stream& stream, size_t n, absl::Time deadline,
+Task<absl::StatusOr<std::string>> ReadExact(Stream& stream, size_t n, Deadline deadline,
                                             const char* what) {
   std::string buf(n, '\0');
   size_t got = 0;
@@ -74,22 +82,24 @@ Task<absl::StatusOr<std::string>> ReadExact(Stream& stream, size_t n, absl::Time
 
 // Reads one handshake message, refusing a length over the bound before
 // reading (let alone allocating) its body.
-Task<absl::StatusOr<std::string>> ReadOne(Stream& stream, absl::Time deadline, const char* what) {
-  absl::StatusOr<std::string> header = co_await ReadExact(stream, 4, deadline, what);
+Task<absl::StatusOr<std::string>> ReadOne(Stream& stream, Deadline deadline, const char* what) {
+  absl::StatusOr<std::string> header = co_await ReadExact(stream, internal::kHandshakeHeaderSize, deadline, what);
   if (!header.ok()) co_return header.status();
-  const auto* h = reinterpret_cast<const unsigned char*>(header->data());
-  const uint32_t n = (uint32_t{h[0]} << 24) | (uint32_t{h[1]} << 16) | (uint32_t{h[2]} << 8) | h[3];
-  if (n == 0 || n > protocol::MAX_HANDSHAKE_MESSAGE_BYTES || n % sizeof(capnp::word) != 0) {
-    co_return absl::InvalidArgumentError(absl::StrCat(
-        "not a picos peer: its ", what, " claims ", n, " bytes (a handshake message has 8 to ",
-        protocol::MAX_HANDSHAKE_MESSAGE_BYTES, ", a multiple of 8)"));
-  }
-  co_return co_await ReadExact(stream, n, deadline, what);
+  absl::StatusOr<uint32_t> n = internal::HandshakeMessageLength(*header, what);
+  if (!n.ok()) co_return n.status();
+  co_return co_await ReadExact(stream, *n, deadline, what);
 }
 
 // Decodes `bytes` as the root struct T, bounded; any failure is garbage.
 template <typename T, typename F>
-absl::Status Decode(const std::string& bytes, const char* what, F&& read) {
+absl::Status Decode(std::string_view bytes, const char* what, F&& read) {
+  if (bytes.empty() || bytes.size() > protocol::MAX_HANDSHAKE_MESSAGE_BYTES ||
+      bytes.size() % sizeof(capnp::word) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("not a picos peer: its ", what, " has ", bytes.size(),
+                                                   " bytes (a handshake message has 8 to ",
+                                                   protocol::MAX_HANDSHAKE_MESSAGE_BYTES,
+                                                   ", a multiple of 8)"));
+  }
   kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
   std::memcpy(words.begin(), bytes.data(), bytes.size());
   capnp::ReaderOptions limits;
@@ -141,7 +151,8 @@ absl::Status ValidateSecret(const std::string& secret) {
 
 Task<absl::StatusOr<HandshakeResult>> Handshake(Stream& stream, HandshakeOptions options) {
   PICOS_CO_RETURN_IF_ERROR(ValidateSecret(options.secret));
-  const absl::Time deadline = absl::Now() + options.timeout;
+  const Deadline deadline =
+      ThisScheduler().NowNs() + absl::ToInt64Nanoseconds(std::min(options.timeout, absl::Hours(24 * 365)));
   const uint32_t version = options.version != 0 ? options.version : ProtocolVersion();
   const std::string my_pid = options.process_id.empty() ? ProcessId() : options.process_id;
   const Role peer_role = options.role == Role::kConnector ? Role::kAcceptor : Role::kConnector;
@@ -173,33 +184,13 @@ Task<absl::StatusOr<HandshakeResult>> Handshake(Stream& stream, HandshakeOptions
 
   absl::StatusOr<std::string> peer_hello = co_await ReadOne(stream, deadline, "Hello");
   if (!peer_hello.ok()) co_return peer_hello.status();
+  absl::StatusOr<internal::PeerHello> hello = internal::DecodeHello(*peer_hello, version);
+  if (!hello.ok()) co_return hello.status();
   HandshakeResult result;
-  std::string peer_nonce;
-  absl::Status hello_ok = Decode<protocol::Hello>(
-      *peer_hello, "Hello", [&](protocol::Hello::Reader hello) -> absl::Status {
-        if (hello.getMagic() != protocol::MAGIC) {
-          return absl::InvalidArgumentError("not a picos peer: its first message has the wrong magic");
-        }
-        if (hello.getVersion() != version) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("protocol version mismatch: the peer speaks version ", hello.getVersion(),
-                           ", this process version ", version));
-        }
-        capnp::Data::Reader pid = hello.getProcessId();
-        capnp::Data::Reader nonce = hello.getNonce();
-        if (pid.size() != kProcessIdSize || nonce.size() != kNonceSize) {
-          return absl::InvalidArgumentError("not a picos peer: its Hello has a malformed id or nonce");
-        }
-        if (hello.getUris().size() > kMaxUris) {
-          return absl::InvalidArgumentError("not a picos peer: its Hello lists too many URIs");
-        }
-        result.process_id.assign(reinterpret_cast<const char*>(pid.begin()), pid.size());
-        peer_nonce.assign(reinterpret_cast<const char*>(nonce.begin()), nonce.size());
-        for (capnp::Text::Reader u : hello.getUris()) result.uris.emplace_back(u.cStr(), u.size());
-        result.name.assign(hello.getName().cStr(), hello.getName().size());
-        return absl::OkStatus();
-      });
-  PICOS_CO_RETURN_IF_ERROR(hello_ok);
+  result.process_id = std::move(hello->process_id);
+  result.uris = std::move(hello->uris);
+  result.name = std::move(hello->name);
+  const std::string peer_nonce = std::move(hello->nonce);
   if (result.process_id == my_pid) {
     co_return absl::FailedPreconditionError("the peer is this very process: a connection to itself");
   }
@@ -219,15 +210,10 @@ Task<absl::StatusOr<HandshakeResult>> Handshake(Stream& stream, HandshakeOptions
   if (!peer_proof.ok()) co_return peer_proof.status();
   const std::string expected =
       Mac(options.secret, peer_role, my_nonce, peer_nonce, result.process_id, my_pid);
-  bool proof_ok = false;
-  absl::Status proof_read = Decode<protocol::Proof>(
-      *peer_proof, "Proof", [&](protocol::Proof::Reader proof) -> absl::Status {
-        capnp::Data::Reader mac = proof.getMac();
-        proof_ok = mac.size() == kMacSize && expected.size() == kMacSize &&
-                   CRYPTO_memcmp(mac.begin(), expected.data(), kMacSize) == 0;
-        return absl::OkStatus();
-      });
-  PICOS_CO_RETURN_IF_ERROR(proof_read);
+  absl::StatusOr<std::string> mac = internal::DecodeProof(*peer_proof);
+  if (!mac.ok()) co_return mac.status();
+  const bool proof_ok = mac->size() == kMacSize && expected.size() == kMacSize &&
+                        CRYPTO_memcmp(mac->data(), expected.data(), kMacSize) == 0;
 
   // 3. Verdicts, both ways.
   {
@@ -244,18 +230,81 @@ Task<absl::StatusOr<HandshakeResult>> Handshake(Stream& stream, HandshakeOptions
   }
   absl::StatusOr<std::string> peer_verdict = co_await ReadOne(stream, deadline, "Verdict");
   if (!peer_verdict.ok()) co_return peer_verdict.status();
-  absl::Status verdict = Decode<protocol::Verdict>(
-      *peer_verdict, "Verdict", [&](protocol::Verdict::Reader v) -> absl::Status {
-        if (v.getOk()) return absl::OkStatus();
-        std::string reason(v.getReason().cStr(), std::min<size_t>(v.getReason().size(), 200));
-        if (reason == "secret mismatch") {
-          return absl::UnauthenticatedError(
-              "secret mismatch: the peer refused this process's proof of the shared secret");
-        }
-        return absl::UnavailableError(absl::StrCat("the peer refused the handshake: ", reason));
-      });
-  PICOS_CO_RETURN_IF_ERROR(verdict);
+  PICOS_CO_RETURN_IF_ERROR(internal::DecodeVerdict(*peer_verdict));
   co_return result;
 }
 
 }  // namespace picos::remote
+
+namespace picos::internal {
+
+using remote::Decode;  // the file-local template above
+namespace protocol = remote::protocol;
+
+absl::StatusOr<uint32_t> HandshakeMessageLength(std::string_view header, const char* what) {
+  if (header.size() != kHandshakeHeaderSize) {
+    return absl::InvalidArgumentError(absl::StrCat("not a picos peer: a truncated ", what, " header"));
+  }
+  const auto* h = reinterpret_cast<const unsigned char*>(header.data());
+  const uint32_t n = (uint32_t{h[0]} << 24) | (uint32_t{h[1]} << 16) | (uint32_t{h[2]} << 8) | h[3];
+  if (n == 0 || n > protocol::MAX_HANDSHAKE_MESSAGE_BYTES || n % sizeof(capnp::word) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "not a picos peer: its ", what, " claims ", n, " bytes (a handshake message has 8 to ",
+        protocol::MAX_HANDSHAKE_MESSAGE_BYTES, ", a multiple of 8)"));
+  }
+  return n;
+}
+
+absl::StatusOr<PeerHello> DecodeHello(std::string_view body, uint32_t version) {
+  PeerHello result;
+  absl::Status ok = Decode<protocol::Hello>(body, "Hello", [&](protocol::Hello::Reader hello) -> absl::Status {
+    if (hello.getMagic() != protocol::MAGIC) {
+      return absl::InvalidArgumentError("not a picos peer: its first message has the wrong magic");
+    }
+    if (hello.getVersion() != version) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("protocol version mismatch: the peer speaks version ", hello.getVersion(),
+                       ", this process version ", version));
+    }
+    capnp::Data::Reader pid = hello.getProcessId();
+    capnp::Data::Reader nonce = hello.getNonce();
+    if (pid.size() != kProcessIdSize || nonce.size() != remote::kNonceSize) {
+      return absl::InvalidArgumentError("not a picos peer: its Hello has a malformed id or nonce");
+    }
+    if (hello.getUris().size() > remote::kMaxUris) {
+      return absl::InvalidArgumentError("not a picos peer: its Hello lists too many URIs");
+    }
+    result.process_id.assign(reinterpret_cast<const char*>(pid.begin()), pid.size());
+    result.nonce.assign(reinterpret_cast<const char*>(nonce.begin()), nonce.size());
+    for (capnp::Text::Reader u : hello.getUris()) result.uris.emplace_back(u.cStr(), u.size());
+    result.name.assign(hello.getName().cStr(), hello.getName().size());
+    return absl::OkStatus();
+  });
+  if (!ok.ok()) return ok;
+  return result;
+}
+
+absl::StatusOr<std::string> DecodeProof(std::string_view body) {
+  std::string mac;
+  absl::Status ok = Decode<protocol::Proof>(body, "Proof", [&](protocol::Proof::Reader proof) -> absl::Status {
+    capnp::Data::Reader m = proof.getMac();
+    mac.assign(reinterpret_cast<const char*>(m.begin()), m.size());
+    return absl::OkStatus();
+  });
+  if (!ok.ok()) return ok;
+  return mac;
+}
+
+absl::Status DecodeVerdict(std::string_view body) {
+  return Decode<protocol::Verdict>(body, "Verdict", [&](protocol::Verdict::Reader v) -> absl::Status {
+    if (v.getOk()) return absl::OkStatus();
+    std::string reason(v.getReason().cStr(), std::min<size_t>(v.getReason().size(), 200));
+    if (reason == "secret mismatch") {
+      return absl::UnauthenticatedError(
+          "secret mismatch: the peer refused this process's proof of the shared secret");
+    }
+    return absl::UnavailableError(absl::StrCat("the peer refused the handshake: ", reason));
+  });
+}
+
+}  // namespace picos::internal

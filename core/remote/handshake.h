@@ -10,7 +10,8 @@
 //       co_await picos::remote::Handshake(*stream, o);
 //
 // Bounded: at most three messages of protocol.capnp's maxHandshakeMessageBytes each are
-// read, and the whole exchange must finish within `timeout`.
+// read, and the whole exchange must finish within `timeout` of the
+// scheduler's clock (a VirtualClock's in simulations, core/kernel/clock.h).
 //
 // Errors, each naming its cause in its message (a log line built from it
 // says "secret mismatch" only when that is the cause):

@@ -7,6 +7,13 @@
 //   {op: "reply", req, ok, value|error}
 //   {op: "monitor_msg", reg, msg}
 //   {op: "ping"}                     a heartbeat, sent on an idle link
+//   {op: "select", keep}             the first frame on every connection,
+//                                    sent only by the peer with the lower
+//                                    process id (the arbiter of the pair):
+//                                    keep it, or close it (another
+//                                    connection between the two is kept).
+//                                    The other peer sends nothing on a
+//                                    connection before it is kept.
 //   {op: "ch_sub", channel, sub}     subscribe to a channel of the receiver;
 //                                    its broadcasts come back as "ch_msg"
 //   {op: "ch_unsub", channel, sub}   {op: "ch_msg", sub, msg}
@@ -41,8 +48,10 @@
 #include "core/kernel/proxy.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
+#include "core/kernel/sync.h"
 #include "core/kernel/system_message.h"
 #include "core/kernel/task_group.h"
+#include "core/remote/frames_internal.h"
 #include "core/remote/handshake.h"
 #include "core/wire/value_codec.h"
 
@@ -240,6 +249,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   int64_t last_heard_ns = 0;  // the scheduler's clock
   bool sent_since_tick = false;
   bool writing = false;  // the writer has taken frames it has not finished writing
+  // Whether this connection is the pair's one (see "select" above).
+  enum class Selection { kPending, kKept, kDropped, kLost };
+  Selection selection = Selection::kPending;
 
   const std::string my_pid;
   const HandshakeResult peer;
@@ -694,6 +706,11 @@ class NodeImpl final : public NameResolver {
       c->node = nullptr;
       c->stream = nullptr;
     }
+    for (auto& c : unselected_) {
+      c->Fail(absl::UnavailableError("this node closed"));
+      c->node = nullptr;
+      c->stream = nullptr;
+    }
     for (auto& l : listeners_) l->Close();
     // tasks_ is destroyed next (declared last): the readers' frames go, and
     // with them the streams they own, on this thread.
@@ -741,6 +758,18 @@ class NodeImpl final : public NameResolver {
   std::shared_ptr<Connection> Adopt(std::unique_ptr<Stream> stream, HandshakeResult peer,
                                     std::string dialled);
   void Lost(const std::shared_ptr<Connection>& c, const absl::Status& why);
+  // Makes `c` the pair's connection: reachable by its peer's id and URIs,
+  // heartbeats, "joined".
+  void Keep(const std::shared_ptr<Connection>& c);
+  // The arbiter's "select" on an unselected connection.
+  absl::Status Select(const std::shared_ptr<Connection>& c, bool keep);
+  // Waits (until `give_up_ns`) for the arbiter's choice about `c`; gives the
+  // pair's connection.
+  Task<absl::StatusOr<std::shared_ptr<Connection>>> AwaitSelection(std::shared_ptr<Connection> c,
+                                                                    int64_t give_up_ns);
+  // The arbiter closing a connection it does not keep: "select" with keep
+  // false, then the peer closes it; bounded by handshake_timeout.
+  static Task<absl::Status> Decline(std::unique_ptr<Stream> stream, absl::Duration timeout);
   std::shared_ptr<Connection> Find(const std::string& uri) const {
     auto it = by_uri_.find(uri);
     return it == by_uri_.end() ? nullptr : it->second;
@@ -765,6 +794,12 @@ class NodeImpl final : public NameResolver {
   std::vector<std::unique_ptr<Listener>> listeners_;
   absl::flat_hash_map<std::string, std::shared_ptr<Connection>> by_pid_;
   absl::flat_hash_map<std::string, std::shared_ptr<Connection>> by_uri_;
+  // Connections of which the arbiter (the peer) has not said yet whether
+  // they are kept; nothing is sent on them.
+  std::vector<std::shared_ptr<Connection>> unselected_;
+  // Notified whenever a connection is kept, dropped or lost: what a Connect
+  // waiting for the arbiter's choice waits for.
+  Condition selection_changed_;
   size_t refused_ = 0;
   Channel events_ = Channel::Create("picos.peer_events");
   // Last: destroyed first, while what their tasks use exists.
@@ -827,6 +862,8 @@ Task<absl::Status> NodeImpl::AcceptOne(std::unique_ptr<Stream> stream) {
 
 Task<absl::StatusOr<std::shared_ptr<Connection>>> NodeImpl::Connect(std::string uri) {
   if (std::shared_ptr<Connection> c = Find(uri); c != nullptr) co_return c;
+  const int64_t give_up_ns =
+      ThisScheduler().NowNs() + absl::ToInt64Nanoseconds(std::min(options_.connect_timeout, absl::Hours(24 * 365)));
   absl::StatusOr<std::unique_ptr<Stream>> s = co_await transports_->Connect(uri, options_.connect_timeout);
   if (!s.ok()) {
     co_return absl::Status(s.status().code(), absl::StrCat("connecting to ", uri, ": ", s.status().message()));
@@ -839,45 +876,153 @@ Task<absl::StatusOr<std::shared_ptr<Connection>>> NodeImpl::Connect(std::string 
     co_return absl::Status(peer.status().code(),
                            absl::StrCat("handshake with ", uri, ": ", peer.status().message()));
   }
-  co_return Adopt(*std::move(s), *std::move(peer), uri);
+  std::shared_ptr<Connection> c = Adopt(*std::move(s), *std::move(peer), uri);
+  if (c->selection == Connection::Selection::kKept) co_return c;
+  co_return co_await AwaitSelection(std::move(c), give_up_ns);
 }
 
+Task<absl::StatusOr<std::shared_ptr<Connection>>> NodeImpl::AwaitSelection(std::shared_ptr<Connection> c,
+                                                                           int64_t give_up_ns) {
+  absl::StatusOr<LockGuard> held = co_await selection_changed_.Acquire();
+  if (!held.ok()) co_return held.status();
+  for (;;) {
+    switch (c->selection) {
+      case Connection::Selection::kKept:
+        co_return c;
+      case Connection::Selection::kLost:
+        co_return c->Lost();
+      case Connection::Selection::kDropped:
+        // The arbiter keeps another connection between the two: it comes
+        // up here too (if it has not yet).
+        if (std::shared_ptr<Connection> kept = ByPid(c->peer.process_id); kept != nullptr) {
+          if (!c->dialled.empty()) by_uri_.emplace(c->dialled, kept);  // the next Connect finds it
+          co_return kept;
+        }
+        break;
+      case Connection::Selection::kPending:
+        break;
+    }
+    const int64_t left_ns = give_up_ns - ThisScheduler().NowNs();
+    if (left_ns <= 0) {
+      co_return absl::DeadlineExceededError(absl::StrCat(
+          "connected to ", c->Describe(), ", which did not choose between simultaneous connections in time"));
+    }
+    absl::Status waited = co_await selection_changed_.Wait(absl::Nanoseconds(left_ns));
+    if (!waited.ok() && !absl::IsDeadlineExceeded(waited)) co_return waited;
+  }
+}
+
+Task<absl::Status> NodeImpl::Decline(std::unique_ptr<Stream> stream, absl::Duration timeout) {
+  std::string out;
+  absl::StatusOr<std::string> bytes = EncodeValue(Value::List({Value::Map({{"op", "select"}, {"keep", false}})}));
+  if (bytes.ok()) AppendFrame(*bytes, &out);
+  absl::Status wrote = co_await stream->Write(std::move(out), timeout);
+  if (wrote.ok()) {
+    // Until the peer closes: it sends nothing on an unselected connection,
+    // and closing first could reset what was written.
+    char buf[64];
+    for (;;) {
+      absl::StatusOr<size_t> n = co_await stream->ReadSome(buf, 1, sizeof buf, timeout);
+      if (!n.ok() || *n == 0) break;
+    }
+  }
+  stream->Close();
+  co_return absl::OkStatus();
+}
+
+// One connection per pair of peers, whoever dials: the peer with the lower
+// process id (the arbiter) decides, on its own thread, for each connection
+// as its handshake ends: the first is kept, any other while that one lives
+// is declined ("select" with keep false) and closed. The other peer sends
+// nothing on a connection until the arbiter's "select" says it is kept, so
+// nothing is ever sent on a connection that is then closed, and both sides
+// connecting at once ends with one connection.
 std::shared_ptr<Connection> NodeImpl::Adopt(std::unique_ptr<Stream> stream, HandshakeResult peer,
                                             std::string dialled) {
-  auto existing = by_pid_.find(peer.process_id);
-  if (existing != by_pid_.end()) {
-    // One connection per pair of peers: the one already up wins.
-    std::shared_ptr<Connection> c = existing->second;
-    if (!dialled.empty()) by_uri_.emplace(dialled, c);
-    stream->Close();
-    return c;
+  const bool arbiter = my_pid_ < peer.process_id;
+  if (arbiter) {
+    auto existing = by_pid_.find(peer.process_id);
+    if (existing != by_pid_.end()) {
+      std::shared_ptr<Connection> c = existing->second;
+      if (!dialled.empty()) by_uri_.emplace(dialled, c);
+      PICOS_LOG(debug, "remote: a second connection to {}: declined", c->Describe());
+      absl::StatusOr<TaskRef> t =
+          tasks_.SpawnNamed("remote-decline", &NodeImpl::Decline, std::move(stream), options_.handshake_timeout);
+      (void)t;  // not spawned (the node is closing): the stream closes with the task's arguments
+      return c;
+    }
   }
   auto c = std::make_shared<Connection>(this, my_pid_, std::move(peer), std::move(dialled),
                                         options_.max_frame_size, options_.max_queued_frames);
   c->stream = stream.get();
-  by_pid_.emplace(c->peer.process_id, c);
-  if (!c->dialled.empty()) by_uri_.emplace(c->dialled, c);
-  for (const std::string& u : c->peer.uris) by_uri_.emplace(u, c);
   absl::StatusOr<TaskRef> w = tasks_.SpawnNamed("remote-writer", &NodeImpl::WriterLoop, this, c);
   absl::StatusOr<TaskRef> r =
       tasks_.SpawnNamed("remote-reader", &NodeImpl::ReaderLoop, this, c, std::move(stream));
+  if (w.ok()) c->writer = *w;  // before any proxy of the connection exists: no other thread reads it yet
+  if (r.ok()) c->reader = *r;
+  c->last_heard_ns = scheduler_->NowNs();
+  // Liveness from the start: an arbiter that never says "select" is lost
+  // like a silent peer.
+  absl::StatusOr<TaskRef> h = tasks_.SpawnNamed("remote-heartbeat", &NodeImpl::HeartbeatLoop, this, c);
+  if (h.ok()) c->heartbeat = *h;
   if (!w.ok() || !r.ok()) {
+    c->selection = Connection::Selection::kKept;  // so that Lost says so
+    by_pid_.emplace(c->peer.process_id, c);
     Lost(c, absl::UnavailableError("this node is closing"));
     return c;
   }
-  c->writer = *w;  // before any proxy of the connection exists: no other thread reads it yet
-  c->reader = *r;
-  c->last_heard_ns = scheduler_->NowNs();
-  absl::StatusOr<TaskRef> h = tasks_.SpawnNamed("remote-heartbeat", &NodeImpl::HeartbeatLoop, this, c);
-  if (h.ok()) c->heartbeat = *h;
+  if (arbiter) {
+    // The first frame on the connection, before anything else is queued.
+    (void)c->Push(Value::Map({{"op", "select"}, {"keep", true}}));
+    Keep(c);
+  } else {
+    unselected_.push_back(c);
+  }
+  return c;
+}
+
+void NodeImpl::Keep(const std::shared_ptr<Connection>& c) {
+  if (auto old = by_pid_.find(c->peer.process_id); old != by_pid_.end() && old->second != c) {
+    // The arbiter keeps a new one: it no longer has the old (it broke there
+    // first).
+    std::shared_ptr<Connection> stale = old->second;
+    Lost(stale, absl::UnavailableError("the peer replaced the connection"));
+  }
+  std::erase(unselected_, c);
+  c->selection = Connection::Selection::kKept;
+  by_pid_.emplace(c->peer.process_id, c);
+  if (!c->dialled.empty()) by_uri_.emplace(c->dialled, c);
+  for (const std::string& u : c->peer.uris) by_uri_.emplace(u, c);
   PICOS_LOG(debug, "remote: connected to {}", c->Describe());
   PeerEvent("joined", *c, absl::OkStatus());
-  return c;
+  selection_changed_.NotifyAll();
+}
+
+absl::Status NodeImpl::Select(const std::shared_ptr<Connection>& c, bool keep) {
+  if (my_pid_ < c->peer.process_id || c->selection != Connection::Selection::kPending) {
+    return absl::InvalidArgumentError("a select from a peer that does not choose, or twice");
+  }
+  if (keep) {
+    Keep(c);
+    return absl::OkStatus();
+  }
+  c->selection = Connection::Selection::kDropped;
+  Lost(c, absl::UnavailableError("the peer keeps another connection between the two"));
+  return absl::OkStatus();
 }
 
 void NodeImpl::Lost(const std::shared_ptr<Connection>& c, const absl::Status& why) {
   if (c->stream == nullptr && c->lost()) return;
-  PICOS_LOG(info, "remote: connection to {} closed: {}", c->Describe(), why.ToString());
+  const bool joined = c->selection == Connection::Selection::kKept;
+  // Declined by the arbiter stays kDropped; anything else is lost.
+  if (c->selection != Connection::Selection::kDropped) c->selection = Connection::Selection::kLost;
+  std::erase(unselected_, c);
+  selection_changed_.NotifyAll();
+  if (joined) {
+    PICOS_LOG(info, "remote: connection to {} closed: {}", c->Describe(), why.ToString());
+  } else {
+    PICOS_LOG(debug, "remote: unselected connection to {} closed: {}", c->Describe(), why.ToString());
+  }
   c->Fail(why);
   if (c->stream != nullptr) c->stream->Close();
   c->stream = nullptr;
@@ -891,27 +1036,40 @@ void NodeImpl::Lost(const std::shared_ptr<Connection>& c, const absl::Status& wh
   }
   if (c->writer.valid()) (void)c->writer.Terminate();
   if (c->heartbeat.valid()) (void)c->heartbeat.Terminate();
+  if (!joined) return;
   PeerEvent(absl::IsUnavailable(why) && absl::StrContains(why.message(), "closed the connection") ? "left"
                                                                                                   : "lost",
             *c, why);
 }
 
+// Wakes at each ping tick (every heartbeat_interval since the connection
+// came up) and at the moment the peer's silence reaches
+// heartbeat_interval * heartbeat_misses, whichever comes first, so that a
+// silent peer is lost after exactly that much of the scheduler's time.
 Task<absl::Status> NodeImpl::HeartbeatLoop(NodeImpl* self, std::shared_ptr<Connection> c) {
-  const absl::Duration interval = self->options_.heartbeat_interval;
-  const int64_t dead_after_ns =
-      absl::ToInt64Nanoseconds(interval) * std::max(1, self->options_.heartbeat_misses);
+  const int64_t interval_ns = absl::ToInt64Nanoseconds(self->options_.heartbeat_interval);
+  const int64_t dead_after_ns = interval_ns * std::max(1, self->options_.heartbeat_misses);
+  int64_t next_tick_ns = ThisScheduler().NowNs() + interval_ns;
   for (;;) {
-    absl::Status slept = co_await Sleep(interval);
-    if (!slept.ok() || c->stream == nullptr) co_return absl::OkStatus();
-    const int64_t silent_ns = ThisScheduler().NowNs() - c->last_heard_ns;
-    if (silent_ns > dead_after_ns) {
+    const int64_t now_ns = ThisScheduler().NowNs();
+    const int64_t silent_ns = now_ns - c->last_heard_ns;
+    if (silent_ns >= dead_after_ns) {
       self->Lost(c, absl::DeadlineExceededError(absl::StrCat(
                         "heard nothing for ", absl::FormatDuration(absl::Nanoseconds(silent_ns)),
                         " (", self->options_.heartbeat_misses, " heartbeats missed)")));
       co_return absl::OkStatus();
     }
-    if (!c->sent_since_tick) (void)c->Push(Value::Map({{"op", "ping"}}));
-    c->sent_since_tick = false;
+    if (now_ns >= next_tick_ns) {
+      // Nothing goes on a connection the arbiter has not kept.
+      if (!c->sent_since_tick && c->selection == Connection::Selection::kKept) {
+        (void)c->Push(Value::Map({{"op", "ping"}}));
+      }
+      c->sent_since_tick = false;
+      while (next_tick_ns <= now_ns) next_tick_ns += interval_ns;
+    }
+    const int64_t wake_ns = std::min(next_tick_ns, c->last_heard_ns + dead_after_ns);
+    absl::Status slept = co_await Sleep(absl::Nanoseconds(wake_ns - now_ns));
+    if (!slept.ok() || c->stream == nullptr) co_return absl::OkStatus();
   }
 }
 
@@ -1001,10 +1159,10 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
       break;
     }
     c->last_heard_ns = ThisScheduler().NowNs();
-    absl::StatusOr<Value> batch = DecodeValue(**m, codec);
+    absl::StatusOr<Value> batch = internal::DecodeBatch(**m, codec);
     if (!batch.ok()) {
-      if (absl::IsInvalidArgument(batch.status()) || absl::IsResourceExhausted(batch.status())) {
-        why = absl::DataLossError(absl::StrCat("malformed frame: ", batch.status().message()));
+      if (absl::IsDataLoss(batch.status())) {
+        why = batch.status();
         break;
       }
       // A handle this version cannot name (a third process): the batch is
@@ -1012,10 +1170,6 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
       PICOS_LOG_LIMITED(info, "remote: dropped frames from {}: {}", c->Describe(),
                         batch.status().ToString());
       continue;
-    }
-    if (!batch->is_list()) {
-      why = absl::DataLossError("malformed frame: not a list of frames");
-      break;
     }
     for (const Value& frame : batch->as_list()) {
       absl::Status s = self->Dispatch(c, frame);
@@ -1098,6 +1252,11 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     return absl::OkStatus();
   }
   if (op == "ping") return absl::OkStatus();  // heard: the reader noted the time
+  if (op == "select") {
+    const Value& keep = Field(frame, "keep");
+    if (!keep.is_bool()) return absl::InvalidArgumentError("frame field 'keep' is not a bool");
+    return Select(c, keep.as_bool());
+  }
   auto find_channel = [&]() -> absl::StatusOr<ChannelRef> {
     const Value& name = Field(frame, "channel");
     if (!name.is_string()) return absl::InvalidArgumentError("frame field 'channel' is not a string");
@@ -1308,9 +1467,11 @@ Task<absl::Status> Node::Connect(std::string uri) {
 }
 
 Task<absl::Status> Node::Flush(absl::Duration timeout) {
-  const absl::Time give_up = absl::Now() + timeout;
+  // The scheduler's clock, as every timer of the node.
+  const int64_t give_up_ns =
+      ThisScheduler().NowNs() + absl::ToInt64Nanoseconds(std::min(timeout, absl::Hours(24 * 365)));
   while (!impl_->flushed()) {
-    if (absl::Now() >= give_up) {
+    if (ThisScheduler().NowNs() >= give_up_ns) {
       co_return absl::DeadlineExceededError(
           absl::StrCat("frames for peers still unwritten after ", absl::FormatDuration(timeout)));
     }

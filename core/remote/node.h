@@ -22,10 +22,15 @@
 //  * Every connection runs the handshake before any other byte is decoded; a
 //    wrong secret is refused on both sides and logged as "secret mismatch",
 //    a version mismatch or a garbage peer as what it is.
-//  * One connection per pair of peers: a peer is found by any URI it
-//    listens on or was dialled at, and by its process id; a second
-//    connection to a peer already connected is closed after its handshake
-//    (except when both sides dial at the same moment: see "Not yet").
+//  * One connection per pair of peers, however many dials, from either side
+//    and at the same moment: a peer is found by any URI it listens on or
+//    was dialled at, and by its process id. Of the two, the peer with the
+//    lower process id (the arbiter) chooses: the first connection whose
+//    handshake ends on its side is kept, any other is declined and closed
+//    while that one lives. The other peer sends nothing on a connection
+//    until the arbiter has said it is kept (its Connect waits for that,
+//    within connect_timeout), so no message is ever sent on a connection
+//    that is then closed, and every Connect gives the kept connection.
 //    Locate at a peer not yet connected connects first.
 //  * Messages from one sender thread to one remote task arrive in the order
 //    sent, while the connection lives. Everything queued for a peer goes out
@@ -46,7 +51,11 @@
 //    peer.
 //  * Peers exchange heartbeats on an idle connection; one not heard from in
 //    heartbeat_interval * heartbeat_misses is lost as if its connection
-//    broke.
+//    broke, at exactly that much silence.
+//  * Every timer of the node (heartbeats, liveness, handshake_timeout,
+//    connect_timeout, Flush's timeout) runs on the scheduler's clock: on a
+//    VirtualClock (core/kernel/clock.h) two nodes on one scheduler keep a
+//    link up for hours of simulated time in milliseconds.
 //  * Memory per peer is bounded: at most max_queued_frames wait to be
 //    written, then Send gives kResourceExhausted until the peer catches up.
 //  * When a connection breaks, pending Join, Locate and Deliver calls on it
@@ -71,8 +80,7 @@
 // that knows a task's id or a channel's name may address it), one copy of
 // a broadcast per connection (today one per remote subscriber), Deliver on
 // a task handle, reconnection with sequence numbers and acknowledgements,
-// both sides connecting at once (each keeps the connection it made first,
-// so two may stay up), services, the --peer flag, limits on buffered bytes per
+// services, the --peer flag, limits on buffered bytes per
 // peer (frames are counted, not bytes), Deliver on a task handle waiting for
 // its mailbox.
 //
@@ -125,8 +133,9 @@ struct NodeOptions {
   // Liveness: a peer that sends nothing for heartbeat_interval gets a ping
   // (nothing is sent on a busy link); a peer heard from not once in
   // heartbeat_interval * heartbeat_misses is lost (its connection closed,
-  // its monitors told peer_lost). The defaults detect a dead peer within
-  // 5 s.
+  // its monitors told peer_lost) the moment its silence reaches that. The
+  // defaults detect a dead peer in 5 s. Scheduler time (a VirtualClock's,
+  // in simulations).
   absl::Duration heartbeat_interval = absl::Seconds(1);
   int heartbeat_misses = 5;
   // Most accepted connections in their handshake at once; beyond it a new
@@ -181,8 +190,10 @@ class Node {
   Location location() const;
 
   // Connects to the peer at `uri` unless connected already, and
-  // authenticates. Suspends. kUnauthenticated ("secret mismatch"),
-  // kFailedPrecondition (version mismatch), kUnavailable, kDeadlineExceeded.
+  // authenticates; when the peer was dialling this node at the same time,
+  // gives the one connection the two keep. Suspends. kUnauthenticated
+  // ("secret mismatch"), kFailedPrecondition (version mismatch),
+  // kUnavailable, kDeadlineExceeded.
   Task<absl::Status> Connect(std::string uri);
 
   // Waits until everything accepted for every peer so far has been written

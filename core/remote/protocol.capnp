@@ -1,4 +1,5 @@
-# The remote layer's protocol between two picos processes (peers), version 1.
+# The remote layer's protocol between two picos processes (peers), version 2
+# (2: the "select" frame that keeps one connection per pair, node.cc).
 # Read by core/remote/handshake.cc and core/remote/node.cc.
 #
 # Every connection starts with the handshake below, before any other byte is
@@ -23,7 +24,10 @@
 #
 # After the handshake the connection carries batches of frames: each batch a
 # length-prefixed core/wire/value.capnp message holding a list of maps, each
-# with an "op" key (node.cc lists the ops). A writer gathers every frame
+# with an "op" key (node.cc lists the ops). The first frame on every
+# connection is the choice of the peer with the lower process id: "select",
+# keep or not (one connection per pair of peers, however many dials); the
+# other peer sends nothing before it. A writer gathers every frame
 # queued for a peer into batches and one write, so messages to one peer
 # travel together without any being held back when the link is idle.
 #
@@ -35,7 +39,7 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("picos::remote::protocol");
 
 const magic :UInt64 = 0x5049434f5352454d;  # "PICOSREM"
-const protocolVersion :UInt32 = 1;
+const protocolVersion :UInt32 = 2;
 const maxHandshakeMessageBytes :UInt32 = 4096;
 
 struct Hello {
