@@ -16,6 +16,7 @@
 #include "core/kernel/monitor.h"
 #include "core/kernel/proxy.h"
 #include "core/kernel/task.h"
+#include "core/remote/ops_internal.h"
 #include "core/wire/value_codec.h"
 
 namespace picos::remote {
@@ -25,56 +26,10 @@ namespace {
 constexpr int kEndA = 0;  // the "other process": what Remote() is given lives here
 constexpr int kEndB = 1;  // "this process": holds the proxies
 
-// --- reading frames: they came through a codec, so they are checked like
-// anything from the network ---
-
-const Value& Field(const Value& frame, const char* key) {
-  static const Value* const kNull = new Value();
-  const Value* v = frame.Find(key);
-  return v == nullptr ? *kNull : *v;
-}
-
-absl::StatusOr<uint64_t> U64(const Value& frame, const char* key) {
-  absl::StatusOr<uint64_t> n = FromValue<uint64_t>(Field(frame, key));
-  if (!n.ok()) return absl::InvalidArgumentError(absl::StrCat("frame field '", key, "' is not a uint"));
-  return n;
-}
-
-absl::StatusOr<std::string> Str(const Value& frame, const char* key) {
-  const Value& v = Field(frame, key);
-  if (!v.is_string()) {
-    return absl::InvalidArgumentError(absl::StrCat("frame field '", key, "' is not a string"));
-  }
-  return v.as_string();
-}
-
-Value StatusFields(const absl::Status& s) {
-  return Value::Map({{"code", static_cast<int>(s.code())}, {"message", std::string(s.message())}});
-}
-
-absl::Status StatusOf(const Value& v) {
-  absl::StatusOr<int> code = FromValue<int>(Field(v, "code"));
-  const Value& message = Field(v, "message");
-  if (!code.ok() || !message.is_string() || *code <= 0 ||
-      *code > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
-    return absl::UnknownError("malformed status in a frame");
-  }
-  return absl::Status(static_cast<absl::StatusCode>(*code), message.as_string());
-}
-
-// One broadcast subscription held by end B for a channel of end A.
-struct Subscription {
-  std::string channel;  // its name at end A
-  TaskRef task;         // the subscriber: a task ...
-  ChannelRef relay;     // ... or a channel
-  std::shared_ptr<const ChannelTransform> transform;
-};
-
-struct MonitorReg {
-  TaskRef monitor;
-  uint64_t watched_id;
-  std::string watched_name;
-};
+// Frames are read, statuses encoded and operations applied by the very code
+// the real peer runs (ops_internal.h): the double proves what Node does.
+using ops::MonitorReg;
+using ops::Subscription;
 
 }  // namespace
 
@@ -166,7 +121,7 @@ class LoopbackTaskProxy final : public TaskProxy {
   absl::Status Send(Value message) override { return Op("send", "msg", std::move(message)); }
   absl::Status Resume(Value value) override { return Op("resume", "value", std::move(value)); }
   absl::Status Terminate() override { return Op("terminate", "", Value()); }
-  absl::Status Throw(absl::Status error) override { return Op("throw", "error", StatusFields(error)); }
+  absl::Status Throw(absl::Status error) override { return Op("throw", "error", ops::StatusFields(error)); }
 
   void Join(Completer done) override {
     std::shared_ptr<LoopbackLink> l = link_.lock();
@@ -255,13 +210,7 @@ class LoopbackChannelProxy final : public ChannelProxy {
       done.Complete(absl::UnavailableError("peer gone"));
       return;
     }
-    l->Request(1 - home_,
-               Value::MapType{{"op", "ch_deliver"},
-                              {"channel", name_},
-                              {"msg", std::move(message)},
-                              {"n", n},
-                              {"timeout_ns", absl::ToInt64Nanoseconds(timeout)}},
-               std::move(done));
+    l->Request(1 - home_, ops::DeliverRequest(name_, std::move(message), n, timeout), std::move(done));
   }
   absl::Status Close() override {
     std::shared_ptr<LoopbackLink> l = link_.lock();
@@ -301,36 +250,15 @@ class LoopbackChannelProxy final : public ChannelProxy {
 // weakly: a reply after the peer went is dropped.
 picos::Task<> LocateAndReply(std::weak_ptr<LoopbackLink> link, int end, bool want_task,
                              std::string name, int64_t timeout_ns, uint64_t req) {
-  absl::StatusOr<Value> result = Value();
-  if (want_task) {
-    absl::StatusOr<TaskRef> t = co_await LocateTask(name, Location::Local(), absl::Nanoseconds(timeout_ns));
-    if (t.ok()) {
-      result = Value(*t);
-    } else {
-      result = t.status();
-    }
-  } else {
-    absl::StatusOr<ChannelRef> c =
-        co_await LocateChannel(name, Location::Local(), absl::Nanoseconds(timeout_ns));
-    if (c.ok()) {
-      result = Value(*c);
-    } else {
-      result = c.status();
-    }
-  }
+  absl::StatusOr<Value> result =
+      co_await ops::LocateHere(!want_task, std::move(name), absl::Nanoseconds(timeout_ns));
   if (std::shared_ptr<LoopbackLink> l = link.lock()) l->Reply(end, req, std::move(result));
 }
 
 picos::Task<> DeliverAndReply(std::weak_ptr<LoopbackLink> link, int end, ChannelRef channel,
                               Value message, uint32_t n, int64_t timeout_ns, uint64_t req) {
-  absl::StatusOr<size_t> reached =
-      co_await picos::Channel(channel).Deliver(std::move(message), n, absl::Nanoseconds(timeout_ns));
-  absl::StatusOr<Value> result = Value();
-  if (reached.ok()) {
-    result = Value(static_cast<uint64_t>(*reached));
-  } else {
-    result = reached.status();
-  }
+  absl::StatusOr<Value> result =
+      co_await ops::DeliverHere(std::move(channel), std::move(message), n, absl::Nanoseconds(timeout_ns));
   if (std::shared_ptr<LoopbackLink> l = link.lock()) l->Reply(end, req, std::move(result));
 }
 
@@ -343,12 +271,7 @@ class Resolver final : public NameResolver {
       done.Complete(absl::UnavailableError(absl::StrCat("no peer at ", location.peer())));
       return;
     }
-    link_->Request(kEndB,
-                   Value::MapType{{"op", "locate"},
-                                  {"kind", kind == Kind::kTask ? "task" : "channel"},
-                                  {"name", name},
-                                  {"timeout_ns", absl::ToInt64Nanoseconds(timeout)}},
-                   std::move(done));
+    link_->Request(kEndB, ops::LocateRequest(kind == Kind::kChannel, name, timeout), std::move(done));
   }
 
  private:
@@ -426,17 +349,12 @@ Completer LoopbackLink::TakePending(int end, uint64_t req) {
 }
 
 void LoopbackLink::Reply(int from, uint64_t req, absl::StatusOr<Value> result) {
-  Value::MapType f{{"op", "reply"}, {"req", req}, {"ok", result.ok()}};
-  if (result.ok()) {
-    f.emplace("value", *result);
-  } else {
-    f.emplace("error", StatusFields(result.status()));
-  }
-  absl::Status s = Transmit(from, Value(std::move(f)));
-  if (!s.ok() && result.ok() && !lost()) {
+  const bool ok = result.ok();
+  absl::Status s = Transmit(from, Value(ops::ReplyFields(req, std::move(result))));
+  if (!s.ok() && ok && !lost()) {
     // The value could not cross (a handle no codec can name): say why.
     (void)Transmit(from, Value::Map({{"op", "reply"}, {"req", req}, {"ok", false},
-                                     {"error", StatusFields(s)}}));
+                                     {"error", ops::StatusFields(s)}}));
   }
 }
 
@@ -463,10 +381,8 @@ absl::Status LoopbackLink::Subscribe(int holder, Subscription sub) {
     absl::MutexLock lock(&mu_);
     if (lost_) return Lost();
     for (const auto& [sid, s] : ends_[holder].subs) {
-      if (s.channel == sub.channel && s.task == sub.task && s.relay == sub.relay) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            sub.task.valid() ? sub.task.DebugString() : sub.relay.DebugString(),
-            " already subscribes to channel ", sub.channel));
+      if (ops::IsSubscriber(s, sub.channel, sub.task, sub.relay)) {
+        return ops::AlreadySubscribed(sub);
       }
     }
     id = next_id_++;
@@ -489,7 +405,7 @@ absl::Status LoopbackLink::Unsubscribe(int holder, const std::string& channel, c
     if (lost_) return Lost();
     auto& subs = ends_[holder].subs;
     for (auto it = subs.begin(); it != subs.end(); ++it) {
-      if (it->second.channel == channel && it->second.task == task && it->second.relay == relay) {
+      if (ops::IsSubscriber(it->second, channel, task, relay)) {
         id = it->first;
         gone = std::move(it->second);
         subs.erase(it);
@@ -498,8 +414,7 @@ absl::Status LoopbackLink::Unsubscribe(int holder, const std::string& channel, c
     }
   }
   if (id == 0) {
-    return absl::NotFoundError(absl::StrCat(task.valid() ? task.DebugString() : relay.DebugString(),
-                                            " does not subscribe to channel ", channel));
+    return ops::NotSubscribed(channel, task, relay);
   }
   return Transmit(holder, Value::Map({{"op", "ch_unsub"}, {"channel", channel}, {"sub", id}}));
 }
@@ -517,7 +432,7 @@ ChannelRef LoopbackLink::ExportedChannel(int home, const std::string& name) cons
 }
 
 absl::StatusOr<TaskRef> LoopbackLink::FindTask(int end, const Value& frame) {
-  absl::StatusOr<uint64_t> id = U64(frame, "task");
+  absl::StatusOr<uint64_t> id = ops::U64(frame, "task");
   if (!id.ok()) return id.status();
   TaskRef t = ExportedTask(end, *id);
   if (!t.valid()) return absl::NotFoundError(absl::StrCat("no task #", *id, " was exported here"));
@@ -525,7 +440,7 @@ absl::StatusOr<TaskRef> LoopbackLink::FindTask(int end, const Value& frame) {
 }
 
 absl::StatusOr<ChannelRef> LoopbackLink::FindChannel(int end, const Value& frame) {
-  absl::StatusOr<std::string> name = Str(frame, "channel");
+  absl::StatusOr<std::string> name = ops::Str(frame, "channel");
   if (!name.ok()) return name.status();
   ChannelRef c = ExportedChannel(end, *name);
   if (!c.valid()) return absl::NotFoundError(absl::StrCat("no channel '", *name, "' was exported here"));
@@ -533,22 +448,25 @@ absl::StatusOr<ChannelRef> LoopbackLink::FindChannel(int end, const Value& frame
 }
 
 absl::Status LoopbackLink::Dispatch(int to, const Value& frame) {
-  absl::StatusOr<std::string> op_or = Str(frame, "op");
+  absl::StatusOr<std::string> op_or = ops::Str(frame, "op");
   if (!op_or.ok()) return op_or.status();
   const std::string& op = *op_or;
   std::weak_ptr<LoopbackLink> weak = weak_from_this();
+  // What the shared appliers send back on: the link, held weakly (a task may
+  // end or a channel broadcast after the link went), to end `to`'s peer.
+  ops::PushFrame push = [weak, to](Value f) -> absl::Status {
+    std::shared_ptr<LoopbackLink> l = weak.lock();
+    if (l == nullptr) return absl::UnavailableError("peer gone");
+    return l->Transmit(to, std::move(f));
+  };
 
   if (op == "send" || op == "resume" || op == "terminate" || op == "throw") {
     absl::StatusOr<TaskRef> t = FindTask(to, frame);
     if (!t.ok()) return t.status();
-    if (op == "send") return t->Send(Field(frame, "msg"));
-    if (op == "resume") return t->Resume(Field(frame, "value"));
-    if (op == "terminate") return t->Terminate();
-    absl::Status error = StatusOf(Field(frame, "error"));
-    return t->Throw(error.ok() ? absl::UnknownError("thrown") : error);
+    return ops::ApplyTaskOp(op, frame, *t);
   }
   if (op == "join") {
-    absl::StatusOr<uint64_t> req = U64(frame, "req");
+    absl::StatusOr<uint64_t> req = ops::U64(frame, "req");
     if (!req.ok()) return req.status();
     absl::StatusOr<TaskRef> t = FindTask(to, frame);
     if (!t.ok()) {
@@ -561,22 +479,15 @@ absl::Status LoopbackLink::Dispatch(int to, const Value& frame) {
     return absl::OkStatus();
   }
   if (op == "monitor") {
-    absl::StatusOr<uint64_t> reg = U64(frame, "reg");
+    absl::StatusOr<uint64_t> reg = ops::U64(frame, "reg");
     if (!reg.ok()) return reg.status();
     absl::StatusOr<TaskRef> t = FindTask(to, frame);
     if (!t.ok()) return t.status();
-    TaskRef watched = *t;
-    NotifyWhenDone(watched, Completer([weak, to, reg = *reg, watched](absl::StatusOr<Value> r) {
-                     std::shared_ptr<LoopbackLink> l = weak.lock();
-                     if (l == nullptr) return;
-                     MonitorStatus st = MonitorStatus::FromResult(
-                         watched, r.ok() ? absl::OkStatus() : r.status(), r.ok() ? *r : Value());
-                     (void)l->Transmit(to, Value::Map({{"op", "monitor_msg"}, {"reg", reg}, {"msg", st.ToValue()}}));
-                   }));
+    ops::MonitorForPeer(*t, *reg, push);
     return absl::OkStatus();
   }
   if (op == "monitor_msg") {
-    absl::StatusOr<uint64_t> reg = U64(frame, "reg");
+    absl::StatusOr<uint64_t> reg = ops::U64(frame, "reg");
     if (!reg.ok()) return reg.status();
     std::optional<MonitorReg> m;
     {
@@ -586,27 +497,21 @@ absl::Status LoopbackLink::Dispatch(int to, const Value& frame) {
       m = std::move(it->second);
       ends_[to].monitors.erase(it);
     }
-    return m->monitor.Send(Field(frame, "msg"));
+    return m->monitor.Send(ops::Field(frame, "msg"));
   }
   if (op == "reply") {
-    absl::StatusOr<uint64_t> req = U64(frame, "req");
+    absl::StatusOr<uint64_t> req = ops::U64(frame, "req");
     if (!req.ok()) return req.status();
     Completer c = TakePending(to, *req);
     if (!c) return absl::NotFoundError("reply to no pending request");
-    const Value& ok = Field(frame, "ok");
-    if (ok.is_bool() && ok.as_bool()) {
-      c.Complete(Field(frame, "value"));
-    } else {
-      absl::Status error = StatusOf(Field(frame, "error"));
-      c.Complete(error.ok() ? absl::UnknownError("malformed reply") : error);
-    }
+    ops::CompleteReply(frame, std::move(c));
     return absl::OkStatus();
   }
   if (op == "locate") {
-    absl::StatusOr<uint64_t> req = U64(frame, "req");
-    absl::StatusOr<std::string> kind = Str(frame, "kind");
-    absl::StatusOr<std::string> name = Str(frame, "name");
-    absl::StatusOr<int64_t> timeout_ns = FromValue<int64_t>(Field(frame, "timeout_ns"));
+    absl::StatusOr<uint64_t> req = ops::U64(frame, "req");
+    absl::StatusOr<std::string> kind = ops::Str(frame, "kind");
+    absl::StatusOr<std::string> name = ops::Str(frame, "name");
+    absl::StatusOr<int64_t> timeout_ns = FromValue<int64_t>(ops::Field(frame, "timeout_ns"));
     if (!req.ok() || !kind.ok() || !name.ok() || !timeout_ns.ok()) {
       return absl::InvalidArgumentError("malformed locate frame");
     }
@@ -616,22 +521,17 @@ absl::Status LoopbackLink::Dispatch(int to, const Value& frame) {
   }
   if (op == "ch_sub") {
     absl::StatusOr<ChannelRef> c = FindChannel(to, frame);
-    absl::StatusOr<uint64_t> sub = U64(frame, "sub");
+    absl::StatusOr<uint64_t> sub = ops::U64(frame, "sub");
     if (!c.ok()) return c.status();
     if (!sub.ok()) return sub.status();
-    absl::StatusOr<SinkId> sink = picos::Channel(*c).SubscribeSink(
-        [weak, to, sub = *sub](const Value& m) -> absl::Status {
-          std::shared_ptr<LoopbackLink> l = weak.lock();
-          if (l == nullptr) return absl::UnavailableError("peer gone");
-          return l->Transmit(to, Value::Map({{"op", "ch_msg"}, {"sub", sub}, {"msg", m}}));
-        });
+    absl::StatusOr<SinkId> sink = ops::SubscribeForPeer(*c, *sub, push);
     if (!sink.ok()) return sink.status();
     absl::MutexLock lock(&mu_);
     ends_[to].sinks.emplace(*sub, std::make_pair(*c, *sink));
     return absl::OkStatus();
   }
   if (op == "ch_unsub") {
-    absl::StatusOr<uint64_t> sub = U64(frame, "sub");
+    absl::StatusOr<uint64_t> sub = ops::U64(frame, "sub");
     if (!sub.ok()) return sub.status();
     std::optional<std::pair<ChannelRef, SinkId>> s;
     {
@@ -644,9 +544,9 @@ absl::Status LoopbackLink::Dispatch(int to, const Value& frame) {
     return picos::Channel(s->first).Unsubscribe(s->second);
   }
   if (op == "ch_msg") {
-    absl::StatusOr<uint64_t> sub = U64(frame, "sub");
+    absl::StatusOr<uint64_t> sub = ops::U64(frame, "sub");
     if (!sub.ok()) return sub.status();
-    const Value& msg = Field(frame, "msg");
+    const Value& msg = ops::Field(frame, "msg");
     const bool closing = IsChannelClosedMessage(msg);
     std::optional<Subscription> s;
     {
@@ -656,33 +556,26 @@ absl::Status LoopbackLink::Dispatch(int to, const Value& frame) {
       s = it->second;
       if (closing) ends_[to].subs.erase(it);
     }
-    std::optional<Value> out = msg;
-    // As for a local subscriber: the transform runs here, and not on the
-    // message that says the channel closed.
-    if (s->transform && !closing) out = (*s->transform)(msg);
-    if (!out) return absl::OkStatus();
-    if (s->task.valid()) return s->task.Send(std::move(*out));
-    if (closing) return absl::OkStatus();  // a relay channel's own subscribers did not subscribe
-    return picos::Channel(s->relay).Send(std::move(*out));
+    return ops::DeliverToSubscriber(*s, msg, closing);
   }
   if (op == "ch_send" || op == "ch_close") {
     absl::StatusOr<ChannelRef> c = FindChannel(to, frame);
     if (!c.ok()) return c.status();
     if (op == "ch_close") return picos::Channel(*c).Close();
-    return picos::Channel(*c).Send(Field(frame, "msg"));
+    return picos::Channel(*c).Send(ops::Field(frame, "msg"));
   }
   if (op == "ch_deliver") {
-    absl::StatusOr<uint64_t> req = U64(frame, "req");
+    absl::StatusOr<uint64_t> req = ops::U64(frame, "req");
     if (!req.ok()) return req.status();
     absl::StatusOr<ChannelRef> c = FindChannel(to, frame);
-    absl::StatusOr<uint32_t> n = FromValue<uint32_t>(Field(frame, "n"));
-    absl::StatusOr<int64_t> timeout_ns = FromValue<int64_t>(Field(frame, "timeout_ns"));
+    absl::StatusOr<uint32_t> n = FromValue<uint32_t>(ops::Field(frame, "n"));
+    absl::StatusOr<int64_t> timeout_ns = FromValue<int64_t>(ops::Field(frame, "timeout_ns"));
     if (!c.ok() || !n.ok() || !timeout_ns.ok()) {
       absl::Status bad = c.ok() ? absl::InvalidArgumentError("malformed deliver frame") : c.status();
       Reply(to, *req, bad);
       return bad;
     }
-    TaskRef helper = scheduler_->Spawn(DeliverAndReply, weak, to, *c, Field(frame, "msg"), *n,
+    TaskRef helper = scheduler_->Spawn(DeliverAndReply, weak, to, *c, ops::Field(frame, "msg"), *n,
                                        *timeout_ns, *req);
     if (!helper.valid()) Reply(to, *req, absl::UnavailableError("the peer's scheduler stopped"));
     return absl::OkStatus();

@@ -53,37 +53,17 @@
 #include "core/kernel/task_group.h"
 #include "core/remote/frames_internal.h"
 #include "core/remote/handshake.h"
+#include "core/remote/ops_internal.h"
 #include "core/wire/value_codec.h"
 
 namespace picos::remote {
 
 namespace {
 
-const Value& Field(const Value& frame, const char* key) {
-  static const Value* const kNull = new Value();
-  const Value* v = frame.Find(key);
-  return v == nullptr ? *kNull : *v;
-}
-
-absl::StatusOr<uint64_t> U64(const Value& frame, const char* key) {
-  absl::StatusOr<uint64_t> n = FromValue<uint64_t>(Field(frame, key));
-  if (!n.ok()) return absl::InvalidArgumentError(absl::StrCat("frame field '", key, "' is not a uint"));
-  return n;
-}
-
-Value StatusFields(const absl::Status& s) {
-  return Value::Map({{"code", static_cast<int>(s.code())}, {"message", std::string(s.message())}});
-}
-
-absl::Status StatusOf(const Value& v) {
-  absl::StatusOr<int> code = FromValue<int>(Field(v, "code"));
-  const Value& message = Field(v, "message");
-  if (!code.ok() || !message.is_string() || *code <= 0 ||
-      *code > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
-    return absl::UnknownError("malformed status in a frame");
-  }
-  return absl::Status(static_cast<absl::StatusCode>(*code), message.as_string());
-}
+// Frames are read, statuses encoded and operations applied as the
+// in-process double does (ops_internal.h): one code for both.
+using ops::MonitorReg;
+using ops::Subscription;
 
 // Appends `bytes` to `out` as one length-prefixed message (core/io/framing.h).
 void AppendFrame(const std::string& bytes, std::string* out) {
@@ -140,20 +120,6 @@ class EndedChannelProxy final : public ChannelProxy {
  private:
   absl::Status Ended() const { return absl::FailedPreconditionError(DebugString()); }
   const std::string name_;
-};
-
-// A subscription this side holds to a channel of the peer.
-struct Subscription {
-  std::string channel;  // its name at the peer
-  TaskRef task;         // the subscriber: a task ...
-  ChannelRef relay;     // ... or a channel
-  std::shared_ptr<const ChannelTransform> transform;
-};
-
-struct MonitorReg {
-  TaskRef monitor;
-  uint64_t watched_id;
-  std::string watched_name;
 };
 
 }  // namespace
@@ -286,7 +252,7 @@ class RemoteTaskProxy final : public TaskProxy {
   absl::Status Send(Value message) override { return Op("send", "msg", std::move(message)); }
   absl::Status Resume(Value value) override { return Op("resume", "value", std::move(value)); }
   absl::Status Terminate() override { return Op("terminate", "", Value()); }
-  absl::Status Throw(absl::Status error) override { return Op("throw", "error", StatusFields(error)); }
+  absl::Status Throw(absl::Status error) override { return Op("throw", "error", ops::StatusFields(error)); }
 
   void Join(Completer done) override {
     std::shared_ptr<Connection> c = c_.lock();
@@ -369,12 +335,7 @@ class RemoteChannelProxy final : public ChannelProxy {
       done.Complete(absl::UnavailableError("peer gone"));
       return;
     }
-    c->Request(Value::MapType{{"op", "ch_deliver"},
-                              {"channel", name_},
-                              {"msg", std::move(message)},
-                              {"n", n},
-                              {"timeout_ns", absl::ToInt64Nanoseconds(timeout)}},
-               std::move(done));
+    c->Request(ops::DeliverRequest(name_, std::move(message), n, timeout), std::move(done));
   }
   absl::Status Close() override {
     std::shared_ptr<Connection> c = c_.lock();
@@ -447,13 +408,7 @@ void Connection::Request(Value::MapType fields, Completer done) {
 }
 
 void Connection::Reply(uint64_t req, absl::StatusOr<Value> result) {
-  Value::MapType f{{"op", "reply"}, {"req", req}, {"ok", result.ok()}};
-  if (result.ok()) {
-    f.emplace("value", *std::move(result));
-  } else {
-    f.emplace("error", StatusFields(result.status()));
-  }
-  (void)Push(Value(std::move(f)));
+  (void)Push(Value(ops::ReplyFields(req, std::move(result))));
 }
 
 absl::StatusOr<uint64_t> Connection::AddMonitor(MonitorReg reg) {
@@ -507,10 +462,8 @@ absl::Status Connection::Subscribe(Subscription sub) {
     absl::MutexLock lock(&mu_);
     if (lost_) return Lost();
     for (const auto& [sid, s] : subs_) {
-      if (s.channel == sub.channel && s.task == sub.task && s.relay == sub.relay) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            sub.task.valid() ? sub.task.DebugString() : sub.relay.DebugString(),
-            " already subscribes to channel ", sub.channel));
+      if (ops::IsSubscriber(s, sub.channel, sub.task, sub.relay)) {
+        return ops::AlreadySubscribed(sub);
       }
     }
     id = next_id_++;
@@ -532,7 +485,7 @@ absl::Status Connection::Unsubscribe(const std::string& channel, const TaskRef& 
     absl::MutexLock lock(&mu_);
     if (lost_) return Lost();
     for (auto it = subs_.begin(); it != subs_.end(); ++it) {
-      if (it->second.channel == channel && it->second.task == task && it->second.relay == relay) {
+      if (ops::IsSubscriber(it->second, channel, task, relay)) {
         id = it->first;
         gone = std::move(it->second);
         subs_.erase(it);
@@ -541,8 +494,7 @@ absl::Status Connection::Unsubscribe(const std::string& channel, const TaskRef& 
     }
   }
   if (id == 0) {
-    return absl::NotFoundError(absl::StrCat(task.valid() ? task.DebugString() : relay.DebugString(),
-                                            " does not subscribe to channel ", channel));
+    return ops::NotSubscribed(channel, task, relay);
   }
   return Push(Value::Map({{"op", "ch_unsub"}, {"channel", channel}, {"sub", id}}));
 }
@@ -1109,11 +1061,11 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
           // the error as its reply.
           PICOS_LOG_LIMITED(warn, "remote: a frame for {} cannot be sent: {}", c->Describe(),
                             bytes.status().ToString());
-          absl::StatusOr<uint64_t> req = U64(frame, "req");
+          absl::StatusOr<uint64_t> req = ops::U64(frame, "req");
           if (const Value* op = frame.Find("op"); op != nullptr && op->is_string() && req.ok()) {
             if (op->as_string() == "reply") {
               Value error = Value::List({Value::Map({{"op", "reply"}, {"req", *req}, {"ok", false},
-                                                     {"error", StatusFields(bytes.status())}})});
+                                                     {"error", ops::StatusFields(bytes.status())}})});
               bytes = EncodeValue(error, codec);
             } else {
               c->TakePending(*req).Complete(bytes.status());
@@ -1183,12 +1135,19 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
 }
 
 absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Value& frame) {
-  const Value& op_v = Field(frame, "op");
+  const Value& op_v = ops::Field(frame, "op");
   if (!op_v.is_string()) return absl::InvalidArgumentError("a frame without an op");
   const std::string& op = op_v.as_string();
   std::weak_ptr<Connection> weak = c;
+  // What the shared appliers send back on: the connection, held weakly (a
+  // task may end or a channel broadcast after the peer went).
+  ops::PushFrame push = [weak](Value f) -> absl::Status {
+    std::shared_ptr<Connection> l = weak.lock();
+    if (l == nullptr) return absl::UnavailableError("peer gone");
+    return l->Push(std::move(f));
+  };
   auto find_task = [&]() -> absl::StatusOr<TaskRef> {
-    absl::StatusOr<uint64_t> id = U64(frame, "task");
+    absl::StatusOr<uint64_t> id = ops::U64(frame, "task");
     if (!id.ok()) return id.status();
     return LocalHandleCodec().ImportTask(TaskIdentity{ProcessId(), *id, ""});
   };
@@ -1196,14 +1155,10 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
   if (op == "send" || op == "resume" || op == "terminate" || op == "throw") {
     absl::StatusOr<TaskRef> t = find_task();
     if (!t.ok()) return t.status();
-    if (op == "send") return t->Send(Field(frame, "msg"));
-    if (op == "resume") return t->Resume(Field(frame, "value"));
-    if (op == "terminate") return t->Terminate();
-    absl::Status error = StatusOf(Field(frame, "error"));
-    return t->Throw(error.ok() ? absl::UnknownError("thrown") : error);
+    return ops::ApplyTaskOp(op, frame, *t);
   }
   if (op == "join") {
-    absl::StatusOr<uint64_t> req = U64(frame, "req");
+    absl::StatusOr<uint64_t> req = ops::U64(frame, "req");
     if (!req.ok()) return req.status();
     absl::StatusOr<TaskRef> t = find_task();
     if (!t.ok()) {
@@ -1216,120 +1171,95 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     return absl::OkStatus();
   }
   if (op == "monitor") {
-    absl::StatusOr<uint64_t> reg = U64(frame, "reg");
+    absl::StatusOr<uint64_t> reg = ops::U64(frame, "reg");
     if (!reg.ok()) return reg.status();
     absl::StatusOr<TaskRef> t = find_task();
     if (!t.ok()) return t.status();
-    TaskRef watched = *t;
-    NotifyWhenDone(watched, Completer([weak, reg = *reg, watched](absl::StatusOr<Value> r) {
-                     std::shared_ptr<Connection> l = weak.lock();
-                     if (l == nullptr) return;
-                     MonitorStatus st = MonitorStatus::FromResult(
-                         watched, r.ok() ? absl::OkStatus() : r.status(), r.ok() ? *r : Value());
-                     (void)l->Push(Value::Map({{"op", "monitor_msg"}, {"reg", reg}, {"msg", st.ToValue()}}));
-                   }));
+    ops::MonitorForPeer(*t, *reg, push);
     return absl::OkStatus();
   }
   if (op == "monitor_msg") {
-    absl::StatusOr<uint64_t> reg = U64(frame, "reg");
+    absl::StatusOr<uint64_t> reg = ops::U64(frame, "reg");
     if (!reg.ok()) return reg.status();
     std::optional<MonitorReg> m = c->TakeMonitor(*reg);
     if (!m) return absl::NotFoundError("unknown monitor registration");
-    return m->monitor.Send(Field(frame, "msg"));
+    return m->monitor.Send(ops::Field(frame, "msg"));
   }
   if (op == "reply") {
-    absl::StatusOr<uint64_t> req = U64(frame, "req");
+    absl::StatusOr<uint64_t> req = ops::U64(frame, "req");
     if (!req.ok()) return req.status();
     Completer done = c->TakePending(*req);
     if (!done) return absl::NotFoundError("reply to no pending request");
-    const Value& ok = Field(frame, "ok");
-    if (ok.is_bool() && ok.as_bool()) {
-      done.Complete(Field(frame, "value"));
-    } else {
-      absl::Status error = StatusOf(Field(frame, "error"));
-      done.Complete(error.ok() ? absl::UnknownError("malformed reply") : error);
-    }
+    ops::CompleteReply(frame, std::move(done));
     return absl::OkStatus();
   }
   if (op == "ping") return absl::OkStatus();  // heard: the reader noted the time
   if (op == "select") {
-    const Value& keep = Field(frame, "keep");
+    const Value& keep = ops::Field(frame, "keep");
     if (!keep.is_bool()) return absl::InvalidArgumentError("frame field 'keep' is not a bool");
     return Select(c, keep.as_bool());
   }
   auto find_channel = [&]() -> absl::StatusOr<ChannelRef> {
-    const Value& name = Field(frame, "channel");
-    if (!name.is_string()) return absl::InvalidArgumentError("frame field 'channel' is not a string");
-    return LocalHandleCodec().ImportChannel(ChannelIdentity{ProcessId(), name.as_string()});
+    absl::StatusOr<std::string> name = ops::Str(frame, "channel");
+    if (!name.ok()) return name.status();
+    return LocalHandleCodec().ImportChannel(ChannelIdentity{ProcessId(), *std::move(name)});
   };
   if (op == "ch_sub") {
     absl::StatusOr<ChannelRef> ch = find_channel();
-    absl::StatusOr<uint64_t> sub = U64(frame, "sub");
+    absl::StatusOr<uint64_t> sub = ops::U64(frame, "sub");
     if (!ch.ok()) return ch.status();
     if (!sub.ok()) return sub.status();
-    absl::StatusOr<SinkId> sink = picos::Channel(*ch).SubscribeSink(
-        [weak, sub = *sub](const Value& m) -> absl::Status {
-          std::shared_ptr<Connection> l = weak.lock();
-          if (l == nullptr) return absl::UnavailableError("peer gone");
-          return l->Push(Value::Map({{"op", "ch_msg"}, {"sub", sub}, {"msg", m}}));
-        });
+    absl::StatusOr<SinkId> sink = ops::SubscribeForPeer(*ch, *sub, push);
     if (!sink.ok()) return sink.status();
     c->AddSink(*sub, *ch, *sink);
     return absl::OkStatus();
   }
   if (op == "ch_unsub") {
-    absl::StatusOr<uint64_t> sub = U64(frame, "sub");
+    absl::StatusOr<uint64_t> sub = ops::U64(frame, "sub");
     if (!sub.ok()) return sub.status();
     std::optional<std::pair<ChannelRef, SinkId>> sink = c->TakeSink(*sub);
     if (!sink) return absl::NotFoundError("unknown subscription");
     return picos::Channel(sink->first).Unsubscribe(sink->second);
   }
   if (op == "ch_msg") {
-    absl::StatusOr<uint64_t> sub = U64(frame, "sub");
+    absl::StatusOr<uint64_t> sub = ops::U64(frame, "sub");
     if (!sub.ok()) return sub.status();
-    const Value& msg = Field(frame, "msg");
+    const Value& msg = ops::Field(frame, "msg");
     const bool closing = IsChannelClosedMessage(msg);
     std::optional<Subscription> s = c->FindSubscription(*sub, closing);
     if (!s) return absl::NotFoundError("message for no subscription");
-    std::optional<Value> out = msg;
-    // As for a local subscriber: the transform runs here, where it was
-    // given, and not on the message that says the channel closed.
-    if (s->transform && !closing) out = (*s->transform)(msg);
-    if (!out) return absl::OkStatus();
-    if (s->task.valid()) return s->task.Send(std::move(*out));
-    if (closing) return absl::OkStatus();  // a relay channel's own subscribers did not subscribe
-    return picos::Channel(s->relay).Send(std::move(*out));
+    return ops::DeliverToSubscriber(*s, msg, closing);
   }
   if (op == "ch_send" || op == "ch_close") {
     absl::StatusOr<ChannelRef> ch = find_channel();
     if (!ch.ok()) return ch.status();
     if (op == "ch_close") return picos::Channel(*ch).Close();
-    return picos::Channel(*ch).Send(Field(frame, "msg"));
+    return picos::Channel(*ch).Send(ops::Field(frame, "msg"));
   }
   if (op == "ch_deliver") {
-    absl::StatusOr<uint64_t> req = U64(frame, "req");
+    absl::StatusOr<uint64_t> req = ops::U64(frame, "req");
     if (!req.ok()) return req.status();
     absl::StatusOr<ChannelRef> ch = find_channel();
-    absl::StatusOr<uint32_t> n = FromValue<uint32_t>(Field(frame, "n"));
-    absl::StatusOr<int64_t> timeout_ns = FromValue<int64_t>(Field(frame, "timeout_ns"));
+    absl::StatusOr<uint32_t> n = FromValue<uint32_t>(ops::Field(frame, "n"));
+    absl::StatusOr<int64_t> timeout_ns = FromValue<int64_t>(ops::Field(frame, "timeout_ns"));
     if (!ch.ok() || !n.ok() || !timeout_ns.ok()) {
       absl::Status bad = ch.ok() ? absl::InvalidArgumentError("malformed deliver frame") : ch.status();
       c->Reply(*req, bad);
       return bad;
     }
     absl::StatusOr<TaskRef> t = tasks_.SpawnNamed("remote-deliver", &NodeImpl::ServeDeliver, weak, *req, *ch,
-                                                  Field(frame, "msg"), *n, *timeout_ns);
+                                                  ops::Field(frame, "msg"), *n, *timeout_ns);
     if (!t.ok()) c->Reply(*req, absl::UnavailableError("the peer is closing"));
     return absl::OkStatus();
   }
   if (op == "locate") {
-    absl::StatusOr<uint64_t> req = U64(frame, "req");
-    const Value& name = Field(frame, "name");
-    absl::StatusOr<int64_t> timeout_ns = FromValue<int64_t>(Field(frame, "timeout_ns"));
+    absl::StatusOr<uint64_t> req = ops::U64(frame, "req");
+    const Value& name = ops::Field(frame, "name");
+    absl::StatusOr<int64_t> timeout_ns = FromValue<int64_t>(ops::Field(frame, "timeout_ns"));
     if (!req.ok() || !name.is_string() || !timeout_ns.ok()) {
       return absl::InvalidArgumentError("malformed locate frame");
     }
-    const bool want_channel = Field(frame, "kind") == Value("channel");
+    const bool want_channel = ops::Field(frame, "kind") == Value("channel");
     absl::StatusOr<TaskRef> t = tasks_.SpawnNamed("remote-locate", &NodeImpl::ServeLocate, weak, *req,
                                                   want_channel, name.as_string(), *timeout_ns);
     if (!t.ok()) c->Reply(*req, absl::UnavailableError("the peer is closing"));
@@ -1341,36 +1271,15 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
 Task<absl::Status> NodeImpl::ServeLocate(std::weak_ptr<Connection> c, uint64_t req, bool want_channel,
                                          std::string name, int64_t timeout_ns) {
   absl::Duration timeout = timeout_ns <= 0 ? absl::ZeroDuration() : absl::Nanoseconds(timeout_ns);
-  absl::StatusOr<Value> result = Value();
-  if (want_channel) {
-    absl::StatusOr<ChannelRef> ch = co_await LocateChannel(name, Location::Local(), timeout);
-    if (ch.ok()) {
-      result = Value(*ch);
-    } else {
-      result = ch.status();
-    }
-  } else {
-    absl::StatusOr<TaskRef> t = co_await LocateTask(name, Location::Local(), timeout);
-    if (t.ok()) {
-      result = Value(*t);
-    } else {
-      result = t.status();
-    }
-  }
+  absl::StatusOr<Value> result = co_await ops::LocateHere(want_channel, std::move(name), timeout);
   if (std::shared_ptr<Connection> l = c.lock()) l->Reply(req, std::move(result));
   co_return absl::OkStatus();
 }
 
 Task<absl::Status> NodeImpl::ServeDeliver(std::weak_ptr<Connection> c, uint64_t req, ChannelRef channel,
                                           Value message, uint32_t n, int64_t timeout_ns) {
-  absl::StatusOr<size_t> reached =
-      co_await picos::Channel(channel).Deliver(std::move(message), n, absl::Nanoseconds(timeout_ns));
-  absl::StatusOr<Value> result = Value();
-  if (reached.ok()) {
-    result = Value(static_cast<uint64_t>(*reached));
-  } else {
-    result = reached.status();
-  }
+  absl::StatusOr<Value> result =
+      co_await ops::DeliverHere(std::move(channel), std::move(message), n, absl::Nanoseconds(timeout_ns));
   if (std::shared_ptr<Connection> l = c.lock()) l->Reply(req, std::move(result));
   co_return absl::OkStatus();
 }
@@ -1382,11 +1291,7 @@ Task<absl::Status> NodeImpl::LocateAt(NodeImpl* self, std::string uri, std::stri
     done->Complete(c.status());
     co_return absl::OkStatus();
   }
-  (*c)->Request(Value::MapType{{"op", "locate"},
-                               {"kind", kind},
-                               {"name", name},
-                               {"timeout_ns", absl::ToInt64Nanoseconds(timeout)}},
-                std::move(*done));
+  (*c)->Request(ops::LocateRequest(kind == "channel", name, timeout), std::move(*done));
   co_return absl::OkStatus();
 }
 
@@ -1416,10 +1321,7 @@ void NodeImpl::Locate(Kind kind, const std::string& name, const Location& locati
     return;
   }
   for (auto& [pid, c] : by_pid_) {
-    c->Request(Value::MapType{{"op", "locate"},
-                              {"kind", kind_name},
-                              {"name", name},
-                              {"timeout_ns", absl::ToInt64Nanoseconds(timeout)}},
+    c->Request(ops::LocateRequest(kind == Kind::kChannel, name, timeout),
                Completer([first](absl::StatusOr<Value> r) {
                  Completer done;
                  {
