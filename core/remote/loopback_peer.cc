@@ -89,7 +89,7 @@ class LoopbackLink : public std::enable_shared_from_this<LoopbackLink> {
     absl::flat_hash_map<std::string, ChannelRef> channel_proxies;
     absl::flat_hash_map<uint64_t, Completer> pending;  // requests sent, by id
     absl::flat_hash_map<uint64_t, MonitorReg> monitors;
-    absl::flat_hash_map<uint64_t, Subscription> subs;
+    ops::SubscriptionTable subs;
     absl::flat_hash_map<uint64_t, std::pair<ChannelRef, SinkId>> sinks;  // served subscriptions
   };
 
@@ -380,11 +380,7 @@ absl::Status LoopbackLink::Subscribe(int holder, Subscription sub) {
   {
     absl::MutexLock lock(&mu_);
     if (lost_) return Lost();
-    for (const auto& [sid, s] : ends_[holder].subs) {
-      if (ops::IsSubscriber(s, sub.channel, sub.task, sub.relay)) {
-        return ops::AlreadySubscribed(sub);
-      }
-    }
+    if (absl::Status dup = ops::CheckNotSubscribed(ends_[holder].subs, sub); !dup.ok()) return dup;
     id = next_id_++;
     ends_[holder].subs.emplace(id, sub);
   }
@@ -399,24 +395,14 @@ absl::Status LoopbackLink::Subscribe(int holder, Subscription sub) {
 absl::Status LoopbackLink::Unsubscribe(int holder, const std::string& channel, const TaskRef& task,
                                        const ChannelRef& relay) {
   std::optional<Subscription> gone;
-  uint64_t id = 0;
+  absl::StatusOr<uint64_t> id;
   {
     absl::MutexLock lock(&mu_);
     if (lost_) return Lost();
-    auto& subs = ends_[holder].subs;
-    for (auto it = subs.begin(); it != subs.end(); ++it) {
-      if (ops::IsSubscriber(it->second, channel, task, relay)) {
-        id = it->first;
-        gone = std::move(it->second);
-        subs.erase(it);
-        break;
-      }
-    }
+    id = ops::TakeSubscription(ends_[holder].subs, channel, task, relay, &gone);
   }
-  if (id == 0) {
-    return ops::NotSubscribed(channel, task, relay);
-  }
-  return Transmit(holder, Value::Map({{"op", "ch_unsub"}, {"channel", channel}, {"sub", id}}));
+  if (!id.ok()) return id.status();
+  return Transmit(holder, Value::Map({{"op", "ch_unsub"}, {"channel", channel}, {"sub", *id}}));
 }
 
 TaskRef LoopbackLink::ExportedTask(int home, uint64_t id) const {

@@ -236,7 +236,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   absl::flat_hash_map<uint64_t, MonitorReg> monitors_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, TaskRef> proxies_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, ChannelRef> channel_proxies_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint64_t, Subscription> subs_ ABSL_GUARDED_BY(mu_);
+  ops::SubscriptionTable subs_ ABSL_GUARDED_BY(mu_);
   // Subscriptions the peer holds to channels of this process: served by sinks.
   absl::flat_hash_map<uint64_t, std::pair<ChannelRef, SinkId>> sinks_ ABSL_GUARDED_BY(mu_);
 };
@@ -461,11 +461,7 @@ absl::Status Connection::Subscribe(Subscription sub) {
   {
     absl::MutexLock lock(&mu_);
     if (lost_) return Lost();
-    for (const auto& [sid, s] : subs_) {
-      if (ops::IsSubscriber(s, sub.channel, sub.task, sub.relay)) {
-        return ops::AlreadySubscribed(sub);
-      }
-    }
+    if (absl::Status dup = ops::CheckNotSubscribed(subs_, sub); !dup.ok()) return dup;
     id = next_id_++;
     subs_.emplace(id, sub);
   }
@@ -480,23 +476,14 @@ absl::Status Connection::Subscribe(Subscription sub) {
 absl::Status Connection::Unsubscribe(const std::string& channel, const TaskRef& task,
                                      const ChannelRef& relay) {
   std::optional<Subscription> gone;  // destroyed after the lock is released
-  uint64_t id = 0;
+  absl::StatusOr<uint64_t> id;
   {
     absl::MutexLock lock(&mu_);
     if (lost_) return Lost();
-    for (auto it = subs_.begin(); it != subs_.end(); ++it) {
-      if (ops::IsSubscriber(it->second, channel, task, relay)) {
-        id = it->first;
-        gone = std::move(it->second);
-        subs_.erase(it);
-        break;
-      }
-    }
+    id = ops::TakeSubscription(subs_, channel, task, relay, &gone);
   }
-  if (id == 0) {
-    return ops::NotSubscribed(channel, task, relay);
-  }
-  return Push(Value::Map({{"op", "ch_unsub"}, {"channel", channel}, {"sub", id}}));
+  if (!id.ok()) return id.status();
+  return Push(Value::Map({{"op", "ch_unsub"}, {"channel", channel}, {"sub", *id}}));
 }
 
 std::optional<Subscription> Connection::FindSubscription(uint64_t sub, bool erase) {
@@ -527,7 +514,7 @@ void Connection::Fail(const absl::Status& why) {
   absl::flat_hash_map<uint64_t, MonitorReg> monitors;
   absl::flat_hash_map<uint64_t, TaskRef> proxies;
   absl::flat_hash_map<std::string, ChannelRef> channel_proxies;
-  absl::flat_hash_map<uint64_t, Subscription> subs;
+  ops::SubscriptionTable subs;
   absl::flat_hash_map<uint64_t, std::pair<ChannelRef, SinkId>> sinks;
   std::vector<Value> outbox;
   {

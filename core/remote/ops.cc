@@ -43,17 +43,37 @@ absl::Status StatusOf(const Value& v) {
   return absl::Status(static_cast<absl::StatusCode>(*code), message.as_string());
 }
 
+namespace {
+
 bool IsSubscriber(const Subscription& s, const std::string& channel, const TaskRef& task,
                   const ChannelRef& relay) {
   return s.channel == channel && s.task == task && s.relay == relay;
 }
 
-absl::Status AlreadySubscribed(const Subscription& sub) {
-  return absl::AlreadyExistsError(absl::StrCat(sub.task.valid() ? sub.task.DebugString() : sub.relay.DebugString(),
-                                               " already subscribes to channel ", sub.channel));
+}  // namespace
+
+absl::Status CheckNotSubscribed(const SubscriptionTable& subs, const Subscription& sub) {
+  for (const auto& [sid, s] : subs) {
+    if (IsSubscriber(s, sub.channel, sub.task, sub.relay)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          sub.task.valid() ? sub.task.DebugString() : sub.relay.DebugString(),
+          " already subscribes to channel ", sub.channel));
+    }
+  }
+  return absl::OkStatus();
 }
 
-absl::Status NotSubscribed(const std::string& channel, const TaskRef& task, const ChannelRef& relay) {
+absl::StatusOr<uint64_t> TakeSubscription(SubscriptionTable& subs, const std::string& channel,
+                                          const TaskRef& task, const ChannelRef& relay,
+                                          std::optional<Subscription>* gone) {
+  for (auto it = subs.begin(); it != subs.end(); ++it) {
+    if (IsSubscriber(it->second, channel, task, relay)) {
+      const uint64_t id = it->first;
+      *gone = std::move(it->second);
+      subs.erase(it);
+      return id;
+    }
+  }
   return absl::NotFoundError(absl::StrCat(task.valid() ? task.DebugString() : relay.DebugString(),
                                           " does not subscribe to channel ", channel));
 }

@@ -21,8 +21,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -68,14 +70,19 @@ struct MonitorReg {
   std::string watched_name;
 };
 
-// Whether `s` is `task`'s (or `relay`'s) subscription to `channel`: each
-// subscriber subscribes to a channel once, as to a local one.
-bool IsSubscriber(const Subscription& s, const std::string& channel, const TaskRef& task,
-                  const ChannelRef& relay);
-// kAlreadyExists / kNotFound for a subscriber that subscribes to `channel`
-// twice, or unsubscribes without having subscribed.
-absl::Status AlreadySubscribed(const Subscription& sub);
-absl::Status NotSubscribed(const std::string& channel, const TaskRef& task, const ChannelRef& relay);
+// The subscriptions one side holds, by the id its frames name them by. Each
+// peer guards its own; the functions below are called under that lock.
+using SubscriptionTable = absl::flat_hash_map<uint64_t, Subscription>;
+// kAlreadyExists if `subs` holds a subscription of sub's subscriber to its
+// channel already: a subscriber subscribes once, as to a local channel.
+absl::Status CheckNotSubscribed(const SubscriptionTable& subs, const Subscription& sub);
+// Removes the subscription of `task` (or `relay`) to `channel` from `subs`
+// into `*gone` (for the caller to destroy after its lock is released: a
+// transform may hold anything) and returns its id; kNotFound if there is
+// none.
+absl::StatusOr<uint64_t> TakeSubscription(SubscriptionTable& subs, const std::string& channel,
+                                          const TaskRef& task, const ChannelRef& relay,
+                                          std::optional<Subscription>* gone);
 
 // --- frames a peer sends ---
 
