@@ -320,6 +320,22 @@ Task<absl::StatusOr<std::unique_ptr<Stream>>> Raw(std::string uri) {
   co_return co_await transports::DefaultTransports().Connect(std::move(uri), kLong);
 }
 
+// A bare connection to `uri` that passes the handshake as the peer process
+// `process_id` (named `name`), for tests that then speak frames by hand or
+// stay silent.
+Task<absl::StatusOr<std::unique_ptr<Stream>>> AuthenticatedRaw(std::string uri,
+                                                               std::string process_id,
+                                                               std::string name = "") {
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Stream> raw, co_await Raw(std::move(uri)));
+  remote::HandshakeOptions h;
+  h.secret = kSecret;
+  h.timeout = kLong;
+  h.name = std::move(name);
+  h.process_id = std::move(process_id);
+  PICOS_CO_RETURN_IF_ERROR((co_await remote::Handshake(*raw, h)).status());
+  co_return raw;
+}
+
 // True once the other end closed `s` (its reads end or fail) before the
 // deadline; what it sent first (its Hello) is read and dropped.
 Task<bool> ClosedByPeer(Stream* s) {
@@ -378,15 +394,8 @@ PICOS_CORO_TEST(RemoteInProcess, MalformedFrameClosesThatConnectionOnly) {
   CO_ASSERT_OK(a);
   TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
   CO_ASSERT_OK(RegisterTask("echo", echo));
-  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await Raw((*a)->uris()[0]);
-  CO_ASSERT_OK(raw);
-  remote::HandshakeOptions h;
-  h.secret = kSecret;
-  h.role = remote::Role::kConnector;
-  h.timeout = kLong;
-  h.process_id = RawPeerId(3);
-  absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
-  CO_ASSERT_OK(peer);  // authenticated: what follows is a frame
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*a)->uris()[0], RawPeerId(3));
+  CO_ASSERT_OK(raw);  // authenticated: what follows is a frame
   std::string frame("\0\0\0\x10", 4);
   frame += std::string(16, '\xff');
   CO_ASSERT_OK(co_await (*raw)->Write(frame, kLong));
@@ -454,16 +463,10 @@ PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadStaysBounded) {
   CO_ASSERT_OK(b);
   // A peer that authenticates, hands us a handle of its task, and never
   // reads again.
-  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await Raw((*b)->uris()[0]);
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*b)->uris()[0], RawPeerId(6));
   CO_ASSERT_OK(raw);
-  remote::HandshakeOptions h;
-  h.secret = kSecret;
-  h.timeout = kLong;
-  h.process_id = RawPeerId(6);
-  absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
-  CO_ASSERT_OK(peer);
   CO_ASSERT_OK(LocalHandleCodec().ExportTask(Self()));
-  FakePeerCodec fake(h.process_id);
+  FakePeerCodec fake(RawPeerId(6));
   CodecOptions co;
   co.handle_codec = &fake;
   Value frames = Value::List({Value::Map({{"op", "send"}, {"task", Self().id()}, {"msg", Value(Self())}})});
@@ -505,14 +508,8 @@ PICOS_CORO_TEST(RemoteInProcess, NonsenseFramesAreDroppedAndTheNodeKeepsServing)
   CO_ASSERT_OK(a);
   TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
   CO_ASSERT_OK(RegisterTask("echo", echo));
-  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await Raw((*a)->uris()[0]);
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*a)->uris()[0], RawPeerId(7));
   CO_ASSERT_OK(raw);
-  remote::HandshakeOptions h;
-  h.secret = kSecret;
-  h.timeout = kLong;
-  h.process_id = RawPeerId(7);
-  absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
-  CO_ASSERT_OK(peer);
   const uint64_t nobody = uint64_t{1} << 60;
   Value frames = Value::List({
       Value::Map({{"op", 7}}),
@@ -572,15 +569,8 @@ PICOS_CORO_TEST(RemoteInProcess, SilentPeerIsLostAfterItsHeartbeatsAreMissed) {
       co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
   CO_ASSERT_OK(a);
   CO_ASSERT_OK(Channel((*a)->peer_events()).Subscribe(Self()));
-  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await Raw((*a)->uris()[0]);
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*a)->uris()[0], RawPeerId(5), "silent");
   CO_ASSERT_OK(raw);
-  remote::HandshakeOptions h;
-  h.secret = kSecret;
-  h.timeout = kLong;
-  h.name = "silent";
-  h.process_id = RawPeerId(5);
-  absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
-  CO_ASSERT_OK(peer);
   const absl::Time start = absl::Now();
   bool closed = co_await ClosedByPeer(raw->get());  // its pings arrive; we never answer
   EXPECT_TRUE(closed);
@@ -739,15 +729,8 @@ PICOS_SIM_TEST(RemoteVirtualTime, SilentPeerIsLostAfterExactlyIntervalTimesMisse
       co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
   CO_ASSERT_OK(a);
   CO_ASSERT_OK(Channel((*a)->peer_events()).Subscribe(Self()));
-  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await Raw((*a)->uris()[0]);
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*a)->uris()[0], RawPeerId(5), "silent");
   CO_ASSERT_OK(raw);
-  remote::HandshakeOptions h;
-  h.secret = kSecret;
-  h.timeout = kLong;
-  h.name = "silent";
-  h.process_id = RawPeerId(5);
-  absl::StatusOr<remote::HandshakeResult> peer = co_await remote::Handshake(**raw, h);
-  CO_ASSERT_OK(peer);
   const int64_t start_ns = ThisScheduler().NowNs();
   // Its pings arrive (one a second); this side never answers.
   bool closed = co_await ClosedByPeer(raw->get());

@@ -166,6 +166,21 @@ std::optional<Value> Transform(LocalChannel* ch, size_t i, const Value& msg) {
   }
 }
 
+// `msg` to the task subscriber `s`: 1 if its mailbox took it, else 0 (an
+// ended task is dropped from the channel; a full mailbox skips this message).
+inline size_t ToTaskSubscriber(LocalChannel* ch, ChannelSubscriber& s, const Value& msg) {
+  switch (ToTask(ch, s.task, msg)) {
+    case Reached::kYes:
+      return 1;
+    case Reached::kEnded:
+      Drop(ch, s);
+      return 0;
+    case Reached::kFull:
+      return 0;
+  }
+  return 0;
+}
+
 // Sends `msg` to every subscriber of `ch`; gives the end points reached.
 size_t Broadcast(LocalChannel* ch, const Value& msg) {
   size_t reached = 0;
@@ -178,16 +193,7 @@ size_t Broadcast(LocalChannel* ch, const Value& msg) {
     if (s->kind == ChannelSubscriber::kNone) continue;
     if (s->kind == ChannelSubscriber::kTask && !s->transform) {
       // The hot path: one mailbox append, one wake at most.
-      switch (ToTask(ch, s->task, msg)) {
-        case Reached::kYes:
-          ++reached;
-          break;
-        case Reached::kEnded:
-          Drop(ch, *s);
-          break;
-        case Reached::kFull:
-          break;
-      }
+      reached += ToTaskSubscriber(ch, *s, msg);
       continue;
     }
     std::optional<Value> transformed;
@@ -200,16 +206,7 @@ size_t Broadcast(LocalChannel* ch, const Value& msg) {
     const Value& out = transformed ? *transformed : msg;
     switch (s->kind) {
       case ChannelSubscriber::kTask:
-        switch (ToTask(ch, s->task, out)) {
-          case Reached::kYes:
-            ++reached;
-            break;
-          case Reached::kEnded:
-            Drop(ch, *s);
-            break;
-          case Reached::kFull:
-            break;
-        }
+        reached += ToTaskSubscriber(ch, *s, out);
         break;
       case ChannelSubscriber::kChannel: {
         ChannelRef keep = s->channel;

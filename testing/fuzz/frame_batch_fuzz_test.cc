@@ -22,11 +22,7 @@ namespace {
 TEST(FrameBatchFuzz, SeedsAndTheirTruncations) {
   std::vector<std::string> seeds = FrameBatchSeeds();
   ASSERT_GT(seeds.size(), 10u);
-  for (const std::string& seed : seeds) {
-    for (size_t n = 0; n <= seed.size(); ++n) {
-      LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(seed.data()), n);
-    }
-  }
+  RunSeedsAndTruncations(&LLVMFuzzerTestOneInput, seeds);
 }
 
 TEST(FrameBatchFuzz, DeterministicMutations) {

@@ -22,11 +22,7 @@ namespace {
 TEST(HandshakeFuzz, SeedsAndTheirTruncations) {
   std::vector<std::string> seeds = HandshakeSeeds();
   ASSERT_GT(seeds.size(), 10u);
-  for (const std::string& seed : seeds) {
-    for (size_t n = 0; n <= seed.size(); ++n) {
-      LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(seed.data()), n);
-    }
-  }
+  RunSeedsAndTruncations(&LLVMFuzzerTestOneInput, seeds);
 }
 
 TEST(HandshakeFuzz, DeterministicMutations) {

@@ -136,6 +136,19 @@ class Mutator {
   const uint64_t kinds_;
 };
 
+// Feeds `target` every seed and every prefix of it (each truncation a peer
+// could leave on the wire). Each prefix is a buffer of its own, so that
+// AddressSanitizer sees a read past its end.
+inline void RunSeedsAndTruncations(int (*target)(const uint8_t*, size_t),
+                                   const std::vector<std::string>& seeds) {
+  for (const std::string& seed : seeds) {
+    for (size_t n = 0; n <= seed.size(); ++n) {
+      const std::string prefix = seed.substr(0, n);
+      target(reinterpret_cast<const uint8_t*>(prefix.data()), prefix.size());
+    }
+  }
+}
+
 // What RunMutations saw.
 struct MutationRun {
   long inputs = 0;
