@@ -144,6 +144,16 @@ Task<absl::StatusOr<Value>> Ask(TaskRef to, Value msg) {
   co_return co_await Receive(kLong);
 }
 
+// Begins a transfer of 10 bytes, sends 5, and ends without a word.
+Task<absl::Status> SendOneChunkAndEnd(TaskRef rx, std::string name) {
+  absl::StatusOr<Value> ready = co_await Ask(rx, BeginMessage(name, 10));
+  if (!ready.ok()) co_return ready.status();
+  const Value* ok = ready->is_map() ? ready->Find("ok") : nullptr;
+  if (ok == nullptr || !(*ok)["to"].is_task()) co_return absl::InternalError(ready->DebugString());
+  absl::StatusOr<Value> ack = co_await Ask((*ok)["to"].as_task(), Chunk(0, "12345"));
+  co_return ack.status();
+}
+
 std::string ErrorMessage(const absl::StatusOr<Value>& reply) {
   if (!reply.ok() || !reply->is_map() || reply->Find("error") == nullptr) return "<no error>";
   const Value& e = *reply->Find("error");  // {"code": n, "message": s}
@@ -366,6 +376,15 @@ PICOS_CORO_TEST(RemoteFiles, TransfersAreBoundedAndABrokenOneLeavesNothing) {
   for (int i = 0; i < 6000 && !Listing(dst_dir).empty(); ++i) (void)co_await Sleep(absl::Milliseconds(10));
   EXPECT_TRUE(Listing(dst_dir).empty());
   EXPECT_EQ((*p)->rx->transfers_failed(), 2u);  // second, abandoned
+
+  // A sender task that ends without a word: the receiver's monitor of it
+  // ends the transfer at once (idle_timeout is a minute here).
+  TaskRef quitter = ThisScheduler().Spawn(SendOneChunkAndEnd, *rx, std::string("quitter"));
+  absl::StatusOr<Value> quit = co_await quitter.Join(kLong);
+  CO_ASSERT_OK(quit.status());
+  for (int i = 0; i < 6000 && !Listing(dst_dir).empty(); ++i) (void)co_await Sleep(absl::Milliseconds(10));
+  EXPECT_TRUE(Listing(dst_dir).empty());
+  EXPECT_EQ((*p)->rx->transfers_failed(), 3u);  // second, abandoned, quitter
 
   // A receiver destroyed mid-transfer removes the temporary file too.
   ready = co_await Ask(*rx, BeginMessage("cut", 10));

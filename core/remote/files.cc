@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "core/io/file.h"
 #include "core/kernel/log.h"
+#include "core/kernel/monitor.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
 #include "core/kernel/task_group.h"
@@ -45,8 +46,9 @@ namespace {
 constexpr size_t kMaxNameBytes = 255;
 constexpr size_t kMaxDirBytes = 1024;
 constexpr size_t kMaxDirDepth = 32;
-// Largest chunk a sender may choose.
-constexpr size_t kMaxChunkSize = size_t{64} << 20;
+// Largest chunk a sender may choose: well under a Node's default
+// max_frame_size (16 MiB), which a chunk and its envelope must fit.
+constexpr size_t kMaxChunkSize = size_t{8} << 20;
 
 Value Ok(Value v) { return Value::Map({{"ok", std::move(v)}}); }
 Value Err(const absl::Status& s) { return Value::Map({{"error", ops::StatusFields(s)}}); }
@@ -122,9 +124,19 @@ struct PartialFile {
   }
 };
 
-// The reply of a receiver: its "ok" value, or its error prefixed.
+// The reply of a receiver: its "ok" value, or its error prefixed. A
+// monitor message of the transfer task (it ended without a word, or its
+// peer was lost) is an error too.
 absl::StatusOr<Value> ReplyOf(const absl::StatusOr<Value>& m) {
   if (!m.ok()) return m.status();
+  if (MonitorStatus::Is(*m)) {
+    absl::StatusOr<MonitorStatus> st = MonitorStatus::FromValue(*m);
+    if (st.ok() && st->outcome == MonitorOutcome::kPeerLost) {
+      return absl::UnavailableError(absl::StrCat("the receiver's peer was lost: ", st->error.message()));
+    }
+    return absl::AbortedError(absl::StrCat("the receiver's transfer task ended: ",
+                                           st.ok() ? st->DebugString() : m->DebugString()));
+  }
   if (m->is_map()) {
     if (const Value* e = m->Find("error")) {
       absl::Status s = ops::StatusOf(*e);
@@ -241,6 +253,9 @@ Task<absl::Status> FileReceiver::Impl::Transfer(Impl* self, TaskRef sender, std:
   absl::StatusOr<std::unique_ptr<File>> file =
       co_await File::Open(partial.path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (!file.ok()) co_return fail(file.status());
+  // A sender that ends or whose peer is lost ends the transfer at once, not
+  // after idle_timeout.
+  if (absl::Status watched = Monitor(Self(), sender); !watched.ok()) co_return fail(watched);
   PICOS_CO_RETURN_IF_ERROR(sender.Send(Ok(Value::Map({{"to", Self()}}))));
   uint64_t written = 0;
   int64_t seq = 0;
@@ -248,6 +263,11 @@ Task<absl::Status> FileReceiver::Impl::Transfer(Impl* self, TaskRef sender, std:
     absl::StatusOr<Value> msg = co_await Receive(self->options.idle_timeout);
     if (!msg.ok()) {
       co_return fail(absl::Status(msg.status().code(), absl::StrCat("no word from the sender: ", msg.status().message())));
+    }
+    if (MonitorStatus::Is(*msg)) {
+      absl::StatusOr<MonitorStatus> st = MonitorStatus::FromValue(*msg);
+      co_return fail(absl::AbortedError(
+          absl::StrCat("the sender ended: ", st.ok() ? st->DebugString() : msg->DebugString())));
     }
     if (!msg->is_map()) co_return fail(absl::InvalidArgumentError("malformed message"));
     if (const Value* why = msg->Find("abort")) {
@@ -373,6 +393,9 @@ Task<absl::Status> SendTask(Location location, std::string path, SendFileOptions
   if (!ready.ok()) co_return ready.status();
   TaskRef to;
   PICOS_CO_RETURN_IF_ERROR(MessageReader(*ready).Get("to", &to).status());
+  // A transfer task that ends, or whose peer is lost, says so at once
+  // rather than after `timeout`.
+  PICOS_CO_RETURN_IF_ERROR(Monitor(Self(), to));
 
   // From here on a local failure tells the transfer task, which then
   // removes its temporary file at once instead of after its idle_timeout.
@@ -410,6 +433,9 @@ Task<absl::Status> SendFile(Location location, std::string path, SendFileOptions
   TaskRef t = ThisScheduler().SpawnNamed("picos.files.send", SendTask, std::move(location), std::move(path),
                                          std::move(options));
   absl::StatusOr<Value> r = co_await t.Join();
+  // The caller was terminated: the transfer ends with it (it tells the
+  // receiver, whose monitor of it fires).
+  if (!t.done()) (void)t.Terminate();
   co_return r.status();
 }
 
