@@ -15,13 +15,19 @@ trap cleanup EXIT
 secret="pico service smoke test secret"
 echo "$secret" >"$dir/secret"
 
+# Over tcp:// the URIs come from flags (--peer twice: repeated list flags
+# are joined) and the secret from the environment; over unix:// the URIs
+# come from $PICOS_REMOTE_LISTEN and $PICOS_REMOTE_PEERS and the secret
+# from --secret_file.
 for listen in tcp://127.0.0.1:0 "unix://@picos-pico-service-smoke-$$"; do
   if [ "${listen%%:*}" = tcp ]; then
     export PICOS_REMOTE_SECRET="$secret"; secret_flag=()
+    # The flag wins over the environment (which would not even parse).
+    PICOS_REMOTE_LISTEN="bogus://x" timeout 60 "$server_bin" --listen="$listen" --requests=2 >"$dir/server" 2>&1 &
   else
     unset PICOS_REMOTE_SECRET; secret_flag=(--secret_file="$dir/secret")
+    PICOS_REMOTE_LISTEN="$listen" timeout 60 "$server_bin" "${secret_flag[@]}" --requests=2 >"$dir/server" 2>&1 &
   fi
-  timeout 60 "$server_bin" --listen="$listen" "${secret_flag[@]}" --requests=2 >"$dir/server" 2>&1 &
   spid=$!
   for _ in $(seq 200); do
     grep -q "listening on" "$dir/server" && break
@@ -29,7 +35,12 @@ for listen in tcp://127.0.0.1:0 "unix://@picos-pico-service-smoke-$$"; do
   done
   addr=$(sed -n 's/^pico_service: listening on //p' "$dir/server")
   [ -n "$addr" ] || { echo "FAIL: server did not start"; cat "$dir/server"; exit 1; }
-  timeout 30 "$client_bin" --peer="$addr" "${secret_flag[@]}" --count=2 --max_delay_ms=200 >"$dir/client" 2>&1
+  if [ "${listen%%:*}" = tcp ]; then
+    timeout 30 "$client_bin" --peer="$addr" --peer="$addr" --count=2 --max_delay_ms=200 >"$dir/client" 2>&1
+  else
+    PICOS_REMOTE_PEERS="$addr" timeout 30 "$client_bin" "${secret_flag[@]}" --count=2 --max_delay_ms=200 \
+      >"$dir/client" 2>&1
+  fi
   crc=$?
   wait "$spid"; src=$?; spid=""
   echo "--- server ($listen)"; cat "$dir/server"; echo "--- client"; cat "$dir/client"

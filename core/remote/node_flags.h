@@ -14,7 +14,9 @@
 //                            program's.
 //
 // A flag given on the command line wins over its environment variable, even
-// when given empty (`--peer=` connects to nobody). Lists in flags and in the
+// when given empty (`--peer=` connects to nobody); a variable set, even
+// empty, wins over the program's default (PICOS_REMOTE_LISTEN= listens
+// nowhere). Lists in flags and in the
 // environment are separated by commas (environment: commas or whitespace).
 // A URI without a scheme ("127.0.0.1:9705") is tcp://, the common case, as
 // pycos's host:port; any other scheme the transport registry knows
