@@ -28,11 +28,17 @@
 //   }
 //   picos::Task<absl::Status> Main() {
 //     const picos::TransportRegistry& t = picos::transports::DefaultTransports();
+//     picos::remote::NodeFlagDefaults defaults;  // (no braced lists in coroutines: g++ 12)
+//     defaults.name = "server";
+//     defaults.listen.push_back("tcp://127.0.0.1:9705");
 //     PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config,
-//         picos::remote::NodeConfigFromFlags(t, {.name = "server", .listen = {"tcp://127.0.0.1:9705"}}));
+//                               picos::remote::NodeConfigFromFlags(t, defaults));
 //     PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
 //         co_await picos::remote::Node::Start(t, std::move(config.options)));
 //     PICOS_CO_RETURN_IF_ERROR(co_await picos::remote::ConnectPeers(*node, config.peers));
+//
+// (examples/remote_task_server.cc and the other remote examples do exactly
+// this.)
 //
 // Flags and environment are input: every URI is parsed (core/net/uri.h) and
 // its scheme checked against the registry, and an error names the flag or
