@@ -6,10 +6,13 @@
 //   // On the receiving peer (its scheduler has a Node listening):
 //   absl::StatusOr<std::unique_ptr<picos::remote::FileReceiver>> rx =
 //       picos::remote::FileReceiver::Enable({.dir = "/var/lib/app/incoming"});
-//   // On the sending peer, in a task:
+//   // On the sending peer, in a task (options in a variable: g++ 12 and a
+//   // braced list inside a co_await expression do not mix):
+//   picos::remote::SendFileOptions o;
+//   o.dir = "job7";
+//   o.overwrite = true;
 //   absl::Status sent = co_await picos::remote::SendFile(
-//       picos::Location::Peer("tcp://10.0.0.2:9705"), "/tmp/data.bin",
-//       {.dir = "job7", .overwrite = true});
+//       picos::Location::Peer("tcp://10.0.0.2:9705"), "/tmp/data.bin", o);
 //   // → /var/lib/app/incoming/job7/data.bin, with data.bin's mode and mtime
 //
 // How: the receiver registers a task named kFileReceiverName; SendFile
