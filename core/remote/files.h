@@ -4,8 +4,10 @@
 // file into it with SendFile.
 //
 //   // On the receiving peer (its scheduler has a Node listening):
+//   picos::remote::FileReceiverOptions ro;
+//   ro.dir = "/var/lib/app/incoming";
 //   absl::StatusOr<std::unique_ptr<picos::remote::FileReceiver>> rx =
-//       picos::remote::FileReceiver::Enable({.dir = "/var/lib/app/incoming"});
+//       picos::remote::FileReceiver::Enable(ro);
 //   // On the sending peer, in a task (options in a variable: g++ 12 and a
 //   // braced list inside a co_await expression do not mix):
 //   picos::remote::SendFileOptions o;
