@@ -1,6 +1,8 @@
-// pycos's remote_task_client.py in C++: locates "server_task" at the peer
-// --peer (the URI remote_task_server printed), sends it --count messages
-// carrying this task's handle, prints the replies, and says "bye".
+// pycos's remote_task_client.py in C++: connects to the peers of --peer,
+// locates "server_task" at the first (the URI remote_task_server printed;
+// default tcp://127.0.0.1:9705), sends it --count messages carrying this
+// task's handle, prints the replies, and says "bye". The node's flags are
+// core/remote/node_flags.h's; it listens nowhere unless --listen says so.
 //
 //   PICOS_REMOTE_SECRET=... remote_task_client --peer=tcp://127.0.0.1:9705 --count=5
 #include <cstdio>
@@ -8,7 +10,6 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -18,23 +19,25 @@
 #include "core/kernel/status.h"
 #include "core/kernel/task.h"
 #include "core/remote/node.h"
+#include "core/remote/node_flags.h"
 #include "transports/default_transports.h"
 
-ABSL_FLAG(std::string, peer, "tcp://127.0.0.1:9705", "URI of the peer running remote_task_server");
-ABSL_FLAG(std::string, secret_file, "", "file holding the shared secret (else $PICOS_REMOTE_SECRET)");
 ABSL_FLAG(int, count, 5, "messages to send");
 
 namespace {
 
-picos::Task<absl::Status> Main(std::string peer, int count) {
-  absl::StatusOr<std::string> secret = picos::remote::LoadSecret(absl::GetFlag(FLAGS_secret_file));
-  if (!secret.ok()) co_return secret.status();
-  picos::remote::NodeOptions o;
-  o.secret = *secret;
-  o.name = "remote_task_client";
+picos::Task<absl::Status> Main(int count) {
+  const picos::TransportRegistry& transports = picos::transports::DefaultTransports();
+  picos::remote::NodeFlagDefaults defaults;
+  defaults.name = "remote_task_client";
+  absl::StatusOr<picos::remote::NodeConfig> config = picos::remote::NodeConfigFromFlags(transports, defaults);
+  if (!config.ok()) co_return config.status();
+  if (config->peers.empty()) config->peers.push_back("tcp://127.0.0.1:9705");
+  const std::string peer = config->peers[0];
   absl::StatusOr<std::unique_ptr<picos::remote::Node>> node =
-      co_await picos::remote::Node::Start(picos::transports::DefaultTransports(), std::move(o));
+      co_await picos::remote::Node::Start(transports, std::move(config->options));
   if (!node.ok()) co_return node.status();
+  PICOS_CO_RETURN_IF_ERROR(co_await picos::remote::ConnectPeers(**node, config->peers));
   absl::StatusOr<picos::TaskRef> server =
       co_await picos::LocateTask("server_task", picos::Location::Peer(peer), absl::Seconds(10));
   if (!server.ok()) co_return server.status();
@@ -60,7 +63,7 @@ picos::Task<absl::Status> Main(std::string peer, int count) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Locates a task on another peer by name and messages it.");
-  absl::ParseCommandLine(argc, argv);
+  picos::remote::ParseCommandLine(argc, argv);
   if (!picos::FlagInRange(FLAGS_count, 0, 100000)) return 2;
-  return picos::RunMain("remote_task_client", Main, absl::GetFlag(FLAGS_peer), absl::GetFlag(FLAGS_count));
+  return picos::RunMain("remote_task_client", Main, absl::GetFlag(FLAGS_count));
 }

@@ -5,14 +5,15 @@
 //
 //   PICOS_REMOTE_SECRET=... remote_task_server --listen=tcp://0.0.0.0:9705
 //
-// The shared secret comes from --secret_file or $PICOS_REMOTE_SECRET; there
-// is no default. Run remote_task_client against the URI it prints.
+// The node's flags (--listen, default tcp://127.0.0.1:9705; --secret_file,
+// else $PICOS_REMOTE_SECRET, with no default; --peer, --advertise,
+// --node_name) are core/remote/node_flags.h's. Run remote_task_client
+// against the URI it prints.
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "core/cli/flags.h"
@@ -21,10 +22,9 @@
 #include "core/kernel/status.h"
 #include "core/kernel/task.h"
 #include "core/remote/node.h"
+#include "core/remote/node_flags.h"
 #include "transports/default_transports.h"
 
-ABSL_FLAG(std::string, listen, "tcp://127.0.0.1:9705", "URI to listen on (tcp://, unix://, tls://)");
-ABSL_FLAG(std::string, secret_file, "", "file holding the shared secret (else $PICOS_REMOTE_SECRET)");
 ABSL_FLAG(int, clients, 1, "clients to serve before ending");
 
 namespace {
@@ -56,15 +56,16 @@ picos::Task<int64_t> ServerTask(int clients) {
 }
 
 picos::Task<absl::Status> Main(int clients) {
-  absl::StatusOr<std::string> secret = picos::remote::LoadSecret(absl::GetFlag(FLAGS_secret_file));
-  if (!secret.ok()) co_return secret.status();
-  picos::remote::NodeOptions o;
-  o.secret = *secret;
-  o.listen = {absl::GetFlag(FLAGS_listen)};
-  o.name = "remote_task_server";
+  const picos::TransportRegistry& transports = picos::transports::DefaultTransports();
+  picos::remote::NodeFlagDefaults defaults;
+  defaults.name = "remote_task_server";
+  defaults.listen.push_back("tcp://127.0.0.1:9705");
+  absl::StatusOr<picos::remote::NodeConfig> config = picos::remote::NodeConfigFromFlags(transports, defaults);
+  if (!config.ok()) co_return config.status();
   absl::StatusOr<std::unique_ptr<picos::remote::Node>> node =
-      co_await picos::remote::Node::Start(picos::transports::DefaultTransports(), std::move(o));
+      co_await picos::remote::Node::Start(transports, std::move(config->options));
   if (!node.ok()) co_return node.status();
+  PICOS_CO_RETURN_IF_ERROR(co_await picos::remote::ConnectPeers(**node, config->peers));
   picos::TaskRef server = picos::ThisScheduler().SpawnNamed("server_task", ServerTask, clients);
   PICOS_CO_RETURN_IF_ERROR(picos::RegisterTask("server_task", server));
   std::printf("server: listening on %s\n", (*node)->uris()[0].c_str());
@@ -84,7 +85,7 @@ picos::Task<absl::Status> Main(int clients) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("A task that peers in other processes locate by name and message.");
-  absl::ParseCommandLine(argc, argv);
+  picos::remote::ParseCommandLine(argc, argv);
   if (!picos::FlagInRange(FLAGS_clients, 1, 10000)) return 2;
   return picos::RunMain("remote_task_server", Main, absl::GetFlag(FLAGS_clients));
 }

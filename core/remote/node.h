@@ -80,9 +80,13 @@
 // that knows a task's id or a channel's name may address it), one copy of
 // a broadcast per connection (today one per remote subscriber), Deliver on
 // a task handle, reconnection with sequence numbers and acknowledgements,
-// services, the --peer flag, limits on buffered bytes per
+// services, limits on buffered bytes per
 // peer (frames are counted, not bytes), Deliver on a task handle waiting for
 // its mailbox.
+//
+// Programs take their listen URIs, secret and peers to connect to at start
+// (--listen, --secret_file, --peer, ...) from the flags of
+// core/remote/node_flags.h.
 //
 // Threads: a Node belongs to the scheduler of the task that starts it; call
 // its methods from that scheduler's tasks and destroy it on that thread
