@@ -296,12 +296,14 @@ void ServerEnded(const std::weak_ptr<Service::State>& weak, const Value& msg) {
 }
 
 // Sends the request and waits for its reply, in a task of its own so that
-// the caller's mailbox is never read. Gives the started task's node handle.
-Task<absl::StatusOr<Value>> AskServer(std::shared_ptr<Service::State> st, uint64_t req, Value arg,
+// the caller's mailbox is never read. Gives the started task's node handle,
+// or the error as {"error": status} (a value: a refusal is no failure of
+// this helper, and the kernel logs tasks that end with an error).
+Task<Value> AskServer(std::shared_ptr<Service::State> st, uint64_t req, Value arg,
                                       TaskRef monitor, absl::Duration timeout) {
   {
     absl::MutexLock lock(&st->mu);
-    if (!st->lost.ok()) co_return st->lost;
+    if (!st->lost.ok()) co_return Value::Map({{"error", ops::StatusFields(st->lost)}});
     st->pending.push_back(Self());
   }
   Value::MapType request{{"op", "run"}, {"req", req}, {"reply_to", Self()}, {"arg", std::move(arg)}};
@@ -340,7 +342,8 @@ Task<absl::StatusOr<Value>> AskServer(std::shared_ptr<Service::State> st, uint64
     absl::MutexLock lock(&st->mu);
     std::erase(st->pending, Self());
   }
-  co_return result;
+  if (!result.ok()) co_return Value::Map({{"error", ops::StatusFields(result.status())}});
+  co_return *std::move(result);
 }
 
 }  // namespace
@@ -422,7 +425,8 @@ Task<absl::StatusOr<TaskRef>> Service::Run(Value arg, absl::Duration timeout) {
                                          st->monitor, timeout);
   if (!helper.valid()) co_return absl::ResourceExhaustedError("could not spawn the request's helper");
   absl::StatusOr<Value> reply = co_await helper.Join();
-  if (!reply.ok()) co_return reply.status();
+  if (!reply.ok()) co_return reply.status();  // the caller was interrupted
+  if (!reply->is_task()) co_return ops::StatusOf((*reply)["error"]);
   TaskRef remote = reply->as_task();
   if (st->closed) {  // closed while the request was on its way
     (void)remote.Terminate();

@@ -40,7 +40,7 @@
 // kDeadlineExceeded, without running the function. Messages the client sends
 // to the task before the function reads them wait in its mailbox.
 //
-// Guarantees, each tested (core/remote/service_test.cc):
+// Guarantees, each tested (testing/remote_service_test.cc):
 //  * Join on the handle Run gives gives the function's value or error,
 //    however soon the function ends and however late the join; a monitor
 //    placed on it (picos::Monitor) gets one MonitorStatus. A lost peer gives

@@ -1,5 +1,6 @@
-// Remote services (service.h) between two nodes of this process over a Unix
-// socket: node "a" serves, node "b" (client only) locates and runs. The two
+// Remote services (core/remote/service.h) between two nodes of this process
+// over a Unix socket (here, not beside the code: it needs the real
+// transports, above the remote layer): node "a" serves, node "b" (client only) locates and runs. The two
 // claim different process ids, so every handle crosses as it would between
 // processes. Every wait has a deadline only a hang reaches.
 #include "core/remote/service.h"
