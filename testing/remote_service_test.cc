@@ -389,5 +389,58 @@ PICOS_CORO_TEST(Service, APeerLostBeforeItsReplyFailsTheRunWithUnavailable) {
   p->b.reset();
 }
 
+PICOS_CORO_TEST(Service, LocatedAnywhereAmongConnectedPeers) {
+  absl::StatusOr<Pair> p = co_await StartPair("anywhere");
+  CO_ASSERT_OK(p);
+  absl::StatusOr<RegisteredService> reg = RegisterService("square", Square);
+  CO_ASSERT_OK(reg);
+  CO_ASSERT_OK(co_await p->b->Connect(p->a->uris()[0]));
+  absl::StatusOr<Service> svc = co_await Service::Locate("square", Location::Anywhere(), kLong);
+  CO_ASSERT_OK(svc);
+  absl::StatusOr<TaskRef> t = co_await svc->Run(Value(-5));
+  CO_ASSERT_OK(t);
+  absl::StatusOr<Value> r = co_await t->Join(kLong);
+  EXPECT_TRUE(r.ok() && *r == Value(25));
+  reg->Unregister();
+  p->b.reset();
+  p->a.reset();
+}
+
+// A run request sent by hand, whose task is never started by its client:
+// it ends after start_timeout without running the function, and leaves
+// room for others.
+PICOS_CORO_TEST(Service, ATaskItsClientNeverStartsEndsWithoutRunning) {
+  auto ran = std::make_shared<int>(0);
+  ServiceOptions o;
+  o.start_timeout = absl::Milliseconds(50);
+  o.max_running = 1;
+  absl::StatusOr<RegisteredService> reg = RegisterService(
+      "counted",
+      [ran](Value arg) -> Task<absl::StatusOr<Value>> {
+        ++*ran;
+        return Square(std::move(arg));
+      },
+      std::move(o));
+  CO_ASSERT_OK(reg);
+  Value request = Value::Map({{"op", "run"}, {"req", 1}, {"reply_to", Self()}, {"arg", 3}});
+  CO_ASSERT_OK(reg->server().Send(std::move(request)));
+  absl::StatusOr<Value> reply = co_await Receive(kLong);
+  CO_ASSERT_OK(reply);
+  CO_ASSERT_TRUE((*reply)["task"].is_task());
+  TaskRef t = (*reply)["task"].as_task();
+  absl::StatusOr<Value> r = co_await t.Join(kLong);
+  EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("never started")));
+  EXPECT_EQ(*ran, 0) << "the function did not run";
+  // Started as a Service does it, the next one runs.
+  absl::StatusOr<Service> svc = co_await Service::Locate("counted", Location::Local(), kLong);
+  CO_ASSERT_OK(svc);
+  absl::StatusOr<TaskRef> ok = co_await svc->Run(Value(4));
+  CO_ASSERT_OK(ok);
+  r = co_await ok->Join(kLong);
+  EXPECT_TRUE(r.ok() && *r == Value(16));
+  EXPECT_EQ(*ran, 1);
+  reg->Unregister();
+}
+
 }  // namespace
 }  // namespace picos::remote
