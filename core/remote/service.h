@@ -52,7 +52,13 @@
 //    (rate-limited) and dropped.
 //  * Service::Locate of a name nobody registered gives kNotFound after its
 //    timeout; a Run whose peer is lost before the reply gives kUnavailable
-//    at once; one with no reply within its timeout gives kDeadlineExceeded.
+//    at once, and so does one whose service was unregistered (but see
+//    below); one with no reply within its timeout gives kDeadlineExceeded.
+//    The Service watches its server task with a remote Monitor placed at
+//    Locate. This version of the node never answers a monitor of a task
+//    that ended before the monitor reached it, so a service unregistered
+//    right after the Locate (before that frame arrived) is noticed only at
+//    each Run's timeout.
 //    Run never reads the calling task's mailbox (a helper task waits for
 //    the reply).
 //  * SetMonitor(task): every task started afterwards through this Service is
