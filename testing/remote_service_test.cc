@@ -442,5 +442,51 @@ PICOS_CORO_TEST(Service, ATaskItsClientNeverStartsEndsWithoutRunning) {
   reg->Unregister();
 }
 
+PICOS_CORO_TEST(Service, ARunningTaskWhosePeerIsLostGivesUnavailableAndPeerLost) {
+  absl::StatusOr<Pair> p = co_await StartPair("lostrun");
+  CO_ASSERT_OK(p);
+  // The started task, as its own node knows it: the test ends it at the end
+  // (it lives on, in this process, after its node has gone).
+  auto started = std::make_shared<TaskRef>();
+  absl::StatusOr<RegisteredService> reg =
+      RegisterService("wait", [started](Value arg) -> Task<absl::StatusOr<Value>> {
+        *started = Self();
+        return WaitForever(std::move(arg));
+      });
+  CO_ASSERT_OK(reg);
+  absl::StatusOr<Service> svc = co_await Service::Locate("wait", p->at_a(), kLong);
+  CO_ASSERT_OK(svc);
+  absl::StatusOr<TaskRef> t = co_await svc->Run(Value());
+  CO_ASSERT_OK(t);
+  CO_ASSERT_OK(Monitor(Self(), *t));
+  for (int i = 0; i < 1000 && !started->valid(); ++i) {
+    absl::Status slept = co_await Sleep(absl::Milliseconds(1));  // until its start message is there
+    EXPECT_OK(slept);
+  }
+  CO_ASSERT_TRUE(started->valid());
+  TaskRef joiner = ThisScheduler().Spawn([t = *t]() -> Task<int> {
+    absl::StatusOr<Value> r = co_await t.Join(kLong);
+    co_return static_cast<int>(r.status().code());
+  });
+  reg->Unregister();  // the started task goes on (until its node goes)
+  p->a.reset();       // the peer goes
+  absl::StatusOr<Value> m = co_await Receive(kLong);
+  CO_ASSERT_OK(m);
+  absl::StatusOr<MonitorStatus> st = MonitorStatus::FromValue(*m);
+  CO_ASSERT_OK(st);
+  EXPECT_EQ(st->outcome, MonitorOutcome::kPeerLost);
+  EXPECT_EQ(st->id, t->id());
+  absl::StatusOr<Value> code = co_await joiner.Join(kLong);
+  CO_ASSERT_OK(code);
+  EXPECT_EQ(*code, Value(static_cast<int>(absl::StatusCode::kUnavailable)));
+  EXPECT_EQ(t->state(), TaskState::kDone);
+  EXPECT_THAT(t->Send(1), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(svc->Close(), IsOk()) << "nothing left to terminate";
+  EXPECT_NE(started->state(), TaskState::kDone) << "the task itself never ended";
+  CO_ASSERT_OK(started->Terminate());
+  (void)co_await started->Join(kLong);
+  p->b.reset();
+}
+
 }  // namespace
 }  // namespace picos::remote
