@@ -62,7 +62,8 @@ Task<absl::StatusOr<Value>> RunOne(std::shared_ptr<ServerState> s, uint64_t req,
   co_return r;
 }
 
-// Answers one request; the reply (if any) goes to `reply_to`.
+// Starts the task of a well-formed run request (monitored by `monitor`
+// when it is valid), or says why not: Serve sends either to the client.
 absl::StatusOr<TaskRef> Admit(const std::shared_ptr<ServerState>& s, const Value& msg, uint64_t req,
                               const TaskRef& monitor) {
   const Value* arg = msg.Find("arg");
