@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Smoke test of rps_log_watch_server and rps_log_watch_client: two processes
+# over tcp:// and then unix://, the secret from the environment. The client
+# starts a watch on the server when the server's peer event "joined" comes,
+# gets the matching lines already in the log and those appended after (and
+# no others), then closes the service: the remote watch task ends, its
+# tail | grep processes with it, and both programs exit. Bounded in time;
+# kills only the processes it started.
+#
+#   rps_log_watch_smoke_test.sh SERVER_BINARY CLIENT_BINARY
+set -uo pipefail
+server_bin="$1"; client_bin="$2"
+dir=$(mktemp -d)
+cleanup() {
+  [ -n "${spid:-}" ] && kill "$spid" 2>/dev/null
+  [ -n "${cpid:-}" ] && kill "$cpid" 2>/dev/null
+  wait 2>/dev/null; rm -rf "$dir"
+}
+trap cleanup EXIT
+export PICOS_REMOTE_SECRET="rps log watch smoke test secret, long enough"
+
+n=0
+for listen in tcp://127.0.0.1:0 "unix://@picos-rps-log-watch-smoke-$$"; do
+  n=$((n + 1))
+  log="$dir/watched-$n.log"
+  printf 'boot ok\nfirst ERROR: disk full\nall good\nsecond error: fan\n' >"$log"
+  timeout 60 "$server_bin" --listen="$listen" --file="$log" --pattern=error --backlog=10 --watchers=1 \
+    >"$dir/server" 2>&1 &
+  spid=$!
+  for _ in $(seq 200); do
+    grep -q "listening on" "$dir/server" && break
+    sleep 0.05
+  done
+  addr=$(sed -n 's/^server: listening on //p' "$dir/server")
+  [ -n "$addr" ] || { echo "FAIL: server did not start"; cat "$dir/server"; exit 1; }
+  timeout 30 "$client_bin" --peer="$addr" --lines=4 >"$dir/client" 2>&1 &
+  cpid=$!
+  for _ in $(seq 400); do
+    grep -q "^client: rps_log_watch_server: second error: fan" "$dir/client" && break
+    sleep 0.05
+  done
+  printf 'still fine\nthird ERROR appended\nquiet line\nfourth Error appended\n' >>"$log"
+  wait "$cpid"; crc=$?; cpid=""
+  wait "$spid"; src=$?; spid=""
+  echo "--- server ($listen)"; cat "$dir/server"; echo "--- client"; cat "$dir/client"
+  [ $crc -eq 0 ] && [ $src -eq 0 ] || { echo "FAIL: exit codes $crc $src"; exit 1; }
+  grep -Eq "^client: peer rps_log_watch_server \(.*\) joined" "$dir/client" || { echo "FAIL: no joined event"; exit 1; }
+  grep -q "^client: watching " "$dir/client" || { echo "FAIL: no watch started"; exit 1; }
+  for l in "first ERROR: disk full" "second error: fan" "third ERROR appended" "fourth Error appended"; do
+    grep -q "^client: rps_log_watch_server: $l$" "$dir/client" || { echo "FAIL: line '$l' not streamed"; exit 1; }
+  done
+  if grep -Eq "^client: rps_log_watch_server: (boot ok|all good|still fine|quiet line)" "$dir/client"; then
+    echo "FAIL: a line that does not match was streamed"; exit 1
+  fi
+  grep -q "^client: 4 lines from 1 watches" "$dir/client" || { echo "FAIL: client summary"; exit 1; }
+  grep -q "^server: watch for .* ended after 4 lines: CANCELLED" "$dir/server" \
+    || { echo "FAIL: the watch task was not terminated by Close"; exit 1; }
+  grep -q "^server: 1 watchers ended" "$dir/server" || { echo "FAIL: server summary"; exit 1; }
+  if pgrep -f "$log" >/dev/null; then echo "FAIL: a tail or grep of $log outlived its task"; exit 1; fi
+done
+echo PASS
