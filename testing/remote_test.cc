@@ -23,6 +23,7 @@
 #include "core/kernel/status.h"
 #include "core/kernel/system_message.h"
 #include "core/kernel/task.h"
+#include "core/remote/handle_proof_internal.h"
 #include "core/remote/handshake.h"
 #include "core/remote/node.h"
 #include "core/wire/value_codec.h"
@@ -437,12 +438,14 @@ PICOS_CORO_TEST(RemoteInProcess, LocateAnywhereAsksConnectedPeers) {
   a->reset();
 }
 
-// Names every task handle as task #42 of process `pid`: how a test peer
-// with no node writes a handle of its own.
+// Names every task handle as `identity` (by default task #42 of process
+// `pid`): how a test peer with no node writes a handle of its own, or one
+// it made up.
 class FakePeerCodec final : public HandleCodec {
  public:
-  explicit FakePeerCodec(std::string pid) : pid_(std::move(pid)) {}
-  absl::StatusOr<TaskIdentity> ExportTask(const TaskRef&) override { return TaskIdentity{pid_, 42, "sink"}; }
+  explicit FakePeerCodec(std::string pid) : identity_{std::move(pid), 42, "sink", ""} {}
+  explicit FakePeerCodec(TaskIdentity identity) : identity_(std::move(identity)) {}
+  absl::StatusOr<TaskIdentity> ExportTask(const TaskRef&) override { return identity_; }
   absl::StatusOr<TaskRef> ImportTask(const TaskIdentity&) override { return absl::UnimplementedError("no"); }
   absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef&) override {
     return absl::UnimplementedError("no");
@@ -452,12 +455,26 @@ class FakePeerCodec final : public HandleCodec {
   }
 
  private:
-  std::string pid_;
+  TaskIdentity identity_;
 };
+
+// `frames` (a list) as one length-prefixed batch, as a node writes it.
+std::string FramedBatch(const Value& frames, HandleCodec* codec = nullptr) {
+  CodecOptions co;
+  co.handle_codec = codec;
+  absl::StatusOr<std::string> bytes = EncodeValue(frames, co);
+  EXPECT_OK(bytes);
+  if (!bytes.ok()) return "";
+  const uint32_t n = static_cast<uint32_t>(bytes->size());
+  std::string framed = {static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
+                        static_cast<char>(n)};
+  return framed + *bytes;
+}
 
 PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadStaysBounded) {
   remote::NodeOptions o = Options(kSecret, UnixName("flood"), 1);
   o.max_queued_frames = 1000;
+  const std::string b_pid = o.process_id;
   absl::StatusOr<std::unique_ptr<remote::Node>> b =
       co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
   CO_ASSERT_OK(b);
@@ -467,16 +484,11 @@ PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadStaysBounded) {
   CO_ASSERT_OK(raw);
   CO_ASSERT_OK(LocalHandleCodec().ExportTask(Self()));
   FakePeerCodec fake(RawPeerId(6));
-  CodecOptions co;
-  co.handle_codec = &fake;
-  Value frames = Value::List({Value::Map({{"op", "send"}, {"task", Self().id()}, {"msg", Value(Self())}})});
-  absl::StatusOr<std::string> bytes = EncodeValue(frames, co);
-  CO_ASSERT_OK(bytes);
-  std::string framed(4, '\0');
-  framed[2] = static_cast<char>(bytes->size() >> 8);
-  framed[3] = static_cast<char>(bytes->size());
-  framed += *bytes;
-  CO_ASSERT_OK(co_await (*raw)->Write(framed, kLong));
+  // The proof b minted into Self()'s handle: what a peer that was handed it holds.
+  const std::string proof = picos::internal::TaskProof(b_pid, Self().id());
+  Value frames = Value::List(
+      {Value::Map({{"op", "send"}, {"task", Self().id()}, {"proof", Value::Bytes(proof)}, {"msg", Value(Self())}})});
+  CO_ASSERT_OK(co_await (*raw)->Write(FramedBatch(frames, &fake), kLong));
   absl::StatusOr<Value> handed = co_await Receive(kLong);
   CO_ASSERT_OK(handed);
   CO_ASSERT_TRUE(handed->is_task());
@@ -533,13 +545,7 @@ PICOS_CORO_TEST(RemoteInProcess, NonsenseFramesAreDroppedAndTheNodeKeepsServing)
       Value::Map({{"op", "ch_deliver"}, {"req", 4}, {"channel", "none"}}),
       Value::Map({{"op", "ping"}, {"extra", Value::List({1, 2, 3})}}),
   });
-  absl::StatusOr<std::string> bytes = EncodeValue(frames);
-  CO_ASSERT_OK(bytes);
-  std::string framed(4, '\0');
-  framed[2] = static_cast<char>(bytes->size() >> 8);
-  framed[3] = static_cast<char>(bytes->size());
-  framed += *bytes;
-  CO_ASSERT_OK(co_await (*raw)->Write(framed, kLong));
+  CO_ASSERT_OK(co_await (*raw)->Write(FramedBatch(frames), kLong));
   // A real peer is served meanwhile, and the nonsense connection stays up.
   absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
   CO_ASSERT_OK(b);
@@ -547,18 +553,93 @@ PICOS_CORO_TEST(RemoteInProcess, NonsenseFramesAreDroppedAndTheNodeKeepsServing)
   EXPECT_OK(s);
   EXPECT_EQ((*a)->peers().size(), 2u) << "b and the nonsense peer, still connected";
   // A batch that is not a list closes it.
-  absl::StatusOr<std::string> five = EncodeValue(Value(5));
-  CO_ASSERT_OK(five);
-  std::string framed5(4, '\0');
-  framed5[3] = static_cast<char>(five->size());
-  framed5 += *five;
-  CO_ASSERT_OK(co_await (*raw)->Write(framed5, kLong));
+  CO_ASSERT_OK(co_await (*raw)->Write(FramedBatch(Value(5)), kLong));
   bool closed = co_await ClosedByPeer(raw->get());
   EXPECT_TRUE(closed);
   (*raw)->Close();
   b->reset();
   a->reset();
   (void)co_await echo.Join(kLong);
+}
+
+// Handles are unforgeable: a peer reaches only the tasks whose handles it
+// was given. Here an authenticated peer with no node names this process's
+// tasks by id, with no proof, a made-up one, or one of another task; none
+// of it reaches them, and a fabricated handle inside a message arrives as
+// one that fails. The same frames with the proof the node minted do reach
+// them: the control that shows the test can fail.
+PICOS_CORO_TEST(RemoteInProcess, FabricatedHandlesAreRefused) {
+  remote::NodeOptions o = Options(kSecret, UnixName("forge"), 0);
+  o.process_id = std::string(kProcessIdSize, '\x01');  // below any RawPeerId: the arbiter
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(transports::DefaultTransports(), o);
+  CO_ASSERT_OK(a);
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*a)->uris()[0], RawPeerId(9));
+  CO_ASSERT_OK(raw);
+  // What giving these handles to a peer does (the proofs below are what it
+  // would then hold).
+  CO_ASSERT_OK(LocalHandleCodec().ExportTask(Self()));
+  CO_ASSERT_OK(LocalHandleCodec().ExportTask(echo));
+  const uint64_t me = Self().id();
+  const std::string my_proof = picos::internal::TaskProof(o.process_id, me);
+  const std::string echo_proof = picos::internal::TaskProof(o.process_id, echo.id());
+  std::string altered = my_proof;
+  altered[3] = static_cast<char>(altered[3] ^ 0x20);
+  auto send = [&](Value msg, Value proof) {
+    Value::MapType f{{"op", "send"}, {"task", me}, {"msg", std::move(msg)}};
+    if (!proof.is_null()) f.emplace("proof", std::move(proof));
+    return Value(std::move(f));
+  };
+  // Built before the co_await: g++ 12 cannot keep an initializer list
+  // across a suspension ("array used as initializer").
+  const std::string refused_then_given = FramedBatch(Value::List({
+          send("no proof", Value()),
+          send("a made-up proof", Value::Bytes(std::string(picos::internal::kProofSize, '\x5a'))),
+          send("an altered proof", Value::Bytes(altered)),
+          send("another task's proof", Value::Bytes(echo_proof)),
+          send("a proof of the wrong type", Value(my_proof)),
+          // Kill the echo task without its handle: refused too.
+          Value::Map({{"op", "terminate"}, {"task", echo.id()}, {"proof", Value::Bytes(my_proof)}}),
+          send("given", Value::Bytes(my_proof)),
+      }));
+  CO_ASSERT_OK(co_await (*raw)->Write(refused_then_given, kLong));
+  // Frames are applied in order: had any refused one got through, it would
+  // be received first.
+  absl::StatusOr<Value> first = co_await Receive(kLong);
+  CO_ASSERT_OK(first);
+  EXPECT_EQ(*first, Value("given"));
+  EXPECT_NE(echo.state(), TaskState::kDone) << "terminated by a peer without its handle";
+  // A handle inside a message: forged (made-up proof), altered (echo's id
+  // with this task's proof), and genuine.
+  std::vector<std::string> proofs;
+  proofs.push_back(std::string(picos::internal::kProofSize, '\x01'));
+  proofs.push_back(my_proof);
+  proofs.push_back(echo_proof);
+  for (const std::string& p : proofs) {
+    const bool genuine = p == echo_proof;
+    FakePeerCodec as(TaskIdentity{o.process_id, echo.id(), "echo", p});
+    const std::string carrying = FramedBatch(Value::List({send(Value(Self()), Value::Bytes(my_proof))}), &as);
+    CO_ASSERT_OK(co_await (*raw)->Write(carrying, kLong));
+    absl::StatusOr<Value> got = co_await Receive(kLong);
+    CO_ASSERT_OK(got);
+    CO_ASSERT_TRUE(got->is_task());
+    if (genuine) {
+      EXPECT_EQ(got->as_task(), echo) << "a genuine handle is the original";
+      continue;
+    }
+    EXPECT_NE(got->as_task(), echo);
+    EXPECT_THAT(got->as_task().Send(Value("quit")), StatusIs(absl::StatusCode::kPermissionDenied));
+    absl::StatusOr<Value> joined = co_await got->as_task().Join(kLong);
+    EXPECT_THAT(joined.status(), StatusIs(absl::StatusCode::kPermissionDenied));
+  }
+  EXPECT_EQ((*a)->peers().size(), 1u) << "refusing a handle does not close the connection";
+  (*raw)->Close();
+  a->reset();
+  CO_ASSERT_OK(echo.Send(Value("quit")));
+  absl::StatusOr<Value> ended = co_await echo.Join(kLong);
+  CO_ASSERT_OK(ended);
+  EXPECT_EQ(*ended, Value(0)) << "the echo task answered nothing it was not sent";
 }
 
 PICOS_CORO_TEST(RemoteInProcess, SilentPeerIsLostAfterItsHeartbeatsAreMissed) {
