@@ -43,6 +43,14 @@
 //    over this node's own connection to that process (without one, the
 //    handle gives kUnavailable). A handle of this process whose task has
 //    ended comes back as one that fails with kFailedPrecondition.
+//  * Handles are unforgeable: a peer can address only the tasks and
+//    channels of this process whose handles it was given (in a message, a
+//    reply, a locate's result), or got from any peer that was. Each handle
+//    this node sends carries a proof it minted
+//    (core/remote/handle_proof_internal.h) and every operation names its
+//    target with it; a fabricated or altered handle arrives as one that
+//    fails with kPermissionDenied, and an operation without a valid proof
+//    is refused (logged; a join gets kPermissionDenied), the connection kept.
 //  * Bad input closes only the connection it came on, with a logged reason:
 //    garbage or a 4 GiB length claim before the handshake, a malformed
 //    frame after it. Each accepted connection handshakes in a task of its
@@ -76,8 +84,7 @@
 // RPC is a version bump.
 //
 // Not yet (issue 10): connecting on demand to the process of a third-party
-// handle (its URIs do not travel with it), proof in handles (a peer
-// that knows a task's id or a channel's name may address it), one copy of
+// handle (its URIs do not travel with it), one copy of
 // a broadcast per connection (today one per remote subscriber), Deliver on
 // a task handle, reconnection with sequence numbers and acknowledgements,
 // services, the --peer flag, limits on buffered bytes per
