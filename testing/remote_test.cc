@@ -23,7 +23,6 @@
 #include "core/kernel/status.h"
 #include "core/kernel/system_message.h"
 #include "core/kernel/task.h"
-#include "core/remote/handle_proof_internal.h"
 #include "core/remote/handshake.h"
 #include "core/remote/node.h"
 #include "core/wire/value_codec.h"
@@ -119,6 +118,55 @@ PICOS_CORO_TEST(RemoteInProcess, LocateSendReplyJoin) {
   b->reset();
   a->reset();
   (void)co_await echo.Join(kLong);
+}
+
+// Waits for a Resume, then receives `n` messages and gives their sum.
+Task<int64_t> SumAfterResume(int n) {
+  (void)co_await Suspend(kLong);
+  int64_t sum = 0;
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<Value> m = co_await Receive(kLong);
+    if (!m.ok()) co_return -1;
+    sum += m->as_int();
+  }
+  co_return sum;
+}
+
+Task<absl::Status> DeliverTo(TaskRef to, Value v) { co_return co_await to.Deliver(std::move(v), kLong); }
+
+// Deliver on a remote task's handle returns once the remote mailbox took the
+// message: a full bounded mailbox holds the sender back (and its timeout
+// sends nothing), room made by the receiver lets it go on.
+PICOS_CORO_TEST(RemoteInProcess, DeliverToARemoteTaskWaitsForItsMailbox) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName("deliver"), 1));
+  CO_ASSERT_OK(a);
+  TaskRef slow = ThisScheduler().Spawn({.name = "slow", .mailbox_limit = 1}, SumAfterResume, 2);
+  CO_ASSERT_OK(RegisterTask("slow", slow));
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
+  CO_ASSERT_OK(b);
+  absl::StatusOr<TaskRef> far = co_await LocateTask("slow", Location::Peer((*a)->uris()[0]), kLong);
+  CO_ASSERT_OK(far);
+  CO_ASSERT_TRUE(GetTaskProxy(*far) != nullptr);
+  CO_ASSERT_OK(co_await far->Deliver(Value(1), kLong));  // room for one
+  absl::Status full = co_await far->Deliver(Value(100), absl::Milliseconds(100));
+  EXPECT_THAT(full, StatusIs(absl::StatusCode::kDeadlineExceeded)) << "the mailbox stays full";
+  TaskRef deliverer = ThisScheduler().Spawn(DeliverTo, *far, Value(2));
+  for (int i = 0; i < 20; ++i) co_await Yield();  // the request reaches a and waits there
+  EXPECT_NE(deliverer.state(), TaskState::kDone) << "delivered into a full mailbox";
+  CO_ASSERT_OK(slow.Resume());
+  absl::StatusOr<Value> delivered = co_await deliverer.Join(kLong);
+  CO_ASSERT_OK(delivered);
+  absl::StatusOr<Value> sum = co_await slow.Join(kLong);
+  CO_ASSERT_OK(sum);
+  EXPECT_EQ(*sum, Value(3)) << "1 and 2 arrived, the timed-out 100 was never sent";
+  absl::Status ended = co_await far->Deliver(Value(4), kLong);
+  EXPECT_THAT(ended, StatusIs(absl::StatusCode::kFailedPrecondition)) << "the task has ended";
+  b->reset();
+  absl::Status lost = co_await far->Deliver(Value(5), kLong);
+  EXPECT_THAT(lost, StatusIs(absl::StatusCode::kUnavailable));
+  a->reset();
 }
 
 PICOS_CORO_TEST(RemoteInProcess, OverTlsTheSameCallsWork) {
@@ -471,10 +519,59 @@ std::string FramedBatch(const Value& frames, HandleCodec* codec = nullptr) {
   return framed + *bytes;
 }
 
+// Keeps every task identity it decodes (and makes a handle that cannot be
+// used): how a test peer with no node reads the handles it is given,
+// proofs included.
+class CapturingCodec final : public HandleCodec {
+ public:
+  absl::StatusOr<TaskIdentity> ExportTask(const TaskRef&) override { return absl::UnimplementedError("no"); }
+  absl::StatusOr<TaskRef> ImportTask(const TaskIdentity& identity) override {
+    tasks.push_back(identity);
+    return TaskRef();
+  }
+  absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef&) override {
+    return absl::UnimplementedError("no");
+  }
+  absl::StatusOr<ChannelRef> ImportChannel(const ChannelIdentity&) override { return ChannelRef(); }
+  std::vector<TaskIdentity> tasks;
+};
+
+// The identity, proof included, of the task registered as `name` at the
+// node on the other end of `raw`, located as a peer locates it: a "locate"
+// frame, then its "reply" (frames before it are read and dropped).
+Task<absl::StatusOr<TaskIdentity>> LocateOverRaw(Stream* raw, std::string name) {
+  const std::string framed = FramedBatch(Value::List({Value::Map(
+      {{"op", "locate"}, {"req", uint64_t{99}}, {"kind", "task"}, {"name", name}, {"timeout_ns", int64_t{1'000'000'000}}})}));
+  PICOS_CO_RETURN_IF_ERROR(co_await raw->Write(framed, kLong));
+  for (int batches = 0; batches < 100; ++batches) {
+    char header[4];
+    PICOS_CO_ASSIGN_OR_RETURN(size_t got, co_await raw->ReadSome(header, 4, 4, kLong));
+    if (got < 4) co_return absl::UnavailableError("closed before the reply");
+    const uint32_t n = (uint32_t{static_cast<uint8_t>(header[0])} << 24) |
+                       (uint32_t{static_cast<uint8_t>(header[1])} << 16) |
+                       (uint32_t{static_cast<uint8_t>(header[2])} << 8) | static_cast<uint8_t>(header[3]);
+    if (n > (1u << 20)) co_return absl::DataLossError("batch too long");
+    std::string body(n, '\0');
+    PICOS_CO_ASSIGN_OR_RETURN(got, co_await raw->ReadSome(body.data(), n, n, kLong));
+    if (got < n) co_return absl::UnavailableError("closed in a batch");
+    CapturingCodec capture;
+    CodecOptions co;
+    co.handle_codec = &capture;
+    PICOS_CO_ASSIGN_OR_RETURN(Value batch, DecodeValue(body, co));
+    for (const Value& f : batch.as_list()) {
+      if (f["op"] == Value("reply") && f["req"] == Value(uint64_t{99})) {
+        if (capture.tasks.empty()) co_return absl::NotFoundError(f.DebugString());
+        co_return capture.tasks.back();
+      }
+    }
+  }
+  co_return absl::DeadlineExceededError("no reply in 100 batches");
+}
+
+
 PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadStaysBounded) {
   remote::NodeOptions o = Options(kSecret, UnixName("flood"), 1);
   o.max_queued_frames = 1000;
-  const std::string b_pid = o.process_id;
   absl::StatusOr<std::unique_ptr<remote::Node>> b =
       co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
   CO_ASSERT_OK(b);
@@ -484,8 +581,11 @@ PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadStaysBounded) {
   CO_ASSERT_OK(raw);
   CO_ASSERT_OK(LocalHandleCodec().ExportTask(Self()));
   FakePeerCodec fake(RawPeerId(6));
-  // The proof b minted into Self()'s handle: what a peer that was handed it holds.
-  const std::string proof = picos::internal::TaskProof(b_pid, Self().id());
+  // The peer is given this task's handle (it locates it), proof included.
+  CO_ASSERT_OK(RegisterTask("flooded", Self()));
+  absl::StatusOr<TaskIdentity> given = co_await LocateOverRaw(raw->get(), "flooded");
+  CO_ASSERT_OK(given);
+  const std::string proof = given->proof;
   Value frames = Value::List(
       {Value::Map({{"op", "send"}, {"task", Self().id()}, {"proof", Value::Bytes(proof)}, {"msg", Value(Self())}})});
   CO_ASSERT_OK(co_await (*raw)->Write(FramedBatch(frames, &fake), kLong));
@@ -577,13 +677,20 @@ PICOS_CORO_TEST(RemoteInProcess, FabricatedHandlesAreRefused) {
   TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
   absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*a)->uris()[0], RawPeerId(9));
   CO_ASSERT_OK(raw);
-  // What giving these handles to a peer does (the proofs below are what it
-  // would then hold).
-  CO_ASSERT_OK(LocalHandleCodec().ExportTask(Self()));
-  CO_ASSERT_OK(LocalHandleCodec().ExportTask(echo));
+  // The peer is given this task's handle and echo's (it locates them).
+  CO_ASSERT_OK(RegisterTask("me", Self()));
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  absl::StatusOr<TaskIdentity> mine = co_await LocateOverRaw(raw->get(), "me");
+  CO_ASSERT_OK(mine);
+  absl::StatusOr<TaskIdentity> echos = co_await LocateOverRaw(raw->get(), "echo");
+  CO_ASSERT_OK(echos);
   const uint64_t me = Self().id();
-  const std::string my_proof = picos::internal::TaskProof(o.process_id, me);
-  const std::string echo_proof = picos::internal::TaskProof(o.process_id, echo.id());
+  CO_ASSERT_TRUE(mine->task_id == me);
+  CO_ASSERT_TRUE(echos->task_id == echo.id());
+  const std::string my_proof = mine->proof;
+  const std::string echo_proof = echos->proof;
+  CO_ASSERT_TRUE(my_proof.size() == 16u);
+  CO_ASSERT_TRUE(my_proof != echo_proof);
   std::string altered = my_proof;
   altered[3] = static_cast<char>(altered[3] ^ 0x20);
   auto send = [&](Value msg, Value proof) {
@@ -595,7 +702,7 @@ PICOS_CORO_TEST(RemoteInProcess, FabricatedHandlesAreRefused) {
   // across a suspension ("array used as initializer").
   const std::string refused_then_given = FramedBatch(Value::List({
           send("no proof", Value()),
-          send("a made-up proof", Value::Bytes(std::string(picos::internal::kProofSize, '\x5a'))),
+          send("a made-up proof", Value::Bytes(std::string(16, '\x5a'))),
           send("an altered proof", Value::Bytes(altered)),
           send("another task's proof", Value::Bytes(echo_proof)),
           send("a proof of the wrong type", Value(my_proof)),
@@ -613,7 +720,7 @@ PICOS_CORO_TEST(RemoteInProcess, FabricatedHandlesAreRefused) {
   // A handle inside a message: forged (made-up proof), altered (echo's id
   // with this task's proof), and genuine.
   std::vector<std::string> proofs;
-  proofs.push_back(std::string(picos::internal::kProofSize, '\x01'));
+  proofs.push_back(std::string(16, '\x01'));
   proofs.push_back(my_proof);
   proofs.push_back(echo_proof);
   for (const std::string& p : proofs) {

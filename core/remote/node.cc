@@ -2,6 +2,8 @@
 //   {op: "send"|"resume", task, msg|value}   to a task of the receiver
 //   {op: "terminate", task}  {op: "throw", task, error}
 //   {op: "join", task, req}          answered by a "reply" when the task ends
+//   {op: "deliver", task, req, msg, timeout_ns}   answered by a "reply" once
+//                                    the task's mailbox took msg
 //   {op: "monitor", task, reg}       answered by a "monitor_msg" when it ends
 //   {op: "locate", req, kind, name, timeout_ns}   answered by a "reply"
 //   {op: "reply", req, ok, value|error}
@@ -19,7 +21,9 @@
 //   {op: "ch_unsub", channel, sub}   {op: "ch_msg", sub, msg}
 //   {op: "ch_send"|"ch_close", channel[, msg]}
 //   {op: "ch_deliver", req, channel, msg, n, timeout_ns}   answered by a "reply"
-// `task` is the task's id in the receiver's process. Errors travel as
+// `task` is the task's id in the receiver's process, and every frame that
+// names a task or channel of the receiver (send to ch_deliver) carries the
+// "proof" the receiver minted into its handle (handle_proof_internal.h). Errors travel as
 // {code, message}. Frames travel in batches: each length-prefixed message is
 // a Value list of up to kFramesPerBatch frames, so one capnp message (one
 // encode, one decode) carries many; a frame that cannot be encoded is sent
@@ -29,6 +33,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <iterator>
+#include <limits>
 #include <fstream>
 #include <optional>
 #include <utility>
@@ -272,6 +277,20 @@ class RemoteTaskProxy final : public TaskProxy {
       return;
     }
     c->Request(Value::MapType{{"op", "join"}, {"task", id_}, {"proof", Value::Bytes(proof_)}}, std::move(done));
+  }
+
+  void Deliver(Value message, absl::Duration timeout, Completer done) override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) {
+      done.Complete(absl::UnavailableError("peer gone"));
+      return;
+    }
+    c->Request(Value::MapType{{"op", "deliver"},
+                              {"task", id_},
+                              {"proof", Value::Bytes(proof_)},
+                              {"msg", std::move(message)},
+                              {"timeout_ns", absl::ToInt64Nanoseconds(timeout)}},
+               std::move(done));
   }
 
   absl::Status Monitor(const TaskRef& monitor) override {
@@ -781,6 +800,8 @@ class NodeImpl final : public NameResolver {
                                         std::string name, int64_t timeout_ns);
   static Task<absl::Status> ServeDeliver(std::weak_ptr<Connection> c, uint64_t req, ChannelRef channel,
                                          Value message, uint32_t n, int64_t timeout_ns);
+  static Task<absl::Status> ServeTaskDeliver(std::weak_ptr<Connection> c, uint64_t req, TaskRef task,
+                                             Value message, int64_t timeout_ns);
 
   const TransportRegistry* transports_;
   NodeOptions options_;
@@ -1200,7 +1221,11 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     absl::StatusOr<uint64_t> id = ops::U64(frame, "task");
     if (!id.ok()) return id.status();
     if (!internal::TaskProofValid(c->my_pid, *id, proof())) return Forged(*c, "task", absl::StrCat("#", *id));
-    return LocalHandleCodec().ImportTask(TaskIdentity{ProcessId(), *id, "", ""});
+    absl::StatusOr<TaskRef> t = LocalHandleCodec().ImportTask(TaskIdentity{ProcessId(), *id, "", ""});
+    // Its proof says it was given out, so it existed: it has ended (ids are
+    // never reused), as a local handle to it would say.
+    if (absl::IsNotFound(t.status())) return absl::FailedPreconditionError(absl::StrCat("task #", *id, " has ended"));
+    return t;
   };
 
   if (op == "send" || op == "resume" || op == "terminate" || op == "throw") {
@@ -1219,6 +1244,21 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     NotifyWhenDone(*t, Completer([weak, req = *req](absl::StatusOr<Value> r) {
                      if (std::shared_ptr<Connection> l = weak.lock()) l->Reply(req, std::move(r));
                    }));
+    return absl::OkStatus();
+  }
+  if (op == "deliver") {
+    absl::StatusOr<uint64_t> req = ops::U64(frame, "req");
+    if (!req.ok()) return req.status();
+    absl::StatusOr<TaskRef> t = find_task();
+    absl::StatusOr<int64_t> timeout_ns = FromValue<int64_t>(ops::Field(frame, "timeout_ns"));
+    if (!t.ok() || !timeout_ns.ok()) {
+      absl::Status bad = t.ok() ? absl::InvalidArgumentError("malformed deliver frame") : t.status();
+      c->Reply(*req, bad);
+      return bad;
+    }
+    absl::StatusOr<TaskRef> server = tasks_.SpawnNamed("remote-deliver", &NodeImpl::ServeTaskDeliver, weak, *req,
+                                                       *t, ops::Field(frame, "msg"), *timeout_ns);
+    if (!server.ok()) c->Reply(*req, absl::UnavailableError("the peer is closing"));
     return absl::OkStatus();
   }
   if (op == "monitor") {
@@ -1325,6 +1365,17 @@ Task<absl::Status> NodeImpl::ServeLocate(std::weak_ptr<Connection> c, uint64_t r
   absl::Duration timeout = timeout_ns <= 0 ? absl::ZeroDuration() : absl::Nanoseconds(timeout_ns);
   absl::StatusOr<Value> result = co_await ops::LocateHere(want_channel, std::move(name), timeout);
   if (std::shared_ptr<Connection> l = c.lock()) l->Reply(req, std::move(result));
+  co_return absl::OkStatus();
+}
+
+Task<absl::Status> NodeImpl::ServeTaskDeliver(std::weak_ptr<Connection> c, uint64_t req, TaskRef task,
+                                              Value message, int64_t timeout_ns) {
+  // As it travels: absl::InfiniteDuration() as the largest int64.
+  const absl::Duration timeout = timeout_ns == std::numeric_limits<int64_t>::max() ? absl::InfiniteDuration()
+                                 : timeout_ns <= 0                                 ? absl::ZeroDuration()
+                                                                                   : absl::Nanoseconds(timeout_ns);
+  absl::Status s = co_await task.Deliver(std::move(message), timeout);
+  if (std::shared_ptr<Connection> l = c.lock()) l->Reply(req, s.ok() ? absl::StatusOr<Value>(Value()) : s);
   co_return absl::OkStatus();
 }
 

@@ -32,6 +32,9 @@
 //    within connect_timeout), so no message is ever sent on a connection
 //    that is then closed, and every Connect gives the kept connection.
 //    Locate at a peer not yet connected connects first.
+//  * co_await task.Deliver(msg, timeout) on a remote task's handle returns
+//    once the task's mailbox took the message (a full bounded mailbox is
+//    waited for there), with the error the task's own Deliver would give.
 //  * Messages from one sender thread to one remote task arrive in the order
 //    sent, while the connection lives. Everything queued for a peer goes out
 //    in one write as soon as the writer runs (batching without holding
@@ -85,11 +88,10 @@
 //
 // Not yet (issue 10): connecting on demand to the process of a third-party
 // handle (its URIs do not travel with it), one copy of
-// a broadcast per connection (today one per remote subscriber), Deliver on
-// a task handle, reconnection with sequence numbers and acknowledgements,
+// a broadcast per connection (today one per remote subscriber),
+// reconnection with sequence numbers and acknowledgements,
 // services, the --peer flag, limits on buffered bytes per
-// peer (frames are counted, not bytes), Deliver on a task handle waiting for
-// its mailbox.
+// peer (frames are counted, not bytes).
 //
 // Threads: a Node belongs to the scheduler of the task that starts it; call
 // its methods from that scheduler's tasks and destroy it on that thread
