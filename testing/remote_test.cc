@@ -120,6 +120,55 @@ PICOS_CORO_TEST(RemoteInProcess, LocateSendReplyJoin) {
   (void)co_await echo.Join(kLong);
 }
 
+// Waits for a Resume, then receives `n` messages and gives their sum.
+Task<int64_t> SumAfterResume(int n) {
+  (void)co_await Suspend(kLong);
+  int64_t sum = 0;
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<Value> m = co_await Receive(kLong);
+    if (!m.ok()) co_return -1;
+    sum += m->as_int();
+  }
+  co_return sum;
+}
+
+Task<absl::Status> DeliverTo(TaskRef to, Value v) { co_return co_await to.Deliver(std::move(v), kLong); }
+
+// Deliver on a remote task's handle returns once the remote mailbox took the
+// message: a full bounded mailbox holds the sender back (and its timeout
+// sends nothing), room made by the receiver lets it go on.
+PICOS_CORO_TEST(RemoteInProcess, DeliverToARemoteTaskWaitsForItsMailbox) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName("deliver"), 1));
+  CO_ASSERT_OK(a);
+  TaskRef slow = ThisScheduler().Spawn({.name = "slow", .mailbox_limit = 1}, SumAfterResume, 2);
+  CO_ASSERT_OK(RegisterTask("slow", slow));
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
+  CO_ASSERT_OK(b);
+  absl::StatusOr<TaskRef> far = co_await LocateTask("slow", Location::Peer((*a)->uris()[0]), kLong);
+  CO_ASSERT_OK(far);
+  CO_ASSERT_TRUE(GetTaskProxy(*far) != nullptr);
+  CO_ASSERT_OK(co_await far->Deliver(Value(1), kLong));  // room for one
+  absl::Status full = co_await far->Deliver(Value(100), absl::Milliseconds(100));
+  EXPECT_THAT(full, StatusIs(absl::StatusCode::kDeadlineExceeded)) << "the mailbox stays full";
+  TaskRef deliverer = ThisScheduler().Spawn(DeliverTo, *far, Value(2));
+  for (int i = 0; i < 20; ++i) co_await Yield();  // the request reaches a and waits there
+  EXPECT_NE(deliverer.state(), TaskState::kDone) << "delivered into a full mailbox";
+  CO_ASSERT_OK(slow.Resume());
+  absl::StatusOr<Value> delivered = co_await deliverer.Join(kLong);
+  CO_ASSERT_OK(delivered);
+  absl::StatusOr<Value> sum = co_await slow.Join(kLong);
+  CO_ASSERT_OK(sum);
+  EXPECT_EQ(*sum, Value(3)) << "1 and 2 arrived, the timed-out 100 was never sent";
+  absl::Status ended = co_await far->Deliver(Value(4), kLong);
+  EXPECT_THAT(ended, StatusIs(absl::StatusCode::kFailedPrecondition)) << "the task has ended";
+  b->reset();
+  absl::Status lost = co_await far->Deliver(Value(5), kLong);
+  EXPECT_THAT(lost, StatusIs(absl::StatusCode::kUnavailable));
+  a->reset();
+}
+
 PICOS_CORO_TEST(RemoteInProcess, OverTlsTheSameCallsWork) {
   const char* tmp = std::getenv("TEST_TMPDIR");
   absl::StatusOr<TestPki> pki = MakeTestPki(tmp ? tmp : "/tmp");
@@ -437,12 +486,14 @@ PICOS_CORO_TEST(RemoteInProcess, LocateAnywhereAsksConnectedPeers) {
   a->reset();
 }
 
-// Names every task handle as task #42 of process `pid`: how a test peer
-// with no node writes a handle of its own.
+// Names every task handle as `identity` (by default task #42 of process
+// `pid`): how a test peer with no node writes a handle of its own, or one
+// it made up.
 class FakePeerCodec final : public HandleCodec {
  public:
-  explicit FakePeerCodec(std::string pid) : pid_(std::move(pid)) {}
-  absl::StatusOr<TaskIdentity> ExportTask(const TaskRef&) override { return TaskIdentity{pid_, 42, "sink"}; }
+  explicit FakePeerCodec(std::string pid) : identity_{std::move(pid), 42, "sink", ""} {}
+  explicit FakePeerCodec(TaskIdentity identity) : identity_(std::move(identity)) {}
+  absl::StatusOr<TaskIdentity> ExportTask(const TaskRef&) override { return identity_; }
   absl::StatusOr<TaskRef> ImportTask(const TaskIdentity&) override { return absl::UnimplementedError("no"); }
   absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef&) override {
     return absl::UnimplementedError("no");
@@ -452,8 +503,71 @@ class FakePeerCodec final : public HandleCodec {
   }
 
  private:
-  std::string pid_;
+  TaskIdentity identity_;
 };
+
+// `frames` (a list) as one length-prefixed batch, as a node writes it.
+std::string FramedBatch(const Value& frames, HandleCodec* codec = nullptr) {
+  CodecOptions co;
+  co.handle_codec = codec;
+  absl::StatusOr<std::string> bytes = EncodeValue(frames, co);
+  EXPECT_OK(bytes);
+  if (!bytes.ok()) return "";
+  const uint32_t n = static_cast<uint32_t>(bytes->size());
+  std::string framed = {static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
+                        static_cast<char>(n)};
+  return framed + *bytes;
+}
+
+// Keeps every task identity it decodes (and makes a handle that cannot be
+// used): how a test peer with no node reads the handles it is given,
+// proofs included.
+class CapturingCodec final : public HandleCodec {
+ public:
+  absl::StatusOr<TaskIdentity> ExportTask(const TaskRef&) override { return absl::UnimplementedError("no"); }
+  absl::StatusOr<TaskRef> ImportTask(const TaskIdentity& identity) override {
+    tasks.push_back(identity);
+    return TaskRef();
+  }
+  absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef&) override {
+    return absl::UnimplementedError("no");
+  }
+  absl::StatusOr<ChannelRef> ImportChannel(const ChannelIdentity&) override { return ChannelRef(); }
+  std::vector<TaskIdentity> tasks;
+};
+
+// The identity, proof included, of the task registered as `name` at the
+// node on the other end of `raw`, located as a peer locates it: a "locate"
+// frame, then its "reply" (frames before it are read and dropped).
+Task<absl::StatusOr<TaskIdentity>> LocateOverRaw(Stream* raw, std::string name) {
+  const std::string framed = FramedBatch(Value::List({Value::Map(
+      {{"op", "locate"}, {"req", uint64_t{99}}, {"kind", "task"}, {"name", name}, {"timeout_ns", int64_t{1'000'000'000}}})}));
+  PICOS_CO_RETURN_IF_ERROR(co_await raw->Write(framed, kLong));
+  for (int batches = 0; batches < 100; ++batches) {
+    char header[4];
+    PICOS_CO_ASSIGN_OR_RETURN(size_t got, co_await raw->ReadSome(header, 4, 4, kLong));
+    if (got < 4) co_return absl::UnavailableError("closed before the reply");
+    const uint32_t n = (uint32_t{static_cast<uint8_t>(header[0])} << 24) |
+                       (uint32_t{static_cast<uint8_t>(header[1])} << 16) |
+                       (uint32_t{static_cast<uint8_t>(header[2])} << 8) | static_cast<uint8_t>(header[3]);
+    if (n > (1u << 20)) co_return absl::DataLossError("batch too long");
+    std::string body(n, '\0');
+    PICOS_CO_ASSIGN_OR_RETURN(got, co_await raw->ReadSome(body.data(), n, n, kLong));
+    if (got < n) co_return absl::UnavailableError("closed in a batch");
+    CapturingCodec capture;
+    CodecOptions co;
+    co.handle_codec = &capture;
+    PICOS_CO_ASSIGN_OR_RETURN(Value batch, DecodeValue(body, co));
+    for (const Value& f : batch.as_list()) {
+      if (f["op"] == Value("reply") && f["req"] == Value(uint64_t{99})) {
+        if (capture.tasks.empty()) co_return absl::NotFoundError(f.DebugString());
+        co_return capture.tasks.back();
+      }
+    }
+  }
+  co_return absl::DeadlineExceededError("no reply in 100 batches");
+}
+
 
 PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadStaysBounded) {
   remote::NodeOptions o = Options(kSecret, UnixName("flood"), 1);
@@ -467,16 +581,14 @@ PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadStaysBounded) {
   CO_ASSERT_OK(raw);
   CO_ASSERT_OK(LocalHandleCodec().ExportTask(Self()));
   FakePeerCodec fake(RawPeerId(6));
-  CodecOptions co;
-  co.handle_codec = &fake;
-  Value frames = Value::List({Value::Map({{"op", "send"}, {"task", Self().id()}, {"msg", Value(Self())}})});
-  absl::StatusOr<std::string> bytes = EncodeValue(frames, co);
-  CO_ASSERT_OK(bytes);
-  std::string framed(4, '\0');
-  framed[2] = static_cast<char>(bytes->size() >> 8);
-  framed[3] = static_cast<char>(bytes->size());
-  framed += *bytes;
-  CO_ASSERT_OK(co_await (*raw)->Write(framed, kLong));
+  // The peer is given this task's handle (it locates it), proof included.
+  CO_ASSERT_OK(RegisterTask("flooded", Self()));
+  absl::StatusOr<TaskIdentity> given = co_await LocateOverRaw(raw->get(), "flooded");
+  CO_ASSERT_OK(given);
+  const std::string proof = given->proof;
+  Value frames = Value::List(
+      {Value::Map({{"op", "send"}, {"task", Self().id()}, {"proof", Value::Bytes(proof)}, {"msg", Value(Self())}})});
+  CO_ASSERT_OK(co_await (*raw)->Write(FramedBatch(frames, &fake), kLong));
   absl::StatusOr<Value> handed = co_await Receive(kLong);
   CO_ASSERT_OK(handed);
   CO_ASSERT_TRUE(handed->is_task());
@@ -533,13 +645,7 @@ PICOS_CORO_TEST(RemoteInProcess, NonsenseFramesAreDroppedAndTheNodeKeepsServing)
       Value::Map({{"op", "ch_deliver"}, {"req", 4}, {"channel", "none"}}),
       Value::Map({{"op", "ping"}, {"extra", Value::List({1, 2, 3})}}),
   });
-  absl::StatusOr<std::string> bytes = EncodeValue(frames);
-  CO_ASSERT_OK(bytes);
-  std::string framed(4, '\0');
-  framed[2] = static_cast<char>(bytes->size() >> 8);
-  framed[3] = static_cast<char>(bytes->size());
-  framed += *bytes;
-  CO_ASSERT_OK(co_await (*raw)->Write(framed, kLong));
+  CO_ASSERT_OK(co_await (*raw)->Write(FramedBatch(frames), kLong));
   // A real peer is served meanwhile, and the nonsense connection stays up.
   absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
   CO_ASSERT_OK(b);
@@ -547,18 +653,100 @@ PICOS_CORO_TEST(RemoteInProcess, NonsenseFramesAreDroppedAndTheNodeKeepsServing)
   EXPECT_OK(s);
   EXPECT_EQ((*a)->peers().size(), 2u) << "b and the nonsense peer, still connected";
   // A batch that is not a list closes it.
-  absl::StatusOr<std::string> five = EncodeValue(Value(5));
-  CO_ASSERT_OK(five);
-  std::string framed5(4, '\0');
-  framed5[3] = static_cast<char>(five->size());
-  framed5 += *five;
-  CO_ASSERT_OK(co_await (*raw)->Write(framed5, kLong));
+  CO_ASSERT_OK(co_await (*raw)->Write(FramedBatch(Value(5)), kLong));
   bool closed = co_await ClosedByPeer(raw->get());
   EXPECT_TRUE(closed);
   (*raw)->Close();
   b->reset();
   a->reset();
   (void)co_await echo.Join(kLong);
+}
+
+// Handles are unforgeable: a peer reaches only the tasks whose handles it
+// was given. Here an authenticated peer with no node names this process's
+// tasks by id, with no proof, a made-up one, or one of another task; none
+// of it reaches them, and a fabricated handle inside a message arrives as
+// one that fails. The same frames with the proof the node minted do reach
+// them: the control that shows the test can fail.
+PICOS_CORO_TEST(RemoteInProcess, FabricatedHandlesAreRefused) {
+  remote::NodeOptions o = Options(kSecret, UnixName("forge"), 0);
+  o.process_id = std::string(kProcessIdSize, '\x01');  // below any RawPeerId: the arbiter
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(transports::DefaultTransports(), o);
+  CO_ASSERT_OK(a);
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*a)->uris()[0], RawPeerId(9));
+  CO_ASSERT_OK(raw);
+  // The peer is given this task's handle and echo's (it locates them).
+  CO_ASSERT_OK(RegisterTask("me", Self()));
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  absl::StatusOr<TaskIdentity> mine = co_await LocateOverRaw(raw->get(), "me");
+  CO_ASSERT_OK(mine);
+  absl::StatusOr<TaskIdentity> echos = co_await LocateOverRaw(raw->get(), "echo");
+  CO_ASSERT_OK(echos);
+  const uint64_t me = Self().id();
+  CO_ASSERT_TRUE(mine->task_id == me);
+  CO_ASSERT_TRUE(echos->task_id == echo.id());
+  const std::string my_proof = mine->proof;
+  const std::string echo_proof = echos->proof;
+  CO_ASSERT_TRUE(my_proof.size() == 16u);
+  CO_ASSERT_TRUE(my_proof != echo_proof);
+  std::string altered = my_proof;
+  altered[3] = static_cast<char>(altered[3] ^ 0x20);
+  auto send = [&](Value msg, Value proof) {
+    Value::MapType f{{"op", "send"}, {"task", me}, {"msg", std::move(msg)}};
+    if (!proof.is_null()) f.emplace("proof", std::move(proof));
+    return Value(std::move(f));
+  };
+  // Built before the co_await: g++ 12 cannot keep an initializer list
+  // across a suspension ("array used as initializer").
+  const std::string refused_then_given = FramedBatch(Value::List({
+          send("no proof", Value()),
+          send("a made-up proof", Value::Bytes(std::string(16, '\x5a'))),
+          send("an altered proof", Value::Bytes(altered)),
+          send("another task's proof", Value::Bytes(echo_proof)),
+          send("a proof of the wrong type", Value(my_proof)),
+          // Kill the echo task without its handle: refused too.
+          Value::Map({{"op", "terminate"}, {"task", echo.id()}, {"proof", Value::Bytes(my_proof)}}),
+          send("given", Value::Bytes(my_proof)),
+      }));
+  CO_ASSERT_OK(co_await (*raw)->Write(refused_then_given, kLong));
+  // Frames are applied in order: had any refused one got through, it would
+  // be received first.
+  absl::StatusOr<Value> first = co_await Receive(kLong);
+  CO_ASSERT_OK(first);
+  EXPECT_EQ(*first, Value("given"));
+  EXPECT_NE(echo.state(), TaskState::kDone) << "terminated by a peer without its handle";
+  // A handle inside a message: forged (made-up proof), altered (echo's id
+  // with this task's proof), and genuine.
+  std::vector<std::string> proofs;
+  proofs.push_back(std::string(16, '\x01'));
+  proofs.push_back(my_proof);
+  proofs.push_back(echo_proof);
+  for (const std::string& p : proofs) {
+    const bool genuine = p == echo_proof;
+    FakePeerCodec as(TaskIdentity{o.process_id, echo.id(), "echo", p});
+    const std::string carrying = FramedBatch(Value::List({send(Value(Self()), Value::Bytes(my_proof))}), &as);
+    CO_ASSERT_OK(co_await (*raw)->Write(carrying, kLong));
+    absl::StatusOr<Value> got = co_await Receive(kLong);
+    CO_ASSERT_OK(got);
+    CO_ASSERT_TRUE(got->is_task());
+    if (genuine) {
+      EXPECT_EQ(got->as_task(), echo) << "a genuine handle is the original";
+      continue;
+    }
+    EXPECT_NE(got->as_task(), echo);
+    EXPECT_THAT(got->as_task().Send(Value("quit")), StatusIs(absl::StatusCode::kPermissionDenied));
+    absl::StatusOr<Value> joined = co_await got->as_task().Join(kLong);
+    EXPECT_THAT(joined.status(), StatusIs(absl::StatusCode::kPermissionDenied));
+  }
+  EXPECT_EQ((*a)->peers().size(), 1u) << "refusing a handle does not close the connection";
+  (*raw)->Close();
+  a->reset();
+  CO_ASSERT_OK(echo.Send(Value("quit")));
+  absl::StatusOr<Value> ended = co_await echo.Join(kLong);
+  CO_ASSERT_OK(ended);
+  EXPECT_EQ(*ended, Value(0)) << "the echo task answered nothing it was not sent";
 }
 
 PICOS_CORO_TEST(RemoteInProcess, SilentPeerIsLostAfterItsHeartbeatsAreMissed) {

@@ -264,12 +264,12 @@ PICOS_CORO_TEST(MailboxLimit, SendToAFullMailboxIsRefusedAndReceivingMakesRoom) 
   EXPECT_THAT(co_await u.Join(), IsOk());
 }
 
-PICOS_SIM_TEST(MailboxLimit, SendWaitTimesOutOnAMailboxThatStaysFull) {
+PICOS_SIM_TEST(MailboxLimit, DeliverTimesOutOnAMailboxThatStaysFull) {
   Scheduler& s = ThisScheduler();
   TaskRef t = s.Spawn({.mailbox_limit = 1}, SuspendForever);
   CO_ASSERT_OK(t.Send(Value(1)));
   const int64_t start = s.NowNs();
-  absl::Status st = co_await t.SendWait(Value(2), absl::Seconds(5));
+  absl::Status st = co_await t.Deliver(Value(2), absl::Seconds(5));
   EXPECT_THAT(st, StatusIs(absl::StatusCode::kDeadlineExceeded));
   EXPECT_EQ(s.NowNs() - start, 5'000'000'000);
   CO_ASSERT_OK(t.Terminate());
@@ -281,27 +281,27 @@ Task<> ReceivesAfter(absl::Duration delay, int n) {
   co_await Receives(n);
 }
 
-PICOS_SIM_TEST(MailboxLimit, SendWaitGoesOnOnceTheTaskReceives) {
+PICOS_SIM_TEST(MailboxLimit, DeliverGoesOnOnceTheTaskReceives) {
   Scheduler& s = ThisScheduler();
   TaskRef t = s.Spawn({.mailbox_limit = 1}, ReceivesAfter, absl::Seconds(2), 3);
   CO_ASSERT_OK(t.Send(Value(1)));
   const int64_t start = s.NowNs();
-  CO_ASSERT_OK(co_await t.SendWait(Value(2), absl::Seconds(60)));
+  CO_ASSERT_OK(co_await t.Deliver(Value(2), absl::Seconds(60)));
   EXPECT_EQ(s.NowNs() - start, 2'000'000'000);
-  CO_ASSERT_OK(co_await t.SendWait(Value(3), absl::Seconds(60)));
+  CO_ASSERT_OK(co_await t.Deliver(Value(3), absl::Seconds(60)));
   EXPECT_THAT(co_await t.Join(), IsOk());
 }
 
 // A task of another scheduler waits for room in a bounded mailbox: the wake
 // crosses threads.
-TEST(MailboxLimit, SendWaitFromAnotherScheduler) {
+TEST(MailboxLimit, DeliverFromAnotherScheduler) {
   Scheduler receiver_side;
   TaskRef t = receiver_side.Spawn({.mailbox_limit = 1}, ReceivesAfter, absl::Milliseconds(50), 5);
   ASSERT_OK(receiver_side.StartThread());
   Scheduler sender_side;
   TaskRef sender = sender_side.Spawn([t]() -> Task<absl::Status> {
     for (int i = 0; i < 5; ++i) {
-      absl::Status st = co_await t.SendWait(Value(i), absl::Seconds(60));
+      absl::Status st = co_await t.Deliver(Value(i), absl::Seconds(60));
       if (!st.ok()) co_return st;
     }
     co_return absl::OkStatus();

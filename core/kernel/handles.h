@@ -99,15 +99,20 @@ class TaskRef {
   // (Scheduler::Options::inbox_limit); kInvalidArgument on a null ref.
   absl::Status Send(Value message) const;
 
-  // Awaitable from a task: Send(), but a full bounded mailbox is waited on,
-  // up to `timeout`, until the task receives and makes room (then OK);
-  // kDeadlineExceeded if none came in time (nothing sent), the interrupt's
-  // status if the sender is terminated or thrown into. Otherwise as Send()
-  // (to an unbounded mailbox, or a proxy, it is Send()). Defined in task.cc.
+  // Awaitable from a task (pycos deliver): Send(), returning only once the
+  // task's mailbox has accepted the message. A full bounded mailbox is
+  // waited on, up to `timeout`, until the task receives and makes room
+  // (then OK); kDeadlineExceeded if none came in time (nothing sent), the
+  // interrupt's status if the sender is terminated or thrown into.
+  // Otherwise as Send(). For a task elsewhere (a proxy), the layer that
+  // reaches it says when its mailbox accepted (TaskProxy::Deliver; for a
+  // peer: the reply after the remote mailbox took it, so a slow receiver
+  // slows its senders down), with kUnavailable if its peer is lost first.
+  // Defined in task.cc.
   //
-  //   absl::Status s = co_await worker.SendWait(job, absl::Seconds(5));
-  Task<absl::Status> SendWait(Value message,
-                              absl::Duration timeout = absl::InfiniteDuration()) const;
+  //   absl::Status s = co_await worker.Deliver(job, absl::Seconds(5));
+  Task<absl::Status> Deliver(Value message,
+                             absl::Duration timeout = absl::InfiniteDuration()) const;
 
   // Wakes a task waiting in Suspend() (or Sleep()); `value` becomes the
   // result of its Suspend(). kFailedPrecondition if it is not in Suspend()

@@ -28,6 +28,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "core/kernel/handles.h"
 #include "core/kernel/value.h"
 
@@ -110,6 +111,17 @@ class TaskProxy {
   // destroyed `done` gives the joiner kUnavailable. A joiner that times out
   // abandons it (done.abandoned()): the proxy may drop the request.
   virtual void Join(Completer done) = 0;
+
+  // TaskRef::Deliver: completes `done` (with a null Value) once the task's
+  // mailbox has accepted `message`, or with the error Deliver documents
+  // (kDeadlineExceeded after `timeout`, kUnavailable when the peer is lost).
+  // The default sends and completes with Send's status: for a layer whose
+  // Send already means "in the mailbox".
+  virtual void Deliver(Value message, absl::Duration timeout, Completer done) {
+    (void)timeout;
+    absl::Status s = Send(std::move(message));
+    done.Complete(s.ok() ? absl::StatusOr<Value>(Value()) : absl::StatusOr<Value>(s));
+  }
 
   // Makes `monitor` (a task anywhere) receive the monitor message of
   // core/kernel/monitor.h when the task ends, or MonitorStatus::PeerLost when its

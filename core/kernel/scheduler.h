@@ -99,7 +99,7 @@ struct SpawnOptions {
   // Most messages its mailbox holds; 0 (the default) for no bound. Past it
   // TaskRef::Send gives the sender kResourceExhausted (from any thread:
   // messages on their way from another thread count), and
-  // `co_await task.SendWait(message, timeout)` waits for room. A channel
+  // `co_await task.Deliver(message, timeout)` waits for room. A channel
   // skips a subscriber whose mailbox is full (the message is not counted as
   // reached). Receiving makes room.
   uint32_t mailbox_limit = 0;

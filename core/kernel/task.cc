@@ -406,13 +406,44 @@ absl::Status TaskRef::Throw(absl::Status error) const {
 }
 
 namespace {
-// TaskRef::SendWait, taking the handle by value: a coroutine member would
+// Deliver to a proxy: the layer completes once the task's mailbox took the
+// message (or says why not); it bounds the wait itself.
+class ProxyDeliverAwaiter {
+ public:
+  ProxyDeliverAwaiter(TaskProxy* proxy, Value message, absl::Duration timeout)
+      : proxy_(proxy), message_(std::move(message)), timeout_(timeout) {}
+  bool await_ready() const { return internal::InterruptPending(internal::CurrentTaskOrDie("Deliver")); }
+  void await_suspend(std::coroutine_handle<> h) {
+    TaskCore* c = internal::t_current_task;
+    internal::Block(c, h, TaskState::kWaiting, absl::InfiniteDuration());
+    proxy_->Deliver(std::move(message_), timeout_, wait_.Start(c));
+  }
+  absl::Status await_resume() {
+    TaskCore* c = internal::t_current_task;
+    std::optional<absl::StatusOr<Value>> r = wait_.Take();
+    if (internal::InterruptPending(c)) return internal::TakeInterrupt(c);
+    if (!r) return absl::UnavailableError("deliver: the layer dropped the request");
+    return r->status();
+  }
+
+ private:
+  TaskProxy* proxy_;
+  Value message_;
+  absl::Duration timeout_;
+  internal::CompletionWait wait_;
+};
+
+// TaskRef::Deliver, taking the handle by value: a coroutine member would
 // keep only `this`, which may be gone by the time the task resumes.
-Task<absl::Status> SendWaitOn(TaskRef to, Value message, absl::Duration timeout) {
+Task<absl::Status> DeliverOn(TaskRef to, Value message, absl::Duration timeout) {
+  if (TaskProxy* p = GetTaskProxy(to); p != nullptr) {
+    // `to` keeps the proxy alive across the wait.
+    co_return co_await ProxyDeliverAwaiter(p, std::move(message), timeout);
+  }
   TaskCore* c = to.core();
   internal::Capacity* room = c != nullptr ? internal::MailboxRoom(c) : nullptr;
   if (room == nullptr) co_return to.Send(std::move(message));
-  TaskCore* self = internal::CurrentTaskOrDie("SendWait");
+  TaskCore* self = internal::CurrentTaskOrDie("Deliver");
   Scheduler& s = *self->scheduler();
   const bool forever = timeout == absl::InfiniteDuration();
   const int64_t deadline_ns =
@@ -451,8 +482,8 @@ Task<absl::Status> SendWaitOn(TaskRef to, Value message, absl::Duration timeout)
 }
 }  // namespace
 
-Task<absl::Status> TaskRef::SendWait(Value message, absl::Duration timeout) const {
-  return SendWaitOn(*this, std::move(message), timeout);
+Task<absl::Status> TaskRef::Deliver(Value message, absl::Duration timeout) const {
+  return DeliverOn(*this, std::move(message), timeout);
 }
 
 JoinAwaiter TaskRef::Join() const { return JoinAwaiter(*this, absl::InfiniteDuration()); }

@@ -2,6 +2,8 @@
 //   {op: "send"|"resume", task, msg|value}   to a task of the receiver
 //   {op: "terminate", task}  {op: "throw", task, error}
 //   {op: "join", task, req}          answered by a "reply" when the task ends
+//   {op: "deliver", task, req, msg, timeout_ns}   answered by a "reply" once
+//                                    the task's mailbox took msg
 //   {op: "monitor", task, reg}       answered by a "monitor_msg" when it ends
 //   {op: "locate", req, kind, name, timeout_ns}   answered by a "reply"
 //   {op: "reply", req, ok, value|error}
@@ -19,7 +21,9 @@
 //   {op: "ch_unsub", channel, sub}   {op: "ch_msg", sub, msg}
 //   {op: "ch_send"|"ch_close", channel[, msg]}
 //   {op: "ch_deliver", req, channel, msg, n, timeout_ns}   answered by a "reply"
-// `task` is the task's id in the receiver's process. Errors travel as
+// `task` is the task's id in the receiver's process, and every frame that
+// names a task or channel of the receiver (send to ch_deliver) carries the
+// "proof" the receiver minted into its handle (handle_proof_internal.h). Errors travel as
 // {code, message}. Frames travel in batches: each length-prefixed message is
 // a Value list of up to kFramesPerBatch frames, so one capnp message (one
 // encode, one decode) carries many; a frame that cannot be encoded is sent
@@ -29,6 +33,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <iterator>
+#include <limits>
 #include <fstream>
 #include <optional>
 #include <utility>
@@ -52,6 +57,7 @@
 #include "core/kernel/system_message.h"
 #include "core/kernel/task_group.h"
 #include "core/remote/frames_internal.h"
+#include "core/remote/handle_proof_internal.h"
 #include "core/remote/handshake.h"
 #include "core/remote/ops_internal.h"
 #include "core/wire/value_codec.h"
@@ -198,9 +204,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     outbox_.erase(outbox_.begin(), outbox_.begin() + max);
     return true;  // kicked_ stays set: the writer comes back by itself
   }
-  TaskRef Proxy(uint64_t id, const std::string& name);
-  ChannelRef ChannelProxyFor(const std::string& name);
-  absl::Status Subscribe(Subscription sub);
+  // The proxy of the peer's task `id` (channel `name`), holding `proof` (the
+  // peer's, unchecked here: the task's process checks it on every use).
+  // The same proxy for the same task while the connection lives, unless
+  // the proof differs: a handle with another proof (a forged one passed on
+  // by a third process) never borrows the rights of a genuine one.
+  TaskRef Proxy(uint64_t id, const std::string& name, const std::string& proof);
+  ChannelRef ChannelProxyFor(const std::string& name, const std::string& proof);
+  absl::Status Subscribe(Subscription sub, const std::string& proof);
   absl::Status Unsubscribe(const std::string& channel, const TaskRef& task, const ChannelRef& relay);
   std::optional<Subscription> FindSubscription(uint64_t sub, bool erase);
   void AddSink(uint64_t sub, ChannelRef channel, SinkId sink);
@@ -246,8 +257,13 @@ namespace {
 class RemoteTaskProxy final : public TaskProxy {
  public:
   RemoteTaskProxy(std::weak_ptr<Connection> c, const Connection* key, std::string home, uint64_t id,
-                  std::string name)
-      : c_(std::move(c)), key_(key), home_(std::move(home)), id_(id), name_(std::move(name)) {}
+                  std::string name, std::string proof)
+      : c_(std::move(c)),
+        key_(key),
+        home_(std::move(home)),
+        id_(id),
+        name_(std::move(name)),
+        proof_(std::move(proof)) {}
 
   absl::Status Send(Value message) override { return Op("send", "msg", std::move(message)); }
   absl::Status Resume(Value value) override { return Op("resume", "value", std::move(value)); }
@@ -260,7 +276,21 @@ class RemoteTaskProxy final : public TaskProxy {
       done.Complete(absl::UnavailableError("peer gone"));
       return;
     }
-    c->Request(Value::MapType{{"op", "join"}, {"task", id_}}, std::move(done));
+    c->Request(Value::MapType{{"op", "join"}, {"task", id_}, {"proof", Value::Bytes(proof_)}}, std::move(done));
+  }
+
+  void Deliver(Value message, absl::Duration timeout, Completer done) override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) {
+      done.Complete(absl::UnavailableError("peer gone"));
+      return;
+    }
+    c->Request(Value::MapType{{"op", "deliver"},
+                              {"task", id_},
+                              {"proof", Value::Bytes(proof_)},
+                              {"msg", std::move(message)},
+                              {"timeout_ns", absl::ToInt64Nanoseconds(timeout)}},
+               std::move(done));
   }
 
   absl::Status Monitor(const TaskRef& monitor) override {
@@ -268,7 +298,7 @@ class RemoteTaskProxy final : public TaskProxy {
     if (c == nullptr) return absl::UnavailableError("peer gone");
     absl::StatusOr<uint64_t> reg = c->AddMonitor(MonitorReg{monitor, id_, name_});
     if (!reg.ok()) return reg.status();
-    return c->Push(Value::Map({{"op", "monitor"}, {"task", id_}, {"reg", *reg}}));
+    return c->Push(Value::Map({{"op", "monitor"}, {"task", id_}, {"proof", Value::Bytes(proof_)}, {"reg", *reg}}));
   }
 
   TaskState state() const override {
@@ -286,12 +316,14 @@ class RemoteTaskProxy final : public TaskProxy {
   const Connection* key() const { return key_; }
   // The process id of the task's process.
   const std::string& home() const { return home_; }
+  // What that process minted for the task: sent with every operation.
+  const std::string& proof() const { return proof_; }
 
  private:
   absl::Status Op(const char* op, const char* key, Value arg) {
     std::shared_ptr<Connection> c = c_.lock();
     if (c == nullptr) return absl::UnavailableError("peer gone");
-    Value::MapType f{{"op", op}, {"task", id_}};
+    Value::MapType f{{"op", op}, {"task", id_}, {"proof", Value::Bytes(proof_)}};
     if (*key != '\0') f.emplace(key, std::move(arg));
     return c->Push(Value(std::move(f)));
   }
@@ -301,12 +333,13 @@ class RemoteTaskProxy final : public TaskProxy {
   const std::string home_;
   const uint64_t id_;
   const std::string name_;
+  const std::string proof_;
 };
 
 class RemoteChannelProxy final : public ChannelProxy {
  public:
-  RemoteChannelProxy(std::weak_ptr<Connection> c, const Connection* key, std::string name)
-      : c_(std::move(c)), key_(key), name_(std::move(name)) {}
+  RemoteChannelProxy(std::weak_ptr<Connection> c, const Connection* key, std::string name, std::string proof)
+      : c_(std::move(c)), key_(key), name_(std::move(name)), proof_(std::move(proof)) {}
 
   absl::Status Subscribe(const TaskRef& task, ChannelTransform transform) override {
     return Sub(task, ChannelRef(), std::move(transform));
@@ -327,7 +360,8 @@ class RemoteChannelProxy final : public ChannelProxy {
   absl::Status Send(Value message) override {
     std::shared_ptr<Connection> c = c_.lock();
     if (c == nullptr) return absl::UnavailableError("peer gone");
-    return c->Push(Value::Map({{"op", "ch_send"}, {"channel", name_}, {"msg", std::move(message)}}));
+    return c->Push(Value::Map(
+        {{"op", "ch_send"}, {"channel", name_}, {"proof", Value::Bytes(proof_)}, {"msg", std::move(message)}}));
   }
   void Deliver(Value message, uint32_t n, absl::Duration timeout, Completer done) override {
     std::shared_ptr<Connection> c = c_.lock();
@@ -335,12 +369,14 @@ class RemoteChannelProxy final : public ChannelProxy {
       done.Complete(absl::UnavailableError("peer gone"));
       return;
     }
-    c->Request(ops::DeliverRequest(name_, std::move(message), n, timeout), std::move(done));
+    Value::MapType f = ops::DeliverRequest(name_, std::move(message), n, timeout);
+    f.emplace("proof", Value::Bytes(proof_));
+    c->Request(std::move(f), std::move(done));
   }
   absl::Status Close() override {
     std::shared_ptr<Connection> c = c_.lock();
     if (c == nullptr) return absl::UnavailableError("peer gone");
-    return c->Push(Value::Map({{"op", "ch_close"}, {"channel", name_}}));
+    return c->Push(Value::Map({{"op", "ch_close"}, {"channel", name_}, {"proof", Value::Bytes(proof_)}}));
   }
   bool closed() const override {
     std::shared_ptr<Connection> c = c_.lock();
@@ -351,6 +387,7 @@ class RemoteChannelProxy final : public ChannelProxy {
     return absl::StrCat("channel:", name_, "@", c ? c->Describe() : std::string("gone"));
   }
   const Connection* key() const { return key_; }
+  const std::string& proof() const { return proof_; }
 
  private:
   absl::Status Sub(const TaskRef& task, const ChannelRef& relay, ChannelTransform transform) {
@@ -358,12 +395,13 @@ class RemoteChannelProxy final : public ChannelProxy {
     if (c == nullptr) return absl::UnavailableError("peer gone");
     Subscription s{name_, task, relay, nullptr};
     if (transform) s.transform = std::make_shared<const ChannelTransform>(std::move(transform));
-    return c->Subscribe(std::move(s));
+    return c->Subscribe(std::move(s), proof_);
   }
 
   const std::weak_ptr<Connection> c_;
   const Connection* const key_;
   const std::string name_;
+  const std::string proof_;
 };
 
 }  // namespace
@@ -437,26 +475,36 @@ std::optional<MonitorReg> Connection::TakeMonitor(uint64_t reg) {
   return m;
 }
 
-TaskRef Connection::Proxy(uint64_t id, const std::string& name) {
+TaskRef Connection::Proxy(uint64_t id, const std::string& name, const std::string& proof) {
   absl::MutexLock lock(&mu_);
   auto it = proxies_.find(id);
-  if (it != proxies_.end()) return it->second;
+  if (it != proxies_.end()) {
+    auto* p = static_cast<RemoteTaskProxy*>(GetTaskProxy(it->second));
+    if (p->proof() == proof) return it->second;
+    // Not the same handle: not cached, so it cannot replace the genuine one.
+    return MakeTaskProxy(std::make_unique<RemoteTaskProxy>(weak_from_this(), this, peer.process_id, id, name, proof));
+  }
   TaskRef proxy =
-      MakeTaskProxy(std::make_unique<RemoteTaskProxy>(weak_from_this(), this, peer.process_id, id, name));
+      MakeTaskProxy(std::make_unique<RemoteTaskProxy>(weak_from_this(), this, peer.process_id, id, name, proof));
   proxies_.emplace(id, proxy);
   return proxy;
 }
 
-ChannelRef Connection::ChannelProxyFor(const std::string& name) {
+ChannelRef Connection::ChannelProxyFor(const std::string& name, const std::string& proof) {
   absl::MutexLock lock(&mu_);
   auto it = channel_proxies_.find(name);
-  if (it != channel_proxies_.end()) return it->second;
-  ChannelRef proxy = MakeChannelProxy(name, std::make_unique<RemoteChannelProxy>(weak_from_this(), this, name));
+  if (it != channel_proxies_.end()) {
+    auto* p = static_cast<RemoteChannelProxy*>(GetChannelProxy(it->second));
+    if (p->proof() == proof) return it->second;
+    return MakeChannelProxy(name, std::make_unique<RemoteChannelProxy>(weak_from_this(), this, name, proof));
+  }
+  ChannelRef proxy =
+      MakeChannelProxy(name, std::make_unique<RemoteChannelProxy>(weak_from_this(), this, name, proof));
   channel_proxies_.emplace(name, proxy);
   return proxy;
 }
 
-absl::Status Connection::Subscribe(Subscription sub) {
+absl::Status Connection::Subscribe(Subscription sub, const std::string& proof) {
   uint64_t id;
   {
     absl::MutexLock lock(&mu_);
@@ -465,7 +513,8 @@ absl::Status Connection::Subscribe(Subscription sub) {
     id = next_id_++;
     subs_.emplace(id, sub);
   }
-  absl::Status s = Push(Value::Map({{"op", "ch_sub"}, {"channel", sub.channel}, {"sub", id}}));
+  absl::Status s =
+      Push(Value::Map({{"op", "ch_sub"}, {"channel", sub.channel}, {"proof", Value::Bytes(proof)}, {"sub", id}}));
   if (!s.ok()) {
     absl::MutexLock lock(&mu_);
     subs_.erase(id);
@@ -553,15 +602,33 @@ absl::StatusOr<TaskIdentity> ConnectionCodec::ExportTask(const TaskRef& task) {
     // A proxy names its task where it lives: sent back there it is the
     // original; sent to a third process, that process reaches it over its own
     // connection to the task's process.
-    return TaskIdentity{mine->home(), p->id(), p->name()};
+    return TaskIdentity{mine->home(), p->id(), p->name(), mine->proof()};
   }
   absl::StatusOr<TaskIdentity> id = LocalHandleCodec().ExportTask(task);
-  if (id.ok()) id->process_id = c_->my_pid;
+  if (id.ok()) {
+    id->process_id = c_->my_pid;
+    id->proof = internal::TaskProof(c_->my_pid, id->task_id);
+  }
   return id;
 }
 
+namespace {
+// What a handle of this process whose proof is wrong becomes: one that fails
+// every call, so that the message carrying it is still delivered. Logged:
+// an authenticated peer that fabricates handles is worth knowing about.
+absl::Status Forged(const Connection& c, const char* kind, const std::string& what) {
+  PICOS_LOG_LIMITED(warn, "refused a fabricated or altered handle of {} {} from {}", kind, what, c.Describe());
+  return absl::PermissionDeniedError(
+      absl::StrCat("handle of ", kind, " ", what, " has no valid proof: it was not given to its sender"));
+}
+}  // namespace
+
 absl::StatusOr<TaskRef> ConnectionCodec::ImportTask(const TaskIdentity& identity) {
   if (identity.process_id == c_->my_pid) {
+    if (!internal::TaskProofValid(c_->my_pid, identity.task_id, identity.proof)) {
+      return MakeTaskProxy(std::make_unique<DeadTaskProxy>(
+          identity.task_id, identity.name, Forged(*c_, "task", absl::StrCat("#", identity.task_id))));
+    }
     TaskIdentity local = identity;
     local.process_id = ProcessId();
     absl::StatusOr<TaskRef> t = LocalHandleCodec().ImportTask(local);
@@ -574,10 +641,12 @@ absl::StatusOr<TaskRef> ConnectionCodec::ImportTask(const TaskIdentity& identity
     }
     return t;
   }
-  if (identity.process_id == c_->peer.process_id) return c_->Proxy(identity.task_id, identity.name);
+  if (identity.process_id == c_->peer.process_id) {
+    return c_->Proxy(identity.task_id, identity.name, identity.proof);
+  }
   // A task of a third process: reached over this node's connection to it.
   if (std::shared_ptr<Connection> third = ConnectionTo(c_->node, identity.process_id); third != nullptr) {
-    return third->Proxy(identity.task_id, identity.name);
+    return third->Proxy(identity.task_id, identity.name, identity.proof);
   }
   return MakeTaskProxy(std::make_unique<DeadTaskProxy>(
       identity.task_id, identity.name,
@@ -591,15 +660,22 @@ absl::StatusOr<ChannelIdentity> ConnectionCodec::ExportChannel(const ChannelRef&
       return absl::UnimplementedError(
           absl::StrCat(channel.DebugString(), " lives in a third process: not supported yet"));
     }
-    return ChannelIdentity{c_->peer.process_id, channel.name()};
+    return ChannelIdentity{c_->peer.process_id, channel.name(), mine->proof()};
   }
   absl::StatusOr<ChannelIdentity> id = LocalHandleCodec().ExportChannel(channel);
-  if (id.ok()) id->process_id = c_->my_pid;
+  if (id.ok()) {
+    id->process_id = c_->my_pid;
+    id->proof = internal::ChannelProof(c_->my_pid, id->name);
+  }
   return id;
 }
 
 absl::StatusOr<ChannelRef> ConnectionCodec::ImportChannel(const ChannelIdentity& identity) {
   if (identity.process_id == c_->my_pid) {
+    if (!internal::ChannelProofValid(c_->my_pid, identity.name, identity.proof)) {
+      (void)Forged(*c_, "channel", identity.name);
+      return MakeChannelProxy(identity.name, std::make_unique<EndedChannelProxy>(identity.name));
+    }
     ChannelIdentity local = identity;
     local.process_id = ProcessId();
     absl::StatusOr<ChannelRef> ch = LocalHandleCodec().ImportChannel(local);
@@ -611,7 +687,7 @@ absl::StatusOr<ChannelRef> ConnectionCodec::ImportChannel(const ChannelIdentity&
   if (identity.process_id != c_->peer.process_id) {
     return absl::UnimplementedError("a channel of a third process: not supported yet");
   }
-  return c_->ChannelProxyFor(identity.name);
+  return c_->ChannelProxyFor(identity.name, identity.proof);
 }
 
 // --- NodeImpl ---
@@ -724,6 +800,8 @@ class NodeImpl final : public NameResolver {
                                         std::string name, int64_t timeout_ns);
   static Task<absl::Status> ServeDeliver(std::weak_ptr<Connection> c, uint64_t req, ChannelRef channel,
                                          Value message, uint32_t n, int64_t timeout_ns);
+  static Task<absl::Status> ServeTaskDeliver(std::weak_ptr<Connection> c, uint64_t req, TaskRef task,
+                                             Value message, int64_t timeout_ns);
 
   const TransportRegistry* transports_;
   NodeOptions options_;
@@ -1133,10 +1211,21 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     if (l == nullptr) return absl::UnavailableError("peer gone");
     return l->Push(std::move(f));
   };
+  // A task or channel of this process named by a frame: only with the proof
+  // this process minted into the handle the peer was given.
+  auto proof = [&]() -> std::string_view {
+    const Value& p = ops::Field(frame, "proof");
+    return p.is_bytes() ? std::string_view(p.as_string()) : std::string_view();
+  };
   auto find_task = [&]() -> absl::StatusOr<TaskRef> {
     absl::StatusOr<uint64_t> id = ops::U64(frame, "task");
     if (!id.ok()) return id.status();
-    return LocalHandleCodec().ImportTask(TaskIdentity{ProcessId(), *id, ""});
+    if (!internal::TaskProofValid(c->my_pid, *id, proof())) return Forged(*c, "task", absl::StrCat("#", *id));
+    absl::StatusOr<TaskRef> t = LocalHandleCodec().ImportTask(TaskIdentity{ProcessId(), *id, "", ""});
+    // Its proof says it was given out, so it existed: it has ended (ids are
+    // never reused), as a local handle to it would say.
+    if (absl::IsNotFound(t.status())) return absl::FailedPreconditionError(absl::StrCat("task #", *id, " has ended"));
+    return t;
   };
 
   if (op == "send" || op == "resume" || op == "terminate" || op == "throw") {
@@ -1155,6 +1244,21 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     NotifyWhenDone(*t, Completer([weak, req = *req](absl::StatusOr<Value> r) {
                      if (std::shared_ptr<Connection> l = weak.lock()) l->Reply(req, std::move(r));
                    }));
+    return absl::OkStatus();
+  }
+  if (op == "deliver") {
+    absl::StatusOr<uint64_t> req = ops::U64(frame, "req");
+    if (!req.ok()) return req.status();
+    absl::StatusOr<TaskRef> t = find_task();
+    absl::StatusOr<int64_t> timeout_ns = FromValue<int64_t>(ops::Field(frame, "timeout_ns"));
+    if (!t.ok() || !timeout_ns.ok()) {
+      absl::Status bad = t.ok() ? absl::InvalidArgumentError("malformed deliver frame") : t.status();
+      c->Reply(*req, bad);
+      return bad;
+    }
+    absl::StatusOr<TaskRef> server = tasks_.SpawnNamed("remote-deliver", &NodeImpl::ServeTaskDeliver, weak, *req,
+                                                       *t, ops::Field(frame, "msg"), *timeout_ns);
+    if (!server.ok()) c->Reply(*req, absl::UnavailableError("the peer is closing"));
     return absl::OkStatus();
   }
   if (op == "monitor") {
@@ -1189,7 +1293,8 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
   auto find_channel = [&]() -> absl::StatusOr<ChannelRef> {
     absl::StatusOr<std::string> name = ops::Str(frame, "channel");
     if (!name.ok()) return name.status();
-    return LocalHandleCodec().ImportChannel(ChannelIdentity{ProcessId(), *std::move(name)});
+    if (!internal::ChannelProofValid(c->my_pid, *name, proof())) return Forged(*c, "channel", *name);
+    return LocalHandleCodec().ImportChannel(ChannelIdentity{ProcessId(), *std::move(name), ""});
   };
   if (op == "ch_sub") {
     absl::StatusOr<ChannelRef> ch = find_channel();
@@ -1260,6 +1365,17 @@ Task<absl::Status> NodeImpl::ServeLocate(std::weak_ptr<Connection> c, uint64_t r
   absl::Duration timeout = timeout_ns <= 0 ? absl::ZeroDuration() : absl::Nanoseconds(timeout_ns);
   absl::StatusOr<Value> result = co_await ops::LocateHere(want_channel, std::move(name), timeout);
   if (std::shared_ptr<Connection> l = c.lock()) l->Reply(req, std::move(result));
+  co_return absl::OkStatus();
+}
+
+Task<absl::Status> NodeImpl::ServeTaskDeliver(std::weak_ptr<Connection> c, uint64_t req, TaskRef task,
+                                              Value message, int64_t timeout_ns) {
+  // As it travels: absl::InfiniteDuration() as the largest int64.
+  const absl::Duration timeout = timeout_ns == std::numeric_limits<int64_t>::max() ? absl::InfiniteDuration()
+                                 : timeout_ns <= 0                                 ? absl::ZeroDuration()
+                                                                                   : absl::Nanoseconds(timeout_ns);
+  absl::Status s = co_await task.Deliver(std::move(message), timeout);
+  if (std::shared_ptr<Connection> l = c.lock()) l->Reply(req, s.ok() ? absl::StatusOr<Value>(Value()) : s);
   co_return absl::OkStatus();
 }
 

@@ -32,6 +32,9 @@
 //    within connect_timeout), so no message is ever sent on a connection
 //    that is then closed, and every Connect gives the kept connection.
 //    Locate at a peer not yet connected connects first.
+//  * co_await task.Deliver(msg, timeout) on a remote task's handle returns
+//    once the task's mailbox took the message (a full bounded mailbox is
+//    waited for there), with the error the task's own Deliver would give.
 //  * Messages from one sender thread to one remote task arrive in the order
 //    sent, while the connection lives. Everything queued for a peer goes out
 //    in one write as soon as the writer runs (batching without holding
@@ -43,6 +46,14 @@
 //    over this node's own connection to that process (without one, the
 //    handle gives kUnavailable). A handle of this process whose task has
 //    ended comes back as one that fails with kFailedPrecondition.
+//  * Handles are unforgeable: a peer can address only the tasks and
+//    channels of this process whose handles it was given (in a message, a
+//    reply, a locate's result), or got from any peer that was. Each handle
+//    this node sends carries a proof it minted
+//    (core/remote/handle_proof_internal.h) and every operation names its
+//    target with it; a fabricated or altered handle arrives as one that
+//    fails with kPermissionDenied, and an operation without a valid proof
+//    is refused (logged; a join gets kPermissionDenied), the connection kept.
 //  * Bad input closes only the connection it came on, with a logged reason:
 //    garbage or a 4 GiB length claim before the handshake, a malformed
 //    frame after it. Each accepted connection handshakes in a task of its
@@ -76,13 +87,12 @@
 // RPC is a version bump.
 //
 // Not yet (issue 10): connecting on demand to the process of a third-party
-// handle (its URIs do not travel with it), proof in handles (a peer
-// that knows a task's id or a channel's name may address it), one copy of
-// a broadcast per connection (today one per remote subscriber), Deliver on
-// a task handle, reconnection with sequence numbers and acknowledgements,
-// services, limits on buffered bytes per
-// peer (frames are counted, not bytes), Deliver on a task handle waiting for
-// its mailbox.
+// handle (its URIs do not travel with it), one copy of
+// a broadcast per connection (today one per remote subscriber),
+// reconnection with sequence numbers and acknowledgements, limits on
+// buffered bytes per peer (frames are counted, not bytes). Services are
+// a layer above (core/remote/service.h), and so are the shared flags
+// (core/remote/node_flags.h, --peer) and file transfer (files.h).
 //
 // Programs take their listen URIs, secret and peers to connect to at start
 // (--listen, --secret_file, --peer, ...) from the flags of

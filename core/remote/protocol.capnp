@@ -1,5 +1,7 @@
-# The remote layer's protocol between two picos processes (peers), version 2
-# (2: the "select" frame that keeps one connection per pair, node.cc).
+# The remote layer's protocol between two picos processes (peers), version 3
+# (2: the "select" frame that keeps one connection per pair, node.cc; 3:
+# proofs in handles and in every frame that names a task or channel, and
+# the "deliver" frame).
 # Read by core/remote/handshake.cc and core/remote/node.cc.
 #
 # Every connection starts with the handshake below, before any other byte is
@@ -39,7 +41,7 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("picos::remote::protocol");
 
 const magic :UInt64 = 0x5049434f5352454d;  # "PICOSREM"
-const protocolVersion :UInt32 = 2;
+const protocolVersion :UInt32 = 3;
 const maxHandshakeMessageBytes :UInt32 = 4096;
 
 struct Hello {

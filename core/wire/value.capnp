@@ -10,17 +10,21 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("picos::wire");
 
 # A task: 16 random bytes naming its process, the task's id in that process
-# (TaskRef::id()), and its name when encoded (informative only).
+# (TaskRef::id()), its name when encoded (informative only), and the proof
+# its process minted that the holder was given the handle (empty where no
+# peer checks it; core/remote/handle_proof_internal.h).
 struct TaskIdentity {
   processId @0 :Data;
   taskId @1 :UInt64;
   name @2 :Text;
+  proof @3 :Data;
 }
 
-# A channel: its process and its name there.
+# A channel: its process, its name there, and the proof as for a task.
 struct ChannelIdentity {
   processId @0 :Data;
   name @1 :Text;
+  proof @2 :Data;
 }
 
 struct Value {

@@ -242,8 +242,8 @@ class Planner {
         TaskRef t = v.as_task();
         if (!t) break;
         PICOS_ASSIGN_OR_RETURN(TaskIdentity id, codec_.ExportTask(t));
-        PICOS_RETURN_IF_ERROR(CheckIdentity(id.process_id, id.name));
-        words_ += DataWords(id.process_id.size()) + TextWords(id.name.size());
+        PICOS_RETURN_IF_ERROR(CheckIdentity(id.process_id, id.name, id.proof));
+        words_ += DataWords(id.process_id.size()) + TextWords(id.name.size()) + DataWords(id.proof.size());
         tasks_.push_back(std::move(id));
         break;
       }
@@ -252,8 +252,8 @@ class Planner {
         ChannelRef c = v.as_channel();
         if (!c) break;
         PICOS_ASSIGN_OR_RETURN(ChannelIdentity id, codec_.ExportChannel(c));
-        PICOS_RETURN_IF_ERROR(CheckIdentity(id.process_id, id.name));
-        words_ += DataWords(id.process_id.size()) + TextWords(id.name.size());
+        PICOS_RETURN_IF_ERROR(CheckIdentity(id.process_id, id.name, id.proof));
+        words_ += DataWords(id.process_id.size()) + TextWords(id.name.size()) + DataWords(id.proof.size());
         channels_.push_back(std::move(id));
         break;
       }
@@ -283,11 +283,16 @@ class Planner {
     }
     return absl::OkStatus();
   }
-  absl::Status CheckIdentity(const std::string& process_id, const std::string& name) {
+  absl::Status CheckIdentity(const std::string& process_id, const std::string& name,
+                             const std::string& proof) {
     if (process_id.size() != kProcessIdSize) {
       return absl::InvalidArgumentError(absl::StrCat("handle codec gave a process id of ",
                                                      process_id.size(), " bytes, not ",
                                                      kProcessIdSize));
+    }
+    if (proof.size() > kMaxProofSize) {
+      return absl::InvalidArgumentError(absl::StrCat("handle codec gave a proof of ", proof.size(),
+                                                     " bytes (at most ", kMaxProofSize, ")"));
     }
     return CheckString(name.size());
   }
@@ -357,6 +362,7 @@ class Builder {
         t.setProcessId(AsData(id.process_id));
         t.setTaskId(id.task_id);
         t.setName(AsText(id.name));
+        if (!id.proof.empty()) t.setProof(AsData(id.proof));
         return;
       }
       case Value::Type::kChannel: {
@@ -365,6 +371,7 @@ class Builder {
         const ChannelIdentity& id = plan_.channels()[next_channel_++];
         c.setProcessId(AsData(id.process_id));
         c.setName(AsText(id.name));
+        if (!id.proof.empty()) c.setProof(AsData(id.proof));
         return;
       }
     }
@@ -476,6 +483,7 @@ class Reader {
           return absl::OkStatus();
         }
         PICOS_RETURN_IF_ERROR(CheckProcessId(id.process_id));
+        PICOS_ASSIGN_OR_RETURN(id.proof, Proof(t.getProof()));
         PICOS_ASSIGN_OR_RETURN(TaskRef task, codec_.ImportTask(id));
         *out = Value(std::move(task));
         return absl::OkStatus();
@@ -490,6 +498,7 @@ class Reader {
           return absl::OkStatus();
         }
         PICOS_RETURN_IF_ERROR(CheckProcessId(id.process_id));
+        PICOS_ASSIGN_OR_RETURN(id.proof, Proof(c.getProof()));
         PICOS_ASSIGN_OR_RETURN(ChannelRef channel, codec_.ImportChannel(id));
         *out = Value(std::move(channel));
         return absl::OkStatus();
@@ -521,6 +530,13 @@ class Reader {
   absl::StatusOr<std::string> Bytes(capnp::Data::Reader d) const {
     if (d.size() > o_.max_string_size) {
       return TooMany("bytes length", d.size(), o_.max_string_size, "max_string_size");
+    }
+    return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
+  }
+  static absl::StatusOr<std::string> Proof(capnp::Data::Reader d) {
+    if (d.size() > kMaxProofSize) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("handle with a proof of ", d.size(), " bytes (at most ", kMaxProofSize, ")"));
     }
     return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
   }

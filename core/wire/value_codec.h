@@ -57,16 +57,24 @@ struct TaskIdentity {
   std::string process_id;  // kProcessIdSize bytes
   uint64_t task_id = 0;    // TaskRef::id() in that process
   std::string name;        // the task's name when encoded; informative only
+  // Proof, minted by the task's process, that whoever holds this identity
+  // was given the handle (at most kMaxProofSize bytes). The local codec
+  // leaves it empty; a layer that lets other processes address tasks mints
+  // and checks it (core/remote/handle_proof_internal.h).
+  std::string proof;
 };
 
 // What names a channel on the wire.
 struct ChannelIdentity {
   std::string process_id;  // kProcessIdSize bytes
   std::string name;
+  std::string proof;  // as TaskIdentity::proof
 };
 
 // Size of a process id in bytes.
 inline constexpr size_t kProcessIdSize = 16;
+// Most bytes of a handle's proof; a longer one is refused by the decoder.
+inline constexpr size_t kMaxProofSize = 64;
 
 // The 16 random bytes that name this process on the wire, drawn once (from
 // /dev/urandom, or Abseil's random generator if that cannot be read). Any
