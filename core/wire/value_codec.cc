@@ -75,17 +75,20 @@ class LocalCodec final : public HandleCodec {
   absl::StatusOr<TaskIdentity> ExportTask(const TaskRef& task) override {
     if (GetTaskProxy(task) != nullptr) return RemoteHandle("task", task.DebugString());
     TaskIdentity identity{ProcessId(), task.id(), task.name()};
-    // An ended task is named but not exported: importing it gives kNotFound.
+    // An ended task that was never exported is named but not put in the
+    // table: importing it gives kNotFound (nobody elsewhere can hold it).
     if (task.done()) return identity;
     bool added;
     {
       absl::MutexLock lock(&mu_);
-      added = tasks_.try_emplace(identity.task_id, task).second;
+      added = tasks_.try_emplace(identity.task_id, Exported{task, false}).second;
       if (added && tasks_.size() >= task_sweep_at_) {
         // Entries whose finish hook never ran (a task spawned from another
-        // thread and dropped unstarted when its scheduler stopped) go here.
+        // thread and dropped unstarted when its scheduler stopped) go here;
+        // a task that ended and whose hook is still to run is put back by
+        // the hook.
         for (auto i = tasks_.begin(); i != tasks_.end();) {
-          if (i->second.done()) {
+          if (!i->second.ended && i->second.task.done()) {
             tasks_.erase(i++);
           } else {
             ++i;
@@ -95,15 +98,12 @@ class LocalCodec final : public HandleCodec {
       }
     }
     if (added) {
-      // Removes the entry when the task ends. Registered on the task's
-      // scheduler thread (the rule in value_codec.h), which is the only one
-      // that ends tasks, so the task cannot end between the done() check
-      // above and this line.
-      uint64_t id = identity.task_id;
-      task.core()->Extra().finish_hooks.push_back([this, id](internal::TaskCore*) {
-        absl::MutexLock lock(&mu_);
-        tasks_.erase(id);
-      });
+      // Moves the entry to the ended tasks kept when the task ends.
+      // Registered on the task's scheduler thread (the rule in
+      // value_codec.h), which is the only one that ends tasks, so the task
+      // cannot end between the done() check above and this line.
+      task.core()->Extra().finish_hooks.push_back(
+          [this](internal::TaskCore* c) { KeepEnded(TaskRef::Adopt((internal::Ref(c), c))); });
     }
     return identity;
   }
@@ -114,15 +114,14 @@ class LocalCodec final : public HandleCodec {
     }
     absl::MutexLock lock(&mu_);
     auto it = tasks_.find(identity.task_id);
-    if (it != tasks_.end() && it->second.done()) {
-      tasks_.erase(it);  // its finish hook did not run (see the sweep above)
-      it = tasks_.end();
-    }
     if (it == tasks_.end()) {
       return absl::NotFoundError(absl::StrCat("task ", identity.name, "#", identity.task_id,
-                                              " of this process has ended or was never sent"));
+                                              " of this process has ended and is no longer kept (",
+                                              kEndedTasksKept, " most recent kept), or was never sent"));
     }
-    return it->second;
+    // Live, or ended and kept: the handle gives what a local one gives
+    // (an ended task's Join its result).
+    return it->second.task;
   }
 
   absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef& channel) override {
@@ -172,11 +171,42 @@ class LocalCodec final : public HandleCodec {
     return c.core()->refs.load(std::memory_order_acquire) == 1;
   }
 
+  // Called by an exported task's finish hook: its entry stays, marked
+  // ended, among the kEndedTasksKept most recent; the oldest beyond that is
+  // forgotten.
+  void KeepEnded(TaskRef task) {
+    TaskRef forgotten;  // released after the lock: it may hold a large result
+    absl::MutexLock lock(&mu_);
+    const uint64_t id = task.id();
+    tasks_.insert_or_assign(id, Exported{std::move(task), true});
+    if (ended_order_.size() < kEndedTasksKept) {
+      ended_order_.push_back(id);
+      return;
+    }
+    uint64_t& oldest = ended_order_[ended_next_];
+    if (auto it = tasks_.find(oldest); it != tasks_.end()) {
+      forgotten = std::move(it->second.task);
+      tasks_.erase(it);
+    }
+    oldest = id;
+    ended_next_ = (ended_next_ + 1) % kEndedTasksKept;
+  }
+
+  struct Exported {
+    TaskRef task;
+    bool ended;  // its finish hook ran: it is in ended_order_
+  };
+
   absl::Mutex mu_;
-  // Live exported tasks by id. The reference keeps only the control block
-  // (56 bytes), not the task, alive; the finish hook removes the entry.
-  absl::flat_hash_map<uint64_t, TaskRef> tasks_ ABSL_GUARDED_BY(mu_);
+  // Exported tasks by id: the live ones, and the kEndedTasksKept that
+  // ended last. The reference keeps the control block (56 bytes) and, once
+  // the task has ended, its result alive, never the task's frame.
+  absl::flat_hash_map<uint64_t, Exported> tasks_ ABSL_GUARDED_BY(mu_);
   size_t task_sweep_at_ ABSL_GUARDED_BY(mu_) = kFirstSweep;
+  // Ids of the ended tasks kept, a ring: ended_order_[ended_next_] is the
+  // oldest once it is full.
+  std::vector<uint64_t> ended_order_ ABSL_GUARDED_BY(mu_);
+  size_t ended_next_ ABSL_GUARDED_BY(mu_) = 0;
   // Exported channels by name, each holding a reference; swept as it grows.
   absl::flat_hash_map<std::string, ChannelRef> channels_ ABSL_GUARDED_BY(mu_);
   size_t sweep_at_ ABSL_GUARDED_BY(mu_) = kFirstSweep;
