@@ -637,7 +637,8 @@ absl::StatusOr<TaskRef> ConnectionCodec::ImportTask(const TaskIdentity& identity
       // a batch that cannot be decoded.
       return MakeTaskProxy(std::make_unique<DeadTaskProxy>(
           identity.task_id, identity.name,
-          absl::FailedPreconditionError(absl::StrCat("task #", identity.task_id, " has ended"))));
+          absl::FailedPreconditionError(
+              absl::StrCat("task #", identity.task_id, " has ended and its result is no longer kept"))));
     }
     return t;
   }
@@ -1223,8 +1224,12 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     if (!internal::TaskProofValid(c->my_pid, *id, proof())) return Forged(*c, "task", absl::StrCat("#", *id));
     absl::StatusOr<TaskRef> t = LocalHandleCodec().ImportTask(TaskIdentity{ProcessId(), *id, "", ""});
     // Its proof says it was given out, so it existed: it has ended (ids are
-    // never reused), as a local handle to it would say.
-    if (absl::IsNotFound(t.status())) return absl::FailedPreconditionError(absl::StrCat("task #", *id, " has ended"));
+    // never reused) and is no longer kept (kEndedTasksKept, value_codec.h).
+    // A task that ended more recently is found, and answers as a local one.
+    if (absl::IsNotFound(t.status())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("task #", *id, " has ended and its result is no longer kept"));
+    }
     return t;
   };
 
@@ -1265,7 +1270,12 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     absl::StatusOr<uint64_t> reg = ops::U64(frame, "reg");
     if (!reg.ok()) return reg.status();
     absl::StatusOr<TaskRef> t = find_task();
-    if (!t.ok()) return t.status();
+    if (!t.ok()) {
+      // Answered all the same: a monitor that hears nothing waits forever.
+      absl::StatusOr<uint64_t> id = ops::U64(frame, "task");
+      ops::RefuseMonitor(id.ok() ? *id : 0, *reg, t.status(), push);
+      return t.status();
+    }
     ops::MonitorForPeer(*t, *reg, push);
     return absl::OkStatus();
   }

@@ -45,7 +45,16 @@
 //    task while the connection lives); one of a third process is reached
 //    over this node's own connection to that process (without one, the
 //    handle gives kUnavailable). A handle of this process whose task has
-//    ended comes back as one that fails with kFailedPrecondition.
+//    ended comes back as the original handle while the task is among the
+//    kEndedTasksKept (4096) exported tasks that ended last
+//    (core/wire/value_codec.h), and beyond that as one that fails with
+//    kFailedPrecondition.
+//  * A Join or Monitor that reaches a task after it ended gets what a local
+//    one gets: its value or error, its MonitorStatus, at once, while the
+//    task is among those kept; beyond that a Join gets kFailedPrecondition
+//    and a monitor a MonitorStatus "error" with kFailedPrecondition (and no
+//    handle). A monitor with a wrong proof hears kPermissionDenied that way:
+//    a monitor frame is always answered.
 //  * Handles are unforgeable: a peer can address only the tasks and
 //    channels of this process whose handles it was given (in a message, a
 //    reply, a locate's result), or got from any peer that was. Each handle
