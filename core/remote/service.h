@@ -57,8 +57,10 @@
 //    at once, and so does one whose service was unregistered (but see
 //    below); one with no reply within its timeout gives kDeadlineExceeded.
 //    The Service watches its server task with a remote Monitor placed at
-//    Locate; a monitor frame is always answered (node.h), so a service
-//    unregistered even before that frame arrived is noticed at once.
+//    Locate; a monitor frame is always answered, also for a task that
+//    ended before it arrived (node.h; tested in testing/remote_test.cc and
+//    remote_late_join_test.cc), so a service unregistered even before that
+//    frame arrived is noticed at once.
 //    Run never reads the calling task's mailbox (a helper task waits for
 //    the reply).
 //  * SetMonitor(task): every task started afterwards through this Service is
