@@ -10,8 +10,10 @@
 //   3. runs the uploaded file as a child process (core/io/process.h) in the
 //      upload directory, with the request's arguments, no shell, a minimal
 //      environment, stdin empty, stdout and stderr each captured up to
-//      --max_output bytes and the whole run bounded by --run_timeout (the
-//      child is killed beyond either);
+//      --max_output bytes (at most 4 MiB: both fit in one reply, under the
+//      node's 16 MiB frame) and the whole run bounded by --run_timeout (the
+//      child is killed beyond either, and the task fails with
+//      kResourceExhausted or kDeadlineExceeded);
 //   4. returns {"stdout", "stderr", "code", "signal"}, what the client joins.
 // A request names the file by its name alone: anything that is not a
 // regular file (a symlink included) directly in the upload directory is
@@ -55,7 +57,7 @@ ABSL_FLAG(std::string, phrase_file, "", "the file holding the shared phrase (fir
 ABSL_FLAG(int, runs, 1, "tasks to serve (program run, or challenge failed) before ending");
 ABSL_FLAG(absl::Duration, run_timeout, absl::Seconds(30), "longest run of an uploaded program");
 ABSL_FLAG(absl::Duration, answer_timeout, absl::Seconds(10), "longest wait for the client's answer");
-ABSL_FLAG(int, max_output, 64 * 1024, "most bytes of stdout (and of stderr) kept, 1024 to 16777216");
+ABSL_FLAG(int, max_output, 64 * 1024, "most bytes of stdout (and of stderr) returned, 1024 to 4194304");
 
 namespace {
 
@@ -228,7 +230,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Runs programs that clients upload, after a challenge-response (pycos rps_node_server.py).");
   picos::remote::ParseCommandLine(argc, argv);
-  if (!picos::FlagInRange(FLAGS_runs, 1, 10000) || !picos::FlagInRange(FLAGS_max_output, 1024, 16 << 20)) return 2;
+  if (!picos::FlagInRange(FLAGS_runs, 1, 10000) || !picos::FlagInRange(FLAGS_max_output, 1024, 4 << 20)) return 2;
   auto c = std::make_shared<Config>();
   c->dir = absl::GetFlag(FLAGS_dir);
   if (c->dir.empty()) {

@@ -5,7 +5,8 @@
 # for a name that is not an uploaded file (refused), then a symlink in the
 # upload directory (refused), then runs the script with the wrong phrase
 # (refused by the challenge, nothing run), then with the right one: the
-# script's exit code 3, stdout and stderr come back. Bounded in time; kills
+# script's exit code 3, stdout and stderr come back. Last, a script that
+# writes more than the server's --max_output fails with RESOURCE_EXHAUSTED. Bounded in time; kills
 # only the processes it started.
 #
 #   rps_node_smoke_test.sh SERVER CLIENT MAKE_TEST_CERTS LIB SCRIPT
@@ -24,6 +25,7 @@ export PICOS_REMOTE_SECRET="rps node smoke test secret, long enough"
 export RPS_NODE_PHRASE="the phrase both sides were given, long enough"
 mkdir -p "$dir/src"
 cp "$script_src" "$dir/src/node_update.sh" && chmod 755 "$dir/src/node_update.sh"
+printf '#!/bin/sh\nhead -c 200000 /dev/zero\n' >"$dir/src/flood.sh" && chmod 755 "$dir/src/flood.sh"
 
 client() {  # client OUTPUT_NAME FLAGS...
   local out="$1"; shift
@@ -35,7 +37,7 @@ for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   n=$((n + 1))
   up="$dir/up-$n"; mkdir -p "$up"
   ln -s /bin/echo "$up/link"
-  timeout 90 "$server_bin" --listen="$listen" --dir="$up" --runs=2 >"$dir/server" 2>&1 &
+  timeout 90 "$server_bin" --listen="$listen" --dir="$up" --runs=3 --max_output=65536 >"$dir/server" 2>&1 &
   spid=$!
   for _ in $(seq 200); do
     grep -q "listening on" "$dir/server" && break
@@ -47,12 +49,13 @@ for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   client c-link --run_name=link; rc_link=$?
   RPS_NODE_PHRASE="not the phrase the server was given" client c-wrong --arg=0; rc_wrong=$?
   client c-right --arg=0; rc_right=$?
+  client c-flood --script="$dir/src/flood.sh"; rc_flood=$?
   wait "$spid"; src=$?; spid=""
   echo "--- server ($listen)"; cat "$dir/server"
-  for c in c-escape c-link c-wrong c-right; do echo "--- $c"; cat "$dir/$c"; done
+  for c in c-escape c-link c-wrong c-right c-flood; do echo "--- $c"; cat "$dir/$c"; done
   [ $rc_right -eq 0 ] && [ $src -eq 0 ] || { echo "FAIL: exit codes $rc_right $src"; exit 1; }
-  [ $rc_escape -ne 0 ] && [ $rc_link -ne 0 ] && [ $rc_wrong -ne 0 ] \
-    || { echo "FAIL: a refused client exited 0: $rc_escape $rc_link $rc_wrong"; exit 1; }
+  [ $rc_escape -ne 0 ] && [ $rc_link -ne 0 ] && [ $rc_wrong -ne 0 ] && [ $rc_flood -ne 0 ] \
+    || { echo "FAIL: a refused client exited 0: $rc_escape $rc_link $rc_wrong $rc_flood"; exit 1; }
   grep -q "^client: sent .*node_update.sh to $addr" "$dir/c-right" || { echo "FAIL: file not sent"; exit 1; }
   [ -x "$up/node_update.sh" ] || { echo "FAIL: the upload is not in the server's directory"; exit 1; }
   grep -q "^client: ../node_update.sh was refused: INVALID_ARGUMENT" "$dir/c-escape" \
@@ -70,6 +73,8 @@ for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
     || { echo "FAIL: stdout not returned"; exit 1; }
   grep -A1 "^client: stderr:" "$dir/c-right" | grep -q "^node_update: a warning$" \
     || { echo "FAIL: stderr not returned"; exit 1; }
-  grep -q "^server: 2 runs ended, 4 files received" "$dir/server" || { echo "FAIL: server summary"; exit 1; }
+  grep -q "^client: flood.sh was not run: RESOURCE_EXHAUSTED" "$dir/c-flood" \
+    || { echo "FAIL: output beyond --max_output was not refused"; exit 1; }
+  grep -q "^server: 3 runs ended, 5 files received" "$dir/server" || { echo "FAIL: server summary"; exit 1; }
 done
 echo PASS
