@@ -16,9 +16,14 @@
 //                                    connection between the two is kept).
 //                                    The other peer sends nothing on a
 //                                    connection before it is kept.
-//   {op: "ch_sub", channel, sub}     subscribe to a channel of the receiver;
-//                                    its broadcasts come back as "ch_msg"
-//   {op: "ch_unsub", channel, sub}   {op: "ch_msg", sub, msg}
+//   {op: "ch_sub", channel, sub, n}  subscribe to a channel of the receiver
+//                                    for n subscribers of the sender (one
+//                                    subscription per channel, however
+//                                    many: one copy of each broadcast
+//                                    crosses); its broadcasts come back as
+//                                    "ch_msg"
+//   {op: "ch_weight", sub, n}        now n subscribers behind it
+//   {op: "ch_unsub", sub}            {op: "ch_msg", sub, msg}
 //   {op: "ch_send"|"ch_close", channel[, msg]}
 //   {op: "ch_deliver", req, channel, msg, n, timeout_ns}   answered by a "reply"
 // `task` is the task's id in the receiver's process, and every frame that
@@ -213,9 +218,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ChannelRef ChannelProxyFor(const std::string& name, const std::string& proof);
   absl::Status Subscribe(Subscription sub, const std::string& proof);
   absl::Status Unsubscribe(const std::string& channel, const TaskRef& task, const ChannelRef& relay);
-  std::optional<Subscription> FindSubscription(uint64_t sub, bool erase);
+  // The subscriptions behind the peer's subscription `wire` (one per
+  // channel of the peer and proof, however many subscribers this side has
+  // to it), copied; all forgotten if `erase` (the channel closed).
+  std::vector<Subscription> GroupMembers(uint64_t wire, bool erase);
   void AddSink(uint64_t sub, ChannelRef channel, SinkId sink);
   std::optional<std::pair<ChannelRef, SinkId>> TakeSink(uint64_t sub);
+  std::optional<std::pair<ChannelRef, SinkId>> FindSink(uint64_t sub);
+  Value LeaveGroup(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Node thread.
   NodeImpl* node;
@@ -248,6 +258,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
   absl::flat_hash_map<uint64_t, TaskRef> proxies_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, ChannelRef> channel_proxies_ ABSL_GUARDED_BY(mu_);
   ops::SubscriptionTable subs_ ABSL_GUARDED_BY(mu_);
+  // One copy of a broadcast crosses the connection however many subscribers
+  // this side has to a channel of the peer: they form a group, keyed by the
+  // channel's name and the proof they hold it with, that the peer knows as
+  // one subscription (`wire`, the id of its first member) weighted by its
+  // size (Channel::SetSinkWeight, so Deliver counts every subscriber).
+  struct SubGroup {
+    uint64_t wire = 0;
+    std::vector<uint64_t> members;  // ids in subs_
+  };
+  absl::flat_hash_map<std::string, SubGroup> groups_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, std::string> group_by_wire_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, std::string> group_of_member_ ABSL_GUARDED_BY(mu_);
   // Subscriptions the peer holds to channels of this process: served by sinks.
   absl::flat_hash_map<uint64_t, std::pair<ChannelRef, SinkId>> sinks_ ABSL_GUARDED_BY(mu_);
 };
@@ -505,48 +527,118 @@ ChannelRef Connection::ChannelProxyFor(const std::string& name, const std::strin
 }
 
 absl::Status Connection::Subscribe(Subscription sub, const std::string& proof) {
+  const std::string channel = sub.channel;
+  std::string key = channel;
+  key.push_back('\0');
+  key += proof;
   uint64_t id;
+  uint64_t wire;
+  size_t n;
+  bool first;
   {
     absl::MutexLock lock(&mu_);
     if (lost_) return Lost();
     if (absl::Status dup = ops::CheckNotSubscribed(subs_, sub); !dup.ok()) return dup;
     id = next_id_++;
-    subs_.emplace(id, sub);
+    subs_.emplace(id, std::move(sub));
+    auto [g, fresh] = groups_.try_emplace(key);
+    first = fresh;
+    if (fresh) {
+      g->second.wire = id;
+      group_by_wire_.emplace(id, key);
+    }
+    g->second.members.push_back(id);
+    group_of_member_.emplace(id, key);
+    wire = g->second.wire;
+    n = g->second.members.size();
   }
   absl::Status s =
-      Push(Value::Map({{"op", "ch_sub"}, {"channel", sub.channel}, {"proof", Value::Bytes(proof)}, {"sub", id}}));
+      first ? Push(Value::Map({{"op", "ch_sub"},
+                               {"channel", channel},
+                               {"proof", Value::Bytes(proof)},
+                               {"sub", wire},
+                               {"n", uint64_t{1}}}))
+            : Push(Value::Map({{"op", "ch_weight"}, {"sub", wire}, {"n", uint64_t{n}}}));
   if (!s.ok()) {
+    std::optional<Subscription> gone;
     absl::MutexLock lock(&mu_);
-    subs_.erase(id);
+    auto it = subs_.find(id);
+    if (it != subs_.end()) {
+      gone = std::move(it->second);
+      subs_.erase(it);
+    }
+    LeaveGroup(id);
   }
   return s;
+}
+
+// Removes member `id` from its group. Gives the frame that tells the peer
+// (a smaller weight, or the end of the group's subscription), or null if
+// it was in none. mu_ held.
+Value Connection::LeaveGroup(uint64_t id) {
+  auto m = group_of_member_.find(id);
+  if (m == group_of_member_.end()) return Value();
+  auto g = groups_.find(m->second);
+  group_of_member_.erase(m);
+  if (g == groups_.end()) return Value();
+  std::vector<uint64_t>& members = g->second.members;
+  members.erase(std::remove(members.begin(), members.end(), id), members.end());
+  const uint64_t wire = g->second.wire;
+  if (!members.empty()) return Value::Map({{"op", "ch_weight"}, {"sub", wire}, {"n", uint64_t{members.size()}}});
+  group_by_wire_.erase(wire);
+  groups_.erase(g);
+  return Value::Map({{"op", "ch_unsub"}, {"sub", wire}});
 }
 
 absl::Status Connection::Unsubscribe(const std::string& channel, const TaskRef& task,
                                      const ChannelRef& relay) {
   std::optional<Subscription> gone;  // destroyed after the lock is released
   absl::StatusOr<uint64_t> id;
+  Value tell;
   {
     absl::MutexLock lock(&mu_);
     if (lost_) return Lost();
     id = ops::TakeSubscription(subs_, channel, task, relay, &gone);
+    if (id.ok()) tell = LeaveGroup(*id);
   }
   if (!id.ok()) return id.status();
-  return Push(Value::Map({{"op", "ch_unsub"}, {"channel", channel}, {"sub", *id}}));
+  if (tell.is_null()) return absl::OkStatus();
+  return Push(std::move(tell));
 }
 
-std::optional<Subscription> Connection::FindSubscription(uint64_t sub, bool erase) {
+std::vector<Subscription> Connection::GroupMembers(uint64_t wire, bool erase) {
+  std::vector<Subscription> out;
   absl::MutexLock lock(&mu_);
-  auto it = subs_.find(sub);
-  if (it == subs_.end()) return std::nullopt;
-  std::optional<Subscription> s = it->second;
-  if (erase) subs_.erase(it);
-  return s;
+  auto w = group_by_wire_.find(wire);
+  if (w == group_by_wire_.end()) return out;
+  auto g = groups_.find(w->second);
+  if (g == groups_.end()) return out;
+  out.reserve(g->second.members.size());
+  for (uint64_t id : g->second.members) {
+    auto it = subs_.find(id);
+    if (it != subs_.end()) out.push_back(it->second);
+    if (erase) {
+      subs_.erase(id);
+      group_of_member_.erase(id);
+    }
+  }
+  if (erase) {
+    groups_.erase(g);
+    group_by_wire_.erase(w);
+  }
+  return out;
 }
 
 void Connection::AddSink(uint64_t sub, ChannelRef channel, SinkId sink) {
   absl::MutexLock lock(&mu_);
   sinks_.emplace(sub, std::make_pair(std::move(channel), sink));
+}
+
+std::optional<std::pair<ChannelRef, SinkId>> Connection::FindSink(uint64_t sub) {
+  absl::MutexLock lock(&mu_);
+  auto it = sinks_.find(sub);
+  if (it == sinks_.end()) return std::nullopt;
+  return it->second;
 }
 
 std::optional<std::pair<ChannelRef, SinkId>> Connection::TakeSink(uint64_t sub) {
@@ -575,6 +667,9 @@ void Connection::Fail(const absl::Status& why) {
     proxies.swap(proxies_);
     channel_proxies.swap(channel_proxies_);
     subs.swap(subs_);
+    groups_.clear();
+    group_by_wire_.clear();
+    group_of_member_.clear();
     sinks.swap(sinks_);
     outbox.swap(outbox_);
   }
@@ -1304,7 +1399,20 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     absl::StatusOr<SinkId> sink = ops::SubscribeForPeer(*ch, *sub, push);
     if (!sink.ok()) return sink.status();
     c->AddSink(*sub, *ch, *sink);
+    // How many of the peer's subscribers this one subscription stands for.
+    if (absl::StatusOr<uint32_t> n = FromValue<uint32_t>(ops::Field(frame, "n")); n.ok()) {
+      return picos::Channel(*ch).SetSinkWeight(*sink, *n);
+    }
     return absl::OkStatus();
+  }
+  if (op == "ch_weight") {
+    absl::StatusOr<uint64_t> sub = ops::U64(frame, "sub");
+    absl::StatusOr<uint32_t> n = FromValue<uint32_t>(ops::Field(frame, "n"));
+    if (!sub.ok()) return sub.status();
+    if (!n.ok()) return n.status();
+    std::optional<std::pair<ChannelRef, SinkId>> sink = c->FindSink(*sub);
+    if (!sink) return absl::NotFoundError("weight of an unknown subscription");
+    return picos::Channel(sink->first).SetSinkWeight(sink->second, *n);
   }
   if (op == "ch_unsub") {
     absl::StatusOr<uint64_t> sub = ops::U64(frame, "sub");
@@ -1318,9 +1426,20 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     if (!sub.ok()) return sub.status();
     const Value& msg = ops::Field(frame, "msg");
     const bool closing = IsChannelClosedMessage(msg);
-    std::optional<Subscription> s = c->FindSubscription(*sub, closing);
-    if (!s) return absl::NotFoundError("message for no subscription");
-    return ops::DeliverToSubscriber(*s, msg, closing);
+    std::vector<Subscription> group = c->GroupMembers(*sub, closing);
+    if (group.empty()) return absl::NotFoundError("message for no subscription");
+    absl::Status first_error;
+    for (const Subscription& s : group) {
+      absl::Status d = ops::DeliverToSubscriber(s, msg, closing);
+      if (d.ok()) continue;
+      if (first_error.ok()) first_error = d;
+      // A subscriber task that ended is dropped, as a local channel drops
+      // it: the peer then counts one fewer.
+      if (!closing && s.task.valid() && s.task.state() == TaskState::kDone) {
+        (void)c->Unsubscribe(s.channel, s.task, s.relay);
+      }
+    }
+    return first_error;
   }
   if (op == "ch_send" || op == "ch_close") {
     absl::StatusOr<ChannelRef> ch = find_channel();

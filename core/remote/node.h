@@ -32,6 +32,12 @@
 //    within connect_timeout), so no message is ever sent on a connection
 //    that is then closed, and every Connect gives the kept connection.
 //    Locate at a peer not yet connected connects first.
+//  * One copy of each broadcast crosses a connection, however many tasks
+//    and channels of this process subscribe to the peer's channel: they
+//    share one subscription there, weighted by their number
+//    (Channel::SetSinkWeight), so the peer's Deliver counts each of them;
+//    each transform runs here, per subscriber. A subscriber task that ended
+//    is dropped at the next broadcast, as by a local channel.
 //  * co_await task.Deliver(msg, timeout) on a remote task's handle returns
 //    once the task's mailbox took the message (a full bounded mailbox is
 //    waited for there), with the error the task's own Deliver would give.
@@ -87,8 +93,7 @@
 // RPC is a version bump.
 //
 // Not yet (issue 10): connecting on demand to the process of a third-party
-// handle (its URIs do not travel with it), one copy of
-// a broadcast per connection (today one per remote subscriber),
+// handle (its URIs do not travel with it),
 // reconnection with sequence numbers and acknowledgements, limits on
 // buffered bytes per peer (frames are counted, not bytes). Services are
 // a layer above (core/remote/service.h), and so are the shared flags
