@@ -306,6 +306,40 @@ PICOS_CORO_TEST(RemoteInProcess, AThirdPeerUsesAHandleItGotThroughASecond) {
   a->reset();
 }
 
+// As above, but C is not connected to A: C asks B where A listens (a
+// "where" frame), connects, and the keeper's calls made meanwhile wait.
+PICOS_CORO_TEST(RemoteInProcess, AThirdPeerConnectsOnDemandToTheProcessOfAHandle) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName("3a-demand"), 1));
+  CO_ASSERT_OK(a);
+  absl::StatusOr<std::unique_ptr<remote::Node>> c =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName("3c-demand"), 3));
+  CO_ASSERT_OK(c);
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  TaskRef keeper = ThisScheduler().SpawnNamed("keeper", Keeper);
+  CO_ASSERT_OK(RegisterTask("keeper", keeper));
+  // B last: its resolver serves this scheduler's Locate calls.
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
+  CO_ASSERT_OK(b);
+  absl::StatusOr<TaskRef> far_echo = co_await LocateTask("echo", Location::Peer((*a)->uris()[0]), kLong);
+  CO_ASSERT_OK(far_echo);
+  absl::StatusOr<TaskRef> far_keeper = co_await LocateTask("keeper", Location::Peer((*c)->uris()[0]), kLong);
+  CO_ASSERT_OK(far_keeper);
+  EXPECT_NE(GetTaskProxy(*far_keeper), nullptr);
+  CO_ASSERT_OK(far_keeper->Send(Value::Map({{"echo", *far_echo}})));
+  absl::StatusOr<Value> kept = co_await far_keeper->Join(kLong);
+  CO_ASSERT_OK(kept);
+  EXPECT_EQ(*kept, Value(42));
+  EXPECT_EQ((*c)->peers().size(), 2u) << "C connected to A on demand, and B to C";
+  CO_ASSERT_OK(far_echo->Send(Value("quit")));
+  (void)co_await echo.Join(kLong);
+  b->reset();
+  c->reset();
+  a->reset();
+}
+
 PICOS_CORO_TEST(RemoteInProcess, WrongSecretIsRefusedOnBothSides) {
   const TransportRegistry& t = transports::DefaultTransports();
   absl::StatusOr<std::unique_ptr<remote::Node>> a =
@@ -831,6 +865,61 @@ PICOS_CORO_TEST(RemoteInProcess, OneCopyOfABroadcastPerConnection) {
   (*raw)->Close();
   CO_ASSERT_OK(made_up.Close());
   b->reset();
+}
+
+// A handle of a process nobody can say where it listens: calls made while
+// the node asks wait, then every call fails with kUnavailable.
+PICOS_CORO_TEST(RemoteInProcess, AHandleOfAProcessNobodyCanReachFailsCleanly) {
+  remote::NodeOptions o = Options(kSecret, UnixName("ghost"), 0);
+  o.process_id = std::string(kProcessIdSize, '\x01');  // the arbiter: it speaks first
+  absl::StatusOr<std::unique_ptr<remote::Node>> c =
+      co_await remote::Node::Start(transports::DefaultTransports(), o);
+  CO_ASSERT_OK(c);
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*c)->uris()[0], RawPeerId(4));
+  CO_ASSERT_OK(raw);
+  CO_ASSERT_OK(RegisterTask("ghost-collector", Self()));
+  absl::StatusOr<TaskIdentity> me = co_await LocateOverRaw(raw->get(), "ghost-collector");
+  CO_ASSERT_OK(me);
+  const std::string ghost_pid = RawPeerId(8);
+  FakePeerCodec ghost(TaskIdentity{ghost_pid, 42, "ghost", "its proof"});
+  const std::string handing = FramedBatch(
+      Value::List({Value::Map(
+          {{"op", "send"}, {"task", me->task_id}, {"proof", Value::Bytes(me->proof)}, {"msg", Value(Self())}})}),
+      &ghost);
+  CO_ASSERT_OK(co_await (*raw)->Write(handing, kLong));
+  absl::StatusOr<Value> handed = co_await Receive(kLong);
+  CO_ASSERT_OK(handed);
+  CO_ASSERT_TRUE(handed->is_task());
+  TaskRef h = handed->as_task();
+  EXPECT_EQ(h.name(), "ghost");
+  EXPECT_NE(h.state(), TaskState::kDone) << "still finding out where it is";
+  EXPECT_OK(h.Send(Value("waits")));
+  // The node asks the peer that sent the handle; the peer does not know.
+  uint64_t req = 0;
+  for (int batches = 0; batches < 50 && req == 0; ++batches) {
+    CapturingCodec capture;
+    absl::StatusOr<Value> batch = co_await ReadBatchOverRaw(raw->get(), &capture);
+    CO_ASSERT_OK(batch);
+    for (const Value& f : batch->as_list()) {
+      if (f["op"] == Value("where")) {
+        EXPECT_EQ(f["pid"], Value::Bytes(ghost_pid));
+        req = f["req"].as_uint();
+      }
+    }
+  }
+  CO_ASSERT_TRUE(req != 0);
+  const std::string answer = FramedBatch(Value::List({Value::Map(
+      {{"op", "reply"},
+       {"req", req},
+       {"ok", false},
+       {"error", Value::Map({{"code", static_cast<int>(absl::StatusCode::kNotFound)}, {"message", "no idea"}})}})}));
+  CO_ASSERT_OK(co_await (*raw)->Write(answer, kLong));
+  absl::StatusOr<Value> joined = co_await h.Join(kLong);
+  EXPECT_THAT(joined.status(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("no idea")));
+  EXPECT_THAT(h.Send(Value("late")), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(h.state(), TaskState::kDone);
+  (*raw)->Close();
+  c->reset();
 }
 
 PICOS_CORO_TEST(RemoteInProcess, SilentPeerIsLostAfterItsHeartbeatsAreMissed) {
