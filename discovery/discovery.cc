@@ -43,6 +43,12 @@ std::string DefaultInterface(bool ipv6) {
   return found.empty() ? "lo" : found;
 }
 
+absl::StatusOr<std::string> ListenUriOn(const std::string& iface) {
+  absl::StatusOr<std::string> addr = InterfaceIpv4Address(iface.empty() ? DefaultInterface(false) : iface);
+  if (!addr.ok()) return addr.status();
+  return absl::StrCat("tcp://", *addr, ":0");
+}
+
 namespace {
 
 // A peer heard on the group.

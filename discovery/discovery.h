@@ -177,6 +177,13 @@ class Discovery {
 // a group of the given family. Any thread.
 std::string DefaultInterface(bool ipv6);
 
+// "tcp://ADDR:0" with ADDR the IPv4 address of `iface` (DefaultInterface(false)
+// when empty): a listen URI on the interface discovery announces on, so
+// that the URIs announced are ones peers on that link can dial (a node
+// listening on 0.0.0.0 would announce an address no peer can reach).
+// kNotFound when the interface has no IPv4 address. Any thread.
+absl::StatusOr<std::string> ListenUriOn(const std::string& iface);
+
 }  // namespace picos::discovery
 
 #endif  // PICOS_DISCOVERY_DISCOVERY_H_
