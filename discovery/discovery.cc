@@ -113,6 +113,21 @@ struct Discovery::State {
     tasks.clear();
   }
 
+  // Forgets peers not heard for forget_after (a dialler still running
+  // forgets its own), so that known() and max_peers count live ones only.
+  void ForgetSilent() {
+    const int64_t limit_ns = ThisScheduler().NowNs() - absl::ToInt64Nanoseconds(options.forget_after);
+    for (auto it = known.begin(); it != known.end();) {
+      if (!it->second.dialling && it->second.last_heard_ns < limit_ns) {
+        PICOS_LOG(info, "discovery: forgetting {} at {}: not heard for {}", it->second.name, it->second.uris[0],
+                  absl::FormatDuration(options.forget_after));
+        known.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+
   // The node's peer events: which peers are connected, and the log.
   absl::Status OnPeerEvent(const Value& msg) {
     const Value* p = SystemMessagePayload(msg, remote::kPeerEventMessage);
@@ -141,6 +156,7 @@ Task<> AnnounceLoop(std::shared_ptr<State> s) {
   // start together hear each other sooner), then every interval.
   absl::Duration wait = std::min(s->options.announce_interval, absl::Milliseconds(200));
   while (!s->stopped) {
+    s->ForgetSilent();
     absl::Status sent = co_await s->Announce(Announcement::Kind::kHello);
     if (!sent.ok() && !s->stopped) PICOS_LOG_LIMITED(warn, "discovery: announcing failed: {}", sent.ToString());
     absl::Status slept = co_await Sleep(wait);
@@ -307,7 +323,13 @@ Task<absl::StatusOr<std::unique_ptr<Discovery>>> Discovery::Start(remote::Node& 
     if (!sock.ok()) co_return sock.status();
     s->socket = *std::move(sock);
     // Port 0 bound a free port: the group is where the socket listens.
-    absl::StatusOr<IpEndpoint> group = IpEndpoint::Parse(parsed->group.host(), s->socket->local_address().port());
+    // An IPv6 link-local group needs the interface as its scope to be sent
+    // to ("network is unreachable" without it).
+    const bool named_iface = !absl::StrContains(s->options.iface, ':') && !absl::StrContains(s->options.iface, '.');
+    absl::StatusOr<IpEndpoint> group = IpEndpoint::Parse(
+        parsed->group.is_v6() && named_iface ? absl::StrCat(parsed->group.host(), "%", s->options.iface)
+                                             : parsed->group.host(),
+        s->socket->local_address().port());
     if (!group.ok()) co_return group.status();
     parsed->group = *group;
     s->group = *group;

@@ -139,6 +139,75 @@ PICOS_CORO_TEST(Discovery, TwoNodesFindEachOtherOnLoopbackMulticast) {
   na->reset();
 }
 
+// The same over IPv6 (a link-local group on "lo"), where the host has it.
+PICOS_CORO_TEST(Discovery, TwoNodesFindEachOtherOverIpv6) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> na = co_await remote::Node::Start(t, NodeOpts("a6", 1));
+  CO_ASSERT_OK(na);
+  absl::StatusOr<std::unique_ptr<remote::Node>> nb = co_await remote::Node::Start(t, NodeOpts("b6", 2));
+  CO_ASSERT_OK(nb);
+  absl::StatusOr<std::unique_ptr<Discovery>> da =
+      co_await Discovery::Start(**na, DiscOpts("a6", 1, "[ff02::7069:636f]:0"));
+  if (!da.ok()) CO_SKIP("no IPv6 multicast on lo here: " << da.status());
+  absl::StatusOr<transports::McastEndpoint> ep = transports::ParseMcastUri((*da)->group_uri());
+  CO_ASSERT_OK(ep);
+  absl::StatusOr<std::unique_ptr<Discovery>> db =
+      co_await Discovery::Start(**nb, DiscOpts("b6", 2, absl::StrCat("[ff02::7069:636f]:", ep->group.port())));
+  CO_ASSERT_OK(db);
+  remote::Node* a = na->get();
+  remote::Node* b = nb->get();
+  Discovery* dap = da->get();
+  // As //transports/udp_multicast:udp_multicast_test finds, some hosts
+  // cannot send IPv6 multicast on lo ("network is unreachable").
+  bool sent = co_await WaitFor([&] { return dap->stats().sent > 0; }, absl::Seconds(2));
+  if (!sent) CO_SKIP("this host cannot send IPv6 multicast on lo");
+  bool joined = co_await WaitFor([&] { return a->peers().size() == 1 && b->peers().size() == 1; });
+  EXPECT_TRUE(joined);
+  EXPECT_EQ(dap->stats().refused_total(), 0u);
+  db->reset();
+  da->reset();
+  nb->reset();
+  na->reset();
+}
+
+// A peer heard once and never again is dialled (and retried) until
+// forget_after, then forgotten: no more dials, known() empty.
+PICOS_CORO_TEST(Discovery, SilentPeerIsForgottenAfterForgetAfter) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> na = co_await remote::Node::Start(t, NodeOpts("f", 1));
+  CO_ASSERT_OK(na);
+  DiscoveryOptions o = DiscOpts("f", 1, "239.255.97.5:0");
+  o.forget_after = absl::Milliseconds(300);
+  o.retry_initial = absl::Milliseconds(20);
+  o.retry_max = absl::Milliseconds(40);
+  absl::StatusOr<std::unique_ptr<Discovery>> da = co_await Discovery::Start(**na, o);
+  CO_ASSERT_OK(da);
+  absl::StatusOr<transports::McastEndpoint> ep = transports::ParseMcastUri((*da)->group_uri());
+  CO_ASSERT_OK(ep);
+  absl::StatusOr<std::unique_ptr<UdpSocket>> other = transports::OpenMulticast(*ep);
+  CO_ASSERT_OK(other);
+  Announcement ghost;
+  ghost.process_id = Pid(9);
+  ghost.name = "ghost";
+  ghost.uris = {UnixName("ghost-once")};
+  absl::StatusOr<std::string> once = EncodeAnnouncement(ghost, kSecret, absl::Now());
+  CO_ASSERT_OK(once);
+  CO_ASSERT_OK(co_await (*other)->SendTo(*once, ep->group));
+  Discovery* d = da->get();
+  bool heard = co_await WaitFor([&] { return d->known().size() == 1; });
+  CO_ASSERT_TRUE(heard);
+  bool forgotten = co_await WaitFor([&] { return d->known().empty(); });
+  CO_ASSERT_TRUE(forgotten);
+  const uint64_t dials = d->stats().dials;
+  EXPECT_GE(dials, 2u);  // retried while it might still come
+  CO_ASSERT_OK(co_await Sleep(absl::Milliseconds(200)));
+  EXPECT_EQ(d->stats().dials, dials) << "dialled after it was forgotten";
+  (*other)->Close();
+  other->reset();
+  da->reset();
+  na->reset();
+}
+
 // Everything a host without the secret, or a replaying one, can send is
 // refused and counted by cause, and changes nothing.
 PICOS_CORO_TEST(Discovery, ForgedTruncatedAndReplayedPacketsAreRefusedAndCounted) {
