@@ -16,7 +16,9 @@
 #      (lost_detected_ms), and joins again when the link comes back
 #      (rejoin_ms);
 #   6. a host whose process is killed (SIGKILL) is reported gone
-#      (killed_reported_ms: its kernel closes the connections, so "left").
+#      (killed_reported_ms: its kernel closes the connections, so "left");
+#   7. two more processes find each other on an IPv6 link-local group, and
+#      end cleanly after saying goodbye.
 # Figures are printed as `name: value unit` lines. Namespaces, links and
 # processes are removed afterwards, also when the test fails or is
 # interrupted; names include this shell's pid. Skips (passes, saying why)
@@ -50,7 +52,7 @@ trap 'echo "interrupted"; exit 1' INT TERM HUP
 
 fail() {
   echo "FAIL: $*"
-  for h in h1 h2 h3 h4; do
+  for h in h1 h2 h3 h4 h5 h6; do
     [ -f "$dir/$h.out" ] || continue
     echo "--- $h stdout"; cat "$dir/$h.out"; echo "--- $h stderr (last 40 lines)"; tail -40 "$dir/$h.err"
   done
@@ -96,11 +98,12 @@ echo "a different secret, of the same length" >"$wrong"
 group="239.255.97.5"; port=9706
 heartbeat_ms=200; misses=5; liveness_ms=$((heartbeat_ms * misses))
 
-start() {  # HOST SECRET_FILE
-  local h=$1 i=${1#h}
-  ip netns exec "${tag}$h" "$bin" --node_name="$h" --secret_file="$2" --discovery_iface=eth0 \
-    --discovery_group="$group:$port" --announce_interval=250ms \
-    --heartbeat_interval="${heartbeat_ms}ms" --heartbeat_misses="$misses" \
+start() {  # HOST SECRET_FILE [NAMESPACE_HOST GROUP:PORT MORE_FLAGS...]
+  local h=$1 secret_file=$2 ns=${3:-$1} grp=${4:-$group:$port}
+  shift $(( $# < 4 ? $# : 4 ))
+  ip netns exec "${tag}$ns" "$bin" --node_name="$h" --secret_file="$secret_file" --discovery_iface=eth0 \
+    --discovery_group="$grp" --announce_interval=250ms \
+    --heartbeat_interval="${heartbeat_ms}ms" --heartbeat_misses="$misses" "$@" \
     >"$dir/$h.out" 2>"$dir/$h.err" &
   pid[$h]=$!
 }
@@ -182,5 +185,27 @@ echo "killed_reported_ms: $(( $(now_ms) - t_kill )) ms"
 for h in h1 h2; do
   kill -0 "${pid[$h]}" 2>/dev/null || fail "$h ended early"
 done
+
+# 7. IPv6: two more processes, in h3's and h4's namespaces, on a link-local
+# IPv6 group (their TCP links stay IPv4); each ends after --run_for with a
+# goodbye. Skipped where the namespaces have no IPv6.
+if ip -n "${tag}h3" -6 addr show dev eth0 scope link | grep -q fe80; then
+  for h in h5 h6; do
+    ns=h3; [ "$h" = h6 ] && ns=h4
+    start "$h" "$secret" "$ns" "[ff02::7069:636f]:$port" --run_for=3s
+  done
+  v6_joined() { for h in h5 h6; do [ "$(count $h '^joined h[56] ')" -ge 1 ] || return 1; done; }
+  wait_for 10000 v6_joined || fail "h5 and h6 did not find each other on an IPv6 group"
+  for h in h5 h6; do
+    wait "${pid[$h]}" || fail "$h did not end cleanly after --run_for"
+    unset "pid[$h]"
+    grep -q "discovery: announcing .* on group \[ff02::7069:636f\]:$port (interface eth0" "$dir/$h.err" ||
+      fail "$h does not log its IPv6 group"
+  done
+  grep -Eq "from \[fe80::" "$dir/h5.err" || fail "h5 did not hear h6 over IPv6"
+  echo "ipv6: h5 and h6 found each other on [ff02::7069:636f]:$port"
+else
+  echo "ipv6: skipped, the namespaces have no IPv6 link-local address"
+fi
 echo "--- h1 stdout"; cat "$dir/h1.out"
 echo PASS
