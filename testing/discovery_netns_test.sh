@@ -4,7 +4,8 @@
 # added to the namespace the test runs in), the discovery example in each.
 # Checks, each wait bounded:
 #   1. three hosts with one secret discover each other, all pairs connected
-#      within 2 s of their start (discovery_all_found_ms);
+#      within 2 s of the last one's start (discovery_all_found_ms; from
+#      their exec: discovery_all_found_from_exec_ms);
 #   2. a message crosses between every pair (each greets the others);
 #   3. a fourth host with another secret is never admitted, and its packets
 #      are refused as "bad mac";
@@ -109,12 +110,20 @@ start() {  # HOST SECRET_FILE [NAMESPACE_HOST GROUP:PORT MORE_FLAGS...]
 }
 
 # 1. Three hosts find each other.
+# Timed from the moment the last of the three has its discovery running (a
+# program's start-up is not discovery's, and a loaded machine or a sanitizer
+# can stretch it), and, for information, from their exec.
 t0=$(now_ms)
 for h in h1 h2 h3; do start "$h" "$secret"; done
+all_started() { for h in h1 h2 h3; do grep -q '^discovery on ' "$dir/$h.out" || return 1; done; }
+wait_for 30000 all_started || fail "the three hosts did not start within 30 s"
+t_started=$(now_ms)
 all_joined() { for h in h1 h2 h3; do [ "$(count $h '^joined ')" -ge 2 ] || return 1; done; }
 wait_for 10000 all_joined || fail "the three hosts did not all join each other within 10 s"
-found_ms=$(( $(now_ms) - t0 ))
+t_found=$(now_ms)
+found_ms=$(( t_found - t_started ))
 echo "discovery_all_found_ms: $found_ms ms"
+echo "discovery_all_found_from_exec_ms: $(( t_found - t0 )) ms"
 [ "$found_ms" -le 2000 ] || fail "discovery took $found_ms ms (more than 2000)"
 for h in h1 h2 h3; do
   grep -q "^listening on tcp://10\.99\.0\.${h#h}:" "$dir/$h.out" || fail "$h does not listen on its eth0 address"
