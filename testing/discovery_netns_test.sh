@@ -19,7 +19,9 @@
 #   6. a host whose process is killed (SIGKILL) is reported gone
 #      (killed_reported_ms: its kernel closes the connections, so "left");
 #   7. two more processes find each other on an IPv6 link-local group, and
-#      end cleanly after saying goodbye.
+#      end cleanly after saying goodbye;
+#   8. a process with only a static --peer, started before that peer,
+#      retries until it answers; the peer also finds others by multicast.
 # Figures are printed as `name: value unit` lines. Namespaces, links and
 # processes are removed afterwards, also when the test fails or is
 # interrupted; names include this shell's pid. Skips (passes, saying why)
@@ -53,7 +55,7 @@ trap 'echo "interrupted"; exit 1' INT TERM HUP
 
 fail() {
   echo "FAIL: $*"
-  for h in h1 h2 h3 h4 h5 h6; do
+  for h in h1 h2 h3 h4 h5 h6 h7 h8; do
     [ -f "$dir/$h.out" ] || continue
     echo "--- $h stdout"; cat "$dir/$h.out"; echo "--- $h stderr (last 40 lines)"; tail -40 "$dir/$h.err"
   done
@@ -100,7 +102,7 @@ group="239.255.97.5"; port=9706
 heartbeat_ms=200; misses=5; liveness_ms=$((heartbeat_ms * misses))
 
 start() {  # HOST SECRET_FILE [NAMESPACE_HOST GROUP:PORT MORE_FLAGS...]
-  local h=$1 secret_file=$2 ns=${3:-$1} grp=${4:-$group:$port}
+  local h=$1 secret_file=$2 ns=${3:-$1} grp=${4-$group:$port}
   shift $(( $# < 4 ? $# : 4 ))
   ip netns exec "${tag}$ns" "$bin" --node_name="$h" --secret_file="$secret_file" --discovery_iface=eth0 \
     --discovery_group="$grp" --announce_interval=250ms \
@@ -183,6 +185,10 @@ echo "rejoin_ms: $rejoin_ms ms"
 [ "$rejoin_ms" -le 2000 ] || fail "h2 joined again only after $rejoin_ms ms"
 greeted_again() { for h in h1 h3; do [ "$(count $h '^message from h2: hello$')" -ge 2 ] || return 1; done; }
 wait_for 10000 greeted_again || fail "h2's greeting did not cross again after the rejoin"
+sleep 0.5
+for h in h1 h3; do
+  [ "$(count $h '^message from h2: hello$')" -eq 2 ] || fail "$h got h2's greeting more than once per join"
+done
 
 # 6. h3's process is killed.
 t_kill=$(now_ms)
@@ -216,5 +222,18 @@ if ip -n "${tag}h3" -6 addr show dev eth0 scope link | grep -q fe80; then
 else
   echo "ipv6: skipped, the namespaces have no IPv6 link-local address"
 fi
+
+# 8. A static peer started before the peer it names: h7 (no multicast, only
+# --peer) starts first and retries with backoff; h8 comes up 1.5 s later at
+# that address, and also finds h1 and h2 by multicast: both ways combine.
+start h7 "$secret" h4 "" --peer=tcp://10.99.0.3:9801
+sleep 1.5
+grep -q "static peer tcp://10.99.0.3:9801 did not answer" "$dir/h7.err" || fail "h7 did not try its static peer"
+start h8 "$secret" h3 "$group:$port" --listen=tcp://10.99.0.3:9801
+static_joined() { grep -q "^joined h8 " "$dir/h7.out" && grep -q "^joined h7 " "$dir/h8.out"; }
+wait_for 10000 static_joined || fail "h7 did not join its static peer h8 after h8 started"
+both_ways() { for p in h1 h2 h7; do grep -q "^joined $p " "$dir/h8.out" || return 1; done; }
+wait_for 10000 both_ways || fail "h8 did not join h1 and h2 (multicast) as well as h7 (static)"
+echo "static: h7 joined h8, started 1.5 s after it; h8 also found h1 and h2"
 echo "--- h1 stdout"; cat "$dir/h1.out"
 echo PASS
