@@ -49,19 +49,18 @@ absl::StatusOr<std::string> ListenUriOn(const std::string& iface) {
   return absl::StrCat("tcp://", *addr, ":0");
 }
 
-namespace {
+namespace internal {
 
 // A peer heard on the group.
 struct Known {
   std::string name;
   std::vector<std::string> uris;
   int64_t last_heard_ns = 0;
-  bool dialling = false;
+  bool dialling = false;  // a DialDiscovered task runs for it
 };
 
-}  // namespace
-
-struct Discovery::State {
+// Everything a Discovery and its tasks share; lives while either does.
+struct DiscoveryState {
   remote::Node* node = nullptr;
   DiscoveryOptions options;
   std::string group_uri;
@@ -75,7 +74,7 @@ struct Discovery::State {
   SinkId events_sink;
   bool stopped = false;
 
-  State(DiscoveryOptions o) : options(std::move(o)), guard(options.replay_window, options.replay_capacity) {}
+  explicit DiscoveryState(DiscoveryOptions o) : options(std::move(o)), guard(options.replay_window, options.replay_capacity) {}
 
   absl::Time WallNow() const { return options.wall_clock ? options.wall_clock() : absl::Now(); }
 
@@ -147,9 +146,12 @@ struct Discovery::State {
   }
 };
 
+}  // namespace internal
+
 namespace {
 
-using State = Discovery::State;
+using State = internal::DiscoveryState;
+using internal::Known;
 
 Task<> AnnounceLoop(std::shared_ptr<State> s) {
   // At once, again soon after (a first datagram may be lost, and peers that
@@ -363,7 +365,7 @@ Task<absl::StatusOr<std::unique_ptr<Discovery>>> Discovery::Start(remote::Node& 
   co_return std::unique_ptr<Discovery>(new Discovery(std::move(s)));
 }
 
-Discovery::Discovery(std::shared_ptr<State> state) : state_(std::move(state)) {}
+Discovery::Discovery(std::shared_ptr<internal::DiscoveryState> state) : state_(std::move(state)) {}
 
 Discovery::~Discovery() { state_->Shutdown(); }
 

@@ -63,6 +63,10 @@
 
 namespace picos::discovery {
 
+namespace internal {
+struct DiscoveryState;  // discovery.cc
+}  // namespace internal
+
 // The default multicast group and port (administratively scoped IPv4; for
 // IPv6 give a group such as "[ff02::7069:636f]:9706").
 inline constexpr char kDefaultGroup[] = "239.255.97.5:9706";
@@ -166,11 +170,10 @@ class Discovery {
   // Peers heard on the group and not yet forgotten, as "name@first-uri".
   std::vector<std::string> known() const;
 
-  struct State;
-
  private:
-  explicit Discovery(std::shared_ptr<State> state);
-  std::shared_ptr<State> state_;
+  explicit Discovery(std::shared_ptr<internal::DiscoveryState> state);
+  // Shared with the tasks, which may outlive the object by a turn of the loop.
+  std::shared_ptr<internal::DiscoveryState> state_;
 };
 
 // The interface Discovery chooses when DiscoveryOptions::iface is empty, for
