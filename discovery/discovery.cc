@@ -63,6 +63,7 @@ struct Known {
 struct DiscoveryState {
   remote::Node* node = nullptr;
   DiscoveryOptions options;
+  std::string self_pid;  // what this process announces: its own packets, looped back, are skipped
   std::string group_uri;
   std::unique_ptr<UdpSocket> socket;  // null without multicast
   IpEndpoint group;
@@ -81,7 +82,7 @@ struct DiscoveryState {
   Announcement Self(Announcement::Kind kind) const {
     Announcement a;
     a.kind = kind;
-    a.process_id = options.process_id.empty() ? ProcessId() : options.process_id;
+    a.process_id = self_pid;
     a.name = options.name;
     a.uris = options.uris.empty() ? node->uris() : options.uris;
     if (a.uris.size() > MaxUris()) a.uris.resize(MaxUris());
@@ -223,7 +224,7 @@ void OnDatagram(const std::shared_ptr<State>& s, const Datagram& d) {
   ++s->stats.received;
   Refusal why = Refusal::kNone;
   absl::StatusOr<Announcement> a = DecodeAnnouncement(d.data, s->options.secret, &why);
-  if (a.ok() && a->process_id == s->Self(Announcement::Kind::kHello).process_id) return;  // our own, looped back
+  if (a.ok() && a->process_id == s->self_pid) return;  // our own, looped back
   if (a.ok()) why = s->guard.Check(*a, s->WallNow());
   if (why != Refusal::kNone) {
     ++s->stats.refused[static_cast<size_t>(why)];
@@ -299,6 +300,7 @@ Task<absl::StatusOr<std::unique_ptr<Discovery>>> Discovery::Start(remote::Node& 
   if (absl::Status v = Validate(options); !v.ok()) co_return v;
   auto s = std::make_shared<State>(std::move(options));
   s->node = &node;
+  s->self_pid = s->options.process_id.empty() ? ProcessId() : s->options.process_id;
   // Refuse at start what an announcement could not carry.
   if (absl::StatusOr<std::string> probe =
           EncodeAnnouncement(s->Self(Announcement::Kind::kHello), s->options.secret, absl::Now());
