@@ -306,6 +306,40 @@ PICOS_CORO_TEST(RemoteInProcess, AThirdPeerUsesAHandleItGotThroughASecond) {
   a->reset();
 }
 
+// As above, but C is not connected to A: C asks B where A listens (a
+// "where" frame), connects, and the keeper's calls made meanwhile wait.
+PICOS_CORO_TEST(RemoteInProcess, AThirdPeerConnectsOnDemandToTheProcessOfAHandle) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName("3a-demand"), 1));
+  CO_ASSERT_OK(a);
+  absl::StatusOr<std::unique_ptr<remote::Node>> c =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName("3c-demand"), 3));
+  CO_ASSERT_OK(c);
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  TaskRef keeper = ThisScheduler().SpawnNamed("keeper", Keeper);
+  CO_ASSERT_OK(RegisterTask("keeper", keeper));
+  // B last: its resolver serves this scheduler's Locate calls.
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
+  CO_ASSERT_OK(b);
+  absl::StatusOr<TaskRef> far_echo = co_await LocateTask("echo", Location::Peer((*a)->uris()[0]), kLong);
+  CO_ASSERT_OK(far_echo);
+  absl::StatusOr<TaskRef> far_keeper = co_await LocateTask("keeper", Location::Peer((*c)->uris()[0]), kLong);
+  CO_ASSERT_OK(far_keeper);
+  EXPECT_NE(GetTaskProxy(*far_keeper), nullptr);
+  CO_ASSERT_OK(far_keeper->Send(Value::Map({{"echo", *far_echo}})));
+  absl::StatusOr<Value> kept = co_await far_keeper->Join(kLong);
+  CO_ASSERT_OK(kept);
+  EXPECT_EQ(*kept, Value(42));
+  EXPECT_EQ((*c)->peers().size(), 2u) << "C connected to A on demand, and B to C";
+  CO_ASSERT_OK(far_echo->Send(Value("quit")));
+  (void)co_await echo.Join(kLong);
+  b->reset();
+  c->reset();
+  a->reset();
+}
+
 PICOS_CORO_TEST(RemoteInProcess, WrongSecretIsRefusedOnBothSides) {
   const TransportRegistry& t = transports::DefaultTransports();
   absl::StatusOr<std::unique_ptr<remote::Node>> a =
@@ -494,9 +528,12 @@ class FakePeerCodec final : public HandleCodec {
   explicit FakePeerCodec(std::string pid) : identity_{std::move(pid), 42, "sink", ""} {}
   explicit FakePeerCodec(TaskIdentity identity) : identity_(std::move(identity)) {}
   absl::StatusOr<TaskIdentity> ExportTask(const TaskRef&) override { return identity_; }
+  // Every channel handle as channel `name` of the same process.
+  void set_channel(std::string name) { channel_ = std::move(name); }
   absl::StatusOr<TaskRef> ImportTask(const TaskIdentity&) override { return absl::UnimplementedError("no"); }
   absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef&) override {
-    return absl::UnimplementedError("no");
+    if (channel_.empty()) return absl::UnimplementedError("no");
+    return ChannelIdentity{identity_.process_id, channel_, "its proof"};
   }
   absl::StatusOr<ChannelRef> ImportChannel(const ChannelIdentity&) override {
     return absl::UnimplementedError("no");
@@ -504,6 +541,7 @@ class FakePeerCodec final : public HandleCodec {
 
  private:
   TaskIdentity identity_;
+  std::string channel_;
 };
 
 // `frames` (a list) as one length-prefixed batch, as a node writes it.
@@ -536,6 +574,24 @@ class CapturingCodec final : public HandleCodec {
   std::vector<TaskIdentity> tasks;
 };
 
+// The next batch of frames the node on the other end of `raw` sends, its
+// task handles recorded in `capture`.
+Task<absl::StatusOr<Value>> ReadBatchOverRaw(Stream* raw, CapturingCodec* capture) {
+  char header[4];
+  PICOS_CO_ASSIGN_OR_RETURN(size_t got, co_await raw->ReadSome(header, 4, 4, kLong));
+  if (got < 4) co_return absl::UnavailableError("closed before the reply");
+  const uint32_t n = (uint32_t{static_cast<uint8_t>(header[0])} << 24) |
+                     (uint32_t{static_cast<uint8_t>(header[1])} << 16) |
+                     (uint32_t{static_cast<uint8_t>(header[2])} << 8) | static_cast<uint8_t>(header[3]);
+  if (n > (1u << 20)) co_return absl::DataLossError("batch too long");
+  std::string body(n, '\0');
+  PICOS_CO_ASSIGN_OR_RETURN(got, co_await raw->ReadSome(body.data(), n, n, kLong));
+  if (got < n) co_return absl::UnavailableError("closed in a batch");
+  CodecOptions co;
+  co.handle_codec = capture;
+  co_return DecodeValue(body, co);
+}
+
 // The identity, proof included, of the task registered as `name` at the
 // node on the other end of `raw`, located as a peer locates it: a "locate"
 // frame, then its "reply" (frames before it are read and dropped).
@@ -544,20 +600,8 @@ Task<absl::StatusOr<TaskIdentity>> LocateOverRaw(Stream* raw, std::string name) 
       {{"op", "locate"}, {"req", uint64_t{99}}, {"kind", "task"}, {"name", name}, {"timeout_ns", int64_t{1'000'000'000}}})}));
   PICOS_CO_RETURN_IF_ERROR(co_await raw->Write(framed, kLong));
   for (int batches = 0; batches < 100; ++batches) {
-    char header[4];
-    PICOS_CO_ASSIGN_OR_RETURN(size_t got, co_await raw->ReadSome(header, 4, 4, kLong));
-    if (got < 4) co_return absl::UnavailableError("closed before the reply");
-    const uint32_t n = (uint32_t{static_cast<uint8_t>(header[0])} << 24) |
-                       (uint32_t{static_cast<uint8_t>(header[1])} << 16) |
-                       (uint32_t{static_cast<uint8_t>(header[2])} << 8) | static_cast<uint8_t>(header[3]);
-    if (n > (1u << 20)) co_return absl::DataLossError("batch too long");
-    std::string body(n, '\0');
-    PICOS_CO_ASSIGN_OR_RETURN(got, co_await raw->ReadSome(body.data(), n, n, kLong));
-    if (got < n) co_return absl::UnavailableError("closed in a batch");
     CapturingCodec capture;
-    CodecOptions co;
-    co.handle_codec = &capture;
-    PICOS_CO_ASSIGN_OR_RETURN(Value batch, DecodeValue(body, co));
+    PICOS_CO_ASSIGN_OR_RETURN(Value batch, co_await ReadBatchOverRaw(raw, &capture));
     for (const Value& f : batch.as_list()) {
       if (f["op"] == Value("reply") && f["req"] == Value(uint64_t{99})) {
         if (capture.tasks.empty()) co_return absl::NotFoundError(f.DebugString());
@@ -747,6 +791,135 @@ PICOS_CORO_TEST(RemoteInProcess, FabricatedHandlesAreRefused) {
   absl::StatusOr<Value> ended = co_await echo.Join(kLong);
   CO_ASSERT_OK(ended);
   EXPECT_EQ(*ended, Value(0)) << "the echo task answered nothing it was not sent";
+}
+
+// Receives one message and gives it.
+Task<Value> ReceiveOneValue() {
+  absl::StatusOr<Value> m = co_await Receive(kLong);
+  co_return m.ok() ? *m : Value("nothing");
+}
+
+// One copy of a broadcast crosses a connection, however many subscribers
+// sit behind it: here the channel's owner is a bare peer that reads what
+// the node sends. Three subscribers make one "ch_sub" and two "ch_weight"
+// frames (so the owner counts three), and one "ch_msg" reaches all three.
+PICOS_CORO_TEST(RemoteInProcess, OneCopyOfABroadcastPerConnection) {
+  remote::NodeOptions o = Options(kSecret, UnixName("fan"), 0);
+  o.process_id = std::string(kProcessIdSize, '\x01');  // the arbiter: it speaks first
+  absl::StatusOr<std::unique_ptr<remote::Node>> b =
+      co_await remote::Node::Start(transports::DefaultTransports(), o);
+  CO_ASSERT_OK(b);
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*b)->uris()[0], RawPeerId(5));
+  CO_ASSERT_OK(raw);
+  CO_ASSERT_OK(RegisterTask("collector", Self()));
+  absl::StatusOr<TaskIdentity> me = co_await LocateOverRaw(raw->get(), "collector");
+  CO_ASSERT_OK(me);
+  // The bare peer hands this task a handle of its channel "feed".
+  FakePeerCodec theirs(RawPeerId(5));
+  theirs.set_channel("feed");
+  Channel made_up = Channel::Create("feed-template");  // only its handle's place in the message matters
+  const std::string handing = FramedBatch(
+      Value::List({Value::Map({{"op", "send"}, {"task", me->task_id}, {"proof", Value::Bytes(me->proof)},
+                               {"msg", Value(made_up.ref())}})}),
+      &theirs);
+  CO_ASSERT_OK(co_await (*raw)->Write(handing, kLong));
+  absl::StatusOr<Value> handed = co_await Receive(kLong);
+  CO_ASSERT_OK(handed);
+  CO_ASSERT_TRUE(handed->is_channel());
+  Channel feed(handed->as_channel());
+  std::vector<TaskRef> readers;
+  for (int i = 0; i < 3; ++i) {
+    readers.push_back(ThisScheduler().Spawn(ReceiveOneValue));
+    CO_ASSERT_OK(feed.Subscribe(readers.back()));
+  }
+  // What crossed: one subscription, then its weight as it grew.
+  std::vector<Value> seen;
+  uint64_t wire = 0;
+  for (int batches = 0; batches < 50 && seen.size() < 3; ++batches) {
+    CapturingCodec capture;
+    absl::StatusOr<Value> batch = co_await ReadBatchOverRaw(raw->get(), &capture);
+    CO_ASSERT_OK(batch);
+    for (const Value& f : batch->as_list()) {
+      if (f["op"] == Value("ch_sub") || f["op"] == Value("ch_weight")) seen.push_back(f);
+    }
+  }
+  CO_ASSERT_TRUE(seen.size() == 3u);
+  EXPECT_EQ(seen[0]["op"], Value("ch_sub"));
+  EXPECT_EQ(seen[0]["channel"], Value("feed"));
+  EXPECT_EQ(seen[0]["n"], Value(uint64_t{1}));
+  wire = seen[0]["sub"].as_uint();
+  EXPECT_EQ(seen[1]["op"], Value("ch_weight"));
+  EXPECT_EQ(seen[1]["n"], Value(uint64_t{2}));
+  EXPECT_EQ(seen[2]["op"], Value("ch_weight"));
+  EXPECT_EQ(seen[2]["n"], Value(uint64_t{3}));
+  EXPECT_EQ(seen[2]["sub"], Value(wire)) << "one subscription for all three";
+  // One message from the owner reaches every subscriber.
+  const std::string broadcast =
+      FramedBatch(Value::List({Value::Map({{"op", "ch_msg"}, {"sub", wire}, {"msg", "extra!"}})}));
+  CO_ASSERT_OK(co_await (*raw)->Write(broadcast, kLong));
+  for (TaskRef& r : readers) {
+    absl::StatusOr<Value> got = co_await r.Join(kLong);
+    CO_ASSERT_OK(got);
+    EXPECT_EQ(*got, Value("extra!"));
+  }
+  (*raw)->Close();
+  CO_ASSERT_OK(made_up.Close());
+  b->reset();
+}
+
+// A handle of a process nobody can say where it listens: calls made while
+// the node asks wait, then every call fails with kUnavailable.
+PICOS_CORO_TEST(RemoteInProcess, AHandleOfAProcessNobodyCanReachFailsCleanly) {
+  remote::NodeOptions o = Options(kSecret, UnixName("ghost"), 0);
+  o.process_id = std::string(kProcessIdSize, '\x01');  // the arbiter: it speaks first
+  absl::StatusOr<std::unique_ptr<remote::Node>> c =
+      co_await remote::Node::Start(transports::DefaultTransports(), o);
+  CO_ASSERT_OK(c);
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*c)->uris()[0], RawPeerId(4));
+  CO_ASSERT_OK(raw);
+  CO_ASSERT_OK(RegisterTask("ghost-collector", Self()));
+  absl::StatusOr<TaskIdentity> me = co_await LocateOverRaw(raw->get(), "ghost-collector");
+  CO_ASSERT_OK(me);
+  const std::string ghost_pid = RawPeerId(8);
+  FakePeerCodec ghost(TaskIdentity{ghost_pid, 42, "ghost", "its proof"});
+  const std::string handing = FramedBatch(
+      Value::List({Value::Map(
+          {{"op", "send"}, {"task", me->task_id}, {"proof", Value::Bytes(me->proof)}, {"msg", Value(Self())}})}),
+      &ghost);
+  CO_ASSERT_OK(co_await (*raw)->Write(handing, kLong));
+  absl::StatusOr<Value> handed = co_await Receive(kLong);
+  CO_ASSERT_OK(handed);
+  CO_ASSERT_TRUE(handed->is_task());
+  TaskRef h = handed->as_task();
+  EXPECT_EQ(h.name(), "ghost");
+  EXPECT_NE(h.state(), TaskState::kDone) << "still finding out where it is";
+  EXPECT_OK(h.Send(Value("waits")));
+  // The node asks the peer that sent the handle; the peer does not know.
+  uint64_t req = 0;
+  for (int batches = 0; batches < 50 && req == 0; ++batches) {
+    CapturingCodec capture;
+    absl::StatusOr<Value> batch = co_await ReadBatchOverRaw(raw->get(), &capture);
+    CO_ASSERT_OK(batch);
+    for (const Value& f : batch->as_list()) {
+      if (f["op"] == Value("where")) {
+        EXPECT_EQ(f["pid"], Value::Bytes(ghost_pid));
+        req = f["req"].as_uint();
+      }
+    }
+  }
+  CO_ASSERT_TRUE(req != 0);
+  const std::string answer = FramedBatch(Value::List({Value::Map(
+      {{"op", "reply"},
+       {"req", req},
+       {"ok", false},
+       {"error", Value::Map({{"code", static_cast<int>(absl::StatusCode::kNotFound)}, {"message", "no idea"}})}})}));
+  CO_ASSERT_OK(co_await (*raw)->Write(answer, kLong));
+  absl::StatusOr<Value> joined = co_await h.Join(kLong);
+  EXPECT_THAT(joined.status(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("no idea")));
+  EXPECT_THAT(h.Send(Value("late")), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(h.state(), TaskState::kDone);
+  (*raw)->Close();
+  c->reset();
 }
 
 PICOS_CORO_TEST(RemoteInProcess, SilentPeerIsLostAfterItsHeartbeatsAreMissed) {

@@ -111,7 +111,7 @@ size_t LiveCount(LocalChannel* ch) {
   size_t n = 0;
   for (ChannelSubscriber& s : ch->subscribers) {
     if (Live(s)) {
-      ++n;
+      n += s.kind == ChannelSubscriber::kSink ? s.weight : 1;
     } else if (s.kind != ChannelSubscriber::kNone) {
       Drop(ch, s);
     }
@@ -234,7 +234,7 @@ size_t Broadcast(LocalChannel* ch, const Value& msg) {
         }
         s = &ch->subscribers[i];
         if (st.ok()) {
-          ++reached;
+          reached += s->kind == ChannelSubscriber::kSink ? s->weight : 1;
         } else if (s->kind == ChannelSubscriber::kSink) {
           PICOS_LOG(debug, "channel {}: sink {} failed and is unsubscribed: {}", ch->name,
                     s->sink_id, st.ToString());
@@ -422,6 +422,19 @@ absl::Status Channel::Unsubscribe(SinkId sink) const {
       ref_,
       [&](const ChannelSubscriber& s) { return s.kind == ChannelSubscriber::kSink && s.sink_id == sink.id; },
       absl::StrCat("sink ", sink.id));
+}
+
+absl::Status Channel::SetSinkWeight(SinkId sink, uint32_t weight) const {
+  PICOS_ASSIGN_OR_RETURN(LocalChannel * ch, OpenOnThread(ref_));
+  for (ChannelSubscriber& s : ch->subscribers) {
+    if (s.kind == ChannelSubscriber::kSink && s.sink_id == sink.id) {
+      s.weight = weight;
+      // More end points may be what a Deliver waits for.
+      WakeDeliverers(ch, false);
+      return absl::OkStatus();
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("sink ", sink.id, " does not subscribe to channel ", ref_.name()));
 }
 
 absl::Status Channel::Send(Value message) const {

@@ -128,6 +128,14 @@ class Channel {
   absl::StatusOr<SinkId> SubscribeSink(ChannelSink sink,
                                        ChannelTransform transform = nullptr) const;
 
+  // How many end points sink `sink` stands for (1 when subscribed): what
+  // Deliver counts for it, in its wait for `n` subscribers and in the
+  // number reached. The remote layer subscribes one sink per peer
+  // connection and channel, however many of the peer's tasks subscribe
+  // behind it, and keeps its weight equal to their number. 0 counts it as
+  // none (it still gets every message). kNotFound if it is not subscribed.
+  absl::Status SetSinkWeight(SinkId sink, uint32_t weight) const;
+
   // Removes a subscriber. kNotFound if it was not subscribed.
   absl::Status Unsubscribe(const TaskRef& task) const;
   absl::Status Unsubscribe(const Channel& channel) const;

@@ -64,6 +64,7 @@ struct ChannelSubscriber {
   Kind kind = kNone;  // kNone: unsubscribed, removed when no send is running
   bool failure_logged = false;  // its transform threw once: said in the log
   uint64_t sink_id = 0;
+  uint32_t weight = 1;  // end points a sink stands for (SetSinkWeight)
   TaskRef task;
   ChannelRef channel;
   // Shared so that a call survives the vector growing under it (a transform

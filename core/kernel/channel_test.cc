@@ -280,6 +280,34 @@ PICOS_CORO_TEST(Channel, ThrowingSinkIsUnsubscribed) {
   CO_ASSERT_OK(ch.Close());
 }
 
+// A sink that stands for several end points (a peer's subscribers behind
+// one connection) counts as that many for Deliver.
+PICOS_CORO_TEST(Channel, SinkWeightIsWhatDeliverCounts) {
+  Channel ch = Channel::Create("weighted");
+  int calls = 0;
+  absl::StatusOr<SinkId> id = ch.SubscribeSink([&calls](const Value&) -> absl::Status {
+    ++calls;
+    return absl::OkStatus();
+  });
+  CO_ASSERT_OK(id);
+  absl::StatusOr<size_t> one = co_await ch.Deliver(Value(1), 1, absl::ZeroDuration());
+  CO_ASSERT_OK(one);
+  EXPECT_EQ(*one, 1u);
+  CO_ASSERT_OK(ch.SetSinkWeight(*id, 3));
+  EXPECT_EQ(ch.subscriber_count(), 3u);
+  absl::StatusOr<size_t> three = co_await ch.Deliver(Value(2), 3, absl::ZeroDuration());
+  CO_ASSERT_OK(three);
+  EXPECT_EQ(*three, 3u);
+  absl::StatusOr<size_t> four = co_await ch.Deliver(Value(3), 4, absl::ZeroDuration());
+  EXPECT_THAT(four.status(), StatusIs(absl::StatusCode::kDeadlineExceeded)) << "three end points, not four";
+  CO_ASSERT_OK(ch.SetSinkWeight(*id, 0));
+  EXPECT_EQ(ch.subscriber_count(), 0u);
+  EXPECT_EQ(calls, 2) << "one call per message, whatever the weight";
+  EXPECT_THAT(ch.SetSinkWeight(SinkId{id->id + 1}, 1),
+              StatusIs(absl::StatusCode::kNotFound));
+  CO_ASSERT_OK(ch.Close());
+}
+
 PICOS_CORO_TEST(Channel, HandleTravelsInMessages) {
   Channel ch = Channel::Create("travel");
   Value v = ch.ref();

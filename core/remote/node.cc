@@ -8,6 +8,9 @@
 //   {op: "locate", req, kind, name, timeout_ns}   answered by a "reply"
 //   {op: "reply", req, ok, value|error}
 //   {op: "monitor_msg", reg, msg}
+//   {op: "where", req, pid}          answered by a "reply" with the URIs
+//                                    process pid (connected to the
+//                                    receiver) listens on
 //   {op: "ping"}                     a heartbeat, sent on an idle link
 //   {op: "select", keep}             the first frame on every connection,
 //                                    sent only by the peer with the lower
@@ -16,9 +19,14 @@
 //                                    connection between the two is kept).
 //                                    The other peer sends nothing on a
 //                                    connection before it is kept.
-//   {op: "ch_sub", channel, sub}     subscribe to a channel of the receiver;
-//                                    its broadcasts come back as "ch_msg"
-//   {op: "ch_unsub", channel, sub}   {op: "ch_msg", sub, msg}
+//   {op: "ch_sub", channel, sub, n}  subscribe to a channel of the receiver
+//                                    for n subscribers of the sender (one
+//                                    subscription per channel, however
+//                                    many: one copy of each broadcast
+//                                    crosses); its broadcasts come back as
+//                                    "ch_msg"
+//   {op: "ch_weight", sub, n}        now n subscribers behind it
+//   {op: "ch_unsub", sub}            {op: "ch_msg", sub, msg}
 //   {op: "ch_send"|"ch_close", channel[, msg]}
 //   {op: "ch_deliver", req, channel, msg, n, timeout_ns}   answered by a "reply"
 // `task` is the task's id in the receiver's process, and every frame that
@@ -31,6 +39,7 @@
 #include "core/remote/node.h"
 
 #include <algorithm>
+#include <deque>
 #include <cstdlib>
 #include <iterator>
 #include <limits>
@@ -213,9 +222,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ChannelRef ChannelProxyFor(const std::string& name, const std::string& proof);
   absl::Status Subscribe(Subscription sub, const std::string& proof);
   absl::Status Unsubscribe(const std::string& channel, const TaskRef& task, const ChannelRef& relay);
-  std::optional<Subscription> FindSubscription(uint64_t sub, bool erase);
+  // The subscriptions behind the peer's subscription `wire` (one per
+  // channel of the peer and proof, however many subscribers this side has
+  // to it), copied; all forgotten if `erase` (the channel closed).
+  std::vector<Subscription> GroupMembers(uint64_t wire, bool erase);
   void AddSink(uint64_t sub, ChannelRef channel, SinkId sink);
   std::optional<std::pair<ChannelRef, SinkId>> TakeSink(uint64_t sub);
+  std::optional<std::pair<ChannelRef, SinkId>> FindSink(uint64_t sub);
+  Value LeaveGroup(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Node thread.
   NodeImpl* node;
@@ -248,6 +262,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
   absl::flat_hash_map<uint64_t, TaskRef> proxies_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, ChannelRef> channel_proxies_ ABSL_GUARDED_BY(mu_);
   ops::SubscriptionTable subs_ ABSL_GUARDED_BY(mu_);
+  // One copy of a broadcast crosses the connection however many subscribers
+  // this side has to a channel of the peer: they form a group, keyed by the
+  // channel's name and the proof they hold it with, that the peer knows as
+  // one subscription (`wire`, the id of its first member) weighted by its
+  // size (Channel::SetSinkWeight, so Deliver counts every subscriber).
+  struct SubGroup {
+    uint64_t wire = 0;
+    std::vector<uint64_t> members;  // ids in subs_
+  };
+  absl::flat_hash_map<std::string, SubGroup> groups_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, std::string> group_by_wire_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, std::string> group_of_member_ ABSL_GUARDED_BY(mu_);
   // Subscriptions the peer holds to channels of this process: served by sinks.
   absl::flat_hash_map<uint64_t, std::pair<ChannelRef, SinkId>> sinks_ ABSL_GUARDED_BY(mu_);
 };
@@ -404,7 +430,139 @@ class RemoteChannelProxy final : public ChannelProxy {
   const std::string proof_;
 };
 
+// A task of a third process, named in a handle a peer sent, while this
+// node connects to that process: the node asks the peer where it listens
+// (a "where" frame), connects, and hands the proxy of that connection over
+// (Resolved). Calls made meanwhile wait here in order, at most
+// kMaxWaitingCalls of them (then kResourceExhausted), and are made on the
+// real proxy as soon as it exists; if the process cannot be reached, each
+// fails with why (kUnavailable), and so does every later call.
+class ThirdPartyState {
+ public:
+  static constexpr size_t kMaxWaitingCalls = 4096;
+  ThirdPartyState(std::string home, uint64_t id, std::string name, std::string proof)
+      : home_(std::move(home)), id_(id), name_(std::move(name)), proof_(std::move(proof)) {}
+
+  // Node thread: the connection's proxy of the task, or why there is none.
+  void Resolved(absl::StatusOr<TaskRef> target) {
+    std::deque<absl::AnyInvocable<void(const absl::StatusOr<TaskRef>&)>> calls;
+    absl::MutexLock lock(&mu_);
+    // Made under the lock, so that a call made meanwhile on another thread
+    // cannot overtake the waiting ones.
+    calls.swap(waiting_);
+    for (auto& call : calls) call(target);
+    target_ = std::move(target);
+    resolved_ = true;
+  }
+
+  absl::Status Send(Value message) {
+    return Call([m = std::move(message)](const TaskRef& t) mutable { return t.Send(std::move(m)); });
+  }
+  absl::Status Resume(Value value) {
+    return Call([v = std::move(value)](const TaskRef& t) mutable { return t.Resume(std::move(v)); });
+  }
+  absl::Status Terminate() {
+    return Call([](const TaskRef& t) { return t.Terminate(); });
+  }
+  absl::Status Throw(absl::Status error) {
+    return Call([e = std::move(error)](const TaskRef& t) { return t.Throw(e); });
+  }
+  void Join(Completer done) {
+    Later([done = std::move(done)](const absl::StatusOr<TaskRef>& t) mutable {
+      if (!t.ok()) return done.Complete(t.status());
+      GetTaskProxy(*t)->Join(std::move(done));
+    });
+  }
+  void Deliver(Value message, absl::Duration timeout, Completer done) {
+    Later([m = std::move(message), timeout, done = std::move(done)](const absl::StatusOr<TaskRef>& t) mutable {
+      if (!t.ok()) return done.Complete(t.status());
+      GetTaskProxy(*t)->Deliver(std::move(m), timeout, std::move(done));
+    });
+  }
+  absl::Status Monitor(const TaskRef& monitor) {
+    return Call([monitor](const TaskRef& t) { return GetTaskProxy(t)->Monitor(monitor); });
+  }
+  TaskState state() const {
+    absl::MutexLock lock(&mu_);
+    if (!resolved_) return TaskState::kWaiting;
+    return target_.ok() ? target_->state() : TaskState::kDone;
+  }
+  std::string name() const { return name_; }
+  uint64_t id() const { return id_; }
+  std::string DebugString() const {
+    absl::MutexLock lock(&mu_);
+    if (resolved_ && target_.ok()) return target_->DebugString();
+    return absl::StrCat(name_.empty() ? "task" : name_, "#", id_, "@",
+                        resolved_ ? std::string(target_.status().message()) : "(connecting)");
+  }
+  const std::string& home() const { return home_; }
+  const std::string& proof() const { return proof_; }
+
+ private:
+  // A call that answers at once: made now once resolved, else queued (OK:
+  // accepted, as a send to a remote task is).
+  absl::Status Call(absl::AnyInvocable<absl::Status(const TaskRef&)> op) {
+    absl::MutexLock lock(&mu_);
+    if (resolved_) {
+      if (!target_.ok()) return target_.status();
+      return op(*target_);
+    }
+    if (waiting_.size() >= kMaxWaitingCalls) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(waiting_.size(), " calls wait for the connection to the process of ", name_, "#", id_));
+    }
+    waiting_.push_back([op = std::move(op)](const absl::StatusOr<TaskRef>& t) mutable {
+      if (t.ok()) (void)op(*t);
+    });
+    return absl::OkStatus();
+  }
+  void Later(absl::AnyInvocable<void(const absl::StatusOr<TaskRef>&)> op) {
+    absl::MutexLock lock(&mu_);
+    if (resolved_) return op(target_);
+    if (waiting_.size() >= kMaxWaitingCalls) {
+      return op(absl::ResourceExhaustedError("too many calls wait for the connection"));
+    }
+    waiting_.push_back(std::move(op));
+  }
+
+  const std::string home_;
+  const uint64_t id_;
+  const std::string name_;
+  const std::string proof_;
+  mutable absl::Mutex mu_;
+  bool resolved_ ABSL_GUARDED_BY(mu_) = false;
+  absl::StatusOr<TaskRef> target_ ABSL_GUARDED_BY(mu_) = absl::UnavailableError("not resolved");
+  std::deque<absl::AnyInvocable<void(const absl::StatusOr<TaskRef>&)>> waiting_ ABSL_GUARDED_BY(mu_);
+};
+
+// The handle's proxy: the state above, shared with the task that connects.
+class ThirdPartyTaskProxy final : public TaskProxy {
+ public:
+  explicit ThirdPartyTaskProxy(std::shared_ptr<ThirdPartyState> p) : p_(std::move(p)) {}
+  absl::Status Send(Value m) override { return p_->Send(std::move(m)); }
+  absl::Status Resume(Value v) override { return p_->Resume(std::move(v)); }
+  absl::Status Terminate() override { return p_->Terminate(); }
+  absl::Status Throw(absl::Status e) override { return p_->Throw(std::move(e)); }
+  void Join(Completer done) override { p_->Join(std::move(done)); }
+  void Deliver(Value m, absl::Duration t, Completer done) override { p_->Deliver(std::move(m), t, std::move(done)); }
+  absl::Status Monitor(const TaskRef& m) override { return p_->Monitor(m); }
+  TaskState state() const override { return p_->state(); }
+  std::string name() const override { return p_->name(); }
+  uint64_t id() const override { return p_->id(); }
+  std::string DebugString() const override { return p_->DebugString(); }
+  const std::string& home() const { return p_->home(); }
+  const std::string& proof() const { return p_->proof(); }
+
+ private:
+  std::shared_ptr<ThirdPartyState> p_;
+};
+
 }  // namespace
+
+// Starts connecting `node` to process `pid`, whose URIs `via` (connected to
+// it) knows, and resolves `state` when done. Node thread.
+void ReachThirdParty(NodeImpl* node, std::weak_ptr<Connection> via, std::string pid,
+                     std::shared_ptr<ThirdPartyState> state);
 
 // --- Connection ---
 
@@ -505,48 +663,118 @@ ChannelRef Connection::ChannelProxyFor(const std::string& name, const std::strin
 }
 
 absl::Status Connection::Subscribe(Subscription sub, const std::string& proof) {
+  const std::string channel = sub.channel;
+  std::string key = channel;
+  key.push_back('\0');
+  key += proof;
   uint64_t id;
+  uint64_t wire;
+  size_t n;
+  bool first;
   {
     absl::MutexLock lock(&mu_);
     if (lost_) return Lost();
     if (absl::Status dup = ops::CheckNotSubscribed(subs_, sub); !dup.ok()) return dup;
     id = next_id_++;
-    subs_.emplace(id, sub);
+    subs_.emplace(id, std::move(sub));
+    auto [g, fresh] = groups_.try_emplace(key);
+    first = fresh;
+    if (fresh) {
+      g->second.wire = id;
+      group_by_wire_.emplace(id, key);
+    }
+    g->second.members.push_back(id);
+    group_of_member_.emplace(id, key);
+    wire = g->second.wire;
+    n = g->second.members.size();
   }
   absl::Status s =
-      Push(Value::Map({{"op", "ch_sub"}, {"channel", sub.channel}, {"proof", Value::Bytes(proof)}, {"sub", id}}));
+      first ? Push(Value::Map({{"op", "ch_sub"},
+                               {"channel", channel},
+                               {"proof", Value::Bytes(proof)},
+                               {"sub", wire},
+                               {"n", uint64_t{1}}}))
+            : Push(Value::Map({{"op", "ch_weight"}, {"sub", wire}, {"n", uint64_t{n}}}));
   if (!s.ok()) {
+    std::optional<Subscription> gone;
     absl::MutexLock lock(&mu_);
-    subs_.erase(id);
+    auto it = subs_.find(id);
+    if (it != subs_.end()) {
+      gone = std::move(it->second);
+      subs_.erase(it);
+    }
+    LeaveGroup(id);
   }
   return s;
+}
+
+// Removes member `id` from its group. Gives the frame that tells the peer
+// (a smaller weight, or the end of the group's subscription), or null if
+// it was in none. mu_ held.
+Value Connection::LeaveGroup(uint64_t id) {
+  auto m = group_of_member_.find(id);
+  if (m == group_of_member_.end()) return Value();
+  auto g = groups_.find(m->second);
+  group_of_member_.erase(m);
+  if (g == groups_.end()) return Value();
+  std::vector<uint64_t>& members = g->second.members;
+  members.erase(std::remove(members.begin(), members.end(), id), members.end());
+  const uint64_t wire = g->second.wire;
+  if (!members.empty()) return Value::Map({{"op", "ch_weight"}, {"sub", wire}, {"n", uint64_t{members.size()}}});
+  group_by_wire_.erase(wire);
+  groups_.erase(g);
+  return Value::Map({{"op", "ch_unsub"}, {"sub", wire}});
 }
 
 absl::Status Connection::Unsubscribe(const std::string& channel, const TaskRef& task,
                                      const ChannelRef& relay) {
   std::optional<Subscription> gone;  // destroyed after the lock is released
   absl::StatusOr<uint64_t> id;
+  Value tell;
   {
     absl::MutexLock lock(&mu_);
     if (lost_) return Lost();
     id = ops::TakeSubscription(subs_, channel, task, relay, &gone);
+    if (id.ok()) tell = LeaveGroup(*id);
   }
   if (!id.ok()) return id.status();
-  return Push(Value::Map({{"op", "ch_unsub"}, {"channel", channel}, {"sub", *id}}));
+  if (tell.is_null()) return absl::OkStatus();
+  return Push(std::move(tell));
 }
 
-std::optional<Subscription> Connection::FindSubscription(uint64_t sub, bool erase) {
+std::vector<Subscription> Connection::GroupMembers(uint64_t wire, bool erase) {
+  std::vector<Subscription> out;
   absl::MutexLock lock(&mu_);
-  auto it = subs_.find(sub);
-  if (it == subs_.end()) return std::nullopt;
-  std::optional<Subscription> s = it->second;
-  if (erase) subs_.erase(it);
-  return s;
+  auto w = group_by_wire_.find(wire);
+  if (w == group_by_wire_.end()) return out;
+  auto g = groups_.find(w->second);
+  if (g == groups_.end()) return out;
+  out.reserve(g->second.members.size());
+  for (uint64_t id : g->second.members) {
+    auto it = subs_.find(id);
+    if (it != subs_.end()) out.push_back(it->second);
+    if (erase) {
+      subs_.erase(id);
+      group_of_member_.erase(id);
+    }
+  }
+  if (erase) {
+    groups_.erase(g);
+    group_by_wire_.erase(w);
+  }
+  return out;
 }
 
 void Connection::AddSink(uint64_t sub, ChannelRef channel, SinkId sink) {
   absl::MutexLock lock(&mu_);
   sinks_.emplace(sub, std::make_pair(std::move(channel), sink));
+}
+
+std::optional<std::pair<ChannelRef, SinkId>> Connection::FindSink(uint64_t sub) {
+  absl::MutexLock lock(&mu_);
+  auto it = sinks_.find(sub);
+  if (it == sinks_.end()) return std::nullopt;
+  return it->second;
 }
 
 std::optional<std::pair<ChannelRef, SinkId>> Connection::TakeSink(uint64_t sub) {
@@ -575,6 +803,9 @@ void Connection::Fail(const absl::Status& why) {
     proxies.swap(proxies_);
     channel_proxies.swap(channel_proxies_);
     subs.swap(subs_);
+    groups_.clear();
+    group_by_wire_.clear();
+    group_of_member_.clear();
     sinks.swap(sinks_);
     outbox.swap(outbox_);
   }
@@ -596,6 +827,9 @@ void Connection::Fail(const absl::Status& why) {
 absl::StatusOr<TaskIdentity> ConnectionCodec::ExportTask(const TaskRef& task) {
   if (TaskProxy* p = GetTaskProxy(task); p != nullptr) {
     auto* mine = dynamic_cast<RemoteTaskProxy*>(p);
+    if (auto* third = dynamic_cast<ThirdPartyTaskProxy*>(p); third != nullptr) {
+      return TaskIdentity{third->home(), p->id(), p->name(), third->proof()};
+    }
     if (mine == nullptr) {
       return absl::UnimplementedError(absl::StrCat("task ", task.DebugString(), " is of another layer"));
     }
@@ -649,9 +883,12 @@ absl::StatusOr<TaskRef> ConnectionCodec::ImportTask(const TaskIdentity& identity
   if (std::shared_ptr<Connection> third = ConnectionTo(c_->node, identity.process_id); third != nullptr) {
     return third->Proxy(identity.task_id, identity.name, identity.proof);
   }
-  return MakeTaskProxy(std::make_unique<DeadTaskProxy>(
-      identity.task_id, identity.name,
-      absl::UnavailableError("a task of a process this node is not connected to")));
+  // Not connected to it yet: ask the peer that sent the handle where it
+  // is, and connect (calls wait meanwhile).
+  auto state = std::make_shared<ThirdPartyState>(identity.process_id, identity.task_id, identity.name,
+                                                 identity.proof);
+  ReachThirdParty(c_->node, c_->weak_from_this(), identity.process_id, state);
+  return MakeTaskProxy(std::make_unique<ThirdPartyTaskProxy>(std::move(state)));
 }
 
 absl::StatusOr<ChannelIdentity> ConnectionCodec::ExportChannel(const ChannelRef& channel) {
@@ -716,6 +953,10 @@ class NodeImpl final : public NameResolver {
 
   ~NodeImpl() override {
     SetNameResolver(*scheduler_, nullptr);
+    for (auto& [pid, states] : reaching_) {
+      for (auto& st : states) st->Resolved(absl::UnavailableError("this node closed"));
+    }
+    reaching_.clear();
     (void)events_.Close();
     for (auto& [pid, c] : by_pid_) {
       c->Fail(absl::UnavailableError("this node closed"));
@@ -755,6 +996,15 @@ class NodeImpl final : public NameResolver {
     auto it = by_pid_.find(pid);
     return it == by_pid_.end() ? nullptr : it->second;
   }
+  // ReachThirdParty: one connecting task per process, however many handles
+  // of it arrive meanwhile.
+  void Reach(std::weak_ptr<Connection> via, const std::string& pid, std::shared_ptr<ThirdPartyState> state) {
+    std::vector<std::shared_ptr<ThirdPartyState>>& waiting = reaching_[pid];
+    waiting.push_back(std::move(state));
+    if (waiting.size() > 1) return;
+    absl::StatusOr<TaskRef> t = tasks_.SpawnNamed("remote-reach", &NodeImpl::ReachTask, this, std::move(via), pid);
+    if (!t.ok()) FinishReach(pid, nullptr, t.status());
+  }
 
  private:
   friend class Node;
@@ -790,6 +1040,17 @@ class NodeImpl final : public NameResolver {
     auto it = by_uri_.find(uri);
     return it == by_uri_.end() ? nullptr : it->second;
   }
+  static Task<absl::Status> ReachTask(NodeImpl* self, std::weak_ptr<Connection> via, std::string pid);
+  void FinishReach(const std::string& pid, const std::shared_ptr<Connection>& c, const absl::Status& why) {
+    auto it = reaching_.find(pid);
+    if (it == reaching_.end()) return;
+    std::vector<std::shared_ptr<ThirdPartyState>> states = std::move(it->second);
+    reaching_.erase(it);
+    for (auto& st : states) {
+      st->Resolved(c != nullptr ? absl::StatusOr<TaskRef>(c->Proxy(st->id(), st->name(), st->proof()))
+                                : absl::StatusOr<TaskRef>(why));
+    }
+  }
   static Task<absl::Status> ReaderLoop(NodeImpl* self, std::shared_ptr<Connection> c,
                                        std::unique_ptr<Stream> stream);
   static Task<absl::Status> WriterLoop(NodeImpl* self, std::shared_ptr<Connection> c);
@@ -812,6 +1073,8 @@ class NodeImpl final : public NameResolver {
   std::vector<std::unique_ptr<Listener>> listeners_;
   absl::flat_hash_map<std::string, std::shared_ptr<Connection>> by_pid_;
   absl::flat_hash_map<std::string, std::shared_ptr<Connection>> by_uri_;
+  // Third processes being connected to, with the handles waiting for it.
+  absl::flat_hash_map<std::string, std::vector<std::shared_ptr<ThirdPartyState>>> reaching_;
   // Connections of which the arbiter (the peer) has not said yet whether
   // they are kept; nothing is sent on them.
   std::vector<std::shared_ptr<Connection>> unselected_;
@@ -1294,6 +1557,22 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     ops::CompleteReply(frame, std::move(done));
     return absl::OkStatus();
   }
+  if (op == "where") {
+    // Where a process this node is connected to listens: how a peer that
+    // got a handle of it from here reaches it.
+    absl::StatusOr<uint64_t> req = ops::U64(frame, "req");
+    if (!req.ok()) return req.status();
+    const Value& pid = ops::Field(frame, "pid");
+    std::shared_ptr<Connection> there = pid.is_bytes() ? ByPid(pid.as_string()) : nullptr;
+    if (there == nullptr || there->peer.uris.empty()) {
+      c->Reply(*req, absl::NotFoundError("not connected to that process, or it listens nowhere"));
+      return absl::OkStatus();
+    }
+    Value::ListType uris;
+    for (const std::string& u : there->peer.uris) uris.push_back(Value(u));
+    c->Reply(*req, Value(std::move(uris)));
+    return absl::OkStatus();
+  }
   if (op == "ping") return absl::OkStatus();  // heard: the reader noted the time
   if (op == "select") {
     const Value& keep = ops::Field(frame, "keep");
@@ -1314,7 +1593,20 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     absl::StatusOr<SinkId> sink = ops::SubscribeForPeer(*ch, *sub, push);
     if (!sink.ok()) return sink.status();
     c->AddSink(*sub, *ch, *sink);
+    // How many of the peer's subscribers this one subscription stands for.
+    if (absl::StatusOr<uint32_t> n = FromValue<uint32_t>(ops::Field(frame, "n")); n.ok()) {
+      return picos::Channel(*ch).SetSinkWeight(*sink, *n);
+    }
     return absl::OkStatus();
+  }
+  if (op == "ch_weight") {
+    absl::StatusOr<uint64_t> sub = ops::U64(frame, "sub");
+    absl::StatusOr<uint32_t> n = FromValue<uint32_t>(ops::Field(frame, "n"));
+    if (!sub.ok()) return sub.status();
+    if (!n.ok()) return n.status();
+    std::optional<std::pair<ChannelRef, SinkId>> sink = c->FindSink(*sub);
+    if (!sink) return absl::NotFoundError("weight of an unknown subscription");
+    return picos::Channel(sink->first).SetSinkWeight(sink->second, *n);
   }
   if (op == "ch_unsub") {
     absl::StatusOr<uint64_t> sub = ops::U64(frame, "sub");
@@ -1328,9 +1620,20 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     if (!sub.ok()) return sub.status();
     const Value& msg = ops::Field(frame, "msg");
     const bool closing = IsChannelClosedMessage(msg);
-    std::optional<Subscription> s = c->FindSubscription(*sub, closing);
-    if (!s) return absl::NotFoundError("message for no subscription");
-    return ops::DeliverToSubscriber(*s, msg, closing);
+    std::vector<Subscription> group = c->GroupMembers(*sub, closing);
+    if (group.empty()) return absl::NotFoundError("message for no subscription");
+    absl::Status first_error;
+    for (const Subscription& s : group) {
+      absl::Status d = ops::DeliverToSubscriber(s, msg, closing);
+      if (d.ok()) continue;
+      if (first_error.ok()) first_error = d;
+      // A subscriber task that ended is dropped, as a local channel drops
+      // it: the peer then counts one fewer.
+      if (!closing && s.task.valid() && s.task.state() == TaskState::kDone) {
+        (void)c->Unsubscribe(s.channel, s.task, s.relay);
+      }
+    }
+    return first_error;
   }
   if (op == "ch_send" || op == "ch_close") {
     absl::StatusOr<ChannelRef> ch = find_channel();
@@ -1449,6 +1752,74 @@ void NodeImpl::Locate(Kind kind, const std::string& name, const Location& locati
 
 std::shared_ptr<Connection> ConnectionTo(NodeImpl* node, const std::string& pid) {
   return node == nullptr ? nullptr : node->ByPid(pid);
+}
+
+void ReachThirdParty(NodeImpl* node, std::weak_ptr<Connection> via, std::string pid,
+                     std::shared_ptr<ThirdPartyState> state) {
+  if (node == nullptr) {
+    state->Resolved(absl::UnavailableError("this node closed"));
+    return;
+  }
+  node->Reach(std::move(via), pid, std::move(state));
+}
+
+// Most URIs taken from a "where" reply.
+constexpr size_t kMaxWhereUris = 16;
+
+Task<absl::Status> NodeImpl::ReachTask(NodeImpl* self, std::weak_ptr<Connection> via, std::string pid) {
+  std::shared_ptr<Connection> reached = self->ByPid(pid);
+  absl::Status why = absl::UnavailableError("a task of a process this node cannot reach");
+  if (reached == nullptr) {
+    // Where does it listen? The peer that sent the handle knows, if it is
+    // connected to it.
+    struct Box {
+      std::optional<absl::StatusOr<Value>> result;
+      TaskRef waiter;
+      bool suspended = false;
+    };
+    auto box = std::make_shared<Box>();
+    box->waiter = Self();
+    if (std::shared_ptr<Connection> v = via.lock(); v != nullptr) {
+      v->Request(Value::MapType{{"op", "where"}, {"pid", Value::Bytes(pid)}},
+                 Completer([box](absl::StatusOr<Value> r) {
+                   box->result = std::move(r);
+                   if (box->suspended) (void)box->waiter.Resume();
+                 }));
+    } else {
+      box->result = absl::UnavailableError("the peer that sent the handle is gone");
+    }
+    if (!box->result) {
+      box->suspended = true;
+      (void)co_await Suspend(self->options_.connect_timeout);
+      box->suspended = false;
+    }
+    std::vector<std::string> uris;
+    if (!box->result) {
+      why = absl::DeadlineExceededError("no answer to where the process of a handle listens");
+    } else if (!box->result->ok()) {
+      why = absl::UnavailableError(
+          absl::StrCat("cannot learn where the process of a handle listens: ", box->result->status().message()));
+    } else if ((*box->result)->is_list()) {
+      for (const Value& u : (*box->result)->as_list()) {
+        if (uris.size() < kMaxWhereUris && u.is_string() && u.as_string().size() <= 1024) uris.push_back(u.as_string());
+      }
+    }
+    for (const std::string& uri : uris) {
+      absl::StatusOr<std::shared_ptr<Connection>> c = co_await self->Connect(uri);
+      if (!c.ok()) {
+        why = c.status();
+        continue;
+      }
+      if ((*c)->peer.process_id != pid) {
+        why = absl::UnavailableError(absl::StrCat(uri, " is another process now"));
+        continue;
+      }
+      reached = *c;
+      break;
+    }
+  }
+  self->FinishReach(pid, reached, why);
+  co_return absl::OkStatus();
 }
 
 // --- Node ---

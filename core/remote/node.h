@@ -32,6 +32,12 @@
 //    within connect_timeout), so no message is ever sent on a connection
 //    that is then closed, and every Connect gives the kept connection.
 //    Locate at a peer not yet connected connects first.
+//  * One copy of each broadcast crosses a connection, however many tasks
+//    and channels of this process subscribe to the peer's channel: they
+//    share one subscription there, weighted by their number
+//    (Channel::SetSinkWeight), so the peer's Deliver counts each of them;
+//    each transform runs here, per subscriber. A subscriber task that ended
+//    is dropped at the next broadcast, as by a local channel.
 //  * co_await task.Deliver(msg, timeout) on a remote task's handle returns
 //    once the task's mailbox took the message (a full bounded mailbox is
 //    waited for there), with the error the task's own Deliver would give.
@@ -43,8 +49,13 @@
 //    identities: a handle sent back to its own process is the original local
 //    handle; one of the peer becomes a proxy (the same proxy for the same
 //    task while the connection lives); one of a third process is reached
-//    over this node's own connection to that process (without one, the
-//    handle gives kUnavailable). A handle of this process whose task has
+//    over this node's own connection to that process. Without one, the node
+//    asks the peer that sent the handle where that process listens (its
+//    URIs do not travel in handles) and connects; calls made meanwhile wait
+//    in order (at most 4096, then kResourceExhausted), and if the process
+//    cannot be reached every call gives kUnavailable saying why (task
+//    handles; a channel of a third process is not reached yet: its handle
+//    gives kUnimplemented). A handle of this process whose task has
 //    ended comes back as the original handle while the task is among the
 //    kEndedTasksKept (4096) exported tasks that ended last
 //    (core/wire/value_codec.h), and beyond that as one that fails with
@@ -95,9 +106,7 @@
 // none of that risk. The schema (protocol.capnp) is versioned, so a move to
 // RPC is a version bump.
 //
-// Not yet (issue 10): connecting on demand to the process of a third-party
-// handle (its URIs do not travel with it), one copy of
-// a broadcast per connection (today one per remote subscriber),
+// Not yet (issue 10): channels of a third process,
 // reconnection with sequence numbers and acknowledgements, limits on
 // buffered bytes per peer (frames are counted, not bytes). Services are
 // a layer above (core/remote/service.h), and so are the shared flags
