@@ -1,0 +1,117 @@
+// Exporting task functions from a computation library (dispycos's
+// computation code), header-only: a computation is a shared library built
+// with picos_computation (compute/computation.bzl) that registers functions
+// by name; a worker process dlopens it and runs them as jobs.
+//
+//   #include "compute/export.h"
+//   // A job: bytes in, bytes out. Return 0 with the result in *out, or
+//   // nonzero with an error message in *out (the client's Join gives it as
+//   // kAborted).
+//   int Square(std::string_view arg, std::string* out) {
+//     int64_t n = 0;
+//     if (!absl::SimpleAtoi(arg, &n)) { *out = "not a number"; return 1; }
+//     *out = std::to_string(n * n);
+//     return 0;
+//   }
+//   PICOS_COMPUTE_FUNCTION(square, Square);
+//
+// Why bytes and a C ABI: the library must link nothing of picos's
+// implementation (a second copy of the kernel or of a registry inside the
+// library would be a private one the worker never sees), so what crosses
+// between worker and library is only what this header defines: a table of
+// {name, C function pointer} found by dlsym of the one well-known symbol
+// kComputeTableSymbol. Arguments and results are opaque bytes: the client
+// encodes them as it likes (text, Cap'n Proto, core/wire's codec).
+//
+// Guarantees: names are what the macro was given (an identifier); a name
+// registered twice keeps the first; the table is filled by the library's
+// static initializers, so it is complete once dlopen returns. A function
+// runs on the worker's thread, one job at a time per worker.
+#ifndef PICOS_COMPUTE_EXPORT_H_
+#define PICOS_COMPUTE_EXPORT_H_
+
+#include <cstddef>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+extern "C" {
+
+// Appends `n` bytes at `data` to the result held by `ctx`.
+typedef void (*PicosComputeAppend)(void* ctx, const char* data, size_t n);
+
+// A job's entry point as the worker calls it: 0 for success (the bytes
+// appended are the result), nonzero for failure (they are the message).
+typedef int (*PicosComputeFn)(const char* arg, size_t arg_len, void* ctx, PicosComputeAppend append);
+
+struct PicosComputeEntry {
+  const char* name;
+  PicosComputeFn fn;
+};
+
+// What dlsym(kComputeTableSymbol) gives: the library's table, its length in
+// *n.
+typedef const PicosComputeEntry* (*PicosComputeTableFn)(size_t* n);
+
+}  // extern "C"
+
+namespace picos::compute {
+
+inline constexpr char kComputeTableSymbol[] = "picos_compute_table";
+// Most functions one library registers (the worker reads no more).
+inline constexpr size_t kMaxComputeFunctions = 1024;
+
+// A job function as a user writes it.
+using ComputeFunction = int (*)(std::string_view arg, std::string* out);
+
+namespace export_internal {
+
+struct Table {
+  PicosComputeEntry entries[kMaxComputeFunctions];
+  size_t n = 0;
+};
+
+// One table per library: the header is compiled into the library only,
+// and the symbol below is looked up in the library's own handle.
+inline Table& TheTable() {
+  static Table t;
+  return t;
+}
+
+inline bool Add(const char* name, PicosComputeFn fn) {
+  Table& t = TheTable();
+  for (size_t i = 0; i < t.n; ++i) {
+    if (std::strcmp(t.entries[i].name, name) == 0) return false;
+  }
+  if (t.n == kMaxComputeFunctions) return false;
+  t.entries[t.n++] = PicosComputeEntry{name, fn};
+  return true;
+}
+
+template <ComputeFunction F>
+int Thunk(const char* arg, size_t arg_len, void* ctx, PicosComputeAppend append) {
+  std::string out;
+  const int rc = F(std::string_view(arg, arg_len), &out);
+  append(ctx, out.data(), out.size());
+  return rc;
+}
+
+}  // namespace export_internal
+}  // namespace picos::compute
+
+// Defined once per library (the first file that includes this header
+// defines it as an inline function: every copy is the same).
+extern "C" __attribute__((visibility("default"), used)) inline const PicosComputeEntry* picos_compute_table(
+    size_t* n) {
+  picos::compute::export_internal::Table& t = picos::compute::export_internal::TheTable();
+  *n = t.n;
+  return t.entries;
+}
+
+// Registers `fn` (a picos::compute::ComputeFunction) under the name `name`
+// (an identifier, used as the job's function name).
+#define PICOS_COMPUTE_FUNCTION(name, fn)                                                        \
+  [[maybe_unused]] static const bool picos_compute_registered_##name =                        \
+      ::picos::compute::export_internal::Add(#name, &::picos::compute::export_internal::Thunk<fn>)
+
+#endif  // PICOS_COMPUTE_EXPORT_H_
