@@ -79,8 +79,12 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<Computation::State> s, std::s
     s->free.pop_front();
     Value request = Value::Map({{"fn", fn}, {"arg", Value::Bytes(arg)}});
     absl::StatusOr<TaskRef> started = co_await s->workers[w].service.Run(std::move(request), s->options.timeout);
-    absl::StatusOr<Value> result = started.status();
-    if (started.ok()) result = co_await started->Join();
+    absl::StatusOr<Value> result = absl::UnknownError("not run");
+    if (started.ok()) {
+      result = co_await started->Join();
+    } else {
+      result = started.status();
+    }
     if (result.ok() || result.status().code() != absl::StatusCode::kUnavailable) {
       s->free.push_back(w);
       co_return result;  // `unit` goes back as it leaves scope
@@ -177,8 +181,12 @@ Task<absl::Status> Computation::Close() {
   for (auto& [uri, node] : s->nodes) {
     Value close = Value::Map({{"op", "close"}, {"computation", s->id}});
     absl::StatusOr<TaskRef> task = co_await node.Run(std::move(close), s->options.timeout);
-    absl::StatusOr<Value> done = task.status();
-    if (task.ok()) done = co_await task->Join(s->options.timeout);
+    absl::StatusOr<Value> done = absl::UnknownError("not run");
+    if (task.ok()) {
+      done = co_await task->Join(s->options.timeout);
+    } else {
+      done = task.status();
+    }
     if (!done.ok() && first.ok()) first = Annotate(done.status(), uri);
   }
   co_return first;

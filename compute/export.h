@@ -99,9 +99,10 @@ int Thunk(const char* arg, size_t arg_len, void* ctx, PicosComputeAppend append)
 }  // namespace export_internal
 }  // namespace picos::compute
 
-// Defined once per library (the first file that includes this header
-// defines it as an inline function: every copy is the same).
-extern "C" __attribute__((visibility("default"), used)) inline const PicosComputeEntry* picos_compute_table(
+// The table's one entry point, what the worker finds with dlsym. An inline
+// function (every file of the library that includes this header has the
+// same one), emitted because PICOS_COMPUTE_FUNCTION takes its address.
+extern "C" __attribute__((visibility("default"))) inline const PicosComputeEntry* picos_compute_table(
     size_t* n) {
   picos::compute::export_internal::Table& t = picos::compute::export_internal::TheTable();
   *n = t.n;
@@ -110,8 +111,9 @@ extern "C" __attribute__((visibility("default"), used)) inline const PicosComput
 
 // Registers `fn` (a picos::compute::ComputeFunction) under the name `name`
 // (an identifier, used as the job's function name).
-#define PICOS_COMPUTE_FUNCTION(name, fn)                                                        \
-  [[maybe_unused]] static const bool picos_compute_registered_##name =                        \
+#define PICOS_COMPUTE_FUNCTION(name, fn)                                                          \
+  [[maybe_unused]] static const PicosComputeTableFn picos_compute_table_of_##name = &picos_compute_table; \
+  [[maybe_unused]] static const bool picos_compute_registered_##name =                          \
       ::picos::compute::export_internal::Add(#name, &::picos::compute::export_internal::Thunk<fn>)
 
 #endif  // PICOS_COMPUTE_EXPORT_H_
