@@ -26,7 +26,9 @@
 // Guarantees: names are what the macro was given (an identifier); a name
 // registered twice keeps the first; the table is filled by the library's
 // static initializers, so it is complete once dlopen returns. A function
-// runs on the worker's thread, one job at a time per worker.
+// runs on a thread of the worker's own (not the one its networking runs
+// on, so a long job does not make the worker look dead), one job at a time
+// per worker; it may block.
 #ifndef PICOS_COMPUTE_EXPORT_H_
 #define PICOS_COMPUTE_EXPORT_H_
 

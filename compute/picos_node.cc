@@ -23,7 +23,9 @@
 // A worker dlopens the library (compute/export.h) and serves kWorkerService:
 // {"fn": <name>, "arg": <bytes>} runs that function and gives its result
 // bytes; a name the library does not register is refused (kNotFound, with
-// the names it does register). The node prints one line on stdout per
+// the names it does register). The function runs on a thread of the worker
+// other than its network's, so a long job neither stops heartbeats nor
+// messages. The node prints one line on stdout per
 // worker event, for operators and tests:
 //   listening <uri>
 //   worker started <id> <index> <pid> <uri>
@@ -61,6 +63,7 @@
 #include "compute/export.h"
 #include "compute/protocol.h"
 #include "core/io/process.h"
+#include "core/io/thread_pool.h"
 #include "core/kernel/log.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
@@ -309,6 +312,10 @@ Task<absl::Status> NodeMain() {
 
 // The worker's functions, from its library.
 absl::flat_hash_map<std::string, PicosComputeFn>* g_functions = nullptr;
+// Jobs run on a thread of their own, never on the scheduler's: a job that
+// computes for minutes does not stop its worker answering heartbeats (it
+// would look dead to its client) nor receiving messages.
+ThreadPool* g_job_thread = nullptr;
 std::string* g_function_names = nullptr;
 
 void AppendTo(void* ctx, const char* data, size_t n) { static_cast<std::string*>(ctx)->append(data, n); }
@@ -330,10 +337,16 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
   PICOS_CO_RETURN_IF_ERROR(MessageReader(arg).Get("fn", &fn).Get("arg", &bytes).status());
   auto it = g_functions->find(fn);
   if (it == g_functions->end()) co_return absl::NotFoundError(absl::StrCat("no function ", fn));
-  std::string out;
-  const int rc = it->second(bytes.data(), bytes.size(), &out, &AppendTo);
-  if (rc != 0) co_return absl::AbortedError(absl::StrCat(fn, ": ", out));
-  co_return Value::Bytes(std::move(out));
+  PicosComputeFn call = it->second;
+  auto job = [call, fn, bytes = std::move(bytes)]() -> absl::StatusOr<std::string> {
+    std::string out;
+    const int rc = call(bytes.data(), bytes.size(), &out, &AppendTo);
+    if (rc != 0) return absl::AbortedError(absl::StrCat(fn, ": ", out));
+    return out;
+  };
+  absl::StatusOr<std::string> out = co_await g_job_thread->Run(job);
+  if (!out.ok()) co_return out.status();
+  co_return Value::Bytes(*std::move(out));
 }
 
 Task<absl::Status> WorkerMain() {
@@ -360,6 +373,10 @@ Task<absl::Status> WorkerMain() {
   std::string joined = absl::StrJoin(names, ", ");
   g_functions = &functions;
   g_function_names = &joined;
+  ThreadPool::Options po;
+  po.threads = 1;
+  ThreadPool job_thread(po);
+  g_job_thread = &job_thread;
   const TransportRegistry& t = transports::DefaultTransports();
   remote::NodeFlagDefaults defaults;
   defaults.name = "picos-worker";

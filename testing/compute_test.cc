@@ -2,7 +2,8 @@
 // compute/picos_node.cc): a real picos-node process with two worker
 // processes on loopback, a computation library built with picos_computation
 // (testing/compute_testlib.cc) shipped to it, jobs run and their results
-// checked; a function the library does not register refused; a worker
+// checked, a job longer than the heartbeats' liveness time not taken for a
+// lost worker; a function the library does not register refused; a worker
 // killed with SIGKILL mid-job reported by its node and its job run again on
 // the other worker; a killed node leaves no worker behind.
 //
@@ -185,6 +186,12 @@ PICOS_CORO_TEST(Compute, TwentyJobsOnTwoWorkersAndAnUnknownFunctionRefused) {
     EXPECT_TRUE(std::filesystem::is_regular_file(
         absl::StrCat(dest, "/", (*c)->id(), "/libcompute_testlib.so")));
     if (scheduled.ok()) {
+      // A job longer than the heartbeats' liveness time (5 s): its worker
+      // still answers them, so it is not taken for lost. Meanwhile every
+      // other job waits for the one free worker.
+      const std::string marks = FreshDir("compute-marks-a");
+      absl::StatusOr<TaskRef> long_job = co_await (*c)->Run("sleep_ms", absl::StrCat("7000:", marks, "/long"));
+      CO_ASSERT_OK(long_job);
       std::vector<TaskRef> jobs;
       for (int i = 0; i < 20; ++i) {
         absl::StatusOr<TaskRef> job = co_await (*c)->Run("square", absl::StrCat(i));
@@ -196,6 +203,10 @@ PICOS_CORO_TEST(Compute, TwentyJobsOnTwoWorkersAndAnUnknownFunctionRefused) {
         CO_ASSERT_OK(r);
         EXPECT_EQ(*r, Value::Bytes(absl::StrCat(i * i))) << "job " << i;
       }
+      absl::StatusOr<Value> slept = co_await long_job->Join(kLong);
+      ExpectValue(slept, Value::Bytes("slept 7000"));
+      EXPECT_EQ((*c)->jobs_rerun(), 0u);
+      EXPECT_EQ((*c)->workers_alive(), 2u);
       absl::StatusOr<TaskRef> unknown = co_await (*c)->Run("cube", "3");
       CO_ASSERT_OK(unknown);
       absl::StatusOr<Value> refused = co_await unknown->Join(kLong);
