@@ -3,7 +3,8 @@
 // processes on loopback, a computation library built with picos_computation
 // (testing/compute_testlib.cc) shipped to it, jobs run and their results
 // checked, a job longer than the heartbeats' liveness time not taken for a
-// lost worker; a function the library does not register refused; a worker
+// lost worker; bad requests refused (not ELF, wrong digest, paths that
+// escape, malformed fields) while the node keeps serving; a function the library does not register refused; a worker
 // killed with SIGKILL mid-job reported by its node and its job run again on
 // the other worker; a killed node leaves no worker behind.
 //
@@ -29,11 +30,14 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "compute/computation.h"
+#include "compute/protocol.h"
 #include "core/io/process.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
 #include "core/kernel/task.h"
+#include "core/remote/files.h"
 #include "core/remote/node.h"
+#include "core/remote/service.h"
 #include "testing/coro_test.h"
 #include "testing/status_matchers.h"
 #include "transports/default_transports.h"
@@ -133,7 +137,9 @@ bool Gone(int pid) {
 
 void ExpectValue(const absl::StatusOr<Value>& r, const Value& want) {
   EXPECT_OK(r.status());
-  if (r.ok()) EXPECT_EQ(*r, want) << r->DebugString();
+  if (r.ok()) {
+    EXPECT_EQ(*r, want) << r->DebugString();
+  }
 }
 
 Task<absl::StatusOr<std::unique_ptr<remote::Node>>> ClientNode() {
@@ -316,6 +322,101 @@ PICOS_CORO_TEST(Compute, AWorkerKilledMidJobIsReportedAndItsJobRunsAgain) {
     }
   }
   EXPECT_TRUE(gone) << "worker " << pids[1] << " outlived its node";
+}
+
+// Requests a node must refuse: each is an error to the client, and the node
+// keeps serving (a good computation runs after them).
+PICOS_CORO_TEST(Compute, BadRequestsAreRefusedAndTheNodeKeepsServing) {
+  const std::string dest = FreshDir("compute-dest-c");
+  absl::StatusOr<NodeProcess> node = co_await StartNode(1, dest);
+  CO_ASSERT_OK(node);
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
+  if (!me.ok()) co_await StopNode(*node);
+  CO_ASSERT_OK(me);
+  {
+    // A library that is not an ELF file.
+    const std::string text = FreshDir("compute-text") + "/libnot_elf.so";
+    {
+      std::ofstream(text) << "#!/bin/sh\necho not a library\n";
+    }
+    compute::ComputationOptions o;
+    o.library = text;
+    absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
+    CO_ASSERT_OK(c);
+    std::vector<std::string> nodes = {node->uri};
+    absl::Status scheduled = co_await (*c)->Schedule(nodes);
+    EXPECT_THAT(scheduled, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not an ELF file")));
+    absl::StatusOr<TaskRef> run = co_await (*c)->Run("square", "1");
+    EXPECT_THAT(run.status(), StatusIs(absl::StatusCode::kFailedPrecondition));
+    absl::Status closed = co_await (*c)->Close();
+    EXPECT_THAT(closed, StatusIs(absl::StatusCode::kNotFound)) << "nothing was started";
+
+    // Hand-made requests to the node's service.
+    absl::StatusOr<remote::Service> svc =
+        co_await remote::Service::Locate(compute::kNodeService, Location::Peer(node->uri), kLong);
+    CO_ASSERT_OK(svc);
+    struct Case {
+      Value request;
+      absl::StatusCode code;
+      std::string says;
+    };
+    const std::string zeros(64, '0');
+    std::vector<Case> cases;
+    cases.push_back({Value(5), absl::StatusCode::kInvalidArgument, "malformed request"});
+    cases.push_back({Value::Map({{"op", "start"}, {"computation", "../up"}}), absl::StatusCode::kInvalidArgument,
+                     "malformed request"});
+    cases.push_back({Value::Map({{"op", "start"}, {"computation", "c1"}, {"library", "../../etc/passwd"},
+                                 {"sha256", zeros}}),
+                     absl::StatusCode::kInvalidArgument, "malformed start"});
+    cases.push_back({Value::Map({{"op", "start"}, {"computation", "c1"}, {"library", "lib.so"}, {"sha256", "ab"}}),
+                     absl::StatusCode::kInvalidArgument, "malformed start"});
+    cases.push_back({Value::Map({{"op", "start"}, {"computation", "c1"}, {"library", "lib.so"}, {"sha256", zeros}}),
+                     absl::StatusCode::kNotFound, "no library lib.so"});
+    cases.push_back({Value::Map({{"op", "explode"}, {"computation", "c1"}}), absl::StatusCode::kInvalidArgument,
+                     "unknown op"});
+    cases.push_back({Value::Map({{"op", "close"}, {"computation", "c1"}}), absl::StatusCode::kNotFound,
+                     "no computation c1"});
+    for (Case& k : cases) {
+      SCOPED_TRACE(k.request.DebugString());
+      absl::StatusOr<TaskRef> t = co_await svc->Run(k.request, kLong);
+      absl::StatusOr<Value> r = absl::UnknownError("not run");
+      if (t.ok()) {
+        r = co_await t->Join(kLong);
+      } else {
+        r = t.status();
+      }
+      EXPECT_THAT(r.status(), StatusIs(k.code, HasSubstr(k.says)));
+    }
+    // A library shipped whole but announced with another digest.
+    compute::ComputationOptions good;
+    good.library = kLibrary;
+    absl::StatusOr<std::unique_ptr<compute::Computation>> g = compute::Computation::Create(good);
+    CO_ASSERT_OK(g);
+    remote::SendFileOptions so;
+    so.dir = "c2";
+    absl::Status sent = co_await remote::SendFile(Location::Peer(node->uri), kLibrary, so);
+    CO_ASSERT_OK(sent);
+    Value wrong_digest = Value::Map(
+        {{"op", "start"}, {"computation", "c2"}, {"library", "libcompute_testlib.so"}, {"sha256", zeros}});
+    absl::StatusOr<TaskRef> t = co_await svc->Run(std::move(wrong_digest), kLong);
+    CO_ASSERT_OK(t);
+    absl::StatusOr<Value> r = co_await t->Join(kLong);
+    EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("SHA-256 mismatch")));
+    // The node still serves a good computation.
+    absl::Status ok = co_await (*g)->Schedule(nodes);
+    EXPECT_OK(ok);
+    if (ok.ok()) {
+      absl::StatusOr<TaskRef> job = co_await (*g)->Run("square", "9");
+      CO_ASSERT_OK(job);
+      absl::StatusOr<Value> nine = co_await job->Join(kLong);
+      ExpectValue(nine, Value::Bytes("81"));
+    }
+    absl::Status closed_good = co_await (*g)->Close();
+    EXPECT_OK(closed_good);
+    svc->Close().IgnoreError();
+  }
+  me->reset();
+  co_await StopNode(*node);
 }
 
 }  // namespace
