@@ -261,30 +261,51 @@ Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
   co_return r;
 }
 
-Task<absl::Status> NodeMain() {
-  const TransportRegistry& t = transports::DefaultTransports();
-  NodeState n;
-  int cpus = absl::GetFlag(FLAGS_cpus);
+// The node's flags, validated before anything starts (a bad value is a
+// one-line error and exit status 2).
+struct NodeSettings {
+  int cpus = 1;
+  std::string dest_path;
+  uint64_t max_file_size = 0;
+  remote::NodeConfig config;
+};
+
+absl::StatusOr<NodeSettings> NodeSettingsFromFlags() {
+  NodeSettings n;
+  const int cpus = absl::GetFlag(FLAGS_cpus);
   const int have = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (cpus > 256 || (cpus < 0 && have + cpus < 1)) {
-    co_return absl::InvalidArgumentError(absl::StrCat("--cpus=", cpus, ": 1..256, 0 for all, or -N leaving at least one"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--cpus=", cpus, ": 1..256, 0 for every CPU (", have, "), or -N leaving at least one"));
   }
   n.cpus = cpus > 0 ? cpus : have + cpus;
   std::error_code ec;
   const std::string dest = absl::GetFlag(FLAGS_dest_path);
   if (dest.empty() || !std::filesystem::is_directory(dest, ec)) {
-    co_return absl::InvalidArgumentError(absl::StrCat("--dest_path=", dest, ": not a directory"));
+    return absl::InvalidArgumentError(absl::StrCat("--dest_path=", dest, ": not a directory"));
   }
   n.dest_path = std::filesystem::canonical(dest, ec).string();
+  if (ec) return absl::InvalidArgumentError(absl::StrCat("--dest_path=", dest, ": ", ec.message()));
   const int64_t max_file = absl::GetFlag(FLAGS_max_file_size);
-  if (max_file <= 0) co_return absl::InvalidArgumentError("--max_file_size must be positive");
+  if (max_file <= 0) return absl::InvalidArgumentError(absl::StrCat("--max_file_size=", max_file, ": must be positive"));
   n.max_file_size = static_cast<uint64_t>(max_file);
-  n.self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-  if (ec) co_return absl::InternalError(absl::StrCat("/proc/self/exe: ", ec.message()));
   remote::NodeFlagDefaults defaults;
   defaults.name = "picos-node";
   defaults.listen.push_back("tcp://127.0.0.1:9706");
-  PICOS_CO_ASSIGN_OR_RETURN(remote::NodeConfig config, remote::NodeConfigFromFlags(t, defaults));
+  PICOS_ASSIGN_OR_RETURN(n.config, remote::NodeConfigFromFlags(transports::DefaultTransports(), defaults));
+  return n;
+}
+
+Task<absl::Status> NodeMain(NodeSettings settings) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  NodeState n;
+  n.cpus = settings.cpus;
+  n.dest_path = settings.dest_path;
+  n.max_file_size = settings.max_file_size;
+  std::error_code ec;
+  n.self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  if (ec) co_return absl::InternalError(absl::StrCat("/proc/self/exe: ", ec.message()));
+  remote::NodeConfig config = std::move(settings.config);
   n.secret = config.options.secret;
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<remote::Node> node,
                             co_await remote::Node::Start(t, std::move(config.options)));
@@ -403,5 +424,10 @@ int main(int argc, char** argv) {
   if (!absl::GetFlag(FLAGS_worker_library).empty()) {
     return picos::RunMain("picos-node worker", picos::compute::WorkerMain);
   }
-  return picos::RunMain("picos-node", picos::compute::NodeMain);
+  absl::StatusOr<picos::compute::NodeSettings> settings = picos::compute::NodeSettingsFromFlags();
+  if (!settings.ok()) {
+    std::fprintf(stderr, "picos-node: %s\n", std::string(settings.status().message()).c_str());
+    return 2;
+  }
+  return picos::RunMain("picos-node", picos::compute::NodeMain, *std::move(settings));
 }
