@@ -16,7 +16,8 @@
 //     SHA-256 the one given), starts --cpus worker processes (this binary,
 //     with --worker_library), each a peer listening on a port of the node's
 //     host (tcp) or an abstract unix socket, and answers
-//     {"workers": [<uri>, ...]} once each has said it listens.
+//     {"workers": [<uri>, ...]} once each has said it listens. A refused
+//     start removes dest_path/<id>.
 //   {"op": "close", "computation": <id>}
 //     ends its workers (SIGTERM) and removes dest_path/<id>.
 //
@@ -257,7 +258,15 @@ Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
     co_return absl::InvalidArgumentError("malformed start: needs library (a file name) and sha256 (64 hex digits)");
   }
   absl::StatusOr<Value> r = co_await Start(id, library, sha256);
-  if (!r.ok()) PICOS_LOG(warn, "compute node: start of {} refused: {}", id, r.status().ToString());
+  if (!r.ok()) {
+    PICOS_LOG(warn, "compute node: start of {} refused: {}", id, r.status().ToString());
+    // What was shipped for a computation that did not start goes (never the
+    // files of one that runs: a second start of it is refused above).
+    if (!g_node->computations.contains(id)) {
+      std::error_code ec;
+      std::filesystem::remove_all(std::filesystem::path(g_node->dest_path) / id, ec);
+    }
+  }
   co_return r;
 }
 
