@@ -31,7 +31,6 @@ struct Computation::State {
   ComputationOptions options;
   std::string id;
   std::string sha256;
-  bool scheduled = false;
   bool closed = false;
   std::vector<std::pair<std::string, remote::Service>> nodes;
   std::vector<WorkerSlot> workers;
@@ -161,12 +160,11 @@ Task<absl::Status> Computation::Schedule(std::vector<std::string> nodes) {
       (void)s->free_units.Release();
     }
   }
-  s->scheduled = true;
   co_return absl::OkStatus();
 }
 
 Task<absl::StatusOr<TaskRef>> Computation::Run(std::string fn, std::string arg) {
-  if (!state_->scheduled || state_->closed) {
+  if (state_->workers.empty() || state_->closed) {
     co_return absl::FailedPreconditionError("Run needs a scheduled computation that is not closed");
   }
   co_return ThisScheduler().Spawn(RunJob, state_, std::move(fn), std::move(arg));

@@ -82,12 +82,13 @@ class Computation {
   Task<absl::Status> Schedule(std::vector<std::string> nodes);
 
   // Spawns the job: `fn` of the library with `arg` on the next free worker
-  // (see the top of this file). kFailedPrecondition before Schedule or after
-  // Close. Suspends only to spawn.
+  // (see the top of this file). kFailedPrecondition before a Schedule gave
+  // a worker, or after Close. Suspends only to spawn.
   Task<absl::StatusOr<TaskRef>> Run(std::string fn, std::string arg);
 
   // Closes the computation on every node (its workers end, its files are
-  // removed). Jobs still running see their worker lost. The first error
+  // removed). Destroying a Computation without Close leaves its workers
+  // running on the nodes (no zombie period yet). Jobs still running see their worker lost. The first error
   // met, after trying every node. Suspends.
   Task<absl::Status> Close();
 

@@ -80,7 +80,26 @@ inline Table& TheTable() {
   return t;
 }
 
+}  // namespace export_internal
+}  // namespace picos::compute
+
+// The table's one entry point, what the worker finds with dlsym. An inline
+// function (every file of the library that includes this header has the
+// same one), emitted because Add below stores its address in a volatile:
+// an inline function nothing odr-uses is not emitted at all (nor is one
+// whose address only an unused static takes, at -O2).
+extern "C" __attribute__((visibility("default"))) inline const PicosComputeEntry* picos_compute_table(
+    size_t* n) {
+  picos::compute::export_internal::Table& t = picos::compute::export_internal::TheTable();
+  *n = t.n;
+  return t.entries;
+}
+
+namespace picos::compute::export_internal {
+
 inline bool Add(const char* name, PicosComputeFn fn) {
+  volatile PicosComputeTableFn keep = &picos_compute_table;  // see picos_compute_table
+  (void)keep;
   Table& t = TheTable();
   for (size_t i = 0; i < t.n; ++i) {
     if (std::strcmp(t.entries[i].name, name) == 0) return false;
@@ -98,23 +117,11 @@ int Thunk(const char* arg, size_t arg_len, void* ctx, PicosComputeAppend append)
   return rc;
 }
 
-}  // namespace export_internal
-}  // namespace picos::compute
-
-// The table's one entry point, what the worker finds with dlsym. An inline
-// function (every file of the library that includes this header has the
-// same one), emitted because PICOS_COMPUTE_FUNCTION takes its address.
-extern "C" __attribute__((visibility("default"))) inline const PicosComputeEntry* picos_compute_table(
-    size_t* n) {
-  picos::compute::export_internal::Table& t = picos::compute::export_internal::TheTable();
-  *n = t.n;
-  return t.entries;
-}
+}  // namespace picos::compute::export_internal
 
 // Registers `fn` (a picos::compute::ComputeFunction) under the name `name`
 // (an identifier, used as the job's function name).
 #define PICOS_COMPUTE_FUNCTION(name, fn)                                                          \
-  [[maybe_unused]] static const PicosComputeTableFn picos_compute_table_of_##name = &picos_compute_table; \
   [[maybe_unused]] static const bool picos_compute_registered_##name =                          \
       ::picos::compute::export_internal::Add(#name, &::picos::compute::export_internal::Thunk<fn>)
 
