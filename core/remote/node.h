@@ -138,6 +138,18 @@ struct NodeOptions {
   // in simulations).
   absl::Duration heartbeat_interval = absl::Seconds(1);
   int heartbeat_misses = 5;
+  // Reconnection: a connection that breaks (closed, reset, a failed write)
+  // while the peer may live does not lose the peer. The side that dialled
+  // dials again (the URI it used), with backoff from 10 ms to 1 s, and the
+  // other waits; the handshake proves the same process, and each side then
+  // writes again only what the other did not receive, in order. The peer
+  // is lost when reconnect_grace passes without a new connection, at once
+  // when the redial finds nothing listening (a killed process: its port
+  // refuses), and at once on missed heartbeats (a stream that stays up but
+  // carries nothing is a hung or cut-off peer: no redial). The default, the
+  // default liveness bound, keeps a dead peer lost within 5 s on either
+  // side. Zero: a broken connection loses the peer at once.
+  absl::Duration reconnect_grace = absl::Seconds(5);
   // Most accepted connections in their handshake at once; beyond it a new
   // one is closed at once (logged, rate-limited). Each handshakes in a task
   // of its own, bounded by handshake_timeout, so silent or slow clients
@@ -212,6 +224,8 @@ class Node {
 
   // Handshakes refused so far (any cause): what tests of bad peers check.
   size_t refused_handshakes() const;
+  // Broken connections re-established so far (sessions that went on).
+  size_t reconnects() const;
 
  private:
   explicit Node(std::unique_ptr<NodeImpl> impl);
