@@ -1483,7 +1483,11 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
   codec.max_encoded_size = c->max_frame;
   FramingOptions framing{.max_message_size = c->max_frame};
   absl::Status why;
-  bool fatal = false;  // the peer broke the protocol: lost, not redialled
+  // Lost, not redialled: the peer broke the protocol, or ended the stream in
+  // order (a node that closes, a process that exits: it left). A stream
+  // that breaks (reset, a failed read) leaves the session waiting for a new
+  // one.
+  bool fatal = false;
   // Whether this reader's stream is still the one of `c`.
   auto current = [&]() { return c->node != nullptr && c->link == link && !c->lost(); };
   for (;;) {
@@ -1496,6 +1500,7 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
     }
     if (!m->has_value()) {
       why = absl::UnavailableError("the peer closed the connection");
+      fatal = true;
       break;
     }
     c->last_heard_ns = ThisScheduler().NowNs();
@@ -1582,7 +1587,6 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
   }
   if (!current()) co_return absl::OkStatus();
   if (fatal) {
-    PICOS_LOG(info, "remote: {} broke the protocol: {}", c->Describe(), why.ToString());
     self->Lost(c, why);
   } else {
     self->Broken(c, link, why);
