@@ -291,6 +291,60 @@ PICOS_CORO_TEST(RemoteReconnect, SeveralCutsUnderAFloodLoseAndDuplicateNothing) 
   }
 }
 
+// A one-way flood (the receiver sends nothing back but acknowledgements)
+// with a bound smaller than the flood: the receiver acknowledges without
+// being asked, so the sender's unacknowledged batches are dropped and the
+// flood goes through, with one cut halfway.
+PICOS_CORO_TEST(RemoteReconnect, AOneWayFloodIsAcknowledgedAndGoesThrough) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> a = co_await remote::Node::Start(t, Options("tcp://127.0.0.1:0", 1));
+  CO_ASSERT_OK(a);
+  remote::NodeOptions ob = Options("", 2);
+  ob.max_queued_frames = 20'000;
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, std::move(ob));
+  CO_ASSERT_OK(b);
+  absl::StatusOr<std::unique_ptr<CutProxy>> proxy = co_await CutProxy::Start((*a)->uris()[0]);
+  CO_ASSERT_OK(proxy);
+  constexpr int kFlood = 200'000;
+  TaskRef sink = ThisScheduler().SpawnNamed("sink", []() -> Task<int64_t> {
+    int64_t expected = 0;
+    for (;;) {
+      absl::StatusOr<Value> m = co_await Receive(kLong);
+      if (!m.ok()) co_return -1;
+      if (*m == Value("done")) co_return expected;
+      if (*m != Value(expected)) co_return -1000 - expected;  // lost, duplicated or reordered
+      ++expected;
+    }
+  });
+  CO_ASSERT_OK(RegisterTask("sink", sink));
+  absl::StatusOr<TaskRef> far = co_await LocateTask("sink", Location::Peer((*proxy)->uri()), kLong);
+  CO_ASSERT_OK(far);
+  int full = 0;
+  for (int i = 0; i < kFlood; ++i) {
+    absl::Status s;
+    for (int tries = 0; tries < 60'000; ++tries) {
+      s = far->Send(i);
+      if (!absl::IsResourceExhausted(s)) break;
+      ++full;
+      absl::Status slept = co_await Sleep(absl::Milliseconds(1));
+      CO_ASSERT_OK(slept);
+    }
+    CO_ASSERT_OK(s);
+    if (i % 256 == 255) co_await Yield();
+    if (i == kFlood / 2) (*proxy)->Cut();
+  }
+  CO_ASSERT_OK(far->Send(Value("done")));
+  absl::StatusOr<Value> counted = co_await sink.Join(kLong);
+  CO_ASSERT_OK(counted);
+  EXPECT_EQ(*counted, Value(kFlood));
+  EXPECT_GT(full, 0) << "the bound was reached: what went through was acknowledged";
+  EXPECT_EQ((*b)->reconnects(), 1u);
+  (void)UnregisterTask("sink");
+  b->reset();
+  proxy->reset();
+  a->reset();
+}
+
 // --- two processes ---
 
 struct Server {

@@ -6,8 +6,9 @@
 //   {op: "locate", req, kind, name, timeout_ns}   answered by a "reply"
 //   {op: "reply", req, ok, value|error}
 //   {op: "monitor_msg", reg, msg}
-//   {op: "ping"}                     a heartbeat, sent on an idle link
-//   {op: "select", keep}             the first frame on every connection,
+//   {op: "ping", ack, sid}           a heartbeat, sent on an idle link; also
+//                                    an acknowledgement (below)
+//   {op: "select", keep, ack, sid}   the first frame on every connection,
 //                                    sent only by the peer with the lower
 //                                    process id (the arbiter of the pair):
 //                                    keep it, or close it (another
@@ -24,6 +25,23 @@
 // a Value list of up to kFramesPerBatch frames, so one capnp message (one
 // encode, one decode) carries many; a frame that cannot be encoded is sent
 // (or refused) alone, so it never costs the others.
+//
+// Sessions (protocol version 3). A peer is a session (a Connection) that
+// outlives its streams. Every batch but a lone ping or select opens with a
+// header frame {op: "seq", seq, ack}: `seq` numbers the batches of one
+// direction of the session from 1, without gaps; `ack` (in pings and
+// selects too) is the last seq the sender received. The receiver applies a
+// batch once (a seq it has seen is dropped) and acknowledges cumulatively on
+// whatever it writes next, or with a ping after kAckEvery batches or at the
+// heartbeat tick, so acks cost no round trip and nothing waits for one. The
+// sender keeps each batch's bytes until acknowledged (counted against
+// max_queued_frames). When a stream breaks (an error; an orderly end is a
+// peer that left), the session waits for a new one: the connector redials
+// (RedialLoop), the handshake proves the same process, the arbiter's select
+// and the other's first ping carry `sid` (the sender's session id, random
+// per session: a peer that lost the session, or a node started again with
+// the same process id, is told apart) and `ack`, and each side writes again
+// only the batches the other lacks, in order, before anything new.
 #include "core/remote/node.h"
 
 #include <algorithm>
@@ -255,9 +273,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     while (!unacked_.empty() && unacked_.front().seq <= ack) {
       unacked_frames_ -= std::min(unacked_.front().frames, unacked_frames_);
+      // Its buffer is kept for the next batch: a flood then allocates (and
+      // the heap grows and shrinks) for none of its copies.
+      if (spare_.size() < kSpareBuffers) {
+        unacked_.front().bytes.clear();
+        spare_.push_back(std::move(unacked_.front().bytes));
+      }
       unacked_.pop_front();
     }
     return absl::OkStatus();
+  }
+  // An empty buffer for a batch's copy, with capacity when one is spare.
+  std::string SpareBuffer() {
+    absl::MutexLock lock(&mu_);
+    if (spare_.empty()) return std::string();
+    std::string b = std::move(spare_.back());
+    spare_.pop_back();
+    return b;
   }
   // Appends every unacknowledged batch to `out`, oldest first.
   void AppendUnacked(std::string* out) const {
@@ -329,6 +361,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::deque<Unacked> unacked_ ABSL_GUARDED_BY(mu_);
   size_t unacked_frames_ ABSL_GUARDED_BY(mu_) = 0;  // taken from the outbox, not yet acknowledged
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  static constexpr size_t kSpareBuffers = 32;
+  std::vector<std::string> spare_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<uint64_t, Completer> pending_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, MonitorReg> monitors_ ABSL_GUARDED_BY(mu_);
@@ -637,9 +671,16 @@ void Connection::Fail(const absl::Status& why) {
   for (auto& [sub, s] : sinks) (void)picos::Channel(s.first).Unsubscribe(s.second);
   // Sends accepted but not acknowledged may or may not have been applied:
   // reported, never sent again to anyone (exactly once, or failed).
+  // (Quietly when the peer left or this node closed: its last frames are
+  // usually there, only not acknowledged yet.)
   if (unacked_frames + outbox.size() > 0) {
-    PICOS_LOG(info, "remote: {} frames for {} failed: it was lost before acknowledging them ({} never written)",
-              unacked_frames + outbox.size(), Describe(), outbox.size());
+    if (absl::StrContains(why.message(), "closed")) {
+      PICOS_LOG(debug, "remote: {} frames for {} unacknowledged when it closed ({} never written)",
+                unacked_frames + outbox.size(), Describe(), outbox.size());
+    } else {
+      PICOS_LOG(info, "remote: {} frames for {} failed: it was lost before acknowledging them ({} never written)",
+                unacked_frames + outbox.size(), Describe(), outbox.size());
+    }
   }
   // Outside the lock: each of these may call back into the connection
   // (which now refuses) or run a task's destructors.
@@ -1407,7 +1448,7 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
         batch.as_list()[0] = Value::Map({{"op", "seq"}, {"seq", seq}, {"ack", c->received}});
         absl::StatusOr<std::string> bytes = EncodeValue(batch, codec);
         if (!bytes.ok()) return bytes.status();
-        Connection::Unacked u{seq, std::string(), n};
+        Connection::Unacked u{seq, c->SpareBuffer(), n};
         AppendFrame(*bytes, &u.bytes);
         out.append(u.bytes);
         c->KeepUnacked(std::move(u));

@@ -1,5 +1,7 @@
-# The remote layer's protocol between two picos processes (peers), version 2
-# (2: the "select" frame that keeps one connection per pair, node.cc).
+# The remote layer's protocol between two picos processes (peers), version 3
+# (2: the "select" frame that keeps one connection per pair; 3: sessions
+# that outlive their connections: batches numbered and acknowledged, written
+# again after a reconnect, node.cc).
 # Read by core/remote/handshake.cc and core/remote/node.cc.
 #
 # Every connection starts with the handshake below, before any other byte is
@@ -30,6 +32,10 @@
 # other peer sends nothing before it. A writer gathers every frame
 # queued for a peer into batches and one write, so messages to one peer
 # travel together without any being held back when the link is idle.
+# Each batch opens with a header frame that numbers it and acknowledges the
+# other direction; after a broken connection the dialler connects again and
+# each side writes again only the batches the other did not receive, so a
+# message is applied once while the peer lives (node.cc, "Sessions").
 #
 # A new version of this protocol bumps protocolVersion; Hello keeps its
 # first two fields forever so that any version can say "mismatch".
@@ -39,7 +45,7 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("picos::remote::protocol");
 
 const magic :UInt64 = 0x5049434f5352454d;  # "PICOSREM"
-const protocolVersion :UInt32 = 2;
+const protocolVersion :UInt32 = 3;
 const maxHandshakeMessageBytes :UInt32 = 4096;
 
 struct Hello {
