@@ -204,24 +204,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
     absl::MutexLock lock(&mu_);
     return outbox_.empty();
   }
-  // The writer's next batch: up to `max` frames queued, oldest first. True
-  // if more remain (the writer then goes on without waiting for a kick).
-  // Taken frames count as unacknowledged from here on (the per-peer bound
-  // holds them until the peer acknowledges them, or Unsent gives them back).
-  bool TakeOutbox(size_t max, std::vector<Value>* out) {
+  // Every frame queued, oldest first, into `out` (emptied first): the
+  // writer writes them a part at a time (taking a part here would move the
+  // rest of a long backlog each time). Taken frames count as unacknowledged
+  // from here on (the per-peer bound holds them until the peer acknowledges
+  // them, or Unsent gives them back).
+  void TakeOutbox(std::vector<Value>* out) {
     absl::MutexLock lock(&mu_);
     out->clear();
-    if (outbox_.size() <= max) {
-      out->swap(outbox_);
-      kicked_ = false;
-      unacked_frames_ += out->size();
-      return false;
-    }
-    out->assign(std::make_move_iterator(outbox_.begin()), std::make_move_iterator(outbox_.begin() + max));
-    outbox_.erase(outbox_.begin(), outbox_.begin() + max);
-    unacked_frames_ += max;
-    kicked_ = true;  // the writer comes back by itself
-    return true;
+    out->swap(outbox_);
+    kicked_ = false;
+    unacked_frames_ += out->size();
   }
   // The writer woke: the next Push or KickWriter wakes it again.
   void Unkick() {
@@ -1364,6 +1357,9 @@ Task<absl::Status> NodeImpl::HeartbeatLoop(NodeImpl* self, std::shared_ptr<Conne
       next_tick_ns = ThisScheduler().NowNs() + interval_ns;
       continue;
     }
+    // A reader that is ready to run has bytes from the peer waiting: heard
+    // (this process was busy, not the peer silent).
+    if (c->reader.valid() && c->reader.state() == TaskState::kReady) c->last_heard_ns = now_ns;
     const int64_t silent_ns = now_ns - c->last_heard_ns;
     if (silent_ns >= dead_after_ns) {
       // Missed heartbeats lose the peer at once, without redialling: a
@@ -1409,12 +1405,19 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
   // Frames per write: enough to batch, few enough that one write's buffer
   // stays small (a buffer of megabytes per write costs page faults).
   constexpr size_t kFramesPerWrite = 8 * kFramesPerBatch;
-  std::vector<Value> frames;
+  std::vector<Value> frames;  // taken from the outbox; those from `next` on not yet written
+  size_t next = 0;
   bool more = false;
   for (;;) {
     if (!more) {
       absl::StatusOr<Value> kick = co_await Receive();
       if (!kick.ok()) co_return absl::OkStatus();  // terminated: the connection is gone
+    } else {
+      // A backlog goes out a write at a time with a turn for the others
+      // between: a write the kernel takes at once does not suspend, and the
+      // reader (the peer's acknowledgements and pings) and the heartbeat
+      // must not wait for the whole backlog.
+      co_await Yield();
     }
     more = false;
     // No stream (waiting to be reconnected; BeginLink kicks), or not kept
@@ -1437,7 +1440,11 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
         c->resend_due = false;
         c->AppendUnacked(&out);  // what the peer lacks, in order, as first written
       }
-      more = c->TakeOutbox(kFramesPerWrite, &frames);
+      if (next == frames.size()) {
+        c->TakeOutbox(&frames);
+        next = 0;
+      }
+      const size_t write_end = std::min(frames.size(), next + kFramesPerWrite);
       // Each batch opens with its header: its sequence number and the
       // acknowledgement of what arrived from the peer. A number is taken
       // once and used by the next batch that encodes, so the peer never
@@ -1455,8 +1462,8 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
         seq = 0;
         return absl::OkStatus();
       };
-      for (size_t i = 0; i < frames.size(); i += kFramesPerBatch) {
-        const size_t end = std::min(frames.size(), i + kFramesPerBatch);
+      for (size_t i = next; i < write_end; i += kFramesPerBatch) {
+        const size_t end = std::min(write_end, i + kFramesPerBatch);
         Value::ListType list;
         list.reserve(end - i + 1);
         list.push_back(Value());
@@ -1492,6 +1499,8 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
         Value empty(Value::ListType{Value()});
         (void)emit(empty, 0);
       }
+      next = write_end;
+      more = next < frames.size();  // the writer goes on without waiting for a kick
     } else {
       c->Unkick();
     }
