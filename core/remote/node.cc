@@ -1412,6 +1412,9 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
     if (!more) {
       absl::StatusOr<Value> kick = co_await Receive();
       if (!kick.ok()) co_return absl::OkStatus();  // terminated: the connection is gone
+      // Awake: whatever is pushed or asked for from here on kicks again (the
+      // writer may go back to waiting without taking the outbox).
+      c->Unkick();
     } else {
       // A backlog goes out a write at a time with a turn for the others
       // between: a write the kernel takes at once does not suspend, and the
