@@ -28,7 +28,7 @@
 //
 // Sessions (protocol version 3). A peer is a session (a Connection) that
 // outlives its streams. Every batch but a lone ping or select opens with a
-// header frame {op: "seq", seq, ack}: `seq` numbers the batches of one
+// header [seq, ack] (a list; frames are maps): `seq` numbers the batches of one
 // direction of the session from 1, without gaps; `ack` (in pings and
 // selects too) is the last seq the sender received. The receiver applies a
 // batch once (a seq it has seen is dropped) and acknowledges cumulatively on
@@ -1448,14 +1448,15 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
         next = 0;
       }
       const size_t write_end = std::min(frames.size(), next + kFramesPerWrite);
-      // Each batch opens with its header: its sequence number and the
-      // acknowledgement of what arrived from the peer. A number is taken
+      // Each batch opens with its header [seq, ack]: its sequence number and
+      // the acknowledgement of what arrived from the peer (a list of two
+      // numbers: cheaper to encode and decode than a map). A number is taken
       // once and used by the next batch that encodes, so the peer never
       // sees a gap.
       uint64_t seq = 0;
       auto emit = [&](Value& batch, size_t n) -> absl::Status {
         if (seq == 0) seq = c->NextSeq();
-        batch.as_list()[0] = Value::Map({{"op", "seq"}, {"seq", seq}, {"ack", c->received}});
+        batch.as_list()[0] = Value::List({Value(seq), Value(c->received)});
         absl::StatusOr<std::string> bytes = EncodeValue(batch, codec);
         if (!bytes.ok()) return bytes.status();
         Connection::Unacked u{seq, c->SpareBuffer(), n};
@@ -1572,19 +1573,25 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
       continue;
     }
     const Value::ListType& frames = batch->as_list();
-    // The batch's first frame: its header ("seq"), or a ping or select,
-    // which carry the sender's acknowledgement and session id too. Frames
-    // of a batch without a header are applied as they come (only pings and
-    // selects travel so between peers of this version).
+    // The batch's first element: its header [seq, ack] (a list: frames are
+    // maps), or a ping or select, which carry the sender's acknowledgement
+    // and session id too. Frames of a batch without a header are applied as
+    // they come (only pings and selects travel so between peers of this
+    // version).
     const Value* head = frames.empty() ? nullptr : &frames[0];
-    const Value& head_op = head != nullptr ? ops::Field(*head, "op") : Value();
     size_t first = 0;
     bool apply = true;
-    if (head_op == Value("seq")) {
+    absl::StatusOr<uint64_t> ack = absl::NotFoundError("no ack");
+    if (head != nullptr && head->is_list()) {
       first = 1;
-      absl::StatusOr<uint64_t> seq = ops::U64(*head, "seq");
-      if (!seq.ok()) {
-        why = absl::DataLossError(absl::StrCat("malformed batch header: ", seq.status().message()));
+      const Value::ListType& h = head->as_list();
+      absl::StatusOr<uint64_t> seq = absl::InvalidArgumentError("not [seq, ack]");
+      if (h.size() == 2) {
+        seq = FromValue<uint64_t>(h[0]);
+        ack = FromValue<uint64_t>(h[1]);
+      }
+      if (!seq.ok() || !ack.ok()) {
+        why = absl::DataLossError(absl::StrCat("malformed batch header: ", head->DebugString().substr(0, 64)));
         fatal = true;
         break;
       }
@@ -1612,6 +1619,7 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
     }
     if (!current()) break;  // lost while dispatching
     if (head != nullptr && head->is_map()) {
+      const Value& head_op = ops::Field(*head, "op");
       if (head_op == Value("ping") || head_op == Value("select")) {
         absl::StatusOr<uint64_t> sid = ops::U64(*head, "sid");
         if (sid.ok()) {
@@ -1621,13 +1629,14 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
             break;
           }
         }
+        ack = ops::U64(*head, "ack");
       }
-      if (absl::StatusOr<uint64_t> ack = ops::U64(*head, "ack"); ack.ok()) {
-        if (absl::Status acked = c->Acked(*ack); !acked.ok()) {
-          why = absl::DataLossError(acked.message());
-          fatal = true;
-          break;
-        }
+    }
+    if (ack.ok()) {
+      if (absl::Status acked = c->Acked(*ack); !acked.ok()) {
+        why = absl::DataLossError(acked.message());
+        fatal = true;
+        break;
       }
     }
     if (!c->peer_resumed && c->selection == Connection::Selection::kKept) {
@@ -1707,7 +1716,6 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     return absl::OkStatus();
   }
   if (op == "ping") return absl::OkStatus();  // heard: the reader noted the time and the ack
-  if (op == "seq") return absl::InvalidArgumentError("a batch header inside a batch");
   if (op == "select") {
     const Value& keep = ops::Field(frame, "keep");
     if (!keep.is_bool()) return absl::InvalidArgumentError("frame field 'keep' is not a bool");

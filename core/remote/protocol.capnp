@@ -32,7 +32,7 @@
 # other peer sends nothing before it. A writer gathers every frame
 # queued for a peer into batches and one write, so messages to one peer
 # travel together without any being held back when the link is idle.
-# Each batch opens with a header frame that numbers it and acknowledges the
+# Each batch opens with a header that numbers it and acknowledges the
 # other direction; after a broken connection the dialler connects again and
 # each side writes again only the batches the other did not receive, so a
 # message is applied once while the peer lives (node.cc, "Sessions").
