@@ -108,7 +108,9 @@
 // a task handle, services, the --peer flag, limits on buffered bytes per
 // peer (frames are counted, not bytes), Deliver on a task handle waiting for
 // its mailbox; a redial by the side that accepted (it waits for the dialler,
-// even when it knows the peer's URIs); a goodbye frame, so that a cut that
+// even when it knows the peer's URIs); an arbiter that has not seen its old
+// stream break declines the redial until it does (a half-open old stream is
+// then found by heartbeats, which lose the peer); a goodbye frame, so that a cut that
 // a middlebox turns into an orderly end is redialled too (today that is a
 // peer that left).
 //
