@@ -133,7 +133,7 @@ picos::Task<absl::Status> Main() {
   const picos::discovery::DiscoveryStats s = discovery->stats();
   Say(absl::StrCat("peers: ", node->peers().size(), ", announcements accepted: ", s.accepted,
                    ", refused: ", s.refused_total()));
-  (void)co_await node->Flush(absl::Seconds(2));
+  (void)co_await node->Close(absl::Seconds(2));  // peers report it "left"
   co_return absl::OkStatus();
 }
 

@@ -91,8 +91,8 @@ picos::Task<absl::Status> Main(int want, absl::Duration wait) {
     absl::Status closed = s.Close();
     if (!closed.ok()) std::printf("client: closing %s: %s\n", s.name().c_str(), closed.ToString().c_str());
   }
-  // The terminations are accepted, not yet sent: write them out.
-  PICOS_CO_RETURN_IF_ERROR(co_await node->Flush());
+  // The terminations are accepted, not yet sent: write them out, and a goodbye.
+  PICOS_CO_RETURN_IF_ERROR(co_await node->Close());
   PICOS_CO_RETURN_IF_ERROR(result);
   std::printf("client: %d lines from %zu watches\n", got, services.size());
   std::printf("done\n");

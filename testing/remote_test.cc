@@ -987,7 +987,8 @@ PICOS_CORO_TEST(RemoteInProcess, IdleLinkStaysUpOnHeartbeats) {
   absl::StatusOr<Value> joined = co_await far->Join(kLong);
   CO_ASSERT_OK(joined);
   EXPECT_EQ(*joined, Value(0));
-  b->reset();  // b leaves cleanly
+  CO_ASSERT_OK(co_await (*b)->Close(kLong));  // b leaves cleanly: a goodbye, then its streams close
+  b->reset();
   absl::StatusOr<Value> seen = co_await watcher.Join(kLong);
   CO_ASSERT_OK(seen);
   EXPECT_EQ(*seen, Value("joined left "));

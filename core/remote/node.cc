@@ -11,6 +11,8 @@
 //   {op: "where", req, pid}          answered by a "reply" with the URIs
 //                                    process pid (connected to the
 //                                    receiver) listens on
+//   {op: "bye"}                      the sender leaves (Node::Close): the end
+//                                    of its stream that follows is no break
 //   {op: "ping", ack, sid}           a heartbeat, sent on an idle link; also
 //                                    an acknowledgement (below)
 //   {op: "select", keep, ack, sid}   the first frame on every connection,
@@ -361,6 +363,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t peer_session_id = 0;  // the peer's, from its first ping or select
   bool opener_due = false;    // the first message of a new stream is due
   bool peer_resumed = false;  // the peer's first message on this stream arrived
+  bool goodbye = false;       // the peer said "bye": its stream's end is its leaving
   bool resend_due = false;    // unacknowledged batches go out again first
   bool ping_due = false;      // the heartbeat asks for a ping
 
@@ -1147,6 +1150,10 @@ class NodeImpl final : public NameResolver {
     }
     return true;
   }
+  // Node::Close: a goodbye after everything queued for each peer.
+  void SayGoodbye() {
+    for (auto& [pid, c] : by_pid_) (void)c->Push(Value::Map({{"op", "bye"}}));
+  }
   std::shared_ptr<Connection> ByPid(const std::string& pid) const {
     auto it = by_pid_.find(pid);
     return it == by_pid_.end() ? nullptr : it->second;
@@ -1895,8 +1902,15 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
       break;
     }
     if (!m->has_value()) {
-      why = absl::UnavailableError("the peer closed the connection");
-      fatal = true;
+      if (c->goodbye) {
+        why = absl::UnavailableError("the peer closed the connection");
+        fatal = true;
+      } else {
+        // No goodbye first: the process died, or something between cut the
+        // link in order. As for a broken stream, the session waits for a
+        // redial (refused at once if the process is gone).
+        why = absl::UnavailableError("the connection ended without a goodbye");
+      }
       break;
     }
     c->last_heard_ns = ThisScheduler().NowNs();
@@ -2090,6 +2104,12 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     Completer done = c->TakePending(*req);
     if (!done) return absl::NotFoundError("reply to no pending request");
     ops::CompleteReply(frame, std::move(done));
+    return absl::OkStatus();
+  }
+  if (op == "bye") {
+    // Everything the peer sent came before this: its stream's end is its
+    // leaving ("left"), not a break to redial.
+    c->goodbye = true;
     return absl::OkStatus();
   }
   if (op == "where") {
@@ -2390,6 +2410,11 @@ Location Node::location() const {
 Task<absl::Status> Node::Connect(std::string uri) {
   absl::StatusOr<std::shared_ptr<Connection>> c = co_await impl_->Connect(std::move(uri));
   co_return c.status();
+}
+
+Task<absl::Status> Node::Close(absl::Duration timeout) {
+  impl_->SayGoodbye();
+  co_return co_await Flush(timeout);
 }
 
 Task<absl::Status> Node::Flush(absl::Duration timeout) {

@@ -65,8 +65,11 @@
 //    grace period by the side that dials), when it reaches another process
 //    there (a restarted peer is a new peer; the old one is lost), when the
 //    secret or version no longer match, and on missed heartbeats (a stream
-//    that stays up but carries nothing: no redial). A stream that ends in
-//    order is a peer that closed it: "left", no redial. With the defaults a
+//    that stays up but carries nothing: no redial). A stream that ends after
+//    the peer's goodbye (Node::Close) is a peer that left: "left", no
+//    redial; one that ends without it (a killed process: its kernel closes
+//    the stream in order) is a break like any other, so a killed peer is
+//    "lost". With the defaults a
 //    dead peer is lost within 5 s on either side. What was accepted for a
 //    lost peer and not acknowledged is reported failed (logged, with its
 //    Join/Locate/Deliver failing), never sent to anyone again.
@@ -137,9 +140,7 @@
 // that accepted (it waits for the dialler, even when it knows the peer's
 // URIs); an arbiter that has not seen its old stream break declines the
 // redial until it does (a half-open old stream is then found by
-// heartbeats, which lose the peer); a goodbye frame, so that a cut that a
-// middlebox turns into an orderly end is redialled too (today that is a
-// peer that left). Services are a layer above (core/remote/service.h),
+// heartbeats, which lose the peer). Services are a layer above (core/remote/service.h),
 // and so are the shared flags (core/remote/node_flags.h, --peer) and file
 // transfer (files.h).
 //
@@ -254,9 +255,19 @@ class Node {
 
   // Closes every connection (pending calls on them fail with kUnavailable,
   // monitors hear peer_lost) and listener, and removes the NameResolver.
-  // Frames not yet written are dropped: await Flush() first to send what
-  // was accepted (a program's last messages).
+  // Frames not yet written are dropped: await Close() (or Flush()) first to
+  // send what was accepted (a program's last messages). Without Close(),
+  // peers see this process go as they would see it die: lost, not left.
   ~Node();
+
+  // Leaves every peer cleanly: a goodbye follows everything accepted for
+  // it, and all is written (as Flush, within `timeout`); peers then report
+  // this node "left" when its connections close (the destructor), where a
+  // process that dies, or a node destroyed without Close, is "lost" to
+  // them (its connections end without a goodbye: the dialler's redial is
+  // refused, the other side waits for it up to reconnect_grace). Calls made
+  // after Close still go out until the destructor. Suspends.
+  Task<absl::Status> Close(absl::Duration timeout = absl::Seconds(10));
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
