@@ -301,5 +301,51 @@ PICOS_SIM_TEST(Discovery, StaticPeerStartedLaterIsRetriedWithCappedBackoff) {
   na->reset();
 }
 
+// A peer heard on the group before it listens (its announcement came first,
+// or its listener is slow to start) is dialled with backoff until it
+// answers, then joined: not given up after a failed dial (pycos forgot it).
+PICOS_CORO_TEST(Discovery, DiscoveredPeerThatListensLaterIsJoinedOnceItAnswers) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> na = co_await remote::Node::Start(t, NodeOpts("waiting", 1));
+  CO_ASSERT_OK(na);
+  DiscoveryOptions o = DiscOpts("waiting", 1, "239.255.97.5:0");
+  o.retry_initial = absl::Milliseconds(20);
+  o.retry_max = absl::Milliseconds(80);
+  absl::StatusOr<std::unique_ptr<Discovery>> da = co_await Discovery::Start(**na, o);
+  CO_ASSERT_OK(da);
+  absl::StatusOr<transports::McastEndpoint> ep = transports::ParseMcastUri((*da)->group_uri());
+  CO_ASSERT_OK(ep);
+  absl::StatusOr<std::unique_ptr<UdpSocket>> other = transports::OpenMulticast(*ep);
+  CO_ASSERT_OK(other);
+  // One announcement only: what keeps the dialling going is the backoff,
+  // not announcements heard again.
+  Announcement late;
+  late.process_id = Pid(2);
+  late.name = "late";
+  late.uris = {UnixName("late")};
+  absl::StatusOr<std::string> once = EncodeAnnouncement(late, kSecret, absl::Now());
+  CO_ASSERT_OK(once);
+  CO_ASSERT_OK(co_await (*other)->SendTo(*once, ep->group));
+  Discovery* d = da->get();
+  bool failing = co_await WaitFor([&] { return d->stats().failed_dials >= 3; });
+  CO_ASSERT_TRUE(failing);
+  EXPECT_TRUE((*na)->peers().empty());
+  absl::StatusOr<std::unique_ptr<remote::Node>> nb = co_await remote::Node::Start(t, NodeOpts("late", 2));
+  CO_ASSERT_OK(nb);
+  remote::Node* a = na->get();
+  bool joined = co_await WaitFor([&] { return a->peers().size() == 1; });
+  CO_ASSERT_TRUE(joined);
+  EXPECT_EQ(a->peers()[0], absl::StrCat("late@", UnixName("late")));
+  // Joined: the dialler ended, no more dials.
+  const uint64_t dials = d->stats().dials;
+  CO_ASSERT_OK(co_await Sleep(absl::Milliseconds(300)));
+  EXPECT_EQ(d->stats().dials, dials);
+  (*other)->Close();
+  other->reset();
+  da->reset();
+  nb->reset();
+  na->reset();
+}
+
 }  // namespace
 }  // namespace picos::discovery
