@@ -14,7 +14,8 @@
 #      are refused as "bad mac";
 #   4. a flood of 10,000 random, truncated, bit-flipped and replayed packets
 #      on the group changes nothing (no peer joins, leaves or is lost) and
-#      costs the listening process bounded CPU (flood_cpu_s);
+#      costs the listening process bounded CPU (flood_cpu_s), and its
+#      refusals are counted by cause in a summary line of the log;
 #   5. a host whose link is cut (its bridge port down) is reported lost by
 #      the others' heartbeats within the liveness time + 500 ms
 #      (lost_detected_ms), and joins again when the link comes back
@@ -212,6 +213,12 @@ sleep 0.5
 for h in h1 h3; do
   [ "$(count $h '^message from h2: hello$')" -eq 2 ] || fail "$h got h2's greeting more than once per join"
 done
+
+# The flood's causes are in h1's log, though its per-packet lines are
+# rate-limited: a summary counts the refusals by cause every 10 s.
+summarized() { grep -Eq "discovery: refused [0-9]+ packets in the last .*not a discovery packet [0-9]+" "$dir/h1.err"; }
+wait_for 15000 summarized || fail "h1 logged no summary of the flood's refusals by cause"
+echo "refusals summarized: $(grep -Eo 'refused [0-9]+ packets in the last .*not a discovery packet [0-9]+.*' "$dir/h1.err" | head -1)"
 
 # 6. h3's process is killed.
 t_kill=$(now_ms)
