@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
 # Smoke test of chat_chan_server and chat_chan_client over tcp:// (secret
-# from $PICOS_REMOTE_SECRET) and unix:// (secret from --secret_file): a
+# from $PICOS_REMOTE_SECRET), unix:// and tls:// (secret from --secret_file;
+# remote_smoke_lib.sh gives the TLS setup): a
 # listening client joins first; a second one pipes four lines in, one of
 # them shouted. The listener prints the other's lines as the server's
 # channel transform rewrote them ("joined :-)", "says: ...", "left :-("),
 # and never the shouted one, though the line sent after it arrives.
 # Bounded in time; kills only the processes it started.
 #
-#   chat_chan_smoke_test.sh SERVER_BINARY CLIENT_BINARY
+#   chat_chan_smoke_test.sh SERVER_BINARY CLIENT_BINARY MAKE_TEST_CERTS REMOTE_SMOKE_LIB
 set -uo pipefail
-server_bin="$1"; client_bin="$2"
+server_bin="$1"; client_bin="$2"; make_certs="$3"; lib="$4"
 dir=$(mktemp -d)
 cleanup() {
   for p in ${spid:-} ${lpid:-}; do kill "$p" 2>/dev/null; done
   wait 2>/dev/null; rm -rf "$dir"
 }
 trap cleanup EXIT
+# shellcheck source=examples/remote_smoke_lib.sh
+source "$lib"
+remote_smoke_transports "$make_certs" "$dir" chat-chan
 secret="chat chan smoke test secret"
 echo "$secret" >"$dir/secret"
 
-for listen in tcp://127.0.0.1:0 "unix://@picos-chat-chan-smoke-$$"; do
+for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   if [ "${listen%%:*}" = tcp ]; then
     export PICOS_REMOTE_SECRET="$secret"; secret_flag=()
   else

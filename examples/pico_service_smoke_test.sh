@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
 # Smoke test of pico_service_task and pico_client_task: two processes over
-# tcp:// (secret from $PICOS_REMOTE_SECRET) and unix:// (secret from
-# --secret_file). The client reaches the service through --peer and
+# tcp:// (secret from $PICOS_REMOTE_SECRET), unix:// and tls:// (secret from
+# --secret_file; remote_smoke_lib.sh gives the TLS setup). The client reaches the service through --peer and
 # Location::Anywhere, and each of its requests is answered with the time
 # after the delay it asked for. Bounded in time; kills only the server it
 # started.
 #
-#   pico_service_smoke_test.sh SERVER_BINARY CLIENT_BINARY
+#   pico_service_smoke_test.sh SERVER_BINARY CLIENT_BINARY MAKE_TEST_CERTS REMOTE_SMOKE_LIB
 set -uo pipefail
-server_bin="$1"; client_bin="$2"
+server_bin="$1"; client_bin="$2"; make_certs="$3"; lib="$4"
 dir=$(mktemp -d)
 cleanup() { [ -n "${spid:-}" ] && kill "$spid" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
+# shellcheck source=examples/remote_smoke_lib.sh
+source "$lib"
+remote_smoke_transports "$make_certs" "$dir" pico-service
 secret="pico service smoke test secret"
 echo "$secret" >"$dir/secret"
 
 # Over tcp:// the URIs come from flags (--peer twice: repeated list flags
-# are joined) and the secret from the environment; over unix:// the URIs
+# are joined) and the secret from the environment; over unix:// and tls:// the URIs
 # come from $PICOS_REMOTE_LISTEN and $PICOS_REMOTE_PEERS and the secret
 # from --secret_file.
-for listen in tcp://127.0.0.1:0 "unix://@picos-pico-service-smoke-$$"; do
+for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   if [ "${listen%%:*}" = tcp ]; then
     export PICOS_REMOTE_SECRET="$secret"; secret_flag=()
     # The flag wins over the environment (which would not even parse).

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Smoke test of remote_channel_server and remote_channel_client: two
-# processes over tcp:// (secret from $PICOS_REMOTE_SECRET) and unix://
-# (secret from --secret_file). The client's Deliver(msg, n=2) reaches both
+# processes over tcp:// (secret from $PICOS_REMOTE_SECRET), unix:// and
+# tls:// (secret from --secret_file; remote_smoke_lib.sh gives the TLS setup). The client's Deliver(msg, n=2) reaches both
 # subscribers (the client itself and the server's receiver, which
 # subscribes late), and each prints what it got. Bounded in time; kills
 # only the server it started.
 #
-#   remote_channel_smoke_test.sh SERVER_BINARY CLIENT_BINARY
+#   remote_channel_smoke_test.sh SERVER_BINARY CLIENT_BINARY MAKE_TEST_CERTS REMOTE_SMOKE_LIB
 set -uo pipefail
-server_bin="$1"; client_bin="$2"
+server_bin="$1"; client_bin="$2"; make_certs="$3"; lib="$4"
 dir=$(mktemp -d)
 cleanup() { [ -n "${spid:-}" ] && kill "$spid" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
+# shellcheck source=examples/remote_smoke_lib.sh
+source "$lib"
+remote_smoke_transports "$make_certs" "$dir" remote-channel
 secret="remote channel smoke test secret"
 echo "$secret" >"$dir/secret"
 
-for listen in tcp://127.0.0.1:0 "unix://@picos-remote-channel-smoke-$$"; do
+for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   if [ "${listen%%:*}" = tcp ]; then
     export PICOS_REMOTE_SECRET="$secret"; secret_flag=()
   else

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Smoke test of remote_task_server and remote_task_client: two processes over
-# tcp:// and then unix://, with a shared secret from the environment; then a
+# tcp://, unix:// and tls:// (remote_smoke_lib.sh), with a shared secret from the environment; then a
 # client with a wrong secret is refused with "secret mismatch" on both
 # sides. Bounded in time; kills only the server it started.
 #
-#   remote_task_smoke_test.sh SERVER_BINARY CLIENT_BINARY
+#   remote_task_smoke_test.sh SERVER_BINARY CLIENT_BINARY MAKE_TEST_CERTS REMOTE_SMOKE_LIB
 set -uo pipefail
-server_bin="$1"; client_bin="$2"
+server_bin="$1"; client_bin="$2"; make_certs="$3"; lib="$4"
 dir=$(mktemp -d)
 cleanup() { [ -n "${spid:-}" ] && kill "$spid" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
+# shellcheck source=examples/remote_smoke_lib.sh
+source "$lib"
+remote_smoke_transports "$make_certs" "$dir" remote-task
 export PICOS_REMOTE_SECRET="smoke test secret, long enough"
 
 start_server() {  # LISTEN_URI
@@ -23,7 +26,7 @@ start_server() {  # LISTEN_URI
   [ -n "$addr" ] || { echo "FAIL: server did not start"; cat "$dir/server"; exit 1; }
 }
 
-for listen in tcp://127.0.0.1:0 "unix://@picos-remote-task-smoke-$$"; do
+for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   start_server "$listen"
   timeout 30 "$client_bin" --peer="$addr" --count=3 >"$dir/client" 2>&1; crc=$?
   wait "$spid"; src=$?; spid=""

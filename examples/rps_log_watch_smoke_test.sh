@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Smoke test of rps_log_watch_server and rps_log_watch_client: two processes
-# over tcp:// and then unix://, the server given by --peer (no multicast),
-# the secret from the environment. The client starts a watch on the server
-# when the server's peer event "joined" comes, gets the matching lines
-# already in the log and those appended after (and no others), then closes
-# the service: the remote watch task ends, its tail | grep processes with
-# it, and both programs exit. Then two servers and a client with no --peer
-# on a loopback multicast group (a port of this run's own): discovery brings
-# both servers, and the client starts a watch on each. Bounded in time;
+# over tcp://, unix:// and tls:// (remote_smoke_lib.sh), the server given by
+# --peer (no multicast), the secret from the environment. The client starts
+# a watch on the server when the server's peer event "joined" comes, gets the
+# matching lines already in the log and those appended after (and no others),
+# then closes the service: the remote watch task ends, its tail | grep
+# processes with it, and both programs exit. Then two servers and a client
+# with no --peer on a loopback multicast group (a port of this run's own):
+# discovery brings both servers, and the client starts a watch on each.
+# Bounded in time;
 # kills only the processes it started.
 #
-#   rps_log_watch_smoke_test.sh SERVER_BINARY CLIENT_BINARY
+#   rps_log_watch_smoke_test.sh SERVER_BINARY CLIENT_BINARY MAKE_TEST_CERTS REMOTE_SMOKE_LIB
 set -uo pipefail
-server_bin="$1"; client_bin="$2"
+server_bin="$1"; client_bin="$2"; make_certs="$3"; lib="$4"
 dir=$(mktemp -d)
 spids=()
 cleanup() {
@@ -22,10 +23,13 @@ cleanup() {
   wait 2>/dev/null; rm -rf "$dir"
 }
 trap cleanup EXIT
+# shellcheck source=examples/remote_smoke_lib.sh
+source "$lib"
+remote_smoke_transports "$make_certs" "$dir" rps-log-watch
 export PICOS_REMOTE_SECRET="rps log watch smoke test secret, long enough"
 
 n=0
-for listen in tcp://127.0.0.1:0 "unix://@picos-rps-log-watch-smoke-$$"; do
+for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   n=$((n + 1))
   log="$dir/watched-$n.log"
   printf 'boot ok\nfirst ERROR: disk full\nall good\nsecond error: fan\n' >"$log"

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Smoke test of rps_monitor_server and rps_monitor_client: two processes over
-# tcp:// and then unix://, the secret from the environment. The client's
+# tcp://, unix:// and tls:// (remote_smoke_lib.sh), the secret from the environment. The client's
 # monitor task hears one MonitorStatus per task the service started for it,
 # forwarded by the server: even tasks return the number they were sent, odd
 # ones fail as asked. Bounded in time; kills only the server it started.
 #
-#   rps_monitor_smoke_test.sh SERVER_BINARY CLIENT_BINARY
+#   rps_monitor_smoke_test.sh SERVER_BINARY CLIENT_BINARY MAKE_TEST_CERTS REMOTE_SMOKE_LIB
 set -uo pipefail
-server_bin="$1"; client_bin="$2"
+server_bin="$1"; client_bin="$2"; make_certs="$3"; lib="$4"
 dir=$(mktemp -d)
 cleanup() { [ -n "${spid:-}" ] && kill "$spid" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
+# shellcheck source=examples/remote_smoke_lib.sh
+source "$lib"
+remote_smoke_transports "$make_certs" "$dir" rps-monitor
 export PICOS_REMOTE_SECRET="rps monitor smoke test secret, long enough"
 
-for listen in tcp://127.0.0.1:0 "unix://@picos-rps-monitor-smoke-$$"; do
+for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   timeout 60 "$server_bin" --listen="$listen" --tasks=5 >"$dir/server" 2>&1 &
   spid=$!
   for _ in $(seq 200); do

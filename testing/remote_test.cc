@@ -1376,5 +1376,74 @@ PICOS_CORO_TEST(RemoteTwoProcesses, WrongSecretIsLoggedAsSecretMismatchOnBothSid
   (void)co_await Finish(*server, false);
 }
 
+// The "monitor_msg" frames the node on the other end of `raw` sends, until
+// `want` of them have come (other frames are read and dropped).
+Task<absl::StatusOr<std::vector<Value>>> MonitorMsgsOverRaw(Stream* raw, size_t want) {
+  std::vector<Value> msgs;
+  for (int batches = 0; batches < 100 && msgs.size() < want; ++batches) {
+    char header[4];
+    PICOS_CO_ASSIGN_OR_RETURN(size_t got, co_await raw->ReadSome(header, 4, 4, kLong));
+    if (got < 4) co_return absl::UnavailableError("closed before the monitor messages");
+    const uint32_t n = (uint32_t{static_cast<uint8_t>(header[0])} << 24) |
+                       (uint32_t{static_cast<uint8_t>(header[1])} << 16) |
+                       (uint32_t{static_cast<uint8_t>(header[2])} << 8) | static_cast<uint8_t>(header[3]);
+    if (n > (1u << 20)) co_return absl::DataLossError("batch too long");
+    std::string body(n, '\0');
+    PICOS_CO_ASSIGN_OR_RETURN(got, co_await raw->ReadSome(body.data(), n, n, kLong));
+    if (got < n) co_return absl::UnavailableError("closed in a batch");
+    CapturingCodec capture;
+    CodecOptions co;
+    co.handle_codec = &capture;
+    PICOS_CO_ASSIGN_OR_RETURN(Value batch, DecodeValue(body, co));
+    for (const Value& f : batch.as_list()) {
+      if (f["op"] == Value("monitor_msg")) msgs.push_back(f);
+    }
+  }
+  co_return msgs;
+}
+
+// A "monitor" frame is always answered: one with a wrong proof hears
+// PERMISSION_DENIED, one of a task that already ended hears how it ended
+// (node.h), each as a "monitor_msg" for its registration.
+PICOS_CORO_TEST(RemoteInProcess, MonitorFramesAreAlwaysAnswered) {
+  remote::NodeOptions o = Options(kSecret, UnixName("monitor-answered"), 0);
+  o.process_id = std::string(kProcessIdSize, '\x01');  // below any RawPeerId: the arbiter
+  absl::StatusOr<std::unique_ptr<remote::Node>> a = co_await remote::Node::Start(transports::DefaultTransports(), o);
+  CO_ASSERT_OK(a);
+  TaskRef done = ThisScheduler().SpawnNamed("done", Echo);
+  CO_ASSERT_OK(RegisterTask("done", done));
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*a)->uris()[0], RawPeerId(10));
+  CO_ASSERT_OK(raw);
+  absl::StatusOr<TaskIdentity> given = co_await LocateOverRaw(raw->get(), "done");
+  CO_ASSERT_OK(given);
+  CO_ASSERT_OK(done.Send(Value("quit")));
+  absl::StatusOr<Value> ended = co_await done.Join(kLong);
+  CO_ASSERT_OK(ended);  // answered nothing: 0
+  const std::string framed = FramedBatch(Value::List({
+      Value::Map({{"op", "monitor"}, {"task", done.id()}, {"reg", uint64_t{1}},
+                  {"proof", Value::Bytes(std::string(16, '\x5a'))}}),
+      Value::Map({{"op", "monitor"}, {"task", done.id()}, {"reg", uint64_t{2}}, {"proof", Value::Bytes(given->proof)}}),
+  }));
+  CO_ASSERT_OK(co_await (*raw)->Write(framed, kLong));
+  absl::StatusOr<std::vector<Value>> msgs = co_await MonitorMsgsOverRaw(raw->get(), 2);
+  CO_ASSERT_OK(msgs);
+  CO_ASSERT_TRUE(msgs->size() == 2u);
+  for (const Value& m : *msgs) {
+    absl::StatusOr<MonitorStatus> st = MonitorStatus::FromValue(m["msg"]);
+    CO_ASSERT_OK(st);
+    EXPECT_EQ(st->id, done.id());
+    if (m["reg"] == Value(uint64_t{1})) {
+      EXPECT_EQ(st->outcome, MonitorOutcome::kError) << st->DebugString();
+      EXPECT_THAT(st->error, StatusIs(absl::StatusCode::kPermissionDenied)) << "a wrong proof";
+    } else {
+      EXPECT_EQ(m["reg"], Value(uint64_t{2}));
+      EXPECT_EQ(st->outcome, MonitorOutcome::kValue) << st->DebugString();
+      EXPECT_EQ(st->value, Value(0)) << "the ended task's value";
+    }
+  }
+  (*raw)->Close();
+  a->reset();
+}
+
 }  // namespace
 }  // namespace picos::testing

@@ -468,7 +468,11 @@ absl::Status LoopbackLink::Dispatch(int to, const Value& frame) {
     absl::StatusOr<uint64_t> reg = ops::U64(frame, "reg");
     if (!reg.ok()) return reg.status();
     absl::StatusOr<TaskRef> t = FindTask(to, frame);
-    if (!t.ok()) return t.status();
+    if (!t.ok()) {
+      absl::StatusOr<uint64_t> id = ops::U64(frame, "task");
+      ops::RefuseMonitor(id.ok() ? *id : 0, *reg, t.status(), push);
+      return t.status();
+    }
     ops::MonitorForPeer(*t, *reg, push);
     return absl::OkStatus();
   }

@@ -131,6 +131,14 @@ void MonitorForPeer(const TaskRef& watched, uint64_t reg, PushFrame push) {
                  }));
 }
 
+void RefuseMonitor(uint64_t id, uint64_t reg, const absl::Status& why, const PushFrame& push) {
+  MonitorStatus st;
+  st.id = id;
+  st.outcome = MonitorOutcome::kError;
+  st.error = why;
+  (void)push(Value::Map({{"op", "monitor_msg"}, {"reg", reg}, {"msg", st.ToValue()}}));
+}
+
 absl::StatusOr<SinkId> SubscribeForPeer(const ChannelRef& channel, uint64_t sub, PushFrame push) {
   return picos::Channel(channel).SubscribeSink([push = std::move(push), sub](const Value& m) -> absl::Status {
     return push(Value::Map({{"op", "ch_msg"}, {"sub", sub}, {"msg", m}}));

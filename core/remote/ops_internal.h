@@ -106,6 +106,11 @@ void CompleteReply(const Value& frame, Completer done);
 // "monitor": when `watched` ends, pushes the "monitor_msg" of registration
 // `reg` (dropped if the peer is gone by then).
 void MonitorForPeer(const TaskRef& watched, uint64_t reg, PushFrame push);
+// A "monitor" of task `id` that cannot be honoured (it ended and is no
+// longer kept, or its proof is wrong): pushes the "monitor_msg" of
+// registration `reg` at once, with outcome "error" and `why`, so that the
+// monitor hears an answer instead of nothing. The status has no handle.
+void RefuseMonitor(uint64_t id, uint64_t reg, const absl::Status& why, const PushFrame& push);
 // "ch_sub": a sink on `channel` that pushes each broadcast as the "ch_msg" of
 // subscription `sub`.
 absl::StatusOr<SinkId> SubscribeForPeer(const ChannelRef& channel, uint64_t sub, PushFrame push);

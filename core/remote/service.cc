@@ -434,8 +434,11 @@ Task<absl::StatusOr<TaskRef>> Service::Run(Value arg, absl::Duration timeout) {
     co_return absl::FailedPreconditionError(absl::StrCat("service ", st->name, " is closed"));
   }
   // Ask for the result before letting the task run: the join frame goes out
-  // before the start message on the same connection, so the task cannot
-  // have ended (and been forgotten by its node) when the join arrives.
+  // before the start message on the same connection, so the join is there
+  // before the task can end. A join arriving after the end would usually
+  // still get the result (the node keeps the last kEndedTasksKept ended
+  // tasks), but not on a server where more than that many end meanwhile;
+  // the gate costs one message and makes it certain.
   auto outcome = std::make_shared<Outcome>(remote);
   NotifyWhenDone(remote, Completer([outcome](absl::StatusOr<Value> r) { outcome->Finish(std::move(r)); }));
   absl::Status started = remote.Send(SystemMessage(kServiceStartMessage, Value(req)));

@@ -35,7 +35,9 @@
 //
 // The started task runs the function only after that start message: by
 // then the client has asked for its result (a join), so a function that
-// ends at once still gives its value to the client; a task the client
+// ends at once still gives its value to the client however many other
+// tasks end meanwhile (the node keeps only the last kEndedTasksKept ended
+// tasks for late joins: core/wire/value_codec.h); a task the client
 // never starts (it vanished) ends after ServiceOptions::start_timeout with
 // kDeadlineExceeded, without running the function. Messages the client sends
 // to the task before the function reads them wait in its mailbox.
@@ -55,10 +57,10 @@
 //    at once, and so does one whose service was unregistered (but see
 //    below); one with no reply within its timeout gives kDeadlineExceeded.
 //    The Service watches its server task with a remote Monitor placed at
-//    Locate. This version of the node never answers a monitor of a task
-//    that ended before the monitor reached it, so a service unregistered
-//    right after the Locate (before that frame arrived) is noticed only at
-//    each Run's timeout.
+//    Locate; a monitor frame is always answered, also for a task that
+//    ended before it arrived (node.h; tested in testing/remote_test.cc and
+//    remote_late_join_test.cc), so a service unregistered even before that
+//    frame arrived is noticed at once.
 //    Run never reads the calling task's mailbox (a helper task waits for
 //    the reply).
 //  * SetMonitor(task): every task started afterwards through this Service is
@@ -73,7 +75,8 @@
 // for. It cannot be put in a message to another process (the node refuses a
 // handle of another layer with kUnimplemented); NetworkHandle() gives the
 // node's own handle of the task for that, whose Join and Monitor reach the
-// task only while it runs.
+// task while it runs and after it ended while its node keeps it
+// (kEndedTasksKept, core/wire/value_codec.h).
 //
 // Threads: call RegisterService, RegisteredService's methods and
 // Service::Locate / Run / Close from tasks of the scheduler that runs the

@@ -4,6 +4,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -75,17 +76,20 @@ class LocalCodec final : public HandleCodec {
   absl::StatusOr<TaskIdentity> ExportTask(const TaskRef& task) override {
     if (GetTaskProxy(task) != nullptr) return RemoteHandle("task", task.DebugString());
     TaskIdentity identity{ProcessId(), task.id(), task.name()};
-    // An ended task is named but not exported: importing it gives kNotFound.
+    // An ended task that was never exported is named but not put in the
+    // table: importing it gives kNotFound (nobody elsewhere can hold it).
     if (task.done()) return identity;
     bool added;
     {
       absl::MutexLock lock(&mu_);
-      added = tasks_.try_emplace(identity.task_id, task).second;
+      added = tasks_.try_emplace(identity.task_id, Exported{task, false}).second;
       if (added && tasks_.size() >= task_sweep_at_) {
         // Entries whose finish hook never ran (a task spawned from another
-        // thread and dropped unstarted when its scheduler stopped) go here.
+        // thread and dropped unstarted when its scheduler stopped) go here;
+        // a task that ended and whose hook is still to run is put back by
+        // the hook.
         for (auto i = tasks_.begin(); i != tasks_.end();) {
-          if (i->second.done()) {
+          if (!i->second.ended && i->second.task.done()) {
             tasks_.erase(i++);
           } else {
             ++i;
@@ -95,15 +99,12 @@ class LocalCodec final : public HandleCodec {
       }
     }
     if (added) {
-      // Removes the entry when the task ends. Registered on the task's
-      // scheduler thread (the rule in value_codec.h), which is the only one
-      // that ends tasks, so the task cannot end between the done() check
-      // above and this line.
-      uint64_t id = identity.task_id;
-      task.core()->Extra().finish_hooks.push_back([this, id](internal::TaskCore*) {
-        absl::MutexLock lock(&mu_);
-        tasks_.erase(id);
-      });
+      // Moves the entry to the ended tasks kept when the task ends.
+      // Registered on the task's scheduler thread (the rule in
+      // value_codec.h), which is the only one that ends tasks, so the task
+      // cannot end between the done() check above and this line.
+      task.core()->Extra().finish_hooks.push_back(
+          [this](internal::TaskCore* c) { KeepEnded(TaskRef::Adopt((internal::Ref(c), c))); });
     }
     return identity;
   }
@@ -114,15 +115,14 @@ class LocalCodec final : public HandleCodec {
     }
     absl::MutexLock lock(&mu_);
     auto it = tasks_.find(identity.task_id);
-    if (it != tasks_.end() && it->second.done()) {
-      tasks_.erase(it);  // its finish hook did not run (see the sweep above)
-      it = tasks_.end();
-    }
     if (it == tasks_.end()) {
       return absl::NotFoundError(absl::StrCat("task ", identity.name, "#", identity.task_id,
-                                              " of this process has ended or was never sent"));
+                                              " of this process has ended and is no longer kept (",
+                                              kEndedTasksKept, " most recent kept), or was never sent"));
     }
-    return it->second;
+    // Live, or ended and kept: the handle gives what a local one gives
+    // (an ended task's Join its result).
+    return it->second.task;
   }
 
   absl::StatusOr<ChannelIdentity> ExportChannel(const ChannelRef& channel) override {
@@ -172,11 +172,42 @@ class LocalCodec final : public HandleCodec {
     return c.core()->refs.load(std::memory_order_acquire) == 1;
   }
 
+  // Called by an exported task's finish hook: its entry stays, marked
+  // ended, among the kEndedTasksKept most recent; the oldest beyond that is
+  // forgotten.
+  void KeepEnded(TaskRef task) {
+    TaskRef forgotten;  // released after the lock: it may hold a large result
+    absl::MutexLock lock(&mu_);
+    const uint64_t id = task.id();
+    tasks_.insert_or_assign(id, Exported{std::move(task), true});
+    if (ended_order_.size() < kEndedTasksKept) {
+      ended_order_.push_back(id);
+      return;
+    }
+    uint64_t& oldest = ended_order_[ended_next_];
+    if (auto it = tasks_.find(oldest); it != tasks_.end()) {
+      forgotten = std::move(it->second.task);
+      tasks_.erase(it);
+    }
+    oldest = id;
+    ended_next_ = (ended_next_ + 1) % kEndedTasksKept;
+  }
+
+  struct Exported {
+    TaskRef task;
+    bool ended;  // its finish hook ran: it is in ended_order_
+  };
+
   absl::Mutex mu_;
-  // Live exported tasks by id. The reference keeps only the control block
-  // (56 bytes), not the task, alive; the finish hook removes the entry.
-  absl::flat_hash_map<uint64_t, TaskRef> tasks_ ABSL_GUARDED_BY(mu_);
+  // Exported tasks by id: the live ones, and the kEndedTasksKept that
+  // ended last. The reference keeps the control block (56 bytes) and, once
+  // the task has ended, its result alive, never the task's frame.
+  absl::flat_hash_map<uint64_t, Exported> tasks_ ABSL_GUARDED_BY(mu_);
   size_t task_sweep_at_ ABSL_GUARDED_BY(mu_) = kFirstSweep;
+  // Ids of the ended tasks kept, a ring: ended_order_[ended_next_] is the
+  // oldest once it is full.
+  std::vector<uint64_t> ended_order_ ABSL_GUARDED_BY(mu_);
+  size_t ended_next_ ABSL_GUARDED_BY(mu_) = 0;
   // Exported channels by name, each holding a reference; swept as it grows.
   absl::flat_hash_map<std::string, ChannelRef> channels_ ABSL_GUARDED_BY(mu_);
   size_t sweep_at_ ABSL_GUARDED_BY(mu_) = kFirstSweep;
@@ -381,6 +412,31 @@ class Builder {
   Planner& plan_;
   size_t next_task_ = 0;
   size_t next_channel_ = 0;
+};
+
+// A message builder whose first segment is a caller's zeroed buffer, and
+// which (unlike capnp::MallocMessageBuilder) leaves that buffer as built
+// when it goes: EncodeValue returns the buffer. Further segments, if the
+// plan fell short, come zeroed from the heap and go with the builder.
+class InPlaceBuilder final : public capnp::MessageBuilder {
+ public:
+  explicit InPlaceBuilder(kj::ArrayPtr<capnp::word> first) : first_(first) {}
+
+  kj::ArrayPtr<capnp::word> allocateSegment(unsigned minimum_size) override {
+    if (!first_given_ && first_.size() >= minimum_size && first_.size() > 0) {
+      first_given_ = true;
+      return first_;
+    }
+    const size_t words = std::max<size_t>(minimum_size, 1024);
+    extra_.push_back(kj::heapArray<capnp::word>(words));
+    std::memset(extra_.back().begin(), 0, words * sizeof(capnp::word));
+    return extra_.back();
+  }
+
+ private:
+  kj::ArrayPtr<capnp::word> first_;
+  bool first_given_ = false;
+  std::vector<kj::Array<capnp::word>> extra_;
 };
 
 // Runs `fn`, turning anything thrown into a status: no exception leaves the
@@ -592,11 +648,30 @@ absl::StatusOr<std::string> EncodeValue(const Value& value, const CodecOptions& 
   Planner plan(options);
   PICOS_RETURN_IF_ERROR(plan.Plan(value, 1));
   return Guard("encoding a Value", [&]() -> absl::StatusOr<std::string> {
-    // One segment of the planned size: the flat array is then one copy away.
-    capnp::MallocMessageBuilder message(static_cast<unsigned>(std::min<uint64_t>(
-                                            plan.body_words(), 1u << 28)),
-                                        capnp::AllocationStrategy::FIXED_SIZE);
+    // The message is built in place in the string it is returned in: the
+    // segment table's word, then one zeroed segment of the planned size.
+    // When the plan held (it counts every word the builder takes), that is
+    // the encoding, with no copy and no allocation but the string's: a batch
+    // of 512 frames used to take three 80 KB buffers and two copies.
+    const uint64_t body = std::min<uint64_t>(plan.body_words(), 1u << 28);
+    std::string out(sizeof(capnp::word) * (1 + body), '\0');
+    auto* first = reinterpret_cast<capnp::word*>(out.data() + sizeof(capnp::word));
+    // A std::string's heap buffer is aligned for any type; if not, the
+    // builder takes its segments from the heap and the encoding is copied.
+    const bool aligned = reinterpret_cast<uintptr_t>(first) % alignof(capnp::word) == 0;
+    InPlaceBuilder message(aligned ? kj::arrayPtr(first, body) : kj::ArrayPtr<capnp::word>());
     Builder(plan).Build(value, message.initRoot<wire::Value>());
+    kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments = message.getSegmentsForOutput();
+    if (segments.size() == 1 && segments[0].begin() == first) {
+      const uint32_t table[2] = {htole32(0), htole32(static_cast<uint32_t>(segments[0].size()))};
+      std::memcpy(out.data(), table, sizeof table);
+      out.resize(sizeof(capnp::word) * (1 + segments[0].size()));
+      if (out.size() > options.max_encoded_size) {
+        return TooMany("encoded size in bytes", out.size(), options.max_encoded_size, "max_encoded_size");
+      }
+      return out;
+    }
+    // The plan fell short (the builder took more segments): copy them out.
     kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
     size_t size = flat.asBytes().size();
     if (size > options.max_encoded_size) {
@@ -630,10 +705,18 @@ absl::StatusOr<Value> DecodeValue(std::string_view bytes, const CodecOptions& op
                      uint64_t{segments_minus_one} + 1, " segments (at most ", kMaxSegments, ")"));
   }
   return Guard("decoding a Value", [&]() -> absl::StatusOr<Value> {
-    // Cap'n Proto reads words in place: copy into an aligned buffer, bounded
-    // by max_encoded_size above.
-    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
-    std::memcpy(words.begin(), bytes.data(), bytes.size());
+    // Cap'n Proto reads words in place: bytes that are word-aligned (a
+    // std::string's heap buffer is) are read where they are; others are
+    // copied into an aligned buffer, bounded by max_encoded_size above.
+    kj::Array<capnp::word> copy;
+    kj::ArrayPtr<const capnp::word> words;
+    if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) == 0) {
+      words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word));
+    } else {
+      copy = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+      std::memcpy(copy.begin(), bytes.data(), bytes.size());
+      words = copy;
+    }
     capnp::ReaderOptions reader_options;
     // Every word of a well-formed message is read about once. Twice the
     // message leaves room and still bounds the work (and what is copied out)

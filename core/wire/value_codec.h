@@ -28,9 +28,10 @@
 //
 // Errors: kInvalidArgument for malformed input (truncated, garbage, a wrong
 // field), kResourceExhausted when a CodecOptions limit is exceeded (on either
-// side), kNotFound for a handle of this process that has ended or was never
-// exported, kUnimplemented for a handle of another process with a codec that
-// knows no peers. The message says which, and where.
+// side), kNotFound for a handle of this process that was never exported or
+// ended and is no longer kept (LocalHandleCodec), kUnimplemented for a handle
+// of another process with a codec that knows no peers. The message says
+// which, and where.
 //
 // Thread safety: EncodeValue and DecodeValue may run on any thread at once,
 // with one exception: encoding a task handle reads the task's id and name and
@@ -75,6 +76,9 @@ struct ChannelIdentity {
 inline constexpr size_t kProcessIdSize = 16;
 // Most bytes of a handle's proof; a longer one is refused by the decoder.
 inline constexpr size_t kMaxProofSize = 64;
+// How many exported tasks that have ended LocalHandleCodec() keeps, the
+// most recent ones, so that a peer's late Join or Monitor gets their result.
+inline constexpr size_t kEndedTasksKept = 4096;
 
 // The 16 random bytes that name this process on the wire, drawn once (from
 // /dev/urandom, or Abseil's random generator if that cannot be read). Any
@@ -102,11 +106,15 @@ class HandleCodec {
 // The process-wide codec for handles of this process.
 //
 //  * A task handle exports as {ProcessId(), task.id(), task.name()}, and the
-//    task is put in an export table until it ends (a finish hook removes it,
-//    on its scheduler thread). The table keeps the task's small control
-//    block alive while it runs, never the task itself.
-//    Importing an identity of this process gives back the same TaskRef while
-//    the task lives, and kNotFound once it has ended.
+//    task is put in an export table. Importing an identity of this process
+//    gives back the same TaskRef while the task lives, and after it ended
+//    while it is among the kEndedTasksKept exported tasks that ended last
+//    (a finish hook, on its scheduler thread, moves it there): a late Join
+//    or Monitor from another process then gets its result, as a local one
+//    would. An ended task beyond that bound, or one never exported, gives
+//    kNotFound. The table keeps each task's control block (56 bytes) and,
+//    once it ended, its result alive, never the task's frame: memory is
+//    bounded by the live exported tasks plus kEndedTasksKept results.
 //  * A channel exports as {ProcessId(), name}; the table holds a reference
 //    and drops it once the table's is the last one (checked as the table
 //    grows). Two live exported channels with the same name are ambiguous:

@@ -169,8 +169,44 @@ PICOS_CORO_TEST(ValueCodec, TaskHandleRoundTripsToTheSameTask) {
   (void)co_await Yield();  // let the task reach its Suspend
   EXPECT_OK((*back)["reply_to"].as_task().Resume());
   EXPECT_THAT(co_await t.Join(), IsOk());
-  // Once the task has ended its identity no longer resolves.
-  EXPECT_THAT(DecodeValue(*bytes), StatusIs(absl::StatusCode::kNotFound, HasSubstr("idle#")));
+  // Once the task has ended its identity still resolves, to the same
+  // handle, whose Join gives the result (the ended tasks kept).
+  absl::StatusOr<Value> late = DecodeValue(*bytes);
+  CO_ASSERT_OK(late);
+  EXPECT_EQ((*late)["reply_to"].as_task(), t);
+  absl::StatusOr<Value> result = co_await (*late)["reply_to"].as_task().Join();
+  CO_ASSERT_OK(result);
+  EXPECT_EQ(*result, Value(1));
+}
+
+Task<int64_t> Return(int64_t n) { co_return n; }
+
+PICOS_CORO_TEST(ValueCodec, EndedExportedTasksAreKeptUpToTheBound) {
+  // Exports kEndedTasksKept + 1 tasks and lets them end, in order: the
+  // first is forgotten (kNotFound), the last still resolves to its result.
+  // Tasks other tests ended earlier are older, so they do not change this.
+  std::string first, last;
+  for (size_t i = 0; i <= kEndedTasksKept; ++i) {
+    TaskRef t = ThisScheduler().Spawn(Return, static_cast<int64_t>(i));
+    absl::StatusOr<std::string> bytes = EncodeValue(Value(t));
+    CO_ASSERT_OK(bytes);
+    absl::StatusOr<Value> r = co_await t.Join();
+    CO_ASSERT_OK(r);
+    if (i == 0) first = *bytes;
+    if (i == kEndedTasksKept) last = *bytes;
+    if (i == kEndedTasksKept - 1) {
+      // Exactly the bound kept so far: the first still resolves.
+      EXPECT_OK(DecodeValue(first));
+    }
+  }
+  EXPECT_THAT(DecodeValue(first), StatusIs(absl::StatusCode::kNotFound, HasSubstr("no longer kept")));
+  absl::StatusOr<Value> back = DecodeValue(last);
+  CO_ASSERT_OK(back);
+  CO_ASSERT_TRUE(back->is_task());
+  EXPECT_TRUE(back->as_task().done());
+  absl::StatusOr<Value> result = co_await back->as_task().Join();
+  CO_ASSERT_OK(result);
+  EXPECT_EQ(*result, Value(static_cast<int64_t>(kEndedTasksKept)));
 }
 
 PICOS_CORO_TEST(ValueCodec, EndedTaskEncodesButDoesNotResolve) {
@@ -194,7 +230,10 @@ TEST(ValueCodec, TaskHandleOutsideTheLoop) {
     EXPECT_EQ(back.as_task(), t);
     EXPECT_EQ(back.as_task().id(), t.id());
   }  // the scheduler destroys the suspended task: the finish hook runs
-  EXPECT_THAT(DecodeValue(bytes), StatusIs(absl::StatusCode::kNotFound));
+  // It is kept as ended: the handle resolves, and says how it ended.
+  ASSERT_OK_AND_ASSIGN(Value back, DecodeValue(bytes));
+  ASSERT_TRUE(back.is_task());
+  EXPECT_TRUE(back.as_task().done());
 }
 
 TEST(ValueCodec, NullHandles) {

@@ -11,15 +11,36 @@
 //   remote_oneway_messages_per_s            64-byte payloads from one task to a
 //                                           task of the other process (tcp),
 //                                           counted when received there
+//   remote_oneway_sender_cpu_per_message    CPU time (user + system) of the
+//   remote_oneway_receiver_cpu_per_message  sending and of the receiving
+//                                           process over that run, per
+//                                           message: what the rate would be
+//                                           on idle cores (1e6 / us), read
+//                                           however busy the machine is
 //   connect_and_auth_ms                     a new node: connect, handshake,
 //                                           locate, first message and reply
+//   remote_deliver_round_trips_per_s        co_await task.Deliver(payload) on
+//                                           a task of the other process (tcp):
+//                                           each returns once the remote
+//                                           mailbox took it; one outstanding
+//   remote_fanout_messages_per_s            one task sends 64-byte payloads
+//                                           round robin to 100 tasks of the
+//                                           other process, counted when
+//                                           received there
+//   remote_channel_deliveries_per_s         a channel of the other process
+//                                           broadcasts 64-byte payloads to 100
+//                                           subscriber tasks of this process,
+//                                           each delivery counted when
+//                                           received
 //   floor_remote_round_trips_per_s          a bare libuv client process and a
 //                                           bare libuv echo server process
 //                                           exchanging the same 64 bytes over tcp
 //
 // The server processes are forked before this process starts any loop or
-// thread, and killed (by their pids) at the end.
+// thread, and killed (by their pids) at the end. --figures=oneway,fanout
+// measures only those (with the floor), e.g. under perf.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
@@ -31,7 +52,9 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -39,6 +62,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/cli/flags.h"
+#include "core/kernel/channel.h"
 #include "core/kernel/naming.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
@@ -48,11 +72,18 @@
 #include "transports/default_transports.h"
 
 ABSL_FLAG(int, round_trips, 20000, "round trips per figure");
+ABSL_FLAG(std::vector<std::string>, figures, {},
+          "names of the figures to measure (floor, pingpong, unix_pingpong, oneway, connect, "
+          "deliver, fanout, channel), for profiling one; empty: all");
 
 namespace picos::testing {
 namespace {
 
 constexpr size_t kMessage = 64;
+// Receivers of the fan-out figure, subscribers of the channel figure.
+constexpr int kFanOut = 100;
+// Every wait of a figure: only a hang reaches it.
+constexpr absl::Duration kDeadline = absl::Seconds(60);
 constexpr char kSecret[] = "remote_bench shared secret, not for production";
 
 // --- the floor: bare libuv, two processes ---
@@ -173,7 +204,17 @@ Task<int64_t> Echo() {
   }
 }
 
-// Counts messages; answers {"done": handle} with the count so far.
+// CPU seconds (user and system) this process has used so far: per-message
+// costs read this way hold however busy the machine is, where a rate does
+// not.
+double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// Counts messages; answers {"done": handle} with the count so far, and
+// {"cpu": handle} with CpuSeconds() of its process.
 Task<int64_t> Sink() {
   int64_t n = 0;
   for (;;) {
@@ -185,8 +226,42 @@ Task<int64_t> Sink() {
         n = 0;
         continue;
       }
+      if (const Value* cpu = msg->Find("cpu"); cpu != nullptr && cpu->is_task()) {
+        (void)cpu->as_task().Send(Value(CpuSeconds()));
+        continue;
+      }
     }
     ++n;
+  }
+}
+
+// Broadcasts on `channel`: each {"publish": n} from a peer makes n
+// broadcasts of a 64-byte payload, the first once kFanOut subscribers are
+// there (so the peer's subscriptions, in flight, all count).
+Task<int64_t> Publisher(Channel channel) {
+  const Value payload(std::string(kMessage, 'c'));
+  int64_t published = 0;
+  for (;;) {
+    absl::StatusOr<Value> msg = co_await Receive();
+    if (!msg.ok()) co_return published;
+    const int64_t n = msg->GetOr<int64_t>("publish", 0);
+    if (n <= 0 || n > 10'000'000) {
+      std::fprintf(stderr, "remote_bench: publisher: bad request %s\n", msg->DebugString().c_str());
+      continue;
+    }
+    absl::StatusOr<size_t> first = co_await channel.Deliver(payload, kFanOut, kDeadline);
+    if (!first.ok()) {
+      std::fprintf(stderr, "remote_bench: publisher: %s\n", first.status().ToString().c_str());
+      continue;
+    }
+    for (int64_t i = 1; i < n; ++i) {
+      if (absl::Status s = channel.Send(payload); !s.ok()) {
+        std::fprintf(stderr, "remote_bench: publisher: %s\n", s.ToString().c_str());
+        break;
+      }
+      if (i % 64 == 0) co_await Yield();  // lets the writer run
+    }
+    published += n;
   }
 }
 
@@ -202,6 +277,13 @@ Task<absl::Status> PeerServe(std::string listen, int out_fd) {
   PICOS_CO_RETURN_IF_ERROR(RegisterTask("echo", echo));
   TaskRef sink = ThisScheduler().SpawnNamed("sink", Sink);
   PICOS_CO_RETURN_IF_ERROR(RegisterTask("sink", sink));
+  for (int i = 0; i < kFanOut; ++i) {
+    const std::string name = absl::StrCat("fan_", i);
+    PICOS_CO_RETURN_IF_ERROR(RegisterTask(name, ThisScheduler().SpawnNamed(name, Sink)));
+  }
+  Channel channel = Channel::Create("bench_channel");
+  PICOS_CO_RETURN_IF_ERROR(RegisterChannel(channel));
+  PICOS_CO_RETURN_IF_ERROR(RegisterTask("publisher", ThisScheduler().SpawnNamed("publisher", Publisher, channel)));
   std::string uri = (*node)->uris()[0] + "\n";
   (void)!write(out_fd, uri.data(), uri.size());
   close(out_fd);
@@ -234,6 +316,20 @@ Task<absl::StatusOr<double>> PingPong(std::string uri, int count) {
   co_return count / secs;
 }
 
+// What OneWay measured besides its rate: CPU microseconds per message in
+// the sending and in the receiving process.
+double oneway_sender_cpu_us = -1;
+double oneway_receiver_cpu_us = -1;
+
+// The CPU seconds of the sink's process.
+Task<absl::StatusOr<double>> SinkCpu(TaskRef sink) {
+  PICOS_CO_RETURN_IF_ERROR(sink.Send(Value::Map({{"cpu", Self()}})));
+  absl::StatusOr<Value> got = co_await Receive(kDeadline);
+  if (!got.ok()) co_return got.status();
+  if (!got->is_double()) co_return absl::DataLossError(absl::StrCat("the sink's cpu: ", got->DebugString()));
+  co_return got->as_double();
+}
+
 // One-way: `count` payloads in bursts (the writer sends each burst while
 // the sender yields), then a "done" that comes back with the count.
 Task<absl::StatusOr<double>> OneWay(std::string uri, int count) {
@@ -246,6 +342,9 @@ Task<absl::StatusOr<double>> OneWay(std::string uri, int count) {
   if (!sink.ok()) co_return sink.status();
   const Value payload(std::string(kMessage, 'p'));
   constexpr int kBurst = 256;
+  absl::StatusOr<double> receiver_cpu = co_await SinkCpu(*sink);
+  if (!receiver_cpu.ok()) co_return receiver_cpu.status();
+  const double sender_cpu = CpuSeconds();
   absl::Time start = absl::Now();
   for (int sent = 0; sent < count;) {
     for (int i = 0; i < kBurst && sent < count; ++i, ++sent) {
@@ -254,10 +353,14 @@ Task<absl::StatusOr<double>> OneWay(std::string uri, int count) {
     co_await Yield();
   }
   PICOS_CO_RETURN_IF_ERROR(sink->Send(Value::Map({{"done", Self()}})));
-  absl::StatusOr<Value> got = co_await Receive(absl::Seconds(60));
+  absl::StatusOr<Value> got = co_await Receive(kDeadline);
   if (!got.ok()) co_return got.status();
   double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  oneway_sender_cpu_us = (CpuSeconds() - sender_cpu) * 1e6 / count;
   if (*got != Value(count)) co_return absl::DataLossError(absl::StrCat("the sink counted ", got->DebugString()));
+  absl::StatusOr<double> receiver_cpu_after = co_await SinkCpu(*sink);
+  if (!receiver_cpu_after.ok()) co_return receiver_cpu_after.status();
+  oneway_receiver_cpu_us = (*receiver_cpu_after - *receiver_cpu) * 1e6 / count;
   co_return count / secs;
 }
 
@@ -278,6 +381,119 @@ Task<absl::StatusOr<double>> ConnectAndAuth(std::string uri, int times) {
     if (!r.ok()) co_return r.status();
   }
   co_return absl::ToDoubleMilliseconds(absl::Now() - start) / times;
+}
+
+// Acknowledged sends: each co_await Deliver returns once the sink's mailbox
+// took the payload; then a "done" checks the sink counted every one.
+Task<absl::StatusOr<double>> DeliverRoundTrips(std::string uri, int count) {
+  remote::NodeOptions o;
+  o.secret = kSecret;
+  absl::StatusOr<std::unique_ptr<remote::Node>> node =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  if (!node.ok()) co_return node.status();
+  absl::StatusOr<TaskRef> sink = co_await LocateTask("sink", Location::Peer(uri), kDeadline);
+  if (!sink.ok()) co_return sink.status();
+  const Value payload(std::string(kMessage, 'd'));
+  const int warm = count / 10;
+  absl::Time start;
+  for (int i = 0; i < warm + count; ++i) {
+    if (i == warm) start = absl::Now();
+    absl::Status s = co_await sink->Deliver(payload, kDeadline);
+    if (!s.ok()) co_return s;
+  }
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  PICOS_CO_RETURN_IF_ERROR(sink->Send(Value::Map({{"done", Self()}})));
+  absl::StatusOr<Value> got = co_await Receive(kDeadline);
+  if (!got.ok()) co_return got.status();
+  if (*got != Value(warm + count)) co_return absl::DataLossError(absl::StrCat("the sink counted ", got->DebugString()));
+  co_return count / secs;
+}
+
+// One sender, kFanOut receivers of the other process, round robin in bursts
+// (as OneWay); then a "done" to each, whose answers (their counts, sent
+// after every payload they received) must add up to `count`.
+Task<absl::StatusOr<double>> FanOut(std::string uri, int count) {
+  remote::NodeOptions o;
+  o.secret = kSecret;
+  absl::StatusOr<std::unique_ptr<remote::Node>> node =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  if (!node.ok()) co_return node.status();
+  std::vector<TaskRef> fans;
+  for (int i = 0; i < kFanOut; ++i) {
+    absl::StatusOr<TaskRef> fan = co_await LocateTask(absl::StrCat("fan_", i), Location::Peer(uri), kDeadline);
+    if (!fan.ok()) co_return fan.status();
+    fans.push_back(*fan);
+  }
+  const Value payload(std::string(kMessage, 'f'));
+  constexpr int kBurst = 256;
+  absl::Time start = absl::Now();
+  for (int sent = 0; sent < count;) {
+    for (int i = 0; i < kBurst && sent < count; ++i, ++sent) {
+      PICOS_CO_RETURN_IF_ERROR(fans[sent % kFanOut].Send(payload));
+    }
+    co_await Yield();
+  }
+  for (const TaskRef& fan : fans) PICOS_CO_RETURN_IF_ERROR(fan.Send(Value::Map({{"done", Self()}})));
+  int64_t received = 0;
+  for (int i = 0; i < kFanOut; ++i) {
+    absl::StatusOr<Value> got = co_await Receive(kDeadline);
+    if (!got.ok()) co_return got.status();
+    if (!got->is_int()) co_return absl::DataLossError(absl::StrCat("a receiver answered ", got->DebugString()));
+    received += got->as_int();
+  }
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  if (received != count) co_return absl::DataLossError(absl::StrCat("the receivers counted ", received));
+  co_return count / secs;
+}
+
+// A subscriber of the channel figure: receives `n` broadcasts, then tells
+// `report` how many it got (fewer only if its wait ran out).
+Task<int64_t> Subscriber(int64_t n, TaskRef report) {
+  int64_t got = 0;
+  for (; got < n; ++got) {
+    absl::StatusOr<Value> msg = co_await Receive(kDeadline);
+    if (!msg.ok()) break;
+  }
+  (void)report.Send(Value(got));
+  co_return got;
+}
+
+// kFanOut tasks of this process subscribe to the other process's channel;
+// its publisher broadcasts `per_subscriber` payloads; timed until every
+// subscriber has received all of them.
+Task<absl::StatusOr<double>> ChannelDeliveries(std::string uri, int per_subscriber) {
+  remote::NodeOptions o;
+  o.secret = kSecret;
+  absl::StatusOr<std::unique_ptr<remote::Node>> node =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  if (!node.ok()) co_return node.status();
+  absl::StatusOr<ChannelRef> ch = co_await LocateChannel("bench_channel", Location::Peer(uri), kDeadline);
+  if (!ch.ok()) co_return ch.status();
+  absl::StatusOr<TaskRef> publisher = co_await LocateTask("publisher", Location::Peer(uri), kDeadline);
+  if (!publisher.ok()) co_return publisher.status();
+  Channel channel(*ch);
+  std::vector<TaskRef> subscribers;
+  for (int i = 0; i < kFanOut; ++i) {
+    TaskRef t = ThisScheduler().Spawn(Subscriber, int64_t{per_subscriber}, Self());
+    PICOS_CO_RETURN_IF_ERROR(channel.Subscribe(t));
+    subscribers.push_back(t);
+  }
+  absl::Time start = absl::Now();
+  PICOS_CO_RETURN_IF_ERROR(publisher->Send(Value::Map({{"publish", int64_t{per_subscriber}}})));
+  int64_t received = 0;
+  for (int i = 0; i < kFanOut; ++i) {
+    absl::StatusOr<Value> got = co_await Receive(kDeadline);
+    if (!got.ok()) co_return got.status();
+    if (!got->is_int()) co_return absl::DataLossError(absl::StrCat("a subscriber said ", got->DebugString()));
+    received += got->as_int();
+  }
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  for (const TaskRef& t : subscribers) (void)channel.Unsubscribe(t);
+  const int64_t expected = int64_t{per_subscriber} * kFanOut;
+  if (received != expected) {
+    co_return absl::DataLossError(absl::StrCat("the subscribers received ", received, " of ", expected));
+  }
+  co_return expected / secs;
 }
 
 // Forks a server process that runs `serve`; gives its pid and the first
@@ -304,8 +520,16 @@ pid_t Fork(F serve, std::string* line) {
   return pid;
 }
 
+// Ends a server this process forked: SIGTERM first, so that a profiler it
+// runs under (valgrind --tool=callgrind) writes its profile, then SIGKILL
+// if it is still there after 10 s.
 void Reap(pid_t pid) {
   if (pid <= 0) return;
+  kill(pid, SIGTERM);
+  for (int i = 0; i < 1000; ++i) {
+    if (waitpid(pid, nullptr, WNOHANG) == pid) return;
+    usleep(10'000);
+  }
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);
 }
@@ -336,8 +560,10 @@ int Main(int count) {
   pid_t unix_pid = Fork([&](int out) { _exit(RunMain("remote_bench-unix", PeerServe, unix_listen, out)); },
                         &unix_uri);
 
+  const std::vector<std::string> only = absl::GetFlag(FLAGS_figures);
+  auto wanted = [&](const char* name) { return only.empty() || absl::c_linear_search(only, name); };
   int status = 0;
-  double floor = FloorRoundTripsPerS(port, count);
+  double floor = wanted("floor") ? FloorRoundTripsPerS(port, count) : -1;
   Scheduler s;
   auto measure = [&](const std::string& uri, auto fn, int n) -> double {
     TaskRef t = s.Spawn(fn, uri, n);
@@ -349,16 +575,33 @@ int Main(int count) {
     }
     return r->as_double();
   };
-  double tcp = tcp_uri.empty() ? -1 : measure(tcp_uri, PingPong, count);
-  double unix_rt = unix_uri.empty() ? -1 : measure(unix_uri, PingPong, count);
-  double oneway = tcp_uri.empty() ? -1 : measure(tcp_uri, OneWay, count * 20);
-  double connect_ms = tcp_uri.empty() ? -1 : measure(tcp_uri, ConnectAndAuth, 50);
-  PrintFigure("remote_pingpong_round_trips_per_s", tcp, "round trips/s");
-  PrintFigure("unix_remote_pingpong_round_trips_per_s", unix_rt, "round trips/s");
-  PrintFigure("remote_oneway_messages_per_s", oneway, "messages/s");
-  PrintFigure("connect_and_auth_ms", connect_ms, "ms");
-  PrintFigure("floor_remote_round_trips_per_s", floor, "round trips/s");
+  auto tcp_figure = [&](const char* name, auto fn, int n) -> double {
+    return !tcp_uri.empty() && wanted(name) ? measure(tcp_uri, fn, n) : -1;
+  };
+  double tcp = tcp_figure("pingpong", PingPong, count);
+  double unix_rt = !unix_uri.empty() && wanted("unix_pingpong") ? measure(unix_uri, PingPong, count) : -1;
+  double oneway = tcp_figure("oneway", OneWay, count * 5);
+  double connect_ms = tcp_figure("connect", ConnectAndAuth, 50);
+  double deliver = tcp_figure("deliver", DeliverRoundTrips, count);
+  double fanout = tcp_figure("fanout", FanOut, count * 5);
+  double channel = tcp_figure("channel", ChannelDeliveries, count / 10);
+  // A figure not asked for (--figures) is not printed; one that failed
+  // prints -1 (and the exit status is 1).
+  auto print = [&](const char* figure, const char* name, double value, const char* unit) {
+    if (wanted(figure)) PrintFigure(name, value, unit);
+  };
+  print("pingpong", "remote_pingpong_round_trips_per_s", tcp, "round trips/s");
+  print("unix_pingpong", "unix_remote_pingpong_round_trips_per_s", unix_rt, "round trips/s");
+  print("oneway", "remote_oneway_messages_per_s", oneway, "messages/s");
+  print("oneway", "remote_oneway_sender_cpu_per_message", oneway_sender_cpu_us, "us");
+  print("oneway", "remote_oneway_receiver_cpu_per_message", oneway_receiver_cpu_us, "us");
+  print("connect", "connect_and_auth_ms", connect_ms, "ms");
+  print("deliver", "remote_deliver_round_trips_per_s", deliver, "round trips/s");
+  print("fanout", "remote_fanout_messages_per_s", fanout, "messages/s");
+  print("channel", "remote_channel_deliveries_per_s", channel, "deliveries/s");
+  print("floor", "floor_remote_round_trips_per_s", floor, "round trips/s");
   if (floor > 0 && tcp > 0) PrintFigure("remote_pingpong_of_floor", tcp / floor, "x");
+  if (floor > 0 && deliver > 0) PrintFigure("remote_deliver_of_floor", deliver / floor, "x");
   Reap(floor_pid);
   Reap(tcp_pid);
   Reap(unix_pid);
