@@ -153,6 +153,9 @@ picos::Task<absl::Status> Main() {
                             picos::remote::NodeConfigFromFlags(transports, defaults));
   config.options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   config.options.heartbeat_misses = absl::GetFlag(FLAGS_heartbeat_misses);
+  // A broken link gets as long to come back as a silent one: a peer whose
+  // process died is lost within one liveness time either way.
+  config.options.reconnect_grace = config.options.heartbeat_interval * config.options.heartbeat_misses;
   PICOS_CO_ASSIGN_OR_RETURN(picos::discovery::DiscoveryOptions options,
                             picos::discovery::DiscoveryOptionsFromFlags(config));
   options.announce_interval = absl::GetFlag(FLAGS_announce_interval);
