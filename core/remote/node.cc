@@ -71,6 +71,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -112,6 +113,32 @@ void AppendFrame(const std::string& bytes, std::string* out) {
 }
 
 constexpr size_t kFramesPerBatch = 512;
+
+// At least the bytes `v` takes encoded (core/wire/value.capnp: a 16-byte
+// struct per value, text and data rounded up to 8 bytes), counting no
+// further than `stop`: a frame that surely exceeds max_frame_size is
+// refused by Send at once, with a status to its sender, rather than by the
+// writer later, where only the log would hear of it.
+size_t EncodedSizeAtLeast(const Value& v, size_t stop) {
+  size_t n = 0;
+  absl::InlinedVector<const Value*, 16> todo = {&v};
+  while (!todo.empty() && n <= stop) {
+    const Value* x = todo.back();
+    todo.pop_back();
+    n += 16;
+    if (x->is_string() || x->is_bytes()) {
+      n += (x->as_string().size() + 8) & ~size_t{7};
+    } else if (x->is_list()) {
+      for (const Value& item : x->as_list()) todo.push_back(&item);
+    } else if (x->is_map()) {
+      for (const auto& [key, item] : x->as_map()) {
+        n += 16 + ((key.size() + 8) & ~size_t{7});
+        todo.push_back(&item);
+      }
+    }
+  }
+  return n;
+}
 
 // A handle that can only fail: a task of this process that crossed back
 // after it ended (ids are never reused), or a task of a process this node
@@ -695,6 +722,11 @@ void ReachThirdParty(NodeImpl* node, std::weak_ptr<Connection> via, std::string 
 // --- Connection ---
 
 absl::Status Connection::Push(Value frame) {
+  if (size_t n = EncodedSizeAtLeast(frame, max_frame); n > max_frame) {
+    return absl::ResourceExhaustedError(absl::StrCat("a message of more than ", n, " bytes for ", Describe(),
+                                                     " exceeds max_frame_size (", max_frame,
+                                                     "): refused, the connection stays"));
+  }
   TaskRef kick;
   {
     absl::MutexLock lock(&mu_);
@@ -1899,6 +1931,13 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
     if (!current()) co_return absl::OkStatus();  // replaced, lost or closed meanwhile
     if (!m.ok()) {
       why = m.status();
+      // A batch over this node's max_frame_size: the peer allows larger
+      // ones (the two must agree). Redialling would bring the same batch
+      // again, so the peer is lost, saying why.
+      if (absl::IsResourceExhausted(why)) {
+        why = absl::ResourceExhaustedError(absl::StrCat(why.message(), ": peers must use the same max_frame_size"));
+        fatal = true;
+      }
       break;
     }
     if (!m->has_value()) {

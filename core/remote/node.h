@@ -185,8 +185,10 @@ struct NodeOptions {
   // Bounds a connection's handshake, and a connect to a peer.
   absl::Duration handshake_timeout = absl::Seconds(10);
   absl::Duration connect_timeout = absl::Seconds(10);
-  // Longest frame sent or accepted; a longer one from a peer closes its
-  // connection.
+  // Longest message (a batch of frames) sent or accepted. A message to a
+  // peer that surely exceeds it is refused by Send (Deliver, ...) with
+  // kResourceExhausted, the connection kept; a longer batch from a peer loses
+  // that peer (no redial: it would come again), so peers must agree on it.
   size_t max_frame_size = size_t{16} << 20;
   // Most frames (messages and calls) queued for one peer and not yet
   // written or not yet acknowledged by it (kept to be written again after a
