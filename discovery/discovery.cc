@@ -3,6 +3,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <array>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -74,6 +75,9 @@ struct DiscoveryState {
   std::vector<TaskRef> tasks;
   SinkId events_sink;
   bool stopped = false;
+  // What the last refusal summary counted, and when (scheduler clock).
+  std::array<uint64_t, kRefusalCount> summarized{};
+  int64_t summarized_ns = 0;
 
   explicit DiscoveryState(DiscoveryOptions o) : options(std::move(o)), guard(options.replay_window, options.replay_capacity) {}
 
@@ -111,6 +115,27 @@ struct DiscoveryState {
     (void)Channel(node->peer_events()).Unsubscribe(events_sink);
     for (const TaskRef& t : tasks) (void)t.Terminate();
     tasks.clear();
+  }
+
+  // Logs the packets refused since the last summary, by cause, at most once
+  // per refusal_summary_interval: the per-packet lines are rate-limited,
+  // this one says what they left out.
+  void SummarizeRefusals() {
+    const int64_t now = ThisScheduler().NowNs();
+    if (now - summarized_ns < absl::ToInt64Nanoseconds(options.refusal_summary_interval)) return;
+    std::vector<std::string> causes;
+    uint64_t total = 0;
+    for (size_t i = 0; i < kRefusalCount; ++i) {
+      const uint64_t n = stats.refused[i] - summarized[i];
+      if (n == 0) continue;
+      total += n;
+      causes.push_back(absl::StrCat(RefusalName(static_cast<Refusal>(i)), " ", n));
+    }
+    if (total == 0) return;
+    PICOS_LOG(info, "discovery: refused {} packets in the last {}: {}", total,
+              absl::FormatDuration(absl::Trunc(absl::Nanoseconds(now - summarized_ns), absl::Milliseconds(1))), absl::StrJoin(causes, ", "));
+    summarized = stats.refused;
+    summarized_ns = now;
   }
 
   // Forgets peers not heard for forget_after (a dialler still running
@@ -158,8 +183,10 @@ Task<> AnnounceLoop(std::shared_ptr<State> s) {
   // At once, again soon after (a first datagram may be lost, and peers that
   // start together hear each other sooner), then every interval.
   absl::Duration wait = std::min(s->options.announce_interval, absl::Milliseconds(200));
+  s->summarized_ns = ThisScheduler().NowNs();
   while (!s->stopped) {
     s->ForgetSilent();
+    s->SummarizeRefusals();
     absl::Status sent = co_await s->Announce(Announcement::Kind::kHello);
     if (!sent.ok() && !s->stopped) PICOS_LOG_LIMITED(warn, "discovery: announcing failed: {}", sent.ToString());
     absl::Status slept = co_await Sleep(wait);
@@ -280,7 +307,8 @@ Task<> ListenLoop(std::shared_ptr<State> s) {
 absl::Status Validate(const DiscoveryOptions& o) {
   if (absl::Status s = remote::ValidateSecret(o.secret); !s.ok()) return s;
   if (o.ttl < 0 || o.ttl > 255) return absl::InvalidArgumentError(absl::StrCat("ttl ", o.ttl, " (0 to 255)"));
-  for (absl::Duration d : {o.announce_interval, o.retry_initial, o.retry_max, o.forget_after, o.replay_window}) {
+  for (absl::Duration d : {o.announce_interval, o.retry_initial, o.retry_max, o.forget_after, o.replay_window,
+                           o.refusal_summary_interval}) {
     if (d <= absl::ZeroDuration() || d > absl::Hours(24)) {
       return absl::InvalidArgumentError(absl::StrCat("a discovery duration of ", absl::FormatDuration(d),
                                                      " (more than 0, at most a day)"));
@@ -338,8 +366,9 @@ Task<absl::StatusOr<std::unique_ptr<Discovery>>> Discovery::Start(remote::Node& 
     parsed->group = *group;
     s->group = *group;
     s->group_uri = parsed->ToUri();
+    const std::vector<std::string> uris = s->Self(Announcement::Kind::kHello).uris;
     PICOS_LOG(info, "discovery: announcing {} on group {} (interface {}, ttl {}) every {}",
-              absl::StrJoin(s->Self(Announcement::Kind::kHello).uris, " "), s->group.ToString(), s->options.iface,
+              uris.empty() ? std::string("no URI (a client: it dials, is not dialled)") : absl::StrJoin(uris, " "), s->group.ToString(), s->options.iface,
               s->options.ttl, absl::FormatDuration(s->options.announce_interval));
   } else {
     PICOS_LOG(info, "discovery: no multicast group; static peers only");

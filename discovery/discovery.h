@@ -38,7 +38,11 @@
 //    (NodeOptions::heartbeat_interval * heartbeat_misses), and dialled again
 //    once it announces again.
 //  * Logs at info level the group and interface used, and each peer found,
-//    joined, left and lost (from the node's peer_events()).
+//    joined, left and lost (from the node's peer_events()). Each refused
+//    packet is logged with its cause, rate-limited (a flood writes a few
+//    lines); so that no cause goes unseen, a line every
+//    `refusal_summary_interval` in which packets were refused counts them
+//    by cause ("refused 9000 packets in the last 10s: bad mac 8000, ...").
 //
 // Threads: a Discovery belongs to the scheduler of the task that starts it,
 // the node's; call it from that scheduler's tasks and destroy it before its
@@ -116,6 +120,8 @@ struct DiscoveryOptions {
   // A discovered peer whose dial fails is retried until it has not been
   // heard for this long.
   absl::Duration forget_after = absl::Seconds(30);
+  // At most one summary line of refused packets per interval (see above).
+  absl::Duration refusal_summary_interval = absl::Seconds(10);
   // ReplayGuard's window and nonce capacity.
   absl::Duration replay_window = absl::Seconds(30);
   size_t replay_capacity = 4096;

@@ -6,11 +6,16 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <spdlog/sinks/ostream_sink.h>
+
+#include <algorithm>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "core/kernel/log.h"
 #include "core/kernel/scheduler.h"
 #include "core/net/udp.h"
 #include "core/remote/node.h"
@@ -298,6 +303,120 @@ PICOS_SIM_TEST(Discovery, StaticPeerStartedLaterIsRetriedWithCappedBackoff) {
   EXPECT_EQ(a->peers().size(), 1u);
   da->reset();
   nb->reset();
+  na->reset();
+}
+
+// A peer heard on the group before it listens (its announcement came first,
+// or its listener is slow to start) is dialled with backoff until it
+// answers, then joined: not given up after a failed dial (pycos forgot it).
+PICOS_CORO_TEST(Discovery, DiscoveredPeerThatListensLaterIsJoinedOnceItAnswers) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> na = co_await remote::Node::Start(t, NodeOpts("waiting", 1));
+  CO_ASSERT_OK(na);
+  DiscoveryOptions o = DiscOpts("waiting", 1, "239.255.97.5:0");
+  o.retry_initial = absl::Milliseconds(20);
+  o.retry_max = absl::Milliseconds(80);
+  absl::StatusOr<std::unique_ptr<Discovery>> da = co_await Discovery::Start(**na, o);
+  CO_ASSERT_OK(da);
+  absl::StatusOr<transports::McastEndpoint> ep = transports::ParseMcastUri((*da)->group_uri());
+  CO_ASSERT_OK(ep);
+  absl::StatusOr<std::unique_ptr<UdpSocket>> other = transports::OpenMulticast(*ep);
+  CO_ASSERT_OK(other);
+  // One announcement only: what keeps the dialling going is the backoff,
+  // not announcements heard again.
+  Announcement late;
+  late.process_id = Pid(2);
+  late.name = "late";
+  late.uris = {UnixName("late")};
+  absl::StatusOr<std::string> once = EncodeAnnouncement(late, kSecret, absl::Now());
+  CO_ASSERT_OK(once);
+  CO_ASSERT_OK(co_await (*other)->SendTo(*once, ep->group));
+  Discovery* d = da->get();
+  bool failing = co_await WaitFor([&] { return d->stats().failed_dials >= 3; });
+  CO_ASSERT_TRUE(failing);
+  EXPECT_TRUE((*na)->peers().empty());
+  absl::StatusOr<std::unique_ptr<remote::Node>> nb = co_await remote::Node::Start(t, NodeOpts("late", 2));
+  CO_ASSERT_OK(nb);
+  remote::Node* a = na->get();
+  bool joined = co_await WaitFor([&] { return a->peers().size() == 1; });
+  CO_ASSERT_TRUE(joined);
+  EXPECT_EQ(a->peers()[0], absl::StrCat("late@", UnixName("late")));
+  // Joined: the dialler ended, no more dials.
+  const uint64_t dials = d->stats().dials;
+  CO_ASSERT_OK(co_await Sleep(absl::Milliseconds(300)));
+  EXPECT_EQ(d->stats().dials, dials);
+  (*other)->Close();
+  other->reset();
+  da->reset();
+  nb->reset();
+  na->reset();
+}
+
+// Captures what the picos logger writes while it lives.
+class CaptureLog {
+ public:
+  CaptureLog() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(out_)) {
+    sink_->set_pattern("%l %v");
+    Log().sinks().push_back(sink_);
+  }
+  ~CaptureLog() {
+    auto& sinks = Log().sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  std::string text() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+};
+
+// Refused packets are logged by cause even when their own lines are
+// rate-limited away: a summary line counts them, once per interval.
+PICOS_CORO_TEST(Discovery, RefusedPacketsAreSummarizedByCauseInTheLog) {
+  CaptureLog capture;
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> na = co_await remote::Node::Start(t, NodeOpts("summary", 1));
+  CO_ASSERT_OK(na);
+  DiscoveryOptions o = DiscOpts("summary", 1, "239.255.97.5:0");
+  o.refusal_summary_interval = absl::Seconds(1);  // the packets below are all read by then
+  absl::StatusOr<std::unique_ptr<Discovery>> da = co_await Discovery::Start(**na, o);
+  CO_ASSERT_OK(da);
+  absl::StatusOr<transports::McastEndpoint> ep = transports::ParseMcastUri((*da)->group_uri());
+  CO_ASSERT_OK(ep);
+  absl::StatusOr<std::unique_ptr<UdpSocket>> attacker = transports::OpenMulticast(*ep);
+  CO_ASSERT_OK(attacker);
+  Announcement ghost;
+  ghost.process_id = Pid(9);
+  ghost.name = "ghost";
+  ghost.uris = {UnixName("ghost-summary")};
+  for (int i = 0; i < 30; ++i) {
+    absl::StatusOr<std::string> forged = EncodeAnnouncement(ghost, "the-wrong-secret-0123456789abc", absl::Now());
+    CO_ASSERT_OK(forged);
+    CO_ASSERT_OK(co_await (*attacker)->SendTo(*forged, ep->group));
+  }
+  CO_ASSERT_OK(co_await (*attacker)->SendTo("not a discovery packet, and long enough for its header", ep->group));
+  Discovery* d = da->get();
+  bool all = co_await WaitFor([&] { return d->stats().refused_total() == 31; });
+  CO_ASSERT_TRUE(all);
+  const std::string want = absl::StrCat(RefusalName(Refusal::kMagic), " 1, ", RefusalName(Refusal::kMac), " 30");
+  bool summarized = co_await WaitFor([&] {
+    const std::string log = capture.text();
+    return log.find("discovery: refused 31 packets in the last ") != std::string::npos &&
+           log.find(want) != std::string::npos;
+  });
+  EXPECT_TRUE(summarized) << "wanted a summary with \"" << want << "\" in:\n" << capture.text();
+  // One summary for them: nothing new is refused, nothing more is said.
+  CO_ASSERT_OK(co_await Sleep(absl::Milliseconds(500)));
+  const std::string log = capture.text();
+  size_t summaries = 0;
+  for (size_t at = log.find("packets in the last"); at != std::string::npos; at = log.find("packets in the last", at + 1)) {
+    ++summaries;
+  }
+  EXPECT_EQ(summaries, 1u) << log;
+  EXPECT_EQ(d->stats().refused_total(), 31u);
+  (*attacker)->Close();
+  attacker->reset();
+  da->reset();
   na->reset();
 }
 

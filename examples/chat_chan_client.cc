@@ -115,7 +115,7 @@ picos::Task<absl::Status> Main(picos::ThreadPool* pool, int wait_lines, absl::Du
   }
   PICOS_CO_RETURN_IF_ERROR(server->Send(picos::Value::Map({{"cmd", "quit"}, {"who", *own_id}})));
   (void)room.Unsubscribe(receiver);
-  PICOS_CO_RETURN_IF_ERROR(co_await (*node)->Flush());
+  PICOS_CO_RETURN_IF_ERROR(co_await (*node)->Close());
   std::printf("client: left\n");
   co_return absl::OkStatus();
 }

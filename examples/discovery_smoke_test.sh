@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of the discovery example: two processes on this host find each
 # other on loopback multicast (a group port of their own per run), connect,
-# greet each other, and say goodbye at the end of --run_for. Bounded in
+# greet each other, find each other's task by a name only the other
+# registers with Location::Anywhere(), call each other's remote service,
+# and say goodbye at the end of --run_for. Bounded in
 # time; kills only the processes it started.
 #
 #   discovery_smoke_test.sh DISCOVERY_BINARY
@@ -34,6 +36,10 @@ check one "^joined two-$$ tcp://127\\.0\\.0\\.1:[0-9]+\$"
 check two "^joined one-$$ tcp://127\\.0\\.0\\.1:[0-9]+\$"
 check one "^message from two-$$: hello\$"
 check two "^message from one-$$: hello\$"
+check one "^message from two-$$: found by Location::Anywhere\\(\\)\$"
+check two "^message from one-$$: found by Location::Anywhere\\(\\)\$"
+check one "^service of two-$$ answered: two-$$ greets one-$$\$"
+check two "^service of one-$$ answered: one-$$ greets two-$$\$"
 check one '^peers: [01], announcements accepted: [1-9][0-9]*, refused: 0$'
 grep -q "discovery: found two-$$ at tcp://127.0.0.1" "$dir/one.log" || { echo "FAIL: no info line for the peer found"; exit 1; }
 echo PASS

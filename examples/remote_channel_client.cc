@@ -98,7 +98,7 @@ picos::Task<absl::Status> Main(int count, absl::Duration timeout) {
   PICOS_CO_RETURN_IF_ERROR(sender.Send(picos::Value("done")));
   absl::StatusOr<picos::Value> sent = co_await sender.Join();
   if (!sent.ok()) co_return sent.status();
-  PICOS_CO_RETURN_IF_ERROR(co_await (*node)->Flush());
+  PICOS_CO_RETURN_IF_ERROR(co_await (*node)->Close());
   std::printf("client: done\n");
   co_return absl::OkStatus();
 }

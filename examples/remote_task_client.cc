@@ -53,8 +53,8 @@ picos::Task<absl::Status> Main(int count) {
   }
   picos::Value bye = picos::Value::Map({{"client", picos::Self()}, {"text", "bye"}});
   PICOS_CO_RETURN_IF_ERROR(server->Send(std::move(bye)));
-  // Accepted is not yet sent: write it out before the node goes.
-  PICOS_CO_RETURN_IF_ERROR(co_await (*node)->Flush());
+  // Accepted is not yet sent: write it out, and a goodbye, before the node goes.
+  PICOS_CO_RETURN_IF_ERROR(co_await (*node)->Close());
   std::printf("done\n");
   co_return absl::OkStatus();
 }

@@ -5,7 +5,15 @@
 // --lines lines it closes every service (Service::Close terminates the
 // remote watch tasks, and with them their tail | grep pipelines) and ends.
 //
-//   PICOS_REMOTE_SECRET=... rps_log_watch_client --peer=tcp://10.0.0.2:9705,tcp://10.0.0.3:9705
+// Peers come from discovery (discovery/discovery.h), as pycos's come from
+// discover_peers: servers announcing on the group (--discovery_group,
+// --discovery_iface, --discovery_ttl or $PICOS_DISCOVERY_*) are dialled as
+// they are heard, and static --peer servers are dialled until they answer.
+// This client does not listen: it announces no URI, and dials the servers.
+// With neither a --peer nor a group it dials tcp://127.0.0.1:9705.
+//
+//   PICOS_REMOTE_SECRET=... rps_log_watch_client                 # servers on the LAN
+//   PICOS_REMOTE_SECRET=... rps_log_watch_client --discovery_group= --peer=tcp://10.0.0.2:9705
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -24,6 +32,8 @@
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
 #include "core/remote/service.h"
+#include "discovery/discovery.h"
+#include "discovery/discovery_flags.h"
 #include "transports/default_transports.h"
 
 ABSL_FLAG(int, lines, 3, "matching lines to receive before ending");
@@ -54,12 +64,20 @@ picos::Task<absl::Status> Main(int want, absl::Duration wait) {
   defaults.name = "rps_log_watch_client";
   PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config,
                             picos::remote::NodeConfigFromFlags(transports, defaults));
-  if (config.peers.empty()) config.peers.push_back("tcp://127.0.0.1:9705");
+  PICOS_CO_ASSIGN_OR_RETURN(picos::discovery::DiscoveryOptions discovery_options,
+                            picos::discovery::DiscoveryOptionsFromFlags(config));
+  if (discovery_options.peers.empty() && discovery_options.group.empty()) {
+    discovery_options.peers.push_back("tcp://127.0.0.1:9705");
+  }
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
                             co_await picos::remote::Node::Start(transports, std::move(config.options)));
-  // Before connecting: the peers' "joined" events are what starts the watches.
+  // Before discovery dials: the peers' "joined" events are what starts the watches.
   PICOS_CO_RETURN_IF_ERROR(picos::Channel(node->peer_events()).Subscribe(picos::Self()));
-  PICOS_CO_RETURN_IF_ERROR(co_await picos::remote::ConnectPeers(*node, config.peers));
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::discovery::Discovery> discovery,
+                            co_await picos::discovery::Discovery::Start(*node, std::move(discovery_options)));
+  std::printf("client: discovery on %s\n",
+              discovery->group_uri().empty() ? "static peers only" : discovery->group_uri().c_str());
+  std::fflush(stdout);
   std::vector<picos::remote::Service> services;
   int got = 0;
   absl::Status result;
@@ -91,8 +109,10 @@ picos::Task<absl::Status> Main(int want, absl::Duration wait) {
     absl::Status closed = s.Close();
     if (!closed.ok()) std::printf("client: closing %s: %s\n", s.name().c_str(), closed.ToString().c_str());
   }
-  // The terminations are accepted, not yet sent: write them out.
-  PICOS_CO_RETURN_IF_ERROR(co_await node->Flush());
+  // No more dials (a server that ends is not called back), then the
+  // terminations, accepted but not yet sent, are written out, and a goodbye.
+  (void)co_await discovery->Stop();
+  PICOS_CO_RETURN_IF_ERROR(co_await node->Close());
   PICOS_CO_RETURN_IF_ERROR(result);
   std::printf("client: %d lines from %zu watches\n", got, services.size());
   std::printf("done\n");

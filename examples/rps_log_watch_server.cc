@@ -6,14 +6,19 @@
 // pipeline's processes end with the task. Ends after --watchers tasks have
 // ended and its clients have left.
 //
-//   PICOS_REMOTE_SECRET=... rps_log_watch_server --listen=tcp://0.0.0.0:9705 \
-//       --file=/var/log/syslog --pattern=error
+//   PICOS_REMOTE_SECRET=... rps_log_watch_server --listen=tcp://10.0.0.2:9705 --file=/var/log/syslog
 //
 // The node flags (--listen, --secret_file or $PICOS_REMOTE_SECRET, ...) are
-// core/remote/node_flags.h's.
+// core/remote/node_flags.h's. It announces its --listen URIs by discovery
+// (discovery/discovery.h; --discovery_group, --discovery_iface,
+// --discovery_ttl or $PICOS_DISCOVERY_*, --discovery_group= for none), so
+// clients on the LAN find it (pycos's discover_peers): listen on an address
+// they can reach, not 0.0.0.0, which would be announced as is.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
@@ -29,6 +34,8 @@
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
 #include "core/remote/service.h"
+#include "discovery/discovery.h"
+#include "discovery/discovery_flags.h"
 #include "transports/default_transports.h"
 
 ABSL_FLAG(std::string, file, "", "the log file to watch (required)");
@@ -118,9 +125,10 @@ picos::Task<absl::Status> Main(int watchers, std::shared_ptr<Watch> w) {
                             picos::remote::NodeConfigFromFlags(transports, defaults));
   w->host = config.options.name;
   w->main = picos::Self();
+  PICOS_CO_ASSIGN_OR_RETURN(picos::discovery::DiscoveryOptions discovery_options,
+                            picos::discovery::DiscoveryOptionsFromFlags(config));
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
                             co_await picos::remote::Node::Start(transports, std::move(config.options)));
-  PICOS_CO_RETURN_IF_ERROR(co_await picos::remote::ConnectPeers(*node, config.peers));
   picos::remote::ServiceOptions options;
   options.admit = Admit;
   options.max_running = 64;  // each runs two processes
@@ -129,16 +137,31 @@ picos::Task<absl::Status> Main(int watchers, std::shared_ptr<Watch> w) {
       picos::remote::RegisteredService service,
       picos::remote::RegisterService(
           "log_watch", [cw](picos::Value req) { return LogWatch(cw, std::move(req)); }, std::move(options)));
+  // Announced only once the service can be found: a client that hears us
+  // locates it at once.
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::discovery::Discovery> discovery,
+                            co_await picos::discovery::Discovery::Start(*node, std::move(discovery_options)));
   std::printf("server: listening on %s\n", node->uris()[0].c_str());
   std::fflush(stdout);
   for (int ended = 0; ended < watchers;) {
     PICOS_CO_ASSIGN_OR_RETURN(picos::Value m, co_await picos::Receive());
     if (m == picos::Value("ended")) ++ended;
   }
-  for (int i = 0; i < 2000 && !node->peers().empty(); ++i) {
+  // Its clients leave once they have closed their watches. Other servers
+  // heard on the group (discovery->known(), "name@uri" as node->peers()
+  // names them) are connected too, but are nobody's clients: not waited for.
+  const auto clients_connected = [&node, &discovery] {
+    const std::vector<std::string> servers = discovery->known();
+    for (const std::string& p : node->peers()) {
+      if (std::find(servers.begin(), servers.end(), p) == servers.end()) return true;
+    }
+    return false;
+  };
+  for (int i = 0; i < 2000 && clients_connected(); ++i) {
     PICOS_CO_RETURN_IF_ERROR(co_await picos::Sleep(absl::Milliseconds(5)));
   }
   service.Unregister();
+  (void)co_await discovery->Stop();  // a goodbye: clients stop dialling us
   std::printf("server: %d watchers ended\n", watchers);
   co_return absl::OkStatus();
 }

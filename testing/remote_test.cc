@@ -169,6 +169,36 @@ PICOS_CORO_TEST(RemoteInProcess, DeliverToARemoteTaskWaitsForItsMailbox) {
   a->reset();
 }
 
+// A message longer than max_frame_size is refused to its sender at once,
+// and the connection goes on.
+PICOS_CORO_TEST(RemoteInProcess, AnOversizedMessageIsRefusedToItsSender) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  remote::NodeOptions oa = Options(kSecret, UnixName("big"), 1);
+  oa.max_frame_size = 64 << 10;  // peers agree on it
+  absl::StatusOr<std::unique_ptr<remote::Node>> a = co_await remote::Node::Start(t, std::move(oa));
+  CO_ASSERT_OK(a);
+  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
+  CO_ASSERT_OK(RegisterTask("echo", echo));
+  remote::NodeOptions ob = Options(kSecret, "", 2);
+  ob.max_frame_size = 64 << 10;
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, std::move(ob));
+  CO_ASSERT_OK(b);
+  absl::StatusOr<TaskRef> far = co_await LocateTask("echo", Location::Peer((*a)->uris()[0]), kLong);
+  CO_ASSERT_OK(far);
+  const Value big(std::string(100 << 10, 'x'));
+  EXPECT_THAT(far->Send(big), StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_frame_size")));
+  Value nested = Value::Map({{"reply_to", Self()}, {"n", 1}, {"parts", Value::List({big})}});
+  EXPECT_THAT(far->Send(nested), StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_frame_size")));
+  absl::Status delivered = co_await far->Deliver(big, kLong);
+  EXPECT_THAT(delivered, StatusIs(absl::StatusCode::kResourceExhausted));
+  // The connection stays: the same peer answers as before.
+  absl::Status s = co_await Converse((*a)->uris()[0]);
+  EXPECT_OK(s);
+  b->reset();
+  a->reset();
+  (void)co_await echo.Join(kLong);
+}
+
 PICOS_CORO_TEST(RemoteInProcess, OverTlsTheSameCallsWork) {
   const char* tmp = std::getenv("TEST_TMPDIR");
   absl::StatusOr<TestPki> pki = MakeTestPki(tmp ? tmp : "/tmp");
@@ -987,7 +1017,8 @@ PICOS_CORO_TEST(RemoteInProcess, IdleLinkStaysUpOnHeartbeats) {
   absl::StatusOr<Value> joined = co_await far->Join(kLong);
   CO_ASSERT_OK(joined);
   EXPECT_EQ(*joined, Value(0));
-  b->reset();  // b leaves cleanly
+  CO_ASSERT_OK(co_await (*b)->Close(kLong));  // b leaves cleanly: a goodbye, then its streams close
+  b->reset();
   absl::StatusOr<Value> seen = co_await watcher.Join(kLong);
   CO_ASSERT_OK(seen);
   EXPECT_EQ(*seen, Value("joined left "));

@@ -11,8 +11,11 @@
 //   {op: "where", req, pid}          answered by a "reply" with the URIs
 //                                    process pid (connected to the
 //                                    receiver) listens on
-//   {op: "ping"}                     a heartbeat, sent on an idle link
-//   {op: "select", keep}             the first frame on every connection,
+//   {op: "bye"}                      the sender leaves (Node::Close): the end
+//                                    of its stream that follows is no break
+//   {op: "ping", ack, sid}           a heartbeat, sent on an idle link; also
+//                                    an acknowledgement (below)
+//   {op: "select", keep, ack, sid}   the first frame on every connection,
 //                                    sent only by the peer with the lower
 //                                    process id (the arbiter of the pair):
 //                                    keep it, or close it (another
@@ -36,19 +39,39 @@
 // a Value list of up to kFramesPerBatch frames, so one capnp message (one
 // encode, one decode) carries many; a frame that cannot be encoded is sent
 // (or refused) alone, so it never costs the others.
+//
+// Sessions (protocol version 3). A peer is a session (a Connection) that
+// outlives its streams. Every batch but a lone ping or select opens with a
+// header [seq, ack] (a list; frames are maps): `seq` numbers the batches of one
+// direction of the session from 1, without gaps; `ack` (in pings and
+// selects too) is the last seq the sender received. The receiver applies a
+// batch once (a seq it has seen is dropped) and acknowledges cumulatively on
+// whatever it writes next, or with a ping after kAckEvery batches or at the
+// heartbeat tick, so acks cost no round trip and nothing waits for one. The
+// sender keeps each batch's bytes until acknowledged (counted against
+// max_queued_frames). When a stream breaks (an error; an orderly end is a
+// peer that left), the session waits for a new one: the connector redials
+// (RedialLoop), the handshake proves the same process, the arbiter's select
+// and the other's first ping carry `sid` (the sender's session id, random
+// per session: a peer that lost the session, or a node started again with
+// the same process id, is told apart) and `ack`, and each side writes again
+// only the batches the other lacks, in order, before anything new.
 #include "core/remote/node.h"
 
 #include <algorithm>
 #include <deque>
 #include <cstdlib>
+#include <deque>
 #include <iterator>
 #include <limits>
 #include <fstream>
 #include <optional>
+#include <random>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -90,6 +113,32 @@ void AppendFrame(const std::string& bytes, std::string* out) {
 }
 
 constexpr size_t kFramesPerBatch = 512;
+
+// At least the bytes `v` takes encoded (core/wire/value.capnp: a 16-byte
+// struct per value, text and data rounded up to 8 bytes), counting no
+// further than `stop`: a frame that surely exceeds max_frame_size is
+// refused by Send at once, with a status to its sender, rather than by the
+// writer later, where only the log would hear of it.
+size_t EncodedSizeAtLeast(const Value& v, size_t stop) {
+  size_t n = 0;
+  absl::InlinedVector<const Value*, 16> todo = {&v};
+  while (!todo.empty() && n <= stop) {
+    const Value* x = todo.back();
+    todo.pop_back();
+    n += 16;
+    if (x->is_string() || x->is_bytes()) {
+      n += (x->as_string().size() + 8) & ~size_t{7};
+    } else if (x->is_list()) {
+      for (const Value& item : x->as_list()) todo.push_back(&item);
+    } else if (x->is_map()) {
+      for (const auto& [key, item] : x->as_map()) {
+        n += 16 + ((key.size() + 8) & ~size_t{7});
+        todo.push_back(&item);
+      }
+    }
+  }
+  return n;
+}
 
 // A handle that can only fail: a task of this process that crossed back
 // after it ended (ids are never reused), or a task of a process this node
@@ -199,19 +248,98 @@ class Connection : public std::enable_shared_from_this<Connection> {
     absl::MutexLock lock(&mu_);
     return outbox_.empty();
   }
-  // The writer's next batch: up to `max` frames queued, oldest first. True
-  // if more remain (the writer then goes on without waiting for a kick).
-  bool TakeOutbox(size_t max, std::vector<Value>* out) {
+  // Every frame queued, oldest first, into `out` (emptied first): the
+  // writer writes them a part at a time (taking a part here would move the
+  // rest of a long backlog each time). Taken frames count as unacknowledged
+  // from here on (the per-peer bound holds them until the peer acknowledges
+  // them, or Unsent gives them back).
+  void TakeOutbox(std::vector<Value>* out) {
     absl::MutexLock lock(&mu_);
     out->clear();
-    if (outbox_.size() <= max) {
-      out->swap(outbox_);
-      kicked_ = false;
-      return false;
+    out->swap(outbox_);
+    kicked_ = false;
+    unacked_frames_ += out->size();
+  }
+  // The writer woke: the next Push or KickWriter wakes it again.
+  void Unkick() {
+    absl::MutexLock lock(&mu_);
+    kicked_ = false;
+  }
+  // Wakes the writer (for an ack, a ping or a resend). Any thread.
+  void KickWriter() {
+    TaskRef kick;
+    {
+      absl::MutexLock lock(&mu_);
+      if (lost_ || kicked_ || !writer.valid()) return;
+      kicked_ = true;
+      kick = writer;
     }
-    out->assign(std::make_move_iterator(outbox_.begin()), std::make_move_iterator(outbox_.begin() + max));
-    outbox_.erase(outbox_.begin(), outbox_.begin() + max);
-    return true;  // kicked_ stays set: the writer comes back by itself
+    (void)kick.Send(Value());
+  }
+
+  // --- the session's sequence numbers (node thread) ---
+  // A sequenced batch as written: kept, bytes and all, until the peer
+  // acknowledges it, to be written again on the next connection if it
+  // does not.
+  struct Unacked {
+    uint64_t seq;
+    std::string bytes;  // length-prefixed, as written
+    size_t frames;
+  };
+  // `n` frames taken from the outbox will never be written (they could not
+  // be encoded): they no longer count against the bound.
+  void Unsent(size_t n) {
+    absl::MutexLock lock(&mu_);
+    unacked_frames_ -= std::min(n, unacked_frames_);
+  }
+  // The sequence number of the next batch written.
+  uint64_t NextSeq() {
+    absl::MutexLock lock(&mu_);
+    return next_seq_++;
+  }
+  void KeepUnacked(Unacked u) {
+    absl::MutexLock lock(&mu_);
+    unacked_.push_back(std::move(u));
+  }
+  // The peer received every batch up to `ack`: they are dropped.
+  // kInvalidArgument for an ack of a batch never sent.
+  absl::Status Acked(uint64_t ack) {
+    absl::MutexLock lock(&mu_);
+    if (ack >= next_seq_) {
+      return absl::InvalidArgumentError(absl::StrCat("ack of batch ", ack, ", never sent"));
+    }
+    while (!unacked_.empty() && unacked_.front().seq <= ack) {
+      unacked_frames_ -= std::min(unacked_.front().frames, unacked_frames_);
+      // Its buffer is kept for the next batch: a flood then allocates (and
+      // the heap grows and shrinks) for none of its copies.
+      if (spare_.size() < kSpareBuffers) {
+        unacked_.front().bytes.clear();
+        spare_.push_back(std::move(unacked_.front().bytes));
+      }
+      unacked_.pop_front();
+    }
+    return absl::OkStatus();
+  }
+  // An empty buffer for a batch's copy, with capacity when one is spare.
+  std::string SpareBuffer() {
+    absl::MutexLock lock(&mu_);
+    if (spare_.empty()) return std::string();
+    std::string b = std::move(spare_.back());
+    spare_.pop_back();
+    return b;
+  }
+  // Appends every unacknowledged batch to `out`, oldest first.
+  void AppendUnacked(std::string* out) const {
+    absl::MutexLock lock(&mu_);
+    for (const Unacked& u : unacked_) out->append(u.bytes);
+  }
+  bool has_unacked() const {
+    absl::MutexLock lock(&mu_);
+    return !unacked_.empty();
+  }
+  size_t unacked_frames() const {
+    absl::MutexLock lock(&mu_);
+    return unacked_frames_;
   }
   // The proxy of the peer's task `id` (channel `name`), holding `proof` (the
   // peer's, unchecked here: the task's process checks it on every use).
@@ -233,16 +361,38 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Node thread.
   NodeImpl* node;
-  Stream* stream = nullptr;  // owned by the reader task; null once lost
+  // The connection's stream now: owned by its reader task; null while the
+  // session waits to be reconnected, and once lost.
+  Stream* stream = nullptr;
+  // Which stream: each new one attached bumps it, so that a reader or
+  // writer of an older one that fails breaks nothing.
+  uint64_t link = 0;
   TaskRef writer;
   TaskRef reader;
   TaskRef heartbeat;
+  TaskRef redial;
   int64_t last_heard_ns = 0;  // the scheduler's clock
+  int64_t broken_ns = 0;      // when the stream broke (stream null, not lost)
+  absl::Status broken_why;
   bool sent_since_tick = false;
   bool writing = false;  // the writer has taken frames it has not finished writing
-  // Whether this connection is the pair's one (see "select" above).
-  enum class Selection { kPending, kKept, kDropped, kLost };
+  // Whether this connection is the pair's one (see "select" above); kMerged:
+  // an unselected one whose stream the arbiter kept for an existing session
+  // (merged_into) of the same peer.
+  enum class Selection { kPending, kKept, kDropped, kLost, kMerged };
   Selection selection = Selection::kPending;
+  std::shared_ptr<Connection> merged_into;
+
+  // Sequence numbers (node.cc's opening comment).
+  uint64_t received = 0;  // the peer's last batch applied here
+  uint64_t ack_sent = 0;  // the last `received` told the peer
+  uint64_t session_id = 0;       // this side's, told the peer in every ping and select
+  uint64_t peer_session_id = 0;  // the peer's, from its first ping or select
+  bool opener_due = false;    // the first message of a new stream is due
+  bool peer_resumed = false;  // the peer's first message on this stream arrived
+  bool goodbye = false;       // the peer said "bye": its stream's end is its leaving
+  bool resend_due = false;    // unacknowledged batches go out again first
+  bool ping_due = false;      // the heartbeat asks for a ping
 
   const std::string my_pid;
   const HandshakeResult peer;
@@ -256,6 +406,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool lost_ ABSL_GUARDED_BY(mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<Value> outbox_ ABSL_GUARDED_BY(mu_);
+  std::deque<Unacked> unacked_ ABSL_GUARDED_BY(mu_);
+  size_t unacked_frames_ ABSL_GUARDED_BY(mu_) = 0;  // taken from the outbox, not yet acknowledged
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  static constexpr size_t kSpareBuffers = 32;
+  std::vector<std::string> spare_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<uint64_t, Completer> pending_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, MonitorReg> monitors_ ABSL_GUARDED_BY(mu_);
@@ -567,13 +722,20 @@ void ReachThirdParty(NodeImpl* node, std::weak_ptr<Connection> via, std::string 
 // --- Connection ---
 
 absl::Status Connection::Push(Value frame) {
+  if (size_t n = EncodedSizeAtLeast(frame, max_frame); n > max_frame) {
+    return absl::ResourceExhaustedError(absl::StrCat("a message of more than ", n, " bytes for ", Describe(),
+                                                     " exceeds max_frame_size (", max_frame,
+                                                     "): refused, the connection stays"));
+  }
   TaskRef kick;
   {
     absl::MutexLock lock(&mu_);
     if (lost_) return Lost();
-    if (outbox_.size() >= max_queued) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          outbox_.size(), " frames wait to be written to ", Describe(), ": it reads slower than this process sends"));
+    // Unacknowledged frames count: they are kept until the peer has them.
+    if (outbox_.size() + unacked_frames_ >= max_queued) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(outbox_.size() + unacked_frames_, " frames wait to be written to or acknowledged by ",
+                       Describe(), ": it reads slower than this process sends"));
     }
     outbox_.push_back(std::move(frame));
     if (!kicked_ && writer.valid()) {
@@ -794,10 +956,14 @@ void Connection::Fail(const absl::Status& why) {
   ops::SubscriptionTable subs;
   absl::flat_hash_map<uint64_t, std::pair<ChannelRef, SinkId>> sinks;
   std::vector<Value> outbox;
+  size_t unacked_frames = 0;
   {
     absl::MutexLock lock(&mu_);
     if (lost_) return;
     lost_ = true;
+    unacked_frames = unacked_frames_;
+    unacked_frames_ = 0;
+    unacked_.clear();
     pending.swap(pending_);
     monitors.swap(monitors_);
     proxies.swap(proxies_);
@@ -811,6 +977,19 @@ void Connection::Fail(const absl::Status& why) {
   }
   // The peer's subscribers behind this connection are dropped.
   for (auto& [sub, s] : sinks) (void)picos::Channel(s.first).Unsubscribe(s.second);
+  // Sends accepted but not acknowledged may or may not have been applied:
+  // reported, never sent again to anyone (exactly once, or failed).
+  // (Quietly when the peer left or this node closed: its last frames are
+  // usually there, only not acknowledged yet.)
+  if (unacked_frames + outbox.size() > 0) {
+    if (absl::StrContains(why.message(), "closed")) {
+      PICOS_LOG(debug, "remote: {} frames for {} unacknowledged when it closed ({} never written)",
+                unacked_frames + outbox.size(), Describe(), outbox.size());
+    } else {
+      PICOS_LOG(info, "remote: {} frames for {} failed: it was lost before acknowledging them ({} never written)",
+                unacked_frames + outbox.size(), Describe(), outbox.size());
+    }
+  }
   // Outside the lock: each of these may call back into the connection
   // (which now refuses) or run a task's destructors.
   const absl::Status lost = absl::UnavailableError(absl::StrCat("peer ", Describe(), " lost: ", why.message()));
@@ -939,7 +1118,13 @@ class NodeImpl final : public NameResolver {
         scheduler_(&ThisScheduler()),
         handshakes_(*scheduler_, TaskGroup::Options{.name = "remote-handshake",
                                                     .max_tasks = options_.max_pending_handshakes}),
-        tasks_(*scheduler_, TaskGroup::Options{.name = "remote-node"}) {}
+        tasks_(*scheduler_, TaskGroup::Options{.name = "remote-node"}) {
+    // Session ids differ between nodes of one process id (a node started
+    // again in the same process): a peer never takes a new session for the
+    // old one it still holds.
+    std::random_device rd;
+    next_session_id_ = ((uint64_t{rd()} << 32) | rd()) | 1;
+  }
 
   const ChannelRef& peer_events() const { return events_.ref(); }
   // Broadcasts a peer event (kPeerEventMessage).
@@ -986,11 +1171,20 @@ class NodeImpl final : public NameResolver {
     return out;
   }
   size_t refused_handshakes() const { return refused_; }
+  size_t reconnects() const { return reconnects_; }
+  // Nothing accepted is left to write: a session waiting to be reconnected
+  // is flushed once it is (its unacknowledged batches written again) or lost.
   bool flushed() const {
     for (const auto& [pid, c] : by_pid_) {
-      if (c->stream != nullptr && (c->writing || !c->outbox_empty())) return false;
+      if (c->lost()) continue;
+      if (c->writing || !c->outbox_empty()) return false;
+      if (c->stream == nullptr && c->has_unacked()) return false;
     }
     return true;
+  }
+  // Node::Close: a goodbye after everything queued for each peer.
+  void SayGoodbye() {
+    for (auto& [pid, c] : by_pid_) (void)c->Push(Value::Map({{"op", "bye"}}));
   }
   std::shared_ptr<Connection> ByPid(const std::string& pid) const {
     auto it = by_pid_.find(pid);
@@ -1024,11 +1218,26 @@ class NodeImpl final : public NameResolver {
   std::shared_ptr<Connection> Adopt(std::unique_ptr<Stream> stream, HandshakeResult peer,
                                     std::string dialled);
   void Lost(const std::shared_ptr<Connection>& c, const absl::Status& why);
+  // The stream `link` of `c` failed (`why`): a kept session waits for a new
+  // one (its connector redials) for reconnect_grace; anything else is lost.
+  void Broken(const std::shared_ptr<Connection>& c, uint64_t link, const absl::Status& why);
+  // `stream` (its handshake proved c's peer) is c's stream from now on.
+  void Attach(const std::shared_ptr<Connection>& c, std::unique_ptr<Stream> stream);
+  // A new stream of `c` is up: its first message, then the resend.
+  void BeginLink(const std::shared_ptr<Connection>& c);
+  // The connector of a session whose stream broke dials its peer again,
+  // with backoff, until the grace period ends.
+  static Task<absl::Status> RedialLoop(NodeImpl* self, std::shared_ptr<Connection> c);
+  // The peer's session id, from its ping or select: the first is recorded;
+  // another means the peer lost this session (kFailedPrecondition).
+  absl::Status PeerSession(const std::shared_ptr<Connection>& c, uint64_t sid);
   // Makes `c` the pair's connection: reachable by its peer's id and URIs,
-  // heartbeats, "joined".
-  void Keep(const std::shared_ptr<Connection>& c);
+  // heartbeats, "joined". `peer_sid`: the arbiter's session id from its
+  // select; when it names the session of the peer this node has already
+  // (its stream broke), c's stream is merged into that session instead.
+  void Keep(const std::shared_ptr<Connection>& c, uint64_t peer_sid = 0);
   // The arbiter's "select" on an unselected connection.
-  absl::Status Select(const std::shared_ptr<Connection>& c, bool keep);
+  absl::Status Select(const std::shared_ptr<Connection>& c, bool keep, uint64_t sid);
   // Waits (until `give_up_ns`) for the arbiter's choice about `c`; gives the
   // pair's connection.
   Task<absl::StatusOr<std::shared_ptr<Connection>>> AwaitSelection(std::shared_ptr<Connection> c,
@@ -1052,7 +1261,7 @@ class NodeImpl final : public NameResolver {
     }
   }
   static Task<absl::Status> ReaderLoop(NodeImpl* self, std::shared_ptr<Connection> c,
-                                       std::unique_ptr<Stream> stream);
+                                       std::unique_ptr<Stream> stream, uint64_t link);
   static Task<absl::Status> WriterLoop(NodeImpl* self, std::shared_ptr<Connection> c);
   static Task<absl::Status> HeartbeatLoop(NodeImpl* self, std::shared_ptr<Connection> c);
   absl::Status Dispatch(const std::shared_ptr<Connection>& c, const Value& frame);
@@ -1082,6 +1291,8 @@ class NodeImpl final : public NameResolver {
   // waiting for the arbiter's choice waits for.
   Condition selection_changed_;
   size_t refused_ = 0;
+  size_t reconnects_ = 0;
+  uint64_t next_session_id_ = 1;
   Channel events_ = Channel::Create("picos.peer_events");
   // Last: destroyed first, while what their tasks use exists.
   TaskGroup handshakes_;  // accepted connections in their handshake
@@ -1170,6 +1381,8 @@ Task<absl::StatusOr<std::shared_ptr<Connection>>> NodeImpl::AwaitSelection(std::
     switch (c->selection) {
       case Connection::Selection::kKept:
         co_return c;
+      case Connection::Selection::kMerged:
+        co_return c->merged_into;
       case Connection::Selection::kLost:
         co_return c->Lost();
       case Connection::Selection::kDropped:
@@ -1226,6 +1439,13 @@ std::shared_ptr<Connection> NodeImpl::Adopt(std::unique_ptr<Stream> stream, Hand
     if (existing != by_pid_.end()) {
       std::shared_ptr<Connection> c = existing->second;
       if (!dialled.empty()) by_uri_.emplace(dialled, c);
+      if (c->stream == nullptr && !c->lost()) {
+        // Its stream broke and the peer dialled again: this is the
+        // session's stream now (the peer's first ping proves it is the
+        // same session, PeerSession).
+        Attach(c, std::move(stream));
+        return c;
+      }
       PICOS_LOG(debug, "remote: a second connection to {}: declined", c->Describe());
       absl::StatusOr<TaskRef> t =
           tasks_.SpawnNamed("remote-decline", &NodeImpl::Decline, std::move(stream), options_.handshake_timeout);
@@ -1235,10 +1455,12 @@ std::shared_ptr<Connection> NodeImpl::Adopt(std::unique_ptr<Stream> stream, Hand
   }
   auto c = std::make_shared<Connection>(this, my_pid_, std::move(peer), std::move(dialled),
                                         options_.max_frame_size, options_.max_queued_frames);
+  c->session_id = next_session_id_++;
   c->stream = stream.get();
+  c->link = 1;
   absl::StatusOr<TaskRef> w = tasks_.SpawnNamed("remote-writer", &NodeImpl::WriterLoop, this, c);
   absl::StatusOr<TaskRef> r =
-      tasks_.SpawnNamed("remote-reader", &NodeImpl::ReaderLoop, this, c, std::move(stream));
+      tasks_.SpawnNamed("remote-reader", &NodeImpl::ReaderLoop, this, c, std::move(stream), c->link);
   if (w.ok()) c->writer = *w;  // before any proxy of the connection exists: no other thread reads it yet
   if (r.ok()) c->reader = *r;
   c->last_heard_ns = scheduler_->NowNs();
@@ -1253,43 +1475,209 @@ std::shared_ptr<Connection> NodeImpl::Adopt(std::unique_ptr<Stream> stream, Hand
     return c;
   }
   if (arbiter) {
-    // The first frame on the connection, before anything else is queued.
-    (void)c->Push(Value::Map({{"op", "select"}, {"keep", true}}));
+    // The first message on the connection is the select; a new session has
+    // nothing to resend, so nothing waits for the peer's first ping.
+    c->opener_due = true;
+    c->peer_resumed = true;
     Keep(c);
+    c->KickWriter();
   } else {
     unselected_.push_back(c);
   }
   return c;
 }
 
-void NodeImpl::Keep(const std::shared_ptr<Connection>& c) {
+void NodeImpl::Attach(const std::shared_ptr<Connection>& c, std::unique_ptr<Stream> stream) {
+  if (c->stream != nullptr) c->stream->Close();  // its reader ends; its link number is stale
+  ++c->link;
+  c->stream = stream.get();
+  absl::StatusOr<TaskRef> r =
+      tasks_.SpawnNamed("remote-reader", &NodeImpl::ReaderLoop, this, c, std::move(stream), c->link);
+  if (!r.ok()) {
+    c->stream = nullptr;
+    Lost(c, absl::UnavailableError("this node is closing"));
+    return;
+  }
+  c->reader = *r;
+  BeginLink(c);
+}
+
+void NodeImpl::BeginLink(const std::shared_ptr<Connection>& c) {
+  c->last_heard_ns = scheduler_->NowNs();
+  c->sent_since_tick = false;
+  c->opener_due = true;
+  // Sequenced batches wait for the peer's first message on this stream: it
+  // says what the peer received (only the rest is written again) and proves
+  // that the peer still has this session.
+  c->peer_resumed = false;
+  c->resend_due = true;
+  ++reconnects_;
+  PICOS_LOG(info, "remote: reconnected to {} after {}", c->Describe(),
+            absl::FormatDuration(absl::Nanoseconds(scheduler_->NowNs() - c->broken_ns)));
+  c->KickWriter();
+}
+
+void NodeImpl::Keep(const std::shared_ptr<Connection>& c, uint64_t peer_sid) {
   if (auto old = by_pid_.find(c->peer.process_id); old != by_pid_.end() && old->second != c) {
-    // The arbiter keeps a new one: it no longer has the old (it broke there
-    // first).
-    std::shared_ptr<Connection> stale = old->second;
-    Lost(stale, absl::UnavailableError("the peer replaced the connection"));
+    std::shared_ptr<Connection> s = old->second;
+    if (peer_sid != 0 && s->peer_session_id == peer_sid && !s->lost() &&
+        options_.reconnect_grace > absl::ZeroDuration()) {
+      // The arbiter kept a new stream of the session this node has with it:
+      // c's stream (and its reader, which switches to s after this frame)
+      // continues s. The old stream, if this side has not seen it break
+      // yet, is closed.
+      std::erase(unselected_, c);
+      c->selection = Connection::Selection::kMerged;
+      c->merged_into = s;
+      if (s->stream != nullptr) s->stream->Close();
+      ++s->link;
+      s->stream = c->stream;
+      s->reader = c->reader;
+      c->stream = nullptr;
+      if (c->writer.valid()) (void)c->writer.Terminate();
+      if (c->heartbeat.valid()) (void)c->heartbeat.Terminate();
+      c->Fail(absl::UnavailableError("merged into the session"));  // it holds nothing
+      if (!c->dialled.empty()) by_uri_.emplace(c->dialled, s);
+      BeginLink(s);
+      selection_changed_.NotifyAll();
+      return;
+    }
+    // The arbiter keeps a new one of a new session: the old one is gone
+    // there (the peer lost it, or it broke there first and no grace).
+    Lost(s, absl::UnavailableError("the peer replaced the connection"));
   }
   std::erase(unselected_, c);
   c->selection = Connection::Selection::kKept;
   by_pid_.emplace(c->peer.process_id, c);
   if (!c->dialled.empty()) by_uri_.emplace(c->dialled, c);
   for (const std::string& u : c->peer.uris) by_uri_.emplace(u, c);
+  if (c->peer_session_id == 0) c->peer_session_id = peer_sid;
+  if (my_pid_ > c->peer.process_id) {
+    // Not the arbiter: the select was the peer's first message; this
+    // side's first (a ping saying what it received) is due.
+    c->opener_due = true;
+    c->KickWriter();
+  }
   PICOS_LOG(debug, "remote: connected to {}", c->Describe());
   PeerEvent("joined", *c, absl::OkStatus());
   selection_changed_.NotifyAll();
 }
 
-absl::Status NodeImpl::Select(const std::shared_ptr<Connection>& c, bool keep) {
+absl::Status NodeImpl::Select(const std::shared_ptr<Connection>& c, bool keep, uint64_t sid) {
   if (my_pid_ < c->peer.process_id || c->selection != Connection::Selection::kPending) {
     return absl::InvalidArgumentError("a select from a peer that does not choose, or twice");
   }
   if (keep) {
-    Keep(c);
+    Keep(c, sid);
     return absl::OkStatus();
   }
   c->selection = Connection::Selection::kDropped;
   Lost(c, absl::UnavailableError("the peer keeps another connection between the two"));
   return absl::OkStatus();
+}
+
+absl::Status NodeImpl::PeerSession(const std::shared_ptr<Connection>& c, uint64_t sid) {
+  if (sid == 0 || c->peer_session_id == sid) return absl::OkStatus();
+  if (c->peer_session_id == 0) {
+    c->peer_session_id = sid;
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError("the peer started a new session: it lost this one");
+}
+
+void NodeImpl::Broken(const std::shared_ptr<Connection>& c, uint64_t link, const absl::Status& why) {
+  if (c->node == nullptr || c->link != link || c->stream == nullptr || c->lost()) return;
+  if (c->selection != Connection::Selection::kKept || options_.reconnect_grace <= absl::ZeroDuration()) {
+    Lost(c, why);
+    return;
+  }
+  // The session outlives its stream: the connector dials again; both keep
+  // what was not acknowledged. Lost only when the grace period ends (the
+  // heartbeat loop) or the redial finds nothing listening.
+  PICOS_LOG(info, "remote: connection to {} broke ({}); {} within {}", c->Describe(), why.ToString(),
+            c->dialled.empty() ? "waiting for it to reconnect" : "reconnecting",
+            absl::FormatDuration(options_.reconnect_grace));
+  c->stream->Close();
+  c->stream = nullptr;
+  ++c->link;
+  c->broken_ns = scheduler_->NowNs();
+  c->broken_why = why;
+  c->writing = false;
+  if (!c->dialled.empty()) {
+    absl::StatusOr<TaskRef> t = tasks_.SpawnNamed("remote-redial", &NodeImpl::RedialLoop, this, c);
+    if (t.ok()) c->redial = *t;
+  }
+}
+
+namespace {
+// A redial that finds nothing listening at the peer's address: its process
+// is gone (a restarted one is a new peer anyway), so waiting out the grace
+// period would only delay what is certain.
+bool NothingListens(const absl::Status& s) {
+  return absl::IsNotFound(s) || absl::StrContains(s.message(), "connection refused");
+}
+}  // namespace
+
+Task<absl::Status> NodeImpl::RedialLoop(NodeImpl* self, std::shared_ptr<Connection> c) {
+  const int64_t give_up_ns = c->broken_ns + absl::ToInt64Nanoseconds(self->options_.reconnect_grace);
+  const std::string uri = c->dialled;
+  absl::Duration backoff = absl::Milliseconds(10);
+  auto done = [&]() { return c->node == nullptr || c->lost() || c->stream != nullptr; };
+  for (;;) {
+    if (done()) co_return absl::OkStatus();
+    const int64_t left_ns = give_up_ns - ThisScheduler().NowNs();
+    if (left_ns <= 0) co_return absl::OkStatus();  // the heartbeat loop loses it
+    const absl::Duration left = absl::Nanoseconds(left_ns);
+    absl::StatusOr<std::unique_ptr<Stream>> s =
+        co_await self->transports_->Connect(uri, std::min(self->options_.connect_timeout, left));
+    if (done()) co_return absl::OkStatus();
+    absl::Status failed;
+    if (!s.ok()) {
+      if (NothingListens(s.status())) {
+        self->Lost(c, absl::Status(c->broken_why.code(),
+                                   absl::StrCat(c->broken_why.message(), "; nothing listens at ", uri,
+                                                " any more (", s.status().message(), ")")));
+        co_return absl::OkStatus();
+      }
+      failed = s.status();
+    } else {
+      HandshakeOptions h = self->Handshaking(Role::kConnector);
+      h.timeout = std::min(h.timeout, left);
+      absl::StatusOr<HandshakeResult> peer = co_await Handshake(**s, h);
+      if (done()) co_return absl::OkStatus();
+      if (!peer.ok()) {
+        (*s)->Close();
+        if (absl::IsUnauthenticated(peer.status()) || absl::IsFailedPrecondition(peer.status())) {
+          self->Lost(c, peer.status());  // it will not get better
+          co_return absl::OkStatus();
+        }
+        failed = peer.status();
+      } else if (peer->process_id != c->peer.process_id) {
+        // Another process at that address: a new peer; the old one is lost.
+        self->Lost(c, absl::UnavailableError(absl::StrCat(c->broken_why.message(),
+                                                          "; it restarted (a new process id)")));
+        (void)self->Adopt(*std::move(s), *std::move(peer), uri);
+        co_return absl::OkStatus();
+      } else {
+        std::shared_ptr<Connection> got = self->Adopt(*std::move(s), *std::move(peer), uri);
+        if (got->selection == Connection::Selection::kPending) {
+          // Not the arbiter: kept (merged into c), or declined while the
+          // arbiter still holds the old stream (then again, after backoff).
+          absl::StatusOr<std::shared_ptr<Connection>> kept =
+              co_await self->AwaitSelection(got, ThisScheduler().NowNs() + left_ns);
+          if (!kept.ok()) failed = kept.status();
+        }
+        if (done()) co_return absl::OkStatus();
+      }
+    }
+    PICOS_LOG(debug, "remote: redialling {} at {}: {}", c->Describe(), uri, failed.ToString());
+    const int64_t wait_ns = std::min(absl::ToInt64Nanoseconds(backoff), give_up_ns - ThisScheduler().NowNs());
+    if (wait_ns > 0) {
+      absl::Status slept = co_await Sleep(absl::Nanoseconds(wait_ns));
+      if (!slept.ok()) co_return absl::OkStatus();
+    }
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
 }
 
 void NodeImpl::Lost(const std::shared_ptr<Connection>& c, const absl::Status& why) {
@@ -1307,6 +1695,7 @@ void NodeImpl::Lost(const std::shared_ptr<Connection>& c, const absl::Status& wh
   c->Fail(why);
   if (c->stream != nullptr) c->stream->Close();
   c->stream = nullptr;
+  ++c->link;
   if (auto it = by_pid_.find(c->peer.process_id); it != by_pid_.end() && it->second == c) by_pid_.erase(it);
   for (auto it = by_uri_.begin(); it != by_uri_.end();) {
     if (it->second == c) {
@@ -1327,32 +1716,68 @@ void NodeImpl::Lost(const std::shared_ptr<Connection>& c, const absl::Status& wh
 // came up) and at the moment the peer's silence reaches
 // heartbeat_interval * heartbeat_misses, whichever comes first, so that a
 // silent peer is lost after exactly that much of the scheduler's time.
+// While the session waits to be reconnected it wakes at each tick and when
+// the grace period ends, and loses the session then.
 Task<absl::Status> NodeImpl::HeartbeatLoop(NodeImpl* self, std::shared_ptr<Connection> c) {
   const int64_t interval_ns = absl::ToInt64Nanoseconds(self->options_.heartbeat_interval);
   const int64_t dead_after_ns = interval_ns * std::max(1, self->options_.heartbeat_misses);
+  const int64_t grace_ns = absl::ToInt64Nanoseconds(self->options_.reconnect_grace);
   int64_t next_tick_ns = ThisScheduler().NowNs() + interval_ns;
   for (;;) {
     const int64_t now_ns = ThisScheduler().NowNs();
+    if (c->stream == nullptr) {
+      const int64_t give_up_ns = c->broken_ns + grace_ns;
+      if (now_ns >= give_up_ns) {
+        self->Lost(c, absl::Status(c->broken_why.code(),
+                                   absl::StrCat(c->broken_why.message(), "; not reconnected within ",
+                                                absl::FormatDuration(self->options_.reconnect_grace))));
+        co_return absl::OkStatus();
+      }
+      absl::Status slept = co_await Sleep(absl::Nanoseconds(std::min(give_up_ns, now_ns + interval_ns) - now_ns));
+      if (!slept.ok() || c->lost()) co_return absl::OkStatus();
+      next_tick_ns = ThisScheduler().NowNs() + interval_ns;
+      continue;
+    }
+    // A reader that is ready to run has bytes from the peer waiting: heard
+    // (this process was busy, not the peer silent).
+    if (c->reader.valid() && c->reader.state() == TaskState::kReady) c->last_heard_ns = now_ns;
     const int64_t silent_ns = now_ns - c->last_heard_ns;
     if (silent_ns >= dead_after_ns) {
+      // Missed heartbeats lose the peer at once, without redialling: a
+      // stream that stays up but carries nothing means a peer that is hung
+      // or cut off, and the liveness bound is a promise.
       self->Lost(c, absl::DeadlineExceededError(absl::StrCat(
                         "heard nothing for ", absl::FormatDuration(absl::Nanoseconds(silent_ns)),
                         " (", self->options_.heartbeat_misses, " heartbeats missed)")));
       co_return absl::OkStatus();
     }
     if (now_ns >= next_tick_ns) {
-      // Nothing goes on a connection the arbiter has not kept.
-      if (!c->sent_since_tick && c->selection == Connection::Selection::kKept) {
-        (void)c->Push(Value::Map({{"op", "ping"}}));
+      // Nothing goes on a connection the arbiter has not kept. A ping also
+      // carries the acknowledgement of what arrived since the last one.
+      if ((!c->sent_since_tick || c->received != c->ack_sent) &&
+          c->selection == Connection::Selection::kKept) {
+        c->ping_due = true;
+        c->KickWriter();
       }
       c->sent_since_tick = false;
       while (next_tick_ns <= now_ns) next_tick_ns += interval_ns;
     }
     const int64_t wake_ns = std::min(next_tick_ns, c->last_heard_ns + dead_after_ns);
     absl::Status slept = co_await Sleep(absl::Nanoseconds(wake_ns - now_ns));
-    if (!slept.ok() || c->stream == nullptr) co_return absl::OkStatus();
+    if (!slept.ok() || c->lost()) co_return absl::OkStatus();
   }
 }
+
+namespace {
+// An unsequenced message of one frame (ping or select) with the sender's
+// acknowledgement and session id, length-prefixed, appended to `out`.
+void AppendControl(Value::MapType frame, uint64_t ack, uint64_t sid, std::string* out) {
+  frame.emplace("ack", ack);
+  frame.emplace("sid", sid);
+  absl::StatusOr<std::string> bytes = EncodeValue(Value::List({Value(std::move(frame))}));
+  if (bytes.ok()) AppendFrame(*bytes, out);
+}
+}  // namespace
 
 Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connection> c) {
   CodecOptions codec;
@@ -1361,82 +1786,170 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
   // Frames per write: enough to batch, few enough that one write's buffer
   // stays small (a buffer of megabytes per write costs page faults).
   constexpr size_t kFramesPerWrite = 8 * kFramesPerBatch;
-  std::vector<Value> frames;
+  std::vector<Value> frames;  // taken from the outbox; those from `next` on not yet written
+  size_t next = 0;
   bool more = false;
   for (;;) {
     if (!more) {
       absl::StatusOr<Value> kick = co_await Receive();
       if (!kick.ok()) co_return absl::OkStatus();  // terminated: the connection is gone
+      // Awake: whatever is pushed or asked for from here on kicks again (the
+      // writer may go back to waiting without taking the outbox).
+      c->Unkick();
+    } else {
+      // A backlog goes out a write at a time with a turn for the others
+      // between: a write the kernel takes at once does not suspend, and the
+      // reader (the peer's acknowledgements and pings) and the heartbeat
+      // must not wait for the whole backlog.
+      co_await Yield();
     }
-    more = c->TakeOutbox(kFramesPerWrite, &frames);
-    c->writing = true;
+    more = false;
+    // No stream (waiting to be reconnected; BeginLink kicks), or not kept
+    // yet: what is queued waits.
+    if (c->stream == nullptr || c->selection != Connection::Selection::kKept) {
+      c->Unkick();  // (TakeOutbox does it otherwise)
+      continue;
+    }
+    Stream* const stream = c->stream;
+    const uint64_t link = c->link;
     std::string out;
-    for (size_t i = 0; i < frames.size(); i += kFramesPerBatch) {
-      const size_t end = std::min(frames.size(), i + kFramesPerBatch);
-      Value batch(Value::ListType(std::make_move_iterator(frames.begin() + i),
-                                  std::make_move_iterator(frames.begin() + end)));
-      absl::StatusOr<std::string> bytes = EncodeValue(batch, codec);
-      if (bytes.ok()) {
-        AppendFrame(*bytes, &out);
-        continue;
+    if (c->opener_due) {
+      c->opener_due = false;
+      const bool arbiter = c->my_pid < c->peer.process_id;
+      AppendControl(arbiter ? Value::MapType{{"op", "select"}, {"keep", true}} : Value::MapType{{"op", "ping"}},
+                    c->received, c->session_id, &out);
+    }
+    if (c->peer_resumed) {
+      if (c->resend_due) {
+        c->resend_due = false;
+        c->AppendUnacked(&out);  // what the peer lacks, in order, as first written
       }
-      // One of them cannot cross: each alone, so that only it is lost.
-      for (Value& frame : batch.as_list()) {
-        Value one(Value::ListType{frame});
-        bytes = EncodeValue(one, codec);
-        if (!bytes.ok()) {
+      if (next == frames.size()) {
+        c->TakeOutbox(&frames);
+        next = 0;
+      }
+      const size_t write_end = std::min(frames.size(), next + kFramesPerWrite);
+      // Each batch opens with its header [seq, ack]: its sequence number and
+      // the acknowledgement of what arrived from the peer (a list of two
+      // numbers: cheaper to encode and decode than a map). A number is taken
+      // once and used by the next batch that encodes, so the peer never
+      // sees a gap.
+      uint64_t seq = 0;
+      auto emit = [&](Value& batch, size_t n) -> absl::Status {
+        if (seq == 0) seq = c->NextSeq();
+        batch.as_list()[0] = Value::List({Value(seq), Value(c->received)});
+        absl::StatusOr<std::string> bytes = EncodeValue(batch, codec);
+        if (!bytes.ok()) return bytes.status();
+        Connection::Unacked u{seq, c->SpareBuffer(), n};
+        AppendFrame(*bytes, &u.bytes);
+        out.append(u.bytes);
+        c->KeepUnacked(std::move(u));
+        seq = 0;
+        return absl::OkStatus();
+      };
+      for (size_t i = next; i < write_end; i += kFramesPerBatch) {
+        const size_t end = std::min(write_end, i + kFramesPerBatch);
+        Value::ListType list;
+        list.reserve(end - i + 1);
+        list.push_back(Value());
+        list.insert(list.end(), std::make_move_iterator(frames.begin() + i),
+                    std::make_move_iterator(frames.begin() + end));
+        Value batch(std::move(list));
+        if (emit(batch, end - i).ok()) continue;
+        // One of them cannot cross: each alone, so that only it is lost.
+        for (size_t k = 1; k < batch.as_list().size(); ++k) {
+          const Value& frame = batch.as_list()[k];
+          Value one(Value::ListType{Value(), frame});
+          absl::Status sent = emit(one, 1);
+          if (sent.ok()) continue;
+          c->Unsent(1);
           // A message that cannot cross (a handle no peer can name, over the
           // size bound): the sender was told OK ("accepted"); a request gets
           // the error as its reply.
-          PICOS_LOG_LIMITED(warn, "remote: a frame for {} cannot be sent: {}", c->Describe(),
-                            bytes.status().ToString());
+          PICOS_LOG_LIMITED(warn, "remote: a frame for {} cannot be sent: {}", c->Describe(), sent.ToString());
           absl::StatusOr<uint64_t> req = ops::U64(frame, "req");
           if (const Value* op = frame.Find("op"); op != nullptr && op->is_string() && req.ok()) {
             if (op->as_string() == "reply") {
-              Value error = Value::List({Value::Map({{"op", "reply"}, {"req", *req}, {"ok", false},
-                                                     {"error", ops::StatusFields(bytes.status())}})});
-              bytes = EncodeValue(error, codec);
+              Value error(Value::ListType{Value(), Value(ops::ReplyFields(*req, sent))});
+              (void)emit(error, 0);
             } else {
-              c->TakePending(*req).Complete(bytes.status());
+              c->TakePending(*req).Complete(sent);
             }
           }
-          if (!bytes.ok()) continue;
         }
-        AppendFrame(*bytes, &out);
       }
+      // A number taken by frames none of which could cross: an empty batch
+      // uses it.
+      if (seq != 0) {
+        Value empty(Value::ListType{Value()});
+        (void)emit(empty, 0);
+      }
+      next = write_end;
+      more = next < frames.size();  // the writer goes on without waiting for a kick
+    } else {
+      c->Unkick();
+    }
+    if (out.empty() && (c->ping_due || c->received != c->ack_sent)) {
+      AppendControl(Value::MapType{{"op", "ping"}}, c->received, c->session_id, &out);
     }
     if (out.empty()) {
       c->writing = false;
       continue;
     }
-    if (c->stream == nullptr) co_return absl::OkStatus();
+    // Everything written carries the acknowledgement of what arrived.
+    c->ack_sent = c->received;
+    c->ping_due = false;
     c->sent_since_tick = true;
-    absl::Status s = co_await c->stream->Write(std::move(out));
+    c->writing = true;
+    absl::Status s = co_await stream->Write(std::move(out));
     c->writing = false;
-    if (!s.ok()) {
-      if (c->node != nullptr) self->Lost(c, s);
-      co_return absl::OkStatus();
-    }
+    if (!s.ok()) self->Broken(c, link, s);
   }
 }
 
 Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connection> c,
-                                        std::unique_ptr<Stream> stream) {
+                                        std::unique_ptr<Stream> stream, uint64_t link) {
+  // Acknowledged without waiting for traffic back after this many batches
+  // (a one-way flood): the sender's unacknowledged batches stay few.
+  constexpr uint64_t kAckEvery = 8;
   BufferedReader in(stream.get());
   CodecOptions codec;
   codec.handle_codec = &c->codec;
   codec.max_encoded_size = c->max_frame;
   FramingOptions framing{.max_message_size = c->max_frame};
   absl::Status why;
+  // Lost, not redialled: the peer broke the protocol, or ended the stream in
+  // order (a node that closes, a process that exits: it left). A stream
+  // that breaks (reset, a failed read) leaves the session waiting for a new
+  // one.
+  bool fatal = false;
+  // Whether this reader's stream is still the one of `c`.
+  auto current = [&]() { return c->node != nullptr && c->link == link && !c->lost(); };
   for (;;) {
     absl::StatusOr<std::optional<std::string>> m =
         co_await ReadMessage(in, absl::InfiniteDuration(), framing);
+    if (!current()) co_return absl::OkStatus();  // replaced, lost or closed meanwhile
     if (!m.ok()) {
       why = m.status();
+      // A batch over this node's max_frame_size: the peer allows larger
+      // ones (the two must agree). Redialling would bring the same batch
+      // again, so the peer is lost, saying why.
+      if (absl::IsResourceExhausted(why)) {
+        why = absl::ResourceExhaustedError(absl::StrCat(why.message(), ": peers must use the same max_frame_size"));
+        fatal = true;
+      }
       break;
     }
     if (!m->has_value()) {
-      why = absl::UnavailableError("the peer closed the connection");
+      if (c->goodbye) {
+        why = absl::UnavailableError("the peer closed the connection");
+        fatal = true;
+      } else {
+        // No goodbye first: the process died, or something between cut the
+        // link in order. As for a broken stream, the session waits for a
+        // redial (refused at once if the process is gone).
+        why = absl::UnavailableError("the connection ended without a goodbye");
+      }
       break;
     }
     c->last_heard_ns = ThisScheduler().NowNs();
@@ -1444,22 +1957,97 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
     if (!batch.ok()) {
       if (absl::IsDataLoss(batch.status())) {
         why = batch.status();
+        fatal = true;
         break;
       }
       // A handle this version cannot name (a third process): the batch is
-      // dropped, the connection stays.
+      // dropped, the connection stays (its number is lost with it: the
+      // next batch's skips it).
       PICOS_LOG_LIMITED(info, "remote: dropped frames from {}: {}", c->Describe(),
                         batch.status().ToString());
       continue;
     }
-    for (const Value& frame : batch->as_list()) {
-      absl::Status s = self->Dispatch(c, frame);
-      if (!s.ok()) PICOS_LOG(debug, "remote: frame from {}: {}", c->Describe(), s.ToString());
-      if (c->stream == nullptr) break;
+    const Value::ListType& frames = batch->as_list();
+    // The batch's first element: its header [seq, ack] (a list: frames are
+    // maps), or a ping or select, which carry the sender's acknowledgement
+    // and session id too. Frames of a batch without a header are applied as
+    // they come (only pings and selects travel so between peers of this
+    // version).
+    const Value* head = frames.empty() ? nullptr : &frames[0];
+    size_t first = 0;
+    bool apply = true;
+    absl::StatusOr<uint64_t> ack = absl::NotFoundError("no ack");
+    if (head != nullptr && head->is_list()) {
+      first = 1;
+      const Value::ListType& h = head->as_list();
+      absl::StatusOr<uint64_t> seq = absl::InvalidArgumentError("not [seq, ack]");
+      if (h.size() == 2) {
+        seq = FromValue<uint64_t>(h[0]);
+        ack = FromValue<uint64_t>(h[1]);
+      }
+      if (!seq.ok() || !ack.ok()) {
+        why = absl::DataLossError(absl::StrCat("malformed batch header: ", head->DebugString().substr(0, 64)));
+        fatal = true;
+        break;
+      }
+      if (*seq <= c->received) {
+        apply = false;  // a duplicate: written again after a reconnect, applied already
+      } else {
+        if (*seq != c->received + 1) {
+          PICOS_LOG_LIMITED(info, "remote: batches {} to {} from {} were dropped", c->received + 1, *seq - 1,
+                            c->Describe());
+        }
+        c->received = *seq;
+      }
     }
-    if (c->stream == nullptr) break;  // lost while dispatching
+    for (size_t i = first; apply && i < frames.size(); ++i) {
+      absl::Status s = self->Dispatch(c, frames[i]);
+      if (!s.ok()) PICOS_LOG(debug, "remote: frame from {}: {}", c->Describe(), s.ToString());
+      if (c->selection == Connection::Selection::kMerged) {
+        // The arbiter kept this stream for the session this node already
+        // has with it: it carries that session from here on.
+        c = c->merged_into;
+        link = c->link;
+        codec.handle_codec = &c->codec;
+      }
+      if (!current()) break;
+    }
+    if (!current()) break;  // lost while dispatching
+    if (head != nullptr && head->is_map()) {
+      const Value& head_op = ops::Field(*head, "op");
+      if (head_op == Value("ping") || head_op == Value("select")) {
+        absl::StatusOr<uint64_t> sid = ops::U64(*head, "sid");
+        if (sid.ok()) {
+          if (absl::Status same = self->PeerSession(c, *sid); !same.ok()) {
+            why = same;
+            fatal = true;
+            break;
+          }
+        }
+        ack = ops::U64(*head, "ack");
+      }
+    }
+    if (ack.ok()) {
+      if (absl::Status acked = c->Acked(*ack); !acked.ok()) {
+        why = absl::DataLossError(acked.message());
+        fatal = true;
+        break;
+      }
+    }
+    if (!c->peer_resumed && c->selection == Connection::Selection::kKept) {
+      // The peer's first message on this stream: what it lacks goes out
+      // again, then everything queued meanwhile.
+      c->peer_resumed = true;
+      c->KickWriter();
+    }
+    if (c->received - c->ack_sent >= kAckEvery) c->KickWriter();
   }
-  if (c->node != nullptr) self->Lost(c, why);
+  if (!current()) co_return absl::OkStatus();
+  if (fatal) {
+    self->Lost(c, why);
+  } else {
+    self->Broken(c, link, why);
+  }
   co_return absl::OkStatus();
 }
 
@@ -1557,6 +2145,12 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     ops::CompleteReply(frame, std::move(done));
     return absl::OkStatus();
   }
+  if (op == "bye") {
+    // Everything the peer sent came before this: its stream's end is its
+    // leaving ("left"), not a break to redial.
+    c->goodbye = true;
+    return absl::OkStatus();
+  }
   if (op == "where") {
     // Where a process this node is connected to listens: how a peer that
     // got a handle of it from here reaches it.
@@ -1573,11 +2167,13 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
     c->Reply(*req, Value(std::move(uris)));
     return absl::OkStatus();
   }
-  if (op == "ping") return absl::OkStatus();  // heard: the reader noted the time
+  if (op == "ping") return absl::OkStatus();  // heard: the reader noted the time and the ack
   if (op == "select") {
     const Value& keep = ops::Field(frame, "keep");
     if (!keep.is_bool()) return absl::InvalidArgumentError("frame field 'keep' is not a bool");
-    return Select(c, keep.as_bool());
+    // A select without a session id (a hand-made peer) merges into nothing.
+    absl::StatusOr<uint64_t> sid = ops::U64(frame, "sid");
+    return Select(c, keep.as_bool(), sid.ok() ? *sid : 0);
   }
   auto find_channel = [&]() -> absl::StatusOr<ChannelRef> {
     absl::StatusOr<std::string> name = ops::Str(frame, "channel");
@@ -1830,6 +2426,9 @@ Task<absl::StatusOr<std::unique_ptr<Node>>> Node::Start(const TransportRegistry&
   if (options.heartbeat_interval <= absl::ZeroDuration() || options.heartbeat_misses < 1) {
     co_return absl::InvalidArgumentError("heartbeat_interval must be positive and heartbeat_misses at least 1");
   }
+  if (options.reconnect_grace < absl::ZeroDuration()) {
+    co_return absl::InvalidArgumentError("reconnect_grace must not be negative");
+  }
   if (!options.process_id.empty() && options.process_id.size() != kProcessIdSize) {
     co_return absl::InvalidArgumentError("NodeOptions::process_id must have 16 bytes");
   }
@@ -1852,6 +2451,11 @@ Task<absl::Status> Node::Connect(std::string uri) {
   co_return c.status();
 }
 
+Task<absl::Status> Node::Close(absl::Duration timeout) {
+  impl_->SayGoodbye();
+  co_return co_await Flush(timeout);
+}
+
 Task<absl::Status> Node::Flush(absl::Duration timeout) {
   // The scheduler's clock, as every timer of the node.
   const int64_t give_up_ns =
@@ -1870,6 +2474,7 @@ Task<absl::Status> Node::Flush(absl::Duration timeout) {
 std::vector<std::string> Node::peers() const { return impl_->peers(); }
 ChannelRef Node::peer_events() const { return impl_->peer_events(); }
 size_t Node::refused_handshakes() const { return impl_->refused_handshakes(); }
+size_t Node::reconnects() const { return impl_->reconnects(); }
 
 absl::StatusOr<std::string> LoadSecret(const std::string& path, const std::string& env_var) {
   std::string secret;

@@ -18,7 +18,8 @@
 //   (void)server->Send(picos::Value::Map({{"client", picos::Self()}, {"n", 7}}));
 //   absl::StatusOr<picos::Value> result = co_await server->Join();
 //
-// Guarantees of this version, each tested (testing/remote_test.cc):
+// Guarantees of this version, each tested (testing/remote_test.cc,
+// testing/remote_reconnect_test.cc):
 //  * Every connection runs the handshake before any other byte is decoded; a
 //    wrong secret is refused on both sides and logged as "secret mismatch",
 //    a version mismatch or a garbage peer as what it is.
@@ -42,9 +43,36 @@
 //    once the task's mailbox took the message (a full bounded mailbox is
 //    waited for there), with the error the task's own Deliver would give.
 //  * Messages from one sender thread to one remote task arrive in the order
-//    sent, while the connection lives. Everything queued for a peer goes out
-//    in one write as soon as the writer runs (batching without holding
-//    anything back on an idle link).
+//    sent, also across a connection that broke and was re-established.
+//    Everything queued for a peer goes out in one write as soon as the
+//    writer runs (batching without holding anything back on an idle link).
+//  * A peer is a session that outlives its connections. Exactly once while
+//    the peer lives: every frame accepted for a peer (a Send, a call, a
+//    reply, a monitor or channel frame) is applied there once, reconnects
+//    included; batches are numbered and acknowledged (on traffic back, or a
+//    ping every few batches or at the heartbeat tick: no round trip per
+//    message), the sender keeps what is not acknowledged, and after a
+//    reconnect each side writes again only what the other lacks, in order
+//    (duplicates are dropped by number). When a connection breaks (a
+//    reset, a failed read or write) the side that dialled dials the same URI
+//    again, with backoff from 10 ms to 1 s, and the other waits; the
+//    handshake proves the same process and each side's session id the same
+//    session. Proxies, pending calls, monitors and subscriptions carry on;
+//    no peer event is broadcast (reconnects() counts them).
+//  * The peer is lost (below) when reconnect_grace passes without a new
+//    connection; at once when the redial finds nothing listening at the
+//    peer's address (a killed process: a dead peer is not kept for the
+//    grace period by the side that dials), when it reaches another process
+//    there (a restarted peer is a new peer; the old one is lost), when the
+//    secret or version no longer match, and on missed heartbeats (a stream
+//    that stays up but carries nothing: no redial). A stream that ends after
+//    the peer's goodbye (Node::Close) is a peer that left: "left", no
+//    redial; one that ends without it (a killed process: its kernel closes
+//    the stream in order) is a break like any other, so a killed peer is
+//    "lost". With the defaults a
+//    dead peer is lost within 5 s on either side. What was accepted for a
+//    lost peer and not acknowledged is reported failed (logged, with its
+//    Join/Locate/Deliver failing), never sent to anyone again.
 //  * Handles inside messages, replies and locate results cross as
 //    identities: a handle sent back to its own process is the original local
 //    handle; one of the peer becomes a proxy (the same proxy for the same
@@ -88,8 +116,9 @@
 //    VirtualClock (core/kernel/clock.h) two nodes on one scheduler keep a
 //    link up for hours of simulated time in milliseconds.
 //  * Memory per peer is bounded: at most max_queued_frames wait to be
-//    written, then Send gives kResourceExhausted until the peer catches up.
-//  * When a connection breaks, pending Join, Locate and Deliver calls on it
+//    written or acknowledged, then Send gives kResourceExhausted until the
+//    peer catches up.
+//  * When a peer is lost, pending Join, Locate and Deliver calls on it
 //    fail with kUnavailable at once, monitors of its tasks get
 //    MonitorStatus::PeerLost, its proxies say kDone (closed, for channels)
 //    and give kUnavailable, and the peer's subscribers to channels of this
@@ -106,11 +135,14 @@
 // none of that risk. The schema (protocol.capnp) is versioned, so a move to
 // RPC is a version bump.
 //
-// Not yet (issue 10): channels of a third process,
-// reconnection with sequence numbers and acknowledgements, limits on
-// buffered bytes per peer (frames are counted, not bytes). Services are
-// a layer above (core/remote/service.h), and so are the shared flags
-// (core/remote/node_flags.h, --peer) and file transfer (files.h).
+// Not yet (issue 10): channels of a third process; limits on buffered
+// bytes per peer (frames are counted, not bytes); a redial by the side
+// that accepted (it waits for the dialler, even when it knows the peer's
+// URIs); an arbiter that has not seen its old stream break declines the
+// redial until it does (a half-open old stream is then found by
+// heartbeats, which lose the peer). Services are a layer above (core/remote/service.h),
+// and so are the shared flags (core/remote/node_flags.h, --peer) and file
+// transfer (files.h).
 //
 // Programs take their listen URIs, secret and peers to connect to at start
 // (--listen, --secret_file, --peer, ...) from the flags of
@@ -153,11 +185,14 @@ struct NodeOptions {
   // Bounds a connection's handshake, and a connect to a peer.
   absl::Duration handshake_timeout = absl::Seconds(10);
   absl::Duration connect_timeout = absl::Seconds(10);
-  // Longest frame sent or accepted; a longer one from a peer closes its
-  // connection.
+  // Longest message (a batch of frames) sent or accepted. A message to a
+  // peer that surely exceeds it is refused by Send (Deliver, ...) with
+  // kResourceExhausted, the connection kept; a longer batch from a peer loses
+  // that peer (no redial: it would come again), so peers must agree on it.
   size_t max_frame_size = size_t{16} << 20;
   // Most frames (messages and calls) queued for one peer and not yet
-  // written: beyond it Send on that peer's handles gives kResourceExhausted
+  // written or not yet acknowledged by it (kept to be written again after a
+  // reconnect): beyond it Send on that peer's handles gives kResourceExhausted
   // (and Join, Locate, Deliver fail with it), so memory stays bounded when a
   // peer reads slower than this process sends. The stream's own bound
   // (StreamOptions::max_write_queue) holds the bytes being written.
@@ -170,6 +205,18 @@ struct NodeOptions {
   // in simulations).
   absl::Duration heartbeat_interval = absl::Seconds(1);
   int heartbeat_misses = 5;
+  // Reconnection: a connection that breaks (reset, a failed read or write)
+  // while the peer may live does not lose the peer. The side that dialled
+  // dials again (the URI it used), with backoff from 10 ms to 1 s, and the
+  // other waits; the handshake proves the same process, and each side then
+  // writes again only what the other did not receive, in order. The peer
+  // is lost when reconnect_grace passes without a new connection, at once
+  // when the redial finds nothing listening (a killed process: its port
+  // refuses), and at once on missed heartbeats (a stream that stays up but
+  // carries nothing is a hung or cut-off peer: no redial). The default, the
+  // default liveness bound, keeps a dead peer lost within 5 s on either
+  // side. Zero: a broken connection loses the peer at once.
+  absl::Duration reconnect_grace = absl::Seconds(5);
   // Most accepted connections in their handshake at once; beyond it a new
   // one is closed at once (logged, rate-limited). Each handshakes in a task
   // of its own, bounded by handshake_timeout, so silent or slow clients
@@ -192,8 +239,9 @@ absl::StatusOr<std::string> LoadSecret(const std::string& path,
 //   {"picos.peer": {"event": "joined"|"left"|"lost", "name": <its name>,
 //                   "uri": <its first URI, or the one it was dialled at>,
 //                   "reason": <why, for "left" and "lost">}}
-// "left": the peer closed the connection; "lost": it broke (an error, or
-// missed heartbeats).
+// "left": the peer closed the connection; "lost": it broke and was not
+// re-established (reconnect_grace), or missed heartbeats. A connection
+// re-established within the grace period is no event.
 inline constexpr char kPeerEventMessage[] = "picos.peer";
 
 class NodeImpl;
@@ -209,9 +257,19 @@ class Node {
 
   // Closes every connection (pending calls on them fail with kUnavailable,
   // monitors hear peer_lost) and listener, and removes the NameResolver.
-  // Frames not yet written are dropped: await Flush() first to send what
-  // was accepted (a program's last messages).
+  // Frames not yet written are dropped: await Close() (or Flush()) first to
+  // send what was accepted (a program's last messages). Without Close(),
+  // peers see this process go as they would see it die: lost, not left.
   ~Node();
+
+  // Leaves every peer cleanly: a goodbye follows everything accepted for
+  // it, and all is written (as Flush, within `timeout`); peers then report
+  // this node "left" when its connections close (the destructor), where a
+  // process that dies, or a node destroyed without Close, is "lost" to
+  // them (its connections end without a goodbye: the dialler's redial is
+  // refused, the other side waits for it up to reconnect_grace). Calls made
+  // after Close still go out until the destructor. Suspends.
+  Task<absl::Status> Close(absl::Duration timeout = absl::Seconds(10));
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
@@ -244,6 +302,8 @@ class Node {
 
   // Handshakes refused so far (any cause): what tests of bad peers check.
   size_t refused_handshakes() const;
+  // Broken connections re-established so far (sessions that went on).
+  size_t reconnects() const;
 
  private:
   explicit Node(std::unique_ptr<NodeImpl> impl);

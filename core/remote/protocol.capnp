@@ -1,7 +1,9 @@
-# The remote layer's protocol between two picos processes (peers), version 3
-# (2: the "select" frame that keeps one connection per pair, node.cc; 3:
-# proofs in handles and in every frame that names a task or channel, and
-# the "deliver" frame).
+# The remote layer's protocol between two picos processes (peers), version 4
+# (2: the "select" frame that keeps one connection per pair; 3: sessions
+# that outlive their connections: batches numbered and acknowledged, written
+# again after a reconnect, node.cc; 4: proofs in handles and in every frame
+# that names a task or channel, the "deliver", "ch_weight" and "where"
+# frames).
 # Read by core/remote/handshake.cc and core/remote/node.cc.
 #
 # Every connection starts with the handshake below, before any other byte is
@@ -32,6 +34,10 @@
 # other peer sends nothing before it. A writer gathers every frame
 # queued for a peer into batches and one write, so messages to one peer
 # travel together without any being held back when the link is idle.
+# Each batch opens with a header that numbers it and acknowledges the
+# other direction; after a broken connection the dialler connects again and
+# each side writes again only the batches the other did not receive, so a
+# message is applied once while the peer lives (node.cc, "Sessions").
 #
 # A new version of this protocol bumps protocolVersion; Hello keeps its
 # first two fields forever so that any version can say "mismatch".
@@ -41,7 +47,7 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("picos::remote::protocol");
 
 const magic :UInt64 = 0x5049434f5352454d;  # "PICOSREM"
-const protocolVersion :UInt32 = 3;
+const protocolVersion :UInt32 = 4;
 const maxHandshakeMessageBytes :UInt32 = 4096;
 
 struct Hello {

@@ -12,9 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/time/time.h"
-#include "core/wire/value_codec.h"
-#include "discovery/packet.h"
+#include "testing/fuzz/discovery_packet_seeds.h"
 #include "testing/fuzz/mutator.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
@@ -22,29 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 namespace picos::testing {
 namespace {
 
-std::vector<std::string> Seeds() {
-  std::vector<std::string> seeds;
-  const std::vector<std::vector<std::string>> uri_sets = {
-      {}, {"tcp://10.99.0.1:9705"}, {"tcp://127.0.0.1:1", "unix://@x", "tls://[::1]:9705"},
-      std::vector<std::string>(discovery::MaxUris(), "tcp://192.168.100.200:65535")};
-  for (const char* secret : {"discovery-fuzz-secret-0123456789", "another-secret-abcdefghijklmnop"}) {
-    for (const auto& uris : uri_sets) {
-      for (auto kind : {discovery::Announcement::Kind::kHello, discovery::Announcement::Kind::kGoodbye}) {
-        discovery::Announcement a;
-        a.kind = kind;
-        a.process_id = std::string(kProcessIdSize, '\x42');
-        a.name = uris.empty() ? "" : "seed";
-        a.uris = uris;
-        absl::StatusOr<std::string> p = discovery::EncodeAnnouncement(a, secret, absl::FromUnixSeconds(1'800'000'000));
-        if (!p.ok()) continue;
-        seeds.push_back(*p);
-        // The body alone: the target wraps it under its own secret.
-        seeds.push_back(p->substr(discovery::kHeaderSize, p->size() - discovery::kHeaderSize - discovery::kMacSize));
-      }
-    }
-  }
-  return seeds;
-}
+std::vector<std::string> Seeds() { return DiscoveryPacketSeeds(); }
 
 TEST(DiscoveryPacketFuzz, SeedsAndTheirTruncations) {
   std::vector<std::string> seeds = Seeds();
