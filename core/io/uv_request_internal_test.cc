@@ -104,10 +104,21 @@ class PoolBlocker {
   // Opens a writer on each FIFO, which lets each blocked open() return, and
   // waits for their callbacks.
   Task<> Release() {
-    std::vector<int> writers;
-    for (const std::string& p : paths_) writers.push_back(::open(p.c_str(), O_WRONLY | O_NONBLOCK));
+    // A writer's non-blocking open of a FIFO fails (ENXIO) while no reader
+    // has it open: a pool thread that has not reached its open() yet (a
+    // busy machine) gets its writer on a later try.
+    std::vector<int> writers(paths_.size(), -1);
+    auto open_writers = [&] {
+      for (size_t k = 0; k < paths_.size(); ++k) {
+        if (writers[k] < 0) writers[k] = ::open(paths_[k].c_str(), O_WRONLY | O_NONBLOCK);
+      }
+    };
+    open_writers();
     ops_.clear();  // orphaned: their hooks close the descriptors
-    for (int i = 0; i < 5000 && !AllCalled(); ++i) (void)co_await Sleep(absl::Milliseconds(2));
+    for (int i = 0; i < 5000 && !AllCalled(); ++i) {
+      (void)co_await Sleep(absl::Milliseconds(2));
+      open_writers();
+    }
     EXPECT_TRUE(AllCalled()) << "a blocked open never completed";
     for (int w : writers) {
       if (w >= 0) ::close(w);
