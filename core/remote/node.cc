@@ -59,6 +59,7 @@
 #include "core/remote/node.h"
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <cstdlib>
 #include <deque>
@@ -72,6 +73,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/random/random.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -113,6 +115,20 @@ void AppendFrame(const std::string& bytes, std::string* out) {
 }
 
 constexpr size_t kFramesPerBatch = 512;
+
+// The process id a node claims when its options name none: ProcessId() for
+// the first node of this process, a fresh one for each later node. A node
+// started after another ended in the same process is a new peer to the
+// peers that still wait for the old one to reconnect (it never said
+// goodbye), never mistaken for it.
+std::string NodeProcessId() {
+  static std::atomic<int> started{0};
+  if (started.fetch_add(1) == 0) return ProcessId();
+  std::string id(kProcessIdSize, '\0');
+  absl::BitGen gen;
+  for (char& ch : id) ch = static_cast<char>(absl::Uniform<uint8_t>(gen));
+  return id;
+}
 
 // At least the bytes `v` takes encoded (core/wire/value.capnp: a 16-byte
 // struct per value, text and data rounded up to 8 bytes), counting no
@@ -1114,7 +1130,7 @@ class NodeImpl final : public NameResolver {
   NodeImpl(const TransportRegistry& transports, NodeOptions options)
       : transports_(&transports),
         options_(std::move(options)),
-        my_pid_(options_.process_id.empty() ? ProcessId() : options_.process_id),
+        my_pid_(options_.process_id.empty() ? NodeProcessId() : options_.process_id),
         scheduler_(&ThisScheduler()),
         handshakes_(*scheduler_, TaskGroup::Options{.name = "remote-handshake",
                                                     .max_tasks = options_.max_pending_handshakes}),

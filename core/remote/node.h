@@ -223,7 +223,9 @@ struct NodeOptions {
   // never delay a real peer.
   size_t max_pending_handshakes = 256;
   // For tests that run two nodes in one process: the process id this node
-  // claims (16 bytes). Empty: picos::ProcessId().
+  // claims (16 bytes). Empty: picos::ProcessId() for the first node of the
+  // process, a fresh random id for each later one (so that a node started
+  // after another ended is a new peer, not the old one reconnecting).
   std::string process_id;
 };
 
