@@ -303,16 +303,19 @@ Task<int64_t> Keeper() {
 }
 
 // Three peers: B holds a handle of A's task and gives it to a task on C,
-// which uses it directly over C's own connection to A.
-PICOS_CORO_TEST(RemoteInProcess, AThirdPeerUsesAHandleItGotThroughASecond) {
+// which uses it directly over C's own connection to A. With
+// `c_dials_a_first` false, C is not connected to A: C asks B where A
+// listens (a "where" frame), connects, and the keeper's calls made
+// meanwhile wait. `tag` keeps the two runs' socket names apart.
+Task<> ThirdPeerUsesAHandle(std::string tag, bool c_dials_a_first) {
   const TransportRegistry& t = transports::DefaultTransports();
   absl::StatusOr<std::unique_ptr<remote::Node>> a =
-      co_await remote::Node::Start(t, Options(kSecret, UnixName("3a"), 1));
+      co_await remote::Node::Start(t, Options(kSecret, UnixName(("3a" + tag).c_str()), 1));
   CO_ASSERT_OK(a);
   absl::StatusOr<std::unique_ptr<remote::Node>> c =
-      co_await remote::Node::Start(t, Options(kSecret, UnixName("3c"), 3));
+      co_await remote::Node::Start(t, Options(kSecret, UnixName(("3c" + tag).c_str()), 3));
   CO_ASSERT_OK(c);
-  CO_ASSERT_OK(co_await (*c)->Connect((*a)->uris()[0]));
+  if (c_dials_a_first) CO_ASSERT_OK(co_await (*c)->Connect((*a)->uris()[0]));
   TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
   CO_ASSERT_OK(RegisterTask("echo", echo));
   TaskRef keeper = ThisScheduler().SpawnNamed("keeper", Keeper);
@@ -329,6 +332,7 @@ PICOS_CORO_TEST(RemoteInProcess, AThirdPeerUsesAHandleItGotThroughASecond) {
   absl::StatusOr<Value> kept = co_await far_keeper->Join(kLong);
   CO_ASSERT_OK(kept);
   EXPECT_EQ(*kept, Value(42));
+  EXPECT_EQ((*c)->peers().size(), 2u) << "C connected to A (first, or on demand), and B to C";
   CO_ASSERT_OK(far_echo->Send(Value("quit")));
   (void)co_await echo.Join(kLong);
   b->reset();
@@ -336,38 +340,12 @@ PICOS_CORO_TEST(RemoteInProcess, AThirdPeerUsesAHandleItGotThroughASecond) {
   a->reset();
 }
 
-// As above, but C is not connected to A: C asks B where A listens (a
-// "where" frame), connects, and the keeper's calls made meanwhile wait.
+PICOS_CORO_TEST(RemoteInProcess, AThirdPeerUsesAHandleItGotThroughASecond) {
+  co_await ThirdPeerUsesAHandle("", true);
+}
+
 PICOS_CORO_TEST(RemoteInProcess, AThirdPeerConnectsOnDemandToTheProcessOfAHandle) {
-  const TransportRegistry& t = transports::DefaultTransports();
-  absl::StatusOr<std::unique_ptr<remote::Node>> a =
-      co_await remote::Node::Start(t, Options(kSecret, UnixName("3a-demand"), 1));
-  CO_ASSERT_OK(a);
-  absl::StatusOr<std::unique_ptr<remote::Node>> c =
-      co_await remote::Node::Start(t, Options(kSecret, UnixName("3c-demand"), 3));
-  CO_ASSERT_OK(c);
-  TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
-  CO_ASSERT_OK(RegisterTask("echo", echo));
-  TaskRef keeper = ThisScheduler().SpawnNamed("keeper", Keeper);
-  CO_ASSERT_OK(RegisterTask("keeper", keeper));
-  // B last: its resolver serves this scheduler's Locate calls.
-  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
-  CO_ASSERT_OK(b);
-  absl::StatusOr<TaskRef> far_echo = co_await LocateTask("echo", Location::Peer((*a)->uris()[0]), kLong);
-  CO_ASSERT_OK(far_echo);
-  absl::StatusOr<TaskRef> far_keeper = co_await LocateTask("keeper", Location::Peer((*c)->uris()[0]), kLong);
-  CO_ASSERT_OK(far_keeper);
-  EXPECT_NE(GetTaskProxy(*far_keeper), nullptr);
-  CO_ASSERT_OK(far_keeper->Send(Value::Map({{"echo", *far_echo}})));
-  absl::StatusOr<Value> kept = co_await far_keeper->Join(kLong);
-  CO_ASSERT_OK(kept);
-  EXPECT_EQ(*kept, Value(42));
-  EXPECT_EQ((*c)->peers().size(), 2u) << "C connected to A on demand, and B to C";
-  CO_ASSERT_OK(far_echo->Send(Value("quit")));
-  (void)co_await echo.Join(kLong);
-  b->reset();
-  c->reset();
-  a->reset();
+  co_await ThirdPeerUsesAHandle("-demand", false);
 }
 
 PICOS_CORO_TEST(RemoteInProcess, WrongSecretIsRefusedOnBothSides) {
