@@ -31,12 +31,7 @@ for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   fi
   timeout 60 "$server_bin" --listen="$listen" "${secret_flag[@]}" --clients=2 >"$dir/server" 2>&1 &
   spid=$!
-  for _ in $(seq 200); do
-    grep -q "listening on" "$dir/server" && break
-    sleep 0.05
-  done
-  addr=$(sed -n 's/^chat_server: listening on //p' "$dir/server")
-  [ -n "$addr" ] || { echo "FAIL: server did not start"; cat "$dir/server"; exit 1; }
+  remote_smoke_server_address "$dir/server" chat_server
 
   # The listener: no input; stays for the talker's four lines.
   timeout 60 "$client_bin" --peer="$addr" "${secret_flag[@]}" --wait_lines=4 </dev/null >"$dir/listener" 2>&1 &

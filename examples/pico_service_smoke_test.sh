@@ -32,12 +32,7 @@ for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
     PICOS_REMOTE_LISTEN="$listen" timeout 60 "$server_bin" "${secret_flag[@]}" --requests=2 >"$dir/server" 2>&1 &
   fi
   spid=$!
-  for _ in $(seq 200); do
-    grep -q "listening on" "$dir/server" && break
-    sleep 0.05
-  done
-  addr=$(sed -n 's/^pico_service: listening on //p' "$dir/server")
-  [ -n "$addr" ] || { echo "FAIL: server did not start"; cat "$dir/server"; exit 1; }
+  remote_smoke_server_address "$dir/server" pico_service
   if [ "${listen%%:*}" = tcp ]; then
     timeout 30 "$client_bin" --peer="$addr" --peer="$addr" --count=2 --max_delay_ms=200 >"$dir/client" 2>&1
   else

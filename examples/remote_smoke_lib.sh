@@ -19,3 +19,16 @@ remote_smoke_transports() {
   export PICOS_TLS_CA="$dir/pki/ca.pem" PICOS_TLS_CERT="$dir/pki/server.pem" PICOS_TLS_KEY="$dir/pki/server.key"
   REMOTE_SMOKE_LISTEN=(tcp://127.0.0.1:0 "unix://@picos-$name-smoke-$$" tls://127.0.0.1:0)
 }
+
+# remote_smoke_server_address FILE PREFIX waits (up to 10 s) for the server
+# whose output goes to FILE to print "PREFIX: listening on ADDRESS", and sets
+# `addr` to ADDRESS; fails the test, showing FILE, if it never does.
+remote_smoke_server_address() {
+  local file="$1" prefix="$2"
+  for _ in $(seq 200); do
+    grep -q "listening on" "$file" && break
+    sleep 0.05
+  done
+  addr=$(sed -n "s/^$prefix: listening on //p" "$file")
+  [ -n "$addr" ] || { echo "FAIL: server did not start"; cat "$file"; exit 1; }
+}

@@ -18,12 +18,7 @@ export PICOS_REMOTE_SECRET="smoke test secret, long enough"
 start_server() {  # LISTEN_URI
   timeout 60 "$server_bin" --listen="$1" --clients=1 >"$dir/server" 2>&1 &
   spid=$!
-  for _ in $(seq 200); do
-    grep -q "listening on" "$dir/server" && break
-    sleep 0.05
-  done
-  addr=$(sed -n 's/^server: listening on //p' "$dir/server")
-  [ -n "$addr" ] || { echo "FAIL: server did not start"; cat "$dir/server"; exit 1; }
+  remote_smoke_server_address "$dir/server" server
 }
 
 for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do

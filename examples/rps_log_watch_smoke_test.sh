@@ -36,12 +36,7 @@ for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   timeout 60 "$server_bin" --discovery_group= --listen="$listen" --file="$log" --pattern=error --backlog=10 --watchers=1 \
     >"$dir/server" 2>&1 &
   spid=$!
-  for _ in $(seq 200); do
-    grep -q "listening on" "$dir/server" && break
-    sleep 0.05
-  done
-  addr=$(sed -n 's/^server: listening on //p' "$dir/server")
-  [ -n "$addr" ] || { echo "FAIL: server did not start"; cat "$dir/server"; exit 1; }
+  remote_smoke_server_address "$dir/server" server
   timeout 30 "$client_bin" --discovery_group= --peer="$addr" --lines=4 >"$dir/client" 2>&1 &
   cpid=$!
   for _ in $(seq 400); do

@@ -19,12 +19,7 @@ export PICOS_REMOTE_SECRET="rps monitor smoke test secret, long enough"
 for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   timeout 60 "$server_bin" --listen="$listen" --tasks=5 >"$dir/server" 2>&1 &
   spid=$!
-  for _ in $(seq 200); do
-    grep -q "listening on" "$dir/server" && break
-    sleep 0.05
-  done
-  addr=$(sed -n 's/^server: listening on //p' "$dir/server")
-  [ -n "$addr" ] || { echo "FAIL: server did not start"; cat "$dir/server"; exit 1; }
+  remote_smoke_server_address "$dir/server" server
   timeout 30 "$client_bin" --peer="$addr" --count=5 >"$dir/client" 2>&1; crc=$?
   wait "$spid"; src=$?; spid=""
   echo "--- server ($listen)"; cat "$dir/server"; echo "--- client"; cat "$dir/client"

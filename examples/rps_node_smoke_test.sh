@@ -39,12 +39,7 @@ for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   ln -s /bin/echo "$up/link"
   timeout 90 "$server_bin" --listen="$listen" --dir="$up" --runs=3 --max_output=65536 >"$dir/server" 2>&1 &
   spid=$!
-  for _ in $(seq 200); do
-    grep -q "listening on" "$dir/server" && break
-    sleep 0.05
-  done
-  addr=$(sed -n 's/^server: listening on //p' "$dir/server")
-  [ -n "$addr" ] || { echo "FAIL: server did not start"; cat "$dir/server"; exit 1; }
+  remote_smoke_server_address "$dir/server" server
   client c-escape --run_name=../node_update.sh; rc_escape=$?
   client c-link --run_name=link; rc_link=$?
   RPS_NODE_PHRASE="not the phrase the server was given" client c-wrong --arg=0; rc_wrong=$?
