@@ -251,14 +251,14 @@ class LoopbackChannelProxy final : public ChannelProxy {
 picos::Task<> LocateAndReply(std::weak_ptr<LoopbackLink> link, int end, bool want_task,
                              std::string name, int64_t timeout_ns, uint64_t req) {
   absl::StatusOr<Value> result =
-      co_await ops::LocateHere(!want_task, std::move(name), absl::Nanoseconds(timeout_ns));
+      co_await ops::LocateHere(!want_task, std::move(name), ops::TimeoutOf(timeout_ns));
   if (std::shared_ptr<LoopbackLink> l = link.lock()) l->Reply(end, req, std::move(result));
 }
 
 picos::Task<> DeliverAndReply(std::weak_ptr<LoopbackLink> link, int end, ChannelRef channel,
                               Value message, uint32_t n, int64_t timeout_ns, uint64_t req) {
   absl::StatusOr<Value> result =
-      co_await ops::DeliverHere(std::move(channel), std::move(message), n, absl::Nanoseconds(timeout_ns));
+      co_await ops::DeliverHere(std::move(channel), std::move(message), n, ops::TimeoutOf(timeout_ns));
   if (std::shared_ptr<LoopbackLink> l = link.lock()) l->Reply(end, req, std::move(result));
 }
 

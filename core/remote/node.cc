@@ -64,7 +64,6 @@
 #include <cstdlib>
 #include <deque>
 #include <iterator>
-#include <limits>
 #include <fstream>
 #include <optional>
 #include <random>
@@ -2287,19 +2286,14 @@ absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, const Valu
 
 Task<absl::Status> NodeImpl::ServeLocate(std::weak_ptr<Connection> c, uint64_t req, bool want_channel,
                                          std::string name, int64_t timeout_ns) {
-  absl::Duration timeout = timeout_ns <= 0 ? absl::ZeroDuration() : absl::Nanoseconds(timeout_ns);
-  absl::StatusOr<Value> result = co_await ops::LocateHere(want_channel, std::move(name), timeout);
+  absl::StatusOr<Value> result = co_await ops::LocateHere(want_channel, std::move(name), ops::TimeoutOf(timeout_ns));
   if (std::shared_ptr<Connection> l = c.lock()) l->Reply(req, std::move(result));
   co_return absl::OkStatus();
 }
 
 Task<absl::Status> NodeImpl::ServeTaskDeliver(std::weak_ptr<Connection> c, uint64_t req, TaskRef task,
                                               Value message, int64_t timeout_ns) {
-  // As it travels: absl::InfiniteDuration() as the largest int64.
-  const absl::Duration timeout = timeout_ns == std::numeric_limits<int64_t>::max() ? absl::InfiniteDuration()
-                                 : timeout_ns <= 0                                 ? absl::ZeroDuration()
-                                                                                   : absl::Nanoseconds(timeout_ns);
-  absl::Status s = co_await task.Deliver(std::move(message), timeout);
+  absl::Status s = co_await task.Deliver(std::move(message), ops::TimeoutOf(timeout_ns));
   if (std::shared_ptr<Connection> l = c.lock()) l->Reply(req, s.ok() ? absl::StatusOr<Value>(Value()) : s);
   co_return absl::OkStatus();
 }
@@ -2307,7 +2301,7 @@ Task<absl::Status> NodeImpl::ServeTaskDeliver(std::weak_ptr<Connection> c, uint6
 Task<absl::Status> NodeImpl::ServeDeliver(std::weak_ptr<Connection> c, uint64_t req, ChannelRef channel,
                                           Value message, uint32_t n, int64_t timeout_ns) {
   absl::StatusOr<Value> result =
-      co_await ops::DeliverHere(std::move(channel), std::move(message), n, absl::Nanoseconds(timeout_ns));
+      co_await ops::DeliverHere(std::move(channel), std::move(message), n, ops::TimeoutOf(timeout_ns));
   if (std::shared_ptr<Connection> l = c.lock()) l->Reply(req, std::move(result));
   co_return absl::OkStatus();
 }

@@ -1,5 +1,6 @@
 #include "core/remote/ops_internal.h"
 
+#include <limits>
 #include <optional>
 #include <utility>
 
@@ -102,6 +103,11 @@ Value::MapType LocateRequest(bool want_channel, const std::string& name, absl::D
                         {"kind", want_channel ? "channel" : "task"},
                         {"name", name},
                         {"timeout_ns", absl::ToInt64Nanoseconds(timeout)}};
+}
+
+absl::Duration TimeoutOf(int64_t timeout_ns) {
+  if (timeout_ns == std::numeric_limits<int64_t>::max()) return absl::InfiniteDuration();
+  return timeout_ns <= 0 ? absl::ZeroDuration() : absl::Nanoseconds(timeout_ns);
 }
 
 absl::Status ApplyTaskOp(const std::string& op, const Value& frame, const TaskRef& task) {

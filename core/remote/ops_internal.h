@@ -92,6 +92,9 @@ Value::MapType ReplyFields(uint64_t req, absl::StatusOr<Value> result);
 Value::MapType DeliverRequest(const std::string& channel, Value message, uint32_t n,
                               absl::Duration timeout);
 Value::MapType LocateRequest(bool want_channel, const std::string& name, absl::Duration timeout);
+// A request's "timeout_ns" as a duration: the largest int64 (how
+// absl::InfiniteDuration() travels) is infinite, zero or less is zero.
+absl::Duration TimeoutOf(int64_t timeout_ns);
 
 // Sends a frame to the peer that asked; kUnavailable once it is gone. The
 // callbacks below hold it, so each peer makes it hold its link weakly.
