@@ -27,8 +27,9 @@
 #      that refused closes the connection after its Verdict.
 #
 # After the handshake the connection carries batches of frames: each batch a
-# length-prefixed core/wire/value.capnp message holding a list of maps, each
-# with an "op" key (node.cc lists the ops). The first frame on every
+# length-prefixed core/wire/value.capnp message holding a list of frames:
+# maps, each with an "op" key, and for the hottest operation a positional
+# list (node.cc lists both). The first frame on every
 # connection is the choice of the peer with the lower process id: "select",
 # keep or not (one connection per pair of peers, however many dials); the
 # other peer sends nothing before it. A writer gathers every frame
@@ -47,7 +48,7 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("picos::remote::protocol");
 
 const magic :UInt64 = 0x5049434f5352454d;  # "PICOSREM"
-const protocolVersion :UInt32 = 4;
+const protocolVersion :UInt32 = 5;  # 5: positional send frames
 const maxHandshakeMessageBytes :UInt32 = 4096;
 
 struct Hello {

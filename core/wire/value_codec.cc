@@ -644,18 +644,18 @@ absl::StatusOr<Value> ReadValue(wire::Value::Reader reader, const CodecOptions& 
   });
 }
 
-absl::StatusOr<std::string> EncodeValue(const Value& value, const CodecOptions& options) {
+absl::Status EncodeValueInto(const Value& value, const CodecOptions& options, std::string* out) {
   Planner plan(options);
   PICOS_RETURN_IF_ERROR(plan.Plan(value, 1));
-  return Guard("encoding a Value", [&]() -> absl::StatusOr<std::string> {
+  return Guard("encoding a Value", [&]() -> absl::Status {
     // The message is built in place in the string it is returned in: the
     // segment table's word, then one zeroed segment of the planned size.
     // When the plan held (it counts every word the builder takes), that is
     // the encoding, with no copy and no allocation but the string's: a batch
     // of 512 frames used to take three 80 KB buffers and two copies.
     const uint64_t body = std::min<uint64_t>(plan.body_words(), 1u << 28);
-    std::string out(sizeof(capnp::word) * (1 + body), '\0');
-    auto* first = reinterpret_cast<capnp::word*>(out.data() + sizeof(capnp::word));
+    out->assign(sizeof(capnp::word) * (1 + body), '\0');
+    auto* first = reinterpret_cast<capnp::word*>(out->data() + sizeof(capnp::word));
     // A std::string's heap buffer is aligned for any type; if not, the
     // builder takes its segments from the heap and the encoding is copied.
     const bool aligned = reinterpret_cast<uintptr_t>(first) % alignof(capnp::word) == 0;
@@ -664,12 +664,12 @@ absl::StatusOr<std::string> EncodeValue(const Value& value, const CodecOptions& 
     kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments = message.getSegmentsForOutput();
     if (segments.size() == 1 && segments[0].begin() == first) {
       const uint32_t table[2] = {htole32(0), htole32(static_cast<uint32_t>(segments[0].size()))};
-      std::memcpy(out.data(), table, sizeof table);
-      out.resize(sizeof(capnp::word) * (1 + segments[0].size()));
-      if (out.size() > options.max_encoded_size) {
-        return TooMany("encoded size in bytes", out.size(), options.max_encoded_size, "max_encoded_size");
+      std::memcpy(out->data(), table, sizeof table);
+      out->resize(sizeof(capnp::word) * (1 + segments[0].size()));
+      if (out->size() > options.max_encoded_size) {
+        return TooMany("encoded size in bytes", out->size(), options.max_encoded_size, "max_encoded_size");
       }
-      return out;
+      return absl::OkStatus();
     }
     // The plan fell short (the builder took more segments): copy them out.
     kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
@@ -677,8 +677,15 @@ absl::StatusOr<std::string> EncodeValue(const Value& value, const CodecOptions& 
     if (size > options.max_encoded_size) {
       return TooMany("encoded size in bytes", size, options.max_encoded_size, "max_encoded_size");
     }
-    return std::string(reinterpret_cast<const char*>(flat.begin()), size);
+    out->assign(reinterpret_cast<const char*>(flat.begin()), size);
+    return absl::OkStatus();
   });
+}
+
+absl::StatusOr<std::string> EncodeValue(const Value& value, const CodecOptions& options) {
+  std::string out;
+  PICOS_RETURN_IF_ERROR(EncodeValueInto(value, options, &out));
+  return out;
 }
 
 absl::StatusOr<Value> DecodeValue(std::string_view bytes, const CodecOptions& options) {

@@ -146,6 +146,12 @@ struct CodecOptions {
 // cannot export.
 absl::StatusOr<std::string> EncodeValue(const Value& value, const CodecOptions& options = {});
 
+// The same encoding, into `*out` (replacing what it held) and reusing its
+// capacity: a caller that encodes often (a connection's writer) keeps one
+// buffer warm instead of taking fresh pages from the kernel for every
+// large message. `*out` is unspecified after an error.
+absl::Status EncodeValueInto(const Value& value, const CodecOptions& options, std::string* out);
+
 // Decodes bytes made by EncodeValue (or any writer of core/wire/value.capnp).
 // Never crashes and allocates at most about `options.max_encoded_size` plus
 // what the limits allow, whatever `bytes` hold; errors as described above.
