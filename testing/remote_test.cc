@@ -663,6 +663,80 @@ PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadStaysBounded) {
   b->reset();
 }
 
+// The same bound in bytes (NodeOptions::max_queued_bytes): a peer that reads
+// nothing holds at most about that much of this process's memory, and one
+// message larger than the bound still crosses when nothing else waits.
+PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadIsBoundedInBytes) {
+  remote::NodeOptions o = Options(kSecret, UnixName("flood_bytes"), 1);
+  constexpr size_t kBound = 256 << 10;
+  o.max_queued_bytes = kBound;
+  absl::StatusOr<std::unique_ptr<remote::Node>> b =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  CO_ASSERT_OK(b);
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*b)->uris()[0], RawPeerId(6));
+  CO_ASSERT_OK(raw);
+  FakePeerCodec fake(RawPeerId(6));
+  CO_ASSERT_OK(RegisterTask("flooded_bytes", Self()));
+  absl::StatusOr<TaskIdentity> given = co_await LocateOverRaw(raw->get(), "flooded_bytes");
+  CO_ASSERT_OK(given);
+  const std::string proof = given->proof;
+  Value frames = Value::List(
+      {Value::Map({{"op", "send"}, {"task", Self().id()}, {"proof", Value::Bytes(proof)}, {"msg", Value(Self())}})});
+  CO_ASSERT_OK(co_await (*raw)->Write(FramedBatch(frames, &fake), kLong));
+  absl::StatusOr<Value> handed = co_await Receive(kLong);
+  CO_ASSERT_OK(handed);
+  CO_ASSERT_TRUE(handed->is_task());
+  TaskRef far = handed->as_task();
+  // The peer acknowledges nothing, so what this node sends it only adds up:
+  // 1 KiB messages until refused, about kBound of them.
+  const Value payload(std::string(1024, 'f'));
+  int64_t accepted = 0;
+  absl::Status sent;
+  while (accepted < 100'000) {
+    sent = far.Send(payload);
+    if (!sent.ok()) break;
+    if (++accepted % 64 == 0) co_await Yield();  // the writer runs
+  }
+  EXPECT_THAT(sent, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_queued_bytes")));
+  EXPECT_GT(accepted, 100);
+  EXPECT_LE(accepted * 1024, static_cast<int64_t>(kBound)) << "accepted " << accepted << " 1 KiB messages";
+  // Written out, still not acknowledged: it stays full however long the
+  // writer runs.
+  for (int round = 0; round < 100; ++round) {
+    sent = far.Send(payload);
+    if (sent.ok()) break;
+    co_await Yield();
+  }
+  EXPECT_THAT(sent, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ((*b)->peers().size(), 1u) << "a full queue does not close the connection";
+  (*raw)->Close();
+  b->reset();
+}
+
+// One message larger than max_queued_bytes still crosses when nothing else
+// waits for the peer (up to max_frame_size).
+PICOS_CORO_TEST(RemoteInProcess, AMessageLargerThanTheByteBoundCrossesAlone) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName("large_alone"), 1));
+  CO_ASSERT_OK(a);
+  remote::NodeOptions ob = Options(kSecret, "", 2);
+  ob.max_queued_bytes = 64 << 10;
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, std::move(ob));
+  CO_ASSERT_OK(b);
+  CO_ASSERT_OK(RegisterTask("large_sink", Self()));
+  absl::StatusOr<TaskRef> far = co_await LocateTask("large_sink", Location::Peer((*a)->uris()[0]), kLong);
+  CO_ASSERT_OK(far);
+  CO_ASSERT_OK(co_await (*b)->Flush(kLong));  // nothing waits for a
+  const std::string large(256 << 10, 'L');
+  CO_ASSERT_OK(far->Send(Value(large)));
+  absl::StatusOr<Value> got = co_await Receive(kLong);
+  CO_ASSERT_OK(got);
+  EXPECT_EQ(*got, Value(large));
+  b->reset();
+  a->reset();
+}
+
 // Frames that decode but make no sense: the node answers what it can, drops
 // the rest, and keeps serving (nothing a peer sends can crash it).
 PICOS_CORO_TEST(RemoteInProcess, NonsenseFramesAreDroppedAndTheNodeKeepsServing) {
@@ -750,6 +824,10 @@ PICOS_CORO_TEST(RemoteInProcess, FabricatedHandlesAreRefused) {
     if (!proof.is_null()) f.emplace("proof", std::move(proof));
     return Value(std::move(f));
   };
+  // The positional form nodes send: [1, task, proof, msg].
+  auto positional = [&](Value msg, Value proof) {
+    return Value::List({uint64_t{1}, me, std::move(proof), std::move(msg)});
+  };
   // Built before the co_await: g++ 12 cannot keep an initializer list
   // across a suspension ("array used as initializer").
   const std::string refused_then_given = FramedBatch(Value::List({
@@ -758,9 +836,17 @@ PICOS_CORO_TEST(RemoteInProcess, FabricatedHandlesAreRefused) {
           send("an altered proof", Value::Bytes(altered)),
           send("another task's proof", Value::Bytes(echo_proof)),
           send("a proof of the wrong type", Value(my_proof)),
+          positional("positional, no proof", Value()),
+          positional("positional, a made-up proof", Value::Bytes(std::string(16, '\x5a'))),
+          positional("positional, an altered proof", Value::Bytes(altered)),
+          positional("positional, another task's proof", Value::Bytes(echo_proof)),
+          Value::List({uint64_t{1}, me, Value::Bytes(my_proof)}),  // too short
+          Value::List({uint64_t{2}, me, Value::Bytes(my_proof), "an unknown positional op"}),
+          Value::List({int64_t{-1}, me, Value::Bytes(my_proof), "a negative op"}),
           // Kill the echo task without its handle: refused too.
           Value::Map({{"op", "terminate"}, {"task", echo.id()}, {"proof", Value::Bytes(my_proof)}}),
           send("given", Value::Bytes(my_proof)),
+          positional("given, positional", Value::Bytes(my_proof)),
       }));
   CO_ASSERT_OK(co_await (*raw)->Write(refused_then_given, kLong));
   // Frames are applied in order: had any refused one got through, it would
@@ -768,6 +854,9 @@ PICOS_CORO_TEST(RemoteInProcess, FabricatedHandlesAreRefused) {
   absl::StatusOr<Value> first = co_await Receive(kLong);
   CO_ASSERT_OK(first);
   EXPECT_EQ(*first, Value("given"));
+  absl::StatusOr<Value> second = co_await Receive(kLong);
+  CO_ASSERT_OK(second);
+  EXPECT_EQ(*second, Value("given, positional"));
   EXPECT_NE(echo.state(), TaskState::kDone) << "terminated by a peer without its handle";
   // A handle inside a message: forged (made-up proof), altered (echo's id
   // with this task's proof), and genuine.

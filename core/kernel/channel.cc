@@ -235,6 +235,12 @@ size_t Broadcast(LocalChannel* ch, const Value& msg) {
         s = &ch->subscribers[i];
         if (st.ok()) {
           reached += s->kind == ChannelSubscriber::kSink ? s->weight : 1;
+        } else if (absl::IsResourceExhausted(st)) {
+          // Full for now (a peer that reads slower than this channel
+          // sends): this message does not reach it and is not counted, as
+          // a full mailbox refuses one; the subscription stays.
+          PICOS_LOG_LIMITED(info, "channel {}: a message did not reach sink {}: {}", ch->name, s->sink_id,
+                            st.ToString());
         } else if (s->kind == ChannelSubscriber::kSink) {
           PICOS_LOG(debug, "channel {}: sink {} failed and is unsubscribed: {}", ch->name,
                     s->sink_id, st.ToString());

@@ -124,7 +124,10 @@ class Channel {
   // would make a cycle (followed through channels of this process only).
   absl::Status Subscribe(const Channel& channel, ChannelTransform transform = nullptr) const;
 
-  // Adds a callback subscriber; its id unsubscribes it.
+  // Adds a callback subscriber; its id unsubscribes it. A sink that
+  // returns an error is unsubscribed, except kResourceExhausted (full for
+  // now, as a remote peer's queue is): that message misses it and is not
+  // counted as reaching it, and it stays.
   absl::StatusOr<SinkId> SubscribeSink(ChannelSink sink,
                                        ChannelTransform transform = nullptr) const;
 

@@ -200,6 +200,31 @@ PICOS_CORO_TEST(Channel, SinksReceiveAndLeaveOnError) {
   CO_ASSERT_OK(ch.Close());
 }
 
+// A sink that is full for now (kResourceExhausted: a remote peer's queue)
+// misses that message, uncounted, and stays subscribed.
+PICOS_CORO_TEST(Channel, AFullSinkMissesAMessageAndStays) {
+  Channel ch = Channel::Create("full_sink");
+  bool full = true;
+  std::vector<std::string> seen;
+  absl::StatusOr<SinkId> id = ch.SubscribeSink([&](const Value& m) -> absl::Status {
+    if (full) return absl::ResourceExhaustedError("the peer's queue is full");
+    seen.push_back(m.as_string());
+    return absl::OkStatus();
+  });
+  CO_ASSERT_OK(id);
+  absl::StatusOr<size_t> reached = co_await ch.Deliver("missed", 1, absl::Seconds(60));
+  CO_ASSERT_OK(reached);
+  EXPECT_EQ(*reached, 0u);
+  EXPECT_EQ(ch.subscriber_count(), 1u);
+  full = false;
+  reached = co_await ch.Deliver("taken", 1, absl::Seconds(60));
+  CO_ASSERT_OK(reached);
+  EXPECT_EQ(*reached, 1u);
+  EXPECT_THAT(seen, ElementsAre("taken"));
+  CO_ASSERT_OK(ch.Unsubscribe(*id));
+  CO_ASSERT_OK(ch.Close());
+}
+
 PICOS_CORO_TEST(Channel, SendFromAnotherThreadIsPosted) {
   Channel ch = Channel::Create("x");
   std::vector<int64_t> got;

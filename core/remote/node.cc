@@ -235,13 +235,14 @@ class ConnectionCodec final : public HandleCodec {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(NodeImpl* node, std::string my_pid, HandshakeResult peer, std::string dialled,
-             size_t max_frame, size_t max_queued)
+             size_t max_frame, size_t max_queued, size_t max_queued_bytes)
       : node(node),
         my_pid(std::move(my_pid)),
         peer(std::move(peer)),
         dialled(std::move(dialled)),
         max_frame(max_frame),
         max_queued(max_queued),
+        max_queued_bytes(max_queued_bytes),
         codec(this) {}
 
   // Queues `frame` for the writer. Any thread. kUnavailable once lost.
@@ -276,10 +277,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // rest of a long backlog each time). Taken frames count as unacknowledged
   // from here on (the per-peer bound holds them until the peer acknowledges
   // them, or Unsent gives them back).
-  void TakeOutbox(std::vector<Value>* out) {
+  // `sizes` gets each frame's size as Push estimated it.
+  void TakeOutbox(std::vector<Value>* out, std::vector<uint32_t>* sizes) {
     absl::MutexLock lock(&mu_);
     out->clear();
     out->swap(outbox_);
+    sizes->clear();
+    sizes->swap(outbox_sizes_);
     kicked_ = false;
     unacked_frames_ += out->size();
   }
@@ -306,14 +310,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // does not.
   struct Unacked {
     uint64_t seq;
-    std::string bytes;  // length-prefixed, as written
+    std::string bytes;  // the batch as encoded (written with its length first)
     size_t frames;
+    size_t queued;  // its frames' sizes as counted by Push
   };
-  // `n` frames taken from the outbox will never be written (they could not
-  // be encoded): they no longer count against the bound.
-  void Unsent(size_t n) {
+  // `n` frames of `bytes` (as Push counted them) taken from the outbox will
+  // never be written (they could not be encoded): they no longer count
+  // against the bounds.
+  void Unsent(size_t n, size_t bytes) {
     absl::MutexLock lock(&mu_);
     unacked_frames_ -= std::min(n, unacked_frames_);
+    queued_bytes_ -= std::min(bytes, queued_bytes_);
   }
   // The sequence number of the next batch written.
   uint64_t NextSeq() {
@@ -333,11 +340,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     while (!unacked_.empty() && unacked_.front().seq <= ack) {
       unacked_frames_ -= std::min(unacked_.front().frames, unacked_frames_);
-      // Its buffer is kept for the next batch: a flood then allocates (and
-      // the heap grows and shrinks) for none of its copies.
-      if (spare_.size() < kSpareBuffers) {
-        unacked_.front().bytes.clear();
-        spare_.push_back(std::move(unacked_.front().bytes));
+      queued_bytes_ -= std::min(unacked_.front().queued, queued_bytes_);
+      // Its buffer is kept for a later batch, up to max_queued_bytes of
+      // them: a flood then takes no fresh memory from the kernel (a page
+      // fault per 4 KB was the sender's largest cost), and the memory kept
+      // is bounded by the bound on what may be queued.
+      std::string& bytes = unacked_.front().bytes;
+      if (spare_bytes_ + bytes.capacity() <= max_queued_bytes) {
+        spare_bytes_ += bytes.capacity();
+        bytes.clear();
+        spare_.push_back(std::move(bytes));
       }
       unacked_.pop_front();
     }
@@ -349,12 +361,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (spare_.empty()) return std::string();
     std::string b = std::move(spare_.back());
     spare_.pop_back();
+    spare_bytes_ -= std::min(b.capacity(), spare_bytes_);
     return b;
   }
-  // Appends every unacknowledged batch to `out`, oldest first.
+  // Appends every unacknowledged batch to `out`, oldest first, each
+  // length-prefixed.
   void AppendUnacked(std::string* out) const {
     absl::MutexLock lock(&mu_);
-    for (const Unacked& u : unacked_) out->append(u.bytes);
+    for (const Unacked& u : unacked_) AppendFrame(u.bytes, out);
   }
   bool has_unacked() const {
     absl::MutexLock lock(&mu_);
@@ -422,6 +436,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const std::string dialled;
   const size_t max_frame;
   const size_t max_queued;
+  const size_t max_queued_bytes;
   ConnectionCodec codec;
 
  private:
@@ -429,11 +444,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool lost_ ABSL_GUARDED_BY(mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<Value> outbox_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> outbox_sizes_ ABSL_GUARDED_BY(mu_);  // each frame's, as Push estimated it
+  // What Push counted of the frames queued, taken and not yet acknowledged
+  // (bounded by max_queued_bytes).
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Unacked> unacked_ ABSL_GUARDED_BY(mu_);
   size_t unacked_frames_ ABSL_GUARDED_BY(mu_) = 0;  // taken from the outbox, not yet acknowledged
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
-  static constexpr size_t kSpareBuffers = 32;
   std::vector<std::string> spare_ ABSL_GUARDED_BY(mu_);
+  size_t spare_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // their capacities
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<uint64_t, Completer> pending_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, MonitorReg> monitors_ ABSL_GUARDED_BY(mu_);
@@ -756,7 +775,8 @@ void ReachThirdParty(NodeImpl* node, std::weak_ptr<Connection> via, std::string 
 // --- Connection ---
 
 absl::Status Connection::Push(Value frame) {
-  if (size_t n = EncodedSizeAtLeast(frame, max_frame); n > max_frame) {
+  const size_t n = EncodedSizeAtLeast(frame, max_frame);
+  if (n > max_frame) {
     return absl::ResourceExhaustedError(absl::StrCat("a message of more than ", n, " bytes for ", Describe(),
                                                      " exceeds max_frame_size (", max_frame,
                                                      "): refused, the connection stays"));
@@ -771,7 +791,16 @@ absl::Status Connection::Push(Value frame) {
           absl::StrCat(outbox_.size() + unacked_frames_, " frames wait to be written to or acknowledged by ",
                        Describe(), ": it reads slower than this process sends"));
     }
+    // One frame is always taken when nothing waits, however large (up to
+    // max_frame_size, above).
+    if (queued_bytes_ > 0 && queued_bytes_ + n > max_queued_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(queued_bytes_, " bytes wait to be written to or acknowledged by ", Describe(),
+                       " (max_queued_bytes ", max_queued_bytes, "): it reads slower than this process sends"));
+    }
+    queued_bytes_ += n;
     outbox_.push_back(std::move(frame));
+    outbox_sizes_.push_back(static_cast<uint32_t>(n));
     if (!kicked_ && writer.valid()) {
       kicked_ = true;
       kick = writer;
@@ -997,7 +1026,11 @@ void Connection::Fail(const absl::Status& why) {
     lost_ = true;
     unacked_frames = unacked_frames_;
     unacked_frames_ = 0;
+    queued_bytes_ = 0;
     unacked_.clear();
+    spare_.clear();
+    spare_bytes_ = 0;
+    outbox_sizes_.clear();
     pending.swap(pending_);
     monitors.swap(monitors_);
     proxies.swap(proxies_);
@@ -1491,7 +1524,8 @@ std::shared_ptr<Connection> NodeImpl::Adopt(std::unique_ptr<Stream> stream, Hand
     }
   }
   auto c = std::make_shared<Connection>(this, my_pid_, std::move(peer), std::move(dialled),
-                                        options_.max_frame_size, options_.max_queued_frames);
+                                        options_.max_frame_size, options_.max_queued_frames,
+                                        options_.max_queued_bytes);
   c->session_id = next_session_id_++;
   c->stream = stream.get();
   c->link = 1;
@@ -1826,9 +1860,9 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
   // megabytes per write made page faults the sender's largest cost).
   constexpr size_t kWriteBytes = 64 << 10;
   std::vector<Value> frames;  // taken from the outbox; those from `next` on not yet written
+  std::vector<uint32_t> sizes;  // frames[i]'s size as Push counted it
   size_t next = 0;
   bool more = false;
-  std::string encoded;  // each batch is encoded here, its capacity kept
   for (;;) {
     if (!more) {
       absl::StatusOr<Value> kick = co_await Receive();
@@ -1866,7 +1900,7 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
         c->AppendUnacked(&out);  // what the peer lacks, in order, as first written
       }
       if (next == frames.size()) {
-        c->TakeOutbox(&frames);
+        c->TakeOutbox(&frames, &sizes);
         next = 0;
       }
       // Each batch opens with its header [seq, ack]: its sequence number and
@@ -1875,13 +1909,13 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
       // once and used by the next batch that encodes, so the peer never
       // sees a gap.
       uint64_t seq = 0;
-      auto emit = [&](Value& batch, size_t n) -> absl::Status {
+      auto emit = [&](Value& batch, size_t n, size_t queued) -> absl::Status {
         if (seq == 0) seq = c->NextSeq();
         batch.as_list()[0] = Value::List({Value(seq), Value(c->received)});
-        PICOS_RETURN_IF_ERROR(EncodeValueInto(batch, codec, &encoded));
-        Connection::Unacked u{seq, c->SpareBuffer(), n};
-        AppendFrame(encoded, &u.bytes);
-        out.append(u.bytes);
+        // Encoded straight into a buffer kept from an acknowledged batch.
+        Connection::Unacked u{seq, c->SpareBuffer(), n, queued};
+        PICOS_RETURN_IF_ERROR(EncodeValueInto(batch, codec, &u.bytes));
+        AppendFrame(u.bytes, &out);
         c->KeepUnacked(std::move(u));
         seq = 0;
         return absl::OkStatus();
@@ -1895,14 +1929,16 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
         list.insert(list.end(), std::make_move_iterator(frames.begin() + i),
                     std::make_move_iterator(frames.begin() + end));
         Value batch(std::move(list));
-        if (emit(batch, end - i).ok()) continue;
+        size_t queued = 0;
+        for (size_t k = i; k < end; ++k) queued += sizes[k];
+        if (emit(batch, end - i, queued).ok()) continue;
         // One of them cannot cross: each alone, so that only it is lost.
         for (size_t k = 1; k < batch.as_list().size(); ++k) {
           const Value& frame = batch.as_list()[k];
           Value one(Value::ListType{Value(), frame});
-          absl::Status sent = emit(one, 1);
+          absl::Status sent = emit(one, 1, sizes[i + k - 1]);
           if (sent.ok()) continue;
-          c->Unsent(1);
+          c->Unsent(1, sizes[i + k - 1]);
           // A message that cannot cross (a handle no peer can name, over the
           // size bound): the sender was told OK ("accepted"); a request gets
           // the error as its reply.
@@ -1911,7 +1947,7 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
           if (const Value* op = frame.Find("op"); op != nullptr && op->is_string() && req.ok()) {
             if (op->as_string() == "reply") {
               Value error(Value::ListType{Value(), Value(ops::ReplyFields(*req, sent))});
-              (void)emit(error, 0);
+              (void)emit(error, 0, 0);
             } else {
               c->TakePending(*req).Complete(sent);
             }
@@ -1922,7 +1958,7 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
       // uses it.
       if (seq != 0) {
         Value empty(Value::ListType{Value()});
-        (void)emit(empty, 0);
+        (void)emit(empty, 0, 0);
       }
       next = std::min(i, frames.size());
       more = next < frames.size();  // the writer goes on without waiting for a kick
@@ -2479,6 +2515,9 @@ Task<absl::StatusOr<std::unique_ptr<Node>>> Node::Start(const TransportRegistry&
   }
   if (options.reconnect_grace < absl::ZeroDuration()) {
     co_return absl::InvalidArgumentError("reconnect_grace must not be negative");
+  }
+  if (options.max_frame_size == 0 || options.max_queued_frames == 0 || options.max_queued_bytes == 0) {
+    co_return absl::InvalidArgumentError("max_frame_size, max_queued_frames and max_queued_bytes must be positive");
   }
   if (!options.process_id.empty() && options.process_id.size() != kProcessIdSize) {
     co_return absl::InvalidArgumentError("NodeOptions::process_id must have 16 bytes");

@@ -115,9 +115,9 @@
 //    connect_timeout, Flush's timeout) runs on the scheduler's clock: on a
 //    VirtualClock (core/kernel/clock.h) two nodes on one scheduler keep a
 //    link up for hours of simulated time in milliseconds.
-//  * Memory per peer is bounded: at most max_queued_frames wait to be
-//    written or acknowledged, then Send gives kResourceExhausted until the
-//    peer catches up.
+//  * Memory per peer is bounded: at most max_queued_frames, and about
+//    max_queued_bytes, wait to be written or acknowledged, then Send gives
+//    kResourceExhausted until the peer catches up.
 //  * When a peer is lost, pending Join, Locate and Deliver calls on it
 //    fail with kUnavailable at once, monitors of its tasks get
 //    MonitorStatus::PeerLost, its proxies say kDone (closed, for channels)
@@ -197,6 +197,13 @@ struct NodeOptions {
   // peer reads slower than this process sends. The stream's own bound
   // (StreamOptions::max_write_queue) holds the bytes being written.
   size_t max_queued_frames = size_t{1} << 20;
+  // The same bound in bytes: the frames queued for one peer and not yet
+  // acknowledged, each counted at its encoded size (estimated from below
+  // when queued). One frame is always accepted when nothing waits, so a
+  // message up to max_frame_size still crosses. The node also keeps up to
+  // this much of the buffers of acknowledged batches for the next ones (a
+  // flood then takes no fresh memory from the kernel).
+  size_t max_queued_bytes = size_t{8} << 20;
   // Liveness: a peer that sends nothing for heartbeat_interval gets a ping
   // (nothing is sent on a busy link); a peer heard from not once in
   // heartbeat_interval * heartbeat_misses is lost (its connection closed,
