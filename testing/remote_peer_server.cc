@@ -7,7 +7,9 @@
 //
 // The echo task answers {"reply_to": handle, "n": k} with
 // {"n": k, "you": handle, "me": its own handle}, sent to that handle, and
-// returns how many it answered.
+// returns how many it answered. A "sink" task counts every other message
+// it receives and answers {"count_to": handle} with that count (an int)
+// sent to the handle; it ends with the echo task.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -47,6 +49,19 @@ picos::Task<int64_t> Echo() {
   }
 }
 
+picos::Task<int64_t> Sink() {
+  int64_t count = 0;
+  for (;;) {
+    absl::StatusOr<picos::Value> msg = co_await picos::Receive();
+    if (!msg.ok()) co_return count;
+    if (const picos::Value* to = msg->Find("count_to"); to != nullptr && to->is_task()) {
+      (void)to->as_task().Send(picos::Value(count));
+      continue;
+    }
+    ++count;
+  }
+}
+
 picos::Task<absl::Status> Serve() {
   const absl::Time give_up = absl::Now() + absl::GetFlag(FLAGS_lifetime);
   absl::StatusOr<std::string> secret = picos::remote::LoadSecret(absl::GetFlag(FLAGS_secret_file));
@@ -60,9 +75,12 @@ picos::Task<absl::Status> Serve() {
   if (!node.ok()) co_return node.status();
   picos::TaskRef echo = picos::ThisScheduler().SpawnNamed("echo", Echo);
   PICOS_CO_RETURN_IF_ERROR(picos::RegisterTask("echo", echo));
+  picos::TaskRef sink = picos::ThisScheduler().SpawnNamed("sink", Sink);
+  PICOS_CO_RETURN_IF_ERROR(picos::RegisterTask("sink", sink));
   std::printf("listening %s\n", (*node)->uris()[0].c_str());
   std::fflush(stdout);
   absl::StatusOr<picos::Value> answered = co_await echo.Join(give_up - absl::Now());
+  (void)sink.Terminate();
   if (!answered.ok()) {
     (void)echo.Terminate();
     co_return answered.status();

@@ -3,13 +3,17 @@
 // over tcp:// on 127.0.0.1 and unix://, with the right and a wrong secret.
 // Every wait has a deadline only a hang reaches; the second process is
 // killed by its Process object (SIGKILL of its pid) if it has not ended.
+#include <signal.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -1452,6 +1456,92 @@ PICOS_CORO_TEST(RemoteTwoProcesses, PeerKilledMidConversationIsLostAndNothingHan
   EXPECT_TRUE((*me)->peers().empty());
   me->reset();
   (void)co_await Finish(*server, false);
+}
+
+// A process's resident memory in bytes (VmRSS), or -1.
+int64_t ResidentBytes(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    absl::string_view l = line;
+    int64_t kb = 0;
+    if (absl::ConsumePrefix(&l, "VmRSS:") &&
+        absl::SimpleAtoi(absl::StripSuffix(absl::StripAsciiWhitespace(l), " kB"), &kb)) {
+      return kb * 1024;
+    }
+  }
+  return -1;
+}
+
+// A flood to a peer that reads nothing (its process stopped with SIGSTOP):
+// Send gives kResourceExhausted once about max_queued_bytes wait, and both
+// processes' memory stays within a stated bound. Once the peer runs again,
+// every message accepted arrives, once.
+PICOS_CORO_TEST(RemoteTwoProcesses, FloodToAStoppedPeerKeepsBothProcessesBounded) {
+  constexpr int64_t kBound = 64 << 20;  // each process's growth
+  absl::StatusOr<Server> server = co_await StartServer("tcp://127.0.0.1:0", kSecret);
+  CO_ASSERT_OK(server);
+  const pid_t server_pid = server->process->pid();
+  remote::NodeOptions o = Options(kSecret, "", 0);
+  o.heartbeat_misses = 1000;  // the stopped peer is not lost meanwhile
+  absl::StatusOr<std::unique_ptr<remote::Node>> me =
+      co_await remote::Node::Start(transports::DefaultTransports(), std::move(o));
+  absl::StatusOr<TaskRef> sink = absl::UnknownError("no node");
+  if (me.ok()) sink = co_await LocateTask("sink", Location::Peer(server->uri), kLong);
+  if (!sink.ok()) {
+    ADD_FAILURE() << sink.status();
+    (void)server->process->Kill(SIGKILL);
+    (void)co_await Finish(*server, false);
+    co_return;
+  }
+  const int64_t my_rss = ResidentBytes(getpid());
+  const int64_t server_rss = ResidentBytes(server_pid);
+  EXPECT_EQ(kill(server_pid, SIGSTOP), 0);  // its pid only
+  const Value payload(std::string(1024, 'f'));
+  int64_t accepted = 0;
+  int refusals = 0;
+  // Until refused 100 times running, 2 ms apart (the kernel's buffers are
+  // full by then and nothing is acknowledged), or a flood far beyond the bound.
+  while (refusals < 100 && accepted < 1'000'000) {
+    absl::Status s = sink->Send(payload);
+    if (s.ok()) {
+      ++accepted;
+      refusals = 0;
+      if (accepted % 256 == 0) co_await Yield();  // the writer runs
+      continue;
+    }
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kResourceExhausted));
+    ++refusals;
+    co_await Sleep(absl::Milliseconds(2));
+  }
+  const int64_t my_growth = ResidentBytes(getpid()) - my_rss;
+  EXPECT_EQ(refusals, 100) << "accepted " << accepted << " 1 KiB messages for a stopped peer";
+  EXPECT_LT(my_growth, kBound) << "accepted " << accepted;
+  EXPECT_EQ(kill(server_pid, SIGCONT), 0);
+  // Every message accepted arrives once: the sink counts them.
+  int64_t counted = -1;
+  for (int asks = 0; asks < 600 && counted != accepted; ++asks) {
+    absl::Status asked = sink->Send(Value::Map({{"count_to", Self()}}));
+    if (absl::IsResourceExhausted(asked)) {
+      co_await Sleep(absl::Milliseconds(100));
+      continue;
+    }
+    CO_ASSERT_OK(asked);
+    absl::StatusOr<Value> n = co_await Receive(kLong);
+    CO_ASSERT_OK(n);
+    counted = n->is_int() ? n->as_int() : -2;
+    if (counted != accepted) co_await Sleep(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(counted, accepted);
+  const int64_t server_growth = ResidentBytes(server_pid) - server_rss;
+  EXPECT_LT(server_growth, kBound);
+  std::printf("flood to a stopped peer: %lld messages accepted; growth: this process %lld KiB, the peer %lld KiB\n",
+              static_cast<long long>(accepted), static_cast<long long>(my_growth >> 10),
+              static_cast<long long>(server_growth >> 10));
+  absl::StatusOr<TaskRef> echo = co_await LocateTask("echo", Location::Peer(server->uri), kLong);
+  if (echo.ok() && echo->Send(Value("quit")).ok()) (void)co_await echo->Join(kLong);  // it ends then
+  me->reset();
+  (void)co_await Finish(*server, true);
 }
 
 PICOS_CORO_TEST(RemoteTwoProcesses, WrongSecretIsLoggedAsSecretMismatchOnBothSides) {
