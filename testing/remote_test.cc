@@ -352,6 +352,77 @@ PICOS_CORO_TEST(RemoteInProcess, AThirdPeerConnectsOnDemandToTheProcessOfAHandle
   co_await ThirdPeerUsesAHandle("-demand", false);
 }
 
+// On C: given a handle of a channel of A (through B), subscribes to it,
+// sends "subscribed" to `reply_to`, gets one broadcast, answers it on the
+// channel with "back", and returns what it got.
+Task<Value> ChannelKeeper() {
+  absl::StatusOr<Value> m = co_await Receive(kLong);
+  if (!m.ok() || !(*m)["channel"].is_channel() || !(*m)["reply_to"].is_task()) co_return Value("malformed");
+  Channel ch((*m)["channel"].as_channel());
+  if (!ch.Subscribe(Self()).ok()) co_return Value("subscribe failed");
+  if (!(*m)["reply_to"].as_task().Send(Value("subscribed")).ok()) co_return Value("reply failed");
+  absl::StatusOr<Value> got = co_await Receive(kLong);
+  if (!got.ok()) co_return Value(got.status().ToString());
+  if (!ch.Send(Value("back")).ok()) co_return Value("send failed");
+  co_return *got;
+}
+
+// The same for a channel: B gives C a handle of A's channel; C subscribes
+// to it and sends on it over its own connection to A (made on demand when
+// `c_dials_a_first` is false).
+Task<> ThirdPeerUsesAChannelHandle(std::string tag, bool c_dials_a_first) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName(("3ca" + tag).c_str()), 1));
+  CO_ASSERT_OK(a);
+  absl::StatusOr<std::unique_ptr<remote::Node>> c =
+      co_await remote::Node::Start(t, Options(kSecret, UnixName(("3cc" + tag).c_str()), 3));
+  CO_ASSERT_OK(c);
+  if (c_dials_a_first) CO_ASSERT_OK(co_await (*c)->Connect((*a)->uris()[0]));
+  Channel news = Channel::Create("third_news" + tag);
+  CO_ASSERT_OK(RegisterChannel(news));
+  TaskRef keeper = ThisScheduler().SpawnNamed("ckeeper", ChannelKeeper);
+  CO_ASSERT_OK(RegisterTask("ckeeper" + tag, keeper));
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, Options(kSecret, "", 2));
+  CO_ASSERT_OK(b);
+  absl::StatusOr<ChannelRef> far_news =
+      co_await LocateChannel("third_news" + tag, Location::Peer((*a)->uris()[0]), kLong);
+  CO_ASSERT_OK(far_news);
+  absl::StatusOr<TaskRef> far_keeper = co_await LocateTask("ckeeper" + tag, Location::Peer((*c)->uris()[0]), kLong);
+  CO_ASSERT_OK(far_keeper);
+  CO_ASSERT_OK(far_keeper->Send(Value::Map({{"channel", *far_news}, {"reply_to", Self()}})));
+  absl::StatusOr<Value> subscribed = co_await Receive(kLong);
+  CO_ASSERT_OK(subscribed);
+  EXPECT_EQ(*subscribed, Value("subscribed"));
+  CO_ASSERT_OK(news.Subscribe(Self()));
+  // Waits until C's subscription has reached A (2: C's and this task).
+  absl::StatusOr<size_t> reached = co_await news.Deliver(Value("hello"), 2, kLong);
+  CO_ASSERT_OK(reached);
+  EXPECT_EQ(*reached, 2u);
+  absl::StatusOr<Value> mine = co_await Receive(kLong);
+  CO_ASSERT_OK(mine);
+  EXPECT_EQ(*mine, Value("hello"));
+  absl::StatusOr<Value> kept = co_await keeper.Join(kLong);
+  CO_ASSERT_OK(kept);
+  EXPECT_EQ(*kept, Value("hello"));
+  absl::StatusOr<Value> back = co_await Receive(kLong);  // C's send on A's channel
+  CO_ASSERT_OK(back);
+  EXPECT_EQ(*back, Value("back"));
+  EXPECT_EQ((*c)->peers().size(), 2u) << "C connected to A (first, or on demand), and B to C";
+  CO_ASSERT_OK(news.Unsubscribe(Self()));
+  b->reset();
+  c->reset();
+  a->reset();
+}
+
+PICOS_CORO_TEST(RemoteInProcess, AThirdPeerUsesAChannelHandleItGotThroughASecond) {
+  co_await ThirdPeerUsesAChannelHandle("", true);
+}
+
+PICOS_CORO_TEST(RemoteInProcess, AThirdPeerConnectsOnDemandToTheProcessOfAChannelHandle) {
+  co_await ThirdPeerUsesAChannelHandle("-demand", false);
+}
+
 PICOS_CORO_TEST(RemoteInProcess, WrongSecretIsRefusedOnBothSides) {
   const TransportRegistry& t = transports::DefaultTransports();
   absl::StatusOr<std::unique_ptr<remote::Node>> a =

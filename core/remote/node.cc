@@ -572,8 +572,9 @@ class RemoteTaskProxy final : public TaskProxy {
 
 class RemoteChannelProxy final : public ChannelProxy {
  public:
-  RemoteChannelProxy(std::weak_ptr<Connection> c, const Connection* key, std::string name, std::string proof)
-      : c_(std::move(c)), key_(key), name_(std::move(name)), proof_(std::move(proof)) {}
+  RemoteChannelProxy(std::weak_ptr<Connection> c, const Connection* key, std::string home, std::string name,
+                     std::string proof)
+      : c_(std::move(c)), key_(key), home_(std::move(home)), name_(std::move(name)), proof_(std::move(proof)) {}
 
   absl::Status Subscribe(const TaskRef& task, ChannelTransform transform) override {
     return Sub(task, ChannelRef(), std::move(transform));
@@ -621,6 +622,8 @@ class RemoteChannelProxy final : public ChannelProxy {
     return absl::StrCat("channel:", name_, "@", c ? c->Describe() : std::string("gone"));
   }
   const Connection* key() const { return key_; }
+  // The process id of the channel's process.
+  const std::string& home() const { return home_; }
   const std::string& proof() const { return proof_; }
 
  private:
@@ -634,26 +637,29 @@ class RemoteChannelProxy final : public ChannelProxy {
 
   const std::weak_ptr<Connection> c_;
   const Connection* const key_;
+  const std::string home_;
   const std::string name_;
   const std::string proof_;
 };
 
-// A task of a third process, named in a handle a peer sent, while this
-// node connects to that process: the node asks the peer where it listens
-// (a "where" frame), connects, and hands the proxy of that connection over
-// (Resolved). Calls made meanwhile wait here in order, at most
-// kMaxWaitingCalls of them (then kResourceExhausted), and are made on the
-// real proxy as soon as it exists; if the process cannot be reached, each
-// fails with why (kUnavailable), and so does every later call.
-class ThirdPartyState {
+// A task or channel (Ref: TaskRef or ChannelRef) of a third process, named
+// in a handle a peer sent, while this node connects to that process: the
+// node asks the peer where it listens (a "where" frame), connects, and
+// hands the proxy of that connection over (Resolved). Calls made meanwhile
+// wait here in order, at most kMaxWaitingCalls of them (then
+// kResourceExhausted), and are made on the real proxy as soon as it
+// exists; if the process cannot be reached, each fails with why
+// (kUnavailable), and so does every later call.
+template <typename Ref>
+class ThirdParty {
  public:
   static constexpr size_t kMaxWaitingCalls = 4096;
-  ThirdPartyState(std::string home, uint64_t id, std::string name, std::string proof)
-      : home_(std::move(home)), id_(id), name_(std::move(name)), proof_(std::move(proof)) {}
+  ThirdParty(std::string home, std::string what, std::string proof)
+      : home_(std::move(home)), what_(std::move(what)), proof_(std::move(proof)) {}
 
-  // Node thread: the connection's proxy of the task, or why there is none.
-  void Resolved(absl::StatusOr<TaskRef> target) {
-    std::deque<absl::AnyInvocable<void(const absl::StatusOr<TaskRef>&)>> calls;
+  // Node thread: the connection's proxy, or why there is none.
+  void Resolved(absl::StatusOr<Ref> target) {
+    std::deque<absl::AnyInvocable<void(const absl::StatusOr<Ref>&)>> calls;
     absl::MutexLock lock(&mu_);
     // Made under the lock, so that a call made meanwhile on another thread
     // cannot overtake the waiting ones.
@@ -663,53 +669,9 @@ class ThirdPartyState {
     resolved_ = true;
   }
 
-  absl::Status Send(Value message) {
-    return Call([m = std::move(message)](const TaskRef& t) mutable { return t.Send(std::move(m)); });
-  }
-  absl::Status Resume(Value value) {
-    return Call([v = std::move(value)](const TaskRef& t) mutable { return t.Resume(std::move(v)); });
-  }
-  absl::Status Terminate() {
-    return Call([](const TaskRef& t) { return t.Terminate(); });
-  }
-  absl::Status Throw(absl::Status error) {
-    return Call([e = std::move(error)](const TaskRef& t) { return t.Throw(e); });
-  }
-  void Join(Completer done) {
-    Later([done = std::move(done)](const absl::StatusOr<TaskRef>& t) mutable {
-      if (!t.ok()) return done.Complete(t.status());
-      GetTaskProxy(*t)->Join(std::move(done));
-    });
-  }
-  void Deliver(Value message, absl::Duration timeout, Completer done) {
-    Later([m = std::move(message), timeout, done = std::move(done)](const absl::StatusOr<TaskRef>& t) mutable {
-      if (!t.ok()) return done.Complete(t.status());
-      GetTaskProxy(*t)->Deliver(std::move(m), timeout, std::move(done));
-    });
-  }
-  absl::Status Monitor(const TaskRef& monitor) {
-    return Call([monitor](const TaskRef& t) { return GetTaskProxy(t)->Monitor(monitor); });
-  }
-  TaskState state() const {
-    absl::MutexLock lock(&mu_);
-    if (!resolved_) return TaskState::kWaiting;
-    return target_.ok() ? target_->state() : TaskState::kDone;
-  }
-  std::string name() const { return name_; }
-  uint64_t id() const { return id_; }
-  std::string DebugString() const {
-    absl::MutexLock lock(&mu_);
-    if (resolved_ && target_.ok()) return target_->DebugString();
-    return absl::StrCat(name_.empty() ? "task" : name_, "#", id_, "@",
-                        resolved_ ? std::string(target_.status().message()) : "(connecting)");
-  }
-  const std::string& home() const { return home_; }
-  const std::string& proof() const { return proof_; }
-
- private:
   // A call that answers at once: made now once resolved, else queued (OK:
   // accepted, as a send to a remote task is).
-  absl::Status Call(absl::AnyInvocable<absl::Status(const TaskRef&)> op) {
+  absl::Status Call(absl::AnyInvocable<absl::Status(const Ref&)> op) {
     absl::MutexLock lock(&mu_);
     if (resolved_) {
       if (!target_.ok()) return target_.status();
@@ -717,14 +679,15 @@ class ThirdPartyState {
     }
     if (waiting_.size() >= kMaxWaitingCalls) {
       return absl::ResourceExhaustedError(
-          absl::StrCat(waiting_.size(), " calls wait for the connection to the process of ", name_, "#", id_));
+          absl::StrCat(waiting_.size(), " calls wait for the connection to the process of ", what_));
     }
-    waiting_.push_back([op = std::move(op)](const absl::StatusOr<TaskRef>& t) mutable {
+    waiting_.push_back([op = std::move(op)](const absl::StatusOr<Ref>& t) mutable {
       if (t.ok()) (void)op(*t);
     });
     return absl::OkStatus();
   }
-  void Later(absl::AnyInvocable<void(const absl::StatusOr<TaskRef>&)> op) {
+  // A call that answers later: made on the target, or given why there is none.
+  void Later(absl::AnyInvocable<void(const absl::StatusOr<Ref>&)> op) {
     absl::MutexLock lock(&mu_);
     if (resolved_) return op(target_);
     if (waiting_.size() >= kMaxWaitingCalls) {
@@ -732,45 +695,132 @@ class ThirdPartyState {
     }
     waiting_.push_back(std::move(op));
   }
+  // Null while connecting.
+  std::optional<absl::StatusOr<Ref>> target() const {
+    absl::MutexLock lock(&mu_);
+    if (!resolved_) return std::nullopt;
+    return target_;
+  }
+  std::string DebugString() const {
+    absl::MutexLock lock(&mu_);
+    if (resolved_ && target_.ok()) return target_->DebugString();
+    return absl::StrCat(what_, "@", resolved_ ? std::string(target_.status().message()) : "(connecting)");
+  }
+  const std::string& home() const { return home_; }
+  const std::string& proof() const { return proof_; }
 
+ private:
   const std::string home_;
-  const uint64_t id_;
-  const std::string name_;
+  const std::string what_;  // for messages: "name#id", "channel:name"
   const std::string proof_;
   mutable absl::Mutex mu_;
   bool resolved_ ABSL_GUARDED_BY(mu_) = false;
-  absl::StatusOr<TaskRef> target_ ABSL_GUARDED_BY(mu_) = absl::UnavailableError("not resolved");
-  std::deque<absl::AnyInvocable<void(const absl::StatusOr<TaskRef>&)>> waiting_ ABSL_GUARDED_BY(mu_);
+  absl::StatusOr<Ref> target_ ABSL_GUARDED_BY(mu_) = absl::UnavailableError("not resolved");
+  std::deque<absl::AnyInvocable<void(const absl::StatusOr<Ref>&)>> waiting_ ABSL_GUARDED_BY(mu_);
 };
 
 // The handle's proxy: the state above, shared with the task that connects.
 class ThirdPartyTaskProxy final : public TaskProxy {
  public:
-  explicit ThirdPartyTaskProxy(std::shared_ptr<ThirdPartyState> p) : p_(std::move(p)) {}
-  absl::Status Send(Value m) override { return p_->Send(std::move(m)); }
-  absl::Status Resume(Value v) override { return p_->Resume(std::move(v)); }
-  absl::Status Terminate() override { return p_->Terminate(); }
-  absl::Status Throw(absl::Status e) override { return p_->Throw(std::move(e)); }
-  void Join(Completer done) override { p_->Join(std::move(done)); }
-  void Deliver(Value m, absl::Duration t, Completer done) override { p_->Deliver(std::move(m), t, std::move(done)); }
-  absl::Status Monitor(const TaskRef& m) override { return p_->Monitor(m); }
-  TaskState state() const override { return p_->state(); }
-  std::string name() const override { return p_->name(); }
-  uint64_t id() const override { return p_->id(); }
+  ThirdPartyTaskProxy(std::shared_ptr<ThirdParty<TaskRef>> p, uint64_t id, std::string name)
+      : p_(std::move(p)), id_(id), name_(std::move(name)) {}
+  absl::Status Send(Value m) override {
+    return p_->Call([m = std::move(m)](const TaskRef& t) mutable { return t.Send(std::move(m)); });
+  }
+  absl::Status Resume(Value v) override {
+    return p_->Call([v = std::move(v)](const TaskRef& t) mutable { return t.Resume(std::move(v)); });
+  }
+  absl::Status Terminate() override {
+    return p_->Call([](const TaskRef& t) { return t.Terminate(); });
+  }
+  absl::Status Throw(absl::Status e) override {
+    return p_->Call([e = std::move(e)](const TaskRef& t) { return t.Throw(e); });
+  }
+  void Join(Completer done) override {
+    p_->Later([done = std::move(done)](const absl::StatusOr<TaskRef>& t) mutable {
+      if (!t.ok()) return done.Complete(t.status());
+      GetTaskProxy(*t)->Join(std::move(done));
+    });
+  }
+  void Deliver(Value m, absl::Duration timeout, Completer done) override {
+    p_->Later([m = std::move(m), timeout, done = std::move(done)](const absl::StatusOr<TaskRef>& t) mutable {
+      if (!t.ok()) return done.Complete(t.status());
+      GetTaskProxy(*t)->Deliver(std::move(m), timeout, std::move(done));
+    });
+  }
+  absl::Status Monitor(const TaskRef& monitor) override {
+    return p_->Call([monitor](const TaskRef& t) { return GetTaskProxy(t)->Monitor(monitor); });
+  }
+  TaskState state() const override {
+    std::optional<absl::StatusOr<TaskRef>> t = p_->target();
+    if (!t) return TaskState::kWaiting;
+    return t->ok() ? (*t)->state() : TaskState::kDone;
+  }
+  std::string name() const override { return name_; }
+  uint64_t id() const override { return id_; }
   std::string DebugString() const override { return p_->DebugString(); }
   const std::string& home() const { return p_->home(); }
   const std::string& proof() const { return p_->proof(); }
 
  private:
-  std::shared_ptr<ThirdPartyState> p_;
+  const std::shared_ptr<ThirdParty<TaskRef>> p_;
+  const uint64_t id_;
+  const std::string name_;
+};
+
+class ThirdPartyChannelProxy final : public ChannelProxy {
+ public:
+  ThirdPartyChannelProxy(std::shared_ptr<ThirdParty<ChannelRef>> p, std::string name)
+      : p_(std::move(p)), name_(std::move(name)) {}
+  absl::Status Subscribe(const TaskRef& task, ChannelTransform transform) override {
+    return p_->Call([task, f = std::move(transform)](const ChannelRef& c) mutable {
+      return picos::Channel(c).Subscribe(task, std::move(f));
+    });
+  }
+  absl::Status Subscribe(const ChannelRef& channel, ChannelTransform transform) override {
+    return p_->Call([channel, f = std::move(transform)](const ChannelRef& c) mutable {
+      return picos::Channel(c).Subscribe(picos::Channel(channel), std::move(f));
+    });
+  }
+  absl::Status Unsubscribe(const TaskRef& task) override {
+    return p_->Call([task](const ChannelRef& c) { return picos::Channel(c).Unsubscribe(task); });
+  }
+  absl::Status Unsubscribe(const ChannelRef& channel) override {
+    return p_->Call(
+        [channel](const ChannelRef& c) { return picos::Channel(c).Unsubscribe(picos::Channel(channel)); });
+  }
+  absl::Status Send(Value m) override {
+    return p_->Call([m = std::move(m)](const ChannelRef& c) mutable { return picos::Channel(c).Send(std::move(m)); });
+  }
+  void Deliver(Value m, uint32_t n, absl::Duration timeout, Completer done) override {
+    p_->Later([m = std::move(m), n, timeout, done = std::move(done)](const absl::StatusOr<ChannelRef>& c) mutable {
+      if (!c.ok()) return done.Complete(c.status());
+      GetChannelProxy(*c)->Deliver(std::move(m), n, timeout, std::move(done));
+    });
+  }
+  absl::Status Close() override {
+    return p_->Call([](const ChannelRef& c) { return picos::Channel(c).Close(); });
+  }
+  bool closed() const override {
+    std::optional<absl::StatusOr<ChannelRef>> c = p_->target();
+    return c && (!c->ok() || picos::Channel(**c).closed());
+  }
+  std::string DebugString() const override { return p_->DebugString(); }
+  const std::string& home() const { return p_->home(); }
+  const std::string& proof() const { return p_->proof(); }
+
+ private:
+  const std::shared_ptr<ThirdParty<ChannelRef>> p_;
+  const std::string name_;
 };
 
 }  // namespace
 
 // Starts connecting `node` to process `pid`, whose URIs `via` (connected to
-// it) knows, and resolves `state` when done. Node thread.
-void ReachThirdParty(NodeImpl* node, std::weak_ptr<Connection> via, std::string pid,
-                     std::shared_ptr<ThirdPartyState> state);
+// it) knows, and calls `reached` when done: with the connection, or null
+// and why not. Node thread.
+using Reached = absl::AnyInvocable<void(const std::shared_ptr<Connection>&, const absl::Status&)>;
+void ReachThirdParty(NodeImpl* node, std::weak_ptr<Connection> via, std::string pid, Reached reached);
 
 // --- Connection ---
 
@@ -879,10 +929,11 @@ ChannelRef Connection::ChannelProxyFor(const std::string& name, const std::strin
   if (it != channel_proxies_.end()) {
     auto* p = static_cast<RemoteChannelProxy*>(GetChannelProxy(it->second));
     if (p->proof() == proof) return it->second;
-    return MakeChannelProxy(name, std::make_unique<RemoteChannelProxy>(weak_from_this(), this, name, proof));
+    return MakeChannelProxy(
+        name, std::make_unique<RemoteChannelProxy>(weak_from_this(), this, peer.process_id, name, proof));
   }
-  ChannelRef proxy =
-      MakeChannelProxy(name, std::make_unique<RemoteChannelProxy>(weak_from_this(), this, name, proof));
+  ChannelRef proxy = MakeChannelProxy(
+      name, std::make_unique<RemoteChannelProxy>(weak_from_this(), this, peer.process_id, name, proof));
   channel_proxies_.emplace(name, proxy);
   return proxy;
 }
@@ -1131,20 +1182,29 @@ absl::StatusOr<TaskRef> ConnectionCodec::ImportTask(const TaskIdentity& identity
   }
   // Not connected to it yet: ask the peer that sent the handle where it
   // is, and connect (calls wait meanwhile).
-  auto state = std::make_shared<ThirdPartyState>(identity.process_id, identity.task_id, identity.name,
-                                                 identity.proof);
-  ReachThirdParty(c_->node, c_->weak_from_this(), identity.process_id, state);
-  return MakeTaskProxy(std::make_unique<ThirdPartyTaskProxy>(std::move(state)));
+  auto state = std::make_shared<ThirdParty<TaskRef>>(
+      identity.process_id, absl::StrCat(identity.name, "#", identity.task_id), identity.proof);
+  ReachThirdParty(c_->node, c_->weak_from_this(), identity.process_id,
+                  [state, id = identity.task_id, name = identity.name](const std::shared_ptr<Connection>& c,
+                                                                     const absl::Status& why) {
+                    state->Resolved(c != nullptr ? absl::StatusOr<TaskRef>(c->Proxy(id, name, state->proof()))
+                                                 : absl::StatusOr<TaskRef>(why));
+                  });
+  return MakeTaskProxy(std::make_unique<ThirdPartyTaskProxy>(std::move(state), identity.task_id, identity.name));
 }
 
 absl::StatusOr<ChannelIdentity> ConnectionCodec::ExportChannel(const ChannelRef& channel) {
   if (ChannelProxy* p = GetChannelProxy(channel); p != nullptr) {
-    auto* mine = dynamic_cast<RemoteChannelProxy*>(p);
-    if (mine == nullptr || mine->key() != c_) {
-      return absl::UnimplementedError(
-          absl::StrCat(channel.DebugString(), " lives in a third process: not supported yet"));
+    // A proxy names its channel where it lives (as for tasks above): sent
+    // to a third process, that process reaches it over its own connection.
+    if (auto* third = dynamic_cast<ThirdPartyChannelProxy*>(p); third != nullptr) {
+      return ChannelIdentity{third->home(), channel.name(), third->proof()};
     }
-    return ChannelIdentity{c_->peer.process_id, channel.name(), mine->proof()};
+    auto* mine = dynamic_cast<RemoteChannelProxy*>(p);
+    if (mine == nullptr) {
+      return absl::UnimplementedError(absl::StrCat("channel ", channel.DebugString(), " is of another layer"));
+    }
+    return ChannelIdentity{mine->home(), channel.name(), mine->proof()};
   }
   absl::StatusOr<ChannelIdentity> id = LocalHandleCodec().ExportChannel(channel);
   if (id.ok()) {
@@ -1168,10 +1228,20 @@ absl::StatusOr<ChannelRef> ConnectionCodec::ImportChannel(const ChannelIdentity&
     }
     return ch;
   }
-  if (identity.process_id != c_->peer.process_id) {
-    return absl::UnimplementedError("a channel of a third process: not supported yet");
+  if (identity.process_id == c_->peer.process_id) return c_->ChannelProxyFor(identity.name, identity.proof);
+  // A channel of a third process: reached over this node's connection to
+  // it, made on demand (as for tasks, ImportTask).
+  if (std::shared_ptr<Connection> third = ConnectionTo(c_->node, identity.process_id); third != nullptr) {
+    return third->ChannelProxyFor(identity.name, identity.proof);
   }
-  return c_->ChannelProxyFor(identity.name, identity.proof);
+  auto state = std::make_shared<ThirdParty<ChannelRef>>(identity.process_id, absl::StrCat("channel:", identity.name),
+                                                         identity.proof);
+  ReachThirdParty(c_->node, c_->weak_from_this(), identity.process_id,
+                  [state, name = identity.name](const std::shared_ptr<Connection>& c, const absl::Status& why) {
+                    state->Resolved(c != nullptr ? absl::StatusOr<ChannelRef>(c->ChannelProxyFor(name, state->proof()))
+                                                 : absl::StatusOr<ChannelRef>(why));
+                  });
+  return MakeChannelProxy(identity.name, std::make_unique<ThirdPartyChannelProxy>(std::move(state), identity.name));
 }
 
 // --- NodeImpl ---
@@ -1205,8 +1275,8 @@ class NodeImpl final : public NameResolver {
 
   ~NodeImpl() override {
     SetNameResolver(*scheduler_, nullptr);
-    for (auto& [pid, states] : reaching_) {
-      for (auto& st : states) st->Resolved(absl::UnavailableError("this node closed"));
+    for (auto& [pid, waiting] : reaching_) {
+      for (Reached& reached : waiting) reached(nullptr, absl::UnavailableError("this node closed"));
     }
     reaching_.clear();
     (void)events_.Close();
@@ -1259,9 +1329,9 @@ class NodeImpl final : public NameResolver {
   }
   // ReachThirdParty: one connecting task per process, however many handles
   // of it arrive meanwhile.
-  void Reach(std::weak_ptr<Connection> via, const std::string& pid, std::shared_ptr<ThirdPartyState> state) {
-    std::vector<std::shared_ptr<ThirdPartyState>>& waiting = reaching_[pid];
-    waiting.push_back(std::move(state));
+  void Reach(std::weak_ptr<Connection> via, const std::string& pid, Reached reached) {
+    std::vector<Reached>& waiting = reaching_[pid];
+    waiting.push_back(std::move(reached));
     if (waiting.size() > 1) return;
     absl::StatusOr<TaskRef> t = tasks_.SpawnNamed("remote-reach", &NodeImpl::ReachTask, this, std::move(via), pid);
     if (!t.ok()) FinishReach(pid, nullptr, t.status());
@@ -1320,12 +1390,9 @@ class NodeImpl final : public NameResolver {
   void FinishReach(const std::string& pid, const std::shared_ptr<Connection>& c, const absl::Status& why) {
     auto it = reaching_.find(pid);
     if (it == reaching_.end()) return;
-    std::vector<std::shared_ptr<ThirdPartyState>> states = std::move(it->second);
+    std::vector<Reached> waiting = std::move(it->second);
     reaching_.erase(it);
-    for (auto& st : states) {
-      st->Resolved(c != nullptr ? absl::StatusOr<TaskRef>(c->Proxy(st->id(), st->name(), st->proof()))
-                                : absl::StatusOr<TaskRef>(why));
-    }
+    for (Reached& reached : waiting) reached(c, why);
   }
   static Task<absl::Status> ReaderLoop(NodeImpl* self, std::shared_ptr<Connection> c,
                                        std::unique_ptr<Stream> stream, uint64_t link);
@@ -1353,7 +1420,7 @@ class NodeImpl final : public NameResolver {
   absl::flat_hash_map<std::string, std::shared_ptr<Connection>> by_pid_;
   absl::flat_hash_map<std::string, std::shared_ptr<Connection>> by_uri_;
   // Third processes being connected to, with the handles waiting for it.
-  absl::flat_hash_map<std::string, std::vector<std::shared_ptr<ThirdPartyState>>> reaching_;
+  absl::flat_hash_map<std::string, std::vector<Reached>> reaching_;
   // Connections of which the arbiter (the peer) has not said yet whether
   // they are kept; nothing is sent on them.
   std::vector<std::shared_ptr<Connection>> unselected_;
@@ -2437,13 +2504,12 @@ std::shared_ptr<Connection> ConnectionTo(NodeImpl* node, const std::string& pid)
   return node == nullptr ? nullptr : node->ByPid(pid);
 }
 
-void ReachThirdParty(NodeImpl* node, std::weak_ptr<Connection> via, std::string pid,
-                     std::shared_ptr<ThirdPartyState> state) {
+void ReachThirdParty(NodeImpl* node, std::weak_ptr<Connection> via, std::string pid, Reached reached) {
   if (node == nullptr) {
-    state->Resolved(absl::UnavailableError("this node closed"));
+    reached(nullptr, absl::UnavailableError("this node closed"));
     return;
   }
-  node->Reach(std::move(via), pid, std::move(state));
+  node->Reach(std::move(via), pid, std::move(reached));
 }
 
 // Most URIs taken from a "where" reply.

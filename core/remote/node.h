@@ -81,9 +81,8 @@
 //    asks the peer that sent the handle where that process listens (its
 //    URIs do not travel in handles) and connects; calls made meanwhile wait
 //    in order (at most 4096, then kResourceExhausted), and if the process
-//    cannot be reached every call gives kUnavailable saying why (task
-//    handles; a channel of a third process is not reached yet: its handle
-//    gives kUnimplemented). A handle of this process whose task has
+//    cannot be reached every call gives kUnavailable saying why (task and
+//    channel handles alike). A handle of this process whose task has
 //    ended comes back as the original handle while the task is among the
 //    kEndedTasksKept (4096) exported tasks that ended last
 //    (core/wire/value_codec.h), and beyond that as one that fails with
@@ -126,7 +125,8 @@
 //
 // Protocol: after the handshake each direction carries batches of frames,
 // each batch a length-prefixed Value (core/wire/value_codec.h) holding a
-// list of maps with an "op"; node.cc lists them. Why frames over the authenticated stream rather
+// list of frames: maps with an "op", and a positional list for a message
+// to a task (the hot path); node.cc lists them. Why frames over the authenticated stream rather
 // than Cap'n Proto RPC (capnp::TwoPartyVatNetwork) in this version: RPC
 // needs kj's event loop driven from libuv and a bridge from kj promises to
 // coroutines, each with known ways to crash (docs/pitfalls.md), and a call
@@ -135,8 +135,7 @@
 // none of that risk. The schema (protocol.capnp) is versioned, so a move to
 // RPC is a version bump.
 //
-// Not yet (issue 10): channels of a third process; limits on buffered
-// bytes per peer (frames are counted, not bytes); a redial by the side
+// Not yet (issue 10): a redial by the side
 // that accepted (it waits for the dialler, even when it knows the peer's
 // URIs); an arbiter that has not seen its old stream break declines the
 // redial until it does (a half-open old stream is then found by
