@@ -172,7 +172,12 @@ Task<absl::Status> WorkerMain() {
 }  // namespace picos::compute
 
 int main(int argc, char** argv) {
-  picos::remote::ParseCommandLine(argc, argv);
+  // --config and repeated --trusted_signer (compute/node_daemon.h).
+  std::vector<std::string> args = picos::compute::PrepareNodeCommandLine(argc, argv);
+  std::vector<char*> argp;
+  for (std::string& a : args) argp.push_back(a.data());
+  argp.push_back(nullptr);
+  picos::remote::ParseCommandLine(static_cast<int>(args.size()), argp.data());
   if (!absl::GetFlag(FLAGS_worker_library).empty()) {
     return picos::RunMain("picos-node worker", picos::compute::WorkerMain);
   }

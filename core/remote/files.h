@@ -56,8 +56,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -84,6 +86,13 @@ struct FileReceiverOptions {
   // A transfer that hears nothing from its sender for this long is
   // abandoned (its temporary file removed).
   absl::Duration idle_timeout = absl::Seconds(60);
+  // Called when a transfer is announced, after the checks above and before
+  // anything is created or written, with the sender's subdirectory (its
+  // components) and the file's name and size: a status other than OK
+  // refuses the transfer with it (a quota: compute/node_daemon.h's
+  // --max_computation_bytes). Runs on the receiver's scheduler, must not
+  // block for long. Null: every transfer the checks allow.
+  std::function<absl::Status(const std::vector<std::string>& dir, const std::string& name, uint64_t size)> admit;
 };
 
 class FileReceiver {
