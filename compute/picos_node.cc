@@ -4,6 +4,7 @@
 //   picos-node --cpus=2 --listen=tcp://10.0.0.2:9706 --secret_file=secret
 //       --dest_path=/var/lib/picos-node
 //
+// The daemon's flags, signals, console and lifecycle: compute/node_daemon.h.
 // The node is a picos peer (core/remote/node_flags.h: --listen, --peer,
 // --secret_file or $PICOS_REMOTE_SECRET, --node_name) that accepts files into
 // --dest_path (core/remote/files.h: the client ships its computation library
@@ -11,13 +12,16 @@
 // the remote service kNodeService (core/remote/service.h):
 //
 //   {"op": "start", "computation": <id>, "library": <file name>,
-//    "sha256": <64 hex digits>}
+//    "sha256": <64 hex digits>, "client": <task handle, optional>}
 //     checks the shipped file (a regular file under dest_path/<id>, ELF, its
-//     SHA-256 the one given), starts --cpus worker processes (this binary,
+//     SHA-256 the one given, signed by a --trusted_signer when the node has
+//     any: <library>.sig beside it), refuses beyond --serve, outside the
+//     service hours and while the node closes, starts --cpus worker processes (this binary,
 //     with --worker_library), each a peer listening on a port of the node's
 //     host (tcp) or an abstract unix socket, and answers
 //     {"workers": [<uri>, ...]} once each has said it listens. A refused
-//     start removes dest_path/<id>.
+//     start removes dest_path/<id>. The client's task ending (or its peer
+//     lost) starts the zombie period (--zombie_period).
 //   {"op": "close", "computation": <id>}
 //     ends its workers (SIGTERM) and removes dest_path/<id>.
 //
