@@ -75,8 +75,8 @@ namespace {
 
 constexpr absl::Duration kWorkerStartTimeout = absl::Seconds(30);
 // How long closing workers get after SIGTERM before SIGKILL, when the node
-// closes.
-constexpr absl::Duration kWorkerCloseGrace = absl::Seconds(10);
+// closes (a second SIGINT cuts it short).
+constexpr absl::Duration kWorkerCloseGrace = absl::Seconds(30);
 // Bounds on a config file (it is input).
 constexpr size_t kMaxConfigBytes = 64 << 10;
 constexpr size_t kMaxConsoleLine = 1024;

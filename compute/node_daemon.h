@@ -69,7 +69,7 @@
 //                                            first SIGINT close gracefully:
 //                                            no new computation, every one
 //                                            closed (workers SIGTERM, then
-//                                            SIGKILL after 10 s; files
+//                                            SIGKILL after 30 s; files
 //                                            removed), a goodbye to every
 //                                            peer (remote::Node::Close),
 //                                            "node closed", exit status 0

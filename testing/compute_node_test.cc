@@ -261,6 +261,49 @@ PICOS_CORO_TEST(ComputeNode, SigtermClosesEveryComputationSaysGoodbyeAndExitsZer
   me->reset();
 }
 
+// A first SIGINT closes gracefully; a second one, while a worker does not
+// end (it is stopped: SIGTERM waits), terminates: the worker is killed, the
+// files go, exit status 1.
+PICOS_CORO_TEST(ComputeNode, ASecondSigintTerminatesAGracefulCloseThatWaits) {
+  const std::string dest = FreshDir("node-int");
+  absl::StatusOr<NodeProcess> node = co_await StartNode(1, dest, Args());
+  CO_ASSERT_OK(node);
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
+  if (!me.ok()) co_await StopNode(*node);
+  CO_ASSERT_OK(me);
+  compute::ComputationOptions o;
+  o.library = kLibrary;
+  absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
+  CO_ASSERT_OK(c);
+  std::vector<std::string> nodes = Args(node->uri);
+  absl::Status scheduled = co_await (*c)->Schedule(nodes);
+  absl::StatusOr<std::vector<int>> pids = co_await WorkerPids(*node, 1);
+  if (!scheduled.ok() || !pids.ok()) co_await StopNode(*node);
+  CO_ASSERT_OK(scheduled);
+  CO_ASSERT_OK(pids);
+  // The worker is the node's child (checked) before this test stops it.
+  CO_ASSERT_TRUE(kill((*pids)[0], SIGSTOP) == 0);
+  CO_ASSERT_TRUE(kill(node->process->pid(), SIGINT) == 0);
+  absl::StatusOr<std::string> first = co_await LineOf(*node->process, "signal SIGINT: closing");
+  EXPECT_OK(first.status());
+  absl::StatusOr<std::string> closing = co_await LineOf(*node->process, "computation closed ");
+  EXPECT_OK(closing.status());
+  EXPECT_FALSE(Gone((*pids)[0])) << "a stopped worker does not end on SIGTERM";
+  CO_ASSERT_TRUE(kill(node->process->pid(), SIGINT) == 0);
+  absl::StatusOr<std::string> second = co_await LineOf(*node->process, "signal SIGINT: terminating");
+  EXPECT_OK(second.status());
+  absl::StatusOr<std::string> terminated = co_await LineOf(*node->process, "node terminated");
+  EXPECT_OK(terminated.status());
+  absl::StatusOr<ExitStatus> st = co_await node->process->Wait(kLong);
+  CO_ASSERT_OK(st);
+  EXPECT_EQ(st->code, 1) << st->ToString();
+  EXPECT_EQ(st->signal, 0) << st->ToString();
+  EXPECT_TRUE(co_await AllGone(*pids)) << "the stopped worker outlived its node";
+  EXPECT_TRUE(EmptyDir(dest));
+  c->reset();
+  me->reset();
+}
+
 // --- The zombie period ---
 
 PICOS_CORO_TEST(ComputeNode, AClientKilledOrDroppingItsComputationLeavesAZombieClosedAfterThePeriod) {
