@@ -349,6 +349,9 @@ Task<absl::StatusOr<Value>> Start(std::string id, std::string library, std::stri
     workers.push_back(w);
     WritePidFile(id, i, w->process->pid());
     absl::StatusOr<std::string> line = co_await w->process->out().ReadLine(4096, kWorkerStartTimeout);
+    // The daemon ended meanwhile (its state is gone): the workers end with
+    // their Process objects.
+    if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
     absl::string_view l = line.ok() ? absl::string_view(*line) : absl::string_view();
     if (!line.ok() || !absl::ConsumePrefix(&l, "listening ")) {
       failed = absl::InternalError(absl::StrCat("worker ", i, " did not start: ",
@@ -372,13 +375,17 @@ Task<absl::StatusOr<Value>> Start(std::string id, std::string library, std::stri
   }
   Computation& c = n.computations[id];
   c.workers = std::move(workers);
-  if (client.valid()) c.client_watch = ThisScheduler().Spawn(WatchClient, id, client, n.main);
+  if (client.valid()) {
+    c.client_watch = ThisScheduler().Spawn(SpawnOptions{.name = "picos.node.client_watch", .daemon = true},
+                                           WatchClient, id, client, n.main);
+  }
   Say(absl::StrCat("computation started ", id, " ", c.workers.size()));
   Value::ListType list(std::move(uris));
   co_return Value::Map({{"workers", Value(std::move(list))}});
 }
 
 Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
+  if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
   std::string op, id;
   absl::Status read = MessageReader(arg).Get("op", &op).Get("computation", &id).status();
   if (!read.ok() || !ValidId(id)) {
@@ -409,7 +416,7 @@ Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
     PICOS_LOG(warn, "compute node: start of {} refused: {}", id, r.status().ToString());
     // What was shipped for a computation that did not start goes (never the
     // files of one that runs: a second start of it is refused above).
-    if (!g_node->computations.contains(id) && !g_node->starting.contains(id)) {
+    if (g_node != nullptr && !g_node->computations.contains(id) && !g_node->starting.contains(id)) {
       std::error_code ec;
       std::filesystem::remove_all(std::filesystem::path(g_node->settings.dest_path) / id, ec);
     }
@@ -433,6 +440,7 @@ uint64_t FolderBytes(const std::filesystem::path& dir) {
 
 // FileReceiverOptions::admit: the per-computation quota.
 absl::Status AdmitFile(const std::vector<std::string>& dir, const std::string& name, uint64_t size) {
+  if (g_node == nullptr) return absl::UnavailableError("the node closed");
   const uint64_t quota = g_node->settings.max_computation_bytes;
   if (quota == 0) return absl::OkStatus();
   const std::string top = dir.empty() ? std::string() : dir[0];
@@ -880,7 +888,9 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
     // Each worker gets kWorkerCloseGrace after SIGTERM, then SIGKILL; a
     // second SIGINT meanwhile terminates. Bounded by count.
     const int steps = static_cast<int>(kWorkerCloseGrace / absl::Milliseconds(10));
-    for (int i = 0; i < 2 * steps && !AllClosed(n) && ending == Ending::kClose; ++i) {
+    // Starts in progress see `closing` and give up; their workers are waited
+    // for too.
+    for (int i = 0; i < 2 * steps && !(AllClosed(n) && n.starting.empty()) && ending == Ending::kClose; ++i) {
       if (i == steps) CloseWorkers(n.closing_workers, SIGKILL);
       absl::StatusOr<Value> msg = co_await Receive(absl::Milliseconds(10));
       if (msg.ok() && Handle(n, *node, *msg, &sigints) == Ending::kTerminate) ending = Ending::kTerminate;
@@ -925,6 +935,10 @@ std::vector<std::string> PrepareNodeCommandLine(int argc, char** argv) {
       absl::string_view s = a;
       if ((absl::ConsumePrefix(&s, "--trusted_signer=") || absl::ConsumePrefix(&s, "-trusted_signer="))) {
         signers.emplace_back(s);
+        continue;
+      }
+      if ((a == "--trusted_signer" || a == "-trusted_signer") && i + 1 < argc) {
+        signers.emplace_back(argv[++i]);
         continue;
       }
     }

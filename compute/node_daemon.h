@@ -16,7 +16,10 @@
 //                            most bytes one computation's folder may hold;
 //                            a file that would go beyond it is refused when
 //                            announced, before a byte is written (0: no
-//                            quota, the default)
+//                            quota, the default). What the folder holds
+//                            then counts, transfers in progress as far as
+//                            written: two files announced at once may each
+//                            fit alone and together exceed it
 //   --listen, --advertise, --peer, --secret_file, --node_name
 //                            the node flags (core/remote/node_flags.h);
 //                            --name=NAME is --node_name (dispycos's -n)
