@@ -24,7 +24,8 @@
 // (flow control: one chunk in flight per transfer, so neither side buffers
 // more than a chunk). Nothing in node.cc is specific to files.
 //
-// Guarantees, each tested (testing/remote_files_test.cc):
+// Guarantees, each tested (testing/remote_files_test.cc,
+// testing/remote_files_admit_test.cc):
 //  * Everything the receiver gets is network input. It refuses, with a
 //    status the sender returns (the receiver's message, prefixed
 //    "receiver: "): a name that is empty, ".", "..", or holds '/' or NUL;
@@ -34,7 +35,8 @@
 //    chunk beyond max_chunk_size or past the announced size, or out of
 //    order; an existing file when overwrite was not asked
 //    (kAlreadyExists); more than max_transfers transfers at once
-//    (kResourceExhausted).
+//    (kResourceExhausted); a file FileReceiverOptions::admit refuses (its
+//    status), before anything is created.
 //  * A file is written to a temporary file in its final directory and
 //    renamed into place only once all of its bytes arrived: a broken
 //    transfer (sender gone, a refusal, silence for idle_timeout, the
