@@ -43,7 +43,12 @@
 //   --zombie_period=S        a computation whose client is gone (the task
 //                            handle its start named ended, or its peer was
 //                            lost) is closed after S seconds (default 60;
-//                            0 never; else 0.1 .. 86400)
+//                            0 never; else 0.1 .. 86400). A client cannot
+//                            come back meanwhile: a peer that reconnects
+//                            within NodeOptions::reconnect_grace was never
+//                            lost, and one that was lost has lost its
+//                            handles too; the period is the time its jobs
+//                            and files are kept (for an operator to look)
 //   --trusted_signer=FILE    an Ed25519 public key (compute/sign.h);
 //                            repeatable. With one, a computation starts
 //                            only if its library came with a <library>.sig
