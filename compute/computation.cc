@@ -42,6 +42,10 @@ struct Computation::State {
   std::vector<SemaphoreUnits> lost_units;
   size_t alive = 0;
   uint64_t rerun = 0;
+  // A task that lives as long as the computation: each start names it, and
+  // a node closes the computation once it ends or its peer (this process)
+  // is lost, after the node's zombie period.
+  TaskRef keeper;
 };
 
 namespace {
@@ -109,6 +113,14 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<Computation::State> s, std::s
   }
 }
 
+// The keeper (State::keeper): waits until terminated.
+Task<> Keep() {
+  for (;;) {
+    absl::StatusOr<Value> msg = co_await Receive();
+    if (!msg.ok()) co_return;
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Computation>> Computation::Create(ComputationOptions options) {
@@ -117,6 +129,15 @@ absl::StatusOr<std::unique_ptr<Computation>> Computation::Create(ComputationOpti
   if (options.timeout <= absl::ZeroDuration()) return absl::InvalidArgumentError("timeout must be positive");
   auto s = std::make_shared<State>();
   PICOS_ASSIGN_OR_RETURN(s->sha256, Sha256Of(options.library));
+  if (!options.signature.empty()) {
+    const std::string want = std::filesystem::path(options.library).filename().string() + ".sig";
+    if (std::filesystem::path(options.signature).filename() != want) {
+      return absl::InvalidArgumentError(absl::StrCat("the signature file must be named ", want));
+    }
+    if (!std::ifstream(options.signature)) {
+      return absl::NotFoundError(absl::StrCat("cannot read the signature ", options.signature));
+    }
+  }
   unsigned char id[8];
   RAND_bytes(id, sizeof id);
   s->id = absl::StrCat("c", absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(id), sizeof id)));
@@ -124,24 +145,32 @@ absl::StatusOr<std::unique_ptr<Computation>> Computation::Create(ComputationOpti
   return std::unique_ptr<Computation>(new Computation(std::move(s)));
 }
 
-Computation::~Computation() = default;
+Computation::~Computation() {
+  if (state_->keeper.valid()) (void)state_->keeper.Terminate();
+}
 
 Task<absl::Status> Computation::Schedule(std::vector<std::string> nodes) {
   std::shared_ptr<State> s = state_;
   if (s->closed) co_return absl::FailedPreconditionError("the computation is closed");
   const std::string library_name = std::filesystem::path(s->options.library).filename().string();
+  if (!s->keeper.valid()) s->keeper = ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.keeper", .daemon = true}, Keep);
   for (const std::string& uri : nodes) {
     remote::SendFileOptions so;
     so.dir = s->id;
     so.timeout = s->options.timeout;
     absl::Status sent = co_await remote::SendFile(Location::Peer(uri), s->options.library, so);
     if (!sent.ok()) co_return Annotate(sent, absl::StrCat(uri, ": shipping the library"));
+    if (!s->options.signature.empty()) {
+      sent = co_await remote::SendFile(Location::Peer(uri), s->options.signature, so);
+      if (!sent.ok()) co_return Annotate(sent, absl::StrCat(uri, ": shipping the signature"));
+    }
     absl::StatusOr<remote::Service> node = co_await remote::Service::Locate(kNodeService, Location::Peer(uri),
                                                                             s->options.timeout);
     if (!node.ok()) co_return Annotate(node.status(), absl::StrCat(uri, ": not a picos-node"));
     s->nodes.emplace_back(uri, *node);
     Value start = Value::Map(
-        {{"op", "start"}, {"computation", s->id}, {"library", library_name}, {"sha256", s->sha256}});
+        {{"op", "start"}, {"computation", s->id}, {"library", library_name}, {"sha256", s->sha256},
+         {"client", s->keeper}});
     absl::StatusOr<TaskRef> task = co_await node->Run(std::move(start), s->options.timeout);
     if (!task.ok()) co_return Annotate(task.status(), uri);
     absl::StatusOr<Value> reply = co_await task->Join(s->options.timeout);
@@ -187,6 +216,7 @@ Task<absl::Status> Computation::Close() {
     }
     if (!done.ok() && first.ok()) first = Annotate(done.status(), uri);
   }
+  if (s->keeper.valid()) (void)s->keeper.Terminate();
   co_return first;
 }
 

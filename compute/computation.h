@@ -35,7 +35,7 @@
 //    later Runs give kFailedPrecondition.
 //
 // Not yet (issue 12): node allocation rules, status events, RunAt and
-// RunAsync, restart of lost workers, signed bundles, data files, a shared
+// RunAsync, restart of lost workers, data files, a shared
 // scheduler, discovery of nodes.
 //
 // Threads: use a Computation from tasks of the scheduler that runs the
@@ -61,6 +61,10 @@ struct ComputationOptions {
   std::string library;
   // How many times a job whose worker was lost runs again elsewhere.
   int max_retries = 0;
+  // The library's signature file, <library's name>.sig (picos-sign sign),
+  // shipped beside it: what a node started with --trusted_signer requires
+  // (compute/node_daemon.h). Empty: none.
+  std::string signature;
   // Bounds each step of Schedule and Close (shipping, starting workers,
   // locating them), not the jobs.
   absl::Duration timeout = absl::Seconds(60);
@@ -88,7 +92,9 @@ class Computation {
 
   // Closes the computation on every node (its workers end, its files are
   // removed). Destroying a Computation without Close leaves its workers
-  // running on the nodes (no zombie period yet). Jobs still running see their worker lost. The first error
+  // running on the nodes until their zombie period passes (the start names
+  // a task of this process that ends then; compute/node_daemon.h). Jobs
+  // still running see their worker lost. The first error
   // met, after trying every node. Suspends.
   Task<absl::Status> Close();
 

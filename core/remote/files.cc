@@ -205,6 +205,7 @@ absl::Status FileReceiver::Impl::Begin(const Value& msg, TaskRef* sender) {
     return absl::ResourceExhaustedError(
         absl::StrCat(active, " transfers in progress already (max_transfers)"));
   }
+  if (options.admit) PICOS_RETURN_IF_ERROR(options.admit(*parts, name, static_cast<uint64_t>(size)));
   absl::StatusOr<std::string> dir_path = MakeDirs(root, *parts);
   if (!dir_path.ok()) return dir_path.status();
   std::string rel = absl::StrJoin(*parts, "/");

@@ -24,7 +24,8 @@
 // (flow control: one chunk in flight per transfer, so neither side buffers
 // more than a chunk). Nothing in node.cc is specific to files.
 //
-// Guarantees, each tested (testing/remote_files_test.cc):
+// Guarantees, each tested (testing/remote_files_test.cc,
+// testing/remote_files_admit_test.cc):
 //  * Everything the receiver gets is network input. It refuses, with a
 //    status the sender returns (the receiver's message, prefixed
 //    "receiver: "): a name that is empty, ".", "..", or holds '/' or NUL;
@@ -34,7 +35,8 @@
 //    chunk beyond max_chunk_size or past the announced size, or out of
 //    order; an existing file when overwrite was not asked
 //    (kAlreadyExists); more than max_transfers transfers at once
-//    (kResourceExhausted).
+//    (kResourceExhausted); a file FileReceiverOptions::admit refuses (its
+//    status), before anything is created.
 //  * A file is written to a temporary file in its final directory and
 //    renamed into place only once all of its bytes arrived: a broken
 //    transfer (sender gone, a refusal, silence for idle_timeout, the
@@ -56,8 +58,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -84,6 +88,13 @@ struct FileReceiverOptions {
   // A transfer that hears nothing from its sender for this long is
   // abandoned (its temporary file removed).
   absl::Duration idle_timeout = absl::Seconds(60);
+  // Called when a transfer is announced, after the checks above and before
+  // anything is created or written, with the sender's subdirectory (its
+  // components) and the file's name and size: a status other than OK
+  // refuses the transfer with it (a quota: compute/node_daemon.h's
+  // --max_computation_bytes). Runs on the receiver's scheduler, must not
+  // block for long. Null: every transfer the checks allow.
+  std::function<absl::Status(const std::vector<std::string>& dir, const std::string& name, uint64_t size)> admit;
 };
 
 class FileReceiver {

@@ -1,0 +1,983 @@
+// The node daemon of picos-node (node_daemon.h describes its flags and
+// lifecycle; compute/picos_node.cc the requests it serves).
+#include "compute/node_daemon.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "compute/protocol.h"
+#include "compute/sign.h"
+#include "core/io/process.h"
+#include "core/kernel/log.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
+#include "core/remote/files.h"
+#include "core/remote/node.h"
+#include "core/remote/node_flags.h"
+#include "core/remote/service.h"
+#include "transports/default_transports.h"
+
+extern char** environ;
+
+ABSL_FLAG(int, cpus, 0, "worker processes per computation: N > 0, 0 for every CPU, -N to leave N unused");
+ABSL_FLAG(std::string, dest_path, "", "the folder computations' files land in (required; must exist)");
+ABSL_FLAG(int64_t, max_file_size, int64_t{256} << 20, "largest file a client may ship, in bytes");
+ABSL_FLAG(std::string, max_computation_bytes, "0",
+          "most bytes one computation's folder may hold (0: no quota); beyond it a file is refused before it is written");
+ABSL_FLAG(std::string, name, "", "the node's name (the same as --node_name)");
+ABSL_FLAG(std::string, serve, "0", "serve N computations, then exit (0: forever)");
+ABSL_FLAG(std::string, service_start, "", "HH:MM (local time): accept new computations from then");
+ABSL_FLAG(std::string, service_stop, "", "HH:MM (local time): accept no new computation from then");
+ABSL_FLAG(std::string, service_end, "", "HH:MM (local time): close every computation then, each day");
+ABSL_FLAG(std::string, min_pulse_interval, "10", "shortest pulse interval a client may ask, in seconds");
+ABSL_FLAG(std::string, max_pulse_interval, "100", "longest pulse interval a client may ask, in seconds");
+ABSL_FLAG(std::string, zombie_period, "60",
+          "seconds after which a computation whose client is gone is closed (0: never)");
+ABSL_FLAG(std::vector<std::string>, trusted_signer, {},
+          "Ed25519 public key file (picos-sign keygen); repeatable: only libraries signed by one of them start");
+ABSL_FLAG(bool, clean, false, "end the workers of a previous run named by its pid files, remove their folders");
+ABSL_FLAG(std::string, log_level, "", "trace, debug, info, warn, error or off (default $PICOS_LOG_LEVEL, else info)");
+ABSL_FLAG(bool, daemon, false, "never read stdin (no console)");
+ABSL_FLAG(std::string, config, "", "read flags from FILE (name=value lines) before the command line's");
+ABSL_FLAG(std::string, save_config, "", "write the flags to FILE (what --config reads) and exit");
+
+namespace picos::compute {
+namespace {
+
+constexpr absl::Duration kWorkerStartTimeout = absl::Seconds(30);
+// How long closing workers get after SIGTERM before SIGKILL, when the node
+// closes (a second SIGINT cuts it short).
+constexpr absl::Duration kWorkerCloseGrace = absl::Seconds(30);
+// Bounds on a config file (it is input).
+constexpr size_t kMaxConfigBytes = 64 << 10;
+constexpr size_t kMaxConsoleLine = 1024;
+constexpr char kPidFilePrefix[] = ".picos-worker-";
+constexpr char kPidFileSuffix[] = ".pid";
+
+// Messages to the daemon's task (from its own tasks and threads only: its
+// handle is never given to a peer).
+constexpr char kSignalMessage[] = "picos.node.signal";
+constexpr char kConsoleMessage[] = "picos.node.console";
+constexpr char kClientGoneMessage[] = "picos.node.client_gone";
+constexpr char kWakeMessage[] = "picos.node.wake";
+
+// The flags --config and --save_config know: every daemon flag an operator
+// sets (not the worker mode's, nor --config/--save_config themselves).
+constexpr const char* kConfigKeys[] = {
+    "cpus",          "dest_path",     "max_file_size",      "max_computation_bytes", "listen",
+    "advertise",     "peer",          "secret_file",        "node_name",             "name",
+    "serve",         "service_start", "service_stop",       "service_end",           "min_pulse_interval",
+    "max_pulse_interval", "zombie_period", "trusted_signer", "clean",               "log_level",
+    "daemon",
+};
+
+bool IsConfigKey(absl::string_view name) {
+  for (const char* k : kConfigKeys) {
+    if (name == k) return true;
+  }
+  return false;
+}
+
+// Where a flag's value came from when a config file set it ("FILE:LINE"),
+// for errors found when the values are checked.
+absl::flat_hash_map<std::string, std::string>& ConfigOrigins() {
+  static auto* origins = new absl::flat_hash_map<std::string, std::string>();
+  return *origins;
+}
+
+struct Worker {
+  std::shared_ptr<Process> process;
+  int index = 0;
+  bool closing = false;
+};
+
+struct Computation {
+  std::vector<std::shared_ptr<Worker>> workers;
+  // The task that joins the client's handle (the start's "client"), or null.
+  TaskRef client_watch;
+  absl::Time client_lost = absl::InfiniteFuture();
+};
+
+// The node's flags, validated before anything starts.
+struct NodeSettings {
+  int cpus = 1;
+  std::string dest_path;
+  uint64_t max_file_size = 0;
+  uint64_t max_computation_bytes = 0;  // 0: none
+  int serve = 0;                       // 0: forever
+  int service_start = -1, service_stop = -1, service_end = -1;  // minutes of the day, -1 unset
+  absl::Duration min_pulse = absl::Seconds(10), max_pulse = absl::Seconds(100);
+  absl::Duration zombie_period = absl::Seconds(60);  // zero: never
+  std::vector<std::string> trusted_keys;             // raw Ed25519 public keys
+  std::vector<std::string> trusted_files;
+  bool clean = false;
+  bool console = false;
+  remote::NodeConfig config;
+};
+
+// The node's state; one scheduler thread, no locks.
+struct NodeState {
+  NodeSettings settings;
+  std::string secret;
+  std::string self;  // this program, to start workers with
+  std::string worker_listen_host;  // "" for unix sockets
+  TaskRef main;
+  absl::flat_hash_map<std::string, Computation> computations;
+  absl::flat_hash_set<std::string> starting;  // ids whose start is in progress
+  std::vector<std::shared_ptr<Worker>> closing_workers;  // sent SIGTERM, maybe not exited yet
+  int started = 0;  // computations started, for --serve
+  bool closing = false;  // no new computation
+  int last_service_end_day = -1;
+};
+NodeState* g_node = nullptr;
+
+bool ValidId(const std::string& id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
+void Say(const std::string& line) {
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+// The local time of day in minutes, and the day of the year.
+void LocalNow(int* minute, int* yday) {
+  const time_t t = time(nullptr);
+  struct tm tm;
+  localtime_r(&t, &tm);
+  *minute = tm.tm_hour * 60 + tm.tm_min;
+  *yday = tm.tm_year * 400 + tm.tm_yday;
+}
+
+std::string Hhmm(int minutes) { return absl::StrFormat("%02d:%02d", minutes / 60, minutes % 60); }
+
+bool InServiceHours(const NodeSettings& s) {
+  if (s.service_start < 0 && s.service_stop < 0) return true;
+  const int from = s.service_start < 0 ? 0 : s.service_start;
+  const int to = s.service_stop < 0 ? 24 * 60 : s.service_stop;
+  int now, day;
+  LocalNow(&now, &day);
+  return from <= to ? (now >= from && now < to) : (now >= from || now < to);
+}
+
+Task<> WatchWorker(std::shared_ptr<Worker> w, std::string id) {
+  absl::StatusOr<ExitStatus> st = co_await w->process->Wait();
+  const std::string how = st.ok() ? st->ToString() : st.status().ToString();
+  if (w->closing) {
+    std::printf("worker closed %s %d %d\n", id.c_str(), w->index, w->process->pid());
+  } else {
+    std::printf("worker lost %s %d %d %s\n", id.c_str(), w->index, w->process->pid(), how.c_str());
+    PICOS_LOG(warn, "worker {} of computation {} (pid {}) lost: {}", w->index, id, w->process->pid(), how);
+  }
+  std::fflush(stdout);
+}
+
+void CloseWorkers(std::vector<std::shared_ptr<Worker>>& workers, int signum = SIGTERM) {
+  for (auto& w : workers) {
+    w->closing = true;
+    if (!w->process->exited()) (void)w->process->Kill(signum);
+  }
+}
+
+// Joins the client's handle: it ends when the client's task ends or its
+// peer is lost; the daemon's task is told (the zombie period starts).
+Task<> WatchClient(std::string id, TaskRef client, TaskRef main) {
+  absl::StatusOr<Value> r = co_await client.Join();
+  const std::string why = r.ok() ? std::string("its task ended") : std::string(r.status().message());
+  (void)main.Send(Value::Map({{kClientGoneMessage, id}, {"why", why.substr(0, 200)}}));
+}
+
+// Ends the computation `id` (its workers SIGTERMed, its folder removed).
+absl::Status CloseComputation(const std::string& id, absl::string_view why) {
+  NodeState& n = *g_node;
+  auto it = n.computations.find(id);
+  if (it == n.computations.end()) return absl::NotFoundError(absl::StrCat("no computation ", id));
+  CloseWorkers(it->second.workers);
+  if (it->second.client_watch.valid()) (void)it->second.client_watch.Terminate();
+  std::erase_if(n.closing_workers, [](const std::shared_ptr<Worker>& w) { return w->process->exited(); });
+  for (auto& w : it->second.workers) n.closing_workers.push_back(w);
+  n.computations.erase(it);
+  std::error_code ec;
+  std::filesystem::remove_all(std::filesystem::path(n.settings.dest_path) / id, ec);
+  Say(absl::StrCat("computation closed ", id, " ", why));
+  (void)n.main.Send(Value::Map({{kWakeMessage, true}}));
+  if (ec) return absl::InternalError(absl::StrCat("removing the files of ", id, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+void CloseAll(absl::string_view why) {
+  std::vector<std::string> ids;
+  for (auto& [id, c] : g_node->computations) ids.push_back(id);
+  for (const std::string& id : ids) (void)CloseComputation(id, why);
+}
+
+// Writes the worker's pid file (node_daemon.h, --clean).
+void WritePidFile(const std::string& id, int index, int pid) {
+  const std::string path =
+      absl::StrCat(g_node->settings.dest_path, "/", id, "/", kPidFilePrefix, index, kPidFileSuffix);
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    PICOS_LOG(warn, "computation {}: cannot write {}: {}", id, path, strerror(errno));
+    return;
+  }
+  const std::string text = absl::StrCat(pid, "\n");
+  if (write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    PICOS_LOG(warn, "computation {}: cannot write {}: {}", id, path, strerror(errno));
+  }
+  close(fd);
+}
+
+// Checks the library's signature when the node requires one.
+absl::Status CheckSignature(const std::string& path, const std::string& library, const std::string& digest) {
+  const NodeSettings& s = g_node->settings;
+  if (s.trusted_keys.empty()) return absl::OkStatus();
+  const std::string sig_path = absl::StrCat(path, kSignatureSuffix);
+  struct stat sb;
+  if (lstat(sig_path.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("library ", library, " is not signed (", library, kSignatureSuffix,
+                     " not shipped) and this node requires a trusted signer's signature"));
+  }
+  absl::StatusOr<std::string> sig = ReadSignatureFile(sig_path);
+  if (!sig.ok()) {
+    return absl::PermissionDeniedError(absl::StrCat("library ", library, ": malformed signature file"));
+  }
+  for (const std::string& key : s.trusted_keys) {
+    if (VerifyDigest(key, digest, *sig)) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(
+      absl::StrCat("library ", library, ": its signature is not a trusted signer's"));
+}
+
+Task<absl::StatusOr<Value>> Start(std::string id, std::string library, std::string sha256, TaskRef client) {
+  NodeState& n = *g_node;
+  if (n.closing) co_return absl::UnavailableError("the node is closing");
+  if (n.computations.contains(id) || n.starting.contains(id)) {
+    co_return absl::AlreadyExistsError(absl::StrCat("computation ", id, " runs already"));
+  }
+  if (n.settings.serve > 0 && n.started >= n.settings.serve) {
+    co_return absl::UnavailableError(
+        absl::StrCat("this node serves no more computations (--serve=", n.settings.serve, ")"));
+  }
+  if (!InServiceHours(n.settings)) {
+    co_return absl::UnavailableError(absl::StrCat(
+        "outside this node's service hours (", Hhmm(std::max(n.settings.service_start, 0)), "-",
+        Hhmm(n.settings.service_stop < 0 ? 24 * 60 : n.settings.service_stop), ")"));
+  }
+  const std::string path = absl::StrCat(n.settings.dest_path, "/", id, "/", library);
+  struct stat sb;
+  if (lstat(path.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    co_return absl::NotFoundError(absl::StrCat("no library ", library, " shipped for computation ", id));
+  }
+  PICOS_CO_ASSIGN_OR_RETURN(std::string digest, FileSha256(path, n.settings.max_file_size));
+  if (absl::BytesToHexString(digest) != absl::AsciiStrToLower(sha256)) {
+    co_return absl::DataLossError(absl::StrCat("library ", library, ": SHA-256 mismatch (got ",
+                                               absl::BytesToHexString(digest), ")"));
+  }
+  {
+    std::ifstream in(path, std::ios::binary);
+    char magic[4] = {};
+    in.read(magic, 4);
+    if (in.gcount() != 4 || std::string(magic, 4) != "\x7f" "ELF") {
+      co_return absl::InvalidArgumentError(absl::StrCat("library ", library, " is not an ELF file"));
+    }
+  }
+  PICOS_CO_RETURN_IF_ERROR(CheckSignature(path, library, digest));
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!absl::StartsWith(*e, "PICOS_REMOTE_")) env.emplace_back(*e);
+  }
+  env.push_back(absl::StrCat(remote::kSecretEnv, "=", n.secret));
+  n.starting.insert(id);
+  ++n.started;
+  std::vector<std::shared_ptr<Worker>> workers;
+  Value::ListType uris;
+  absl::Status failed;
+  for (int i = 0; i < n.settings.cpus && failed.ok(); ++i) {
+    ProcessOptions p;
+    p.program = n.self;
+    const std::string listen =
+        n.worker_listen_host.empty()
+            ? absl::StrCat("unix://@picos-worker-", getpid(), "-", id, "-", i)
+            : absl::StrCat("tcp://", n.worker_listen_host, ":0");
+    p.args = {absl::StrCat("--worker_library=", path), absl::StrCat("--worker_parent=", getpid()),
+              absl::StrCat("--listen=", listen), "--peer=", absl::StrCat("--node_name=worker-", id, "-", i)};
+    p.env = env;
+    p.stdin_mode = StdioMode::kNull;
+    p.stderr_mode = StdioMode::kInherit;
+    absl::StatusOr<std::unique_ptr<Process>> proc = Process::Spawn(std::move(p));
+    if (!proc.ok()) {
+      failed = proc.status();
+      break;
+    }
+    auto w = std::make_shared<Worker>();
+    w->process = std::shared_ptr<Process>(std::move(*proc));
+    w->index = i;
+    workers.push_back(w);
+    WritePidFile(id, i, w->process->pid());
+    absl::StatusOr<std::string> line = co_await w->process->out().ReadLine(4096, kWorkerStartTimeout);
+    // The daemon ended meanwhile (its state is gone): the workers end with
+    // their Process objects.
+    if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
+    absl::string_view l = line.ok() ? absl::string_view(*line) : absl::string_view();
+    if (!line.ok() || !absl::ConsumePrefix(&l, "listening ")) {
+      failed = absl::InternalError(absl::StrCat("worker ", i, " did not start: ",
+                                                line.ok() ? *line : line.status().ToString()));
+      break;
+    }
+    const std::string uri(absl::StripTrailingAsciiWhitespace(l));
+    uris.emplace_back(uri);
+    std::printf("worker started %s %d %d %s\n", id.c_str(), i, w->process->pid(), uri.c_str());
+    std::fflush(stdout);
+  }
+  n.starting.erase(id);
+  for (auto& w : workers) ThisScheduler().Spawn(WatchWorker, w, id);
+  if (failed.ok() && n.closing) failed = absl::UnavailableError("the node is closing");
+  if (!failed.ok()) {
+    CloseWorkers(workers);
+    for (auto& w : workers) n.closing_workers.push_back(w);
+    --n.started;
+    PICOS_LOG(warn, "computation {}: {}", id, failed.ToString());
+    co_return failed;
+  }
+  Computation& c = n.computations[id];
+  c.workers = std::move(workers);
+  if (client.valid()) {
+    c.client_watch = ThisScheduler().Spawn(SpawnOptions{.name = "picos.node.client_watch", .daemon = true},
+                                           WatchClient, id, client, n.main);
+  }
+  Say(absl::StrCat("computation started ", id, " ", c.workers.size()));
+  Value::ListType list(std::move(uris));
+  co_return Value::Map({{"workers", Value(std::move(list))}});
+}
+
+Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
+  if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
+  std::string op, id;
+  absl::Status read = MessageReader(arg).Get("op", &op).Get("computation", &id).status();
+  if (!read.ok() || !ValidId(id)) {
+    PICOS_LOG_LIMITED(warn, "compute node: malformed request: {}", read.ToString());
+    co_return absl::InvalidArgumentError("malformed request: needs op and computation (1..64 of [A-Za-z0-9_-])");
+  }
+  if (op == "close") {
+    absl::Status s = CloseComputation(id, "client");
+    if (!s.ok()) co_return s;
+    co_return Value(true);
+  }
+  if (op != "start") co_return absl::InvalidArgumentError(absl::StrCat("unknown op ", op.substr(0, 32)));
+  std::string library, sha256;
+  read = MessageReader(arg).Get("library", &library).Get("sha256", &sha256).status();
+  // "client" (optional): a task of the client that lives as long as the
+  // computation; its end or its peer's loss starts the zombie period.
+  const Value& client = arg["client"];
+  if (!read.ok() || library.empty() || library.size() > 255 || library == "." || library == ".." ||
+      absl::StrContains(library, '/') || absl::StrContains(library, '\0') || sha256.size() != 64 ||
+      !(client.is_null() || client.is_task())) {
+    PICOS_LOG_LIMITED(warn, "compute node: malformed start request for {}", id);
+    co_return absl::InvalidArgumentError(
+        "malformed start: needs library (a file name) and sha256 (64 hex digits); client, if given, a task");
+  }
+  TaskRef client_task = client.is_task() ? client.as_task() : TaskRef();
+  absl::StatusOr<Value> r = co_await Start(id, library, sha256, client_task);
+  if (!r.ok()) {
+    PICOS_LOG(warn, "compute node: start of {} refused: {}", id, r.status().ToString());
+    // What was shipped for a computation that did not start goes (never the
+    // files of one that runs: a second start of it is refused above).
+    if (g_node != nullptr && !g_node->computations.contains(id) && !g_node->starting.contains(id)) {
+      std::error_code ec;
+      std::filesystem::remove_all(std::filesystem::path(g_node->settings.dest_path) / id, ec);
+    }
+  }
+  co_return r;
+}
+
+// Bytes of the regular files under `dir` (not following symlinks),
+// counting at most `limit` entries.
+uint64_t FolderBytes(const std::filesystem::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  std::filesystem::recursive_directory_iterator it(dir, std::filesystem::directory_options::none, ec);
+  for (int seen = 0; !ec && it != std::filesystem::recursive_directory_iterator() && seen < 100000; ++seen) {
+    std::error_code fe;
+    if (it->is_regular_file(fe) && !it->is_symlink(fe)) total += it->file_size(fe);
+    it.increment(ec);
+  }
+  return total;
+}
+
+// FileReceiverOptions::admit: the per-computation quota.
+absl::Status AdmitFile(const std::vector<std::string>& dir, const std::string& name, uint64_t size) {
+  if (g_node == nullptr) return absl::UnavailableError("the node closed");
+  const uint64_t quota = g_node->settings.max_computation_bytes;
+  if (quota == 0) return absl::OkStatus();
+  const std::string top = dir.empty() ? std::string() : dir[0];
+  const uint64_t used = top.empty() ? 0 : FolderBytes(std::filesystem::path(g_node->settings.dest_path) / top);
+  if (used + size > quota) {
+    return absl::ResourceExhaustedError(absl::StrCat("'", name, "' (", size, " bytes) would take computation ",
+                                                     top, " beyond its quota: ", used, " of ", quota,
+                                                     " bytes used (--max_computation_bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+// --- Flags ---
+
+absl::StatusOr<int> ParseHhmm(const std::string& flag, const std::string& v) {
+  if (v.empty()) return -1;
+  std::vector<std::string> parts = absl::StrSplit(v, ':');
+  int h = -1, m = -1;
+  if (parts.size() != 2 || parts[0].size() < 1 || parts[0].size() > 2 || parts[1].size() != 2 ||
+      !absl::SimpleAtoi(parts[0], &h) || !absl::SimpleAtoi(parts[1], &m) || h < 0 || h > 23 || m < 0 || m > 59) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, "=", v, ": a time of day HH:MM (00:00 .. 23:59)"));
+  }
+  return h * 60 + m;
+}
+
+// Seconds (a decimal number) in [lo, hi], or exactly 0 when zero_ok.
+absl::StatusOr<absl::Duration> ParseSeconds(const std::string& flag, const std::string& v, double lo, double hi,
+                                            bool zero_ok) {
+  double s = 0;
+  if (!absl::SimpleAtod(v, &s) || !(s == 0 ? zero_ok : (s >= lo && s <= hi))) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, "=", v, ": seconds, ", zero_ok ? "0 (never) or " : "",
+                                                   lo, " .. ", hi));
+  }
+  return absl::Seconds(s);
+}
+
+absl::StatusOr<NodeSettings> NodeSettingsFromFlags() {
+  NodeSettings n;
+  const int cpus = absl::GetFlag(FLAGS_cpus);
+  const int have = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (cpus > 256 || (cpus < 0 && have + cpus < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--cpus=", cpus, ": 1..256, 0 for every CPU (", have, "), or -N leaving at least one"));
+  }
+  n.cpus = cpus > 0 ? cpus : have + cpus;
+  std::error_code ec;
+  const std::string dest = absl::GetFlag(FLAGS_dest_path);
+  if (dest.empty() || !std::filesystem::is_directory(dest, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat("--dest_path=", dest, ": not a directory"));
+  }
+  n.dest_path = std::filesystem::canonical(dest, ec).string();
+  if (ec) return absl::InvalidArgumentError(absl::StrCat("--dest_path=", dest, ": ", ec.message()));
+  const int64_t max_file = absl::GetFlag(FLAGS_max_file_size);
+  if (max_file <= 0) return absl::InvalidArgumentError(absl::StrCat("--max_file_size=", max_file, ": must be positive"));
+  n.max_file_size = static_cast<uint64_t>(max_file);
+  const std::string quota = absl::GetFlag(FLAGS_max_computation_bytes);
+  if (!absl::SimpleAtoi(quota, &n.max_computation_bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_computation_bytes=", quota, ": a number of bytes (0 for no quota)"));
+  }
+  const std::string serve = absl::GetFlag(FLAGS_serve);
+  if (!absl::SimpleAtoi(serve, &n.serve) || n.serve < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--serve=", serve, ": a count of computations, 0 for no end"));
+  }
+  PICOS_ASSIGN_OR_RETURN(n.service_start, ParseHhmm("service_start", absl::GetFlag(FLAGS_service_start)));
+  PICOS_ASSIGN_OR_RETURN(n.service_stop, ParseHhmm("service_stop", absl::GetFlag(FLAGS_service_stop)));
+  PICOS_ASSIGN_OR_RETURN(n.service_end, ParseHhmm("service_end", absl::GetFlag(FLAGS_service_end)));
+  if (n.service_start >= 0 && n.service_start == n.service_stop) {
+    return absl::InvalidArgumentError(absl::StrCat("--service_stop=", absl::GetFlag(FLAGS_service_stop),
+                                                   ": the same time as --service_start (no service at all)"));
+  }
+  PICOS_ASSIGN_OR_RETURN(n.min_pulse,
+                         ParseSeconds("min_pulse_interval", absl::GetFlag(FLAGS_min_pulse_interval), 1, 3600, false));
+  PICOS_ASSIGN_OR_RETURN(n.max_pulse,
+                         ParseSeconds("max_pulse_interval", absl::GetFlag(FLAGS_max_pulse_interval), 1, 3600, false));
+  if (n.min_pulse > n.max_pulse) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_pulse_interval=", absl::GetFlag(FLAGS_max_pulse_interval),
+                                                   ": less than --min_pulse_interval=",
+                                                   absl::GetFlag(FLAGS_min_pulse_interval)));
+  }
+  PICOS_ASSIGN_OR_RETURN(n.zombie_period,
+                         ParseSeconds("zombie_period", absl::GetFlag(FLAGS_zombie_period), 0.1, 86400, true));
+  for (const std::string& f : absl::GetFlag(FLAGS_trusted_signer)) {
+    if (f.empty()) continue;
+    if (n.trusted_keys.size() == 64) return absl::InvalidArgumentError("--trusted_signer: more than 64 keys");
+    absl::StatusOr<std::string> key = ReadPublicKeyFile(f);
+    if (!key.ok()) return absl::InvalidArgumentError(absl::StrCat("--trusted_signer=", f, ": ", key.status().message()));
+    n.trusted_keys.push_back(*std::move(key));
+    n.trusted_files.push_back(f);
+  }
+  const std::string level = absl::GetFlag(FLAGS_log_level);
+  if (!level.empty()) {
+    if (level != "trace" && level != "debug" && level != "info" && level != "warn" && level != "error" &&
+        level != "off") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--log_level=", level, ": one of trace, debug, info, warn, error, off"));
+    }
+    Log().set_level(spdlog::level::from_str(level));
+  }
+  n.clean = absl::GetFlag(FLAGS_clean);
+  n.console = !absl::GetFlag(FLAGS_daemon) && isatty(STDIN_FILENO) == 1;
+  remote::NodeFlagValues values = remote::NodeFlagValuesFromCommandLine();
+  const std::string name = absl::GetFlag(FLAGS_name);
+  if (!name.empty()) {
+    if (!values.node_name.empty() && values.node_name != name) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--name=", name, ": --node_name=", values.node_name, " says otherwise (one is enough)"));
+    }
+    values.node_name = name;
+  }
+  remote::NodeFlagDefaults defaults;
+  defaults.name = "picos-node";
+  defaults.listen.push_back("tcp://127.0.0.1:9706");
+  PICOS_ASSIGN_OR_RETURN(n.config, remote::NodeConfigFromValues(values, transports::DefaultTransports(), defaults));
+  return n;
+}
+
+// `status` names the config line that set the flag it is about, if any.
+absl::Status WithConfigOrigin(const absl::Status& status) {
+  absl::string_view m = status.message();
+  if (!absl::ConsumePrefix(&m, "--")) return status;
+  const std::string flag(m.substr(0, m.find_first_of("=:")));
+  auto it = ConfigOrigins().find(flag);
+  if (it == ConfigOrigins().end()) return status;
+  return absl::Status(status.code(), absl::StrCat(it->second, ": ", status.message()));
+}
+
+absl::Status SaveConfig(const std::string& path) {
+  std::string text = "# picos-node flags (read with --config=FILE; the command line wins)\n";
+  for (const char* key : kConfigKeys) {
+    absl::CommandLineFlag* f = absl::FindCommandLineFlag(key);
+    if (f == nullptr) continue;
+    absl::StrAppend(&text, key, "=", f->CurrentValue(), "\n");
+  }
+  const std::string tmp = absl::StrCat(path, ".tmp");
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    if (!out.good()) return absl::InvalidArgumentError(absl::StrCat("--save_config=", path, ": cannot write ", tmp));
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--save_config=", path, ": ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+// Applies the config file's lines to the flags.
+absl::Status ApplyConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("--config=", path, ": cannot read it"));
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxConfigBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("--config=", path, ": longer than ", kMaxConfigBytes, " bytes"));
+  }
+  int number = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++number;
+    const std::string where = absl::StrCat(path, ":", number);
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    const size_t eq = line.find('=');
+    if (eq == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": not a name=value line"));
+    }
+    const std::string key(absl::StripAsciiWhitespace(line.substr(0, eq)));
+    const std::string value(absl::StripAsciiWhitespace(line.substr(eq + 1)));
+    absl::CommandLineFlag* flag = IsConfigKey(key) ? absl::FindCommandLineFlag(key) : nullptr;
+    if (flag == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": unknown key '", key.substr(0, 64), "'"));
+    }
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": bad value for ", key, ": ", error));
+    }
+    ConfigOrigins()[key] = where;
+  }
+  return absl::OkStatus();
+}
+
+// --- Signals and console ---
+
+constexpr int kHandledSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+
+sigset_t HandledSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : kHandledSignals) sigaddset(&set, s);
+  return set;
+}
+
+// Takes the handled signals (blocked in every thread) and sends each to
+// the daemon's task. Lives as long as the process.
+void SignalThread(TaskRef main) {
+  const sigset_t set = HandledSignals();
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) return;
+    (void)main.Send(Value::Map({{kSignalMessage, sig}}));
+  }
+}
+
+// Reads console lines from stdin (a terminal) and sends them to the
+// daemon's task, until end of file.
+void ConsoleThread(TaskRef main) {
+  char buf[kMaxConsoleLine];
+  while (std::fgets(buf, sizeof buf, stdin) != nullptr) {
+    std::string line(absl::StripAsciiWhitespace(buf));
+    if (!line.empty()) (void)main.Send(Value::Map({{kConsoleMessage, line}}));
+  }
+}
+
+const char* SignalName(int sig) {
+  switch (sig) {
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGHUP: return "SIGHUP";
+    case SIGQUIT: return "SIGQUIT";
+  }
+  return "signal";
+}
+
+void PrintStatus(const remote::Node& node) {
+  const NodeState& n = *g_node;
+  const NodeSettings& s = n.settings;
+  Say(absl::StrCat("status: ", n.computations.size(), " computations, ", s.cpus, " workers each, ", n.started,
+                   " started", s.serve > 0 ? absl::StrCat(" of ", s.serve) : std::string(), ", peers ",
+                   node.peers().size(), ", pulse interval ", absl::FormatDuration(s.min_pulse), "..",
+                   absl::FormatDuration(s.max_pulse), ", zombie period ", absl::FormatDuration(s.zombie_period),
+                   InServiceHours(s) ? ", in service" : ", out of service hours"));
+  for (const auto& [id, c] : n.computations) {
+    std::vector<std::string> pids;
+    for (const auto& w : c.workers) pids.push_back(absl::StrCat(w->process->pid(), w->process->exited() ? "(ended)" : ""));
+    Say(absl::StrCat("status: computation ", id, " workers ", absl::StrJoin(pids, ","),
+                     c.client_lost == absl::InfiniteFuture() ? "" : " (client lost)"));
+  }
+}
+
+// --- --clean ---
+
+// Whether /proc/<pid>/cmdline is picos-node in worker mode serving a
+// library in `folder` (never kill anything else).
+bool IsOurWorker(int pid, const std::string& folder) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
+  if (!in) return false;
+  std::string cmd(64 << 10, '\0');
+  in.read(cmd.data(), static_cast<std::streamsize>(cmd.size()));
+  cmd.resize(static_cast<size_t>(in.gcount()));
+  std::vector<std::string> args = absl::StrSplit(cmd, '\0');
+  if (args.empty() || std::filesystem::path(args[0]).filename() != "picos-node") return false;
+  const std::string want = absl::StrCat("--worker_library=", folder, "/");
+  for (const std::string& a : args) {
+    if (absl::StartsWith(a, want) && a.find('/', want.size()) == std::string::npos) return true;
+  }
+  return false;
+}
+
+// The folders of `dest` holding pid files (a previous run's computations).
+void Clean(const std::string& dest, bool kill_workers) {
+  std::error_code ec;
+  std::vector<std::filesystem::path> folders;
+  int seen = 0;
+  for (std::filesystem::directory_iterator it(dest, ec), end; !ec && it != end && seen < 100000;
+       it.increment(ec), ++seen) {
+    std::error_code fe;
+    if (!it->is_directory(fe) || it->is_symlink(fe)) continue;
+    bool has_pid_file = false;
+    int files = 0;
+    for (std::filesystem::directory_iterator f(it->path(), fe), fend; !fe && f != fend && files < 10000;
+         f.increment(fe), ++files) {
+      const std::string name = f->path().filename().string();
+      if (!absl::StartsWith(name, kPidFilePrefix) || !absl::EndsWith(name, kPidFileSuffix)) continue;
+      has_pid_file = true;
+      if (!kill_workers) break;
+      std::ifstream in(f->path());
+      std::string text(32, '\0');
+      in.read(text.data(), static_cast<std::streamsize>(text.size()));
+      text.resize(static_cast<size_t>(in.gcount()));
+      int pid = 0;
+      if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &pid) || pid <= 1) {
+        Say(absl::StrCat("clean: ", f->path().string(), ": not a pid: left alone"));
+        continue;
+      }
+      if (!IsOurWorker(pid, it->path().string())) {
+        Say(absl::StrCat("clean: pid ", pid, " of ", f->path().string(), " is not its worker: left alone"));
+        continue;
+      }
+      if (kill(pid, SIGKILL) == 0) {
+        Say(absl::StrCat("clean: killed worker ", pid, " of ", it->path().filename().string()));
+      } else {
+        Say(absl::StrCat("clean: could not kill worker ", pid, ": ", strerror(errno)));
+      }
+    }
+    if (has_pid_file) folders.push_back(it->path());
+  }
+  for (const auto& f : folders) {
+    if (!kill_workers) {
+      PICOS_LOG(warn, "{} holds files of a previous run's computation: --clean removes them", f.string());
+      continue;
+    }
+    std::error_code re;
+    std::filesystem::remove_all(f, re);
+    Say(absl::StrCat("clean: removed ", f.filename().string(), re ? absl::StrCat(" (", re.message(), ")") : ""));
+  }
+}
+
+// --- The daemon ---
+
+bool AllClosed(const NodeState& n) {
+  for (const auto& w : n.closing_workers) {
+    if (!w->process->exited()) return false;
+  }
+  return true;
+}
+
+// The next zombie deadline's distance (at most a second, for the service
+// hours' check).
+absl::Duration NextWait(const NodeState& n) {
+  absl::Duration wait = absl::Seconds(1);
+  if (n.settings.zombie_period == absl::ZeroDuration()) return wait;
+  const absl::Time now = absl::Now();
+  for (const auto& [id, c] : n.computations) {
+    if (c.client_lost == absl::InfiniteFuture()) continue;
+    wait = std::min(wait, c.client_lost + n.settings.zombie_period - now);
+  }
+  return std::max(wait, absl::Milliseconds(1));
+}
+
+void CloseZombies(NodeState& n) {
+  if (n.settings.zombie_period == absl::ZeroDuration()) return;
+  const absl::Time now = absl::Now();
+  std::vector<std::string> due;
+  for (const auto& [id, c] : n.computations) {
+    if (c.client_lost != absl::InfiniteFuture() && c.client_lost + n.settings.zombie_period <= now) due.push_back(id);
+  }
+  for (const std::string& id : due) {
+    PICOS_LOG(warn, "computation {}: its client is gone for the zombie period: closed", id);
+    (void)CloseComputation(id, "zombie");
+  }
+}
+
+void CheckServiceEnd(NodeState& n) {
+  if (n.settings.service_end < 0) return;
+  int minute, day;
+  LocalNow(&minute, &day);
+  if (minute != n.settings.service_end || day == n.last_service_end_day) return;
+  n.last_service_end_day = day;
+  CloseAll("service_end");
+}
+
+enum class Ending { kRunning, kClose, kTerminate };
+
+// What a message to the daemon's task asks.
+Ending Handle(NodeState& n, const remote::Node& node, const Value& msg, int* sigints) {
+  if (msg[kSignalMessage].is_int()) {
+    const int sig = static_cast<int>(msg[kSignalMessage].as_int());
+    if (sig == SIGINT && ++*sigints >= 2) {
+      Say("signal SIGINT: terminating");
+      return Ending::kTerminate;
+    }
+    Say(absl::StrCat("signal ", SignalName(sig), ": closing",
+                     sig == SIGINT ? " (SIGINT again terminates)" : ""));
+    return Ending::kClose;
+  }
+  if (msg[kConsoleMessage].is_string()) {
+    const std::string& cmd = msg[kConsoleMessage].as_string();
+    if (cmd == "status") {
+      PrintStatus(node);
+    } else if (cmd == "close") {
+      CloseAll("console");
+    } else if (cmd == "quit" || cmd == "exit") {
+      Say("console: closing");
+      return Ending::kClose;
+    } else if (cmd == "terminate") {
+      Say("console: terminating");
+      return Ending::kTerminate;
+    } else {
+      Say(absl::StrCat("console: unknown command '", cmd.substr(0, 64), "' (status, close, quit, terminate)"));
+    }
+    return Ending::kRunning;
+  }
+  if (msg[kClientGoneMessage].is_string()) {
+    const std::string& id = msg[kClientGoneMessage].as_string();
+    auto it = n.computations.find(id);
+    if (it != n.computations.end() && it->second.client_lost == absl::InfiniteFuture()) {
+      it->second.client_lost = absl::Now();
+      const std::string why = msg["why"].is_string() ? msg["why"].as_string() : "";
+      Say(absl::StrCat("client lost ", id, " ", why));
+      PICOS_LOG(warn, "computation {}: client gone ({}); closed after the zombie period ({}) unless closed before",
+                id, why, absl::FormatDuration(n.settings.zombie_period));
+    }
+  }
+  return Ending::kRunning;
+}
+
+Task<absl::Status> NodeMain(NodeSettings settings) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  NodeState n;
+  n.main = Self();
+  std::error_code ec;
+  n.self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  if (ec) co_return absl::InternalError(absl::StrCat("/proc/self/exe: ", ec.message()));
+  n.settings = std::move(settings);
+  remote::NodeConfig config = std::move(n.settings.config);
+  n.secret = config.options.secret;
+  Clean(n.settings.dest_path, n.settings.clean);
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<remote::Node> node,
+                            co_await remote::Node::Start(t, std::move(config.options)));
+  absl::string_view first = node->uris()[0];
+  if (absl::ConsumePrefix(&first, "tcp://")) {
+    n.worker_listen_host = std::string(first.substr(0, first.rfind(':')));
+  }
+  g_node = &n;
+  remote::FileReceiverOptions ro;
+  ro.dir = n.settings.dest_path;
+  ro.max_file_size = n.settings.max_file_size;
+  ro.admit = AdmitFile;
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<remote::FileReceiver> rx, remote::FileReceiver::Enable(ro));
+  PICOS_CO_ASSIGN_OR_RETURN(remote::RegisteredService svc, remote::RegisterService(kNodeService, NodeRequest));
+  std::thread(SignalThread, n.main).detach();
+  if (n.settings.console) std::thread(ConsoleThread, n.main).detach();
+  Say(absl::StrCat("listening ", node->uris()[0]));
+  PICOS_CO_RETURN_IF_ERROR(co_await remote::ConnectPeers(*node, config.peers));
+  int sigints = 0;
+  Ending ending = Ending::kRunning;
+  while (ending == Ending::kRunning) {
+    if (n.settings.serve > 0 && n.started >= n.settings.serve && n.computations.empty() && n.starting.empty()) {
+      Say(absl::StrCat("served ", n.started, " computations (--serve): closing"));
+      ending = Ending::kClose;
+      break;
+    }
+    absl::StatusOr<Value> msg = co_await Receive(NextWait(n));
+    if (msg.ok()) {
+      ending = Handle(n, *node, *msg, &sigints);
+    } else if (msg.status().code() != absl::StatusCode::kDeadlineExceeded) {
+      break;  // terminated
+    }
+    CloseZombies(n);
+    CheckServiceEnd(n);
+  }
+  n.closing = true;
+  if (ending == Ending::kClose) {
+    CloseAll("node closing");
+    // Each worker gets kWorkerCloseGrace after SIGTERM, then SIGKILL; a
+    // second SIGINT meanwhile terminates. Bounded by count.
+    const int steps = static_cast<int>(kWorkerCloseGrace / absl::Milliseconds(10));
+    // Starts in progress see `closing` and give up; their workers are waited
+    // for too.
+    for (int i = 0; i < 2 * steps && !(AllClosed(n) && n.starting.empty()) && ending == Ending::kClose; ++i) {
+      if (i == steps) CloseWorkers(n.closing_workers, SIGKILL);
+      absl::StatusOr<Value> msg = co_await Receive(absl::Milliseconds(10));
+      if (msg.ok() && Handle(n, *node, *msg, &sigints) == Ending::kTerminate) ending = Ending::kTerminate;
+    }
+  }
+  if (ending == Ending::kTerminate) {
+    for (auto& [id, c] : n.computations) CloseWorkers(c.workers, SIGKILL);
+    CloseWorkers(n.closing_workers, SIGKILL);
+    for (auto& [id, c] : n.computations) {
+      std::filesystem::remove_all(std::filesystem::path(n.settings.dest_path) / id, ec);
+    }
+    Say("node terminated");
+    g_node = nullptr;
+    co_return absl::CancelledError("terminated (SIGINT twice, or the console's terminate)");
+  }
+  absl::Status bye = co_await node->Close(absl::Seconds(5));
+  if (!bye.ok()) PICOS_LOG(warn, "goodbye to peers: {}", bye.ToString());
+  Say("node closed");
+  g_node = nullptr;
+  co_return absl::OkStatus();
+}
+
+}  // namespace
+
+std::vector<std::string> PrepareNodeCommandLine(int argc, char** argv) {
+  std::vector<std::string> args;
+  std::vector<std::string> signers;
+  std::string config;
+  absl::flat_hash_set<std::string> given;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    absl::string_view v = a;
+    if (i > 0 && (absl::ConsumePrefix(&v, "--") || absl::ConsumePrefix(&v, "-"))) {
+      given.insert(std::string(v.substr(0, v.find('='))));
+      if (absl::ConsumePrefix(&v, "config")) {
+        if (absl::ConsumePrefix(&v, "=")) {
+          config = std::string(v);
+        } else if (v.empty() && i + 1 < argc) {
+          config = argv[i + 1];
+        }
+      }
+      absl::string_view s = a;
+      if ((absl::ConsumePrefix(&s, "--trusted_signer=") || absl::ConsumePrefix(&s, "-trusted_signer="))) {
+        signers.emplace_back(s);
+        continue;
+      }
+      if ((a == "--trusted_signer" || a == "-trusted_signer") && i + 1 < argc) {
+        signers.emplace_back(argv[++i]);
+        continue;
+      }
+    }
+    args.push_back(std::move(a));
+  }
+  if (!signers.empty()) args.push_back(absl::StrCat("--trusted_signer=", absl::StrJoin(signers, ",")));
+  if (!config.empty()) {
+    absl::Status s = ApplyConfig(config);
+    if (!s.ok()) {
+      std::fprintf(stderr, "picos-node: %s\n", std::string(s.message()).c_str());
+      std::exit(2);
+    }
+    // A flag given on the command line wins: its errors are its own.
+    for (const std::string& g : given) ConfigOrigins().erase(g);
+  }
+  return args;
+}
+
+int NodeDaemonMain() {
+  absl::StatusOr<NodeSettings> settings = NodeSettingsFromFlags();
+  if (!settings.ok()) {
+    std::fprintf(stderr, "picos-node: %s\n", std::string(WithConfigOrigin(settings.status()).message()).c_str());
+    return 2;
+  }
+  const std::string save = absl::GetFlag(FLAGS_save_config);
+  if (!save.empty()) {
+    absl::Status s = SaveConfig(save);
+    if (!s.ok()) {
+      std::fprintf(stderr, "picos-node: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+    std::printf("saved the flags to %s\n", save.c_str());
+    return 0;
+  }
+  // Blocked here, before any thread starts, so that every thread inherits
+  // the mask and only the signal thread's sigwait takes them.
+  const sigset_t set = HandledSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return RunMain("picos-node", NodeMain, *std::move(settings));
+}
+
+}  // namespace picos::compute

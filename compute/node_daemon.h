@@ -1,0 +1,129 @@
+// The node daemon of picos-node as an operator runs it (dispycosnode): its
+// flags, signals, console and lifecycle. This comment is the one
+// description of them; compute/picos_node.cc describes the requests it
+// serves and the worker mode.
+//
+//   picos-node --cpus=2 --listen=tcp://10.0.0.2:9706 --secret_file=secret
+//       --dest_path=/var/lib/picos-node --zombie_period=60 --clean
+//
+// Flags (a bad value is a one-line error on stderr and exit status 2):
+//   --cpus=N                 workers per computation: N > 0 (at most 256),
+//                            0 every CPU, -N leave N unused
+//   --dest_path=DIR          where computations' files land, a folder per
+//                            computation (required; must exist)
+//   --max_file_size=BYTES    largest file a client may ship (default 256 MiB)
+//   --max_computation_bytes=BYTES
+//                            most bytes one computation's folder may hold;
+//                            a file that would go beyond it is refused when
+//                            announced, before a byte is written (0: no
+//                            quota, the default). What the folder holds
+//                            then counts, transfers in progress as far as
+//                            written: two files announced at once may each
+//                            fit alone and together exceed it
+//   --listen, --advertise, --peer, --secret_file, --node_name
+//                            the node flags (core/remote/node_flags.h);
+//                            --name=NAME is --node_name (dispycos's -n)
+//   --serve=N                serve N computations, then exit 0 once the
+//                            last of them closed (0: forever, the default);
+//                            a start beyond N is refused
+//   --service_start=HH:MM, --service_stop=HH:MM
+//                            accept new computations only from start to
+//                            stop, local time (either alone: from 00:00,
+//                            or until 24:00; start after stop spans
+//                            midnight); outside, a start is refused
+//                            (kUnavailable) and running ones go on
+//   --service_end=HH:MM      at that local time each day, close every
+//                            computation (its workers end, its files go)
+//   --min_pulse_interval=S, --max_pulse_interval=S
+//                            bounds, in seconds, on the pulse interval a
+//                            client may ask of this node (default 10 and
+//                            100; 1 <= min <= max <= 3600). Validated and
+//                            shown by `status`; the pulses themselves are
+//                            the client side's (issue 12)
+//   --zombie_period=S        a computation whose client is gone (the task
+//                            handle its start named ended, or its peer was
+//                            lost) is closed after S seconds (default 60;
+//                            0 never; else 0.1 .. 86400). A client cannot
+//                            come back meanwhile: a peer that reconnects
+//                            within NodeOptions::reconnect_grace was never
+//                            lost, and one that was lost has lost its
+//                            handles too; the period is the time its jobs
+//                            and files are kept (for an operator to look)
+//   --trusted_signer=FILE    an Ed25519 public key (compute/sign.h);
+//                            repeatable. With one, a computation starts
+//                            only if its library came with a <library>.sig
+//                            signed by one of the keys (picos-sign)
+//   --clean                  at start, end (SIGKILL) the workers of a
+//                            previous run named by its pid files and
+//                            remove their folders (below)
+//   --log_level=LEVEL        trace, debug, info, warn, error or off
+//                            (default: $PICOS_LOG_LEVEL, else info)
+//   --daemon                 never read stdin (no console)
+//   --config=FILE            read flags from FILE first: `name=value`
+//                            lines (the names above, without --), blank
+//                            lines and `#` comments; a flag on the command
+//                            line wins. An unknown name or a bad value is a
+//                            one-line error naming FILE:LINE, exit 2
+//   --save_config=FILE       write every flag above as FILE's lines (what
+//                            --config reads) and exit 0
+//
+// Lifecycle, one line on stdout per event (for operators and tests):
+//   listening <uri>
+//   computation started <id> <workers>       (worker lines: picos_node.cc)
+//   client lost <id> <why>                   (the zombie period starts)
+//   computation closed <id> <why>            (client | zombie | service_end
+//                                             | console | node closing)
+//   signal <NAME>: closing                   SIGTERM, SIGHUP, SIGQUIT and a
+//                                            first SIGINT close gracefully:
+//                                            no new computation, every one
+//                                            closed (workers SIGTERM, then
+//                                            SIGKILL after 30 s; files
+//                                            removed), a goodbye to every
+//                                            peer (remote::Node::Close),
+//                                            "node closed", exit status 0
+//   signal SIGINT: terminating               a second SIGINT (or the console's
+//                                            terminate): workers SIGKILLed,
+//                                            files removed, exit status 1
+//   clean: ...                               what --clean did
+//
+// Pid files: each worker's pid is written to
+// <dest_path>/<id>/.picos-worker-<index>.pid (gone with the folder). A
+// node killed outright leaves them; its workers end with it
+// (PR_SET_PDEATHSIG), so --clean mostly removes folders. It kills a pid only
+// if /proc/<pid>/cmdline is picos-node in worker mode serving a library in
+// that very folder (--worker_library=<dest_path>/<id>/...): a pid reused by
+// another program, or a file a client shipped, is never a reason to kill.
+//
+// Console: when stdin is a terminal (and not --daemon), lines `status`
+// (computations and their workers, settings), `close` (close every
+// computation, keep serving), `quit` (close gracefully and exit) and
+// `terminate` (as a second SIGINT).
+//
+// Threads: the daemon runs on one scheduler. Signals are blocked in every
+// thread and taken by one thread with sigwait, which sends them to the
+// daemon's task as messages (a handle's Send is safe from any thread); the
+// console is read by another thread the same way. Workers start with the
+// default signal mask (libuv resets it in the child).
+#ifndef PICOS_COMPUTE_NODE_DAEMON_H_
+#define PICOS_COMPUTE_NODE_DAEMON_H_
+
+#include <string>
+#include <vector>
+
+namespace picos::compute {
+
+// The command line to parse (remote::ParseCommandLine) after --config
+// FILE was applied to the flags (the command line then wins over it) and
+// repeated --trusted_signer flags were joined into one. On a bad config
+// file prints the one-line error and exits with status 2. Main thread,
+// before anything else.
+std::vector<std::string> PrepareNodeCommandLine(int argc, char** argv);
+
+// Runs the daemon with the flags parsed already, until it is ended; gives
+// the process's exit status (2 for a bad flag, with a one-line error on
+// stderr). Main thread, no scheduler running.
+int NodeDaemonMain();
+
+}  // namespace picos::compute
+
+#endif  // PICOS_COMPUTE_NODE_DAEMON_H_
