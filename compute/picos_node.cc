@@ -45,6 +45,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -62,6 +63,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "compute/export.h"
+#include "compute/host_stats.h"
 #include "compute/protocol.h"
 #include "core/io/process.h"
 #include "core/io/thread_pool.h"
@@ -81,6 +83,9 @@ ABSL_FLAG(std::string, dest_path, "", "the folder computations' files land in (r
 ABSL_FLAG(int64_t, max_file_size, int64_t{256} << 20, "largest file a client may ship, in bytes");
 ABSL_FLAG(std::string, worker_library, "", "(internal) worker mode: the computation library to serve");
 ABSL_FLAG(int, worker_parent, 0, "(internal) worker mode: the node's pid");
+ABSL_FLAG(absl::Duration, pulse_interval, absl::Seconds(2),
+          "how often the node sends its host's facts (node_health) to each client it serves: 100ms..1h");
+ABSL_FLAG(int, worker_io_threads, 16, "(internal) worker mode: threads for RunAsync jobs");
 
 namespace picos::compute {
 namespace {
@@ -102,6 +107,20 @@ struct NodeState {
   int cpus = 1;
   uint64_t max_file_size = 0;
   absl::flat_hash_map<std::string, std::vector<std::shared_ptr<Worker>>> computations;
+  // What a computation needs beyond its workers: to start one again
+  // (restart_worker) and to send its client the node's pulses.
+  struct Served {
+    std::string library_path;
+    std::vector<std::string> env;
+    TaskRef client;  // null: no pulses
+    uint64_t generation = 0;
+  };
+  absl::flat_hash_map<std::string, Served> served;
+  uint64_t generation = 0;
+  absl::Duration pulse_interval = absl::Seconds(2);
+  std::string uri;  // the node's own, as pulses name it
+  std::unique_ptr<HostStatsReader> stats;        // for "info"
+  std::unique_ptr<HostStatsReader> pulse_stats;  // for pulses (their own CPU interval)
 };
 NodeState* g_node = nullptr;
 
@@ -153,7 +172,68 @@ void CloseWorkers(std::vector<std::shared_ptr<Worker>>& workers) {
   }
 }
 
-Task<absl::StatusOr<Value>> Start(std::string id, std::string library, std::string sha256) {
+// Starts worker `index` of computation `id` (this binary in worker mode)
+// and waits for the line that says where it listens; on failure the
+// process (if started) is in *out for the caller to end.
+struct StartedWorker {
+  std::shared_ptr<Worker> worker;
+  std::string uri;
+};
+Task<absl::StatusOr<StartedWorker>> StartWorker(std::string id, int index) {
+  NodeState& n = *g_node;
+  const NodeState::Served& sv = n.served[id];
+  ProcessOptions p;
+  p.program = n.self;
+  const std::string listen =
+      n.worker_listen_host.empty()
+          ? absl::StrCat("unix://@picos-worker-", getpid(), "-", id, "-", index, "-", ++n.generation)
+          : absl::StrCat("tcp://", n.worker_listen_host, ":0");
+  p.args = {absl::StrCat("--worker_library=", sv.library_path), absl::StrCat("--worker_parent=", getpid()),
+            absl::StrCat("--listen=", listen), "--peer=", absl::StrCat("--node_name=worker-", id, "-", index)};
+  p.env = sv.env;
+  p.stdin_mode = StdioMode::kNull;
+  p.stderr_mode = StdioMode::kInherit;
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Process> proc, Process::Spawn(std::move(p)));
+  auto w = std::make_shared<Worker>();
+  w->process = std::shared_ptr<Process>(std::move(proc));
+  w->index = index;
+  ThisScheduler().Spawn(WatchWorker, w, id);
+  absl::StatusOr<std::string> line = co_await w->process->out().ReadLine(4096, kWorkerStartTimeout);
+  absl::string_view l = line.ok() ? absl::string_view(*line) : absl::string_view();
+  if (!line.ok() || !absl::ConsumePrefix(&l, "listening ")) {
+    w->closing = true;
+    if (!w->process->exited()) (void)w->process->Kill(SIGTERM);
+    co_return absl::InternalError(
+        absl::StrCat("worker ", index, " did not start: ", line.ok() ? *line : line.status().ToString()));
+  }
+  StartedWorker sw{w, std::string(absl::StripTrailingAsciiWhitespace(l))};
+  std::printf("worker started %s %d %d %s\n", id.c_str(), index, w->process->pid(), sw.uri.c_str());
+  std::fflush(stdout);
+  co_return sw;
+}
+
+// Sends the client of computation `id` the host's facts every
+// --pulse_interval while the node serves it (a later computation of the
+// same id has another generation, and this one stops):
+//   {"picos.compute": "pulse", "computation": <id>, "node": <uri>,
+//    "facts": <HostFacts>}
+Task<> PulseSender(std::string id, uint64_t generation) {
+  for (;;) {
+    absl::Status slept = co_await Sleep(g_node->pulse_interval);
+    if (!slept.ok()) co_return;
+    auto it = g_node->served.find(id);
+    if (it == g_node->served.end() || it->second.generation != generation) co_return;
+    Value pulse = Value::Map({{"picos.compute", "pulse"},
+                              {"computation", id},
+                              {"node", g_node->uri},
+                              {"facts", g_node->pulse_stats->Read().ToValue()}});
+    absl::Status sent = it->second.client.Send(std::move(pulse));
+    if (!sent.ok()) PICOS_LOG_LIMITED(info, "compute node: pulse to the client of {}: {}", id, sent.ToString());
+  }
+}
+
+Task<absl::StatusOr<Value>> Start(std::string id, std::string library, std::string sha256, int cpus,
+                                  TaskRef client) {
   NodeState& n = *g_node;
   if (n.computations.contains(id)) co_return absl::AlreadyExistsError(absl::StrCat("computation ", id, " runs already"));
   const std::string path = absl::StrCat(n.dest_path, "/", id, "/", library);
@@ -173,54 +253,37 @@ Task<absl::StatusOr<Value>> Start(std::string id, std::string library, std::stri
       co_return absl::InvalidArgumentError(absl::StrCat("library ", library, " is not an ELF file"));
     }
   }
-  std::vector<std::string> env;
+  NodeState::Served& sv = n.served[id];
+  sv.library_path = path;
+  sv.client = client;
+  sv.generation = ++n.generation;
+  const uint64_t generation = sv.generation;  // `sv` may move while workers start
+  sv.env.clear();
   for (char** e = environ; *e != nullptr; ++e) {
-    if (!absl::StartsWith(*e, "PICOS_REMOTE_")) env.emplace_back(*e);
+    if (!absl::StartsWith(*e, "PICOS_REMOTE_")) sv.env.emplace_back(*e);
   }
-  env.push_back(absl::StrCat(remote::kSecretEnv, "=", n.secret));
+  sv.env.push_back(absl::StrCat(remote::kSecretEnv, "=", n.secret));
+  const int count = cpus > 0 ? std::min(cpus, n.cpus) : n.cpus;
   std::vector<std::shared_ptr<Worker>> workers;
   Value::ListType uris;
   absl::Status failed;
-  for (int i = 0; i < n.cpus && failed.ok(); ++i) {
-    ProcessOptions p;
-    p.program = n.self;
-    const std::string listen =
-        n.worker_listen_host.empty()
-            ? absl::StrCat("unix://@picos-worker-", getpid(), "-", id, "-", i)
-            : absl::StrCat("tcp://", n.worker_listen_host, ":0");
-    p.args = {absl::StrCat("--worker_library=", path), absl::StrCat("--worker_parent=", getpid()),
-              absl::StrCat("--listen=", listen), "--peer=", absl::StrCat("--node_name=worker-", id, "-", i)};
-    p.env = env;
-    p.stdin_mode = StdioMode::kNull;
-    p.stderr_mode = StdioMode::kInherit;
-    absl::StatusOr<std::unique_ptr<Process>> proc = Process::Spawn(std::move(p));
-    if (!proc.ok()) {
-      failed = proc.status();
+  for (int i = 0; i < count && failed.ok(); ++i) {
+    absl::StatusOr<StartedWorker> w = co_await StartWorker(id, i);
+    if (!w.ok()) {
+      failed = w.status();
       break;
     }
-    auto w = std::make_shared<Worker>();
-    w->process = std::shared_ptr<Process>(std::move(*proc));
-    w->index = i;
-    workers.push_back(w);
-    absl::StatusOr<std::string> line = co_await w->process->out().ReadLine(4096, kWorkerStartTimeout);
-    absl::string_view l = line.ok() ? absl::string_view(*line) : absl::string_view();
-    if (!line.ok() || !absl::ConsumePrefix(&l, "listening ")) {
-      failed = absl::InternalError(absl::StrCat("worker ", i, " did not start: ",
-                                                line.ok() ? *line : line.status().ToString()));
-      break;
-    }
-    const std::string uri(absl::StripTrailingAsciiWhitespace(l));
-    uris.emplace_back(uri);
-    std::printf("worker started %s %d %d %s\n", id.c_str(), i, w->process->pid(), uri.c_str());
-    std::fflush(stdout);
+    workers.push_back(w->worker);
+    uris.emplace_back(w->uri);
   }
-  for (auto& w : workers) ThisScheduler().Spawn(WatchWorker, w, id);
   if (!failed.ok()) {
     CloseWorkers(workers);
+    n.served.erase(id);
     PICOS_LOG(warn, "computation {}: {}", id, failed.ToString());
     co_return failed;
   }
   n.computations[id] = std::move(workers);
+  if (client.valid()) ThisScheduler().Spawn(PulseSender, id, generation);
   Value::ListType list(std::move(uris));
   co_return Value::Map({{"workers", Value(std::move(list))}});
 }
@@ -231,14 +294,45 @@ absl::Status Close(const std::string& id) {
   if (it == n.computations.end()) return absl::NotFoundError(absl::StrCat("no computation ", id));
   CloseWorkers(it->second);
   n.computations.erase(it);
+  n.served.erase(id);
   std::error_code ec;
   std::filesystem::remove_all(std::filesystem::path(n.dest_path) / id, ec);
   if (ec) return absl::InternalError(absl::StrCat("removing the files of ", id, ": ", ec.message()));
   return absl::OkStatus();
 }
 
+// "close_worker" and "restart_worker": ends worker `index` of `id` (if it
+// still runs) and, for a restart, starts a fresh one in its place.
+Task<absl::StatusOr<Value>> CloseOrRestartWorker(std::string id, int64_t index, bool restart) {
+  NodeState& n = *g_node;
+  auto it = n.computations.find(id);
+  if (it == n.computations.end()) co_return absl::NotFoundError(absl::StrCat("no computation ", id));
+  if (index < 0 || index >= static_cast<int64_t>(it->second.size())) {
+    co_return absl::InvalidArgumentError(absl::StrCat("no worker ", index, " in computation ", id));
+  }
+  std::shared_ptr<Worker> old = it->second[index];
+  old->closing = true;
+  if (!old->process->exited()) (void)old->process->Kill(SIGTERM);
+  if (!restart) co_return Value(true);
+  PICOS_CO_ASSIGN_OR_RETURN(StartedWorker w, co_await StartWorker(id, static_cast<int>(index)));
+  // The computation may have closed while the worker started.
+  auto again = n.computations.find(id);
+  if (again == n.computations.end() || index >= static_cast<int64_t>(again->second.size())) {
+    w.worker->closing = true;
+    (void)w.worker->process->Kill(SIGTERM);
+    co_return absl::AbortedError(absl::StrCat("computation ", id, " closed meanwhile"));
+  }
+  again->second[index] = w.worker;
+  co_return Value::Map({{"worker", w.uri}});
+}
+
 Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
   std::string op, id;
+  if (arg.is_map() && arg.GetOr<std::string>("op", "") == "info") {
+    // Anyone with the cluster secret may ask: the host's facts, and how
+    // many workers a computation gets here at most.
+    co_return Value::Map({{"facts", g_node->stats->Read().ToValue()}, {"cpus", g_node->cpus}});
+  }
   absl::Status read = MessageReader(arg).Get("op", &op).Get("computation", &id).status();
   if (!read.ok() || !ValidId(id)) {
     PICOS_LOG_LIMITED(warn, "compute node: malformed request: {}", read.ToString());
@@ -249,15 +343,33 @@ Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
     if (!s.ok()) co_return s;
     co_return Value(true);
   }
+  if (op == "close_worker" || op == "restart_worker") {
+    int64_t index = -1;
+    absl::Status r = MessageReader(arg).Get("index", &index).status();
+    if (!r.ok()) {
+      PICOS_LOG_LIMITED(warn, "compute node: malformed {} request: {}", op, r.ToString());
+      co_return absl::InvalidArgumentError(absl::StrCat("malformed ", op, ": needs index"));
+    }
+    co_return co_await CloseOrRestartWorker(id, index, op == "restart_worker");
+  }
   if (op != "start") co_return absl::InvalidArgumentError(absl::StrCat("unknown op ", op.substr(0, 32)));
   std::string library, sha256;
-  read = MessageReader(arg).Get("library", &library).Get("sha256", &sha256).status();
+  int64_t cpus = 0;
+  TaskRef client;
+  read = MessageReader(arg)
+             .Get("library", &library)
+             .Get("sha256", &sha256)
+             .Optional("cpus", &cpus)
+             .Optional("client", &client)
+             .status();
   if (!read.ok() || library.empty() || library.size() > 255 || library == "." || library == ".." ||
-      absl::StrContains(library, '/') || absl::StrContains(library, '\0') || sha256.size() != 64) {
+      absl::StrContains(library, '/') || absl::StrContains(library, '\0') || sha256.size() != 64 || cpus < 0 ||
+      cpus > 256) {
     PICOS_LOG_LIMITED(warn, "compute node: malformed start request for {}", id);
-    co_return absl::InvalidArgumentError("malformed start: needs library (a file name) and sha256 (64 hex digits)");
+    co_return absl::InvalidArgumentError(
+        "malformed start: needs library (a file name) and sha256 (64 hex digits); cpus 0..256, client a task");
   }
-  absl::StatusOr<Value> r = co_await Start(id, library, sha256);
+  absl::StatusOr<Value> r = co_await Start(id, library, sha256, static_cast<int>(cpus), client);
   if (!r.ok()) {
     PICOS_LOG(warn, "compute node: start of {} refused: {}", id, r.status().ToString());
     // What was shipped for a computation that did not start goes (never the
@@ -276,6 +388,7 @@ struct NodeSettings {
   int cpus = 1;
   std::string dest_path;
   uint64_t max_file_size = 0;
+  absl::Duration pulse_interval = absl::Seconds(2);
   remote::NodeConfig config;
 };
 
@@ -298,6 +411,12 @@ absl::StatusOr<NodeSettings> NodeSettingsFromFlags() {
   const int64_t max_file = absl::GetFlag(FLAGS_max_file_size);
   if (max_file <= 0) return absl::InvalidArgumentError(absl::StrCat("--max_file_size=", max_file, ": must be positive"));
   n.max_file_size = static_cast<uint64_t>(max_file);
+  const absl::Duration pulse = absl::GetFlag(FLAGS_pulse_interval);
+  if (pulse < absl::Milliseconds(100) || pulse > absl::Hours(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--pulse_interval=", absl::FormatDuration(pulse), ": 100ms..1h"));
+  }
+  n.pulse_interval = pulse;
   remote::NodeFlagDefaults defaults;
   defaults.name = "picos-node";
   defaults.listen.push_back("tcp://127.0.0.1:9706");
@@ -311,6 +430,10 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
   n.cpus = settings.cpus;
   n.dest_path = settings.dest_path;
   n.max_file_size = settings.max_file_size;
+  n.pulse_interval = settings.pulse_interval;
+  n.stats = std::make_unique<HostStatsReader>(n.dest_path);
+  n.pulse_stats = std::make_unique<HostStatsReader>(n.dest_path);
+  (void)n.pulse_stats->Read();  // the first pulse's CPU figure covers its interval
   std::error_code ec;
   n.self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   if (ec) co_return absl::InternalError(absl::StrCat("/proc/self/exe: ", ec.message()));
@@ -322,6 +445,7 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
   if (absl::ConsumePrefix(&first, "tcp://")) {
     n.worker_listen_host = std::string(first.substr(0, first.rfind(':')));
   }
+  n.uri = node->uris()[0];
   g_node = &n;
   remote::FileReceiverOptions ro;
   ro.dir = n.dest_path;
@@ -346,13 +470,17 @@ absl::flat_hash_map<std::string, PicosComputeFn>* g_functions = nullptr;
 // computes for minutes does not stop its worker answering heartbeats (it
 // would look dead to its client) nor receiving messages.
 ThreadPool* g_job_thread = nullptr;
+// RunAsync jobs ({"async": true}: I/O-bound, any number at once) run on
+// threads of their own, so they neither wait for nor delay the CPU job.
+ThreadPool* g_io_threads = nullptr;
 std::string* g_function_names = nullptr;
 
 void AppendTo(void* ctx, const char* data, size_t n) { static_cast<std::string*>(ctx)->append(data, n); }
 
 absl::Status AdmitJob(const Value& arg) {
   std::string fn, bytes;
-  absl::Status read = MessageReader(arg).Get("fn", &fn).Get("arg", &bytes).status();
+  bool async = false;
+  absl::Status read = MessageReader(arg).Get("fn", &fn).Get("arg", &bytes).Optional("async", &async).status();
   if (!read.ok()) return absl::InvalidArgumentError(absl::StrCat("malformed job: ", read.message()));
   if (!g_functions->contains(fn)) {
     PICOS_LOG_LIMITED(warn, "worker: job for unknown function {}", fn.substr(0, 64));
@@ -364,7 +492,8 @@ absl::Status AdmitJob(const Value& arg) {
 
 Task<absl::StatusOr<Value>> RunJob(Value arg) {
   std::string fn, bytes;
-  PICOS_CO_RETURN_IF_ERROR(MessageReader(arg).Get("fn", &fn).Get("arg", &bytes).status());
+  bool async = false;
+  PICOS_CO_RETURN_IF_ERROR(MessageReader(arg).Get("fn", &fn).Get("arg", &bytes).Optional("async", &async).status());
   auto it = g_functions->find(fn);
   if (it == g_functions->end()) co_return absl::NotFoundError(absl::StrCat("no function ", fn));
   PicosComputeFn call = it->second;
@@ -374,7 +503,8 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
     if (rc != 0) return absl::AbortedError(absl::StrCat(fn, ": ", out));
     return out;
   };
-  absl::StatusOr<std::string> out = co_await g_job_thread->Run(job);
+  ThreadPool* pool = async ? g_io_threads : g_job_thread;
+  absl::StatusOr<std::string> out = co_await pool->Run(job);
   if (!out.ok()) co_return out.status();
   co_return Value::Bytes(*std::move(out));
 }
@@ -407,6 +537,11 @@ Task<absl::Status> WorkerMain() {
   po.threads = 1;
   ThreadPool job_thread(po);
   g_job_thread = &job_thread;
+  ThreadPool::Options io;
+  io.threads = std::clamp(absl::GetFlag(FLAGS_worker_io_threads), 1, 256);
+  io.queue_limit = 4096;
+  ThreadPool io_threads(io);
+  g_io_threads = &io_threads;
   const TransportRegistry& t = transports::DefaultTransports();
   remote::NodeFlagDefaults defaults;
   defaults.name = "picos-worker";
