@@ -113,6 +113,7 @@ struct NodeState {
     std::string library_path;
     std::vector<std::string> env;
     TaskRef client;  // null: no pulses
+    std::string alias;  // what the client calls this node ("" for n.uri)
     uint64_t generation = 0;
   };
   absl::flat_hash_map<std::string, Served> served;
@@ -225,7 +226,7 @@ Task<> PulseSender(std::string id, uint64_t generation) {
     if (it == g_node->served.end() || it->second.generation != generation) co_return;
     Value pulse = Value::Map({{"picos.compute", "pulse"},
                               {"computation", id},
-                              {"node", g_node->uri},
+                              {"node", it->second.alias.empty() ? g_node->uri : it->second.alias},
                               {"facts", g_node->pulse_stats->Read().ToValue()}});
     absl::Status sent = it->second.client.Send(std::move(pulse));
     if (!sent.ok()) PICOS_LOG_LIMITED(info, "compute node: pulse to the client of {}: {}", id, sent.ToString());
@@ -233,7 +234,7 @@ Task<> PulseSender(std::string id, uint64_t generation) {
 }
 
 Task<absl::StatusOr<Value>> Start(std::string id, std::string library, std::string sha256, int cpus,
-                                  TaskRef client) {
+                                  TaskRef client, std::string alias) {
   NodeState& n = *g_node;
   if (n.computations.contains(id)) co_return absl::AlreadyExistsError(absl::StrCat("computation ", id, " runs already"));
   const std::string path = absl::StrCat(n.dest_path, "/", id, "/", library);
@@ -256,6 +257,7 @@ Task<absl::StatusOr<Value>> Start(std::string id, std::string library, std::stri
   NodeState::Served& sv = n.served[id];
   sv.library_path = path;
   sv.client = client;
+  sv.alias = alias;
   sv.generation = ++n.generation;
   const uint64_t generation = sv.generation;  // `sv` may move while workers start
   sv.env.clear();
@@ -356,20 +358,22 @@ Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
   std::string library, sha256;
   int64_t cpus = 0;
   TaskRef client;
+  std::string alias;
   read = MessageReader(arg)
              .Get("library", &library)
              .Get("sha256", &sha256)
              .Optional("cpus", &cpus)
              .Optional("client", &client)
+             .Optional("node", &alias)
              .status();
   if (!read.ok() || library.empty() || library.size() > 255 || library == "." || library == ".." ||
       absl::StrContains(library, '/') || absl::StrContains(library, '\0') || sha256.size() != 64 || cpus < 0 ||
-      cpus > 256) {
+      cpus > 256 || alias.size() > 1024) {
     PICOS_LOG_LIMITED(warn, "compute node: malformed start request for {}", id);
     co_return absl::InvalidArgumentError(
         "malformed start: needs library (a file name) and sha256 (64 hex digits); cpus 0..256, client a task");
   }
-  absl::StatusOr<Value> r = co_await Start(id, library, sha256, static_cast<int>(cpus), client);
+  absl::StatusOr<Value> r = co_await Start(id, library, sha256, static_cast<int>(cpus), client, alias);
   if (!r.ok()) {
     PICOS_LOG(warn, "compute node: start of {} refused: {}", id, r.status().ToString());
     // What was shipped for a computation that did not start goes (never the
