@@ -152,7 +152,7 @@ absl::StatusOr<std::string> Sha256Of(const std::string& path) {
 }
 
 // Sends the event `type` with `fields` to the status task, if any.
-void Emit(State& s, const char* type, Value::MapType fields = {}) {
+void EmitMap(State& s, const char* type, Value::MapType fields) {
   if (!s.options.status_task.valid()) return;
   fields["type"] = Value(type);
   fields["computation"] = Value(s.id);
@@ -161,6 +161,22 @@ void Emit(State& s, const char* type, Value::MapType fields = {}) {
     s.status_failed = true;
     PICOS_LOG(warn, "compute: the status task of {} takes no event: {}", s.id, sent.ToString());
   }
+}
+
+void Put(Value::MapType&) {}
+template <typename V, typename... Rest>
+void Put(Value::MapType& m, const char* key, V&& value, Rest&&... rest) {
+  m[key] = Value(std::forward<V>(value));
+  Put(m, std::forward<Rest>(rest)...);
+}
+
+// Emit(s, "node_lost", "node", uri, "message", why): the fields as key,
+// value pairs.
+template <typename... KV>
+void Emit(State& s, const char* type, KV&&... kv) {
+  Value::MapType m;
+  Put(m, std::forward<KV>(kv)...);
+  EmitMap(s, type, std::move(m));
 }
 
 void NotifyChange(State& s) {
@@ -237,7 +253,7 @@ void MarkWorkerLost(std::shared_ptr<State> s, size_t w, uint64_t generation, con
   if (slot.generation != generation || slot.lost || slot.closed || slot.closing) return;
   slot.lost = true;
   PICOS_LOG(warn, "compute: worker {} lost: {}", slot.uri, why);
-  Emit(*s, "worker_lost", {{"worker", slot.uri}, {"node", s->nodes[slot.node].uri}, {"message", why}});
+  Emit(*s, "worker_lost", "worker", slot.uri, "node", s->nodes[slot.node].uri, "message", why);
   const NodeState ns = s->nodes[slot.node].state;
   if (s->options.restart_workers && !s->closed && (ns == NodeState::kInitialized || ns == NodeState::kSuspended)) {
     slot.restarting = true;
@@ -252,7 +268,7 @@ void MarkNodeLost(std::shared_ptr<State> s, size_t n, const std::string& why) {
   if (node.state == NodeState::kLost || node.state == NodeState::kClosed || s->closed) return;
   node.state = NodeState::kLost;
   PICOS_LOG(warn, "compute: node {} lost: {}", node.uri, why);
-  Emit(*s, "node_lost", {{"node", node.uri}, {"message", why}});
+  Emit(*s, "node_lost", "node", node.uri, "message", why);
   for (size_t i = 0; i < s->workers.size(); ++i) {
     if (s->workers[i].node == n) MarkWorkerLost(s, i, s->workers[i].generation, absl::StrCat("node lost: ", why));
   }
@@ -329,7 +345,7 @@ Task<> RestartWorker(std::shared_ptr<State> s, size_t w) {
     PICOS_LOG(warn, "compute: restarting worker {}: {}", old, adopted.ToString());
     slot.restarting = false;
   } else {
-    Emit(*s, "worker_restarted", {{"worker", slot.uri}, {"node", s->nodes[slot.node].uri}, {"old", old}});
+    Emit(*s, "worker_restarted", "worker", slot.uri, "node", s->nodes[slot.node].uri, "old", old);
   }
   NotifyChange(*s);
   Dispatch(*s);
@@ -356,7 +372,7 @@ Task<> ReceivePulses(std::shared_ptr<State> s) {
     if (it == s->nodes.end() || it->state == NodeState::kLost || it->state == NodeState::kClosed) continue;
     it->facts = *facts;
     it->facts_time = absl::Now();
-    Emit(*s, "node_health", {{"node", node}, {"facts", facts->ToValue()}});
+    Emit(*s, "node_health", "node", node, "facts", facts->ToValue());
   }
 }
 
@@ -378,7 +394,7 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
     if (!waited.ok()) {  // terminated while waiting
       s->pending.remove(p);
       if (p->assigned >= 0 && !async) --s->workers[p->assigned].cpu_jobs;
-      Emit(*s, "job_terminated", JobFields(s->jobs[id], id));
+      EmitMap(*s, "job_terminated", JobFields(s->jobs[id], id));
       s->jobs.erase(id);
       Dispatch(*s);
       NotifyChange(*s);
@@ -399,7 +415,7 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
     job.started = absl::Now();
     Value::MapType started_fields = JobFields(job, id);
     started_fields["async"] = Value(async);
-    Emit(*s, "job_started", std::move(started_fields));
+    EmitMap(*s, "job_started", std::move(started_fields));
     Value request = Value::Map({{"fn", fn}, {"arg", Value::Bytes(arg)}, {"async", async}});
     absl::StatusOr<TaskRef> started = co_await service.Run(std::move(request), s->options.timeout);
     absl::StatusOr<Value> result = absl::UnknownError("not run");
@@ -420,7 +436,7 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
       // Terminated (Close with terminate, or the caller): the worker stops
       // waiting for the function and drops its result.
       if (started.ok()) (void)started->Terminate();
-      Emit(*s, "job_terminated", JobFields(s->jobs[id], id));
+      EmitMap(*s, "job_terminated", JobFields(s->jobs[id], id));
       s->jobs.erase(id);
       co_return result;
     }
@@ -428,7 +444,7 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
       Value::MapType f = JobFields(s->jobs[id], id);
       f["code"] = Value(static_cast<int64_t>(code));
       f["message"] = Value(result.ok() ? std::string() : std::string(result.status().message()));
-      Emit(*s, "job_finished", std::move(f));
+      EmitMap(*s, "job_finished", std::move(f));
       s->jobs.erase(id);
       co_return result;
     }
@@ -440,7 +456,7 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
       if (s->closed || retries >= s->options.max_retries) {
         Value::MapType f = JobFields(s->jobs[id], id);
         f["message"] = Value(std::string(result.status().message()));
-        Emit(*s, "job_lost", std::move(f));
+        EmitMap(*s, "job_lost", std::move(f));
         s->jobs.erase(id);
         co_return absl::UnavailableError(absl::StrCat("worker_lost: ", result.status().message()));
       }
@@ -448,7 +464,7 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
       ++s->rerun;
       Value::MapType f = JobFields(s->jobs[id], id);
       f["retry"] = Value(int64_t{retries});
-      Emit(*s, "job_rerun", std::move(f));
+      EmitMap(*s, "job_rerun", std::move(f));
     }
     JobEntry& again = s->jobs[id];
     again.state = JobState::kWaiting;
@@ -520,7 +536,7 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
   const int cpus = Allocate(s->options, uri, *facts, static_cast<int>(*node_cpus), &reason);
   if (cpus == 0) {
     PICOS_LOG(info, "compute: node {} not used: {}", uri, reason);
-    Emit(*s, "node_ignored", {{"node", uri}, {"reason", reason}});
+    Emit(*s, "node_ignored", "node", uri, "reason", reason);
     co_return absl::OkStatus();
   }
   remote::SendFileOptions so;
@@ -558,7 +574,7 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
   daemon.daemon = true;
   entry.watcher = ThisScheduler().Spawn(daemon, WatchNode, s, n, node->server());
   s->nodes.push_back(std::move(entry));
-  Emit(*s, "node_initialized", {{"node", uri}, {"facts", facts->ToValue()}, {"cpus", int64_t{cpus}}});
+  Emit(*s, "node_initialized", "node", uri, "facts", facts->ToValue(), "cpus", int64_t{cpus});
   int index = 0;
   for (const Value& w : list.as_list()) {
     absl::StatusOr<std::string> wuri = w.As<std::string>();
@@ -574,7 +590,7 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
     ws.watcher = ThisScheduler().Spawn(daemon, WatchWorker, s, slot, uint64_t{0}, job->server());
     s->workers.push_back(std::move(ws));
     ++s->nodes[n].workers;
-    Emit(*s, "worker_initialized", {{"worker", *wuri}, {"node", uri}});
+    Emit(*s, "worker_initialized", "worker", *wuri, "node", uri);
     Dispatch(*s);
   }
   co_return absl::OkStatus();
@@ -634,7 +650,7 @@ absl::Status SetWorkerSuspended(State& s, const std::string& uri, bool suspended
   }
   if (w->suspended == suspended) return absl::OkStatus();
   w->suspended = suspended;
-  Emit(s, suspended ? "worker_suspended" : "worker_resumed", {{"worker", uri}, {"node", s.nodes[w->node].uri}});
+  Emit(s, suspended ? "worker_suspended" : "worker_resumed", "worker", uri, "node", s.nodes[w->node].uri);
   Dispatch(s);
   return absl::OkStatus();
 }
@@ -648,7 +664,7 @@ absl::Status SetNodeSuspended(State& s, const std::string& uri, bool suspended) 
   const NodeState want = suspended ? NodeState::kSuspended : NodeState::kInitialized;
   if (n->state == want) return absl::OkStatus();
   n->state = want;
-  Emit(s, suspended ? "node_suspended" : "node_resumed", {{"node", uri}});
+  Emit(s, suspended ? "node_suspended" : "node_resumed", "node", uri);
   Dispatch(s);
   return absl::OkStatus();
 }
@@ -705,8 +721,8 @@ Task<absl::Status> Computation::Schedule(std::vector<std::string> nodes) {
     absl::Status st = co_await ScheduleNode(s, uri, library_name);
     if (!st.ok()) co_return st;
   }
-  Emit(*s, "computation_scheduled",
-       {{"nodes", static_cast<int64_t>(NodesInUse(*s))}, {"workers", static_cast<int64_t>(Alive(*s))}});
+  Emit(*s, "computation_scheduled", "nodes", static_cast<int64_t>(NodesInUse(*s)), "workers",
+       static_cast<int64_t>(Alive(*s)));
   co_return absl::OkStatus();
 }
 
@@ -753,11 +769,11 @@ Task<absl::Status> Computation::CloseWorker(std::string uri, bool restart, bool 
   if (s->workers[w].generation != generation) co_return absl::AbortedError("the worker changed meanwhile");
   const std::string node = s->nodes[s->workers[w].node].uri;
   absl::StatusOr<std::string> fresh = co_await AskRestart(s, w, restart ? "restart_worker" : "close_worker");
-  Emit(*s, "worker_closed", {{"worker", uri}, {"node", node}});
+  Emit(*s, "worker_closed", "worker", uri, "node", node);
   absl::Status result = fresh.ok() ? absl::OkStatus() : fresh.status();
   if (restart && result.ok() && !s->closed) {
     result = co_await Adopt(s, w, *fresh);
-    if (result.ok()) Emit(*s, "worker_restarted", {{"worker", s->workers[w].uri}, {"node", node}, {"old", uri}});
+    if (result.ok()) Emit(*s, "worker_restarted", "worker", s->workers[w].uri, "node", node, "old", uri);
   }
   if (!result.ok() || !restart) {
     WorkerSlot& again = s->workers[w];
@@ -788,7 +804,7 @@ Task<absl::Status> Computation::Close(CloseOptions options) {
     if (w.watcher.valid()) (void)w.watcher.Terminate();
     if (w.closed || (w.lost && !w.restarting)) continue;
     w.closed = true;
-    Emit(*s, "worker_closed", {{"worker", w.uri}, {"node", s->nodes[w.node].uri}});
+    Emit(*s, "worker_closed", "worker", w.uri, "node", s->nodes[w.node].uri);
   }
   absl::Status first;
   for (auto& [uri, node] : s->contacted) {
@@ -807,7 +823,7 @@ Task<absl::Status> Computation::Close(CloseOptions options) {
     if (entry != nullptr) {
       if (entry->watcher.valid()) (void)entry->watcher.Terminate();
       entry->state = NodeState::kClosed;
-      Emit(*s, "node_closed", {{"node", uri}});
+      Emit(*s, "node_closed", "node", uri);
     }
   }
   if (s->receiver.valid()) (void)s->receiver.Terminate();

@@ -4,6 +4,7 @@
 // RunAsync (I/O jobs that run at once beside a CPU job), suspend and resume
 // of workers and nodes, and Close with terminate.
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +33,14 @@ std::string StartedOn(const Events& ev, const TaskRef& job) {
   return "";
 }
 
+// The same, waiting for the event (it is a message: it may still be on its
+// way when the job's Join returns).
+Task<std::string> WorkerOf(std::shared_ptr<Events> ev, TaskRef job) {
+  std::function<bool()> seen = [&] { return !StartedOn(*ev, job).empty(); };
+  (void)co_await WaitUntil(seen);
+  co_return StartedOn(*ev, job);
+}
+
 Task<absl::Status> Body(NodeProcess& node, std::shared_ptr<Events> ev, std::string marks) {
   compute::ComputationOptions o;
   o.library = kLibrary;
@@ -40,7 +49,12 @@ Task<absl::Status> Body(NodeProcess& node, std::shared_ptr<Events> ev, std::stri
   std::vector<std::string> nodes = {node.uri};
   PICOS_CO_RETURN_IF_ERROR(co_await c->Schedule(nodes));
 
-  // Scheduling: the node with its facts, its two workers.
+  // Scheduling: the node with its facts, its two workers (events arrive
+  // as messages: wait for them).
+  {
+    const bool seen = co_await WaitForEvents(ev, "computation_scheduled");
+    EXPECT_TRUE(seen) << "waiting for computation_scheduled";
+  }
   EXPECT_EQ(ev->Of("computation_scheduled").size(), 1u);
   EXPECT_EQ(ev->Of("node_initialized").size(), 1u);
   EXPECT_EQ(ev->Of("worker_initialized").size(), 2u);
@@ -67,9 +81,12 @@ Task<absl::Status> Body(NodeProcess& node, std::shared_ptr<Events> ev, std::stri
   // Health: pulses every 200 ms become node_health events and nodes()'s
   // facts.
   const absl::Time before = ns[0].facts_time;
-  EXPECT_TRUE(co_await WaitForEvents(ev, "node_health", 2));
+  {
+    const bool seen = co_await WaitForEvents(ev, "node_health", 2);
+    EXPECT_TRUE(seen) << "waiting for node_health";
+  }
   if (!ev->Of("node_health").empty()) {
-    const Value& h = ev->Of("node_health")[0];
+    const Value h = ev->Of("node_health")[0];
     EXPECT_EQ(Str(h, "node"), node.uri);
     absl::StatusOr<compute::HostFacts> f = compute::HostFacts::FromValue(h["facts"]);
     EXPECT_OK(f.status());
@@ -80,8 +97,11 @@ Task<absl::Status> Body(NodeProcess& node, std::shared_ptr<Events> ev, std::stri
   PICOS_CO_ASSIGN_OR_RETURN(TaskRef at1, co_await c->RunAt(w1, "square", "5"));
   absl::StatusOr<Value> r = co_await at1.Join(kLong);
   EXPECT_OK(r.status());
-  if (r.ok()) EXPECT_EQ(*r, Value::Bytes("25"));
-  EXPECT_EQ(StartedOn(*ev, at1), w1);
+  if (r.ok()) {
+    EXPECT_EQ(*r, Value::Bytes("25"));
+  }
+  const std::string at1_on = co_await WorkerOf(ev, at1);
+  EXPECT_EQ(at1_on, w1);
   PICOS_CO_ASSIGN_OR_RETURN(TaskRef atn, co_await c->RunAt(node.uri, "square", "6"));
   r = co_await atn.Join(kLong);
   EXPECT_OK(r.status());
@@ -106,7 +126,9 @@ Task<absl::Status> Body(NodeProcess& node, std::shared_ptr<Events> ev, std::stri
   // I/O jobs: while a CPU job holds worker 0, two I/O jobs there run at the
   // same time (each waits for the other's file).
   PICOS_CO_ASSIGN_OR_RETURN(TaskRef cpu, co_await c->RunAt(w0, "sleep_ms", absl::StrCat("3000:", marks, "/cpu")));
-  EXPECT_TRUE(co_await WaitUntil([&] { return std::filesystem::exists(marks + "/cpu"); }));
+  std::function<bool()> cpu_runs = [&] { return std::filesystem::exists(marks + "/cpu"); };
+  const bool cpu_ran = co_await WaitUntil(cpu_runs);
+  EXPECT_TRUE(cpu_ran);
   {
     std::vector<compute::JobInfo> js = c->jobs();
     bool running = false;
@@ -128,9 +150,13 @@ Task<absl::Status> Body(NodeProcess& node, std::shared_ptr<Events> ev, std::stri
   absl::StatusOr<Value> rb = co_await io_b.Join(kLong);
   EXPECT_OK(ra.status());
   EXPECT_OK(rb.status());
-  if (ra.ok()) EXPECT_EQ(*ra, Value::Bytes("met"));
-  EXPECT_EQ(StartedOn(*ev, io_a), w0);
-  EXPECT_EQ(StartedOn(*ev, io_b), w0);
+  if (ra.ok()) {
+    EXPECT_EQ(*ra, Value::Bytes("met"));
+  }
+  const std::string a_on = co_await WorkerOf(ev, io_a);
+  const std::string b_on = co_await WorkerOf(ev, io_b);
+  EXPECT_EQ(a_on, w0);
+  EXPECT_EQ(b_on, w0);
   bool async_flag = false;
   for (const Value& e : ev->Of("job_started")) async_flag = async_flag || e.GetOr<bool>("async", false);
   EXPECT_TRUE(async_flag);
@@ -139,7 +165,10 @@ Task<absl::Status> Body(NodeProcess& node, std::shared_ptr<Events> ev, std::stri
 
   // A suspended worker takes no job; a suspended node neither.
   PICOS_CO_RETURN_IF_ERROR(c->SuspendWorker(w1));
-  EXPECT_EQ(ev->Of("worker_suspended").size(), 1u);
+  {
+    const bool seen = co_await WaitForEvents(ev, "worker_suspended");
+    EXPECT_TRUE(seen) << "waiting for worker_suspended";
+  }
   EXPECT_EQ(c->workers()[1].state, compute::WorkerState::kSuspended);
   std::vector<TaskRef> jobs;
   for (int i = 0; i < 4; ++i) {
@@ -149,22 +178,36 @@ Task<absl::Status> Body(NodeProcess& node, std::shared_ptr<Events> ev, std::stri
   for (TaskRef& j : jobs) {
     r = co_await j.Join(kLong);
     EXPECT_OK(r.status());
-    EXPECT_EQ(StartedOn(*ev, j), w0) << "no job on the suspended worker";
+    const std::string on = co_await WorkerOf(ev, j);
+    EXPECT_EQ(on, w0) << "no job on the suspended worker";
   }
   PICOS_CO_RETURN_IF_ERROR(c->ResumeWorker(w1));
-  EXPECT_EQ(ev->Of("worker_resumed").size(), 1u);
+  {
+    const bool seen = co_await WaitForEvents(ev, "worker_resumed");
+    EXPECT_TRUE(seen) << "waiting for worker_resumed";
+  }
   PICOS_CO_RETURN_IF_ERROR(c->SuspendNode(node.uri));
-  EXPECT_EQ(ev->Of("node_suspended").size(), 1u);
+  {
+    const bool seen = co_await WaitForEvents(ev, "node_suspended");
+    EXPECT_TRUE(seen) << "waiting for node_suspended";
+  }
   PICOS_CO_ASSIGN_OR_RETURN(TaskRef held, co_await c->Run("square", "9"));
   PICOS_CO_RETURN_IF_ERROR(co_await Sleep(absl::Milliseconds(300)));
   EXPECT_EQ(StartedOn(*ev, held), "") << "no job starts on a suspended node";
   EXPECT_EQ(c->jobs().size(), 1u);
-  if (!c->jobs().empty()) EXPECT_EQ(c->jobs()[0].state, compute::JobState::kWaiting);
+  if (!c->jobs().empty()) {
+    EXPECT_EQ(c->jobs()[0].state, compute::JobState::kWaiting);
+  }
   PICOS_CO_RETURN_IF_ERROR(c->ResumeNode(node.uri));
-  EXPECT_EQ(ev->Of("node_resumed").size(), 1u);
+  {
+    const bool seen = co_await WaitForEvents(ev, "node_resumed");
+    EXPECT_TRUE(seen) << "waiting for node_resumed";
+  }
   r = co_await held.Join(kLong);
   EXPECT_OK(r.status());
-  if (r.ok()) EXPECT_EQ(*r, Value::Bytes("81"));
+  if (r.ok()) {
+    EXPECT_EQ(*r, Value::Bytes("81"));
+  }
 
   // Close with terminate: two ten-second jobs running, an I/O job too, all
   // end at once with kCancelled.
@@ -175,10 +218,12 @@ Task<absl::Status> Body(NodeProcess& node, std::shared_ptr<Events> ev, std::stri
   }
   PICOS_CO_ASSIGN_OR_RETURN(TaskRef io, co_await c->RunAsync("meet", absl::StrCat(marks, "/c:", marks, "/never:50000")));
   slow.push_back(io);
-  EXPECT_TRUE(co_await WaitUntil([&] {
+  std::function<bool()> all_run = [&] {
     return std::filesystem::exists(marks + "/slow0") && std::filesystem::exists(marks + "/slow1") &&
            std::filesystem::exists(marks + "/c");
-  }));
+  };
+  const bool all_ran = co_await WaitUntil(all_run);
+  EXPECT_TRUE(all_ran);
   // One more waits for a worker: it fails at Close.
   PICOS_CO_ASSIGN_OR_RETURN(TaskRef waiting, co_await c->Run("square", "2"));
   const absl::Time t0 = absl::Now();
@@ -193,6 +238,10 @@ Task<absl::Status> Body(NodeProcess& node, std::shared_ptr<Events> ev, std::stri
   }
   absl::StatusOr<Value> refused = co_await waiting.Join(kLong);
   EXPECT_THAT(refused.status(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  {
+    const bool seen = co_await WaitForEvents(ev, "computation_closed");
+    EXPECT_TRUE(seen) << "waiting for computation_closed";
+  }
   EXPECT_EQ(ev->Of("job_terminated").size(), 3u);
   EXPECT_EQ(ev->Of("worker_closed").size(), 2u);
   EXPECT_EQ(ev->Of("node_closed").size(), 1u);
@@ -213,7 +262,9 @@ Task<absl::Status> Body(NodeProcess& node, std::shared_ptr<Events> ev, std::stri
 PICOS_CORO_TEST(ComputeEvents, EventsHealthAccessorsRunAtAsyncSuspendAndTerminate) {
   const std::string dest = FreshDir("compute-events-dest");
   const std::string marks = FreshDir("compute-events-marks");
-  absl::StatusOr<NodeProcess> node = co_await StartNode(2, dest, {"--pulse_interval=200ms"});
+  std::vector<std::string> flags;
+  flags.push_back("--pulse_interval=200ms");
+  absl::StatusOr<NodeProcess> node = co_await StartNode(2, dest, std::move(flags));
   CO_ASSERT_OK(node);
   absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
   if (me.ok()) {

@@ -174,7 +174,11 @@ inline Task<bool> WaitUntil(std::function<bool()> done) {
 
 // Waits until at least `count` events of `type` came.
 inline Task<bool> WaitForEvents(std::shared_ptr<Events> events, std::string type, size_t count = 1) {
-  co_return co_await WaitUntil([events, type, count] { return events->Of(type).size() >= count; });
+  // Named first: g++ 12 releases the captures of a lambda temporary inside
+  // a co_await expression once too often (core/io/thread_pool.h).
+  std::function<bool()> done = [events, type, count] { return events->Of(type).size() >= count; };
+  bool met = co_await WaitUntil(done);
+  co_return met;
 }
 
 }  // namespace picos::testing::compute_test
