@@ -1,0 +1,292 @@
+// Faults and control of a compute cluster's workers and nodes
+// (compute/computation.h), end to end with real picos-node processes on
+// loopback: a worker killed with SIGKILL mid-job is reported
+// (worker_lost), its job runs again (job_rerun) and the node starts a fresh
+// worker (restart_workers, worker_restarted); a job out of retries is lost
+// (job_lost); CloseWorker with and without restart; a killed node is
+// reported (node_lost); allocation rules skip a node and cap CPUs.
+//
+// The test kills only workers whose parent it checked is the node it
+// started, and the nodes it started.
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "compute/computation.h"
+#include "testing/compute_testutil.h"
+#include "testing/coro_test.h"
+#include "testing/status_matchers.h"
+
+namespace picos::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace compute_test;  // NOLINT: the helpers of this test family
+
+std::string Str(const Value& e, const char* field) { return e.GetOr<std::string>(field, ""); }
+
+// Waits for the job_started event of `job` number `nth` (1: its first
+// start, 2: its rerun) and gives the worker it names.
+Task<std::string> StartedOn(std::shared_ptr<Events> ev, TaskRef job, size_t nth) {
+  std::string worker;
+  std::function<bool()> seen = [&] {
+    size_t n = 0;
+    for (const Value& e : ev->Of("job_started")) {
+      const Value* t = e.Find("task");
+      if (t != nullptr && t->is_task() && t->as_task() == job && ++n == nth) {
+        worker = Str(e, "worker");
+        return true;
+      }
+    }
+    return false;
+  };
+  (void)co_await WaitUntil(seen);
+  co_return worker;
+}
+
+// Expects `count` events of `type` (waiting for them: they are messages).
+// Not a co_await inside EXPECT_TRUE's condition (tools/checks:
+// coawait_in_condition_test).
+#define EXPECT_EVENTS(ev, type, count)                                \
+  do {                                                                \
+    const bool picos_seen_ = co_await WaitForEvents(ev, type, count); \
+    EXPECT_TRUE(picos_seen_) << "waiting for " << count << " " << type; \
+  } while (0)
+
+// Reads `count` "worker started <id> <index> <pid> <uri>" lines of `node`
+// into `pids` (by URI).
+Task<absl::Status> ReadWorkerLines(NodeProcess& node, int count, std::map<std::string, int>* pids) {
+  for (int i = 0; i < count; ++i) {
+    PICOS_CO_ASSIGN_OR_RETURN(std::string line, co_await NodeLine(node, "worker started "));
+    std::vector<std::string> f = absl::StrSplit(line, ' ');
+    int pid = -1;
+    if (f.size() != 6 || !absl::SimpleAtoi(f[4], &pid)) co_return absl::InternalError(absl::StrCat("bad line ", line));
+    (*pids)[f[5]] = pid;
+  }
+  co_return absl::OkStatus();
+}
+
+// Kills the worker `uri` of `node` (after checking it is the node's child).
+absl::Status KillWorker(NodeProcess& node, const std::map<std::string, int>& pids, const std::string& uri) {
+  auto it = pids.find(uri);
+  if (it == pids.end()) return absl::NotFoundError(absl::StrCat("no pid for ", uri));
+  if (ParentOf(it->second) != node.process->pid()) return absl::InternalError("not the node's worker");
+  if (kill(it->second, SIGKILL) != 0) return absl::InternalError("kill failed");
+  return absl::OkStatus();
+}
+
+Task<absl::Status> FaultsBody(NodeProcess& node, std::shared_ptr<Events> ev, std::string marks) {
+  compute::ComputationOptions o;
+  o.library = kLibrary;
+  o.status_task = ev->task;
+  o.max_retries = 1;
+  o.restart_workers = true;
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<compute::Computation> c, compute::Computation::Create(o));
+  std::vector<std::string> nodes = {node.uri};
+  PICOS_CO_RETURN_IF_ERROR(co_await c->Schedule(nodes));
+  std::vector<compute::WorkerInfo> ws = c->workers();
+  if (ws.size() != 2) co_return absl::InternalError("want two workers");
+  std::map<std::string, int> pids;
+  PICOS_CO_RETURN_IF_ERROR(co_await ReadWorkerLines(node, 2, &pids));
+
+  // A job whose worker is killed mid-run runs again (job_rerun), the lost
+  // worker is reported and restarted with a new URI.
+  const std::string mark = marks + "/first";
+  PICOS_CO_ASSIGN_OR_RETURN(TaskRef job, co_await c->Run("sleep_ms", absl::StrCat("3000:", mark)));
+  const std::string first = co_await StartedOn(ev, job, 1);
+  std::function<bool()> runs = [&] { return std::filesystem::exists(mark); };
+  const bool ran = co_await WaitUntil(runs);
+  EXPECT_TRUE(ran);
+  std::filesystem::remove(mark);
+  PICOS_CO_RETURN_IF_ERROR(KillWorker(node, pids, first));
+  EXPECT_EVENTS(ev, "worker_lost", 1);
+  EXPECT_EVENTS(ev, "job_rerun", 1);
+  EXPECT_EVENTS(ev, "worker_restarted", 1);
+  std::string fresh;
+  if (!ev->Of("worker_lost").empty()) {
+    EXPECT_EQ(Str(ev->Of("worker_lost")[0], "worker"), first);
+  }
+  if (!ev->Of("worker_restarted").empty()) {
+    const Value r = ev->Of("worker_restarted")[0];
+    EXPECT_EQ(Str(r, "old"), first);
+    EXPECT_EQ(Str(r, "node"), node.uri);
+    fresh = Str(r, "worker");
+    EXPECT_NE(fresh, first);
+  }
+  PICOS_CO_RETURN_IF_ERROR(co_await ReadWorkerLines(node, 1, &pids));  // the fresh one
+  // The rerun, on another worker; kill that one too, and the job, out of
+  // retries, is lost.
+  const std::string second = co_await StartedOn(ev, job, 2);
+  EXPECT_FALSE(second.empty());
+  EXPECT_NE(second, first);
+  const bool reran = co_await WaitUntil(runs);
+  EXPECT_TRUE(reran);
+  absl::Status killed = KillWorker(node, pids, second);
+  EXPECT_OK(killed);
+  absl::StatusOr<Value> lost = co_await job.Join(kLong);
+  EXPECT_THAT(lost.status(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("worker_lost")));
+  EXPECT_EVENTS(ev, "job_lost", 1);
+  EXPECT_EVENTS(ev, "worker_restarted", 2);
+  EXPECT_EQ(c->jobs_rerun(), 1u);
+  EXPECT_EQ(c->workers_alive(), 2u);
+
+  // The restarted workers serve.
+  for (const compute::WorkerInfo& w : c->workers()) {
+    PICOS_CO_ASSIGN_OR_RETURN(TaskRef j, co_await c->RunAt(w.uri, "square", "4"));
+    absl::StatusOr<Value> r = co_await j.Join(kLong);
+    EXPECT_OK(r.status()) << w.uri;
+  }
+
+  // CloseWorker: with restart, a fresh one takes its place; without, the
+  // worker is gone and jobs go to the other.
+  const std::string a = c->workers()[0].uri, b = c->workers()[1].uri;
+  absl::Status restarted = co_await c->CloseWorker(a, /*restart=*/true);
+  EXPECT_OK(restarted);
+  const std::string a2 = c->workers()[0].uri;
+  EXPECT_NE(a2, a);
+  EXPECT_EVENTS(ev, "worker_closed", 1);
+  EXPECT_EVENTS(ev, "worker_restarted", 3);
+  absl::Status closed = co_await c->CloseWorker(b, /*restart=*/false);
+  EXPECT_OK(closed);
+  EXPECT_EVENTS(ev, "worker_closed", 2);
+  EXPECT_EQ(c->workers()[1].state, compute::WorkerState::kClosed);
+  EXPECT_EQ(c->workers_alive(), 1u);
+  absl::StatusOr<TaskRef> at_closed = co_await c->RunAt(b, "square", "1");
+  if (at_closed.ok()) {
+    absl::StatusOr<Value> r = co_await at_closed->Join(kLong);
+    EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kUnavailable)) << "no worker left there";
+  }
+  PICOS_CO_ASSIGN_OR_RETURN(TaskRef j, co_await c->Run("square", "11"));
+  absl::StatusOr<Value> r = co_await j.Join(kLong);
+  EXPECT_OK(r.status());
+  const std::string on = co_await StartedOn(ev, j, 1);
+  EXPECT_EQ(on, a2);
+
+  // The node killed: node_lost (its connection breaks; within the liveness
+  // time at most).
+  PICOS_CO_RETURN_IF_ERROR(co_await StopNode(node));
+  EXPECT_EVENTS(ev, "node_lost", 1);
+  EXPECT_EQ(c->nodes()[0].state, compute::NodeState::kLost);
+  co_return absl::OkStatus();
+}
+
+PICOS_CORO_TEST(ComputeControl, LostWorkersRestartedJobsRerunOrLostCloseWorkerNodeLost) {
+  const std::string dest = FreshDir("compute-control-dest");
+  const std::string marks = FreshDir("compute-control-marks");
+  absl::StatusOr<NodeProcess> node = co_await StartNode(2, dest);
+  CO_ASSERT_OK(node);
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
+  if (me.ok()) {
+    std::shared_ptr<Events> ev = StartCollector();
+    absl::Status body = co_await FaultsBody(*node, ev, marks);
+    EXPECT_OK(body);
+    (void)ev->task.Terminate();
+    me->reset();
+  }
+  EXPECT_OK(me.status());
+  if (!node->process->exited()) {  // the body stopped it, unless it failed first
+    absl::Status stopped = co_await StopNode(*node);
+    EXPECT_OK(stopped);
+  }
+}
+
+// Allocation: a custom function skips one node, a rule whose platform does
+// not match is passed over, the next caps the other node to one worker; a
+// rule asking more memory than any host has skips the node.
+Task<absl::Status> AllocationBody(NodeProcess& a, NodeProcess& b, std::shared_ptr<Events> ev) {
+  compute::ComputationOptions o;
+  o.library = kLibrary;
+  o.status_task = ev->task;
+  const std::string skip = b.uri;
+  o.allocate = [skip](const std::string& uri, const compute::HostFacts& facts) { return uri == skip ? 0 : -1; };
+  compute::AllocationRule windows;
+  windows.platform = "windows*";
+  windows.cpus = 2;
+  compute::AllocationRule loopback;
+  loopback.host = "127.0.0.*";
+  loopback.cpus = -1;  // all but one: 1 of the node's 2
+  o.allocation = {windows, loopback};
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<compute::Computation> c, compute::Computation::Create(o));
+  std::vector<std::string> nodes = {a.uri, b.uri};
+  PICOS_CO_RETURN_IF_ERROR(co_await c->Schedule(nodes));
+  EXPECT_EQ(c->nodes().size(), 1u);
+  EXPECT_EQ(c->workers().size(), 1u);
+  EXPECT_EQ(c->workers_alive(), 1u);
+  EXPECT_EVENTS(ev, "node_ignored", 1);
+  if (!ev->Of("node_ignored").empty()) {
+    const Value e = ev->Of("node_ignored")[0];
+    EXPECT_EQ(Str(e, "node"), b.uri);
+    EXPECT_THAT(Str(e, "reason"), HasSubstr("allocation function"));
+  }
+  EXPECT_EVENTS(ev, "node_initialized", 1);
+  if (!ev->Of("node_initialized").empty()) {
+    EXPECT_EQ(ev->Of("node_initialized")[0].GetOr<int64_t>("cpus", 0), 1);
+  }
+  PICOS_CO_ASSIGN_OR_RETURN(TaskRef j, co_await c->Run("square", "3"));
+  absl::StatusOr<Value> r = co_await j.Join(kLong);
+  EXPECT_OK(r.status());
+  absl::Status closed = co_await c->Close();
+  EXPECT_OK(closed);
+
+  compute::ComputationOptions big;
+  big.library = kLibrary;
+  big.status_task = ev->task;
+  compute::AllocationRule memory;
+  memory.min_memory = uint64_t{1} << 62;
+  big.allocation = {memory};
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<compute::Computation> d, compute::Computation::Create(big));
+  std::vector<std::string> one = {a.uri};
+  PICOS_CO_RETURN_IF_ERROR(co_await d->Schedule(one));
+  EXPECT_TRUE(d->workers().empty());
+  EXPECT_EVENTS(ev, "node_ignored", 2);
+  if (ev->Of("node_ignored").size() >= 2) {
+    EXPECT_THAT(Str(ev->Of("node_ignored")[1], "reason"), HasSubstr("memory"));
+  }
+  absl::StatusOr<TaskRef> none = co_await d->Run("square", "1");
+  EXPECT_THAT(none.status(), StatusIs(absl::StatusCode::kFailedPrecondition));
+
+  // A bad rule is refused at Create.
+  compute::ComputationOptions bad;
+  bad.library = kLibrary;
+  compute::AllocationRule empty;
+  empty.host = "";
+  bad.allocation = {empty};
+  EXPECT_THAT(compute::Computation::Create(bad).status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  co_return absl::OkStatus();
+}
+
+PICOS_CORO_TEST(ComputeControl, AllocationRulesSkipANodeAndCapCpus) {
+  const std::string dest_a = FreshDir("compute-alloc-a");
+  const std::string dest_b = FreshDir("compute-alloc-b");
+  absl::StatusOr<NodeProcess> a = co_await StartNode(2, dest_a);
+  CO_ASSERT_OK(a);
+  absl::StatusOr<NodeProcess> b = co_await StartNode(2, dest_b);
+  if (!b.ok()) (void)co_await StopNode(*a);
+  CO_ASSERT_OK(b);
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
+  if (me.ok()) {
+    std::shared_ptr<Events> ev = StartCollector();
+    absl::Status body = co_await AllocationBody(*a, *b, ev);
+    EXPECT_OK(body);
+    EXPECT_TRUE(std::filesystem::is_empty(dest_b)) << "nothing shipped to the skipped node";
+    (void)ev->task.Terminate();
+    me->reset();
+  }
+  EXPECT_OK(me.status());
+  absl::Status sa = co_await StopNode(*a);
+  absl::Status sb = co_await StopNode(*b);
+  EXPECT_OK(sa);
+  EXPECT_OK(sb);
+}
+
+}  // namespace
+}  // namespace picos::testing
