@@ -288,5 +288,74 @@ PICOS_CORO_TEST(ComputeControl, AllocationRulesSkipANodeAndCapCpus) {
   EXPECT_OK(sb);
 }
 
+Task<> TouchLater(std::string path) {
+  absl::Status slept = co_await Sleep(absl::Milliseconds(300));
+  (void)slept;
+  std::ofstream(path) << "here";
+}
+
+// Close without terminate waits for the running CPU job (its result
+// arrives); with await_io it waits for an I/O job too; without, the I/O job
+// is terminated.
+Task<absl::Status> CloseBody(NodeProcess& node, std::shared_ptr<Events> ev, std::string marks) {
+  std::vector<std::string> nodes = {node.uri};
+  for (bool await_io : {true, false}) {
+    SCOPED_TRACE(await_io ? "await_io" : "no await_io");
+    compute::ComputationOptions o;
+    o.library = kLibrary;
+    o.status_task = ev->task;
+    PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<compute::Computation> c, compute::Computation::Create(o));
+    PICOS_CO_RETURN_IF_ERROR(co_await c->Schedule(nodes));
+    const std::string tag = await_io ? "a" : "b";
+    PICOS_CO_ASSIGN_OR_RETURN(TaskRef cpu, co_await c->Run("sleep_ms", absl::StrCat("1000:", marks, "/cpu", tag)));
+    PICOS_CO_ASSIGN_OR_RETURN(
+        TaskRef io, co_await c->RunAsync("meet", absl::StrCat(marks, "/io", tag, ":", marks, "/later", tag, ":30000")));
+    std::function<bool()> both = [&] {
+      return std::filesystem::exists(marks + "/cpu" + tag) && std::filesystem::exists(marks + "/io" + tag);
+    };
+    const bool running = co_await WaitUntil(both);
+    EXPECT_TRUE(running);
+    // The I/O job can end only once this file exists, 300 ms after Close
+    // began.
+    TaskRef toucher = ThisScheduler().Spawn(TouchLater, absl::StrCat(marks, "/later", tag));
+    compute::CloseOptions co;
+    co.await_io = await_io;
+    absl::Status closed = co_await c->Close(co);
+    EXPECT_OK(closed);
+    absl::StatusOr<Value> rc = co_await cpu.Join(kLong);
+    EXPECT_OK(rc.status());
+    if (rc.ok()) {
+      EXPECT_EQ(*rc, Value::Bytes("slept 1000"));
+    }
+    absl::StatusOr<Value> ri = co_await io.Join(kLong);
+    if (await_io) {
+      EXPECT_OK(ri.status());
+    } else {
+      EXPECT_THAT(ri.status(), StatusIs(absl::StatusCode::kCancelled));
+    }
+    absl::StatusOr<Value> touched = co_await toucher.Join(kLong);
+    EXPECT_OK(touched.status());
+  }
+  co_return absl::OkStatus();
+}
+
+PICOS_CORO_TEST(ComputeControl, CloseWaitsForCpuJobsAndWithAwaitIoForIoJobs) {
+  const std::string dest = FreshDir("compute-close-dest");
+  const std::string marks = FreshDir("compute-close-marks");
+  absl::StatusOr<NodeProcess> node = co_await StartNode(1, dest);
+  CO_ASSERT_OK(node);
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
+  if (me.ok()) {
+    std::shared_ptr<Events> ev = StartCollector();
+    absl::Status body = co_await CloseBody(*node, ev, marks);
+    EXPECT_OK(body);
+    (void)ev->task.Terminate();
+    me->reset();
+  }
+  EXPECT_OK(me.status());
+  absl::Status stopped = co_await StopNode(*node);
+  EXPECT_OK(stopped);
+}
+
 }  // namespace
 }  // namespace picos::testing
