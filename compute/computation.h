@@ -36,8 +36,9 @@
 //    folder of its own there (the node checks its SHA-256 before starting
 //    workers) and starts the computation's workers. A node the rules skip
 //    is not used (a node_ignored event says why).
-//  * A worker that dies is seen at once (its connection breaks; its node
-//    being the dialled side of no connection, the redial finds nothing):
+//  * A worker that dies is seen at once (the client monitors each worker's
+//    service task; the worker's connection breaks and the redial finds
+//    nothing listening, so its peer is lost without the grace period):
 //    worker_lost is sent, its jobs end with kUnavailable "worker_lost: ..."
 //    unless max_retries lets them run again on another worker (job_rerun),
 //    and with restart_workers its node starts a fresh worker in its place
@@ -87,8 +88,9 @@
 //                          was lost and it is not run again)
 //   job_rerun              "job", "task", "fn", "worker" (the lost one), "retry": int
 //   job_terminated         "job", "task", "fn", "worker"
-// Events are sent with TaskRef::Send (never awaited): a status task that
-// is gone is logged once, and the computation goes on.
+// Events are sent with TaskRef::Send (never awaited), in the order they
+// happen here; a status task that is gone is logged once, and the
+// computation goes on.
 //
 // Node allocation (pycos DispycosNodeAllocate): for each node, first
 // `allocate` (if set) is asked with the node's URI and facts: N > 0 uses at

@@ -10,20 +10,33 @@
 // there with SendFile, into a folder named after the computation) and serves
 // the remote service kNodeService (core/remote/service.h):
 //
+//   {"op": "info"}
+//     answers {"facts": <HostFacts map, compute/host_stats.h>, "cpus": <the
+//     workers a computation gets here at most>}.
 //   {"op": "start", "computation": <id>, "library": <file name>,
-//    "sha256": <64 hex digits>}
+//    "sha256": <64 hex digits>, "cpus": <0..256, optional>,
+//    "client": <task, optional>, "node": <string, optional>}
 //     checks the shipped file (a regular file under dest_path/<id>, ELF, its
-//     SHA-256 the one given), starts --cpus worker processes (this binary,
-//     with --worker_library), each a peer listening on a port of the node's
+//     SHA-256 the one given), starts --cpus worker processes (at most
+//     "cpus" of them if given and not 0; this binary, with
+//     --worker_library), each a peer listening on a port of the node's
 //     host (tcp) or an abstract unix socket, and answers
 //     {"workers": [<uri>, ...]} once each has said it listens. A refused
-//     start removes dest_path/<id>.
+//     start removes dest_path/<id>. With "client", while the computation
+//     runs the node sends that task every --pulse_interval
+//     {"picos.compute": "pulse", "computation": <id>, "node": <"node" as
+//      given, else the node's URI>, "facts": <HostFacts map>}.
 //   {"op": "close", "computation": <id>}
 //     ends its workers (SIGTERM) and removes dest_path/<id>.
+//   {"op": "close_worker" | "restart_worker", "computation": <id>,
+//    "index": <int>}
+//     ends worker <index> (SIGTERM) and, for restart_worker, starts a fresh
+//     one in its place: {"worker": <its uri>}.
 //
 // A worker dlopens the library (compute/export.h) and serves kWorkerService:
-// {"fn": <name>, "arg": <bytes>} runs that function and gives its result
-// bytes; a name the library does not register is refused (kNotFound, with
+// {"fn": <name>, "arg": <bytes>, "async": <bool, optional>} runs that
+// function and gives its result bytes (a CPU job on the worker's one job
+// thread; an async one on its I/O threads, any number at once); a name the library does not register is refused (kNotFound, with
 // the names it does register). The function runs on a thread of the worker
 // other than its network's, so a long job neither stops heartbeats nor
 // messages. The node prints one line on stdout per
