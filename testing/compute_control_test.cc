@@ -10,6 +10,7 @@
 // started, and the nodes it started.
 #include <signal.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -21,6 +22,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "compute/computation.h"
 #include "testing/compute_testutil.h"
 #include "testing/coro_test.h"
@@ -107,8 +109,12 @@ Task<absl::Status> FaultsBody(NodeProcess& node, std::shared_ptr<Events> ev, std
   const bool ran = co_await WaitUntil(runs);
   EXPECT_TRUE(ran);
   std::filesystem::remove(mark);
+  const absl::Time killed_at = absl::Now();
   PICOS_CO_RETURN_IF_ERROR(KillWorker(node, pids, first));
   EXPECT_EVENTS(ev, "worker_lost", 1);
+  // Polled every 10 ms: a figure, not a bound checked here.
+  std::printf("worker_lost_detected_ms: %.1f ms (SIGKILL to the client's worker_lost event)\n",
+              absl::ToDoubleMilliseconds(absl::Now() - killed_at));
   EXPECT_EVENTS(ev, "job_rerun", 1);
   EXPECT_EVENTS(ev, "worker_restarted", 1);
   std::string fresh;
@@ -171,10 +177,33 @@ Task<absl::Status> FaultsBody(NodeProcess& node, std::shared_ptr<Events> ev, std
   const std::string on = co_await StartedOn(ev, j, 1);
   EXPECT_EQ(on, a2);
 
+  // CloseWorker with terminate: the running job ends at once with
+  // kCancelled (the worker drops the function's result; it is ended and a
+  // fresh one started).
+  const std::string long_mark = marks + "/long";
+  PICOS_CO_ASSIGN_OR_RETURN(TaskRef slow, co_await c->RunAt(a2, "sleep_ms", absl::StrCat("10000:", long_mark)));
+  std::function<bool()> slow_runs = [&] { return std::filesystem::exists(long_mark); };
+  const bool slow_ran = co_await WaitUntil(slow_runs);
+  EXPECT_TRUE(slow_ran);
+  absl::Status terminated = co_await c->CloseWorker(a2, /*restart=*/true, /*terminate=*/true);
+  EXPECT_OK(terminated);
+  absl::StatusOr<Value> cancelled = co_await slow.Join(kLong);
+  EXPECT_THAT(cancelled.status(), StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_EVENTS(ev, "job_terminated", 1);
+  EXPECT_EVENTS(ev, "worker_restarted", 4);
+  const std::string a3 = c->workers()[0].uri;
+  EXPECT_NE(a3, a2);
+  PICOS_CO_ASSIGN_OR_RETURN(TaskRef after, co_await c->RunAt(a3, "square", "12"));
+  r = co_await after.Join(kLong);
+  EXPECT_OK(r.status());
+
   // The node killed: node_lost (its connection breaks; within the liveness
   // time at most).
+  const absl::Time node_killed_at = absl::Now();
   PICOS_CO_RETURN_IF_ERROR(co_await StopNode(node));
   EXPECT_EVENTS(ev, "node_lost", 1);
+  std::printf("node_lost_detected_ms: %.1f ms (SIGKILL to node_lost, the node's port closed)\n",
+              absl::ToDoubleMilliseconds(absl::Now() - node_killed_at));
   EXPECT_EQ(c->nodes()[0].state, compute::NodeState::kLost);
   co_return absl::OkStatus();
 }
