@@ -24,6 +24,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "compute/computation.h"
+#include "compute/protocol.h"
+#include "core/remote/service.h"
 #include "testing/compute_testutil.h"
 #include "testing/coro_test.h"
 #include "testing/status_matchers.h"
@@ -379,6 +381,72 @@ PICOS_CORO_TEST(ComputeControl, CloseWaitsForCpuJobsAndWithAwaitIoForIoJobs) {
     absl::Status body = co_await CloseBody(*node, ev, marks);
     EXPECT_OK(body);
     (void)ev->task.Terminate();
+    me->reset();
+  }
+  EXPECT_OK(me.status());
+  absl::Status stopped = co_await StopNode(*node);
+  EXPECT_OK(stopped);
+}
+
+// The node's new requests, malformed: each refused with a clear error, the
+// node still answering info after them.
+Task<absl::Status> BadRequestsBody(NodeProcess& node) {
+  PICOS_CO_ASSIGN_OR_RETURN(remote::Service svc, co_await remote::Service::Locate(
+                                                      compute::kNodeService, Location::Peer(node.uri), kLong));
+  struct Bad {
+    Value request;
+    absl::StatusCode code;
+    const char* says;
+  };
+  const std::string zeros(64, '0');
+  std::vector<Bad> bad;
+  bad.push_back({Value::Map({{"op", "close_worker"}, {"computation", "c1"}}), absl::StatusCode::kInvalidArgument,
+                 "needs index"});
+  bad.push_back({Value::Map({{"op", "restart_worker"}, {"computation", "c1"}, {"index", "zero"}}),
+                 absl::StatusCode::kInvalidArgument, "needs index"});
+  bad.push_back({Value::Map({{"op", "restart_worker"}, {"computation", "c1"}, {"index", 0}}),
+                 absl::StatusCode::kNotFound, "no computation"});
+  bad.push_back({Value::Map({{"op", "start"}, {"computation", "c1"}, {"library", "l.so"}, {"sha256", zeros},
+                             {"cpus", -1}}),
+                 absl::StatusCode::kInvalidArgument, "cpus"});
+  bad.push_back({Value::Map({{"op", "start"}, {"computation", "c1"}, {"library", "l.so"}, {"sha256", zeros},
+                             {"cpus", 100000}}),
+                 absl::StatusCode::kInvalidArgument, "cpus"});
+  bad.push_back({Value::Map({{"op", "start"}, {"computation", "c1"}, {"library", "l.so"}, {"sha256", zeros},
+                             {"client", "not a task"}}),
+                 absl::StatusCode::kInvalidArgument, "client"});
+  bad.push_back({Value::Map({{"op", "start"}, {"computation", "c1"}, {"library", "l.so"}, {"sha256", zeros},
+                             {"node", std::string(5000, 'x')}}),
+                 absl::StatusCode::kInvalidArgument, "malformed start"});
+  for (Bad& b : bad) {
+    SCOPED_TRACE(b.request.DebugString().substr(0, 200));
+    absl::StatusOr<TaskRef> t = co_await svc.Run(b.request, kLong);
+    absl::StatusOr<Value> r = absl::UnknownError("not run");
+    if (t.ok()) {
+      r = co_await t->Join(kLong);
+    } else {
+      r = t.status();
+    }
+    EXPECT_THAT(r.status(), StatusIs(b.code, HasSubstr(b.says)));
+  }
+  Value::MapType info;
+  info["op"] = Value("info");
+  PICOS_CO_ASSIGN_OR_RETURN(TaskRef t, co_await svc.Run(Value(std::move(info)), kLong));
+  PICOS_CO_ASSIGN_OR_RETURN(Value facts, co_await t.Join(kLong));
+  absl::StatusOr<compute::HostFacts> f = compute::HostFacts::FromValue(facts["facts"]);
+  EXPECT_OK(f.status());
+  EXPECT_EQ(facts.GetOr<int64_t>("cpus", 0), 1);
+  co_return svc.Close();
+}
+
+PICOS_CORO_TEST(ComputeControl, MalformedNodeRequestsAreRefused) {
+  const std::string dest = FreshDir("compute-badreq-dest");
+  absl::StatusOr<NodeProcess> node = co_await StartNode(1, dest);
+  CO_ASSERT_OK(node);
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
+  if (me.ok()) {
+    absl::Status body = co_await BadRequestsBody(*node);
+    EXPECT_OK(body);
     me->reset();
   }
   EXPECT_OK(me.status());
