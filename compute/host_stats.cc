@@ -15,16 +15,18 @@
 namespace picos::compute {
 namespace {
 
-// The kB figure of `key` in /proc/meminfo, in bytes (0 if absent).
+// The kB figure of `key` in /proc/meminfo ("MemAvailable:  123 kB"), in
+// bytes; 0 if absent.
 uint64_t MeminfoBytes(const std::string& text, const std::string& key) {
-  const size_t at = text.find(absl::StrCat("\n", key, ":"));
-  const size_t start = at == std::string::npos ? (text.rfind(key + ":", 0) == 0 ? 0 : std::string::npos)
-                                               : at + 1;
-  if (start == std::string::npos) return 0;
-  std::istringstream in(text.substr(start + key.size() + 1, 64));
+  std::istringstream in(text);
+  std::string name;
   uint64_t kb = 0;
-  in >> kb;
-  return in ? kb * 1024 : 0;
+  std::string unit;
+  while (in >> name >> kb) {
+    std::getline(in, unit);
+    if (name == key + ":") return kb * 1024;
+  }
+  return 0;
 }
 
 std::string ReadSmallFile(const char* path) {
