@@ -249,6 +249,11 @@ Task<absl::Status> Body(NodeProcess& node, std::shared_ptr<Events> ev, std::stri
   EXPECT_EQ(c->nodes()[0].state, compute::NodeState::kClosed);
   for (const compute::WorkerInfo& w : c->workers()) EXPECT_EQ(w.state, compute::WorkerState::kClosed);
   EXPECT_TRUE(c->jobs().empty());
+  // The workers, whose functions were still running, ended with it.
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<std::string> line = co_await NodeLine(node, "worker closed ");
+    EXPECT_OK(line.status());
+  }
   absl::StatusOr<TaskRef> late = co_await c->Run("square", "1");
   EXPECT_THAT(late.status(), StatusIs(absl::StatusCode::kFailedPrecondition));
   // Every event names this computation and a type from computation.h.
