@@ -1,12 +1,13 @@
-// The client side of a compute cluster (dispycos's Computation and its
+// The client side of a compute cluster (dispycos's Client and its
 // in-client scheduler): a computation library shipped to picos-node
 // daemons (compute/picos_node.cc), one worker process per CPU there, and
-// jobs run on free workers.
+// jobs run on their workers.
 //
 //   // In a task of a scheduler whose Node is started (core/remote/node.h):
 //   picos::compute::ComputationOptions o;
 //   o.library = "bazel-bin/app/libsquares.so";   // picos_computation(name = "squares")
 //   o.max_retries = 1;
+//   o.status_task = picos::Self();                // events, below
 //   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> c,
 //                             picos::compute::Computation::Create(o));
 //   std::vector<std::string> nodes = {"tcp://10.0.0.2:9706"};
@@ -17,26 +18,100 @@
 //
 // Functions take and give bytes (compute/export.h says why).
 //
-// Guarantees, each tested (testing/compute_test.cc, with a real picos-node
-// and its worker processes):
-//  * Schedule ships the library with SendFile into a folder of its own on
-//    each node, which checks its SHA-256 (computed here) before starting
-//    workers; it gives the node's refusal otherwise.
-//  * Run gives at once the handle of a local task that waits for a free
-//    worker (one job per worker at a time, first come first served), runs
-//    the job there and ends with its result: Join gives the function's
-//    bytes, kAborted with its message when it fails, kNotFound ("no
-//    function 'x' ...") for a function the library does not register.
-//  * A worker that dies is seen at once (its connection breaks); its job
-//    ends with kUnavailable "worker_lost: ..." unless max_retries allows it
-//    to run again on another worker, which it then does. A lost worker is
-//    not used again.
-//  * Close ends the workers and removes the shipped files on every node;
-//    later Runs give kFailedPrecondition.
+// Jobs. Run (a CPU job) gives at once the handle of a local task that waits
+// for a worker with no CPU job (one CPU job per worker at a time, the
+// least loaded first, waiting jobs served first come first served), runs
+// the job there and ends with its result: Join gives the function's bytes,
+// kAborted with its message when it fails, kNotFound ("no function 'x'
+// ...") for a function the library does not register. RunAt does the same
+// on one node (any of its workers) or one worker, named by URI. RunAsync /
+// RunAsyncAt run an I/O job: any number run at once on a worker, beside its
+// CPU job, on threads of the worker's own (not counted against the one CPU
+// job; pycos io_rtask).
 //
-// Not yet (issue 12): node allocation rules, status events, RunAt and
-// RunAsync, restart of lost workers, data files, a shared
-// scheduler, discovery of nodes.
+// Guarantees, each tested with a real picos-node and its worker processes
+// (testing/compute_test.cc, compute_events_test.cc, compute_control_test.cc):
+//  * Schedule asks each node for its facts ({"op": "info"}), applies the
+//    allocation rules (below), ships the library with SendFile into a
+//    folder of its own there (the node checks its SHA-256 before starting
+//    workers) and starts the computation's workers. A node the rules skip
+//    is not used (a node_ignored event says why).
+//  * A worker that dies is seen at once (the client monitors each worker's
+//    service task; the worker's connection breaks and the redial finds
+//    nothing listening, so its peer is lost without the grace period):
+//    worker_lost is sent, its jobs end with kUnavailable "worker_lost: ..."
+//    unless max_retries lets them run again on another worker (job_rerun),
+//    and with restart_workers its node starts a fresh worker in its place
+//    (worker_restarted). A lost worker is otherwise not used again. A node
+//    whose peer is lost (heartbeats, within the liveness time) gives
+//    node_lost and its workers worker_lost.
+//  * While the node serves the computation it sends its host's facts every
+//    pulse interval (ComputationOptions::pulse_interval, else the node's
+//    --pulse_interval, kept within its --min/--max_pulse_interval): each
+//    becomes a node_health event and nodes() shows the latest.
+//  * SuspendWorker / SuspendNode: no new job starts there (running ones go
+//    on) until ResumeWorker / ResumeNode. CloseWorker ends one worker (after
+//    its running jobs, or terminating them), restarting it if asked.
+//  * Close(await_io, terminate) fails jobs still waiting for a worker
+//    (kFailedPrecondition), then: with terminate, every running job's task
+//    ends at once with kCancelled (job_terminated). The worker cannot stop a
+//    C-ABI function mid-run: it stops waiting for it and drops its result,
+//    and the worker process is ended with the computation (SIGTERM from its
+//    node), so nothing of it outlives Close. Without terminate Close waits
+//    for the running CPU jobs to end, and for the I/O jobs too with
+//    await_io (without it they are terminated as above). Then it ends the
+//    workers and removes the shipped files on every node; later Runs give
+//    kFailedPrecondition.
+//
+// Status events (pycos DispycosStatus): with ComputationOptions::status_task
+// set, that task (local or remote) receives each event as a Value map with
+// "type" and "computation" (this computation's id) and, by type:
+//   computation_scheduled  "nodes": int, "workers": int (in use after a Schedule)
+//   computation_closed
+//   node_initialized       "node": uri, "facts": HostFacts map, "cpus": int
+//   node_ignored           "node": uri, "reason": string (allocation rules)
+//   node_suspended         "node"
+//   node_resumed           "node"
+//   node_closed            "node"
+//   node_lost              "node", "message": string
+//   node_health            "node", "facts": HostFacts map (every pulse)
+//   worker_initialized     "worker": uri, "node": uri
+//   worker_suspended       "worker", "node"
+//   worker_resumed         "worker", "node"
+//   worker_closed          "worker", "node"
+//   worker_lost            "worker", "node", "message"
+//   worker_restarted       "worker": the new uri, "node", "old": the lost uri
+//   job_started            "job": uint id, "task": the job's TaskRef, "fn",
+//                          "worker", "async": bool
+//   job_finished           "job", "task", "fn", "worker", "code": int
+//                          (absl::StatusCode, 0 for success), "message"
+//   job_lost               "job", "task", "fn", "worker", "message" (its worker
+//                          was lost and it is not run again)
+//   job_rerun              "job", "task", "fn", "worker" (the lost one), "retry": int
+//   job_terminated         "job", "task", "fn", "worker"
+// Events are sent with TaskRef::Send (never awaited), in the order they
+// happen here; a status task that is gone is logged once, and the
+// computation goes on.
+//
+// Node allocation (pycos DispycosNodeAllocate): for each node, first
+// `allocate` (if set) is asked with the node's URI and facts: N > 0 uses at
+// most N workers there, 0 skips the node, a negative number leaves it to the
+// rules. Then the rules in order: the first whose host pattern (a glob, on
+// the host's name or the URI's address) and platform pattern (a glob on
+// HostFacts::platform) match decides: the node is skipped if its free
+// memory or disk is below the rule's minimum, else it gets `cpus` workers (0:
+// every CPU the node gives, N: at most N, -N: all but N, skipped if that
+// leaves none). No rule matching: every CPU the node gives.
+//
+// The client task. Each start names one task of this process, the
+// computation's client task (the start's "client", compute/node_daemon.h):
+// the node sends it the pulses, and joins it; when it ends (Close, or the
+// Computation destroyed) or this process's peer is lost, the node closes
+// the computation after its --zombie_period. So a Computation destroyed
+// without Close leaves its workers and files on the nodes for that period.
+//
+// Not yet (issue 12): data files, setup hooks and enable_node/enable_worker,
+// a shared scheduler, discovery of nodes, CloseNode/RestartNode.
 //
 // Threads: use a Computation from tasks of the scheduler that runs the
 // client's Node, and destroy it there.
@@ -44,6 +119,7 @@
 #define PICOS_COMPUTE_COMPUTATION_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,10 +127,24 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "compute/host_stats.h"
 #include "core/kernel/handles.h"
 #include "core/kernel/task.h"
 
 namespace picos::compute {
+
+// One node allocation rule (see the top of this file).
+struct AllocationRule {
+  std::string host = "*";      // fnmatch glob on the host name or address
+  std::string platform = "*";  // fnmatch glob on HostFacts::platform
+  int cpus = 0;                // 0 all, N at most N, -N all but N
+  uint64_t min_memory = 0;     // bytes of HostFacts::memory_available
+  uint64_t min_disk = 0;       // bytes of HostFacts::disk_free
+};
+
+// A custom allocation: workers to use on the node (see the top of this
+// file). Called from the computation's scheduler thread; must not block.
+using AllocationFunction = std::function<int(const std::string& node_uri, const HostFacts& facts)>;
 
 struct ComputationOptions {
   // The computation library (lib<name>.so of picos_computation).
@@ -65,9 +155,58 @@ struct ComputationOptions {
   // shipped beside it: what a node started with --trusted_signer requires
   // (compute/node_daemon.h). Empty: none.
   std::string signature;
-  // Bounds each step of Schedule and Close (shipping, starting workers,
-  // locating them), not the jobs.
+  // How often each node sends its host's facts (node_health events); the
+  // node keeps it within its --min/--max_pulse_interval. Zero: the node's
+  // --pulse_interval.
+  absl::Duration pulse_interval = absl::ZeroDuration();
+  // Bounds each step of Schedule and Close (asking, shipping, starting
+  // workers, locating them), not the jobs.
   absl::Duration timeout = absl::Seconds(60);
+  // Receives the status events (see the top of this file); null for none.
+  TaskRef status_task;
+  // A lost worker is started again by its node (dispycos restart_servers).
+  bool restart_workers = false;
+  // Node allocation, tried in order (see the top of this file).
+  std::vector<AllocationRule> allocation;
+  AllocationFunction allocate;
+};
+
+enum class NodeState { kInitialized, kSuspended, kClosed, kLost };
+enum class WorkerState { kIdle, kBusy, kSuspended, kRestarting, kClosed, kLost };
+enum class JobState { kWaiting, kRunning };
+const char* NodeStateName(NodeState s);
+const char* WorkerStateName(WorkerState s);
+const char* JobStateName(JobState s);
+
+struct NodeInfo {
+  std::string uri;
+  NodeState state = NodeState::kInitialized;
+  HostFacts facts;          // the latest: from info, then each pulse
+  absl::Time facts_time;    // when they arrived
+  int workers = 0;          // workers started there
+};
+
+struct WorkerInfo {
+  std::string uri;
+  std::string node;
+  // kBusy while it runs a CPU job; kIdle with none (I/O jobs may run).
+  WorkerState state = WorkerState::kIdle;
+  std::vector<uint64_t> jobs;  // ids of the jobs running there
+};
+
+struct JobInfo {
+  uint64_t id = 0;
+  std::string fn;
+  TaskRef task;
+  bool async = false;
+  JobState state = JobState::kWaiting;
+  std::string worker;      // "" while waiting
+  absl::Time started;      // when it started on its worker (InfinitePast while waiting)
+};
+
+struct CloseOptions {
+  bool await_io = false;
+  bool terminate = false;
 };
 
 class Computation {
@@ -75,31 +214,59 @@ class Computation {
   // Reads the library and computes its SHA-256. kNotFound if it cannot be
   // read, kInvalidArgument for a bad option. Does not suspend.
   static absl::StatusOr<std::unique_ptr<Computation>> Create(ComputationOptions options);
+  // Ends the computation's helper tasks. Destroying a Computation without
+  // Close leaves its workers running on the nodes.
   ~Computation();
   Computation(const Computation&) = delete;
   Computation& operator=(const Computation&) = delete;
 
-  // Ships the library to every node of `nodes` (URIs), starts the
-  // computation's workers there and makes them available to Run. Stops at
+  // Asks every node of `nodes` (URIs) for its facts, applies the
+  // allocation, ships the library to the nodes kept, starts the
+  // computation's workers there and makes them available to jobs. Stops at
   // the first node that fails, with its error prefixed by its URI; workers
-  // of the nodes before it stay in use. Suspends.
+  // of the nodes before it stay in use. kFailedPrecondition after Close.
+  // Suspends.
   Task<absl::Status> Schedule(std::vector<std::string> nodes);
 
-  // Spawns the job: `fn` of the library with `arg` on the next free worker
-  // (see the top of this file). kFailedPrecondition before a Schedule gave
-  // a worker, or after Close. Suspends only to spawn.
+  // Spawns a CPU job: `fn` of the library with `arg` (see the top of this
+  // file). kFailedPrecondition before a Schedule gave a worker, or after
+  // Close. Suspends only to spawn.
   Task<absl::StatusOr<TaskRef>> Run(std::string fn, std::string arg);
+  // Run on the node or worker `where` (a URI Schedule used, or one a worker
+  // event named). kNotFound if no worker of the computation is there.
+  Task<absl::StatusOr<TaskRef>> RunAt(std::string where, std::string fn, std::string arg);
+  // An I/O job on the least loaded worker, or at `where`.
+  Task<absl::StatusOr<TaskRef>> RunAsync(std::string fn, std::string arg);
+  Task<absl::StatusOr<TaskRef>> RunAsyncAt(std::string where, std::string fn, std::string arg);
 
-  // Closes the computation on every node (its workers end, its files are
-  // removed). Destroying a Computation without Close leaves its workers
-  // running on the nodes until their zombie period passes (the start names
-  // a task of this process that ends then; compute/node_daemon.h). Jobs
-  // still running see their worker lost. The first error
+  // No new job starts on the worker / the node's workers until resumed;
+  // the event is sent. kNotFound for a URI the computation does not use,
+  // kFailedPrecondition for a worker or node lost or closed. Do not suspend.
+  absl::Status SuspendWorker(const std::string& uri);
+  absl::Status ResumeWorker(const std::string& uri);
+  absl::Status SuspendNode(const std::string& uri);
+  absl::Status ResumeNode(const std::string& uri);
+
+  // Ends the worker `uri`: no new job goes there; its running jobs are
+  // waited for, or with `terminate` ended at once (kCancelled); then its
+  // node ends it (worker_closed) and, with `restart`, starts a fresh one in
+  // its place (worker_restarted, a new URI). Suspends.
+  Task<absl::Status> CloseWorker(std::string uri, bool restart, bool terminate = false);
+
+  // Closes the computation (see the top of this file). Destroying a
+  // Computation without Close leaves its workers running on the nodes until
+  // their zombie period passes (see "The client task" above). The first error
   // met, after trying every node. Suspends.
-  Task<absl::Status> Close();
+  Task<absl::Status> Close(CloseOptions options = {});
 
-  // Workers in use (started and not lost), and jobs run again because
-  // their worker was lost.
+  // Snapshots: the nodes used (and those lost or closed), the workers, and
+  // the jobs not yet ended.
+  std::vector<NodeInfo> nodes() const;
+  std::vector<WorkerInfo> workers() const;
+  std::vector<JobInfo> jobs() const;
+
+  // Workers in use (not lost or closed), and jobs run again because their
+  // worker was lost.
   size_t workers_alive() const;
   uint64_t jobs_rerun() const;
   // The id the computation's files are kept under on each node.

@@ -33,6 +33,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "compute/host_stats.h"
 #include "compute/protocol.h"
 #include "compute/sign.h"
 #include "core/io/process.h"
@@ -58,7 +60,9 @@ ABSL_FLAG(std::string, serve, "0", "serve N computations, then exit (0: forever)
 ABSL_FLAG(std::string, service_start, "", "HH:MM (local time): accept new computations from then");
 ABSL_FLAG(std::string, service_stop, "", "HH:MM (local time): accept no new computation from then");
 ABSL_FLAG(std::string, service_end, "", "HH:MM (local time): close every computation then, each day");
-ABSL_FLAG(std::string, min_pulse_interval, "10", "shortest pulse interval a client may ask, in seconds");
+ABSL_FLAG(std::string, pulse_interval, "2",
+          "seconds (or 200ms, 1m, ...) between the facts the node sends each client (node_health)");
+ABSL_FLAG(std::string, min_pulse_interval, "1", "shortest pulse interval a client may ask, in seconds");
 ABSL_FLAG(std::string, max_pulse_interval, "100", "longest pulse interval a client may ask, in seconds");
 ABSL_FLAG(std::string, zombie_period, "60",
           "seconds after which a computation whose client is gone is closed (0: never)");
@@ -95,9 +99,9 @@ constexpr char kWakeMessage[] = "picos.node.wake";
 constexpr const char* kConfigKeys[] = {
     "cpus",          "dest_path",     "max_file_size",      "max_computation_bytes", "listen",
     "advertise",     "peer",          "secret_file",        "node_name",             "name",
-    "serve",         "service_start", "service_stop",       "service_end",           "min_pulse_interval",
-    "max_pulse_interval", "zombie_period", "trusted_signer", "clean",               "log_level",
-    "daemon",
+    "serve",         "service_start", "service_stop",       "service_end",           "pulse_interval",
+    "min_pulse_interval", "max_pulse_interval", "zombie_period", "trusted_signer",  "clean",
+    "log_level",     "daemon",
 };
 
 bool IsConfigKey(absl::string_view name) {
@@ -122,8 +126,17 @@ struct Worker {
 
 struct Computation {
   std::vector<std::shared_ptr<Worker>> workers;
-  // The task that joins the client's handle (the start's "client"), or null.
+  // To start a worker again (restart_worker).
+  std::string library_path;
+  std::vector<std::string> env;
+  // The start's "client" (null: none), what the client calls this node
+  // ("" for the node's URI) and how often it gets pulses.
+  TaskRef client;
+  std::string alias;
+  absl::Duration pulse_interval;
+  // The tasks that join the client's handle and send it pulses, or null.
   TaskRef client_watch;
+  TaskRef pulse_sender;
   absl::Time client_lost = absl::InfiniteFuture();
 };
 
@@ -135,7 +148,9 @@ struct NodeSettings {
   uint64_t max_computation_bytes = 0;  // 0: none
   int serve = 0;                       // 0: forever
   int service_start = -1, service_stop = -1, service_end = -1;  // minutes of the day, -1 unset
-  absl::Duration min_pulse = absl::Seconds(10), max_pulse = absl::Seconds(100);
+  // Pulses: --pulse_interval, or what a start asks kept within [min, max].
+  absl::Duration pulse = absl::Seconds(2);
+  absl::Duration min_pulse = absl::Seconds(1), max_pulse = absl::Seconds(100);
   absl::Duration zombie_period = absl::Seconds(60);  // zero: never
   std::vector<std::string> trusted_keys;             // raw Ed25519 public keys
   std::vector<std::string> trusted_files;
@@ -157,6 +172,10 @@ struct NodeState {
   int started = 0;  // computations started, for --serve
   bool closing = false;  // no new computation
   int last_service_end_day = -1;
+  std::string uri;  // the node's own, as pulses name it
+  uint64_t generation = 0;  // makes each worker's unix socket name unique
+  std::unique_ptr<HostStatsReader> stats;        // for "info"
+  std::unique_ptr<HostStatsReader> pulse_stats;  // for pulses (their own CPU interval)
 };
 NodeState* g_node = nullptr;
 
@@ -227,6 +246,7 @@ absl::Status CloseComputation(const std::string& id, absl::string_view why) {
   if (it == n.computations.end()) return absl::NotFoundError(absl::StrCat("no computation ", id));
   CloseWorkers(it->second.workers);
   if (it->second.client_watch.valid()) (void)it->second.client_watch.Terminate();
+  if (it->second.pulse_sender.valid()) (void)it->second.pulse_sender.Terminate();
   std::erase_if(n.closing_workers, [](const std::shared_ptr<Worker>& w) { return w->process->exited(); });
   for (auto& w : it->second.workers) n.closing_workers.push_back(w);
   n.computations.erase(it);
@@ -282,7 +302,82 @@ absl::Status CheckSignature(const std::string& path, const std::string& library,
       absl::StrCat("library ", library, ": its signature is not a trusted signer's"));
 }
 
-Task<absl::StatusOr<Value>> Start(std::string id, std::string library, std::string sha256, TaskRef client) {
+// Starts worker `index` of computation `id` (this binary in worker mode,
+// with the computation's library and environment) and waits for the line
+// that says where it listens. On failure the process, if started, is
+// ended and in n.closing_workers.
+struct StartedWorker {
+  std::shared_ptr<Worker> worker;
+  std::string uri;
+};
+Task<absl::StatusOr<StartedWorker>> StartWorker(std::string id, int index, std::string library_path,
+                                                std::vector<std::string> env) {
+  NodeState& n = *g_node;
+  ProcessOptions p;
+  p.program = n.self;
+  const std::string listen =
+      n.worker_listen_host.empty()
+          ? absl::StrCat("unix://@picos-worker-", getpid(), "-", id, "-", index, "-", ++n.generation)
+          : absl::StrCat("tcp://", n.worker_listen_host, ":0");
+  p.args = {absl::StrCat("--worker_library=", library_path), absl::StrCat("--worker_parent=", getpid()),
+            absl::StrCat("--listen=", listen), "--peer=", absl::StrCat("--node_name=worker-", id, "-", index)};
+  p.env = std::move(env);
+  p.stdin_mode = StdioMode::kNull;
+  p.stderr_mode = StdioMode::kInherit;
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Process> proc, Process::Spawn(std::move(p)));
+  auto w = std::make_shared<Worker>();
+  w->process = std::shared_ptr<Process>(std::move(proc));
+  w->index = index;
+  WritePidFile(id, index, w->process->pid());
+  ThisScheduler().Spawn(WatchWorker, w, id);
+  absl::StatusOr<std::string> line = co_await w->process->out().ReadLine(4096, kWorkerStartTimeout);
+  // The daemon ended meanwhile (its state is gone): the worker ends with
+  // its Process object.
+  if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
+  absl::string_view l = line.ok() ? absl::string_view(*line) : absl::string_view();
+  if (!line.ok() || !absl::ConsumePrefix(&l, "listening ")) {
+    std::vector<std::shared_ptr<Worker>> failed = {w};
+    CloseWorkers(failed);
+    g_node->closing_workers.push_back(w);
+    co_return absl::InternalError(
+        absl::StrCat("worker ", index, " did not start: ", line.ok() ? *line : line.status().ToString()));
+  }
+  StartedWorker sw{w, std::string(absl::StripTrailingAsciiWhitespace(l))};
+  std::printf("worker started %s %d %d %s\n", id.c_str(), index, w->process->pid(), sw.uri.c_str());
+  std::fflush(stdout);
+  co_return sw;
+}
+
+// Sends the client of computation `id` the host's facts every pulse
+// interval while the node serves it (CloseComputation terminates it):
+//   {"picos.compute": "pulse", "computation": <id>, "node": <uri>,
+//    "facts": <HostFacts>}
+Task<> PulseSender(std::string id) {
+  for (;;) {
+    if (g_node == nullptr) co_return;
+    auto it = g_node->computations.find(id);
+    if (it == g_node->computations.end()) co_return;
+    absl::Status slept = co_await Sleep(it->second.pulse_interval);
+    if (!slept.ok() || g_node == nullptr) co_return;
+    it = g_node->computations.find(id);
+    if (it == g_node->computations.end()) co_return;
+    Value pulse = Value::Map({{"picos.compute", "pulse"},
+                              {"computation", id},
+                              {"node", it->second.alias.empty() ? g_node->uri : it->second.alias},
+                              {"facts", g_node->pulse_stats->Read().ToValue()}});
+    absl::Status sent = it->second.client.Send(std::move(pulse));
+    if (!sent.ok()) PICOS_LOG_LIMITED(info, "compute node: pulse to the client of {}: {}", id, sent.ToString());
+  }
+}
+
+// The pulse interval of a start that asks `asked_ms` (0: the node's own).
+absl::Duration PulseIntervalFor(const NodeSettings& s, int64_t asked_ms) {
+  if (asked_ms <= 0) return s.pulse;
+  return std::clamp(absl::Milliseconds(asked_ms), s.min_pulse, s.max_pulse);
+}
+
+Task<absl::StatusOr<Value>> Start(std::string id, std::string library, std::string sha256, int cpus,
+                                  TaskRef client, std::string alias, int64_t pulse_ms) {
   NodeState& n = *g_node;
   if (n.closing) co_return absl::UnavailableError("the node is closing");
   if (n.computations.contains(id) || n.starting.contains(id)) {
@@ -323,48 +418,23 @@ Task<absl::StatusOr<Value>> Start(std::string id, std::string library, std::stri
   env.push_back(absl::StrCat(remote::kSecretEnv, "=", n.secret));
   n.starting.insert(id);
   ++n.started;
+  const int count = cpus > 0 ? std::min(cpus, n.settings.cpus) : n.settings.cpus;
   std::vector<std::shared_ptr<Worker>> workers;
   Value::ListType uris;
   absl::Status failed;
-  for (int i = 0; i < n.settings.cpus && failed.ok(); ++i) {
-    ProcessOptions p;
-    p.program = n.self;
-    const std::string listen =
-        n.worker_listen_host.empty()
-            ? absl::StrCat("unix://@picos-worker-", getpid(), "-", id, "-", i)
-            : absl::StrCat("tcp://", n.worker_listen_host, ":0");
-    p.args = {absl::StrCat("--worker_library=", path), absl::StrCat("--worker_parent=", getpid()),
-              absl::StrCat("--listen=", listen), "--peer=", absl::StrCat("--node_name=worker-", id, "-", i)};
-    p.env = env;
-    p.stdin_mode = StdioMode::kNull;
-    p.stderr_mode = StdioMode::kInherit;
-    absl::StatusOr<std::unique_ptr<Process>> proc = Process::Spawn(std::move(p));
-    if (!proc.ok()) {
-      failed = proc.status();
-      break;
-    }
-    auto w = std::make_shared<Worker>();
-    w->process = std::shared_ptr<Process>(std::move(*proc));
-    w->index = i;
-    workers.push_back(w);
-    WritePidFile(id, i, w->process->pid());
-    absl::StatusOr<std::string> line = co_await w->process->out().ReadLine(4096, kWorkerStartTimeout);
+  for (int i = 0; i < count && failed.ok(); ++i) {
+    absl::StatusOr<StartedWorker> w = co_await StartWorker(id, i, path, env);
     // The daemon ended meanwhile (its state is gone): the workers end with
     // their Process objects.
     if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
-    absl::string_view l = line.ok() ? absl::string_view(*line) : absl::string_view();
-    if (!line.ok() || !absl::ConsumePrefix(&l, "listening ")) {
-      failed = absl::InternalError(absl::StrCat("worker ", i, " did not start: ",
-                                                line.ok() ? *line : line.status().ToString()));
+    if (!w.ok()) {
+      failed = w.status();
       break;
     }
-    const std::string uri(absl::StripTrailingAsciiWhitespace(l));
-    uris.emplace_back(uri);
-    std::printf("worker started %s %d %d %s\n", id.c_str(), i, w->process->pid(), uri.c_str());
-    std::fflush(stdout);
+    workers.push_back(w->worker);
+    uris.emplace_back(w->uri);
   }
   n.starting.erase(id);
-  for (auto& w : workers) ThisScheduler().Spawn(WatchWorker, w, id);
   if (failed.ok() && n.closing) failed = absl::UnavailableError("the node is closing");
   if (!failed.ok()) {
     CloseWorkers(workers);
@@ -375,17 +445,65 @@ Task<absl::StatusOr<Value>> Start(std::string id, std::string library, std::stri
   }
   Computation& c = n.computations[id];
   c.workers = std::move(workers);
+  c.library_path = path;
+  c.env = std::move(env);
+  c.client = client;
+  c.alias = std::move(alias);
+  c.pulse_interval = PulseIntervalFor(n.settings, pulse_ms);
+  // One client task, two uses (picos_node.cc): joined for the zombie
+  // period, and sent the pulses.
   if (client.valid()) {
     c.client_watch = ThisScheduler().Spawn(SpawnOptions{.name = "picos.node.client_watch", .daemon = true},
                                            WatchClient, id, client, n.main);
+    c.pulse_sender =
+        ThisScheduler().Spawn(SpawnOptions{.name = "picos.node.pulses", .daemon = true}, PulseSender, id);
   }
   Say(absl::StrCat("computation started ", id, " ", c.workers.size()));
   Value::ListType list(std::move(uris));
-  co_return Value::Map({{"workers", Value(std::move(list))}});
+  co_return Value::Map({{"workers", Value(std::move(list))},
+                        {"pulse_interval_ms", absl::ToInt64Milliseconds(c.pulse_interval)}});
+}
+
+// "close_worker" and "restart_worker": ends worker `index` of `id` (if it
+// still runs) and, for a restart, starts a fresh one in its place.
+Task<absl::StatusOr<Value>> CloseOrRestartWorker(std::string id, int64_t index, bool restart) {
+  NodeState& n = *g_node;
+  auto it = n.computations.find(id);
+  if (it == n.computations.end()) co_return absl::NotFoundError(absl::StrCat("no computation ", id));
+  if (index < 0 || index >= static_cast<int64_t>(it->second.workers.size())) {
+    co_return absl::InvalidArgumentError(absl::StrCat("no worker ", index, " in computation ", id));
+  }
+  std::shared_ptr<Worker> old = it->second.workers[index];
+  std::vector<std::shared_ptr<Worker>> ending = {old};
+  CloseWorkers(ending);
+  if (std::find(n.closing_workers.begin(), n.closing_workers.end(), old) == n.closing_workers.end()) {
+    n.closing_workers.push_back(old);
+  }
+  if (!restart) co_return Value(true);
+  if (n.closing) co_return absl::UnavailableError("the node is closing");
+  PICOS_CO_ASSIGN_OR_RETURN(
+      StartedWorker w, co_await StartWorker(id, static_cast<int>(index), it->second.library_path, it->second.env));
+  // The computation may have closed (or the node) while the worker started.
+  if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
+  auto again = n.computations.find(id);
+  if (again == n.computations.end() || index >= static_cast<int64_t>(again->second.workers.size()) ||
+      n.closing) {
+    std::vector<std::shared_ptr<Worker>> late = {w.worker};
+    CloseWorkers(late);
+    n.closing_workers.push_back(w.worker);
+    co_return absl::AbortedError(absl::StrCat("computation ", id, " closed meanwhile"));
+  }
+  again->second.workers[index] = w.worker;
+  co_return Value::Map({{"worker", w.uri}});
 }
 
 Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
   if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
+  if (arg.is_map() && arg.GetOr<std::string>("op", "") == "info") {
+    // Anyone with the cluster secret may ask: the host's facts, and how
+    // many workers a computation gets here at most.
+    co_return Value::Map({{"facts", g_node->stats->Read().ToValue()}, {"cpus", g_node->settings.cpus}});
+  }
   std::string op, id;
   absl::Status read = MessageReader(arg).Get("op", &op).Get("computation", &id).status();
   if (!read.ok() || !ValidId(id)) {
@@ -397,21 +515,43 @@ Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
     if (!s.ok()) co_return s;
     co_return Value(true);
   }
+  if (op == "close_worker" || op == "restart_worker") {
+    int64_t index = -1;
+    absl::Status r = MessageReader(arg).Get("index", &index).status();
+    if (!r.ok()) {
+      PICOS_LOG_LIMITED(warn, "compute node: malformed {} request: {}", op, r.ToString());
+      co_return absl::InvalidArgumentError(absl::StrCat("malformed ", op, ": needs index"));
+    }
+    co_return co_await CloseOrRestartWorker(id, index, op == "restart_worker");
+  }
   if (op != "start") co_return absl::InvalidArgumentError(absl::StrCat("unknown op ", op.substr(0, 32)));
   std::string library, sha256;
-  read = MessageReader(arg).Get("library", &library).Get("sha256", &sha256).status();
-  // "client" (optional): a task of the client that lives as long as the
-  // computation; its end or its peer's loss starts the zombie period.
+  int64_t cpus = 0;
+  std::string alias;
+  int64_t pulse_ms = 0;
+  read = MessageReader(arg)
+             .Get("library", &library)
+             .Get("sha256", &sha256)
+             .Optional("cpus", &cpus)
+             .Optional("node", &alias)
+             .Optional("pulse_interval_ms", &pulse_ms)
+             .status();
+  // "client" (optional): the computation's client task (picos_node.cc): it
+  // gets the pulses, and its end or its peer's loss starts the zombie
+  // period.
   const Value& client = arg["client"];
   if (!read.ok() || library.empty() || library.size() > 255 || library == "." || library == ".." ||
-      absl::StrContains(library, '/') || absl::StrContains(library, '\0') || sha256.size() != 64 ||
+      absl::StrContains(library, '/') || absl::StrContains(library, '\0') || sha256.size() != 64 || cpus < 0 ||
+      cpus > 256 || alias.size() > 1024 || pulse_ms < 0 || pulse_ms > int64_t{86400} * 1000 ||
       !(client.is_null() || client.is_task())) {
     PICOS_LOG_LIMITED(warn, "compute node: malformed start request for {}", id);
     co_return absl::InvalidArgumentError(
-        "malformed start: needs library (a file name) and sha256 (64 hex digits); client, if given, a task");
+        "malformed start: needs library (a file name) and sha256 (64 hex digits); cpus 0..256, node at most 1024 "
+        "bytes, pulse_interval_ms 0..86400000, client, if given, a task");
   }
   TaskRef client_task = client.is_task() ? client.as_task() : TaskRef();
-  absl::StatusOr<Value> r = co_await Start(id, library, sha256, client_task);
+  absl::StatusOr<Value> r =
+      co_await Start(id, library, sha256, static_cast<int>(cpus), client_task, std::move(alias), pulse_ms);
   if (!r.ok()) {
     PICOS_LOG(warn, "compute node: start of {} refused: {}", id, r.status().ToString());
     // What was shipped for a computation that did not start goes (never the
@@ -466,11 +606,18 @@ absl::StatusOr<int> ParseHhmm(const std::string& flag, const std::string& v) {
   return h * 60 + m;
 }
 
-// Seconds (a decimal number) in [lo, hi], or exactly 0 when zero_ok.
+// Seconds (a decimal number, or a duration such as 200ms or 1m) in
+// [lo, hi], or exactly 0 when zero_ok.
 absl::StatusOr<absl::Duration> ParseSeconds(const std::string& flag, const std::string& v, double lo, double hi,
                                             bool zero_ok) {
   double s = 0;
-  if (!absl::SimpleAtod(v, &s) || !(s == 0 ? zero_ok : (s >= lo && s <= hi))) {
+  absl::Duration d;
+  bool parsed = absl::SimpleAtod(v, &s);
+  if (!parsed && absl::ParseDuration(v, &d) && d != absl::InfiniteDuration()) {
+    s = absl::ToDoubleSeconds(d);
+    parsed = true;
+  }
+  if (!parsed || !(s == 0 ? zero_ok : (s >= lo && s <= hi))) {
     return absl::InvalidArgumentError(absl::StrCat("--", flag, "=", v, ": seconds, ", zero_ok ? "0 (never) or " : "",
                                                    lo, " .. ", hi));
   }
@@ -512,14 +659,21 @@ absl::StatusOr<NodeSettings> NodeSettingsFromFlags() {
     return absl::InvalidArgumentError(absl::StrCat("--service_stop=", absl::GetFlag(FLAGS_service_stop),
                                                    ": the same time as --service_start (no service at all)"));
   }
-  PICOS_ASSIGN_OR_RETURN(n.min_pulse,
-                         ParseSeconds("min_pulse_interval", absl::GetFlag(FLAGS_min_pulse_interval), 1, 3600, false));
-  PICOS_ASSIGN_OR_RETURN(n.max_pulse,
-                         ParseSeconds("max_pulse_interval", absl::GetFlag(FLAGS_max_pulse_interval), 1, 3600, false));
+  PICOS_ASSIGN_OR_RETURN(
+      n.min_pulse, ParseSeconds("min_pulse_interval", absl::GetFlag(FLAGS_min_pulse_interval), 0.1, 3600, false));
+  PICOS_ASSIGN_OR_RETURN(
+      n.max_pulse, ParseSeconds("max_pulse_interval", absl::GetFlag(FLAGS_max_pulse_interval), 0.1, 3600, false));
   if (n.min_pulse > n.max_pulse) {
     return absl::InvalidArgumentError(absl::StrCat("--max_pulse_interval=", absl::GetFlag(FLAGS_max_pulse_interval),
                                                    ": less than --min_pulse_interval=",
                                                    absl::GetFlag(FLAGS_min_pulse_interval)));
+  }
+  PICOS_ASSIGN_OR_RETURN(n.pulse,
+                         ParseSeconds("pulse_interval", absl::GetFlag(FLAGS_pulse_interval), 0.1, 3600, false));
+  if (n.pulse < n.min_pulse || n.pulse > n.max_pulse) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--pulse_interval=", absl::GetFlag(FLAGS_pulse_interval), ": outside --min_pulse_interval=",
+        absl::GetFlag(FLAGS_min_pulse_interval), " .. --max_pulse_interval=", absl::GetFlag(FLAGS_max_pulse_interval)));
   }
   PICOS_ASSIGN_OR_RETURN(n.zombie_period,
                          ParseSeconds("zombie_period", absl::GetFlag(FLAGS_zombie_period), 0.1, 86400, true));
@@ -669,8 +823,8 @@ void PrintStatus(const remote::Node& node) {
   const NodeSettings& s = n.settings;
   Say(absl::StrCat("status: ", n.computations.size(), " computations, ", s.cpus, " workers each, ", n.started,
                    " started", s.serve > 0 ? absl::StrCat(" of ", s.serve) : std::string(), ", peers ",
-                   node.peers().size(), ", pulse interval ", absl::FormatDuration(s.min_pulse), "..",
-                   absl::FormatDuration(s.max_pulse), ", zombie period ", absl::FormatDuration(s.zombie_period),
+                   node.peers().size(), ", pulse interval ", absl::FormatDuration(s.pulse), " (",
+                   absl::FormatDuration(s.min_pulse), "..", absl::FormatDuration(s.max_pulse), ")", ", zombie period ", absl::FormatDuration(s.zombie_period),
                    InServiceHours(s) ? ", in service" : ", out of service hours"));
   for (const auto& [id, c] : n.computations) {
     std::vector<std::string> pids;
@@ -845,6 +999,9 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
   n.self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   if (ec) co_return absl::InternalError(absl::StrCat("/proc/self/exe: ", ec.message()));
   n.settings = std::move(settings);
+  n.stats = std::make_unique<HostStatsReader>(n.settings.dest_path);
+  n.pulse_stats = std::make_unique<HostStatsReader>(n.settings.dest_path);
+  (void)n.pulse_stats->Read();  // the first pulse's CPU figure covers its interval
   remote::NodeConfig config = std::move(n.settings.config);
   n.secret = config.options.secret;
   Clean(n.settings.dest_path, n.settings.clean);
@@ -854,6 +1011,7 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
   if (absl::ConsumePrefix(&first, "tcp://")) {
     n.worker_listen_host = std::string(first.substr(0, first.rfind(':')));
   }
+  n.uri = node->uris()[0];
   g_node = &n;
   remote::FileReceiverOptions ro;
   ro.dir = n.settings.dest_path;

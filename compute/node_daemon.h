@@ -34,15 +34,20 @@
 //                            (kUnavailable) and running ones go on
 //   --service_end=HH:MM      at that local time each day, close every
 //                            computation (its workers end, its files go)
+//   --pulse_interval=S       how often the node sends each computation's
+//                            client task its host's facts (a pulse; the
+//                            client's node_health events), unless the start
+//                            asks another interval (default 2)
 //   --min_pulse_interval=S, --max_pulse_interval=S
-//                            bounds, in seconds, on the pulse interval a
-//                            client may ask of this node (default 10 and
-//                            100; 1 <= min <= max <= 3600). Validated and
-//                            shown by `status`; the pulses themselves are
-//                            the client side's (issue 12)
-//   --zombie_period=S        a computation whose client is gone (the task
-//                            handle its start named ended, or its peer was
-//                            lost) is closed after S seconds (default 60;
+//                            bounds on the pulse interval: a start's asked
+//                            interval is kept within them, and
+//                            --pulse_interval must lie within them (default
+//                            1 and 100; 0.1 <= min <= max <= 3600). These
+//                            and the other seconds flags also take
+//                            durations such as 200ms or 2m
+//   --zombie_period=S        a computation whose client is gone (the
+//                            client task its start named ended, or its
+//                            peer was lost) is closed after S seconds (default 60;
 //                            0 never; else 0.1 .. 86400). A client cannot
 //                            come back meanwhile: a peer that reconnects
 //                            within NodeOptions::reconnect_grace was never
@@ -85,6 +90,13 @@
 //                                            terminate): workers SIGKILLed,
 //                                            files removed, exit status 1
 //   clean: ...                               what --clean did
+//
+// The client task: a start may name one ("client", compute/picos_node.cc
+// has the request), one handle for both of the node's uses of its client:
+// the node sends it a pulse every pulse interval while the computation runs,
+// and joins it, so that its end (the client closed or destroyed its
+// Computation) or the loss of its peer starts the zombie period. A start
+// without one gets neither pulses nor a zombie period (it runs until closed).
 //
 // Pid files: each worker's pid is written to
 // <dest_path>/<id>/.picos-worker-<index>.pid (gone with the folder). A

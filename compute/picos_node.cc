@@ -11,24 +11,43 @@
 // there with SendFile, into a folder named after the computation) and serves
 // the remote service kNodeService (core/remote/service.h):
 //
+//   {"op": "info"}
+//     answers {"facts": <HostFacts map, compute/host_stats.h>, "cpus": <the
+//     workers a computation gets here at most>}.
 //   {"op": "start", "computation": <id>, "library": <file name>,
-//    "sha256": <64 hex digits>, "client": <task handle, optional>}
+//    "sha256": <64 hex digits>, "cpus": <0..256, optional>,
+//    "client": <task, optional>, "node": <string, optional>,
+//    "pulse_interval_ms": <int, optional>}
 //     checks the shipped file (a regular file under dest_path/<id>, ELF, its
 //     SHA-256 the one given, signed by a --trusted_signer when the node has
 //     any: <library>.sig beside it), refuses beyond --serve, outside the
-//     service hours and while the node closes, starts --cpus worker processes (this binary,
+//     service hours and while the node closes, starts --cpus worker
+//     processes (at most "cpus" of them if given and not 0; this binary,
 //     with --worker_library), each a peer listening on a port of the node's
 //     host (tcp) or an abstract unix socket, and answers
-//     {"workers": [<uri>, ...]} once each has said it listens. A refused
-//     start removes dest_path/<id>. The client's task ending (or its peer
-//     lost) starts the zombie period (--zombie_period).
+//     {"workers": [<uri>, ...], "pulse_interval_ms": <int>} once each has
+//     said it listens. A refused start removes dest_path/<id>.
+//     "client" is the computation's client task, one handle for two uses:
+//     the node sends it, every pulse interval while the computation runs,
+//     {"picos.compute": "pulse", "computation": <id>, "node": <"node" as
+//      given, else the node's URI>, "facts": <HostFacts map>},
+//     and joins it: its end (or its peer lost) starts the zombie period
+//     (--zombie_period). The pulse interval is "pulse_interval_ms" kept
+//     within --min/--max_pulse_interval, else --pulse_interval (the reply
+//     says which was used).
 //   {"op": "close", "computation": <id>}
 //     ends its workers (SIGTERM) and removes dest_path/<id>.
+//   {"op": "close_worker" | "restart_worker", "computation": <id>,
+//    "index": <int>}
+//     ends worker <index> (SIGTERM) and, for restart_worker, starts a fresh
+//     one in its place: {"worker": <its uri>}.
 //
 // A worker dlopens the library (compute/export.h) and serves kWorkerService:
-// {"fn": <name>, "arg": <bytes>} runs that function and gives its result
-// bytes; a name the library does not register is refused (kNotFound, with
-// the names it does register). The function runs on a thread of the worker
+// {"fn": <name>, "arg": <bytes>, "async": <bool, optional>} runs that
+// function and gives its result bytes (a CPU job on the worker's one job
+// thread; an async one on its I/O threads, any number at once); a name the
+// library does not register is refused (kNotFound, with the names it does
+// register). The function runs on a thread of the worker
 // other than its network's, so a long job neither stops heartbeats nor
 // messages. The node prints one line on stdout per
 // worker event, for operators and tests:
@@ -49,6 +68,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -83,6 +103,7 @@
 
 ABSL_FLAG(std::string, worker_library, "", "(internal) worker mode: the computation library to serve");
 ABSL_FLAG(int, worker_parent, 0, "(internal) worker mode: the node's pid");
+ABSL_FLAG(int, worker_io_threads, 16, "(internal) worker mode: threads for RunAsync jobs");
 
 namespace picos::compute {
 namespace {
@@ -93,13 +114,17 @@ absl::flat_hash_map<std::string, PicosComputeFn>* g_functions = nullptr;
 // computes for minutes does not stop its worker answering heartbeats (it
 // would look dead to its client) nor receiving messages.
 ThreadPool* g_job_thread = nullptr;
+// RunAsync jobs ({"async": true}: I/O-bound, any number at once) run on
+// threads of their own, so they neither wait for nor delay the CPU job.
+ThreadPool* g_io_threads = nullptr;
 std::string* g_function_names = nullptr;
 
 void AppendTo(void* ctx, const char* data, size_t n) { static_cast<std::string*>(ctx)->append(data, n); }
 
 absl::Status AdmitJob(const Value& arg) {
   std::string fn, bytes;
-  absl::Status read = MessageReader(arg).Get("fn", &fn).Get("arg", &bytes).status();
+  bool async = false;
+  absl::Status read = MessageReader(arg).Get("fn", &fn).Get("arg", &bytes).Optional("async", &async).status();
   if (!read.ok()) return absl::InvalidArgumentError(absl::StrCat("malformed job: ", read.message()));
   if (!g_functions->contains(fn)) {
     PICOS_LOG_LIMITED(warn, "worker: job for unknown function {}", fn.substr(0, 64));
@@ -111,7 +136,8 @@ absl::Status AdmitJob(const Value& arg) {
 
 Task<absl::StatusOr<Value>> RunJob(Value arg) {
   std::string fn, bytes;
-  PICOS_CO_RETURN_IF_ERROR(MessageReader(arg).Get("fn", &fn).Get("arg", &bytes).status());
+  bool async = false;
+  PICOS_CO_RETURN_IF_ERROR(MessageReader(arg).Get("fn", &fn).Get("arg", &bytes).Optional("async", &async).status());
   auto it = g_functions->find(fn);
   if (it == g_functions->end()) co_return absl::NotFoundError(absl::StrCat("no function ", fn));
   PicosComputeFn call = it->second;
@@ -121,7 +147,8 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
     if (rc != 0) return absl::AbortedError(absl::StrCat(fn, ": ", out));
     return out;
   };
-  absl::StatusOr<std::string> out = co_await g_job_thread->Run(job);
+  ThreadPool* pool = async ? g_io_threads : g_job_thread;
+  absl::StatusOr<std::string> out = co_await pool->Run(job);
   if (!out.ok()) co_return out.status();
   co_return Value::Bytes(*std::move(out));
 }
@@ -154,6 +181,11 @@ Task<absl::Status> WorkerMain() {
   po.threads = 1;
   ThreadPool job_thread(po);
   g_job_thread = &job_thread;
+  ThreadPool::Options io;
+  io.threads = std::clamp(absl::GetFlag(FLAGS_worker_io_threads), 1, 256);
+  io.queue_limit = 4096;
+  ThreadPool io_threads(io);
+  g_io_threads = &io_threads;
   const TransportRegistry& t = transports::DefaultTransports();
   remote::NodeFlagDefaults defaults;
   defaults.name = "picos-worker";

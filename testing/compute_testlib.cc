@@ -49,7 +49,33 @@ int SleepMs(std::string_view arg, std::string* out) {
   return 0;
 }
 
+// "mine:theirs:ms" -> creates the file `mine`, then waits up to `ms` (at
+// most 60 s) for the file `theirs`: "met" if it came, an error if not. Two
+// such jobs meet only if they run at the same time.
+int Meet(std::string_view arg, std::string* out) {
+  const size_t a = arg.find(':');
+  const size_t b = a == std::string_view::npos ? a : arg.find(':', a + 1);
+  int64_t ms = 0;
+  if (b == std::string_view::npos || !ParseInt(arg.substr(b + 1), &ms) || ms > 60'000) {
+    *out = "want mine:theirs:ms, ms at most 60000";
+    return 1;
+  }
+  const std::string mine(arg.substr(0, a));
+  const std::string theirs(arg.substr(a + 1, b - a - 1));
+  if (FILE* f = std::fopen(mine.c_str(), "w")) std::fclose(f);
+  for (int64_t waited = 0; waited <= ms; waited += 5) {
+    if (access(theirs.c_str(), F_OK) == 0) {
+      *out = "met";
+      return 0;
+    }
+    usleep(5000);
+  }
+  *out = "alone";
+  return 1;
+}
+
 }  // namespace
 
+PICOS_COMPUTE_FUNCTION(meet, Meet);
 PICOS_COMPUTE_FUNCTION(square, Square);
 PICOS_COMPUTE_FUNCTION(sleep_ms, SleepMs);
