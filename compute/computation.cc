@@ -560,7 +560,8 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
                             {"client", s->receiver},
                             {"node", uri}});
   if (s->options.pulse_interval > absl::ZeroDuration()) {
-    start.as_map()["pulse_interval_ms"] = Value(absl::ToInt64Milliseconds(s->options.pulse_interval));
+    start.as_map()["pulse_interval_ms"] =
+        Value(std::max<int64_t>(1, absl::ToInt64Milliseconds(s->options.pulse_interval)));
   }
   absl::StatusOr<TaskRef> task = co_await node->Run(std::move(start), s->options.timeout);
   if (!task.ok()) co_return Annotate(task.status(), uri);
@@ -687,6 +688,9 @@ absl::StatusOr<std::unique_ptr<Computation>> Computation::Create(ComputationOpti
   if (options.library.empty()) return absl::InvalidArgumentError("no computation library");
   if (options.max_retries < 0) return absl::InvalidArgumentError("max_retries must not be negative");
   if (options.timeout <= absl::ZeroDuration()) return absl::InvalidArgumentError("timeout must be positive");
+  if (options.pulse_interval < absl::ZeroDuration() || options.pulse_interval > absl::Hours(24)) {
+    return absl::InvalidArgumentError("pulse_interval must be 0 (the node's) up to 24h");
+  }
   for (size_t i = 0; i < options.allocation.size(); ++i) {
     const AllocationRule& r = options.allocation[i];
     if (r.host.empty() || r.platform.empty() || r.cpus < -256 || r.cpus > 256) {

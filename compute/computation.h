@@ -157,7 +157,7 @@ struct ComputationOptions {
   std::string signature;
   // How often each node sends its host's facts (node_health events); the
   // node keeps it within its --min/--max_pulse_interval. Zero: the node's
-  // --pulse_interval.
+  // --pulse_interval. At most 24h (Create refuses more).
   absl::Duration pulse_interval = absl::ZeroDuration();
   // Bounds each step of Schedule and Close (asking, shipping, starting
   // workers, locating them), not the jobs.

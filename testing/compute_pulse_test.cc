@@ -17,6 +17,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "compute/computation.h"
 #include "compute/protocol.h"
 #include "core/remote/files.h"
 #include "core/remote/service.h"
@@ -141,6 +142,25 @@ PICOS_CORO_TEST(ComputePulse, ClientTaskGetsPulsesWithinBoundsAndIsJoined) {
   EXPECT_OK(me.status());
   absl::Status stopped = co_await StopNode(*node);
   EXPECT_OK(stopped);
+}
+
+// ComputationOptions::pulse_interval: what Schedule asks of each node; one
+// beyond what a start may ask (24h) or negative is refused at once.
+PICOS_CORO_TEST(ComputePulse, ComputationRefusesAPulseIntervalOutOfRange) {
+  const std::vector<absl::Duration> bad = {absl::Milliseconds(-1), absl::Hours(25)};
+  for (absl::Duration d : bad) {
+    compute::ComputationOptions o;
+    o.library = kLibrary;
+    o.pulse_interval = d;
+    absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
+    EXPECT_THAT(c.status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(std::string("pulse_interval"))));
+  }
+  compute::ComputationOptions ok;
+  ok.library = kLibrary;
+  ok.pulse_interval = absl::Milliseconds(300);
+  absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(ok);
+  EXPECT_OK(c.status());
+  co_return;
 }
 
 }  // namespace
