@@ -1954,7 +1954,6 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
     Stream* const stream = c->stream;
     const uint64_t link = c->link;
     std::string out;
-    out.reserve(kWriteBytes + (kWriteBytes >> 2));
     if (c->opener_due) {
       c->opener_due = false;
       const bool arbiter = c->my_pid < c->peer.process_id;
@@ -1970,6 +1969,12 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
         c->TakeOutbox(&frames, &sizes);
         next = 0;
       }
+      // The write's buffer, sized once from what Push counted (a lone
+      // message in a ping-pong takes a small one; a flood the same large
+      // one each time, which the allocator hands back warm).
+      size_t expected = out.size();
+      for (size_t k = next; k < sizes.size() && expected < kWriteBytes; ++k) expected += sizes[k] + 64;
+      out.reserve(std::min(expected, kWriteBytes + (kWriteBytes >> 2)));
       // Each batch opens with its header [seq, ack]: its sequence number and
       // the acknowledgement of what arrived from the peer (a list of two
       // numbers: cheaper to encode and decode than a map). A number is taken
