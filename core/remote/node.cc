@@ -147,32 +147,6 @@ std::string NodeProcessId() {
   return id;
 }
 
-// At least the bytes `v` takes encoded (core/wire/value.capnp: a 16-byte
-// struct per value, text and data rounded up to 8 bytes), counting no
-// further than `stop`: a frame that surely exceeds max_frame_size is
-// refused by Send at once, with a status to its sender, rather than by the
-// writer later, where only the log would hear of it.
-size_t EncodedSizeAtLeast(const Value& v, size_t stop) {
-  size_t n = 0;
-  absl::InlinedVector<const Value*, 16> todo = {&v};
-  while (!todo.empty() && n <= stop) {
-    const Value* x = todo.back();
-    todo.pop_back();
-    n += 16;
-    if (x->is_string() || x->is_bytes()) {
-      n += (x->as_string().size() + 8) & ~size_t{7};
-    } else if (x->is_list()) {
-      for (const Value& item : x->as_list()) todo.push_back(&item);
-    } else if (x->is_map()) {
-      for (const auto& [key, item] : x->as_map()) {
-        n += 16 + ((key.size() + 8) & ~size_t{7});
-        todo.push_back(&item);
-      }
-    }
-  }
-  return n;
-}
-
 // A handle that can only fail: a task of this process that crossed back
 // after it ended (ids are never reused), or a task of a process this node
 // has no connection to. Every call gives `why`.
