@@ -905,9 +905,15 @@ PICOS_CORO_TEST(RemoteInProcess, FabricatedHandlesAreRefused) {
     if (!proof.is_null()) f.emplace("proof", std::move(proof));
     return Value(std::move(f));
   };
-  // The positional form nodes send: [1, task, proof, msg].
-  auto positional = [&](Value msg, Value proof) {
-    return Value::List({uint64_t{1}, me, std::move(proof), std::move(msg)});
+  // The positional form nodes send: [1, task, proof_hi, proof_lo, msg],
+  // the 16-byte proof as two big-endian numbers.
+  auto half = [](const std::string& p, size_t at) {
+    uint64_t v = 0;
+    for (size_t i = at; i < at + 8; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+    return v;
+  };
+  auto positional = [&](Value msg, const std::string& proof) {
+    return Value::List({uint64_t{1}, me, half(proof, 0), half(proof, 8), std::move(msg)});
   };
   // Built before the co_await: g++ 12 cannot keep an initializer list
   // across a suspension ("array used as initializer").
@@ -917,17 +923,18 @@ PICOS_CORO_TEST(RemoteInProcess, FabricatedHandlesAreRefused) {
           send("an altered proof", Value::Bytes(altered)),
           send("another task's proof", Value::Bytes(echo_proof)),
           send("a proof of the wrong type", Value(my_proof)),
-          positional("positional, no proof", Value()),
-          positional("positional, a made-up proof", Value::Bytes(std::string(16, '\x5a'))),
-          positional("positional, an altered proof", Value::Bytes(altered)),
-          positional("positional, another task's proof", Value::Bytes(echo_proof)),
-          Value::List({uint64_t{1}, me, Value::Bytes(my_proof)}),  // too short
-          Value::List({uint64_t{2}, me, Value::Bytes(my_proof), "an unknown positional op"}),
-          Value::List({int64_t{-1}, me, Value::Bytes(my_proof), "a negative op"}),
+          Value::List({uint64_t{1}, me, "positional, no proof"}),
+          positional("positional, a made-up proof", std::string(16, '\x5a')),
+          positional("positional, an altered proof", altered),
+          positional("positional, another task's proof", echo_proof),
+          Value::List({uint64_t{1}, me, Value::Bytes(my_proof), uint64_t{0}, "positional, a proof of the wrong type"}),
+          Value::List({uint64_t{1}, me, half(my_proof, 0), "positional, half a proof"}),
+          Value::List({uint64_t{2}, me, half(my_proof, 0), half(my_proof, 8), "an unknown positional op"}),
+          Value::List({int64_t{-1}, me, half(my_proof, 0), half(my_proof, 8), "a negative op"}),
           // Kill the echo task without its handle: refused too.
           Value::Map({{"op", "terminate"}, {"task", echo.id()}, {"proof", Value::Bytes(my_proof)}}),
           send("given", Value::Bytes(my_proof)),
-          positional("given, positional", Value::Bytes(my_proof)),
+          positional("given, positional", my_proof),
       }));
   CO_ASSERT_OK(co_await (*raw)->Write(refused_then_given, kLong));
   // Frames are applied in order: had any refused one got through, it would

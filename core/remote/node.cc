@@ -1,9 +1,11 @@
 // Frames after the handshake (each a Value map, length-prefixed):
-//   [1, task, proof, msg]            a message to a task of the receiver:
-//                                    the positional form of "send" (no
-//                                    map to build, encode, decode and read
-//                                    for the hottest operation), always
-//                                    used by this version
+//   [1, task, proof_hi, proof_lo, msg]   a message to a task of the
+//                                    receiver: the positional form of
+//                                    "send" (no map to build, encode,
+//                                    decode and read for the hottest
+//                                    operation; the 16-byte proof as two
+//                                    big-endian numbers), used by this
+//                                    version for every proof of that size
 //   {op: "send"|"resume", task, msg|value}   to a task of the receiver
 //   {op: "terminate", task}  {op: "throw", task, error}
 //   {op: "join", task, req}          answered by a "reply" when the task ends
@@ -123,6 +125,14 @@ constexpr size_t kFramesPerBatch = 128;
 // The first element of a positional frame (see the top of this file).
 constexpr uint64_t kSendFrame = 1;
 
+// Bytes [at, at + 8) of a proof as a big-endian number (0 past its end):
+// how a send frame carries a proof.
+uint64_t ProofHalf(std::string_view proof, size_t at) {
+  uint64_t v = 0;
+  for (size_t i = at; i < at + 8; ++i) v = (v << 8) | (i < proof.size() ? static_cast<uint8_t>(proof[i]) : 0);
+  return v;
+}
+
 // The process id a node claims when its options name none: ProcessId() for
 // the first node of this process, a fresh one for each later node. A node
 // started after another ended in the same process is a new peer to the
@@ -135,32 +145,6 @@ std::string NodeProcessId() {
   absl::BitGen gen;
   for (char& ch : id) ch = static_cast<char>(absl::Uniform<uint8_t>(gen));
   return id;
-}
-
-// At least the bytes `v` takes encoded (core/wire/value.capnp: a 16-byte
-// struct per value, text and data rounded up to 8 bytes), counting no
-// further than `stop`: a frame that surely exceeds max_frame_size is
-// refused by Send at once, with a status to its sender, rather than by the
-// writer later, where only the log would hear of it.
-size_t EncodedSizeAtLeast(const Value& v, size_t stop) {
-  size_t n = 0;
-  absl::InlinedVector<const Value*, 16> todo = {&v};
-  while (!todo.empty() && n <= stop) {
-    const Value* x = todo.back();
-    todo.pop_back();
-    n += 16;
-    if (x->is_string() || x->is_bytes()) {
-      n += (x->as_string().size() + 8) & ~size_t{7};
-    } else if (x->is_list()) {
-      for (const Value& item : x->as_list()) todo.push_back(&item);
-    } else if (x->is_map()) {
-      for (const auto& [key, item] : x->as_map()) {
-        n += 16 + ((key.size() + 8) & ~size_t{7});
-        todo.push_back(&item);
-      }
-    }
-  }
-  return n;
 }
 
 // A handle that can only fail: a task of this process that crossed back
@@ -486,17 +470,23 @@ class RemoteTaskProxy final : public TaskProxy {
         home_(std::move(home)),
         id_(id),
         name_(std::move(name)),
-        proof_(std::move(proof)) {}
+        proof_(std::move(proof)),
+        proof_hi_(ProofHalf(proof_, 0)),
+        proof_lo_(ProofHalf(proof_, 8)) {}
 
-  // The hot path: a positional frame (kSendFrame), no map to build or read.
+  // The hot path: a positional frame (kSendFrame), no map to build or read,
+  // the proof as two numbers (no string to allocate on either side). A
+  // proof of another size (not minted by this version) goes in the map form.
   absl::Status Send(Value message) override {
     std::shared_ptr<Connection> c = c_.lock();
     if (c == nullptr) return absl::UnavailableError("peer gone");
+    if (proof_.size() != internal::kProofSize) return Op("send", "msg", std::move(message));
     Value::ListType f;
-    f.reserve(4);
+    f.reserve(5);
     f.emplace_back(uint64_t{kSendFrame});
     f.emplace_back(id_);
-    f.push_back(Value::Bytes(proof_));
+    f.emplace_back(proof_hi_);
+    f.emplace_back(proof_lo_);
     f.push_back(std::move(message));
     return c->Push(Value(std::move(f)));
   }
@@ -568,6 +558,8 @@ class RemoteTaskProxy final : public TaskProxy {
   const uint64_t id_;
   const std::string name_;
   const std::string proof_;
+  const uint64_t proof_hi_;  // proof_ as two big-endian numbers (when kProofSize long)
+  const uint64_t proof_lo_;
 };
 
 class RemoteChannelProxy final : public ChannelProxy {
@@ -1954,7 +1946,6 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
     Stream* const stream = c->stream;
     const uint64_t link = c->link;
     std::string out;
-    out.reserve(kWriteBytes + (kWriteBytes >> 2));
     if (c->opener_due) {
       c->opener_due = false;
       const bool arbiter = c->my_pid < c->peer.process_id;
@@ -1970,6 +1961,12 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
         c->TakeOutbox(&frames, &sizes);
         next = 0;
       }
+      // The write's buffer, sized once from what Push counted (a lone
+      // message in a ping-pong takes a small one; a flood the same large
+      // one each time, which the allocator hands back warm).
+      size_t expected = out.size();
+      for (size_t k = next; k < sizes.size() && expected < kWriteBytes; ++k) expected += sizes[k] + 64;
+      out.reserve(std::min(expected, kWriteBytes + (kWriteBytes >> 2)));
       // Each batch opens with its header [seq, ack]: its sequence number and
       // the acknowledgement of what arrived from the peer (a list of two
       // numbers: cheaper to encode and decode than a map). A number is taken
@@ -2195,20 +2192,27 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
 }
 
 absl::Status NodeImpl::DispatchSend(const std::shared_ptr<Connection>& c, Value::ListType& frame) {
-  absl::StatusOr<uint64_t> id = FromValue<uint64_t>(frame[1]);
-  if (!id.ok() || !frame[2].is_bytes()) return absl::InvalidArgumentError("malformed send frame");
-  if (!internal::TaskProofValid(c->my_pid, *id, frame[2].as_string())) {
-    return Forged(*c, "task", absl::StrCat("#", *id));
+  if (!frame[1].is_uint() || !frame[2].is_uint() || !frame[3].is_uint()) {
+    return absl::InvalidArgumentError("malformed send frame");
   }
-  absl::StatusOr<TaskRef> t = LocalHandleCodec().ImportTask(TaskIdentity{ProcessId(), *id, "", ""});
+  const uint64_t id = frame[1].as_uint();
+  char proof[internal::kProofSize];
+  for (size_t i = 0; i < 8; ++i) {
+    proof[i] = static_cast<char>(frame[2].as_uint() >> (56 - 8 * i));
+    proof[8 + i] = static_cast<char>(frame[3].as_uint() >> (56 - 8 * i));
+  }
+  if (!internal::TaskProofValid(c->my_pid, id, std::string_view(proof, sizeof proof))) {
+    return Forged(*c, "task", absl::StrCat("#", id));
+  }
+  absl::StatusOr<TaskRef> t = LocalHandleCodec().ImportTask(TaskIdentity{ProcessId(), id, "", ""});
   if (!t.ok()) return t.status();  // ended (and no longer kept): a send to it is dropped, as locally
-  return t->Send(std::move(frame[3]));
+  return t->Send(std::move(frame[4]));
 }
 
 absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, Value& frame) {
   if (frame.is_list()) {
     Value::ListType& f = frame.as_list();
-    if (f.size() == 4 && f[0] == Value(uint64_t{kSendFrame})) return DispatchSend(c, f);
+    if (f.size() == 5 && f[0] == Value(uint64_t{kSendFrame})) return DispatchSend(c, f);
     return absl::InvalidArgumentError("an unknown positional frame");
   }
   const Value& op_v = ops::Field(frame, "op");

@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/strings/escaping.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "capnp/message.h"
@@ -680,6 +681,48 @@ absl::Status EncodeValueInto(const Value& value, const CodecOptions& options, st
     out->assign(reinterpret_cast<const char*>(flat.begin()), size);
     return absl::OkStatus();
   });
+}
+
+size_t EncodedSizeAtLeast(const Value& value, size_t stop) {
+  // Words as Planner counts them (the segment table's word, the root
+  // pointer and struct, then each value), handles without their
+  // identities. A stack of its own: a Value nested deeper than any limit
+  // must not overflow this thread's.
+  const uint64_t stop_words = stop / 8 + 1;
+  uint64_t words = 2 + kValueWords;
+  absl::InlinedVector<const Value*, 16> todo = {&value};
+  while (!todo.empty() && words <= stop_words) {
+    const Value* v = todo.back();
+    todo.pop_back();
+    switch (v->type()) {
+      case Value::Type::kString:
+        words += TextWords(v->as_string().size());
+        break;
+      case Value::Type::kBytes:
+        words += DataWords(v->as_string().size());
+        break;
+      case Value::Type::kList:
+        words += 1 + kValueWords * v->as_list().size();
+        for (const Value& item : v->as_list()) todo.push_back(&item);
+        break;
+      case Value::Type::kMap:
+        words += 1 + kEntryWords * v->as_map().size();
+        for (const auto& [key, item] : v->as_map()) {
+          words += TextWords(key.size()) + kValueWords;
+          todo.push_back(&item);
+        }
+        break;
+      case Value::Type::kTask:
+        words += kTaskWords;
+        break;
+      case Value::Type::kChannel:
+        words += kChannelWords;
+        break;
+      default:
+        break;
+    }
+  }
+  return static_cast<size_t>(std::min<uint64_t>(words, SIZE_MAX / 8) * 8);
 }
 
 absl::StatusOr<std::string> EncodeValue(const Value& value, const CodecOptions& options) {

@@ -152,6 +152,13 @@ absl::StatusOr<std::string> EncodeValue(const Value& value, const CodecOptions& 
 // large message. `*out` is unspecified after an error.
 absl::Status EncodeValueInto(const Value& value, const CodecOptions& options, std::string* out);
 
+// At least the bytes EncodeValue gives for `value`, counting no further than
+// `stop` (the result is then above `stop`): handles are counted without
+// their identities, and nothing is exported or checked. Cheap enough for a
+// hot path that must refuse a surely oversized message at once (a remote
+// peer's Send) rather than after encoding it.
+size_t EncodedSizeAtLeast(const Value& value, size_t stop);
+
 // Decodes bytes made by EncodeValue (or any writer of core/wire/value.capnp).
 // Never crashes and allocates at most about `options.max_encoded_size` plus
 // what the limits allow, whatever `bytes` hold; errors as described above.

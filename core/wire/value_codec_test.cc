@@ -106,6 +106,34 @@ TEST(ValueCodec, NestingUpToTheLimit) {
   EXPECT_THAT(EncodeValue(m, o), StatusIs(absl::StatusCode::kResourceExhausted));
 }
 
+// The estimate a hot path uses to refuse a surely oversized message: never
+// above the real size, exact for values without handles, and it stops
+// counting past `stop`.
+TEST(ValueCodec, EncodedSizeAtLeastNeverExceedsTheEncoding) {
+  std::vector<Value> values = {
+      Value(), Value(true), Value(-5), Value(uint64_t{7}), Value(2.5), Value(""), Value("hello"),
+      Value::Bytes(std::string(16, 'p')), Value(std::string(1000, 'x')),
+      Value::List({uint64_t{1}, uint64_t{2}, uint64_t{3}, uint64_t{4}, std::string(64, 'p')}),
+      Value::Map({{"op", "send"}, {"task", uint64_t{9}}, {"msg", Value::List({1, "two", Value::Map({})})}}),
+  };
+  for (const Value& v : values) {
+    absl::StatusOr<std::string> bytes = EncodeValue(v);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    EXPECT_EQ(EncodedSizeAtLeast(v, SIZE_MAX), bytes->size()) << v.DebugString();
+  }
+  Value big = Value::List({Value(std::string(1 << 20, 'b')), Value(std::string(1 << 20, 'c'))});
+  EXPECT_GT(EncodedSizeAtLeast(big, 1000), 1000u);
+  EXPECT_LE(EncodedSizeAtLeast(big, 1000), (1u << 20) + 1000u) << "stops once past the bound";
+  // Deeper than any limit: counted all the same (with a stack of its own).
+  Value deep;
+  for (int i = 0; i < 10'000; ++i) {
+    Value::ListType one;
+    one.push_back(std::move(deep));
+    deep = Value(std::move(one));
+  }
+  EXPECT_GT(EncodedSizeAtLeast(deep, SIZE_MAX), 10'000u * 8);
+}
+
 TEST(ValueCodec, EncodeRefusesTooLargeValues) {
   CodecOptions o;
   o.max_encoded_size = 1000;
