@@ -1,6 +1,7 @@
 // The computation library of compute_bench and of the compute tests that
 // count jobs (testing/compute_jobs_test.cc), built with picos_computation:
-// it links only compute/export.h.
+// it links only compute/export.h. Also the library of
+// testing/compute_netns_test.sh (slow_tag).
 #include <unistd.h>
 
 #include <atomic>
@@ -29,6 +30,10 @@ int Tag(std::string_view arg, std::string* out) {
   return 0;
 }
 
+// "ms:arg" -> sleeps `ms` (at most 60 s), then as Tag with `arg`: jobs long
+// enough that a test can cut a node off while they run.
+int SlowTag(std::string_view arg, std::string* out);
+
 // "ms:path" -> writes this worker's pid into the file `path` (so the
 // client knows which worker runs it, and that it runs), sleeps `ms` (at
 // most 60 s) blocking its worker, then gives "slept ms".
@@ -56,8 +61,25 @@ int SleepMs(std::string_view arg, std::string* out) {
   return 0;
 }
 
+int SlowTag(std::string_view arg, std::string* out) {
+  const size_t colon = arg.find(':');
+  int64_t ms = 0;
+  bool ok = colon != std::string_view::npos && colon > 0 && colon <= 5;
+  for (size_t i = 0; ok && i < colon; ++i) {
+    ok = arg[i] >= '0' && arg[i] <= '9';
+    ms = ms * 10 + (arg[i] - '0');
+  }
+  if (!ok || ms > 60'000) {
+    *out = "want ms:arg, ms at most 60000";
+    return 1;
+  }
+  usleep(static_cast<useconds_t>(ms * 1000));
+  return Tag(arg.substr(colon + 1), out);
+}
+
 }  // namespace
 
 PICOS_COMPUTE_FUNCTION(noop, Noop);
 PICOS_COMPUTE_FUNCTION(tag, Tag);
 PICOS_COMPUTE_FUNCTION(sleep_ms, SleepMs);
+PICOS_COMPUTE_FUNCTION(slow_tag, SlowTag);
