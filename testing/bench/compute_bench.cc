@@ -29,6 +29,12 @@
 //   floor_service_calls_per_s  such calls from 2 tasks at once (as 2
 //                              workers), the whole path without the
 //                              scheduler, the worker process and its thread
+//   floor_message_jobs_per_s   a job as one message to a long-lived task of
+//                              the other process, which runs a no-op on a
+//                              thread of its own and answers; one in flight
+//                              to each of 2 such tasks: one round trip and
+//                              one thread hop per job, the least a worker
+//                              that keeps jobs off its network thread costs
 //
 // The floor's process is forked before this process starts any loop or
 // thread and killed (its pid) at the end; the node is this process's child
@@ -58,6 +64,7 @@
 #include "absl/time/time.h"
 #include "compute/computation.h"
 #include "core/cli/flags.h"
+#include "core/io/thread_pool.h"
 #include "core/kernel/naming.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
@@ -115,6 +122,29 @@ Task<int64_t> Echo() {
 
 Task<absl::StatusOr<Value>> Noop(Value) { co_return Value(); }
 
+// A worker as one long-lived task could be: takes {"r": reply_to, "i": n}
+// job messages, runs a no-op on a thread of its own (as a worker does, so
+// that a long job never blocks networking) and answers n. One per worker.
+Task<int64_t> JobTask() {
+  ThreadPool::Options po;
+  po.threads = 1;
+  ThreadPool pool(po);
+  int64_t n = 0;
+  for (;;) {
+    absl::StatusOr<Value> msg = co_await Receive();
+    if (!msg.ok() || !msg->is_map()) break;
+    const Value* to = msg->Find("r");
+    if (to == nullptr || !to->is_task()) continue;
+    auto noop = [] { return 0; };
+    absl::StatusOr<int> done = co_await pool.Run(noop);
+    if (!done.ok()) break;
+    (void)to->as_task().Send(Value(msg->GetOr<int64_t>("i", 0) + *done));
+    ++n;
+  }
+  pool.Shutdown();
+  co_return n;
+}
+
 Task<absl::Status> FloorServe(int out_fd) {
   remote::NodeOptions o;
   o.secret = kSecret;
@@ -125,6 +155,10 @@ Task<absl::Status> FloorServe(int out_fd) {
   TaskRef echo = ThisScheduler().SpawnNamed("echo", Echo);
   PICOS_CO_RETURN_IF_ERROR(RegisterTask("echo", echo));
   PICOS_CO_ASSIGN_OR_RETURN(remote::RegisteredService svc, remote::RegisterService(kNoopService, Noop));
+  for (int i = 0; i < 2; ++i) {
+    const std::string name = absl::StrCat("jobs", i);
+    PICOS_CO_RETURN_IF_ERROR(RegisterTask(name, ThisScheduler().SpawnNamed(name, JobTask)));
+  }
   std::string uri = node->uris()[0] + "\n";
   (void)!write(out_fd, uri.data(), uri.size());
   close(out_fd);
@@ -168,6 +202,7 @@ struct Figures {
   double floor_round_trip_ms = -1;
   double floor_service_call_ms = -1;
   double floor_service_calls_per_s = -1;
+  double floor_message_jobs_per_s = -1;
 };
 
 Task<absl::Status> FloorRoundTrips(std::string uri, int count, Figures* f) {
@@ -215,6 +250,34 @@ Task<absl::Status> FloorServiceCalls(std::string uri, int count, int throughput_
   PICOS_CO_RETURN_IF_ERROR(rb.status());
   f->floor_service_calls_per_s = throughput_count / absl::ToDoubleSeconds(absl::Now() - t0);
   svc.Close().IgnoreError();
+  co_return absl::OkStatus();
+}
+
+// `count` job messages to `jobs`, one at a time.
+Task<absl::Status> MessageJobs(TaskRef jobs, int count) {
+  for (int i = 0; i < count; ++i) {
+    PICOS_CO_RETURN_IF_ERROR(jobs.Send(Value::Map({{"r", Self()}, {"i", int64_t{i}}})));
+    absl::StatusOr<Value> r = co_await Receive(kDeadline);
+    if (!r.ok()) co_return r.status();
+    if (*r != Value(int64_t{i})) co_return absl::DataLossError(absl::StrCat("job task answered ", r->DebugString()));
+  }
+  co_return absl::OkStatus();
+}
+
+Task<absl::Status> FloorMessageJobs(std::string uri, int count, Figures* f) {
+  std::vector<TaskRef> jobs;
+  for (int i = 0; i < 2; ++i) {
+    PICOS_CO_ASSIGN_OR_RETURN(TaskRef t, co_await LocateTask(absl::StrCat("jobs", i), Location::Peer(uri), kDeadline));
+    jobs.push_back(t);
+  }
+  const absl::Time t0 = absl::Now();
+  TaskRef a = ThisScheduler().Spawn(MessageJobs, jobs[0], count / 2);
+  TaskRef b = ThisScheduler().Spawn(MessageJobs, jobs[1], count - count / 2);
+  absl::StatusOr<Value> ra = co_await a.Join(kDeadline);
+  absl::StatusOr<Value> rb = co_await b.Join(kDeadline);
+  PICOS_CO_RETURN_IF_ERROR(ra.status());
+  PICOS_CO_RETURN_IF_ERROR(rb.status());
+  f->floor_message_jobs_per_s = count / absl::ToDoubleSeconds(absl::Now() - t0);
   co_return absl::OkStatus();
 }
 
@@ -343,6 +406,7 @@ Task<absl::Status> Bench(std::string floor_uri, Figures* f) {
     const int n = absl::GetFlag(FLAGS_latency_jobs);
     PICOS_CO_RETURN_IF_ERROR(co_await FloorRoundTrips(floor_uri, n, f));
     PICOS_CO_RETURN_IF_ERROR(co_await FloorServiceCalls(floor_uri, n, absl::GetFlag(FLAGS_jobs), f));
+    PICOS_CO_RETURN_IF_ERROR(co_await FloorMessageJobs(floor_uri, absl::GetFlag(FLAGS_jobs), f));
   }
   const std::string dest = FreshDir("compute-bench-dest");
   NodeProcessOptions no;
@@ -387,6 +451,7 @@ int Main() {
   };
   print("throughput", "trivial_jobs_per_s", f.trivial_jobs_per_s, "jobs/s");
   print("floor", "floor_service_calls_per_s", f.floor_service_calls_per_s, "calls/s");
+  print("floor", "floor_message_jobs_per_s", f.floor_message_jobs_per_s, "jobs/s");
   print("latency", "job_latency_ms", f.job_latency_ms, "ms");
   print("latency", "job_latency_p99_ms", f.job_latency_p99_ms, "ms");
   print("floor", "floor_service_call_ms", f.floor_service_call_ms, "ms");
