@@ -35,6 +35,10 @@
 //                              to each of 2 such tasks: one round trip and
 //                              one thread hop per job, the least a worker
 //                              that keeps jobs off its network thread costs
+//   floor_message_jobs_pipelined_per_s  the same with 8 jobs in flight to
+//                              each task (queued there, still run one at a
+//                              time): what sending a worker its next job
+//                              before its result is back would reach
 //
 // The floor's process is forked before this process starts any loop or
 // thread and killed (its pid) at the end; the node is this process's child
@@ -203,6 +207,7 @@ struct Figures {
   double floor_service_call_ms = -1;
   double floor_service_calls_per_s = -1;
   double floor_message_jobs_per_s = -1;
+  double floor_message_jobs_pipelined_per_s = -1;
 };
 
 Task<absl::Status> FloorRoundTrips(std::string uri, int count, Figures* f) {
@@ -253,15 +258,31 @@ Task<absl::Status> FloorServiceCalls(std::string uri, int count, int throughput_
   co_return absl::OkStatus();
 }
 
-// `count` job messages to `jobs`, one at a time.
-Task<absl::Status> MessageJobs(TaskRef jobs, int count) {
+// `count` job messages to `jobs`, `window` of them in flight (the next
+// sent as each answer arrives, in order).
+Task<absl::Status> MessageJobs(TaskRef jobs, int count, int window) {
+  int sent = 0;
   for (int i = 0; i < count; ++i) {
-    PICOS_CO_RETURN_IF_ERROR(jobs.Send(Value::Map({{"r", Self()}, {"i", int64_t{i}}})));
+    for (; sent < count && sent < i + window; ++sent) {
+      PICOS_CO_RETURN_IF_ERROR(jobs.Send(Value::Map({{"r", Self()}, {"i", int64_t{sent}}})));
+    }
     absl::StatusOr<Value> r = co_await Receive(kDeadline);
     if (!r.ok()) co_return r.status();
     if (*r != Value(int64_t{i})) co_return absl::DataLossError(absl::StrCat("job task answered ", r->DebugString()));
   }
   co_return absl::OkStatus();
+}
+
+// Jobs/s through the 2 job tasks, `window` in flight to each.
+Task<absl::StatusOr<double>> MessageJobsPerS(std::vector<TaskRef> jobs, int count, int window) {
+  const absl::Time t0 = absl::Now();
+  TaskRef a = ThisScheduler().Spawn(MessageJobs, jobs[0], count / 2, window);
+  TaskRef b = ThisScheduler().Spawn(MessageJobs, jobs[1], count - count / 2, window);
+  absl::StatusOr<Value> ra = co_await a.Join(kDeadline);
+  absl::StatusOr<Value> rb = co_await b.Join(kDeadline);
+  PICOS_CO_RETURN_IF_ERROR(ra.status());
+  PICOS_CO_RETURN_IF_ERROR(rb.status());
+  co_return count / absl::ToDoubleSeconds(absl::Now() - t0);
 }
 
 Task<absl::Status> FloorMessageJobs(std::string uri, int count, Figures* f) {
@@ -270,14 +291,8 @@ Task<absl::Status> FloorMessageJobs(std::string uri, int count, Figures* f) {
     PICOS_CO_ASSIGN_OR_RETURN(TaskRef t, co_await LocateTask(absl::StrCat("jobs", i), Location::Peer(uri), kDeadline));
     jobs.push_back(t);
   }
-  const absl::Time t0 = absl::Now();
-  TaskRef a = ThisScheduler().Spawn(MessageJobs, jobs[0], count / 2);
-  TaskRef b = ThisScheduler().Spawn(MessageJobs, jobs[1], count - count / 2);
-  absl::StatusOr<Value> ra = co_await a.Join(kDeadline);
-  absl::StatusOr<Value> rb = co_await b.Join(kDeadline);
-  PICOS_CO_RETURN_IF_ERROR(ra.status());
-  PICOS_CO_RETURN_IF_ERROR(rb.status());
-  f->floor_message_jobs_per_s = count / absl::ToDoubleSeconds(absl::Now() - t0);
+  PICOS_CO_ASSIGN_OR_RETURN(f->floor_message_jobs_per_s, co_await MessageJobsPerS(jobs, count, 1));
+  PICOS_CO_ASSIGN_OR_RETURN(f->floor_message_jobs_pipelined_per_s, co_await MessageJobsPerS(jobs, count, 8));
   co_return absl::OkStatus();
 }
 
@@ -452,6 +467,7 @@ int Main() {
   print("throughput", "trivial_jobs_per_s", f.trivial_jobs_per_s, "jobs/s");
   print("floor", "floor_service_calls_per_s", f.floor_service_calls_per_s, "calls/s");
   print("floor", "floor_message_jobs_per_s", f.floor_message_jobs_per_s, "jobs/s");
+  print("floor", "floor_message_jobs_pipelined_per_s", f.floor_message_jobs_pipelined_per_s, "jobs/s");
   print("latency", "job_latency_ms", f.job_latency_ms, "ms");
   print("latency", "job_latency_p99_ms", f.job_latency_p99_ms, "ms");
   print("floor", "floor_service_call_ms", f.floor_service_call_ms, "ms");
