@@ -347,7 +347,7 @@ Task<absl::StatusOr<int>> PidIn(std::string path) {
 
 // Two slow jobs, one per worker; the worker of the first is killed; timed
 // until that job's Join says it was lost.
-Task<absl::Status> WorkerLost(compute::Computation& c, NodeProcess& node, std::vector<int> pids, Figures* f) {
+Task<absl::Status> WorkerLost(compute::Computation& c, std::vector<int> pids, Figures* f) {
   const std::string marks = FreshDir("compute-bench-marks");
   std::vector<TaskRef> jobs;
   for (int i = 0; i < 2; ++i) {
@@ -377,13 +377,13 @@ Task<absl::Status> WorkerLost(compute::Computation& c, NodeProcess& node, std::v
 }
 
 // The figures that need the computation scheduled on the node.
-Task<absl::Status> OnWorkers(compute::Computation& c, NodeProcess& node, std::vector<int> pids, Figures* f) {
+Task<absl::Status> OnWorkers(compute::Computation& c, std::vector<int> pids, Figures* f) {
   const std::vector<std::string> only = absl::GetFlag(FLAGS_figures);
   auto wanted = [&](const char* name) { return only.empty() || absl::c_linear_search(only, name); };
   if (wanted("rss")) f->worker_idle_rss_mb = VmRssKb(pids[0]) / 1024.0;
   if (wanted("latency")) PICOS_CO_RETURN_IF_ERROR(co_await JobLatency(c, absl::GetFlag(FLAGS_latency_jobs), f));
   if (wanted("throughput")) PICOS_CO_RETURN_IF_ERROR(co_await Throughput(c, absl::GetFlag(FLAGS_jobs), f));
-  if (wanted("lost")) PICOS_CO_RETURN_IF_ERROR(co_await WorkerLost(c, node, pids, f));
+  if (wanted("lost")) PICOS_CO_RETURN_IF_ERROR(co_await WorkerLost(c, pids, f));
   co_return absl::OkStatus();
 }
 
@@ -407,7 +407,7 @@ Task<absl::Status> OnNode(NodeProcess& node, Figures* f) {
   f->worker_start_ms = absl::ToDoubleMilliseconds(absl::Now() - t0);
   absl::StatusOr<std::vector<int>> pids = co_await WorkerPids(node, 2, kDeadline);
   absl::Status run = pids.status();
-  if (run.ok()) run = co_await OnWorkers(*c, node, *pids, f);
+  if (run.ok()) run = co_await OnWorkers(*c, *pids, f);
   absl::Status closed = co_await c->Close();
   PICOS_CO_RETURN_IF_ERROR(run);
   co_return closed;
