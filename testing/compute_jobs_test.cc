@@ -13,10 +13,6 @@
 // twice (once there, its result lost with it; once again, counted by
 // jobs_rerun).
 //
-// And a worker's job loop (compute/protocol.h) given malformed job messages
-// by hand: each is dropped (nobody to answer) or answered with its error,
-// in order, and the loop and the computation keep serving.
-//
 // Every wait is bounded (kLong per job, which only a hang reaches). The test
 // kills only a worker whose parent it checked is the node it started, and
 // the node whatever happens (NodeProcess owns it).
@@ -32,18 +28,15 @@
 #include <vector>
 
 #include "absl/algorithm/container.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "compute/computation.h"
-#include "compute/protocol.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
 #include "core/kernel/task.h"
-#include "core/remote/service.h"
 #include "testing/compute_cluster.h"
 #include "testing/coro_test.h"
 #include "testing/status_matchers.h"
@@ -203,81 +196,6 @@ PICOS_CORO_TEST(ComputeJobs, TenThousandJobsWithAWorkerKilledMidRunEachAnsweredO
     EXPECT_EQ((*c)->workers_alive(), 1u);
     absl::StatusOr<std::string> lost = co_await NodeLine(*node, "worker lost ");
     EXPECT_OK(lost.status());
-    absl::Status closed = co_await (*c)->Close();
-    EXPECT_OK(closed);
-  }
-  me->reset();
-  absl::Status killed = co_await KillNodeProcess(*node);
-  EXPECT_OK(killed);
-}
-
-PICOS_CORO_TEST(ComputeJobs, MalformedJobMessagesAreDroppedOrAnsweredAndTheLoopKeepsServing) {
-  NodeProcessOptions no;
-  no.cpus = 1;
-  no.dest = FreshDir("compute-jobs-c");
-  no.secret = kSecret;
-  absl::StatusOr<NodeProcess> node = co_await StartNodeProcess(no);
-  CO_ASSERT_OK(node);
-  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await StartClientNode(kSecret);
-  CO_ASSERT_OK(me);
-  {
-    compute::ComputationOptions o;
-    o.library = kLibrary;
-    absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
-    CO_ASSERT_OK(c);
-    std::vector<std::string> nodes = {node->uri};
-    absl::Status scheduled = co_await (*c)->Schedule(nodes);
-    CO_ASSERT_OK(scheduled);
-    // "worker started <id> <index> <pid> <uri>"
-    absl::StatusOr<std::string> line = co_await NodeLine(*node, "worker started ");
-    CO_ASSERT_OK(line);
-    std::vector<std::string> f = absl::StrSplit(*line, ' ');
-    CO_ASSERT_TRUE(f.size() == 6);
-    absl::StatusOr<remote::Service> svc =
-        co_await remote::Service::Locate(compute::kWorkerService, Location::Peer(f[5]), kLong);
-    CO_ASSERT_OK(svc);
-    Value start = Value::Map({{compute::kJobLoopKey, true}});
-    absl::StatusOr<TaskRef> loop = co_await svc->Run(start, kLong);
-    CO_ASSERT_OK(loop);
-    // Nobody to answer: dropped (logged).
-    EXPECT_OK(loop->Send(Value(5)));
-    EXPECT_OK(loop->Send(Value::Map({{"id", 1}})));
-    EXPECT_OK(loop->Send(Value::Map({{"id", "one"}, {"reply_to", Self()}})));
-    // Answered with their error, then a good one, in this order.
-    EXPECT_OK(loop->Send(Value::Map({{"id", 2}, {"reply_to", Self()}})));
-    EXPECT_OK(loop->Send(Value::Map({{"id", 3}, {"reply_to", Self()}, {"fn", "nope"}, {"arg", Value::Bytes("")}})));
-    EXPECT_OK(loop->Send(Value::Map({{"id", 4}, {"reply_to", Self()}, {"fn", "tag"}, {"arg", 12}})));
-    EXPECT_OK(loop->Send(Value::Map({{"id", 5}, {"reply_to", Self()}, {"fn", "tag"}, {"arg", Value::Bytes("7")}})));
-    struct Want {
-      int64_t id;
-      absl::StatusCode code;
-      std::string says;
-    };
-    const std::vector<Want> wants = {{2, absl::StatusCode::kInvalidArgument, "malformed job"},
-                                     {3, absl::StatusCode::kNotFound, "no function 'nope'"},
-                                     {4, absl::StatusCode::kInvalidArgument, "malformed job"},
-                                     {5, absl::StatusCode::kOk, ":1:7"}};
-    for (const Want& w : wants) {
-      absl::StatusOr<Value> r = co_await Receive(kLong);
-      CO_ASSERT_OK(r);
-      SCOPED_TRACE(r->DebugString());
-      EXPECT_EQ(r->GetOr<int64_t>(compute::kJobReplyKey, -1), w.id);
-      if (w.code == absl::StatusCode::kOk) {
-        const Value* v = r->Find("value");
-        EXPECT_TRUE(v != nullptr && v->is_bytes() && absl::EndsWith(v->as_string(), w.says));
-      } else {
-        EXPECT_EQ(r->GetOr<int64_t>("code", 0), static_cast<int64_t>(w.code));
-        EXPECT_THAT(r->GetOr<std::string>("message", ""), ::testing::HasSubstr(w.says));
-      }
-    }
-    // The computation's own jobs still run on that worker.
-    absl::StatusOr<TaskRef> job = co_await (*c)->Run("tag", "8");
-    CO_ASSERT_OK(job);
-    absl::StatusOr<Value> r = co_await job->Join(kLong);
-    CO_ASSERT_OK(r);
-    EXPECT_TRUE(r->is_bytes() && absl::EndsWith(r->as_string(), ":2:8")) << r->DebugString();
-    EXPECT_EQ((*c)->workers_alive(), 1u);
-    svc->Close().IgnoreError();
     absl::Status closed = co_await (*c)->Close();
     EXPECT_OK(closed);
   }
