@@ -25,14 +25,6 @@ struct WorkerSlot {
   std::string uri;
   remote::Service service;
   bool lost = false;
-  // The worker's job loop (compute/protocol.h): jobs go to it as messages,
-  // one round trip each (a service call per job costs two).
-  TaskRef loop;
-  // The job task using this worker (between its request and its result).
-  TaskRef current;
-  // Joins `loop`: sees the worker lost at once, also while no job waits
-  // for a result from it.
-  TaskRef watcher;
 };
 
 struct Computation::State {
@@ -50,7 +42,6 @@ struct Computation::State {
   std::vector<SemaphoreUnits> lost_units;
   size_t alive = 0;
   uint64_t rerun = 0;
-  int64_t next_job_id = 0;
 };
 
 namespace {
@@ -76,57 +67,6 @@ absl::StatusOr<std::string> Sha256Of(const std::string& path) {
   return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(d), sizeof d));
 }
 
-// What a watcher sends the job task using a lost worker: {kLostKey: <worker
-// index>, "why": <text>}.
-constexpr char kLostKey[] = "picos.compute.worker_lost";
-
-void MarkLost(Computation::State& s, size_t w, const absl::Status& why) {
-  WorkerSlot& slot = s.workers[w];
-  if (slot.lost) return;
-  slot.lost = true;
-  --s.alive;
-  PICOS_LOG(warn, "compute: worker {} lost: {}", slot.uri, why.ToString());
-}
-
-// Tells the job using worker `w`, if any, that the worker is gone.
-void NotifyLost(Computation::State& s, size_t w, const absl::Status& why) {
-  const TaskRef& job = s.workers[w].current;
-  if (job.valid()) (void)job.Send(Value::Map({{kLostKey, static_cast<int64_t>(w)}, {"why", why.ToString()}}));
-}
-
-Task<> WatchWorker(std::shared_ptr<Computation::State> s, size_t w) {
-  TaskRef loop = s->workers[w].loop;
-  absl::StatusOr<Value> end = co_await loop.Join();
-  if (!end.ok() && end.status().code() == absl::StatusCode::kCancelled) co_return;  // Close, or destroyed
-  const absl::Status why = end.ok() ? absl::UnavailableError("its job loop ended") : end.status();
-  if (!s->closed) MarkLost(*s, w, why);
-  NotifyLost(*s, w, why);
-}
-
-// The result of job `id` sent to worker `w`: its value, its error, or
-// kUnavailable with *lost set when the worker is lost first.
-Task<absl::StatusOr<Value>> AwaitResult(int64_t id, int64_t w, bool* lost) {
-  auto mine = [id, w](const Value& v) {
-    if (!v.is_map()) return false;
-    const Value* r = v.Find(kJobReplyKey);
-    if (r != nullptr) return r->is_int() && r->as_int() == id;
-    const Value* l = v.Find(kLostKey);
-    return l != nullptr && l->is_int() && l->as_int() == w;
-  };
-  absl::StatusOr<Value> m = co_await ReceiveMatching(mine);
-  if (!m.ok()) co_return m.status();  // this job was terminated
-  if (m->Find(kLostKey) != nullptr) {
-    *lost = true;
-    co_return absl::UnavailableError(m->GetOr<std::string>("why", "the worker was lost"));
-  }
-  if (const Value* v = m->Find("value"); v != nullptr) co_return *v;
-  // An error: the worker's status, read as network input.
-  const int64_t code = m->GetOr<int64_t>("code", static_cast<int64_t>(absl::StatusCode::kUnknown));
-  const bool known = code > 0 && code <= static_cast<int64_t>(absl::StatusCode::kUnauthenticated);
-  co_return absl::Status(known ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kUnknown,
-                         m->GetOr<std::string>("message", "(no message)"));
-}
-
 Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<Computation::State> s, std::string fn, std::string arg) {
   int retries = 0;
   for (;;) {
@@ -136,33 +76,30 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<Computation::State> s, std::s
     if (s->free.empty()) co_return absl::UnavailableError("worker_lost: no worker left");
     const size_t w = s->free.front();
     s->free.pop_front();
-    absl::StatusOr<Value> result = absl::UnavailableError("the worker was lost before the job started");
-    bool started = false, lost = s->workers[w].lost;
-    if (!lost) {
-      const int64_t id = ++s->next_job_id;
-      Value request = Value::Map({{"id", id}, {"fn", fn}, {"arg", Value::Bytes(arg)}, {"reply_to", Self()}});
-      absl::Status sent = s->workers[w].loop.Send(std::move(request));
-      if (sent.ok()) {
-        started = true;
-        s->workers[w].current = Self();
-        result = co_await AwaitResult(id, static_cast<int64_t>(w), &lost);
-        s->workers[w].current = TaskRef();
-      } else {
-        result = sent;
-        lost = true;
-      }
+    Value request = Value::Map({{"fn", fn}, {"arg", Value::Bytes(arg)}});
+    absl::StatusOr<TaskRef> started = co_await s->workers[w].service.Run(std::move(request), s->options.timeout);
+    absl::StatusOr<Value> result = absl::UnknownError("not run");
+    if (started.ok()) {
+      result = co_await started->Join();
+    } else {
+      result = started.status();
     }
-    if (!lost) {
+    if (result.ok() || result.status().code() != absl::StatusCode::kUnavailable) {
       s->free.push_back(w);
       co_return result;  // `unit` goes back as it leaves scope
     }
     // The worker is lost (its peer connection broke): never use it again.
-    MarkLost(*s, w, result.status());
+    WorkerSlot& slot = s->workers[w];
+    if (!slot.lost) {
+      slot.lost = true;
+      --s->alive;
+      PICOS_LOG(warn, "compute: worker {} lost: {}", slot.uri, result.status().ToString());
+    }
     s->lost_units.push_back(*std::move(unit));
     if (s->alive == 0) (void)s->free_units.Release();  // wakes waiters to fail
     // A job refused before it started (the worker was already gone) did not
     // run: it costs no retry.
-    if (started) {
+    if (started.ok()) {
       if (s->closed || retries >= s->options.max_retries) {
         co_return absl::UnavailableError(absl::StrCat("worker_lost: ", result.status().message()));
       }
@@ -187,11 +124,7 @@ absl::StatusOr<std::unique_ptr<Computation>> Computation::Create(ComputationOpti
   return std::unique_ptr<Computation>(new Computation(std::move(s)));
 }
 
-Computation::~Computation() {
-  for (WorkerSlot& slot : state_->workers) {
-    if (slot.watcher.valid()) (void)slot.watcher.Terminate();
-  }
-}
+Computation::~Computation() = default;
 
 Task<absl::Status> Computation::Schedule(std::vector<std::string> nodes) {
   std::shared_ptr<State> s = state_;
@@ -221,14 +154,8 @@ Task<absl::Status> Computation::Schedule(std::vector<std::string> nodes) {
       absl::StatusOr<remote::Service> job =
           co_await remote::Service::Locate(kWorkerService, Location::Peer(*wuri), s->options.timeout);
       if (!job.ok()) co_return Annotate(job.status(), absl::StrCat(uri, ": worker ", *wuri));
-      Value start_loop = Value::Map({{kJobLoopKey, true}});
-      absl::StatusOr<TaskRef> loop = co_await job->Run(std::move(start_loop), s->options.timeout);
-      if (!loop.ok()) co_return Annotate(loop.status(), absl::StrCat(uri, ": worker ", *wuri));
-      s->workers.push_back(WorkerSlot{*wuri, *job, false, *loop, TaskRef(), TaskRef()});
-      const size_t index = s->workers.size() - 1;
-      s->workers[index].watcher =
-          ThisScheduler().Spawn(SpawnOptions{.name = "compute-worker-watch", .daemon = true}, WatchWorker, s, index);
-      s->free.push_back(index);
+      s->workers.push_back(WorkerSlot{*wuri, *job, false});
+      s->free.push_back(s->workers.size() - 1);
       ++s->alive;
       (void)s->free_units.Release();
     }
@@ -259,12 +186,6 @@ Task<absl::Status> Computation::Close() {
       done = task.status();
     }
     if (!done.ok() && first.ok()) first = Annotate(done.status(), uri);
-  }
-  // Jobs still running see their worker lost (the nodes end the workers);
-  // the watchers are done.
-  for (size_t w = 0; w < s->workers.size(); ++w) {
-    NotifyLost(*s, w, absl::UnavailableError("the computation closed"));
-    if (s->workers[w].watcher.valid()) (void)s->workers[w].watcher.Terminate();
   }
   co_return first;
 }
