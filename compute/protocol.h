@@ -9,17 +9,8 @@ namespace picos::compute {
 // The remote service (core/remote/service.h) of a node: start and close
 // computations.
 inline constexpr char kNodeService[] = "picos.compute.node";
-// The remote service of a worker: run one job, or ({kJobLoopKey: true})
-// start the worker's job loop, a task that takes jobs as messages
-// {"id": <int>, "fn": <name>, "arg": <bytes>, "reply_to": <task>}, runs them
-// one at a time in order and answers each to reply_to with
-// {kJobReplyKey: <id>, "value": <bytes>} or
-// {kJobReplyKey: <id>, "code": <absl::StatusCode>, "message": <text>}.
-// One message each way per job (a service call is two round trips): the
-// client's hot path (compute/computation.cc).
+// The remote service of a worker: run one job.
 inline constexpr char kWorkerService[] = "picos.compute.job";
-inline constexpr char kJobLoopKey[] = "loop";
-inline constexpr char kJobReplyKey[] = "picos.compute.job";
 
 }  // namespace picos::compute
 
