@@ -44,7 +44,12 @@ picos::Task<int64_t> Echo() {
       std::fprintf(stderr, "echo: malformed message: %s\n", read.ToString().c_str());
       continue;
     }
-    (void)reply_to.Send(picos::Value::Map({{"n", n}, {"you", reply_to}, {"me", picos::Self()}}));
+    // A flood's replies wait for room rather than be dropped when the
+    // peer's queue is full (kResourceExhausted): the reconnect tests count
+    // every one.
+    picos::Value reply = picos::Value::Map({{"n", n}, {"you", reply_to}, {"me", picos::Self()}});
+    absl::Status sent = co_await picos::SendWhenRoom(reply_to, std::move(reply), absl::Seconds(60));
+    if (!sent.ok()) std::fprintf(stderr, "echo: reply %lld: %s\n", static_cast<long long>(n), sent.ToString().c_str());
     ++answered;
   }
 }

@@ -292,6 +292,26 @@ PICOS_SIM_TEST(MailboxLimit, DeliverGoesOnOnceTheTaskReceives) {
   EXPECT_THAT(co_await t.Join(), IsOk());
 }
 
+// SendWhenRoom: waits (trying every millisecond of scheduler time) while the
+// mailbox is full, sends once there is room, and gives kResourceExhausted
+// when its timeout passes first.
+PICOS_SIM_TEST(MailboxLimit, SendWhenRoomWaitsForRoomOrTheTimeout) {
+  Scheduler& s = ThisScheduler();
+  TaskRef t = s.Spawn({.mailbox_limit = 1}, ReceivesAfter, absl::Seconds(2), 2);
+  CO_ASSERT_OK(t.Send(Value(1)));
+  int64_t start = s.NowNs();
+  EXPECT_THAT(co_await SendWhenRoom(t, Value(2), absl::Seconds(1)), StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_GE(s.NowNs() - start, 1'000'000'000);
+  EXPECT_LT(s.NowNs() - start, 1'100'000'000);
+  start = s.NowNs();
+  CO_ASSERT_OK(co_await SendWhenRoom(t, Value(2), absl::Seconds(60)));
+  EXPECT_GE(s.NowNs() - start, 900'000'000) << "sent once the task received, 2 s after it started";
+  EXPECT_LT(s.NowNs() - start, 1'100'000'000);
+  EXPECT_THAT(co_await t.Join(), IsOk());
+  // Another refusal is given at once.
+  EXPECT_THAT(co_await SendWhenRoom(t, Value(3), absl::Seconds(60)), ::testing::Not(IsOk()));
+}
+
 // A task of another scheduler waits for room in a bounded mailbox: the wake
 // crosses threads.
 TEST(MailboxLimit, DeliverFromAnotherScheduler) {

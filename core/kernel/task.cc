@@ -631,6 +631,19 @@ class NewMessageAwaiter {
 
 }  // namespace
 
+Task<absl::Status> SendWhenRoom(TaskRef to, Value message, absl::Duration timeout) {
+  const int64_t now = ThisScheduler().NowNs();
+  const int64_t wait = absl::ToInt64Nanoseconds(timeout);  // saturates for an infinite one
+  const int64_t give_up_ns = wait > INT64_MAX - now ? INT64_MAX : now + wait;
+  for (;;) {
+    // A copy each try: Send takes the message, and a refused one is gone.
+    absl::Status s = to.Send(message);
+    if (!absl::IsResourceExhausted(s) || ThisScheduler().NowNs() >= give_up_ns) co_return s;
+    absl::Status slept = co_await Sleep(absl::Milliseconds(1));
+    if (!slept.ok()) co_return slept;
+  }
+}
+
 Task<absl::StatusOr<Value>> ReceiveMatching(MessagePredicate match, absl::Duration timeout) {
   TaskCore* c = internal::CurrentTaskOrDie("ReceiveMatching");
   Scheduler& s = *c->scheduler();

@@ -300,6 +300,16 @@ Task<absl::StatusOr<Value>> ReceiveMatching(MessagePredicate match,
 // A predicate for ReceiveMatching: a map whose field `key` equals `value`.
 MessagePredicate FieldEquals(std::string key, Value value);
 
+// Send, waiting while `to` has no room for the message: a bounded mailbox
+// that is full, or a remote task whose peer's queue is full
+// (remote::NodeOptions::max_queued_bytes), both kResourceExhausted. Tries
+// again every millisecond until `timeout` (then that kResourceExhausted);
+// any other outcome of Send at once. What a task that floods another and
+// must lose nothing does; Send alone never waits.
+//
+//   PICOS_CO_RETURN_IF_ERROR(co_await picos::SendWhenRoom(sink, msg, absl::Seconds(30)));
+Task<absl::Status> SendWhenRoom(TaskRef to, Value message, absl::Duration timeout);
+
 // --- Awaiter types (public so that they can be named; use the functions). ---
 
 class SleepAwaiter {
