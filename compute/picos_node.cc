@@ -73,6 +73,9 @@
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
 #include "core/remote/service.h"
+#include "metrics/http_server.h"
+#include "metrics/metrics.h"
+#include "metrics/runtime_metrics.h"
 #include "openssl/sha.h"
 #include "transports/default_transports.h"
 
@@ -81,6 +84,11 @@ ABSL_FLAG(std::string, dest_path, "", "the folder computations' files land in (r
 ABSL_FLAG(int64_t, max_file_size, int64_t{256} << 20, "largest file a client may ship, in bytes");
 ABSL_FLAG(std::string, worker_library, "", "(internal) worker mode: the computation library to serve");
 ABSL_FLAG(int, worker_parent, 0, "(internal) worker mode: the node's pid");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "serve Prometheus metrics at /metrics on this URI (tcp://127.0.0.1:9464; loopback unless "
+          "told otherwise); empty: off");
+ABSL_FLAG(std::string, metrics_token_file, "",
+          "file whose first line is the bearer token /metrics then requires");
 
 namespace picos::compute {
 namespace {
@@ -277,6 +285,8 @@ struct NodeSettings {
   std::string dest_path;
   uint64_t max_file_size = 0;
   remote::NodeConfig config;
+  bool metrics_on = false;  // --metrics_listen
+  metrics::MetricsServerOptions metrics;
 };
 
 absl::StatusOr<NodeSettings> NodeSettingsFromFlags() {
@@ -302,6 +312,20 @@ absl::StatusOr<NodeSettings> NodeSettingsFromFlags() {
   defaults.name = "picos-node";
   defaults.listen.push_back("tcp://127.0.0.1:9706");
   PICOS_ASSIGN_OR_RETURN(n.config, remote::NodeConfigFromFlags(transports::DefaultTransports(), defaults));
+  n.metrics.listen = absl::GetFlag(FLAGS_metrics_listen);
+  n.metrics_on = !n.metrics.listen.empty();
+  const std::string token_file = absl::GetFlag(FLAGS_metrics_token_file);
+  if (!token_file.empty()) {
+    std::ifstream in(token_file);
+    if (!in || !std::getline(in, n.metrics.bearer_token)) {
+      return absl::InvalidArgumentError(absl::StrCat("--metrics_token_file=", token_file, ": cannot read it"));
+    }
+    absl::Status token = metrics::ValidateBearerToken(n.metrics.bearer_token);
+    if (!token.ok() || n.metrics.bearer_token.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("--metrics_token_file=", token_file, ": ",
+                                                     token.ok() ? "empty" : token.message()));
+    }
+  }
   return n;
 }
 
@@ -331,6 +355,20 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
   std::printf("listening %s\n", node->uris()[0].c_str());
   std::fflush(stdout);
   PICOS_CO_RETURN_IF_ERROR(co_await remote::ConnectPeers(*node, config.peers));
+  // --metrics_listen: the scheduler's and the node's figures at /metrics.
+  metrics::Registry metrics_registry;
+  std::unique_ptr<metrics::SchedulerMetrics> scheduler_metrics;
+  std::unique_ptr<metrics::NodeMetrics> node_metrics;
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (settings.metrics_on) {
+    PICOS_CO_ASSIGN_OR_RETURN(scheduler_metrics,
+                              metrics::SchedulerMetrics::Register(metrics_registry, ThisScheduler()));
+    PICOS_CO_ASSIGN_OR_RETURN(node_metrics, metrics::NodeMetrics::Register(metrics_registry, *node));
+    PICOS_CO_ASSIGN_OR_RETURN(metrics_server,
+                              co_await metrics::MetricsServer::Start(t, metrics_registry, settings.metrics));
+    std::printf("metrics %s\n", metrics_server->address().c_str());
+    std::fflush(stdout);
+  }
   // Serves until killed (SIGTERM); the workers end with it (PR_SET_PDEATHSIG).
   for (;;) {
     absl::StatusOr<Value> msg = co_await Receive();
