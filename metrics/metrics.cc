@@ -119,22 +119,28 @@ std::string FormatValue(double v) {
   return absl::StrFormat("%.17g", v);
 }
 
-// name{a="x",b="y",extra} (the braces only when there is a label).
-void AppendName(const std::string& name, const std::vector<std::string>& label_names,
-                const std::vector<std::string>& labels, const std::string& extra,
+// a="x",b="y": label values escaped, once per series.
+std::string RenderLabels(const std::vector<std::string>& names, const std::vector<std::string>& values) {
+  std::string out;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    absl::StrAppend(&out, names[i], "=\"");
+    AppendEscapedLabel(values[i], &out);
+    out += '"';
+  }
+  return out;
+}
+
+// name{labels,extra} (the braces only when there is a label).
+void AppendName(absl::string_view name, const std::string& labels, absl::string_view extra,
                 std::string* out) {
-  *out += name;
+  out->append(name.data(), name.size());
   if (labels.empty() && extra.empty()) return;
   *out += '{';
-  for (size_t i = 0; i < labels.size(); ++i) {
-    if (i > 0) *out += ',';
-    absl::StrAppend(out, label_names[i], "=\"");
-    AppendEscapedLabel(labels[i], out);
-    *out += '"';
-  }
+  *out += labels;
   if (!extra.empty()) {
     if (!labels.empty()) *out += ',';
-    *out += extra;
+    out->append(extra.data(), extra.size());
   }
   *out += '}';
 }
@@ -195,7 +201,7 @@ class CallbackFamily final : public internal::FamilyBase {
         break;
       }
       for (std::string& l : s.labels) l = CleanLabelValue(l);
-      AppendName(options_.name, options_.label_names, s.labels, "", out);
+      AppendName(options_.name, RenderLabels(options_.label_names, s.labels), "", out);
       absl::StrAppend(out, " ", FormatValue(s.value), "\n");
       ++shown;
     }
@@ -262,7 +268,11 @@ struct SeriesTable::Impl {
   std::function<void(void*)> destroy;
   mutable absl::Mutex mu;
   absl::flat_hash_map<std::vector<std::string>, void*> by_labels ABSL_GUARDED_BY(mu);
-  std::vector<std::pair<std::vector<std::string>, void*>> ordered ABSL_GUARDED_BY(mu);
+  struct Entry {
+    std::string rendered;  // RenderLabels of its values
+    void* series;
+  };
+  std::vector<Entry> ordered ABSL_GUARDED_BY(mu);
   void* overflow ABSL_GUARDED_BY(mu) = nullptr;
   uint64_t folded ABSL_GUARDED_BY(mu) = 0;
 };
@@ -273,7 +283,7 @@ SeriesTable::SeriesTable(const FamilyOptions* options, std::function<void*()> ma
 
 SeriesTable::~SeriesTable() {
   absl::MutexLock lock(&impl_->mu);
-  for (auto& [labels, p] : impl_->ordered) impl_->destroy(p);
+  for (Impl::Entry& e : impl_->ordered) impl_->destroy(e.series);
   if (impl_->overflow) impl_->destroy(impl_->overflow);
 }
 
@@ -292,8 +302,8 @@ void* SeriesTable::Get(const std::vector<std::string>& labels) {
     if (it != impl_->by_labels.end()) return it->second;
     if (impl_->ordered.size() < impl_->options->max_series) {
       void* p = impl_->make();
-      impl_->by_labels.emplace(clean, p);
-      impl_->ordered.emplace_back(std::move(clean), p);
+      impl_->ordered.push_back({RenderLabels(impl_->options->label_names, clean), p});
+      impl_->by_labels.emplace(std::move(clean), p);
       return p;
     }
   }
@@ -308,46 +318,50 @@ void* SeriesTable::Get(const std::vector<std::string>& labels) {
   return impl_->overflow;
 }
 
-void SeriesTable::ForEach(
-    const std::function<void(const std::vector<std::string>&, const void*)>& fn) const {
+void SeriesTable::ForEach(const std::function<void(const std::string&, const void*)>& fn) const {
   absl::MutexLock lock(&impl_->mu);
-  for (const auto& [labels, p] : impl_->ordered) fn(labels, p);
+  for (const Impl::Entry& e : impl_->ordered) fn(e.rendered, e.series);
   if (impl_->overflow) {
     std::vector<std::string> labels(impl_->options->label_names.size(), kOverflowLabelValue);
-    fn(labels, impl_->overflow);
+    fn(RenderLabels(impl_->options->label_names, labels), impl_->overflow);
   }
 }
 
-void AppendCounter(const FamilyOptions& o, const std::vector<std::string>& labels, const Counter& c,
+void AppendCounter(const FamilyOptions& o, const std::string& labels, const Counter& c,
                    std::string* out) {
-  AppendName(o.name, o.label_names, labels, "", out);
+  AppendName(o.name, labels, "", out);
   absl::StrAppend(out, " ", c.value(), "\n");
 }
 
-void AppendGauge(const FamilyOptions& o, const std::vector<std::string>& labels, const Gauge& g,
+void AppendGauge(const FamilyOptions& o, const std::string& labels, const Gauge& g,
                  std::string* out) {
-  AppendName(o.name, o.label_names, labels, "", out);
+  AppendName(o.name, labels, "", out);
   absl::StrAppend(out, " ", FormatValue(g.value()), "\n");
 }
 
-void AppendHistogram(const FamilyOptions& o, const std::vector<double>& bounds,
-                     const std::vector<std::string>& labels, const Histogram& h, std::string* out) {
-  // Read the count first: observations racing with the scrape may show in
-  // the buckets and not yet in the count, never a cumulative bucket above
-  // +Inf's own (which is computed from the same reads).
+std::vector<std::string> BoundsText(const std::vector<double>& bounds) {
+  std::vector<std::string> out;
+  for (double b : bounds) out.push_back(absl::StrCat("le=\"", FormatValue(b), "\""));
+  out.push_back("le=\"+Inf\"");
+  return out;
+}
+
+void AppendHistogram(const FamilyOptions& o, const std::vector<std::string>& le,
+                     const std::string& labels, const Histogram& h, std::string* out) {
   std::vector<uint64_t> counts = h.bucket_counts();
   uint64_t cumulative = 0;
   const std::string bucket = o.name + "_bucket";
-  for (size_t i = 0; i < counts.size(); ++i) {
+  for (size_t i = 0; i < counts.size() && i < le.size(); ++i) {
     cumulative += counts[i];
-    std::string le = i < bounds.size() ? FormatValue(bounds[i]) : "+Inf";
-    AppendName(bucket, o.label_names, labels, absl::StrCat("le=\"", le, "\""), out);
+    AppendName(bucket, labels, le[i], out);
     absl::StrAppend(out, " ", cumulative, "\n");
   }
-  AppendName(o.name + "_sum", o.label_names, labels, "", out);
+  AppendName(o.name + "_sum", labels, "", out);
   absl::StrAppend(out, " ", FormatValue(h.sum()), "\n");
-  // The count is the +Inf bucket's, so that the two always agree.
-  AppendName(o.name + "_count", o.label_names, labels, "", out);
+  // The count is the +Inf bucket's, so that the two always agree (an
+  // observation racing with the scrape may show in one and not the other
+  // if each were read on its own).
+  AppendName(o.name + "_count", labels, "", out);
   absl::StrAppend(out, " ", cumulative, "\n");
 }
 

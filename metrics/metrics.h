@@ -224,21 +224,25 @@ class SeriesTable {
   ~SeriesTable();
   // The series for `labels`: wrong arity is a bug (asserted).
   void* Get(const std::vector<std::string>& labels);
-  // Each series with its label values, in creation order (the overflow one
-  // last), under the table's lock.
-  void ForEach(const std::function<void(const std::vector<std::string>&, const void*)>& fn) const;
+  // Each series with its labels as the exposition writes them
+  // (`a="x",b="y"`, escaped once when the series was made), in creation
+  // order (the overflow one last), under the table's lock.
+  void ForEach(const std::function<void(const std::string& labels, const void*)>& fn) const;
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
-void AppendCounter(const FamilyOptions& o, const std::vector<std::string>& labels, const Counter& c,
+// `labels`: as SeriesTable::ForEach gives them. `le`: the family's bucket
+// bounds as text, computed once per scrape.
+void AppendCounter(const FamilyOptions& o, const std::string& labels, const Counter& c,
                    std::string* out);
-void AppendGauge(const FamilyOptions& o, const std::vector<std::string>& labels, const Gauge& g,
+void AppendGauge(const FamilyOptions& o, const std::string& labels, const Gauge& g,
                  std::string* out);
-void AppendHistogram(const FamilyOptions& o, const std::vector<double>& bounds,
-                     const std::vector<std::string>& labels, const Histogram& h, std::string* out);
+void AppendHistogram(const FamilyOptions& o, const std::vector<std::string>& le,
+                     const std::string& labels, const Histogram& h, std::string* out);
+std::vector<std::string> BoundsText(const std::vector<double>& bounds);
 
 }  // namespace internal
 
@@ -262,8 +266,10 @@ class Family final : public internal::FamilyBase {
                [](void* p) { delete static_cast<Series*>(p); }) {}
 
   void AppendSeries(std::string* out) const override {
-    table_.ForEach([&](const std::vector<std::string>& labels, const void* p) {
-      Append(labels, *static_cast<const Series*>(p), out);
+    std::vector<std::string> le;
+    if constexpr (std::is_same_v<Series, Histogram>) le = internal::BoundsText(bounds_);
+    table_.ForEach([&](const std::string& labels, const void* p) {
+      Append(le, labels, *static_cast<const Series*>(p), out);
     });
   }
 
@@ -275,14 +281,17 @@ class Family final : public internal::FamilyBase {
       return new Series();
     }
   }
-  void Append(const std::vector<std::string>& labels, const Counter& c, std::string* out) const {
+  void Append(const std::vector<std::string>&, const std::string& labels, const Counter& c,
+              std::string* out) const {
     internal::AppendCounter(options_, labels, c, out);
   }
-  void Append(const std::vector<std::string>& labels, const Gauge& g, std::string* out) const {
+  void Append(const std::vector<std::string>&, const std::string& labels, const Gauge& g,
+              std::string* out) const {
     internal::AppendGauge(options_, labels, g, out);
   }
-  void Append(const std::vector<std::string>& labels, const Histogram& h, std::string* out) const {
-    internal::AppendHistogram(options_, bounds_, labels, h, out);
+  void Append(const std::vector<std::string>& le, const std::string& labels, const Histogram& h,
+              std::string* out) const {
+    internal::AppendHistogram(options_, le, labels, h, out);
   }
 
   std::vector<double> bounds_;
