@@ -46,6 +46,9 @@
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
 #include "core/remote/service.h"
+#include "metrics/http_server.h"
+#include "metrics/metrics.h"
+#include "metrics/runtime_metrics.h"
 #include "transports/default_transports.h"
 
 extern char** environ;
@@ -73,6 +76,11 @@ ABSL_FLAG(std::string, log_level, "", "trace, debug, info, warn, error or off (d
 ABSL_FLAG(bool, daemon, false, "never read stdin (no console)");
 ABSL_FLAG(std::string, config, "", "read flags from FILE (name=value lines) before the command line's");
 ABSL_FLAG(std::string, save_config, "", "write the flags to FILE (what --config reads) and exit");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "serve Prometheus metrics at /metrics on this URI (tcp://127.0.0.1:9464; loopback unless "
+          "told otherwise); empty: off");
+ABSL_FLAG(std::string, metrics_token_file, "",
+          "file whose first line is the bearer token /metrics then requires");
 
 namespace picos::compute {
 namespace {
@@ -101,7 +109,7 @@ constexpr const char* kConfigKeys[] = {
     "advertise",     "peer",          "secret_file",        "node_name",             "name",
     "serve",         "service_start", "service_stop",       "service_end",           "pulse_interval",
     "min_pulse_interval", "max_pulse_interval", "zombie_period", "trusted_signer",  "clean",
-    "log_level",     "daemon",
+    "log_level",     "daemon",        "metrics_listen",     "metrics_token_file",
 };
 
 bool IsConfigKey(absl::string_view name) {
@@ -157,6 +165,8 @@ struct NodeSettings {
   bool clean = false;
   bool console = false;
   remote::NodeConfig config;
+  bool metrics_on = false;  // --metrics_listen
+  metrics::MetricsServerOptions metrics;
 };
 
 // The node's state; one scheduler thread, no locks.
@@ -709,6 +719,20 @@ absl::StatusOr<NodeSettings> NodeSettingsFromFlags() {
   defaults.name = "picos-node";
   defaults.listen.push_back("tcp://127.0.0.1:9706");
   PICOS_ASSIGN_OR_RETURN(n.config, remote::NodeConfigFromValues(values, transports::DefaultTransports(), defaults));
+  n.metrics.listen = absl::GetFlag(FLAGS_metrics_listen);
+  n.metrics_on = !n.metrics.listen.empty();
+  const std::string token_file = absl::GetFlag(FLAGS_metrics_token_file);
+  if (!token_file.empty()) {
+    std::ifstream in(token_file);
+    if (!in || !std::getline(in, n.metrics.bearer_token)) {
+      return absl::InvalidArgumentError(absl::StrCat("--metrics_token_file=", token_file, ": cannot read it"));
+    }
+    absl::Status token = metrics::ValidateBearerToken(n.metrics.bearer_token);
+    if (!token.ok() || n.metrics.bearer_token.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("--metrics_token_file=", token_file, ": ",
+                                                     token.ok() ? "empty" : token.message()));
+    }
+  }
   return n;
 }
 
@@ -1023,6 +1047,19 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
   if (n.settings.console) std::thread(ConsoleThread, n.main).detach();
   Say(absl::StrCat("listening ", node->uris()[0]));
   PICOS_CO_RETURN_IF_ERROR(co_await remote::ConnectPeers(*node, config.peers));
+  // --metrics_listen: the scheduler's and the node's figures at /metrics.
+  metrics::Registry metrics_registry;
+  std::unique_ptr<metrics::SchedulerMetrics> scheduler_metrics;
+  std::unique_ptr<metrics::NodeMetrics> node_metrics;
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (n.settings.metrics_on) {
+    PICOS_CO_ASSIGN_OR_RETURN(scheduler_metrics,
+                              metrics::SchedulerMetrics::Register(metrics_registry, ThisScheduler()));
+    PICOS_CO_ASSIGN_OR_RETURN(node_metrics, metrics::NodeMetrics::Register(metrics_registry, *node));
+    PICOS_CO_ASSIGN_OR_RETURN(metrics_server,
+                              co_await metrics::MetricsServer::Start(t, metrics_registry, n.settings.metrics));
+    Say(absl::StrCat("metrics ", metrics_server->address()));
+  }
   int sigints = 0;
   Ending ending = Ending::kRunning;
   while (ending == Ending::kRunning) {

@@ -3,6 +3,7 @@
 
     kernel <- io <- net <- transports <- remote <- discovery <- compute
     kernel <- io <- wire <- remote
+    core <- metrics <- compute
 
 Bazel already refuses an include of a header that no dependency provides;
 this check also catches the includes that reach a layer above through a
@@ -26,11 +27,14 @@ ALLOWED = {
     "core/remote/": ["core/kernel/", "core/io/", "core/net/", "core/wire/", "core/remote/"],
     "transports/": ["core/kernel/", "core/io/", "core/net/", "transports/"],
     "discovery/": ["core/", "transports/", "discovery/"],
-    "compute/": ["core/", "transports/", "discovery/", "compute/"],
+    # Metrics and their HTTP endpoint: the runtime and the remote layer's
+    # figures, never the compute layer's (compute registers its own).
+    "metrics/": ["core/", "transports/", "metrics/"],
+    "compute/": ["core/", "transports/", "discovery/", "metrics/", "compute/"],
     # examples/tasks.cc reports its memory with the benchmarks' RSS helpers.
-    "examples/": ["core/", "transports/", "discovery/", "compute/", "examples/", "testing/bench/"],
-    "testing/": ["core/", "transports/", "discovery/", "compute/", "testing/"],
-    "tools/": ["core/", "transports/", "discovery/", "compute/", "testing/", "tools/"],
+    "examples/": ["core/", "transports/", "discovery/", "metrics/", "compute/", "examples/", "testing/bench/"],
+    "testing/": ["core/", "transports/", "discovery/", "metrics/", "compute/", "testing/"],
+    "tools/": ["core/", "transports/", "discovery/", "metrics/", "compute/", "testing/", "tools/"],
 }
 # Tests may also use the shared test helpers.
 TEST_EXTRA = ["testing/"]
@@ -42,11 +46,13 @@ INTERNAL_USERS = {
     "core/wire/": ["core/"],
     # testing/fuzz: the decoders its fuzz targets run (handshake_internal.h,
     # frames_internal.h).
-    "core/remote/": ["core/remote/", "discovery/", "compute/", "testing/fuzz/"],
+    # metrics/: kj's event loop on libuv (kj_on_uv_internal.h) for kj's HTTP
+    # server.
+    "core/remote/": ["core/remote/", "discovery/", "metrics/", "compute/", "testing/fuzz/"],
 }
 SOURCE = re.compile(r"\.(h|cc)$")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
-PROJECT_ROOTS = ("core/", "transports/", "discovery/", "compute/", "examples/", "testing/", "tools/")
+PROJECT_ROOTS = ("core/", "transports/", "discovery/", "metrics/", "compute/", "examples/", "testing/", "tools/")
 
 
 def package_of(path, table):
