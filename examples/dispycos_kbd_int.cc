@@ -75,6 +75,7 @@ struct Results {
 };
 
 // One worker's optimiser: rounds on `worker` until the computation closes.
+// `c` outlives it: Client joins every optimiser before the Computation goes.
 Task<void> Optimiser(picos::compute::Computation* c, std::string worker, uint32_t seed,
                      std::shared_ptr<Results> results) {
   const int ms = absl::GetFlag(FLAGS_round_ms);
