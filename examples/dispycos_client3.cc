@@ -1,0 +1,149 @@
+// pycos dispycos_client3.py in C++: objects sent to jobs, changed there,
+// and delivered back to a local task as messages. Each job gets an object
+// C {i, n}, works n ms on a worker and replaces n with its square root; a
+// local results task receives every changed object as a message (a Value
+// map) and shows it.
+//
+// In pycos the job itself calls client_task.deliver(obj). A picos job is a
+// C-ABI function (bytes in, bytes out, compute/export.h) that cannot send
+// messages, so the closest honest equivalent is used: for each job a small
+// local task joins it, decodes the object it returned and Delivers it
+// (TaskRef::Deliver, pycos deliver) to the results task. What is missing
+// for the real thing: a way for a job to message the client's tasks.
+//
+//   PICOS_REMOTE_SECRET=... dispycos_client3 --nodes=tcp://127.0.0.1:9706 --jobs=10
+//
+// Output, for people and for its smoke test (examples/dispycos_client3_smoke_test.sh):
+//   dispycos_client3: object <i> sent: n=<n>
+//   dispycos_client3: object <i> received from pid <pid>: n=<sqrt(n)>
+//   dispycos_client3: object <i> lost: <status>
+//   dispycos_client3: <n> objects received, <m> lost
+// Exit status 1 when an object was lost, 2 for a bad flag.
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "compute/computation.h"
+#include "core/cli/flags.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
+#include "core/remote/node.h"
+#include "core/remote/node_flags.h"
+#include "transports/default_transports.h"
+
+ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run jobs on (required)");
+ABSL_FLAG(int, jobs, 10, "objects to send, one job each");
+ABSL_FLAG(std::string, library, "examples/libdispycos_client3_compute.so",
+          "the computation library (picos_computation dispycos_client3_compute)");
+
+namespace {
+
+using picos::Task;
+using picos::TaskRef;
+using picos::Value;
+
+constexpr absl::Duration kLong = absl::Minutes(2);  // only a hang reaches it
+
+// The results task (pycos client3's local task): shows each object it
+// receives, until `expected` arrived. Returns how many did.
+Task<int64_t> Results(int64_t expected) {
+  int64_t received = 0;
+  for (int64_t n = 0; n < expected; ++n) {
+    absl::StatusOr<Value> msg = co_await picos::Receive(kLong);
+    if (!msg.ok()) break;
+    const int64_t i = msg->GetOr<int64_t>("i", -1);
+    if (msg->GetOr<std::string>("kind", "") == "lost") {
+      std::printf("dispycos_client3: object %lld lost: %s\n", static_cast<long long>(i),
+                  msg->GetOr<std::string>("why", "").c_str());
+      continue;
+    }
+    ++received;
+    std::printf("dispycos_client3: object %lld received from pid %lld: n=%.6f\n", static_cast<long long>(i),
+                static_cast<long long>(msg->GetOr<int64_t>("pid", 0)), msg->GetOr<double>("n", -1));
+  }
+  co_return received;
+}
+
+// Waits for job `i` and delivers its object (or its loss) to `results`.
+Task<void> Forward(TaskRef job, int64_t i, TaskRef results) {
+  absl::StatusOr<Value> r = co_await job.Join(kLong);
+  long ri = -1;
+  double n = 0;
+  int pid = 0;
+  char tail = 0;
+  Value message;
+  if (r.ok() && r->is_bytes() &&
+      std::sscanf(r->as_string().c_str(), "C %ld %lf %d%c", &ri, &n, &pid, &tail) == 3 && ri == i) {
+    message = Value::Map({{"kind", "object"}, {"i", i}, {"n", n}, {"pid", int64_t{pid}}});
+  } else {
+    const std::string why = r.ok() ? absl::StrCat("malformed object ", r->DebugString().substr(0, 100))
+                                   : r.status().ToString();
+    message = Value::Map({{"kind", "lost"}, {"i", i}, {"why", why}});
+  }
+  absl::Status delivered = co_await results.Deliver(std::move(message), kLong);
+  if (!delivered.ok()) {
+    std::printf("dispycos_client3: object %lld not delivered: %s\n", static_cast<long long>(i),
+                delivered.ToString().c_str());
+  }
+}
+
+Task<absl::Status> Client() {
+  const picos::TransportRegistry& t = picos::transports::DefaultTransports();
+  picos::remote::NodeFlagDefaults defaults;
+  defaults.name = "dispycos_client3";
+  PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config, picos::remote::NodeConfigFromFlags(t, defaults));
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
+                            co_await picos::remote::Node::Start(t, std::move(config.options)));
+  picos::compute::ComputationOptions o;
+  o.library = absl::GetFlag(FLAGS_library);
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
+                            picos::compute::Computation::Create(o));
+  absl::Status scheduled = co_await computation->Schedule(absl::GetFlag(FLAGS_nodes));
+  if (!scheduled.ok()) {
+    (void)co_await computation->Close();  // the nodes scheduled before the failure
+    co_return scheduled;
+  }
+
+  const int total = absl::GetFlag(FLAGS_jobs);
+  TaskRef results = picos::ThisScheduler().Spawn(Results, int64_t{total});
+  std::mt19937 random(std::random_device{}());
+  std::uniform_int_distribution<int> ms(10, 100);
+  std::vector<TaskRef> forwarders;
+  for (int64_t i = 0; i < total; ++i) {
+    const int n = ms(random);
+    std::printf("dispycos_client3: object %lld sent: n=%d\n", static_cast<long long>(i), n);
+    absl::StatusOr<TaskRef> job = co_await computation->Run("compute", absl::StrCat("C ", i, " ", n));
+    if (!job.ok()) {
+      (void)results.Send(Value::Map({{"kind", "lost"}, {"i", i}, {"why", job.status().ToString()}}));
+      continue;
+    }
+    forwarders.push_back(picos::ThisScheduler().Spawn(Forward, *job, i, results));
+  }
+  absl::StatusOr<Value> received = co_await results.Join(kLong);
+  for (const TaskRef& f : forwarders) (void)co_await f.Join(kLong);
+  const int64_t got = received.ok() && received->is_int() ? received->as_int() : 0;
+  std::printf("dispycos_client3: %lld objects received, %lld lost\n", static_cast<long long>(got),
+              static_cast<long long>(total - got));
+  std::fflush(stdout);
+  PICOS_CO_RETURN_IF_ERROR(co_await computation->Close());
+  if (got < total) co_return absl::AbortedError(absl::StrCat(total - got, " objects lost"));
+  co_return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  picos::remote::ParseCommandLine(argc, argv);
+  if (!picos::FlagInRange(FLAGS_jobs, 1, 10'000)) return 2;
+  if (absl::GetFlag(FLAGS_nodes).empty()) {
+    std::fprintf(stderr, "dispycos_client3: --nodes: give at least one picos-node URI\n");
+    return 2;
+  }
+  return picos::RunMain("dispycos_client3", Client);
+}

@@ -1,0 +1,236 @@
+// pycos dispycos_kbd_int.py in C++: an optimiser runs on every worker until
+// the user interrupts the client (Ctrl-C, SIGINT; or SIGTERM, or --run_for
+// passing); the client then closes the computation with terminate, and
+// still reports the best value found.
+//
+// pycos throws KeyboardInterrupt into each running job, which catches it
+// and sends its best value so far. A picos job is a C-ABI function (bytes
+// in, bytes out, compute/export.h): it cannot see the termination nor send
+// a message, so the closest honest equivalent is used: each worker's
+// optimiser runs in rounds of --round_ms (RunAt, one job per round, the
+// client keeping the best result of the finished rounds), and
+// Close({.terminate = true}) ends the rounds in flight at once: their tasks
+// end with kCancelled (job_terminated events), their partial work is lost,
+// and the report is the best of the finished rounds.
+//
+//   picos-node --cpus=2 --listen=tcp://127.0.0.1:9706 --dest_path=/tmp/node &
+//   PICOS_REMOTE_SECRET=... dispycos_kbd_int --nodes=tcp://127.0.0.1:9706   # then Ctrl-C
+//
+// Output, for people and for its smoke test (examples/dispycos_kbd_int_smoke_test.sh):
+//   dispycos_kbd_int: <w> workers optimising; interrupt (Ctrl-C) to stop
+//   dispycos_kbd_int: <worker> round <r>: <f> at (<x>, <y>) in pid <pid>
+//   dispycos_kbd_int: interrupted by <SIGINT|SIGTERM|--run_for>: closing with terminate
+//   dispycos_kbd_int: <worker> round <r> ended: <status>     (kCancelled: terminated)
+//   dispycos_kbd_int: <n> rounds finished, <m> terminated (<k> job_terminated events)
+//   dispycos_kbd_int: best <f> at (<x>, <y>) from <worker>
+// Exit status 1 when something failed, 2 for a bad flag.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "compute/computation.h"
+#include "core/cli/flags.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
+#include "core/remote/node.h"
+#include "core/remote/node_flags.h"
+#include "transports/default_transports.h"
+
+ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run the optimisers on (required)");
+ABSL_FLAG(int, round_ms, 1000, "how long one round of an optimiser (one job) runs");
+ABSL_FLAG(int, run_for, 0, "seconds after which the client interrupts itself; 0: only on SIGINT or SIGTERM");
+ABSL_FLAG(std::string, library, "examples/libdispycos_kbd_int_compute.so",
+          "the computation library (picos_computation dispycos_kbd_int_compute)");
+
+namespace {
+
+using picos::Task;
+using picos::TaskRef;
+using picos::Value;
+
+constexpr char kSignal[] = "signal";
+// Only a hang reaches it: a round lasts at most 60 s.
+constexpr absl::Duration kLong = absl::Minutes(2);
+// Rounds per optimiser at most (bounds its loop).
+constexpr int kMaxRounds = 100'000;
+
+// What the optimisers found, shared by their tasks (one scheduler: no lock).
+struct Results {
+  double best = std::numeric_limits<double>::infinity();
+  std::string best_at, best_worker;
+  int finished = 0, terminated = 0;
+  bool failed = false;  // a round failed otherwise than by the close
+};
+
+// One worker's optimiser: rounds on `worker` until the computation closes.
+// `c` outlives it: Client joins every optimiser before the Computation goes.
+Task<void> Optimiser(picos::compute::Computation* c, std::string worker, uint32_t seed,
+                     std::shared_ptr<Results> results) {
+  const int ms = absl::GetFlag(FLAGS_round_ms);
+  for (int r = 0; r < kMaxRounds; ++r) {
+    absl::StatusOr<TaskRef> job = co_await c->RunAt(worker, "optimize", absl::StrCat(seed + r, " ", ms));
+    absl::StatusOr<Value> result = absl::UnknownError("not run");
+    if (job.ok()) {
+      result = co_await job->Join(kLong);
+    } else {
+      result = job.status();
+    }
+    double f = 0, x = 0, y = 0;
+    int pid = 0;
+    char tail = 0;
+    if (result.ok() && result->is_bytes() &&
+        std::sscanf(result->as_string().c_str(), "%lf %lf %lf %d%c", &f, &x, &y, &pid, &tail) == 4) {
+      ++results->finished;
+      std::printf("dispycos_kbd_int: %s round %d: %.6f at (%.4f, %.4f) in pid %d\n", worker.c_str(), r, f, x, y,
+                  pid);
+      if (f < results->best) {
+        results->best = f;
+        char at[96];
+        std::snprintf(at, sizeof at, "(%.4f, %.4f)", x, y);
+        results->best_at = at;
+        results->best_worker = worker;
+      }
+      continue;
+    }
+    const absl::Status why = result.ok() ? absl::DataLossError("malformed result") : result.status();
+    // kCancelled: the close terminated this round's job. kFailedPrecondition:
+    // the computation closed before it started. Anything else is a failure.
+    if (why.code() == absl::StatusCode::kCancelled) {
+      ++results->terminated;
+    } else if (why.code() != absl::StatusCode::kFailedPrecondition) {
+      results->failed = true;
+    }
+    std::printf("dispycos_kbd_int: %s round %d ended: %s\n", worker.c_str(), r, why.ToString().c_str());
+    co_return;
+  }
+}
+
+// Takes SIGINT and SIGTERM (blocked in every thread by main) and hands
+// each to the client's task as a message. Lives as long as the process.
+void SignalThread(TaskRef client) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) return;
+    (void)client.Send(Value::Map({{kSignal, sig}}));
+  }
+}
+
+Task<absl::Status> Client() {
+  std::thread(SignalThread, picos::Self()).detach();
+  const picos::TransportRegistry& t = picos::transports::DefaultTransports();
+  picos::remote::NodeFlagDefaults defaults;
+  defaults.name = "dispycos_kbd_int";
+  PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config, picos::remote::NodeConfigFromFlags(t, defaults));
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
+                            co_await picos::remote::Node::Start(t, std::move(config.options)));
+  picos::compute::ComputationOptions o;
+  o.library = absl::GetFlag(FLAGS_library);
+  o.status_task = picos::Self();  // events and signals both come here
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
+                            picos::compute::Computation::Create(o));
+  absl::Status scheduled = co_await computation->Schedule(absl::GetFlag(FLAGS_nodes));
+  if (!scheduled.ok()) {
+    (void)co_await computation->Close();  // the nodes scheduled before the failure
+    co_return scheduled;
+  }
+
+  auto results = std::make_shared<Results>();
+  std::vector<TaskRef> optimisers;
+  std::mt19937 random(std::random_device{}());
+  for (const picos::compute::WorkerInfo& w : computation->workers()) {
+    optimisers.push_back(picos::ThisScheduler().Spawn(Optimiser, computation.get(), w.uri,
+                                                      static_cast<uint32_t>(random()), results));
+  }
+  std::printf("dispycos_kbd_int: %zu workers optimising; interrupt (Ctrl-C) to stop\n", optimisers.size());
+  std::fflush(stdout);
+
+  // Wait for the interrupt (the status events that arrive meanwhile are
+  // only counted below).
+  int job_terminated = 0;
+  const int run_for = absl::GetFlag(FLAGS_run_for);
+  const absl::Time until = run_for > 0 ? absl::Now() + absl::Seconds(run_for) : absl::InfiniteFuture();
+  std::string why = "--run_for";
+  for (;;) {
+    const absl::Duration left = until == absl::InfiniteFuture() ? absl::InfiniteDuration() : until - absl::Now();
+    if (left <= absl::ZeroDuration()) break;
+    absl::StatusOr<Value> msg = absl::CancelledError();
+    if (left == absl::InfiniteDuration()) {
+      msg = co_await picos::Receive();
+    } else {
+      msg = co_await picos::Receive(left);
+    }
+    if (!msg.ok()) break;  // --run_for passed
+    if ((*msg)[kSignal].is_int()) {
+      why = (*msg)[kSignal].as_int() == SIGINT ? "SIGINT" : "SIGTERM";
+      break;
+    }
+    if (msg->GetOr<std::string>("type", "") == "job_terminated") ++job_terminated;
+  }
+  std::printf("dispycos_kbd_int: interrupted by %s: closing with terminate\n", why.c_str());
+  std::fflush(stdout);
+  picos::compute::CloseOptions close;
+  close.terminate = true;
+  absl::Status closed = co_await computation->Close(close);
+  for (const TaskRef& opt : optimisers) (void)co_await opt.Join(kLong);
+
+  // The close's events are in the mailbox already (sent as they happened):
+  // count the terminations up to computation_closed. Bounded by count.
+  for (int n = 0; n < 100'000; ++n) {
+    absl::StatusOr<Value> msg = co_await picos::Receive(kLong);
+    if (!msg.ok()) break;
+    const std::string type = msg->GetOr<std::string>("type", "");
+    if (type == "job_terminated") ++job_terminated;
+    if (type == "computation_closed") break;
+  }
+  std::printf("dispycos_kbd_int: %d rounds finished, %d terminated (%d job_terminated events)\n",
+              results->finished, results->terminated, job_terminated);
+  if (results->finished > 0) {
+    std::printf("dispycos_kbd_int: best %.6f at %s from %s\n", results->best, results->best_at.c_str(),
+                results->best_worker.c_str());
+  } else {
+    std::printf("dispycos_kbd_int: no round finished before the interrupt\n");
+  }
+  PICOS_CO_RETURN_IF_ERROR(closed);
+  if (results->failed) co_return absl::AbortedError("a round failed");
+  co_return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  picos::remote::ParseCommandLine(argc, argv);
+  if (!picos::FlagInRange(FLAGS_round_ms, 1, 60'000) || !picos::FlagInRange(FLAGS_run_for, 0, 86'400)) return 2;
+  if (absl::GetFlag(FLAGS_nodes).empty()) {
+    std::fprintf(stderr, "dispycos_kbd_int: --nodes: give at least one picos-node URI\n");
+    return 2;
+  }
+  // SIGINT and SIGTERM go to SignalThread only: blocked here, before any
+  // thread starts, so every thread inherits the mask. A shell starts a
+  // background job with SIGINT ignored, and an ignored signal is dropped
+  // even for sigwait: restore the default first.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each round as it ends, also into a file
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return picos::RunMain("dispycos_kbd_int", Client);
+}
