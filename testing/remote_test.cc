@@ -818,6 +818,38 @@ PICOS_CORO_TEST(RemoteInProcess, AMessageLargerThanTheByteBoundCrossesAlone) {
   a->reset();
 }
 
+// A peer that resumes a session this node has lost (the node declared it
+// lost, say silent past the liveness bound under load, and the peer
+// redialled): its select acknowledges batches of that old session. The node
+// keeps the connection and answers with a ping carrying its new session id,
+// from which the peer learns that the session is gone. (It used to close
+// with DATA_LOSS "ack of batch 11, never sent", and the peer redialled in a
+// loop: found by compute_jobs_test on a loaded machine.)
+PICOS_CORO_TEST(RemoteInProcess, APeerResumingASessionThisNodeLostIsToldNotRefused) {
+  remote::NodeOptions o = Options(kSecret, UnixName("lost_session"), 0);
+  o.process_id = std::string(kProcessIdSize, '\xfe');  // above the raw peer's: the raw peer arbitrates
+  absl::StatusOr<std::unique_ptr<remote::Node>> a =
+      co_await remote::Node::Start(transports::DefaultTransports(), o);
+  CO_ASSERT_OK(a);
+  absl::StatusOr<std::unique_ptr<Stream>> raw =
+      co_await AuthenticatedRaw((*a)->uris()[0], std::string(kProcessIdSize, '\x01'));
+  CO_ASSERT_OK(raw);
+  const std::string resume = FramedBatch(Value::List(
+      {Value::Map({{"op", "select"}, {"keep", true}, {"ack", uint64_t{11}}, {"sid", uint64_t{777}}})}));
+  CO_ASSERT_OK(co_await (*raw)->Write(resume, kLong));
+  CapturingCodec capture;
+  absl::StatusOr<Value> batch = co_await ReadBatchOverRaw(raw->get(), &capture);
+  CO_ASSERT_OK(batch);
+  CO_ASSERT_TRUE(batch->is_list() && !batch->as_list().empty());
+  const Value& first = batch->as_list()[0];
+  EXPECT_EQ(first["op"], Value("ping")) << first.DebugString();
+  EXPECT_TRUE(first["sid"].is_uint() && first["sid"].as_uint() != 0) << "its session id, new to the peer";
+  EXPECT_EQ(first["ack"], Value(uint64_t{0})) << "it received nothing of that session";
+  EXPECT_EQ((*a)->peers().size(), 1u) << "the connection stays";
+  (*raw)->Close();
+  a->reset();
+}
+
 // Frames that decode but make no sense: the node answers what it can, drops
 // the rest, and keeps serving (nothing a peer sends can crash it).
 PICOS_CORO_TEST(RemoteInProcess, NonsenseFramesAreDroppedAndTheNodeKeepsServing) {

@@ -354,6 +354,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     absl::MutexLock lock(&mu_);
     for (const Unacked& u : unacked_) AppendFrame(u.bytes, out);
   }
+  // No batch was ever numbered on this session.
+  bool NothingSent() const {
+    absl::MutexLock lock(&mu_);
+    return next_seq_ == 1;
+  }
   bool has_unacked() const {
     absl::MutexLock lock(&mu_);
     return !unacked_.empty();
@@ -2153,8 +2158,10 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
       if (!current()) break;
     }
     if (!current()) break;  // lost while dispatching
+    bool head_is_select = false;
     if (head != nullptr && head->is_map()) {
       const Value& head_op = ops::Field(*head, "op");
+      head_is_select = head_op == Value("select");
       if (head_op == Value("ping") || head_op == Value("select")) {
         absl::StatusOr<uint64_t> sid = ops::U64(*head, "sid");
         if (sid.ok()) {
@@ -2169,9 +2176,19 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
     }
     if (ack.ok()) {
       if (absl::Status acked = c->Acked(*ack); !acked.ok()) {
-        why = absl::DataLossError(acked.message());
-        fatal = true;
-        break;
+        if (head_is_select && c->NothingSent()) {
+          // The arbiter resumes a session this node has lost (it declared
+          // the peer lost, e.g. silent past the liveness bound, and the
+          // peer redialled): its ack counts batches of that session. Not
+          // a broken protocol: this node's first ping carries its new
+          // session id, from which the peer learns that the old session
+          // is gone (PeerSession) and loses it, as this node did.
+          PICOS_LOG(info, "remote: {} resumes a session this node lost; it will be told", c->Describe());
+        } else {
+          why = absl::DataLossError(acked.message());
+          fatal = true;
+          break;
+        }
       }
     }
     if (!c->peer_resumed && c->selection == Connection::Selection::kKept) {
