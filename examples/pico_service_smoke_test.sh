@@ -26,9 +26,11 @@ for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   if [ "${listen%%:*}" = tcp ]; then
     export PICOS_REMOTE_SECRET="$secret"; secret_flag=()
     # The flag wins over the environment (which would not even parse).
+    rm -f "$dir/server"  # a fresh file: the last run's address must not be read
     PICOS_REMOTE_LISTEN="bogus://x" timeout 60 "$server_bin" --listen="$listen" --requests=2 >"$dir/server" 2>&1 &
   else
     unset PICOS_REMOTE_SECRET; secret_flag=(--secret_file="$dir/secret")
+    rm -f "$dir/server"  # a fresh file: the last run's address must not be read
     PICOS_REMOTE_LISTEN="$listen" timeout 60 "$server_bin" "${secret_flag[@]}" --requests=2 >"$dir/server" 2>&1 &
   fi
   spid=$!

@@ -22,13 +22,15 @@ remote_smoke_transports() {
 
 # remote_smoke_server_address FILE PREFIX waits (up to 10 s) for the server
 # whose output goes to FILE to print "PREFIX: listening on ADDRESS", and sets
-# `addr` to ADDRESS; fails the test, showing FILE, if it never does.
+# `addr` to ADDRESS; fails the test, showing FILE, if it never does. Remove
+# FILE before starting the server: the shell truncates it in the child, which
+# may run after this reads the previous server's address.
 remote_smoke_server_address() {
   local file="$1" prefix="$2"
   for _ in $(seq 200); do
-    grep -q "listening on" "$file" && break
+    grep -q "listening on" "$file" 2>/dev/null && break
     sleep 0.05
   done
-  addr=$(sed -n "s/^$prefix: listening on //p" "$file")
+  addr=$(sed -n "s/^$prefix: listening on //p" "$file" 2>/dev/null)
   [ -n "$addr" ] || { echo "FAIL: server did not start"; cat "$file"; exit 1; }
 }

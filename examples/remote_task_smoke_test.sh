@@ -16,6 +16,7 @@ remote_smoke_transports "$make_certs" "$dir" remote-task
 export PICOS_REMOTE_SECRET="smoke test secret, long enough"
 
 start_server() {  # LISTEN_URI
+  rm -f "$dir/server"  # a fresh file: the last run's address must not be read
   timeout 60 "$server_bin" --listen="$1" --clients=1 >"$dir/server" 2>&1 &
   spid=$!
   remote_smoke_server_address "$dir/server" server

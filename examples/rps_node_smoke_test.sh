@@ -37,6 +37,7 @@ for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   n=$((n + 1))
   up="$dir/up-$n"; mkdir -p "$up"
   ln -s /bin/echo "$up/link"
+  rm -f "$dir/server"  # a fresh file: the last run's address must not be read
   timeout 90 "$server_bin" --listen="$listen" --dir="$up" --runs=3 --max_output=65536 >"$dir/server" 2>&1 &
   spid=$!
   remote_smoke_server_address "$dir/server" server

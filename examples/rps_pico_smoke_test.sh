@@ -17,6 +17,7 @@ remote_smoke_transports "$make_certs" "$dir" rps-pico
 export PICOS_REMOTE_SECRET="rps smoke test secret, long enough"
 
 for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
+  rm -f "$dir/server"  # a fresh file: the last run's address must not be read
   timeout 60 "$server_bin" --listen="$listen" --tasks=5 >"$dir/server" 2>&1 &
   spid=$!
   remote_smoke_server_address "$dir/server" server
