@@ -236,10 +236,13 @@ bool Special(const Pending& p) { return p.async || !p.where.empty(); }
 
 void Dispatch(State& s) {
   bool could_any = false;  // some worker could take a job, now or later
-  int cpu_free = 0;        // usable workers without a CPU job
+  // A worker takes one CPU job and cpu_jobs_ahead more (they wait in its
+  // job loop's mailbox).
+  const int per_worker = 1 + s.options.cpu_jobs_ahead;
+  int cpu_free = 0;  // CPU jobs the usable workers could take now
   for (const WorkerSlot& w : s.workers) {
     could_any = could_any || CouldServe(s, w);
-    cpu_free += Usable(s, w) && w.cpu_jobs == 0 ? 1 : 0;
+    cpu_free += Usable(s, w) ? std::max(0, per_worker - w.cpu_jobs) : 0;
   }
   const bool waiting_is_all = !s.closed && could_any;  // a CPU job for anyone can only wait
   for (auto it = s.pending.begin(); it != s.pending.end();) {
@@ -258,8 +261,17 @@ void Dispatch(State& s) {
         const WorkerSlot& w = s.workers[i];
         if (!Matches(s, w, p.where) || !CouldServe(s, w)) continue;
         could = true;
-        if (!Usable(s, w) || (!p.async && w.cpu_jobs > 0)) continue;
-        if (best < 0 || w.jobs.size() < s.workers[best].jobs.size()) best = static_cast<int>(i);
+        if (!Usable(s, w) || (!p.async && w.cpu_jobs >= per_worker)) continue;
+        if (best < 0) {
+          best = static_cast<int>(i);
+          continue;
+        }
+        // The least loaded: for a CPU job, fewest CPU jobs first (an idle
+        // worker before one whose mailbox would hold it).
+        const WorkerSlot& b = s.workers[best];
+        if ((!p.async && w.cpu_jobs != b.cpu_jobs) ? w.cpu_jobs < b.cpu_jobs : w.jobs.size() < b.jobs.size()) {
+          best = static_cast<int>(i);
+        }
       }
       if (best < 0 && !could) {
         p.failure = absl::UnavailableError(
@@ -273,7 +285,7 @@ void Dispatch(State& s) {
     }
     p.assigned = best;
     if (best >= 0 && !p.async) {
-      if (s.workers[best].cpu_jobs == 0 && Usable(s, s.workers[best])) --cpu_free;
+      --cpu_free;
       ++s.workers[best].cpu_jobs;
     }
     if (Special(p)) --s.pending_special;
@@ -811,6 +823,9 @@ absl::StatusOr<std::unique_ptr<Computation>> Computation::Create(ComputationOpti
   if (options.library.empty()) return absl::InvalidArgumentError("no computation library");
   if (options.max_retries < 0) return absl::InvalidArgumentError("max_retries must not be negative");
   if (options.timeout <= absl::ZeroDuration()) return absl::InvalidArgumentError("timeout must be positive");
+  if (options.cpu_jobs_ahead < 0 || options.cpu_jobs_ahead > 8) {
+    return absl::InvalidArgumentError("cpu_jobs_ahead must be 0..8");
+  }
   if (options.pulse_interval < absl::ZeroDuration() || options.pulse_interval > absl::Hours(24)) {
     return absl::InvalidArgumentError("pulse_interval must be 0 (the node's) up to 24h");
   }

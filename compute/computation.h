@@ -20,7 +20,9 @@
 //
 // Jobs. Run (a CPU job) gives at once the handle of a local task that waits
 // for a worker with no CPU job (one CPU job per worker at a time, the
-// least loaded first, waiting jobs served first come first served), runs
+// least loaded first, waiting jobs served first come first served; with
+// ComputationOptions::cpu_jobs_ahead a busy worker's job loop may also hold
+// the next ones, still run one at a time), runs
 // the job there and ends with its result: Join gives the function's bytes,
 // kAborted with its message when it fails, kNotFound ("no function 'x'
 // ...") for a function the library does not register. RunAt does the same
@@ -172,6 +174,15 @@ struct ComputationOptions {
   absl::Duration timeout = absl::Seconds(60);
   // Receives the status events (see the top of this file); null for none.
   TaskRef status_task;
+  // CPU jobs sent to a busy worker ahead of time, 0..8: a worker still runs
+  // one CPU job at a time, and up to this many more may already wait in its
+  // mailbox, so it starts the next without waiting for a round trip to the
+  // client (throughput of short jobs, testing/bench/compute_bench.cc). Such
+  // a job counts as running (job_started, JobState::kRunning, on its
+  // worker's jobs) and, if the worker is lost, is re-run or reported
+  // (job_rerun, job_lost) exactly like the one running there. 0: a CPU job
+  // waits on the client until a worker is free.
+  int cpu_jobs_ahead = 0;
   // A lost worker is started again by its node (dispycos restart_servers).
   bool restart_workers = false;
   // Node allocation, tried in order (see the top of this file).
