@@ -369,6 +369,21 @@ Task<absl::StatusOr<TaskRef>> StartLoop(remote::Service svc, absl::Duration time
   co_return loop;
 }
 
+// A worker of a start being reached: its service located, its loop started.
+struct ReachedWorker {
+  absl::StatusOr<remote::Service> service = absl::UnknownError("not reached");
+  absl::StatusOr<TaskRef> loop = absl::UnknownError("not reached");
+};
+
+Task<> ReachWorker(std::shared_ptr<std::vector<ReachedWorker>> out, size_t i, std::string uri,
+                   absl::Duration timeout) {
+  absl::StatusOr<remote::Service> svc = co_await remote::Service::Locate(kWorkerService, Location::Peer(uri), timeout);
+  (*out)[i].service = svc;
+  if (!svc.ok()) co_return;
+  absl::StatusOr<TaskRef> loop = co_await StartLoop(*svc, timeout);
+  (*out)[i].loop = loop;
+}
+
 // Puts a fresh worker `uri` in slot `w` (after a restart).
 Task<absl::Status> Adopt(std::shared_ptr<State> s, size_t w, std::string uri) {
   absl::StatusOr<remote::Service> svc =
@@ -713,14 +728,29 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
   entry.watcher = ThisScheduler().Spawn(daemon, WatchNode, s, n, node->server());
   s->nodes.push_back(std::move(entry));
   Emit(*s, "node_initialized", "node", uri, "facts", facts->ToValue(), "cpus", int64_t{cpus});
-  int index = 0;
+  std::vector<std::string> uris;
   for (const Value& w : list.as_list()) {
     absl::StatusOr<std::string> wuri = w.As<std::string>();
-    if (!wuri.ok()) co_return absl::DataLossError(absl::StrCat(uri, ": malformed worker URI"));
-    absl::StatusOr<remote::Service> job =
-        co_await remote::Service::Locate(kWorkerService, Location::Peer(*wuri), s->options.timeout);
+    if (!wuri.ok() || wuri->empty() || wuri->size() > 1024) {
+      co_return absl::DataLossError(absl::StrCat(uri, ": malformed worker URI"));
+    }
+    uris.push_back(*std::move(wuri));
+  }
+  // Every worker is dialled and its loop started at once (a connection and
+  // two round trips each), then they are taken in order.
+  auto reached = std::make_shared<std::vector<ReachedWorker>>(uris.size());
+  std::vector<TaskRef> reaching;
+  for (size_t i = 0; i < uris.size(); ++i) {
+    reaching.push_back(ThisScheduler().Spawn(ReachWorker, reached, i, uris[i], s->options.timeout));
+  }
+  int index = 0;
+  for (size_t i = 0; i < uris.size(); ++i) {
+    absl::StatusOr<Value> joined = co_await reaching[i].Join();
+    if (!joined.ok()) co_return Annotate(joined.status(), absl::StrCat(uri, ": worker ", uris[i]));
+    const std::string* wuri = &uris[i];
+    absl::StatusOr<remote::Service>& job = (*reached)[i].service;
     if (!job.ok()) co_return Annotate(job.status(), absl::StrCat(uri, ": worker ", *wuri));
-    absl::StatusOr<TaskRef> loop = co_await StartLoop(*job, s->options.timeout);
+    absl::StatusOr<TaskRef>& loop = (*reached)[i].loop;
     if (!loop.ok()) co_return Annotate(loop.status(), absl::StrCat(uri, ": worker ", *wuri, ": its job loop"));
     const size_t slot = s->workers.size();
     WorkerSlot ws(*job);
