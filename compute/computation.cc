@@ -82,6 +82,10 @@ struct WorkerSlot {
   bool closed = false;
   int cpu_jobs = 0;
   std::set<uint64_t> jobs;
+  // The worker's job loop (compute/protocol.h): CPU jobs go to it as
+  // messages, one round trip each (a service call costs two and a remote
+  // task). It ends only with the worker, so the watcher monitors it.
+  TaskRef loop;
   TaskRef watcher;
 };
 
@@ -117,8 +121,13 @@ struct Computation::State {
   std::vector<NodeEntry> nodes;
   std::vector<WorkerSlot> workers;
   std::list<std::shared_ptr<Pending>> pending;
+  // Entries of `pending` that are I/O jobs or name a node or worker: with
+  // none, Dispatch stops at the first CPU job no worker is free for.
+  size_t pending_special = 0;
   std::map<uint64_t, JobEntry> jobs;
   uint64_t next_job = 0;
+  // Tags each CPU job sent to a job loop, so its answer is matched to it.
+  int64_t next_request = 0;
   uint64_t rerun = 0;
   // Set (and replaced) whenever a job ends or a worker changes: what
   // CloseWorker and Close wait on.
@@ -215,9 +224,34 @@ bool Usable(const State& s, const WorkerSlot& w) {
 // Gives waiting jobs workers, first come first served: a CPU job a worker
 // with no CPU job, an I/O job any; the one with fewest jobs running. A job
 // no worker could ever take fails.
+//
+// Called on every job's arrival and end, so it must not walk the whole
+// queue each time: 10,000 jobs spawned at once made that quadratic, seconds
+// of this thread without a turn of I/O, long enough for the nodes and
+// workers to miss the client's heartbeats and drop it (issue 12, the
+// "peer replaced the connection" flake of compute_jobs_test). A CPU job
+// for any worker while no worker is free is passed over in O(1), and the
+// walk ends once only such jobs can remain.
+bool Special(const Pending& p) { return p.async || !p.where.empty(); }
+
 void Dispatch(State& s) {
+  bool could_any = false;  // some worker could take a job, now or later
+  // A worker takes one CPU job and cpu_jobs_ahead more (they wait in its
+  // job loop's mailbox).
+  const int per_worker = 1 + s.options.cpu_jobs_ahead;
+  int cpu_free = 0;  // CPU jobs the usable workers could take now
+  for (const WorkerSlot& w : s.workers) {
+    could_any = could_any || CouldServe(s, w);
+    cpu_free += Usable(s, w) ? std::max(0, per_worker - w.cpu_jobs) : 0;
+  }
+  const bool waiting_is_all = !s.closed && could_any;  // a CPU job for anyone can only wait
   for (auto it = s.pending.begin(); it != s.pending.end();) {
+    if (waiting_is_all && cpu_free == 0 && s.pending_special == 0) break;
     Pending& p = **it;
+    if (waiting_is_all && cpu_free == 0 && !Special(p)) {
+      ++it;
+      continue;
+    }
     int best = -1;
     bool could = false;
     if (s.closed) {
@@ -227,8 +261,17 @@ void Dispatch(State& s) {
         const WorkerSlot& w = s.workers[i];
         if (!Matches(s, w, p.where) || !CouldServe(s, w)) continue;
         could = true;
-        if (!Usable(s, w) || (!p.async && w.cpu_jobs > 0)) continue;
-        if (best < 0 || w.jobs.size() < s.workers[best].jobs.size()) best = static_cast<int>(i);
+        if (!Usable(s, w) || (!p.async && w.cpu_jobs >= per_worker)) continue;
+        if (best < 0) {
+          best = static_cast<int>(i);
+          continue;
+        }
+        // The least loaded: for a CPU job, fewest CPU jobs first (an idle
+        // worker before one whose mailbox would hold it).
+        const WorkerSlot& b = s.workers[best];
+        if ((!p.async && w.cpu_jobs != b.cpu_jobs) ? w.cpu_jobs < b.cpu_jobs : w.jobs.size() < b.jobs.size()) {
+          best = static_cast<int>(i);
+        }
       }
       if (best < 0 && !could) {
         p.failure = absl::UnavailableError(
@@ -241,7 +284,11 @@ void Dispatch(State& s) {
       continue;
     }
     p.assigned = best;
-    if (best >= 0 && !p.async) ++s.workers[best].cpu_jobs;
+    if (best >= 0 && !p.async) {
+      --cpu_free;
+      ++s.workers[best].cpu_jobs;
+    }
+    if (Special(p)) --s.pending_special;
     p.ready.Set();
     it = s.pending.erase(it);
   }
@@ -251,10 +298,23 @@ Task<> RestartWorker(std::shared_ptr<State> s, size_t w);
 
 Task<> WatchWorker(std::shared_ptr<State> s, size_t w, uint64_t generation, TaskRef server);
 
+// What MarkWorkerLost sends each CPU job waiting for an answer from the
+// worker's job loop: {kLostKey: <slot>, "generation": <int>, "why": <text>}.
+constexpr char kLostKey[] = "picos.compute.worker_lost";
+
 void MarkWorkerLost(std::shared_ptr<State> s, size_t w, uint64_t generation, const std::string& why) {
   WorkerSlot& slot = s->workers[w];
   if (slot.generation != generation || slot.lost || slot.closed || slot.closing) return;
   slot.lost = true;
+  // Its CPU jobs wait for messages from its loop, which will never come
+  // (I/O jobs join their remote tasks, which end with the peer).
+  for (uint64_t id : slot.jobs) {
+    auto j = s->jobs.find(id);
+    if (j == s->jobs.end() || j->second.async) continue;
+    (void)j->second.task.Send(Value::Map({{std::string(kLostKey), static_cast<int64_t>(w)},
+                                          {"generation", static_cast<int64_t>(generation)},
+                                          {"why", why}}));
+  }
   PICOS_LOG(warn, "compute: worker {} lost: {}", slot.uri, why);
   Emit(*s, "worker_lost", "worker", slot.uri, "node", s->nodes[slot.node].uri, "message", why);
   const NodeState ns = s->nodes[slot.node].state;
@@ -285,10 +345,10 @@ std::string WhyEnded(const Value& msg) {
   return st->error.ok() ? "its service ended" : std::string(st->error.message());
 }
 
-// Watches a worker's service task: it ends only with the worker (or its
-// peer lost), which is then reported at once.
-Task<> WatchWorker(std::shared_ptr<State> s, size_t w, uint64_t generation, TaskRef server) {
-  if (!Monitor(Self(), server).ok()) co_return;
+// Watches a worker's job loop: it ends only with the worker (or its peer
+// lost), which is then reported at once, also while no job runs there.
+Task<> WatchWorker(std::shared_ptr<State> s, size_t w, uint64_t generation, TaskRef loop) {
+  if (!Monitor(Self(), loop).ok()) co_return;
   absl::StatusOr<Value> msg = co_await Receive();
   if (!msg.ok()) co_return;  // terminated: the computation closed
   MarkWorkerLost(s, w, generation, WhyEnded(*msg));
@@ -301,22 +361,48 @@ Task<> WatchNode(std::shared_ptr<State> s, size_t n, TaskRef server) {
   MarkNodeLost(s, n, WhyEnded(*msg));
 }
 
+// Starts the job loop of the worker whose service is `svc`.
+Task<absl::StatusOr<TaskRef>> StartLoop(remote::Service svc, absl::Duration timeout) {
+  Value::MapType request;
+  request[kJobLoopKey] = Value(true);
+  absl::StatusOr<TaskRef> loop = co_await svc.Run(Value(std::move(request)), timeout);
+  co_return loop;
+}
+
+// A worker of a start being reached: its service located, its loop started.
+struct ReachedWorker {
+  absl::StatusOr<remote::Service> service = absl::UnknownError("not reached");
+  absl::StatusOr<TaskRef> loop = absl::UnknownError("not reached");
+};
+
+Task<> ReachWorker(std::shared_ptr<std::vector<ReachedWorker>> out, size_t i, std::string uri,
+                   absl::Duration timeout) {
+  absl::StatusOr<remote::Service> svc = co_await remote::Service::Locate(kWorkerService, Location::Peer(uri), timeout);
+  (*out)[i].service = svc;
+  if (!svc.ok()) co_return;
+  absl::StatusOr<TaskRef> loop = co_await StartLoop(*svc, timeout);
+  (*out)[i].loop = loop;
+}
+
 // Puts a fresh worker `uri` in slot `w` (after a restart).
 Task<absl::Status> Adopt(std::shared_ptr<State> s, size_t w, std::string uri) {
   absl::StatusOr<remote::Service> svc =
       co_await remote::Service::Locate(kWorkerService, Location::Peer(uri), s->options.timeout);
   if (!svc.ok()) co_return Annotate(svc.status(), absl::StrCat("worker ", uri));
+  absl::StatusOr<TaskRef> loop = co_await StartLoop(*svc, s->options.timeout);
+  if (!loop.ok()) co_return Annotate(loop.status(), absl::StrCat("worker ", uri, ": its job loop"));
   WorkerSlot& slot = s->workers[w];
   if (slot.watcher.valid()) (void)slot.watcher.Terminate();
   slot.uri = uri;
   slot.service = *svc;
+  slot.loop = *loop;
   ++slot.generation;
   slot.lost = slot.restarting = slot.closing = slot.closed = false;
   slot.cpu_jobs = 0;
   slot.jobs.clear();
   SpawnOptions so;
   so.daemon = true;
-  slot.watcher = ThisScheduler().Spawn(so, WatchWorker, s, w, slot.generation, svc->server());
+  slot.watcher = ThisScheduler().Spawn(so, WatchWorker, s, w, slot.generation, *loop);
   co_return absl::OkStatus();
 }
 
@@ -383,6 +469,35 @@ Value::MapType JobFields(const JobEntry& j, uint64_t id) {
   return {{"job", id}, {"task", j.task}, {"fn", j.fn}, {"worker", j.worker}};
 }
 
+// The answer of the job loop to CPU job `request` sent to slot `w` of
+// `generation`: its value, its error (the worker's status, read as network
+// input), or kUnavailable with *lost set when MarkWorkerLost says the worker
+// is gone first; *terminated when this task is terminated meanwhile.
+Task<absl::StatusOr<Value>> AwaitAnswer(int64_t request, size_t w, uint64_t generation, bool* lost,
+                                        bool* terminated) {
+  auto mine = [request, w, generation](const Value& v) {
+    if (!v.is_map()) return false;
+    if (const Value* r = v.Find(kJobReplyKey); r != nullptr) return r->is_int() && r->as_int() == request;
+    const Value* l = v.Find(kLostKey);
+    return l != nullptr && l->is_int() && l->as_int() == static_cast<int64_t>(w) &&
+           v.GetOr<int64_t>("generation", -1) == static_cast<int64_t>(generation);
+  };
+  absl::StatusOr<Value> m = co_await ReceiveMatching(std::move(mine));
+  if (!m.ok()) {
+    *terminated = true;
+    co_return m.status();
+  }
+  if (m->Find(kLostKey) != nullptr) {
+    *lost = true;
+    co_return absl::UnavailableError(m->GetOr<std::string>("why", "the worker was lost"));
+  }
+  if (const Value* v = m->Find("value"); v != nullptr) co_return *v;
+  const int64_t code = m->GetOr<int64_t>("code", static_cast<int64_t>(absl::StatusCode::kUnknown));
+  const bool known = code > 0 && code <= static_cast<int64_t>(absl::StatusCode::kUnauthenticated);
+  co_return absl::Status(known ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kUnknown,
+                         m->GetOr<std::string>("message", "(no message)").substr(0, 4096));
+}
+
 Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::string fn, std::string arg,
                                    bool async, std::string where) {
   int retries = 0;
@@ -392,10 +507,11 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
     p->async = async;
     p->where = where;
     s->pending.push_back(p);
+    if (Special(*p)) ++s->pending_special;
     Dispatch(*s);
     absl::Status waited = co_await p->ready.Wait();
     if (!waited.ok()) {  // terminated while waiting
-      s->pending.remove(p);
+      if (s->pending.remove(p) > 0 && Special(*p)) --s->pending_special;
       if (p->assigned >= 0 && !async) --s->workers[p->assigned].cpu_jobs;
       EmitMap(*s, "job_terminated", JobFields(s->jobs[id], id));
       s->jobs.erase(id);
@@ -411,6 +527,7 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
     const uint64_t generation = s->workers[w].generation;
     const std::string worker = s->workers[w].uri;
     remote::Service service = s->workers[w].service;
+    const TaskRef loop = s->workers[w].loop;
     s->workers[w].jobs.insert(id);
     JobEntry& job = s->jobs[id];
     job.state = JobState::kRunning;
@@ -419,13 +536,42 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
     Value::MapType started_fields = JobFields(job, id);
     started_fields["async"] = Value(async);
     EmitMap(*s, "job_started", std::move(started_fields));
-    Value request = Value::Map({{"fn", fn}, {"arg", Value::Bytes(arg)}, {"async", async}});
-    absl::StatusOr<TaskRef> started = co_await service.Run(std::move(request), s->options.timeout);
     absl::StatusOr<Value> result = absl::UnknownError("not run");
-    if (started.ok()) {
-      result = co_await started->Join();
+    bool started = false;     // it reached the worker: running it again costs a retry
+    bool lost = false;        // the worker was lost first
+    bool terminated = false;  // this task was terminated
+    TaskRef remote_task;      // an I/O job's task on the worker
+    if (async) {
+      // Any number at once beside the CPU job: a remote task each.
+      Value request = Value::Map({{"fn", fn}, {"arg", Value::Bytes(arg)}, {"async", true}});
+      absl::StatusOr<TaskRef> t = co_await service.Run(std::move(request), s->options.timeout);
+      if (t.ok()) {
+        started = true;
+        remote_task = *t;
+        result = co_await t->Join();
+      } else {
+        result = t.status();
+      }
+      const absl::StatusCode c = result.ok() ? absl::StatusCode::kOk : result.status().code();
+      terminated = c == absl::StatusCode::kCancelled;
+      lost = c == absl::StatusCode::kUnavailable;
     } else {
-      result = started.status();
+      // A message to the worker's job loop, its answer a message back.
+      const int64_t request = ++s->next_request;
+      Value::MapType m;
+      m["id"] = Value(request);
+      m["fn"] = Value(fn);
+      m["arg"] = Value::Bytes(arg);
+      m["reply_to"] = Value(Self());
+      absl::Status sent = loop.Send(Value(std::move(m)));
+      if (sent.ok()) {
+        started = true;
+        result = co_await AwaitAnswer(request, w, generation, &lost, &terminated);
+      } else {
+        result = sent;
+        // Backpressure is the job's error; anything else: the loop is gone.
+        lost = sent.code() != absl::StatusCode::kResourceExhausted;
+      }
     }
     WorkerSlot& slot = s->workers[w];
     if (slot.generation == generation) {
@@ -435,15 +581,16 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
     NotifyChange(*s);
     Dispatch(*s);
     const absl::StatusCode code = result.ok() ? absl::StatusCode::kOk : result.status().code();
-    if (code == absl::StatusCode::kCancelled) {
-      // Terminated (Close with terminate, or the caller): the worker stops
-      // waiting for the function and drops its result.
-      if (started.ok()) (void)started->Terminate();
+    if (terminated) {
+      // Terminated (Close with terminate, or the caller): the worker cannot
+      // stop the function; it drops the result (an I/O job's remote task is
+      // ended; a CPU job's answer finds this task gone).
+      if (remote_task.valid()) (void)remote_task.Terminate();
       EmitMap(*s, "job_terminated", JobFields(s->jobs[id], id));
       s->jobs.erase(id);
       co_return result;
     }
-    if (code != absl::StatusCode::kUnavailable) {
+    if (!lost) {
       Value::MapType f = JobFields(s->jobs[id], id);
       f["code"] = Value(static_cast<int64_t>(code));
       f["message"] = Value(result.ok() ? std::string() : std::string(result.status().message()));
@@ -455,7 +602,7 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
     MarkWorkerLost(s, w, generation, std::string(result.status().message()));
     // A job refused before it started (the worker was already gone) did not
     // run: it costs no retry.
-    if (started.ok()) {
+    if (started) {
       if (s->closed || retries >= s->options.max_retries) {
         Value::MapType f = JobFields(s->jobs[id], id);
         f["message"] = Value(std::string(result.status().message()));
@@ -581,19 +728,37 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
   entry.watcher = ThisScheduler().Spawn(daemon, WatchNode, s, n, node->server());
   s->nodes.push_back(std::move(entry));
   Emit(*s, "node_initialized", "node", uri, "facts", facts->ToValue(), "cpus", int64_t{cpus});
-  int index = 0;
+  std::vector<std::string> uris;
   for (const Value& w : list.as_list()) {
     absl::StatusOr<std::string> wuri = w.As<std::string>();
-    if (!wuri.ok()) co_return absl::DataLossError(absl::StrCat(uri, ": malformed worker URI"));
-    absl::StatusOr<remote::Service> job =
-        co_await remote::Service::Locate(kWorkerService, Location::Peer(*wuri), s->options.timeout);
+    if (!wuri.ok() || wuri->empty() || wuri->size() > 1024) {
+      co_return absl::DataLossError(absl::StrCat(uri, ": malformed worker URI"));
+    }
+    uris.push_back(*std::move(wuri));
+  }
+  // Every worker is dialled and its loop started at once (a connection and
+  // two round trips each), then they are taken in order.
+  auto reached = std::make_shared<std::vector<ReachedWorker>>(uris.size());
+  std::vector<TaskRef> reaching;
+  for (size_t i = 0; i < uris.size(); ++i) {
+    reaching.push_back(ThisScheduler().Spawn(ReachWorker, reached, i, uris[i], s->options.timeout));
+  }
+  int index = 0;
+  for (size_t i = 0; i < uris.size(); ++i) {
+    absl::StatusOr<Value> joined = co_await reaching[i].Join();
+    if (!joined.ok()) co_return Annotate(joined.status(), absl::StrCat(uri, ": worker ", uris[i]));
+    const std::string* wuri = &uris[i];
+    absl::StatusOr<remote::Service>& job = (*reached)[i].service;
     if (!job.ok()) co_return Annotate(job.status(), absl::StrCat(uri, ": worker ", *wuri));
+    absl::StatusOr<TaskRef>& loop = (*reached)[i].loop;
+    if (!loop.ok()) co_return Annotate(loop.status(), absl::StrCat(uri, ": worker ", *wuri, ": its job loop"));
     const size_t slot = s->workers.size();
     WorkerSlot ws(*job);
+    ws.loop = *loop;
     ws.uri = *wuri;
     ws.node = n;
     ws.index = index++;
-    ws.watcher = ThisScheduler().Spawn(daemon, WatchWorker, s, slot, uint64_t{0}, job->server());
+    ws.watcher = ThisScheduler().Spawn(daemon, WatchWorker, s, slot, uint64_t{0}, *loop);
     s->workers.push_back(std::move(ws));
     ++s->nodes[n].workers;
     Emit(*s, "worker_initialized", "worker", *wuri, "node", uri);
@@ -688,6 +853,9 @@ absl::StatusOr<std::unique_ptr<Computation>> Computation::Create(ComputationOpti
   if (options.library.empty()) return absl::InvalidArgumentError("no computation library");
   if (options.max_retries < 0) return absl::InvalidArgumentError("max_retries must not be negative");
   if (options.timeout <= absl::ZeroDuration()) return absl::InvalidArgumentError("timeout must be positive");
+  if (options.cpu_jobs_ahead < 0 || options.cpu_jobs_ahead > 8) {
+    return absl::InvalidArgumentError("cpu_jobs_ahead must be 0..8");
+  }
   if (options.pulse_interval < absl::ZeroDuration() || options.pulse_interval > absl::Hours(24)) {
     return absl::InvalidArgumentError("pulse_interval must be 0 (the node's) up to 24h");
   }

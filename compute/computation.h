@@ -20,7 +20,9 @@
 //
 // Jobs. Run (a CPU job) gives at once the handle of a local task that waits
 // for a worker with no CPU job (one CPU job per worker at a time, the
-// least loaded first, waiting jobs served first come first served), runs
+// least loaded first, waiting jobs served first come first served; with
+// ComputationOptions::cpu_jobs_ahead a busy worker's job loop may also hold
+// the next ones, still run one at a time), runs
 // the job there and ends with its result: Join gives the function's bytes,
 // kAborted with its message when it fails, kNotFound ("no function 'x'
 // ...") for a function the library does not register. RunAt does the same
@@ -29,6 +31,12 @@
 // CPU job, on threads of the worker's own (not counted against the one CPU
 // job; pycos io_rtask).
 //
+// How a job travels. At Schedule each worker starts one long-lived job loop
+// (compute/protocol.h); a CPU job is one message to it and its result one
+// message back (a service call and a remote task per job cost two round
+// trips). A worker runs one CPU job at a time. An I/O job is a remote
+// service call of its own, a remote task on the worker.
+//
 // Guarantees, each tested with a real picos-node and its worker processes
 // (testing/compute_test.cc, compute_events_test.cc, compute_control_test.cc):
 //  * Schedule asks each node for its facts ({"op": "info"}), applies the
@@ -36,9 +44,10 @@
 //    folder of its own there (the node checks its SHA-256 before starting
 //    workers) and starts the computation's workers. A node the rules skip
 //    is not used (a node_ignored event says why).
-//  * A worker that dies is seen at once (the client monitors each worker's
-//    service task; the worker's connection breaks and the redial finds
-//    nothing listening, so its peer is lost without the grace period):
+//  * A worker that dies is seen at once, also while it runs no job (the
+//    client monitors each worker's job loop; the worker's connection breaks
+//    and the redial finds nothing listening, so its peer is lost without the
+//    grace period), and every job there is told at once:
 //    worker_lost is sent, its jobs end with kUnavailable "worker_lost: ..."
 //    unless max_retries lets them run again on another worker (job_rerun),
 //    and with restart_workers its node starts a fresh worker in its place
@@ -55,7 +64,8 @@
 //  * Close(await_io, terminate) fails jobs still waiting for a worker
 //    (kFailedPrecondition), then: with terminate, every running job's task
 //    ends at once with kCancelled (job_terminated). The worker cannot stop a
-//    C-ABI function mid-run: it stops waiting for it and drops its result,
+//    C-ABI function mid-run: it runs to its end and its result is dropped
+//    (a CPU job sent there next waits for it in the worker's job loop),
 //    and the worker process is ended with the computation (SIGTERM from its
 //    node), so nothing of it outlives Close. Without terminate Close waits
 //    for the running CPU jobs to end, and for the I/O jobs too with
@@ -164,6 +174,15 @@ struct ComputationOptions {
   absl::Duration timeout = absl::Seconds(60);
   // Receives the status events (see the top of this file); null for none.
   TaskRef status_task;
+  // CPU jobs sent to a busy worker ahead of time, 0..8: a worker still runs
+  // one CPU job at a time, and up to this many more may already wait in its
+  // mailbox, so it starts the next without waiting for a round trip to the
+  // client (throughput of short jobs, testing/bench/compute_bench.cc). Such
+  // a job counts as running (job_started, JobState::kRunning, on its
+  // worker's jobs) and, if the worker is lost, is re-run or reported
+  // (job_rerun, job_lost) exactly like the one running there. 0: a CPU job
+  // waits on the client until a worker is free.
+  int cpu_jobs_ahead = 0;
   // A lost worker is started again by its node (dispycos restart_servers).
   bool restart_workers = false;
   // Node allocation, tried in order (see the top of this file).

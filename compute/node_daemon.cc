@@ -313,15 +313,10 @@ absl::Status CheckSignature(const std::string& path, const std::string& library,
 }
 
 // Starts worker `index` of computation `id` (this binary in worker mode,
-// with the computation's library and environment) and waits for the line
-// that says where it listens. On failure the process, if started, is
-// ended and in n.closing_workers.
-struct StartedWorker {
-  std::shared_ptr<Worker> worker;
-  std::string uri;
-};
-Task<absl::StatusOr<StartedWorker>> StartWorker(std::string id, int index, std::string library_path,
-                                                std::vector<std::string> env) {
+// with the computation's library and environment), without waiting for it
+// to listen (AwaitListening): a computation's workers start side by side.
+absl::StatusOr<std::shared_ptr<Worker>> LaunchWorker(const std::string& id, int index,
+                                                     const std::string& library_path, std::vector<std::string> env) {
   NodeState& n = *g_node;
   ProcessOptions p;
   p.program = n.self;
@@ -334,28 +329,52 @@ Task<absl::StatusOr<StartedWorker>> StartWorker(std::string id, int index, std::
   p.env = std::move(env);
   p.stdin_mode = StdioMode::kNull;
   p.stderr_mode = StdioMode::kInherit;
-  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Process> proc, Process::Spawn(std::move(p)));
+  absl::StatusOr<std::unique_ptr<Process>> proc = Process::Spawn(std::move(p));
+  if (!proc.ok()) return proc.status();
   auto w = std::make_shared<Worker>();
-  w->process = std::shared_ptr<Process>(std::move(proc));
+  w->process = std::shared_ptr<Process>(*std::move(proc));
   w->index = index;
   WritePidFile(id, index, w->process->pid());
   ThisScheduler().Spawn(WatchWorker, w, id);
+  return w;
+}
+
+// Waits for the line of worker `w` (LaunchWorker) that says where it
+// listens: its URI. kUnavailable if the daemon ended meanwhile (its state is
+// gone: the worker ends with its Process object); on any other failure the
+// caller ends the worker.
+Task<absl::StatusOr<std::string>> AwaitListening(std::shared_ptr<Worker> w, std::string id) {
   absl::StatusOr<std::string> line = co_await w->process->out().ReadLine(4096, kWorkerStartTimeout);
-  // The daemon ended meanwhile (its state is gone): the worker ends with
-  // its Process object.
   if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
   absl::string_view l = line.ok() ? absl::string_view(*line) : absl::string_view();
   if (!line.ok() || !absl::ConsumePrefix(&l, "listening ")) {
+    co_return absl::InternalError(
+        absl::StrCat("worker ", w->index, " did not start: ", line.ok() ? *line : line.status().ToString()));
+  }
+  std::string uri(absl::StripTrailingAsciiWhitespace(l));
+  std::printf("worker started %s %d %d %s\n", id.c_str(), w->index, w->process->pid(), uri.c_str());
+  std::fflush(stdout);
+  co_return uri;
+}
+
+// LaunchWorker, then AwaitListening. On failure the process, if started, is
+// ended and in n.closing_workers.
+struct StartedWorker {
+  std::shared_ptr<Worker> worker;
+  std::string uri;
+};
+Task<absl::StatusOr<StartedWorker>> StartWorker(std::string id, int index, std::string library_path,
+                                                std::vector<std::string> env) {
+  PICOS_CO_ASSIGN_OR_RETURN(std::shared_ptr<Worker> w, LaunchWorker(id, index, library_path, std::move(env)));
+  absl::StatusOr<std::string> uri = co_await AwaitListening(w, id);
+  if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
+  if (!uri.ok()) {
     std::vector<std::shared_ptr<Worker>> failed = {w};
     CloseWorkers(failed);
     g_node->closing_workers.push_back(w);
-    co_return absl::InternalError(
-        absl::StrCat("worker ", index, " did not start: ", line.ok() ? *line : line.status().ToString()));
+    co_return uri.status();
   }
-  StartedWorker sw{w, std::string(absl::StripTrailingAsciiWhitespace(l))};
-  std::printf("worker started %s %d %d %s\n", id.c_str(), index, w->process->pid(), sw.uri.c_str());
-  std::fflush(stdout);
-  co_return sw;
+  co_return StartedWorker{w, *std::move(uri)};
 }
 
 // Sends the client of computation `id` the host's facts every pulse
@@ -432,17 +451,26 @@ Task<absl::StatusOr<Value>> Start(std::string id, std::string library, std::stri
   std::vector<std::shared_ptr<Worker>> workers;
   Value::ListType uris;
   absl::Status failed;
+  // All processes first, then their lines: the workers start side by side
+  // (each loads the library and starts its peer), not one after another.
   for (int i = 0; i < count && failed.ok(); ++i) {
-    absl::StatusOr<StartedWorker> w = co_await StartWorker(id, i, path, env);
+    absl::StatusOr<std::shared_ptr<Worker>> w = LaunchWorker(id, i, path, env);
+    if (w.ok()) {
+      workers.push_back(*std::move(w));
+    } else {
+      failed = w.status();
+    }
+  }
+  for (size_t i = 0; i < workers.size() && failed.ok(); ++i) {
+    absl::StatusOr<std::string> uri = co_await AwaitListening(workers[i], id);
     // The daemon ended meanwhile (its state is gone): the workers end with
     // their Process objects.
     if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
-    if (!w.ok()) {
-      failed = w.status();
-      break;
+    if (uri.ok()) {
+      uris.emplace_back(*std::move(uri));
+    } else {
+      failed = uri.status();
     }
-    workers.push_back(w->worker);
-    uris.emplace_back(w->uri);
   }
   n.starting.erase(id);
   if (failed.ok() && n.closing) failed = absl::UnavailableError("the node is closing");

@@ -47,8 +47,10 @@
 // function and gives its result bytes (a CPU job on the worker's one job
 // thread; an async one on its I/O threads, any number at once); a name the
 // library does not register is refused (kNotFound, with the names it does
-// register). The function runs on a thread of the worker
-// other than its network's, so a long job neither stops heartbeats nor
+// register); {"loop": true} starts the worker's job loop (compute/protocol.h),
+// a task that takes CPU jobs as messages and answers each, one round trip a
+// job: the client's path for CPU jobs. The function runs on a thread of the
+// worker other than its network's, so a long job neither stops heartbeats nor
 // messages. The node prints one line on stdout per
 // worker event, for operators and tests:
 //   listening <uri>
@@ -122,6 +124,7 @@ std::string* g_function_names = nullptr;
 void AppendTo(void* ctx, const char* data, size_t n) { static_cast<std::string*>(ctx)->append(data, n); }
 
 absl::Status AdmitJob(const Value& arg) {
+  if (arg.is_map() && arg.GetOr<bool>(kJobLoopKey, false)) return absl::OkStatus();
   std::string fn, bytes;
   bool async = false;
   absl::Status read = MessageReader(arg).Get("fn", &fn).Get("arg", &bytes).Optional("async", &async).status();
@@ -151,6 +154,44 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
   absl::StatusOr<std::string> out = co_await pool->Run(job);
   if (!out.ok()) co_return out.status();
   co_return Value::Bytes(*std::move(out));
+}
+
+// The job loop (compute/protocol.h): CPU jobs as messages, one at a time in
+// the order they arrive (later ones wait in its mailbox), each answered to
+// its reply_to. A message without a usable id and reply_to is logged and
+// dropped (there is no one to answer); any other refusal (malformed, unknown
+// function) is its answer, as for a service call.
+Task<absl::StatusOr<Value>> JobLoop() {
+  for (;;) {
+    absl::StatusOr<Value> msg = co_await Receive();
+    if (!msg.ok()) co_return msg.status();  // terminated: the computation closes
+    int64_t id = 0;
+    TaskRef reply_to;
+    absl::Status read = MessageReader(*msg).Get("id", &id).Get("reply_to", &reply_to).status();
+    if (!read.ok()) {
+      PICOS_LOG_LIMITED(warn, "worker: malformed job message: {}", read.ToString());
+      continue;
+    }
+    absl::StatusOr<Value> r = absl::UnknownError("not run");
+    const absl::Status admitted = AdmitJob(*msg);
+    if (admitted.ok()) {
+      msg->as_map().erase("async");  // the loop runs CPU jobs only
+      r = co_await RunJob(*std::move(msg));
+    } else {
+      r = admitted;
+    }
+    Value reply = r.ok() ? Value::Map({{std::string(kJobReplyKey), id}, {"value", *std::move(r)}})
+                         : Value::Map({{std::string(kJobReplyKey), id},
+                                       {"code", static_cast<int64_t>(r.status().code())},
+                                       {"message", std::string(r.status().message())}});
+    absl::Status sent = reply_to.Send(std::move(reply));
+    if (!sent.ok()) PICOS_LOG_LIMITED(warn, "worker: the result of job {} not sent: {}", id, sent.ToString());
+  }
+}
+
+Task<absl::StatusOr<Value>> ServeJob(Value arg) {
+  if (arg.is_map() && arg.GetOr<bool>(kJobLoopKey, false)) co_return co_await JobLoop();
+  co_return co_await RunJob(std::move(arg));
 }
 
 Task<absl::Status> WorkerMain() {
@@ -194,7 +235,7 @@ Task<absl::Status> WorkerMain() {
                             co_await remote::Node::Start(t, std::move(config.options)));
   remote::ServiceOptions so;
   so.admit = AdmitJob;
-  PICOS_CO_ASSIGN_OR_RETURN(remote::RegisteredService svc, remote::RegisterService(kWorkerService, RunJob, so));
+  PICOS_CO_ASSIGN_OR_RETURN(remote::RegisteredService svc, remote::RegisterService(kWorkerService, ServeJob, so));
   std::printf("listening %s\n", node->uris()[0].c_str());
   std::fflush(stdout);
   for (;;) {

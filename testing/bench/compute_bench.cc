@@ -7,6 +7,8 @@
 //   trivial_jobs_per_s         --jobs no-op jobs spawned at once (Run), every
 //                              result joined and checked; 2 workers, one job
 //                              each at a time (target >= 20,000)
+//                              (--cpu_jobs_ahead=1: a worker's next job
+//                              already waits in its mailbox)
 //   job_latency_ms             Run -> Join's result of one no-op job, one at
 //                              a time, median (target <= 0.5)
 //   job_latency_p99_ms         the same, 99th percentile
@@ -86,6 +88,9 @@ ABSL_FLAG(std::vector<std::string>, figures, {},
           "empty: all");
 ABSL_FLAG(std::string, node_binary, "compute/picos-node", "the picos-node program");
 ABSL_FLAG(std::string, library, "testing/bench/libcompute_benchlib.so", "the computation library");
+ABSL_FLAG(int, cpu_jobs_ahead, 0,
+          "ComputationOptions::cpu_jobs_ahead of the computation measured (0..8): CPU jobs sent to a busy worker "
+          "ahead of time");
 
 namespace picos::testing {
 namespace {
@@ -399,6 +404,7 @@ Task<absl::Status> OnNode(NodeProcess& node, Figures* f) {
   compute::ComputationOptions o;
   o.library = absl::GetFlag(FLAGS_library);
   o.timeout = kDeadline;
+  o.cpu_jobs_ahead = absl::GetFlag(FLAGS_cpu_jobs_ahead);
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<compute::Computation> c, compute::Computation::Create(o));
   std::vector<std::string> nodes = {node.uri};
   const absl::Time t0 = absl::Now();

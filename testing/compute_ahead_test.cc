@@ -1,0 +1,222 @@
+// CPU jobs sent to busy workers ahead of time
+// (ComputationOptions::cpu_jobs_ahead, compute/computation.h), through a
+// real picos-node with 2 worker processes on loopback. Each job runs `tag` of
+// //testing/bench:compute_benchlib, which answers "<worker pid>:<n>:<arg>"
+// with n counting the jobs that worker ran, so the test sees both ends:
+//  * with one job ahead per worker, every result arrives exactly once and
+//    every job ran exactly once (per worker the n are 1..count, no gap, no
+//    repeat): the job waiting in a worker's mailbox is neither lost nor run
+//    twice;
+//  * with a worker killed (SIGKILL) mid-run and max_retries = 1, still every
+//    result once: the jobs that were in the killed worker's mailbox are
+//    re-run like the one it was running (at most those 2 run again);
+//  * cpu_jobs_ahead outside 0..8 is refused.
+//
+// Every wait is bounded (kLong per job, which only a hang reaches). The test
+// kills only a worker whose parent it checked is the node it started, and
+// the node whatever happens (NodeProcess owns it).
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/algorithm/container.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "compute/computation.h"
+#include "core/kernel/scheduler.h"
+#include "core/kernel/status.h"
+#include "core/kernel/task.h"
+#include "testing/compute_cluster.h"
+#include "testing/coro_test.h"
+#include "testing/status_matchers.h"
+
+namespace picos::testing {
+namespace {
+
+constexpr char kSecret[] = "compute jobs test secret";
+constexpr absl::Duration kLong = absl::Seconds(60);  // only a hang reaches it
+constexpr char kLibrary[] = "testing/bench/libcompute_benchlib.so";
+constexpr int kJobs = 3'000;
+constexpr int kAhead = 1;
+
+// The parent pid of `pid` (/proc), or -1.
+int ParentOf(int pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::vector<std::string> f = absl::StrSplit(stat.substr(close + 2), ' ');
+  int ppid = -1;
+  if (f.size() < 2 || !absl::SimpleAtoi(f[1], &ppid)) return -1;
+  return ppid;
+}
+
+struct Tagged {
+  int pid = -1;
+  int64_t n = -1;
+  int64_t arg = -1;
+};
+
+// "<pid>:<n>:<arg>", or an error.
+absl::StatusOr<Tagged> ParseTag(const Value& v) {
+  if (!v.is_bytes()) return absl::DataLossError(absl::StrCat("not bytes: ", v.DebugString()));
+  std::vector<std::string> f = absl::StrSplit(v.as_string(), ':');
+  Tagged t;
+  if (f.size() != 3 || !absl::SimpleAtoi(f[0], &t.pid) || !absl::SimpleAtoi(f[1], &t.n) ||
+      !absl::SimpleAtoi(f[2], &t.arg)) {
+    return absl::DataLossError(absl::StrCat("malformed result: ", v.DebugString()));
+  }
+  return t;
+}
+
+// What a run saw: the n of each worker (by pid), and which args came back.
+struct Seen {
+  std::map<int, std::vector<int64_t>> n_by_pid;
+  std::vector<int> args = std::vector<int>(kJobs, 0);
+};
+
+// Each worker's n are 1..count, each once (the worker ran each job once),
+// unless it is `killed`, whose n need only be distinct: the one job it ran
+// last may have lost its result with it.
+void ExpectRanOnce(Seen& seen, int killed) {
+  int64_t total = 0;
+  for (auto& [pid, ns] : seen.n_by_pid) {
+    std::sort(ns.begin(), ns.end());
+    SCOPED_TRACE(absl::StrCat("worker ", pid));
+    EXPECT_TRUE(std::adjacent_find(ns.begin(), ns.end()) == ns.end()) << "a job ran twice on one worker";
+    if (pid != killed) {
+      EXPECT_EQ(ns.front(), 1);
+      EXPECT_EQ(ns.back(), static_cast<int64_t>(ns.size())) << "a job of this worker gave no result";
+    }
+    total += static_cast<int64_t>(ns.size());
+  }
+  EXPECT_EQ(total, kJobs);
+  for (int i = 0; i < kJobs; ++i) EXPECT_EQ(seen.args[i], 1) << "result of job " << i;
+}
+
+// Runs kJobs `tag` jobs (all spawned at once, then joined in order); after
+// `kill_after` results (if >= 0) kills the worker with pid `victim`.
+Task<absl::Status> RunJobs(compute::Computation& c, Seen* seen, int kill_after, int victim) {
+  std::vector<TaskRef> jobs;
+  jobs.reserve(kJobs);
+  for (int i = 0; i < kJobs; ++i) {
+    PICOS_CO_ASSIGN_OR_RETURN(TaskRef job, co_await c.Run("tag", absl::StrCat(i)));
+    jobs.push_back(std::move(job));
+  }
+  for (int i = 0; i < kJobs; ++i) {
+    if (i == kill_after && kill(victim, SIGKILL) != 0) co_return absl::InternalError("kill failed");
+    absl::StatusOr<Value> r = co_await jobs[i].Join(kLong);
+    if (!r.ok()) co_return absl::Status(r.status().code(), absl::StrCat("job ", i, ": ", r.status().message()));
+    PICOS_CO_ASSIGN_OR_RETURN(Tagged t, ParseTag(*r));
+    if (t.arg != i) co_return absl::DataLossError(absl::StrCat("job ", i, " got the result of job ", t.arg));
+    ++seen->args[i];
+    seen->n_by_pid[t.pid].push_back(t.n);
+  }
+  co_return absl::OkStatus();
+}
+
+PICOS_CORO_TEST(ComputeJobsAhead, EachRunAndAnsweredExactlyOnce) {
+  NodeProcessOptions no;
+  no.dest = FreshDir("compute-ahead-a");
+  no.secret = kSecret;
+  absl::StatusOr<NodeProcess> node = co_await StartNodeProcess(no);
+  CO_ASSERT_OK(node);
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await StartClientNode(kSecret);
+  CO_ASSERT_OK(me);
+  {
+    compute::ComputationOptions o;
+    o.library = kLibrary;
+    o.cpu_jobs_ahead = kAhead;
+    absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
+    CO_ASSERT_OK(c);
+    std::vector<std::string> nodes = {node->uri};
+    absl::Status scheduled = co_await (*c)->Schedule(nodes);
+    CO_ASSERT_OK(scheduled);
+    absl::StatusOr<std::vector<int>> pids = co_await WorkerPids(*node, 2);
+    CO_ASSERT_OK(pids);
+    Seen seen;
+    const absl::Time t0 = absl::Now();
+    absl::Status ran = co_await RunJobs(**c, &seen, -1, -1);
+    EXPECT_OK(ran);
+    std::printf("compute_jobs_ahead_3k_s: %.2f s\n", absl::ToDoubleSeconds(absl::Now() - t0));
+    if (ran.ok()) {
+      ExpectRanOnce(seen, -1);
+      for (const auto& [pid, ns] : seen.n_by_pid) EXPECT_TRUE(absl::c_linear_search(*pids, pid)) << pid;
+      EXPECT_EQ(seen.n_by_pid.size(), 2u) << "both workers took jobs";
+    }
+    EXPECT_EQ((*c)->jobs_rerun(), 0u);
+    EXPECT_EQ((*c)->workers_alive(), 2u);
+    absl::Status closed = co_await (*c)->Close();
+    EXPECT_OK(closed);
+  }
+  me->reset();
+  absl::Status killed = co_await KillNodeProcess(*node);
+  EXPECT_OK(killed);
+}
+
+PICOS_CORO_TEST(ComputeJobsAhead, AWorkerKilledMidRunItsQueuedJobsRerunEachAnsweredOnce) {
+  NodeProcessOptions no;
+  no.dest = FreshDir("compute-ahead-b");
+  no.secret = kSecret;
+  absl::StatusOr<NodeProcess> node = co_await StartNodeProcess(no);
+  CO_ASSERT_OK(node);
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await StartClientNode(kSecret);
+  CO_ASSERT_OK(me);
+  {
+    compute::ComputationOptions o;
+    o.library = kLibrary;
+    o.cpu_jobs_ahead = kAhead;
+    o.max_retries = 1;
+    absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
+    CO_ASSERT_OK(c);
+    std::vector<std::string> nodes = {node->uri};
+    absl::Status scheduled = co_await (*c)->Schedule(nodes);
+    CO_ASSERT_OK(scheduled);
+    absl::StatusOr<std::vector<int>> pids = co_await WorkerPids(*node, 2);
+    CO_ASSERT_OK(pids);
+    const int victim = (*pids)[0];
+    CO_ASSERT_TRUE(ParentOf(victim) == node->process->pid());
+    Seen seen;
+    absl::Status ran = co_await RunJobs(**c, &seen, kJobs / 3, victim);
+    EXPECT_OK(ran);
+    if (ran.ok()) {
+      ExpectRanOnce(seen, victim);
+      // After the kill every result came from the other worker.
+      EXPECT_EQ(seen.n_by_pid.size(), 2u);
+    }
+    EXPECT_LE((*c)->jobs_rerun(), static_cast<uint64_t>(1 + kAhead))
+        << "only the jobs on the killed worker (running, or waiting in its mailbox) run again";
+    EXPECT_EQ((*c)->workers_alive(), 1u);
+    absl::StatusOr<std::string> lost = co_await NodeLine(*node, "worker lost ");
+    EXPECT_OK(lost.status());
+    absl::Status closed = co_await (*c)->Close();
+    EXPECT_OK(closed);
+  }
+  me->reset();
+  absl::Status killed = co_await KillNodeProcess(*node);
+  EXPECT_OK(killed);
+}
+
+TEST(ComputeJobsAhead, OutOfRangeRefused) {
+  for (int ahead : {-1, 9}) {
+    compute::ComputationOptions o;
+    o.library = kLibrary;
+    o.cpu_jobs_ahead = ahead;
+    absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << ahead;
+  }
+}
+
+}  // namespace
+}  // namespace picos::testing
