@@ -24,8 +24,8 @@ for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   else
     unset PICOS_REMOTE_SECRET; secret_flag=(--secret_file="$dir/secret")
   fi
+  rm -f "$dir/server"  # a fresh file: the last run's address must not be read
   timeout 60 "$server_bin" --listen="$listen" "${secret_flag[@]}" --clients=1 --subscribe_delay_ms=300 \
-    rm -f "$dir/server"  # a fresh file: the last run's address must not be read
     >"$dir/server" 2>&1 &
   spid=$!
   remote_smoke_server_address "$dir/server" server

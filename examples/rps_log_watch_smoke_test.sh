@@ -33,8 +33,8 @@ for listen in "${REMOTE_SMOKE_LISTEN[@]}"; do
   n=$((n + 1))
   log="$dir/watched-$n.log"
   printf 'boot ok\nfirst ERROR: disk full\nall good\nsecond error: fan\n' >"$log"
+  rm -f "$dir/server"  # a fresh file: the last run's address must not be read
   timeout 60 "$server_bin" --discovery_group= --listen="$listen" --file="$log" --pattern=error --backlog=10 --watchers=1 \
-    rm -f "$dir/server"  # a fresh file: the last run's address must not be read
     >"$dir/server" 2>&1 &
   spid=$!
   remote_smoke_server_address "$dir/server" server
