@@ -5,7 +5,9 @@
 //
 //   scheduled <workers>
 //   workers_alive <n>            each time the count of usable workers changes
-//   result <index> <pid>:<n>:<index>   one per job, in index order
+//   result <index> <pid>:<n>:<index>   one per job, as each arrives (so a
+//                                      line after "workers_alive N" came
+//                                      after the client saw that change)
 //   error <index> <status>       a job that failed
 //   done ok=<n> failed=<n> rerun=<n> alive=<n>
 //
@@ -45,6 +47,19 @@ void Say(const std::string& line) {
   std::fflush(stdout);
 }
 
+// What a job's waiter tells the client: {"i": index, "value": bytes} or
+// {"i": index, "error": text}. (Built outside the coroutine: g++ 12.)
+Value Outcome(int i, const absl::StatusOr<Value>& r) {
+  if (r.ok()) return Value::Map({{"i", i}, {"value", *r}});
+  return Value::Map({{"i", i}, {"error", r.status().ToString()}});
+}
+
+// Joins job `i` and tells `to` how it ended.
+Task<> JoinAndReport(TaskRef job, int i, TaskRef to, absl::Duration timeout) {
+  absl::StatusOr<Value> r = co_await job.Join(timeout);
+  (void)to.Send(Outcome(i, r));
+}
+
 Task<absl::Status> Client() {
   const TransportRegistry& t = transports::DefaultTransports();
   remote::NodeFlagDefaults defaults;
@@ -71,26 +86,32 @@ Task<absl::Status> Client() {
     PICOS_CO_ASSIGN_OR_RETURN(TaskRef job, co_await c->Run("slow_tag", absl::StrCat(ms, i)));
     running.push_back(std::move(job));
   }
-  int ok = 0, failed = 0;
+  // Each job's outcome is printed as it arrives (a waiter task per job
+  // joins it), and a change of workers_alive as soon as the computation
+  // sees it.
   for (int i = 0; i < jobs; ++i) {
-    // Joined in short waits, to report a change of workers_alive as soon
-    // as the computation sees it.
-    absl::StatusOr<Value> r = absl::DeadlineExceededError("not joined");
-    for (;;) {
-      r = co_await running[i].Join(absl::Milliseconds(5));
-      if (c->workers_alive() != alive) {
-        alive = c->workers_alive();
-        Say(absl::StrCat("workers_alive ", alive));
-      }
-      if (r.ok() || r.status().code() != absl::StatusCode::kDeadlineExceeded) break;
-      if (absl::Now() > deadline) co_return absl::DeadlineExceededError(absl::StrCat("job ", i, " hangs"));
+    ThisScheduler().Spawn(JoinAndReport, running[i], i, Self(), deadline - absl::Now());
+  }
+  int ok = 0, failed = 0;
+  for (int got = 0; got < jobs;) {
+    absl::StatusOr<Value> m = co_await Receive(absl::Milliseconds(5));
+    if (c->workers_alive() != alive) {
+      alive = c->workers_alive();
+      Say(absl::StrCat("workers_alive ", alive));
     }
-    if (!r.ok()) {
-      ++failed;
-      Say(absl::StrCat("error ", i, " ", r.status().ToString()));
+    if (!m.ok()) {
+      if (absl::Now() > deadline) co_return absl::DeadlineExceededError(absl::StrCat(jobs - got, " jobs hang"));
       continue;
     }
-    const std::string tag = r->is_bytes() ? r->as_string() : r->DebugString();
+    ++got;
+    const int i = static_cast<int>((*m)["i"].is_int() ? (*m)["i"].as_int() : -1);
+    if ((*m)["error"].is_string()) {
+      ++failed;
+      Say(absl::StrCat("error ", i, " ", (*m)["error"].as_string()));
+      continue;
+    }
+    const Value& v = (*m)["value"];
+    const std::string tag = v.is_bytes() ? v.as_string() : v.DebugString();
     if (!absl::EndsWith(tag, absl::StrCat(":", i))) {
       ++failed;
       Say(absl::StrCat("error ", i, " the result of another job: ", tag));
