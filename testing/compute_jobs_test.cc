@@ -12,6 +12,12 @@
 // the kill, and at most the one job that was on the killed worker ran
 // twice (once there, its result lost with it; once again, counted by
 // jobs_rerun).
+// Both again (3,000 jobs) with one CPU job sent ahead to each busy worker
+// (ComputationOptions::cpu_jobs_ahead): the job waiting in a worker's
+// mailbox is neither lost nor run twice, and after a kill the jobs that
+// were in the killed worker's mailbox are re-run like the one it was
+// running (at most those 2 run again). cpu_jobs_ahead outside 0..8 is
+// refused.
 //
 // Every wait is bounded (kLong per job, which only a hang reaches). The test
 // kills only a worker whose parent it checked is the node it started, and
@@ -47,7 +53,17 @@ namespace {
 constexpr char kSecret[] = "compute jobs test secret";
 constexpr absl::Duration kLong = absl::Seconds(60);  // only a hang reaches it
 constexpr char kLibrary[] = "testing/bench/libcompute_benchlib.so";
-constexpr int kJobs = 10'000;
+
+// A run: how many jobs, how many CPU jobs may wait ahead in a busy
+// worker's mailbox, the prefix of its folders and the figure it prints.
+struct Shape {
+  const char* dir;
+  int jobs;
+  int ahead;
+  const char* figure;
+};
+constexpr Shape kPlain{"compute-jobs", 10'000, 0, "compute_jobs_10k_s"};
+constexpr Shape kAhead{"compute-ahead", 3'000, 1, "compute_jobs_ahead_3k_s"};
 
 // The parent pid of `pid` (/proc), or -1.
 int ParentOf(int pid) {
@@ -81,8 +97,9 @@ absl::StatusOr<Tagged> ParseTag(const Value& v) {
 
 // What a run saw: the n of each worker (by pid), and which args came back.
 struct Seen {
+  explicit Seen(int jobs) : args(jobs, 0) {}
   std::map<int, std::vector<int64_t>> n_by_pid;
-  std::vector<int> args = std::vector<int>(kJobs, 0);
+  std::vector<int> args;  // one count per job
 };
 
 // Each worker's n are 1..count, each once (the worker ran each job once),
@@ -100,20 +117,22 @@ void ExpectRanOnce(Seen& seen, int killed) {
     }
     total += static_cast<int64_t>(ns.size());
   }
-  EXPECT_EQ(total, kJobs);
-  for (int i = 0; i < kJobs; ++i) EXPECT_EQ(seen.args[i], 1) << "result of job " << i;
+  EXPECT_EQ(total, static_cast<int64_t>(seen.args.size()));
+  for (size_t i = 0; i < seen.args.size(); ++i) EXPECT_EQ(seen.args[i], 1) << "result of job " << i;
 }
 
-// Runs kJobs `tag` jobs (all spawned at once, then joined in order); after
-// `kill_after` results (if >= 0) kills the worker with pid `victim`.
+// Runs one `tag` job per entry of seen->args (all spawned at once, then
+// joined in order); after `kill_after` results (if >= 0) kills the worker
+// with pid `victim`.
 Task<absl::Status> RunJobs(compute::Computation& c, Seen* seen, int kill_after, int victim) {
+  const int n = static_cast<int>(seen->args.size());
   std::vector<TaskRef> jobs;
-  jobs.reserve(kJobs);
-  for (int i = 0; i < kJobs; ++i) {
+  jobs.reserve(n);
+  for (int i = 0; i < n; ++i) {
     PICOS_CO_ASSIGN_OR_RETURN(TaskRef job, co_await c.Run("tag", absl::StrCat(i)));
     jobs.push_back(std::move(job));
   }
-  for (int i = 0; i < kJobs; ++i) {
+  for (int i = 0; i < n; ++i) {
     if (i == kill_after && kill(victim, SIGKILL) != 0) co_return absl::InternalError("kill failed");
     absl::StatusOr<Value> r = co_await jobs[i].Join(kLong);
     if (!r.ok()) co_return absl::Status(r.status().code(), absl::StrCat("job ", i, ": ", r.status().message()));
@@ -125,9 +144,9 @@ Task<absl::Status> RunJobs(compute::Computation& c, Seen* seen, int kill_after, 
   co_return absl::OkStatus();
 }
 
-PICOS_CORO_TEST(ComputeJobs, TenThousandJobsEachRunAndAnsweredExactlyOnce) {
+Task<> EachRunAndAnsweredOnce(Shape shape) {
   NodeProcessOptions no;
-  no.dest = FreshDir("compute-jobs-a");
+  no.dest = FreshDir(absl::StrCat(shape.dir, "-a"));
   no.secret = kSecret;
   absl::StatusOr<NodeProcess> node = co_await StartNodeProcess(no);
   CO_ASSERT_OK(node);
@@ -136,6 +155,7 @@ PICOS_CORO_TEST(ComputeJobs, TenThousandJobsEachRunAndAnsweredExactlyOnce) {
   {
     compute::ComputationOptions o;
     o.library = kLibrary;
+    o.cpu_jobs_ahead = shape.ahead;
     absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
     CO_ASSERT_OK(c);
     std::vector<std::string> nodes = {node->uri};
@@ -143,11 +163,11 @@ PICOS_CORO_TEST(ComputeJobs, TenThousandJobsEachRunAndAnsweredExactlyOnce) {
     CO_ASSERT_OK(scheduled);
     absl::StatusOr<std::vector<int>> pids = co_await WorkerPids(*node, 2);
     CO_ASSERT_OK(pids);
-    Seen seen;
+    Seen seen(shape.jobs);
     const absl::Time t0 = absl::Now();
     absl::Status ran = co_await RunJobs(**c, &seen, -1, -1);
     EXPECT_OK(ran);
-    std::printf("compute_jobs_10k_s: %.2f s\n", absl::ToDoubleSeconds(absl::Now() - t0));
+    std::printf("%s: %.2f s\n", shape.figure, absl::ToDoubleSeconds(absl::Now() - t0));
     if (ran.ok()) {
       ExpectRanOnce(seen, -1);
       for (const auto& [pid, ns] : seen.n_by_pid) EXPECT_TRUE(absl::c_linear_search(*pids, pid)) << pid;
@@ -163,9 +183,9 @@ PICOS_CORO_TEST(ComputeJobs, TenThousandJobsEachRunAndAnsweredExactlyOnce) {
   EXPECT_OK(killed);
 }
 
-PICOS_CORO_TEST(ComputeJobs, TenThousandJobsWithAWorkerKilledMidRunEachAnsweredOnce) {
+Task<> WorkerKilledMidRunEachAnsweredOnce(Shape shape) {
   NodeProcessOptions no;
-  no.dest = FreshDir("compute-jobs-b");
+  no.dest = FreshDir(absl::StrCat(shape.dir, "-b"));
   no.secret = kSecret;
   absl::StatusOr<NodeProcess> node = co_await StartNodeProcess(no);
   CO_ASSERT_OK(node);
@@ -175,6 +195,7 @@ PICOS_CORO_TEST(ComputeJobs, TenThousandJobsWithAWorkerKilledMidRunEachAnsweredO
     compute::ComputationOptions o;
     o.library = kLibrary;
     o.max_retries = 1;
+    o.cpu_jobs_ahead = shape.ahead;
     absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
     CO_ASSERT_OK(c);
     std::vector<std::string> nodes = {node->uri};
@@ -184,15 +205,16 @@ PICOS_CORO_TEST(ComputeJobs, TenThousandJobsWithAWorkerKilledMidRunEachAnsweredO
     CO_ASSERT_OK(pids);
     const int victim = (*pids)[0];
     CO_ASSERT_TRUE(ParentOf(victim) == node->process->pid());
-    Seen seen;
-    absl::Status ran = co_await RunJobs(**c, &seen, kJobs / 3, victim);
+    Seen seen(shape.jobs);
+    absl::Status ran = co_await RunJobs(**c, &seen, shape.jobs / 3, victim);
     EXPECT_OK(ran);
     if (ran.ok()) {
       ExpectRanOnce(seen, victim);
       // After the kill every result came from the other worker.
       EXPECT_EQ(seen.n_by_pid.size(), 2u);
     }
-    EXPECT_LE((*c)->jobs_rerun(), 1u) << "only the job on the killed worker runs again";
+    EXPECT_LE((*c)->jobs_rerun(), static_cast<uint64_t>(1 + shape.ahead))
+        << "only the jobs on the killed worker (running, or waiting in its mailbox) run again";
     EXPECT_EQ((*c)->workers_alive(), 1u);
     absl::StatusOr<std::string> lost = co_await NodeLine(*node, "worker lost ");
     EXPECT_OK(lost.status());
@@ -202,6 +224,30 @@ PICOS_CORO_TEST(ComputeJobs, TenThousandJobsWithAWorkerKilledMidRunEachAnsweredO
   me->reset();
   absl::Status killed = co_await KillNodeProcess(*node);
   EXPECT_OK(killed);
+}
+
+PICOS_CORO_TEST(ComputeJobs, TenThousandJobsEachRunAndAnsweredExactlyOnce) {
+  co_await EachRunAndAnsweredOnce(kPlain);
+}
+
+PICOS_CORO_TEST(ComputeJobs, TenThousandJobsWithAWorkerKilledMidRunEachAnsweredOnce) {
+  co_await WorkerKilledMidRunEachAnsweredOnce(kPlain);
+}
+
+PICOS_CORO_TEST(ComputeJobsAhead, EachRunAndAnsweredExactlyOnce) { co_await EachRunAndAnsweredOnce(kAhead); }
+
+PICOS_CORO_TEST(ComputeJobsAhead, AWorkerKilledMidRunItsQueuedJobsRerunEachAnsweredOnce) {
+  co_await WorkerKilledMidRunEachAnsweredOnce(kAhead);
+}
+
+TEST(ComputeJobsAhead, OutOfRangeRefused) {
+  for (int ahead : {-1, 9}) {
+    compute::ComputationOptions o;
+    o.library = kLibrary;
+    o.cpu_jobs_ahead = ahead;
+    absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << ahead;
+  }
 }
 
 }  // namespace
