@@ -696,6 +696,22 @@ Task<absl::StatusOr<TaskIdentity>> LocateOverRaw(Stream* raw, std::string name) 
 }
 
 
+// A handle of a task of the raw peer `raw` (authenticated as `peer_id`), as
+// this process gets it: the peer is given this task's handle (it locates it
+// as `name`, proof included) and sends it a message carrying its own task's
+// handle. Gives the proxy that message brought.
+Task<absl::StatusOr<TaskRef>> HandleFromRawPeer(Stream* raw, std::string peer_id, std::string name) {
+  FakePeerCodec fake(peer_id);
+  PICOS_CO_RETURN_IF_ERROR(RegisterTask(name, Self()));
+  PICOS_CO_ASSIGN_OR_RETURN(TaskIdentity given, co_await LocateOverRaw(raw, name));
+  Value frames = Value::List({Value::Map(
+      {{"op", "send"}, {"task", Self().id()}, {"proof", Value::Bytes(given.proof)}, {"msg", Value(Self())}})});
+  PICOS_CO_RETURN_IF_ERROR(co_await raw->Write(FramedBatch(frames, &fake), kLong));
+  PICOS_CO_ASSIGN_OR_RETURN(Value handed, co_await Receive(kLong));
+  if (!handed.is_task()) co_return absl::DataLossError(absl::StrCat("not a handle: ", handed.DebugString()));
+  co_return handed.as_task();
+}
+
 PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadStaysBounded) {
   remote::NodeOptions o = Options(kSecret, UnixName("flood"), 1);
   o.max_queued_frames = 1000;
@@ -707,27 +723,16 @@ PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadStaysBounded) {
   absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*b)->uris()[0], RawPeerId(6));
   CO_ASSERT_OK(raw);
   CO_ASSERT_OK(LocalHandleCodec().ExportTask(Self()));
-  FakePeerCodec fake(RawPeerId(6));
-  // The peer is given this task's handle (it locates it), proof included.
-  CO_ASSERT_OK(RegisterTask("flooded", Self()));
-  absl::StatusOr<TaskIdentity> given = co_await LocateOverRaw(raw->get(), "flooded");
-  CO_ASSERT_OK(given);
-  const std::string proof = given->proof;
-  Value frames = Value::List(
-      {Value::Map({{"op", "send"}, {"task", Self().id()}, {"proof", Value::Bytes(proof)}, {"msg", Value(Self())}})});
-  CO_ASSERT_OK(co_await (*raw)->Write(FramedBatch(frames, &fake), kLong));
-  absl::StatusOr<Value> handed = co_await Receive(kLong);
-  CO_ASSERT_OK(handed);
-  CO_ASSERT_TRUE(handed->is_task());
-  TaskRef far = handed->as_task();
-  EXPECT_NE(GetTaskProxy(far), nullptr);
+  absl::StatusOr<TaskRef> far = co_await HandleFromRawPeer(raw->get(), RawPeerId(6), "flooded");
+  CO_ASSERT_OK(far);
+  EXPECT_NE(GetTaskProxy(*far), nullptr);
   // Flood it with 1 KiB messages until the queue for that peer is full.
   const Value payload(std::string(1024, 'f'));
   absl::Status sent;
   int64_t accepted = 0;
   const absl::Time give_up = absl::Now() + kLong;
   while (accepted < 10'000'000 && absl::Now() < give_up) {
-    sent = far.Send(payload);
+    sent = far->Send(payload);
     if (!sent.ok()) break;
     if (++accepted % 500 == 0) co_await Yield();  // the writer runs
   }
@@ -750,25 +755,15 @@ PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadIsBoundedInBytes) {
   CO_ASSERT_OK(b);
   absl::StatusOr<std::unique_ptr<Stream>> raw = co_await AuthenticatedRaw((*b)->uris()[0], RawPeerId(6));
   CO_ASSERT_OK(raw);
-  FakePeerCodec fake(RawPeerId(6));
-  CO_ASSERT_OK(RegisterTask("flooded_bytes", Self()));
-  absl::StatusOr<TaskIdentity> given = co_await LocateOverRaw(raw->get(), "flooded_bytes");
-  CO_ASSERT_OK(given);
-  const std::string proof = given->proof;
-  Value frames = Value::List(
-      {Value::Map({{"op", "send"}, {"task", Self().id()}, {"proof", Value::Bytes(proof)}, {"msg", Value(Self())}})});
-  CO_ASSERT_OK(co_await (*raw)->Write(FramedBatch(frames, &fake), kLong));
-  absl::StatusOr<Value> handed = co_await Receive(kLong);
-  CO_ASSERT_OK(handed);
-  CO_ASSERT_TRUE(handed->is_task());
-  TaskRef far = handed->as_task();
+  absl::StatusOr<TaskRef> far = co_await HandleFromRawPeer(raw->get(), RawPeerId(6), "flooded_bytes");
+  CO_ASSERT_OK(far);
   // The peer acknowledges nothing, so what this node sends it only adds up:
   // 1 KiB messages until refused, about kBound of them.
   const Value payload(std::string(1024, 'f'));
   int64_t accepted = 0;
   absl::Status sent;
   while (accepted < 100'000) {
-    sent = far.Send(payload);
+    sent = far->Send(payload);
     if (!sent.ok()) break;
     if (++accepted % 64 == 0) co_await Yield();  // the writer runs
   }
@@ -778,7 +773,7 @@ PICOS_CORO_TEST(RemoteInProcess, FloodToAPeerThatDoesNotReadIsBoundedInBytes) {
   // Written out, still not acknowledged: it stays full however long the
   // writer runs.
   for (int round = 0; round < 100; ++round) {
-    sent = far.Send(payload);
+    sent = far->Send(payload);
     if (sent.ok()) break;
     co_await Yield();
   }
