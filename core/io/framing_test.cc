@@ -1,6 +1,8 @@
 #include "core/io/framing.h"
 
 #include <cstdint>
+#include <cstring>
+#include <string_view>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -13,6 +15,7 @@
 #include "absl/time/time.h"
 #include "core/io/io.h"
 #include "core/io/process.h"
+#include "core/io/stream.h"
 #include "core/kernel/task.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -178,6 +181,116 @@ PICOS_CORO_TEST(Framing, ATimeoutConsumesNothing) {
   absl::StatusOr<std::optional<std::string>> again = co_await ReadMessage(in);
   CO_ASSERT_OK(again);
   EXPECT_THAT(*again, Optional(std::string("abcdef")));
+}
+
+// A Stream that serves scripted pieces, one per ReadSome at most (cut to
+// the room given), as a socket would; it counts the calls and checks what
+// FrameReader asks for.
+class ScriptStream : public Stream {
+ public:
+  explicit ScriptStream(std::deque<absl::StatusOr<std::string>> script) : script_(std::move(script)) {}
+  Task<absl::StatusOr<size_t>> ReadSome(char* buf, size_t min_bytes, size_t max_bytes,
+                                        absl::Duration timeout) override {
+    ++reads_;
+    EXPECT_GE(min_bytes, 1u);
+    EXPECT_LE(min_bytes, max_bytes);
+    if (script_.empty()) co_return size_t{0};
+    absl::StatusOr<std::string> r = std::move(script_.front());
+    script_.pop_front();
+    if (!r.ok()) co_return r.status();
+    if (r->size() > max_bytes) {
+      script_.push_front(r->substr(max_bytes));
+      r->resize(max_bytes);
+    }
+    std::memcpy(buf, r->data(), r->size());
+    co_return r->size();
+  }
+  Task<absl::Status> Write(std::string, absl::Duration) override { co_return absl::UnimplementedError("read only"); }
+  Task<absl::Status> Shutdown(absl::Duration) override { co_return absl::OkStatus(); }
+  void Close() override {}
+  size_t write_queue_bytes() const override { return 0; }
+  size_t peak_write_queue_bytes() const override { return 0; }
+  size_t max_write_queue() const override { return 0; }
+  std::string local_address() const override { return "script:"; }
+  std::string peer_address() const override { return "script:"; }
+  int reads() const { return reads_; }
+
+ private:
+  std::deque<absl::StatusOr<std::string>> script_;
+  int reads_ = 0;
+};
+
+PICOS_CORO_TEST(FrameReader, ReadsWhatWriteMessageWroteAlignedAndInPieces) {
+  std::string big(300'000, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7);
+  // Odd and even lengths, so that payloads land at every offset modulo 8.
+  const std::vector<std::string> messages = {"hello", "", std::string("a\0b", 3), big, "xy", "1234567", big.substr(9)};
+  for (size_t piece : {size_t{1}, size_t{7}, size_t{4096}, size_t{1} << 20}) {
+    CollectWriter out;
+    for (const std::string& m : messages) CO_ASSERT_OK(co_await WriteMessage(out, m));
+    ScriptStream source(Pieces(out.All(), piece));
+    FrameReader in(&source, {.max_message_size = 1 << 20});
+    for (const std::string& m : messages) {
+      absl::StatusOr<std::optional<std::string_view>> got = co_await in.Next();
+      CO_ASSERT_OK(got);
+      CO_ASSERT_TRUE(got->has_value());
+      EXPECT_TRUE(**got == m) << "piece " << piece << ": a message of " << m.size() << " bytes came back as "
+                              << (*got)->size();
+      EXPECT_EQ(reinterpret_cast<uintptr_t>((*got)->data()) % 8, 0u) << "payloads are word-aligned";
+    }
+    absl::StatusOr<std::optional<std::string_view>> end = co_await in.Next();
+    CO_ASSERT_OK(end);
+    EXPECT_EQ(*end, std::nullopt) << "a clean end between messages";
+  }
+}
+
+PICOS_CORO_TEST(FrameReader, RefusesOversizeTruncatedAndGarbageWithinItsBound) {
+  ScriptStream huge({Header(UINT32_MAX), std::string(10, 'x')});
+  FrameReader a(&huge, {.max_message_size = 1 << 20});
+  EXPECT_THAT(co_await a.Next(), StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("4294967295 bytes")));
+  EXPECT_LE(a.buffered(), kFrameHeaderSize + 10);
+
+  ScriptStream mid_header({std::string("\0\0", 2)});
+  FrameReader b(&mid_header);
+  EXPECT_THAT(co_await b.Next(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("header (2 of 4 bytes)")));
+  ScriptStream mid_payload({Header(10) + "12345"});
+  FrameReader c(&mid_payload);
+  EXPECT_THAT(co_await c.Next(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("5 of 10 bytes")));
+
+  std::mt19937 rng(12345);
+  const FramingOptions options{.max_message_size = 4096};
+  for (int round = 0; round < 2000; ++round) {
+    std::string bytes(rng() % 64, '\0');
+    for (char& ch : bytes) ch = static_cast<char>(rng());
+    if (bytes.size() >= 4 && round % 2 == 0) bytes[0] = bytes[1] = 0;
+    ScriptStream source(Pieces(bytes, 1 + rng() % 5));
+    FrameReader in(&source, options);
+    for (int m = 0; m < 100; ++m) {
+      absl::StatusOr<std::optional<std::string_view>> got = co_await in.Next();
+      EXPECT_LE(in.buffered(), kFrameHeaderSize + options.max_message_size);
+      if (!got.ok()) {
+        EXPECT_THAT(got.status().code(),
+                    ::testing::AnyOf(absl::StatusCode::kDataLoss, absl::StatusCode::kResourceExhausted));
+        break;
+      }
+      if (!*got) break;
+      EXPECT_LE((*got)->size(), options.max_message_size);
+    }
+  }
+}
+
+PICOS_CORO_TEST(FrameReader, ATimeoutLosesNothingAndOneReadServesAWholeMessage) {
+  ScriptStream source({Header(6) + "abc", absl::DeadlineExceededError("slow peer"), "def" + Header(2) + "ok"});
+  FrameReader in(&source);
+  EXPECT_THAT(co_await in.Next(), StatusIs(absl::StatusCode::kDeadlineExceeded));
+  absl::StatusOr<std::optional<std::string_view>> again = co_await in.Next();
+  CO_ASSERT_OK(again);
+  EXPECT_THAT(*again, Optional(std::string_view("abcdef")));
+  const int reads = source.reads();
+  absl::StatusOr<std::optional<std::string_view>> next = co_await in.Next();
+  CO_ASSERT_OK(next);
+  EXPECT_THAT(*next, Optional(std::string_view("ok")));
+  EXPECT_EQ(source.reads(), reads) << "the second message came with the first's last read";
 }
 
 // A real stream: messages through `cat` and back.

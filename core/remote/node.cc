@@ -2057,11 +2057,13 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
   // Acknowledged without waiting for traffic back after this many batches
   // (a one-way flood): the sender's unacknowledged batches stay few.
   constexpr uint64_t kAckEvery = 8;
-  BufferedReader in(stream.get());
   CodecOptions codec;
   codec.handle_codec = &c->codec;
   codec.max_encoded_size = c->max_frame;
   FramingOptions framing{.max_message_size = c->max_frame};
+  // One buffer per connection, reused: a batch costs no allocation to
+  // read, and is decoded where it lies (FrameReader aligns it).
+  FrameReader in(stream.get(), framing);
   absl::Status why;
   // Lost, not redialled: the peer broke the protocol, or ended the stream in
   // order (a node that closes, a process that exits: it left). A stream
@@ -2071,8 +2073,7 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
   // Whether this reader's stream is still the one of `c`.
   auto current = [&]() { return c->node != nullptr && c->link == link && !c->lost(); };
   for (;;) {
-    absl::StatusOr<std::optional<std::string>> m =
-        co_await ReadMessage(in, absl::InfiniteDuration(), framing);
+    absl::StatusOr<std::optional<std::string_view>> m = co_await in.Next();
     if (!current()) co_return absl::OkStatus();  // replaced, lost or closed meanwhile
     if (!m.ok()) {
       why = m.status();
