@@ -123,7 +123,7 @@ void AppendFrame(const std::string& bytes, std::string* out) {
 constexpr size_t kFramesPerBatch = 128;
 
 // The first element of a positional frame (see the top of this file).
-constexpr uint64_t kSendFrame = 1;
+using internal::kSendFrame;
 
 // Bytes [at, at + 8) of a proof as a big-endian number (0 past its end):
 // how a send frame carries a proof.
@@ -1398,7 +1398,9 @@ class NodeImpl final : public NameResolver {
   // Applies one frame of a batch; `frame` may be taken apart (a message
   // moved out of it).
   absl::Status Dispatch(const std::shared_ptr<Connection>& c, Value& frame);
-  absl::Status DispatchSend(const std::shared_ptr<Connection>& c, Value::ListType& frame);
+  // A send frame, its fields read (frames_internal.h ReadFrame).
+  absl::Status DispatchSend(const std::shared_ptr<Connection>& c, uint64_t id, uint64_t proof_hi, uint64_t proof_lo,
+                            Value message);
   static Task<absl::Status> LocateAt(NodeImpl* self, std::string uri, std::string kind, std::string name,
                                      absl::Duration timeout, std::shared_ptr<Completer> done);
   static Task<absl::Status> ServeLocate(std::weak_ptr<Connection> c, uint64_t req, bool want_channel,
@@ -2099,40 +2101,41 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
       break;
     }
     c->last_heard_ns = ThisScheduler().NowNs();
-    absl::StatusOr<Value> batch = internal::DecodeBatch(**m, codec);
+    absl::StatusOr<ListDecoder> batch = internal::OpenBatch(**m, codec);
     if (!batch.ok()) {
-      if (absl::IsDataLoss(batch.status())) {
-        why = batch.status();
+      why = batch.status();
+      fatal = true;
+      break;
+    }
+    // The batch's first element: its header [seq, ack] (a list: frames are
+    // maps or positional sends of five), or a ping or select, which carry
+    // the sender's acknowledgement and session id too. Frames of a batch
+    // without a header are applied as they come (only pings and selects
+    // travel so between peers of this version).
+    Value head;
+    if (batch->size() > 0) {
+      absl::StatusOr<internal::Frame> h = internal::ReadFrame(*batch, 0);
+      if (!h.ok()) {
+        why = h.status();
         fatal = true;
         break;
       }
-      // A handle this version cannot name (a third process): the batch is
-      // dropped, the connection stays (its number is lost with it: the
-      // next batch's skips it).
-      PICOS_LOG_LIMITED(info, "remote: dropped frames from {}: {}", c->Describe(),
-                        batch.status().ToString());
-      continue;
+      head = std::move(h->value);
+      if (h->is_send) head = Value();  // a send first: no header, applied below
     }
-    Value::ListType& frames = batch->as_list();
-    // The batch's first element: its header [seq, ack] (a list: frames are
-    // maps), or a ping or select, which carry the sender's acknowledgement
-    // and session id too. Frames of a batch without a header are applied as
-    // they come (only pings and selects travel so between peers of this
-    // version).
-    const Value* head = frames.empty() ? nullptr : &frames[0];
     size_t first = 0;
     bool apply = true;
     absl::StatusOr<uint64_t> ack = absl::NotFoundError("no ack");
-    if (head != nullptr && head->is_list()) {
+    if (head.is_list()) {
       first = 1;
-      const Value::ListType& h = head->as_list();
+      const Value::ListType& h = head.as_list();
       absl::StatusOr<uint64_t> seq = absl::InvalidArgumentError("not [seq, ack]");
       if (h.size() == 2) {
         seq = FromValue<uint64_t>(h[0]);
         ack = FromValue<uint64_t>(h[1]);
       }
       if (!seq.ok() || !ack.ok()) {
-        why = absl::DataLossError(absl::StrCat("malformed batch header: ", head->DebugString().substr(0, 64)));
+        why = absl::DataLossError(absl::StrCat("malformed batch header: ", head.DebugString().substr(0, 64)));
         fatal = true;
         break;
       }
@@ -2146,8 +2149,21 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
         c->received = *seq;
       }
     }
-    for (size_t i = first; apply && i < frames.size(); ++i) {
-      absl::Status s = self->Dispatch(c, frames[i]);
+    for (size_t i = first; apply && i < batch->size(); ++i) {
+      absl::StatusOr<internal::Frame> f = internal::ReadFrame(*batch, i);
+      if (!f.ok()) {
+        if (absl::IsDataLoss(f.status())) {
+          why = f.status();
+          fatal = true;
+          break;
+        }
+        // A handle this version cannot name (a third process): that frame
+        // is dropped, the connection stays.
+        PICOS_LOG_LIMITED(info, "remote: dropped a frame from {}: {}", c->Describe(), f.status().ToString());
+        continue;
+      }
+      absl::Status s = f->is_send ? self->DispatchSend(c, f->task, f->proof_hi, f->proof_lo, std::move(f->value))
+                                  : self->Dispatch(c, f->value);
       if (!s.ok()) PICOS_LOG(debug, "remote: frame from {}: {}", c->Describe(), s.ToString());
       if (c->selection == Connection::Selection::kMerged) {
         // The arbiter kept this stream for the session this node already
@@ -2155,16 +2171,18 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
         c = c->merged_into;
         link = c->link;
         codec.handle_codec = &c->codec;
+        batch->set_handle_codec(&c->codec);
       }
       if (!current()) break;
     }
+    if (fatal) break;
     if (!current()) break;  // lost while dispatching
     bool head_is_select = false;
-    if (head != nullptr && head->is_map()) {
-      const Value& head_op = ops::Field(*head, "op");
+    if (head.is_map()) {
+      const Value& head_op = ops::Field(head, "op");
       head_is_select = head_op == Value("select");
       if (head_op == Value("ping") || head_op == Value("select")) {
-        absl::StatusOr<uint64_t> sid = ops::U64(*head, "sid");
+        absl::StatusOr<uint64_t> sid = ops::U64(head, "sid");
         if (sid.ok()) {
           if (absl::Status same = self->PeerSession(c, *sid); !same.ok()) {
             why = same;
@@ -2172,7 +2190,7 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
             break;
           }
         }
-        ack = ops::U64(*head, "ack");
+        ack = ops::U64(head, "ack");
       }
     }
     if (ack.ok()) {
@@ -2209,28 +2227,27 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
   co_return absl::OkStatus();
 }
 
-absl::Status NodeImpl::DispatchSend(const std::shared_ptr<Connection>& c, Value::ListType& frame) {
-  if (!frame[1].is_uint() || !frame[2].is_uint() || !frame[3].is_uint()) {
-    return absl::InvalidArgumentError("malformed send frame");
-  }
-  const uint64_t id = frame[1].as_uint();
+absl::Status NodeImpl::DispatchSend(const std::shared_ptr<Connection>& c, uint64_t id, uint64_t proof_hi,
+                                    uint64_t proof_lo, Value message) {
   char proof[internal::kProofSize];
   for (size_t i = 0; i < 8; ++i) {
-    proof[i] = static_cast<char>(frame[2].as_uint() >> (56 - 8 * i));
-    proof[8 + i] = static_cast<char>(frame[3].as_uint() >> (56 - 8 * i));
+    proof[i] = static_cast<char>(proof_hi >> (56 - 8 * i));
+    proof[8 + i] = static_cast<char>(proof_lo >> (56 - 8 * i));
   }
   if (!internal::TaskProofValid(c->my_pid, id, std::string_view(proof, sizeof proof))) {
     return Forged(*c, "task", absl::StrCat("#", id));
   }
   absl::StatusOr<TaskRef> t = LocalHandleCodec().ImportTask(TaskIdentity{ProcessId(), id, "", ""});
   if (!t.ok()) return t.status();  // ended (and no longer kept): a send to it is dropped, as locally
-  return t->Send(std::move(frame[4]));
+  return t->Send(std::move(message));
 }
 
 absl::Status NodeImpl::Dispatch(const std::shared_ptr<Connection>& c, Value& frame) {
   if (frame.is_list()) {
     Value::ListType& f = frame.as_list();
-    if (f.size() == 5 && f[0] == Value(uint64_t{kSendFrame})) return DispatchSend(c, f);
+    // ReadFrame takes every well-formed send (its four integers): what
+    // comes here is not one.
+    if (f.size() == 5 && f[0] == Value(uint64_t{kSendFrame})) return absl::InvalidArgumentError("malformed send frame");
     return absl::InvalidArgumentError("an unknown positional frame");
   }
   const Value& op_v = ops::Field(frame, "op");

@@ -462,7 +462,18 @@ auto Guard(const char* what, F&& fn) -> decltype(fn()) {
 
 class Reader {
  public:
-  explicit Reader(const CodecOptions& o) : o_(o), codec_(CodecOf(o)) {}
+  // `o` is read at each handle (ListDecoder changes its handle codec
+  // between elements).
+  explicit Reader(const CodecOptions& o) : o_(o) {}
+
+  // A list read element by element (ListDecoder): counts the list itself,
+  // and checks its claimed size as Read does before reserving for it.
+  absl::Status CountList(size_t size) {
+    PICOS_RETURN_IF_ERROR(Count(1));
+    return CheckCount(size);
+  }
+  // Integers read in place (ListDecoder), counted as Read counts them.
+  absl::Status CountUints(size_t n) { return Count(n); }
 
   absl::Status Read(wire::Value::Reader r, int depth, Value* out) {
     if (depth > DepthLimit(o_)) {
@@ -541,7 +552,7 @@ class Reader {
         }
         PICOS_RETURN_IF_ERROR(CheckProcessId(id.process_id));
         PICOS_ASSIGN_OR_RETURN(id.proof, Proof(t.getProof()));
-        PICOS_ASSIGN_OR_RETURN(TaskRef task, codec_.ImportTask(id));
+        PICOS_ASSIGN_OR_RETURN(TaskRef task, CodecOf(o_).ImportTask(id));
         *out = Value(std::move(task));
         return absl::OkStatus();
       }
@@ -556,7 +567,7 @@ class Reader {
         }
         PICOS_RETURN_IF_ERROR(CheckProcessId(id.process_id));
         PICOS_ASSIGN_OR_RETURN(id.proof, Proof(c.getProof()));
-        PICOS_ASSIGN_OR_RETURN(ChannelRef channel, codec_.ImportChannel(id));
+        PICOS_ASSIGN_OR_RETURN(ChannelRef channel, CodecOf(o_).ImportChannel(id));
         *out = Value(std::move(channel));
         return absl::OkStatus();
       }
@@ -606,11 +617,132 @@ class Reader {
   }
 
   const CodecOptions& o_;
-  HandleCodec& codec_;
   uint64_t elements_ = 0;
 };
 
+// The words of `bytes` after the checks every decode makes first (size,
+// alignment, segment table); `copy` holds them when `bytes` were not
+// word-aligned.
+absl::StatusOr<kj::ArrayPtr<const capnp::word>> CheckedWords(std::string_view bytes, const CodecOptions& options,
+                                                           kj::Array<capnp::word>* copy) {
+  if (bytes.empty()) {
+    return absl::InvalidArgumentError("empty input: not a Cap'n Proto message");
+  }
+  if (bytes.size() > options.max_encoded_size) {
+    return TooMany("message size in bytes", bytes.size(), options.max_encoded_size, "max_encoded_size");
+  }
+  if (bytes.size() % sizeof(capnp::word) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("truncated message: ", bytes.size(), " bytes is not a whole number of 8-byte words"));
+  }
+  // The segment table's first word counts the segments minus one. Cap'n
+  // Proto 0.9 adds the one in 32 bits, so a table claiming 2^32 segments
+  // wraps to zero and the rest would be read as a one-segment message.
+  uint32_t segments_minus_one;
+  std::memcpy(&segments_minus_one, bytes.data(), sizeof(segments_minus_one));
+  segments_minus_one = le32toh(segments_minus_one);
+  if (segments_minus_one >= kMaxSegments) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed message: its segment table claims ",
+                                                   uint64_t{segments_minus_one} + 1, " segments (at most ",
+                                                   kMaxSegments, ")"));
+  }
+  // Cap'n Proto reads words in place: bytes that are word-aligned (a
+  // std::string's heap buffer is, and FrameReader's payloads) are read where
+  // they are; others are copied into an aligned buffer, bounded by
+  // max_encoded_size above.
+  if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) == 0) {
+    return kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word));
+  }
+  *copy = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+  std::memcpy(copy->begin(), bytes.data(), bytes.size());
+  return kj::ArrayPtr<const capnp::word>(*copy);
+}
+
+capnp::ReaderOptions ReaderOptionsFor(kj::ArrayPtr<const capnp::word> words, const CodecOptions& options) {
+  capnp::ReaderOptions reader_options;
+  // Every word of a well-formed message is read about once. Twice the
+  // message leaves room and still bounds the work (and what is copied out)
+  // when a hostile message points many times at the same bytes.
+  reader_options.traversalLimitInWords = 2 * words.size() + 64;
+  reader_options.nestingLimit = CapnpNestingLimitFor(options.max_depth);
+  return reader_options;
+}
+
+absl::Status CheckNothingFollows(const capnp::FlatArrayMessageReader& message,
+                                 kj::ArrayPtr<const capnp::word> words) {
+  if (message.getEnd() != words.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "malformed message: ", (words.end() - message.getEnd()) * sizeof(capnp::word), " bytes follow its last segment"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+struct ListDecoder::Impl {
+  Impl(const CodecOptions& o, kj::Array<capnp::word> c, kj::ArrayPtr<const capnp::word> words)
+      : options(o), copy(std::move(c)), message(words, ReaderOptionsFor(words, o)), reader(options) {}
+  CodecOptions options;
+  kj::Array<capnp::word> copy;
+  capnp::FlatArrayMessageReader message;
+  Reader reader;
+  capnp::List<wire::Value>::Reader list;
+};
+
+ListDecoder::ListDecoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ListDecoder::ListDecoder(ListDecoder&&) noexcept = default;
+ListDecoder& ListDecoder::operator=(ListDecoder&&) noexcept = default;
+ListDecoder::~ListDecoder() = default;
+
+absl::StatusOr<ListDecoder> ListDecoder::Open(std::string_view bytes, const CodecOptions& options) {
+  kj::Array<capnp::word> copy;
+  PICOS_ASSIGN_OR_RETURN(kj::ArrayPtr<const capnp::word> words, CheckedWords(bytes, options, &copy));
+  return Guard("decoding a Value", [&]() -> absl::StatusOr<ListDecoder> {
+    auto impl = std::make_unique<Impl>(options, std::move(copy), words);
+    PICOS_RETURN_IF_ERROR(CheckNothingFollows(impl->message, words));
+    wire::Value::Reader root = impl->message.getRoot<wire::Value>();
+    if (root.which() != wire::Value::LIST) return absl::InvalidArgumentError("the message is not a list");
+    impl->list = root.getList();
+    // The list itself counts as DecodeValue counts it; each element counts
+    // itself once decoded.
+    PICOS_RETURN_IF_ERROR(impl->reader.CountList(impl->list.size()));
+    return ListDecoder(std::move(impl));
+  });
+}
+
+size_t ListDecoder::size() const { return impl_->list.size(); }
+
+void ListDecoder::set_handle_codec(HandleCodec* codec) { impl_->options.handle_codec = codec; }
+
+absl::StatusOr<Value> ListDecoder::Decode(size_t i) {
+  if (i >= size()) return absl::OutOfRangeError(absl::StrCat("element ", i, " of ", size()));
+  return Guard("decoding a Value", [&]() -> absl::StatusOr<Value> {
+    Value out;
+    PICOS_RETURN_IF_ERROR(impl_->reader.Read(impl_->list[i], 2, &out));
+    return out;
+  });
+}
+
+absl::StatusOr<bool> ListDecoder::DecodeUintsThenValue(size_t i, absl::Span<uint64_t> uints, Value* last) {
+  if (i >= size()) return absl::OutOfRangeError(absl::StrCat("element ", i, " of ", size()));
+  return Guard("decoding a Value", [&]() -> absl::StatusOr<bool> {
+    wire::Value::Reader e = impl_->list[i];
+    if (e.which() != wire::Value::LIST) return false;
+    // Read once: each getList() counts the list's words against the
+    // message's traversal limit.
+    capnp::List<wire::Value>::Reader items = e.getList();
+    if (items.size() != uints.size() + 1) return false;
+    for (size_t j = 0; j < uints.size(); ++j) {
+      if (items[j].which() != wire::Value::UINT) return false;
+    }
+    // Counted as DecodeValue counts the element: its list, each item.
+    PICOS_RETURN_IF_ERROR(impl_->reader.CountList(items.size()));
+    PICOS_RETURN_IF_ERROR(impl_->reader.CountUints(uints.size()));
+    for (size_t j = 0; j < uints.size(); ++j) uints[j] = items[j].getUint();
+    PICOS_RETURN_IF_ERROR(impl_->reader.Read(items[uints.size()], 3, last));
+    return true;
+  });
+}
 
 const std::string& ProcessId() {
   static const std::string* const id = new std::string(DrawProcessId());
@@ -732,53 +864,11 @@ absl::StatusOr<std::string> EncodeValue(const Value& value, const CodecOptions& 
 }
 
 absl::StatusOr<Value> DecodeValue(std::string_view bytes, const CodecOptions& options) {
-  if (bytes.empty()) {
-    return absl::InvalidArgumentError("empty input: not a Cap'n Proto message");
-  }
-  if (bytes.size() > options.max_encoded_size) {
-    return TooMany("message size in bytes", bytes.size(), options.max_encoded_size,
-                   "max_encoded_size");
-  }
-  if (bytes.size() % sizeof(capnp::word) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "truncated message: ", bytes.size(), " bytes is not a whole number of 8-byte words"));
-  }
-  // The segment table's first word counts the segments minus one. Cap'n
-  // Proto 0.9 adds the one in 32 bits, so a table claiming 2^32 segments
-  // wraps to zero and the rest would be read as a one-segment message.
-  uint32_t segments_minus_one;
-  std::memcpy(&segments_minus_one, bytes.data(), sizeof(segments_minus_one));
-  segments_minus_one = le32toh(segments_minus_one);
-  if (segments_minus_one >= kMaxSegments) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("malformed message: its segment table claims ",
-                     uint64_t{segments_minus_one} + 1, " segments (at most ", kMaxSegments, ")"));
-  }
+  kj::Array<capnp::word> copy;
+  PICOS_ASSIGN_OR_RETURN(kj::ArrayPtr<const capnp::word> words, CheckedWords(bytes, options, &copy));
   return Guard("decoding a Value", [&]() -> absl::StatusOr<Value> {
-    // Cap'n Proto reads words in place: bytes that are word-aligned (a
-    // std::string's heap buffer is) are read where they are; others are
-    // copied into an aligned buffer, bounded by max_encoded_size above.
-    kj::Array<capnp::word> copy;
-    kj::ArrayPtr<const capnp::word> words;
-    if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) == 0) {
-      words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word));
-    } else {
-      copy = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
-      std::memcpy(copy.begin(), bytes.data(), bytes.size());
-      words = copy;
-    }
-    capnp::ReaderOptions reader_options;
-    // Every word of a well-formed message is read about once. Twice the
-    // message leaves room and still bounds the work (and what is copied out)
-    // when a hostile message points many times at the same bytes.
-    reader_options.traversalLimitInWords = 2 * words.size() + 64;
-    reader_options.nestingLimit = CapnpNestingLimitFor(options.max_depth);
-    capnp::FlatArrayMessageReader message(words, reader_options);
-    if (message.getEnd() != words.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "malformed message: ", (words.end() - message.getEnd()) * sizeof(capnp::word),
-          " bytes follow its last segment"));
-    }
+    capnp::FlatArrayMessageReader message(words, ReaderOptionsFor(words, options));
+    PICOS_RETURN_IF_ERROR(CheckNothingFollows(message, words));
     Value out;
     PICOS_RETURN_IF_ERROR(Reader(options).Read(message.getRoot<wire::Value>(), 1, &out));
     return out;

@@ -43,11 +43,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "core/kernel/handles.h"
 #include "core/kernel/value.h"
 
@@ -163,6 +166,52 @@ size_t EncodedSizeAtLeast(const Value& value, size_t stop);
 // Never crashes and allocates at most about `options.max_encoded_size` plus
 // what the limits allow, whatever `bytes` hold; errors as described above.
 absl::StatusOr<Value> DecodeValue(std::string_view bytes, const CodecOptions& options = {});
+
+// Decodes a message whose top is a list (a batch of frames) one element at
+// a time, and reads a positional element's leading unsigned integers in
+// place: what a reader of many small frames wants (no Value
+// for the batch, none for a frame's fixed fields; core/remote's reader).
+//
+//   PICOS_ASSIGN_OR_RETURN(ListDecoder batch, ListDecoder::Open(bytes, options));
+//   for (size_t i = 0; i < batch.size(); ++i) {
+//     uint64_t fields[4];
+//     Value msg;
+//     PICOS_ASSIGN_OR_RETURN(bool positional, batch.DecodeUintsThenValue(i, absl::MakeSpan(fields), &msg));
+//     if (!positional) { PICOS_ASSIGN_OR_RETURN(Value frame, batch.Decode(i)); ... }
+//   }
+//
+// The checks, limits and errors are DecodeValue's, over the whole message:
+// Open makes DecodeValue's checks of the message as a whole (size,
+// segments, that its top is a list: else kInvalidArgument), and what is
+// decoded counts against max_elements as DecodeValue would count it. A
+// malformed element fails when it is decoded, so the elements before it can
+// be used. `bytes` must outlive the decoder.
+class ListDecoder {
+ public:
+  static absl::StatusOr<ListDecoder> Open(std::string_view bytes, const CodecOptions& options = {});
+  ListDecoder(ListDecoder&&) noexcept;
+  ListDecoder& operator=(ListDecoder&&) noexcept;
+  ~ListDecoder();
+
+  // Elements of the list.
+  size_t size() const;
+  // Element i, decoded.
+  absl::StatusOr<Value> Decode(size_t i);
+  // When element i is a list of uints.size() + 1 items whose first
+  // uints.size() are unsigned integers (a positional frame): fills `uints`,
+  // decodes the last item into *last and gives true. Otherwise false, with
+  // nothing decoded (Decode(i) then). Errors as Decode.
+  absl::StatusOr<bool> DecodeUintsThenValue(size_t i, absl::Span<uint64_t> uints, Value* last);
+  // The handle codec for the elements decoded from now on (a connection
+  // whose session moved to another mid-batch).
+  void set_handle_codec(HandleCodec* codec);
+
+  struct Impl;
+
+ private:
+  explicit ListDecoder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace picos
 

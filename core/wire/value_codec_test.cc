@@ -552,3 +552,119 @@ TEST(ValueCodecDecode, MultiSegmentMessagesAreRead) {
 
 }  // namespace
 }  // namespace picos
+
+namespace picos {
+namespace {
+
+TEST(ListDecoder, ReadsElementsAndPositionalIntegersAsDecodeValueWould) {
+  const Value batch = Value::List({Value::List({uint64_t{3}, uint64_t{2}}),
+                                   Value::List({uint64_t{1}, uint64_t{7}, uint64_t{8}, uint64_t{9}, "payload"}),
+                                   Value::Map({{"op", "ping"}}), Value::List({int64_t{1}, "not a uint"}), 42});
+  ASSERT_OK_AND_ASSIGN(std::string bytes, EncodeValue(batch));
+  ASSERT_OK_AND_ASSIGN(ListDecoder d, ListDecoder::Open(bytes));
+  ASSERT_EQ(d.size(), 5u);
+  for (size_t i = 0; i < d.size(); ++i) {
+    ASSERT_OK_AND_ASSIGN(Value e, d.Decode(i));
+    EXPECT_EQ(e, batch.as_list()[i]) << "element " << i;
+  }
+  uint64_t fields[4] = {};
+  Value last;
+  ASSERT_OK_AND_ASSIGN(bool positional, d.DecodeUintsThenValue(1, absl::MakeSpan(fields), &last));
+  EXPECT_TRUE(positional);
+  EXPECT_EQ(fields[0], 1u);
+  EXPECT_EQ(fields[3], 9u);
+  EXPECT_EQ(last, Value("payload"));
+  // Not that shape: a header of two, a map, a signed integer first, a
+  // scalar; nothing is decoded.
+  for (size_t i : {0, 2, 3, 4}) {
+    Value untouched("untouched");
+    ASSERT_OK_AND_ASSIGN(bool p, d.DecodeUintsThenValue(i, absl::MakeSpan(fields), &untouched));
+    EXPECT_FALSE(p) << "element " << i;
+    EXPECT_EQ(untouched, Value("untouched"));
+  }
+  uint64_t one[1];
+  ASSERT_OK_AND_ASSIGN(bool header, d.DecodeUintsThenValue(0, absl::MakeSpan(one), &last));
+  EXPECT_TRUE(header) << "[3, 2] is one uint then a value";
+  EXPECT_EQ(one[0], 3u);
+  EXPECT_EQ(last, Value(uint64_t{2}));
+  EXPECT_THAT(d.Decode(5), StatusIs(absl::StatusCode::kOutOfRange));
+}
+
+TEST(ListDecoder, ABatchOfPositionalFramesIsReadWithinTheTraversalLimit) {
+  // Each element read once: capnp counts every getList() against a limit
+  // of twice the message, which reading a frame field by field overran.
+  Value::ListType frames;
+  for (uint64_t k = 0; k < 2000; ++k) {
+    frames.push_back(Value::List({uint64_t{1}, k, k + 1, k + 2, std::string(64, 'p')}));
+  }
+  ASSERT_OK_AND_ASSIGN(std::string bytes, EncodeValue(Value(std::move(frames))));
+  ASSERT_OK_AND_ASSIGN(ListDecoder d, ListDecoder::Open(bytes));
+  for (size_t i = 0; i < d.size(); ++i) {
+    uint64_t f[4];
+    Value msg;
+    ASSERT_OK_AND_ASSIGN(bool positional, d.DecodeUintsThenValue(i, absl::MakeSpan(f), &msg));
+    ASSERT_TRUE(positional);
+    ASSERT_EQ(f[1], i);
+    ASSERT_EQ(msg.as_string().size(), 64u);
+  }
+}
+
+TEST(ListDecoder, RefusesWhatDecodeValueRefusesAndCountsTheWholeMessage) {
+  ASSERT_OK_AND_ASSIGN(std::string scalar, EncodeValue(Value(1)));
+  EXPECT_THAT(ListDecoder::Open(scalar), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a list")));
+  EXPECT_THAT(ListDecoder::Open(""), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+  ASSERT_OK_AND_ASSIGN(std::string list, EncodeValue(Value::List({"a", "b"})));
+  for (size_t n = 0; n < list.size(); ++n) {
+    absl::StatusOr<ListDecoder> d = ListDecoder::Open(std::string_view(list).substr(0, n));
+    if (!d.ok()) {
+      EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument) << "truncated to " << n;
+      continue;
+    }
+    for (size_t i = 0; i < d->size(); ++i) EXPECT_NE(d->Decode(i).status().code(), absl::StatusCode::kInternal);
+  }
+  // A list claiming more elements than max_elements is refused at once, as
+  // DecodeValue refuses it; below that, max_elements counts every Value
+  // decoded from the message, element by element: the list (1), then each
+  // element with its items (4 each here).
+  Value::ListType items(10, Value(std::string(20, 'x')));
+  ASSERT_OK_AND_ASSIGN(std::string ten, EncodeValue(Value(items)));
+  CodecOptions o;
+  o.max_elements = 6;
+  EXPECT_THAT(ListDecoder::Open(ten, o), StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_elements")));
+  const Value three = Value::List({"a", "b", "c"});
+  ASSERT_OK_AND_ASSIGN(std::string nested, EncodeValue(Value::List({three, three, three})));
+  o.max_elements = 9;
+  ASSERT_OK_AND_ASSIGN(ListDecoder d, ListDecoder::Open(nested, o));
+  int decoded = 0;
+  for (size_t i = 0; i < d.size(); ++i) {
+    absl::StatusOr<Value> e = d.Decode(i);
+    if (!e.ok()) {
+      EXPECT_THAT(e, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_elements")));
+      break;
+    }
+    ++decoded;
+  }
+  EXPECT_EQ(decoded, 2) << "1 + 4 + 4 values fit in 9, a third element does not";
+  EXPECT_THAT(DecodeValue(nested, o), StatusIs(absl::StatusCode::kResourceExhausted)) << "as DecodeValue counts";
+  // Random garbage never crashes, whatever is asked of it.
+  std::mt19937_64 rng(777);
+  for (int round = 0; round < 5000; ++round) {
+    std::string junk(8 * (1 + rng() % 16), '\0');
+    for (char& ch : junk) ch = static_cast<char>(rng());
+    junk[0] = static_cast<char>(rng() % 2), junk[1] = junk[2] = junk[3] = 0;
+    absl::StatusOr<ListDecoder> g = ListDecoder::Open(junk);
+    if (!g.ok()) {
+      EXPECT_NE(g.status().code(), absl::StatusCode::kInternal);
+      continue;
+    }
+    for (size_t i = 0; i < std::min<size_t>(g->size(), 64); ++i) {
+      uint64_t f[4];
+      Value v;
+      EXPECT_NE(g->DecodeUintsThenValue(i, absl::MakeSpan(f), &v).status().code(), absl::StatusCode::kInternal);
+      EXPECT_NE(g->Decode(i).status().code(), absl::StatusCode::kInternal);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace picos

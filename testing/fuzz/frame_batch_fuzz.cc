@@ -4,8 +4,8 @@
 //
 // Each input is read two ways: as the stream a peer sends (length-prefixed
 // batches, each checked against the frame bound as core/io/framing.h checks
-// it), and as one batch. Aborts if DecodeBatch accepts something that is
-// not a list, or gives kInternal. Crashes and unbounded allocations are
+// it), and as one batch, frame by frame (OpenBatch, ReadFrame). Aborts if
+// either gives kInternal. Crashes and unbounded allocations are
 // what the sanitizers and libFuzzer's -rss_limit_mb catch.
 //
 // Driven by frame_batch_fuzz_test (seeds and deterministic mutations, g++).
@@ -33,23 +33,26 @@ picos::CodecOptions FuzzOptions() {
   return o;
 }
 
-void Check(std::string_view payload) {
-  static const picos::CodecOptions options = FuzzOptions();
-  absl::StatusOr<picos::Value> batch = picos::internal::DecodeBatch(payload, options);
-  if (!batch.ok()) {
-    if (batch.status().code() == absl::StatusCode::kInternal) {
-      std::fprintf(stderr, "frame_batch_fuzz: %s\n", batch.status().ToString().c_str());
-      std::abort();
-    }
-    return;
-  }
-  if (!batch->is_list()) {
-    std::fprintf(stderr, "frame_batch_fuzz: a batch that is not a list was accepted\n");
+void Fail(const absl::Status& s) {
+  if (s.code() == absl::StatusCode::kInternal) {
+    std::fprintf(stderr, "frame_batch_fuzz: %s\n", s.ToString().c_str());
     std::abort();
   }
-  // What the dispatcher reads first of every frame.
-  for (const picos::Value& frame : batch->as_list()) {
-    const picos::Value* op = frame.Find("op");
+}
+
+void Check(std::string_view payload) {
+  static const picos::CodecOptions options = FuzzOptions();
+  absl::StatusOr<picos::ListDecoder> batch = picos::internal::OpenBatch(payload, options);
+  if (!batch.ok()) return Fail(batch.status());
+  for (size_t i = 0; i < batch->size(); ++i) {
+    absl::StatusOr<picos::internal::Frame> frame = picos::internal::ReadFrame(*batch, i);
+    if (!frame.ok()) {
+      Fail(frame.status());
+      if (frame.status().code() == absl::StatusCode::kDataLoss) return;  // the connection would close
+      continue;
+    }
+    // What the dispatcher reads first of every frame.
+    const picos::Value* op = frame->value.Find("op");
     if (op != nullptr && op->is_string()) (void)op->as_string().size();
   }
 }
