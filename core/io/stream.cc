@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "core/kernel/status.h"
 
@@ -16,6 +17,12 @@ Task<absl::StatusOr<std::string>> Stream::Read(size_t max_bytes, absl::Duration 
   if (!n.ok()) co_return n.status();
   out.resize(*n);
   co_return out;
+}
+
+Task<absl::Status> Stream::WriteFrom(std::string* buffer, absl::Duration timeout) {
+  std::string data = std::move(*buffer);
+  buffer->clear();
+  co_return co_await Write(std::move(data), timeout);
 }
 
 }  // namespace picos

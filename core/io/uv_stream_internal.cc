@@ -441,25 +441,42 @@ Task<absl::StatusOr<size_t>> UvStream::ReadSome(char* buf, size_t min_bytes, siz
   }
 }
 
+absl::StatusOr<size_t> UvStream::WriteNow(std::string_view data) {
+  UvStreamState* s = s_;
+  if (s == nullptr || s->closing) return Closed();
+  if (s->shut) return absl::FailedPreconditionError("write after Shutdown()");
+  if (!s->werror.ok()) return s->werror;
+  if (data.empty() || s->queued != 0) return size_t{0};
+  uv_buf_t b = uv_buf_init(const_cast<char*>(data.data()), static_cast<unsigned>(std::min<size_t>(data.size(), 1u << 30)));
+  int n = uv_try_write(&s->h.stream, &b, 1);
+  if (n < 0 && n != UV_EAGAIN) {
+    s->werror = UvStatus(n, "write");
+    return s->werror;
+  }
+  return n > 0 ? static_cast<size_t>(n) : size_t{0};
+}
+
 Task<absl::Status> UvStream::Write(std::string data, absl::Duration timeout) {
+  absl::StatusOr<size_t> off = WriteNow(data);
+  if (!off.ok()) co_return off.status();
+  if (*off == data.size()) co_return absl::OkStatus();
+  co_return co_await WriteQueued(std::move(data), *off, timeout);
+}
+
+Task<absl::Status> UvStream::WriteFrom(std::string* buffer, absl::Duration timeout) {
+  absl::StatusOr<size_t> off = WriteNow(*buffer);
+  if (!off.ok() || *off == buffer->size()) {
+    buffer->clear();  // capacity kept
+    co_return off.status();
+  }
+  std::string data = std::move(*buffer);
+  buffer->clear();
+  co_return co_await WriteQueued(std::move(data), *off, timeout);
+}
+
+Task<absl::Status> UvStream::WriteQueued(std::string data, size_t off, absl::Duration timeout) {
   UvStreamState* s = s_;
   if (s == nullptr || s->closing) co_return Closed();
-  if (s->shut) co_return absl::FailedPreconditionError("write after Shutdown()");
-  if (!s->werror.ok()) co_return s->werror;
-  if (data.empty()) co_return absl::OkStatus();
-  size_t off = 0;
-  if (s->queued == 0) {
-    // Fast path: the kernel takes it all now, no request, no wake.
-    uv_buf_t b = uv_buf_init(data.data(), static_cast<unsigned>(std::min<size_t>(data.size(), 1u << 30)));
-    int n = uv_try_write(&s->h.stream, &b, 1);
-    if (n > 0) {
-      off = static_cast<size_t>(n);
-    } else if (n < 0 && n != UV_EAGAIN) {
-      s->werror = UvStatus(n, "write");
-      co_return s->werror;
-    }
-    if (off == data.size()) co_return absl::OkStatus();
-  }
   Hold hold(s);
   auto shared = std::make_shared<std::string>(std::move(data));
   const size_t size = shared->size();

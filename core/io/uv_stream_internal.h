@@ -89,6 +89,7 @@ class UvStream final : public Stream {
   Task<absl::StatusOr<size_t>> ReadSome(char* buf, size_t min_bytes, size_t max_bytes,
                                         absl::Duration timeout) override;
   Task<absl::Status> Write(std::string data, absl::Duration timeout) override;
+  Task<absl::Status> WriteFrom(std::string* buffer, absl::Duration timeout) override;
   Task<absl::Status> Shutdown(absl::Duration timeout) override;
   void Close() override;
   void Abort() override;
@@ -114,6 +115,14 @@ class UvStream final : public Stream {
   void set_max_read_buffer(size_t bytes);
 
  private:
+  // Write's and WriteFrom's first step: whether the stream takes a write,
+  // then as much of `data` as the kernel takes now when nothing is queued
+  // (no request, no wake). The bytes taken.
+  absl::StatusOr<size_t> WriteNow(std::string_view data);
+  // The bytes of `data` from `off` on, queued in chunks within
+  // max_write_queue, completing as the kernel takes them.
+  Task<absl::Status> WriteQueued(std::string data, size_t off, absl::Duration timeout);
+
   UvStreamState* s_;  // null once closed; the state may outlive this object
   std::string scheme_;
   size_t peak_after_close_ = 0;

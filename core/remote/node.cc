@@ -1925,13 +1925,26 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
   // same warm memory back (fresh pages cost a fault each: a buffer of
   // megabytes per write made page faults the sender's largest cost).
   constexpr size_t kWriteBytes = 64 << 10;
+  // A writer idle this long gives back its write buffer (an idle
+  // connection holds none).
+  constexpr absl::Duration kKeepWriteBuffer = absl::Seconds(1);
   std::vector<Value> frames;  // taken from the outbox; those from `next` on not yet written
   std::vector<uint32_t> sizes;  // frames[i]'s size as Push counted it
+  // The write's bytes, and a batch's list before it is encoded: both kept
+  // from one write to the next, so a busy connection allocates neither (a
+  // write buffer freed each time made malloc consolidate its free lists).
+  std::string out;
+  Value::ListType list;
   size_t next = 0;
   bool more = false;
   for (;;) {
     if (!more) {
-      absl::StatusOr<Value> kick = co_await Receive();
+      absl::StatusOr<Value> kick = co_await Receive(kKeepWriteBuffer);
+      if (absl::IsDeadlineExceeded(kick.status())) {
+        out = std::string();
+        list = Value::ListType();
+        kick = co_await Receive();
+      }
       if (!kick.ok()) co_return absl::OkStatus();  // terminated: the connection is gone
       // Awake: whatever is pushed or asked for from here on kicks again (the
       // writer may go back to waiting without taking the outbox).
@@ -1952,7 +1965,7 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
     }
     Stream* const stream = c->stream;
     const uint64_t link = c->link;
-    std::string out;
+    out.clear();
     if (c->opener_due) {
       c->opener_due = false;
       const bool arbiter = c->my_pid < c->peer.process_id;
@@ -1994,15 +2007,19 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
       size_t i = next;
       for (; i < frames.size() && out.size() < kWriteBytes; i += kFramesPerBatch) {
         const size_t end = std::min(frames.size(), i + kFramesPerBatch);
-        Value::ListType list;
-        list.reserve(end - i + 1);
+        list.clear();
         list.push_back(Value());
         list.insert(list.end(), std::make_move_iterator(frames.begin() + i),
                     std::make_move_iterator(frames.begin() + end));
         Value batch(std::move(list));
         size_t queued = 0;
         for (size_t k = i; k < end; ++k) queued += sizes[k];
-        if (emit(batch, end - i, queued).ok()) continue;
+        const bool sent = emit(batch, end - i, queued).ok();
+        if (sent) {
+          list = std::move(batch.as_list());  // its capacity, for the next batch
+          list.clear();
+          continue;
+        }
         // One of them cannot cross: each alone, so that only it is lost.
         for (size_t k = 1; k < batch.as_list().size(); ++k) {
           const Value& frame = batch.as_list()[k];
@@ -2048,7 +2065,7 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
     c->ping_due = false;
     c->sent_since_tick = true;
     c->writing = true;
-    absl::Status s = co_await stream->Write(std::move(out));
+    absl::Status s = co_await stream->WriteFrom(&out);
     c->writing = false;
     if (!s.ok()) self->Broken(c, link, s);
   }
