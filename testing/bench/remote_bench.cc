@@ -607,7 +607,7 @@ int Main(int count) {
   };
   double tcp = tcp_figure("pingpong", PingPong, count);
   double unix_rt = !unix_uri.empty() && wanted("unix_pingpong") ? measure(unix_uri, PingPong, count) : -1;
-  double oneway = tcp_figure("oneway", OneWay, count * 5);
+  double oneway = tcp_figure("oneway", OneWay, count * 25);
   const int64_t oneway_waits = paced_waits;
   double connect_ms = tcp_figure("connect", ConnectAndAuth, 50);
   double deliver = tcp_figure("deliver", DeliverRoundTrips, count);
