@@ -535,6 +535,51 @@ Task<absl::StatusOr<Value>> CloseOrRestartWorker(std::string id, int64_t index, 
   co_return Value::Map({{"worker", w.uri}});
 }
 
+// "add_worker": one more worker for computation `id` (a shared
+// picos-scheduler grew its client's share, compute/scheduler.h): the slot of
+// a closed worker is used again, else a new index; never more than --cpus
+// workers running at once. {"worker": <uri>, "index": <int>}.
+Task<absl::StatusOr<Value>> AddWorker(std::string id) {
+  NodeState& n = *g_node;
+  if (n.closing) co_return absl::UnavailableError("the node is closing");
+  auto it = n.computations.find(id);
+  if (it == n.computations.end()) co_return absl::NotFoundError(absl::StrCat("no computation ", id));
+  int running = 0;
+  int64_t index = -1;
+  for (const auto& w : it->second.workers) {
+    if (!w->closing) {
+      ++running;
+    } else if (index < 0) {
+      index = w->index;
+    }
+  }
+  if (running >= n.settings.cpus) {
+    co_return absl::ResourceExhaustedError(
+        absl::StrCat("computation ", id, " has ", running, " workers here, the most this node gives (--cpus)"));
+  }
+  if (index >= 0) {
+    absl::StatusOr<Value> r = co_await CloseOrRestartWorker(id, index, true);
+    if (!r.ok()) co_return r.status();
+    r->as_map()["index"] = Value(index);
+    co_return r;
+  }
+  index = static_cast<int64_t>(it->second.workers.size());
+  PICOS_CO_ASSIGN_OR_RETURN(
+      StartedWorker w, co_await StartWorker(id, static_cast<int>(index), it->second.library_path, it->second.env));
+  if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
+  auto again = n.computations.find(id);
+  if (again == n.computations.end() || n.closing) {
+    std::vector<std::shared_ptr<Worker>> late = {w.worker};
+    CloseWorkers(late);
+    n.closing_workers.push_back(w.worker);
+    co_return absl::AbortedError(absl::StrCat("computation ", id, " closed meanwhile"));
+  }
+  // Two adds at once both chose the same new index: the later one appends.
+  w.worker->index = static_cast<int>(again->second.workers.size());
+  again->second.workers.push_back(w.worker);
+  co_return Value::Map({{"worker", w.uri}, {"index", int64_t{w.worker->index}}});
+}
+
 Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
   if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
   if (arg.is_map() && arg.GetOr<std::string>("op", "") == "info") {
@@ -562,6 +607,7 @@ Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
     }
     co_return co_await CloseOrRestartWorker(id, index, op == "restart_worker");
   }
+  if (op == "add_worker") co_return co_await AddWorker(id);
   if (op != "start") co_return absl::InvalidArgumentError(absl::StrCat("unknown op ", op.substr(0, 32)));
   std::string library, sha256;
   int64_t cpus = 0;
