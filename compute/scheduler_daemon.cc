@@ -52,19 +52,24 @@ std::vector<int> FairShares(int cpus, const std::vector<int>& demands) {
   }
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return demands[a] < demands[b]; });
   int left = std::max(cpus, 0);
-  size_t unmet = order.size();
-  for (size_t k = 0; k < order.size(); ++k, --unmet) {
-    const int part = left / static_cast<int>(unmet);
-    out[order[k]] = std::min(demands[order[k]], part);
-    left -= out[order[k]];
-  }
-  // What does not divide: one more each, earliest client first, to those
-  // who want more.
-  for (size_t i = 0; i < demands.size() && left > 0; ++i) {
-    if (out[i] < demands[i]) {
-      ++out[i];
-      --left;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const int unmet = static_cast<int>(order.size() - k);
+    const int part = left / unmet;
+    if (demands[order[k]] <= part) {
+      out[order[k]] = demands[order[k]];
+      left -= out[order[k]];
+      continue;
     }
+    // Everyone from here on wants more than an equal part: each gets it,
+    // and what does not divide goes one each to the earliest clients.
+    std::vector<size_t> rest(order.begin() + static_cast<std::ptrdiff_t>(k), order.end());
+    std::sort(rest.begin(), rest.end());
+    int extra = left - part * unmet;
+    for (size_t i : rest) {
+      out[i] = part + (extra > 0 ? 1 : 0);
+      if (extra > 0) --extra;
+    }
+    break;
   }
   return out;
 }

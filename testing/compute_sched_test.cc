@@ -1,0 +1,316 @@
+// A shared picos-scheduler (compute/scheduler.h) with real processes: a
+// picos-node of 4 CPUs, the picos-scheduler sharing it, and clients (in this
+// process, and compute_sched_client processes that the test kills).
+//
+//  * Two clients sharing one node get 2 workers each (the first had all 4
+//    and gives 2 back after its running jobs), never more than 4 between
+//    them; both run their jobs, every result exactly once and each job on
+//    its own client's workers; when one closes the other grows to 4.
+//  * A client killed with SIGKILL frees its share within the liveness time:
+//    the other grows back to 4 (share_freed_after_client_kill_ms).
+//  * A client with the wrong secret is refused; malformed requests are
+//    refused with kInvalidArgument while the scheduler keeps serving.
+//
+// Every wait is bounded (kLong, which only a hang reaches). The test kills
+// only the processes it started and waits for each.
+#include <signal.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "compute/computation.h"
+#include "compute/protocol.h"
+#include "core/remote/service.h"
+#include "testing/compute_testutil.h"
+#include "testing/coro_test.h"
+#include "testing/status_matchers.h"
+
+namespace picos::testing {
+namespace {
+
+using namespace compute_test;  // NOLINT: the shared helpers of the compute tests
+
+constexpr int kCpus = 4;
+
+std::vector<std::string> EnvWithSecret(const std::string& secret) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!absl::StartsWith(*e, "PICOS_REMOTE_")) env.emplace_back(*e);
+  }
+  env.push_back(absl::StrCat("PICOS_REMOTE_SECRET=", secret));
+  return env;
+}
+
+// Starts picos-scheduler sharing `node` and waits until it has the node up.
+Task<absl::StatusOr<NodeProcess>> StartScheduler(std::string node) {
+  ProcessOptions p;
+  p.program = "compute/picos-scheduler";
+  p.args = {"--listen=tcp://127.0.0.1:0", absl::StrCat("--node=", node), "--node_retry=0.2"};
+  p.env = EnvWithSecret(kSecret);
+  p.stdin_mode = StdioMode::kNull;
+  p.stderr_mode = StdioMode::kInherit;
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Process> proc, Process::Spawn(std::move(p)));
+  NodeProcess s{std::move(proc), ""};
+  absl::StatusOr<std::string> listening = co_await NodeLine(s, "listening ");
+  absl::StatusOr<std::string> up = absl::UnknownError("not listening");
+  if (listening.ok()) {
+    up = co_await NodeLine(s, "node up ");
+  } else {
+    up = listening.status();
+  }
+  if (!up.ok()) {
+    (void)co_await StopNode(s);
+    co_return up.status();
+  }
+  s.uri = listening->substr(std::string("listening ").size());
+  co_return s;
+}
+
+// A client of the scheduler in this process, its events kept.
+struct Client {
+  std::unique_ptr<compute::Computation> c;
+  std::shared_ptr<Events> events;
+};
+
+absl::StatusOr<Client> NewClient(const std::string& scheduler) {
+  Client out;
+  out.events = StartCollector();
+  compute::ComputationOptions o;
+  o.library = kLibrary;
+  o.scheduler = scheduler;
+  o.timeout = kLong;
+  o.status_task = out.events->task;
+  absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
+  if (!c.ok()) {
+    (void)out.events->task.Terminate();
+    return c.status();
+  }
+  out.c = *std::move(c);
+  return out;
+}
+
+// Runs `n` square jobs on `c` (arguments from `base`): every result must
+// come exactly once, right, and from one of c's own workers.
+Task<absl::Status> RunSquares(compute::Computation* c, std::shared_ptr<Events> events, int base, int n) {
+  std::vector<TaskRef> jobs;
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<TaskRef> j = co_await c->Run("square", std::to_string(base + i));
+    if (!j.ok()) co_return j.status();
+    jobs.push_back(*j);
+  }
+  std::multiset<std::string> got, want;
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<Value> r = co_await jobs[i].Join(kLong);
+    if (!r.ok()) co_return r.status();
+    got.insert(r->As<std::string>().value_or(r->DebugString()));
+    want.insert(std::to_string(static_cast<int64_t>(base + i) * (base + i)));
+  }
+  EXPECT_EQ(got, want);
+  std::set<std::string> mine;
+  for (const compute::WorkerInfo& w : c->workers()) mine.insert(w.uri);
+  int finished = 0;
+  for (const Value& e : events->Of("job_finished")) {
+    ++finished;
+    EXPECT_TRUE(mine.contains(e.GetOr<std::string>("worker", ""))) << "a job ran on another client's worker";
+  }
+  EXPECT_GE(finished, n);
+  co_return absl::OkStatus();
+}
+
+// The scheduler's answer to `request`.
+Task<absl::StatusOr<Value>> Ask(std::string scheduler, Value request) {
+  PICOS_CO_ASSIGN_OR_RETURN(remote::Service svc, co_await remote::Service::Locate(compute::kSchedulerService,
+                                                                                   Location::Peer(scheduler), kLong));
+  PICOS_CO_ASSIGN_OR_RETURN(TaskRef t, co_await svc.Run(std::move(request), kLong));
+  absl::StatusOr<Value> r = co_await t.Join(kLong);
+  co_return r;
+}
+
+Task<absl::Status> TwoClientsBody(NodeProcess& sched) {
+  PICOS_CO_ASSIGN_OR_RETURN(Client a, NewClient(sched.uri));
+  PICOS_CO_ASSIGN_OR_RETURN(Client b, NewClient(sched.uri));
+  std::vector<std::string> all;
+  PICOS_CO_RETURN_IF_ERROR(co_await a.c->Schedule(all));
+  compute::Computation* ac = a.c.get();
+  compute::Computation* bc = b.c.get();
+  std::function<bool()> a_has_all = [ac] { return ac->workers_alive() == kCpus; };
+  EXPECT_TRUE(co_await WaitUntil(a_has_all)) << "alone, the first client gets every CPU";
+  PICOS_CO_RETURN_IF_ERROR(co_await b.c->Schedule(all));
+  // Never more than the node's CPUs between them, sampled all along.
+  auto over = std::make_shared<bool>(false);
+  std::function<bool()> halves = [ac, bc, over] {
+    if (ac->workers_alive() + bc->workers_alive() > kCpus) *over = true;
+    return ac->workers_alive() == kCpus / 2 && bc->workers_alive() == kCpus / 2;
+  };
+  EXPECT_TRUE(co_await WaitUntil(halves)) << "a: " << ac->workers_alive() << " b: " << bc->workers_alive();
+  EXPECT_FALSE(*over) << "the node's CPUs were promised twice";
+  // Both run jobs at once, each on its own workers.
+  TaskRef ra = ThisScheduler().Spawn(RunSquares, ac, a.events, 1, 40);
+  TaskRef rb = ThisScheduler().Spawn(RunSquares, bc, b.events, 1000, 40);
+  absl::StatusOr<Value> da = co_await ra.Join(kLong);
+  absl::StatusOr<Value> db = co_await rb.Join(kLong);
+  EXPECT_OK(da.status());
+  EXPECT_OK(db.status());
+  EXPECT_EQ(a.events->Of("worker_closed").size(), static_cast<size_t>(kCpus / 2)) << "a gave back two workers";
+  // The scheduler's info: two clients, two workers each held.
+  Value::MapType info_request;
+  info_request["op"] = Value("info");
+  absl::StatusOr<Value> info = co_await Ask(sched.uri, Value(std::move(info_request)));
+  EXPECT_OK(info.status());
+  if (info.ok()) {
+    const Value& clients = (*info)["clients"];
+    EXPECT_TRUE(clients.is_list() && clients.as_list().size() == 2) << info->DebugString();
+    if (clients.is_list()) {
+      for (const Value& c : clients.as_list()) {
+        for (const auto& [uri, n] : c["shares"].as_map()) EXPECT_EQ(n.as_int(), kCpus / 2) << info->DebugString();
+      }
+    }
+  }
+  // One closes: the other grows to every CPU.
+  PICOS_CO_RETURN_IF_ERROR(co_await a.c->Close());
+  std::function<bool()> b_has_all = [bc] { return bc->workers_alive() == kCpus; };
+  EXPECT_TRUE(co_await WaitUntil(b_has_all)) << "b: " << bc->workers_alive();
+  absl::Status more = co_await RunSquares(bc, b.events, 5000, 20);
+  EXPECT_OK(more);
+  PICOS_CO_RETURN_IF_ERROR(co_await b.c->Close());
+  (void)a.events->task.Terminate();
+  (void)b.events->task.Terminate();
+  co_return absl::OkStatus();
+}
+
+// Starts compute_sched_client with `secret` against `scheduler`.
+absl::StatusOr<std::unique_ptr<Process>> SpawnClient(const std::string& scheduler, const std::string& secret,
+                                                     int timeout_s) {
+  ProcessOptions p;
+  p.program = "testing/compute_sched_client";
+  p.args = {scheduler, kLibrary, std::to_string(timeout_s)};
+  p.env = EnvWithSecret(secret);
+  p.stdin_mode = StdioMode::kNull;
+  p.stderr_mode = StdioMode::kPipe;
+  return Process::Spawn(std::move(p));
+}
+
+Task<absl::Status> KilledClientBody(NodeProcess& sched) {
+  PICOS_CO_ASSIGN_OR_RETURN(Client a, NewClient(sched.uri));
+  std::vector<std::string> all;
+  PICOS_CO_RETURN_IF_ERROR(co_await a.c->Schedule(all));
+  compute::Computation* ac = a.c.get();
+  std::function<bool()> a_has_all = [ac] { return ac->workers_alive() == kCpus; };
+  EXPECT_TRUE(co_await WaitUntil(a_has_all));
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Process> k, SpawnClient(sched.uri, kSecret, 60));
+  absl::StatusOr<std::string> line = co_await k->out().ReadLine(4096, kLong);
+  EXPECT_OK(line.status());
+  std::vector<std::string> f = absl::StrSplit(line.ok() ? *line : "", ' ');
+  const std::string kid = f.size() >= 2 ? f[1] : "?";
+  EXPECT_EQ(f[0], "scheduled") << (line.ok() ? *line : "");
+  std::function<bool()> a_has_half = [ac] { return ac->workers_alive() == kCpus / 2; };
+  EXPECT_TRUE(co_await WaitUntil(a_has_half)) << "a: " << ac->workers_alive();
+  // SIGKILL: nobody says goodbye; the scheduler finds its peer lost.
+  (void)k->Kill(SIGKILL);
+  const absl::Time killed = absl::Now();
+  absl::StatusOr<ExitStatus> ended = co_await k->Wait(kLong);
+  EXPECT_OK(ended.status());
+  EXPECT_TRUE(co_await WaitUntil(a_has_all)) << "a: " << ac->workers_alive();
+  const absl::Duration freed = absl::Now() - killed;
+  std::printf("share_freed_after_client_kill_ms: %lld ms\n",
+              static_cast<long long>(absl::ToInt64Milliseconds(freed)));
+  // The liveness time is 5 s (NodeOptions defaults); the margin is for a
+  // busy machine.
+  EXPECT_LT(freed, absl::Seconds(30));
+  absl::StatusOr<std::string> left = co_await NodeLine(sched, absl::StrCat("client left ", kid));
+  EXPECT_OK(left.status());
+  absl::Status ran = co_await RunSquares(ac, a.events, 7, 8);
+  EXPECT_OK(ran);
+  PICOS_CO_RETURN_IF_ERROR(co_await a.c->Close());
+  (void)a.events->task.Terminate();
+  co_return absl::OkStatus();
+}
+
+Task<absl::Status> RefusalsBody(NodeProcess& sched) {
+  // The wrong secret: refused in the handshake; the client says so and exits 1.
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Process> w, SpawnClient(sched.uri, "not the cluster secret at all", 5));
+  absl::StatusOr<ExitStatus> ended = co_await w->Wait(kLong);
+  EXPECT_OK(ended.status());
+  if (ended.ok()) EXPECT_TRUE(ended->code == 1 && ended->signal == 0) << ended->ToString();
+  absl::StatusOr<std::string> why = co_await w->err().ReadAll(1 << 20);
+  EXPECT_OK(why.status());
+  if (why.ok()) EXPECT_THAT(*why, ::testing::HasSubstr("compute_sched_client: ")) << *why;
+  if (why.ok()) EXPECT_THAT(*why, ::testing::HasSubstr("scheduler")) << *why;
+  // Malformed requests from a peer with the secret.
+  std::vector<Value> bad;
+  bad.push_back(Value("join"));
+  bad.push_back(Value::Map({{"op", "join"}}));
+  bad.push_back(Value::Map({{"op", "join"}, {"computation", "../x"}}));
+  bad.push_back(Value::Map({{"op", "join"}, {"computation", "c1"}, {"client", "not a task"}}));
+  bad.push_back(Value::Map({{"op", "join"}, {"computation", "c1"}, {"client", Self()}, {"demand", int64_t{3}}}));
+  bad.push_back(Value::Map(
+      {{"op", "join"}, {"computation", "c1"}, {"client", Self()}, {"demand", Value::Map({{"x", int64_t{-1}}})}}));
+  bad.push_back(Value::Map({{"op", "held"}, {"computation", "c1"}, {"held", Value::Map({{"x", "two"}})}}));
+  bad.push_back(Value::Map({{"op", "reboot"}, {"computation", "c1"}}));
+  for (Value& b : bad) {
+    const std::string shown = b.DebugString();
+    absl::StatusOr<Value> r = co_await Ask(sched.uri, std::move(b));
+    EXPECT_FALSE(r.ok()) << shown;
+    if (!r.ok()) {
+      EXPECT_TRUE(r.status().code() == absl::StatusCode::kInvalidArgument ||
+                  r.status().code() == absl::StatusCode::kNotFound)
+          << shown << ": " << r.status();
+    }
+  }
+  // Still serving.
+  Value::MapType info_request;
+  info_request["op"] = Value("info");
+  absl::StatusOr<Value> info = co_await Ask(sched.uri, Value(std::move(info_request)));
+  EXPECT_OK(info.status());
+  if (info.ok()) EXPECT_EQ((*info)["clients"].as_list().size(), 0u) << info->DebugString();
+  co_return absl::OkStatus();
+}
+
+// A node and a scheduler for `body`, stopped whatever happens.
+// (A plain function pointer: a std::function temporary in the co_await
+// expression is destroyed twice by g++ 12.)
+Task<> WithCluster(const char* name, Task<absl::Status> (*body)(NodeProcess&)) {
+  const std::string dest = FreshDir(name);
+  absl::StatusOr<NodeProcess> node = co_await StartNode(kCpus, dest);
+  EXPECT_OK(node.status());
+  if (!node.ok()) co_return;
+  absl::StatusOr<NodeProcess> sched = co_await StartScheduler(node->uri);
+  EXPECT_OK(sched.status());
+  if (sched.ok()) {
+    absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
+    EXPECT_OK(me.status());
+    if (me.ok()) {
+      absl::Status ran = co_await body(*sched);
+      EXPECT_OK(ran);
+      me->reset();
+    }
+    absl::Status s = co_await StopNode(*sched);
+    EXPECT_OK(s);
+  }
+  absl::Status n = co_await StopNode(*node);
+  EXPECT_OK(n);
+}
+
+PICOS_CORO_TEST(ComputeSched, TwoClientsShareANodeFairly) {
+  co_await WithCluster("compute-sched-two", TwoClientsBody);
+}
+
+PICOS_CORO_TEST(ComputeSched, KilledClientFreesItsShare) {
+  co_await WithCluster("compute-sched-kill", KilledClientBody);
+}
+
+PICOS_CORO_TEST(ComputeSched, WrongSecretAndMalformedRequestsRefused) {
+  co_await WithCluster("compute-sched-refuse", RefusalsBody);
+}
+
+}  // namespace
+}  // namespace picos::testing
