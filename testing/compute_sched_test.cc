@@ -50,11 +50,12 @@ std::vector<std::string> EnvWithSecret(const std::string& secret) {
   return env;
 }
 
-// Starts picos-scheduler sharing `node` and waits until it has the node up.
-Task<absl::StatusOr<NodeProcess>> StartScheduler(std::string node) {
+// Starts picos-scheduler sharing `nodes` and waits until it has them up.
+Task<absl::StatusOr<NodeProcess>> StartScheduler(std::vector<std::string> nodes) {
   ProcessOptions p;
   p.program = "compute/picos-scheduler";
-  p.args = {"--listen=tcp://127.0.0.1:0", absl::StrCat("--node=", node), "--node_retry=0.2"};
+  p.args = {"--listen=tcp://127.0.0.1:0", "--node_retry=0.2"};
+  for (const std::string& n : nodes) p.args.push_back(absl::StrCat("--node=", n));
   p.env = EnvWithSecret(kSecret);
   p.stdin_mode = StdioMode::kNull;
   p.stderr_mode = StdioMode::kInherit;
@@ -63,7 +64,10 @@ Task<absl::StatusOr<NodeProcess>> StartScheduler(std::string node) {
   absl::StatusOr<std::string> listening = co_await NodeLine(s, "listening ");
   absl::StatusOr<std::string> up = absl::UnknownError("not listening");
   if (listening.ok()) {
-    up = co_await NodeLine(s, "node up ");
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      up = co_await NodeLine(s, "node up ");
+      if (!up.ok()) break;
+    }
   } else {
     up = listening.status();
   }
@@ -81,7 +85,7 @@ struct Client {
   std::shared_ptr<Events> events;
 };
 
-absl::StatusOr<Client> NewClient(const std::string& scheduler) {
+absl::StatusOr<Client> NewClient(const std::string& scheduler, compute::AllocationFunction allocate = nullptr) {
   Client out;
   out.events = StartCollector();
   compute::ComputationOptions o;
@@ -89,6 +93,7 @@ absl::StatusOr<Client> NewClient(const std::string& scheduler) {
   o.scheduler = scheduler;
   o.timeout = kLong;
   o.status_task = out.events->task;
+  o.allocate = std::move(allocate);
   absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
   if (!c.ok()) {
     (void)out.events->task.Terminate();
@@ -275,6 +280,30 @@ Task<absl::Status> RefusalsBody(NodeProcess& sched) {
   co_return absl::OkStatus();
 }
 
+// A client's allocation function asks for one worker: the share it leaves
+// goes to the other client (max-min fairness, not equal halves).
+Task<absl::Status> AllocationBody(NodeProcess& sched) {
+  compute::AllocationFunction one = [](const std::string&, const compute::HostFacts&) { return 1; };
+  PICOS_CO_ASSIGN_OR_RETURN(Client a, NewClient(sched.uri, one));
+  PICOS_CO_ASSIGN_OR_RETURN(Client b, NewClient(sched.uri));
+  std::vector<std::string> all;
+  PICOS_CO_RETURN_IF_ERROR(co_await a.c->Schedule(all));
+  PICOS_CO_RETURN_IF_ERROR(co_await b.c->Schedule(all));
+  compute::Computation* ac = a.c.get();
+  compute::Computation* bc = b.c.get();
+  std::function<bool()> split = [ac, bc] { return ac->workers_alive() == 1 && bc->workers_alive() == kCpus - 1; };
+  EXPECT_TRUE(co_await WaitUntil(split)) << "a: " << ac->workers_alive() << " b: " << bc->workers_alive();
+  absl::Status ran = co_await RunSquares(ac, a.events, 3, 5);
+  EXPECT_OK(ran);
+  ran = co_await RunSquares(bc, b.events, 30, 15);
+  EXPECT_OK(ran);
+  PICOS_CO_RETURN_IF_ERROR(co_await b.c->Close());
+  PICOS_CO_RETURN_IF_ERROR(co_await a.c->Close());
+  (void)a.events->task.Terminate();
+  (void)b.events->task.Terminate();
+  co_return absl::OkStatus();
+}
+
 // A node and a scheduler for `body`, stopped whatever happens.
 // (A plain function pointer: a std::function temporary in the co_await
 // expression is destroyed twice by g++ 12.)
@@ -283,7 +312,8 @@ Task<> WithCluster(const char* name, Task<absl::Status> (*body)(NodeProcess&)) {
   absl::StatusOr<NodeProcess> node = co_await StartNode(kCpus, dest);
   EXPECT_OK(node.status());
   if (!node.ok()) co_return;
-  absl::StatusOr<NodeProcess> sched = co_await StartScheduler(node->uri);
+  std::vector<std::string> nodes = {node->uri};
+  absl::StatusOr<NodeProcess> sched = co_await StartScheduler(nodes);
   EXPECT_OK(sched.status());
   if (sched.ok()) {
     absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
@@ -302,6 +332,91 @@ Task<> WithCluster(const char* name, Task<absl::Status> (*body)(NodeProcess&)) {
 
 PICOS_CORO_TEST(ComputeSched, TwoClientsShareANodeFairly) {
   co_await WithCluster("compute-sched-two", TwoClientsBody);
+}
+
+PICOS_CORO_TEST(ComputeSched, AllocationFunctionLimitsAShareOthersTakeTheRest) {
+  co_await WithCluster("compute-sched-alloc", AllocationBody);
+}
+
+// Two nodes of 2 CPUs and two clients: 1 + 1 each on both. One node is
+// killed: the scheduler says it is lost and its shares go to none; the
+// clients keep their worker on the other node and still run jobs.
+PICOS_CORO_TEST(ComputeSched, NodeLostSharesDropped) {
+  const std::string d1 = FreshDir("compute-sched-lost-1");
+  const std::string d2 = FreshDir("compute-sched-lost-2");
+  absl::StatusOr<NodeProcess> n1 = co_await StartNode(2, d1);
+  CO_ASSERT_OK(n1);
+  absl::StatusOr<NodeProcess> n2 = co_await StartNode(2, d2);
+  if (!n2.ok()) (void)co_await StopNode(*n1);
+  CO_ASSERT_OK(n2);
+  std::vector<std::string> nodes = {n1->uri, n2->uri};
+  absl::StatusOr<NodeProcess> sched = co_await StartScheduler(nodes);
+  EXPECT_OK(sched.status());
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
+  EXPECT_OK(me.status());
+  if (sched.ok() && me.ok()) {
+    absl::StatusOr<Client> a = NewClient(sched->uri);
+    absl::StatusOr<Client> b = NewClient(sched->uri);
+    EXPECT_OK(a.status());
+    EXPECT_OK(b.status());
+    std::vector<std::string> all;
+    absl::Status sa = a.status();
+    absl::Status sb = b.status();
+    if (sa.ok()) sa = co_await a->c->Schedule(all);
+    if (sb.ok()) sb = co_await b->c->Schedule(all);
+    EXPECT_OK(sa);
+    EXPECT_OK(sb);
+    if (sa.ok() && sb.ok()) {
+      compute::Computation* ac = a->c.get();
+      compute::Computation* bc = b->c.get();
+      std::function<bool()> split = [ac, bc] { return ac->workers_alive() == 2 && bc->workers_alive() == 2; };
+      EXPECT_TRUE(co_await WaitUntil(split)) << "a: " << ac->workers_alive() << " b: " << bc->workers_alive();
+      for (const compute::Computation* c : {ac, bc}) {
+        std::map<std::string, int> per_node;
+        for (const compute::WorkerInfo& w : c->workers()) per_node[w.node] += w.state == compute::WorkerState::kClosed ? 0 : 1;
+        EXPECT_EQ(per_node[n1->uri], 1);
+        EXPECT_EQ(per_node[n2->uri], 1);
+      }
+      absl::Status stopped = co_await StopNode(*n2);
+      EXPECT_OK(stopped);
+      absl::StatusOr<std::string> lost = co_await NodeLine(*sched, absl::StrCat("node lost ", n2->uri));
+      EXPECT_OK(lost.status());
+      std::function<bool()> one_each = [ac, bc] { return ac->workers_alive() == 1 && bc->workers_alive() == 1; };
+      EXPECT_TRUE(co_await WaitUntil(one_each)) << "a: " << ac->workers_alive() << " b: " << bc->workers_alive();
+      Value::MapType info_request;
+      info_request["op"] = Value("info");
+      absl::StatusOr<Value> info = co_await Ask(sched->uri, Value(std::move(info_request)));
+      EXPECT_OK(info.status());
+      if (info.ok()) {
+        for (const Value& c : (*info)["clients"].as_list()) {
+          const Value* share = c["shares"].Find(n2->uri);
+          EXPECT_TRUE(share != nullptr && share->is_int() && share->as_int() == 0) << info->DebugString();
+        }
+      }
+      absl::Status ran = co_await RunSquares(ac, a->events, 2, 6);
+      EXPECT_OK(ran);
+      ran = co_await RunSquares(bc, b->events, 20, 6);
+      EXPECT_OK(ran);
+    }
+    if (a.ok()) {
+      absl::Status closed = co_await a->c->Close();
+      EXPECT_OK(closed);
+      (void)a->events->task.Terminate();
+    }
+    if (b.ok()) {
+      absl::Status closed = co_await b->c->Close();
+      EXPECT_OK(closed);
+      (void)b->events->task.Terminate();
+    }
+  }
+  if (me.ok()) me->reset();
+  if (sched.ok()) {
+    absl::Status s = co_await StopNode(*sched);
+    EXPECT_OK(s);
+  }
+  if (!n2->process->exited()) (void)co_await StopNode(*n2);
+  absl::Status s1 = co_await StopNode(*n1);
+  EXPECT_OK(s1);
 }
 
 PICOS_CORO_TEST(ComputeSched, KilledClientFreesItsShare) {
