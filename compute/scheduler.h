@@ -69,6 +69,10 @@
 //   --node=URI          a picos-node to share (repeatable, or commas); the
 //                       scheduler keeps trying a node that is not up yet or
 //                       was lost (every --node_retry seconds)
+//   --node_dns=HOST:PORT every address HOST resolves to is a node at PORT,
+//                       looked up again every --node_retry (new addresses
+//                       added): a Kubernetes headless Service's name
+//                       (tools/deploy/k8s)
 //   --node_retry=S      seconds between tries of a node that is down (default
 //                       2; 0.1 .. 3600)
 //   --max_clients=N     clients served at once (default 64; 1 .. 1024)

@@ -1,6 +1,8 @@
 // picos-scheduler's daemon (compute/scheduler.h describes what it does,
 // its requests, flags and lines).
+#include <netdb.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +24,7 @@
 #include "compute/host_stats.h"
 #include "compute/protocol.h"
 #include "compute/scheduler.h"
+#include "core/io/thread_pool.h"
 #include "core/kernel/log.h"
 #include "core/kernel/monitor.h"
 #include "core/kernel/scheduler.h"
@@ -34,6 +37,9 @@
 #include "transports/default_transports.h"
 
 ABSL_FLAG(std::vector<std::string>, node, {}, "a picos-node to share (repeatable)");
+ABSL_FLAG(std::string, node_dns, "",
+          "HOST:PORT: every address HOST resolves to is a node (a Kubernetes headless Service), looked up again "
+          "every --node_retry");
 ABSL_FLAG(std::string, node_retry, "2", "seconds between tries of a node that is down");
 ABSL_FLAG(int, max_clients, 64, "clients served at once (1 .. 1024)");
 ABSL_FLAG(std::string, log_level, "", "trace, debug, info, warn, error or off (default $PICOS_LOG_LEVEL, else info)");
@@ -82,7 +88,7 @@ constexpr int kMaxWorkersPerNode = 256;
 constexpr absl::Duration kNodeTimeout = absl::Seconds(10);
 
 constexpr const char* kConfigKeys[] = {"listen",     "advertise",   "peer",      "secret_file", "node_name",
-                                       "node",       "node_retry",  "max_clients", "log_level"};
+                                       "node",       "node_dns",    "node_retry",  "max_clients", "log_level"};
 
 absl::flat_hash_map<std::string, std::string>& ConfigOrigins() {
   static auto* origins = new absl::flat_hash_map<std::string, std::string>();
@@ -91,6 +97,9 @@ absl::flat_hash_map<std::string, std::string>& ConfigOrigins() {
 
 struct Settings {
   std::vector<std::string> nodes;
+  // --node_dns: the name and port, or empty.
+  std::string dns_host;
+  int dns_port = 0;
   absl::Duration retry = absl::Seconds(2);
   int max_clients = 64;
   remote::NodeConfig config;
@@ -352,6 +361,53 @@ Task<> KeepNode(std::string uri) {
   }
 }
 
+// The addresses `host` resolves to (getaddrinfo, on a pool thread: it
+// blocks), as tcp:// URIs with `port`; at most kMaxNodes.
+absl::StatusOr<std::vector<std::string>> Resolve(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (rc != 0) return absl::UnavailableError(absl::StrCat("--node_dns ", host, ": ", gai_strerror(rc)));
+  std::vector<std::string> out;
+  for (addrinfo* a = found; a != nullptr && out.size() < kMaxNodes; a = a->ai_next) {
+    char text[NI_MAXHOST] = {};
+    if (getnameinfo(a->ai_addr, a->ai_addrlen, text, sizeof text, nullptr, 0, NI_NUMERICHOST) != 0) continue;
+    const std::string ip = text;
+    std::string uri = absl::StrContains(ip, ':') ? absl::StrCat("tcp://[", ip, "]:", port)
+                                                : absl::StrCat("tcp://", ip, ":", port);
+    if (std::find(out.begin(), out.end(), uri) == out.end()) out.push_back(std::move(uri));
+  }
+  freeaddrinfo(found);
+  return out;
+}
+
+// --node_dns: looks the name up every --node_retry and keeps every new
+// address as a node (a node pod that went keeps being retried, as any node).
+Task<> WatchDns(std::shared_ptr<ThreadPool> pool) {
+  for (;;) {
+    if (g_state == nullptr) co_return;
+    const std::string host = g_state->settings.dns_host;
+    const int port = g_state->settings.dns_port;
+    auto lookup = [host, port] { return Resolve(host, port); };
+    absl::StatusOr<std::vector<std::string>> uris = co_await pool->Run(lookup);
+    if (g_state == nullptr) co_return;
+    if (!uris.ok()) {
+      PICOS_LOG_LIMITED(info, "scheduler: {}", uris.status().ToString());
+    } else {
+      for (const std::string& uri : *uris) {
+        if (g_state->nodes.contains(uri) || g_state->nodes.size() >= kMaxNodes) continue;
+        NodeSlot& n = g_state->nodes[uri];
+        n.uri = uri;
+        n.keeper = ThisScheduler().Spawn(SpawnOptions{.name = "picos.scheduler.node", .daemon = true}, KeepNode, uri);
+      }
+    }
+    absl::Status slept = co_await Sleep(g_state->settings.retry);
+    if (!slept.ok()) co_return;
+  }
+}
+
 constexpr int kHandledSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
 
 sigset_t HandledSignals() {
@@ -399,6 +455,14 @@ Task<absl::Status> SchedulerMain(Settings settings) {
     n.uri = uri;
     n.keeper = ThisScheduler().Spawn(SpawnOptions{.name = "picos.scheduler.node", .daemon = true}, KeepNode, uri);
   }
+  std::shared_ptr<ThreadPool> dns_pool;
+  TaskRef dns;
+  if (!s.settings.dns_host.empty()) {
+    ThreadPool::Options po;
+    po.threads = 1;
+    dns_pool = std::make_shared<ThreadPool>(po);
+    dns = ThisScheduler().Spawn(SpawnOptions{.name = "picos.scheduler.dns", .daemon = true}, WatchDns, dns_pool);
+  }
   for (;;) {
     absl::StatusOr<Value> msg = co_await Receive();
     if (!msg.ok()) break;
@@ -407,6 +471,7 @@ Task<absl::Status> SchedulerMain(Settings settings) {
       break;
     }
   }
+  if (dns.valid()) (void)dns.Terminate();
   for (auto& [uri, n] : s.nodes) (void)n.keeper.Terminate();
   for (auto& [id, c] : s.clients) (void)c.watcher.Terminate();
   svc.Unregister();
@@ -429,6 +494,15 @@ absl::StatusOr<Settings> SettingsFromFlags() {
       return absl::InvalidArgumentError(absl::StrCat("--node=", raw, ": not a node URI (tcp://HOST:PORT, ...)"));
     }
     if (std::find(out.nodes.begin(), out.nodes.end(), uri) == out.nodes.end()) out.nodes.push_back(uri);
+  }
+  const std::string dns = absl::GetFlag(FLAGS_node_dns);
+  if (!dns.empty()) {
+    const size_t colon = dns.rfind(':');
+    if (colon == std::string::npos || colon == 0 || dns.size() > 255 ||
+        !absl::SimpleAtoi(dns.substr(colon + 1), &out.dns_port) || out.dns_port < 1 || out.dns_port > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat("--node_dns=", dns, ": HOST:PORT (a port 1 .. 65535)"));
+    }
+    out.dns_host = dns.substr(0, colon);
   }
   PICOS_ASSIGN_OR_RETURN(out.retry, ParseSecondsFlag("node_retry", absl::GetFlag(FLAGS_node_retry), 0.1, 3600, false));
   out.max_clients = absl::GetFlag(FLAGS_max_clients);

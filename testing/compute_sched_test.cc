@@ -51,11 +51,17 @@ std::vector<std::string> EnvWithSecret(const std::string& secret) {
 }
 
 // Starts picos-scheduler sharing `nodes` and waits until it has them up.
-Task<absl::StatusOr<NodeProcess>> StartScheduler(std::vector<std::string> nodes) {
+// `extra` flags, each a node of its own too (--node_dns).
+Task<absl::StatusOr<NodeProcess>> StartScheduler(std::vector<std::string> nodes,
+                                                 std::vector<std::string> extra = {}) {
   ProcessOptions p;
   p.program = "compute/picos-scheduler";
   p.args = {"--listen=tcp://127.0.0.1:0", "--node_retry=0.2"};
   for (const std::string& n : nodes) p.args.push_back(absl::StrCat("--node=", n));
+  for (const std::string& e : extra) {
+    p.args.push_back(e);
+    nodes.push_back(e);
+  }
   p.env = EnvWithSecret(kSecret);
   p.stdin_mode = StdioMode::kNull;
   p.stderr_mode = StdioMode::kInherit;
@@ -417,6 +423,41 @@ PICOS_CORO_TEST(ComputeSched, NodeLostSharesDropped) {
   if (!n2->process->exited()) (void)co_await StopNode(*n2);
   absl::Status s1 = co_await StopNode(*n1);
   EXPECT_OK(s1);
+}
+
+// --node_dns: every address the name resolves to is a node ("localhost" here;
+// a Kubernetes headless Service's name in tools/deploy/k8s).
+PICOS_CORO_TEST(ComputeSched, NodesFromDns) {
+  const std::string dest = FreshDir("compute-sched-dns");
+  absl::StatusOr<NodeProcess> node = co_await StartNode(2, dest);
+  CO_ASSERT_OK(node);
+  const std::string port = node->uri.substr(node->uri.rfind(':') + 1);
+  std::vector<std::string> none;
+  std::vector<std::string> dns = {absl::StrCat("--node_dns=localhost:", port)};
+  absl::StatusOr<NodeProcess> sched = co_await StartScheduler(none, dns);
+  EXPECT_OK(sched.status()) << "no node up from --node_dns";
+  if (sched.ok()) {
+    absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
+    EXPECT_OK(me.status());
+    if (me.ok()) {
+      Value::MapType info_request;
+      info_request["op"] = Value("info");
+      absl::StatusOr<Value> info = co_await Ask(sched->uri, Value(std::move(info_request)));
+      EXPECT_OK(info.status());
+      bool found = false;
+      if (info.ok()) {
+        for (const Value& n : (*info)["nodes"].as_list()) {
+          found = found || (n.GetOr<std::string>("uri", "") == node->uri && n.GetOr<bool>("up", false));
+        }
+      }
+      EXPECT_TRUE(found) << (info.ok() ? info->DebugString() : "");
+      me->reset();
+    }
+    absl::Status s = co_await StopNode(*sched);
+    EXPECT_OK(s);
+  }
+  absl::Status n = co_await StopNode(*node);
+  EXPECT_OK(n);
 }
 
 PICOS_CORO_TEST(ComputeSched, KilledClientFreesItsShare) {
