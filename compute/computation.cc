@@ -967,10 +967,14 @@ Task<absl::Status> ReportHeld(std::shared_ptr<State> s) {
     NodeEntry* e = FindNode(*s, uri);
     held[uri] = Value(int64_t{e == nullptr ? 0 : Held(*s, static_cast<size_t>(e - s->nodes.data()))});
   }
+  Value::MapType demand;
+  for (const auto& [uri, want] : s->demand) demand[uri] = Value(int64_t{want});
   Value::MapType req;
   req["op"] = Value("held");
   req["computation"] = Value(s->id);
   req["held"] = Value(std::move(held));
+  req["epoch"] = Value(s->grant_epoch);
+  req["demand"] = Value(std::move(demand));
   absl::StatusOr<TaskRef> t = co_await s->scheduler->Run(Value(std::move(req)), s->options.timeout);
   if (!t.ok()) co_return t.status();
   absl::StatusOr<Value> done = co_await t->Join(s->options.timeout);
@@ -998,7 +1002,12 @@ Task<> Reconcile(std::shared_ptr<State> s) {
       }
       continue;
     }
-    if (e->state == NodeState::kLost || e->state == NodeState::kClosed) continue;
+    if (e->state == NodeState::kLost || e->state == NodeState::kClosed) {
+      // A node lost is not used again (as without a scheduler): its share
+      // goes back to the others.
+      s->demand[uri] = 0;
+      continue;
+    }
     const size_t n = static_cast<size_t>(e - s->nodes.data());
     std::vector<size_t> open;  // alive and not closing
     for (size_t i = 0; i < s->workers.size(); ++i) {

@@ -56,9 +56,14 @@
 //     admits the client (at most --max_clients at once): {"shares": {uri:
 //     int}}; later changes go to the "client" task as
 //     {kSharesKey: <epoch>, "shares": {uri: int}} (every node, latest wins).
-//   {"op": "held", "computation": <id>, "held": {<node uri>: <0..256>}}
-//     the workers the client holds on each node after a change (what lets
-//     the scheduler grant the freed CPUs to others).
+//   {"op": "held", "computation": <id>, "held": {<node uri>: <0..256>},
+//    "epoch": <the last update it acted on, 0 for the join's reply>,
+//    "demand": {<node uri>: <0..256>} (optional: what it wants now, 0 for a
+//    node it lost)}
+//     the workers the client holds on each node after a change. A grant
+//     that shrank counts at its old size until the client reports having
+//     acted on the latest update: only then are the freed CPUs granted to
+//     others, so a CPU is never promised to two clients.
 // A peer with the wrong secret never gets as far as a request: the
 // connection is refused during its handshake (core/remote/node.h).
 //

@@ -118,6 +118,11 @@ struct Client {
   TaskRef task;
   uint64_t order = 0;
   std::map<std::string, int> demand, grant, held;
+  // The most this client may hold on each node until it reports having
+  // caught up with its latest grant: a grant that shrank still counts at
+  // its old size until then, so no CPU is promised to two clients.
+  std::map<std::string, int> peak;
+  // Share updates sent (the join's reply is epoch 0).
   int64_t epoch = 0;
   TaskRef watcher;
 };
@@ -159,6 +164,8 @@ void Rebalance(State& s, const std::string& quiet = "") {
     // Shrinking first: a smaller share is the client's at once.
     for (size_t i = 0; i < ordered.size(); ++i) {
       int& g = ordered[i]->grant[uri];
+      int& peak = ordered[i]->peak[uri];
+      peak = std::max(peak, g);
       if (g > target[i]) {
         g = target[i];
         changed.insert(ordered[i]);
@@ -167,13 +174,14 @@ void Rebalance(State& s, const std::string& quiet = "") {
     }
     // Growing only into what nobody holds or was promised.
     int free = node.cpus;
-    for (Client* c : ordered) free -= std::max(c->grant[uri], c->held[uri]);
+    for (Client* c : ordered) free -= std::max({c->grant[uri], c->held[uri], c->peak[uri]});
     for (size_t i = 0; i < ordered.size() && free > 0; ++i) {
       int& g = ordered[i]->grant[uri];
       if (g >= target[i]) continue;
       const int add = std::min(target[i] - g, free);
       g += add;
       free -= add;
+      ordered[i]->peak[uri] = std::max(ordered[i]->peak[uri], g);
       changed.insert(ordered[i]);
       Say(absl::StrCat("shares ", ordered[i]->id, " ", uri, " ", g));
     }
@@ -279,6 +287,7 @@ Task<absl::StatusOr<Value>> Request(Value arg) {
     }
     Client& c = s.clients[id];
     c.id = id;
+    c.epoch = 0;
     c.task = task.as_task();
     c.order = ++s.next_order;
     c.demand = *std::move(demand);
@@ -292,11 +301,20 @@ Task<absl::StatusOr<Value>> Request(Value arg) {
     auto it = s.clients.find(id);
     if (it == s.clients.end()) co_return absl::NotFoundError(absl::StrCat("computation ", id, " has not joined"));
     absl::StatusOr<std::map<std::string, int>> held = ReadCounts(s, arg["held"], "held");
-    if (!held.ok()) {
+    int64_t epoch = -1;
+    absl::Status read_epoch = MessageReader(arg).Get("epoch", &epoch).status();
+    absl::StatusOr<std::map<std::string, int>> demand = std::map<std::string, int>();
+    if (arg.is_map() && arg.as_map().contains("demand")) demand = ReadCounts(s, arg["demand"], "demand");
+    if (!held.ok() || !read_epoch.ok() || !demand.ok()) {
       PICOS_LOG_LIMITED(warn, "scheduler: malformed held of {}", id);
-      co_return held.status();
+      co_return absl::InvalidArgumentError(
+          "malformed held: needs held (a map of node URI to 0..256) and epoch; demand, if given, likewise a map");
     }
-    for (const auto& [uri, n] : *held) it->second.held[uri] = n;
+    Client& c = it->second;
+    for (const auto& [uri, n] : *held) c.held[uri] = n;
+    for (const auto& [uri, n] : *demand) c.demand[uri] = n;
+    // Caught up with the latest grant: what it may hold is that grant.
+    if (epoch == c.epoch) c.peak = c.grant;
     Rebalance(s);
     co_return Value(true);
   }
@@ -354,7 +372,7 @@ Task<> KeepNode(std::string uri) {
     lost.up = false;
     Say(absl::StrCat("node lost ", uri, " ", why));
     PICOS_LOG(warn, "scheduler: node {} lost: {}", uri, why);
-    for (auto& [id, c] : g_state->clients) c.held[uri] = 0;  // its workers are gone with it
+    for (auto& [id, c] : g_state->clients) c.held[uri] = c.peak[uri] = 0;  // its workers are gone with it
     Rebalance(*g_state);
     absl::Status slept = co_await Sleep(g_state->settings.retry);
     if (!slept.ok()) co_return;
