@@ -8,6 +8,14 @@
 //    its own client's workers; when one closes the other grows to 4.
 //  * A client killed with SIGKILL frees its share within the liveness time:
 //    the other grows back to 4 (share_freed_after_client_kill_ms).
+//  * A client whose allocation function wants one worker gets one; the
+//    other client takes the rest of the node (max-min, not halves).
+//  * Two nodes, two clients: a node killed is reported lost, its shares go
+//    to none, and the clients go on with their workers on the other.
+//  * --node_dns: every address a name resolves to is a node.
+//  * Five clients on four CPUs: the fifth waits in Schedule, its job waits
+//    too, and both go on once another client closes.
+//  * SIGTERM closes it (exit 0); --save_config writes what --config reads.
 //  * A client with the wrong secret is refused; malformed requests are
 //    refused with kInvalidArgument while the scheduler keeps serving.
 //
@@ -16,6 +24,8 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
@@ -310,6 +320,70 @@ Task<absl::Status> AllocationBody(NodeProcess& sched) {
   co_return absl::OkStatus();
 }
 
+// Schedule of client `c` in a task of its own: its status.
+Task<absl::Status> ScheduleAll(compute::Computation* c) {
+  std::vector<std::string> all;
+  absl::Status st = co_await c->Schedule(all);
+  co_return st;
+}
+
+// More clients than CPUs: a node of 4 and five clients. The fifth gets no
+// share and waits in Schedule (pycos queues a second client whole); its
+// jobs, submitted meanwhile, wait too. When one client closes, the fifth
+// gets its CPU and its jobs run.
+Task<absl::Status> QueuedBody(NodeProcess& sched) {
+  std::vector<Client> clients;
+  for (int i = 0; i < kCpus; ++i) {
+    PICOS_CO_ASSIGN_OR_RETURN(Client c, NewClient(sched.uri));
+    absl::Status st = co_await ScheduleAll(c.c.get());
+    if (!st.ok()) co_return st;
+    clients.push_back(std::move(c));
+  }
+  std::vector<compute::Computation*> cs;
+  for (Client& c : clients) cs.push_back(c.c.get());
+  std::function<bool()> one_each = [cs] {
+    for (compute::Computation* c : cs) {
+      if (c->workers_alive() != 1) return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(co_await WaitUntil(one_each)) << "four clients on four CPUs: one each";
+  PICOS_CO_ASSIGN_OR_RETURN(Client late, NewClient(sched.uri));
+  compute::Computation* lc = late.c.get();
+  TaskRef scheduling = ThisScheduler().Spawn(ScheduleAll, lc);
+  // Its jobs wait (not fail) while it has no share.
+  absl::StatusOr<TaskRef> job = absl::UnknownError("not run");
+  for (int i = 0; i < 500 && !job.ok(); ++i) {
+    job = co_await lc->Run("square", "12");
+    if (!job.ok()) {
+      absl::Status slept = co_await Sleep(absl::Milliseconds(10));
+      if (!slept.ok()) co_return slept;
+    }
+  }
+  EXPECT_OK(job.status()) << "a job of a client without a share yet is taken, to wait";
+  absl::Status slept = co_await Sleep(absl::Milliseconds(300));
+  EXPECT_OK(slept);
+  EXPECT_EQ(lc->workers_alive(), 0u) << "a fifth client on four CPUs got a worker";
+  PICOS_CO_RETURN_IF_ERROR(co_await clients[0].c->Close());
+  absl::StatusOr<Value> scheduled = co_await scheduling.Join(kLong);
+  EXPECT_OK(scheduled.status());
+  if (scheduled.ok()) EXPECT_EQ(scheduled->DebugString(), Value().DebugString());
+  EXPECT_EQ(lc->workers_alive(), 1u);
+  if (job.ok()) {
+    absl::StatusOr<Value> r = co_await job->Join(kLong);
+    EXPECT_OK(r.status());
+    if (r.ok()) EXPECT_EQ(r->As<std::string>().value_or(""), "144");
+  }
+  for (size_t i = 1; i < clients.size(); ++i) {
+    absl::Status closed = co_await clients[i].c->Close();
+    EXPECT_OK(closed);
+  }
+  PICOS_CO_RETURN_IF_ERROR(co_await late.c->Close());
+  for (Client& c : clients) (void)c.events->task.Terminate();
+  (void)late.events->task.Terminate();
+  co_return absl::OkStatus();
+}
+
 // A node and a scheduler for `body`, stopped whatever happens.
 // (A plain function pointer: a std::function temporary in the co_await
 // expression is destroyed twice by g++ 12.)
@@ -458,6 +532,67 @@ PICOS_CORO_TEST(ComputeSched, NodesFromDns) {
   }
   absl::Status n = co_await StopNode(*node);
   EXPECT_OK(n);
+}
+
+PICOS_CORO_TEST(ComputeSched, MoreClientsThanCpusWaitForAShare) {
+  co_await WithCluster("compute-sched-queue", QueuedBody);
+}
+
+// SIGTERM: "signal SIGTERM: closing", "scheduler closed", exit status 0.
+// --save_config writes what --config reads.
+PICOS_CORO_TEST(ComputeSched, SigtermClosesAndSaveConfigRoundTrips) {
+  const std::string dir = FreshDir("compute-sched-sig");
+  // A node that is not there: the scheduler keeps trying it, and serves.
+  ProcessOptions p;
+  p.program = "compute/picos-scheduler";
+  p.args = {"--listen=tcp://127.0.0.1:0", "--node=tcp://127.0.0.1:1"};
+  p.env = EnvWithSecret(kSecret);
+  p.stdin_mode = StdioMode::kNull;
+  p.stderr_mode = StdioMode::kInherit;
+  absl::StatusOr<std::unique_ptr<Process>> proc = Process::Spawn(std::move(p));
+  CO_ASSERT_OK(proc.status());
+  NodeProcess s{*std::move(proc), ""};
+  absl::StatusOr<std::string> listening = co_await NodeLine(s, "listening ");
+  EXPECT_OK(listening.status());
+  (void)s.process->Kill(SIGTERM);
+  absl::StatusOr<std::string> closing = co_await NodeLine(s, "signal SIGTERM: closing");
+  EXPECT_OK(closing.status());
+  absl::StatusOr<std::string> closed = co_await NodeLine(s, "scheduler closed");
+  EXPECT_OK(closed.status());
+  absl::StatusOr<ExitStatus> ended = co_await s.process->Wait(kLong);
+  EXPECT_OK(ended.status());
+  if (ended.ok()) EXPECT_TRUE(ended->code == 0 && ended->signal == 0) << ended->ToString();
+
+  const std::string conf = dir + "/sched.conf";
+  ProcessOptions save;
+  save.program = "compute/picos-scheduler";
+  save.args = {absl::StrCat("--save_config=", conf), "--node=tcp://10.0.0.2:9706", "--node=tcp://10.0.0.3:9706",
+               "--max_clients=7"};
+  save.env = EnvWithSecret(kSecret);
+  save.stdin_mode = StdioMode::kNull;
+  save.stderr_mode = StdioMode::kInherit;
+  absl::StatusOr<std::unique_ptr<Process>> saver = Process::Spawn(std::move(save));
+  CO_ASSERT_OK(saver.status());
+  absl::StatusOr<ExitStatus> saved = co_await (*saver)->Wait(kLong);
+  EXPECT_TRUE(saved.ok() && saved->code == 0 && saved->signal == 0);
+  std::ifstream in(conf);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, ::testing::HasSubstr("\nnode=tcp://10.0.0.2:9706,tcp://10.0.0.3:9706\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("\nmax_clients=7\n"));
+  // Read back, with a bad value on the command line: the command line's
+  // error, with no config line named.
+  ProcessOptions load;
+  load.program = "compute/picos-scheduler";
+  load.args = {absl::StrCat("--config=", conf), "--node_retry=0"};
+  load.env = EnvWithSecret(kSecret);
+  load.stdin_mode = StdioMode::kNull;
+  load.stderr_mode = StdioMode::kPipe;
+  absl::StatusOr<std::unique_ptr<Process>> loader = Process::Spawn(std::move(load));
+  CO_ASSERT_OK(loader.status());
+  absl::StatusOr<std::string> err = co_await (*loader)->err().ReadAll(1 << 16);
+  absl::StatusOr<ExitStatus> loaded = co_await (*loader)->Wait(kLong);
+  EXPECT_TRUE(loaded.ok() && loaded->code == 2) << (loaded.ok() ? loaded->ToString() : "");
+  EXPECT_EQ(err.value_or(""), "picos-scheduler: --node_retry=0: seconds, 0.1 .. 3600\n");
 }
 
 PICOS_CORO_TEST(ComputeSched, KilledClientFreesItsShare) {
