@@ -147,6 +147,8 @@ struct Computation::State {
   TaskRef shares_task;
   std::map<std::string, int> demand;
   std::map<std::string, int> grant;
+  // Schedule's `nodes`: with a scheduler, the only nodes used (empty: all).
+  std::vector<std::string> only;
   int64_t grant_epoch = -1;
   absl::Status share_error;
 };
@@ -960,6 +962,33 @@ Task<absl::Status> AddWorker(std::shared_ptr<State> s, size_t n) {
   co_return absl::OkStatus();
 }
 
+// Applies the allocation to a node the scheduler describes ({"uri", "cpus",
+// "up", "facts"}, network input): what this client wants there, 0 to skip
+// it (node_ignored). kDataLoss for a malformed description.
+absl::Status AddDemand(State& s, const Value& n) {
+  std::string uri;
+  int64_t cpus = 0;
+  bool up = false;
+  absl::Status read = MessageReader(n).Get("uri", &uri).Get("cpus", &cpus).Get("up", &up).status();
+  if (!read.ok() || uri.empty() || uri.size() > 1024 || cpus < 0 || cpus > 256) {
+    return absl::DataLossError("malformed node");
+  }
+  absl::StatusOr<HostFacts> facts = HostFacts::FromValue(n["facts"]);
+  if (!up || !facts.ok() || cpus < 1 || s.demand.contains(uri)) return absl::OkStatus();
+  if (!s.only.empty() && std::find(s.only.begin(), s.only.end(), uri) == s.only.end()) {
+    s.demand[uri] = 0;
+    return absl::OkStatus();
+  }
+  std::string reason;
+  const int want = Allocate(s.options, uri, *facts, static_cast<int>(cpus), &reason);
+  if (want == 0) {
+    PICOS_LOG(info, "compute: node {} not used: {}", uri, reason);
+    Emit(s, "node_ignored", "node", uri, "reason", reason);
+  }
+  s.demand[uri] = want;
+  return absl::OkStatus();
+}
+
 // Tells the scheduler what this client holds on each node.
 Task<absl::Status> ReportHeld(std::shared_ptr<State> s) {
   Value::MapType held;
@@ -993,7 +1022,8 @@ Task<> Reconcile(std::shared_ptr<State> s) {
     if (s->closed) break;
     NodeEntry* e = FindNode(*s, uri);
     if (e == nullptr) {
-      const int wanted = std::min(want, s->demand[uri]);
+      auto d = s->demand.find(uri);  // (not operator[]: no demand is not a demand of 0)
+      const int wanted = d == s->demand.end() ? 0 : std::min(want, d->second);
       if (wanted <= 0) continue;
       absl::Status st = co_await ScheduleNode(s, uri, library_name, wanted);
       if (!st.ok()) {
@@ -1058,6 +1088,8 @@ Task<> ReceiveShares(std::shared_ptr<State> s) {
         grant[uri] = static_cast<int>(n.as_int());
       }
     }
+    const Value& fresh = (*msg)["nodes"];
+    good = good && (fresh.is_null() || (fresh.is_list() && fresh.as_list().size() <= 1024));
     if (!good) {
       PICOS_LOG_LIMITED(warn, "compute: malformed share update for {}", s->id);
       continue;
@@ -1065,6 +1097,11 @@ Task<> ReceiveShares(std::shared_ptr<State> s) {
     if (epoch < s->grant_epoch) continue;  // an older one overtaken
     s->grant_epoch = epoch;
     for (const auto& [uri, n] : grant) s->grant[uri] = n;
+    // Nodes that came after this client joined: what it wants there goes
+    // back with what it holds (ReportHeld).
+    if (fresh.is_list()) {
+      for (const Value& n : fresh.as_list()) (void)AddDemand(*s, n);
+    }
     co_await Reconcile(s);
     NotifyChange(*s);
   }
@@ -1093,27 +1130,13 @@ Task<absl::Status> ScheduleShared(std::shared_ptr<State> s, std::vector<std::str
   if (!nodes.is_list() || nodes.as_list().size() > 1024) {
     co_return absl::DataLossError(absl::StrCat(where, ": malformed info reply"));
   }
-  Value::MapType demand;
+  s->only = std::move(only);
   for (const Value& n : nodes.as_list()) {
-    std::string uri;
-    int64_t cpus = 0;
-    bool up = false;
-    absl::Status read = MessageReader(n).Get("uri", &uri).Get("cpus", &cpus).Get("up", &up).status();
-    absl::StatusOr<HostFacts> facts = HostFacts::FromValue(n["facts"]);
-    if (!read.ok() || uri.empty() || uri.size() > 1024 || cpus < 0 || cpus > 256) {
-      co_return absl::DataLossError(absl::StrCat(where, ": malformed node in its info reply"));
-    }
-    if (!up || !facts.ok() || cpus < 1) continue;
-    if (!only.empty() && std::find(only.begin(), only.end(), uri) == only.end()) continue;
-    std::string reason;
-    const int want = Allocate(s->options, uri, *facts, static_cast<int>(cpus), &reason);
-    if (want == 0) {
-      PICOS_LOG(info, "compute: node {} not used: {}", uri, reason);
-      Emit(*s, "node_ignored", "node", uri, "reason", reason);
-    }
-    s->demand[uri] = want;
-    demand[uri] = Value(int64_t{want});
+    absl::Status added = AddDemand(*s, n);
+    if (!added.ok()) co_return absl::DataLossError(absl::StrCat(where, ": malformed node in its info reply"));
   }
+  Value::MapType demand;
+  for (const auto& [uri, want] : s->demand) demand[uri] = Value(int64_t{want});
   s->shared = true;
   s->shares_task =
       ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.shares", .daemon = true}, ReceiveShares, s);

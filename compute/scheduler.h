@@ -55,7 +55,10 @@
 //    "demand": {<node uri>: <0..256>}}
 //     admits the client (at most --max_clients at once): {"shares": {uri:
 //     int}}; later changes go to the "client" task as
-//     {kSharesKey: <epoch>, "shares": {uri: int}} (every node, latest wins).
+//     {kSharesKey: <epoch>, "shares": {uri: int}, "nodes": [<as info's, the
+//     up nodes the client has not said it wants or not: those that came
+//     after it joined>]} (every node, latest wins); the client answers a
+//     node it is told of with its demand there (held's "demand").
 //   {"op": "held", "computation": <id>, "held": {<node uri>: <0..256>},
 //    "epoch": <the last update it acted on, 0 for the join's reply>,
 //    "demand": {<node uri>: <0..256>} (optional: what it wants now, 0 for a

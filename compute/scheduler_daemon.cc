@@ -147,6 +147,24 @@ Value GrantsValue(const Client& c) {
   return Value(std::move(m));
 }
 
+// Up nodes `c` has said nothing about (they came after it joined): the
+// client applies its allocation to them and says what it wants there.
+Value NodesNew(const State& s, const Client& c) {
+  Value::ListType out;
+  for (const auto& [uri, n] : s.nodes) {
+    if (!n.up || c.demand.contains(uri)) continue;
+    out.push_back(Value::Map({{"uri", uri}, {"cpus", int64_t{n.cpus}}, {"up", true}, {"facts", n.facts.ToValue()}}));
+  }
+  return Value(std::move(out));
+}
+
+// Sends `c` its grant (a new epoch), and the nodes new to it.
+void SendUpdate(const State& s, Client& c) {
+  Value update = Value::Map({{kSharesKey, ++c.epoch}, {"shares", GrantsValue(c)}, {"nodes", NodesNew(s, c)}});
+  absl::Status sent = c.task.Send(std::move(update));
+  if (!sent.ok()) PICOS_LOG_LIMITED(warn, "scheduler: shares to client {}: {}", c.id, sent.ToString());
+}
+
 // Computes every node's shares again and tells each client whose grant
 // changed (but `quiet`, which learns its grant from its join's reply).
 void Rebalance(State& s, const std::string& quiet = "") {
@@ -187,10 +205,7 @@ void Rebalance(State& s, const std::string& quiet = "") {
     }
   }
   for (Client* c : changed) {
-    if (c->id == quiet) continue;
-    Value update = Value::Map({{kSharesKey, ++c->epoch}, {"shares", GrantsValue(*c)}});
-    absl::Status sent = c->task.Send(std::move(update));
-    if (!sent.ok()) PICOS_LOG_LIMITED(warn, "scheduler: shares to client {}: {}", c->id, sent.ToString());
+    if (c->id != quiet) SendUpdate(s, *c);
   }
 }
 
@@ -330,6 +345,7 @@ Task<> KeepNode(std::string uri) {
     if (g_state == nullptr) co_return;
     absl::StatusOr<remote::Service> svc = co_await remote::Service::Locate(kNodeService, Location::Peer(uri), kNodeTimeout);
     absl::StatusOr<Value> info = absl::UnavailableError("not asked");
+    if (!svc.ok()) info = svc.status();
     if (svc.ok()) {
       Value::MapType request;
       request["op"] = Value("info");
@@ -360,6 +376,10 @@ Task<> KeepNode(std::string uri) {
     node.up = true;
     Say(absl::StrCat("node up ", uri, " ", cpus));
     Rebalance(*g_state);
+    // Clients that joined before it came: they say what they want there.
+    for (auto& [id, c] : g_state->clients) {
+      if (!c.demand.contains(uri)) SendUpdate(*g_state, c);
+    }
     std::string why = "its service ended";
     if (Monitor(Self(), svc->server()).ok()) {
       absl::StatusOr<Value> msg = co_await Receive();

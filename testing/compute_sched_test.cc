@@ -12,7 +12,8 @@
 //    other client takes the rest of the node (max-min, not halves).
 //  * Two nodes, two clients: a node killed is reported lost, its shares go
 //    to none, and the clients go on with their workers on the other.
-//  * --node_dns: every address a name resolves to is a node.
+//  * --node_dns: every address a name resolves to is a node; a node that
+//    comes up after a client joined is offered to it and it grows there.
 //  * Five clients on four CPUs: the fifth waits in Schedule, its job waits
 //    too, and both go on once another client closes.
 //  * SIGTERM closes it (exit 0); --save_config writes what --config reads.
@@ -27,6 +28,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string>
@@ -593,6 +595,76 @@ PICOS_CORO_TEST(ComputeSched, SigtermClosesAndSaveConfigRoundTrips) {
   absl::StatusOr<ExitStatus> loaded = co_await (*loader)->Wait(kLong);
   EXPECT_TRUE(loaded.ok() && loaded->code == 2) << (loaded.ok() ? loaded->ToString() : "");
   EXPECT_EQ(err.value_or(""), "picos-scheduler: --node_retry=0: seconds, 0.1 .. 3600\n");
+}
+
+// A node that comes up after a client joined: the scheduler tells the
+// client of it, the client applies its allocation and says what it wants
+// there, and grows onto it (2 workers on the first node, then 2 more).
+PICOS_CORO_TEST(ComputeSched, NodeThatComesLaterIsShared) {
+  const std::string d1 = FreshDir("compute-sched-late-1");
+  const std::string d2 = FreshDir("compute-sched-late-2");
+  absl::StatusOr<NodeProcess> n1 = co_await StartNode(2, d1);
+  CO_ASSERT_OK(n1);
+  // The second node's address is known before it starts: an abstract unix
+  // socket named by the test.
+  const std::string late_uri = absl::StrCat("unix://@picos-sched-late-", getpid());
+  ProcessOptions p;
+  p.program = "compute/picos-scheduler";
+  p.args = {"--listen=tcp://127.0.0.1:0", "--node_retry=0.2", absl::StrCat("--node=", n1->uri),
+            absl::StrCat("--node=", late_uri)};
+  p.env = EnvWithSecret(kSecret);
+  p.stdin_mode = StdioMode::kNull;
+  p.stderr_mode = StdioMode::kInherit;
+  absl::StatusOr<std::unique_ptr<Process>> proc = Process::Spawn(std::move(p));
+  if (!proc.ok()) (void)co_await StopNode(*n1);
+  CO_ASSERT_OK(proc.status());
+  NodeProcess sched{*std::move(proc), ""};
+  absl::StatusOr<std::string> listening = co_await NodeLine(sched, "listening ");
+  EXPECT_OK(listening.status());
+  if (listening.ok()) sched.uri = listening->substr(std::string("listening ").size());
+  absl::StatusOr<std::string> up = co_await NodeLine(sched, absl::StrCat("node up ", n1->uri));
+  EXPECT_OK(up.status());
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
+  EXPECT_OK(me.status());
+  std::optional<NodeProcess> n2;
+  if (up.ok() && me.ok()) {
+    absl::StatusOr<Client> a = NewClient(sched.uri);
+    EXPECT_OK(a.status());
+    if (a.ok()) {
+      compute::Computation* ac = a->c.get();
+      absl::Status st = co_await ScheduleAll(ac);
+      EXPECT_OK(st);
+      std::function<bool()> two = [ac] { return ac->workers_alive() == 2; };
+      EXPECT_TRUE(co_await WaitUntil(two)) << "a: " << ac->workers_alive();
+      std::vector<std::string> extra = {absl::StrCat("--listen=", late_uri)};
+      absl::StatusOr<NodeProcess> started = co_await StartNode(2, d2, extra);
+      EXPECT_OK(started.status());
+      if (started.ok()) {
+        n2 = *std::move(started);
+        absl::StatusOr<std::string> late_up = co_await NodeLine(sched, absl::StrCat("node up ", late_uri));
+        EXPECT_OK(late_up.status());
+        std::function<bool()> four = [ac] { return ac->workers_alive() == 4; };
+        EXPECT_TRUE(co_await WaitUntil(four)) << "a: " << ac->workers_alive();
+        std::set<std::string> used;
+        for (const compute::WorkerInfo& w : ac->workers()) used.insert(w.node);
+        EXPECT_TRUE(used.contains(late_uri)) << "no worker on the node that came later";
+        absl::Status ran = co_await RunSquares(ac, a->events, 40, 12);
+        EXPECT_OK(ran);
+      }
+      absl::Status closed = co_await a->c->Close();
+      EXPECT_OK(closed);
+      (void)a->events->task.Terminate();
+    }
+  }
+  if (me.ok()) me->reset();
+  absl::Status s = co_await StopNode(sched);
+  EXPECT_OK(s);
+  if (n2.has_value()) {
+    absl::Status s2 = co_await StopNode(*n2);
+    EXPECT_OK(s2);
+  }
+  absl::Status s1 = co_await StopNode(*n1);
+  EXPECT_OK(s1);
 }
 
 PICOS_CORO_TEST(ComputeSched, KilledClientFreesItsShare) {
