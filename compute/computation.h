@@ -130,7 +130,9 @@
 // follows the other clients: when it shrinks, workers close after their
 // running jobs (worker_closed; idle ones first); when it grows, workers are
 // added (worker_initialized), and nodes not used yet are started
-// (node_initialized). Jobs wait meanwhile rather than fail, also while the
+// (node_initialized), also nodes the scheduler learns of after the join
+// (the allocation applies to them as it did at Schedule). A node lost is not
+// used again, as without a scheduler: its share goes to the others. Jobs wait meanwhile rather than fail, also while the
 // share is none. Jobs still travel one hop, client to worker; the
 // scheduler sees none of them. Close (or destroying the Computation) leaves
 // the scheduler, which gives the share to the others; so does this

@@ -22,7 +22,9 @@
 // CPUs (the workers its --cpus gives one computation) are divided max-min
 // fairly among the clients that want some (FairShares below): equal parts,
 // and what a client does not want goes to the others. Shares are computed
-// again when a client joins or leaves, or a node comes or is lost.
+// again when a client joins or leaves, or a node comes or is lost; a node
+// that comes after a client joined is offered to it, and the client says
+// what it wants there.
 // A share that shrinks is the client's at once (it closes that many
 // workers, each after its running jobs: CloseWorker without restart); one
 // that grows is granted only out of what the other clients no longer hold
