@@ -167,6 +167,7 @@ Task<absl::Status> TwoClientsBody(NodeProcess& sched) {
   compute::Computation* bc = b.c.get();
   std::function<bool()> a_has_all = [ac] { return ac->workers_alive() == kCpus; };
   EXPECT_TRUE(co_await WaitUntil(a_has_all)) << "alone, the first client gets every CPU";
+  const absl::Time b_joins = absl::Now();
   PICOS_CO_RETURN_IF_ERROR(co_await b.c->Schedule(all));
   // Never more than the node's CPUs between them, sampled all along.
   auto over = std::make_shared<bool>(false);
@@ -176,6 +177,9 @@ Task<absl::Status> TwoClientsBody(NodeProcess& sched) {
   };
   EXPECT_TRUE(co_await WaitUntil(halves)) << "a: " << ac->workers_alive() << " b: " << bc->workers_alive();
   EXPECT_FALSE(*over) << "the node's CPUs were promised twice";
+  // A figure, not a bound: B's Schedule called -> 2 + 2 in use (A's two
+  // idle workers closed, B's two started).
+  std::printf("share_rebalance_ms: %lld ms\n", static_cast<long long>(absl::ToInt64Milliseconds(absl::Now() - b_joins)));
   // Both run jobs at once, each on its own workers.
   TaskRef ra = ThisScheduler().Spawn(RunSquares, ac, a.events, 1, 40);
   TaskRef rb = ThisScheduler().Spawn(RunSquares, bc, b.events, 1000, 40);
