@@ -867,51 +867,10 @@ bool AnyRunning(const State& s, bool cpu, bool io) {
   return false;
 }
 
-// Computation::CloseWorker, for the computation's own tasks too (a share
-// that shrank).
-Task<absl::Status> CloseWorkerIn(std::shared_ptr<State> s, std::string uri, bool restart, bool terminate) {
-  if (s->closed) co_return absl::FailedPreconditionError("the computation is closed");
-  WorkerSlot* found = FindWorker(*s, uri);
-  if (found == nullptr) co_return absl::NotFoundError(absl::StrCat("no worker ", uri));
-  if (found->lost || found->closed || found->closing || found->restarting) {
-    co_return absl::FailedPreconditionError(absl::StrCat("worker ", uri, " is lost, closed or restarting"));
-  }
-  const size_t w = static_cast<size_t>(found - s->workers.data());
-  const uint64_t generation = found->generation;
-  found->closing = true;
-  found->restarting = restart;
-  Dispatch(*s);
-  if (terminate) {
-    for (uint64_t id : found->jobs) (void)s->jobs[id].task.Terminate();
-  }
-  for (;;) {
-    const WorkerSlot& slot = s->workers[w];
-    if (slot.generation != generation || slot.jobs.empty()) break;
-    absl::Status waited = co_await WaitForChange(s);
-    if (!waited.ok()) co_return waited;
-  }
-  if (s->workers[w].generation != generation) co_return absl::AbortedError("the worker changed meanwhile");
-  const std::string node = s->nodes[s->workers[w].node].uri;
-  absl::StatusOr<std::string> fresh = co_await AskRestart(s, w, restart ? "restart_worker" : "close_worker");
-  Emit(*s, "worker_closed", "worker", uri, "node", node);
-  absl::Status result = fresh.ok() ? absl::OkStatus() : fresh.status();
-  if (restart && result.ok() && !s->closed) {
-    result = co_await Adopt(s, w, *fresh);
-    if (result.ok()) Emit(*s, "worker_restarted", "worker", s->workers[w].uri, "node", node, "old", uri);
-  }
-  if (!result.ok() || !restart) {
-    WorkerSlot& again = s->workers[w];
-    again.closed = true;
-    again.restarting = false;
-    if (again.watcher.valid()) (void)again.watcher.Terminate();
-  }
-  NotifyChange(*s);
-  Dispatch(*s);
-  co_return result.ok() ? result : Annotate(result, uri);
-}
-
 
 // --- A shared scheduler (compute/scheduler.h) ---
+
+Task<absl::Status> CloseWorkerIn(std::shared_ptr<State> s, std::string uri, bool restart, bool terminate);
 
 // Workers of node `n` that count against the share: alive, restarting or
 // still closing (their jobs run).
@@ -1266,6 +1225,51 @@ absl::Status Computation::SuspendWorker(const std::string& uri) { return SetWork
 absl::Status Computation::ResumeWorker(const std::string& uri) { return SetWorkerSuspended(*state_, uri, false); }
 absl::Status Computation::SuspendNode(const std::string& uri) { return SetNodeSuspended(*state_, uri, true); }
 absl::Status Computation::ResumeNode(const std::string& uri) { return SetNodeSuspended(*state_, uri, false); }
+
+namespace {
+// Computation::CloseWorker, for the computation's own tasks too (a share
+// that shrank).
+Task<absl::Status> CloseWorkerIn(std::shared_ptr<State> s, std::string uri, bool restart, bool terminate) {
+  if (s->closed) co_return absl::FailedPreconditionError("the computation is closed");
+  WorkerSlot* found = FindWorker(*s, uri);
+  if (found == nullptr) co_return absl::NotFoundError(absl::StrCat("no worker ", uri));
+  if (found->lost || found->closed || found->closing || found->restarting) {
+    co_return absl::FailedPreconditionError(absl::StrCat("worker ", uri, " is lost, closed or restarting"));
+  }
+  const size_t w = static_cast<size_t>(found - s->workers.data());
+  const uint64_t generation = found->generation;
+  found->closing = true;
+  found->restarting = restart;
+  Dispatch(*s);
+  if (terminate) {
+    for (uint64_t id : found->jobs) (void)s->jobs[id].task.Terminate();
+  }
+  for (;;) {
+    const WorkerSlot& slot = s->workers[w];
+    if (slot.generation != generation || slot.jobs.empty()) break;
+    absl::Status waited = co_await WaitForChange(s);
+    if (!waited.ok()) co_return waited;
+  }
+  if (s->workers[w].generation != generation) co_return absl::AbortedError("the worker changed meanwhile");
+  const std::string node = s->nodes[s->workers[w].node].uri;
+  absl::StatusOr<std::string> fresh = co_await AskRestart(s, w, restart ? "restart_worker" : "close_worker");
+  Emit(*s, "worker_closed", "worker", uri, "node", node);
+  absl::Status result = fresh.ok() ? absl::OkStatus() : fresh.status();
+  if (restart && result.ok() && !s->closed) {
+    result = co_await Adopt(s, w, *fresh);
+    if (result.ok()) Emit(*s, "worker_restarted", "worker", s->workers[w].uri, "node", node, "old", uri);
+  }
+  if (!result.ok() || !restart) {
+    WorkerSlot& again = s->workers[w];
+    again.closed = true;
+    again.restarting = false;
+    if (again.watcher.valid()) (void)again.watcher.Terminate();
+  }
+  NotifyChange(*s);
+  Dispatch(*s);
+  co_return result.ok() ? result : Annotate(result, uri);
+}
+}  // namespace
 
 Task<absl::Status> Computation::CloseWorker(std::string uri, bool restart, bool terminate) {
   co_return co_await CloseWorkerIn(state_, std::move(uri), restart, terminate);
