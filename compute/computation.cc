@@ -7,6 +7,7 @@
 #include <fstream>
 #include <list>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -137,6 +138,19 @@ struct Computation::State {
   // period once it ends (Close, ~Computation) or this process is lost.
   TaskRef receiver;
   bool status_failed = false;
+  // With ComputationOptions::scheduler (compute/scheduler.h): the shared
+  // scheduler, the task it sends share updates to (it monitors it: its end
+  // is this client leaving), what this client wants on each node and what
+  // it is granted, and the last error met growing into a share.
+  bool shared = false;
+  std::optional<remote::Service> scheduler;
+  TaskRef shares_task;
+  std::map<std::string, int> demand;
+  std::map<std::string, int> grant;
+  // Schedule's `nodes`: with a scheduler, the only nodes used (empty: all).
+  std::vector<std::string> only;
+  int64_t grant_epoch = -1;
+  absl::Status share_error;
 };
 
 namespace {
@@ -235,7 +249,9 @@ bool Usable(const State& s, const WorkerSlot& w) {
 bool Special(const Pending& p) { return p.async || !p.where.empty(); }
 
 void Dispatch(State& s) {
-  bool could_any = false;  // some worker could take a job, now or later
+  // Some worker could take a job, now or later (with a shared scheduler a
+  // share may yet come).
+  bool could_any = s.shared && !s.closed;
   // A worker takes one CPU job and cpu_jobs_ahead more (they wait in its
   // job loop's mailbox).
   const int per_worker = 1 + s.options.cpu_jobs_ahead;
@@ -253,7 +269,7 @@ void Dispatch(State& s) {
       continue;
     }
     int best = -1;
-    bool could = false;
+    bool could = s.shared && p.where.empty();
     if (s.closed) {
       p.failure = absl::FailedPreconditionError("the computation is closed");
     } else {
@@ -667,7 +683,10 @@ int Allocate(const ComputationOptions& o, const std::string& uri, const HostFact
   return node_cpus;
 }
 
-Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::string library_name) {
+// Starts the computation on node `uri`: `fixed_cpus` workers (a shared
+// scheduler's grant), or with -1 as many as the allocation gives.
+Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::string library_name,
+                                int fixed_cpus = -1) {
   absl::StatusOr<remote::Service> node =
       co_await remote::Service::Locate(kNodeService, Location::Peer(uri), s->options.timeout);
   if (!node.ok()) co_return Annotate(node.status(), absl::StrCat(uri, ": not a picos-node"));
@@ -683,7 +702,8 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
     co_return absl::DataLossError(absl::StrCat(uri, ": malformed info reply"));
   }
   std::string reason;
-  const int cpus = Allocate(s->options, uri, *facts, static_cast<int>(*node_cpus), &reason);
+  const int cpus = fixed_cpus >= 0 ? std::min(fixed_cpus, static_cast<int>(*node_cpus))
+                                   : Allocate(s->options, uri, *facts, static_cast<int>(*node_cpus), &reason);
   if (cpus == 0) {
     PICOS_LOG(info, "compute: node {} not used: {}", uri, reason);
     Emit(*s, "node_ignored", "node", uri, "reason", reason);
@@ -783,7 +803,7 @@ size_t NodesInUse(const State& s) {
 
 Task<absl::StatusOr<TaskRef>> SpawnJob(std::shared_ptr<State> s, std::string fn, std::string arg, bool async,
                                        std::string where) {
-  if (s->workers.empty() || s->closed) {
+  if ((s->workers.empty() && !s->shared) || s->closed) {
     co_return absl::FailedPreconditionError("jobs need a scheduled computation that is not closed");
   }
   if (!where.empty()) {
@@ -847,6 +867,273 @@ bool AnyRunning(const State& s, bool cpu, bool io) {
   return false;
 }
 
+
+// --- A shared scheduler (compute/scheduler.h) ---
+
+Task<absl::Status> CloseWorkerIn(std::shared_ptr<State> s, std::string uri, bool restart, bool terminate);
+
+// Workers of node `n` that count against the share: alive, restarting or
+// still closing (their jobs run).
+int Held(const State& s, size_t n) {
+  int held = 0;
+  for (const WorkerSlot& w : s.workers) held += w.node == n && !w.closed && (!w.lost || w.restarting) ? 1 : 0;
+  return held;
+}
+
+// One more worker on node `n` (the node's add_worker), taken into use.
+Task<absl::Status> AddWorker(std::shared_ptr<State> s, size_t n) {
+  remote::Service node = s->nodes[n].service;
+  const std::string uri = s->nodes[n].uri;
+  Value::MapType req;
+  req["op"] = Value("add_worker");
+  req["computation"] = Value(s->id);
+  absl::StatusOr<TaskRef> t = co_await node.Run(Value(std::move(req)), s->options.timeout);
+  if (!t.ok()) co_return Annotate(t.status(), absl::StrCat(uri, ": add_worker"));
+  absl::StatusOr<Value> reply = co_await t->Join(s->options.timeout);
+  if (!reply.ok()) co_return Annotate(reply.status(), absl::StrCat(uri, ": add_worker"));
+  std::string wuri;
+  int64_t index = -1;
+  absl::Status read = MessageReader(*reply).Get("worker", &wuri).Get("index", &index).status();
+  if (!read.ok() || wuri.empty() || wuri.size() > 1024 || index < 0 || index > 4096) {
+    co_return absl::DataLossError(absl::StrCat(uri, ": malformed add_worker reply"));
+  }
+  auto reached = std::make_shared<std::vector<ReachedWorker>>(1);
+  TaskRef reaching = ThisScheduler().Spawn(ReachWorker, reached, size_t{0}, wuri, s->options.timeout);
+  absl::StatusOr<Value> joined = co_await reaching.Join();
+  if (!joined.ok()) co_return Annotate(joined.status(), absl::StrCat(uri, ": worker ", wuri));
+  if (!(*reached)[0].service.ok()) co_return Annotate((*reached)[0].service.status(), absl::StrCat(uri, ": worker ", wuri));
+  if (!(*reached)[0].loop.ok()) co_return Annotate((*reached)[0].loop.status(), absl::StrCat(uri, ": worker ", wuri));
+  if (s->closed) co_return absl::FailedPreconditionError("the computation is closed");
+  const size_t slot = s->workers.size();
+  WorkerSlot ws(*(*reached)[0].service);
+  ws.loop = *(*reached)[0].loop;
+  ws.uri = wuri;
+  ws.node = n;
+  ws.index = static_cast<int>(index);
+  SpawnOptions daemon;
+  daemon.daemon = true;
+  ws.watcher = ThisScheduler().Spawn(daemon, WatchWorker, s, slot, uint64_t{0}, ws.loop);
+  s->workers.push_back(std::move(ws));
+  ++s->nodes[n].workers;
+  Emit(*s, "worker_initialized", "worker", wuri, "node", uri);
+  NotifyChange(*s);
+  Dispatch(*s);
+  co_return absl::OkStatus();
+}
+
+// Applies the allocation to a node the scheduler describes ({"uri", "cpus",
+// "up", "facts"}, network input): what this client wants there, 0 to skip
+// it (node_ignored). kDataLoss for a malformed description.
+absl::Status AddDemand(State& s, const Value& n) {
+  std::string uri;
+  int64_t cpus = 0;
+  bool up = false;
+  absl::Status read = MessageReader(n).Get("uri", &uri).Get("cpus", &cpus).Get("up", &up).status();
+  if (!read.ok() || uri.empty() || uri.size() > 1024 || cpus < 0 || cpus > 256) {
+    return absl::DataLossError("malformed node");
+  }
+  absl::StatusOr<HostFacts> facts = HostFacts::FromValue(n["facts"]);
+  if (!up || !facts.ok() || cpus < 1 || s.demand.contains(uri)) return absl::OkStatus();
+  if (!s.only.empty() && std::find(s.only.begin(), s.only.end(), uri) == s.only.end()) {
+    s.demand[uri] = 0;
+    return absl::OkStatus();
+  }
+  std::string reason;
+  const int want = Allocate(s.options, uri, *facts, static_cast<int>(cpus), &reason);
+  if (want == 0) {
+    PICOS_LOG(info, "compute: node {} not used: {}", uri, reason);
+    Emit(s, "node_ignored", "node", uri, "reason", reason);
+  }
+  s.demand[uri] = want;
+  return absl::OkStatus();
+}
+
+// Tells the scheduler what this client holds on each node.
+Task<absl::Status> ReportHeld(std::shared_ptr<State> s) {
+  Value::MapType held;
+  for (const auto& [uri, want] : s->grant) {
+    NodeEntry* e = FindNode(*s, uri);
+    held[uri] = Value(int64_t{e == nullptr ? 0 : Held(*s, static_cast<size_t>(e - s->nodes.data()))});
+  }
+  Value::MapType demand;
+  for (const auto& [uri, want] : s->demand) demand[uri] = Value(int64_t{want});
+  Value::MapType req;
+  req["op"] = Value("held");
+  req["computation"] = Value(s->id);
+  req["held"] = Value(std::move(held));
+  req["epoch"] = Value(s->grant_epoch);
+  req["demand"] = Value(std::move(demand));
+  absl::StatusOr<TaskRef> t = co_await s->scheduler->Run(Value(std::move(req)), s->options.timeout);
+  if (!t.ok()) co_return t.status();
+  absl::StatusOr<Value> done = co_await t->Join(s->options.timeout);
+  co_return done.status();
+}
+
+// Brings the workers on each node to the grant: a share that shrank closes
+// workers, idle ones first, each after its running jobs (CloseWorker
+// without restart); one that grew starts the computation on a node not
+// used yet, or adds workers. Then reports what it holds.
+Task<> Reconcile(std::shared_ptr<State> s) {
+  const std::string library_name = std::filesystem::path(s->options.library).filename().string();
+  std::vector<TaskRef> closing;
+  const std::map<std::string, int> grant = s->grant;
+  for (const auto& [uri, want] : grant) {
+    if (s->closed) break;
+    NodeEntry* e = FindNode(*s, uri);
+    if (e == nullptr) {
+      auto d = s->demand.find(uri);  // (not operator[]: no demand is not a demand of 0)
+      const int wanted = d == s->demand.end() ? 0 : std::min(want, d->second);
+      if (wanted <= 0) continue;
+      absl::Status st = co_await ScheduleNode(s, uri, library_name, wanted);
+      if (!st.ok()) {
+        PICOS_LOG(warn, "compute: starting on {} within the share: {}", uri, st.ToString());
+        s->share_error = st;
+      }
+      continue;
+    }
+    if (e->state == NodeState::kLost || e->state == NodeState::kClosed) {
+      // A node lost is not used again (as without a scheduler): its share
+      // goes back to the others.
+      s->demand[uri] = 0;
+      continue;
+    }
+    const size_t n = static_cast<size_t>(e - s->nodes.data());
+    std::vector<size_t> open;  // alive and not closing
+    for (size_t i = 0; i < s->workers.size(); ++i) {
+      const WorkerSlot& w = s->workers[i];
+      if (w.node == n && !w.closed && !w.closing && (!w.lost || w.restarting)) open.push_back(i);
+    }
+    const int have = static_cast<int>(open.size());
+    if (have > want) {
+      std::stable_sort(open.begin(), open.end(),
+                       [&](size_t a, size_t b) { return s->workers[a].jobs.size() < s->workers[b].jobs.size(); });
+      for (int k = 0; k < have - want; ++k) {
+        closing.push_back(ThisScheduler().Spawn(CloseWorkerIn, s, s->workers[open[k]].uri, false, false));
+      }
+    }
+    for (int k = have; k < want && !s->closed; ++k) {
+      absl::Status st = co_await AddWorker(s, n);
+      if (!st.ok()) {
+        PICOS_LOG(warn, "compute: growing into the share on {}: {}", uri, st.ToString());
+        s->share_error = st;
+        break;
+      }
+    }
+  }
+  for (TaskRef& t : closing) (void)co_await t.Join();
+  if (s->closed) co_return;
+  absl::Status reported = co_await ReportHeld(s);
+  if (!reported.ok()) PICOS_LOG(warn, "compute: telling the scheduler what {} holds: {}", s->id, reported.ToString());
+}
+
+// The share task: the scheduler sends it each change of this client's
+// grant ({kSharesKey: <epoch>, "shares": {uri: n}}; network input, checked)
+// and monitors it. Ends with Close or the Computation.
+Task<> ReceiveShares(std::shared_ptr<State> s) {
+  for (;;) {
+    absl::StatusOr<Value> msg = co_await Receive();
+    if (!msg.ok()) co_return;
+    int64_t epoch = -1;
+    absl::Status read = MessageReader(*msg).Get(kSharesKey, &epoch).status();
+    const Value& shares = (*msg)["shares"];
+    bool good = read.ok() && shares.is_map() && shares.as_map().size() <= 1024;
+    std::map<std::string, int> grant;
+    if (good) {
+      for (const auto& [uri, n] : shares.as_map()) {
+        if (!n.is_int() || n.as_int() < 0 || n.as_int() > 256) {
+          good = false;
+          break;
+        }
+        grant[uri] = static_cast<int>(n.as_int());
+      }
+    }
+    const Value& fresh = (*msg)["nodes"];
+    good = good && (fresh.is_null() || (fresh.is_list() && fresh.as_list().size() <= 1024));
+    if (!good) {
+      PICOS_LOG_LIMITED(warn, "compute: malformed share update for {}", s->id);
+      continue;
+    }
+    if (epoch < s->grant_epoch) continue;  // an older one overtaken
+    s->grant_epoch = epoch;
+    for (const auto& [uri, n] : grant) s->grant[uri] = n;
+    // Nodes that came after this client joined: what it wants there goes
+    // back with what it holds (ReportHeld).
+    if (fresh.is_list()) {
+      for (const Value& n : fresh.as_list()) (void)AddDemand(*s, n);
+    }
+    co_await Reconcile(s);
+    NotifyChange(*s);
+  }
+}
+
+// Schedule with ComputationOptions::scheduler: asks the scheduler for the
+// nodes and their facts, applies the allocation to each (the demand),
+// joins, and grows into the grant; waits (up to the timeout) for a first
+// worker.
+Task<absl::Status> ScheduleShared(std::shared_ptr<State> s, std::vector<std::string> only) {
+  const std::string where = absl::StrCat("scheduler ", s->options.scheduler);
+  if (!s->scheduler.has_value()) {
+    absl::StatusOr<remote::Service> svc =
+        co_await remote::Service::Locate(kSchedulerService, Location::Peer(s->options.scheduler), s->options.timeout);
+    if (!svc.ok()) co_return Annotate(svc.status(), absl::StrCat(where, ": not a picos-scheduler"));
+    s->scheduler = *svc;
+  }
+  if (s->shares_task.valid()) co_return absl::AlreadyExistsError("scheduled already through the scheduler");
+  Value::MapType info_request;
+  info_request["op"] = Value("info");
+  absl::StatusOr<TaskRef> asked = co_await s->scheduler->Run(Value(std::move(info_request)), s->options.timeout);
+  if (!asked.ok()) co_return Annotate(asked.status(), absl::StrCat(where, ": info"));
+  absl::StatusOr<Value> info = co_await asked->Join(s->options.timeout);
+  if (!info.ok()) co_return Annotate(info.status(), absl::StrCat(where, ": info"));
+  const Value& nodes = (*info)["nodes"];
+  if (!nodes.is_list() || nodes.as_list().size() > 1024) {
+    co_return absl::DataLossError(absl::StrCat(where, ": malformed info reply"));
+  }
+  s->only = std::move(only);
+  for (const Value& n : nodes.as_list()) {
+    absl::Status added = AddDemand(*s, n);
+    if (!added.ok()) co_return absl::DataLossError(absl::StrCat(where, ": malformed node in its info reply"));
+  }
+  Value::MapType demand;
+  for (const auto& [uri, want] : s->demand) demand[uri] = Value(int64_t{want});
+  s->shared = true;
+  s->shares_task =
+      ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.shares", .daemon = true}, ReceiveShares, s);
+  Value::MapType join;
+  join["op"] = Value("join");
+  join["computation"] = Value(s->id);
+  join["client"] = Value(s->shares_task);
+  join["demand"] = Value(std::move(demand));
+  absl::StatusOr<TaskRef> joining = co_await s->scheduler->Run(Value(std::move(join)), s->options.timeout);
+  absl::StatusOr<Value> joined = absl::UnknownError("not joined");
+  if (joining.ok()) {
+    joined = co_await joining->Join(s->options.timeout);
+  } else {
+    joined = joining.status();
+  }
+  if (!joined.ok()) {
+    (void)s->shares_task.Terminate();
+    s->shares_task = TaskRef();
+    s->shared = false;
+    co_return Annotate(joined.status(), absl::StrCat(where, ": join"));
+  }
+  // The grant goes through the share task like every later change, so
+  // that one task alone starts and closes workers.
+  Value first = Value::Map({{std::string(kSharesKey), int64_t{0}}, {"shares", (*joined)["shares"]}});
+  (void)s->shares_task.Send(std::move(first));
+  const int steps = static_cast<int>(s->options.timeout / absl::Milliseconds(20)) + 1;
+  for (int i = 0; i < steps && Alive(*s) == 0 && !s->closed; ++i) {
+    absl::Status slept = co_await Sleep(absl::Milliseconds(20));
+    if (!slept.ok()) co_return slept;
+  }
+  if (Alive(*s) == 0) {
+    co_return s->share_error.ok()
+                  ? absl::DeadlineExceededError(absl::StrCat(where, ": no share of any node within ",
+                                                             absl::FormatDuration(s->options.timeout)))
+                  : s->share_error;
+  }
+  co_return absl::OkStatus();
+}
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Computation>> Computation::Create(ComputationOptions options) {
@@ -890,6 +1177,7 @@ Computation::~Computation() {
   s.closed = true;
   Dispatch(s);
   if (s.receiver.valid()) (void)s.receiver.Terminate();
+  if (s.shares_task.valid()) (void)s.shares_task.Terminate();
   for (NodeEntry& n : s.nodes) {
     if (n.watcher.valid()) (void)n.watcher.Terminate();
   }
@@ -906,7 +1194,11 @@ Task<absl::Status> Computation::Schedule(std::vector<std::string> nodes) {
     s->receiver =
         ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.client", .daemon = true}, ReceivePulses, s);
   }
-  for (const std::string& uri : nodes) {
+  if (!s->options.scheduler.empty()) {
+    absl::Status st = co_await ScheduleShared(s, std::move(nodes));
+    if (!st.ok()) co_return st;
+  }
+  for (const std::string& uri : s->options.scheduler.empty() ? nodes : std::vector<std::string>()) {
     if (FindNode(*s, uri) != nullptr) continue;  // scheduled there already
     absl::Status st = co_await ScheduleNode(s, uri, library_name);
     if (!st.ok()) co_return st;
@@ -934,8 +1226,10 @@ absl::Status Computation::ResumeWorker(const std::string& uri) { return SetWorke
 absl::Status Computation::SuspendNode(const std::string& uri) { return SetNodeSuspended(*state_, uri, true); }
 absl::Status Computation::ResumeNode(const std::string& uri) { return SetNodeSuspended(*state_, uri, false); }
 
-Task<absl::Status> Computation::CloseWorker(std::string uri, bool restart, bool terminate) {
-  std::shared_ptr<State> s = state_;
+namespace {
+// Computation::CloseWorker, for the computation's own tasks too (a share
+// that shrank).
+Task<absl::Status> CloseWorkerIn(std::shared_ptr<State> s, std::string uri, bool restart, bool terminate) {
   if (s->closed) co_return absl::FailedPreconditionError("the computation is closed");
   WorkerSlot* found = FindWorker(*s, uri);
   if (found == nullptr) co_return absl::NotFoundError(absl::StrCat("no worker ", uri));
@@ -974,6 +1268,11 @@ Task<absl::Status> Computation::CloseWorker(std::string uri, bool restart, bool 
   NotifyChange(*s);
   Dispatch(*s);
   co_return result.ok() ? result : Annotate(result, uri);
+}
+}  // namespace
+
+Task<absl::Status> Computation::CloseWorker(std::string uri, bool restart, bool terminate) {
+  co_return co_await CloseWorkerIn(state_, std::move(uri), restart, terminate);
 }
 
 Task<absl::Status> Computation::Close(CloseOptions options) {
@@ -1017,6 +1316,8 @@ Task<absl::Status> Computation::Close(CloseOptions options) {
     }
   }
   if (s->receiver.valid()) (void)s->receiver.Terminate();
+  // Leaving the shared scheduler: it monitors this task.
+  if (s->shares_task.valid()) (void)s->shares_task.Terminate();
   Emit(*s, "computation_closed");
   co_return first;
 }

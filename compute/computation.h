@@ -120,8 +120,26 @@
 // the computation after its --zombie_period. So a Computation destroyed
 // without Close leaves its workers and files on the nodes for that period.
 //
+// A shared scheduler (compute/scheduler.h). With ComputationOptions::scheduler
+// set, Schedule(nodes) asks that picos-scheduler for the nodes it shares
+// (only those in `nodes`, if not empty) and their facts, applies the
+// allocation rules and function to each (what this client wants there),
+// joins, and starts workers on the nodes directly, as many as its share; it
+// waits, up to `timeout`, until the first worker is in use (a busy node's
+// CPUs come free as other clients' running jobs end). Later the share
+// follows the other clients: when it shrinks, workers close after their
+// running jobs (worker_closed; idle ones first); when it grows, workers are
+// added (worker_initialized), and nodes not used yet are started
+// (node_initialized), also nodes the scheduler learns of after the join
+// (the allocation applies to them as it did at Schedule). A node lost is not
+// used again, as without a scheduler: its share goes to the others. Jobs wait meanwhile rather than fail, also while the
+// share is none. Jobs still travel one hop, client to worker; the
+// scheduler sees none of them. Close (or destroying the Computation) leaves
+// the scheduler, which gives the share to the others; so does this
+// process's death, once its peer is found lost.
+//
 // Not yet (issue 12): data files, setup hooks and enable_node/enable_worker,
-// a shared scheduler, discovery of nodes, CloseNode/RestartNode.
+// discovery of nodes, CloseNode/RestartNode.
 //
 // Threads: use a Computation from tasks of the scheduler that runs the
 // client's Node, and destroy it there.
@@ -185,6 +203,11 @@ struct ComputationOptions {
   int cpu_jobs_ahead = 0;
   // A lost worker is started again by its node (dispycos restart_servers).
   bool restart_workers = false;
+  // A shared picos-scheduler's URI ("tcp://10.0.0.1:9705"): Schedule asks it
+  // for the nodes and a fair share of their CPUs instead of taking every
+  // worker the allocation allows (see "A shared scheduler" above). Empty: the
+  // scheduler is this client (the default).
+  std::string scheduler;
   // Node allocation, tried in order (see the top of this file).
   std::vector<AllocationRule> allocation;
   AllocationFunction allocate;

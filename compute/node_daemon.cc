@@ -34,6 +34,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "compute/daemon_config.h"
 #include "compute/host_stats.h"
 #include "compute/protocol.h"
 #include "compute/sign.h"
@@ -89,8 +90,8 @@ constexpr absl::Duration kWorkerStartTimeout = absl::Seconds(30);
 // How long closing workers get after SIGTERM before SIGKILL, when the node
 // closes (a second SIGINT cuts it short).
 constexpr absl::Duration kWorkerCloseGrace = absl::Seconds(30);
-// Bounds on a config file (it is input).
-constexpr size_t kMaxConfigBytes = 64 << 10;
+// Bounds on a console line (it is input; config files:
+// compute/daemon_config.h).
 constexpr size_t kMaxConsoleLine = 1024;
 constexpr char kPidFilePrefix[] = ".picos-worker-";
 constexpr char kPidFileSuffix[] = ".pid";
@@ -111,13 +112,6 @@ constexpr const char* kConfigKeys[] = {
     "min_pulse_interval", "max_pulse_interval", "zombie_period", "trusted_signer",  "clean",
     "log_level",     "daemon",        "metrics_listen",     "metrics_token_file",
 };
-
-bool IsConfigKey(absl::string_view name) {
-  for (const char* k : kConfigKeys) {
-    if (name == k) return true;
-  }
-  return false;
-}
 
 // Where a flag's value came from when a config file set it ("FILE:LINE"),
 // for errors found when the values are checked.
@@ -535,6 +529,51 @@ Task<absl::StatusOr<Value>> CloseOrRestartWorker(std::string id, int64_t index, 
   co_return Value::Map({{"worker", w.uri}});
 }
 
+// "add_worker": one more worker for computation `id` (a shared
+// picos-scheduler grew its client's share, compute/scheduler.h): the slot of
+// a closed worker is used again, else a new index; never more than --cpus
+// workers running at once. {"worker": <uri>, "index": <int>}.
+Task<absl::StatusOr<Value>> AddWorker(std::string id) {
+  NodeState& n = *g_node;
+  if (n.closing) co_return absl::UnavailableError("the node is closing");
+  auto it = n.computations.find(id);
+  if (it == n.computations.end()) co_return absl::NotFoundError(absl::StrCat("no computation ", id));
+  int running = 0;
+  int64_t index = -1;
+  for (const auto& w : it->second.workers) {
+    if (!w->closing) {
+      ++running;
+    } else if (index < 0) {
+      index = w->index;
+    }
+  }
+  if (running >= n.settings.cpus) {
+    co_return absl::ResourceExhaustedError(
+        absl::StrCat("computation ", id, " has ", running, " workers here, the most this node gives (--cpus)"));
+  }
+  if (index >= 0) {
+    absl::StatusOr<Value> r = co_await CloseOrRestartWorker(id, index, true);
+    if (!r.ok()) co_return r.status();
+    r->as_map()["index"] = Value(index);
+    co_return r;
+  }
+  index = static_cast<int64_t>(it->second.workers.size());
+  PICOS_CO_ASSIGN_OR_RETURN(
+      StartedWorker w, co_await StartWorker(id, static_cast<int>(index), it->second.library_path, it->second.env));
+  if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
+  auto again = n.computations.find(id);
+  if (again == n.computations.end() || n.closing) {
+    std::vector<std::shared_ptr<Worker>> late = {w.worker};
+    CloseWorkers(late);
+    n.closing_workers.push_back(w.worker);
+    co_return absl::AbortedError(absl::StrCat("computation ", id, " closed meanwhile"));
+  }
+  // Two adds at once both chose the same new index: the later one appends.
+  w.worker->index = static_cast<int>(again->second.workers.size());
+  again->second.workers.push_back(w.worker);
+  co_return Value::Map({{"worker", w.uri}, {"index", int64_t{w.worker->index}}});
+}
+
 Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
   if (g_node == nullptr) co_return absl::UnavailableError("the node closed");
   if (arg.is_map() && arg.GetOr<std::string>("op", "") == "info") {
@@ -562,6 +601,7 @@ Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
     }
     co_return co_await CloseOrRestartWorker(id, index, op == "restart_worker");
   }
+  if (op == "add_worker") co_return co_await AddWorker(id);
   if (op != "start") co_return absl::InvalidArgumentError(absl::StrCat("unknown op ", op.substr(0, 32)));
   std::string library, sha256;
   int64_t cpus = 0;
@@ -645,21 +685,10 @@ absl::StatusOr<int> ParseHhmm(const std::string& flag, const std::string& v) {
 }
 
 // Seconds (a decimal number, or a duration such as 200ms or 1m) in
-// [lo, hi], or exactly 0 when zero_ok.
+// [lo, hi], or exactly 0 when zero_ok (compute/daemon_config.h).
 absl::StatusOr<absl::Duration> ParseSeconds(const std::string& flag, const std::string& v, double lo, double hi,
                                             bool zero_ok) {
-  double s = 0;
-  absl::Duration d;
-  bool parsed = absl::SimpleAtod(v, &s);
-  if (!parsed && absl::ParseDuration(v, &d) && d != absl::InfiniteDuration()) {
-    s = absl::ToDoubleSeconds(d);
-    parsed = true;
-  }
-  if (!parsed || !(s == 0 ? zero_ok : (s >= lo && s <= hi))) {
-    return absl::InvalidArgumentError(absl::StrCat("--", flag, "=", v, ": seconds, ", zero_ok ? "0 (never) or " : "",
-                                                   lo, " .. ", hi));
-  }
-  return absl::Seconds(s);
+  return ParseSecondsFlag(flag, v, lo, hi, zero_ok);
 }
 
 absl::StatusOr<NodeSettings> NodeSettingsFromFlags() {
@@ -723,15 +752,7 @@ absl::StatusOr<NodeSettings> NodeSettingsFromFlags() {
     n.trusted_keys.push_back(*std::move(key));
     n.trusted_files.push_back(f);
   }
-  const std::string level = absl::GetFlag(FLAGS_log_level);
-  if (!level.empty()) {
-    if (level != "trace" && level != "debug" && level != "info" && level != "warn" && level != "error" &&
-        level != "off") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--log_level=", level, ": one of trace, debug, info, warn, error, off"));
-    }
-    Log().set_level(spdlog::level::from_str(level));
-  }
+  PICOS_RETURN_IF_ERROR(ApplyLogLevelFlag(absl::GetFlag(FLAGS_log_level)));
   n.clean = absl::GetFlag(FLAGS_clean);
   n.console = !absl::GetFlag(FLAGS_daemon) && isatty(STDIN_FILENO) == 1;
   remote::NodeFlagValues values = remote::NodeFlagValuesFromCommandLine();
@@ -766,67 +787,13 @@ absl::StatusOr<NodeSettings> NodeSettingsFromFlags() {
 
 // `status` names the config line that set the flag it is about, if any.
 absl::Status WithConfigOrigin(const absl::Status& status) {
-  absl::string_view m = status.message();
-  if (!absl::ConsumePrefix(&m, "--")) return status;
-  const std::string flag(m.substr(0, m.find_first_of("=:")));
-  auto it = ConfigOrigins().find(flag);
-  if (it == ConfigOrigins().end()) return status;
-  return absl::Status(status.code(), absl::StrCat(it->second, ": ", status.message()));
+  return compute::WithConfigOrigin(status, ConfigOrigins());
 }
 
-absl::Status SaveConfig(const std::string& path) {
-  std::string text = "# picos-node flags (read with --config=FILE; the command line wins)\n";
-  for (const char* key : kConfigKeys) {
-    absl::CommandLineFlag* f = absl::FindCommandLineFlag(key);
-    if (f == nullptr) continue;
-    absl::StrAppend(&text, key, "=", f->CurrentValue(), "\n");
-  }
-  const std::string tmp = absl::StrCat(path, ".tmp");
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    if (!out.good()) return absl::InvalidArgumentError(absl::StrCat("--save_config=", path, ": cannot write ", tmp));
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--save_config=", path, ": ", strerror(errno)));
-  }
-  return absl::OkStatus();
-}
+absl::Status SaveConfig(const std::string& path) { return SaveConfigFile(path, "picos-node", kConfigKeys); }
 
 // Applies the config file's lines to the flags.
-absl::Status ApplyConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("--config=", path, ": cannot read it"));
-  std::string text(kMaxConfigBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (text.size() > kMaxConfigBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("--config=", path, ": longer than ", kMaxConfigBytes, " bytes"));
-  }
-  int number = 0;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    ++number;
-    const std::string where = absl::StrCat(path, ":", number);
-    line = absl::StripAsciiWhitespace(line);
-    if (line.empty() || line[0] == '#') continue;
-    const size_t eq = line.find('=');
-    if (eq == absl::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": not a name=value line"));
-    }
-    const std::string key(absl::StripAsciiWhitespace(line.substr(0, eq)));
-    const std::string value(absl::StripAsciiWhitespace(line.substr(eq + 1)));
-    absl::CommandLineFlag* flag = IsConfigKey(key) ? absl::FindCommandLineFlag(key) : nullptr;
-    if (flag == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": unknown key '", key.substr(0, 64), "'"));
-    }
-    std::string error;
-    if (!flag->ParseFrom(value, &error)) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": bad value for ", key, ": ", error));
-    }
-    ConfigOrigins()[key] = where;
-  }
-  return absl::OkStatus();
-}
+absl::Status ApplyConfig(const std::string& path) { return ApplyConfigFile(path, kConfigKeys, &ConfigOrigins()); }
 
 // --- Signals and console ---
 

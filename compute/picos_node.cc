@@ -41,6 +41,11 @@
 //    "index": <int>}
 //     ends worker <index> (SIGTERM) and, for restart_worker, starts a fresh
 //     one in its place: {"worker": <its uri>}.
+//   {"op": "add_worker", "computation": <id>}
+//     one more worker (the slot of a closed one again, else a new index),
+//     never more than --cpus running: {"worker": <uri>, "index": <int>}.
+//     What a client of a shared picos-scheduler does when its share grows
+//     (compute/scheduler.h).
 //
 // A worker dlopens the library (compute/export.h) and serves kWorkerService:
 // {"fn": <name>, "arg": <bytes>, "async": <bool, optional>} runs that

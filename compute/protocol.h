@@ -25,6 +25,12 @@ inline constexpr char kWorkerService[] = "picos.compute.job";
 inline constexpr char kJobLoopKey[] = "loop";
 inline constexpr char kJobReplyKey[] = "picos.compute.job";
 
+// The remote service of a shared picos-scheduler (compute/scheduler.h has
+// its requests), and the key of the share updates it sends each client's
+// share task: {kSharesKey: <epoch>, "shares": {<node uri>: <workers>}}.
+inline constexpr char kSchedulerService[] = "picos.compute.scheduler";
+inline constexpr char kSharesKey[] = "picos.compute.shares";
+
 }  // namespace picos::compute
 
 #endif  // PICOS_COMPUTE_PROTOCOL_H_

@@ -6,8 +6,10 @@ every field of every object must be one the API defines, with a value of its
 type (a misspelt field, which the API server would silently drop, is an
 error here). Then what ties the objects together: selectors match their pod
 labels, the headless Service selects the DaemonSet's pods on its port, every
-Secret a pod mounts is in the output, and the DaemonSet's flags are ones
-picos-node knows (checked by running it, by //tools/deploy:k8s_test).
+Secret a pod mounts is in the output, the scheduler's Service selects its
+pods and it finds the nodes through the headless Service, and the
+DaemonSet's and the Deployment's flags are ones picos-node and
+picos-scheduler know (checked by running them, by //tools/deploy:k8s_test).
 
     k8s_check.py all.yaml [--print-node-args]
 """
@@ -129,11 +131,41 @@ def main():
             if isinstance(p.get("targetPort"), str) and p["targetPort"] not in ports:
                 errors.append(f"the Service's targetPort {p['targetPort']} is no port of the node pods")
 
+    # The shared scheduler: one Deployment, a Service selecting its pods on
+    # its port, and the node pods found through the headless Service.
+    deployments = [d for d in by_kind.get("Deployment", []) if d["metadata"]["name"] == "picos-scheduler"]
+    if len(deployments) != 1:
+        errors.append(f"expected the picos-scheduler Deployment, found {len(deployments)}")
+    else:
+        dep = deployments[0]
+        pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+        if dep["spec"].get("replicas", 1) != 1:
+            errors.append("picos-scheduler: more than one replica (its shares live in memory)")
+        ports = {p.get("name") for c in dep["spec"]["template"]["spec"].get("containers", [])
+                 for p in c.get("ports", [])}
+        svcs = [s for s in services if s["metadata"]["name"] == "picos-scheduler"]
+        if len(svcs) != 1:
+            errors.append("no Service picos-scheduler")
+        else:
+            svc = svcs[0]
+            if any(pod_labels.get(k) != v for k, v in svc["spec"]["selector"].items()):
+                errors.append("the Service picos-scheduler does not select the scheduler's pods")
+            for p in svc["spec"]["ports"]:
+                if isinstance(p.get("targetPort"), str) and p["targetPort"] not in ports:
+                    errors.append(f"picos-scheduler's targetPort {p['targetPort']} is no port of its pods")
+        args = (dep["spec"]["template"]["spec"].get("containers") or [{}])[0].get("args", [])
+        if headless and not any(a.startswith("--node_dns=" + headless[0]["metadata"]["name"] + ".")
+                                for a in args):
+            errors.append("picos-scheduler does not find the nodes through the headless Service (--node_dns)")
+
     for e in errors:
         print("k8s_check:", e)
     if "--print-node-args" in sys.argv and daemonsets:
         c = (daemonsets[0]["spec"]["template"]["spec"].get("containers") or [{}])[0]
         print("NODE_ARGS", " ".join(c.get("args", [])))
+    if "--print-node-args" in sys.argv and deployments:
+        c = (deployments[0]["spec"]["template"]["spec"].get("containers") or [{}])[0]
+        print("SCHEDULER_ARGS", " ".join(c.get("args", [])))
     print(f"k8s_check: {len(docs)} objects, {len(errors)} problems")
     return 1 if errors else 0
 

@@ -2,15 +2,19 @@
 # Checks tools/deploy/k8s offline (there is no cluster here): kustomize
 # assembles it (`kubectl kustomize`), every object's fields are the API's
 # (k8s_check.py, with python3-kubernetes's model classes), the objects fit
-# together, and the DaemonSet's flags start the built picos-node.
+# together, and the DaemonSet's flags start the built picos-node, the
+# scheduler Deployment's the built picos-scheduler.
 set -euo pipefail
 k8s_dir="$(dirname "$(realpath "$1")")"
 checker="$(realpath "$2")"
 node_bin="$(realpath "$3")"
+sched_bin="$(realpath "$4")"
 tmp="$(mktemp -d "${TEST_TMPDIR:-/tmp}/k8s.XXXXXX")"
 node_pid=""
+sched_pid=""
 cleanup() {
   if [ -n "$node_pid" ]; then kill "$node_pid" 2>/dev/null || true; wait "$node_pid" 2>/dev/null || true; fi
+  if [ -n "$sched_pid" ]; then kill "$sched_pid" 2>/dev/null || true; wait "$sched_pid" 2>/dev/null || true; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -56,4 +60,22 @@ for _ in $(seq 600); do
 done
 grep -q '^listening ' "$tmp/node.out" || { echo "picos-node refused the DaemonSet's flags:" >&2; cat "$tmp/node.out" >&2; exit 1; }
 cat "$tmp/node.out"
+
+# The scheduler Deployment's arguments, likewise (its --node_dns name does not
+# resolve here: the scheduler logs that and keeps trying, and serves).
+args="$(sed -n 's/^SCHEDULER_ARGS //p' "$tmp/check.out")"
+[ -n "$args" ] || { echo "no picos-scheduler Deployment" >&2; exit 1; }
+args="${args//\/etc\/picos\/secret/$tmp/etc/secret}"
+echo "picos-scheduler $args"
+# shellcheck disable=SC2086
+PICOS_REMOTE_LISTEN=tcp://127.0.0.1:0 PICOS_REMOTE_ADVERTISE= "$sched_bin" $args > "$tmp/sched.out" 2>&1 &
+sched_pid=$!
+for _ in $(seq 600); do
+  grep -q '^listening ' "$tmp/sched.out" && break
+  kill -0 "$sched_pid" 2>/dev/null || break
+  sleep 0.1
+done
+grep -q '^listening ' "$tmp/sched.out" ||
+  { echo "picos-scheduler refused the Deployment's flags:" >&2; cat "$tmp/sched.out" >&2; exit 1; }
+cat "$tmp/sched.out"
 echo "PASS"

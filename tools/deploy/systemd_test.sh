@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Checks tools/deploy/systemd/picos-node.service: `systemd-analyze verify`
-# accepts it with nothing to say once its ExecStart names the built binary
-# (verify wants that file to exist), and its ExecStart line, run as systemd
-# would run it (%d: the credentials folder, $PICOS_NODE_ARGS from the unit),
-# starts a node that listens.
+# Checks a unit of tools/deploy/systemd (picos-node.service,
+# picos-scheduler.service): `systemd-analyze verify` accepts it with nothing
+# to say once its ExecStart names the built binary (verify wants that file to
+# exist), and its ExecStart line, run as systemd would run it (%d: the
+# credentials folder, $PICOS_NODE_ARGS or $PICOS_SCHEDULER_ARGS from the
+# unit), starts a daemon that listens.
+#
+#   systemd_test.sh UNIT BINARY     (the unit is named after the binary)
 set -euo pipefail
 unit="$1"
 node_bin="$(realpath "$2")"
+prog="$(basename "$unit" .service)"              # picos-node
+args_var="$(echo "${prog^^}" | tr - _)_ARGS"      # PICOS_NODE_ARGS
 tmp="$(mktemp -d "${TEST_TMPDIR:-/tmp}/systemd.XXXXXX")"
 node_pid=""
 cleanup() {
@@ -20,8 +25,8 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   exit 1
 fi
 
-sed "s|/usr/local/bin/picos-node|$node_bin|" "$unit" > "$tmp/picos-node.service"
-out="$(systemd-analyze verify --man=no "$tmp/picos-node.service" 2>&1)" || {
+sed "s|/usr/local/bin/$prog|$node_bin|" "$unit" > "$tmp/$prog.service"
+out="$(systemd-analyze verify --man=no "$tmp/$prog.service" 2>&1)" || {
   echo "systemd-analyze verify failed:" >&2; echo "$out" >&2; exit 1; }
 if [ -n "$out" ]; then
   echo "systemd-analyze verify has something to say:" >&2; echo "$out" >&2; exit 1
@@ -29,7 +34,7 @@ fi
 echo "systemd-analyze verify: clean"
 
 # The check sees what is wrong: an unknown key is reported.
-cp "$tmp/picos-node.service" "$tmp/bad.service"
+cp "$tmp/$prog.service" "$tmp/bad.service"
 sed -i 's/^Restart=on-failure/Restart=on-failure\nRestartt=always/' "$tmp/bad.service"
 bad="$(systemd-analyze verify --man=no "$tmp/bad.service" 2>&1 || true)"
 case "$bad" in
@@ -38,15 +43,15 @@ case "$bad" in
 esac
 
 # ExecStart as systemd runs it.
-exec_line="$(sed -n 's/^ExecStart=//p' "$tmp/picos-node.service")"
-node_args="$(sed -n 's/^Environment=PICOS_NODE_ARGS=//p' "$tmp/picos-node.service")"
+exec_line="$(sed -n 's/^ExecStart=//p' "$tmp/$prog.service")"
+node_args="$(sed -n "s/^Environment=$args_var=//p" "$tmp/$prog.service")"
 mkdir -p "$tmp/credentials" "$tmp/state"
 echo "the unit test's cluster secret" > "$tmp/credentials/secret"
 cmd="${exec_line//%d/$tmp/credentials}"
 cmd="${cmd//\/var\/lib\/picos-node/$tmp/state}"
-cmd="${cmd//\$PICOS_NODE_ARGS/$node_args}"
+cmd="${cmd//\$$args_var/$node_args}"
 echo "ExecStart: $cmd"
-# The unit's listen address is 0.0.0.0:9706; here any free loopback port.
+# The unit's listen address is 0.0.0.0:9706 (9705); here any free loopback port.
 # shellcheck disable=SC2086
 PICOS_REMOTE_LISTEN=tcp://127.0.0.1:0 $cmd > "$tmp/node.out" 2>&1 &
 node_pid=$!
@@ -56,7 +61,7 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 if ! grep -q '^listening tcp://127.0.0.1:' "$tmp/node.out"; then
-  echo "picos-node did not start from the unit's ExecStart:" >&2
+  echo "$prog did not start from the unit's ExecStart:" >&2
   cat "$tmp/node.out" >&2
   exit 1
 fi
