@@ -41,7 +41,8 @@ namespace picos::metrics {
 // Extra headers of an answer.
 using HttpHeaderList = std::vector<std::pair<kj::HttpHeaderId, std::string>>;
 
-// One request, as a route sees it. Valid until the route's promise ends.
+// One request, as a route sees it. Valid until the route's promise ends
+// (the server attaches it to that promise).
 struct HttpRequest {
   uint64_t connection = 0;  // the server's id of the connection
   kj::HttpMethod method = kj::HttpMethod::GET;

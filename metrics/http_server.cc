@@ -312,20 +312,22 @@ struct MetricsServer::Impl final : public HttpServerApi {
     auto conn = conns.find(id);
     if (path != "/metrics") {
       if (options.routes != nullptr) {
-        HttpRequest request;
-        request.connection = id;
-        request.method = method;
-        request.path = path;
-        request.query = query;
-        request.headers = &headers;
-        request.body = &body;
-        request.response = &response;
-        request.authenticated = authenticated;
-        KJ_IF_MAYBE(served, options.routes->Handle(request)) {
+        // On the heap, held by the route's promise: a route may read the
+        // request after a body or a WebSocket message arrives.
+        auto request = kj::heap<HttpRequest>();
+        request->connection = id;
+        request->method = method;
+        request->path = path;
+        request->query = query;
+        request->headers = &headers;
+        request->body = &body;
+        request->response = &response;
+        request->authenticated = authenticated;
+        KJ_IF_MAYBE(served, options.routes->Handle(*request)) {
           ++stats.routed;
           if (conn != conns.end()) conn->second.answered = true;
           Touch(id, options.request_timeout + options.idle_timeout);
-          return kj::mv(*served);
+          return served->attach(kj::mv(request));
         }
       }
       return Refuse(response, 404, "Not Found", "metrics are at /metrics");
