@@ -104,6 +104,7 @@ struct Dashboard::Impl final : public metrics::HttpRoutes {
 
   ~Impl() noexcept(false) {
     server.reset();  // its connections (and their Clients) go first
+    if (!token_file.empty()) ::unlink(token_file.c_str());  // the token dies with the dashboard
   }
 
   // HttpRoutes.

@@ -44,8 +44,9 @@
 // connections leave it serving).
 //
 // Token: options.token, else 32 random bytes in hex, written to
-// options.token_file (mode 0600; default $TMPDIR/picos-dashboard-<pid>.token)
-// and logged with the URL (login_url() has it).
+// options.token_file (mode 0600; default $TMPDIR/picos-dashboard-<pid>.token,
+// removed when the dashboard ends) and named in the log line with the URL
+// (login_url() has the token itself).
 //
 // Threads: start, use and destroy it on one scheduler's thread (the
 // client's); its server runs kj's loop there (one per thread: this
