@@ -121,7 +121,10 @@ struct Dashboard::Impl final : public metrics::HttpRoutes {
 
   metrics::HttpServerApi& http() const { return HttpRoutes::server(); }
 
-  bool IsPublic(absl::string_view path) const override { return path == "/" || path == "/login"; }
+  // The login form and its style; "/" itself sends to the form.
+  bool IsPublic(absl::string_view path) const override {
+    return path == "/" || path == "/login" || path == "/style.css";
+  }
 
   metrics::HttpHeaderList PageHeaders() const {
     return {{cache_control, "no-store"},

@@ -35,7 +35,7 @@
 //                          or {"op": "terminate_job", "job": id}, with the
 //                          header X-CSRF-Token; {"ok": true} or an error
 //   GET /metrics           options.registry's exposition (Prometheus)
-// Security: every path but /login and / needs the token: the cookie
+// Security: every path but /login, /style.css and / needs the token: the cookie
 // "picos_dashboard" (HttpOnly, SameSite=Strict, Secure over TLS) that
 // login sets, or "Authorization: Bearer T"; a wrong one is 401. Actions
 // also need the CSRF token (403 without it) and are confirmed in the page.

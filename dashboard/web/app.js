@@ -16,6 +16,7 @@ function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "style") Object.assign(e.style, v);  // CSSOM: the CSP refuses style attributes
     else if (v !== undefined && v !== null) e.setAttribute(k, v);
   }
   for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k instanceof Node ? k : String(k));
@@ -184,7 +185,7 @@ function streamView() {
     const end = j.outcome === "running" ? now : j.end;
     const r = svg("rect", { x: x(j.start), y: row * rowH + 3, height: rowH - 6,
                             width: Math.max(1, x(end) - x(j.start)), fill: colour(j.fn),
-                            opacity: j.outcome === "running" ? 0.6 : 1 });
+                            opacity: j.outcome === "running" ? 0.6 : 1, class: "job-" + j.outcome });
     r.append(svg("title", {}, `job ${j.id} ${j.fn} ${j.outcome} ${((end - j.start) / 1000).toFixed(2)} s`));
     g.append(r);
   }
@@ -192,7 +193,7 @@ function streamView() {
   g.append(svg("text", { x: width - 80, y: rowH * workers.length + 20 }, fmtTime(now)));
   const fns = [...new Set(jobs.map(j => j.fn))];
   return [el("h2", {}, `Job stream: ${jobs.length} jobs on ${workers.length} workers`),
-    el("div", { class: "legend" }, fns.map(f => el("span", {}, el("i", { style: "background:" + colour(f) }), f))), g,
+    el("div", { class: "legend" }, fns.map(f => el("span", {}, el("i", { style: { background: colour(f) } }), f))), g,
     el("h2", {}, "Running jobs"),
     table([["id", "Job"], ["fn", "Function"], ["arg", "Arguments"], ["start", "Started"], ["worker", "Worker"], ["", ""]],
           jobRows(Object.values(S.running)), false)];
@@ -201,7 +202,7 @@ function streamView() {
 function progressView() {
   const rows = Object.values(S.fns).map(f => el("tr", { id: "fn-" + f.fn },
     el("td", {}, f.fn), el("td", {}, el("span", { class: "bar" },
-      el("span", { style: `width:${f.total ? 100 * f.done / f.total : 0}%` })), ` ${f.done} / ${f.total}`),
+      el("span", { style: { width: `${f.total ? 100 * f.done / f.total : 0}%` } })), ` ${f.done} / ${f.total}`),
     num(f.failed), num(f.running), num(f.waiting), num(f.rate.toFixed(2) + " /s"),
     el("td", {}, f.eta >= 0 ? Math.round(f.eta) + " s" : "")));
   return [el("h2", {}, "Progress by function"),
