@@ -492,6 +492,7 @@ std::string Dashboard::address() const { return impl_->server->address(); }
 
 std::string Dashboard::url() const {
   std::string a = address();
+  a = a.substr(0, a.find('?'));  // a tls:// address's certificate files
   if (absl::StartsWith(a, "tcp://")) return absl::StrCat("http://", a.substr(6), "/");
   if (absl::StartsWith(a, "tls://")) return absl::StrCat("https://", a.substr(6), "/");
   return "";

@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/coro_test.h"
+#include "testing/tls_certs.h"
 #include "transports/default_transports.h"
 
 namespace picos::dashboard {
@@ -480,6 +481,31 @@ PICOS_CORO_TEST(Dashboard, BadRequestsGetClearErrorsAndTheServerKeepsServing) {
   CO_ASSERT_OK(r);
   EXPECT_THAT(*r, StartsWith("HTTP/1.1 200"));
   EXPECT_THAT(BodyOf(*r), HasSubstr("\"csrf\""));
+}
+
+// Over TLS (a tls:// listen with a certificate, as every transport takes
+// it): the same page, and the session cookie is Secure.
+PICOS_CORO_TEST(Dashboard, ServesOverTlsWithASecureCookie) {
+  const std::string dir = ::testing::TempDir();
+  absl::StatusOr<picos::testing::TestPki> pki = picos::testing::MakeTestPki(dir);
+  CO_ASSERT_OK(pki);
+  DashboardOptions o;
+  o.listen = absl::StrCat("tls://127.0.0.1:0?cert=", pki->server_cert, "&key=", pki->server_key);
+  absl::StatusOr<std::unique_ptr<Dashboard>> dash = co_await StartDashboard(o);
+  CO_ASSERT_OK(dash);
+  EXPECT_THAT((*dash)->url(), StartsWith("https://127.0.0.1:"));
+  EXPECT_THAT((*dash)->url(), Not(HasSubstr("?")));
+  std::string address = (*dash)->address();
+  address = address.substr(0, address.find('?'));
+  const std::string client_uri = absl::StrCat(address, "?ca=", pki->ca_cert);
+  absl::StatusOr<std::string> r =
+      co_await Exchange(client_uri, Request("GET", absl::StrCat("/login?token=", kToken)));
+  CO_ASSERT_OK(r);
+  EXPECT_THAT(*r, StartsWith("HTTP/1.1 303"));
+  EXPECT_THAT(*r, HasSubstr("; HttpOnly; SameSite=Strict; Secure\r\n"));
+  r = co_await Exchange(client_uri, Request("GET", "/api/state", Cookie()));
+  CO_ASSERT_OK(r);
+  EXPECT_THAT(*r, StartsWith("HTTP/1.1 200"));
 }
 
 }  // namespace
