@@ -5,8 +5,9 @@ Starts two picos-node processes on loopback (2 workers each) and
 dispycos_client1 with its dashboard (dashboard/dashboard.h), then drives
 headless Chromium (Debian's chromium, chromium-driver, python3-selenium;
 tools/setup installs them): logs in with the token from the token file,
-sees both nodes appear and jobs progress, terminates a running job from the
-page (the confirmation accepted) and sees it end, takes screenshots of the
+sees both nodes appear and jobs progress, suspends and resumes a node,
+opens a node's and a worker's views, terminates a running job from the
+page (each confirmation accepted) and sees it end, takes screenshots of the
 cluster and job-stream views, and fails on any JavaScript error in the
 browser's console. Prints two figures:
 
@@ -37,7 +38,7 @@ NODE = "compute/picos-node"
 CLIENT = "examples/dispycos_client1"
 LIBRARY = "examples/libdispycos_client2_compute.so"
 LONG = 60.0
-JOBS = 24
+JOBS = 32
 
 
 class Failure(Exception):
@@ -47,7 +48,14 @@ class Failure(Exception):
 def wait_for(what, check, timeout=LONG, every=0.05):
     deadline = time.monotonic() + timeout
     while True:
-        value = check()
+        try:
+            value = check()
+        except Exception as e:  # noqa: BLE001
+            # The page re-renders as deltas arrive: an element found may be
+            # replaced before it is read. Look again.
+            if type(e).__name__ != "StaleElementReferenceException":
+                raise
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
@@ -146,28 +154,54 @@ def main():
             "return S.finished.filter(j => j.outcome === 'done').length") >= 4)
         driver.save_screenshot(os.path.join(out, "dashboard-cluster.png"))
 
+        # Suspend a node from the page and resume it (each confirmed).
+        def click(element_id, xpath=None):
+            def attempt():
+                try:
+                    found = (driver.find_elements(By.XPATH, xpath) if xpath
+                             else driver.find_elements(By.ID, element_id))
+                    if not found:
+                        return False
+                    found[0].click()
+                    return True
+                except StaleElementReferenceException:
+                    return False
+            wait_for(f"a click on {xpath or element_id}", attempt)
+
+        def confirm(expected):
+            alert = wait_for("the confirmation", lambda: _alert(driver))
+            if expected not in alert.text:
+                raise Failure("unexpected confirmation: " + alert.text)
+            alert.accept()
+
+        node_row = f"//tr[@id='node-{uris[0]}']"
+        click(None, node_row + "//button[text()='Suspend']")
+        confirm(f"Suspend node {uris[0]}?")
+        wait_for("the node suspended on the page", lambda: driver.execute_script(
+            f"return S.nodes['{uris[0]}'].state") == "suspended")
+        click(None, node_row + "//button[text()='Resume']")
+        confirm(f"Resume node {uris[0]}?")
+        wait_for("the node resumed on the page", lambda: driver.execute_script(
+            f"return S.nodes['{uris[0]}'].state") == "initialized")
+
+        # One node's view: its two workers; one worker's view: its running jobs.
+        click(None, node_row + "//a")
+        wait_for("the node view", lambda: driver.find_element(By.TAG_NAME, "h2").text.startswith(f"Node {uris[0]}"))
+        wait_for("its 2 workers", lambda: len(driver.find_elements(By.CSS_SELECTOR, "#view tbody tr")) == 2)
+        click(None, "//tbody//a")
+        wait_for("the worker view", lambda: driver.find_element(By.TAG_NAME, "h2").text.startswith("Worker tcp://"))
+
         # Terminate the most recently started running job from the page.
         driver.get(url + "#stream")
         wait_for("the stream view", lambda: driver.find_elements(By.ID, "stream"))
         job = wait_for("a running job", lambda: driver.execute_script(
-            "const r = Object.values(S.running).filter(j => Date.now() - j.start < 600);"
+            # Its argument is how long it sleeps: one with time left to end it.
+            "const r = Object.values(S.running).filter(j => j.start + Number(j.arg) - Date.now() > 800);"
             "return r.length ? r[0].id : null"))
-        # The page re-renders as deltas arrive: a button found may be replaced
-        # before the click reaches it; find it again then.
-        def click_terminate():
-            try:
-                buttons = driver.find_elements(By.ID, f"terminate-{job}")
-                if not buttons:
-                    return False
-                buttons[0].click()
-                return True
-            except StaleElementReferenceException:
-                return False
-        wait_for("a click on its terminate button", click_terminate)
-        alert = wait_for("the confirmation", lambda: _alert(driver))
-        if f"Terminate job {job}" not in alert.text:
-            raise Failure("unexpected confirmation: " + alert.text)
-        alert.accept()
+        # (The page re-renders as deltas arrive: click() finds a button again
+        # when the one found was replaced before the click reached it.)
+        click(f"terminate-{job}")
+        confirm(f"Terminate job {job}")
         wait_for(f"job {job} to end as terminated on the page", lambda: driver.execute_script(
             f"return S.finished.some(j => j.id === {job} && j.outcome === 'terminated')"))
         wait_for(f"job {job} to leave the running table", lambda: not driver.find_elements(By.ID, f"job-{job}"))
