@@ -166,6 +166,33 @@ Task<absl::Status> Figures() {
   co_return absl::OkStatus();
 }
 
+// What RssMb measures, as a task of its own (a coroutine lambda's captures
+// would die with the lambda): with `bare`, a bare metrics server; else the
+// dashboard, shown the cluster's events. The growth since `before` in *grown.
+Task<absl::Status> Grow(bool bare, const picos::metrics::Registry* registry, const std::vector<Value>* events,
+                        int64_t before, double* grown) {
+  if (bare) {
+    picos::metrics::MetricsServerOptions m;
+    absl::StatusOr<std::unique_ptr<picos::metrics::MetricsServer>> server =
+        co_await picos::metrics::MetricsServer::Start(picos::transports::DefaultTransports(), *registry, m);
+    if (!server.ok()) co_return server.status();
+    *grown = (picos::testing::CurrentRssBytes() - before) / 1048576.0;
+    co_return absl::OkStatus();
+  }
+  picos::dashboard::DashboardOptions o;
+  o.token = kToken;
+  o.registry = registry;
+  absl::StatusOr<std::unique_ptr<picos::dashboard::Dashboard>> d =
+      co_await picos::dashboard::Dashboard::Start(picos::transports::DefaultTransports(), o);
+  if (!d.ok()) co_return d.status();
+  absl::Status fed = co_await Feed(**d, *events);
+  if (!fed.ok()) co_return fed;
+  absl::StatusOr<size_t> state = co_await Get((*d)->address(), "/api/state");
+  if (!state.ok()) co_return state.status();
+  *grown = (picos::testing::CurrentRssBytes() - before) / 1048576.0;
+  co_return absl::OkStatus();
+}
+
 // RSS growth (MiB) of starting a dashboard and showing it the cluster's
 // events, in a fresh child; with `bare`, of a bare metrics server instead.
 double RssMb(int64_t bare) {
@@ -175,28 +202,7 @@ double RssMb(int64_t bare) {
   const int64_t before = picos::testing::CurrentRssBytes();
   picos::Scheduler s;
   double grown = -1;
-  picos::TaskRef t = s.Spawn([&]() -> Task<absl::Status> {
-    if (bare) {
-      picos::metrics::MetricsServerOptions m;
-      absl::StatusOr<std::unique_ptr<picos::metrics::MetricsServer>> server =
-          co_await picos::metrics::MetricsServer::Start(picos::transports::DefaultTransports(), registry, m);
-      if (!server.ok()) co_return server.status();
-      grown = (picos::testing::CurrentRssBytes() - before) / 1048576.0;
-      co_return absl::OkStatus();
-    }
-    picos::dashboard::DashboardOptions o;
-    o.token = kToken;
-    o.registry = &registry;
-    absl::StatusOr<std::unique_ptr<picos::dashboard::Dashboard>> d =
-        co_await picos::dashboard::Dashboard::Start(picos::transports::DefaultTransports(), o);
-    if (!d.ok()) co_return d.status();
-    absl::Status fed = co_await Feed(**d, events);
-    if (!fed.ok()) co_return fed;
-    absl::StatusOr<size_t> state = co_await Get((*d)->address(), "/api/state");
-    if (!state.ok()) co_return state.status();
-    grown = (picos::testing::CurrentRssBytes() - before) / 1048576.0;
-    co_return absl::OkStatus();
-  });
+  picos::TaskRef t = s.Spawn(Grow, bare != 0, &registry, &events, before, &grown);
   absl::StatusOr<Value> r = s.RunUntil(t);
   return r.ok() ? grown : -1;
 }
