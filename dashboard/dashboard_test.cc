@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/coro_test.h"
+#include "testing/http_test_client.h"
 #include "testing/tls_certs.h"
 #include "transports/default_transports.h"
 
@@ -32,6 +33,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
+using HttpTestClient = ::picos::testing::HttpTestClient;
 
 // Every wait here: only a hang reaches it.
 constexpr absl::Duration kDeadline = absl::Seconds(60);
@@ -39,115 +41,17 @@ constexpr char kToken[] = "dashboard-test-token-0123456789";
 
 const TransportRegistry& Transports() { return transports::DefaultTransports(); }
 
-// One client connection speaking HTTP/1.1 (and then WebSocket frames).
-class Client {
- public:
-  static Task<absl::StatusOr<Client>> Open(std::string uri) {
-    absl::StatusOr<std::unique_ptr<Stream>> s = co_await Transports().Connect(uri);
-    if (!s.ok()) co_return s.status();
-    Client c;
-    c.stream_ = std::move(*s);
-    co_return c;
-  }
-
-  Task<absl::Status> Send(std::string bytes) { return stream_->Write(std::move(bytes), kDeadline); }
-
-  // One response: its head and its Content-Length body.
-  Task<absl::StatusOr<std::string>> Response() {
-    size_t end;
-    while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
-      absl::Status more = co_await More();
-      if (!more.ok()) co_return more;
-    }
-    std::string head = buf_.substr(0, end + 4);
-    buf_.erase(0, end + 4);
-    size_t length = 0;
-    if (size_t cl = head.find("Content-Length: "); cl != std::string::npos) {
-      (void)absl::SimpleAtoi(head.substr(cl + 16, head.find("\r\n", cl) - cl - 16), &length);
-    }
-    while (buf_.size() < length) {
-      absl::Status more = co_await More();
-      if (!more.ok()) co_return more;
-    }
-    std::string out = head + buf_.substr(0, length);
-    buf_.erase(0, length);
-    co_return out;
-  }
-
-  // The next WebSocket text message from the server (unmasked frames).
-  Task<absl::StatusOr<std::string>> Message() {
-    for (;;) {
-      if (buf_.size() >= 2) {
-        const unsigned char* b = reinterpret_cast<const unsigned char*>(buf_.data());
-        size_t len = b[1] & 0x7f, at = 2;
-        if (len == 126 && buf_.size() >= 4) {
-          len = (size_t{b[2]} << 8) | b[3];
-          at = 4;
-        } else if (len == 127 && buf_.size() >= 10) {
-          len = 0;
-          for (int i = 2; i < 10; ++i) len = (len << 8) | b[i];
-          at = 10;
-        }
-        if (len < 126 || at > 2) {
-          if (buf_.size() >= at + len) {
-            const int opcode = b[0] & 0x0f;
-            std::string payload = buf_.substr(at, len);
-            buf_.erase(0, at + len);
-            if (opcode == 8) co_return absl::UnavailableError("closed by the server");
-            if (opcode == 1) co_return payload;
-            continue;  // a ping or pong
-          }
-        }
-      }
-      absl::Status more = co_await More();
-      if (!more.ok()) co_return more;
-    }
-  }
-
-  // Reads until the server closes (bounded): what a dropped client sees.
-  Task<absl::Status> UntilClosed() {
-    for (int i = 0; i < 100000; ++i) {
-      absl::StatusOr<std::string> more = co_await stream_->Read(1 << 16, kDeadline);
-      if (!more.ok()) co_return absl::OkStatus();  // reset: closed too
-      if (more->empty()) co_return absl::OkStatus();
-    }
-    co_return absl::DeadlineExceededError("still open");
-  }
-
- private:
-  Task<absl::Status> More() {
-    absl::StatusOr<std::string> more = co_await stream_->Read(1 << 16, kDeadline);
-    if (!more.ok()) co_return more.status();
-    if (more->empty()) co_return absl::UnavailableError("closed");
-    buf_ += *more;
-    co_return absl::OkStatus();
-  }
-
-  std::unique_ptr<Stream> stream_;
-  std::string buf_;
-};
-
-std::string Request(const std::string& method, const std::string& path,
-                    const std::string& headers = "", const std::string& body = "") {
-  std::string r = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\n", headers);
-  if (!body.empty() || method == "POST") absl::StrAppend(&r, "Content-Length: ", body.size(), "\r\n");
-  return absl::StrCat(r, "\r\n", body);
+std::string Request(const std::string& method, const std::string& path, const std::string& headers = "",
+                    const std::string& body = "") {
+  return picos::testing::HttpRequestText(method, path, headers, body);
 }
 std::string Cookie() { return absl::StrCat("Cookie: other=1; picos_dashboard=", kToken, "\r\n"); }
 
-// One request on a new connection; its response.
 Task<absl::StatusOr<std::string>> Exchange(std::string uri, std::string request) {
-  absl::StatusOr<Client> c = co_await Client::Open(uri);
-  if (!c.ok()) co_return c.status();
-  absl::Status sent = co_await c->Send(std::move(request));
-  if (!sent.ok()) co_return sent;
-  co_return co_await c->Response();
+  return picos::testing::HttpExchange(std::move(uri), std::move(request));
 }
 
-std::string BodyOf(const std::string& response) {
-  size_t at = response.find("\r\n\r\n");
-  return at == std::string::npos ? "" : response.substr(at + 4);
-}
+std::string BodyOf(const std::string& response) { return picos::testing::HttpBody(response); }
 
 // The value of "csrf" in a state.
 std::string Csrf(const std::string& state) {
@@ -286,12 +190,11 @@ PICOS_CORO_TEST(Dashboard, PagesGetTheStateOnceThenDeltasOverTheWebSocket) {
   EXPECT_THAT(BodyOf(*state), HasSubstr("\"uri\":\"tcp://w1\""));
 
   // A WebSocket from the page's origin: a hello with the seq, then deltas.
-  absl::StatusOr<Client> ws = co_await Client::Open(uri);
+  absl::StatusOr<HttpTestClient> ws = co_await HttpTestClient::Open(uri);
   CO_ASSERT_OK(ws);
   CO_ASSERT_OK(co_await ws->Send(Request(
       "GET", "/ws",
-      absl::StrCat(Cookie(), "Origin: http://127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"))));
+      absl::StrCat(Cookie(), "Origin: http://127.0.0.1\r\n", picos::testing::WebSocketUpgradeHeaders()))));
   absl::StatusOr<std::string> head = co_await ws->Response();
   CO_ASSERT_OK(head);
   EXPECT_THAT(*head, StartsWith("HTTP/1.1 101"));
@@ -322,14 +225,11 @@ PICOS_CORO_TEST(Dashboard, PagesGetTheStateOnceThenDeltasOverTheWebSocket) {
   // A WebSocket from another site's page, or without the token: refused.
   absl::StatusOr<std::string> r = co_await Exchange(
       uri, Request("GET", "/ws",
-                   absl::StrCat(Cookie(), "Origin: http://evil.example\r\nUpgrade: websocket\r\n"
-                                          "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                                          "Sec-WebSocket-Version: 13\r\n")));
+                   absl::StrCat(Cookie(), "Origin: http://evil.example\r\n",
+                                picos::testing::WebSocketUpgradeHeaders())));
   CO_ASSERT_OK(r);
   EXPECT_THAT(*r, StartsWith("HTTP/1.1 403"));
-  r = co_await Exchange(uri, Request("GET", "/ws", "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                                                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                                                   "Sec-WebSocket-Version: 13\r\n"));
+  r = co_await Exchange(uri, Request("GET", "/ws", picos::testing::WebSocketUpgradeHeaders()));
   CO_ASSERT_OK(r);
   EXPECT_THAT(*r, StartsWith("HTTP/1.1 401"));
 }
@@ -339,12 +239,11 @@ PICOS_CORO_TEST(Dashboard, ASlowWebSocketIsDroppedNotBuffered) {
   o.max_ws_queue = 16;
   absl::StatusOr<std::unique_ptr<Dashboard>> dash = co_await StartDashboard(o);
   CO_ASSERT_OK(dash);
-  absl::StatusOr<Client> ws = co_await Client::Open((*dash)->address());
+  absl::StatusOr<HttpTestClient> ws = co_await HttpTestClient::Open((*dash)->address());
   CO_ASSERT_OK(ws);
   CO_ASSERT_OK(co_await ws->Send(Request(
       "GET", "/ws",
-      absl::StrCat(Cookie(), "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"))));
+      absl::StrCat(Cookie(), picos::testing::WebSocketUpgradeHeaders()))));
   absl::StatusOr<std::string> head = co_await ws->Response();
   CO_ASSERT_OK(head);
   CO_ASSERT_TRUE(co_await Eventually([&] { return (*dash)->websockets() == 1; }));
@@ -471,9 +370,9 @@ PICOS_CORO_TEST(Dashboard, BadRequestsGetClearErrorsAndTheServerKeepsServing) {
     (void)setrlimit(RLIMIT_NOFILE, &limit);
   }
   if (limit.rlim_cur < 2200) CO_SKIP("needs 2,200 file descriptors; the hard limit is " << limit.rlim_max);
-  std::vector<Client> idle;
+  std::vector<HttpTestClient> idle;
   for (int i = 0; i < 1000; ++i) {
-    absl::StatusOr<Client> c = co_await Client::Open(uri);
+    absl::StatusOr<HttpTestClient> c = co_await HttpTestClient::Open(uri);
     CO_ASSERT_OK(c);
     idle.push_back(std::move(*c));
   }
