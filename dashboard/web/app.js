@@ -94,7 +94,7 @@ function connect() {
 }
 
 function scheduleRender() {
-  if (renderTimer === null) renderTimer = setTimeout(render, 100);
+  if (renderTimer === null) renderTimer = setTimeout(render, 50);  // deltas come in bursts: one render each
 }
 
 function act(op, body, question) {
