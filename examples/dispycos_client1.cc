@@ -42,6 +42,9 @@ ABSL_FLAG(int, jobs, 10, "jobs to submit");
 ABSL_FLAG(int, min_ms, 1000, "shortest time a job sleeps");
 ABSL_FLAG(int, max_ms, 3000, "longest time a job sleeps");
 ABSL_FLAG(int, linger_s, 0, "seconds the dashboard stays up after the last job");
+ABSL_FLAG(int, first_ms, -1,
+          "when 0 or more, the first job sleeps this long instead (one to watch on the dashboard, "
+          "or to terminate from it)");
 ABSL_FLAG(std::string, library, "examples/libdispycos_client2_compute.so",
           "the computation library (picos_computation dispycos_client2_compute)");
 
@@ -87,7 +90,8 @@ Task<absl::Status> Client() {
   std::vector<TaskRef> jobs;
   int failed = 0, done = 0;
   for (int i = 0; i < absl::GetFlag(FLAGS_jobs); ++i) {
-    absl::StatusOr<TaskRef> job = co_await computation->Run("compute", absl::StrCat(sleep_ms(random)));
+    const int ms = i == 0 && absl::GetFlag(FLAGS_first_ms) >= 0 ? absl::GetFlag(FLAGS_first_ms) : sleep_ms(random);
+    absl::StatusOr<TaskRef> job = co_await computation->Run("compute", absl::StrCat(ms));
     if (!job.ok()) {
       ++failed;
       std::printf("dispycos_client1: job %d not submitted: %s\n", i, job.status().ToString().c_str());
@@ -122,7 +126,7 @@ int main(int argc, char** argv) {
   picos::remote::ParseCommandLine(argc, argv);
   if (!picos::FlagInRange(FLAGS_jobs, 1, 100'000) || !picos::FlagInRange(FLAGS_min_ms, 0, 60'000) ||
       !picos::FlagInRange(FLAGS_max_ms, absl::GetFlag(FLAGS_min_ms), 60'000) ||
-      !picos::FlagInRange(FLAGS_linger_s, 0, 86'400)) {
+      !picos::FlagInRange(FLAGS_linger_s, 0, 86'400) || !picos::FlagInRange(FLAGS_first_ms, -1, 60'000)) {
     return 2;
   }
   if (absl::GetFlag(FLAGS_nodes).empty()) {

@@ -118,7 +118,7 @@ def main():
 
         token_file = os.path.join(work, "token")
         client = start("client", [CLIENT, "--nodes=" + ",".join(uris), f"--jobs={JOBS}", "--min_ms=1500",
-                                  "--max_ms=3000", "--linger_s=120", "--library=" + LIBRARY,
+                                  "--max_ms=3000", "--first_ms=60000", "--linger_s=120", "--library=" + LIBRARY,
                                   "--dashboard_listen=tcp://127.0.0.1:0", "--dashboard_token_file=" + token_file])
         line = wait_for("the dashboard", lambda: line_of(logs["client"], "dispycos_client1: dashboard at "))
         url = line.split(" ")[3]
@@ -149,12 +149,7 @@ def main():
         wait_for("4 workers", lambda: driver.execute_script(
             "return Object.values(S.nodes).reduce((a, n) => a + n.workers, 0)") == 4)
 
-        # Jobs progress: done counts grow on the page.
-        wait_for("jobs to finish on the page", lambda: driver.execute_script(
-            "return S.finished.filter(j => j.outcome === 'done').length") >= 4)
-        driver.save_screenshot(os.path.join(out, "dashboard-cluster.png"))
-
-        # Suspend a node from the page and resume it (each confirmed).
+        # A click on an element of the page, and the confirmation it asks.
         def click(element_id, xpath=None):
             def attempt():
                 try:
@@ -174,6 +169,29 @@ def main():
                 raise Failure("unexpected confirmation: " + alert.text)
             alert.accept()
 
+        # Terminate the first job (it sleeps 60 s: running whatever the
+        # machine's load) from a worker's page.
+        job = wait_for("the first job running", lambda: driver.execute_script(
+            "const r = Object.values(S.running).filter(j => j.arg === '60000');"
+            "return r.length ? r[0].id : null"))
+        worker = driver.execute_script(f"return S.running[{job}].worker")
+        driver.get(url + "#worker/" + worker)
+        # (The page re-renders as deltas arrive: click() finds a button again
+        # when the one found was replaced before the click reached it.)
+        click(f"terminate-{job}")
+        confirm(f"Terminate job {job}")
+        wait_for(f"job {job} to end as terminated on the page", lambda: driver.execute_script(
+            f"return S.finished.some(j => j.id === {job} && j.outcome === 'terminated')"))
+        wait_for(f"job {job} to leave the running table", lambda: not driver.find_elements(By.ID, f"job-{job}"))
+
+        # Jobs progress: done counts grow on the page.
+        driver.get(url + "#cluster")
+        wait_for("the cluster view", nodes_shown)
+        wait_for("jobs to finish on the page", lambda: driver.execute_script(
+            "return S.finished.filter(j => j.outcome === 'done').length") >= 4)
+        driver.save_screenshot(os.path.join(out, "dashboard-cluster.png"))
+
+        # Suspend a node from the page and resume it (each confirmed).
         node_row = f"//tr[@id='node-{uris[0]}']"
         click(None, node_row + "//button[text()='Suspend']")
         confirm(f"Suspend node {uris[0]}?")
@@ -191,25 +209,16 @@ def main():
         click(None, "//tbody//a")
         wait_for("the worker view", lambda: driver.find_element(By.TAG_NAME, "h2").text.startswith("Worker tcp://"))
 
-        # Terminate the most recently started running job from the page.
+        # The job stream, with jobs done, running, and the terminated one.
         driver.get(url + "#stream")
         wait_for("the stream view", lambda: driver.find_elements(By.ID, "stream"))
-        job = wait_for("a running job", lambda: driver.execute_script(
-            # Its argument is how long it sleeps: one with time left to end it.
-            "const r = Object.values(S.running).filter(j => j.start + Number(j.arg) - Date.now() > 800);"
-            "return r.length ? r[0].id : null"))
-        # (The page re-renders as deltas arrive: click() finds a button again
-        # when the one found was replaced before the click reached it.)
-        click(f"terminate-{job}")
-        confirm(f"Terminate job {job}")
-        wait_for(f"job {job} to end as terminated on the page", lambda: driver.execute_script(
-            f"return S.finished.some(j => j.id === {job} && j.outcome === 'terminated')"))
-        wait_for(f"job {job} to leave the running table", lambda: not driver.find_elements(By.ID, f"job-{job}"))
+        wait_for("more jobs done", lambda: driver.execute_script(
+            "return S.finished.filter(j => j.outcome === 'done').length") >= 8)
         driver.save_screenshot(os.path.join(out, "dashboard-jobstream.png"))
 
         # Every other job ends; the client says one failed (the terminated one).
         wait_for("the client's summary", lambda: line_of(logs["client"], "dispycos_client1: ") and
-                 line_of(logs["client"], f"dispycos_client1: {JOBS - 1} jobs done, 1 failed"), timeout=LONG * 2)
+                 line_of(logs["client"], f"dispycos_client1: {JOBS - 1} jobs done, 1 failed"), timeout=LONG * 3)
         wait_for("every job on the page", lambda: driver.execute_script(
             "return S.finished.length") == JOBS)
         progress = driver.execute_script("return S.fns['compute']")
