@@ -481,6 +481,9 @@ Task<> ReceivePulses(std::shared_ptr<State> s) {
   }
 }
 
+// How much of a job's argument job_started carries.
+constexpr size_t kArgPreviewBytes = 256;
+
 Value::MapType JobFields(const JobEntry& j, uint64_t id) {
   return {{"job", id}, {"task", j.task}, {"fn", j.fn}, {"worker", j.worker}};
 }
@@ -551,6 +554,8 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
     job.started = absl::Now();
     Value::MapType started_fields = JobFields(job, id);
     started_fields["async"] = Value(async);
+    // A preview for dashboards (dashboard/model.h): the job's argument may be large.
+    started_fields["arg"] = Value::Bytes(arg.substr(0, kArgPreviewBytes));
     EmitMap(*s, "job_started", std::move(started_fields));
     absl::StatusOr<Value> result = absl::UnknownError("not run");
     bool started = false;     // it reached the worker: running it again costs a retry

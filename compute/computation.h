@@ -92,7 +92,8 @@
 //   worker_lost            "worker", "node", "message"
 //   worker_restarted       "worker": the new uri, "node", "old": the lost uri
 //   job_started            "job": uint id, "task": the job's TaskRef, "fn",
-//                          "worker", "async": bool
+//                          "worker", "async": bool, "arg": bytes (the
+//                          argument's first 256 bytes)
 //   job_finished           "job", "task", "fn", "worker", "code": int
 //                          (absl::StatusCode, 0 for success), "message"
 //   job_lost               "job", "task", "fn", "worker", "message" (its worker

@@ -2,25 +2,31 @@
 
 #include <kj/compat/http.h>
 
+#include <algorithm>
 #include <map>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "core/kernel/log.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
 #include "core/kernel/task_group.h"
 #include "core/remote/kj_on_uv_internal.h"
+#include "metrics/http_routes_internal.h"
 
 namespace picos::metrics {
 namespace {
 
 constexpr char kContentType[] = "text/plain; version=0.0.4; charset=utf-8";
+constexpr char kPlain[] = "text/plain; charset=utf-8";
 constexpr size_t kMaxTokenBytes = 4096;
+constexpr size_t kMaxCookieNameBytes = 64;
 
 bool ConstantTimeEquals(kj::StringPtr a, const std::string& b) {
   // The length is not secret (a token's length says little); the bytes are.
@@ -59,13 +65,17 @@ absl::Status ValidateBearerToken(const std::string& token) {
   return absl::OkStatus();
 }
 
-struct MetricsServer::Impl {
+struct MetricsServer::Impl final : public HttpServerApi {
+  class HeadBound;
   // A connection: its task, whether it had a request answered (those are
-  // the last to be closed for a newer connection), and when it is closed if
-  // no complete request head arrives first.
+  // the last to be closed for a newer connection), when it is closed if
+  // no complete request head arrives first, and whether it became a
+  // WebSocket (no deadline then: its route ends it).
   struct Conn {
     TaskRef task;
     bool answered = false;
+    bool upgraded = false;
+    HeadBound* bound = nullptr;
     kj::TimePoint deadline = kj::origin<kj::TimePoint>();
   };
 
@@ -81,8 +91,10 @@ struct MetricsServer::Impl {
 
     kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
       if (refused_) return size_t{0};
+      if (passthrough_) return inner_->tryRead(buffer, min_bytes, max_bytes);
       return inner_->tryRead(buffer, min_bytes, max_bytes)
           .then([this, buffer](size_t n) -> kj::Promise<size_t> {
+            if (passthrough_) return n;
             const char* p = static_cast<const char*>(buffer);
             bool over = false;
             for (size_t i = 0; i < n && !over; ++i) {
@@ -119,6 +131,8 @@ struct MetricsServer::Impl {
     kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
     void shutdownWrite() override { inner_->shutdownWrite(); }
     void abortRead() override { inner_->abortRead(); }
+    // A WebSocket's frames are not request heads.
+    void PassThrough() { passthrough_ = true; }
 
    private:
     Impl* impl_;
@@ -127,6 +141,7 @@ struct MetricsServer::Impl {
     size_t run_ = 0;        // bytes since the last blank line
     bool newline_ = false;  // the last byte (CRs aside) was a newline
     bool refused_ = false;
+    bool passthrough_ = false;
   };
 
   // kj's answer to what its parser refuses: the status it suggests, counted
@@ -140,7 +155,7 @@ struct MetricsServer::Impl {
       PICOS_LOG_LIMITED(warn, "metrics http: refused a request: {} {} ({})", error.statusCode,
                         error.statusMessage.cStr(), error.description.cStr());
       return impl_->Send(response, error.statusCode, error.statusMessage,
-                         absl::StrCat(error.description.cStr(), "\n"), nullptr);
+                         absl::StrCat(error.description.cStr(), "\n"), kPlain);
     }
 
    private:
@@ -152,9 +167,9 @@ struct MetricsServer::Impl {
    public:
     ConnService(Impl* impl, uint64_t id) : impl_(impl), id_(id) {}
     kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url,
-                              const kj::HttpHeaders& headers, kj::AsyncInputStream&,
+                              const kj::HttpHeaders& headers, kj::AsyncInputStream& body,
                               Response& response) override {
-      return impl_->Handle(id_, method, url, headers, response);
+      return impl_->Handle(id_, method, url, headers, body, response);
     }
 
    private:
@@ -172,6 +187,8 @@ struct MetricsServer::Impl {
     authorization = builder.add("Authorization");
     www_authenticate = builder.add("WWW-Authenticate");
     allow = builder.add("Allow");
+    cookie = builder.add("Cookie");
+    if (this->options.routes != nullptr) this->options.routes->Attach(*this, builder);
     table = builder.build();
     kj::HttpServerSettings settings;
     settings.headerTimeout = ToKj(this->options.request_timeout);
@@ -186,13 +203,16 @@ struct MetricsServer::Impl {
         settings);
   }
 
-  // Sends a whole answer; `extra` adds one header (or none).
+  // HttpServerApi.
+  const kj::HttpHeaderTable& header_table() const override { return *table; }
+
   kj::Promise<void> Send(kj::HttpService::Response& response, unsigned code, kj::StringPtr text,
-                         std::string body, const kj::Maybe<std::pair<kj::HttpHeaderId, kj::StringPtr>>& extra,
-                         bool head = false) {
+                         std::string body, kj::StringPtr content_type, HttpHeaderList extra = {},
+                         bool head = false) override {
     kj::HttpHeaders h(*table);
-    h.set(kj::HttpHeaderId::CONTENT_TYPE, code == 200 ? kContentType : "text/plain; charset=utf-8");
-    KJ_IF_MAYBE(e, extra) { h.set(e->first, e->second); }
+    h.set(kj::HttpHeaderId::CONTENT_TYPE, content_type);
+    // The strings must outlive `h` only until send() copied the head.
+    for (const auto& [id, value] : extra) h.set(id, kj::StringPtr(value.c_str()));
     kj::Own<kj::AsyncOutputStream> out = response.send(code, text, h, uint64_t{body.size()});
     if (head || body.empty()) return kj::READY_NOW;
     kj::String bytes = kj::heapString(body.data(), body.size());
@@ -201,42 +221,125 @@ struct MetricsServer::Impl {
   }
 
   kj::Promise<void> Refuse(kj::HttpService::Response& response, unsigned code, kj::StringPtr text,
-                           std::string why,
-                           kj::Maybe<std::pair<kj::HttpHeaderId, kj::StringPtr>> extra = nullptr) {
+                           std::string why, HttpHeaderList extra = {}) override {
     ++stats.refused;
     PICOS_LOG_LIMITED(info, "metrics http: {} {}: {}", code, text.cStr(), why);
-    return Send(response, code, text, why + "\n", extra);
+    return Send(response, code, text, why + "\n", kPlain, std::move(extra));
+  }
+
+  kj::Promise<kj::Maybe<std::string>> ReadBody(HttpRequest& request, size_t max_bytes) override {
+    kj::HttpService::Response& response = *request.response;
+    KJ_IF_MAYBE(length, request.headers->get(kj::HttpHeaderId::CONTENT_LENGTH)) {
+      uint64_t n = 0;
+      if (absl::SimpleAtoi(absl::string_view(length->cStr(), length->size()), &n) && n > max_bytes) {
+        return Refuse(response, 413, "Payload Too Large",
+                      absl::StrCat("the body is over ", max_bytes, " bytes"))
+            .then([]() -> kj::Maybe<std::string> { return nullptr; });
+      }
+    }
+    // One byte more than allowed tells a chunked body that is too long.
+    return request.body->readAllText(max_bytes + 1)
+        .then(
+            [this, &response, max_bytes](kj::String text) -> kj::Promise<kj::Maybe<std::string>> {
+              if (text.size() > max_bytes) {
+                return Refuse(response, 413, "Payload Too Large",
+                              absl::StrCat("the body is over ", max_bytes, " bytes"))
+                    .then([]() -> kj::Maybe<std::string> { return nullptr; });
+              }
+              return kj::Maybe<std::string>(std::string(text.cStr(), text.size()));
+            },
+            [this, &response, max_bytes](kj::Exception&&) -> kj::Promise<kj::Maybe<std::string>> {
+              // kj's limit throws, or the body broke off.
+              return Refuse(response, 413, "Payload Too Large",
+                            absl::StrCat("the body is over ", max_bytes, " bytes or broke off"))
+                  .then([]() -> kj::Maybe<std::string> { return nullptr; });
+            });
+  }
+
+  void Upgraded(uint64_t id) override {
+    auto it = conns.find(id);
+    if (it == conns.end()) return;
+    it->second.upgraded = true;
+    if (it->second.bound != nullptr) it->second.bound->PassThrough();
+  }
+
+  kj::Promise<void> AfterDelay(kj::Duration delay) override {
+    return kj->AfterDelay(absl::Nanoseconds(delay / kj::NANOSECONDS));
+  }
+
+  // Whether the request carries the token: as a bearer token, or as the
+  // token cookie.
+  bool Authenticated(const kj::HttpHeaders& headers) const {
+    if (options.bearer_token.empty()) return true;
+    KJ_IF_MAYBE(auth, headers.get(authorization)) {
+      absl::string_view value(auth->cStr(), auth->size());
+      if (absl::ConsumePrefix(&value, "Bearer ") &&
+          ConstantTimeEquals(kj::StringPtr(value.data(), value.size()), options.bearer_token)) {
+        return true;
+      }
+    }
+    if (options.token_cookie.empty()) return false;
+    KJ_IF_MAYBE(c, headers.get(cookie)) {
+      for (absl::string_view part : absl::StrSplit(absl::string_view(c->cStr(), c->size()), ';')) {
+        part = absl::StripAsciiWhitespace(part);
+        if (absl::ConsumePrefix(&part, options.token_cookie) && absl::ConsumePrefix(&part, "=") &&
+            ConstantTimeEquals(kj::StringPtr(part.data(), part.size()), options.bearer_token)) {
+          return true;
+        }
+      }
+    }
+    return false;
   }
 
   kj::Promise<void> Handle(uint64_t id, kj::HttpMethod method, kj::StringPtr url,
-                           const kj::HttpHeaders& headers, kj::HttpService::Response& response) {
-    if (!options.bearer_token.empty()) {
-      KJ_IF_MAYBE(auth, headers.get(authorization)) {
-        absl::string_view value(auth->cStr(), auth->size());
-        if (!absl::ConsumePrefix(&value, "Bearer ") ||
-            !ConstantTimeEquals(kj::StringPtr(value.data(), value.size()), options.bearer_token)) {
-          return Refuse(response, 401, "Unauthorized", "wrong bearer token",
-                        std::make_pair(www_authenticate, kj::StringPtr("Bearer")));
-        }
-      } else {
-        return Refuse(response, 401, "Unauthorized", "a bearer token is required",
-                      std::make_pair(www_authenticate, kj::StringPtr("Bearer")));
-      }
-    }
+                           const kj::HttpHeaders& headers, kj::AsyncInputStream& body,
+                           kj::HttpService::Response& response) {
     absl::string_view path(url.cStr(), url.size());
-    path = path.substr(0, path.find('?'));
+    absl::string_view query;
+    if (size_t q = path.find('?'); q != absl::string_view::npos) {
+      query = path.substr(q + 1);
+      path = path.substr(0, q);
+    }
+    const bool authenticated = Authenticated(headers);
+    const bool is_public = options.routes != nullptr && path != "/metrics" &&
+                           options.routes->IsPublic(path);
+    if (!authenticated && !is_public) {
+      const bool sent = headers.get(authorization) != nullptr;
+      return Refuse(response, 401, "Unauthorized",
+                    sent ? "wrong bearer token" : "a bearer token is required",
+                    {{www_authenticate, "Bearer"}});
+    }
+    auto conn = conns.find(id);
     if (path != "/metrics") {
+      if (options.routes != nullptr) {
+        // On the heap, held by the route's promise: a route may read the
+        // request after a body or a WebSocket message arrives.
+        auto request = kj::heap<HttpRequest>();
+        request->connection = id;
+        request->method = method;
+        request->path = path;
+        request->query = query;
+        request->headers = &headers;
+        request->body = &body;
+        request->response = &response;
+        request->authenticated = authenticated;
+        KJ_IF_MAYBE(served, options.routes->Handle(*request)) {
+          ++stats.routed;
+          if (conn != conns.end()) conn->second.answered = true;
+          Touch(id, options.request_timeout + options.idle_timeout);
+          return served->attach(kj::mv(request));
+        }
+      }
       return Refuse(response, 404, "Not Found", "metrics are at /metrics");
     }
     if (method != kj::HttpMethod::GET && method != kj::HttpMethod::HEAD) {
       return Refuse(response, 405, "Method Not Allowed", "only GET and HEAD",
-                    std::make_pair(allow, kj::StringPtr("GET, HEAD")));
+                    {{allow, "GET, HEAD"}});
     }
-    auto conn = conns.find(id);
     if (conn != conns.end()) conn->second.answered = true;
     ++stats.scrapes;
     Touch(id, options.idle_timeout);
-    return Send(response, 200, "OK", registry->Exposition(), nullptr,
+    return Send(response, 200, "OK", registry->Exposition(), kContentType, {},
                 method == kj::HttpMethod::HEAD);
   }
 
@@ -255,6 +358,7 @@ struct MetricsServer::Impl {
   kj::Promise<void> Watch(uint64_t id) {
     auto it = conns.find(id);
     if (it == conns.end()) return kj::READY_NOW;
+    if (it->second.upgraded) return kj::NEVER_DONE;  // its route ends it
     const kj::TimePoint now = kj->timer().now();
     if (it->second.deadline <= now) {
       PICOS_LOG_LIMITED(info, "metrics http: closed a connection that sent no request in time");
@@ -284,8 +388,10 @@ struct MetricsServer::Impl {
   }
 
   Task<absl::Status> Serve(uint64_t id, std::unique_ptr<Stream> stream) {
-    kj::Own<kj::AsyncIoStream> io = kj::heap<HeadBound>(
+    kj::Own<HeadBound> bound = kj::heap<HeadBound>(
         this, id, kj::heap<::picos::internal::KjStream>(std::move(stream)));
+    if (auto it = conns.find(id); it != conns.end()) it->second.bound = bound.get();
+    kj::Own<kj::AsyncIoStream> io = kj::mv(bound);
     kj::AsyncIoStream* key = io.get();
     by_stream[key] = id;
     Touch(id, options.request_timeout);
@@ -334,6 +440,7 @@ struct MetricsServer::Impl {
   kj::HttpHeaderId authorization = kj::HttpHeaderId::HOST;
   kj::HttpHeaderId www_authenticate = kj::HttpHeaderId::HOST;
   kj::HttpHeaderId allow = kj::HttpHeaderId::HOST;
+  kj::HttpHeaderId cookie = kj::HttpHeaderId::HOST;
   ErrorHandler error_handler;
   kj::Own<kj::HttpServer> server;
   std::unique_ptr<Listener> listener;
@@ -347,6 +454,12 @@ struct MetricsServer::Impl {
 Task<absl::StatusOr<std::unique_ptr<MetricsServer>>> MetricsServer::Start(
     const TransportRegistry& transports, const Registry& registry, MetricsServerOptions options) {
   PICOS_CO_RETURN_IF_ERROR(ValidateBearerToken(options.bearer_token));
+  if (options.token_cookie.size() > kMaxCookieNameBytes ||
+      !std::all_of(options.token_cookie.begin(), options.token_cookie.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+      })) {
+    co_return absl::InvalidArgumentError("token_cookie must be at most 64 bytes of [A-Za-z0-9_-]");
+  }
   if (options.max_connections < 1 || options.max_connections > 65536) {
     co_return absl::InvalidArgumentError("max_connections must be in 1..65536");
   }

@@ -31,6 +31,11 @@
 // tcp://127.0.0.1:0, and a non-loopback address without a bearer token is
 // logged as a warning (metrics name peers and functions).
 //
+// Other paths: MetricsServerOptions::routes (metrics/http_routes_internal.h)
+// serves more paths on the same port, under the same limits and token (the
+// dashboard, dashboard/dashboard.h); their answers are theirs, their
+// refusals counted and logged as the server's.
+//
 // Threads: the server belongs to the scheduler of the task that starts it;
 // the exposition (and the registry's callbacks) run on that thread. Destroy
 // it there. It runs kj's event loop on that thread for its life: a thread has
@@ -51,6 +56,8 @@
 
 namespace picos::metrics {
 
+class HttpRoutes;  // metrics/http_routes_internal.h
+
 struct MetricsServerOptions {
   // Where to listen: any stream transport URI (tcp://, unix://, tls://).
   std::string listen = "tcp://127.0.0.1:0";
@@ -58,6 +65,13 @@ struct MetricsServerOptions {
   // (compared in constant time). At most 4096 bytes of [!-~] (printable
   // ASCII, no space).
   std::string bearer_token;
+  // When not empty (and bearer_token is set), the token may come instead as
+  // the cookie of this name (a browser's login, dashboard/dashboard.h). At
+  // most 64 bytes of [A-Za-z0-9_-].
+  std::string token_cookie;
+  // More paths served beside /metrics (metrics/http_routes_internal.h);
+  // must outlive the server. Null: only /metrics.
+  HttpRoutes* routes = nullptr;
   // Most connections open at once (1..65536).
   size_t max_connections = 256;
   // A connection is closed when no complete request head arrived within
@@ -76,6 +90,7 @@ struct MetricsServerStats {
   uint64_t connections_evicted = 0;  // closed for a newer one (max_connections)
   uint64_t scrapes = 0;              // 200 answers
   uint64_t refused = 0;              // 4xx answers
+  uint64_t routed = 0;               // requests handed to MetricsServerOptions::routes
 };
 
 class MetricsServer {

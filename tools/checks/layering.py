@@ -31,10 +31,13 @@ ALLOWED = {
     # figures, never the compute layer's (compute registers its own).
     "metrics/": ["core/", "transports/", "metrics/"],
     "compute/": ["core/", "transports/", "discovery/", "metrics/", "compute/"],
+    # The web dashboard: a computation's status events and actions, served
+    # beside its /metrics. Nothing below depends on it.
+    "dashboard/": ["core/", "transports/", "metrics/", "compute/", "dashboard/"],
     # examples/tasks.cc reports its memory with the benchmarks' RSS helpers.
-    "examples/": ["core/", "transports/", "discovery/", "metrics/", "compute/", "examples/", "testing/bench/"],
-    "testing/": ["core/", "transports/", "discovery/", "metrics/", "compute/", "testing/"],
-    "tools/": ["core/", "transports/", "discovery/", "metrics/", "compute/", "testing/", "tools/"],
+    "examples/": ["core/", "transports/", "discovery/", "metrics/", "compute/", "dashboard/", "examples/", "testing/bench/"],
+    "testing/": ["core/", "transports/", "discovery/", "metrics/", "compute/", "dashboard/", "testing/"],
+    "tools/": ["core/", "transports/", "discovery/", "metrics/", "compute/", "dashboard/", "testing/", "tools/"],
 }
 # Tests may also use the shared test helpers.
 TEST_EXTRA = ["testing/"]
@@ -48,11 +51,13 @@ INTERNAL_USERS = {
     # frames_internal.h).
     # metrics/: kj's event loop on libuv (kj_on_uv_internal.h) for kj's HTTP
     # server.
-    "core/remote/": ["core/remote/", "discovery/", "metrics/", "compute/", "testing/fuzz/"],
+    "core/remote/": ["core/remote/", "discovery/", "metrics/", "compute/", "dashboard/", "testing/fuzz/"],
+    # dashboard/: more paths on the /metrics server (http_routes_internal.h).
+    "metrics/": ["metrics/", "dashboard/"],
 }
 SOURCE = re.compile(r"\.(h|cc)$")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
-PROJECT_ROOTS = ("core/", "transports/", "discovery/", "metrics/", "compute/", "examples/", "testing/", "tools/")
+PROJECT_ROOTS = ("core/", "transports/", "discovery/", "metrics/", "compute/", "dashboard/", "examples/", "testing/", "tools/")
 
 
 def package_of(path, table):
