@@ -32,7 +32,7 @@ export PICOS_REMOTE_SECRET="dispycos_client3 smoke test secret"
 declare -A uri
 for n in n1 n2; do
   mkdir -p "$dir/dest-$n"
-  timeout 120 "$node_bin" --cpus=2 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest-$n" >"$dir/$n" 2>"$dir/$n.err" &
+  "$node_bin" --cpus=2 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest-$n" >"$dir/$n" 2>"$dir/$n.err" &
   npid[$n]=$!
   for _ in $(seq 400); do grep -q '^listening ' "$dir/$n" && break; sleep 0.05; done
   uri[$n]=$(sed -n 's/^listening //p' "$dir/$n")

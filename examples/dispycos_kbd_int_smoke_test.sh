@@ -31,7 +31,7 @@ export PICOS_REMOTE_SECRET="dispycos_kbd_int smoke test secret"
 [ $rc -eq 2 ] && grep -q "^dispycos_kbd_int: --nodes" "$dir/usage" || fail "no --nodes: status $rc, $(cat "$dir/usage")"
 
 mkdir -p "$dir/dest"
-timeout 120 "$node_bin" --cpus=2 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest" >"$dir/n1" 2>"$dir/n1.err" &
+"$node_bin" --cpus=2 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest" >"$dir/n1" 2>"$dir/n1.err" &
 npid=$!
 for _ in $(seq 400); do grep -q '^listening ' "$dir/n1" && break; sleep 0.05; done
 uri=$(sed -n 's/^listening //p' "$dir/n1")

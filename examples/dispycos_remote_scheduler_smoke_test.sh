@@ -32,13 +32,13 @@ export PICOS_REMOTE_SECRET="dispycos_remote_scheduler smoke test secret"
   fail "no --scheduler: status $rc, $(cat "$dir/usage")"
 
 mkdir -p "$dir/dest"
-timeout 120 "$node_bin" --cpus=3 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest" >"$dir/node" 2>"$dir/node.err" &
+"$node_bin" --cpus=3 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest" >"$dir/node" 2>"$dir/node.err" &
 pids+=($!)
 for _ in $(seq 400); do grep -q '^listening ' "$dir/node" && break; sleep 0.05; done
 node_uri=$(sed -n 's/^listening //p' "$dir/node")
 [ -n "$node_uri" ] || fail "the node did not start: $(cat "$dir/node.err")"
 
-timeout 120 "$sched_bin" --listen=tcp://127.0.0.1:0 --node="$node_uri" >"$dir/sched" 2>"$dir/sched.err" &
+"$sched_bin" --listen=tcp://127.0.0.1:0 --node="$node_uri" >"$dir/sched" 2>"$dir/sched.err" &
 pids+=($!)
 for _ in $(seq 400); do grep -q '^node up ' "$dir/sched" && break; sleep 0.05; done
 sched_uri=$(sed -n 's/^listening //p' "$dir/sched")
