@@ -647,6 +647,7 @@ Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id
       if (remote_task.valid()) (void)remote_task.Terminate();
       EmitMap(*s, "job_terminated", JobFields(s->jobs[id], id));
       s->jobs.erase(id);
+      NotifyChange(*s);  // Close may wait for it (and waited above)
       co_return result;
     }
     if (!lost) {
