@@ -401,19 +401,26 @@ Task<absl::Status> WorkerMain() {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != absl::GetFlag(FLAGS_worker_parent)) co_return absl::AbortedError("the node is gone");
   const std::string library = absl::GetFlag(FLAGS_worker_library);
+  // A library this worker cannot serve: the reason on stdout too, where its
+  // node reads the "listening" line, so the client's Schedule error says it.
+  auto refuse = [](absl::Status st) {
+    std::printf("refused: %s\n", std::string(st.message()).c_str());
+    std::fflush(stdout);
+    return st;
+  };
   void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (handle == nullptr) co_return absl::InvalidArgumentError(absl::StrCat("dlopen ", library, ": ", dlerror()));
+  if (handle == nullptr) co_return refuse(absl::InvalidArgumentError(absl::StrCat("dlopen ", library, ": ", dlerror())));
   auto abi_fn = reinterpret_cast<PicosComputeAbiFn>(dlsym(handle, kComputeAbiSymbol));
   const int abi = abi_fn == nullptr ? 1 : abi_fn();
   if (abi != kComputeAbiVersion) {
-    co_return absl::FailedPreconditionError(
-        absl::StrCat(library, " was built against picos compute ABI ", abi, "; this worker runs ABI ",
-                     kComputeAbiVersion, ": rebuild it with this picos's compute/export.h"));
+    co_return refuse(absl::FailedPreconditionError(
+        absl::StrCat(std::filesystem::path(library).filename().string(), " was built against picos compute ABI ", abi,
+                     "; this worker runs ABI ", kComputeAbiVersion, ": rebuild it with this picos's compute/export.h")));
   }
   auto table_fn = reinterpret_cast<PicosComputeTableFn>(dlsym(handle, kComputeTableSymbol));
   if (table_fn == nullptr) {
-    co_return absl::InvalidArgumentError(absl::StrCat(library, " has no ", kComputeTableSymbol,
-                                                      ": not built with picos_computation?"));
+    co_return refuse(absl::InvalidArgumentError(
+        absl::StrCat(library, " has no ", kComputeTableSymbol, ": not built with picos_computation?")));
   }
   size_t count = 0;
   const PicosComputeEntry* table = table_fn(&count);

@@ -337,5 +337,35 @@ PICOS_CORO_TEST(ComputeMessages, EndedJobsCodesAndBadInput) {
   });
 }
 
+// A library built against another compute ABI is refused by every worker,
+// and the client's Schedule error says why.
+PICOS_CORO_TEST(ComputeMessages, LibraryOfAnotherAbiIsRefused) {
+  const std::string dest = FreshDir("compute-messages-abi");
+  absl::StatusOr<NodeProcess> node = co_await StartNode(1, dest);
+  CO_ASSERT_OK(node);
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
+  EXPECT_OK(me.status());
+  if (me.ok()) {
+    compute::ComputationOptions o;
+    o.library = "testing/libcompute_old_abi_lib.so";
+    absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
+    EXPECT_OK(c.status());
+    if (c.ok()) {
+      std::vector<std::string> nodes = {node->uri};
+      absl::Status scheduled = co_await (*c)->Schedule(nodes);
+      EXPECT_FALSE(scheduled.ok());
+      EXPECT_THAT(std::string(scheduled.message()),
+                  ::testing::HasSubstr("built against picos compute ABI 1; this worker runs ABI 2"));
+      // The node removed what the refused start shipped: Close may find
+      // nothing there (kNotFound), which is fine.
+      absl::Status closed = co_await (*c)->Close();
+      (void)closed;
+    }
+    me->reset();
+  }
+  absl::Status stopped = co_await StopNode(*node);
+  EXPECT_OK(stopped);
+}
+
 }  // namespace
 }  // namespace picos::testing
