@@ -697,6 +697,9 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
   co_return r;
 }
 
+// What Close and CloseWorker with terminate throw into a job's handle.
+constexpr char kClosedWithTerminate[] = "the job was cancelled: closed with terminate";
+
 void LogDroppedJobMessage(const Value& m) {
   PICOS_LOG_LIMITED(warn, "compute: a message for a job that is not bytes or a string (or over {} bytes) is dropped: {}",
                     kJobMessageMaxBytes, m.DebugString().substr(0, 120));
@@ -709,27 +712,33 @@ void LogDroppedJobMessage(const Value& m) {
 // with the job's result. Terminated (or thrown into) first, it cancels the
 // job through its driver.
 Task<absl::StatusOr<Value>> JobHandle(std::shared_ptr<JobLink> link) {
+  absl::Status why;  // what interrupted it
   for (;;) {
     absl::StatusOr<Value> m = co_await Receive();
-    if (!m.ok()) break;
+    if (!m.ok()) {
+      why = m.status();
+      break;
+    }
     if ((!m->is_bytes() && !m->is_string()) || m->as_string().size() > kJobMessageMaxBytes) {
       LogDroppedJobMessage(*m);
       continue;
     }
-    absl::Status waited;
     while (!link->done && (!link->inbox.valid() || link->forwarded - link->consumed >= int64_t{kJobMailboxLimit})) {
       std::shared_ptr<Event> e = link->change;
-      waited = co_await e->Wait();
-      if (!waited.ok()) break;
+      why = co_await e->Wait();
+      if (!why.ok()) break;
     }
-    if (!waited.ok() || link->done) break;
+    if (!why.ok() || link->done) break;
     ++link->forwarded;
     const TaskRef inbox = link->inbox;
     Value::MapType forward;
     forward[kJobDataKey] = Value::Bytes(m->as_string());
     absl::Status sent = co_await SendWhenRoom(inbox, Value(std::move(forward)), absl::Seconds(60));
     if (!sent.ok()) {
-      if (sent.code() == absl::StatusCode::kCancelled || sent.code() == absl::StatusCode::kAborted) break;
+      if (sent.code() == absl::StatusCode::kCancelled || sent.code() == absl::StatusCode::kAborted) {
+        why = sent;
+        break;
+      }
       // Its worker is lost: the message is lost with it (the job may run
       // again elsewhere, with the messages sent from then on).
       PICOS_LOG_LIMITED(warn, "compute: a message for a job not forwarded: {}", sent.ToString());
@@ -737,6 +746,17 @@ Task<absl::StatusOr<Value>> JobHandle(std::shared_ptr<JobLink> link) {
   }
   if (link->done) co_return link->result;
   (void)link->driver.Throw(absl::CancelledError("the job's handle was terminated"));
+  if (why.code() == absl::StatusCode::kCancelled && why.message() == kClosedWithTerminate) {
+    // Close or CloseWorker with terminate threw this (a Terminate would end
+    // the task at its next wait): the job's end is waited for, so its last
+    // message reaches reply_to before this handle ends (computation.h).
+    while (!link->done) {
+      std::shared_ptr<Event> e = link->change;
+      absl::Status waited = co_await e->Wait();
+      if (!waited.ok() && !link->done) break;
+    }
+    co_return absl::CancelledError(kClosedWithTerminate);
+  }
   co_return absl::CancelledError("the job was terminated");
 }
 
@@ -1111,7 +1131,7 @@ Task<absl::Status> Computation::CloseWorker(std::string uri, bool restart, bool 
   found->restarting = restart;
   Dispatch(*s);
   if (terminate) {
-    for (uint64_t id : found->jobs) (void)s->jobs[id].task.Terminate();
+    for (uint64_t id : found->jobs) (void)s->jobs[id].task.Throw(absl::CancelledError(kClosedWithTerminate));
   }
   for (;;) {
     const WorkerSlot& slot = s->workers[w];
@@ -1146,7 +1166,7 @@ Task<absl::Status> Computation::Close(CloseOptions options) {
   Dispatch(*s);  // waiting jobs fail
   for (auto& [id, job] : s->jobs) {
     if (job.state == JobState::kRunning && (options.terminate || (job.async && !options.await_io))) {
-      (void)job.task.Terminate();
+      (void)job.task.Throw(absl::CancelledError(kClosedWithTerminate));
     }
   }
   while (AnyRunning(*s, true, true)) {

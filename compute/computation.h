@@ -43,13 +43,16 @@
 //    mailbox, then Send gives kResourceExhausted; Deliver waits for room).
 //  * The job's Send reaches reply_to as {"job": <id>, "data": <bytes>}, in
 //    the order sent, each once.
-//  * Terminate on the handle, CloseWorker(terminate) and
-//    Close({.terminate = true}) cancel the job: its Receive gives kCancelled
-//    (compute/export.h), and the client waits, up to
-//    ComputationOptions::timeout, for it to return, so a last message it
-//    sends then still reaches reply_to before the handle's Join gives
-//    kCancelled (pycos dispycos_kbd_int). A bytes-only function cannot be
-//    cancelled (see Close below).
+//  * Close({.terminate = true}), CloseWorker(terminate) and Terminate on
+//    the handle cancel the job: its Receive gives kCancelled
+//    (compute/export.h) and it may still send a last message. With Close
+//    and CloseWorker the client waits, up to ComputationOptions::timeout,
+//    for the job to return, so that last message reaches reply_to before
+//    the handle ends (its Join gives kCancelled, its monitors hear of it)
+//    and before Close returns (pycos dispycos_kbd_int). Terminate ends the
+//    handle at once (as it ends any task); the job is cancelled all the
+//    same and its last message comes later. A bytes-only function cannot
+//    be cancelled (see Close below).
 //  * A message sent to a job that has ended gets kFailedPrecondition (the
 //    handle has ended); messages still held when it ends, or not yet taken
 //    by the job when it returns, are dropped. A message for a bytes-only
