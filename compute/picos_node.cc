@@ -207,9 +207,25 @@ struct JobCall {
 // Runs `fn` on the scheduler's thread and waits for its status, from a
 // job's thread. kUnavailable once the worker stops.
 absl::Status OnScheduler(absl::AnyInvocable<absl::Status()> fn) {
-  auto done = std::make_shared<std::promise<absl::Status>>();
-  std::future<absl::Status> result = done->get_future();
-  absl::Status posted = g_scheduler->Post([fn = std::move(fn), done]() mutable { done->set_value(fn()); });
+  // Answers exactly once: with fn's status, or, when the scheduler stops
+  // and destroys the closure unrun, kUnavailable (a promise merely dropped
+  // would make get() throw).
+  struct Reply {
+    std::promise<absl::Status> promise;
+    bool answered = false;
+    void Answer(absl::Status s) {
+      answered = true;
+      promise.set_value(std::move(s));
+    }
+    ~Reply() {
+      if (!answered) promise.set_value(absl::UnavailableError("the worker is stopping"));
+    }
+  };
+  auto done = std::make_shared<Reply>();
+  std::future<absl::Status> result = done->promise.get_future();
+  // Only the closure holds the Reply, so destroying it unrun answers.
+  absl::Status posted =
+      g_scheduler->Post([fn = std::move(fn), done = std::move(done)]() mutable { done->Answer(fn()); });
   if (!posted.ok()) return absl::UnavailableError("the worker is stopping");
   if (result.wait_for(std::chrono::seconds(120)) != std::future_status::ready) {
     return absl::UnavailableError("the worker's scheduler does not answer");
