@@ -499,20 +499,53 @@ Value::MapType JobFields(const JobEntry& j, uint64_t id) {
   return {{"job", id}, {"task", j.task}, {"fn", j.fn}, {"worker", j.worker}};
 }
 
+// A worker's job control message for job `job` (compute/protocol.h): that
+// it started (its inbox) or how many messages it took. Network input: a
+// malformed one is logged and dropped, a stale one (another attempt, or
+// another job) ignored.
+void ApplyControl(JobLink& link, uint64_t job, const Value& msg) {
+  uint64_t id = 0;
+  int64_t attempt = 0, consumed = -1;
+  TaskRef inbox;
+  absl::Status read = MessageReader(msg)
+                          .Get(kJobCtlKey, &id)
+                          .Get("attempt", &attempt)
+                          .Optional("inbox", &inbox)
+                          .Optional("consumed", &consumed)
+                          .status();
+  if (!read.ok()) {
+    PICOS_LOG_LIMITED(warn, "compute: malformed job control message: {}", read.ToString());
+    return;
+  }
+  if (id != job || attempt != link.attempt) return;
+  if (inbox.valid()) link.inbox = inbox;
+  if (consumed > link.consumed && consumed <= link.forwarded) link.consumed = consumed;
+  link.Changed();
+}
+
 // The answer of the job loop to CPU job `request` sent to slot `w` of
 // `generation`: its value, its error (the worker's status, read as network
 // input), or kUnavailable with *lost set when MarkWorkerLost says the worker
 // is gone first; *terminated when this task is terminated meanwhile.
+// The job's control messages (ApplyControl) come here too, and are applied
+// to `link` meanwhile.
 Task<absl::StatusOr<Value>> AwaitAnswer(int64_t request, size_t w, uint64_t generation, bool* lost,
-                                        bool* terminated, absl::Duration timeout = absl::InfiniteDuration()) {
-  auto mine = [request, w, generation](const Value& v) {
-    if (!v.is_map()) return false;
-    if (const Value* r = v.Find(kJobReplyKey); r != nullptr) return r->is_int() && r->as_int() == request;
-    const Value* l = v.Find(kLostKey);
-    return l != nullptr && l->is_int() && l->as_int() == static_cast<int64_t>(w) &&
-           v.GetOr<int64_t>("generation", -1) == static_cast<int64_t>(generation);
-  };
-  absl::StatusOr<Value> m = co_await ReceiveMatching(std::move(mine), timeout);
+                                        bool* terminated, std::shared_ptr<JobLink> link, uint64_t job,
+                                        absl::Duration timeout = absl::InfiniteDuration()) {
+  absl::StatusOr<Value> m = absl::UnknownError("no answer");
+  for (;;) {
+    auto mine = [request, w, generation](const Value& v) {
+      if (!v.is_map()) return false;
+      if (v.Find(kJobCtlKey) != nullptr) return true;
+      if (const Value* r = v.Find(kJobReplyKey); r != nullptr) return r->is_int() && r->as_int() == request;
+      const Value* l = v.Find(kLostKey);
+      return l != nullptr && l->is_int() && l->as_int() == static_cast<int64_t>(w) &&
+             v.GetOr<int64_t>("generation", -1) == static_cast<int64_t>(generation);
+    };
+    m = co_await ReceiveMatching(std::move(mine), timeout);
+    if (!m.ok() || m->Find(kJobCtlKey) == nullptr) break;
+    ApplyControl(*link, job, *m);
+  }
   if (!m.ok()) {
     *terminated = true;
     co_return m.status();
@@ -528,16 +561,18 @@ Task<absl::StatusOr<Value>> AwaitAnswer(int64_t request, size_t w, uint64_t gene
                          m->GetOr<std::string>("message", "(no message)").substr(0, 4096));
 }
 
+Task<> JobControl(std::shared_ptr<State> s);
+
 Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id, std::string fn, std::string arg,
                                            bool async, std::string where, TaskRef reply_to,
                                            std::shared_ptr<JobLink> link) {
   int retries = 0;
   for (;;) {
-    // A new attempt: messages go to the inbox its worker will name.
+    // A new attempt: messages go to the inbox its worker will name (the
+    // handle, finding none, waits: nothing to wake).
     ++link->attempt;
     link->inbox = TaskRef();
     link->forwarded = link->consumed = 0;
-    link->Changed();
     auto p = std::make_shared<Pending>();
     p->job = id;
     p->async = async;
@@ -584,13 +619,19 @@ Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id
     m["job"] = Value(id);
     m["attempt"] = Value(link->attempt);
     if (reply_to.valid()) m["to"] = Value(reply_to);
-    if (s->jobctl.valid()) m["ctl"] = Value(s->jobctl);
     m["fn"] = Value(fn);
     m["arg"] = Value::Bytes(arg);
     if (async) {
       // Any number at once beside the CPU job: a remote task each.
       m["async"] = Value(true);
       m["owner"] = Value(Self());
+      // This task waits in Join: the computation's control task takes the
+      // job's control messages (a CPU job's come to this task, reply_to).
+      if (!s->jobctl.valid()) {
+        s->jobctl =
+            ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.jobctl", .daemon = true}, JobControl, s);
+      }
+      m["ctl"] = Value(s->jobctl);
       Value request = Value(std::move(m));
       absl::StatusOr<TaskRef> t = co_await service.Run(std::move(request), s->options.timeout);
       if (t.ok()) {
@@ -611,7 +652,7 @@ Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id
       absl::Status sent = loop.Send(Value(std::move(m)));
       if (sent.ok()) {
         started = true;
-        result = co_await AwaitAnswer(request, w, generation, &lost, &terminated);
+        result = co_await AwaitAnswer(request, w, generation, &lost, &terminated, link, id);
       } else {
         result = sent;
         // Backpressure is the job's error; anything else: the loop is gone.
@@ -641,7 +682,8 @@ Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id
           (void)co_await remote_task.Join(s->options.timeout);
         } else if (told.ok() && request != 0) {
           bool lost_again = false, terminated_again = false;
-          (void)co_await AwaitAnswer(request, w, generation, &lost_again, &terminated_again, s->options.timeout);
+          (void)co_await AwaitAnswer(request, w, generation, &lost_again, &terminated_again, link, id,
+                                     s->options.timeout);
         }
       }
       if (remote_task.valid()) (void)remote_task.Terminate();
@@ -767,25 +809,15 @@ Task<> JobControl(std::shared_ptr<State> s) {
   for (;;) {
     absl::StatusOr<Value> msg = co_await Receive();
     if (!msg.ok()) co_return;
-    uint64_t job = 0;
-    int64_t attempt = 0, consumed = -1;
-    TaskRef inbox;
-    absl::Status read = MessageReader(*msg)
-                            .Get(kJobCtlKey, &job)
-                            .Get("attempt", &attempt)
-                            .Optional("inbox", &inbox)
-                            .Optional("consumed", &consumed)
-                            .status();
-    if (!read.ok()) {
-      PICOS_LOG_LIMITED(warn, "compute: malformed job control message: {}", read.ToString());
-      continue;
-    }
+    const uint64_t job = msg->GetOr<uint64_t>(kJobCtlKey, 0);
     auto it = s->links.find(job);
-    if (it == s->links.end() || it->second->attempt != attempt) continue;  // ended, or an earlier run
-    JobLink& link = *it->second;
-    if (inbox.valid()) link.inbox = inbox;
-    if (consumed > link.consumed && consumed <= link.forwarded) link.consumed = consumed;
-    link.Changed();
+    if (it == s->links.end()) {
+      if (!msg->is_map() || msg->Find(kJobCtlKey) == nullptr) {
+        PICOS_LOG_LIMITED(warn, "compute: malformed job control message: {}", msg->DebugString().substr(0, 120));
+      }
+      continue;  // ended
+    }
+    ApplyControl(*it->second, job, *msg);
   }
 }
 
@@ -956,9 +988,6 @@ Task<absl::StatusOr<TaskRef>> SpawnJob(std::shared_ptr<State> s, std::string fn,
     bool known = false;
     for (const WorkerSlot& w : s->workers) known = known || Matches(*s, w, where);
     if (!known) co_return absl::NotFoundError(absl::StrCat("no worker of computation ", s->id, " at ", where));
-  }
-  if (!s->jobctl.valid()) {
-    s->jobctl = ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.jobctl", .daemon = true}, JobControl, s);
   }
   const uint64_t id = ++s->next_job;
   auto link = std::make_shared<JobLink>();

@@ -326,6 +326,7 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
                                .Optional("owner", &owner)
                                .status());
   if (!owner.valid() && arg.is_map()) (void)MessageReader(arg).Optional("reply_to", &owner).status();
+  if (!ctl.valid()) ctl = owner;  // a CPU job's driver takes its control messages
   auto it = g_functions->find(fn);
   if (it == g_functions->end()) co_return absl::NotFoundError(absl::StrCat("no function ", fn));
   ThreadPool* pool = async ? g_io_threads : g_job_thread;

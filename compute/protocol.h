@@ -28,8 +28,10 @@ inline constexpr char kJobReplyKey[] = "picos.compute.job";
 // Job messaging (compute/export.h's job context, computation.h's RunOptions).
 // A job message (CPU or async) may also carry
 //   "job": <the client's job id>, "attempt": <int>, "to": <the reply_to task>,
-//   "ctl": <the client's job control task>, "owner": <the job's client-side
-//   task; default reply_to>.
+//   "ctl": <the client's job control task; default "owner">, "owner": <the
+//   job's client-side task; default reply_to>.
+// (A CPU job names neither: one handle fewer to send per job, and its
+// driver, the loop's reply_to, takes its control messages.)
 // For a function with a context the worker then spawns the job's inbox, a
 // task that monitors "owner" (its end cancels the job) and takes
 //   {kJobDataKey: <bytes>}   a message for the job's Receive, and
