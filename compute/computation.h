@@ -165,7 +165,9 @@
 // without Close leaves its workers and files on the nodes for that period.
 //
 // Not yet (issue 12): data files, setup hooks and enable_node/enable_worker,
-// a shared scheduler, discovery of nodes, CloseNode/RestartNode.
+// a shared scheduler, discovery of nodes, CloseNode/RestartNode; jobs that
+// register a name and message each other directly (today they reach each
+// other through a client task that relays, examples/dispycos_mas.cc).
 //
 // Threads: use a Computation from tasks of the scheduler that runs the
 // client's Node, and destroy it there.
