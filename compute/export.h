@@ -62,9 +62,11 @@
 //    closed with terminate, or the client task lost, cancelled() becomes
 //    true and every Receive, waiting or later, gives kCancelled at once
 //    (messages still queued are dropped). The job should then return; it
-//    may still Send (a last result, pycos dispycos_kbd_int), and that
-//    message reaches reply_to before the job's end is reported. The client
-//    waits for a cancelled job to return up to ComputationOptions::timeout.
+//    may still Send (a last result, pycos dispycos_kbd_int): the client
+//    waits for a cancelled job to return, up to ComputationOptions::timeout,
+//    so that message reaches reply_to before Close or CloseWorker return
+//    and before the job's handle ends (a Terminate of the handle itself
+//    ends the handle at once; the message still comes, later).
 //  * Send(bytes) reaches the client task RunOptions::reply_to as the Value
 //    map {"job": <the job's id, as in status events>, "data": <bytes>}, in
 //    the order sent, each once; it blocks until the worker's networking has
