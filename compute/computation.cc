@@ -659,6 +659,21 @@ Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id
         lost = sent.code() != absl::StatusCode::kResourceExhausted;
       }
     }
+    if (terminated && link->inbox.valid() && !lost) {
+      // Terminated (Close or CloseWorker with terminate, or the caller,
+      // through the job's handle): a job with a context is cancelled (its
+      // Receive gives kCancelled) and waited for, up to the timeout, before
+      // it leaves its worker's jobs, so a last message it sends goes out
+      // before Close or CloseWorker may end its worker (compute/export.h).
+      absl::Status told = link->inbox.Send(Value::Map({{std::string(kJobCancelKey), true}}));
+      if (told.ok() && remote_task.valid()) {
+        (void)co_await remote_task.Join(s->options.timeout);
+      } else if (told.ok() && request != 0) {
+        bool lost_again = false, terminated_again = false;
+        (void)co_await AwaitAnswer(request, w, generation, &lost_again, &terminated_again, link, id,
+                                   s->options.timeout);
+      }
+    }
     WorkerSlot& slot = s->workers[w];
     if (slot.generation == generation) {
       slot.jobs.erase(id);
@@ -668,24 +683,10 @@ Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id
     Dispatch(*s);
     const absl::StatusCode code = result.ok() ? absl::StatusCode::kOk : result.status().code();
     if (terminated) {
-      // Terminated (Close with terminate, or the caller, through the job's
-      // handle): a job with a context is cancelled (its Receive gives
-      // kCancelled) and waited for, up to the timeout, so a last message it
-      // sends goes out before its worker may be ended (compute/export.h).
       // A bytes-only function cannot be stopped: it runs to its end and its
       // result is dropped (an I/O job's remote task is ended; a CPU job's
       // answer finds this task gone). A job with a context whose start was
       // not yet heard of is cancelled by its worker when this task ends.
-      if (link->inbox.valid() && !lost) {
-        absl::Status told = link->inbox.Send(Value::Map({{std::string(kJobCancelKey), true}}));
-        if (told.ok() && remote_task.valid()) {
-          (void)co_await remote_task.Join(s->options.timeout);
-        } else if (told.ok() && request != 0) {
-          bool lost_again = false, terminated_again = false;
-          (void)co_await AwaitAnswer(request, w, generation, &lost_again, &terminated_again, link, id,
-                                     s->options.timeout);
-        }
-      }
       if (remote_task.valid()) (void)remote_task.Terminate();
       EmitMap(*s, "job_terminated", JobFields(s->jobs[id], id));
       s->jobs.erase(id);

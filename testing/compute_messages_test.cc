@@ -236,6 +236,28 @@ PICOS_CORO_TEST(ComputeMessages, TerminateAndCloseCancelAndTheLastMessageArrives
   EXPECT_OK(stopped);
 }
 
+// CloseWorker with terminate cancels the job there, and its last message
+// arrives before CloseWorker returns and before the job's handle ends.
+PICOS_CORO_TEST(ComputeMessages, CloseWorkerWithTerminateCancelsItsJob) {
+  co_await WithCluster(2, "compute-messages-closeworker", [](compute::Computation& c, NodeProcess&) -> Task<absl::Status> {
+    compute::RunOptions ro = ReplyHere();
+    ro.where = c.workers()[0].uri;
+    PICOS_CO_ASSIGN_OR_RETURN(TaskRef job, co_await c.Run("echo", "", ro));
+    PICOS_CO_RETURN_IF_ERROR(job.Send(Value("x")));
+    PICOS_CO_ASSIGN_OR_RETURN(std::string x, co_await NextData());
+    EXPECT_EQ(x, "x");
+    PICOS_CO_RETURN_IF_ERROR(Monitor(Self(), job));
+    absl::Status closed = co_await c.CloseWorker(ro.where, /*restart=*/false, /*terminate=*/true);
+    EXPECT_OK(closed);
+    absl::StatusOr<Value> last = co_await Receive(absl::ZeroDuration());  // already here, before the monitor's
+    EXPECT_OK(last.status());
+    if (last.ok()) EXPECT_EQ(last->GetOr<std::string>("data", ""), "cancelled after 1") << last->DebugString();
+    absl::StatusOr<Value> r = co_await job.Join(kLong);
+    EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kCancelled));
+    co_return absl::OkStatus();
+  });
+}
+
 PICOS_CORO_TEST(ComputeMessages, MailboxIsBounded) {
   co_await WithCluster(1, "compute-messages-bound", [](compute::Computation& c, NodeProcess&) -> Task<absl::Status> {
     PICOS_CO_ASSIGN_OR_RETURN(TaskRef hold, co_await c.Run("hold", "", ReplyHere()));
