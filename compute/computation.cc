@@ -754,6 +754,36 @@ void LogDroppedJobMessage(const Value& m) {
 // (kJobMailboxLimit not yet taken); its bounded mailbox holds the rest. Ends
 // with the job's result. Terminated (or thrown into) first, it cancels the
 // job through its driver.
+// Forwards one message `m` of the job's handle to the job's inbox, first
+// waiting for the inbox and for credit. Not OK when the handle is
+// interrupted (terminated, thrown into, or the job ended). A coroutine of
+// its own so that the handle's frame, one per job, stays small: this one
+// lives only while a message is on its way.
+Task<absl::Status> ForwardToJob(std::shared_ptr<JobLink> link, Value m) {
+  if ((!m.is_bytes() && !m.is_string()) || m.as_string().size() > kJobMessageMaxBytes) {
+    LogDroppedJobMessage(m);
+    co_return absl::OkStatus();
+  }
+  while (!link->done && (!link->inbox.valid() || link->forwarded - link->consumed >= int64_t{kJobMailboxLimit})) {
+    std::shared_ptr<Event> e = link->change;
+    absl::Status waited = co_await e->Wait();
+    if (!waited.ok()) co_return waited;
+  }
+  if (link->done) co_return absl::OkStatus();
+  ++link->forwarded;
+  const TaskRef inbox = link->inbox;
+  Value::MapType forward;
+  forward[kJobDataKey] = Value::Bytes(m.as_string());
+  absl::Status sent = co_await SendWhenRoom(inbox, Value(std::move(forward)), absl::Seconds(60));
+  if (sent.ok() || sent.code() == absl::StatusCode::kCancelled || sent.code() == absl::StatusCode::kAborted) {
+    co_return sent;
+  }
+  // Its worker is lost: the message is lost with it (the job may run again
+  // elsewhere, with the messages sent from then on).
+  PICOS_LOG_LIMITED(warn, "compute: a message for a job not forwarded: {}", sent.ToString());
+  co_return absl::OkStatus();
+}
+
 Task<absl::StatusOr<Value>> JobHandle(std::shared_ptr<JobLink> link) {
   absl::Status why;  // what interrupted it
   for (;;) {
@@ -762,30 +792,8 @@ Task<absl::StatusOr<Value>> JobHandle(std::shared_ptr<JobLink> link) {
       why = m.status();
       break;
     }
-    if ((!m->is_bytes() && !m->is_string()) || m->as_string().size() > kJobMessageMaxBytes) {
-      LogDroppedJobMessage(*m);
-      continue;
-    }
-    while (!link->done && (!link->inbox.valid() || link->forwarded - link->consumed >= int64_t{kJobMailboxLimit})) {
-      std::shared_ptr<Event> e = link->change;
-      why = co_await e->Wait();
-      if (!why.ok()) break;
-    }
+    why = co_await ForwardToJob(link, *std::move(m));
     if (!why.ok() || link->done) break;
-    ++link->forwarded;
-    const TaskRef inbox = link->inbox;
-    Value::MapType forward;
-    forward[kJobDataKey] = Value::Bytes(m->as_string());
-    absl::Status sent = co_await SendWhenRoom(inbox, Value(std::move(forward)), absl::Seconds(60));
-    if (!sent.ok()) {
-      if (sent.code() == absl::StatusCode::kCancelled || sent.code() == absl::StatusCode::kAborted) {
-        why = sent;
-        break;
-      }
-      // Its worker is lost: the message is lost with it (the job may run
-      // again elsewhere, with the messages sent from then on).
-      PICOS_LOG_LIMITED(warn, "compute: a message for a job not forwarded: {}", sent.ToString());
-    }
   }
   if (link->done) co_return link->result;
   (void)link->driver.Throw(absl::CancelledError("the job's handle was terminated"));
