@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "compute/export.h"
 #include "compute/protocol.h"
 #include "core/kernel/log.h"
 #include "core/kernel/monitor.h"
@@ -92,11 +93,35 @@ struct WorkerSlot {
 
 struct JobEntry {
   std::string fn;
-  TaskRef task;
+  TaskRef task;    // the job's handle (JobHandle), what Run gave
+  TaskRef driver;  // RunJob: waits for a worker, the answer, a lost worker
   bool async = false;
   JobState state = JobState::kWaiting;
   std::string worker;
   absl::Time started = absl::InfinitePast();
+};
+
+// What a job's handle (the TaskRef Run gives), its driver (RunJob) and the
+// computation's job control task (JobControl) share: where the job's
+// messages go and how many more its worker takes (compute/protocol.h).
+struct JobLink {
+  TaskRef handle;
+  TaskRef driver;
+  // Each run of the job on a worker (a re-run after a lost worker is the
+  // next): what the worker's control messages name, so a stale one is
+  // ignored.
+  int64_t attempt = 0;
+  // The job's inbox on its worker, once a job with a context said it
+  // started; null before, and for a bytes-only function.
+  TaskRef inbox;
+  int64_t forwarded = 0;  // messages sent to `inbox` in this attempt
+  int64_t consumed = 0;   // of those, taken by the job (its worker's credit)
+  // Set (and replaced) whenever the above or `done` change.
+  std::shared_ptr<Event> change = std::make_shared<Event>();
+  bool done = false;
+  absl::StatusOr<Value> result = absl::UnknownError("not run");
+
+  void Changed() { std::exchange(change, std::make_shared<Event>())->Set(); }
 };
 
 // A job waiting for a worker: Dispatch picks one (`assigned`) or gives up
@@ -126,6 +151,11 @@ struct Computation::State {
   // none, Dispatch stops at the first CPU job no worker is free for.
   size_t pending_special = 0;
   std::map<uint64_t, JobEntry> jobs;
+  // Jobs whose handle may still forward messages, by id.
+  std::map<uint64_t, std::shared_ptr<JobLink>> links;
+  // Takes the workers' job control messages (JobControl); spawned with the
+  // first job.
+  TaskRef jobctl;
   uint64_t next_job = 0;
   // Tags each CPU job sent to a job loop, so its answer is matched to it.
   int64_t next_request = 0;
@@ -327,7 +357,7 @@ void MarkWorkerLost(std::shared_ptr<State> s, size_t w, uint64_t generation, con
   for (uint64_t id : slot.jobs) {
     auto j = s->jobs.find(id);
     if (j == s->jobs.end() || j->second.async) continue;
-    (void)j->second.task.Send(Value::Map({{std::string(kLostKey), static_cast<int64_t>(w)},
+    (void)j->second.driver.Send(Value::Map({{std::string(kLostKey), static_cast<int64_t>(w)},
                                           {"generation", static_cast<int64_t>(generation)},
                                           {"why", why}}));
   }
@@ -488,20 +518,53 @@ Value::MapType JobFields(const JobEntry& j, uint64_t id) {
   return {{"job", id}, {"task", j.task}, {"fn", j.fn}, {"worker", j.worker}};
 }
 
+// A worker's job control message for job `job` (compute/protocol.h): that
+// it started (its inbox) or how many messages it took. Network input: a
+// malformed one is logged and dropped, a stale one (another attempt, or
+// another job) ignored.
+void ApplyControl(JobLink& link, uint64_t job, const Value& msg) {
+  uint64_t id = 0;
+  int64_t attempt = 0, consumed = -1;
+  TaskRef inbox;
+  absl::Status read = MessageReader(msg)
+                          .Get(kJobCtlKey, &id)
+                          .Get("attempt", &attempt)
+                          .Optional("inbox", &inbox)
+                          .Optional("consumed", &consumed)
+                          .status();
+  if (!read.ok()) {
+    PICOS_LOG_LIMITED(warn, "compute: malformed job control message: {}", read.ToString());
+    return;
+  }
+  if (id != job || attempt != link.attempt) return;
+  if (inbox.valid()) link.inbox = inbox;
+  if (consumed > link.consumed && consumed <= link.forwarded) link.consumed = consumed;
+  link.Changed();
+}
+
 // The answer of the job loop to CPU job `request` sent to slot `w` of
 // `generation`: its value, its error (the worker's status, read as network
 // input), or kUnavailable with *lost set when MarkWorkerLost says the worker
 // is gone first; *terminated when this task is terminated meanwhile.
+// The job's control messages (ApplyControl) come here too, and are applied
+// to `link` meanwhile.
 Task<absl::StatusOr<Value>> AwaitAnswer(int64_t request, size_t w, uint64_t generation, bool* lost,
-                                        bool* terminated) {
-  auto mine = [request, w, generation](const Value& v) {
-    if (!v.is_map()) return false;
-    if (const Value* r = v.Find(kJobReplyKey); r != nullptr) return r->is_int() && r->as_int() == request;
-    const Value* l = v.Find(kLostKey);
-    return l != nullptr && l->is_int() && l->as_int() == static_cast<int64_t>(w) &&
-           v.GetOr<int64_t>("generation", -1) == static_cast<int64_t>(generation);
-  };
-  absl::StatusOr<Value> m = co_await ReceiveMatching(std::move(mine));
+                                        bool* terminated, std::shared_ptr<JobLink> link, uint64_t job,
+                                        absl::Duration timeout = absl::InfiniteDuration()) {
+  absl::StatusOr<Value> m = absl::UnknownError("no answer");
+  for (;;) {
+    auto mine = [request, w, generation](const Value& v) {
+      if (!v.is_map()) return false;
+      if (v.Find(kJobCtlKey) != nullptr) return true;
+      if (const Value* r = v.Find(kJobReplyKey); r != nullptr) return r->is_int() && r->as_int() == request;
+      const Value* l = v.Find(kLostKey);
+      return l != nullptr && l->is_int() && l->as_int() == static_cast<int64_t>(w) &&
+             v.GetOr<int64_t>("generation", -1) == static_cast<int64_t>(generation);
+    };
+    m = co_await ReceiveMatching(std::move(mine), timeout);
+    if (!m.ok() || m->Find(kJobCtlKey) == nullptr) break;
+    ApplyControl(*link, job, *m);
+  }
   if (!m.ok()) {
     *terminated = true;
     co_return m.status();
@@ -517,10 +580,18 @@ Task<absl::StatusOr<Value>> AwaitAnswer(int64_t request, size_t w, uint64_t gene
                          m->GetOr<std::string>("message", "(no message)").substr(0, 4096));
 }
 
-Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::string fn, std::string arg,
-                                   bool async, std::string where) {
+Task<> JobControl(std::shared_ptr<State> s);
+
+Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id, std::string fn, std::string arg,
+                                           bool async, std::string where, TaskRef reply_to,
+                                           std::shared_ptr<JobLink> link) {
   int retries = 0;
   for (;;) {
+    // A new attempt: messages go to the inbox its worker will name (the
+    // handle, finding none, waits: nothing to wake).
+    ++link->attempt;
+    link->inbox = TaskRef();
+    link->forwarded = link->consumed = 0;
     auto p = std::make_shared<Pending>();
     p->job = id;
     p->async = async;
@@ -562,9 +633,27 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
     bool lost = false;        // the worker was lost first
     bool terminated = false;  // this task was terminated
     TaskRef remote_task;      // an I/O job's task on the worker
+    int64_t request = 0;      // a CPU job's tag
+    // Job messaging (compute/protocol.h): who the job's Send reaches, where
+    // its worker says it started and how many messages it took.
+    Value::MapType m;
+    m["job"] = Value(id);
+    m["attempt"] = Value(link->attempt);
+    if (reply_to.valid()) m["to"] = Value(reply_to);
+    m["fn"] = Value(fn);
+    m["arg"] = Value::Bytes(arg);
     if (async) {
       // Any number at once beside the CPU job: a remote task each.
-      Value request = Value::Map({{"fn", fn}, {"arg", Value::Bytes(arg)}, {"async", true}});
+      m["async"] = Value(true);
+      m["owner"] = Value(Self());
+      // This task waits in Join: the computation's control task takes the
+      // job's control messages (a CPU job's come to this task, reply_to).
+      if (!s->jobctl.valid()) {
+        s->jobctl =
+            ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.jobctl", .daemon = true}, JobControl, s);
+      }
+      m["ctl"] = Value(s->jobctl);
+      Value request = Value(std::move(m));
       absl::StatusOr<TaskRef> t = co_await service.Run(std::move(request), s->options.timeout);
       if (t.ok()) {
         started = true;
@@ -578,20 +667,32 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
       lost = c == absl::StatusCode::kUnavailable;
     } else {
       // A message to the worker's job loop, its answer a message back.
-      const int64_t request = ++s->next_request;
-      Value::MapType m;
+      request = ++s->next_request;
       m["id"] = Value(request);
-      m["fn"] = Value(fn);
-      m["arg"] = Value::Bytes(arg);
       m["reply_to"] = Value(Self());
       absl::Status sent = loop.Send(Value(std::move(m)));
       if (sent.ok()) {
         started = true;
-        result = co_await AwaitAnswer(request, w, generation, &lost, &terminated);
+        result = co_await AwaitAnswer(request, w, generation, &lost, &terminated, link, id);
       } else {
         result = sent;
         // Backpressure is the job's error; anything else: the loop is gone.
         lost = sent.code() != absl::StatusCode::kResourceExhausted;
+      }
+    }
+    if (terminated && link->inbox.valid() && !lost) {
+      // Terminated (Close or CloseWorker with terminate, or the caller,
+      // through the job's handle): a job with a context is cancelled (its
+      // Receive gives kCancelled) and waited for, up to the timeout, before
+      // it leaves its worker's jobs, so a last message it sends goes out
+      // before Close or CloseWorker may end its worker (compute/export.h).
+      absl::Status told = link->inbox.Send(Value::Map({{std::string(kJobCancelKey), true}}));
+      if (told.ok() && remote_task.valid()) {
+        (void)co_await remote_task.Join(s->options.timeout);
+      } else if (told.ok() && request != 0) {
+        bool lost_again = false, terminated_again = false;
+        (void)co_await AwaitAnswer(request, w, generation, &lost_again, &terminated_again, link, id,
+                                   s->options.timeout);
       }
     }
     WorkerSlot& slot = s->workers[w];
@@ -603,12 +704,14 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
     Dispatch(*s);
     const absl::StatusCode code = result.ok() ? absl::StatusCode::kOk : result.status().code();
     if (terminated) {
-      // Terminated (Close with terminate, or the caller): the worker cannot
-      // stop the function; it drops the result (an I/O job's remote task is
-      // ended; a CPU job's answer finds this task gone).
+      // A bytes-only function cannot be stopped: it runs to its end and its
+      // result is dropped (an I/O job's remote task is ended; a CPU job's
+      // answer finds this task gone). A job with a context whose start was
+      // not yet heard of is cancelled by its worker when this task ends.
       if (remote_task.valid()) (void)remote_task.Terminate();
       EmitMap(*s, "job_terminated", JobFields(s->jobs[id], id));
       s->jobs.erase(id);
+      NotifyChange(*s);  // Close may wait for it (and waited above)
       co_return result;
     }
     if (!lost) {
@@ -641,6 +744,110 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
     again.state = JobState::kWaiting;
     again.worker.clear();
     again.started = absl::InfinitePast();
+  }
+}
+
+// A job's driver: runs it (RunJobAttempts), then hands its result to the
+// job's handle, which ends with it.
+Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::string fn, std::string arg,
+                                   bool async, std::string where, TaskRef reply_to, std::shared_ptr<JobLink> link) {
+  absl::StatusOr<Value> r =
+      co_await RunJobAttempts(s, id, std::move(fn), std::move(arg), async, std::move(where), std::move(reply_to), link);
+  link->done = true;
+  link->result = r;
+  link->Changed();
+  (void)link->handle.Throw(absl::AbortedError("picos.compute: the job ended"));
+  s->links.erase(id);
+  co_return r;
+}
+
+// What Close and CloseWorker with terminate throw into a job's handle.
+constexpr char kClosedWithTerminate[] = "the job was cancelled: closed with terminate";
+
+void LogDroppedJobMessage(const Value& m) {
+  PICOS_LOG_LIMITED(warn, "compute: a message for a job that is not bytes or a string (or over {} bytes) is dropped: {}",
+                    kJobMessageMaxBytes, m.DebugString().substr(0, 120));
+}
+
+// The job's handle, the TaskRef Run gives (computation.h): forwards the
+// messages sent to it to the job's inbox on its worker, in order, holding
+// them while the job has not started or its worker has no room
+// (kJobMailboxLimit not yet taken); its bounded mailbox holds the rest. Ends
+// with the job's result. Terminated (or thrown into) first, it cancels the
+// job through its driver.
+// Forwards one message `m` of the job's handle to the job's inbox, first
+// waiting for the inbox and for credit. Not OK when the handle is
+// interrupted (terminated, thrown into, or the job ended). A coroutine of
+// its own so that the handle's frame, one per job, stays small: this one
+// lives only while a message is on its way.
+Task<absl::Status> ForwardToJob(std::shared_ptr<JobLink> link, Value m) {
+  if ((!m.is_bytes() && !m.is_string()) || m.as_string().size() > kJobMessageMaxBytes) {
+    LogDroppedJobMessage(m);
+    co_return absl::OkStatus();
+  }
+  while (!link->done && (!link->inbox.valid() || link->forwarded - link->consumed >= int64_t{kJobMailboxLimit})) {
+    std::shared_ptr<Event> e = link->change;
+    absl::Status waited = co_await e->Wait();
+    if (!waited.ok()) co_return waited;
+  }
+  if (link->done) co_return absl::OkStatus();
+  ++link->forwarded;
+  const TaskRef inbox = link->inbox;
+  Value::MapType forward;
+  forward[kJobDataKey] = Value::Bytes(m.as_string());
+  absl::Status sent = co_await SendWhenRoom(inbox, Value(std::move(forward)), absl::Seconds(60));
+  if (sent.ok() || sent.code() == absl::StatusCode::kCancelled || sent.code() == absl::StatusCode::kAborted) {
+    co_return sent;
+  }
+  // Its worker is lost: the message is lost with it (the job may run again
+  // elsewhere, with the messages sent from then on).
+  PICOS_LOG_LIMITED(warn, "compute: a message for a job not forwarded: {}", sent.ToString());
+  co_return absl::OkStatus();
+}
+
+Task<absl::StatusOr<Value>> JobHandle(std::shared_ptr<JobLink> link) {
+  absl::Status why;  // what interrupted it
+  for (;;) {
+    absl::StatusOr<Value> m = co_await Receive();
+    if (!m.ok()) {
+      why = m.status();
+      break;
+    }
+    why = co_await ForwardToJob(link, *std::move(m));
+    if (!why.ok() || link->done) break;
+  }
+  if (link->done) co_return link->result;
+  (void)link->driver.Throw(absl::CancelledError("the job's handle was terminated"));
+  if (why.code() == absl::StatusCode::kCancelled && why.message() == kClosedWithTerminate) {
+    // Close or CloseWorker with terminate threw this (a Terminate would end
+    // the task at its next wait): the job's end is waited for, so its last
+    // message reaches reply_to before this handle ends (computation.h).
+    while (!link->done) {
+      std::shared_ptr<Event> e = link->change;
+      absl::Status waited = co_await e->Wait();
+      if (!waited.ok() && !link->done) break;
+    }
+    co_return absl::CancelledError(kClosedWithTerminate);
+  }
+  co_return absl::CancelledError("the job was terminated");
+}
+
+// The computation's job control task: the workers' messages that a job
+// with a context started (its inbox) and how many messages it took
+// (compute/protocol.h). Network input: malformed or stale ones are dropped.
+Task<> JobControl(std::shared_ptr<State> s) {
+  for (;;) {
+    absl::StatusOr<Value> msg = co_await Receive();
+    if (!msg.ok()) co_return;
+    const uint64_t job = msg->GetOr<uint64_t>(kJobCtlKey, 0);
+    auto it = s->links.find(job);
+    if (it == s->links.end()) {
+      if (!msg->is_map() || msg->Find(kJobCtlKey) == nullptr) {
+        PICOS_LOG_LIMITED(warn, "compute: malformed job control message: {}", msg->DebugString().substr(0, 120));
+      }
+      continue;  // ended
+    }
+    ApplyControl(*it->second, job, *msg);
   }
 }
 
@@ -807,7 +1014,7 @@ size_t NodesInUse(const State& s) {
 }
 
 Task<absl::StatusOr<TaskRef>> SpawnJob(std::shared_ptr<State> s, std::string fn, std::string arg, bool async,
-                                       std::string where) {
+                                       std::string where, TaskRef reply_to = TaskRef()) {
   if ((s->workers.empty() && !s->shared) || s->closed) {
     co_return absl::FailedPreconditionError("jobs need a scheduled computation that is not closed");
   }
@@ -817,10 +1024,19 @@ Task<absl::StatusOr<TaskRef>> SpawnJob(std::shared_ptr<State> s, std::string fn,
     if (!known) co_return absl::NotFoundError(absl::StrCat("no worker of computation ", s->id, " at ", where));
   }
   const uint64_t id = ++s->next_job;
+  auto link = std::make_shared<JobLink>();
+  s->links[id] = link;
   JobEntry& job = s->jobs[id];
   job.fn = fn;
   job.async = async;
-  job.task = ThisScheduler().Spawn(RunJob, s, id, std::move(fn), std::move(arg), async, std::move(where));
+  // The handle first: the driver hands it the result, even at once.
+  link->handle = ThisScheduler().Spawn(
+      SpawnOptions{.name = "picos.compute.job", .mailbox_limit = static_cast<uint32_t>(kJobMailboxLimit)}, JobHandle,
+      link);
+  link->driver = ThisScheduler().Spawn(RunJob, s, id, std::move(fn), std::move(arg), async, std::move(where),
+                                       std::move(reply_to), link);
+  job.task = link->handle;
+  job.driver = link->driver;
   co_return job.task;
 }
 
@@ -1183,6 +1399,7 @@ Computation::~Computation() {
   Dispatch(s);
   if (s.receiver.valid()) (void)s.receiver.Terminate();
   if (s.shares_task.valid()) (void)s.shares_task.Terminate();
+  if (s.jobctl.valid()) (void)s.jobctl.Terminate();
   for (NodeEntry& n : s.nodes) {
     if (n.watcher.valid()) (void)n.watcher.Terminate();
   }
@@ -1225,6 +1442,10 @@ Task<absl::StatusOr<TaskRef>> Computation::RunAsync(std::string fn, std::string 
 Task<absl::StatusOr<TaskRef>> Computation::RunAsyncAt(std::string where, std::string fn, std::string arg) {
   co_return co_await SpawnJob(state_, std::move(fn), std::move(arg), true, std::move(where));
 }
+Task<absl::StatusOr<TaskRef>> Computation::Run(std::string fn, std::string arg, RunOptions options) {
+  co_return co_await SpawnJob(state_, std::move(fn), std::move(arg), options.async, std::move(options.where),
+                              std::move(options.reply_to));
+}
 
 absl::Status Computation::SuspendWorker(const std::string& uri) { return SetWorkerSuspended(*state_, uri, true); }
 absl::Status Computation::ResumeWorker(const std::string& uri) { return SetWorkerSuspended(*state_, uri, false); }
@@ -1247,7 +1468,7 @@ Task<absl::Status> CloseWorkerIn(std::shared_ptr<State> s, std::string uri, bool
   found->restarting = restart;
   Dispatch(*s);
   if (terminate) {
-    for (uint64_t id : found->jobs) (void)s->jobs[id].task.Terminate();
+    for (uint64_t id : found->jobs) (void)s->jobs[id].task.Throw(absl::CancelledError(kClosedWithTerminate));
   }
   for (;;) {
     const WorkerSlot& slot = s->workers[w];
@@ -1287,7 +1508,7 @@ Task<absl::Status> Computation::Close(CloseOptions options) {
   Dispatch(*s);  // waiting jobs fail
   for (auto& [id, job] : s->jobs) {
     if (job.state == JobState::kRunning && (options.terminate || (job.async && !options.await_io))) {
-      (void)job.task.Terminate();
+      (void)job.task.Throw(absl::CancelledError(kClosedWithTerminate));
     }
   }
   while (AnyRunning(*s, true, true)) {
@@ -1323,6 +1544,7 @@ Task<absl::Status> Computation::Close(CloseOptions options) {
   if (s->receiver.valid()) (void)s->receiver.Terminate();
   // Leaving the shared scheduler: it monitors this task.
   if (s->shares_task.valid()) (void)s->shares_task.Terminate();
+  if (s->jobctl.valid()) (void)s->jobctl.Terminate();
   Emit(*s, "computation_closed");
   co_return first;
 }

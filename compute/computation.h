@@ -18,6 +18,50 @@
 //
 // Functions take and give bytes (compute/export.h says why).
 //
+// A job is a remote task (pycos: a job's rtask). The TaskRef Run gives is
+// the job's handle on the client: Join gives its result, Monitor reports
+// its end, Terminate cancels it, and Send messages it. A function
+// registered with PICOS_COMPUTE_JOB (compute/export.h) gets a Job: its
+// Receive gives the messages sent to the handle, and its Send reaches the
+// task given as RunOptions::reply_to:
+//
+//   picos::compute::RunOptions ro;
+//   ro.reply_to = picos::Self();
+//   absl::StatusOr<picos::TaskRef> job = co_await c->Run("sum", "", ro);
+//   (void)job->Send(picos::Value("5"));
+//   absl::StatusOr<picos::Value> m = co_await picos::Receive();
+//   // {"job": <the job's id>, "data": Value::Bytes("5")}
+//
+// Messaging guarantees, each tested with real picos-node workers
+// (testing/compute_messages_test.cc):
+//  * Messages sent to the handle (bytes or strings; other Values are dropped
+//    with a log line) reach the job's Receive in the order sent, each once,
+//    for Run, RunAt and RunAsync jobs alike. Sent before the job started on
+//    a worker, they are held on the client and given once it starts; sent
+//    while the job computes without receiving, they wait in its mailbox
+//    (kJobMailboxLimit on the worker and as many more in the handle's
+//    mailbox, then Send gives kResourceExhausted; Deliver waits for room).
+//  * The job's Send reaches reply_to as {"job": <id>, "data": <bytes>}, in
+//    the order sent, each once.
+//  * Close({.terminate = true}), CloseWorker(terminate) and Terminate on
+//    the handle cancel the job: its Receive gives kCancelled
+//    (compute/export.h) and it may still send a last message. With Close
+//    and CloseWorker the client waits, up to ComputationOptions::timeout,
+//    for the job to return, so that last message reaches reply_to before
+//    the handle ends (its Join gives kCancelled, its monitors hear of it)
+//    and before Close returns (pycos dispycos_kbd_int). Terminate ends the
+//    handle at once (as it ends any task); the job is cancelled all the
+//    same and its last message comes later. A bytes-only function cannot
+//    be cancelled (see Close below).
+//  * A message sent to a job that has ended gets kFailedPrecondition (the
+//    handle has ended); messages still held when it ends, or not yet taken
+//    by the job when it returns, are dropped. A message for a bytes-only
+//    function is held until it ends, then dropped. Messages forwarded to a
+//    worker that is lost are lost with it; a job run again elsewhere gets
+//    those sent from then on.
+//  * What crosses the network is checked: a malformed job, control or inbox
+//    message is logged and dropped, never a crash (compute/protocol.h).
+//
 // Jobs. Run (a CPU job) gives at once the handle of a local task that waits
 // for a worker with no CPU job (one CPU job per worker at a time, the
 // least loaded first, waiting jobs served first come first served; with
@@ -140,7 +184,9 @@
 // process's death, once its peer is found lost.
 //
 // Not yet (issue 12): data files, setup hooks and enable_node/enable_worker,
-// discovery of nodes, CloseNode/RestartNode.
+// discovery of nodes, CloseNode/RestartNode; jobs that register a name and
+// message each other directly (today they reach each other through a client
+// task that relays, examples/dispycos_mas.cc).
 //
 // Threads: use a Computation from tasks of the scheduler that runs the
 // client's Node, and destroy it there.
@@ -247,6 +293,17 @@ struct JobInfo {
   absl::Time started;      // when it started on its worker (InfinitePast while waiting)
 };
 
+// How Run starts a job (see the top of this file).
+struct RunOptions {
+  // A node or worker URI (as RunAt), or empty for the least loaded worker.
+  std::string where;
+  // An I/O job (as RunAsync).
+  bool async = false;
+  // The task (local or remote) that the job's Send reaches; null: the job's
+  // Send gives kFailedPrecondition.
+  TaskRef reply_to;
+};
+
 struct CloseOptions {
   bool await_io = false;
   bool terminate = false;
@@ -275,6 +332,8 @@ class Computation {
   // file). kFailedPrecondition before a Schedule gave a worker, or after
   // Close. Suspends only to spawn.
   Task<absl::StatusOr<TaskRef>> Run(std::string fn, std::string arg);
+  // Run with options: where, async, reply_to (see RunOptions).
+  Task<absl::StatusOr<TaskRef>> Run(std::string fn, std::string arg, RunOptions options);
   // Run on the node or worker `where` (a URI Schedule used, or one a worker
   // event named). kNotFound if no worker of the computation is there.
   Task<absl::StatusOr<TaskRef>> RunAt(std::string where, std::string fn, std::string arg);

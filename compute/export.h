@@ -15,6 +15,22 @@
 //   }
 //   PICOS_COMPUTE_FUNCTION(square, Square);
 //
+//   // A job that talks (a remote task, issue 12): it gets a Job with its
+//   // argument, Send (to the client task given as RunOptions::reply_to)
+//   // and Receive (the messages sent to the job's TaskRef on the client).
+//   int Sum(picos::compute::Job& job, std::string* out) {
+//     int64_t total = 0;
+//     std::string m;
+//     while (job.Receive(&m, std::chrono::seconds(60)) == picos::compute::Job::kOk) {
+//       if (m == "end") break;
+//       total += std::stoll(m);
+//       job.Send(std::to_string(total));          // a running total back
+//     }
+//     *out = std::to_string(total);
+//     return 0;
+//   }
+//   PICOS_COMPUTE_JOB(sum, Sum);
+//
 // Why bytes and a C ABI: the library must link nothing of picos's
 // implementation (a second copy of the kernel or of a registry inside the
 // library would be a private one the worker never sees), so what crosses
@@ -29,10 +45,45 @@
 // runs on a thread of the worker's own (not the one its networking runs
 // on, so a long job does not make the worker look dead), one job at a time
 // per worker; it may block.
+//
+// The job context (PICOS_COMPUTE_JOB), each guarantee tested with real
+// workers (testing/compute_messages_test.cc):
+//  * Receive gives, in the order they were sent, the messages sent to the
+//    job's TaskRef on the client (Computation::Run's): a message that is
+//    bytes or a string, as its bytes (any other Value is dropped there, with
+//    a log line). Messages sent before the job started on its worker are
+//    held on the client and given first. They wait in the job's mailbox
+//    while it computes without receiving; the mailbox holds at most
+//    kJobMailboxLimit messages on the worker and as many more on the client,
+//    then TaskRef::Send on the job's handle gives kResourceExhausted (a
+//    remote sender: the message is dropped there, as for any bounded picos
+//    mailbox). Receive gives kDeadlineExceeded when `timeout` passes.
+//  * Cancellation: when the job's TaskRef is terminated, the computation
+//    closed with terminate, or the client task lost, cancelled() becomes
+//    true and every Receive, waiting or later, gives kCancelled at once
+//    (messages still queued are dropped). The job should then return; it
+//    may still Send (a last result, pycos dispycos_kbd_int): the client
+//    waits for a cancelled job to return, up to ComputationOptions::timeout,
+//    so that message reaches reply_to before Close or CloseWorker return
+//    and before the job's handle ends (a Terminate of the handle itself
+//    ends the handle at once; the message still comes, later).
+//  * Send(bytes) reaches the client task RunOptions::reply_to as the Value
+//    map {"job": <the job's id, as in status events>, "data": <bytes>}, in
+//    the order sent, each once; it blocks until the worker's networking has
+//    queued it (kUnavailable if the client is lost, kFailedPrecondition
+//    without a reply_to, kInvalidArgument beyond kJobMessageMaxBytes).
+//  * A bytes-only function (PICOS_COMPUTE_FUNCTION) has no mailbox:
+//    messages sent to its TaskRef are dropped when it ends.
+//
+// Versions: the library exports kComputeAbiSymbol, the kComputeAbiVersion
+// of this header; a worker refuses (its start fails, with both versions in
+// the message) a library built against another one, or none.
 #ifndef PICOS_COMPUTE_EXPORT_H_
 #define PICOS_COMPUTE_EXPORT_H_
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -46,10 +97,40 @@ typedef void (*PicosComputeAppend)(void* ctx, const char* data, size_t n);
 // appended are the result), nonzero for failure (they are the message).
 typedef int (*PicosComputeFn)(const char* arg, size_t arg_len, void* ctx, PicosComputeAppend append);
 
+// What a job function with a context gets from the worker: its argument
+// and the worker's calls, each taking `ctx`. Codes are absl::StatusCode
+// numbers (0 OK, 1 cancelled, 3 invalid argument, 4 deadline exceeded,
+// 8 resource exhausted, 9 failed precondition, 14 unavailable).
+struct PicosComputeJobOps {
+  void* ctx;
+  const char* arg;
+  size_t arg_len;
+  // The job's id on its client (Value "job" of its status events).
+  uint64_t job_id;
+  // Sends n bytes to the job's reply_to. Blocks until queued.
+  int (*send)(void* ctx, const char* data, size_t n);
+  // Waits up to timeout_ns (negative: no limit) for the next message and
+  // appends it to `out` with `append`; 0, 1 (cancelled) or 4 (deadline).
+  int (*receive)(void* ctx, int64_t timeout_ns, void* out, PicosComputeAppend append);
+  // Nonzero once the job is cancelled.
+  int (*cancelled)(void* ctx);
+  // Appends to the job's result (or, when it fails, its message).
+  void (*append_result)(void* ctx, const char* data, size_t n);
+};
+
+// A job's entry point with a context: 0 for success, nonzero for failure.
+typedef int (*PicosComputeJobFn)(const PicosComputeJobOps* ops);
+
+// One registered function: exactly one of fn (bytes in, bytes out) and
+// job_fn (with a context) is set.
 struct PicosComputeEntry {
   const char* name;
   PicosComputeFn fn;
+  PicosComputeJobFn job_fn;
 };
+
+// What dlsym(kComputeAbiSymbol) gives: the library's kComputeAbiVersion.
+typedef int (*PicosComputeAbiFn)(void);
 
 // What dlsym(kComputeTableSymbol) gives: the library's table, its length in
 // *n.
@@ -60,11 +141,64 @@ typedef const PicosComputeEntry* (*PicosComputeTableFn)(size_t* n);
 namespace picos::compute {
 
 inline constexpr char kComputeTableSymbol[] = "picos_compute_table";
+inline constexpr char kComputeAbiSymbol[] = "picos_compute_abi";
+// The layout of the structs above: a worker runs only libraries built
+// against its own version. 2: job contexts (1 had none, and no symbol).
+inline constexpr int kComputeAbiVersion = 2;
 // Most functions one library registers (the worker reads no more).
 inline constexpr size_t kMaxComputeFunctions = 1024;
+// Most messages a job's mailbox holds on its worker (and, again, on the
+// client), see the top of this file.
+inline constexpr size_t kJobMailboxLimit = 1024;
+// Largest message a job sends or receives, in bytes.
+inline constexpr size_t kJobMessageMaxBytes = 16 << 20;
 
 // A job function as a user writes it.
 using ComputeFunction = int (*)(std::string_view arg, std::string* out);
+
+// A running job as a function registered with PICOS_COMPUTE_JOB sees it.
+// Use it on the job's thread only (the one that called the function).
+class Job {
+ public:
+  // Codes (absl::StatusCode numbers: the library links no Abseil of picos).
+  enum Code : int {
+    kOk = 0,
+    kCancelled = 1,
+    kInvalidArgument = 3,
+    kDeadlineExceeded = 4,
+    kResourceExhausted = 8,
+    kFailedPrecondition = 9,
+    kUnavailable = 14,
+  };
+
+  explicit Job(const PicosComputeJobOps* ops) : ops_(ops) {}
+  Job(const Job&) = delete;
+  Job& operator=(const Job&) = delete;
+
+  std::string_view arg() const { return std::string_view(ops_->arg, ops_->arg_len); }
+  uint64_t id() const { return ops_->job_id; }
+
+  // Sends `bytes` to the job's reply_to (see the top of this file).
+  Code Send(std::string_view bytes) { return static_cast<Code>(ops_->send(ops_->ctx, bytes.data(), bytes.size())); }
+
+  // The next message into *out (replacing it): kOk, kCancelled, or
+  // kDeadlineExceeded once `timeout` passes (a negative one: no limit).
+  Code Receive(std::string* out, std::chrono::nanoseconds timeout = std::chrono::nanoseconds(-1)) {
+    out->clear();
+    return static_cast<Code>(ops_->receive(ops_->ctx, static_cast<int64_t>(timeout.count()), out, &AppendString));
+  }
+
+  // True once the job is cancelled (see the top of this file).
+  bool cancelled() const { return ops_->cancelled(ops_->ctx) != 0; }
+
+ private:
+  static void AppendString(void* out, const char* data, size_t n) { static_cast<std::string*>(out)->append(data, n); }
+  const PicosComputeJobOps* ops_;
+};
+
+// A job function with a context as a user writes it: 0 for success with
+// the result in *out, nonzero with an error message in *out.
+using JobFunction = int (*)(Job& job, std::string* out);
 
 namespace export_internal {
 
@@ -95,17 +229,24 @@ extern "C" __attribute__((visibility("default"))) inline const PicosComputeEntry
   return t.entries;
 }
 
+// The ABI version this library was built against (kComputeAbiSymbol).
+extern "C" __attribute__((visibility("default"))) inline int picos_compute_abi(void) {
+  return picos::compute::kComputeAbiVersion;
+}
+
 namespace picos::compute::export_internal {
 
-inline bool Add(const char* name, PicosComputeFn fn) {
+inline bool Add(const char* name, PicosComputeFn fn, PicosComputeJobFn job_fn = nullptr) {
   volatile PicosComputeTableFn keep = &picos_compute_table;  // see picos_compute_table
   (void)keep;
+  volatile PicosComputeAbiFn keep_abi = &picos_compute_abi;
+  (void)keep_abi;
   Table& t = TheTable();
   for (size_t i = 0; i < t.n; ++i) {
     if (std::strcmp(t.entries[i].name, name) == 0) return false;
   }
   if (t.n == kMaxComputeFunctions) return false;
-  t.entries[t.n++] = PicosComputeEntry{name, fn};
+  t.entries[t.n++] = PicosComputeEntry{name, fn, job_fn};
   return true;
 }
 
@@ -117,6 +258,15 @@ int Thunk(const char* arg, size_t arg_len, void* ctx, PicosComputeAppend append)
   return rc;
 }
 
+template <JobFunction F>
+int JobThunk(const PicosComputeJobOps* ops) {
+  Job job(ops);
+  std::string out;
+  const int rc = F(job, &out);
+  ops->append_result(ops->ctx, out.data(), out.size());
+  return rc;
+}
+
 }  // namespace picos::compute::export_internal
 
 // Registers `fn` (a picos::compute::ComputeFunction) under the name `name`
@@ -124,5 +274,11 @@ int Thunk(const char* arg, size_t arg_len, void* ctx, PicosComputeAppend append)
 #define PICOS_COMPUTE_FUNCTION(name, fn)                                                          \
   [[maybe_unused]] static const bool picos_compute_registered_##name =                          \
       ::picos::compute::export_internal::Add(#name, &::picos::compute::export_internal::Thunk<fn>)
+
+// Registers `fn` (a picos::compute::JobFunction, which gets a Job) under
+// the name `name`.
+#define PICOS_COMPUTE_JOB(name, fn)                                                               \
+  [[maybe_unused]] static const bool picos_compute_registered_##name =                          \
+      ::picos::compute::export_internal::Add(#name, nullptr, &::picos::compute::export_internal::JobThunk<fn>)
 
 #endif  // PICOS_COMPUTE_EXPORT_H_

@@ -76,7 +76,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
+#include <future>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -98,6 +103,7 @@
 #include "core/io/process.h"
 #include "core/io/thread_pool.h"
 #include "core/kernel/log.h"
+#include "core/kernel/monitor.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
 #include "core/kernel/task.h"
@@ -115,8 +121,15 @@ ABSL_FLAG(int, worker_io_threads, 16, "(internal) worker mode: threads for RunAs
 namespace picos::compute {
 namespace {
 
+// A function of the worker's library: exactly one of the two is set
+// (compute/export.h).
+struct Function {
+  PicosComputeFn fn = nullptr;
+  PicosComputeJobFn job_fn = nullptr;
+};
+
 // The worker's functions, from its library.
-absl::flat_hash_map<std::string, PicosComputeFn>* g_functions = nullptr;
+absl::flat_hash_map<std::string, Function>* g_functions = nullptr;
 // Jobs run on a thread of their own, never on the scheduler's: a job that
 // computes for minutes does not stop its worker answering heartbeats (it
 // would look dead to its client) nor receiving messages.
@@ -125,8 +138,167 @@ ThreadPool* g_job_thread = nullptr;
 // threads of their own, so they neither wait for nor delay the CPU job.
 ThreadPool* g_io_threads = nullptr;
 std::string* g_function_names = nullptr;
+// The worker's scheduler: what a job's thread posts its sends to.
+Scheduler* g_scheduler = nullptr;
 
 void AppendTo(void* ctx, const char* data, size_t n) { static_cast<std::string*>(ctx)->append(data, n); }
+
+// The mailbox of a running job with a context (compute/export.h): its inbox
+// task fills it on the scheduler's thread, the job's thread takes from it.
+struct JobMailbox {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> queue;
+  bool cancelled = false;
+  uint64_t consumed = 0;
+
+  void Cancel() {
+    std::lock_guard<std::mutex> l(mu);
+    cancelled = true;
+    queue.clear();
+    cv.notify_all();
+  }
+};
+
+// Every mailbox of a running job, so that a worker that ends cancels them
+// (a job blocked in Receive would otherwise keep its thread, and the pool's
+// destructor, waiting forever). Scheduler thread only.
+absl::flat_hash_map<JobMailbox*, std::shared_ptr<JobMailbox>>* g_mailboxes = nullptr;
+
+// A job's inbox (compute/protocol.h): messages for its Receive, a cancel,
+// or the end of its client-side task (a monitor message), which cancels it.
+// Ends when the job does (terminated). Everything here is network input: a
+// malformed message is logged and dropped; a client that forwards beyond
+// the credit it was given (2 * kJobMailboxLimit queued) loses the excess.
+Task<> JobInbox(std::shared_ptr<JobMailbox> box, TaskRef owner) {
+  if (owner.valid() && !Monitor(Self(), owner).ok()) box->Cancel();
+  for (;;) {
+    absl::StatusOr<Value> msg = co_await Receive();
+    if (!msg.ok()) co_return;
+    if (MonitorStatus::Is(*msg)) {
+      box->Cancel();  // its client-side task ended: no one will read its result
+      continue;
+    }
+    const Value* data = msg->is_map() ? msg->Find(kJobDataKey) : nullptr;
+    if (data != nullptr && (data->is_bytes() || data->is_string()) && data->as_string().size() <= kJobMessageMaxBytes) {
+      std::lock_guard<std::mutex> l(box->mu);
+      if (box->cancelled) continue;
+      if (box->queue.size() >= 2 * kJobMailboxLimit) {
+        PICOS_LOG_LIMITED(warn, "worker: a job's mailbox is full ({} messages): message dropped", box->queue.size());
+        continue;
+      }
+      box->queue.push_back(data->as_string());
+      box->cv.notify_one();
+      continue;
+    }
+    if (msg->is_map() && msg->GetOr<bool>(kJobCancelKey, false)) {
+      box->Cancel();
+      continue;
+    }
+    PICOS_LOG_LIMITED(warn, "worker: malformed message for a job: {}", msg->DebugString().substr(0, 120));
+  }
+}
+
+// What a job with a context calls back (PicosComputeJobOps::ctx).
+struct JobCall {
+  std::shared_ptr<JobMailbox> box;
+  TaskRef to;   // RunOptions::reply_to, or null
+  TaskRef ctl;  // the client's job control task, or null
+  uint64_t job = 0;
+  int64_t attempt = 0;
+  std::string out;
+};
+
+// Runs `fn` on the scheduler's thread and waits for its status, from a
+// job's thread. kUnavailable once the worker stops.
+absl::Status OnScheduler(absl::AnyInvocable<absl::Status()> fn) {
+  // Answers exactly once: with fn's status, or, when the scheduler stops
+  // and destroys the closure unrun, kUnavailable (a promise merely dropped
+  // would make get() throw).
+  struct Reply {
+    std::promise<absl::Status> promise;
+    bool answered = false;
+    void Answer(absl::Status s) {
+      answered = true;
+      promise.set_value(std::move(s));
+    }
+    ~Reply() {
+      if (!answered) promise.set_value(absl::UnavailableError("the worker is stopping"));
+    }
+  };
+  auto done = std::make_shared<Reply>();
+  std::future<absl::Status> result = done->promise.get_future();
+  // Only the closure holds the Reply, so destroying it unrun answers.
+  absl::Status posted =
+      g_scheduler->Post([fn = std::move(fn), done = std::move(done)]() mutable { done->Answer(fn()); });
+  if (!posted.ok()) return absl::UnavailableError("the worker is stopping");
+  if (result.wait_for(std::chrono::seconds(120)) != std::future_status::ready) {
+    return absl::UnavailableError("the worker's scheduler does not answer");
+  }
+  return result.get();
+}
+
+int JobSend(void* ctx, const char* data, size_t n) {
+  auto* c = static_cast<JobCall*>(ctx);
+  if (n > kJobMessageMaxBytes) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  if (!c->to.valid()) return static_cast<int>(absl::StatusCode::kFailedPrecondition);
+  const std::string bytes(data, n);
+  // Sent from the scheduler's thread so its outcome is known here; while
+  // the client's peer queue is full, tried again every millisecond for up
+  // to a minute (SendWhenRoom's policy, from a thread that may block).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    absl::Status sent = OnScheduler([to = c->to, job = c->job, bytes]() {
+      return to.Send(Value::Map({{"job", job}, {"data", Value::Bytes(bytes)}}));
+    });
+    if (sent.code() != absl::StatusCode::kResourceExhausted || std::chrono::steady_clock::now() > deadline) {
+      if (!sent.ok()) PICOS_LOG_LIMITED(warn, "worker: job {} Send: {}", c->job, sent.ToString());
+      return sent.ok() ? 0 : static_cast<int>(sent.code());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+int JobReceive(void* ctx, int64_t timeout_ns, void* out, PicosComputeAppend append) {
+  auto* c = static_cast<JobCall*>(ctx);
+  JobMailbox& box = *c->box;
+  std::string msg;
+  uint64_t consumed = 0;
+  {
+    std::unique_lock<std::mutex> l(box.mu);
+    auto ready = [&box] { return box.cancelled || !box.queue.empty(); };
+    if (timeout_ns < 0) {
+      box.cv.wait(l, ready);
+    } else if (!box.cv.wait_for(l, std::chrono::nanoseconds(timeout_ns), ready)) {
+      return static_cast<int>(absl::StatusCode::kDeadlineExceeded);
+    }
+    if (box.cancelled) return static_cast<int>(absl::StatusCode::kCancelled);
+    msg = std::move(box.queue.front());
+    box.queue.pop_front();
+    consumed = ++box.consumed;
+  }
+  append(out, msg.data(), msg.size());
+  if (consumed % kJobAckEvery == 0 && c->ctl.valid()) {
+    // Credit back to the client (compute/protocol.h); not waited for.
+    TaskRef ctl = c->ctl;
+    Value ack = Value::Map({{std::string(kJobCtlKey), c->job},
+                            {"attempt", c->attempt},
+                            {"consumed", static_cast<int64_t>(consumed)}});
+    (void)g_scheduler->Post([ctl = std::move(ctl), ack = std::move(ack)]() mutable {
+      absl::Status sent = ctl.Send(std::move(ack));
+      if (!sent.ok()) PICOS_LOG_LIMITED(warn, "worker: a job's credit not sent: {}", sent.ToString());
+    });
+  }
+  return 0;
+}
+
+int JobCancelled(void* ctx) {
+  JobMailbox& box = *static_cast<JobCall*>(ctx)->box;
+  std::lock_guard<std::mutex> l(box.mu);
+  return box.cancelled ? 1 : 0;
+}
+
+void JobAppendResult(void* ctx, const char* data, size_t n) { static_cast<JobCall*>(ctx)->out.append(data, n); }
 
 absl::Status AdmitJob(const Value& arg) {
   if (arg.is_map() && arg.GetOr<bool>(kJobLoopKey, false)) return absl::OkStatus();
@@ -145,18 +317,65 @@ absl::Status AdmitJob(const Value& arg) {
 Task<absl::StatusOr<Value>> RunJob(Value arg) {
   std::string fn, bytes;
   bool async = false;
-  PICOS_CO_RETURN_IF_ERROR(MessageReader(arg).Get("fn", &fn).Get("arg", &bytes).Optional("async", &async).status());
+  uint64_t job_id = 0;
+  int64_t attempt = 0;
+  TaskRef to, ctl, owner;
+  PICOS_CO_RETURN_IF_ERROR(MessageReader(arg)
+                               .Get("fn", &fn)
+                               .Get("arg", &bytes)
+                               .Optional("async", &async)
+                               .Optional("job", &job_id)
+                               .Optional("attempt", &attempt)
+                               .Optional("to", &to)
+                               .Optional("ctl", &ctl)
+                               .Optional("owner", &owner)
+                               .status());
+  if (!owner.valid() && arg.is_map()) (void)MessageReader(arg).Optional("reply_to", &owner).status();
+  if (!ctl.valid()) ctl = owner;  // a CPU job's driver takes its control messages
   auto it = g_functions->find(fn);
   if (it == g_functions->end()) co_return absl::NotFoundError(absl::StrCat("no function ", fn));
-  PicosComputeFn call = it->second;
-  auto job = [call, fn, bytes = std::move(bytes)]() -> absl::StatusOr<std::string> {
-    std::string out;
-    const int rc = call(bytes.data(), bytes.size(), &out, &AppendTo);
-    if (rc != 0) return absl::AbortedError(absl::StrCat(fn, ": ", out));
-    return out;
-  };
   ThreadPool* pool = async ? g_io_threads : g_job_thread;
+  if (it->second.fn != nullptr) {
+    PicosComputeFn call = it->second.fn;
+    auto job = [call, fn, bytes = std::move(bytes)]() -> absl::StatusOr<std::string> {
+      std::string out;
+      const int rc = call(bytes.data(), bytes.size(), &out, &AppendTo);
+      if (rc != 0) return absl::AbortedError(absl::StrCat(fn, ": ", out));
+      return out;
+    };
+    absl::StatusOr<std::string> out = co_await pool->Run(job);
+    if (!out.ok()) co_return out.status();
+    co_return Value::Bytes(*std::move(out));
+  }
+  // A job with a context (compute/export.h): its mailbox, its inbox task,
+  // and the client told where to forward its messages.
+  auto call = std::make_shared<JobCall>();
+  call->box = std::make_shared<JobMailbox>();
+  call->to = to;
+  call->ctl = ctl;
+  call->job = job_id;
+  call->attempt = attempt;
+  (*g_mailboxes)[call->box.get()] = call->box;
+  TaskRef inbox = ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.inbox", .daemon = true}, JobInbox,
+                                        call->box, owner);
+  if (ctl.valid()) {
+    absl::Status told = ctl.Send(Value::Map({{std::string(kJobCtlKey), job_id}, {"attempt", attempt}, {"inbox", inbox}}));
+    if (!told.ok()) PICOS_LOG_LIMITED(warn, "worker: job {} cannot tell its client it started: {}", job_id, told.ToString());
+  }
+  PicosComputeJobFn job_fn = it->second.job_fn;
+  auto job = [job_fn, fn, call, bytes = std::move(bytes)]() -> absl::StatusOr<std::string> {
+    PicosComputeJobOps ops{call.get(), bytes.data(), bytes.size(), call->job, &JobSend, &JobReceive,
+                           &JobCancelled, &JobAppendResult};
+    const int rc = job_fn(&ops);
+    if (rc != 0) return absl::AbortedError(absl::StrCat(fn, ": ", call->out));
+    return std::move(call->out);
+  };
   absl::StatusOr<std::string> out = co_await pool->Run(job);
+  // The job has returned (or this task was terminated: the mailbox is
+  // cancelled so the job, still running, sees it).
+  call->box->Cancel();
+  (void)inbox.Terminate();
+  g_mailboxes->erase(call->box.get());
   if (!out.ok()) co_return out.status();
   co_return Value::Bytes(*std::move(out));
 }
@@ -204,20 +423,34 @@ Task<absl::Status> WorkerMain() {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != absl::GetFlag(FLAGS_worker_parent)) co_return absl::AbortedError("the node is gone");
   const std::string library = absl::GetFlag(FLAGS_worker_library);
+  // A library this worker cannot serve: the reason on stdout too, where its
+  // node reads the "listening" line, so the client's Schedule error says it.
+  auto refuse = [](absl::Status st) {
+    std::printf("refused: %s\n", std::string(st.message()).c_str());
+    std::fflush(stdout);
+    return st;
+  };
   void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (handle == nullptr) co_return absl::InvalidArgumentError(absl::StrCat("dlopen ", library, ": ", dlerror()));
+  if (handle == nullptr) co_return refuse(absl::InvalidArgumentError(absl::StrCat("dlopen ", library, ": ", dlerror())));
+  auto abi_fn = reinterpret_cast<PicosComputeAbiFn>(dlsym(handle, kComputeAbiSymbol));
+  const int abi = abi_fn == nullptr ? 1 : abi_fn();
+  if (abi != kComputeAbiVersion) {
+    co_return refuse(absl::FailedPreconditionError(
+        absl::StrCat(std::filesystem::path(library).filename().string(), " was built against picos compute ABI ", abi,
+                     "; this worker runs ABI ", kComputeAbiVersion, ": rebuild it with this picos's compute/export.h")));
+  }
   auto table_fn = reinterpret_cast<PicosComputeTableFn>(dlsym(handle, kComputeTableSymbol));
   if (table_fn == nullptr) {
-    co_return absl::InvalidArgumentError(absl::StrCat(library, " has no ", kComputeTableSymbol,
-                                                      ": not built with picos_computation?"));
+    co_return refuse(absl::InvalidArgumentError(
+        absl::StrCat(library, " has no ", kComputeTableSymbol, ": not built with picos_computation?")));
   }
   size_t count = 0;
   const PicosComputeEntry* table = table_fn(&count);
-  absl::flat_hash_map<std::string, PicosComputeFn> functions;
+  absl::flat_hash_map<std::string, Function> functions;
   std::vector<std::string> names;
   for (size_t i = 0; i < count && i < kMaxComputeFunctions; ++i) {
-    if (table[i].name == nullptr || table[i].fn == nullptr) continue;
-    functions.emplace(table[i].name, table[i].fn);
+    if (table[i].name == nullptr || (table[i].fn == nullptr) == (table[i].job_fn == nullptr)) continue;
+    functions.emplace(table[i].name, Function{table[i].fn, table[i].job_fn});
     names.emplace_back(table[i].name);
   }
   std::string joined = absl::StrJoin(names, ", ");
@@ -232,6 +465,16 @@ Task<absl::Status> WorkerMain() {
   io.queue_limit = 4096;
   ThreadPool io_threads(io);
   g_io_threads = &io_threads;
+  g_scheduler = &ThisScheduler();
+  // Destroyed before the pools: a job still waiting in Receive is cancelled
+  // so that their destructors, which wait for running jobs, can end.
+  struct CancelAll {
+    absl::flat_hash_map<JobMailbox*, std::shared_ptr<JobMailbox>> boxes;
+    ~CancelAll() {
+      for (auto& [p, box] : boxes) box->Cancel();
+    }
+  } mailboxes;
+  g_mailboxes = &mailboxes.boxes;
   const TransportRegistry& t = transports::DefaultTransports();
   remote::NodeFlagDefaults defaults;
   defaults.name = "picos-worker";

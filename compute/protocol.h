@@ -31,6 +31,29 @@ inline constexpr char kJobReplyKey[] = "picos.compute.job";
 inline constexpr char kSchedulerService[] = "picos.compute.scheduler";
 inline constexpr char kSharesKey[] = "picos.compute.shares";
 
+// Job messaging (compute/export.h's job context, computation.h's RunOptions).
+// A job message (CPU or async) may also carry
+//   "job": <the client's job id>, "attempt": <int>, "to": <the reply_to task>,
+//   "ctl": <the client's job control task; default "owner">, "owner": <the
+//   job's client-side task; default reply_to>.
+// (A CPU job names neither: one handle fewer to send per job, and its
+// driver, the loop's reply_to, takes its control messages.)
+// For a function with a context the worker then spawns the job's inbox, a
+// task that monitors "owner" (its end cancels the job) and takes
+//   {kJobDataKey: <bytes>}   a message for the job's Receive, and
+//   {kJobCancelKey: true}    cancel the job,
+// and tells "ctl"
+//   {kJobCtlKey: <job>, "attempt": <int>, "inbox": <the inbox task>} once
+//   the job starts, then
+//   {kJobCtlKey: <job>, "attempt": <int>, "consumed": <int>} every
+//   kJobAckEvery messages the job took (the client forwards at most
+//   kJobMailboxLimit not yet taken).
+// The job's Send reaches "to" as {"job": <job>, "data": <bytes>}.
+inline constexpr char kJobCtlKey[] = "picos.compute.jobctl";
+inline constexpr char kJobDataKey[] = "picos.compute.msg";
+inline constexpr char kJobCancelKey[] = "picos.compute.cancel";
+inline constexpr int kJobAckEvery = 64;
+
 }  // namespace picos::compute
 
 #endif  // PICOS_COMPUTE_PROTOCOL_H_

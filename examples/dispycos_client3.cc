@@ -4,12 +4,12 @@
 // local results task receives every changed object as a message (a Value
 // map) and shows it.
 //
-// In pycos the job itself calls client_task.deliver(obj). A picos job is a
-// C-ABI function (bytes in, bytes out, compute/export.h) that cannot send
-// messages, so the closest honest equivalent is used: for each job a small
-// local task joins it, decodes the object it returned and Delivers it
-// (TaskRef::Deliver, pycos deliver) to the results task. What is missing
-// for the real thing: a way for a job to message the client's tasks.
+// As in pycos, the job itself sends the changed object to the client's
+// task (client_task.send(obj)): the job is registered with
+// PICOS_COMPUTE_JOB (compute/export.h), and Run names the results task as
+// its reply_to (compute::RunOptions), so the job's Send reaches it as
+// {"job": <id>, "data": "C <i> <n> <pid>"}. A small local task per job joins
+// it only to report a job that failed (its object then never comes).
 //
 //   PICOS_REMOTE_SECRET=... dispycos_client3 --nodes=tcp://127.0.0.1:9706 --jobs=10
 //
@@ -50,47 +50,40 @@ using picos::Value;
 
 constexpr absl::Duration kLong = absl::Minutes(2);  // only a hang reaches it
 
-// The results task (pycos client3's local task): shows each object it
-// receives, until `expected` arrived. Returns how many did.
+// The results task (pycos client3's local task): shows each object a job
+// sends it, until `expected` came (or were reported lost). Returns how many
+// objects came.
 Task<int64_t> Results(int64_t expected) {
   int64_t received = 0;
   for (int64_t n = 0; n < expected; ++n) {
     absl::StatusOr<Value> msg = co_await picos::Receive(kLong);
     if (!msg.ok()) break;
-    const int64_t i = msg->GetOr<int64_t>("i", -1);
     if (msg->GetOr<std::string>("kind", "") == "lost") {
-      std::printf("dispycos_client3: object %lld lost: %s\n", static_cast<long long>(i),
+      std::printf("dispycos_client3: object %lld lost: %s\n", static_cast<long long>(msg->GetOr<int64_t>("i", -1)),
                   msg->GetOr<std::string>("why", "").c_str());
       continue;
     }
+    // A job's message: {"job": id, "data": "C <i> <n> <pid>"}.
+    const std::string data = msg->GetOr<std::string>("data", "");
+    long i = -1;
+    double v = 0;
+    int pid = 0;
+    char tail = 0;
+    if (data.size() > 128 || std::sscanf(data.c_str(), "C %ld %lf %d%c", &i, &v, &pid, &tail) != 3) {
+      std::printf("dispycos_client3: malformed object %s\n", msg->DebugString().substr(0, 100).c_str());
+      continue;
+    }
     ++received;
-    std::printf("dispycos_client3: object %lld received from pid %lld: n=%.6f\n", static_cast<long long>(i),
-                static_cast<long long>(msg->GetOr<int64_t>("pid", 0)), msg->GetOr<double>("n", -1));
+    std::printf("dispycos_client3: object %ld received from pid %d: n=%.6f\n", i, pid, v);
   }
   co_return received;
 }
 
-// Waits for job `i` and delivers its object (or its loss) to `results`.
-Task<void> Forward(TaskRef job, int64_t i, TaskRef results) {
+// Waits for job `i`; tells `results` if it failed (its object never comes).
+Task<void> ReportFailure(TaskRef job, int64_t i, TaskRef results) {
   absl::StatusOr<Value> r = co_await job.Join(kLong);
-  long ri = -1;
-  double n = 0;
-  int pid = 0;
-  char tail = 0;
-  Value message;
-  if (r.ok() && r->is_bytes() &&
-      std::sscanf(r->as_string().c_str(), "C %ld %lf %d%c", &ri, &n, &pid, &tail) == 3 && ri == i) {
-    message = Value::Map({{"kind", "object"}, {"i", i}, {"n", n}, {"pid", int64_t{pid}}});
-  } else {
-    const std::string why = r.ok() ? absl::StrCat("malformed object ", r->DebugString().substr(0, 100))
-                                   : r.status().ToString();
-    message = Value::Map({{"kind", "lost"}, {"i", i}, {"why", why}});
-  }
-  absl::Status delivered = co_await results.Deliver(std::move(message), kLong);
-  if (!delivered.ok()) {
-    std::printf("dispycos_client3: object %lld not delivered: %s\n", static_cast<long long>(i),
-                delivered.ToString().c_str());
-  }
+  if (r.ok()) co_return;
+  (void)results.Send(Value::Map({{"kind", "lost"}, {"i", i}, {"why", r.status().ToString()}}));
 }
 
 Task<absl::Status> Client() {
@@ -114,19 +107,21 @@ Task<absl::Status> Client() {
   TaskRef results = picos::ThisScheduler().Spawn(Results, int64_t{total});
   std::mt19937 random(std::random_device{}());
   std::uniform_int_distribution<int> ms(10, 100);
-  std::vector<TaskRef> forwarders;
+  std::vector<TaskRef> joiners;
   for (int64_t i = 0; i < total; ++i) {
     const int n = ms(random);
     std::printf("dispycos_client3: object %lld sent: n=%d\n", static_cast<long long>(i), n);
-    absl::StatusOr<TaskRef> job = co_await computation->Run("compute", absl::StrCat("C ", i, " ", n));
+    picos::compute::RunOptions ro;
+    ro.reply_to = results;  // where the job's Send goes
+    absl::StatusOr<TaskRef> job = co_await computation->Run("compute", absl::StrCat("C ", i, " ", n), ro);
     if (!job.ok()) {
       (void)results.Send(Value::Map({{"kind", "lost"}, {"i", i}, {"why", job.status().ToString()}}));
       continue;
     }
-    forwarders.push_back(picos::ThisScheduler().Spawn(Forward, *job, i, results));
+    joiners.push_back(picos::ThisScheduler().Spawn(ReportFailure, *job, i, results));
   }
   absl::StatusOr<Value> received = co_await results.Join(kLong);
-  for (const TaskRef& f : forwarders) (void)co_await f.Join(kLong);
+  for (const TaskRef& f : joiners) (void)co_await f.Join(kLong);
   const int64_t got = received.ok() && received->is_int() ? received->as_int() : 0;
   std::printf("dispycos_client3: %lld objects received, %lld lost\n", static_cast<long long>(got),
               static_cast<long long>(total - got));

@@ -1,7 +1,8 @@
 // The computation of dispycos_client3 (pycos dispycos_client3.py's
 // `compute` and its class C), a shared library built with
 // picos_computation. It links only compute/export.h (compute/export.h says
-// why): objects cross as text.
+// why): objects cross as text. The job sends the changed object to the
+// client's results task itself (Job::Send, pycos client_task.send(obj)).
 #include <unistd.h>
 
 #include <cmath>
@@ -21,8 +22,9 @@ struct C {
 
 // "C <i> <n>" (i >= 0, n in 0..60000, the milliseconds to work) -> works
 // that long, replaces n with its square root (the object changed on the
-// worker) and answers "C <i> <n> <pid>".
-int Compute(std::string_view arg, std::string* out) {
+// worker) and sends "C <i> <n> <pid>" to the client's task.
+int Compute(picos::compute::Job& job, std::string* out) {
+  const std::string_view arg = job.arg();
   C c;
   char tail = 0;
   const std::string a(arg.substr(0, 128));
@@ -35,10 +37,14 @@ int Compute(std::string_view arg, std::string* out) {
   c.n = std::sqrt(c.n);
   char buf[128];
   std::snprintf(buf, sizeof buf, "C %ld %.6f %d", c.i, c.n, static_cast<int>(getpid()));
-  *out = buf;
+  if (job.Send(buf) != picos::compute::Job::kOk) {
+    *out = "the object could not be sent";
+    return 1;
+  }
+  *out = "sent";
   return 0;
 }
 
 }  // namespace
 
-PICOS_COMPUTE_FUNCTION(compute, Compute);
+PICOS_COMPUTE_JOB(compute, Compute);

@@ -1,27 +1,27 @@
 // pycos dispycos_kbd_int.py in C++: an optimiser runs on every worker until
 // the user interrupts the client (Ctrl-C, SIGINT; or SIGTERM, or --run_for
 // passing); the client then closes the computation with terminate, and
-// still reports the best value found.
+// each optimiser, cancelled, still sends its best value.
 //
-// pycos throws KeyboardInterrupt into each running job, which catches it
-// and sends its best value so far. A picos job is a C-ABI function (bytes
-// in, bytes out, compute/export.h): it cannot see the termination nor send
-// a message, so the closest honest equivalent is used: each worker's
-// optimiser runs in rounds of --round_ms (RunAt, one job per round, the
-// client keeping the best result of the finished rounds), and
-// Close({.terminate = true}) ends the rounds in flight at once: their tasks
-// end with kCancelled (job_terminated events), their partial work is lost,
-// and the report is the best of the finished rounds.
+// As in pycos, where KeyboardInterrupt is thrown into each running job,
+// which catches it and sends its best value: each worker runs one job
+// (RunAt) registered with PICOS_COMPUTE_JOB, whose reply_to is a local task
+// of the client (its optimiser's collector). The job reports progress every
+// --report_ms; Close({.terminate = true}) cancels it, its wait
+// (Job::Receive) gives kCancelled, and it sends its best point as a last
+// message, which the collector gets before the job's end (its Monitor
+// message, then Join: kCancelled).
 //
 //   picos-node --cpus=2 --listen=tcp://127.0.0.1:9706 --dest_path=/tmp/node &
 //   PICOS_REMOTE_SECRET=... dispycos_kbd_int --nodes=tcp://127.0.0.1:9706   # then Ctrl-C
 //
 // Output, for people and for its smoke test (examples/dispycos_kbd_int_smoke_test.sh):
 //   dispycos_kbd_int: <w> workers optimising; interrupt (Ctrl-C) to stop
-//   dispycos_kbd_int: <worker> round <r>: <f> at (<x>, <y>) in pid <pid>
+//   dispycos_kbd_int: <worker> progress: <f> at (<x>, <y>) in pid <pid>
 //   dispycos_kbd_int: interrupted by <SIGINT|SIGTERM|--run_for>: closing with terminate
-//   dispycos_kbd_int: <worker> round <r> ended: <status>     (kCancelled: terminated)
-//   dispycos_kbd_int: <n> rounds finished, <m> terminated (<k> job_terminated events)
+//   dispycos_kbd_int: <worker> last value: <f> at (<x>, <y>) in pid <pid>
+//   dispycos_kbd_int: <worker> job ended: <status>     (kCancelled: terminated)
+//   dispycos_kbd_int: <n> last values received, <m> terminated (<k> job_terminated events)
 //   dispycos_kbd_int: best <f> at (<x>, <y>) from <worker>
 // Exit status 1 when something failed, 2 for a bad flag.
 #include <pthread.h>
@@ -41,6 +41,7 @@
 #include "absl/time/time.h"
 #include "compute/computation.h"
 #include "core/cli/flags.h"
+#include "core/kernel/monitor.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
 #include "core/kernel/task.h"
@@ -49,7 +50,7 @@
 #include "transports/default_transports.h"
 
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run the optimisers on (required)");
-ABSL_FLAG(int, round_ms, 1000, "how long one round of an optimiser (one job) runs");
+ABSL_FLAG(int, report_ms, 1000, "how often each optimiser reports its progress");
 ABSL_FLAG(int, run_for, 0, "seconds after which the client interrupts itself; 0: only on SIGINT or SIGTERM");
 ABSL_FLAG(std::string, library, "examples/libdispycos_kbd_int_compute.so",
           "the computation library (picos_computation dispycos_kbd_int_compute)");
@@ -61,60 +62,76 @@ using picos::TaskRef;
 using picos::Value;
 
 constexpr char kSignal[] = "signal";
-// Only a hang reaches it: a round lasts at most 60 s.
+// Only a hang reaches it (an optimiser reports at most every 60 s).
 constexpr absl::Duration kLong = absl::Minutes(2);
-// Rounds per optimiser at most (bounds its loop).
-constexpr int kMaxRounds = 100'000;
+// Messages one optimiser's collector takes at most (bounds its loop).
+constexpr int kMaxMessages = 10'000'000;
 
 // What the optimisers found, shared by their tasks (one scheduler: no lock).
 struct Results {
   double best = std::numeric_limits<double>::infinity();
   std::string best_at, best_worker;
-  int finished = 0, terminated = 0;
-  bool failed = false;  // a round failed otherwise than by the close
+  int last_values = 0, terminated = 0;
+  bool failed = false;  // a job failed otherwise than by the close
 };
 
-// One worker's optimiser: rounds on `worker` until the computation closes.
-// `c` outlives it: Client joins every optimiser before the Computation goes.
+// One worker's optimiser: its job on `worker`, and this task as the job's
+// reply_to, showing its progress and keeping its last value, until the job
+// ends (its monitor message). `c` outlives it: Client joins every optimiser
+// before the Computation goes.
 Task<void> Optimiser(picos::compute::Computation* c, std::string worker, uint32_t seed,
                      std::shared_ptr<Results> results) {
-  const int ms = absl::GetFlag(FLAGS_round_ms);
-  for (int r = 0; r < kMaxRounds; ++r) {
-    absl::StatusOr<TaskRef> job = co_await c->RunAt(worker, "optimize", absl::StrCat(seed + r, " ", ms));
-    absl::StatusOr<Value> result = absl::UnknownError("not run");
-    if (job.ok()) {
-      result = co_await job->Join(kLong);
-    } else {
-      result = job.status();
+  picos::compute::RunOptions ro;
+  ro.where = worker;
+  ro.reply_to = picos::Self();
+  absl::StatusOr<TaskRef> job =
+      co_await c->Run("optimize", absl::StrCat(seed, " ", absl::GetFlag(FLAGS_report_ms)), ro);
+  absl::Status watched = job.ok() ? picos::Monitor(picos::Self(), *job) : job.status();
+  for (int n = 0; watched.ok() && n < kMaxMessages; ++n) {
+    absl::StatusOr<Value> msg = co_await picos::Receive(kLong);
+    if (!msg.ok()) {
+      watched = msg.status();
+      break;
     }
+    if (picos::MonitorStatus::Is(*msg)) break;  // the job ended: after its last message
+    const std::string data = msg->GetOr<std::string>("data", "");
+    char kind[16] = {0};
     double f = 0, x = 0, y = 0;
     int pid = 0;
     char tail = 0;
-    if (result.ok() && result->is_bytes() &&
-        std::sscanf(result->as_string().c_str(), "%lf %lf %lf %d%c", &f, &x, &y, &pid, &tail) == 4) {
-      ++results->finished;
-      std::printf("dispycos_kbd_int: %s round %d: %.6f at (%.4f, %.4f) in pid %d\n", worker.c_str(), r, f, x, y,
-                  pid);
-      if (f < results->best) {
-        results->best = f;
-        char at[96];
-        std::snprintf(at, sizeof at, "(%.4f, %.4f)", x, y);
-        results->best_at = at;
-        results->best_worker = worker;
-      }
+    if (data.size() > 160 ||
+        std::sscanf(data.c_str(), "%15s %lf %lf %lf %d%c", kind, &f, &x, &y, &pid, &tail) != 5) {
+      std::printf("dispycos_kbd_int: %s sent a malformed message\n", worker.c_str());
+      results->failed = true;
       continue;
     }
-    const absl::Status why = result.ok() ? absl::DataLossError("malformed result") : result.status();
-    // kCancelled: the close terminated this round's job. kFailedPrecondition:
-    // the computation closed before it started. Anything else is a failure.
-    if (why.code() == absl::StatusCode::kCancelled) {
-      ++results->terminated;
-    } else if (why.code() != absl::StatusCode::kFailedPrecondition) {
-      results->failed = true;
+    const bool last = std::string(kind) == "last";
+    std::printf("dispycos_kbd_int: %s %s: %.6f at (%.4f, %.4f) in pid %d\n", worker.c_str(),
+                last ? "last value" : "progress", f, x, y, pid);
+    if (!last) continue;
+    ++results->last_values;
+    if (f < results->best) {
+      results->best = f;
+      char at[96];
+      std::snprintf(at, sizeof at, "(%.4f, %.4f)", x, y);
+      results->best_at = at;
+      results->best_worker = worker;
     }
-    std::printf("dispycos_kbd_int: %s round %d ended: %s\n", worker.c_str(), r, why.ToString().c_str());
-    co_return;
   }
+  absl::StatusOr<Value> ended = absl::UnknownError("not joined");
+  if (watched.ok()) {
+    ended = co_await job->Join(kLong);
+  } else {
+    ended = watched;
+  }
+  const absl::Status why = ended.ok() ? absl::OkStatus() : ended.status();
+  // kCancelled: the close terminated the job, as it should.
+  if (why.code() == absl::StatusCode::kCancelled) {
+    ++results->terminated;
+  } else {
+    results->failed = true;
+  }
+  std::printf("dispycos_kbd_int: %s job ended: %s\n", worker.c_str(), why.ToString().c_str());
 }
 
 // Takes SIGINT and SIGTERM (blocked in every thread by main) and hands
@@ -198,16 +215,16 @@ Task<absl::Status> Client() {
     if (type == "job_terminated") ++job_terminated;
     if (type == "computation_closed") break;
   }
-  std::printf("dispycos_kbd_int: %d rounds finished, %d terminated (%d job_terminated events)\n",
-              results->finished, results->terminated, job_terminated);
-  if (results->finished > 0) {
+  std::printf("dispycos_kbd_int: %d last values received, %d terminated (%d job_terminated events)\n",
+              results->last_values, results->terminated, job_terminated);
+  if (results->last_values > 0) {
     std::printf("dispycos_kbd_int: best %.6f at %s from %s\n", results->best, results->best_at.c_str(),
                 results->best_worker.c_str());
   } else {
-    std::printf("dispycos_kbd_int: no round finished before the interrupt\n");
+    std::printf("dispycos_kbd_int: no last value came\n");
   }
   PICOS_CO_RETURN_IF_ERROR(closed);
-  if (results->failed) co_return absl::AbortedError("a round failed");
+  if (results->failed) co_return absl::AbortedError("an optimiser failed");
   co_return absl::OkStatus();
 }
 
@@ -215,7 +232,7 @@ Task<absl::Status> Client() {
 
 int main(int argc, char** argv) {
   picos::remote::ParseCommandLine(argc, argv);
-  if (!picos::FlagInRange(FLAGS_round_ms, 1, 60'000) || !picos::FlagInRange(FLAGS_run_for, 0, 86'400)) return 2;
+  if (!picos::FlagInRange(FLAGS_report_ms, 1, 60'000) || !picos::FlagInRange(FLAGS_run_for, 0, 86'400)) return 2;
   if (absl::GetFlag(FLAGS_nodes).empty()) {
     std::fprintf(stderr, "dispycos_kbd_int: --nodes: give at least one picos-node URI\n");
     return 2;
@@ -224,7 +241,7 @@ int main(int argc, char** argv) {
   // thread starts, so every thread inherits the mask. A shell starts a
   // background job with SIGINT ignored, and an ignored signal is dropped
   // even for sigwait: restore the default first.
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each round as it ends, also into a file
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each line as it comes, also into a file
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   sigset_t set;

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Smoke test of dispycos_kbd_int (terminate on close): a real picos-node on
-# loopback (2 workers) and the client, whose optimisers run rounds of 2.5 s
-# on both workers. Once each worker finished a round, the test sends the
-# client SIGINT (as Ctrl-C would). Checks that the client closes with
-# terminate: the rounds in flight end kCancelled (and as many job_terminated
-# events arrive), each optimiser stops once; that it still reports the
-# best of the finished rounds (the minimum the rounds printed) and exits 0;
-# that the node ends the workers and removes the files. Bounded in time;
-# kills only the processes it started.
+# Smoke test of dispycos_kbd_int (terminate on close, a last value still
+# sent): a real picos-node on loopback (2 workers) and the client, whose
+# optimiser jobs run on both workers, reporting progress every 300 ms. Once
+# each reported, the test sends the client SIGINT (as Ctrl-C would). Checks
+# that the client closes with terminate: each job, cancelled, sends its last
+# value (one per worker, after its progress, from the same worker process,
+# no worse than its progress), then ends kCancelled (as many job_terminated
+# events); that the best reported is the minimum of the last values and the
+# client exits 0; that the node ends the workers and removes the files.
+# Bounded in time; kills only the processes it started.
 #
 #   dispycos_kbd_int_smoke_test.sh PICOS_NODE CLIENT LIBRARY
 set -uo pipefail
@@ -38,14 +39,15 @@ uri=$(sed -n 's/^listening //p' "$dir/n1")
 [ -n "$uri" ] || fail "the node did not start"
 
 # The client in the background, not under timeout(1): the SIGINT goes to it.
-"$client_bin" --nodes="$uri" --round_ms=2500 --library="$library" >"$dir/client" 2>"$dir/client.err" &
+"$client_bin" --nodes="$uri" --report_ms=300 --library="$library" >"$dir/client" 2>"$dir/client.err" &
 cpid=$!
 for _ in $(seq 1200); do
-  [ "$(grep -cE '^dispycos_kbd_int: [^ ]+ round 0: ' "$dir/client")" = 2 ] && break
+  [ "$(grep -E '^dispycos_kbd_int: [^ ]+ progress: ' "$dir/client" | awk '{print $2}' | sort -u | wc -l)" = 2 ] && break
   kill -0 "$cpid" 2>/dev/null || break
   sleep 0.05
 done
-[ "$(grep -cE '^dispycos_kbd_int: [^ ]+ round 0: ' "$dir/client")" = 2 ] || fail "no first round on both workers"
+[ "$(grep -E '^dispycos_kbd_int: [^ ]+ progress: ' "$dir/client" | awk '{print $2}' | sort -u | wc -l)" = 2 ] ||
+  fail "no progress from both workers"
 kill -INT "$cpid"
 for _ in $(seq 1200); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.05; done
 kill -0 "$cpid" 2>/dev/null && fail "the client did not end within 60 s of SIGINT"
@@ -54,16 +56,27 @@ echo "--- client"; cat "$dir/client"
 [ $rc -eq 0 ] || fail "the client exited with $rc"
 grep -q '^dispycos_kbd_int: 2 workers optimising' "$dir/client" || fail "not 2 workers"
 grep -q '^dispycos_kbd_int: interrupted by SIGINT: closing with terminate$' "$dir/client" || fail "no interrupt"
-finished=$(grep -cE '^dispycos_kbd_int: [^ ]+ round [0-9]+: ' "$dir/client")
-cancelled=$(grep -cE '^dispycos_kbd_int: [^ ]+ round [0-9]+ ended: CANCELLED' "$dir/client")
-ended=$(grep -E '^dispycos_kbd_int: [^ ]+ round [0-9]+ ended: ' "$dir/client")
-[ "$(grep -c . <<<"$ended")" = 2 ] || fail "not one end per optimiser"
-[ "$(awk '{print $2}' <<<"$ended" | sort -u | wc -l)" = 2 ] || fail "an optimiser ended twice"
-[ "$cancelled" -ge 1 ] || fail "no round was terminated"
-grep -q "^dispycos_kbd_int: $finished rounds finished, $cancelled terminated ($cancelled job_terminated events)$" \
-  "$dir/client" || fail "summary: want $finished finished, $cancelled terminated"
-# The best reported is the least the finished rounds found.
-min=$(grep -E '^dispycos_kbd_int: [^ ]+ round [0-9]+: ' "$dir/client" | awk '{print $5}' | sort -g | head -1)
+lasts=$(grep -E '^dispycos_kbd_int: [^ ]+ last value: ' "$dir/client")
+[ "$(grep -c . <<<"$lasts")" = 2 ] || fail "not one last value per worker"
+[ "$(awk '{print $2}' <<<"$lasts" | sort -u | wc -l)" = 2 ] || fail "a worker sent two last values"
+ended=$(grep -E '^dispycos_kbd_int: [^ ]+ job ended: CANCELLED' "$dir/client")
+[ "$(grep -c . <<<"$ended")" = 2 ] || fail "not one cancelled end per worker"
+for w in $(awk '{print $2}' <<<"$lasts"); do
+  # In order: the interrupt, this worker's last value, its end.
+  ni=$(grep -nE '^dispycos_kbd_int: interrupted' "$dir/client" | cut -d: -f1)
+  nl=$(grep -nE "^dispycos_kbd_int: $w last value: " "$dir/client" | cut -d: -f1)
+  ne=$(grep -nE "^dispycos_kbd_int: $w job ended: " "$dir/client" | cut -d: -f1)
+  [ "$ni" -lt "$nl" ] && [ "$nl" -lt "$ne" ] || fail "$w: want the interrupt, its last value, its end in that order"
+  last=$(grep -E "^dispycos_kbd_int: $w last value: " "$dir/client")
+  lf=$(awk '{print $5}' <<<"$last"); lpid=$(awk '{print $NF}' <<<"$last")
+  pf=$(grep -E "^dispycos_kbd_int: $w progress: " "$dir/client" | tail -1 | awk '{print $4}')
+  ppid=$(grep -E "^dispycos_kbd_int: $w progress: " "$dir/client" | tail -1 | awk '{print $NF}')
+  [ "$lpid" = "$ppid" ] || fail "$w: last value from pid $lpid, progress from $ppid"
+  awk -v l="$lf" -v p="$pf" 'BEGIN { exit !(l <= p) }' || fail "$w: last value $lf worse than its progress $pf"
+done
+grep -q "^dispycos_kbd_int: 2 last values received, 2 terminated (2 job_terminated events)$" \
+  "$dir/client" || fail "summary: want 2 last values, 2 terminated"
+min=$(awk '{print $5}' <<<"$lasts" | sort -g | head -1)
 grep -qE "^dispycos_kbd_int: best $min at \([-0-9.]+, [-0-9.]+\) from tcp://" "$dir/client" || fail "best is not $min"
 for _ in $(seq 200); do [ "$(grep -c '^worker closed ' "$dir/n1")" = 2 ] && break; sleep 0.05; done
 [ "$(grep -c '^worker closed ' "$dir/n1")" = 2 ] || fail "the node did not close its 2 workers"

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Smoke test of dispycos_live_analytics (a stream of ticks to two remote
+# jobs, signals back): a real picos-node on loopback (2 workers) and the
+# client, which streams 1000 ticks to a trend detector job and a saver job.
+# Checks that the detector's signals came back, each the crossover the
+# client computed itself, in order, and at least one (the walk's drift
+# changes every 50 ticks); that the saver kept all 1000 ticks in order;
+# that a bad pair of windows is a usage error; that the node ends the
+# workers and removes the files. Bounded in time; kills only the node it
+# started.
+#
+#   dispycos_live_analytics_smoke_test.sh PICOS_NODE CLIENT LIBRARY
+set -uo pipefail
+node_bin="$1"; client_bin="$2"; library="$3"
+dir=$(mktemp -d)
+npid=""
+cleanup() {
+  [ -n "$npid" ] && kill -9 "$npid" 2>/dev/null
+  { wait; } 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*"
+  for f in n1 client client.err; do [ -f "$dir/$f" ] && { echo "--- $f"; cat "$dir/$f"; }; done
+  exit 1
+}
+export PICOS_REMOTE_SECRET="dispycos_live_analytics smoke test secret"
+
+"$client_bin" --nodes=tcp://127.0.0.1:1 --short_window=30 --long_window=20 >"$dir/usage" 2>&1; rc=$?
+[ $rc -eq 2 ] && grep -q "^dispycos_live_analytics: --short_window must be less than --long_window" "$dir/usage" ||
+  fail "bad windows: status $rc, $(cat "$dir/usage")"
+
+mkdir -p "$dir/dest"
+"$node_bin" --cpus=2 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest" >"$dir/n1" 2>"$dir/n1.err" &
+npid=$!
+for _ in $(seq 400); do grep -q '^listening ' "$dir/n1" && break; sleep 0.05; done
+uri=$(sed -n 's/^listening //p' "$dir/n1")
+[ -n "$uri" ] || fail "the node did not start"
+
+timeout 60 "$client_bin" --nodes="$uri" --ticks=1000 --library="$library" >"$dir/client" 2>"$dir/client.err"; rc=$?
+echo "--- client"; cat "$dir/client"
+[ $rc -eq 0 ] || fail "the client exited with $rc"
+line=$(grep -E '^dispycos_live_analytics: 1000 ticks streamed to 2 jobs; [0-9]+ signals, [0-9]+ expected: ok$' "$dir/client")
+[ -n "$line" ] || fail "the signals are not the expected ones"
+k=$(awk '{print $8}' <<<"$line")
+[ "$k" -ge 1 ] || fail "no signal at all"
+[ "$(grep -cE '^dispycos_live_analytics: signal at tick [0-9]+: (buy|sell) at [0-9]+$' "$dir/client")" = "$k" ] ||
+  fail "not $k signal lines"
+# Signals alternate: a buy, then a sell, ...
+sides=$(sed -nE 's/^dispycos_live_analytics: signal at tick [0-9]+: (buy|sell) .*/\1/p' "$dir/client" | uniq | wc -l)
+[ "$sides" = "$k" ] || fail "two signals of the same side in a row"
+grep -qE '^dispycos_live_analytics: save kept 1000 ticks, sum [0-9]+ in pid [0-9]+: ok$' "$dir/client" ||
+  fail "the saver did not keep the 1000 ticks"
+for _ in $(seq 200); do [ "$(grep -c '^worker closed ' "$dir/n1")" = 2 ] && break; sleep 0.05; done
+[ "$(grep -c '^worker closed ' "$dir/n1")" = 2 ] || fail "the node did not close its 2 workers"
+[ -z "$(ls -A "$dir/dest")" ] || fail "the node kept files: $(ls -A "$dir/dest")"
+echo PASS
