@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "compute/computation_metrics.h"
 #include "compute/protocol.h"
 #include "core/kernel/log.h"
 #include "core/kernel/monitor.h"
@@ -165,10 +166,13 @@ absl::StatusOr<std::string> Sha256Of(const std::string& path) {
 
 // Sends the event `type` with `fields` to the status task, if any.
 void EmitMap(State& s, const char* type, Value::MapType fields) {
-  if (!s.options.status_task.valid()) return;
+  if (!s.options.status_task.valid() && s.options.metrics == nullptr) return;
   fields["type"] = Value(type);
   fields["computation"] = Value(s.id);
-  absl::Status sent = s.options.status_task.Send(Value(std::move(fields)));
+  Value event(std::move(fields));
+  if (s.options.metrics != nullptr) s.options.metrics->Observe(event);
+  if (!s.options.status_task.valid()) return;
+  absl::Status sent = s.options.status_task.Send(std::move(event));
   if (!sent.ok() && !s.status_failed) {
     s.status_failed = true;
     PICOS_LOG(warn, "compute: the status task of {} takes no event: {}", s.id, sent.ToString());
@@ -520,6 +524,7 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
       co_return waited;
     }
     if (p->assigned < 0) {
+      if (s->options.metrics != nullptr) s->options.metrics->JobDropped(s->id, id);
       s->jobs.erase(id);
       co_return p->failure;
     }
@@ -792,6 +797,7 @@ Task<absl::StatusOr<TaskRef>> SpawnJob(std::shared_ptr<State> s, std::string fn,
     if (!known) co_return absl::NotFoundError(absl::StrCat("no worker of computation ", s->id, " at ", where));
   }
   const uint64_t id = ++s->next_job;
+  if (s->options.metrics != nullptr) s->options.metrics->JobQueued(s->id, id, fn);
   JobEntry& job = s->jobs[id];
   job.fn = fn;
   job.async = async;
