@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -196,6 +197,8 @@ struct NodeState {
   std::unique_ptr<HostStatsReader> stats;        // for "info"
   std::unique_ptr<HostStatsReader> pulse_stats;  // for pulses (their own CPU interval)
   const remote::Node* node = nullptr;  // for "status"
+  std::unique_ptr<HostStatsReader> metrics_stats;  // for /metrics (its own CPU interval)
+  uint64_t worker_restarts = 0;                    // restart_worker requests served
   std::string name;                    // the node's name (--node_name)
   absl::Time start_time = absl::Now();
 };
@@ -546,6 +549,7 @@ Task<absl::StatusOr<Value>> CloseOrRestartWorker(std::string id, int64_t index, 
     co_return absl::AbortedError(absl::StrCat("computation ", id, " closed meanwhile"));
   }
   again->second.workers[index] = w.worker;
+  ++g_node->worker_restarts;
   co_return Value::Map({{"worker", w.uri}});
 }
 
@@ -1093,6 +1097,73 @@ Ending Handle(NodeState& n, const remote::Node& node, const Value& msg, int* sig
   return Ending::kRunning;
 }
 
+// --metrics_listen: the node's own figures beside the runtime's, read from
+// `n` at each scrape (on the node's thread: the server runs there).
+absl::StatusOr<std::vector<metrics::CallbackHandle>> RegisterNodeDaemonMetrics(metrics::Registry& registry,
+                                                                               NodeState& n) {
+  std::vector<metrics::CallbackHandle> handles;
+  NodeState* np = &n;
+  n.metrics_stats = std::make_unique<HostStatsReader>(n.settings.dest_path);
+  (void)n.metrics_stats->Read();  // the first scrape's CPU figure covers the time since
+  // One read of the host's facts serves every family of a scrape: the
+  // first family's callback reads, the others reuse it.
+  auto facts = std::make_shared<HostFacts>();
+  auto one = [](double v) { return std::vector<metrics::Sample>{{{}, v}}; };
+  struct Def {
+    const char* name;
+    const char* help;
+    metrics::Type type;
+    std::function<std::vector<metrics::Sample>()> read;
+  };
+  const Def defs[] = {
+      {"picos_node_computations", "Computations this node runs now.", metrics::Type::kGauge,
+       [np, one] { return one(static_cast<double>(np->computations.size())); }},
+      {"picos_node_workers", "Worker processes of this node running now.", metrics::Type::kGauge,
+       [np, one] {
+         double running = 0;
+         for (const auto& [id, c] : np->computations) {
+           for (const auto& w : c.workers) running += w->process->exited() ? 0 : 1;
+         }
+         return one(running);
+       }},
+      {"picos_node_worker_restarts_total", "Workers this node started again in place of another (restart_worker).",
+       metrics::Type::kCounter, [np, one] { return one(static_cast<double>(np->worker_restarts)); }},
+      {"picos_node_computations_started_total", "Computations this node started.", metrics::Type::kCounter,
+       [np, one] { return one(static_cast<double>(np->started)); }},
+      {"picos_node_cpu_available_percent", "Idle share of the host's CPUs since the last scrape, 0..100.",
+       metrics::Type::kGauge,
+       [np, facts, one] {
+         *facts = np->metrics_stats->Read();
+         return one(facts->cpu_available_percent);
+       }},
+      {"picos_node_memory_total_bytes", "The host's memory.", metrics::Type::kGauge,
+       [facts, one] { return one(static_cast<double>(facts->memory_total)); }},
+      {"picos_node_memory_available_bytes", "The host's available memory (MemAvailable).", metrics::Type::kGauge,
+       [facts, one] { return one(static_cast<double>(facts->memory_available)); }},
+      {"picos_node_swap_total_bytes", "The host's swap.", metrics::Type::kGauge,
+       [facts, one] { return one(static_cast<double>(facts->swap_total)); }},
+      {"picos_node_swap_free_bytes", "The host's free swap.", metrics::Type::kGauge,
+       [facts, one] { return one(static_cast<double>(facts->swap_free)); }},
+      {"picos_node_disk_total_bytes", "Size of the file system of --dest_path.", metrics::Type::kGauge,
+       [facts, one] { return one(static_cast<double>(facts->disk_total)); }},
+      {"picos_node_disk_free_bytes", "Bytes still free under --dest_path.", metrics::Type::kGauge,
+       [facts, one] { return one(static_cast<double>(facts->disk_free)); }},
+  };
+  for (const Def& d : defs) {
+    PICOS_ASSIGN_OR_RETURN(metrics::CallbackHandle h,
+                           registry.AddCallback({.name = d.name, .help = d.help}, d.type, d.read));
+    handles.push_back(std::move(h));
+  }
+  PICOS_ASSIGN_OR_RETURN(
+      metrics::CallbackHandle load,
+      registry.AddCallback({.name = "picos_node_load", .help = "The host's load average.", .label_names = {"minutes"}},
+                           metrics::Type::kGauge, [facts]() -> std::vector<metrics::Sample> {
+                             return {{{"1"}, facts->load[0]}, {{"5"}, facts->load[1]}, {{"15"}, facts->load[2]}};
+                           }));
+  handles.push_back(std::move(load));
+  return handles;
+}
+
 Task<absl::Status> NodeMain(NodeSettings settings) {
   const TransportRegistry& t = transports::DefaultTransports();
   NodeState n;
@@ -1133,7 +1204,9 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
   std::unique_ptr<metrics::SchedulerMetrics> scheduler_metrics;
   std::unique_ptr<metrics::NodeMetrics> node_metrics;
   std::unique_ptr<metrics::MetricsServer> metrics_server;
+  std::vector<metrics::CallbackHandle> daemon_metrics;
   if (n.settings.metrics_on) {
+    PICOS_CO_ASSIGN_OR_RETURN(daemon_metrics, RegisterNodeDaemonMetrics(metrics_registry, n));
     PICOS_CO_ASSIGN_OR_RETURN(scheduler_metrics,
                               metrics::SchedulerMetrics::Register(metrics_registry, ThisScheduler()));
     PICOS_CO_ASSIGN_OR_RETURN(node_metrics, metrics::NodeMetrics::Register(metrics_registry, *node));

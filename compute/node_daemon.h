@@ -63,6 +63,19 @@
 //                            remove their folders (below)
 //   --log_level=LEVEL        trace, debug, info, warn, error or off
 //                            (default: $PICOS_LOG_LEVEL, else info)
+//   --metrics_listen=URI     serve Prometheus metrics at /metrics there
+//                            (metrics/http_server.h; behind the bearer
+//                            token of --metrics_token_file=FILE): the
+//                            scheduler's and the remote layer's
+//                            (metrics/runtime_metrics.h: per-peer messages
+//                            and bytes, heartbeats missed, reconnects) and
+//                            the node's own: picos_node_computations,
+//                            _workers, _worker_restarts_total (restart_worker
+//                            requests), _computations_started_total, and
+//                            the host's _cpu_available_percent,
+//                            _memory_{total,available}_bytes,
+//                            _swap_{total,free}_bytes,
+//                            _disk_{total,free}_bytes, _load{minutes}
 //   --log_format=FORMAT      text (default) or json: one JSON object per
 //                            line, {"ts","level","file","line","thread",
 //                            "msg"} (core/kernel/log.h), for log
