@@ -67,7 +67,8 @@ void Progress::Observe(const Value& event) {
 
 void Progress::Finish() {
   if (finished_) return;
-  MaybeDraw(true);
+  // Drawn already as it stands (the last job's end): only the newline.
+  if (!drawn_ || drawn_done_ != done_ || drawn_total_ != total_) MaybeDraw(true);
   finished_ = true;
   if (enabled_ && drawn_) Write("\n");
 }
@@ -105,6 +106,8 @@ void Progress::MaybeDraw(bool force) {
   if (!force && !due && done_ < total_) return;
   last_draw_ns_ = now;
   drawn_ = true;
+  drawn_done_ = done_;
+  drawn_total_ = total_;
   // Back to the line's start, the line, and the rest of the old one cleared.
   Write(absl::StrCat("\r", Render(now, width_), "\x1b[K"));
 }

@@ -91,6 +91,7 @@ class Progress {
   int64_t start_ns_ = 0;
   int64_t last_draw_ns_ = 0;
   bool drawn_ = false;
+  int64_t drawn_done_ = -1, drawn_total_ = -1;  // what the last drawing showed
 };
 
 }  // namespace picos::compute

@@ -69,8 +69,10 @@ PICOS_SIM_TEST(Progress, DrawsDoneRateEtaAndFailuresAtMostFourTimesASecond) {
   p.JobEnded(true);
   EXPECT_TRUE(absl::StrContains(term.draws.back(), "  10/10  100%  ")) << term.draws.back();
   EXPECT_TRUE(absl::StrContains(term.draws.back(), "  in 5s  1 failed")) << term.draws.back();
+  const size_t drawings = term.draws.size();
   p.Finish();
   p.Finish();
+  EXPECT_EQ(term.draws.size(), drawings) << "the last end was drawn: Finish only ends the line";
   EXPECT_TRUE(absl::EndsWith(term.raw, "\x1b[K\n"));
   EXPECT_EQ(term.raw.find('\n'), term.raw.size() - 1) << "one line, redrawn in place";
   EXPECT_EQ(p.done(), 10);
