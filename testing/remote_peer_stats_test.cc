@@ -1,16 +1,23 @@
 // remote::Node::peer_stats and heartbeat_losses (core/remote/node.h): two
 // nodes in one process, a hundred messages of a known size from one to a
 // task behind the other; each side counts the other's frames and bytes,
-// and a link kept busy misses no heartbeat.
+// and a link kept busy misses no heartbeat. On a simulated clock, a peer
+// that handshakes and then stays silent misses one heartbeat a second and
+// is lost to missed heartbeats.
 #include <memory>
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "core/kernel/naming.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/task.h"
+#include "core/remote/handshake.h"
 #include "core/remote/node.h"
+#include "core/wire/value_codec.h"
 #include "testing/coro_test.h"
 #include "testing/status_matchers.h"
 #include "transports/default_transports.h"
@@ -97,6 +104,44 @@ PICOS_CORO_TEST(RemotePeerStats, CountsFramesAndBytesEachWay) {
   absl::Status closed = co_await (*b)->Close();
   EXPECT_OK(closed);
   b->reset();
+  a->reset();
+}
+
+PICOS_SIM_TEST(RemotePeerStats, ASilentPeerMissesHeartbeatsAndIsLost) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  remote::NodeOptions o;
+  o.secret = "the peer stats test's secret";
+  o.listen.push_back(absl::StrCat("unix://@picos-peer-stats-", getpid()));
+  o.heartbeat_interval = absl::Seconds(1);
+  o.heartbeat_misses = 5;
+  absl::StatusOr<std::unique_ptr<remote::Node>> a = co_await remote::Node::Start(t, std::move(o));
+  CO_ASSERT_OK(a);
+  // A peer by hand: the handshake, then nothing.
+  absl::StatusOr<std::unique_ptr<Stream>> raw = co_await t.Connect((*a)->uris()[0], kLong);
+  CO_ASSERT_OK(raw);
+  remote::HandshakeOptions h;
+  h.secret = "the peer stats test's secret";
+  h.timeout = kLong;
+  h.name = "silent";
+  h.process_id = std::string(kProcessIdSize, '\xff');  // above the node's: it keeps the link
+  absl::Status shook = (co_await remote::Handshake(**raw, h)).status();
+  CO_ASSERT_OK(shook);
+  absl::Status slept = co_await Sleep(absl::Milliseconds(2500));
+  CO_ASSERT_OK(slept);
+  const std::vector<remote::PeerStats> stats = (*a)->peer_stats();
+  CO_ASSERT_TRUE(stats.size() == 1u);
+  EXPECT_TRUE(absl::StartsWith(stats[0].peer, "silent@")) << stats[0].peer;
+  EXPECT_EQ(stats[0].heartbeats_missed, 2u) << "the ticks at 1 s and 2 s found it silent";
+  EXPECT_EQ(stats[0].messages_received, 0u);
+  EXPECT_EQ((*a)->heartbeat_losses(), 0u);
+  // Lost at 5 s of silence (bounded: the loop ends at the loss or at 60 s).
+  for (int i = 0; i < 600 && (*a)->heartbeat_losses() == 0; ++i) {
+    slept = co_await Sleep(absl::Milliseconds(100));
+    CO_ASSERT_OK(slept);
+  }
+  EXPECT_EQ((*a)->heartbeat_losses(), 1u);
+  EXPECT_TRUE((*a)->peer_stats().empty());
+  (*raw)->Close();
   a->reset();
 }
 
