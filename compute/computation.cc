@@ -164,7 +164,8 @@ absl::StatusOr<std::string> Sha256Of(const std::string& path) {
   return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(d), sizeof d));
 }
 
-// Sends the event `type` with `fields` to the status task, if any.
+// Sends the event `type` with `fields` to the status task and the
+// metrics, if any.
 void EmitMap(State& s, const char* type, Value::MapType fields) {
   if (!s.options.status_task.valid() && s.options.metrics == nullptr) return;
   fields["type"] = Value(type);

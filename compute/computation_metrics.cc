@@ -189,7 +189,9 @@ absl::StatusOr<std::unique_ptr<ComputationMetrics>> ComputationMetrics::Register
   }
   auto st = std::make_unique<State>();
   State* s = st.get();
-  // One series per function and state, and the overflow one.
+  // One series per function and state, and those of the functions beyond
+  // the bound (kOverflowLabelValue; for the families labelled by function
+  // alone that is the family's own overflow series, which logs once).
   const size_t fn_series = (options.max_functions + 1) * 5;
   PICOS_ASSIGN_OR_RETURN(s->submitted,
                          registry.AddCounter({.name = "picos_compute_jobs_submitted_total",
@@ -354,8 +356,13 @@ void ComputationMetrics::Observe(const Value& event) {
     if (type == "job_started") {
       JobRec* j = s.Job(key, fn);
       if (j == nullptr) return;
-      if (j->running) s.StopRunning(*j);  // a repeated event: count it once
-      --j->fn->waiting;
+      // Started again without an event between (its worker refused it
+      // before it ran: no rerun): it was never back to waiting.
+      if (j->running) {
+        s.StopRunning(*j);
+      } else {
+        --j->fn->waiting;
+      }
       ++j->fn->running;
       j->running = true;
       j->async = event.GetOr<bool>("async", false);

@@ -237,5 +237,44 @@ TEST(ComputeMetrics, FunctionsBeyondTheBoundFoldIntoOverflow) {
               StatusIs(absl::StatusCode::kAlreadyExists));
 }
 
+// The job paths without an event of their own: a job started again
+// without a rerun (its worker refused it before it ran), a rerun, and a
+// job dropped while waiting; the gauges come back to zero.
+TEST(ComputeMetrics, GaugesFollowEveryPathOfAJob) {
+  metrics::Registry registry;
+  absl::StatusOr<std::unique_ptr<compute::ComputationMetrics>> m = compute::ComputationMetrics::Register(registry);
+  ASSERT_OK(m.status());
+  auto ev = [](const char* type, uint64_t job, int64_t code = 0) {
+    return Value::Map({{"type", type}, {"computation", "c"}, {"job", job}, {"fn", "f"}, {"worker", "w"},
+                       {"async", false}, {"code", code}});
+  };
+  (*m)->Observe(Value::Map({{"type", "worker_initialized"}, {"computation", "c"}, {"worker", "w"}, {"node", "n"}}));
+  (*m)->JobQueued("c", 1, "f");
+  (*m)->JobQueued("c", 2, "f");
+  (*m)->JobQueued("c", 3, "f");
+  (*m)->Observe(ev("job_started", 1));
+  (*m)->Observe(ev("job_started", 1));  // again, no rerun between
+  (*m)->Observe(ev("job_started", 2));
+  std::string text = registry.Exposition();
+  EXPECT_EQ(Sample(text, "picos_compute_jobs{function=\"f\",state=\"running\"}"), 2);
+  EXPECT_EQ(Sample(text, "picos_compute_jobs{function=\"f\",state=\"waiting\"}"), 1);
+  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"busy\"}"), 1);
+  (*m)->Observe(ev("job_rerun", 2));
+  text = registry.Exposition();
+  EXPECT_EQ(Sample(text, "picos_compute_jobs{function=\"f\",state=\"waiting\"}"), 2);
+  (*m)->Observe(ev("job_started", 2));
+  (*m)->Observe(ev("job_finished", 1));
+  (*m)->Observe(ev("job_finished", 2, 10));
+  (*m)->JobDropped("c", 3);
+  text = registry.Exposition();
+  EXPECT_EQ(Sample(text, "picos_compute_jobs{function=\"f\",state=\"running\"}"), 0);
+  EXPECT_EQ(Sample(text, "picos_compute_jobs{function=\"f\",state=\"waiting\"}"), 0);
+  EXPECT_EQ(Sample(text, "picos_compute_jobs_total{function=\"f\",state=\"done\"}"), 1);
+  EXPECT_EQ(Sample(text, "picos_compute_jobs_total{function=\"f\",state=\"failed\"}"), 2);
+  EXPECT_EQ(Sample(text, "picos_compute_jobs_total{function=\"f\",state=\"rerun\"}"), 1);
+  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"busy\"}"), 0);
+  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"idle\"}"), 1);
+}
+
 }  // namespace
 }  // namespace picos::testing
