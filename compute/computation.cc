@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "compute/export.h"
+#include "compute/computation_metrics.h"
 #include "compute/protocol.h"
 #include "core/kernel/log.h"
 #include "core/kernel/monitor.h"
@@ -207,12 +208,16 @@ absl::StatusOr<std::string> Sha256Of(const std::string& path) {
   return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(d), sizeof d));
 }
 
-// Sends the event `type` with `fields` to the status task, if any.
+// Sends the event `type` with `fields` to the status task and the
+// metrics, if any.
 void EmitMap(State& s, const char* type, Value::MapType fields) {
-  if (!s.options.status_task.valid()) return;
+  if (!s.options.status_task.valid() && s.options.metrics == nullptr) return;
   fields["type"] = Value(type);
   fields["computation"] = Value(s.id);
-  absl::Status sent = s.options.status_task.Send(Value(std::move(fields)));
+  Value event(std::move(fields));
+  if (s.options.metrics != nullptr) s.options.metrics->Observe(event);
+  if (!s.options.status_task.valid()) return;
+  absl::Status sent = s.options.status_task.Send(std::move(event));
   if (!sent.ok() && !s.status_failed) {
     s.status_failed = true;
     PICOS_LOG(warn, "compute: the status task of {} takes no event: {}", s.id, sent.ToString());
@@ -610,6 +615,7 @@ Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id
       co_return waited;
     }
     if (p->assigned < 0) {
+      if (s->options.metrics != nullptr) s->options.metrics->JobDropped(s->id, id);
       s->jobs.erase(id);
       co_return p->failure;
     }
@@ -1026,6 +1032,7 @@ Task<absl::StatusOr<TaskRef>> SpawnJob(std::shared_ptr<State> s, std::string fn,
   const uint64_t id = ++s->next_job;
   auto link = std::make_shared<JobLink>();
   s->links[id] = link;
+  if (s->options.metrics != nullptr) s->options.metrics->JobQueued(s->id, id, fn);
   JobEntry& job = s->jobs[id];
   job.fn = fn;
   job.async = async;

@@ -208,6 +208,8 @@
 
 namespace picos::compute {
 
+class ComputationMetrics;  // compute/computation_metrics.h
+
 // One node allocation rule (see the top of this file).
 struct AllocationRule {
   std::string host = "*";      // fnmatch glob on the host name or address
@@ -239,6 +241,10 @@ struct ComputationOptions {
   absl::Duration timeout = absl::Seconds(60);
   // Receives the status events (see the top of this file); null for none.
   TaskRef status_task;
+  // Counts the jobs, workers and nodes as Prometheus metrics: given every
+  // status event (status_task or not) and each job spawned. Null for none;
+  // else it must outlive the Computation, and may serve several.
+  ComputationMetrics* metrics = nullptr;
   // CPU jobs sent to a busy worker ahead of time, 0..8: a worker still runs
   // one CPU job at a time, and up to this many more may already wait in its
   // mailbox, so it starts the next without waiting for a round trip to the

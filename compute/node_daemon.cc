@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -35,6 +36,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "compute/daemon_config.h"
+#include "compute/daemon_status.h"
 #include "compute/host_stats.h"
 #include "compute/protocol.h"
 #include "compute/sign.h"
@@ -82,6 +84,12 @@ ABSL_FLAG(std::string, metrics_listen, "",
           "told otherwise); empty: off");
 ABSL_FLAG(std::string, metrics_token_file, "",
           "file whose first line is the bearer token /metrics then requires");
+ABSL_FLAG(std::string, log_format, "text", "text, or json (one JSON object per line, for log collectors)");
+ABSL_FLAG(bool, status, false,
+          "ask the running node at --connect what it runs (computations, workers, health), print it, exit");
+ABSL_FLAG(std::string, connect, "tcp://127.0.0.1:9706", "with --status: the node's URI");
+ABSL_FLAG(bool, json, false, "with --status: print JSON instead of a table");
+ABSL_FLAG(absl::Duration, status_timeout, absl::Seconds(10), "with --status: how long to wait (1s..1h)");
 
 namespace picos::compute {
 namespace {
@@ -111,6 +119,7 @@ constexpr const char* kConfigKeys[] = {
     "serve",         "service_start", "service_stop",       "service_end",           "pulse_interval",
     "min_pulse_interval", "max_pulse_interval", "zombie_period", "trusted_signer",  "clean",
     "log_level",     "daemon",        "metrics_listen",     "metrics_token_file",
+    "log_format",
 };
 
 // Where a flag's value came from when a config file set it ("FILE:LINE"),
@@ -124,6 +133,7 @@ struct Worker {
   std::shared_ptr<Process> process;
   int index = 0;
   bool closing = false;
+  std::string uri;  // once it said where it listens
 };
 
 struct Computation {
@@ -180,6 +190,11 @@ struct NodeState {
   uint64_t generation = 0;  // makes each worker's unix socket name unique
   std::unique_ptr<HostStatsReader> stats;        // for "info"
   std::unique_ptr<HostStatsReader> pulse_stats;  // for pulses (their own CPU interval)
+  const remote::Node* node = nullptr;  // for "status"
+  std::unique_ptr<HostStatsReader> metrics_stats;  // for /metrics (its own CPU interval)
+  uint64_t worker_restarts = 0;                    // restart_worker requests served
+  std::string name;                    // the node's name (--node_name)
+  absl::Time start_time = absl::Now();
 };
 NodeState* g_node = nullptr;
 
@@ -319,7 +334,8 @@ absl::StatusOr<std::shared_ptr<Worker>> LaunchWorker(const std::string& id, int 
           ? absl::StrCat("unix://@picos-worker-", getpid(), "-", id, "-", index, "-", ++n.generation)
           : absl::StrCat("tcp://", n.worker_listen_host, ":0");
   p.args = {absl::StrCat("--worker_library=", library_path), absl::StrCat("--worker_parent=", getpid()),
-            absl::StrCat("--listen=", listen), "--peer=", absl::StrCat("--node_name=worker-", id, "-", index)};
+            absl::StrCat("--listen=", listen), "--peer=", absl::StrCat("--node_name=worker-", id, "-", index),
+            absl::StrCat("--log_format=", absl::GetFlag(FLAGS_log_format))};
   p.env = std::move(env);
   p.stdin_mode = StdioMode::kNull;
   p.stderr_mode = StdioMode::kInherit;
@@ -346,6 +362,7 @@ Task<absl::StatusOr<std::string>> AwaitListening(std::shared_ptr<Worker> w, std:
         absl::StrCat("worker ", w->index, " did not start: ", line.ok() ? *line : line.status().ToString()));
   }
   std::string uri(absl::StripTrailingAsciiWhitespace(l));
+  w->uri = uri;
   std::printf("worker started %s %d %d %s\n", id.c_str(), w->index, w->process->pid(), uri.c_str());
   std::fflush(stdout);
   co_return uri;
@@ -526,6 +543,7 @@ Task<absl::StatusOr<Value>> CloseOrRestartWorker(std::string id, int64_t index, 
     co_return absl::AbortedError(absl::StrCat("computation ", id, " closed meanwhile"));
   }
   again->second.workers[index] = w.worker;
+  ++g_node->worker_restarts;
   co_return Value::Map({{"worker", w.uri}});
 }
 
@@ -572,6 +590,35 @@ Task<absl::StatusOr<Value>> AddWorker(std::string id) {
   w.worker->index = static_cast<int>(again->second.workers.size());
   again->second.workers.push_back(w.worker);
   co_return Value::Map({{"worker", w.uri}, {"index", int64_t{w.worker->index}}});
+// What "status" answers (compute/daemon_status.h).
+DaemonStatus StatusOf(NodeState& n) {
+  DaemonStatus s;
+  s.kind = "node";
+  s.name = n.name;
+  s.uri = n.uri;
+  s.pid = static_cast<int>(getpid());
+  s.uptime_s = absl::ToDoubleSeconds(absl::Now() - n.start_time);
+  s.facts = n.stats->Read();
+  s.cpus = n.settings.cpus;
+  s.peers = n.node != nullptr ? static_cast<int>(n.node->peers().size()) : 0;
+  s.started = n.started;
+  s.serve = n.settings.serve;
+  s.closing = n.closing;
+  s.in_service = InServiceHours(n.settings);
+  for (const auto& [id, c] : n.computations) {
+    if (s.computations.size() == kMaxStatusComputations) break;
+    ComputationStatus cs;
+    cs.id = id;
+    cs.client_lost = c.client_lost != absl::InfiniteFuture();
+    for (const auto& w : c.workers) {
+      if (cs.workers.size() == kMaxStatusWorkers) break;
+      cs.workers.push_back({w->index, w->process->pid(), w->uri, w->process->exited() ? "ended" : "running"});
+    }
+    s.computations.push_back(std::move(cs));
+  }
+  std::sort(s.computations.begin(), s.computations.end(),
+            [](const ComputationStatus& a, const ComputationStatus& b) { return a.id < b.id; });
+  return s;
 }
 
 Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
@@ -580,6 +627,11 @@ Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
     // Anyone with the cluster secret may ask: the host's facts, and how
     // many workers a computation gets here at most.
     co_return Value::Map({{"facts", g_node->stats->Read().ToValue()}, {"cpus", g_node->settings.cpus}});
+  }
+  if (arg.is_map() && arg.GetOr<std::string>("op", "") == "status") {
+    // Anyone with the cluster secret may ask (picos-node --status): what
+    // the node runs and its health (compute/daemon_status.h).
+    co_return StatusOf(*g_node).ToValue();
   }
   std::string op, id;
   absl::Status read = MessageReader(arg).Get("op", &op).Get("computation", &id).status();
@@ -1010,6 +1062,73 @@ Ending Handle(NodeState& n, const remote::Node& node, const Value& msg, int* sig
   return Ending::kRunning;
 }
 
+// --metrics_listen: the node's own figures beside the runtime's, read from
+// `n` at each scrape (on the node's thread: the server runs there).
+absl::StatusOr<std::vector<metrics::CallbackHandle>> RegisterNodeDaemonMetrics(metrics::Registry& registry,
+                                                                               NodeState& n) {
+  std::vector<metrics::CallbackHandle> handles;
+  NodeState* np = &n;
+  n.metrics_stats = std::make_unique<HostStatsReader>(n.settings.dest_path);
+  (void)n.metrics_stats->Read();  // the first scrape's CPU figure covers the time since
+  // One read of the host's facts serves every family of a scrape: the
+  // first family's callback reads, the others reuse it.
+  auto facts = std::make_shared<HostFacts>();
+  auto one = [](double v) { return std::vector<metrics::Sample>{{{}, v}}; };
+  struct Def {
+    const char* name;
+    const char* help;
+    metrics::Type type;
+    std::function<std::vector<metrics::Sample>()> read;
+  };
+  const Def defs[] = {
+      {"picos_node_computations", "Computations this node runs now.", metrics::Type::kGauge,
+       [np, one] { return one(static_cast<double>(np->computations.size())); }},
+      {"picos_node_workers", "Worker processes of this node running now.", metrics::Type::kGauge,
+       [np, one] {
+         double running = 0;
+         for (const auto& [id, c] : np->computations) {
+           for (const auto& w : c.workers) running += w->process->exited() ? 0 : 1;
+         }
+         return one(running);
+       }},
+      {"picos_node_worker_restarts_total", "Workers this node started again in place of another (restart_worker).",
+       metrics::Type::kCounter, [np, one] { return one(static_cast<double>(np->worker_restarts)); }},
+      {"picos_node_computations_started_total", "Computations this node started.", metrics::Type::kCounter,
+       [np, one] { return one(static_cast<double>(np->started)); }},
+      {"picos_node_cpu_available_percent", "Idle share of the host's CPUs since the last scrape, 0..100.",
+       metrics::Type::kGauge,
+       [np, facts, one] {
+         *facts = np->metrics_stats->Read();
+         return one(facts->cpu_available_percent);
+       }},
+      {"picos_node_memory_total_bytes", "The host's memory.", metrics::Type::kGauge,
+       [facts, one] { return one(static_cast<double>(facts->memory_total)); }},
+      {"picos_node_memory_available_bytes", "The host's available memory (MemAvailable).", metrics::Type::kGauge,
+       [facts, one] { return one(static_cast<double>(facts->memory_available)); }},
+      {"picos_node_swap_total_bytes", "The host's swap.", metrics::Type::kGauge,
+       [facts, one] { return one(static_cast<double>(facts->swap_total)); }},
+      {"picos_node_swap_free_bytes", "The host's free swap.", metrics::Type::kGauge,
+       [facts, one] { return one(static_cast<double>(facts->swap_free)); }},
+      {"picos_node_disk_total_bytes", "Size of the file system of --dest_path.", metrics::Type::kGauge,
+       [facts, one] { return one(static_cast<double>(facts->disk_total)); }},
+      {"picos_node_disk_free_bytes", "Bytes still free under --dest_path.", metrics::Type::kGauge,
+       [facts, one] { return one(static_cast<double>(facts->disk_free)); }},
+  };
+  for (const Def& d : defs) {
+    PICOS_ASSIGN_OR_RETURN(metrics::CallbackHandle h,
+                           registry.AddCallback({.name = d.name, .help = d.help}, d.type, d.read));
+    handles.push_back(std::move(h));
+  }
+  PICOS_ASSIGN_OR_RETURN(
+      metrics::CallbackHandle load,
+      registry.AddCallback({.name = "picos_node_load", .help = "The host's load average.", .label_names = {"minutes"}},
+                           metrics::Type::kGauge, [facts]() -> std::vector<metrics::Sample> {
+                             return {{{"1"}, facts->load[0]}, {{"5"}, facts->load[1]}, {{"15"}, facts->load[2]}};
+                           }));
+  handles.push_back(std::move(load));
+  return handles;
+}
+
 Task<absl::Status> NodeMain(NodeSettings settings) {
   const TransportRegistry& t = transports::DefaultTransports();
   NodeState n;
@@ -1023,6 +1142,7 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
   (void)n.pulse_stats->Read();  // the first pulse's CPU figure covers its interval
   remote::NodeConfig config = std::move(n.settings.config);
   n.secret = config.options.secret;
+  const std::string node_name = config.options.name;
   Clean(n.settings.dest_path, n.settings.clean);
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<remote::Node> node,
                             co_await remote::Node::Start(t, std::move(config.options)));
@@ -1031,6 +1151,8 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
     n.worker_listen_host = std::string(first.substr(0, first.rfind(':')));
   }
   n.uri = node->uris()[0];
+  n.node = node.get();
+  n.name = node_name;
   g_node = &n;
   remote::FileReceiverOptions ro;
   ro.dir = n.settings.dest_path;
@@ -1047,7 +1169,9 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
   std::unique_ptr<metrics::SchedulerMetrics> scheduler_metrics;
   std::unique_ptr<metrics::NodeMetrics> node_metrics;
   std::unique_ptr<metrics::MetricsServer> metrics_server;
+  std::vector<metrics::CallbackHandle> daemon_metrics;
   if (n.settings.metrics_on) {
+    PICOS_CO_ASSIGN_OR_RETURN(daemon_metrics, RegisterNodeDaemonMetrics(metrics_registry, n));
     PICOS_CO_ASSIGN_OR_RETURN(scheduler_metrics,
                               metrics::SchedulerMetrics::Register(metrics_registry, ThisScheduler()));
     PICOS_CO_ASSIGN_OR_RETURN(node_metrics, metrics::NodeMetrics::Register(metrics_registry, *node));
@@ -1103,6 +1227,55 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
   co_return absl::OkStatus();
 }
 
+// --status: a client-only node with the cluster's secret asks the node at
+// --connect and prints the answer; one line on stderr and exit 1 when it
+// cannot (unreachable, wrong secret, not a picos-node).
+Task<absl::Status> StatusCommand(std::string uri, bool json, absl::Duration timeout) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  remote::NodeFlagValues values = remote::NodeFlagValuesFromCommandLine();
+  values.listen.clear();  // a client only
+  values.listen_set = true;
+  values.peers.clear();
+  values.peers_set = true;
+  remote::NodeFlagDefaults defaults;
+  defaults.name = "picos-node-status";
+  absl::StatusOr<remote::NodeConfig> config = remote::NodeConfigFromValues(values, t, defaults);
+  if (!config.ok()) co_return config.status();
+  config->options.connect_timeout = timeout;
+  config->options.handshake_timeout = timeout;
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<remote::Node> node,
+                            co_await remote::Node::Start(t, std::move(config->options)));
+  absl::StatusOr<DaemonStatus> st = co_await QueryDaemonStatus(*node, uri, kNodeService, timeout);
+  if (!st.ok()) co_return st.status();
+  const std::string out = json ? FormatStatusJson(*st) : FormatStatusTable(*st);
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
+  (void)co_await node->Close(absl::Seconds(2));
+  co_return absl::OkStatus();
+}
+
+int StatusCommandMain() {
+  const absl::Duration timeout = absl::GetFlag(FLAGS_status_timeout);
+  if (timeout < absl::Seconds(1) || timeout > absl::Hours(1)) {
+    std::fprintf(stderr, "picos-node: --status_timeout=%s: 1s..1h\n", absl::FormatDuration(timeout).c_str());
+    return 2;
+  }
+  const std::string uri = absl::GetFlag(FLAGS_connect);
+  if (uri.empty() || uri.size() > 1024) {
+    std::fprintf(stderr, "picos-node: --connect: a node's URI (tcp://host:port)\n");
+    return 2;
+  }
+  // The answer, or one line saying why not: the remote layer's own lines
+  // (a refused handshake, a failed dial) only with --log_level.
+  const std::string level = absl::GetFlag(FLAGS_log_level);
+  if (level.empty()) {
+    Log().set_level(spdlog::level::off);
+  } else if (spdlog::level::from_str(level) != spdlog::level::off || level == "off") {
+    Log().set_level(spdlog::level::from_str(level));
+  }
+  return RunMain("picos-node --status", StatusCommand, uri, absl::GetFlag(FLAGS_json), timeout);
+}
+
 }  // namespace
 
 std::vector<std::string> PrepareNodeCommandLine(int argc, char** argv) {
@@ -1147,7 +1320,19 @@ std::vector<std::string> PrepareNodeCommandLine(int argc, char** argv) {
   return args;
 }
 
+bool ApplyLogFormatFlag() {
+  LogFormat format = LogFormat::kText;
+  const std::string log_format = absl::GetFlag(FLAGS_log_format);
+  if (!ParseLogFormat(log_format, &format)) {
+    std::fprintf(stderr, "picos-node: --log_format=%s: text or json\n", log_format.substr(0, 64).c_str());
+    return false;
+  }
+  SetLogFormat(format);
+  return true;
+}
+
 int NodeDaemonMain() {
+  if (absl::GetFlag(FLAGS_status)) return StatusCommandMain();
   absl::StatusOr<NodeSettings> settings = NodeSettingsFromFlags();
   if (!settings.ok()) {
     std::fprintf(stderr, "picos-node: %s\n", std::string(WithConfigOrigin(settings.status()).message()).c_str());

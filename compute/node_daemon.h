@@ -63,6 +63,23 @@
 //                            remove their folders (below)
 //   --log_level=LEVEL        trace, debug, info, warn, error or off
 //                            (default: $PICOS_LOG_LEVEL, else info)
+//   --metrics_listen=URI     serve Prometheus metrics at /metrics there
+//                            (metrics/http_server.h; behind the bearer
+//                            token of --metrics_token_file=FILE): the
+//                            scheduler's and the remote layer's
+//                            (metrics/runtime_metrics.h: per-peer messages
+//                            and bytes, heartbeats missed, reconnects) and
+//                            the node's own: picos_node_computations,
+//                            _workers, _worker_restarts_total (restart_worker
+//                            requests), _computations_started_total, and
+//                            the host's _cpu_available_percent,
+//                            _memory_{total,available}_bytes,
+//                            _swap_{total,free}_bytes,
+//                            _disk_{total,free}_bytes, _load{minutes}
+//   --log_format=FORMAT      text (default) or json: one JSON object per
+//                            line, {"ts","level","file","line","thread",
+//                            "msg"} (core/kernel/log.h), for log
+//                            collectors; passed on to the workers
 //   --daemon                 never read stdin (no console)
 //   --config=FILE            read flags from FILE first: `name=value`
 //                            lines (the names above, without --), blank
@@ -71,6 +88,18 @@
 //                            one-line error naming FILE:LINE, exit 2
 //   --save_config=FILE       write every flag above as FILE's lines (what
 //                            --config reads) and exit 0
+//
+// Status (compute/daemon_status.h): `picos-node --status
+// [--connect=tcp://host:9706] [--json] [--status_timeout=10s]`, with the
+// cluster's secret (--secret_file or $PICOS_REMOTE_SECRET), asks a running
+// node over its authenticated port ({"op": "status"}) what it runs: its
+// computations, their workers (index, pid, URI, running or ended), its
+// health (CPU, memory, disk, swap, load), uptime and peers; prints a table,
+// or one JSON object with --json, and exits 0. Unreachable, a wrong secret,
+// not a picos-node: one line on stderr ("picos-node --status: ..."), exit
+// status 1 (the remote layer's log lines only with --log_level). The node
+// does not see jobs (they go from the client to the workers): a client's
+// ComputationMetrics (compute/computation_metrics.h) counts them.
 //
 // Lifecycle, one line on stdout per event (for operators and tests):
 //   listening <uri>
@@ -130,6 +159,12 @@ namespace picos::compute {
 // file prints the one-line error and exits with status 2. Main thread,
 // before anything else.
 std::vector<std::string> PrepareNodeCommandLine(int argc, char** argv);
+
+// Applies --log_format (text, or json: core/kernel/log.h) to the log, in
+// both modes (the daemon passes it on to its workers). False, with a
+// one-line error on stderr, for another value (exit status 2). Main thread,
+// after the flags are parsed.
+bool ApplyLogFormatFlag();
 
 // Runs the daemon with the flags parsed already, until it is ended; gives
 // the process's exit status (2 for a bad flag, with a one-line error on

@@ -503,6 +503,7 @@ int main(int argc, char** argv) {
   for (std::string& a : args) argp.push_back(a.data());
   argp.push_back(nullptr);
   picos::remote::ParseCommandLine(static_cast<int>(args.size()), argp.data());
+  if (!picos::compute::ApplyLogFormatFlag()) return 2;
   if (!absl::GetFlag(FLAGS_worker_library).empty()) {
     return picos::RunMain("picos-node worker", picos::compute::WorkerMain);
   }

@@ -12,6 +12,9 @@
 //   dispycos_client2: job <i> (<ms> ms) done: <host> <pid> slept <ms> ms
 //   dispycos_client2: job <i> failed: <status>
 //   dispycos_client2: <n> jobs done, <m> failed
+// With --progress, a progress bar on stderr instead of the job lines
+// (compute/progress.h: done/total, rate, ETA, failures), when stderr is a
+// terminal; --progress_always draws it even when it is not.
 // Exit status 1 when a job failed, 2 for a bad flag.
 #include <cstdio>
 #include <memory>
@@ -23,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "compute/computation.h"
+#include "compute/progress.h"
 #include "core/cli/flags.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
@@ -36,6 +40,8 @@ ABSL_FLAG(int, jobs, 10, "jobs to submit");
 ABSL_FLAG(int, min_ms, 500, "shortest time a job sleeps");
 ABSL_FLAG(int, max_ms, 1000, "longest time a job sleeps");
 ABSL_FLAG(int, max_retries, 1, "runs again of a job whose worker was lost");
+ABSL_FLAG(bool, progress, false, "show a progress bar on stderr (when it is a terminal) instead of each job's line");
+ABSL_FLAG(bool, progress_always, false, "the progress bar even when stderr is not a terminal");
 ABSL_FLAG(std::string, library, "examples/libdispycos_client2_compute.so",
           "the computation library (picos_computation dispycos_client2_compute)");
 
@@ -82,18 +88,28 @@ Task<absl::Status> Client() {
   }
 
   // Collect the results by joining the jobs (pycos `yield rtask()`).
+  picos::compute::ProgressOptions po;
+  po.force = absl::GetFlag(FLAGS_progress_always);
+  po.label = "dispycos_client2";
+  const bool want_progress = absl::GetFlag(FLAGS_progress) || po.force;
+  picos::compute::Progress progress(static_cast<int64_t>(jobs.size()), po);
+  const bool bar = want_progress && progress.enabled();
   int done = 0, failed = 0;
   for (size_t i = 0; i < jobs.size(); ++i) {
     absl::StatusOr<Value> result = co_await jobs[i].first.Join(absl::Minutes(5));
+    if (bar) progress.JobEnded(result.ok());
     if (result.ok()) {
       ++done;
+      if (bar) continue;  // the bar says it
       std::printf("dispycos_client2: job %zu (%d ms) done: %s\n", i, jobs[i].second,
                   result->is_bytes() ? result->as_string().c_str() : result->DebugString().c_str());
     } else {
       ++failed;
+      if (bar) continue;
       std::printf("dispycos_client2: job %zu failed: %s\n", i, result.status().ToString().c_str());
     }
   }
+  if (bar) progress.Finish();
   failed += absl::GetFlag(FLAGS_jobs) - static_cast<int>(jobs.size());
   std::printf("dispycos_client2: %d jobs done, %d failed\n", done, failed);
   PICOS_CO_RETURN_IF_ERROR(co_await computation->Close());

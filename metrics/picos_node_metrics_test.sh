@@ -52,6 +52,15 @@ grep -qx 'picos_remote_peer_events_total{event="left"} 1' "$tmp/after.txt"
 grep -qx 'picos_remote_peers_connected 0' "$tmp/after.txt"
 grep -q '^picos_scheduler_tasks{scheduler="[^"]*"} [1-9]' "$tmp/after.txt"
 promtool check metrics < "$tmp/after.txt"
+# The node daemon's own figures: its work and its host's health.
+grep -qx 'picos_node_computations 0' "$tmp/after.txt"
+grep -qx 'picos_node_workers 0' "$tmp/after.txt"
+grep -qx 'picos_node_worker_restarts_total 0' "$tmp/after.txt"
+grep -qx 'picos_remote_heartbeat_losses_total 0' "$tmp/after.txt"
+grep -q '^picos_node_memory_total_bytes [1-9]' "$tmp/after.txt"
+grep -q '^picos_node_disk_free_bytes [1-9]' "$tmp/after.txt"
+grep -q '^picos_node_cpu_available_percent [0-9]' "$tmp/after.txt"
+grep -q '^picos_node_load{minutes="15"} [0-9]' "$tmp/after.txt"
 
 kill -TERM "$node_pid"; wait "$node_pid" 2>/dev/null || true; node_pid=""
 

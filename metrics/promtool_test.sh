@@ -32,6 +32,13 @@ expect 'picos_sample_job_duration_seconds_count{function="square"} 100'
 expect 'picos_sample_job_duration_seconds_bucket{function="square",le="+Inf"} 100'
 expect '# TYPE picos_scheduler_tasks gauge'
 grep -q '^picos_remote_peer_connected{peer="b@' "$out" || { echo "no peer_connected for b" >&2; fail=1; }
+expect 'picos_remote_heartbeat_losses_total 0'
+for f in messages_sent messages_received bytes_sent bytes_received heartbeats_missed; do
+  grep -q "^picos_remote_peer_${f}_total{peer=\"b@[^\"]*\"} [0-9]" "$out" ||
+    { echo "no picos_remote_peer_${f}_total for b" >&2; fail=1; }
+done
+grep -q '^picos_remote_peer_bytes_received_total{peer="b@[^"]*"} [1-9]' "$out" ||
+  { echo "no bytes counted from b" >&2; fail=1; }
 grep -q '^picos_scheduler_task_resumes_total{scheduler="[^"]*"} [1-9]' "$out" ||
   { echo "no task resumes counted" >&2; fail=1; }
 

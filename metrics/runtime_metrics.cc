@@ -127,6 +127,41 @@ absl::StatusOr<std::unique_ptr<NodeMetrics>> NodeMetrics::Register(Registry& reg
       {.name = "picos_remote_handshakes_refused_total",
        .help = "Connections refused in the handshake (wrong secret or version, garbage)."},
       Type::kCounter, One(s, "a node's handshakes", [n] { return n->refused_handshakes(); })));
+  PICOS_RETURN_IF_ERROR(
+      add({.name = "picos_remote_heartbeat_losses_total",
+           .help = "Peers lost because they missed heartbeat_misses heartbeats in a row."},
+          Type::kCounter, One(s, "a node's heartbeat losses", [n] { return n->heartbeat_losses(); })));
+  // Each peer's traffic (remote::PeerStats), one family per figure.
+  struct PeerDef {
+    const char* name;
+    const char* help;
+    uint64_t remote::PeerStats::*field;
+  };
+  const PeerDef peer_defs[] = {
+      {"picos_remote_peer_messages_sent_total", "Frames (messages, calls, replies) sent to each peer.",
+       &remote::PeerStats::messages_sent},
+      {"picos_remote_peer_messages_received_total", "Frames received from each peer and applied.",
+       &remote::PeerStats::messages_received},
+      {"picos_remote_peer_bytes_sent_total", "Bytes written to each peer's connections.",
+       &remote::PeerStats::bytes_sent},
+      {"picos_remote_peer_bytes_received_total", "Bytes read from each peer's connections.",
+       &remote::PeerStats::bytes_received},
+      {"picos_remote_peer_heartbeats_missed_total",
+       "Heartbeat intervals in which a peer was not heard from.", &remote::PeerStats::heartbeats_missed},
+  };
+  for (const PeerDef& d : peer_defs) {
+    auto field = d.field;
+    PICOS_RETURN_IF_ERROR(add({.name = d.name, .help = d.help, .label_names = {"peer"}}, Type::kCounter,
+                              [s, n, field]() -> std::vector<Sample> {
+                                if (!OnThread(s, "a node's peers")) return {};
+                                std::vector<Sample> out;
+                                for (remote::PeerStats& p : n->peer_stats()) {
+                                  const double v = static_cast<double>(p.*field);
+                                  out.push_back({{std::move(p.peer)}, v});
+                                }
+                                return out;
+                              }));
+  }
   std::shared_ptr<Counts> counts = m->counts_;
   PICOS_RETURN_IF_ERROR(add(
       {.name = "picos_remote_peer_events_total",

@@ -21,6 +21,14 @@
 //   picos_remote_handshakes_refused_total   counter  (wrong secret, garbage...)
 //   picos_remote_peer_events_total{event}   counter  joined, left, lost (since
 //                                                    Register)
+//   picos_remote_heartbeat_losses_total     counter  peers lost to missed
+//                                                    heartbeats
+//   picos_remote_peer_messages_sent_total{peer}, _messages_received_total,
+//   picos_remote_peer_bytes_sent_total{peer}, _bytes_received_total,
+//   picos_remote_peer_heartbeats_missed_total{peer}
+//                                           counters each connected peer's
+//                                                    traffic (remote::PeerStats),
+//                                                    at most 1,000 peers shown
 //
 // Threads: the figures belong to the scheduler's thread (the node's), so the
 // callbacks read them only when the scrape runs there (a MetricsServer

@@ -12,6 +12,17 @@
 //
 //   PICOS_LOG_LIMITED(warn, "TLS handshake with {} failed: {}", peer, why);
 //
+// Formats (SetLogFormat; picos-node's --log_format): one line per event,
+// either text for people
+//   2026-12-02 01:48:53.633 warn [22474] dropping message for ...
+// or JSON lines for log collectors, one object per line:
+//   {"ts":"2026-12-02T01:48:53.633Z","level":"warn","file":"core/remote/node.cc",
+//    "line":812,"thread":22474,"msg":"dropping message for ..."}
+// (UTC, milliseconds). Quotes, backslashes and control characters of the
+// message (a newline included) are escaped, and bytes that are not UTF-8
+// become U+FFFD, so a line is always one valid JSON object whatever the
+// message holds (messages often quote input from outside).
+//
 // Any thread may log: spdlog's default sinks are thread-safe, and so is the
 // rate limit of each call site.
 #ifndef PICOS_CORE_KERNEL_LOG_H_
@@ -22,11 +33,26 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <string>
+#include <string_view>
 
 namespace picos {
 
 // The logger all picos code writes to. Created on first use.
 spdlog::logger& Log();
+
+enum class LogFormat { kText, kJson };
+
+// The format of every line written from now on (default kText). Any thread;
+// meant for start-up, before other threads log.
+void SetLogFormat(LogFormat format);
+// "text" or "json"; false for anything else.
+bool ParseLogFormat(std::string_view name, LogFormat* format);
+
+// `s` as a JSON string, quotes included: `"` `\` and control characters
+// escaped (\n, \t, \u001f ...), bytes that are not valid UTF-8 each
+// replaced by \ufffd. What the JSON log lines use; any JSON writer may.
+std::string JsonQuote(std::string_view s);
 
 // Lets through at most `burst` lines per `period_ns` of the monotonic clock
 // and counts the rest, so that the next line let through can say how many
@@ -69,7 +95,11 @@ inline constexpr spdlog::level::level_enum kLogLevel_critical = spdlog::level::c
 
 }  // namespace picos
 
-#define PICOS_LOG(level, ...) ::picos::Log().level(__VA_ARGS__)
+// The call site's file and line travel with the line (the JSON format shows
+// them).
+#define PICOS_LOG(level, ...)                                                    \
+  ::picos::Log().log(::spdlog::source_loc{__FILE__, __LINE__, ""},               \
+                     ::picos::internal::kLogLevel_##level, __VA_ARGS__)
 
 // PICOS_LOG with a rate limit of its own (LogRateLimit's defaults: 10 lines
 // per 10 s per call site). A level that is off costs no more than a check.
@@ -80,9 +110,9 @@ inline constexpr spdlog::level::level_enum kLogLevel_critical = spdlog::level::c
       uint64_t picos_log_suppressed_ = 0;                                                \
       if (picos_log_limit_.Allow(&picos_log_suppressed_)) {                              \
         if (picos_log_suppressed_ > 0) {                                                 \
-          ::picos::Log().level("({} similar lines suppressed)", picos_log_suppressed_); \
+          PICOS_LOG(level, "({} similar lines suppressed)", picos_log_suppressed_);     \
         }                                                                                \
-        ::picos::Log().level(__VA_ARGS__);                                               \
+        PICOS_LOG(level, __VA_ARGS__);                                                   \
       }                                                                                  \
     }                                                                                    \
   } while (0)

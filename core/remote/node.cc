@@ -419,6 +419,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool goodbye = false;       // the peer said "bye": its stream's end is its leaving
   bool resend_due = false;    // unacknowledged batches go out again first
   bool ping_due = false;      // the heartbeat asks for a ping
+  // Traffic, for Node::peer_stats (node thread, like the rest above):
+  // frames in batches written first time and applied, and bytes written
+  // and read (length prefixes included, batches written again counted
+  // again).
+  uint64_t messages_sent = 0, messages_received = 0;
+  uint64_t bytes_sent = 0, bytes_received = 0;
+  uint64_t heartbeats_missed = 0;  // ticks that found the peer silent a whole interval
 
   const std::string my_pid;
   const HandshakeResult peer;
@@ -1306,6 +1313,15 @@ class NodeImpl final : public NameResolver {
   }
   size_t refused_handshakes() const { return refused_; }
   size_t reconnects() const { return reconnects_; }
+  size_t heartbeat_losses() const { return heartbeat_losses_; }
+  std::vector<PeerStats> peer_stats() const {
+    std::vector<PeerStats> out;
+    for (const auto& [pid, c] : by_pid_) {
+      out.push_back({c->Describe(), c->messages_sent, c->messages_received, c->bytes_sent, c->bytes_received,
+                     c->heartbeats_missed});
+    }
+    return out;
+  }
   // Nothing accepted is left to write: a session waiting to be reconnected
   // is flushed once it is (its unacknowledged batches written again) or lost.
   bool flushed() const {
@@ -1428,6 +1444,7 @@ class NodeImpl final : public NameResolver {
   Condition selection_changed_;
   size_t refused_ = 0;
   size_t reconnects_ = 0;
+  size_t heartbeat_losses_ = 0;
   uint64_t next_session_id_ = 1;
   Channel events_ = Channel::Create("picos.peer_events");
   // Last: destroyed first, while what their tasks use exists.
@@ -1883,12 +1900,14 @@ Task<absl::Status> NodeImpl::HeartbeatLoop(NodeImpl* self, std::shared_ptr<Conne
       // Missed heartbeats lose the peer at once, without redialling: a
       // stream that stays up but carries nothing means a peer that is hung
       // or cut off, and the liveness bound is a promise.
+      ++self->heartbeat_losses_;
       self->Lost(c, absl::DeadlineExceededError(absl::StrCat(
                         "heard nothing for ", absl::FormatDuration(absl::Nanoseconds(silent_ns)),
                         " (", self->options_.heartbeat_misses, " heartbeats missed)")));
       co_return absl::OkStatus();
     }
     if (now_ns >= next_tick_ns) {
+      if (silent_ns >= interval_ns) ++c->heartbeats_missed;
       // Nothing goes on a connection the arbiter has not kept. A ping also
       // carries the acknowledgement of what arrived since the last one.
       if ((!c->sent_since_tick || c->received != c->ack_sent) &&
@@ -2000,6 +2019,7 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
         Connection::Unacked u{seq, c->SpareBuffer(), n, queued};
         PICOS_RETURN_IF_ERROR(EncodeValueInto(batch, codec, &u.bytes));
         AppendFrame(u.bytes, &out);
+        c->messages_sent += n;
         c->KeepUnacked(std::move(u));
         seq = 0;
         return absl::OkStatus();
@@ -2065,6 +2085,7 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
     c->ping_due = false;
     c->sent_since_tick = true;
     c->writing = true;
+    c->bytes_sent += out.size();
     absl::Status s = co_await stream->WriteFrom(&out);
     c->writing = false;
     if (!s.ok()) self->Broken(c, link, s);
@@ -2118,6 +2139,7 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
       break;
     }
     c->last_heard_ns = ThisScheduler().NowNs();
+    c->bytes_received += (*m)->size() + 4;  // and its length prefix
     absl::StatusOr<ListDecoder> batch = internal::OpenBatch(**m, codec);
     if (!batch.ok()) {
       why = batch.status();
@@ -2166,6 +2188,7 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
         c->received = *seq;
       }
     }
+    if (apply && first == 1) c->messages_received += batch->size() - 1;  // not pings and selects
     for (size_t i = first; apply && i < batch->size(); ++i) {
       absl::StatusOr<internal::Frame> f = internal::ReadFrame(*batch, i);
       if (!f.ok()) {
@@ -2686,6 +2709,8 @@ Task<absl::Status> Node::Flush(absl::Duration timeout) {
 std::vector<std::string> Node::peers() const { return impl_->peers(); }
 ChannelRef Node::peer_events() const { return impl_->peer_events(); }
 size_t Node::refused_handshakes() const { return impl_->refused_handshakes(); }
+std::vector<PeerStats> Node::peer_stats() const { return impl_->peer_stats(); }
+size_t Node::heartbeat_losses() const { return impl_->heartbeat_losses(); }
 size_t Node::reconnects() const { return impl_->reconnects(); }
 
 absl::StatusOr<std::string> LoadSecret(const std::string& path, const std::string& env_var) {

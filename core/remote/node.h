@@ -155,6 +155,7 @@
 #define PICOS_CORE_REMOTE_NODE_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -252,6 +253,23 @@ absl::StatusOr<std::string> LoadSecret(const std::string& path,
 // re-established within the grace period is no event.
 inline constexpr char kPeerEventMessage[] = "picos.peer";
 
+// What a node counts of one connected peer's traffic since its session
+// began (reconnects included): Node::peer_stats.
+struct PeerStats {
+  std::string peer;  // "name@uri", as peers() gives it
+  // Frames (messages, calls, replies ...) in batches written the first time,
+  // and in batches from the peer applied here (duplicates not counted).
+  uint64_t messages_sent = 0;
+  uint64_t messages_received = 0;
+  // Bytes written to and read from its connections, length prefixes
+  // included (batches written again after a reconnect count again).
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  // Heartbeat ticks that found the peer silent for a whole interval (one
+  // short of heartbeat_misses in a row loses it).
+  uint64_t heartbeats_missed = 0;
+};
+
 class NodeImpl;
 
 class Node {
@@ -312,6 +330,12 @@ class Node {
   size_t refused_handshakes() const;
   // Broken connections re-established so far (sessions that went on).
   size_t reconnects() const;
+  // Peers lost to missed heartbeats so far (heard nothing for
+  // heartbeat_interval * heartbeat_misses).
+  size_t heartbeat_losses() const;
+  // The traffic of each peer connected now (plain counters the node's
+  // thread keeps: nothing is added to the hot path but an addition).
+  std::vector<PeerStats> peer_stats() const;
 
  private:
   explicit Node(std::unique_ptr<NodeImpl> impl);
