@@ -590,6 +590,8 @@ Task<absl::StatusOr<Value>> AddWorker(std::string id) {
   w.worker->index = static_cast<int>(again->second.workers.size());
   again->second.workers.push_back(w.worker);
   co_return Value::Map({{"worker", w.uri}, {"index", int64_t{w.worker->index}}});
+}
+
 // What "status" answers (compute/daemon_status.h).
 DaemonStatus StatusOf(NodeState& n) {
   DaemonStatus s;
