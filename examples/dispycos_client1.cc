@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "compute/computation.h"
+#include "compute/computation_metrics.h"
 #include "core/cli/flags.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
@@ -35,6 +36,7 @@
 #include "core/remote/node_flags.h"
 #include "dashboard/dashboard.h"
 #include "dashboard/dashboard_flags.h"
+#include "metrics/metrics.h"
 #include "transports/default_transports.h"
 
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run jobs on (required)");
@@ -61,7 +63,13 @@ Task<absl::Status> Client() {
   PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config, picos::remote::NodeConfigFromFlags(t, defaults));
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
                             co_await picos::remote::Node::Start(t, std::move(config.options)));
+  // The computation's jobs, workers and nodes as metrics, served at the
+  // dashboard's /metrics (the registry outlives both).
+  picos::metrics::Registry registry;
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::ComputationMetrics> metrics,
+                            picos::compute::ComputationMetrics::Register(registry));
   PICOS_CO_ASSIGN_OR_RETURN(picos::dashboard::DashboardOptions d, picos::dashboard::DashboardOptionsFromFlags());
+  d.registry = &registry;
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::dashboard::Dashboard> dash,
                             co_await picos::dashboard::Dashboard::Start(t, std::move(d)));
   std::printf("dispycos_client1: dashboard at %s (token in %s)\n", dash->url().c_str(),
@@ -71,6 +79,7 @@ Task<absl::Status> Client() {
   picos::compute::ComputationOptions o;
   o.library = absl::GetFlag(FLAGS_library);
   o.status_task = dash->status_task();  // the dashboard sees every event
+  o.metrics = metrics.get();
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
                             picos::compute::Computation::Create(o));
   dash->Attach(computation.get());  // its actions act on this computation

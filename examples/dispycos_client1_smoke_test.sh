@@ -58,8 +58,12 @@ for n in n1 n2; do grep -q "\"uri\":\"${uri[$n]}\"" <<<"$state" || fail "node $n
 [ "$(grep -o '"outcome":"done"' <<<"$state" | wc -l)" = 8 ] || fail "not 8 jobs done in the state"
 [ "$(grep -o '"state":"idle"' <<<"$state" | wc -l)" = 4 ] || fail "not 4 idle workers"
 grep -q '"fn":"compute","total":8,"done":8' <<<"$state" || fail "no progress of compute"
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "${url}metrics")
+code=$(curl -s -o "$dir/metrics" -w '%{http_code}' -H "Authorization: Bearer $token" "${url}metrics")
 [ "$code" = 200 ] || fail "/metrics: $code"
+# The computation's own figures (ComputationOptions::metrics) on the same port.
+grep -q '^picos_compute_jobs_total{function="compute",state="done"} 8$' "$dir/metrics" ||
+  fail "/metrics has not the 8 jobs done: $(grep picos_compute_jobs "$dir/metrics")"
+grep -q '^picos_compute_job_duration_seconds_count{function="compute"} 8$' "$dir/metrics" || fail "no job durations"
 # The login URL gives the page's cookie, and the page with it.
 cookie=$(curl -s -D - -o /dev/null "${url}login?token=$token" | tr -d '\r' | sed -n 's/^Set-Cookie: //p')
 grep -q 'HttpOnly; SameSite=Strict' <<<"$cookie" || fail "login cookie: $cookie"
