@@ -1329,7 +1329,10 @@ bool ApplyLogFormatFlag() {
     std::fprintf(stderr, "picos-node: --log_format=%s: text or json\n", log_format.substr(0, 64).c_str());
     return false;
   }
-  SetLogFormat(format);
+  // Text is the logger's own format: set only JSON, so that a node that
+  // logs nothing never builds the logger (spdlog's pages are a few hundred
+  // KB of an idle node's RSS).
+  if (format == LogFormat::kJson) SetLogFormat(format);
   return true;
 }
 
