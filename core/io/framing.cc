@@ -13,6 +13,11 @@
 namespace picos {
 namespace {
 
+// FrameReader's first buffer: what a connection that carries only small
+// messages (pings, requests) keeps for its life; a flood grows it to its
+// messages' size.
+constexpr size_t kFirstCapacity = 4 << 10;
+
 size_t Limit(const FramingOptions& options) {
   return std::min(options.max_message_size, kMaxFramePayload);
 }
@@ -82,10 +87,10 @@ void FrameReader::Reserve(size_t need) {
   if (capacity_ >= need) {
     std::memmove(storage_.get(), reinterpret_cast<char*>(storage_.get()) + head_, have);
   } else {
-    // Doubling (from one read's worth), so a message costs O(1) moves of
+    // Doubling (from kFirstCapacity), so a message costs O(1) moves of
     // each byte, up to the longest frame accepted (`need` is at most that,
     // checked before).
-    size_t bytes = std::max(need, std::min(std::max<size_t>(2 * capacity_, size_t{64} << 10), kFrameHeaderSize + max_));
+    size_t bytes = std::max(need, std::min(std::max<size_t>(2 * capacity_, kFirstCapacity), kFrameHeaderSize + max_));
     bytes = (bytes + 7) / 8 * 8;
     std::unique_ptr<uint64_t[]> bigger(new uint64_t[bytes / 8]);
     if (have > 0) std::memcpy(bigger.get(), reinterpret_cast<char*>(storage_.get()) + head_, have);
