@@ -147,8 +147,8 @@ std::string FormatStatusJson(const DaemonStatus& status);
 // it wants or holds workers on:
 //   scheduler picos-scheduler at tcp://127.0.0.1:9705, pid 4242, up 3m05s
 //   serving: 1 client (at most 64), 1 of 1 node up, 2 CPUs
-//   NODE                   STATE  CPUS  HOST    CPU IDLE  MEM FREE
-//   tcp://127.0.0.1:9706   up     2     host-a  73%       1.2 GiB
+//   NODE                   STATE  CPUS  CPU IDLE  MEM FREE  HOST
+//   tcp://127.0.0.1:9706   up     2     73%       1.2 GiB   host-a
 //   CLIENT      NODE                  DEMAND  SHARE  HELD
 //   c1a2...     tcp://127.0.0.1:9706  2       2      2
 std::string FormatSchedulerTable(const SchedulerStatus& status);
