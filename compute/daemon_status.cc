@@ -1,6 +1,9 @@
 #include "compute/daemon_status.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -10,7 +13,9 @@
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
 #include "core/remote/node.h"
+#include "core/remote/node_flags.h"
 #include "core/remote/service.h"
+#include "transports/default_transports.h"
 
 namespace picos::compute {
 namespace {
@@ -42,6 +47,33 @@ absl::Status ReadBool(const Value& v, const char* key, bool* out) {
   const Value* f = v.Find(key);
   if (f == nullptr || !f->is_bool()) return Bad(key, "missing, or not a bool");
   *out = f->as_bool();
+  return absl::OkStatus();
+}
+
+// A map of node URI to a worker count (0..256), as the scheduler's info
+// gives demands, shares and holdings.
+absl::Status ReadCounts(const Value& v, const char* key, std::map<std::string, int>* out) {
+  const Value* f = v.Find(key);
+  if (f == nullptr || !f->is_map()) return Bad(key, "missing, or not a map");
+  if (f->as_map().size() > kMaxStatusNodes) return Bad(key, "too many nodes");
+  for (const auto& [uri, n] : f->as_map()) {
+    if (uri.size() > kMaxText) return Bad(key, "a node URI too long");
+    if (!n.is_int() || n.as_int() < 0 || n.as_int() > 256) return Bad(key, "a count is not 0..256");
+    (*out)[uri] = static_cast<int>(n.as_int());
+  }
+  return absl::OkStatus();
+}
+
+Value CountsValue(const std::map<std::string, int>& m) {
+  Value::MapType out;
+  for (const auto& [uri, n] : m) out[uri] = Value(int64_t{n});
+  return Value(std::move(out));
+}
+
+absl::Status ReadUptime(const Value& v, double* out) {
+  absl::StatusOr<double> up = v.Get<double>("uptime_s");
+  if (!up.ok() || !std::isfinite(*up) || *up < 0) return Bad("uptime_s", "not seconds");
+  *out = *up;
   return absl::OkStatus();
 }
 
@@ -145,9 +177,7 @@ absl::StatusOr<DaemonStatus> DaemonStatus::FromValue(const Value& v) {
   PICOS_RETURN_IF_ERROR(ReadText(v, "name", &s.name));
   PICOS_RETURN_IF_ERROR(ReadText(v, "uri", &s.uri));
   PICOS_RETURN_IF_ERROR(ReadInt(v, "pid", 1, int64_t{1} << 31, &s.pid));
-  absl::StatusOr<double> up = v.Get<double>("uptime_s");
-  if (!up.ok() || !std::isfinite(*up) || *up < 0) return Bad("uptime_s", "not seconds");
-  s.uptime_s = *up;
+  PICOS_RETURN_IF_ERROR(ReadUptime(v, &s.uptime_s));
   const Value* facts = v.Find("facts");
   if (facts == nullptr) return Bad("facts", "missing");
   absl::StatusOr<HostFacts> f = HostFacts::FromValue(*facts);
@@ -184,8 +214,8 @@ absl::StatusOr<DaemonStatus> DaemonStatus::FromValue(const Value& v) {
   return s;
 }
 
-Task<absl::StatusOr<DaemonStatus>> QueryDaemonStatus(remote::Node& node, std::string uri,
-                                                     std::string service, absl::Duration timeout) {
+Task<absl::StatusOr<Value>> AskDaemon(remote::Node& node, std::string uri, std::string service, std::string op,
+                                      absl::Duration timeout) {
   auto where = [&uri](const absl::Status& st) {
     return absl::Status(st.code(), absl::StrCat(uri, ": ", st.message()));
   };
@@ -194,13 +224,20 @@ Task<absl::StatusOr<DaemonStatus>> QueryDaemonStatus(remote::Node& node, std::st
   absl::StatusOr<remote::Service> svc = co_await remote::Service::Locate(service, Location::Peer(uri), timeout);
   if (!svc.ok()) co_return where(svc.status());
   Value::MapType request;
-  request["op"] = Value("status");
+  request["op"] = Value(std::move(op));
   absl::StatusOr<TaskRef> asked = co_await svc->Run(Value(std::move(request)), timeout);
   if (!asked.ok()) co_return where(asked.status());
   absl::StatusOr<Value> answer = co_await asked->Join(timeout);
   if (!answer.ok()) co_return where(answer.status());
+  co_return answer;
+}
+
+Task<absl::StatusOr<DaemonStatus>> QueryDaemonStatus(remote::Node& node, std::string uri,
+                                                     std::string service, absl::Duration timeout) {
+  absl::StatusOr<Value> answer = co_await AskDaemon(node, uri, std::move(service), "status", timeout);
+  if (!answer.ok()) co_return answer.status();
   absl::StatusOr<DaemonStatus> st = DaemonStatus::FromValue(*answer);
-  if (!st.ok()) co_return where(st.status());
+  if (!st.ok()) co_return absl::Status(st.status().code(), absl::StrCat(uri, ": ", st.status().message()));
   co_return st;
 }
 
@@ -245,5 +282,185 @@ std::string ValueToJson(const Value& v) {
 }
 
 std::string FormatStatusJson(const DaemonStatus& status) { return ValueToJson(status.ToValue()) + "\n"; }
+
+Value SchedulerStatus::ToValue() const {
+  Value::ListType ns;
+  for (const SchedulerNodeStatus& n : nodes) {
+    ns.push_back(Value::Map({{"uri", n.uri}, {"cpus", int64_t{n.cpus}}, {"up", n.up}, {"facts", n.facts.ToValue()}}));
+  }
+  Value::ListType cs;
+  for (const SchedulerClientStatus& c : clients) {
+    cs.push_back(Value::Map({{"computation", c.computation},
+                             {"demand", CountsValue(c.demand)},
+                             {"shares", CountsValue(c.shares)},
+                             {"held", CountsValue(c.held)}}));
+  }
+  return Value::Map({{"kind", kind},
+                     {"name", name},
+                     {"uri", uri},
+                     {"pid", int64_t{pid}},
+                     {"uptime_s", uptime_s},
+                     {"max_clients", int64_t{max_clients}},
+                     {"nodes", Value(std::move(ns))},
+                     {"clients", Value(std::move(cs))}});
+}
+
+absl::StatusOr<SchedulerStatus> SchedulerStatus::FromValue(const Value& v) {
+  if (!v.is_map()) return absl::DataLossError("malformed status answer: not a map");
+  SchedulerStatus s;
+  PICOS_RETURN_IF_ERROR(ReadText(v, "kind", &s.kind));
+  if (s.kind != "scheduler") return Bad("kind", absl::StrCat("\"", s.kind.substr(0, 32), "\", not a scheduler"));
+  PICOS_RETURN_IF_ERROR(ReadText(v, "name", &s.name));
+  PICOS_RETURN_IF_ERROR(ReadText(v, "uri", &s.uri));
+  PICOS_RETURN_IF_ERROR(ReadInt(v, "pid", 1, int64_t{1} << 31, &s.pid));
+  PICOS_RETURN_IF_ERROR(ReadUptime(v, &s.uptime_s));
+  PICOS_RETURN_IF_ERROR(ReadInt(v, "max_clients", 1, 1 << 20, &s.max_clients));
+  const Value* ns = v.Find("nodes");
+  if (ns == nullptr || !ns->is_list()) return Bad("nodes", "missing, or not a list");
+  if (ns->as_list().size() > kMaxStatusNodes) return Bad("nodes", "too many");
+  for (const Value& n : ns->as_list()) {
+    if (!n.is_map()) return Bad("nodes", "an entry is not a map");
+    SchedulerNodeStatus nst;
+    PICOS_RETURN_IF_ERROR(ReadText(n, "uri", &nst.uri));
+    PICOS_RETURN_IF_ERROR(ReadInt(n, "cpus", 0, 256, &nst.cpus));
+    PICOS_RETURN_IF_ERROR(ReadBool(n, "up", &nst.up));
+    const Value* facts = n.Find("facts");
+    if (facts == nullptr) return Bad("facts", "missing");
+    // A node never reached yet has no facts (all zero): only an up node's
+    // must be whole.
+    absl::StatusOr<HostFacts> f = HostFacts::FromValue(*facts);
+    if (f.ok()) {
+      nst.facts = *std::move(f);
+    } else if (nst.up) {
+      return Bad("facts", f.status().message());
+    }
+    s.nodes.push_back(std::move(nst));
+  }
+  const Value* cs = v.Find("clients");
+  if (cs == nullptr || !cs->is_list()) return Bad("clients", "missing, or not a list");
+  if (cs->as_list().size() > kMaxStatusComputations) return Bad("clients", "too many");
+  for (const Value& c : cs->as_list()) {
+    if (!c.is_map()) return Bad("clients", "an entry is not a map");
+    SchedulerClientStatus cst;
+    PICOS_RETURN_IF_ERROR(ReadText(c, "computation", &cst.computation));
+    PICOS_RETURN_IF_ERROR(ReadCounts(c, "demand", &cst.demand));
+    PICOS_RETURN_IF_ERROR(ReadCounts(c, "shares", &cst.shares));
+    PICOS_RETURN_IF_ERROR(ReadCounts(c, "held", &cst.held));
+    s.clients.push_back(std::move(cst));
+  }
+  return s;
+}
+
+std::string FormatSchedulerTable(const SchedulerStatus& s) {
+  std::string out;
+  absl::StrAppend(&out, s.kind, " ", s.name.empty() ? "(unnamed)" : s.name, " at ", s.uri, ", pid ", s.pid, ", up ",
+                  Uptime(s.uptime_s), "\n");
+  int up = 0, cpus = 0;
+  for (const SchedulerNodeStatus& n : s.nodes) {
+    if (!n.up) continue;
+    ++up;
+    cpus += n.cpus;
+  }
+  absl::StrAppend(&out, "serving: ", s.clients.size(), s.clients.size() == 1 ? " client" : " clients", " (at most ",
+                  s.max_clients, "), ", up, " of ", s.nodes.size(), s.nodes.size() == 1 ? " node" : " nodes",
+                  " up, ", cpus, cpus == 1 ? " CPU\n" : " CPUs\n");
+  size_t uri_width = 4;
+  for (const SchedulerNodeStatus& n : s.nodes) uri_width = std::max(uri_width, n.uri.size());
+  const int uw = static_cast<int>(uri_width);
+  if (!s.nodes.empty()) {
+    absl::StrAppend(&out, absl::StrFormat("%-*s  %-5s  %-4s  %-8s  %-8s  %s\n", uw, "NODE", "STATE", "CPUS",
+                                          "CPU IDLE", "MEM FREE", "HOST"));
+    for (const SchedulerNodeStatus& n : s.nodes) {
+      if (!n.up && n.facts.cpus == 0) {
+        absl::StrAppend(&out, absl::StrFormat("%-*s  %-5s  %-4s  %-8s  %-8s  %s\n", uw, n.uri, "down", "-", "-", "-",
+                                              "-"));
+        continue;
+      }
+      absl::StrAppend(&out, absl::StrFormat("%-*s  %-5s  %-4d  %-8s  %-8s  %s\n", uw, n.uri, n.up ? "up" : "down",
+                                            n.cpus, absl::StrFormat("%.0f%%", n.facts.cpu_available_percent),
+                                            Bytes(n.facts.memory_available), n.facts.host));
+    }
+  }
+  if (s.clients.empty()) return out;
+  size_t id_width = 6;
+  for (const SchedulerClientStatus& c : s.clients) id_width = std::max(id_width, c.computation.size());
+  const int iw = static_cast<int>(id_width);
+  absl::StrAppend(&out, absl::StrFormat("%-*s  %-*s  %-6s  %-5s  %s\n", iw, "CLIENT", uw, "NODE", "DEMAND", "SHARE",
+                                        "HELD"));
+  for (const SchedulerClientStatus& c : s.clients) {
+    // Every node it wants, was granted or holds workers on, in URI order.
+    std::map<std::string, bool> on;
+    for (const auto* m : {&c.demand, &c.shares, &c.held}) {
+      for (const auto& [uri, n] : *m) on[uri] = on[uri] || n > 0;
+    }
+    auto count = [](const std::map<std::string, int>& m, const std::string& uri) {
+      auto it = m.find(uri);
+      return it == m.end() ? 0 : it->second;
+    };
+    bool any = false;
+    for (const auto& [uri, some] : on) {
+      if (!some) continue;
+      any = true;
+      absl::StrAppend(&out, absl::StrFormat("%-*s  %-*s  %-6d  %-5d  %d\n", iw, c.computation, uw, uri,
+                                            count(c.demand, uri), count(c.shares, uri), count(c.held, uri)));
+    }
+    if (!any) absl::StrAppend(&out, absl::StrFormat("%-*s  %-*s  %-6s  %-5s  %s\n", iw, c.computation, uw, "-", "-",
+                                                    "-", "-"));
+  }
+  return out;
+}
+
+std::string FormatSchedulerJson(const SchedulerStatus& status) { return ValueToJson(status.ToValue()) + "\n"; }
+
+namespace {
+
+Task<absl::Status> AskAndPrint(StatusCommand command) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  remote::NodeFlagValues values = remote::NodeFlagValuesFromCommandLine();
+  values.listen.clear();  // a client only
+  values.listen_set = true;
+  values.peers.clear();
+  values.peers_set = true;
+  remote::NodeFlagDefaults defaults;
+  defaults.name = absl::StrCat(command.program, "-status");
+  absl::StatusOr<remote::NodeConfig> config = remote::NodeConfigFromValues(values, t, defaults);
+  if (!config.ok()) co_return config.status();
+  config->options.connect_timeout = command.timeout;
+  config->options.handshake_timeout = command.timeout;
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<remote::Node> node,
+                            co_await remote::Node::Start(t, std::move(config->options)));
+  absl::StatusOr<Value> answer = co_await AskDaemon(*node, command.uri, command.service, command.op, command.timeout);
+  if (!answer.ok()) co_return answer.status();
+  absl::StatusOr<std::string> out = command.format(*answer, command.json);
+  if (!out.ok()) co_return absl::Status(out.status().code(), absl::StrCat(command.uri, ": ", out.status().message()));
+  std::fwrite(out->data(), 1, out->size(), stdout);
+  std::fflush(stdout);
+  (void)co_await node->Close(absl::Seconds(2));
+  co_return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunStatusCommand(StatusCommand command) {
+  const char* program = command.program.c_str();
+  if (command.timeout < absl::Seconds(1) || command.timeout > absl::Hours(1)) {
+    std::fprintf(stderr, "%s: --status_timeout=%s: 1s..1h\n", program, absl::FormatDuration(command.timeout).c_str());
+    return 2;
+  }
+  if (command.uri.empty() || command.uri.size() > 1024) {
+    std::fprintf(stderr, "%s: --connect: the daemon's URI (tcp://host:port)\n", program);
+    return 2;
+  }
+  // The answer, or one line saying why not: the remote layer's own lines
+  // (a refused handshake, a failed dial) only with --log_level.
+  const std::string& level = command.log_level;
+  if (level.empty()) {
+    Log().set_level(spdlog::level::off);
+  } else if (spdlog::level::from_str(level) != spdlog::level::off || level == "off") {
+    Log().set_level(spdlog::level::from_str(level));
+  }
+  const std::string name = absl::StrCat(command.program, " --status");
+  return RunMain(name.c_str(), AskAndPrint, std::move(command));
+}
 
 }  // namespace picos::compute

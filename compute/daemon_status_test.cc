@@ -98,5 +98,95 @@ TEST(DaemonStatus, TableAndJson) {
             "{\"b\":\"/w==\",\"n\":null,\"x\":null}");
 }
 
+SchedulerStatus SchedulerSample() {
+  SchedulerStatus s;
+  s.name = "picos-scheduler";
+  s.uri = "tcp://127.0.0.1:9705";
+  s.pid = 77;
+  s.uptime_s = 185;
+  s.max_clients = 64;
+  SchedulerNodeStatus up;
+  up.uri = "tcp://127.0.0.1:9706";
+  up.cpus = 2;
+  up.up = true;
+  up.facts = Sample().facts;
+  s.nodes.push_back(up);
+  // Never reached: no facts yet (all zero), which an up node may not have.
+  SchedulerNodeStatus down;
+  down.uri = "tcp://127.0.0.1:9707";
+  s.nodes.push_back(down);
+  s.clients.push_back({"c1", {{up.uri, 2}, {down.uri, 2}}, {{up.uri, 1}, {down.uri, 0}}, {{up.uri, 1}}});
+  s.clients.push_back({"c2", {{up.uri, 0}}, {}, {}});
+  return s;
+}
+
+TEST(SchedulerStatus, RoundTripsThroughAValue) {
+  const SchedulerStatus s = SchedulerSample();
+  absl::StatusOr<SchedulerStatus> back = SchedulerStatus::FromValue(s.ToValue());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->ToValue(), s.ToValue());
+  EXPECT_EQ(back->clients[0].shares.at("tcp://127.0.0.1:9706"), 1);
+}
+
+TEST(SchedulerStatus, RefusesMalformedAnswers) {
+  const Value good = SchedulerSample().ToValue();
+  const Value node = good["nodes"].as_list()[0];
+  auto node_with = [&node](const char* key, Value v) {
+    Value n = node;
+    n.as_map()[key] = std::move(v);
+    return Value::List({n});
+  };
+  auto client_with = [&good](const char* key, Value v) {
+    Value c = good["clients"].as_list()[0];
+    c.as_map()[key] = std::move(v);
+    return Value::List({c});
+  };
+  struct Case {
+    const char* key;
+    Value value;
+  };
+  const Case cases[] = {
+      {"kind", Value("node")},  // a picos-node's answer is not a scheduler's
+      {"pid", Value(int64_t{0})},
+      {"uptime_s", Value("1")},
+      {"max_clients", Value(int64_t{0})},
+      {"nodes", Value("none")},
+      {"nodes", node_with("cpus", Value(int64_t{257}))},
+      {"nodes", node_with("up", Value(int64_t{1}))},
+      {"nodes", node_with("facts", Value::Map({{"host", "h"}}))},  // up, so its facts must be whole
+      {"clients", Value::List({Value(int64_t{1})})},
+      {"clients", client_with("shares", Value::Map({{"tcp://x:1", Value(int64_t{-1})}}))},
+      {"clients", client_with("demand", Value::Map({{"tcp://x:1", Value("2")}}))},
+      {"clients", client_with("held", Value("none"))},
+      {"clients", client_with("computation", Value(std::string(5000, 'x')))},
+  };
+  for (const Case& c : cases) {
+    Value v = good;
+    v.as_map()[c.key] = c.value;
+    absl::StatusOr<SchedulerStatus> st = SchedulerStatus::FromValue(v);
+    EXPECT_EQ(st.status().code(), absl::StatusCode::kDataLoss) << c.key << ": " << c.value.DebugString();
+  }
+  Value many = good;
+  many.as_map()["nodes"] = Value(Value::ListType(kMaxStatusNodes + 1, node));
+  EXPECT_EQ(SchedulerStatus::FromValue(many).status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(SchedulerStatus, TableAndJson) {
+  const std::string table = FormatSchedulerTable(SchedulerSample());
+  EXPECT_EQ(table,
+            "scheduler picos-scheduler at tcp://127.0.0.1:9705, pid 77, up 3m05s\n"
+            "serving: 2 clients (at most 64), 1 of 2 nodes up, 2 CPUs\n"
+            "NODE                  STATE  CPUS  CPU IDLE  MEM FREE  HOST\n"
+            "tcp://127.0.0.1:9706  up     2     73%       1.0 GiB   h\n"
+            "tcp://127.0.0.1:9707  down   -     -         -         -\n"
+            "CLIENT  NODE                  DEMAND  SHARE  HELD\n"
+            "c1      tcp://127.0.0.1:9706  2       1      1\n"
+            "c1      tcp://127.0.0.1:9707  2       0      0\n"
+            "c2      -                     -       -      -\n");
+  const std::string json = FormatSchedulerJson(SchedulerSample());
+  EXPECT_EQ(json.find('\n'), json.size() - 1);
+  EXPECT_TRUE(absl::StrContains(json, "\"shares\":{\"tcp://127.0.0.1:9706\":1,\"tcp://127.0.0.1:9707\":0}")) << json;
+}
+
 }  // namespace
 }  // namespace picos::compute

@@ -1229,53 +1229,22 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
   co_return absl::OkStatus();
 }
 
-// --status: a client-only node with the cluster's secret asks the node at
-// --connect and prints the answer; one line on stderr and exit 1 when it
-// cannot (unreachable, wrong secret, not a picos-node).
-Task<absl::Status> StatusCommand(std::string uri, bool json, absl::Duration timeout) {
-  const TransportRegistry& t = transports::DefaultTransports();
-  remote::NodeFlagValues values = remote::NodeFlagValuesFromCommandLine();
-  values.listen.clear();  // a client only
-  values.listen_set = true;
-  values.peers.clear();
-  values.peers_set = true;
-  remote::NodeFlagDefaults defaults;
-  defaults.name = "picos-node-status";
-  absl::StatusOr<remote::NodeConfig> config = remote::NodeConfigFromValues(values, t, defaults);
-  if (!config.ok()) co_return config.status();
-  config->options.connect_timeout = timeout;
-  config->options.handshake_timeout = timeout;
-  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<remote::Node> node,
-                            co_await remote::Node::Start(t, std::move(config->options)));
-  absl::StatusOr<DaemonStatus> st = co_await QueryDaemonStatus(*node, uri, kNodeService, timeout);
-  if (!st.ok()) co_return st.status();
-  const std::string out = json ? FormatStatusJson(*st) : FormatStatusTable(*st);
-  std::fwrite(out.data(), 1, out.size(), stdout);
-  std::fflush(stdout);
-  (void)co_await node->Close(absl::Seconds(2));
-  co_return absl::OkStatus();
-}
-
+// --status: asks the node at --connect what it runs and prints it
+// (compute/daemon_status.h's RunStatusCommand).
 int StatusCommandMain() {
-  const absl::Duration timeout = absl::GetFlag(FLAGS_status_timeout);
-  if (timeout < absl::Seconds(1) || timeout > absl::Hours(1)) {
-    std::fprintf(stderr, "picos-node: --status_timeout=%s: 1s..1h\n", absl::FormatDuration(timeout).c_str());
-    return 2;
-  }
-  const std::string uri = absl::GetFlag(FLAGS_connect);
-  if (uri.empty() || uri.size() > 1024) {
-    std::fprintf(stderr, "picos-node: --connect: a node's URI (tcp://host:port)\n");
-    return 2;
-  }
-  // The answer, or one line saying why not: the remote layer's own lines
-  // (a refused handshake, a failed dial) only with --log_level.
-  const std::string level = absl::GetFlag(FLAGS_log_level);
-  if (level.empty()) {
-    Log().set_level(spdlog::level::off);
-  } else if (spdlog::level::from_str(level) != spdlog::level::off || level == "off") {
-    Log().set_level(spdlog::level::from_str(level));
-  }
-  return RunMain("picos-node --status", StatusCommand, uri, absl::GetFlag(FLAGS_json), timeout);
+  StatusCommand c;
+  c.program = "picos-node";
+  c.service = kNodeService;
+  c.op = "status";
+  c.uri = absl::GetFlag(FLAGS_connect);
+  c.json = absl::GetFlag(FLAGS_json);
+  c.timeout = absl::GetFlag(FLAGS_status_timeout);
+  c.log_level = absl::GetFlag(FLAGS_log_level);
+  c.format = [](const Value& answer, bool json) -> absl::StatusOr<std::string> {
+    PICOS_ASSIGN_OR_RETURN(DaemonStatus st, DaemonStatus::FromValue(answer));
+    return json ? FormatStatusJson(st) : FormatStatusTable(st);
+  };
+  return RunStatusCommand(std::move(c));
 }
 
 }  // namespace

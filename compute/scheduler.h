@@ -48,11 +48,13 @@
 // field is network input and checked; a refusal is an error to the caller
 // and a log line here):
 //   {"op": "info"}
-//     {"nodes": [{"uri", "cpus": int, "up": bool, "facts": HostFacts map}],
+//     {"kind": "scheduler", "name", "uri", "pid": int, "uptime_s": double,
+//      "max_clients": int,
+//      "nodes": [{"uri", "cpus": int, "up": bool, "facts": HostFacts map}],
 //      "clients": [{"computation", "demand": {uri: int}, "shares": {uri: int},
 //                   "held": {uri: int}}]}
-//     what an operator's status command shows (and how a client learns the
-//     nodes).
+//     what `picos-scheduler --status` shows (compute/daemon_status.h's
+//     SchedulerStatus) and how a client learns the nodes.
 //   {"op": "join", "computation": <id>, "client": <task>,
 //    "demand": {<node uri>: <0..256>}}
 //     admits the client (at most --max_clients at once): {"shares": {uri:
@@ -89,6 +91,23 @@
 //   --log_level=LEVEL   trace, debug, info, warn, error or off
 //   --config=FILE, --save_config=FILE
 //                       as picos-node's (compute/node_daemon.h)
+//
+// Status command: `picos-scheduler --status [--connect=URI] [--json]
+// [--status_timeout=10s]` (the secret as the daemon takes it: --secret_file
+// or $PICOS_REMOTE_SECRET) asks the running scheduler at --connect (default
+// tcp://127.0.0.1:9705) for its info and prints it: its pid and uptime, a
+// row per node (state, CPUs, idle CPU, free memory, host), a row per client
+// and node (demand, share, held), or with --json one line of JSON (info's
+// map). Exit status 0; 1 and one line on stderr when the scheduler cannot
+// be reached, the secret is wrong or what answers is not a scheduler; 2
+// and one line for a bad --connect or --status_timeout (1s..1h).
+//   $ picos-scheduler --status --connect=tcp://sched:9705 --secret_file=secret
+//   scheduler picos-scheduler at tcp://sched:9705, pid 4242, up 3m05s
+//   serving: 1 client (at most 64), 1 of 1 node up, 2 CPUs
+//   NODE                   STATE  CPUS  CPU IDLE  MEM FREE  HOST
+//   tcp://node1:9706       up     2     73%       20.3 GiB  node1
+//   CLIENT             NODE                   DEMAND  SHARE  HELD
+//   c0ab04ee3adc15b6b  tcp://node1:9706       2       2      2
 //
 // Lifecycle, one line on stdout per event (for operators and tests):
 //   listening <uri>

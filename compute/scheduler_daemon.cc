@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "compute/daemon_config.h"
+#include "compute/daemon_status.h"
 #include "compute/host_stats.h"
 #include "compute/protocol.h"
 #include "compute/scheduler.h"
@@ -45,6 +46,11 @@ ABSL_FLAG(int, max_clients, 64, "clients served at once (1 .. 1024)");
 ABSL_FLAG(std::string, log_level, "", "trace, debug, info, warn, error or off (default $PICOS_LOG_LEVEL, else info)");
 ABSL_FLAG(std::string, config, "", "read flags from FILE (name=value lines) before the command line's");
 ABSL_FLAG(std::string, save_config, "", "write the flags to FILE (what --config reads) and exit");
+ABSL_FLAG(bool, status, false,
+          "ask the running scheduler at --connect what it serves (nodes, clients and their shares), print it, exit");
+ABSL_FLAG(std::string, connect, "tcp://127.0.0.1:9705", "with --status: the scheduler's URI");
+ABSL_FLAG(bool, json, false, "with --status: print JSON instead of a table");
+ABSL_FLAG(absl::Duration, status_timeout, absl::Seconds(10), "with --status: how long to wait (1s..1h)");
 
 namespace picos::compute {
 
@@ -130,6 +136,10 @@ struct Client {
 // One scheduler thread, no locks.
 struct State {
   Settings settings;
+  // For info's "name", "uri", "uptime_s".
+  std::string name;
+  std::string uri;
+  absl::Time start_time = absl::Now();
   std::map<std::string, NodeSlot> nodes;
   std::map<std::string, Client> clients;
   uint64_t next_order = 0;
@@ -267,7 +277,14 @@ Value Info(const State& s) {
     clients.push_back(Value::Map(
         {{"computation", id}, {"demand", counts(c.demand)}, {"shares", counts(c.grant)}, {"held", counts(c.held)}}));
   }
-  return Value::Map({{"nodes", Value(std::move(nodes))}, {"clients", Value(std::move(clients))}});
+  return Value::Map({{"kind", "scheduler"},
+                     {"name", s.name},
+                     {"uri", s.uri},
+                     {"pid", int64_t{getpid()}},
+                     {"uptime_s", absl::ToDoubleSeconds(absl::Now() - s.start_time)},
+                     {"max_clients", int64_t{s.settings.max_clients}},
+                     {"nodes", Value(std::move(nodes))},
+                     {"clients", Value(std::move(clients))}});
 }
 
 Task<absl::StatusOr<Value>> Request(Value arg) {
@@ -479,8 +496,10 @@ Task<absl::Status> SchedulerMain(Settings settings) {
   State s;
   s.settings = std::move(settings);
   remote::NodeConfig config = std::move(s.settings.config);
+  s.name = config.options.name;
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<remote::Node> node,
                             co_await remote::Node::Start(t, std::move(config.options)));
+  s.uri = node->uris()[0];
   g_state = &s;
   remote::ServiceOptions so;
   so.max_running = 1024;
@@ -599,6 +618,21 @@ std::vector<std::string> PrepareSchedulerCommandLine(int argc, char** argv) {
 }
 
 int SchedulerDaemonMain() {
+  if (absl::GetFlag(FLAGS_status)) {
+    StatusCommand c;
+    c.program = "picos-scheduler";
+    c.service = kSchedulerService;
+    c.op = "info";
+    c.uri = absl::GetFlag(FLAGS_connect);
+    c.json = absl::GetFlag(FLAGS_json);
+    c.timeout = absl::GetFlag(FLAGS_status_timeout);
+    c.log_level = absl::GetFlag(FLAGS_log_level);
+    c.format = [](const Value& answer, bool json) -> absl::StatusOr<std::string> {
+      PICOS_ASSIGN_OR_RETURN(SchedulerStatus st, SchedulerStatus::FromValue(answer));
+      return json ? FormatSchedulerJson(st) : FormatSchedulerTable(st);
+    };
+    return RunStatusCommand(std::move(c));
+  }
   absl::StatusOr<Settings> settings = SettingsFromFlags();
   if (!settings.ok()) {
     std::fprintf(stderr, "picos-scheduler: %s\n",
