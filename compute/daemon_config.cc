@@ -2,17 +2,69 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "core/kernel/log.h"
 
 namespace picos::compute {
+
+std::vector<std::string> PrepareDaemonCommandLine(int argc, char** argv, const char* program, const char* repeated,
+                                                  absl::Span<const char* const> keys,
+                                                  absl::flat_hash_map<std::string, std::string>* origins) {
+  const std::string long_eq = absl::StrCat("--", repeated, "=");
+  const std::string short_eq = absl::StrCat("-", repeated, "=");
+  const std::string long_bare = absl::StrCat("--", repeated);
+  const std::string short_bare = absl::StrCat("-", repeated);
+  std::vector<std::string> args;
+  std::vector<std::string> values;
+  std::string config;
+  absl::flat_hash_set<std::string> given;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    absl::string_view v = a;
+    if (i > 0 && (absl::ConsumePrefix(&v, "--") || absl::ConsumePrefix(&v, "-"))) {
+      given.insert(std::string(v.substr(0, v.find('='))));
+      if (absl::ConsumePrefix(&v, "config")) {
+        if (absl::ConsumePrefix(&v, "=")) {
+          config = std::string(v);
+        } else if (v.empty() && i + 1 < argc) {
+          config = argv[i + 1];
+        }
+      }
+      absl::string_view r = a;
+      if (absl::ConsumePrefix(&r, long_eq) || absl::ConsumePrefix(&r, short_eq)) {
+        values.emplace_back(r);
+        continue;
+      }
+      if ((a == long_bare || a == short_bare) && i + 1 < argc) {
+        values.emplace_back(argv[++i]);
+        continue;
+      }
+    }
+    args.push_back(std::move(a));
+  }
+  if (!values.empty()) args.push_back(absl::StrCat(long_eq, absl::StrJoin(values, ",")));
+  if (!config.empty()) {
+    absl::Status s = ApplyConfigFile(config, keys, origins);
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s: %s\n", program, std::string(s.message()).c_str());
+      std::exit(2);
+    }
+    // A flag given on the command line wins: its errors are its own.
+    for (const std::string& g : given) origins->erase(g);
+  }
+  return args;
+}
 
 absl::Status ApplyConfigFile(const std::string& path, absl::Span<const char* const> keys,
                              absl::flat_hash_map<std::string, std::string>* origins) {

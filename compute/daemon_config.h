@@ -13,6 +13,7 @@
 #define PICOS_COMPUTE_DAEMON_CONFIG_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -32,6 +33,17 @@ inline constexpr size_t kMaxConfigFileBytes = 64 << 10;
 // bad value for x: ...", "FILE:LINE: not a name=value line".
 absl::Status ApplyConfigFile(const std::string& path, absl::Span<const char* const> keys,
                              absl::flat_hash_map<std::string, std::string>* origins);
+
+// A daemon's command line made ready for absl's parser: the flag
+// `repeated` given several times (--name=V or --name V) becomes one
+// --name=V1,V2 (absl keeps only a flag's last occurrence), and the --config
+// file, if one is named, is applied first (ApplyConfigFile with `keys` and
+// `origins`), forgetting the origins of flags the command line gives too
+// (those win, and their errors are their own). A config file that does not
+// apply is "<program>: <why>" on stderr and exit status 2.
+std::vector<std::string> PrepareDaemonCommandLine(int argc, char** argv, const char* program, const char* repeated,
+                                                  absl::Span<const char* const> keys,
+                                                  absl::flat_hash_map<std::string, std::string>* origins);
 
 // Writes every flag of `keys` with its current value as FILE's lines
 // (atomically: FILE.tmp, then renamed), under a comment naming `program`.

@@ -846,9 +846,6 @@ absl::Status WithConfigOrigin(const absl::Status& status) {
 
 absl::Status SaveConfig(const std::string& path) { return SaveConfigFile(path, "picos-node", kConfigKeys); }
 
-// Applies the config file's lines to the flags.
-absl::Status ApplyConfig(const std::string& path) { return ApplyConfigFile(path, kConfigKeys, &ConfigOrigins()); }
-
 // --- Signals and console ---
 
 constexpr int kHandledSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
@@ -1250,45 +1247,7 @@ int StatusCommandMain() {
 }  // namespace
 
 std::vector<std::string> PrepareNodeCommandLine(int argc, char** argv) {
-  std::vector<std::string> args;
-  std::vector<std::string> signers;
-  std::string config;
-  absl::flat_hash_set<std::string> given;
-  for (int i = 0; i < argc; ++i) {
-    std::string a = argv[i];
-    absl::string_view v = a;
-    if (i > 0 && (absl::ConsumePrefix(&v, "--") || absl::ConsumePrefix(&v, "-"))) {
-      given.insert(std::string(v.substr(0, v.find('='))));
-      if (absl::ConsumePrefix(&v, "config")) {
-        if (absl::ConsumePrefix(&v, "=")) {
-          config = std::string(v);
-        } else if (v.empty() && i + 1 < argc) {
-          config = argv[i + 1];
-        }
-      }
-      absl::string_view s = a;
-      if ((absl::ConsumePrefix(&s, "--trusted_signer=") || absl::ConsumePrefix(&s, "-trusted_signer="))) {
-        signers.emplace_back(s);
-        continue;
-      }
-      if ((a == "--trusted_signer" || a == "-trusted_signer") && i + 1 < argc) {
-        signers.emplace_back(argv[++i]);
-        continue;
-      }
-    }
-    args.push_back(std::move(a));
-  }
-  if (!signers.empty()) args.push_back(absl::StrCat("--trusted_signer=", absl::StrJoin(signers, ",")));
-  if (!config.empty()) {
-    absl::Status s = ApplyConfig(config);
-    if (!s.ok()) {
-      std::fprintf(stderr, "picos-node: %s\n", std::string(s.message()).c_str());
-      std::exit(2);
-    }
-    // A flag given on the command line wins: its errors are its own.
-    for (const std::string& g : given) ConfigOrigins().erase(g);
-  }
-  return args;
+  return PrepareDaemonCommandLine(argc, argv, "picos-node", "trusted_signer", kConfigKeys, &ConfigOrigins());
 }
 
 bool ApplyLogFormatFlag() {

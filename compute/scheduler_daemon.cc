@@ -577,44 +577,7 @@ absl::StatusOr<Settings> SettingsFromFlags() {
 }  // namespace
 
 std::vector<std::string> PrepareSchedulerCommandLine(int argc, char** argv) {
-  std::vector<std::string> args;
-  std::vector<std::string> nodes;
-  std::string config;
-  absl::flat_hash_set<std::string> given;
-  for (int i = 0; i < argc; ++i) {
-    std::string a = argv[i];
-    absl::string_view v = a;
-    if (i > 0 && (absl::ConsumePrefix(&v, "--") || absl::ConsumePrefix(&v, "-"))) {
-      given.insert(std::string(v.substr(0, v.find('='))));
-      if (absl::ConsumePrefix(&v, "config")) {
-        if (absl::ConsumePrefix(&v, "=")) {
-          config = std::string(v);
-        } else if (v.empty() && i + 1 < argc) {
-          config = argv[i + 1];
-        }
-      }
-      absl::string_view n = a;
-      if (absl::ConsumePrefix(&n, "--node=") || absl::ConsumePrefix(&n, "-node=")) {
-        nodes.emplace_back(n);
-        continue;
-      }
-      if ((a == "--node" || a == "-node") && i + 1 < argc) {
-        nodes.emplace_back(argv[++i]);
-        continue;
-      }
-    }
-    args.push_back(std::move(a));
-  }
-  if (!nodes.empty()) args.push_back(absl::StrCat("--node=", absl::StrJoin(nodes, ",")));
-  if (!config.empty()) {
-    absl::Status s = ApplyConfigFile(config, kConfigKeys, &ConfigOrigins());
-    if (!s.ok()) {
-      std::fprintf(stderr, "picos-scheduler: %s\n", std::string(s.message()).c_str());
-      std::exit(2);
-    }
-    for (const std::string& g : given) ConfigOrigins().erase(g);
-  }
-  return args;
+  return PrepareDaemonCommandLine(argc, argv, "picos-scheduler", "node", kConfigKeys, &ConfigOrigins());
 }
 
 int SchedulerDaemonMain() {
