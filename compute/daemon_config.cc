@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "core/kernel/log.h"
+#include "core/kernel/value.h"
 
 namespace picos::compute {
 
@@ -153,6 +154,32 @@ absl::Status ApplyLogLevelFlag(const std::string& level) {
   }
   Log().set_level(spdlog::level::from_str(level));
   return absl::OkStatus();
+}
+
+sigset_t DaemonSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaddset(&set, s);
+  return set;
+}
+
+const char* DaemonSignalName(int sig) {
+  switch (sig) {
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGHUP: return "SIGHUP";
+    case SIGQUIT: return "SIGQUIT";
+  }
+  return "signal";
+}
+
+void ForwardDaemonSignals(TaskRef main, const char* key) {
+  const sigset_t set = DaemonSignals();
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) return;
+    (void)main.Send(Value::Map({{key, sig}}));
+  }
 }
 
 }  // namespace picos::compute

@@ -1,6 +1,7 @@
 // What compute's daemons (picos-node, picos-scheduler) share in reading
 // their flags: `name=value` config files (--config, --save_config), seconds
-// flags and --log_level. Each daemon keeps its own list of keys.
+// flags and --log_level; and how they take signals. Each daemon keeps its
+// own list of keys.
 //
 //   constexpr const char* kKeys[] = {"listen", "node", "log_level"};
 //   absl::Status s = ApplyConfigFile("sched.conf", kKeys, &origins);
@@ -12,6 +13,7 @@
 #ifndef PICOS_COMPUTE_DAEMON_CONFIG_H_
 #define PICOS_COMPUTE_DAEMON_CONFIG_H_
 
+#include <csignal>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "core/kernel/handles.h"
 
 namespace picos::compute {
 
@@ -63,6 +66,19 @@ absl::StatusOr<absl::Duration> ParseSecondsFlag(const std::string& flag, const s
 // Sets the log level from --log_level's value ("" leaves it): "--log_level=v:
 // one of trace, debug, info, warn, error, off" if unknown.
 absl::Status ApplyLogLevelFlag(const std::string& level);
+
+// The signals a daemon handles: SIGTERM, SIGINT, SIGHUP, SIGQUIT. Block
+// them (pthread_sigmask) before any thread starts, so that every thread
+// inherits the mask and only ForwardDaemonSignals's sigwait takes them.
+sigset_t DaemonSignals();
+
+// "SIGTERM" and so on for DaemonSignals; "signal" for another.
+const char* DaemonSignalName(int sig);
+
+// Takes DaemonSignals (blocked in every thread) and sends each to `main` as
+// {key: <signal number>}. Run it on a thread of its own; it lives as long
+// as the process.
+void ForwardDaemonSignals(TaskRef main, const char* key);
 
 }  // namespace picos::compute
 

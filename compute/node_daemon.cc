@@ -848,26 +848,6 @@ absl::Status SaveConfig(const std::string& path) { return SaveConfigFile(path, "
 
 // --- Signals and console ---
 
-constexpr int kHandledSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
-
-sigset_t HandledSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : kHandledSignals) sigaddset(&set, s);
-  return set;
-}
-
-// Takes the handled signals (blocked in every thread) and sends each to
-// the daemon's task. Lives as long as the process.
-void SignalThread(TaskRef main) {
-  const sigset_t set = HandledSignals();
-  for (;;) {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) return;
-    (void)main.Send(Value::Map({{kSignalMessage, sig}}));
-  }
-}
-
 // Reads console lines from stdin (a terminal) and sends them to the
 // daemon's task, until end of file.
 void ConsoleThread(TaskRef main) {
@@ -876,16 +856,6 @@ void ConsoleThread(TaskRef main) {
     std::string line(absl::StripAsciiWhitespace(buf));
     if (!line.empty()) (void)main.Send(Value::Map({{kConsoleMessage, line}}));
   }
-}
-
-const char* SignalName(int sig) {
-  switch (sig) {
-    case SIGTERM: return "SIGTERM";
-    case SIGINT: return "SIGINT";
-    case SIGHUP: return "SIGHUP";
-    case SIGQUIT: return "SIGQUIT";
-  }
-  return "signal";
 }
 
 void PrintStatus(const remote::Node& node) {
@@ -1026,7 +996,7 @@ Ending Handle(NodeState& n, const remote::Node& node, const Value& msg, int* sig
       Say("signal SIGINT: terminating");
       return Ending::kTerminate;
     }
-    Say(absl::StrCat("signal ", SignalName(sig), ": closing",
+    Say(absl::StrCat("signal ", DaemonSignalName(sig), ": closing",
                      sig == SIGINT ? " (SIGINT again terminates)" : ""));
     return Ending::kClose;
   }
@@ -1159,7 +1129,7 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
   ro.admit = AdmitFile;
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<remote::FileReceiver> rx, remote::FileReceiver::Enable(ro));
   PICOS_CO_ASSIGN_OR_RETURN(remote::RegisteredService svc, remote::RegisterService(kNodeService, NodeRequest));
-  std::thread(SignalThread, n.main).detach();
+  std::thread(ForwardDaemonSignals, n.main, kSignalMessage).detach();
   if (n.settings.console) std::thread(ConsoleThread, n.main).detach();
   Say(absl::StrCat("listening ", node->uris()[0]));
   PICOS_CO_RETURN_IF_ERROR(co_await remote::ConnectPeers(*node, config.peers));
@@ -1283,7 +1253,7 @@ int NodeDaemonMain() {
   }
   // Blocked here, before any thread starts, so that every thread inherits
   // the mask and only the signal thread's sigwait takes them.
-  const sigset_t set = HandledSignals();
+  const sigset_t set = DaemonSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   return RunMain("picos-node", NodeMain, *std::move(settings));
 }

@@ -463,34 +463,6 @@ Task<> WatchDns(std::shared_ptr<ThreadPool> pool) {
   }
 }
 
-constexpr int kHandledSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
-
-sigset_t HandledSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : kHandledSignals) sigaddset(&set, s);
-  return set;
-}
-
-void SignalThread(TaskRef main) {
-  const sigset_t set = HandledSignals();
-  for (;;) {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) return;
-    (void)main.Send(Value::Map({{kSignalMessage, sig}}));
-  }
-}
-
-const char* SignalName(int sig) {
-  switch (sig) {
-    case SIGTERM: return "SIGTERM";
-    case SIGINT: return "SIGINT";
-    case SIGHUP: return "SIGHUP";
-    case SIGQUIT: return "SIGQUIT";
-  }
-  return "signal";
-}
-
 Task<absl::Status> SchedulerMain(Settings settings) {
   const TransportRegistry& t = transports::DefaultTransports();
   State s;
@@ -504,7 +476,7 @@ Task<absl::Status> SchedulerMain(Settings settings) {
   remote::ServiceOptions so;
   so.max_running = 1024;
   PICOS_CO_ASSIGN_OR_RETURN(remote::RegisteredService svc, remote::RegisterService(kSchedulerService, Request, so));
-  std::thread(SignalThread, Self()).detach();
+  std::thread(ForwardDaemonSignals, Self(), kSignalMessage).detach();
   Say(absl::StrCat("listening ", node->uris()[0]));
   PICOS_CO_RETURN_IF_ERROR(co_await remote::ConnectPeers(*node, config.peers));
   for (const std::string& uri : s.settings.nodes) {
@@ -524,7 +496,7 @@ Task<absl::Status> SchedulerMain(Settings settings) {
     absl::StatusOr<Value> msg = co_await Receive();
     if (!msg.ok()) break;
     if (msg->is_map() && (*msg)[kSignalMessage].is_int()) {
-      Say(absl::StrCat("signal ", SignalName(static_cast<int>((*msg)[kSignalMessage].as_int())), ": closing"));
+      Say(absl::StrCat("signal ", DaemonSignalName(static_cast<int>((*msg)[kSignalMessage].as_int())), ": closing"));
       break;
     }
   }
@@ -612,7 +584,7 @@ int SchedulerDaemonMain() {
     std::printf("saved the flags to %s\n", save.c_str());
     return 0;
   }
-  const sigset_t set = HandledSignals();
+  const sigset_t set = DaemonSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   return RunMain("picos-scheduler", SchedulerMain, *std::move(settings));
 }
