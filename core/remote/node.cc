@@ -213,6 +213,24 @@ class ConnectionCodec final : public HandleCodec {
   Connection* const c_;
 };
 
+// A frame queued for the writer. A send frame (kSendFrame) keeps its
+// fields apart: the writer encodes [kSendFrame, task, proof_hi, proof_lo,
+// body] in place (EncodeListInto), so a message sent to a remote task
+// costs no Value list. Any other frame is `body` whole.
+struct OutFrame {
+  Value body;
+  bool send = false;
+  uint64_t task = 0;
+  uint64_t proof_hi = 0;
+  uint64_t proof_lo = 0;
+};
+
+// What the list [kSendFrame, task, proof_hi, proof_lo, message] adds to
+// the message's encoded size (as EncodedSizeAtLeast counts both): the
+// list's tag word and its five elements, 3 words each (a wire::Value); the
+// root struct that held the message now holds the list.
+constexpr size_t kSendFrameOverhead = 8 * (1 + 5 * 3);
+
 // One authenticated connection to one peer. The parts marked "node thread"
 // are touched only there; the rest is guarded by mu_, for proxies used from
 // any thread.
@@ -231,6 +249,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Queues `frame` for the writer. Any thread. kUnavailable once lost.
   absl::Status Push(Value frame);
+  // Queues the send frame [kSendFrame, task, proof_hi, proof_lo, message]
+  // (RemoteTaskProxy::Send) as Push would.
+  absl::Status PushSend(uint64_t task, uint64_t proof_hi, uint64_t proof_lo, Value message);
   // Queues a frame that expects a "reply"; `done` gets it.
   void Request(Value::MapType fields, Completer done);
   void Reply(uint64_t req, absl::StatusOr<Value> result);
@@ -262,7 +283,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // from here on (the per-peer bound holds them until the peer acknowledges
   // them, or Unsent gives them back).
   // `sizes` gets each frame's size as Push estimated it.
-  void TakeOutbox(std::vector<Value>* out, std::vector<uint32_t>* sizes) {
+  void TakeOutbox(std::vector<OutFrame>* out, std::vector<uint32_t>* sizes) {
     absl::MutexLock lock(&mu_);
     out->clear();
     out->swap(outbox_);
@@ -436,10 +457,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ConnectionCodec codec;
 
  private:
+  // Push and PushSend: `frame`, of `n` bytes as EncodedSizeAtLeast counts.
+  absl::Status Queue(OutFrame frame, size_t n);
+
   mutable absl::Mutex mu_;
   bool lost_ ABSL_GUARDED_BY(mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<Value> outbox_ ABSL_GUARDED_BY(mu_);
+  std::vector<OutFrame> outbox_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> outbox_sizes_ ABSL_GUARDED_BY(mu_);  // each frame's, as Push estimated it
   // What Push counted of the frames queued, taken and not yet acknowledged
   // (bounded by max_queued_bytes).
@@ -493,14 +517,7 @@ class RemoteTaskProxy final : public TaskProxy {
     std::shared_ptr<Connection> c = c_.lock();
     if (c == nullptr) return absl::UnavailableError("peer gone");
     if (proof_.size() != internal::kProofSize) return Op("send", "msg", std::move(message));
-    Value::ListType f;
-    f.reserve(5);
-    f.emplace_back(uint64_t{kSendFrame});
-    f.emplace_back(id_);
-    f.emplace_back(proof_hi_);
-    f.emplace_back(proof_lo_);
-    f.push_back(std::move(message));
-    return c->Push(Value(std::move(f)));
+    return c->PushSend(id_, proof_hi_, proof_lo_, std::move(message));
   }
   absl::Status Resume(Value value) override { return Op("resume", "value", std::move(value)); }
   absl::Status Terminate() override { return Op("terminate", "", Value()); }
@@ -829,7 +846,26 @@ void ReachThirdParty(NodeImpl* node, std::weak_ptr<Connection> via, std::string 
 // --- Connection ---
 
 absl::Status Connection::Push(Value frame) {
-  const size_t n = EncodedSizeAtLeast(frame, max_frame);
+  OutFrame f;
+  f.body = std::move(frame);
+  return Queue(std::move(f), EncodedSizeAtLeast(f.body, max_frame));
+}
+
+absl::Status Connection::PushSend(uint64_t task, uint64_t proof_hi, uint64_t proof_lo, Value message) {
+  OutFrame f;
+  f.body = std::move(message);
+  f.send = true;
+  f.task = task;
+  f.proof_hi = proof_hi;
+  f.proof_lo = proof_lo;
+  // What the list around the message adds: its pointer and five elements
+  // (EncodedSizeAtLeast's count for the frame as a Value list, less the
+  // message's own element counted with it).
+  const size_t n = EncodedSizeAtLeast(f.body, max_frame);
+  return Queue(std::move(f), n > max_frame ? n : n + kSendFrameOverhead);
+}
+
+absl::Status Connection::Queue(OutFrame frame, size_t n) {
   if (n > max_frame) {
     return absl::ResourceExhaustedError(absl::StrCat("a message of more than ", n, " bytes for ", Describe(),
                                                      " exceeds max_frame_size (", max_frame,
@@ -1073,7 +1109,7 @@ void Connection::Fail(const absl::Status& why) {
   absl::flat_hash_map<std::string, ChannelRef> channel_proxies;
   ops::SubscriptionTable subs;
   absl::flat_hash_map<uint64_t, std::pair<ChannelRef, SinkId>> sinks;
-  std::vector<Value> outbox;
+  std::vector<OutFrame> outbox;
   size_t unacked_frames = 0;
   {
     absl::MutexLock lock(&mu_);
@@ -1947,13 +1983,13 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
   // A writer idle this long gives back its write buffer (an idle
   // connection holds none).
   constexpr absl::Duration kKeepWriteBuffer = absl::Seconds(1);
-  std::vector<Value> frames;  // taken from the outbox; those from `next` on not yet written
+  std::vector<OutFrame> frames;  // taken from the outbox; those from `next` on not yet written
   std::vector<uint32_t> sizes;  // frames[i]'s size as Push counted it
-  // The write's bytes, and a batch's list before it is encoded: both kept
+  // The write's bytes, and a batch's items before it is encoded: both kept
   // from one write to the next, so a busy connection allocates neither (a
   // write buffer freed each time made malloc consolidate its free lists).
   std::string out;
-  Value::ListType list;
+  std::vector<ListItem> items;
   size_t next = 0;
   bool more = false;
   for (;;) {
@@ -1961,7 +1997,7 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
       absl::StatusOr<Value> kick = co_await Receive(kKeepWriteBuffer);
       if (absl::IsDeadlineExceeded(kick.status())) {
         out = std::string();
-        list = Value::ListType();
+        items = std::vector<ListItem>();
         kick = co_await Receive();
       }
       if (!kick.ok()) co_return absl::OkStatus();  // terminated: the connection is gone
@@ -2012,50 +2048,69 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
       // once and used by the next batch that encodes, so the peer never
       // sees a gap.
       uint64_t seq = 0;
-      auto emit = [&](Value& batch, size_t n, size_t queued) -> absl::Status {
+      Value ack;  // the header's second number
+      // Encodes `batch`, whose first item is left for the header, and
+      // appends it to the write.
+      auto emit = [&](std::vector<ListItem>& batch, size_t n, size_t queued) -> absl::Status {
         if (seq == 0) seq = c->NextSeq();
-        batch.as_list()[0] = Value::List({Value(seq), Value(c->received)});
+        ack = Value(c->received);
+        batch[0] = ListItem();
+        batch[0].value = &ack;
+        batch[0].uints[0] = seq;
+        batch[0].n_uints = 1;  // [seq, ack]
         // Encoded straight into a buffer kept from an acknowledged batch.
         Connection::Unacked u{seq, c->SpareBuffer(), n, queued};
-        PICOS_RETURN_IF_ERROR(EncodeValueInto(batch, codec, &u.bytes));
+        PICOS_RETURN_IF_ERROR(EncodeListInto(batch, codec, &u.bytes));
         AppendFrame(u.bytes, &out);
         c->messages_sent += n;
         c->KeepUnacked(std::move(u));
         seq = 0;
         return absl::OkStatus();
       };
+      // The item that encodes `f` (which must outlive it).
+      auto item_of = [](const OutFrame& f) {
+        ListItem item;
+        item.value = &f.body;
+        if (f.send) {
+          item.uints[0] = kSendFrame;
+          item.uints[1] = f.task;
+          item.uints[2] = f.proof_hi;
+          item.uints[3] = f.proof_lo;
+          item.n_uints = 4;
+        }
+        return item;
+      };
       size_t i = next;
       for (; i < frames.size() && out.size() < kWriteBytes; i += kFramesPerBatch) {
         const size_t end = std::min(frames.size(), i + kFramesPerBatch);
-        list.clear();
-        list.push_back(Value());
-        list.insert(list.end(), std::make_move_iterator(frames.begin() + i),
-                    std::make_move_iterator(frames.begin() + end));
-        Value batch(std::move(list));
+        items.clear();
+        items.emplace_back();  // the header
         size_t queued = 0;
-        for (size_t k = i; k < end; ++k) queued += sizes[k];
-        const bool sent = emit(batch, end - i, queued).ok();
-        if (sent) {
-          list = std::move(batch.as_list());  // its capacity, for the next batch
-          list.clear();
-          continue;
+        for (size_t k = i; k < end; ++k) {
+          items.push_back(item_of(frames[k]));
+          queued += sizes[k];
         }
+        if (emit(items, end - i, queued).ok()) continue;
         // One of them cannot cross: each alone, so that only it is lost.
-        for (size_t k = 1; k < batch.as_list().size(); ++k) {
-          const Value& frame = batch.as_list()[k];
-          Value one(Value::ListType{Value(), frame});
-          absl::Status sent = emit(one, 1, sizes[i + k - 1]);
+        for (size_t k = i; k < end; ++k) {
+          const OutFrame& frame = frames[k];
+          items.resize(1);
+          items.push_back(item_of(frame));
+          absl::Status sent = emit(items, 1, sizes[k]);
           if (sent.ok()) continue;
-          c->Unsent(1, sizes[i + k - 1]);
+          c->Unsent(1, sizes[k]);
           // A message that cannot cross (a handle no peer can name, over the
           // size bound): the sender was told OK ("accepted"); a request gets
           // the error as its reply.
           PICOS_LOG_LIMITED(warn, "remote: a frame for {} cannot be sent: {}", c->Describe(), sent.ToString());
-          absl::StatusOr<uint64_t> req = ops::U64(frame, "req");
-          if (const Value* op = frame.Find("op"); op != nullptr && op->is_string() && req.ok()) {
+          if (frame.send) continue;
+          absl::StatusOr<uint64_t> req = ops::U64(frame.body, "req");
+          if (const Value* op = frame.body.Find("op"); op != nullptr && op->is_string() && req.ok()) {
             if (op->as_string() == "reply") {
-              Value error(Value::ListType{Value(), Value(ops::ReplyFields(*req, sent))});
-              (void)emit(error, 0, 0);
+              const Value error(ops::ReplyFields(*req, sent));
+              items.resize(1);
+              items.emplace_back().value = &error;
+              (void)emit(items, 0, 0);
             } else {
               c->TakePending(*req).Complete(sent);
             }
@@ -2065,8 +2120,8 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
       // A number taken by frames none of which could cross: an empty batch
       // uses it.
       if (seq != 0) {
-        Value empty(Value::ListType{Value()});
-        (void)emit(empty, 0, 0);
+        items.resize(1);
+        (void)emit(items, 0, 0);
       }
       next = std::min(i, frames.size());
       more = next < frames.size();  // the writer goes on without waiting for a kick

@@ -300,6 +300,31 @@ class Planner {
     return absl::OkStatus();
   }
 
+  // Plans the list `items` describe (EncodeListInto), at depth 1, as Plan
+  // would plan that Value list: the same words, counts and checks.
+  absl::Status PlanItems(absl::Span<const ListItem> items) {
+    PICOS_RETURN_IF_ERROR(Enter(1));
+    words_ += 1 + kValueWords * items.size();
+    for (const ListItem& item : items) {
+      if (item.n_uints == 0) {
+        PICOS_RETURN_IF_ERROR(Plan(*item.value, 2));
+        continue;
+      }
+      if (item.n_uints > ListItem::kMaxUints) {
+        return absl::InvalidArgumentError(absl::StrCat("a list item with ", item.n_uints, " integers (at most ",
+                                                       ListItem::kMaxUints, ")"));
+      }
+      PICOS_RETURN_IF_ERROR(Enter(2));
+      words_ += 1 + kValueWords * (item.n_uints + 1u);
+      for (uint8_t k = 0; k < item.n_uints; ++k) PICOS_RETURN_IF_ERROR(Enter(3));
+      PICOS_RETURN_IF_ERROR(Plan(*item.value, 3));
+    }
+    if (EncodedBytes() > o_.max_encoded_size) {
+      return TooMany("encoded size in bytes", EncodedBytes(), o_.max_encoded_size, "max_encoded_size");
+    }
+    return absl::OkStatus();
+  }
+
   // Words of the message body: the root pointer, the root struct, the rest.
   uint64_t body_words() const { return 1 + kValueWords + words_; }
   // Bytes of a single-segment flat message (segment table included).
@@ -309,6 +334,18 @@ class Planner {
   std::vector<ChannelIdentity>& channels() { return channels_; }
 
  private:
+  // One Value of PlanItems's own (a list, or an integer in one): Plan's
+  // depth and count checks, for a Value that is not there to Plan.
+  absl::Status Enter(int depth) {
+    if (depth > DepthLimit(o_)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "value nested deeper than CodecOptions::max_depth (", DepthLimit(o_), ")"));
+    }
+    if (++elements_ > o_.max_elements) {
+      return TooMany("number of values", elements_, o_.max_elements, "max_elements");
+    }
+    return absl::OkStatus();
+  }
   absl::Status CheckString(size_t n) {
     if (n > o_.max_string_size) {
       return TooMany("string or bytes length", n, o_.max_string_size, "max_string_size");
@@ -406,6 +443,21 @@ class Builder {
         if (!id.proof.empty()) c.setProof(AsData(id.proof));
         return;
       }
+    }
+  }
+
+  // The list `items` describe (EncodeListInto), in Planner::PlanItems's order.
+  void BuildItems(absl::Span<const ListItem> items, wire::Value::Builder b) {
+    auto list = b.initList(static_cast<unsigned>(items.size()));
+    for (unsigned i = 0; i < items.size(); ++i) {
+      const ListItem& item = items[i];
+      if (item.n_uints == 0) {
+        Build(*item.value, list[i]);
+        continue;
+      }
+      auto fields = list[i].initList(item.n_uints + 1u);
+      for (unsigned k = 0; k < item.n_uints; ++k) fields[k].setUint(item.uints[k]);
+      Build(*item.value, fields[item.n_uints]);
     }
   }
 
@@ -777,9 +829,11 @@ absl::StatusOr<Value> ReadValue(wire::Value::Reader reader, const CodecOptions& 
   });
 }
 
-absl::Status EncodeValueInto(const Value& value, const CodecOptions& options, std::string* out) {
-  Planner plan(options);
-  PICOS_RETURN_IF_ERROR(plan.Plan(value, 1));
+namespace {
+
+// Builds, with `build(builder, root)`, the message `plan` planned, into *out.
+template <typename BuildFn>
+absl::Status EncodePlanned(Planner& plan, const CodecOptions& options, std::string* out, BuildFn build) {
   return Guard("encoding a Value", [&]() -> absl::Status {
     // The message is built in place in the string it is returned in: the
     // segment table's word, then one zeroed segment of the planned size.
@@ -793,7 +847,8 @@ absl::Status EncodeValueInto(const Value& value, const CodecOptions& options, st
     // builder takes its segments from the heap and the encoding is copied.
     const bool aligned = reinterpret_cast<uintptr_t>(first) % alignof(capnp::word) == 0;
     InPlaceBuilder message(aligned ? kj::arrayPtr(first, body) : kj::ArrayPtr<capnp::word>());
-    Builder(plan).Build(value, message.initRoot<wire::Value>());
+    Builder builder(plan);
+    build(builder, message.initRoot<wire::Value>());
     kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments = message.getSegmentsForOutput();
     if (segments.size() == 1 && segments[0].begin() == first) {
       const uint32_t table[2] = {htole32(0), htole32(static_cast<uint32_t>(segments[0].size()))};
@@ -813,6 +868,25 @@ absl::Status EncodeValueInto(const Value& value, const CodecOptions& options, st
     out->assign(reinterpret_cast<const char*>(flat.begin()), size);
     return absl::OkStatus();
   });
+}
+
+}  // namespace
+
+absl::Status EncodeValueInto(const Value& value, const CodecOptions& options, std::string* out) {
+  Planner plan(options);
+  PICOS_RETURN_IF_ERROR(plan.Plan(value, 1));
+  return EncodePlanned(plan, options, out,
+                       [&](Builder& b, wire::Value::Builder root) { b.Build(value, root); });
+}
+
+absl::Status EncodeListInto(absl::Span<const ListItem> items, const CodecOptions& options, std::string* out) {
+  for (const ListItem& item : items) {
+    if (item.value == nullptr) return absl::InvalidArgumentError("a list item without a value");
+  }
+  Planner plan(options);
+  PICOS_RETURN_IF_ERROR(plan.PlanItems(items));
+  return EncodePlanned(plan, options, out,
+                       [&](Builder& b, wire::Value::Builder root) { b.BuildItems(items, root); });
 }
 
 size_t EncodedSizeAtLeast(const Value& value, size_t stop) {

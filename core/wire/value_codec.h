@@ -155,6 +155,23 @@ absl::StatusOr<std::string> EncodeValue(const Value& value, const CodecOptions& 
 // large message. `*out` is unspecified after an error.
 absl::Status EncodeValueInto(const Value& value, const CodecOptions& options, std::string* out);
 
+// One element of a list that EncodeListInto writes: `*value`, or, with
+// n_uints > 0, the list [uints[0], ..., uints[n_uints - 1], *value] (a
+// positional frame, what ListDecoder::DecodeUintsThenValue reads) without a
+// Value list made for it. `value` must not be null.
+struct ListItem {
+  static constexpr size_t kMaxUints = 4;
+  const Value* value = nullptr;
+  uint64_t uints[kMaxUints] = {};
+  uint8_t n_uints = 0;
+};
+
+// Encodes the list of `items` as EncodeValueInto encodes the Value list
+// they describe (the same bytes, the same limits and errors): what a writer
+// of many small frames wants (core/remote's writer), since it builds no
+// Value for the batch nor for a frame's fixed fields.
+absl::Status EncodeListInto(absl::Span<const ListItem> items, const CodecOptions& options, std::string* out);
+
 // At least the bytes EncodeValue gives for `value`, counting no further than
 // `stop` (the result is then above `stop`): handles are counted without
 // their identities, and nothing is exported or checked. Cheap enough for a

@@ -668,3 +668,97 @@ TEST(ListDecoder, RefusesWhatDecodeValueRefusesAndCountsTheWholeMessage) {
 
 }  // namespace
 }  // namespace picos
+
+namespace picos {
+namespace {
+
+// The Value list that `items` describe.
+Value ListOf(absl::Span<const ListItem> items) {
+  Value::ListType list;
+  for (const ListItem& item : items) {
+    if (item.n_uints == 0) {
+      list.push_back(*item.value);
+      continue;
+    }
+    Value::ListType fields;
+    for (uint8_t k = 0; k < item.n_uints; ++k) fields.push_back(Value(item.uints[k]));
+    fields.push_back(*item.value);
+    list.push_back(Value(std::move(fields)));
+  }
+  return Value(std::move(list));
+}
+
+TEST(EncodeListInto, GivesTheBytesOfTheValueListItDescribes) {
+  const Value header = Value::List({uint64_t{3}, uint64_t{2}});
+  const Value payload(std::string(64, 'p'));
+  const Value map = Value::Map({{"op", "ping"}, {"n", Value::List({1, 2.5, Value::Bytes("b")})}});
+  const Value task = Value::List({Value(), true, int64_t{-5}});
+  std::vector<ListItem> items(5);
+  items[0].value = &header;
+  items[1].value = &payload;
+  items[1].uints[0] = 1, items[1].uints[1] = 7, items[1].uints[2] = ~uint64_t{0}, items[1].uints[3] = 0;
+  items[1].n_uints = 4;
+  items[2].value = &map;
+  items[3].value = &task;
+  items[3].uints[0] = 9;
+  items[3].n_uints = 1;
+  items[4].value = &map;
+  items[4].n_uints = 2;
+  std::string out = "garbage that is replaced";
+  ASSERT_OK(EncodeListInto(items, {}, &out));
+  ASSERT_OK_AND_ASSIGN(std::string expected, EncodeValue(ListOf(items)));
+  EXPECT_EQ(out, expected);
+  ASSERT_OK_AND_ASSIGN(Value back, DecodeValue(out));
+  EXPECT_EQ(back, ListOf(items));
+  // Read back as the remote reader reads it.
+  ASSERT_OK_AND_ASSIGN(ListDecoder d, ListDecoder::Open(out));
+  uint64_t f[4];
+  Value msg;
+  ASSERT_OK_AND_ASSIGN(bool positional, d.DecodeUintsThenValue(1, absl::MakeSpan(f), &msg));
+  EXPECT_TRUE(positional);
+  EXPECT_EQ(f[2], ~uint64_t{0});
+  EXPECT_EQ(msg, payload);
+  // No items: an empty list.
+  ASSERT_OK(EncodeListInto({}, {}, &out));
+  ASSERT_OK_AND_ASSIGN(Value empty, DecodeValue(out));
+  EXPECT_EQ(empty, Value(Value::ListType{}));
+}
+
+TEST(EncodeListInto, RefusesWhatEncodeValueRefuses) {
+  const Value payload(std::string(100, 'p'));
+  std::vector<ListItem> items(3);
+  for (ListItem& item : items) {
+    item.value = &payload;
+    item.n_uints = 3;
+  }
+  const Value as_list = ListOf(items);
+  std::string out;
+  // Each limit, just below and at what the list takes: the same verdicts.
+  CodecOptions o;
+  for (size_t max : {size_t{9}, size_t{10}, size_t{12}, size_t{13}}) {
+    o.max_elements = max;
+    absl::Status want = EncodeValue(as_list, o).status();
+    absl::Status got = EncodeListInto(items, o, &out);
+    EXPECT_EQ(got.code(), want.code()) << "max_elements " << max << ": " << got << " / " << want;
+  }
+  o = CodecOptions();
+  for (int depth : {1, 2, 3}) {
+    o.max_depth = depth;
+    EXPECT_EQ(EncodeListInto(items, o, &out).code(), EncodeValue(as_list, o).status().code()) << "depth " << depth;
+  }
+  o = CodecOptions();
+  ASSERT_OK_AND_ASSIGN(std::string fits, EncodeValue(as_list));
+  for (size_t max : {fits.size() - 8, fits.size()}) {
+    o.max_encoded_size = max;
+    EXPECT_EQ(EncodeListInto(items, o, &out).code(), EncodeValue(as_list, o).status().code()) << "size " << max;
+  }
+  // What it cannot describe.
+  items[0].n_uints = ListItem::kMaxUints + 1;
+  EXPECT_THAT(EncodeListInto(items, {}, &out), StatusIs(absl::StatusCode::kInvalidArgument));
+  items[0].n_uints = 0;
+  items[0].value = nullptr;
+  EXPECT_THAT(EncodeListInto(items, {}, &out), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+}  // namespace
+}  // namespace picos
