@@ -783,14 +783,18 @@ absl::StatusOr<bool> ListDecoder::DecodeUintsThenValue(size_t i, absl::Span<uint
     // Read once: each getList() counts the list's words against the
     // message's traversal limit.
     capnp::List<wire::Value>::Reader items = e.getList();
-    if (items.size() != uints.size() + 1) return false;
+    if (items.size() != uints.size() + 1 || uints.size() > ListItem::kMaxUints) return false;
+    // Each item's reader made once (each costs a bounds-checked lookup).
+    uint64_t read[ListItem::kMaxUints];
     for (size_t j = 0; j < uints.size(); ++j) {
-      if (items[j].which() != wire::Value::UINT) return false;
+      wire::Value::Reader item = items[j];
+      if (item.which() != wire::Value::UINT) return false;
+      read[j] = item.getUint();
     }
     // Counted as DecodeValue counts the element: its list, each item.
     PICOS_RETURN_IF_ERROR(impl_->reader.CountList(items.size()));
     PICOS_RETURN_IF_ERROR(impl_->reader.CountUints(uints.size()));
-    for (size_t j = 0; j < uints.size(); ++j) uints[j] = items[j].getUint();
+    std::copy_n(read, uints.size(), uints.begin());
     PICOS_RETURN_IF_ERROR(impl_->reader.Read(items[uints.size()], 3, last));
     return true;
   });

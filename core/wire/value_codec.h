@@ -215,7 +215,8 @@ class ListDecoder {
   // Element i, decoded.
   absl::StatusOr<Value> Decode(size_t i);
   // When element i is a list of uints.size() + 1 items whose first
-  // uints.size() are unsigned integers (a positional frame): fills `uints`,
+  // uints.size() (at most ListItem::kMaxUints) are unsigned integers (a
+  // positional frame, as EncodeListInto writes it): fills `uints`,
   // decodes the last item into *last and gives true. Otherwise false, with
   // nothing decoded (Decode(i) then). Errors as Decode.
   absl::StatusOr<bool> DecodeUintsThenValue(size_t i, absl::Span<uint64_t> uints, Value* last);
