@@ -39,6 +39,15 @@
 //   floor_remote_round_trips_per_s          a bare libuv client process and a
 //                                           bare libuv echo server process
 //                                           exchanging the same 64 bytes over tcp
+//   remote_pingpong_of_floor,               the median over --rounds rounds of
+//   remote_deliver_of_floor                 the round's figure over the round's
+//                                           floor: each round measures the
+//                                           floor, then ping-pong, then
+//                                           deliver (round_trips / rounds
+//                                           each), so that a figure and its
+//                                           floor see the same load; the
+//                                           three rates printed are medians
+//                                           of the rounds too
 //
 // The server processes are forked before this process starts any loop or
 // thread, and killed (by their pids) at the end. --figures=oneway,fanout
@@ -52,6 +61,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -76,6 +86,8 @@
 #include "transports/default_transports.h"
 
 ABSL_FLAG(int, round_trips, 20000, "round trips per figure");
+ABSL_FLAG(int, rounds, 5,
+          "rounds of floor, ping-pong and deliver, interleaved (1..100): each figure is the median of its rounds");
 ABSL_FLAG(std::vector<std::string>, figures, {},
           "names of the figures to measure (floor, pingpong, unix_pingpong, oneway, connect, "
           "deliver, fanout, channel), for profiling one; empty: all");
@@ -105,7 +117,6 @@ constexpr char kSecret[] = "remote_bench shared secret, not for production";
 struct FloorServer {
   uv_loop_t loop;
   uv_tcp_t listener;
-  uv_tcp_t conn;
   char buf[64 * 1024];
 };
 
@@ -114,7 +125,8 @@ struct FloorWrite {
   char data[64 * 1024];
 };
 
-// The child: echoes everything on the first connection, then exits.
+// The child: echoes everything on each connection, one after another (a
+// round each), until it is killed.
 [[noreturn]] void FloorServe(int listen_fd) {
   auto* f = new FloorServer;
   uv_loop_init(&f->loop);
@@ -123,17 +135,22 @@ struct FloorWrite {
   uv_tcp_open(&f->listener, listen_fd);
   uv_listen(reinterpret_cast<uv_stream_t*>(&f->listener), 16, [](uv_stream_t* l, int) {
     auto* fs = static_cast<FloorServer*>(l->data);
-    uv_tcp_init(&fs->loop, &fs->conn);
-    fs->conn.data = fs;
-    uv_accept(l, reinterpret_cast<uv_stream_t*>(&fs->conn));
-    uv_tcp_nodelay(&fs->conn, 1);
+    auto* conn = new uv_tcp_t;  // freed when closed
+    uv_tcp_init(&fs->loop, conn);
+    conn->data = fs;
+    uv_accept(l, reinterpret_cast<uv_stream_t*>(conn));
+    uv_tcp_nodelay(conn, 1);
     uv_read_start(
-        reinterpret_cast<uv_stream_t*>(&fs->conn),
+        reinterpret_cast<uv_stream_t*>(conn),
         [](uv_handle_t* h, size_t, uv_buf_t* b) {
           *b = uv_buf_init(static_cast<FloorServer*>(h->data)->buf, sizeof(FloorServer::buf));
         },
         [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-          if (n < 0) _exit(0);
+          if (n < 0) {
+            uv_close(reinterpret_cast<uv_handle_t*>(s),
+                     [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+            return;
+          }
           auto* w = new FloorWrite;
           std::memcpy(w->data, b->base, n);
           uv_buf_t out = uv_buf_init(w->data, static_cast<unsigned>(n));
@@ -590,7 +607,7 @@ int Main(int count) {
   const std::vector<std::string> only = absl::GetFlag(FLAGS_figures);
   auto wanted = [&](const char* name) { return only.empty() || absl::c_linear_search(only, name); };
   int status = 0;
-  double floor = wanted("floor") ? FloorRoundTripsPerS(port, count) : -1;
+  const int rounds = std::clamp(absl::GetFlag(FLAGS_rounds), 1, 100);
   Scheduler s;
   auto measure = [&](const std::string& uri, auto fn, int n) -> double {
     TaskRef t = s.Spawn(fn, uri, n);
@@ -605,12 +622,33 @@ int Main(int count) {
   auto tcp_figure = [&](const char* name, auto fn, int n) -> double {
     return !tcp_uri.empty() && wanted(name) ? measure(tcp_uri, fn, n) : -1;
   };
-  double tcp = tcp_figure("pingpong", PingPong, count);
+  // Floor, ping-pong and deliver in turn, a round at a time; medians.
+  std::vector<double> floors, tcps, delivers, tcp_ratios, deliver_ratios;
+  for (int r = 0; r < rounds; ++r) {
+    const int n = std::max(1, count / rounds);
+    const double f = wanted("floor") ? FloorRoundTripsPerS(port, n) : -1;
+    const double t = tcp_figure("pingpong", PingPong, n);
+    const double d = tcp_figure("deliver", DeliverRoundTrips, n);
+    std::fprintf(stderr, "remote_bench: round %d: floor %.0f, pingpong %.0f, deliver %.0f round trips/s\n", r + 1,
+                 f, t, d);
+    floors.push_back(f);
+    tcps.push_back(t);
+    delivers.push_back(d);
+    if (f > 0 && t > 0) tcp_ratios.push_back(t / f);
+    if (f > 0 && d > 0) deliver_ratios.push_back(d / f);
+  }
+  auto median = [](std::vector<double> v) -> double {
+    if (v.empty()) return -1;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double floor = median(floors);
+  const double tcp = median(tcps);
+  const double deliver = median(delivers);
   double unix_rt = !unix_uri.empty() && wanted("unix_pingpong") ? measure(unix_uri, PingPong, count) : -1;
   double oneway = tcp_figure("oneway", OneWay, count * 25);
   const int64_t oneway_waits = paced_waits;
   double connect_ms = tcp_figure("connect", ConnectAndAuth, 50);
-  double deliver = tcp_figure("deliver", DeliverRoundTrips, count);
   double fanout = tcp_figure("fanout", FanOut, count * 5);
   double channel = tcp_figure("channel", ChannelDeliveries, count / 10);
   // A figure not asked for (--figures) is not printed; one that failed
@@ -629,8 +667,8 @@ int Main(int count) {
   print("fanout", "remote_fanout_messages_per_s", fanout, "messages/s");
   print("channel", "remote_channel_deliveries_per_s", channel, "deliveries/s");
   print("floor", "floor_remote_round_trips_per_s", floor, "round trips/s");
-  if (floor > 0 && tcp > 0) PrintFigure("remote_pingpong_of_floor", tcp / floor, "x");
-  if (floor > 0 && deliver > 0) PrintFigure("remote_deliver_of_floor", deliver / floor, "x");
+  if (!tcp_ratios.empty()) PrintFigure("remote_pingpong_of_floor", median(tcp_ratios), "x");
+  if (!deliver_ratios.empty()) PrintFigure("remote_deliver_of_floor", median(deliver_ratios), "x");
   Reap(floor_pid);
   Reap(tcp_pid);
   Reap(unix_pid);
