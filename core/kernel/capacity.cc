@@ -73,6 +73,7 @@ absl::Status RoomAwaiter::await_resume() {
   std::optional<absl::StatusOr<Value>> woken = wait_.Take();
   if (InterruptPending(c)) {
     room_->PassOn();  // a wake it had is not used
+    interrupted_ = true;
     return TakeInterrupt(c);
   }
   if (woken || room_->used() < room_->limit()) return absl::OkStatus();

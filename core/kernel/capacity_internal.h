@@ -87,11 +87,14 @@ class RoomAwaiter {
   bool await_ready() const noexcept;
   void await_suspend(std::coroutine_handle<> h);
   absl::Status await_resume();
+  // After the wait: its status is the interrupt's (whatever its code).
+  bool interrupted() const { return interrupted_; }
 
  private:
   Capacity* room_;
   int64_t timeout_ns_;
   CompletionWait wait_;
+  bool interrupted_ = false;
 };
 
 inline RoomAwaiter Capacity::WaitForRoom(absl::Duration timeout) {

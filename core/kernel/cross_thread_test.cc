@@ -292,24 +292,80 @@ PICOS_SIM_TEST(MailboxLimit, DeliverGoesOnOnceTheTaskReceives) {
   EXPECT_THAT(co_await t.Join(), IsOk());
 }
 
-// SendWhenRoom: waits (trying every millisecond of scheduler time) while the
-// mailbox is full, sends once there is room, and gives kResourceExhausted
-// when its timeout passes first.
+// SendWhenRoom: waits while the mailbox is full, sends as soon as the task
+// takes a message (woken by it, not at the next poll), and gives
+// kResourceExhausted when its timeout passes first.
 PICOS_SIM_TEST(MailboxLimit, SendWhenRoomWaitsForRoomOrTheTimeout) {
   Scheduler& s = ThisScheduler();
-  TaskRef t = s.Spawn({.mailbox_limit = 1}, ReceivesAfter, absl::Seconds(2), 2);
+  // Receives 2.0005 s after it starts: between two milliseconds, where a
+  // sender that polled each millisecond would come only at the next.
+  TaskRef t = s.Spawn({.mailbox_limit = 1}, ReceivesAfter, absl::Microseconds(2'000'500), 2);
   CO_ASSERT_OK(t.Send(Value(1)));
   int64_t start = s.NowNs();
   EXPECT_THAT(co_await SendWhenRoom(t, Value(2), absl::Seconds(1)), StatusIs(absl::StatusCode::kResourceExhausted));
-  EXPECT_GE(s.NowNs() - start, 1'000'000'000);
-  EXPECT_LT(s.NowNs() - start, 1'100'000'000);
-  start = s.NowNs();
+  EXPECT_EQ(s.NowNs() - start, 1'000'000'000);
   CO_ASSERT_OK(co_await SendWhenRoom(t, Value(2), absl::Seconds(60)));
-  EXPECT_GE(s.NowNs() - start, 900'000'000) << "sent once the task received, 2 s after it started";
-  EXPECT_LT(s.NowNs() - start, 1'100'000'000);
+  EXPECT_EQ(s.NowNs() - start, 2'000'500'000) << "sent the moment the task received";
   EXPECT_THAT(co_await t.Join(), IsOk());
   // Another refusal is given at once.
   EXPECT_THAT(co_await SendWhenRoom(t, Value(3), absl::Seconds(60)), ::testing::Not(IsOk()));
+}
+
+// A task terminated or thrown into while SendWhenRoom waits gets the
+// interrupt's status at once, whatever its code (a thrown kDeadlineExceeded
+// is not taken for the wait's own timeout).
+Task<absl::Status> SendsWhenRoom(TaskRef to) { co_return co_await SendWhenRoom(to, Value(2), absl::Seconds(60)); }
+
+PICOS_SIM_TEST(MailboxLimit, SendWhenRoomEndsAtAnInterrupt) {
+  Scheduler& s = ThisScheduler();
+  TaskRef full = s.Spawn({.mailbox_limit = 1}, ReceivesAfter, absl::Seconds(3600), 1);
+  CO_ASSERT_OK(full.Send(Value(1)));
+  TaskRef sender = s.Spawn(SendsWhenRoom, full);
+  (void)co_await Sleep(absl::Seconds(1));
+  const int64_t thrown_at = s.NowNs();
+  CO_ASSERT_OK(sender.Throw(absl::DeadlineExceededError("thrown in")));
+  absl::StatusOr<Value> r = co_await sender.Join();
+  EXPECT_EQ(s.NowNs(), thrown_at);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kDeadlineExceeded, ::testing::HasSubstr("thrown in")));
+  CO_ASSERT_OK(full.Terminate());
+  (void)co_await full.Join();
+}
+
+// A proxy whose layer cannot tell when there is room (TaskProxy's default
+// WaitForRoom): SendWhenRoom tries again each millisecond instead.
+class FullUntil final : public TaskProxy {
+ public:
+  explicit FullUntil(int64_t until_ns) : until_ns_(until_ns) {}
+  absl::Status Send(Value) override {
+    ++tries;
+    if (ThisScheduler().NowNs() < until_ns_) return absl::ResourceExhaustedError("full");
+    return absl::OkStatus();
+  }
+  absl::Status Resume(Value) override { return absl::OkStatus(); }
+  absl::Status Terminate() override { return absl::OkStatus(); }
+  absl::Status Throw(absl::Status) override { return absl::OkStatus(); }
+  void Join(Completer done) override { done.Complete(Value()); }
+  absl::Status Monitor(const TaskRef&) override { return absl::OkStatus(); }
+  TaskState state() const override { return TaskState::kWaiting; }
+  std::string name() const override { return "full_until"; }
+  uint64_t id() const override { return 1; }
+  std::string DebugString() const override { return "full_until"; }
+  int tries = 0;
+
+ private:
+  const int64_t until_ns_;
+};
+
+PICOS_SIM_TEST(MailboxLimit, SendWhenRoomPollsALayerThatCannotTell) {
+  Scheduler& s = ThisScheduler();
+  const int64_t start = s.NowNs();
+  auto proxy = std::make_unique<FullUntil>(start + 10'500'000);
+  FullUntil* p = proxy.get();
+  TaskRef t = MakeTaskProxy(std::move(proxy));
+  CO_ASSERT_OK(co_await SendWhenRoom(t, Value(1), absl::Seconds(60)));
+  EXPECT_EQ(s.NowNs() - start, 11'000'000) << "the first millisecond after it had room";
+  EXPECT_GE(p->tries, 11);
+  EXPECT_LE(p->tries, 13);
 }
 
 // A task of another scheduler waits for room in a bounded mailbox: the wake

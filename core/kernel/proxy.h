@@ -123,6 +123,16 @@ class TaskProxy {
     done.Complete(s.ok() ? absl::StatusOr<Value>(Value()) : absl::StatusOr<Value>(s));
   }
 
+  // SendWhenRoom (core/kernel/task.h) after Send gave kResourceExhausted:
+  // completes `room` (with a null Value) once a Send may find room (the
+  // layer's queue for the task gave some back; a wake means "try again",
+  // not "room is yours"), or with kUnavailable once the peer is lost. The
+  // waiter may give up (its timeout: room.abandoned()). The default
+  // completes at once with kUnimplemented: this layer cannot tell, and
+  // SendWhenRoom tries again every millisecond instead.
+  virtual void WaitForRoom(Completer room) {
+    room.Complete(absl::UnimplementedError("this layer does not tell when there is room"));
+  }
   // Makes `monitor` (a task anywhere) receive the monitor message of
   // core/kernel/monitor.h when the task ends, or MonitorStatus::PeerLost when its
   // peer is lost first. Once per call, as Monitor() promises.

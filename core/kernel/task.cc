@@ -631,14 +631,76 @@ class NewMessageAwaiter {
 
 }  // namespace
 
+namespace {
+
+// SendWhenRoom's wait on a proxy: TaskProxy::WaitForRoom, for at most
+// `timeout` (then abandoned). What it completed with: OK, kUnavailable,
+// kUnimplemented; kDeadlineExceeded at the timeout; an interrupt's status.
+class ProxyRoomAwaiter {
+ public:
+  ProxyRoomAwaiter(TaskProxy* proxy, absl::Duration timeout) : proxy_(proxy), timeout_(timeout) {}
+  bool await_ready() const { return internal::InterruptPending(internal::CurrentTaskOrDie("SendWhenRoom")); }
+  void await_suspend(std::coroutine_handle<> h) {
+    TaskCore* c = internal::t_current_task;
+    internal::Block(c, h, TaskState::kWaiting, timeout_);
+    proxy_->WaitForRoom(wait_.Start(c));
+  }
+  absl::Status await_resume() {
+    TaskCore* c = internal::t_current_task;
+    std::optional<absl::StatusOr<Value>> r = wait_.Take();
+    if (internal::InterruptPending(c)) {
+      interrupted_ = true;
+      return internal::TakeInterrupt(c);
+    }
+    if (!r) return absl::DeadlineExceededError("no room before the timeout");
+    return r->status();
+  }
+  // After the wait: its status is the interrupt's (whatever its code).
+  bool interrupted() const { return interrupted_; }
+
+ private:
+  TaskProxy* proxy_;
+  absl::Duration timeout_;
+  internal::CompletionWait wait_;
+  bool interrupted_ = false;
+};
+
+}  // namespace
+
 Task<absl::Status> SendWhenRoom(TaskRef to, Value message, absl::Duration timeout) {
   const int64_t now = ThisScheduler().NowNs();
   const int64_t wait = absl::ToInt64Nanoseconds(timeout);  // saturates for an infinite one
   const int64_t give_up_ns = wait > INT64_MAX - now ? INT64_MAX : now + wait;
+  TaskProxy* const proxy = GetTaskProxy(to);  // `to` keeps it alive
+  TaskCore* const core = proxy == nullptr ? to.core() : nullptr;
+  bool poll = false;  // the layer cannot tell when there is room
   for (;;) {
     // A copy each try: Send takes the message, and a refused one is gone.
     absl::Status s = to.Send(message);
-    if (!absl::IsResourceExhausted(s) || ThisScheduler().NowNs() >= give_up_ns) co_return s;
+    const int64_t at = ThisScheduler().NowNs();
+    if (!absl::IsResourceExhausted(s) || at >= give_up_ns) co_return s;
+    const absl::Duration left = absl::Nanoseconds(give_up_ns - at);
+    // Only an interrupt ends a wait early; after a timeout, a lost peer or
+    // a wake, Send tries again and its status is the answer.
+    internal::Capacity* const room = core != nullptr ? internal::MailboxRoom(core) : nullptr;
+    if (proxy != nullptr && !poll) {
+      // Woken when the peer acknowledges what was queued (kUnavailable when
+      // it is lost: the next Send says so).
+      ProxyRoomAwaiter wait(proxy, left);
+      absl::Status waited = co_await wait;
+      if (wait.interrupted()) co_return waited;
+      // The layer cannot tell (kUnimplemented), or not now: try every
+      // millisecond instead.
+      if (!waited.ok() && !absl::IsUnavailable(waited) && !absl::IsDeadlineExceeded(waited)) poll = true;
+      continue;
+    }
+    if (room != nullptr) {
+      // A bounded mailbox: woken when its task takes a message.
+      internal::RoomAwaiter wait = room->WaitForRoom(left);
+      absl::Status waited = co_await wait;
+      if (wait.interrupted()) co_return waited;
+      continue;
+    }
     absl::Status slept = co_await Sleep(absl::Milliseconds(1));
     if (!slept.ok()) co_return slept;
   }

@@ -303,9 +303,13 @@ MessagePredicate FieldEquals(std::string key, Value value);
 // Send, waiting while `to` has no room for the message: a bounded mailbox
 // that is full, or a remote task whose peer's queue is full
 // (remote::NodeOptions::max_queued_bytes), both kResourceExhausted. Tries
-// again every millisecond until `timeout` (then that kResourceExhausted);
-// any other outcome of Send at once. What a task that floods another and
-// must lose nothing does; Send alone never waits.
+// again when there may be room (a bounded mailbox wakes it as its task
+// takes a message; a peer's queue as the peer acknowledges what it
+// received; with a layer that cannot tell, TaskProxy::WaitForRoom, every
+// millisecond) until `timeout` (then that kResourceExhausted); any other
+// outcome of Send at once, and the interrupt's status if the task is
+// terminated or thrown into while it waits. What a task that floods
+// another and must lose nothing does; Send alone never waits.
 //
 //   PICOS_CO_RETURN_IF_ERROR(co_await picos::SendWhenRoom(sink, msg, absl::Seconds(30)));
 Task<absl::Status> SendWhenRoom(TaskRef to, Value message, absl::Duration timeout);

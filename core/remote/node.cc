@@ -77,6 +77,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/random/random.h"
@@ -323,9 +324,36 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // never be written (they could not be encoded): they no longer count
   // against the bounds.
   void Unsent(size_t n, size_t bytes) {
-    absl::MutexLock lock(&mu_);
-    unacked_frames_ -= std::min(n, unacked_frames_);
-    queued_bytes_ -= std::min(bytes, queued_bytes_);
+    std::vector<Completer> room;
+    {
+      absl::MutexLock lock(&mu_);
+      unacked_frames_ -= std::min(n, unacked_frames_);
+      queued_bytes_ -= std::min(bytes, queued_bytes_);
+      room.swap(room_waiters_);
+    }
+    for (Completer& r : room) r.Complete(Value());
+  }
+  // RemoteTaskProxy::WaitForRoom: completes `room` when acknowledgements
+  // (or frames that could not be sent) give back some of the bounds, at
+  // once when nothing is queued, with kUnavailable once lost. Any thread.
+  // Whatever is queued is written and acknowledged in time (or the peer is
+  // lost), so a waiter that finds something queued is woken.
+  void WaitForRoom(Completer room) {
+    bool lost = false;
+    {
+      absl::MutexLock lock(&mu_);
+      lost = lost_;
+      if (!lost && queued_bytes_ > 0) {
+        // Waiters that gave up go first: the list stays as long as the
+        // tasks waiting now.
+        room_waiters_.erase(std::remove_if(room_waiters_.begin(), room_waiters_.end(),
+                                           [](const Completer& w) { return w.abandoned(); }),
+                            room_waiters_.end());
+        room_waiters_.push_back(std::move(room));
+        return;
+      }
+    }
+    room.Complete(lost ? absl::StatusOr<Value>(Lost()) : absl::StatusOr<Value>(Value()));
   }
   // The sequence number of the next batch written.
   uint64_t NextSeq() {
@@ -339,10 +367,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The peer received every batch up to `ack`: they are dropped.
   // kInvalidArgument for an ack of a batch never sent.
   absl::Status Acked(uint64_t ack) {
+    std::vector<Completer> room;
+    absl::Cleanup wake = [&room] {
+      for (Completer& r : room) r.Complete(Value());
+    };
     absl::MutexLock lock(&mu_);
     if (ack >= next_seq_) {
       return absl::InvalidArgumentError(absl::StrCat("ack of batch ", ack, ", never sent"));
     }
+    if (!unacked_.empty() && unacked_.front().seq <= ack) room.swap(room_waiters_);
     while (!unacked_.empty() && unacked_.front().seq <= ack) {
       unacked_frames_ -= std::min(unacked_.front().frames, unacked_frames_);
       queued_bytes_ -= std::min(unacked_.front().queued, queued_bytes_);
@@ -472,6 +505,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t unacked_frames_ ABSL_GUARDED_BY(mu_) = 0;  // taken from the outbox, not yet acknowledged
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   std::vector<std::string> spare_ ABSL_GUARDED_BY(mu_);
+  std::vector<Completer> room_waiters_ ABSL_GUARDED_BY(mu_);  // WaitForRoom's
   size_t spare_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // their capacities
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<uint64_t, Completer> pending_ ABSL_GUARDED_BY(mu_);
@@ -518,6 +552,14 @@ class RemoteTaskProxy final : public TaskProxy {
     if (c == nullptr) return absl::UnavailableError("peer gone");
     if (proof_.size() != internal::kProofSize) return Op("send", "msg", std::move(message));
     return c->PushSend(id_, proof_hi_, proof_lo_, std::move(message));
+  }
+  void WaitForRoom(Completer room) override {
+    std::shared_ptr<Connection> c = c_.lock();
+    if (c == nullptr) {
+      room.Complete(absl::UnavailableError("peer gone"));
+      return;
+    }
+    c->WaitForRoom(std::move(room));
   }
   absl::Status Resume(Value value) override { return Op("resume", "value", std::move(value)); }
   absl::Status Terminate() override { return Op("terminate", "", Value()); }
@@ -747,6 +789,16 @@ class ThirdPartyTaskProxy final : public TaskProxy {
       : p_(std::move(p)), id_(id), name_(std::move(name)) {}
   absl::Status Send(Value m) override {
     return p_->Call([m = std::move(m)](const TaskRef& t) mutable { return t.Send(std::move(m)); });
+  }
+  void WaitForRoom(Completer room) override {
+    p_->Later([room = std::move(room)](const absl::StatusOr<TaskRef>& t) mutable {
+      TaskProxy* p = t.ok() ? GetTaskProxy(*t) : nullptr;
+      if (p == nullptr) {
+        room.Complete(t.ok() ? absl::UnavailableError("not a remote task") : t.status());
+        return;
+      }
+      p->WaitForRoom(std::move(room));
+    });
   }
   absl::Status Resume(Value v) override {
     return p_->Call([v = std::move(v)](const TaskRef& t) mutable { return t.Resume(std::move(v)); });
@@ -1110,6 +1162,7 @@ void Connection::Fail(const absl::Status& why) {
   ops::SubscriptionTable subs;
   absl::flat_hash_map<uint64_t, std::pair<ChannelRef, SinkId>> sinks;
   std::vector<OutFrame> outbox;
+  std::vector<Completer> room;
   size_t unacked_frames = 0;
   {
     absl::MutexLock lock(&mu_);
@@ -1132,6 +1185,7 @@ void Connection::Fail(const absl::Status& why) {
     group_of_member_.clear();
     sinks.swap(sinks_);
     outbox.swap(outbox_);
+    room.swap(room_waiters_);
   }
   // The peer's subscribers behind this connection are dropped.
   for (auto& [sub, s] : sinks) (void)picos::Channel(s.first).Unsubscribe(s.second);
@@ -1152,6 +1206,7 @@ void Connection::Fail(const absl::Status& why) {
   // (which now refuses) or run a task's destructors.
   const absl::Status lost = absl::UnavailableError(absl::StrCat("peer ", Describe(), " lost: ", why.message()));
   for (auto& [req, done] : pending) done.Complete(lost);
+  for (Completer& r : room) r.Complete(lost);
   for (auto& [reg, m] : monitors) {
     auto it = proxies.find(m.watched_id);
     TaskRef watched = it == proxies.end() ? TaskRef() : it->second;

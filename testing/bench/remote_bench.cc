@@ -624,7 +624,8 @@ int Main(int count) {
   };
   // Floor, ping-pong and deliver in turn, a round at a time; medians.
   std::vector<double> floors, tcps, delivers, tcp_ratios, deliver_ratios;
-  for (int r = 0; r < rounds; ++r) {
+  const bool any_round = wanted("floor") || wanted("pingpong") || wanted("deliver");
+  for (int r = 0; any_round && r < rounds; ++r) {
     const int n = std::max(1, count / rounds);
     const double f = wanted("floor") ? FloorRoundTripsPerS(port, n) : -1;
     const double t = tcp_figure("pingpong", PingPong, n);
