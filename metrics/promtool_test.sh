@@ -37,6 +37,9 @@ for f in messages_sent messages_received bytes_sent bytes_received heartbeats_mi
   grep -q "^picos_remote_peer_${f}_total{peer=\"b@[^\"]*\"} [0-9]" "$out" ||
     { echo "no picos_remote_peer_${f}_total for b" >&2; fail=1; }
 done
+expect '# TYPE picos_remote_peer_buffer_bytes gauge'
+grep -q '^picos_remote_peer_buffer_bytes{peer="b@[^"]*"} [0-9]' "$out" ||
+  { echo "no picos_remote_peer_buffer_bytes for b" >&2; fail=1; }
 grep -q '^picos_remote_peer_bytes_received_total{peer="b@[^"]*"} [1-9]' "$out" ||
   { echo "no bytes counted from b" >&2; fail=1; }
 grep -q '^picos_scheduler_task_resumes_total{scheduler="[^"]*"} [1-9]' "$out" ||

@@ -136,6 +136,7 @@ absl::StatusOr<std::unique_ptr<NodeMetrics>> NodeMetrics::Register(Registry& reg
     const char* name;
     const char* help;
     uint64_t remote::PeerStats::*field;
+    Type type = Type::kCounter;
   };
   const PeerDef peer_defs[] = {
       {"picos_remote_peer_messages_sent_total", "Frames (messages, calls, replies) sent to each peer.",
@@ -148,10 +149,13 @@ absl::StatusOr<std::unique_ptr<NodeMetrics>> NodeMetrics::Register(Registry& reg
        &remote::PeerStats::bytes_received},
       {"picos_remote_peer_heartbeats_missed_total",
        "Heartbeat intervals in which a peer was not heard from.", &remote::PeerStats::heartbeats_missed},
+      {"picos_remote_peer_buffer_bytes",
+       "Bytes kept for writing to each peer: unacknowledged batches and spare buffers.",
+       &remote::PeerStats::buffer_bytes, Type::kGauge},
   };
   for (const PeerDef& d : peer_defs) {
     auto field = d.field;
-    PICOS_RETURN_IF_ERROR(add({.name = d.name, .help = d.help, .label_names = {"peer"}}, Type::kCounter,
+    PICOS_RETURN_IF_ERROR(add({.name = d.name, .help = d.help, .label_names = {"peer"}}, d.type,
                               [s, n, field]() -> std::vector<Sample> {
                                 if (!OnThread(s, "a node's peers")) return {};
                                 std::vector<Sample> out;

@@ -29,6 +29,8 @@
 //                                           counters each connected peer's
 //                                                    traffic (remote::PeerStats),
 //                                                    at most 1,000 peers shown
+//   picos_remote_peer_buffer_bytes{peer}    gauge    bytes kept for writing to
+//                                                    it (PeerStats::buffer_bytes)
 //
 // Threads: the figures belong to the scheduler's thread (the node's), so the
 // callbacks read them only when the scrape runs there (a MetricsServer

@@ -145,5 +145,55 @@ PICOS_SIM_TEST(RemotePeerStats, ASilentPeerMissesHeartbeatsAndIsLost) {
   a->reset();
 }
 
+// A flood leaves spare write buffers for the next batches; a second with
+// no frame gives them back, though heartbeats keep the link busy (a ping a
+// second) and the flood's peer stays connected.
+PICOS_SIM_TEST(RemotePeerStats, AnIdlePeerHoldsNoWriteBuffers) {
+  const TransportRegistry& t = transports::DefaultTransports();
+  remote::NodeOptions ao;
+  ao.secret = "the peer stats test's secret";
+  ao.listen.push_back(absl::StrCat("unix://@picos-peer-buffers-", getpid()));
+  ao.name = "a";
+  ao.heartbeat_interval = absl::Milliseconds(300);  // pings well inside the second
+  absl::StatusOr<std::unique_ptr<remote::Node>> a = co_await remote::Node::Start(t, std::move(ao));
+  CO_ASSERT_OK(a);
+  remote::NodeOptions bo;
+  bo.secret = "the peer stats test's secret";
+  bo.name = "b";
+  bo.heartbeat_interval = absl::Milliseconds(300);
+  absl::StatusOr<std::unique_ptr<remote::Node>> b = co_await remote::Node::Start(t, std::move(bo));
+  CO_ASSERT_OK(b);
+  TaskRef sink = ThisScheduler().Spawn(Sink, 2000);
+  CO_ASSERT_OK(RegisterTask("peer-buffers-sink", sink));
+  absl::StatusOr<TaskRef> far = co_await LocateTask("peer-buffers-sink", Location::Peer((*a)->uris()[0]), kLong);
+  CO_ASSERT_OK(far);
+  for (int i = 0; i < 2000; ++i) {
+    Value message = Value::Map({{"data", std::string(kPayload, 'x')}});  // (no braces inside a co_await: g++ 12)
+    absl::Status sent = co_await SendWhenRoom(*far, std::move(message), kLong);
+    CO_ASSERT_OK(sent);
+    if (i % 200 == 0) co_await Yield();  // the writer writes a batch at a time
+  }
+  absl::StatusOr<Value> got = co_await sink.Join(kLong);
+  CO_ASSERT_OK(got);
+  absl::Status flushed = co_await (*b)->Flush(kLong);
+  CO_ASSERT_OK(flushed);
+  const std::vector<remote::PeerStats> flood = (*b)->peer_stats();
+  const remote::PeerStats* busy = Of(flood, "a");
+  CO_ASSERT_TRUE(busy != nullptr);
+  EXPECT_GT(busy->buffer_bytes, 0u) << "acknowledged batches' buffers are kept for the next ones";
+  absl::Status slept = co_await Sleep(absl::Milliseconds(1500));
+  CO_ASSERT_OK(slept);
+  const std::vector<remote::PeerStats> idle = (*b)->peer_stats();
+  const remote::PeerStats* after = Of(idle, "a");
+  CO_ASSERT_TRUE(after != nullptr);  // still connected
+  EXPECT_EQ(after->buffer_bytes, 0u);
+  EXPECT_GT(after->bytes_sent, busy->bytes_sent) << "pings went out meanwhile";
+  EXPECT_EQ((*b)->heartbeat_losses(), 0u);
+  absl::Status closed = co_await (*b)->Close();
+  EXPECT_OK(closed);
+  b->reset();
+  a->reset();
+}
+
 }  // namespace
 }  // namespace picos::testing

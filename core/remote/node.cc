@@ -393,6 +393,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     return absl::OkStatus();
   }
+  // The writer has been idle a while: the spare buffers go, and so does an
+  // empty outbox's capacity. Any thread.
+  void ReleaseSpareBuffers() {
+    absl::MutexLock lock(&mu_);
+    spare_.clear();
+    spare_.shrink_to_fit();
+    spare_bytes_ = 0;
+    if (outbox_.empty()) {
+      std::vector<OutFrame>().swap(outbox_);
+      std::vector<uint32_t>().swap(outbox_sizes_);
+    }
+  }
+  // What is kept for writing to the peer: unacknowledged batches and spare
+  // buffers (Node::peer_stats). Any thread.
+  uint64_t BufferBytes() const {
+    absl::MutexLock lock(&mu_);
+    uint64_t n = spare_bytes_;
+    for (const Unacked& u : unacked_) n += u.bytes.capacity();
+    return n;
+  }
   // An empty buffer for a batch's copy, with capacity when one is spare.
   std::string SpareBuffer() {
     absl::MutexLock lock(&mu_);
@@ -1409,7 +1429,7 @@ class NodeImpl final : public NameResolver {
     std::vector<PeerStats> out;
     for (const auto& [pid, c] : by_pid_) {
       out.push_back({c->Describe(), c->messages_sent, c->messages_received, c->bytes_sent, c->bytes_received,
-                     c->heartbeats_missed});
+                     c->heartbeats_missed, c->BufferBytes()});
     }
     return out;
   }
@@ -2035,9 +2055,11 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
   // same warm memory back (fresh pages cost a fault each: a buffer of
   // megabytes per write made page faults the sender's largest cost).
   constexpr size_t kWriteBytes = 64 << 10;
-  // A writer idle this long gives back its write buffer (an idle
-  // connection holds none).
-  constexpr absl::Duration kKeepWriteBuffer = absl::Seconds(1);
+  // A writer that has written no frame for this long gives back its
+  // buffers and the connection's spare ones (an idle connection holds
+  // none). Counted from the last frame, not the last write: a heartbeat's
+  // ping every second must not keep a flood's buffers forever.
+  constexpr int64_t kKeepBuffersNs = 1'000'000'000;
   std::vector<OutFrame> frames;  // taken from the outbox; those from `next` on not yet written
   std::vector<uint32_t> sizes;  // frames[i]'s size as Push counted it
   // The write's bytes, and a batch's items before it is encoded: both kept
@@ -2047,12 +2069,31 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
   std::vector<ListItem> items;
   size_t next = 0;
   bool more = false;
+  int64_t frames_ns = 0;  // when the last frame was written
+  bool holding = false;   // buffers kept since then
+  auto release = [&] {
+    if (next < frames.size()) return;  // frames still to write (a link to be reconnected)
+    out = std::string();
+    items = std::vector<ListItem>();
+    frames = std::vector<OutFrame>();
+    sizes = std::vector<uint32_t>();
+    c->ReleaseSpareBuffers();
+    holding = false;
+  };
   for (;;) {
     if (!more) {
-      absl::StatusOr<Value> kick = co_await Receive(kKeepWriteBuffer);
+      absl::Duration keep = absl::InfiniteDuration();
+      if (holding) {
+        const int64_t idle_ns = ThisScheduler().NowNs() - frames_ns;
+        if (idle_ns >= kKeepBuffersNs) {
+          release();
+        } else {
+          keep = absl::Nanoseconds(kKeepBuffersNs - idle_ns);
+        }
+      }
+      absl::StatusOr<Value> kick = co_await Receive(keep);
       if (absl::IsDeadlineExceeded(kick.status())) {
-        out = std::string();
-        items = std::vector<ListItem>();
+        release();
         kick = co_await Receive();
       }
       if (!kick.ok()) co_return absl::OkStatus();  // terminated: the connection is gone
@@ -2136,6 +2177,7 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
         return item;
       };
       size_t i = next;
+      const size_t first = next;
       for (; i < frames.size() && out.size() < kWriteBytes; i += kFramesPerBatch) {
         const size_t end = std::min(frames.size(), i + kFramesPerBatch);
         items.clear();
@@ -2180,6 +2222,10 @@ Task<absl::Status> NodeImpl::WriterLoop(NodeImpl* self, std::shared_ptr<Connecti
       }
       next = std::min(i, frames.size());
       more = next < frames.size();  // the writer goes on without waiting for a kick
+      if (next > first) {
+        frames_ns = ThisScheduler().NowNs();
+        holding = true;
+      }
     } else {
       c->Unkick();
     }

@@ -268,6 +268,11 @@ struct PeerStats {
   // Heartbeat ticks that found the peer silent for a whole interval (one
   // short of heartbeat_misses in a row loses it).
   uint64_t heartbeats_missed = 0;
+  // Memory kept for writing to it: batches not acknowledged yet (kept to
+  // be written again after a reconnect) and spare buffers for the next
+  // batches; the spares are given back once no frame was written for a
+  // second, so an idle peer holds none.
+  uint64_t buffer_bytes = 0;
 };
 
 class NodeImpl;
