@@ -17,6 +17,11 @@ namespace {
 // messages (pings, requests) keeps for its life; a flood grows it to its
 // messages' size.
 constexpr size_t kFirstCapacity = 4 << 10;
+// A buffer grown past this for a large message is given back once that
+// message is consumed and nothing else is buffered: a connection that once
+// carried a message of many megabytes does not keep them for good. Batches
+// of a flood stay below it, so a busy connection keeps its buffer.
+constexpr size_t kKeepCapacity = 1 << 20;
 
 size_t Limit(const FramingOptions& options) {
   return std::min(options.max_message_size, kMaxFramePayload);
@@ -119,7 +124,13 @@ Task<absl::StatusOr<std::optional<std::string_view>>> FrameReader::Next(absl::Du
   internal::Deadline deadline(timeout);
   head_ += pending_;
   pending_ = 0;
-  if (head_ == tail_) head_ = tail_ = 0;
+  if (head_ == tail_) {
+    head_ = tail_ = 0;
+    if (capacity_ > kKeepCapacity) {
+      storage_.reset();
+      capacity_ = 0;
+    }
+  }
   PICOS_CO_RETURN_IF_ERROR(co_await Fill(kFrameHeaderSize, deadline.Remaining()));
   if (tail_ - head_ < kFrameHeaderSize) {
     if (tail_ == head_) co_return std::optional<std::string_view>();

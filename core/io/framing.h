@@ -89,7 +89,9 @@ Task<absl::StatusOr<std::optional<std::string>>> ReadMessage(
 // Each payload starts at an address aligned to 8 bytes, so a Cap'n Proto
 // message is read in place (core/wire/value_codec.h). The buffer grows,
 // doubling, only to hold a whole message (checked against
-// options.max_message_size first): never past the longest frame accepted. Errors as ReadMessage;
+// options.max_message_size first): never past the longest frame accepted;
+// a buffer grown past 1 MiB is given back once it is empty again (a large
+// message does not leave its size behind). Errors as ReadMessage;
 // after kDeadlineExceeded nothing is lost (call Next again); after any
 // other error the framing is lost: close the stream.
 class FrameReader {
@@ -107,6 +109,8 @@ class FrameReader {
 
   // Bytes held for messages not yet handed out (tests).
   size_t buffered() const { return tail_ - head_; }
+  // Bytes of its buffer (tests).
+  size_t capacity() const { return capacity_; }
 
  private:
   // Makes room for `need` bytes from head_ on: moves what is buffered to

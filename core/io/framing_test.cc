@@ -293,6 +293,45 @@ PICOS_CORO_TEST(FrameReader, ATimeoutLosesNothingAndOneReadServesAWholeMessage) 
   EXPECT_EQ(source.reads(), reads) << "the second message came with the first's last read";
 }
 
+// The buffer grows for a large message and is given back once it is
+// consumed; one for small messages stays as it is.
+PICOS_CORO_TEST(FrameReader, ALargeMessageDoesNotLeaveItsBufferBehind) {
+  const std::string large(3 << 20, 'L');
+  CollectWriter out;
+  const FramingOptions options{.max_message_size = 8 << 20};
+  CO_ASSERT_OK(co_await WriteMessage(out, "small"));
+  CO_ASSERT_OK(co_await WriteMessage(out, large, absl::InfiniteDuration(), options));
+  CO_ASSERT_OK(co_await WriteMessage(out, "after"));
+  CO_ASSERT_OK(co_await WriteMessage(out, "more"));
+  // One message a read: the large one is alone in the buffer.
+  std::deque<absl::StatusOr<std::string>> script;
+  const std::string all = out.All();
+  const size_t cuts[] = {kFrameHeaderSize + 5, 2 * kFrameHeaderSize + 5 + large.size(),
+                         3 * kFrameHeaderSize + 10 + large.size(), all.size()};
+  size_t from = 0;
+  for (size_t cut : cuts) {
+    script.push_back(all.substr(from, cut - from));
+    from = cut;
+  }
+  ScriptStream source(std::move(script));
+  FrameReader in(&source, options);
+  absl::StatusOr<std::optional<std::string_view>> m = co_await in.Next();
+  CO_ASSERT_OK(m);
+  const size_t small_capacity = in.capacity();
+  EXPECT_LE(small_capacity, size_t{64} << 10);
+  m = co_await in.Next();
+  CO_ASSERT_OK(m);
+  EXPECT_EQ((*m)->size(), large.size());
+  EXPECT_GE(in.capacity(), large.size());
+  m = co_await in.Next();
+  CO_ASSERT_OK(m);
+  EXPECT_THAT(*m, Optional(std::string_view("after")));
+  EXPECT_LE(in.capacity(), small_capacity) << "the large buffer was given back";
+  m = co_await in.Next();
+  CO_ASSERT_OK(m);
+  EXPECT_THAT(*m, Optional(std::string_view("more")));
+}
+
 // A real stream: messages through `cat` and back.
 PICOS_CORO_TEST(Framing, RoundTripsThroughAChildProcess) {
   absl::StatusOr<std::unique_ptr<Process>> cat = Process::Spawn({.program = "cat"});
