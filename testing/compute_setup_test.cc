@@ -8,6 +8,7 @@
 // Every wait is bounded by kLong, which only a hang reaches; the test kills
 // only the nodes it started.
 #include <dlfcn.h>
+#include <signal.h>
 
 #include <filesystem>
 #include <functional>
@@ -464,6 +465,47 @@ Task<absl::Status> CloseAndRestart(std::vector<NodeProcess*> nodes, std::shared_
 
 PICOS_CORO_TEST(ComputeSetup, RestartNodeGivesFreshStateCloseNodeWithAndWithoutTerminate) {
   co_await WithNodes("compute-setup-close", 2, 1, CloseAndRestart);
+}
+
+// A worker lost (SIGKILL) and restarted by its node (restart_workers) runs
+// its setup again before it takes a job: the new process has the same
+// arguments' state, fresh.
+Task<absl::Status> LostAndRestarted(std::vector<NodeProcess*> nodes, std::shared_ptr<Events> ev, std::string) {
+  compute::ComputationOptions o;
+  o.library = kSetupLibrary;
+  o.status_task = ev->task;
+  o.restart_workers = true;
+  o.node_setup_arg = "n";
+  o.worker_setup_arg = "w";
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<compute::Computation> c, compute::Computation::Create(o));
+  std::vector<std::string> uris = {nodes[0]->uri};
+  PICOS_CO_RETURN_IF_ERROR(co_await c->Schedule(uris));
+  const std::string victim = c->workers()[0].uri;
+  PICOS_CO_ASSIGN_OR_RETURN(Seen before, co_await StateAt(*c, victim));
+  PICOS_CO_ASSIGN_OR_RETURN(int pid, co_await WorkerPid(*nodes[0], victim));
+  if (ParentOf(pid) != nodes[0]->process->pid()) co_return absl::InternalError("not the node's worker");
+  if (kill(pid, SIGKILL) != 0) co_return absl::InternalError("kill failed");
+  EXPECT_EVENTS(ev, "worker_restarted", 1);
+  // The restarted slot takes a job only once set up again.
+  std::function<bool()> ready = [&] {
+    const compute::WorkerInfo w = c->workers()[0];
+    return w.uri != victim && w.state == compute::WorkerState::kIdle;
+  };
+  const bool set_up = co_await WaitUntil(ready);
+  EXPECT_TRUE(set_up);
+  PICOS_CO_ASSIGN_OR_RETURN(Seen after, co_await StateAt(*c, c->workers()[0].uri));
+  EXPECT_EQ(after.node_arg, "n");
+  EXPECT_EQ(after.worker_arg, "w");
+  EXPECT_EQ(after.node_runs, 1);
+  EXPECT_EQ(after.worker_runs, 1);
+  EXPECT_EQ(after.jobs, 1);
+  EXPECT_NE(after.pid, before.pid);
+  PICOS_CO_RETURN_IF_ERROR(co_await c->Close());
+  co_return absl::OkStatus();
+}
+
+PICOS_CORO_TEST(ComputeSetup, LostWorkerRestartedRunsItsSetupAgain) {
+  co_await WithNodes("compute-setup-lost", 1, 0, LostAndRestarted);
 }
 
 }  // namespace
