@@ -481,6 +481,11 @@ Task<absl::StatusOr<Value>> RunSetup(Value arg) {
     co_return absl::FailedPreconditionError("the worker setup needs the node setup first");
   }
   g_setup.running = true;
+  // Cleared however this ends, also when the task is terminated mid-hook
+  // (its frame is destroyed; the hook still finishes on the job thread).
+  struct NotRunning {
+    ~NotRunning() { g_setup.running = false; }
+  } not_running;
   Value::MapType ran;
   for (int stage = 0; stage < 2; ++stage) {
     if (!given[stage]) continue;
@@ -498,14 +503,12 @@ Task<absl::StatusOr<Value>> RunSetup(Value arg) {
     };
     absl::StatusOr<std::string> out = co_await g_job_thread->Run(call);
     if (!out.ok()) {
-      g_setup.running = false;
       g_setup.failed = absl::StrCat(kStageName[stage], " setup failed: ", out.status().message());
       PICOS_LOG(warn, "worker: {}", g_setup.failed);
       co_return absl::AbortedError(g_setup.failed);
     }
     g_setup.done[stage] = true;
   }
-  g_setup.running = false;
   co_return Value(std::move(ran));
 }
 
