@@ -102,15 +102,16 @@
 //    the node's argument is thus loaded by each of its workers; work that
 //    must happen once per host can be guarded, in the node setup, by a
 //    lock file (O_EXCL) at a path the argument names.
-//  * A hook that returns nonzero (or a library whose worker setup fails
-//    after the node's) leaves the worker unusable: the client sends the
+//  * A hook that returns nonzero leaves the worker unusable for good (it
+//    refuses further setups and every job): the client sends the
 //    worker_setup_failed event with the hook's message and the stage
 //    ("node" or "worker"), closes that worker and sends it no job; other
 //    workers go on serving (compute/computation.h).
 //  * A restarted worker (restart_workers, CloseWorker(restart),
 //    RestartNode) is a fresh process: its hooks run again with the same
 //    arguments (RestartNode's for the node), so its state is fresh.
-//  * Registering a hook twice keeps the first (as for functions).
+//  * One hook per stage: a second registration of a stage (from another
+//    file; twice in one file does not compile) keeps the first.
 //
 // Versions: the library exports kComputeAbiSymbol, the version of this
 // header it needs: kComputeAbiVersion (3) when it registers a setup hook,

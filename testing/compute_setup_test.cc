@@ -253,6 +253,23 @@ Task<absl::Status> Failing(std::vector<NodeProcess*> nodes, std::shared_ptr<Even
     EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("no worker left")));
   }
   PICOS_CO_RETURN_IF_ERROR(co_await d->Close());
+
+  // EnableNode whose node setup fails in every worker of the node says so
+  // (kAborted with the hook's message); the node can still be closed.
+  compute::ComputationOptions e;
+  e.library = kSetupLibrary;
+  e.status_task = ev->task;
+  e.disable_nodes = true;
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<compute::Computation> f, compute::Computation::Create(e));
+  PICOS_CO_RETURN_IF_ERROR(co_await f->Schedule(uris));
+  absl::Status enabled = co_await f->EnableNode(uris[0], "fail:this node's data is bad");
+  EXPECT_THAT(enabled, StatusIs(absl::StatusCode::kAborted, HasSubstr("this node's data is bad")));
+  EXPECT_EVENTS(ev, "worker_setup_failed", 5);
+  EXPECT_EQ(f->workers_alive(), 0u);
+  absl::Status node_closed = co_await f->CloseNode(uris[0]);
+  EXPECT_OK(node_closed);
+  EXPECT_EQ(f->nodes()[0].state, compute::NodeState::kClosed);
+  PICOS_CO_RETURN_IF_ERROR(co_await f->Close());
   co_return absl::OkStatus();
 }
 
