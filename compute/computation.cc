@@ -38,6 +38,7 @@ const char* NodeStateName(NodeState s) {
     case NodeState::kSuspended: return "suspended";
     case NodeState::kClosed: return "closed";
     case NodeState::kLost: return "lost";
+    case NodeState::kDisabled: return "disabled";
   }
   return "?";
 }
@@ -50,6 +51,7 @@ const char* WorkerStateName(WorkerState s) {
     case WorkerState::kRestarting: return "restarting";
     case WorkerState::kClosed: return "closed";
     case WorkerState::kLost: return "lost";
+    case WorkerState::kDisabled: return "disabled";
   }
   return "?";
 }
@@ -67,6 +69,10 @@ struct NodeEntry {
   absl::Time facts_time;
   int workers = 0;
   TaskRef watcher;
+  // Setup (compute/export.h): false until EnableNode with disable_nodes;
+  // the node setup's argument.
+  bool enabled = true;
+  std::string setup_arg;
 };
 
 struct WorkerSlot {
@@ -90,6 +96,15 @@ struct WorkerSlot {
   // task). It ends only with the worker, so the watcher monitors it.
   TaskRef loop;
   TaskRef watcher;
+  // Setup (compute/export.h, SetUpWorker): false until EnableWorker with
+  // disable_workers; the worker setup's argument; which stages ran in this
+  // generation's process (set_up: all, it may take jobs); a setup request
+  // on its way.
+  bool enabled = true;
+  std::string setup_arg;
+  bool node_set_up = false;
+  bool set_up = false;
+  bool setting_up = false;
 };
 
 struct JobEntry {
@@ -266,7 +281,7 @@ bool CouldServe(const State& s, const WorkerSlot& w) {
 }
 
 bool Usable(const State& s, const WorkerSlot& w) {
-  return !w.lost && !w.closed && !w.closing && !w.restarting && !w.suspended &&
+  return w.set_up && !w.lost && !w.closed && !w.closing && !w.restarting && !w.suspended &&
          s.nodes[w.node].state == NodeState::kInitialized;
 }
 
@@ -346,6 +361,8 @@ void Dispatch(State& s) {
 }
 
 Task<> RestartWorker(std::shared_ptr<State> s, size_t w);
+Task<absl::Status> SetUpWorker(std::shared_ptr<State> s, size_t w, bool announce);
+Task<absl::Status> TakeWorker(std::shared_ptr<State> s, size_t w);
 
 Task<> WatchWorker(std::shared_ptr<State> s, size_t w, uint64_t generation, TaskRef server);
 
@@ -449,6 +466,7 @@ Task<absl::Status> Adopt(std::shared_ptr<State> s, size_t w, std::string uri) {
   slot.loop = *loop;
   ++slot.generation;
   slot.lost = slot.restarting = slot.closing = slot.closed = false;
+  slot.node_set_up = slot.set_up = slot.setting_up = false;  // a fresh process: SetUpWorker
   slot.cpu_jobs = 0;
   slot.jobs.clear();
   SpawnOptions so;
@@ -486,6 +504,7 @@ Task<> RestartWorker(std::shared_ptr<State> s, size_t w) {
     slot.restarting = false;
   } else {
     Emit(*s, "worker_restarted", "worker", slot.uri, "node", s->nodes[slot.node].uri, "old", old);
+    (void)co_await SetUpWorker(s, w, false);  // a failure is its event
   }
   NotifyChange(*s);
   Dispatch(*s);
@@ -964,8 +983,12 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
   SpawnOptions daemon;
   daemon.daemon = true;
   entry.watcher = ThisScheduler().Spawn(daemon, WatchNode, s, n, node->server());
+  entry.enabled = !s->options.disable_nodes;
+  entry.setup_arg = s->options.node_setup_arg;
+  if (!entry.enabled) entry.state = NodeState::kDisabled;
   s->nodes.push_back(std::move(entry));
-  Emit(*s, "node_initialized", "node", uri, "facts", facts->ToValue(), "cpus", int64_t{cpus});
+  Emit(*s, s->options.disable_nodes ? "node_discovered" : "node_initialized", "node", uri, "facts", facts->ToValue(),
+       "cpus", int64_t{cpus});
   std::vector<std::string> uris;
   for (const Value& w : list.as_list()) {
     absl::StatusOr<std::string> wuri = w.As<std::string>();
@@ -982,6 +1005,7 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
     reaching.push_back(ThisScheduler().Spawn(ReachWorker, reached, i, uris[i], s->options.timeout));
   }
   int index = 0;
+  std::vector<TaskRef> taking;  // TakeWorker of each
   for (size_t i = 0; i < uris.size(); ++i) {
     absl::StatusOr<Value> joined = co_await reaching[i].Join();
     if (!joined.ok()) co_return Annotate(joined.status(), absl::StrCat(uri, ": worker ", uris[i]));
@@ -999,9 +1023,10 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
     ws.watcher = ThisScheduler().Spawn(daemon, WatchWorker, s, slot, uint64_t{0}, *loop);
     s->workers.push_back(std::move(ws));
     ++s->nodes[n].workers;
-    Emit(*s, "worker_initialized", "worker", *wuri, "node", uri);
-    Dispatch(*s);
+    taking.push_back(ThisScheduler().Spawn(TakeWorker, s, slot));
   }
+  // The workers' setups run at once; a failure is its worker's event.
+  for (TaskRef& t : taking) (void)co_await t.Join();
   co_return absl::OkStatus();
 }
 
@@ -1080,6 +1105,7 @@ absl::Status SetNodeSuspended(State& s, const std::string& uri, bool suspended) 
   if (n->state == NodeState::kLost || n->state == NodeState::kClosed || s.closed) {
     return absl::FailedPreconditionError(absl::StrCat("node ", uri, " is lost or closed"));
   }
+  if (!n->enabled) return absl::FailedPreconditionError(absl::StrCat("node ", uri, " is disabled: EnableNode first"));
   const NodeState want = suspended ? NodeState::kSuspended : NodeState::kInitialized;
   if (n->state == want) return absl::OkStatus();
   n->state = want;
@@ -1095,6 +1121,120 @@ bool AnyRunning(const State& s, bool cpu, bool io) {
   return false;
 }
 
+
+// --- Setup hooks (compute/export.h; computation.h "Setup hooks") ---
+
+// Runs, in worker `w`'s process, the setup stages due: its node's (once the
+// node is enabled) and its own (once it is enabled too), in one request
+// (compute/picos_node.cc RunSetup). Once both ran the worker takes jobs
+// (worker_initialized with `announce`). A hook that fails, or a setup that
+// does not answer within the timeout, gives worker_setup_failed and the
+// worker is closed (never given a job); a worker lost meanwhile is its
+// watcher's to report. Suspends.
+Task<absl::Status> SetUpWorker(std::shared_ptr<State> s, size_t w, bool announce) {
+  // One request at a time per worker (EnableWorker during EnableNode).
+  while (s->workers[w].setting_up) {
+    absl::Status waited = co_await WaitForChange(s);
+    if (!waited.ok()) co_return waited;
+  }
+  const WorkerSlot& slot = s->workers[w];
+  const NodeEntry& node = s->nodes[slot.node];
+  if (s->closed || slot.set_up || slot.lost || slot.closed || slot.closing || !node.enabled) co_return absl::OkStatus();
+  const bool node_stage = !slot.node_set_up;
+  const bool worker_stage = slot.enabled;
+  if (!node_stage && !worker_stage) co_return absl::OkStatus();
+  Value::MapType req;
+  req["setup"] = Value(true);
+  if (node_stage) req["node"] = Value::Bytes(node.setup_arg);
+  if (worker_stage) req["worker"] = Value::Bytes(slot.setup_arg);
+  const uint64_t generation = slot.generation;
+  const std::string uri = slot.uri;
+  const std::string node_uri = node.uri;
+  remote::Service service = slot.service;
+  s->workers[w].setting_up = true;
+  absl::StatusOr<TaskRef> t = co_await service.Run(Value(std::move(req)), s->options.timeout);
+  absl::StatusOr<Value> r = absl::UnknownError("not run");
+  if (t.ok()) {
+    r = co_await t->Join(s->options.timeout);
+  } else {
+    r = t.status();
+  }
+  WorkerSlot& again = s->workers[w];
+  if (again.generation != generation) co_return absl::AbortedError(absl::StrCat("worker ", uri, " changed meanwhile"));
+  again.setting_up = false;
+  NotifyChange(*s);
+  if (r.ok()) {
+    if (node_stage) again.node_set_up = true;
+    if (worker_stage) {
+      again.set_up = true;
+      if (announce) Emit(*s, "worker_initialized", "worker", uri, "node", node_uri);
+    }
+    Dispatch(*s);
+    co_return absl::OkStatus();
+  }
+  if (r.status().code() == absl::StatusCode::kUnavailable || again.lost || again.closed || again.closing) {
+    co_return Annotate(r.status(), uri);  // lost (or closed) meanwhile: reported as such
+  }
+  const std::string why(r.status().message());
+  const bool node_failed = node_stage && !absl::StartsWith(why, "worker setup");
+  PICOS_LOG(warn, "compute: worker {} failed its setup: {}", uri, why);
+  Emit(*s, "worker_setup_failed", "worker", uri, "node", node_uri, "stage", node_failed ? "node" : "worker", "message",
+       why);
+  // Never given a job: its node ends it.
+  again.closing = true;
+  again.restarting = false;
+  absl::StatusOr<std::string> closed = co_await AskRestart(s, w, "close_worker");
+  if (!closed.ok()) PICOS_LOG(warn, "compute: closing worker {} after its setup failed: {}", uri, closed.status().ToString());
+  WorkerSlot& gone = s->workers[w];
+  if (gone.generation == generation && !gone.closed) {
+    gone.closed = true;
+    if (gone.watcher.valid()) (void)gone.watcher.Terminate();
+    Emit(*s, "worker_closed", "worker", uri, "node", node_uri);
+  }
+  NotifyChange(*s);
+  Dispatch(*s);
+  co_return absl::AbortedError(absl::StrCat(uri, ": ", why));
+}
+
+// A worker just added to slot `w` (Schedule, a share that grew): enabled
+// or not as the options say, set up if its node and it are enabled,
+// else announced as discovered. Suspends.
+Task<absl::Status> TakeWorker(std::shared_ptr<State> s, size_t w) {
+  WorkerSlot& slot = s->workers[w];
+  slot.enabled = !s->options.disable_workers;
+  slot.setup_arg = s->options.worker_setup_arg;
+  if (!slot.enabled || !s->nodes[slot.node].enabled) {
+    Emit(*s, "worker_discovered", "worker", slot.uri, "node", s->nodes[slot.node].uri);
+    co_return absl::OkStatus();
+  }
+  co_return co_await SetUpWorker(s, w, true);
+}
+
+// Runs SetUpWorker on each of `slots` at once; OK if any is set up after
+// (or none was to be), else the first failure.
+Task<absl::Status> SetUpWorkers(std::shared_ptr<State> s, std::vector<size_t> slots) {
+  std::vector<TaskRef> running;
+  for (size_t w : slots) running.push_back(ThisScheduler().Spawn(SetUpWorker, s, w, true));
+  absl::Status first;
+  bool any = slots.empty();
+  for (size_t i = 0; i < running.size(); ++i) {
+    absl::StatusOr<Value> done = co_await running[i].Join();
+    const WorkerSlot& slot = s->workers[slots[i]];
+    any = any || slot.set_up || (done.ok() && !slot.enabled && slot.node_set_up);
+    if (!done.ok() && first.ok()) first = done.status();
+  }
+  co_return any ? absl::OkStatus() : first;
+}
+
+// The workers of node `n` that may still serve (not lost, closed or closing).
+std::vector<size_t> OpenWorkersOf(const State& s, size_t n) {
+  std::vector<size_t> out;
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    const WorkerSlot& w = s.workers[i];
+    if (w.node == n && !w.closed && !w.closing && !w.lost && !w.restarting) out.push_back(i);
+  }
+  return out;
+}
 
 // --- A shared scheduler (compute/scheduler.h) ---
 
@@ -1143,7 +1283,7 @@ Task<absl::Status> AddWorker(std::shared_ptr<State> s, size_t n) {
   ws.watcher = ThisScheduler().Spawn(daemon, WatchWorker, s, slot, uint64_t{0}, ws.loop);
   s->workers.push_back(std::move(ws));
   ++s->nodes[n].workers;
-  Emit(*s, "worker_initialized", "worker", wuri, "node", uri);
+  (void)co_await TakeWorker(s, slot);  // a setup failure is its event
   NotifyChange(*s);
   Dispatch(*s);
   co_return absl::OkStatus();
@@ -1374,6 +1514,9 @@ absl::StatusOr<std::unique_ptr<Computation>> Computation::Create(ComputationOpti
   if (options.pulse_interval < absl::ZeroDuration() || options.pulse_interval > absl::Hours(24)) {
     return absl::InvalidArgumentError("pulse_interval must be 0 (the node's) up to 24h");
   }
+  if (options.node_setup_arg.size() > kJobMessageMaxBytes || options.worker_setup_arg.size() > kJobMessageMaxBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("setup arguments are at most ", kJobMessageMaxBytes, " bytes"));
+  }
   for (size_t i = 0; i < options.allocation.size(); ++i) {
     const AllocationRule& r = options.allocation[i];
     if (r.host.empty() || r.platform.empty() || r.cpus < -256 || r.cpus > 256) {
@@ -1490,7 +1633,10 @@ Task<absl::Status> CloseWorkerIn(std::shared_ptr<State> s, std::string uri, bool
   absl::Status result = fresh.ok() ? absl::OkStatus() : fresh.status();
   if (restart && result.ok() && !s->closed) {
     result = co_await Adopt(s, w, *fresh);
-    if (result.ok()) Emit(*s, "worker_restarted", "worker", s->workers[w].uri, "node", node, "old", uri);
+    if (result.ok()) {
+      Emit(*s, "worker_restarted", "worker", s->workers[w].uri, "node", node, "old", uri);
+      result = co_await SetUpWorker(s, w, false);
+    }
   }
   if (!result.ok() || !restart) {
     WorkerSlot& again = s->workers[w];
@@ -1506,6 +1652,114 @@ Task<absl::Status> CloseWorkerIn(std::shared_ptr<State> s, std::string uri, bool
 
 Task<absl::Status> Computation::CloseWorker(std::string uri, bool restart, bool terminate) {
   co_return co_await CloseWorkerIn(state_, std::move(uri), restart, terminate);
+}
+
+Task<absl::Status> Computation::EnableNode(std::string uri, std::string setup_arg) {
+  std::shared_ptr<State> s = state_;
+  if (s->closed) co_return absl::FailedPreconditionError("the computation is closed");
+  if (setup_arg.size() > kJobMessageMaxBytes) co_return absl::InvalidArgumentError("setup_arg is too large");
+  NodeEntry* node = FindNode(*s, uri);
+  if (node == nullptr) co_return absl::NotFoundError(absl::StrCat("no node ", uri));
+  if (node->state == NodeState::kLost || node->state == NodeState::kClosed) {
+    co_return absl::FailedPreconditionError(absl::StrCat("node ", uri, " is lost or closed"));
+  }
+  if (node->enabled) co_return absl::FailedPreconditionError(absl::StrCat("node ", uri, " is enabled already"));
+  node->enabled = true;
+  node->setup_arg = std::move(setup_arg);
+  node->state = NodeState::kInitialized;
+  const size_t n = static_cast<size_t>(node - s->nodes.data());
+  Emit(*s, "node_initialized", "node", uri, "facts", node->facts.ToValue(), "cpus", int64_t{node->workers});
+  absl::Status st = co_await SetUpWorkers(s, OpenWorkersOf(*s, n));
+  co_return st;
+}
+
+Task<absl::Status> Computation::EnableWorker(std::string uri, std::string setup_arg) {
+  std::shared_ptr<State> s = state_;
+  if (s->closed) co_return absl::FailedPreconditionError("the computation is closed");
+  if (setup_arg.size() > kJobMessageMaxBytes) co_return absl::InvalidArgumentError("setup_arg is too large");
+  WorkerSlot* found = FindWorker(*s, uri);
+  if (found == nullptr) co_return absl::NotFoundError(absl::StrCat("no worker ", uri));
+  if (found->lost || found->closed || found->closing) {
+    co_return absl::FailedPreconditionError(absl::StrCat("worker ", uri, " is lost or closed"));
+  }
+  if (found->enabled) co_return absl::FailedPreconditionError(absl::StrCat("worker ", uri, " is enabled already"));
+  if (!s->nodes[found->node].enabled) {
+    co_return absl::FailedPreconditionError(
+        absl::StrCat("the node of worker ", uri, " is disabled: EnableNode ", s->nodes[found->node].uri, " first"));
+  }
+  found->enabled = true;
+  found->setup_arg = std::move(setup_arg);
+  const size_t w = static_cast<size_t>(found - s->workers.data());
+  absl::Status st = co_await SetUpWorker(s, w, true);
+  co_return st;
+}
+
+namespace {
+// CloseNode and RestartNode: checks `uri`, then closes (restarting, with
+// `restart`) each of its workers at once. The node's index, or the error.
+Task<absl::StatusOr<size_t>> CloseWorkersOf(std::shared_ptr<State> s, std::string uri, bool restart, bool terminate) {
+  if (s->closed) co_return absl::FailedPreconditionError("the computation is closed");
+  NodeEntry* node = FindNode(*s, uri);
+  if (node == nullptr) co_return absl::NotFoundError(absl::StrCat("no node ", uri));
+  if (node->state == NodeState::kLost || node->state == NodeState::kClosed) {
+    co_return absl::FailedPreconditionError(absl::StrCat("node ", uri, " is lost or closed"));
+  }
+  if (restart && !node->enabled) {
+    co_return absl::FailedPreconditionError(absl::StrCat("node ", uri, " is disabled: EnableNode first"));
+  }
+  const size_t n = static_cast<size_t>(node - s->nodes.data());
+  std::vector<TaskRef> closing;
+  for (size_t w : OpenWorkersOf(*s, n)) {
+    closing.push_back(ThisScheduler().Spawn(CloseWorkerIn, s, s->workers[w].uri, restart, terminate));
+  }
+  absl::Status first;
+  for (TaskRef& t : closing) {
+    absl::StatusOr<Value> done = co_await t.Join();
+    if (!done.ok() && first.ok()) first = done.status();
+  }
+  if (!first.ok()) co_return first;
+  co_return n;
+}
+}  // namespace
+
+Task<absl::Status> Computation::CloseNode(std::string uri, bool terminate) {
+  std::shared_ptr<State> s = state_;
+  absl::StatusOr<size_t> n = co_await CloseWorkersOf(s, uri, false, terminate);
+  if (!n.ok()) co_return n.status();
+  // The node removes the computation: its workers (all closed by now) and
+  // its files.
+  NodeEntry& node = s->nodes[*n];
+  remote::Service service = node.service;
+  Value close = Value::Map({{"op", "close"}, {"computation", s->id}});
+  absl::StatusOr<TaskRef> task = co_await service.Run(std::move(close), s->options.timeout);
+  absl::StatusOr<Value> done = absl::UnknownError("not run");
+  if (task.ok()) {
+    done = co_await task->Join(s->options.timeout);
+  } else {
+    done = task.status();
+  }
+  NodeEntry& again = s->nodes[*n];
+  if (again.state != NodeState::kLost && again.state != NodeState::kClosed) {
+    if (again.watcher.valid()) (void)again.watcher.Terminate();
+    again.state = NodeState::kClosed;
+    Emit(*s, "node_closed", "node", uri);
+  }
+  NotifyChange(*s);
+  Dispatch(*s);  // jobs only it could take fail
+  co_return done.ok() ? absl::OkStatus() : Annotate(done.status(), uri);
+}
+
+Task<absl::Status> Computation::RestartNode(std::string uri, std::string setup_arg, bool terminate) {
+  std::shared_ptr<State> s = state_;
+  if (setup_arg.size() > kJobMessageMaxBytes) co_return absl::InvalidArgumentError("setup_arg is too large");
+  NodeEntry* node = FindNode(*s, uri);
+  // The argument first: each worker's fresh process runs the node setup
+  // with it (CloseWorkersOf refuses a node lost, closed or disabled).
+  if (node != nullptr && node->enabled && node->state != NodeState::kLost && node->state != NodeState::kClosed) {
+    node->setup_arg = std::move(setup_arg);
+  }
+  absl::StatusOr<size_t> n = co_await CloseWorkersOf(s, uri, true, terminate);
+  co_return n.status();
 }
 
 Task<absl::Status> Computation::Close(CloseOptions options) {
@@ -1531,7 +1785,7 @@ Task<absl::Status> Computation::Close(CloseOptions options) {
   absl::Status first;
   for (auto& [uri, node] : s->contacted) {
     NodeEntry* entry = FindNode(*s, uri);
-    if (entry != nullptr && entry->state == NodeState::kLost) continue;
+    if (entry != nullptr && (entry->state == NodeState::kLost || entry->state == NodeState::kClosed)) continue;
     Value close = Value::Map({{"op", "close"}, {"computation", s->id}});
     absl::StatusOr<TaskRef> task = co_await node.Run(std::move(close), s->options.timeout);
     absl::StatusOr<Value> done = absl::UnknownError("not run");
@@ -1572,6 +1826,7 @@ std::vector<WorkerInfo> Computation::workers() const {
     i.state = w.closed        ? WorkerState::kClosed
               : w.restarting  ? WorkerState::kRestarting
               : w.lost        ? WorkerState::kLost
+              : !w.set_up     ? WorkerState::kDisabled
               : w.suspended || w.closing || s.nodes[w.node].state == NodeState::kSuspended
                   ? WorkerState::kSuspended
               : w.cpu_jobs > 0 ? WorkerState::kBusy

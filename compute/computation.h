@@ -122,6 +122,8 @@
 // "type" and "computation" (this computation's id) and, by type:
 //   computation_scheduled  "nodes": int, "workers": int (in use after a Schedule)
 //   computation_closed
+//   node_discovered        "node", "facts", "cpus" (disable_nodes: waits for
+//                          EnableNode)
 //   node_initialized       "node": uri, "facts": HostFacts map, "cpus": int
 //   node_ignored           "node": uri, "reason": string (allocation rules)
 //   node_suspended         "node"
@@ -129,7 +131,11 @@
 //   node_closed            "node"
 //   node_lost              "node", "message": string
 //   node_health            "node", "facts": HostFacts map (every pulse)
-//   worker_initialized     "worker": uri, "node": uri
+//   worker_discovered      "worker", "node" (disabled: waits for EnableNode or
+//                          EnableWorker)
+//   worker_initialized     "worker": uri, "node": uri (set up: takes jobs)
+//   worker_setup_failed    "worker", "node", "stage": "node" | "worker",
+//                          "message": the hook's (the worker is then closed)
 //   worker_suspended       "worker", "node"
 //   worker_resumed         "worker", "node"
 //   worker_closed          "worker", "node"
@@ -183,10 +189,41 @@
 // the scheduler, which gives the share to the others; so does this
 // process's death, once its peer is found lost.
 //
-// Not yet (issue 12): data files, setup hooks and enable_node/enable_worker,
-// discovery of nodes, CloseNode/RestartNode; jobs that register a name and
-// message each other directly (today they reach each other through a client
-// task that relays, examples/dispycos_mas.cc).
+// Setup hooks, enabling, closing and restarting nodes (pycos node_setup,
+// server_setup, disable_nodes/servers, enable_node/server, close_node,
+// restart_node), each tested with real picos-node processes
+// (testing/compute_setup_test.cc):
+//  * Each worker runs the library's setup hooks (compute/export.h: node
+//    setup with its node's argument, then worker setup with its own) before
+//    it is given any job; Schedule waits for them. A hook that fails gives
+//    worker_setup_failed, and that worker is closed (worker_closed) and
+//    never given a job; the others serve and Schedule still succeeds (the
+//    events say which failed). A library with no hooks costs one round trip
+//    per worker more at Schedule.
+//  * disable_nodes: Schedule starts the node's workers but gives node_discovered
+//    (and worker_discovered for each) instead of node_initialized, runs no
+//    hook there and uses none of them until EnableNode(uri, arg) runs the
+//    node setup with `arg` in each of its workers (node_initialized, then
+//    worker_initialized for each worker set up). disable_workers: each
+//    worker waits likewise (worker_discovered) for EnableWorker(uri, arg),
+//    which runs its node setup if due and its worker setup with `arg`
+//    (worker_initialized); a worker of a node still disabled is refused
+//    (kFailedPrecondition: enable the node first). Jobs meanwhile wait for a
+//    worker, as for a busy one. Enabling what is not disabled, or twice, is
+//    kFailedPrecondition; an unknown URI kNotFound.
+//  * CloseNode(uri, terminate): no new job goes to the node's workers; each
+//    is closed after its running jobs, or with terminate at once (kCancelled,
+//    as CloseWorker); then the node removes the computation (its workers
+//    end, its files go), node_closed is sent, and later jobs go to other
+//    nodes (a job for that node only fails with kUnavailable, no worker left).
+//  * RestartNode(uri, arg, terminate): each worker of the node closed as
+//    CloseWorker(restart) does (worker_closed, worker_restarted), its fresh
+//    process set up again with the node's new argument `arg` and its own
+//    worker argument: state the old processes held is gone.
+//
+// Not yet (issue 12): data files, discovery of nodes; jobs that register a
+// name and message each other directly (today they reach each other through
+// a client task that relays, examples/dispycos_mas.cc).
 //
 // Threads: use a Computation from tasks of the scheduler that runs the
 // client's Node, and destroy it there.
@@ -264,10 +301,20 @@ struct ComputationOptions {
   // Node allocation, tried in order (see the top of this file).
   std::vector<AllocationRule> allocation;
   AllocationFunction allocate;
+  // The setup hooks' arguments (compute/export.h) for nodes and workers not
+  // disabled, at most kJobMessageMaxBytes each (Create refuses more).
+  std::string node_setup_arg;
+  std::string worker_setup_arg;
+  // Nodes / workers started but not used until EnableNode / EnableWorker
+  // (pycos disable_nodes / disable_servers; see the top of this file).
+  bool disable_nodes = false;
+  bool disable_workers = false;
 };
 
-enum class NodeState { kInitialized, kSuspended, kClosed, kLost };
-enum class WorkerState { kIdle, kBusy, kSuspended, kRestarting, kClosed, kLost };
+// kDisabled: started, waiting for EnableNode / EnableWorker or for its
+// setup hooks to finish.
+enum class NodeState { kInitialized, kSuspended, kClosed, kLost, kDisabled };
+enum class WorkerState { kIdle, kBusy, kSuspended, kRestarting, kClosed, kLost, kDisabled };
 enum class JobState { kWaiting, kRunning };
 const char* NodeStateName(NodeState s);
 const char* WorkerStateName(WorkerState s);
@@ -360,6 +407,23 @@ class Computation {
   // node ends it (worker_closed) and, with `restart`, starts a fresh one in
   // its place (worker_restarted, a new URI). Suspends.
   Task<absl::Status> CloseWorker(std::string uri, bool restart, bool terminate = false);
+
+  // With disable_nodes / disable_workers: runs the node's (each of its
+  // workers') or the worker's setup with `setup_arg`, then uses them (see
+  // "Setup hooks" above). kNotFound for a URI the computation does not use,
+  // kFailedPrecondition when lost, closed, not disabled or enabled already,
+  // or (EnableWorker) its node still disabled; kAborted with the hook's
+  // message when every worker concerned failed its setup. Suspends.
+  Task<absl::Status> EnableNode(std::string uri, std::string setup_arg);
+  Task<absl::Status> EnableWorker(std::string uri, std::string setup_arg);
+
+  // Closes the node `uri` for this computation, or restarts its workers
+  // with fresh processes set up with `setup_arg` as the node's argument
+  // (see "Setup hooks" above). kNotFound for an unknown URI,
+  // kFailedPrecondition for a node lost, closed or (RestartNode) disabled.
+  // The first error met. Suspends.
+  Task<absl::Status> CloseNode(std::string uri, bool terminate = false);
+  Task<absl::Status> RestartNode(std::string uri, std::string setup_arg, bool terminate = false);
 
   // Closes the computation (see the top of this file). Destroying a
   // Computation without Close leaves its workers running on the nodes until

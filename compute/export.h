@@ -75,9 +75,51 @@
 //  * A bytes-only function (PICOS_COMPUTE_FUNCTION) has no mailbox:
 //    messages sent to its TaskRef are dropped when it ends.
 //
-// Versions: the library exports kComputeAbiSymbol, the kComputeAbiVersion
-// of this header; a worker refuses (its start fails, with both versions in
-// the message) a library built against another one, or none.
+// Setup hooks (pycos node_setup / server_setup, issue 12), each tested
+// with real workers (testing/compute_setup_test.cc):
+//
+//   std::vector<int64_t>* g_table = nullptr;     // the worker's data
+//   int LoadTable(std::string_view arg, std::string* error) {
+//     g_table = new std::vector<int64_t>(Parse(arg));
+//     return 0;                                   // nonzero: *error says why
+//   }
+//   PICOS_COMPUTE_SETUP(LoadTable);               // once per worker
+//   PICOS_COMPUTE_NODE_SETUP(LoadNodeData);       // the node's part, below
+//
+//  * A worker runs the node setup (with its node's argument,
+//    ComputationOptions::node_setup_arg or EnableNode's), then the worker
+//    setup (ComputationOptions::worker_setup_arg or EnableWorker's), each
+//    at most once, on the job thread, before it takes any job: the worker
+//    refuses jobs (kFailedPrecondition) until every hook its library
+//    registers has run and returned 0. What they leave in the library's
+//    globals is what its jobs see (one dlopen per worker process; a setup
+//    finishes before any job starts, CPU or I/O, so plain globals are safe
+//    to read without a lock).
+//  * Node setup runs in each worker of the node, not once per node: picos
+//    workers are processes the node starts (exec, not fork), so nothing a
+//    setup loaded in one process could reach the others' memory, as
+//    pycos's node_setup reaches its forked servers. Per-node data given as
+//    the node's argument is thus loaded by each of its workers; work that
+//    must happen once per host can be guarded, in the node setup, by a
+//    lock file (O_EXCL) at a path the argument names.
+//  * A hook that returns nonzero leaves the worker unusable for good (it
+//    refuses further setups and every job): the client sends the
+//    worker_setup_failed event with the hook's message and the stage
+//    ("node" or "worker"), closes that worker and sends it no job; other
+//    workers go on serving (compute/computation.h).
+//  * A restarted worker (restart_workers, CloseWorker(restart),
+//    RestartNode) is a fresh process: its hooks run again with the same
+//    arguments (RestartNode's for the node), so its state is fresh.
+//  * One hook per stage: a second registration of a stage (from another
+//    file; twice in one file does not compile) keeps the first.
+//
+// Versions: the library exports kComputeAbiSymbol, the version of this
+// header it needs: kComputeAbiVersion (3) when it registers a setup hook,
+// else 2, so a library without hooks still runs on a version-2 worker and
+// one with hooks is refused by it rather than run without its setup. A
+// worker runs libraries of kComputeAbiMinVersion .. kComputeAbiVersion and
+// refuses (its start fails, with both versions in the message) any other,
+// or none.
 #ifndef PICOS_COMPUTE_EXPORT_H_
 #define PICOS_COMPUTE_EXPORT_H_
 
@@ -136,15 +178,29 @@ typedef int (*PicosComputeAbiFn)(void);
 // *n.
 typedef const PicosComputeEntry* (*PicosComputeTableFn)(size_t* n);
 
+// A setup hook as the worker calls it: the same shape as PicosComputeFn
+// (0 for success; nonzero for failure, the bytes appended its message).
+typedef PicosComputeFn PicosComputeSetupFn;
+
+// What dlsym(kComputeSetupSymbol) gives (ABI 3): the library's hook for
+// `stage` (kComputeSetupNode or kComputeSetupWorker), null for none.
+typedef PicosComputeSetupFn (*PicosComputeSetupTableFn)(int stage);
+
 }  // extern "C"
 
 namespace picos::compute {
 
 inline constexpr char kComputeTableSymbol[] = "picos_compute_table";
 inline constexpr char kComputeAbiSymbol[] = "picos_compute_abi";
-// The layout of the structs above: a worker runs only libraries built
-// against its own version. 2: job contexts (1 had none, and no symbol).
-inline constexpr int kComputeAbiVersion = 2;
+inline constexpr char kComputeSetupSymbol[] = "picos_compute_setup";
+// The layout of the structs above (see Versions at the top). 2: job
+// contexts (1 had none, and no symbol). 3: setup hooks
+// (kComputeSetupSymbol); a library registering none reports 2.
+inline constexpr int kComputeAbiVersion = 3;
+inline constexpr int kComputeAbiMinVersion = 2;
+// The stages of PicosComputeSetupTableFn.
+inline constexpr int kComputeSetupNode = 0;
+inline constexpr int kComputeSetupWorker = 1;
 // Most functions one library registers (the worker reads no more).
 inline constexpr size_t kMaxComputeFunctions = 1024;
 // Most messages a job's mailbox holds on its worker (and, again, on the
@@ -205,6 +261,7 @@ namespace export_internal {
 struct Table {
   PicosComputeEntry entries[kMaxComputeFunctions];
   size_t n = 0;
+  PicosComputeSetupFn setup[2] = {nullptr, nullptr};  // by stage
 };
 
 // One table per library: the header is compiled into the library only,
@@ -229,9 +286,17 @@ extern "C" __attribute__((visibility("default"))) inline const PicosComputeEntry
   return t.entries;
 }
 
-// The ABI version this library was built against (kComputeAbiSymbol).
+// The ABI version this library needs (kComputeAbiSymbol): 3 with a setup
+// hook, else 2 (see Versions at the top).
 extern "C" __attribute__((visibility("default"))) inline int picos_compute_abi(void) {
-  return picos::compute::kComputeAbiVersion;
+  const picos::compute::export_internal::Table& t = picos::compute::export_internal::TheTable();
+  return t.setup[0] != nullptr || t.setup[1] != nullptr ? picos::compute::kComputeAbiVersion : 2;
+}
+
+// The library's setup hooks (kComputeSetupSymbol).
+extern "C" __attribute__((visibility("default"))) inline PicosComputeSetupFn picos_compute_setup(int stage) {
+  if (stage != picos::compute::kComputeSetupNode && stage != picos::compute::kComputeSetupWorker) return nullptr;
+  return picos::compute::export_internal::TheTable().setup[stage];
 }
 
 namespace picos::compute::export_internal {
@@ -247,6 +312,19 @@ inline bool Add(const char* name, PicosComputeFn fn, PicosComputeJobFn job_fn = 
   }
   if (t.n == kMaxComputeFunctions) return false;
   t.entries[t.n++] = PicosComputeEntry{name, fn, job_fn};
+  return true;
+}
+
+inline bool AddSetup(int stage, PicosComputeSetupFn fn) {
+  volatile PicosComputeTableFn keep = &picos_compute_table;  // see picos_compute_table
+  (void)keep;
+  volatile PicosComputeAbiFn keep_abi = &picos_compute_abi;
+  (void)keep_abi;
+  volatile PicosComputeSetupTableFn keep_setup = &picos_compute_setup;
+  (void)keep_setup;
+  Table& t = TheTable();
+  if (t.setup[stage] != nullptr) return false;
+  t.setup[stage] = fn;
   return true;
 }
 
@@ -280,5 +358,20 @@ int JobThunk(const PicosComputeJobOps* ops) {
 #define PICOS_COMPUTE_JOB(name, fn)                                                               \
   [[maybe_unused]] static const bool picos_compute_registered_##name =                          \
       ::picos::compute::export_internal::Add(#name, nullptr, &::picos::compute::export_internal::JobThunk<fn>)
+
+// Registers `fn` (a picos::compute::ComputeFunction: the argument in, 0 or
+// nonzero with an error message in *out) as the worker setup hook: run
+// once in each worker before it takes jobs (see the top of this file).
+#define PICOS_COMPUTE_SETUP(fn)                                                                   \
+  [[maybe_unused]] static const bool picos_compute_setup_registered_worker =                    \
+      ::picos::compute::export_internal::AddSetup(::picos::compute::kComputeSetupWorker,        \
+                                                  &::picos::compute::export_internal::Thunk<fn>)
+
+// Registers `fn` as the node setup hook: run in each worker of a node, with
+// the node's argument, before the worker setup (see the top of this file).
+#define PICOS_COMPUTE_NODE_SETUP(fn)                                                              \
+  [[maybe_unused]] static const bool picos_compute_setup_registered_node =                      \
+      ::picos::compute::export_internal::AddSetup(::picos::compute::kComputeSetupNode,          \
+                                                  &::picos::compute::export_internal::Thunk<fn>)
 
 #endif  // PICOS_COMPUTE_EXPORT_H_

@@ -52,7 +52,10 @@
 // function and gives its result bytes (a CPU job on the worker's one job
 // thread; an async one on its I/O threads, any number at once); a name the
 // library does not register is refused (kNotFound, with the names it does
-// register); {"loop": true} starts the worker's job loop (compute/protocol.h),
+// register); {"setup": true, "node": <bytes>, "worker": <bytes>} runs the
+// library's setup hooks (RunSetup below, compute/export.h), and until every
+// hook it registers ran, jobs are refused (kFailedPrecondition);
+// {"loop": true} starts the worker's job loop (compute/protocol.h),
 // a task that takes CPU jobs as messages and answers each, one round trip a
 // job: the client's path for CPU jobs. The function runs on a thread of the
 // worker other than its network's, so a long job neither stops heartbeats nor
@@ -140,6 +143,23 @@ ThreadPool* g_io_threads = nullptr;
 std::string* g_function_names = nullptr;
 // The worker's scheduler: what a job's thread posts its sends to.
 Scheduler* g_scheduler = nullptr;
+
+// The library's setup hooks (compute/export.h) and how far they ran.
+// Scheduler thread only (a hook itself runs on the job thread, and its
+// outcome is recorded here once it returned).
+struct SetupState {
+  PicosComputeSetupFn hook[2] = {nullptr, nullptr};  // by stage
+  bool done[2] = {false, false};
+  bool running = false;
+  std::string failed;  // the first failure, if any
+  // Every hook the library registers ran and returned 0.
+  bool Complete() const {
+    return (hook[0] == nullptr || done[0]) && (hook[1] == nullptr || done[1]);
+  }
+};
+SetupState g_setup;
+constexpr char kSetupKey[] = "setup";
+const char* const kStageName[2] = {"node", "worker"};
 
 void AppendTo(void* ctx, const char* data, size_t n) { static_cast<std::string*>(ctx)->append(data, n); }
 
@@ -302,6 +322,13 @@ void JobAppendResult(void* ctx, const char* data, size_t n) { static_cast<JobCal
 
 absl::Status AdmitJob(const Value& arg) {
   if (arg.is_map() && arg.GetOr<bool>(kJobLoopKey, false)) return absl::OkStatus();
+  if (arg.is_map() && arg.Find(kSetupKey) != nullptr) return absl::OkStatus();  // RunSetup checks it
+  if (!g_setup.Complete()) {
+    PICOS_LOG_LIMITED(warn, "worker: a job before the setup completed is refused");
+    return absl::FailedPreconditionError(
+        g_setup.failed.empty() ? std::string("this worker's setup has not run yet")
+                               : absl::StrCat("this worker's setup failed: ", g_setup.failed));
+  }
   std::string fn, bytes;
   bool async = false;
   absl::Status read = MessageReader(arg).Get("fn", &fn).Get("arg", &bytes).Optional("async", &async).status();
@@ -413,8 +440,81 @@ Task<absl::StatusOr<Value>> JobLoop() {
   }
 }
 
+// Runs the setup hooks a request names ({"setup": true, "node": <bytes>,
+// "worker": <bytes>}, either or both; compute/export.h), node first, each
+// at most once, on the job thread. Network input: a malformed request, a
+// stage that ran already (kAlreadyExists), the worker stage before the
+// node's, or a setup while another runs or after one failed
+// (kFailedPrecondition) is refused. A hook that fails gives kAborted
+// "<stage> setup failed: <its message>" and leaves the worker refusing
+// jobs. Answers {"node": <bool ran a hook>, "worker": <bool>}.
+Task<absl::StatusOr<Value>> RunSetup(Value arg) {
+  bool flag = false;
+  std::string args[2];
+  bool given[2] = {false, false};
+  absl::Status read = MessageReader(arg).Get(kSetupKey, &flag).status();
+  for (int stage = 0; stage < 2 && read.ok(); ++stage) {
+    const Value* v = arg.Find(kStageName[stage]);
+    if (v == nullptr || v->is_null()) continue;
+    if ((!v->is_bytes() && !v->is_string()) || v->as_string().size() > kJobMessageMaxBytes) {
+      read = absl::InvalidArgumentError(absl::StrCat("\"", kStageName[stage], "\" must be bytes of at most ",
+                                                     kJobMessageMaxBytes));
+      break;
+    }
+    given[stage] = true;
+    args[stage] = v->as_string();
+  }
+  if (!read.ok() || !flag) {
+    PICOS_LOG_LIMITED(warn, "worker: malformed setup request: {}", read.ToString());
+    co_return absl::InvalidArgumentError(absl::StrCat("malformed setup request: ", read.message()));
+  }
+  if (g_setup.running) co_return absl::FailedPreconditionError("a setup is running in this worker");
+  if (!g_setup.failed.empty()) {
+    co_return absl::FailedPreconditionError(absl::StrCat("this worker's setup failed: ", g_setup.failed));
+  }
+  for (int stage = 0; stage < 2; ++stage) {
+    if (given[stage] && g_setup.done[stage]) {
+      co_return absl::AlreadyExistsError(absl::StrCat("the ", kStageName[stage], " setup ran already in this worker"));
+    }
+  }
+  if (given[1] && !given[0] && g_setup.hook[0] != nullptr && !g_setup.done[0]) {
+    co_return absl::FailedPreconditionError("the worker setup needs the node setup first");
+  }
+  g_setup.running = true;
+  // Cleared however this ends, also when the task is terminated mid-hook
+  // (its frame is destroyed; the hook still finishes on the job thread).
+  struct NotRunning {
+    ~NotRunning() { g_setup.running = false; }
+  } not_running;
+  Value::MapType ran;
+  for (int stage = 0; stage < 2; ++stage) {
+    if (!given[stage]) continue;
+    PicosComputeSetupFn hook = g_setup.hook[stage];
+    ran[kStageName[stage]] = Value(hook != nullptr);
+    if (hook == nullptr) {
+      g_setup.done[stage] = true;
+      continue;
+    }
+    auto call = [hook, a = args[stage]]() -> absl::StatusOr<std::string> {
+      std::string out;
+      const int rc = hook(a.data(), a.size(), &out, &AppendTo);
+      if (rc != 0) return absl::AbortedError(out.substr(0, 4096));
+      return out;
+    };
+    absl::StatusOr<std::string> out = co_await g_job_thread->Run(call);
+    if (!out.ok()) {
+      g_setup.failed = absl::StrCat(kStageName[stage], " setup failed: ", out.status().message());
+      PICOS_LOG(warn, "worker: {}", g_setup.failed);
+      co_return absl::AbortedError(g_setup.failed);
+    }
+    g_setup.done[stage] = true;
+  }
+  co_return Value(std::move(ran));
+}
+
 Task<absl::StatusOr<Value>> ServeJob(Value arg) {
   if (arg.is_map() && arg.GetOr<bool>(kJobLoopKey, false)) co_return co_await JobLoop();
+  if (arg.is_map() && arg.Find(kSetupKey) != nullptr) co_return co_await RunSetup(std::move(arg));
   co_return co_await RunJob(std::move(arg));
 }
 
@@ -434,10 +534,20 @@ Task<absl::Status> WorkerMain() {
   if (handle == nullptr) co_return refuse(absl::InvalidArgumentError(absl::StrCat("dlopen ", library, ": ", dlerror())));
   auto abi_fn = reinterpret_cast<PicosComputeAbiFn>(dlsym(handle, kComputeAbiSymbol));
   const int abi = abi_fn == nullptr ? 1 : abi_fn();
-  if (abi != kComputeAbiVersion) {
-    co_return refuse(absl::FailedPreconditionError(
-        absl::StrCat(std::filesystem::path(library).filename().string(), " was built against picos compute ABI ", abi,
-                     "; this worker runs ABI ", kComputeAbiVersion, ": rebuild it with this picos's compute/export.h")));
+  if (abi < kComputeAbiMinVersion || abi > kComputeAbiVersion) {
+    co_return refuse(absl::FailedPreconditionError(absl::StrCat(
+        std::filesystem::path(library).filename().string(), " was built against picos compute ABI ", abi,
+        "; this worker runs ABI ", kComputeAbiMinVersion, "..", kComputeAbiVersion,
+        ": rebuild it with this picos's compute/export.h")));
+  }
+  if (abi >= 3) {
+    auto setup_fn = reinterpret_cast<PicosComputeSetupTableFn>(dlsym(handle, kComputeSetupSymbol));
+    if (setup_fn == nullptr) {
+      co_return refuse(absl::InvalidArgumentError(absl::StrCat(library, " reports ABI ", abi, " but has no ",
+                                                               kComputeSetupSymbol)));
+    }
+    g_setup.hook[kComputeSetupNode] = setup_fn(kComputeSetupNode);
+    g_setup.hook[kComputeSetupWorker] = setup_fn(kComputeSetupWorker);
   }
   auto table_fn = reinterpret_cast<PicosComputeTableFn>(dlsym(handle, kComputeTableSymbol));
   if (table_fn == nullptr) {

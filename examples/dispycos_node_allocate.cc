@@ -14,10 +14,9 @@
 // CPUS 0 all, N at most N, -N all but N; a node with less free memory than
 // MIN_MEMORY_MB is skipped.
 //
-// Not here: pycos's dispycos_client9_node.py also ships a data file to
-// each node and loads it in a node_setup run by enable_node; the
-// computation API has no setup hooks nor enable_node yet (computation.h,
-// "Not yet").
+// Not here: pycos's dispycos_client9_node.py also gives each node data
+// that a node_setup run by enable_node loads: examples/dispycos_client9_node.cc
+// does that part.
 //
 // Output, for people and for its smoke test (examples/dispycos_node_allocate_smoke_test.sh):
 //   dispycos_node_allocate: node <uri> ignored: <reason>

@@ -1,0 +1,53 @@
+// pycos dispycos_client9_server.py in C++: worker setup, each worker loading
+// its own data (EnableWorker).
+// The computation's workers are disabled at Schedule
+// (ComputationOptions::disable_workers); as each one's worker_discovered event
+// arrives the client makes it data of its own (random values it keeps) and
+// enables it with that data as the setup argument, which the library's
+// setup hook loads into memory (examples/dispycos_client9_compute.cc);
+// lookups then run on every worker and the client checks each answer
+// (examples/dispycos_client9.h has the output).
+//
+//   picos-node --cpus=2 --listen=tcp://127.0.0.1:9706 --dest_path=/tmp/node &
+//   PICOS_REMOTE_SECRET=... dispycos_client9_server --nodes=tcp://127.0.0.1:9706
+//
+// Exit status 1 when an answer is wrong or the events stopped, 2 for a bad
+// flag.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "core/cli/flags.h"
+#include "core/kernel/scheduler.h"
+#include "core/remote/node_flags.h"
+#include "examples/dispycos_client9.h"
+
+ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run jobs on (required)");
+ABSL_FLAG(int, keys, 4, "keys in each worker's data, each looked up once on each worker");
+ABSL_FLAG(std::string, library, "examples/libdispycos_client9_compute.so",
+          "the computation library (picos_computation dispycos_client9_compute)");
+
+namespace {
+
+picos::Task<absl::Status> Client() {
+  picos::examples::Client9Options o;
+  o.name = "dispycos_client9_server";
+  o.per_worker = true;
+  o.nodes = absl::GetFlag(FLAGS_nodes);
+  o.keys = absl::GetFlag(FLAGS_keys);
+  o.library = absl::GetFlag(FLAGS_library);
+  co_return co_await picos::examples::RunClient9(std::move(o));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  picos::remote::ParseCommandLine(argc, argv);
+  if (!picos::FlagInRange(FLAGS_keys, 1, 1000)) return 2;
+  if (absl::GetFlag(FLAGS_nodes).empty()) {
+    std::fprintf(stderr, "dispycos_client9_server: --nodes: give at least one picos-node URI\n");
+    return 2;
+  }
+  return picos::RunMain("dispycos_client9_server", Client);
+}
