@@ -17,6 +17,7 @@
 #include "absl/strings/strip.h"
 #include "compute/export.h"
 #include "compute/computation_metrics.h"
+#include "compute/job_names_internal.h"
 #include "compute/protocol.h"
 #include "core/kernel/log.h"
 #include "core/kernel/monitor.h"
@@ -168,6 +169,9 @@ struct Computation::State {
   // their pulses and join it, and close the computation after their zombie
   // period once it ends (Close, ~Computation) or this process is lost.
   TaskRef receiver;
+  // The job name registry (compute/job_names_internal.h), spawned with the
+  // receiver and handed to each worker with its job loop's start.
+  TaskRef names;
   bool status_failed = false;
   // With ComputationOptions::scheduler (compute/scheduler.h): the shared
   // scheduler, the task it sends share updates to (it monitors it: its end
@@ -412,10 +416,12 @@ Task<> WatchNode(std::shared_ptr<State> s, size_t n, TaskRef server) {
   MarkNodeLost(s, n, WhyEnded(*msg));
 }
 
-// Starts the job loop of the worker whose service is `svc`.
-Task<absl::StatusOr<TaskRef>> StartLoop(remote::Service svc, absl::Duration timeout) {
+// Starts the job loop of the worker whose service is `svc`, handing it the
+// computation's job name registry `names` (compute/protocol.h).
+Task<absl::StatusOr<TaskRef>> StartLoop(remote::Service svc, absl::Duration timeout, TaskRef names) {
   Value::MapType request;
   request[kJobLoopKey] = Value(true);
+  if (names.valid()) request[kNamesKey] = Value(std::move(names));
   absl::StatusOr<TaskRef> loop = co_await svc.Run(Value(std::move(request)), timeout);
   co_return loop;
 }
@@ -427,11 +433,11 @@ struct ReachedWorker {
 };
 
 Task<> ReachWorker(std::shared_ptr<std::vector<ReachedWorker>> out, size_t i, std::string uri,
-                   absl::Duration timeout) {
+                   absl::Duration timeout, TaskRef names) {
   absl::StatusOr<remote::Service> svc = co_await remote::Service::Locate(kWorkerService, Location::Peer(uri), timeout);
   (*out)[i].service = svc;
   if (!svc.ok()) co_return;
-  absl::StatusOr<TaskRef> loop = co_await StartLoop(*svc, timeout);
+  absl::StatusOr<TaskRef> loop = co_await StartLoop(*svc, timeout, std::move(names));
   (*out)[i].loop = loop;
 }
 
@@ -440,7 +446,7 @@ Task<absl::Status> Adopt(std::shared_ptr<State> s, size_t w, std::string uri) {
   absl::StatusOr<remote::Service> svc =
       co_await remote::Service::Locate(kWorkerService, Location::Peer(uri), s->options.timeout);
   if (!svc.ok()) co_return Annotate(svc.status(), absl::StrCat("worker ", uri));
-  absl::StatusOr<TaskRef> loop = co_await StartLoop(*svc, s->options.timeout);
+  absl::StatusOr<TaskRef> loop = co_await StartLoop(*svc, s->options.timeout, s->names);
   if (!loop.ok()) co_return Annotate(loop.status(), absl::StrCat("worker ", uri, ": its job loop"));
   WorkerSlot& slot = s->workers[w];
   if (slot.watcher.valid()) (void)slot.watcher.Terminate();
@@ -979,7 +985,7 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
   auto reached = std::make_shared<std::vector<ReachedWorker>>(uris.size());
   std::vector<TaskRef> reaching;
   for (size_t i = 0; i < uris.size(); ++i) {
-    reaching.push_back(ThisScheduler().Spawn(ReachWorker, reached, i, uris[i], s->options.timeout));
+    reaching.push_back(ThisScheduler().Spawn(ReachWorker, reached, i, uris[i], s->options.timeout, s->names));
   }
   int index = 0;
   for (size_t i = 0; i < uris.size(); ++i) {
@@ -1126,7 +1132,7 @@ Task<absl::Status> AddWorker(std::shared_ptr<State> s, size_t n) {
     co_return absl::DataLossError(absl::StrCat(uri, ": malformed add_worker reply"));
   }
   auto reached = std::make_shared<std::vector<ReachedWorker>>(1);
-  TaskRef reaching = ThisScheduler().Spawn(ReachWorker, reached, size_t{0}, wuri, s->options.timeout);
+  TaskRef reaching = ThisScheduler().Spawn(ReachWorker, reached, size_t{0}, wuri, s->options.timeout, s->names);
   absl::StatusOr<Value> joined = co_await reaching.Join();
   if (!joined.ok()) co_return Annotate(joined.status(), absl::StrCat(uri, ": worker ", wuri));
   if (!(*reached)[0].service.ok()) co_return Annotate((*reached)[0].service.status(), absl::StrCat(uri, ": worker ", wuri));
@@ -1405,6 +1411,7 @@ Computation::~Computation() {
   s.closed = true;
   Dispatch(s);
   if (s.receiver.valid()) (void)s.receiver.Terminate();
+  if (s.names.valid()) (void)s.names.Terminate();
   if (s.shares_task.valid()) (void)s.shares_task.Terminate();
   if (s.jobctl.valid()) (void)s.jobctl.Terminate();
   for (NodeEntry& n : s.nodes) {
@@ -1422,6 +1429,10 @@ Task<absl::Status> Computation::Schedule(std::vector<std::string> nodes) {
   if (!s->receiver.valid()) {
     s->receiver =
         ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.client", .daemon = true}, ReceivePulses, s);
+  }
+  if (!s->names.valid()) {
+    s->names = ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.names", .daemon = true},
+                                     internal::JobNameRegistry, s->id);
   }
   if (!s->options.scheduler.empty()) {
     absl::Status st = co_await ScheduleShared(s, std::move(nodes));
@@ -1549,6 +1560,7 @@ Task<absl::Status> Computation::Close(CloseOptions options) {
     }
   }
   if (s->receiver.valid()) (void)s->receiver.Terminate();
+  if (s->names.valid()) (void)s->names.Terminate();
   // Leaving the shared scheduler: it monitors this task.
   if (s->shares_task.valid()) (void)s->shares_task.Terminate();
   if (s->jobctl.valid()) (void)s->jobctl.Terminate();
