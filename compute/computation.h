@@ -183,10 +183,16 @@
 // the scheduler, which gives the share to the others; so does this
 // process's death, once its peer is found lost.
 //
+// Job names (compute/export.h): a job registers a name in this
+// computation's scope and other jobs of it locate it and message it
+// directly, worker to worker. The names live in a registry task of this
+// Computation (compute/job_names_internal.h) that each worker gets with its
+// job loop, so jobs of another computation never see them; the client
+// answers only Register and Locate, never relays (testing/compute_names_test.cc,
+// examples/dispycos_mas.cc).
+//
 // Not yet (issue 12): data files, setup hooks and enable_node/enable_worker,
-// discovery of nodes, CloseNode/RestartNode; jobs that register a name and
-// message each other directly (today they reach each other through a client
-// task that relays, examples/dispycos_mas.cc).
+// discovery of nodes, CloseNode/RestartNode.
 //
 // Threads: use a Computation from tasks of the scheduler that runs the
 // client's Node, and destroy it there.
