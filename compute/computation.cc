@@ -19,14 +19,17 @@
 #include "compute/computation_metrics.h"
 #include "compute/job_names_internal.h"
 #include "compute/protocol.h"
+#include "core/kernel/channel.h"
 #include "core/kernel/log.h"
 #include "core/kernel/monitor.h"
 #include "core/kernel/naming.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
 #include "core/kernel/sync.h"
+#include "core/kernel/system_message.h"
 #include "core/kernel/value.h"
 #include "core/remote/files.h"
+#include "core/remote/node.h"
 #include "core/remote/service.h"
 #include "openssl/rand.h"
 #include "openssl/sha.h"
@@ -172,6 +175,13 @@ struct Computation::State {
   // The job name registry (compute/job_names_internal.h), spawned with the
   // receiver and handed to each worker with its job loop's start.
   TaskRef names;
+  // With ComputationOptions::discover: the task that takes the node's peer
+  // events (DiscoverNodes), set from the first Schedule on; jobs then wait
+  // for a node to come rather than fail for want of a worker. `probed`: the
+  // peers asked whether they are picos-nodes, asked once each.
+  bool discovering = false;
+  TaskRef discoverer;
+  std::set<std::string> probed;
   bool status_failed = false;
   // With ComputationOptions::scheduler (compute/scheduler.h): the shared
   // scheduler, the task it sends share updates to (it monitors it: its end
@@ -290,7 +300,7 @@ bool Special(const Pending& p) { return p.async || !p.where.empty(); }
 void Dispatch(State& s) {
   // Some worker could take a job, now or later (with a shared scheduler a
   // share may yet come).
-  bool could_any = s.shared && !s.closed;
+  bool could_any = (s.shared || s.discovering) && !s.closed;
   // A worker takes one CPU job and cpu_jobs_ahead more (they wait in its
   // job loop's mailbox).
   const int per_worker = 1 + s.options.cpu_jobs_ahead;
@@ -308,7 +318,7 @@ void Dispatch(State& s) {
       continue;
     }
     int best = -1;
-    bool could = s.shared && p.where.empty();
+    bool could = (s.shared || s.discovering) && p.where.empty();
     if (s.closed) {
       p.failure = absl::FailedPreconditionError("the computation is closed");
     } else {
@@ -925,6 +935,7 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
   if (!facts.ok() || !node_cpus.ok() || *node_cpus < 1 || *node_cpus > 256) {
     co_return absl::DataLossError(absl::StrCat(uri, ": malformed info reply"));
   }
+  Emit(*s, "node_discovered", "node", uri, "facts", facts->ToValue(), "cpus", *node_cpus);
   std::string reason;
   const int cpus = fixed_cpus >= 0 ? std::min(fixed_cpus, static_cast<int>(*node_cpus))
                                    : Allocate(s->options, uri, *facts, static_cast<int>(*node_cpus), &reason);
@@ -979,6 +990,7 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
       co_return absl::DataLossError(absl::StrCat(uri, ": malformed worker URI"));
     }
     uris.push_back(*std::move(wuri));
+    Emit(*s, "worker_discovered", "worker", uris.back(), "node", uri);
   }
   // Every worker is dialled and its loop started at once (a connection and
   // two round trips each), then they are taken in order.
@@ -1011,6 +1023,66 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
   co_return absl::OkStatus();
 }
 
+NodeEntry* FindNode(State& s, const std::string& uri);
+
+// A peer of the client's node (ComputationOptions::discover): used as a
+// node if it answers as a picos-node, quietly passed over if it serves no
+// kNodeService (a worker, another client, a scheduler). Each peer is asked
+// once; one whose start fails is logged and not used.
+Task<> ProbeNode(std::shared_ptr<State> s, std::string uri, std::string library_name) {
+  absl::StatusOr<remote::Service> node =
+      co_await remote::Service::Locate(kNodeService, Location::Peer(uri), s->options.timeout);
+  if (!node.ok()) {
+    PICOS_LOG(debug, "compute: peer {} is not a picos-node: {}", uri, node.status().ToString());
+    co_return;
+  }
+  if (s->closed || FindNode(*s, uri) != nullptr) co_return;
+  absl::Status st = co_await ScheduleNode(s, uri, library_name);
+  if (!st.ok()) {
+    PICOS_LOG(warn, "compute: discovered node {} not used: {}", uri, st.ToString());
+  }
+  NotifyChange(*s);
+  Dispatch(*s);
+}
+
+// The peer URI of a peers() entry or a peer event ("name@uri").
+std::string PeerUri(const std::string& peer) {
+  const size_t at = peer.find('@');
+  return at == std::string::npos ? peer : peer.substr(at + 1);
+}
+
+// Takes the client node's peer events (ComputationOptions::discover): every
+// peer connected now and each that joins later is probed (ProbeNode). Ends
+// when terminated (Close) or when the node's channel closes.
+Task<> DiscoverNodes(std::shared_ptr<State> s, remote::Node* node, std::string library_name) {
+  absl::Status subscribed = Channel(node->peer_events()).Subscribe(Self());
+  if (!subscribed.ok()) {
+    PICOS_LOG(warn, "compute: cannot follow the node's peers: {}", subscribed.ToString());
+    co_return;
+  }
+  auto probe = [&s, &library_name](const std::string& uri) {
+    if (uri.empty() || s->closed || s->probed.size() >= 4096 || !s->probed.insert(uri).second) return;
+    ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.probe", .daemon = true}, ProbeNode, s, uri,
+                          library_name);
+  };
+  for (const std::string& p : node->peers()) probe(PeerUri(p));
+  for (;;) {
+    absl::StatusOr<Value> m = co_await Receive();
+    if (!m.ok()) co_return;
+    const Value* p = SystemMessagePayload(*m, remote::kPeerEventMessage);
+    if (p == nullptr || !p->is_map()) continue;
+    const std::string event = p->GetOr<std::string>("event", "");
+    const std::string uri = p->GetOr<std::string>("uri", "");
+    if (event == "joined") {
+      probe(uri);
+    } else if (event == "lost" || event == "left") {
+      // Asked again if it comes back (a node restarted is a new peer); one
+      // in use is already reported lost by its watcher.
+      if (FindNode(*s, uri) == nullptr) s->probed.erase(uri);
+    }
+  }
+}
+
 size_t Alive(const State& s) {
   size_t n = 0;
   for (const WorkerSlot& w : s.workers) n += (!w.lost && !w.closed) || w.restarting ? 1 : 0;
@@ -1027,7 +1099,7 @@ size_t NodesInUse(const State& s) {
 
 Task<absl::StatusOr<TaskRef>> SpawnJob(std::shared_ptr<State> s, std::string fn, std::string arg, bool async,
                                        std::string where, TaskRef reply_to = TaskRef()) {
-  if ((s->workers.empty() && !s->shared) || s->closed) {
+  if ((s->workers.empty() && !s->shared && !s->discovering) || s->closed) {
     co_return absl::FailedPreconditionError("jobs need a scheduled computation that is not closed");
   }
   if (!where.empty()) {
@@ -1131,6 +1203,7 @@ Task<absl::Status> AddWorker(std::shared_ptr<State> s, size_t n) {
   if (!read.ok() || wuri.empty() || wuri.size() > 1024 || index < 0 || index > 4096) {
     co_return absl::DataLossError(absl::StrCat(uri, ": malformed add_worker reply"));
   }
+  Emit(*s, "worker_discovered", "worker", wuri, "node", uri);
   auto reached = std::make_shared<std::vector<ReachedWorker>>(1);
   TaskRef reaching = ThisScheduler().Spawn(ReachWorker, reached, size_t{0}, wuri, s->options.timeout, s->names);
   absl::StatusOr<Value> joined = co_await reaching.Join();
@@ -1412,6 +1485,7 @@ Computation::~Computation() {
   Dispatch(s);
   if (s.receiver.valid()) (void)s.receiver.Terminate();
   if (s.names.valid()) (void)s.names.Terminate();
+  if (s.discoverer.valid()) (void)s.discoverer.Terminate();
   if (s.shares_task.valid()) (void)s.shares_task.Terminate();
   if (s.jobctl.valid()) (void)s.jobctl.Terminate();
   for (NodeEntry& n : s.nodes) {
@@ -1434,12 +1508,19 @@ Task<absl::Status> Computation::Schedule(std::vector<std::string> nodes) {
     s->names = ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.names", .daemon = true},
                                      internal::JobNameRegistry, s->id);
   }
+  if (s->options.discover != nullptr && !s->discoverer.valid() && s->options.scheduler.empty()) {
+    s->discovering = true;
+    s->discoverer = ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.discover", .daemon = true},
+                                          DiscoverNodes, s, s->options.discover, library_name);
+  }
   if (!s->options.scheduler.empty()) {
     absl::Status st = co_await ScheduleShared(s, std::move(nodes));
     if (!st.ok()) co_return st;
   }
   for (const std::string& uri : s->options.scheduler.empty() ? nodes : std::vector<std::string>()) {
     if (FindNode(*s, uri) != nullptr) continue;  // scheduled there already
+    // Found by discovery too: whichever asks first starts it.
+    if (s->discovering && !s->probed.insert(uri).second) continue;
     absl::Status st = co_await ScheduleNode(s, uri, library_name);
     if (!st.ok()) co_return st;
   }
@@ -1561,6 +1642,8 @@ Task<absl::Status> Computation::Close(CloseOptions options) {
   }
   if (s->receiver.valid()) (void)s->receiver.Terminate();
   if (s->names.valid()) (void)s->names.Terminate();
+  if (s->discoverer.valid()) (void)s->discoverer.Terminate();
+  s->discovering = false;
   // Leaving the shared scheduler: it monitors this task.
   if (s->shares_task.valid()) (void)s->shares_task.Terminate();
   if (s->jobctl.valid()) (void)s->jobctl.Terminate();

@@ -122,6 +122,9 @@
 // "type" and "computation" (this computation's id) and, by type:
 //   computation_scheduled  "nodes": int, "workers": int (in use after a Schedule)
 //   computation_closed
+//   node_discovered        "node": uri, "facts": HostFacts map, "cpus": int (its
+//                          info answer, before the allocation; a node given to
+//                          Schedule or found by discovery alike)
 //   node_initialized       "node": uri, "facts": HostFacts map, "cpus": int
 //   node_ignored           "node": uri, "reason": string (allocation rules)
 //   node_suspended         "node"
@@ -129,6 +132,8 @@
 //   node_closed            "node"
 //   node_lost              "node", "message": string
 //   node_health            "node", "facts": HostFacts map (every pulse)
+//   worker_discovered      "worker": uri, "node": uri (its node started it; before
+//                          it is reached)
 //   worker_initialized     "worker": uri, "node": uri
 //   worker_suspended       "worker", "node"
 //   worker_resumed         "worker", "node"
@@ -183,6 +188,19 @@
 // the scheduler, which gives the share to the others; so does this
 // process's death, once its peer is found lost.
 //
+// Discovered nodes (pycos NodeDiscovered). With ComputationOptions::discover
+// set, Schedule (its node list may then be empty) also starts following
+// that Node's peers (Node::peer_events): each peer connected then, and each
+// that joins later until Close, is asked once whether it serves picos-node's
+// service; one that does is used as a listed node is (node_discovered, the
+// allocation, node_initialized, its workers), one that does not (a worker,
+// another client) is passed over. A peer that left or was lost and comes
+// back is asked again. Meanwhile jobs wait for a worker rather than fail
+// for want of one. Schedule returns without waiting for discovered nodes;
+// watch the status events (node_initialized, worker_initialized).
+// Tested with picos-node --discover and multicast on loopback
+// (testing/compute_discovery_test.cc).
+//
 // Job names (compute/export.h): a job registers a name in this
 // computation's scope and other jobs of it locate it and message it
 // directly, worker to worker. The names live in a registry task of this
@@ -192,7 +210,7 @@
 // examples/dispycos_mas.cc).
 //
 // Not yet (issue 12): data files, setup hooks and enable_node/enable_worker,
-// discovery of nodes, CloseNode/RestartNode.
+// CloseNode/RestartNode; discovery through a shared picos-scheduler.
 //
 // Threads: use a Computation from tasks of the scheduler that runs the
 // client's Node, and destroy it there.
@@ -211,6 +229,10 @@
 #include "compute/host_stats.h"
 #include "core/kernel/handles.h"
 #include "core/kernel/task.h"
+
+namespace picos::remote {
+class Node;  // core/remote/node.h
+}  // namespace picos::remote
 
 namespace picos::compute {
 
@@ -270,6 +292,11 @@ struct ComputationOptions {
   // Node allocation, tried in order (see the top of this file).
   std::vector<AllocationRule> allocation;
   AllocationFunction allocate;
+  // Nodes found by discovery (see "Discovered nodes" above): the client's
+  // Node, on which the caller started a discovery::Discovery (or gave
+  // static peers). Null: only the nodes Schedule is given. Not with
+  // `scheduler`. It must outlive the Computation.
+  remote::Node* discover = nullptr;
 };
 
 enum class NodeState { kInitialized, kSuspended, kClosed, kLost };
