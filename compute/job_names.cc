@@ -69,11 +69,12 @@ Task<> JobNameRegistry(std::string computation) {
     std::string op, name;
     uint64_t job = 0;
     TaskRef reply_to, inbox;
+    // Who to answer first: a request malformed otherwise is still answered.
+    (void)MessageReader(*msg).Optional("reply_to", &reply_to).status();
     absl::Status read = MessageReader(*msg)
                             .Get(kNamesKey, &op)
                             .Get("name", &name)
                             .Optional("job", &job)
-                            .Optional("reply_to", &reply_to)
                             .Optional("inbox", &inbox)
                             .status();
     auto answer = [&reply_to](Value v) {
