@@ -194,8 +194,9 @@
 // that joins later until Close, is asked once whether it serves picos-node's
 // service; one that does is used as a listed node is (node_discovered, the
 // allocation, node_initialized, its workers), one that does not (a worker,
-// another client) is passed over. A peer that left or was lost and comes
-// back is asked again. Meanwhile jobs wait for a worker rather than fail
+// another client) is passed over, and asked again if it leaves and comes
+// back. A discovered node that is lost is not used again, as a listed one
+// (its URI is known). Meanwhile jobs wait for a worker rather than fail
 // for want of one. Schedule returns without waiting for discovered nodes;
 // watch the status events (node_initialized, worker_initialized).
 // Tested with picos-node --discover and multicast on loopback
