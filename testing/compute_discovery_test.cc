@@ -65,7 +65,9 @@ Task<> ExpectSquare(compute::Computation& c, std::string where, int n) {
   if (!job.ok()) co_return;
   absl::StatusOr<Value> r = co_await job->Join(kLong);
   EXPECT_OK(r.status()) << where;
-  if (r.ok()) EXPECT_EQ(*r, Value::Bytes(std::to_string(n * n))) << where;
+  if (r.ok()) {
+    EXPECT_EQ(*r, Value::Bytes(std::to_string(n * n))) << where;
+  }
 }
 
 PICOS_CORO_TEST(ComputeDiscovery, ClientWithNoNodeListFindsNodesAlsoThoseStartedLater) {
@@ -107,7 +109,9 @@ PICOS_CORO_TEST(ComputeDiscovery, ClientWithNoNodeListFindsNodesAlsoThoseStarted
       if (early.ok()) {
         absl::StatusOr<Value> r = co_await early->Join(kLong);
         EXPECT_OK(r.status());
-        if (r.ok()) EXPECT_EQ(*r, Value::Bytes("144"));
+        if (r.ok()) {
+          EXPECT_EQ(*r, Value::Bytes("144"));
+        }
       }
       for (const NodeProcess& n : nodes) {
         EXPECT_GE(IndexOf(*events, "node_initialized", "node", n.uri), 0) << n.uri << " not used";

@@ -62,7 +62,9 @@ Task<> End(TaskRef job) {
   EXPECT_OK(sent);
   absl::StatusOr<Value> r = co_await job.Join(kLong);
   EXPECT_OK(r.status());
-  if (r.ok()) EXPECT_EQ(*r, Value::Bytes("ended"));
+  if (r.ok()) {
+    EXPECT_EQ(*r, Value::Bytes("ended"));
+  }
 }
 
 // Messages the client's node took from its peers (the workers and nodes).
@@ -206,7 +208,9 @@ PICOS_CORO_TEST(ComputeNames, LibraryOfAbi2StillRuns) {
         if (job.ok()) {
           absl::StatusOr<Value> r = co_await job->Join(kLong);
           EXPECT_OK(r.status());
-          if (r.ok()) EXPECT_EQ(*r, Value::Bytes("still here"));
+          if (r.ok()) {
+            EXPECT_EQ(*r, Value::Bytes("still here"));
+          }
         }
       }
       absl::Status closed = co_await (*c)->Close();
