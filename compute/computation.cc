@@ -17,15 +17,19 @@
 #include "absl/strings/strip.h"
 #include "compute/export.h"
 #include "compute/computation_metrics.h"
+#include "compute/job_names_internal.h"
 #include "compute/protocol.h"
+#include "core/kernel/channel.h"
 #include "core/kernel/log.h"
 #include "core/kernel/monitor.h"
 #include "core/kernel/naming.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
 #include "core/kernel/sync.h"
+#include "core/kernel/system_message.h"
 #include "core/kernel/value.h"
 #include "core/remote/files.h"
+#include "core/remote/node.h"
 #include "core/remote/service.h"
 #include "openssl/rand.h"
 #include "openssl/sha.h"
@@ -183,6 +187,16 @@ struct Computation::State {
   // their pulses and join it, and close the computation after their zombie
   // period once it ends (Close, ~Computation) or this process is lost.
   TaskRef receiver;
+  // The job name registry (compute/job_names_internal.h), spawned with the
+  // receiver and handed to each worker with its job loop's start.
+  TaskRef names;
+  // With ComputationOptions::discover: the task that takes the node's peer
+  // events (DiscoverNodes), set from the first Schedule on; jobs then wait
+  // for a node to come rather than fail for want of a worker. `probed`: the
+  // peers asked whether they are picos-nodes, asked once each.
+  bool discovering = false;
+  TaskRef discoverer;
+  std::set<std::string> probed;
   bool status_failed = false;
   // With ComputationOptions::scheduler (compute/scheduler.h): the shared
   // scheduler, the task it sends share updates to (it monitors it: its end
@@ -301,7 +315,7 @@ bool Special(const Pending& p) { return p.async || !p.where.empty(); }
 void Dispatch(State& s) {
   // Some worker could take a job, now or later (with a shared scheduler a
   // share may yet come).
-  bool could_any = s.shared && !s.closed;
+  bool could_any = (s.shared || s.discovering) && !s.closed;
   // A worker takes one CPU job and cpu_jobs_ahead more (they wait in its
   // job loop's mailbox).
   const int per_worker = 1 + s.options.cpu_jobs_ahead;
@@ -319,7 +333,7 @@ void Dispatch(State& s) {
       continue;
     }
     int best = -1;
-    bool could = s.shared && p.where.empty();
+    bool could = (s.shared || s.discovering) && p.where.empty();
     if (s.closed) {
       p.failure = absl::FailedPreconditionError("the computation is closed");
     } else {
@@ -429,10 +443,12 @@ Task<> WatchNode(std::shared_ptr<State> s, size_t n, TaskRef server) {
   MarkNodeLost(s, n, WhyEnded(*msg));
 }
 
-// Starts the job loop of the worker whose service is `svc`.
-Task<absl::StatusOr<TaskRef>> StartLoop(remote::Service svc, absl::Duration timeout) {
+// Starts the job loop of the worker whose service is `svc`, handing it the
+// computation's job name registry `names` (compute/protocol.h).
+Task<absl::StatusOr<TaskRef>> StartLoop(remote::Service svc, absl::Duration timeout, TaskRef names) {
   Value::MapType request;
   request[kJobLoopKey] = Value(true);
+  if (names.valid()) request[kNamesKey] = Value(std::move(names));
   absl::StatusOr<TaskRef> loop = co_await svc.Run(Value(std::move(request)), timeout);
   co_return loop;
 }
@@ -444,11 +460,11 @@ struct ReachedWorker {
 };
 
 Task<> ReachWorker(std::shared_ptr<std::vector<ReachedWorker>> out, size_t i, std::string uri,
-                   absl::Duration timeout) {
+                   absl::Duration timeout, TaskRef names) {
   absl::StatusOr<remote::Service> svc = co_await remote::Service::Locate(kWorkerService, Location::Peer(uri), timeout);
   (*out)[i].service = svc;
   if (!svc.ok()) co_return;
-  absl::StatusOr<TaskRef> loop = co_await StartLoop(*svc, timeout);
+  absl::StatusOr<TaskRef> loop = co_await StartLoop(*svc, timeout, std::move(names));
   (*out)[i].loop = loop;
 }
 
@@ -457,7 +473,7 @@ Task<absl::Status> Adopt(std::shared_ptr<State> s, size_t w, std::string uri) {
   absl::StatusOr<remote::Service> svc =
       co_await remote::Service::Locate(kWorkerService, Location::Peer(uri), s->options.timeout);
   if (!svc.ok()) co_return Annotate(svc.status(), absl::StrCat("worker ", uri));
-  absl::StatusOr<TaskRef> loop = co_await StartLoop(*svc, s->options.timeout);
+  absl::StatusOr<TaskRef> loop = co_await StartLoop(*svc, s->options.timeout, s->names);
   if (!loop.ok()) co_return Annotate(loop.status(), absl::StrCat("worker ", uri, ": its job loop"));
   WorkerSlot& slot = s->workers[w];
   if (slot.watcher.valid()) (void)slot.watcher.Terminate();
@@ -938,6 +954,7 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
   if (!facts.ok() || !node_cpus.ok() || *node_cpus < 1 || *node_cpus > 256) {
     co_return absl::DataLossError(absl::StrCat(uri, ": malformed info reply"));
   }
+  Emit(*s, "node_discovered", "node", uri, "facts", facts->ToValue(), "cpus", *node_cpus);
   std::string reason;
   const int cpus = fixed_cpus >= 0 ? std::min(fixed_cpus, static_cast<int>(*node_cpus))
                                    : Allocate(s->options, uri, *facts, static_cast<int>(*node_cpus), &reason);
@@ -987,8 +1004,11 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
   entry.setup_arg = s->options.node_setup_arg;
   if (!entry.enabled) entry.state = NodeState::kDisabled;
   s->nodes.push_back(std::move(entry));
-  Emit(*s, s->options.disable_nodes ? "node_discovered" : "node_initialized", "node", uri, "facts", facts->ToValue(),
-       "cpus", int64_t{cpus});
+  // (node_discovered went out with its facts, above; a disabled node waits
+  // for EnableNode to be initialized.)
+  if (!s->options.disable_nodes) {
+    Emit(*s, "node_initialized", "node", uri, "facts", facts->ToValue(), "cpus", int64_t{cpus});
+  }
   std::vector<std::string> uris;
   for (const Value& w : list.as_list()) {
     absl::StatusOr<std::string> wuri = w.As<std::string>();
@@ -996,13 +1016,14 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
       co_return absl::DataLossError(absl::StrCat(uri, ": malformed worker URI"));
     }
     uris.push_back(*std::move(wuri));
+    Emit(*s, "worker_discovered", "worker", uris.back(), "node", uri);
   }
   // Every worker is dialled and its loop started at once (a connection and
   // two round trips each), then they are taken in order.
   auto reached = std::make_shared<std::vector<ReachedWorker>>(uris.size());
   std::vector<TaskRef> reaching;
   for (size_t i = 0; i < uris.size(); ++i) {
-    reaching.push_back(ThisScheduler().Spawn(ReachWorker, reached, i, uris[i], s->options.timeout));
+    reaching.push_back(ThisScheduler().Spawn(ReachWorker, reached, i, uris[i], s->options.timeout, s->names));
   }
   int index = 0;
   std::vector<TaskRef> taking;  // TakeWorker of each
@@ -1030,6 +1051,66 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
   co_return absl::OkStatus();
 }
 
+NodeEntry* FindNode(State& s, const std::string& uri);
+
+// A peer of the client's node (ComputationOptions::discover): used as a
+// node if it answers as a picos-node, quietly passed over if it serves no
+// kNodeService (a worker, another client, a scheduler). Each peer is asked
+// once; one whose start fails is logged and not used.
+Task<> ProbeNode(std::shared_ptr<State> s, std::string uri, std::string library_name) {
+  absl::StatusOr<remote::Service> node =
+      co_await remote::Service::Locate(kNodeService, Location::Peer(uri), s->options.timeout);
+  if (!node.ok()) {
+    PICOS_LOG(debug, "compute: peer {} is not a picos-node: {}", uri, node.status().ToString());
+    co_return;
+  }
+  if (s->closed || FindNode(*s, uri) != nullptr) co_return;
+  absl::Status st = co_await ScheduleNode(s, uri, library_name);
+  if (!st.ok()) {
+    PICOS_LOG(warn, "compute: discovered node {} not used: {}", uri, st.ToString());
+  }
+  NotifyChange(*s);
+  Dispatch(*s);
+}
+
+// The peer URI of a peers() entry or a peer event ("name@uri").
+std::string PeerUri(const std::string& peer) {
+  const size_t at = peer.find('@');
+  return at == std::string::npos ? peer : peer.substr(at + 1);
+}
+
+// Takes the client node's peer events (ComputationOptions::discover): every
+// peer connected now and each that joins later is probed (ProbeNode). Ends
+// when terminated (Close) or when the node's channel closes.
+Task<> DiscoverNodes(std::shared_ptr<State> s, remote::Node* node, std::string library_name) {
+  absl::Status subscribed = Channel(node->peer_events()).Subscribe(Self());
+  if (!subscribed.ok()) {
+    PICOS_LOG(warn, "compute: cannot follow the node's peers: {}", subscribed.ToString());
+    co_return;
+  }
+  auto probe = [&s, &library_name](const std::string& uri) {
+    if (uri.empty() || s->closed || s->probed.size() >= 4096 || !s->probed.insert(uri).second) return;
+    ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.probe", .daemon = true}, ProbeNode, s, uri,
+                          library_name);
+  };
+  for (const std::string& p : node->peers()) probe(PeerUri(p));
+  for (;;) {
+    absl::StatusOr<Value> m = co_await Receive();
+    if (!m.ok()) co_return;
+    const Value* p = SystemMessagePayload(*m, remote::kPeerEventMessage);
+    if (p == nullptr || !p->is_map()) continue;
+    const std::string event = p->GetOr<std::string>("event", "");
+    const std::string uri = p->GetOr<std::string>("uri", "");
+    if (event == "joined") {
+      probe(uri);
+    } else if (event == "lost" || event == "left") {
+      // Asked again if it comes back (a node restarted is a new peer); one
+      // in use is already reported lost by its watcher.
+      if (FindNode(*s, uri) == nullptr) s->probed.erase(uri);
+    }
+  }
+}
+
 size_t Alive(const State& s) {
   size_t n = 0;
   for (const WorkerSlot& w : s.workers) n += (!w.lost && !w.closed) || w.restarting ? 1 : 0;
@@ -1046,7 +1127,7 @@ size_t NodesInUse(const State& s) {
 
 Task<absl::StatusOr<TaskRef>> SpawnJob(std::shared_ptr<State> s, std::string fn, std::string arg, bool async,
                                        std::string where, TaskRef reply_to = TaskRef()) {
-  if ((s->workers.empty() && !s->shared) || s->closed) {
+  if ((s->workers.empty() && !s->shared && !s->discovering) || s->closed) {
     co_return absl::FailedPreconditionError("jobs need a scheduled computation that is not closed");
   }
   if (!where.empty()) {
@@ -1197,16 +1278,14 @@ Task<absl::Status> SetUpWorker(std::shared_ptr<State> s, size_t w, bool announce
 }
 
 // A worker just added to slot `w` (Schedule, a share that grew): enabled
-// or not as the options say, set up if its node and it are enabled,
-// else announced as discovered. Suspends.
+// or not as the options say, set up if its node and it are enabled, else
+// left waiting (its worker_discovered went out when its node started it).
+// Suspends.
 Task<absl::Status> TakeWorker(std::shared_ptr<State> s, size_t w) {
   WorkerSlot& slot = s->workers[w];
   slot.enabled = !s->options.disable_workers;
   slot.setup_arg = s->options.worker_setup_arg;
-  if (!slot.enabled || !s->nodes[slot.node].enabled) {
-    Emit(*s, "worker_discovered", "worker", slot.uri, "node", s->nodes[slot.node].uri);
-    co_return absl::OkStatus();
-  }
+  if (!slot.enabled || !s->nodes[slot.node].enabled) co_return absl::OkStatus();
   co_return co_await SetUpWorker(s, w, true);
 }
 
@@ -1265,8 +1344,9 @@ Task<absl::Status> AddWorker(std::shared_ptr<State> s, size_t n) {
   if (!read.ok() || wuri.empty() || wuri.size() > 1024 || index < 0 || index > 4096) {
     co_return absl::DataLossError(absl::StrCat(uri, ": malformed add_worker reply"));
   }
+  Emit(*s, "worker_discovered", "worker", wuri, "node", uri);
   auto reached = std::make_shared<std::vector<ReachedWorker>>(1);
-  TaskRef reaching = ThisScheduler().Spawn(ReachWorker, reached, size_t{0}, wuri, s->options.timeout);
+  TaskRef reaching = ThisScheduler().Spawn(ReachWorker, reached, size_t{0}, wuri, s->options.timeout, s->names);
   absl::StatusOr<Value> joined = co_await reaching.Join();
   if (!joined.ok()) co_return Annotate(joined.status(), absl::StrCat(uri, ": worker ", wuri));
   if (!(*reached)[0].service.ok()) co_return Annotate((*reached)[0].service.status(), absl::StrCat(uri, ": worker ", wuri));
@@ -1548,6 +1628,8 @@ Computation::~Computation() {
   s.closed = true;
   Dispatch(s);
   if (s.receiver.valid()) (void)s.receiver.Terminate();
+  if (s.names.valid()) (void)s.names.Terminate();
+  if (s.discoverer.valid()) (void)s.discoverer.Terminate();
   if (s.shares_task.valid()) (void)s.shares_task.Terminate();
   if (s.jobctl.valid()) (void)s.jobctl.Terminate();
   for (NodeEntry& n : s.nodes) {
@@ -1566,12 +1648,23 @@ Task<absl::Status> Computation::Schedule(std::vector<std::string> nodes) {
     s->receiver =
         ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.client", .daemon = true}, ReceivePulses, s);
   }
+  if (!s->names.valid()) {
+    s->names = ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.names", .daemon = true},
+                                     internal::JobNameRegistry, s->id);
+  }
+  if (s->options.discover != nullptr && !s->discoverer.valid() && s->options.scheduler.empty()) {
+    s->discovering = true;
+    s->discoverer = ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.discover", .daemon = true},
+                                          DiscoverNodes, s, s->options.discover, library_name);
+  }
   if (!s->options.scheduler.empty()) {
     absl::Status st = co_await ScheduleShared(s, std::move(nodes));
     if (!st.ok()) co_return st;
   }
   for (const std::string& uri : s->options.scheduler.empty() ? nodes : std::vector<std::string>()) {
     if (FindNode(*s, uri) != nullptr) continue;  // scheduled there already
+    // Found by discovery too: whichever asks first starts it.
+    if (s->discovering && !s->probed.insert(uri).second) continue;
     absl::Status st = co_await ScheduleNode(s, uri, library_name);
     if (!st.ok()) co_return st;
   }
@@ -1803,6 +1896,9 @@ Task<absl::Status> Computation::Close(CloseOptions options) {
     }
   }
   if (s->receiver.valid()) (void)s->receiver.Terminate();
+  if (s->names.valid()) (void)s->names.Terminate();
+  if (s->discoverer.valid()) (void)s->discoverer.Terminate();
+  s->discovering = false;
   // Leaving the shared scheduler: it monitors this task.
   if (s->shares_task.valid()) (void)s->shares_task.Terminate();
   if (s->jobctl.valid()) (void)s->jobctl.Terminate();

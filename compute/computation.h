@@ -122,8 +122,10 @@
 // "type" and "computation" (this computation's id) and, by type:
 //   computation_scheduled  "nodes": int, "workers": int (in use after a Schedule)
 //   computation_closed
-//   node_discovered        "node", "facts", "cpus" (disable_nodes: waits for
-//                          EnableNode)
+//   node_discovered        "node": uri, "facts": HostFacts map, "cpus": int (its
+//                          info answer, before the allocation; a node given to
+//                          Schedule or found by discovery alike; with
+//                          disable_nodes it then waits for EnableNode)
 //   node_initialized       "node": uri, "facts": HostFacts map, "cpus": int
 //   node_ignored           "node": uri, "reason": string (allocation rules)
 //   node_suspended         "node"
@@ -131,7 +133,8 @@
 //   node_closed            "node"
 //   node_lost              "node", "message": string
 //   node_health            "node", "facts": HostFacts map (every pulse)
-//   worker_discovered      "worker", "node" (disabled: waits for EnableNode or
+//   worker_discovered      "worker": uri, "node": uri (its node started it; before
+//                          it is reached; disabled: waits for EnableNode or
 //                          EnableWorker)
 //   worker_initialized     "worker": uri, "node": uri (set up: takes jobs)
 //   worker_setup_failed    "worker", "node", "stage": "node" | "worker",
@@ -221,9 +224,29 @@
 //    process set up again with the node's new argument `arg` and its own
 //    worker argument: state the old processes held is gone.
 //
-// Not yet (issue 12): data files, discovery of nodes; jobs that register a
-// name and message each other directly (today they reach each other through
-// a client task that relays, examples/dispycos_mas.cc).
+// Discovered nodes (pycos NodeDiscovered). With ComputationOptions::discover
+// set, Schedule (its node list may then be empty) also starts following
+// that Node's peers (Node::peer_events): each peer connected then, and each
+// that joins later until Close, is asked once whether it serves picos-node's
+// service; one that does is used as a listed node is (node_discovered, the
+// allocation, node_initialized, its workers), one that does not (a worker,
+// another client) is passed over, and asked again if it leaves and comes
+// back. A discovered node that is lost is not used again, as a listed one
+// (its URI is known). Meanwhile jobs wait for a worker rather than fail
+// for want of one. Schedule returns without waiting for discovered nodes;
+// watch the status events (node_initialized, worker_initialized).
+// Tested with picos-node --discover and multicast on loopback
+// (testing/compute_discovery_test.cc).
+//
+// Job names (compute/export.h): a job registers a name in this
+// computation's scope and other jobs of it locate it and message it
+// directly, worker to worker. The names live in a registry task of this
+// Computation (compute/job_names_internal.h) that each worker gets with its
+// job loop, so jobs of another computation never see them; the client
+// answers only Register and Locate, never relays (testing/compute_names_test.cc,
+// examples/dispycos_mas.cc).
+//
+// Not yet (issue 12): data files; discovery through a shared picos-scheduler.
 //
 // Threads: use a Computation from tasks of the scheduler that runs the
 // client's Node, and destroy it there.
@@ -242,6 +265,10 @@
 #include "compute/host_stats.h"
 #include "core/kernel/handles.h"
 #include "core/kernel/task.h"
+
+namespace picos::remote {
+class Node;  // core/remote/node.h
+}  // namespace picos::remote
 
 namespace picos::compute {
 
@@ -309,6 +336,11 @@ struct ComputationOptions {
   // (pycos disable_nodes / disable_servers; see the top of this file).
   bool disable_nodes = false;
   bool disable_workers = false;
+  // Nodes found by discovery (see "Discovered nodes" above): the client's
+  // Node, on which the caller started a discovery::Discovery (or gave
+  // static peers). Null: only the nodes Schedule is given. Not with
+  // `scheduler`. It must outlive the Computation.
+  remote::Node* discover = nullptr;
 };
 
 // kDisabled: started, waiting for EnableNode / EnableWorker or for its

@@ -113,13 +113,41 @@
 //  * One hook per stage: a second registration of a stage (from another
 //    file; twice in one file does not compile) keeps the first.
 //
-// Versions: the library exports kComputeAbiSymbol, the version of this
-// header it needs: kComputeAbiVersion (3) when it registers a setup hook,
-// else 2, so a library without hooks still runs on a version-2 worker and
-// one with hooks is refused by it rather than run without its setup. A
-// worker runs libraries of kComputeAbiMinVersion .. kComputeAbiVersion and
-// refuses (its start fails, with both versions in the message) any other,
-// or none.
+//
+// Names: jobs that find each other (pycos register/locate, dispycos_mas),
+// each guarantee tested with real workers on two nodes
+// (testing/compute_names_test.cc):
+//  * Register(name) gives the job a name in its computation's scope: 1 to
+//    kJobNameMaxBytes bytes, no control characters (else kInvalidArgument);
+//    unique among the computation's running jobs (a name another job holds:
+//    kAlreadyExists, saying so); one name per job (a second Register:
+//    kFailedPrecondition). The name is freed when the job ends (returns, is
+//    cancelled, or its worker is lost), so a later job can take it. Names
+//    live on the client (the computation's name registry), so a job of
+//    another computation, or of another client, never sees them.
+//  * Locate(name) asks the registry whether a job of this computation holds
+//    `name` now: kOk, or kNotFound ("no job named ..."). SendTo(name, bytes)
+//    sends `bytes` straight to that job's worker (worker to worker: the
+//    client only answers the Locate, once per name, and the handle is
+//    cached) and returns once the target's worker took it: kOk, kNotFound for
+//    a name no job holds (also one whose job ended since), kInvalidArgument
+//    beyond kJobMessageMaxBytes, kUnavailable when the target's worker is lost
+//    or unreachable. Messages from one job to another arrive in the order
+//    sent, each once, and share the target's mailbox (and its bound, above:
+//    beyond it they are dropped with a log line on the target's worker) with
+//    the client's messages.
+//  * ReceiveFrom(&from, &out) is Receive that also says who sent it: the
+//    sender's registered name, or "" for a message from the client (or from
+//    a job that registered none). Receive gives the same messages without it.
+//
+//
+// Versions: the library exports kComputeAbiSymbol, the kComputeAbiVersion
+// of this header it was built against. 3 added setup hooks
+// (kComputeSetupSymbol), job names (PicosComputeJobOps grew at its end) and
+// files (grown again); a version 2 library reads only the fields before,
+// so a worker still runs it. A worker runs libraries of
+// kComputeAbiMinVersion .. kComputeAbiVersion and refuses (its start
+// fails, with both versions in the message) any other, or none.
 #ifndef PICOS_COMPUTE_EXPORT_H_
 #define PICOS_COMPUTE_EXPORT_H_
 
@@ -158,6 +186,18 @@ struct PicosComputeJobOps {
   int (*cancelled)(void* ctx);
   // Appends to the job's result (or, when it fails, its message).
   void (*append_result)(void* ctx, const char* data, size_t n);
+  // ABI 3, names (see the top of this file). Each returns a code as above
+  // (5 not found, 6 already exists) and, when not 0, appends why to `err`.
+  // Registers the job under the n bytes at `name`.
+  int (*register_name)(void* ctx, const char* name, size_t n, void* err, PicosComputeAppend append);
+  // Whether a job of the computation holds the name.
+  int (*locate)(void* ctx, const char* name, size_t n, void* err, PicosComputeAppend append);
+  // Sends len bytes at `data` to the job named `name`. Blocks until its
+  // worker took them.
+  int (*send_to)(void* ctx, const char* name, size_t n, const char* data, size_t len, void* err,
+                 PicosComputeAppend append);
+  // receive, also appending the sender's name to `from`.
+  int (*receive_from)(void* ctx, int64_t timeout_ns, void* from, void* out, PicosComputeAppend append);
 };
 
 // A job's entry point with a context: 0 for success, nonzero for failure.
@@ -195,12 +235,15 @@ inline constexpr char kComputeAbiSymbol[] = "picos_compute_abi";
 inline constexpr char kComputeSetupSymbol[] = "picos_compute_setup";
 // The layout of the structs above (see Versions at the top). 2: job
 // contexts (1 had none, and no symbol). 3: setup hooks
-// (kComputeSetupSymbol); a library registering none reports 2.
+// (kComputeSetupSymbol), names and files (PicosComputeJobOps grew at its
+// end; a version 2 library reads only the fields before).
 inline constexpr int kComputeAbiVersion = 3;
 inline constexpr int kComputeAbiMinVersion = 2;
 // The stages of PicosComputeSetupTableFn.
 inline constexpr int kComputeSetupNode = 0;
 inline constexpr int kComputeSetupWorker = 1;
+// Longest job name (Job::Register), in bytes.
+inline constexpr size_t kJobNameMaxBytes = 256;
 // Most functions one library registers (the worker reads no more).
 inline constexpr size_t kMaxComputeFunctions = 1024;
 // Most messages a job's mailbox holds on its worker (and, again, on the
@@ -222,6 +265,8 @@ class Job {
     kCancelled = 1,
     kInvalidArgument = 3,
     kDeadlineExceeded = 4,
+    kNotFound = 5,
+    kAlreadyExists = 6,
     kResourceExhausted = 8,
     kFailedPrecondition = 9,
     kUnavailable = 14,
@@ -246,6 +291,41 @@ class Job {
 
   // True once the job is cancelled (see the top of this file).
   bool cancelled() const { return ops_->cancelled(ops_->ctx) != 0; }
+
+  // Names (see the top of this file). When the code is not kOk and `error`
+  // is given, *error says why.
+  // Gives this job `name` in its computation: kOk, kAlreadyExists,
+  // kFailedPrecondition (it has one), kInvalidArgument, kUnavailable.
+  Code Register(std::string_view name, std::string* error = nullptr) {
+    std::string why;
+    const auto rc = static_cast<Code>(ops_->register_name(ops_->ctx, name.data(), name.size(), &why, &AppendString));
+    if (error != nullptr) *error = std::move(why);
+    return rc;
+  }
+  // Whether a job of the computation holds `name`: kOk or kNotFound.
+  Code Locate(std::string_view name, std::string* error = nullptr) {
+    std::string why;
+    const auto rc = static_cast<Code>(ops_->locate(ops_->ctx, name.data(), name.size(), &why, &AppendString));
+    if (error != nullptr) *error = std::move(why);
+    return rc;
+  }
+  // Sends `bytes` to the job named `name`, worker to worker: kOk once its
+  // worker took them, kNotFound, kInvalidArgument, kUnavailable.
+  Code SendTo(std::string_view name, std::string_view bytes, std::string* error = nullptr) {
+    std::string why;
+    const auto rc = static_cast<Code>(
+        ops_->send_to(ops_->ctx, name.data(), name.size(), bytes.data(), bytes.size(), &why, &AppendString));
+    if (error != nullptr) *error = std::move(why);
+    return rc;
+  }
+  // Receive, with the sender's name in *from ("" for the client).
+  Code ReceiveFrom(std::string* from, std::string* out,
+                   std::chrono::nanoseconds timeout = std::chrono::nanoseconds(-1)) {
+    from->clear();
+    out->clear();
+    return static_cast<Code>(
+        ops_->receive_from(ops_->ctx, static_cast<int64_t>(timeout.count()), from, out, &AppendString));
+  }
 
  private:
   static void AppendString(void* out, const char* data, size_t n) { static_cast<std::string*>(out)->append(data, n); }
@@ -286,11 +366,10 @@ extern "C" __attribute__((visibility("default"))) inline const PicosComputeEntry
   return t.entries;
 }
 
-// The ABI version this library needs (kComputeAbiSymbol): 3 with a setup
-// hook, else 2 (see Versions at the top).
+// The ABI version this library was built against (kComputeAbiSymbol; see
+// Versions at the top).
 extern "C" __attribute__((visibility("default"))) inline int picos_compute_abi(void) {
-  const picos::compute::export_internal::Table& t = picos::compute::export_internal::TheTable();
-  return t.setup[0] != nullptr || t.setup[1] != nullptr ? picos::compute::kComputeAbiVersion : 2;
+  return picos::compute::kComputeAbiVersion;
 }
 
 // The library's setup hooks (kComputeSetupSymbol).

@@ -49,6 +49,8 @@
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
 #include "core/remote/service.h"
+#include "discovery/discovery.h"
+#include "discovery/discovery_flags.h"
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
 #include "metrics/runtime_metrics.h"
@@ -74,6 +76,9 @@ ABSL_FLAG(std::string, zombie_period, "60",
           "seconds after which a computation whose client is gone is closed (0: never)");
 ABSL_FLAG(std::vector<std::string>, trusted_signer, {},
           "Ed25519 public key file (picos-sign keygen); repeatable: only libraries signed by one of them start");
+ABSL_FLAG(bool, discover, false,
+          "announce this node by multicast discovery (--discovery_group, --discovery_iface, --discovery_ttl) so "
+          "that clients scheduling with discovery find it; --peer works either way");
 ABSL_FLAG(bool, clean, false, "end the workers of a previous run named by its pid files, remove their folders");
 ABSL_FLAG(std::string, log_level, "", "trace, debug, info, warn, error or off (default $PICOS_LOG_LEVEL, else info)");
 ABSL_FLAG(bool, daemon, false, "never read stdin (no console)");
@@ -119,7 +124,7 @@ constexpr const char* kConfigKeys[] = {
     "serve",         "service_start", "service_stop",       "service_end",           "pulse_interval",
     "min_pulse_interval", "max_pulse_interval", "zombie_period", "trusted_signer",  "clean",
     "log_level",     "daemon",        "metrics_listen",     "metrics_token_file",
-    "log_format",
+    "log_format",    "discover",      "discovery_group",    "discovery_iface",       "discovery_ttl",
 };
 
 // Where a flag's value came from when a config file set it ("FILE:LINE"),
@@ -171,6 +176,9 @@ struct NodeSettings {
   remote::NodeConfig config;
   bool metrics_on = false;  // --metrics_listen
   metrics::MetricsServerOptions metrics;
+  // --discover: announced by multicast (discovery/discovery_flags.h).
+  bool discover = false;
+  discovery::DiscoveryOptions discovery;
 };
 
 // The node's state; one scheduler thread, no locks.
@@ -822,6 +830,10 @@ absl::StatusOr<NodeSettings> NodeSettingsFromFlags() {
   defaults.name = "picos-node";
   defaults.listen.push_back("tcp://127.0.0.1:9706");
   PICOS_ASSIGN_OR_RETURN(n.config, remote::NodeConfigFromValues(values, transports::DefaultTransports(), defaults));
+  n.discover = absl::GetFlag(FLAGS_discover);
+  if (n.discover) {
+    PICOS_ASSIGN_OR_RETURN(n.discovery, discovery::DiscoveryOptionsFromFlags(n.config));
+  }
   n.metrics.listen = absl::GetFlag(FLAGS_metrics_listen);
   n.metrics_on = !n.metrics.listen.empty();
   const std::string token_file = absl::GetFlag(FLAGS_metrics_token_file);
@@ -1133,6 +1145,13 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
   if (n.settings.console) std::thread(ConsoleThread, n.main).detach();
   Say(absl::StrCat("listening ", node->uris()[0]));
   PICOS_CO_RETURN_IF_ERROR(co_await remote::ConnectPeers(*node, config.peers));
+  // --discover: announced on the group (and its --peer list retried by
+  // discovery until they answer); clients following discovery find it.
+  std::unique_ptr<discovery::Discovery> announcer;
+  if (n.settings.discover) {
+    PICOS_CO_ASSIGN_OR_RETURN(announcer, co_await discovery::Discovery::Start(*node, std::move(n.settings.discovery)));
+    Say(absl::StrCat("discovery ", announcer->group_uri().empty() ? "static peers only" : announcer->group_uri()));
+  }
   // --metrics_listen: the scheduler's and the node's figures at /metrics.
   metrics::Registry metrics_registry;
   std::unique_ptr<metrics::SchedulerMetrics> scheduler_metrics;
@@ -1188,6 +1207,11 @@ Task<absl::Status> NodeMain(NodeSettings settings) {
     Say("node terminated");
     g_node = nullptr;
     co_return absl::CancelledError("terminated (SIGINT twice, or the console's terminate)");
+  }
+  if (announcer != nullptr) {
+    absl::Status gone = co_await announcer->Stop();
+    if (!gone.ok()) PICOS_LOG(warn, "discovery goodbye: {}", gone.ToString());
+    announcer.reset();
   }
   absl::Status bye = co_await node->Close(absl::Seconds(5));
   if (!bye.ok()) PICOS_LOG(warn, "goodbye to peers: {}", bye.ToString());

@@ -23,6 +23,18 @@
 //   --listen, --advertise, --peer, --secret_file, --node_name
 //                            the node flags (core/remote/node_flags.h);
 //                            --name=NAME is --node_name (dispycos's -n)
+//   --discover               announce the node by authenticated multicast
+//                            (discovery/discovery.h) so that a client whose
+//                            Computation follows discovery
+//                            (ComputationOptions::discover) finds it, with
+//                            --discovery_group, --discovery_iface,
+//                            --discovery_ttl (discovery/discovery_flags.h;
+//                            a bad one is a one-line error, exit status 2).
+//                            Off by default (dispycosnode announces always):
+//                            a node on a shared LAN then reaches only the
+//                            clients told where it is, and test machines
+//                            running many nodes keep them apart; --peer
+//                            dials the same either way
 //   --serve=N                serve N computations, then exit 0 once the
 //                            last of them closed (0: forever, the default);
 //                            a start beyond N is refused

@@ -101,6 +101,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "compute/export.h"
+#include "compute/job_names_internal.h"
 #include "compute/node_daemon.h"
 #include "compute/protocol.h"
 #include "core/io/process.h"
@@ -166,9 +167,15 @@ void AppendTo(void* ctx, const char* data, size_t n) { static_cast<std::string*>
 // The mailbox of a running job with a context (compute/export.h): its inbox
 // task fills it on the scheduler's thread, the job's thread takes from it.
 struct JobMailbox {
+  struct Message {
+    std::string from;  // the sending job's name; "" from the client
+    std::string bytes;
+    // From another job (SendTo): not counted in the client's credit.
+    bool peer = false;
+  };
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<std::string> queue;
+  std::deque<Message> queue;
   bool cancelled = false;
   uint64_t consumed = 0;
 
@@ -200,14 +207,17 @@ Task<> JobInbox(std::shared_ptr<JobMailbox> box, TaskRef owner) {
       continue;
     }
     const Value* data = msg->is_map() ? msg->Find(kJobDataKey) : nullptr;
-    if (data != nullptr && (data->is_bytes() || data->is_string()) && data->as_string().size() <= kJobMessageMaxBytes) {
+    const Value* from = msg->is_map() ? msg->Find("from") : nullptr;
+    const bool from_ok = from == nullptr || (from->is_string() && from->as_string().size() <= kJobNameMaxBytes);
+    if (data != nullptr && (data->is_bytes() || data->is_string()) && data->as_string().size() <= kJobMessageMaxBytes &&
+        from_ok) {
       std::lock_guard<std::mutex> l(box->mu);
       if (box->cancelled) continue;
       if (box->queue.size() >= 2 * kJobMailboxLimit) {
         PICOS_LOG_LIMITED(warn, "worker: a job's mailbox is full ({} messages): message dropped", box->queue.size());
         continue;
       }
-      box->queue.push_back(data->as_string());
+      box->queue.push_back({from != nullptr ? from->as_string() : std::string(), data->as_string(), from != nullptr});
       box->cv.notify_one();
       continue;
     }
@@ -219,9 +229,23 @@ Task<> JobInbox(std::shared_ptr<JobMailbox> box, TaskRef owner) {
   }
 }
 
+// The computation's job name registry (compute/protocol.h), from the job
+// loop's start; null from a client without one. Scheduler thread only.
+TaskRef* g_names = nullptr;
+
+// A job's names (compute/export.h): the one it registered and the targets
+// it located (their inboxes), kept on the scheduler's thread only.
+struct JobNames {
+  uint64_t job = 0;
+  TaskRef inbox;     // the job's own inbox, what the registry hands out
+  std::string name;  // registered, or ""
+  absl::flat_hash_map<std::string, TaskRef> located;
+};
+
 // What a job with a context calls back (PicosComputeJobOps::ctx).
 struct JobCall {
   std::shared_ptr<JobMailbox> box;
+  std::shared_ptr<JobNames> names = std::make_shared<JobNames>();
   TaskRef to;   // RunOptions::reply_to, or null
   TaskRef ctl;  // the client's job control task, or null
   uint64_t job = 0;
@@ -279,10 +303,10 @@ int JobSend(void* ctx, const char* data, size_t n) {
   }
 }
 
-int JobReceive(void* ctx, int64_t timeout_ns, void* out, PicosComputeAppend append) {
+int JobReceiveFrom(void* ctx, int64_t timeout_ns, void* from, void* out, PicosComputeAppend append) {
   auto* c = static_cast<JobCall*>(ctx);
   JobMailbox& box = *c->box;
-  std::string msg;
+  JobMailbox::Message msg;
   uint64_t consumed = 0;
   {
     std::unique_lock<std::mutex> l(box.mu);
@@ -295,10 +319,11 @@ int JobReceive(void* ctx, int64_t timeout_ns, void* out, PicosComputeAppend appe
     if (box.cancelled) return static_cast<int>(absl::StatusCode::kCancelled);
     msg = std::move(box.queue.front());
     box.queue.pop_front();
-    consumed = ++box.consumed;
+    if (!msg.peer) consumed = ++box.consumed;
   }
-  append(out, msg.data(), msg.size());
-  if (consumed % kJobAckEvery == 0 && c->ctl.valid()) {
+  if (from != nullptr) append(from, msg.from.data(), msg.from.size());
+  append(out, msg.bytes.data(), msg.bytes.size());
+  if (consumed != 0 && consumed % kJobAckEvery == 0 && c->ctl.valid()) {
     // Credit back to the client (compute/protocol.h); not waited for.
     TaskRef ctl = c->ctl;
     Value ack = Value::Map({{std::string(kJobCtlKey), c->job},
@@ -312,6 +337,10 @@ int JobReceive(void* ctx, int64_t timeout_ns, void* out, PicosComputeAppend appe
   return 0;
 }
 
+int JobReceive(void* ctx, int64_t timeout_ns, void* out, PicosComputeAppend append) {
+  return JobReceiveFrom(ctx, timeout_ns, nullptr, out, append);
+}
+
 int JobCancelled(void* ctx) {
   JobMailbox& box = *static_cast<JobCall*>(ctx)->box;
   std::lock_guard<std::mutex> l(box.mu);
@@ -319,6 +348,171 @@ int JobCancelled(void* ctx) {
 }
 
 void JobAppendResult(void* ctx, const char* data, size_t n) { static_cast<JobCall*>(ctx)->out.append(data, n); }
+
+// Names (compute/export.h): a job's thread hands each call to a task of the
+// scheduler, which asks the computation's registry on the client and sends
+// to other jobs' inboxes directly (worker to worker).
+
+// Bounds each registry question and each SendTo's wait for the target's
+// worker: only a client or worker that stopped answering reaches it.
+constexpr absl::Duration kNamesTimeout = absl::Seconds(60);
+
+// Answers a job's thread exactly once: with the task's status, or
+// kUnavailable when the scheduler stops and destroys the task unfinished.
+struct NameReply {
+  std::promise<absl::Status> promise;
+  bool answered = false;
+  void Answer(absl::Status s) {
+    answered = true;
+    promise.set_value(std::move(s));
+  }
+  ~NameReply() {
+    if (!answered) promise.set_value(absl::UnavailableError("the worker is stopping"));
+  }
+};
+
+// Asks the registry; its answer, or the error it gave (or why it gave none).
+Task<absl::StatusOr<Value>> AskNames(Value request) {
+  if (g_names == nullptr || !g_names->valid()) {
+    co_return absl::FailedPreconditionError("this worker has no job name registry (its client gave none)");
+  }
+  request.as_map()["reply_to"] = Value(Self());
+  absl::Status sent = g_names->Send(std::move(request));
+  if (!sent.ok()) co_return absl::UnavailableError(absl::StrCat("the computation's client: ", sent.message()));
+  absl::StatusOr<Value> r = co_await Receive(kNamesTimeout);
+  if (!r.ok()) {
+    if (r.status().code() != absl::StatusCode::kDeadlineExceeded) co_return r.status();
+    co_return absl::UnavailableError(absl::StrCat("the computation's name registry did not answer within ",
+                                                  absl::FormatDuration(kNamesTimeout)));
+  }
+  int64_t code = -1;
+  std::string message;
+  absl::Status read = MessageReader(*r).Get("code", &code).Optional("message", &message).status();
+  if (!read.ok() || code < 0 || code > static_cast<int64_t>(absl::StatusCode::kUnauthenticated)) {
+    PICOS_LOG_LIMITED(warn, "worker: malformed answer from the name registry: {}", r->DebugString().substr(0, 120));
+    co_return absl::DataLossError("malformed answer from the computation's name registry");
+  }
+  if (code != 0) co_return absl::Status(static_cast<absl::StatusCode>(code), message.substr(0, 1024));
+  co_return *std::move(r);
+}
+
+Task<absl::Status> RegisterName(std::shared_ptr<JobNames> n, std::string name) {
+  if (!n->name.empty()) {
+    co_return absl::FailedPreconditionError(absl::StrCat("this job is named \"", n->name, "\" already (one name per job)"));
+  }
+  // Built before the co_await: g++ 12 refuses string literals in an
+  // initializer list within a co_await expression.
+  Value request = Value::Map({{std::string(kNamesKey), std::string("register")},
+                              {std::string("name"), name},
+                              {std::string("job"), n->job},
+                              {std::string("inbox"), n->inbox}});
+  absl::StatusOr<Value> r = co_await AskNames(std::move(request));
+  if (!r.ok()) co_return r.status();
+  n->name = std::move(name);
+  co_return absl::OkStatus();
+}
+
+Task<absl::Status> LocateName(std::shared_ptr<JobNames> n, std::string name) {
+  Value request = Value::Map({{std::string(kNamesKey), std::string("locate")}, {std::string("name"), name}});
+  absl::StatusOr<Value> r = co_await AskNames(std::move(request));
+  if (!r.ok()) co_return r.status();
+  TaskRef inbox;
+  if (!MessageReader(*r).Get("inbox", &inbox).status().ok() || !inbox.valid()) {
+    co_return absl::DataLossError("the name registry's answer names no task");
+  }
+  if (n->located.size() >= 4096) n->located.clear();  // bounded: located again when needed
+  n->located[name] = std::move(inbox);
+  co_return absl::OkStatus();
+}
+
+// Delivers to the named job's inbox, locating it first unless known. A
+// target that ended (kFailedPrecondition) is located once more: its name
+// may belong to another job since.
+Task<absl::Status> SendToName(std::shared_ptr<JobNames> n, std::string name, std::string data) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!n->located.contains(name)) {
+      absl::Status found = co_await LocateName(n, name);
+      if (!found.ok()) co_return found;
+    }
+    TaskRef target = n->located[name];
+    Value message = Value::Map({{std::string(kJobDataKey), Value::Bytes(data)}, {std::string("from"), n->name}});
+    absl::Status st = co_await target.Deliver(std::move(message), kNamesTimeout);
+    if (st.ok()) co_return st;
+    n->located.erase(name);
+    if (st.code() != absl::StatusCode::kFailedPrecondition) {
+      co_return absl::UnavailableError(absl::StrCat("the job named \"", name, "\": ", st.message()));
+    }
+  }
+  co_return absl::NotFoundError(absl::StrCat("the job named \"", name, "\" has ended"));
+}
+
+enum class NameOp { kRegister, kLocate, kSendTo };
+
+Task<> RunNameOp(std::shared_ptr<JobNames> n, NameOp op, std::string name, std::string data,
+                 std::shared_ptr<NameReply> reply) {
+  absl::Status st;
+  switch (op) {
+    case NameOp::kRegister:
+      st = co_await RegisterName(n, std::move(name));
+      break;
+    case NameOp::kLocate:
+      st = co_await LocateName(n, std::move(name));
+      break;
+    case NameOp::kSendTo:
+      st = co_await SendToName(n, std::move(name), std::move(data));
+      break;
+  }
+  reply->Answer(std::move(st));
+}
+
+// From a job's thread: runs the op on the scheduler, gives its code and, if
+// not 0, appends why to `err`.
+int CallNameOp(void* ctx, NameOp op, std::string name, std::string data, void* err, PicosComputeAppend append) {
+  auto* c = static_cast<JobCall*>(ctx);
+  absl::Status st = internal::ValidJobName(name);
+  if (st.ok() && data.size() > kJobMessageMaxBytes) {
+    st = absl::InvalidArgumentError(
+        absl::StrCat("a message of ", data.size(), " bytes, more than kJobMessageMaxBytes (", kJobMessageMaxBytes, ")"));
+  }
+  if (st.ok()) {
+    auto reply = std::make_shared<NameReply>();
+    std::future<absl::Status> result = reply->promise.get_future();
+    absl::Status posted = g_scheduler->Post([n = c->names, op, name = std::move(name), data = std::move(data),
+                                             reply = std::move(reply)]() mutable {
+      ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.name", .daemon = true}, RunNameOp, std::move(n), op,
+                            std::move(name), std::move(data), std::move(reply));
+    });
+    if (!posted.ok()) {
+      st = absl::UnavailableError("the worker is stopping");
+    } else if (result.wait_for(std::chrono::seconds(180)) != std::future_status::ready) {
+      st = absl::UnavailableError("the worker's scheduler does not answer");
+    } else {
+      st = result.get();
+    }
+  }
+  if (st.ok()) return 0;
+  const std::string why(st.message());
+  append(err, why.data(), why.size());
+  return static_cast<int>(st.code());
+}
+
+int JobRegister(void* ctx, const char* name, size_t n, void* err, PicosComputeAppend append) {
+  return CallNameOp(ctx, NameOp::kRegister, std::string(name, n), "", err, append);
+}
+
+int JobLocate(void* ctx, const char* name, size_t n, void* err, PicosComputeAppend append) {
+  return CallNameOp(ctx, NameOp::kLocate, std::string(name, n), "", err, append);
+}
+
+int JobSendTo(void* ctx, const char* name, size_t n, const char* data, size_t len, void* err,
+              PicosComputeAppend append) {
+  if (len > kJobMessageMaxBytes) {
+    const std::string why = absl::StrCat("a message of ", len, " bytes, more than kJobMessageMaxBytes");
+    append(err, why.data(), why.size());
+    return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  }
+  return CallNameOp(ctx, NameOp::kSendTo, std::string(name, n), std::string(data, len), err, append);
+}
 
 absl::Status AdmitJob(const Value& arg) {
   if (arg.is_map() && arg.GetOr<bool>(kJobLoopKey, false)) return absl::OkStatus();
@@ -339,6 +533,17 @@ absl::Status AdmitJob(const Value& arg) {
                                             "' in the computation library (it registers: ", *g_function_names, ")"));
   }
   return absl::OkStatus();
+}
+
+// A job that ended frees its name (compute/protocol.h), before its result
+// goes out (the same connection: the registry hears of it first).
+void ForgetName(JobNames& n) {
+  n.located.clear();
+  if (n.name.empty() || g_names == nullptr || !g_names->valid()) return;
+  absl::Status sent =
+      g_names->Send(Value::Map({{std::string(kNamesKey), "unregister"}, {"name", n.name}, {"job", n.job}}));
+  if (!sent.ok()) PICOS_LOG_LIMITED(warn, "worker: job {} name not freed: {}", n.job, sent.ToString());
+  n.name.clear();
 }
 
 Task<absl::StatusOr<Value>> RunJob(Value arg) {
@@ -385,14 +590,17 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
   (*g_mailboxes)[call->box.get()] = call->box;
   TaskRef inbox = ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.inbox", .daemon = true}, JobInbox,
                                         call->box, owner);
+  call->names->job = job_id;
+  call->names->inbox = inbox;
   if (ctl.valid()) {
     absl::Status told = ctl.Send(Value::Map({{std::string(kJobCtlKey), job_id}, {"attempt", attempt}, {"inbox", inbox}}));
     if (!told.ok()) PICOS_LOG_LIMITED(warn, "worker: job {} cannot tell its client it started: {}", job_id, told.ToString());
   }
   PicosComputeJobFn job_fn = it->second.job_fn;
   auto job = [job_fn, fn, call, bytes = std::move(bytes)]() -> absl::StatusOr<std::string> {
-    PicosComputeJobOps ops{call.get(), bytes.data(), bytes.size(), call->job, &JobSend, &JobReceive,
-                           &JobCancelled, &JobAppendResult};
+    PicosComputeJobOps ops{call.get(),      bytes.data(), bytes.size(), call->job,  &JobSend,
+                           &JobReceive,     &JobCancelled, &JobAppendResult, &JobRegister, &JobLocate,
+                           &JobSendTo,      &JobReceiveFrom};
     const int rc = job_fn(&ops);
     if (rc != 0) return absl::AbortedError(absl::StrCat(fn, ": ", call->out));
     return std::move(call->out);
@@ -403,6 +611,7 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
   call->box->Cancel();
   (void)inbox.Terminate();
   g_mailboxes->erase(call->box.get());
+  ForgetName(*call->names);
   if (!out.ok()) co_return out.status();
   co_return Value::Bytes(*std::move(out));
 }
@@ -513,7 +722,13 @@ Task<absl::StatusOr<Value>> RunSetup(Value arg) {
 }
 
 Task<absl::StatusOr<Value>> ServeJob(Value arg) {
-  if (arg.is_map() && arg.GetOr<bool>(kJobLoopKey, false)) co_return co_await JobLoop();
+  if (arg.is_map() && arg.GetOr<bool>(kJobLoopKey, false)) {
+    // The computation's name registry comes with the loop (one computation
+    // per worker: the latest start's is the one).
+    TaskRef names;
+    if (MessageReader(arg).Optional(kNamesKey, &names).status().ok() && names.valid()) *g_names = names;
+    co_return co_await JobLoop();
+  }
   if (arg.is_map() && arg.Find(kSetupKey) != nullptr) co_return co_await RunSetup(std::move(arg));
   co_return co_await RunJob(std::move(arg));
 }
@@ -537,15 +752,14 @@ Task<absl::Status> WorkerMain() {
   if (abi < kComputeAbiMinVersion || abi > kComputeAbiVersion) {
     co_return refuse(absl::FailedPreconditionError(absl::StrCat(
         std::filesystem::path(library).filename().string(), " was built against picos compute ABI ", abi,
-        "; this worker runs ABI ", kComputeAbiMinVersion, "..", kComputeAbiVersion,
+        "; this worker runs ABI ", kComputeAbiMinVersion, " to ", kComputeAbiVersion,
         ": rebuild it with this picos's compute/export.h")));
   }
-  if (abi >= 3) {
-    auto setup_fn = reinterpret_cast<PicosComputeSetupTableFn>(dlsym(handle, kComputeSetupSymbol));
-    if (setup_fn == nullptr) {
-      co_return refuse(absl::InvalidArgumentError(absl::StrCat(library, " reports ABI ", abi, " but has no ",
-                                                               kComputeSetupSymbol)));
-    }
+  // Setup hooks (ABI 3): the symbol is there only in a library that
+  // registers one.
+  if (auto setup_fn = abi >= 3 ? reinterpret_cast<PicosComputeSetupTableFn>(dlsym(handle, kComputeSetupSymbol))
+                               : nullptr;
+      setup_fn != nullptr) {
     g_setup.hook[kComputeSetupNode] = setup_fn(kComputeSetupNode);
     g_setup.hook[kComputeSetupWorker] = setup_fn(kComputeSetupWorker);
   }
@@ -585,6 +799,8 @@ Task<absl::Status> WorkerMain() {
     }
   } mailboxes;
   g_mailboxes = &mailboxes.boxes;
+  TaskRef registry;
+  g_names = &registry;
   const TransportRegistry& t = transports::DefaultTransports();
   remote::NodeFlagDefaults defaults;
   defaults.name = "picos-worker";

@@ -4,6 +4,8 @@
 #ifndef PICOS_COMPUTE_PROTOCOL_H_
 #define PICOS_COMPUTE_PROTOCOL_H_
 
+#include <cstddef>
+
 namespace picos::compute {
 
 // The remote service (core/remote/service.h) of a node: start and close
@@ -53,6 +55,23 @@ inline constexpr char kJobCtlKey[] = "picos.compute.jobctl";
 inline constexpr char kJobDataKey[] = "picos.compute.msg";
 inline constexpr char kJobCancelKey[] = "picos.compute.cancel";
 inline constexpr int kJobAckEvery = 64;
+
+// Job names (compute/export.h's Register, Locate, SendTo). Each
+// computation has one name registry, a task on its client
+// (compute/job_names_internal.h), handed to each worker in its job loop's
+// start, {kJobLoopKey: true, kNamesKey: <the registry>}: only that
+// computation's workers can reach it. A worker asks it
+//   {kNamesKey: "register", "name": <text>, "job": <job>, "inbox": <the
+//    job's inbox task>, "reply_to": <task>}
+//   {kNamesKey: "locate", "name": <text>, "reply_to": <task>}
+// and is answered {kNamesKey: "reply", "code": <absl::StatusCode>,
+// "message": <text>, "inbox": <task, a locate that found it>}; it says
+//   {kNamesKey: "unregister", "name": <text>, "job": <job>}
+// when the job ends (no answer). A job's SendTo then goes straight to the
+// target's inbox as {kJobDataKey: <bytes>, "from": <the sender's name>}.
+inline constexpr char kNamesKey[] = "picos.compute.names";
+// Most names one computation's registry holds.
+inline constexpr size_t kMaxJobNames = 65536;
 
 }  // namespace picos::compute
 

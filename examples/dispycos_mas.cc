@@ -1,22 +1,20 @@
 // pycos dispycos_mas.py in C++: a multi-agent system, one agent per worker,
-// the agents finding each other and gossiping the minimum and maximum of
-// their values. In pycos the agents locate each other by name across the
-// peers; here they find each other through the client, honestly: each
-// agent is a job whose messages go to the client (its reply_to), and the
-// client is the agents' directory and relay. It tells every agent the names
-// of the others ("peers"), and forwards each "to <name> ..." an agent sends
-// to that agent's handle as "from <sender> ...". Gossip runs in rounds the
-// client starts; after each, every agent says "done" (its gossip was sent
-// before, and the client relays in order, so a round is over when all said
-// it). Then each agent reports what it learnt, which must be the minimum
-// and maximum of all the values.
+// the agents finding each other by name and gossiping the minimum and
+// maximum of their values. As in pycos, the agents locate each other by
+// name and message each other directly: each agent is a job that registers
+// "agent<i>" in the computation's scope, locates the others
+// (compute/export.h's Register and Locate) and sends them its gossip worker
+// to worker (SendTo); the client relays nothing. It starts the agents,
+// starts each gossip round and waits until every agent says "done" (it got
+// the round's gossip from every other agent), then asks each what it
+// learnt, which must be the minimum and maximum of all the values.
 //
 //   PICOS_REMOTE_SECRET=... dispycos_mas --nodes=tcp://127.0.0.1:9706 --rounds=2
 //
 // Output, for people and for its smoke test (examples/dispycos_mas_smoke_test.sh):
 //   dispycos_mas: <agent> on <worker> (pid <pid>) starts with <value>
 //   dispycos_mas: <agent> knows min <m> max <M>: ok|WRONG
-//   dispycos_mas: <n> agents, <g> gossip messages relayed; all agree: yes|no
+//   dispycos_mas: <n> agents, <g> gossip messages agent to agent; all agree: yes|no
 // Exit status 1 when an agent is wrong or missing, 2 for a bad flag.
 #include <algorithm>
 #include <cstdio>
@@ -28,6 +26,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "compute/computation.h"
@@ -90,8 +89,8 @@ Task<absl::Status> Client() {
   std::uniform_int_distribution<long long> values(0, 1'000'000);
   std::vector<AgentInfo> agents;
   std::map<uint64_t, size_t> by_job;  // a job's id (its messages' "job") -> its agent
-  std::map<std::string, size_t> by_name;
-  for (const picos::compute::WorkerInfo& w : computation->workers()) {
+  const std::vector<picos::compute::WorkerInfo> workers = computation->workers();
+  for (const picos::compute::WorkerInfo& w : workers) {
     AgentInfo a;
     a.name = absl::StrCat("agent", agents.size());
     a.worker = w.uri;
@@ -99,19 +98,17 @@ Task<absl::Status> Client() {
     picos::compute::RunOptions ro;
     ro.where = w.uri;
     ro.reply_to = picos::Self();
-    PICOS_CO_ASSIGN_OR_RETURN(a.job, co_await computation->Run("agent", absl::StrCat(a.name, " ", a.value), ro));
+    PICOS_CO_ASSIGN_OR_RETURN(
+        a.job, co_await computation->Run("agent", absl::StrCat(workers.size(), " ", agents.size(), " ", a.value), ro));
     for (const picos::compute::JobInfo& j : computation->jobs()) {
       if (j.task == a.job) by_job[j.id] = agents.size();
     }
-    by_name[a.name] = agents.size();
     agents.push_back(std::move(a));
   }
   long long lo = agents.empty() ? 0 : agents[0].value, hi = lo;
   for (const AgentInfo& a : agents) lo = std::min(lo, a.value), hi = std::max(hi, a.value);
 
-  // Each says hello; then the directory.
-  std::string peers = "peers";
-  for (const AgentInfo& a : agents) absl::StrAppend(&peers, " ", a.name);
+  // Each says hello once it registered its name and located the others.
   for (size_t n = 0; n < agents.size(); ++n) {
     PICOS_CO_ASSIGN_OR_RETURN(auto m, co_await NextFromAgent(&by_job));
     std::istringstream in(m.second);
@@ -124,31 +121,14 @@ Task<absl::Status> Client() {
     std::printf("dispycos_mas: %s on %s (pid %d) starts with %lld\n", agents[m.first].name.c_str(),
                 agents[m.first].worker.c_str(), pid, v);
   }
-  for (const AgentInfo& a : agents) PICOS_CO_RETURN_IF_ERROR(a.job.Send(Value(peers)));
 
-  // Rounds of gossip, relayed by name.
-  long long relayed = 0;
+  // Rounds of gossip, agent to agent: the client only starts each and
+  // waits for every agent's "done".
   for (int r = 0; r < absl::GetFlag(FLAGS_rounds); ++r) {
     for (const AgentInfo& a : agents) PICOS_CO_RETURN_IF_ERROR(a.job.Send(Value(absl::StrCat("round ", r))));
-    size_t done = 0;
-    for (int n = 0; done < agents.size() && n < 1'000'000; ++n) {
+    for (size_t done = 0; done < agents.size(); ++done) {
       PICOS_CO_ASSIGN_OR_RETURN(auto m, co_await NextFromAgent(&by_job));
-      std::istringstream in(m.second);
-      std::string kind, to;
-      in >> kind;
-      if (kind == "done") {
-        ++done;
-        continue;
-      }
-      in >> to;
-      const auto target = by_name.find(to);
-      if (kind != "to" || target == by_name.end()) co_return absl::DataLossError(absl::StrCat("bad: ", m.second));
-      std::string rest;
-      std::getline(in, rest);
-      // Deliver: the agent's mailbox is bounded; wait for room.
-      PICOS_CO_RETURN_IF_ERROR(
-          co_await agents[target->second].job.Deliver(Value(absl::StrCat("from ", agents[m.first].name, rest)), kLong));
-      ++relayed;
+      if (m.second != absl::StrCat("done ", r)) co_return absl::DataLossError(absl::StrCat("not done: ", m.second));
     }
   }
 
@@ -165,12 +145,19 @@ Task<absl::Status> Client() {
     std::printf("dispycos_mas: %s knows min %lld max %lld: %s\n", agents[m.first].name.c_str(), l, h,
                 ok ? "ok" : "WRONG");
   }
+  // Each returns how much gossip it received from the others.
+  long long gossip = 0;
   for (const AgentInfo& a : agents) {
     PICOS_CO_RETURN_IF_ERROR(a.job.Send(Value("end")));
-    (void)co_await a.job.Join(kLong);
+    absl::StatusOr<Value> received = co_await a.job.Join(kLong);
+    if (!received.ok()) co_return received.status();
+    const std::string text = received->is_bytes() || received->is_string() ? received->as_string() : "";
+    long long n = 0;
+    if (!absl::SimpleAtoi(text, &n)) co_return absl::DataLossError(absl::StrCat("a bad result: ", text));
+    gossip += n;
   }
   const bool all = !agents.empty() && agree == static_cast<int>(agents.size());
-  std::printf("dispycos_mas: %zu agents, %lld gossip messages relayed; all agree: %s\n", agents.size(), relayed,
+  std::printf("dispycos_mas: %zu agents, %lld gossip messages agent to agent; all agree: %s\n", agents.size(), gossip,
               all ? "yes" : "no");
   std::fflush(stdout);
   PICOS_CO_RETURN_IF_ERROR(co_await computation->Close());

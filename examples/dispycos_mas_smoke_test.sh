@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Smoke test of dispycos_mas (agents on every worker finding each other and
 # gossiping): two real picos-node processes on loopback (2 workers each) and
-# the client, which starts an agent on each of the 4 workers and relays
-# their gossip by name for 2 rounds. Checks that each agent ran in one of
-# the nodes' worker processes, that all 4 learnt the minimum and maximum of
-# the 4 values (the client prints them; the test recomputes them from the
-# values printed), that 2 rounds of 4 agents telling 3 peers relayed 24
+# the client, which starts an agent on each of the 4 workers; the agents
+# register names, locate each other and gossip directly, worker to worker,
+# for 2 rounds. Checks that each agent ran in one of the nodes' worker
+# processes, that all 4 learnt the minimum and maximum of the 4 values (the
+# client prints them; the test recomputes them from the values printed),
+# that in 2 rounds of 4 agents telling 3 peers the agents received 24
 # messages; that the nodes end the workers and remove the files; and that a
 # client given no node is a usage error. Bounded in time; kills only the
 # nodes it started.
@@ -45,7 +46,7 @@ timeout 60 "$client_bin" --nodes="${uri[n1]},${uri[n2]}" --rounds=2 --library="$
   >"$dir/client" 2>"$dir/client.err"; rc=$?
 echo "--- client"; cat "$dir/client"
 [ $rc -eq 0 ] || fail "the client exited with $rc"
-grep -q '^dispycos_mas: 4 agents, 24 gossip messages relayed; all agree: yes$' "$dir/client" || fail "summary"
+grep -q '^dispycos_mas: 4 agents, 24 gossip messages agent to agent; all agree: yes$' "$dir/client" || fail "summary"
 pids=" $(cat "$dir/n1" "$dir/n2" | awk '/^worker started /{print $5}' | tr '\n' ' ')"
 starts=$(grep -E '^dispycos_mas: agent[0-9] on tcp://[^ ]+ \(pid [0-9]+\) starts with [0-9]+$' "$dir/client")
 [ "$(grep -c . <<<"$starts")" = 4 ] || fail "not 4 agents started"

@@ -394,7 +394,7 @@ PICOS_CORO_TEST(ComputeMessages, LibraryOfAnotherAbiIsRefused) {
       absl::Status scheduled = co_await (*c)->Schedule(nodes);
       EXPECT_FALSE(scheduled.ok());
       EXPECT_THAT(std::string(scheduled.message()),
-                  ::testing::HasSubstr("built against picos compute ABI 1; this worker runs ABI 2..3"));
+                  ::testing::HasSubstr("built against picos compute ABI 1; this worker runs ABI 2 to 3"));
       // The node removed what the refused start shipped: Close may find
       // nothing there (kNotFound), which is fine.
       absl::Status closed = co_await (*c)->Close();
