@@ -75,9 +75,27 @@
 //  * A bytes-only function (PICOS_COMPUTE_FUNCTION) has no mailbox:
 //    messages sent to its TaskRef are dropped when it ends.
 //
+// Files (issue 12), each tested with real workers
+// (testing/compute_files_test.cc):
+//  * A worker's working directory is its computation's folder on the node
+//    (Job::dir(), absolute): the data files given as
+//    ComputationOptions::files, and those Computation::SendFile sent
+//    there, open by relative name, also from a bytes-only function. A
+//    job's own files (RunOptions::files) are in Job::job_dir(), put there
+//    before the job starts. The folder goes when the computation closes.
+//  * Job::SendFile(path) copies a file the job made to the client, into
+//    ComputationOptions::dest_path there (with its mode and mtime, written
+//    atomically: core/remote/files.h), and returns once the client has it
+//    whole; the client's status task then hears "file_received". The
+//    client's FileReceiver checks everything: a subdirectory that is
+//    absolute, holds "..", or passes through a symlink is refused, and so
+//    is a file beyond the client's max_file_size; the refusal is
+//    SendFile's code and message.
+//
 // Versions: the library exports kComputeAbiSymbol, the kComputeAbiVersion
 // of this header; a worker refuses (its start fails, with both versions in
-// the message) a library built against another one, or none.
+// the message) a library built against a version it does not run
+// (kComputeAbiOldest .. kComputeAbiVersion), or none.
 #ifndef PICOS_COMPUTE_EXPORT_H_
 #define PICOS_COMPUTE_EXPORT_H_
 
@@ -116,6 +134,18 @@ struct PicosComputeJobOps {
   int (*cancelled)(void* ctx);
   // Appends to the job's result (or, when it fails, its message).
   void (*append_result)(void* ctx, const char* data, size_t n);
+  // ABI 3 (a library built against ABI 2 reads only the fields above):
+  // the computation's folder on the node (absolute; the worker's working
+  // directory), `dir_len` bytes.
+  const char* dir;
+  size_t dir_len;
+  // Sends the file at `path` (relative: to `dir`) to the client's
+  // ComputationOptions::dest_path, into its subdirectory `subdir` ("" for
+  // the folder itself), replacing a file there if `overwrite`. Blocks until
+  // the client has the file whole; a code as above (also 5 not found, 6
+  // already exists), with the reason appended to `err` with `append`.
+  int (*send_file)(void* ctx, const char* path, size_t path_len, const char* subdir, size_t subdir_len,
+                   int overwrite, void* err, PicosComputeAppend append);
 };
 
 // A job's entry point with a context: 0 for success, nonzero for failure.
@@ -142,9 +172,14 @@ namespace picos::compute {
 
 inline constexpr char kComputeTableSymbol[] = "picos_compute_table";
 inline constexpr char kComputeAbiSymbol[] = "picos_compute_abi";
-// The layout of the structs above: a worker runs only libraries built
-// against its own version. 2: job contexts (1 had none, and no symbol).
-inline constexpr int kComputeAbiVersion = 2;
+// The layout of the structs above: a worker runs libraries built against
+// kComputeAbiVersion and, back to kComputeAbiOldest, older ones whose
+// layout is a prefix of today's. 2: job contexts (1 had none, and no
+// symbol). 3: Job::dir and Job::SendFile (fields appended to
+// PicosComputeJobOps: an ABI 2 library still runs on an ABI 3 worker; an
+// ABI 3 library on an ABI 2 worker is refused by it).
+inline constexpr int kComputeAbiVersion = 3;
+inline constexpr int kComputeAbiOldest = 2;
 // Most functions one library registers (the worker reads no more).
 inline constexpr size_t kMaxComputeFunctions = 1024;
 // Most messages a job's mailbox holds on its worker (and, again, on the
@@ -166,6 +201,8 @@ class Job {
     kCancelled = 1,
     kInvalidArgument = 3,
     kDeadlineExceeded = 4,
+    kNotFound = 5,
+    kAlreadyExists = 6,
     kResourceExhausted = 8,
     kFailedPrecondition = 9,
     kUnavailable = 14,
@@ -190,6 +227,32 @@ class Job {
 
   // True once the job is cancelled (see the top of this file).
   bool cancelled() const { return ops_->cancelled(ops_->ctx) != 0; }
+
+  // The computation's folder on this node, absolute: the worker's working
+  // directory, where the data files (ComputationOptions::files) and files
+  // the client sent (Computation::SendFile) are. The workers of one node
+  // share it.
+  std::string_view dir() const { return std::string_view(ops_->dir, ops_->dir_len); }
+  // This job's own folder, dir()/jobs/<id>: where RunOptions::files were
+  // put (it exists only if the job was given files).
+  std::string job_dir() const { return std::string(dir()) + "/jobs/" + std::to_string(id()); }
+
+  // Sends the file at `path` (relative: to dir()) to the client, into
+  // ComputationOptions::dest_path/<subdir>/<its name> there, with its mode
+  // and mtime (see the top of this file). kOk once the client has it whole;
+  // else a code with the reason in *error (if given): kFailedPrecondition
+  // when the client takes no files, kNotFound for no such file, kAlreadyExists
+  // (a file of that name there, without `overwrite`), kInvalidArgument (an
+  // absolute `subdir` or one that leads out, beyond the client's
+  // max_file_size, ...), kUnavailable.
+  Code SendFile(std::string_view path, std::string* error = nullptr, std::string_view subdir = {},
+                bool overwrite = false) {
+    std::string ignored;
+    std::string* err = error != nullptr ? error : &ignored;
+    err->clear();
+    return static_cast<Code>(ops_->send_file(ops_->ctx, path.data(), path.size(), subdir.data(), subdir.size(),
+                                             overwrite ? 1 : 0, err, &AppendString));
+  }
 
  private:
   static void AppendString(void* out, const char* data, size_t n) { static_cast<std::string*>(out)->append(data, n); }

@@ -54,6 +54,16 @@ inline constexpr char kJobDataKey[] = "picos.compute.msg";
 inline constexpr char kJobCancelKey[] = "picos.compute.cancel";
 inline constexpr int kJobAckEvery = 64;
 
+// Files a job sends to its client (compute/export.h's Job::SendFile). A job
+// message (CPU or async) may also carry
+//   "files_to": <the client's URI, where its FileReceiver is>,
+//   "files_task": <the client's task told of each file>;
+// without "files_to" the job's SendFile gives kFailedPrecondition. Once a
+// file is on the client the worker tells "files_task"
+//   {kJobFileKey: <job>, "name": <file name>, "dir": <subdirectory>,
+//    "size": <bytes>}.
+inline constexpr char kJobFileKey[] = "picos.compute.file";
+
 }  // namespace picos::compute
 
 #endif  // PICOS_COMPUTE_PROTOCOL_H_
