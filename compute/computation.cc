@@ -595,8 +595,7 @@ Task<absl::StatusOr<Value>> AwaitAnswer(int64_t request, size_t w, uint64_t gene
 
 Task<> JobControl(std::shared_ptr<State> s);
 void AddFileFields(const State& s, Value::MapType& m);
-Task<absl::Status> ShipJobFiles(std::shared_ptr<State> s, std::string node, uint64_t job,
-                                std::vector<std::string> files);
+Task<absl::Status> ShipJobFiles(std::shared_ptr<State> s, size_t w, uint64_t job, std::shared_ptr<JobLink> link);
 
 Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id, std::string fn, std::string arg,
                                            bool async, std::string where, TaskRef reply_to,
@@ -661,7 +660,8 @@ Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id
     m["arg"] = Value::Bytes(arg);
     AddFileFields(*s, m);
     // The job's own files first (RunOptions::files): not shipped is its error.
-    absl::Status shipped = co_await ShipJobFiles(s, s->nodes[s->workers[w].node].uri, id, link->files);
+    absl::Status shipped;
+    if (!link->files.empty()) shipped = co_await ShipJobFiles(s, w, id, link);
     if (!shipped.ok()) {
       result = shipped;
     } else if (async) {
@@ -1041,7 +1041,8 @@ size_t NodesInUse(const State& s) {
 
 Task<absl::StatusOr<TaskRef>> SpawnJob(std::shared_ptr<State> s, std::string fn, std::string arg, bool async,
                                        std::string where, TaskRef reply_to = TaskRef(),
-                                       std::vector<std::string> files = {}) {
+                                       // Not `= {}`: g++ 12 and a braced list in a co_await expression.
+                                       std::vector<std::string> files = std::vector<std::string>()) {
   if ((s->workers.empty() && !s->shared) || s->closed) {
     co_return absl::FailedPreconditionError("jobs need a scheduled computation that is not closed");
   }
@@ -1486,7 +1487,8 @@ Task<absl::Status> ShipFile(std::shared_ptr<State> s, std::string node, std::str
   so.dir = dir.empty() ? s->id : absl::StrCat(s->id, "/", dir);
   so.overwrite = overwrite;
   so.timeout = s->options.timeout;
-  absl::Status sent = co_await remote::SendFile(Location::Peer(node), path, so);
+  Location at = Location::Peer(node);
+  absl::Status sent = co_await remote::SendFile(std::move(at), path, so);
   if (!sent.ok()) co_return Annotate(sent, absl::StrCat(node, ": shipping ", path));
   co_return absl::OkStatus();
 }
@@ -1495,7 +1497,8 @@ Task<absl::Status> ShipFile(std::shared_ptr<State> s, std::string node, std::str
 // asks the node to close the computation, which removes what was shipped.
 Task<absl::Status> ShipDataFiles(std::shared_ptr<State> s, std::string uri, remote::Service node) {
   for (const std::string& f : s->options.files) {
-    absl::Status sent = co_await ShipFile(s, uri, f, "", false);
+    std::string no_dir;
+    absl::Status sent = co_await ShipFile(s, uri, f, std::move(no_dir), false);
     if (sent.ok()) continue;
     PICOS_LOG(warn, "compute: {}", sent.ToString());
     Value close = Value::Map({{"op", "close"}, {"computation", s->id}});
@@ -1506,12 +1509,13 @@ Task<absl::Status> ShipDataFiles(std::shared_ptr<State> s, std::string uri, remo
   co_return absl::OkStatus();
 }
 
-// RunOptions::files to jobs/<job> on `node`, replacing those of an earlier
-// attempt.
-Task<absl::Status> ShipJobFiles(std::shared_ptr<State> s, std::string node, uint64_t job,
-                                std::vector<std::string> files) {
-  for (const std::string& f : files) {
-    absl::Status sent = co_await ShipFile(s, node, f, absl::StrCat("jobs/", job), true);
+// RunOptions::files to jobs/<job> on the node of worker `w`, replacing
+// those of an earlier attempt.
+Task<absl::Status> ShipJobFiles(std::shared_ptr<State> s, size_t w, uint64_t job, std::shared_ptr<JobLink> link) {
+  const std::string node = s->nodes[s->workers[w].node].uri;
+  for (const std::string& f : link->files) {
+    std::string dir = absl::StrCat("jobs/", job);
+    absl::Status sent = co_await ShipFile(s, node, f, std::move(dir), true);
     if (!sent.ok()) co_return sent;
   }
   co_return absl::OkStatus();

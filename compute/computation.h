@@ -440,7 +440,7 @@ class Computation {
   // the node's refusals (a dir that leads out, beyond its --max_file_size or
   // --max_computation_bytes, kAlreadyExists) prefixed by its URI. The node
   // keeps serving. Suspends.
-  Task<absl::Status> SendFile(std::string where, std::string path, FileOptions options = {});
+  Task<absl::Status> SendFile(std::string where, std::string path, FileOptions options = FileOptions());
 
   // Closes the computation (see the top of this file). Destroying a
   // Computation without Close leaves its workers running on the nodes until
