@@ -315,5 +315,37 @@ EXPECT_THAT(*got, HasSubstr("5 "));}
   EXPECT_OK(stopped);
 }
 
+// Job::dir and Job::SendFile took compute ABI 3, by appending to the job
+// context: a library built against ABI 2 still runs, its jobs reading their
+// context as they did.
+PICOS_CORO_TEST(ComputeFiles, AnAbi2LibraryStillRuns) {
+  const std::string dest = FreshDir("compute-files-abi2");
+  absl::StatusOr<NodeProcess> node = co_await StartNode(1, dest);
+  CO_ASSERT_OK(node);
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
+  EXPECT_OK(me.status());
+  if (me.ok()) {
+    compute::ComputationOptions o;
+    o.library = "testing/libcompute_abi2_lib.so";
+    absl::StatusOr<std::unique_ptr<compute::Computation>> made = compute::Computation::Create(o);
+    EXPECT_OK(made.status());
+    if (made.ok()) {
+      std::vector<std::string> nodes = {node->uri};
+      absl::Status scheduled = co_await (*made)->Schedule(nodes);
+      EXPECT_OK(scheduled);
+      absl::StatusOr<std::string> got = co_await RunText(**made, "old_job", "x");
+      EXPECT_OK(got.status());
+      if (got.ok()) {
+        EXPECT_EQ(*got, "abi2 x job 1");
+      }
+      absl::Status closed = co_await (*made)->Close();
+      EXPECT_OK(closed);
+    }
+    me->reset();
+  }
+  absl::Status stopped = co_await StopNode(*node);
+  EXPECT_OK(stopped);
+}
+
 }  // namespace
 }  // namespace picos::testing
