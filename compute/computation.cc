@@ -1423,13 +1423,18 @@ Task<> FileEvents(std::shared_ptr<State> s) {
     absl::StatusOr<Value> msg = co_await Receive();
     if (!msg.ok()) co_return;
     uint64_t job = 0;
-    std::string name, dir;
+    std::string name, dir, worker;
     int64_t size = 0;
-    absl::Status read =
-        MessageReader(*msg).Get(kJobFileKey, &job).Get("name", &name).Get("dir", &dir).Get("size", &size).status();
+    absl::Status read = MessageReader(*msg)
+                            .Get(kJobFileKey, &job)
+                            .Get("name", &name)
+                            .Get("dir", &dir)
+                            .Get("size", &size)
+                            .Optional("worker", &worker)
+                            .status();
     bool ok = read.ok() && !name.empty() && name.size() <= 255 && name != "." && name != ".." &&
               !absl::StrContains(name, '/') && !absl::StrContains(name, '\0') && dir.size() <= 4096 &&
-              !absl::StartsWith(dir, "/") && !absl::StrContains(dir, '\0');
+              !absl::StartsWith(dir, "/") && !absl::StrContains(dir, '\0') && worker.size() <= 1024;
     for (absl::string_view part : absl::StrSplit(dir, '/')) ok = ok && part != "..";
     if (!ok || s->file_receiver == nullptr) {
       PICOS_LOG_LIMITED(warn, "compute: malformed file message: {}", msg->DebugString().substr(0, 120));
@@ -1438,9 +1443,7 @@ Task<> FileEvents(std::shared_ptr<State> s) {
     std::filesystem::path path(s->file_receiver->dir());
     if (!dir.empty()) path /= dir;
     path /= name;
-    auto it = s->jobs.find(job);
-    Emit(*s, "file_received", "job", job, "path", path.lexically_normal().string(), "size", size, "worker",
-         it == s->jobs.end() ? std::string() : it->second.worker);
+    Emit(*s, "file_received", "job", job, "path", path.lexically_normal().string(), "size", size, "worker", worker);
   }
 }
 

@@ -365,7 +365,7 @@ struct RunOptions {
   // <job id>) once a worker is chosen and before the job starts there
   // (again before a re-run elsewhere). A file that cannot be shipped (not
   // found, refused by the node) is the job's error (its Join). At most
-  // kMaxDataFiles.
+  // kMaxDataFiles. The job's folder stays until the computation closes.
   std::vector<std::string> files;
 };
 
@@ -396,7 +396,8 @@ class Computation {
   Computation& operator=(const Computation&) = delete;
 
   // Asks every node of `nodes` (URIs) for its facts, applies the
-  // allocation, ships the library to the nodes kept, starts the
+  // allocation, ships the library and the data files (options.files) to the
+  // nodes kept, starts the
   // computation's workers there and makes them available to jobs. Stops at
   // the first node that fails, with its error prefixed by its URI; workers
   // of the nodes before it stay in use. kFailedPrecondition after Close.

@@ -146,6 +146,8 @@ Scheduler* g_scheduler = nullptr;
 // The computation's folder (its library's, absolute): the worker's working
 // directory, a job's Job::dir().
 std::string* g_dir = nullptr;
+// The URI this worker listens at (its client's name for it).
+std::string* g_worker_uri = nullptr;
 
 void AppendTo(void* ctx, const char* data, size_t n) { static_cast<std::string*>(ctx)->append(data, n); }
 
@@ -336,6 +338,7 @@ Task<> SendJobFile(std::string uri, std::string path, remote::SendFileOptions op
     absl::Status told = notify.Send(Value::Map({{std::string(kJobFileKey), job},
                                                 {"name", std::filesystem::path(path).filename().string()},
                                                 {"dir", subdir},
+                                                {"worker", g_worker_uri != nullptr ? *g_worker_uri : ""},
                                                 {"size", static_cast<int64_t>(ec ? 0 : size)}}));
     if (!told.ok()) PICOS_LOG_LIMITED(warn, "worker: job {}: file_received not told: {}", job, told.ToString());
   }
@@ -575,6 +578,8 @@ Task<absl::Status> WorkerMain() {
   remote::ServiceOptions so;
   so.admit = AdmitJob;
   PICOS_CO_ASSIGN_OR_RETURN(remote::RegisteredService svc, remote::RegisterService(kWorkerService, ServeJob, so));
+  std::string worker_uri = node->uris()[0];
+  g_worker_uri = &worker_uri;
   std::printf("listening %s\n", node->uris()[0].c_str());
   std::fflush(stdout);
   for (;;) {

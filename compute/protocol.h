@@ -61,7 +61,7 @@ inline constexpr int kJobAckEvery = 64;
 // without "files_to" the job's SendFile gives kFailedPrecondition. Once a
 // file is on the client the worker tells "files_task"
 //   {kJobFileKey: <job>, "name": <file name>, "dir": <subdirectory>,
-//    "size": <bytes>}.
+//    "size": <bytes>, "worker": <the worker's URI>}.
 inline constexpr char kJobFileKey[] = "picos.compute.file";
 
 }  // namespace picos::compute
