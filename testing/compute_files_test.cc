@@ -315,6 +315,60 @@ EXPECT_THAT(*got, HasSubstr("5 "));}
   EXPECT_OK(stopped);
 }
 
+// The node's --max_computation_bytes bounds a computation's folder: a data
+// file that would go beyond it fails Schedule (the file and the reason
+// named), a SendFile beyond it fails, and the node keeps serving.
+PICOS_CORO_TEST(ComputeFiles, TheNodesQuotaBoundsDataFilesAndSendFile) {
+  const std::string dest = FreshDir("compute-files-quota");
+  const std::string local = FreshDir("compute-files-quota-local");
+  WriteFile(local + "/small.txt", std::string(100, 's'));
+  WriteFile(local + "/large.txt", std::string(5000, 'l'));
+  std::error_code ec;
+  const uint64_t library = std::filesystem::file_size(kFilesLibrary, ec);
+  CO_ASSERT_TRUE(!ec);
+  std::vector<std::string> quota = {absl::StrCat("--max_computation_bytes=", library + 1000)};
+  absl::StatusOr<NodeProcess> node = co_await StartNode(1, dest, quota);
+  CO_ASSERT_OK(node);
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
+  EXPECT_OK(me.status());
+  if (me.ok()) {
+    std::vector<std::string> nodes = {node->uri};
+    compute::ComputationOptions o;
+    o.library = kFilesLibrary;
+    o.files = {local + "/large.txt"};
+    absl::StatusOr<std::unique_ptr<compute::Computation>> over = compute::Computation::Create(o);
+    EXPECT_OK(over.status());
+    if (over.ok()) {
+      absl::Status refused = co_await (*over)->Schedule(nodes);
+      EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("large.txt")));
+      EXPECT_THAT(std::string(refused.message()), HasSubstr("--max_computation_bytes"));
+      EXPECT_FALSE(std::filesystem::exists(absl::StrCat(dest, "/", (*over)->id())));
+      absl::Status closed = co_await (*over)->Close();
+      (void)closed;
+    }
+    o.files = {local + "/small.txt"};
+    absl::StatusOr<std::unique_ptr<compute::Computation>> made = compute::Computation::Create(o);
+    EXPECT_OK(made.status());
+    if (made.ok()) {
+      compute::Computation& c = **made;
+      absl::Status scheduled = co_await c.Schedule(nodes);
+      EXPECT_OK(scheduled);
+      absl::Status sent = co_await c.SendFile(node->uri, local + "/large.txt");
+      EXPECT_THAT(sent, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("large.txt")));
+      absl::StatusOr<std::string> got = co_await RunText(c, "read_file", "small.txt");
+      EXPECT_OK(got.status());
+      if (got.ok()) {
+        EXPECT_EQ(*got, std::string(100, 's'));
+      }
+      absl::Status closed = co_await c.Close();
+      EXPECT_OK(closed);
+    }
+    me->reset();
+  }
+  absl::Status stopped = co_await StopNode(*node);
+  EXPECT_OK(stopped);
+}
+
 // Job::dir and Job::SendFile took compute ABI 3, by appending to the job
 // context: a library built against ABI 2 still runs, its jobs reading their
 // context as they did.
