@@ -6,8 +6,11 @@
 // a job sends back to the client, with their content, mode and mtime and a
 // file_received event; every escaping path refused, client to node
 // (absolute, "..", a symlink out of the folder) and job to client (the
-// same); files over the size limits refused with a clear error while the
-// node keeps serving; the node's folder gone after Close.
+// same); files over the size limits (the node's --max_file_size and
+// --max_computation_bytes, the client's max_file_size) refused with a clear
+// error while the node keeps serving; the node's folder gone after Close,
+// and after a refused Schedule; a library built against compute ABI 2 still
+// run.
 //
 // Every wait is bounded (kLong, which only a hang reaches). The test kills
 // only the node it started, and kills it whatever happens.
