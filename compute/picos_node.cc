@@ -331,7 +331,8 @@ struct FileReply {
 Task<> SendJobFile(std::string uri, std::string path, remote::SendFileOptions options, TaskRef notify, uint64_t job,
                    std::shared_ptr<FileReply> reply) {
   const std::string subdir = options.dir;
-  absl::Status sent = co_await remote::SendFile(Location::Peer(uri), path, std::move(options));
+  Location at = Location::Peer(uri);
+  absl::Status sent = co_await remote::SendFile(std::move(at), path, std::move(options));
   if (sent.ok() && notify.valid()) {
     std::error_code ec;
     const uint64_t size = std::filesystem::file_size(path, ec);
