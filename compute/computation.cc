@@ -14,6 +14,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "compute/export.h"
 #include "compute/computation_metrics.h"
@@ -142,6 +143,8 @@ struct JobLink {
   absl::StatusOr<Value> result = absl::UnknownError("not run");
 
   void Changed() { std::exchange(change, std::make_shared<Event>())->Set(); }
+  // RunOptions::files: shipped to the worker's node before each attempt.
+  std::vector<std::string> files;
 };
 
 // A job waiting for a worker: Dispatch picks one (`assigned`) or gives up
@@ -211,6 +214,11 @@ struct Computation::State {
   std::vector<std::string> only;
   int64_t grant_epoch = -1;
   absl::Status share_error;
+  // With ComputationOptions::client_uri (files jobs send back): this
+  // process's FileReceiver on the dest path, and the task the workers tell
+  // of each file (FileEvents).
+  std::unique_ptr<remote::FileReceiver> file_receiver;
+  TaskRef files_task;
 };
 
 namespace {
@@ -621,6 +629,8 @@ Task<absl::StatusOr<Value>> AwaitAnswer(int64_t request, size_t w, uint64_t gene
 }
 
 Task<> JobControl(std::shared_ptr<State> s);
+void AddFileFields(const State& s, Value::MapType& m);
+Task<absl::Status> ShipJobFiles(std::shared_ptr<State> s, size_t w, uint64_t job, std::shared_ptr<JobLink> link);
 
 Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id, std::string fn, std::string arg,
                                            bool async, std::string where, TaskRef reply_to,
@@ -683,7 +693,13 @@ Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id
     if (reply_to.valid()) m["to"] = Value(reply_to);
     m["fn"] = Value(fn);
     m["arg"] = Value::Bytes(arg);
-    if (async) {
+    AddFileFields(*s, m);
+    // The job's own files first (RunOptions::files): not shipped is its error.
+    absl::Status shipped;
+    if (!link->files.empty()) shipped = co_await ShipJobFiles(s, w, id, link);
+    if (!shipped.ok()) {
+      result = shipped;
+    } else if (async) {
       // Any number at once beside the CPU job: a remote task each.
       m["async"] = Value(true);
       m["owner"] = Value(Self());
@@ -938,6 +954,8 @@ int Allocate(const ComputationOptions& o, const std::string& uri, const HostFact
 
 // Starts the computation on node `uri`: `fixed_cpus` workers (a shared
 // scheduler's grant), or with -1 as many as the allocation gives.
+Task<absl::Status> ShipDataFiles(std::shared_ptr<State> s, std::string uri, remote::Service node);
+
 Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::string library_name,
                                 int fixed_cpus = -1) {
   absl::StatusOr<remote::Service> node =
@@ -972,6 +990,8 @@ Task<absl::Status> ScheduleNode(std::shared_ptr<State> s, std::string uri, std::
     sent = co_await remote::SendFile(Location::Peer(uri), s->options.signature, so);
     if (!sent.ok()) co_return Annotate(sent, absl::StrCat(uri, ": shipping the signature"));
   }
+  sent = co_await ShipDataFiles(s, uri, *node);
+  if (!sent.ok()) co_return sent;
   s->contacted.emplace_back(uri, *node);
   Value start = Value::Map({{"op", "start"},
                             {"computation", s->id},
@@ -1126,7 +1146,9 @@ size_t NodesInUse(const State& s) {
 }
 
 Task<absl::StatusOr<TaskRef>> SpawnJob(std::shared_ptr<State> s, std::string fn, std::string arg, bool async,
-                                       std::string where, TaskRef reply_to = TaskRef()) {
+                                       std::string where, TaskRef reply_to = TaskRef(),
+                                       // Not `= {}`: g++ 12 and a braced list in a co_await expression.
+                                       std::vector<std::string> files = std::vector<std::string>()) {
   if ((s->workers.empty() && !s->shared && !s->discovering) || s->closed) {
     co_return absl::FailedPreconditionError("jobs need a scheduled computation that is not closed");
   }
@@ -1137,6 +1159,7 @@ Task<absl::StatusOr<TaskRef>> SpawnJob(std::shared_ptr<State> s, std::string fn,
   }
   const uint64_t id = ++s->next_job;
   auto link = std::make_shared<JobLink>();
+  link->files = std::move(files);
   s->links[id] = link;
   if (s->options.metrics != nullptr) s->options.metrics->JobQueued(s->id, id, fn);
   JobEntry& job = s->jobs[id];
@@ -1582,6 +1605,144 @@ Task<absl::Status> ScheduleShared(std::shared_ptr<State> s, std::vector<std::str
   }
   co_return absl::OkStatus();
 }
+// --- Files (computation.h "Files") ---
+
+// ComputationOptions' files fields, at Create: every data file a regular
+// file, names distinct from each other and from the library's and
+// signature's (all land in one folder on each node).
+absl::Status CheckFileOptions(const ComputationOptions& o) {
+  if (o.files.size() > kMaxDataFiles) {
+    return absl::InvalidArgumentError(absl::StrCat("files: at most ", kMaxDataFiles, " data files"));
+  }
+  std::set<std::string> names = {std::filesystem::path(o.library).filename().string()};
+  if (!o.signature.empty()) names.insert(std::filesystem::path(o.signature).filename().string());
+  for (const std::string& f : o.files) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(f, ec)) {
+      return absl::NotFoundError(absl::StrCat("data file ", f, ": not a regular file"));
+    }
+    if (!names.insert(std::filesystem::path(f).filename().string()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("data file ", f, ": its name is taken by another file of the computation"));
+    }
+  }
+  if (o.client_uri.size() > 1024) return absl::InvalidArgumentError("client_uri: at most 1024 bytes");
+  if (!o.dest_path.empty() && o.client_uri.empty()) {
+    return absl::InvalidArgumentError("dest_path without client_uri: the computation would take no files");
+  }
+  if (o.max_file_size == 0) return absl::InvalidArgumentError("max_file_size must be positive");
+  return absl::OkStatus();
+}
+
+// The task the workers tell of each file a job sent here
+// (compute/protocol.h): a file_received event each. Network input: a
+// malformed message, or a name or subdirectory the receiver could not have
+// written, is logged and dropped.
+Task<> FileEvents(std::shared_ptr<State> s) {
+  for (;;) {
+    absl::StatusOr<Value> msg = co_await Receive();
+    if (!msg.ok()) co_return;
+    uint64_t job = 0;
+    std::string name, dir, worker;
+    int64_t size = 0;
+    absl::Status read = MessageReader(*msg)
+                            .Get(kJobFileKey, &job)
+                            .Get("name", &name)
+                            .Get("dir", &dir)
+                            .Get("size", &size)
+                            .Optional("worker", &worker)
+                            .status();
+    bool ok = read.ok() && !name.empty() && name.size() <= 255 && name != "." && name != ".." &&
+              !absl::StrContains(name, '/') && !absl::StrContains(name, '\0') && dir.size() <= 4096 &&
+              !absl::StartsWith(dir, "/") && !absl::StrContains(dir, '\0') && worker.size() <= 1024;
+    for (absl::string_view part : absl::StrSplit(dir, '/')) ok = ok && part != "..";
+    if (!ok || s->file_receiver == nullptr) {
+      PICOS_LOG_LIMITED(warn, "compute: malformed file message: {}", msg->DebugString().substr(0, 120));
+      continue;
+    }
+    std::filesystem::path path(s->file_receiver->dir());
+    if (!dir.empty()) path /= dir;
+    path /= name;
+    Emit(*s, "file_received", "job", job, "path", path.lexically_normal().string(), "size", size, "worker", worker);
+  }
+}
+
+// With client_uri: this process's FileReceiver on dest_path (created when
+// missing) and the task told of each file. Once per computation.
+absl::Status EnableFileReceiver(const std::shared_ptr<State>& s) {
+  if (s->options.client_uri.empty() || s->file_receiver != nullptr) return absl::OkStatus();
+  const std::string dest = s->options.dest_path.empty()
+                               ? (std::filesystem::current_path() / s->id).string()
+                               : s->options.dest_path;
+  std::error_code ec;
+  std::filesystem::create_directories(dest, ec);
+  if (ec) return absl::InternalError(absl::StrCat("dest_path ", dest, ": ", ec.message()));
+  remote::FileReceiverOptions ro;
+  ro.dir = dest;
+  ro.max_file_size = s->options.max_file_size;
+  absl::StatusOr<std::unique_ptr<remote::FileReceiver>> rx = remote::FileReceiver::Enable(std::move(ro));
+  if (!rx.ok()) {
+    return Annotate(rx.status(), "taking files from jobs (client_uri; one computation per process at a time)");
+  }
+  s->file_receiver = *std::move(rx);
+  s->files_task = ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.files", .daemon = true}, FileEvents, s);
+  return absl::OkStatus();
+}
+
+void DisableFileReceiver(State& s) {
+  if (s.files_task.valid()) (void)s.files_task.Terminate();
+  s.file_receiver.reset();
+}
+
+// What a job message carries so that the job's SendFile reaches this client
+// (compute/protocol.h).
+void AddFileFields(const State& s, Value::MapType& m) {
+  if (s.file_receiver == nullptr) return;
+  m["files_to"] = Value(s.options.client_uri);
+  m["files_task"] = Value(s.files_task);
+}
+
+// Ships `path` to the computation's folder on `node` (its subdirectory
+// `dir`), the refusal naming the file and the node.
+Task<absl::Status> ShipFile(std::shared_ptr<State> s, std::string node, std::string path, std::string dir,
+                            bool overwrite) {
+  remote::SendFileOptions so;
+  so.dir = dir.empty() ? s->id : absl::StrCat(s->id, "/", dir);
+  so.overwrite = overwrite;
+  so.timeout = s->options.timeout;
+  Location at = Location::Peer(node);
+  absl::Status sent = co_await remote::SendFile(std::move(at), path, so);
+  if (!sent.ok()) co_return Annotate(sent, absl::StrCat(node, ": shipping ", path));
+  co_return absl::OkStatus();
+}
+
+// ComputationOptions::files to `uri`, before its start. A refusal also
+// asks the node to close the computation, which removes what was shipped.
+Task<absl::Status> ShipDataFiles(std::shared_ptr<State> s, std::string uri, remote::Service node) {
+  for (const std::string& f : s->options.files) {
+    std::string no_dir;
+    absl::Status sent = co_await ShipFile(s, uri, f, std::move(no_dir), false);
+    if (sent.ok()) continue;
+    PICOS_LOG(warn, "compute: {}", sent.ToString());
+    Value close = Value::Map({{"op", "close"}, {"computation", s->id}});
+    absl::StatusOr<TaskRef> task = co_await node.Run(std::move(close), s->options.timeout);
+    if (task.ok()) (void)co_await task->Join(s->options.timeout);
+    co_return sent;
+  }
+  co_return absl::OkStatus();
+}
+
+// RunOptions::files to jobs/<job> on the node of worker `w`, replacing
+// those of an earlier attempt.
+Task<absl::Status> ShipJobFiles(std::shared_ptr<State> s, size_t w, uint64_t job, std::shared_ptr<JobLink> link) {
+  const std::string node = s->nodes[s->workers[w].node].uri;
+  for (const std::string& f : link->files) {
+    std::string dir = absl::StrCat("jobs/", job);
+    absl::Status sent = co_await ShipFile(s, node, f, std::move(dir), true);
+    if (!sent.ok()) co_return sent;
+  }
+  co_return absl::OkStatus();
+}
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Computation>> Computation::Create(ComputationOptions options) {
@@ -1604,6 +1765,7 @@ absl::StatusOr<std::unique_ptr<Computation>> Computation::Create(ComputationOpti
           absl::StrCat("allocation rule ", i, ": host and platform patterns must not be empty, cpus -256..256"));
     }
   }
+  PICOS_RETURN_IF_ERROR(CheckFileOptions(options));
   auto s = std::make_shared<State>();
   PICOS_ASSIGN_OR_RETURN(s->sha256, Sha256Of(options.library));
   if (!options.signature.empty()) {
@@ -1632,6 +1794,7 @@ Computation::~Computation() {
   if (s.discoverer.valid()) (void)s.discoverer.Terminate();
   if (s.shares_task.valid()) (void)s.shares_task.Terminate();
   if (s.jobctl.valid()) (void)s.jobctl.Terminate();
+  DisableFileReceiver(s);
   for (NodeEntry& n : s.nodes) {
     if (n.watcher.valid()) (void)n.watcher.Terminate();
   }
@@ -1648,6 +1811,7 @@ Task<absl::Status> Computation::Schedule(std::vector<std::string> nodes) {
     s->receiver =
         ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.client", .daemon = true}, ReceivePulses, s);
   }
+  if (absl::Status files = EnableFileReceiver(s); !files.ok()) co_return files;
   if (!s->names.valid()) {
     s->names = ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.names", .daemon = true},
                                      internal::JobNameRegistry, s->id);
@@ -1686,8 +1850,29 @@ Task<absl::StatusOr<TaskRef>> Computation::RunAsyncAt(std::string where, std::st
   co_return co_await SpawnJob(state_, std::move(fn), std::move(arg), true, std::move(where));
 }
 Task<absl::StatusOr<TaskRef>> Computation::Run(std::string fn, std::string arg, RunOptions options) {
+  if (options.files.size() > kMaxDataFiles) {
+    co_return absl::InvalidArgumentError(absl::StrCat("RunOptions::files: at most ", kMaxDataFiles, " files"));
+  }
   co_return co_await SpawnJob(state_, std::move(fn), std::move(arg), options.async, std::move(options.where),
-                              std::move(options.reply_to));
+                              std::move(options.reply_to), std::move(options.files));
+}
+
+Task<absl::Status> Computation::SendFile(std::string where, std::string path, FileOptions options) {
+  std::shared_ptr<State> s = state_;
+  if (s->closed) co_return absl::FailedPreconditionError("the computation is closed");
+  if (absl::StartsWith(options.dir, "/")) {
+    co_return absl::InvalidArgumentError(absl::StrCat("SendFile ", path, ": dir ", options.dir,
+                                                      " is absolute (a subdirectory of the computation's folder)"));
+  }
+  std::string node;
+  if (NodeEntry* n = FindNode(*s, where); n != nullptr) {
+    node = n->uri;
+  } else if (WorkerSlot* w = FindWorker(*s, where); w != nullptr) {
+    node = s->nodes[w->node].uri;
+  } else {
+    co_return absl::NotFoundError(absl::StrCat("SendFile: computation ", s->id, " uses no node or worker ", where));
+  }
+  co_return co_await ShipFile(s, node, std::move(path), std::move(options.dir), options.overwrite);
 }
 
 absl::Status Computation::SuspendWorker(const std::string& uri) { return SetWorkerSuspended(*state_, uri, true); }
@@ -1902,6 +2087,7 @@ Task<absl::Status> Computation::Close(CloseOptions options) {
   // Leaving the shared scheduler: it monitors this task.
   if (s->shares_task.valid()) (void)s->shares_task.Terminate();
   if (s->jobctl.valid()) (void)s->jobctl.Terminate();
+  DisableFileReceiver(*s);
   Emit(*s, "computation_closed");
   co_return first;
 }

@@ -246,7 +246,38 @@
 // answers only Register and Locate, never relays (testing/compute_names_test.cc,
 // examples/dispycos_mas.cc).
 //
-// Not yet (issue 12): data files; discovery through a shared picos-scheduler.
+// Files (pycos dispycos's depends, send_file, a job's pycos.send_file back
+// to the client), each tested with real picos-node processes
+// (testing/compute_files_test.cc):
+//  * Everything shipped to a node lands in the computation's folder there
+//    (<its --dest_path>/<id()>), the working directory of the computation's
+//    workers (compute/export.h: Job::dir()), so a job opens a data file by
+//    its name: ComputationOptions::files at Schedule, Computation::SendFile
+//    during the run (into a subdirectory if asked), RunOptions::files into
+//    jobs/<job id>/ before the job starts (Job::job_dir()). Each travels
+//    with core/remote/files.h's SendFile: written atomically, with its mode
+//    and mtime; the node refuses a path that leads out (an absolute or ".."
+//    subdirectory, a symlink on the way), a file beyond its
+//    --max_file_size, or beyond --max_computation_bytes for the folder; a
+//    refusal is the caller's error, naming the file and the node's reason
+//    (Schedule's, SendFile's, the job's), and the node keeps serving. The
+//    folder and all in it go when the computation closes (Close, or its
+//    client gone for the node's zombie period).
+//  * A job sends a file back with Job::SendFile when client_uri is set:
+//    Schedule enables a FileReceiver in this process on dest_path (default
+//    ./<id()>, created then) bounded by max_file_size, and the job's file
+//    lands there (in a subdirectory if the job asks), whole, with its mode
+//    and mtime; the same checks refuse a path that leads out, and the
+//    refusal is the job's SendFile code and message. Each file received is
+//    a status event:
+//      file_received  "job": uint id, "path": the file's path on this
+//                     client, "size": int, "worker"
+//    A process has at most one FileReceiver (core/remote/files.h), so one
+//    Computation with client_uri at a time: Schedule of a second gives
+//    kAlreadyExists. Close (or destroying the Computation) disables it; the
+//    files stay.
+//
+// Not yet (issue 12): discovery through a shared picos-scheduler.
 //
 // Threads: use a Computation from tasks of the scheduler that runs the
 // client's Node, and destroy it there.
@@ -341,7 +372,28 @@ struct ComputationOptions {
   // static peers). Null: only the nodes Schedule is given. Not with
   // `scheduler`. It must outlive the Computation.
   remote::Node* discover = nullptr;
+  // Data files, components of the computation (pycos `depends` files):
+  // paths of regular files on this client, shipped at Schedule beside the
+  // library into the computation's folder on each node, the workers'
+  // working directory (see "Files" above). Their names (last components)
+  // must differ from each other and from the library's and signature's
+  // (Create refuses). At most kMaxDataFiles.
+  std::vector<std::string> files;
+  // Files back from jobs (Job::SendFile): a URI of this process's
+  // listening remote::Node (one of its uris()) that the workers can dial.
+  // Empty: the computation takes no files (a job's SendFile gives
+  // kFailedPrecondition). See "Files" above.
+  std::string client_uri;
+  // Where the files jobs send land, created by Schedule when missing.
+  // Empty: ./<id()> (under the current directory). Only with client_uri.
+  std::string dest_path;
+  // Largest file a job may send to this client, in bytes.
+  uint64_t max_file_size = uint64_t{256} << 20;
 };
+
+// Most data files a computation ships (ComputationOptions::files) and
+// files one job is given (RunOptions::files).
+inline constexpr size_t kMaxDataFiles = 1024;
 
 // kDisabled: started, waiting for EnableNode / EnableWorker or for its
 // setup hooks to finish.
@@ -387,6 +439,23 @@ struct RunOptions {
   // The task (local or remote) that the job's Send reaches; null: the job's
   // Send gives kFailedPrecondition.
   TaskRef reply_to;
+  // The job's own files: paths on this client, shipped to its worker's node
+  // into the job's folder (Job::job_dir(): <the computation's folder>/jobs/
+  // <job id>) once a worker is chosen and before the job starts there
+  // (again before a re-run elsewhere). A file that cannot be shipped (not
+  // found, refused by the node) is the job's error (its Join). At most
+  // kMaxDataFiles. The job's folder stays until the computation closes.
+  std::vector<std::string> files;
+};
+
+// How Computation::SendFile puts a file on a node.
+struct FileOptions {
+  // A subdirectory of the computation's folder ("" for the folder itself),
+  // relative, '/'-separated, created when missing. An absolute one, one
+  // with a ".." component, or one through a symlink there is refused.
+  std::string dir;
+  // Replace a file of the same name there (else kAlreadyExists).
+  bool overwrite = false;
 };
 
 struct CloseOptions {
@@ -406,7 +475,8 @@ class Computation {
   Computation& operator=(const Computation&) = delete;
 
   // Asks every node of `nodes` (URIs) for its facts, applies the
-  // allocation, ships the library to the nodes kept, starts the
+  // allocation, ships the library and the data files (options.files) to the
+  // nodes kept, starts the
   // computation's workers there and makes them available to jobs. Stops at
   // the first node that fails, with its error prefixed by its URI; workers
   // of the nodes before it stay in use. kFailedPrecondition after Close.
@@ -456,6 +526,18 @@ class Computation {
   // The first error met. Suspends.
   Task<absl::Status> CloseNode(std::string uri, bool terminate = false);
   Task<absl::Status> RestartNode(std::string uri, std::string setup_arg, bool terminate = false);
+
+  // Copies the file `path` on this client to the computation's folder on
+  // the node `where` (a node URI Schedule used, or a worker URI: the
+  // workers of one node share their node's folder), into options.dir there
+  // (pycos Computation.send_file, dispycos send_file to a server). Returns
+  // once the node has the file whole, with its mode and mtime. kNotFound
+  // for a node the computation does not use (or no such file),
+  // kInvalidArgument for an absolute dir, kFailedPrecondition after Close;
+  // the node's refusals (a dir that leads out, beyond its --max_file_size or
+  // --max_computation_bytes, kAlreadyExists) prefixed by its URI. The node
+  // keeps serving. Suspends.
+  Task<absl::Status> SendFile(std::string where, std::string path, FileOptions options = FileOptions());
 
   // Closes the computation (see the top of this file). Destroying a
   // Computation without Close leaves its workers running on the nodes until

@@ -141,6 +141,24 @@
 //    a job that registered none). Receive gives the same messages without it.
 //
 //
+// Files (issue 12), each tested with real workers
+// (testing/compute_files_test.cc):
+//  * A worker's working directory is its computation's folder on the node
+//    (Job::dir(), absolute): the data files given as
+//    ComputationOptions::files, and those Computation::SendFile sent
+//    there, open by relative name, also from a bytes-only function. A
+//    job's own files (RunOptions::files) are in Job::job_dir(), put there
+//    before the job starts. The folder goes when the computation closes.
+//  * Job::SendFile(path) copies a file the job made to the client, into
+//    ComputationOptions::dest_path there (with its mode and mtime, written
+//    atomically: core/remote/files.h), and returns once the client has it
+//    whole; the client's status task then hears "file_received". The
+//    client's FileReceiver checks everything: a subdirectory that is
+//    absolute, holds "..", or passes through a symlink is refused, and so
+//    is a file beyond the client's max_file_size; the refusal is
+//    SendFile's code and message.
+//
+//
 // Versions: the library exports kComputeAbiSymbol, the kComputeAbiVersion
 // of this header it was built against. 3 added setup hooks
 // (kComputeSetupSymbol), job names (PicosComputeJobOps grew at its end) and
@@ -198,6 +216,17 @@ struct PicosComputeJobOps {
                  PicosComputeAppend append);
   // receive, also appending the sender's name to `from`.
   int (*receive_from)(void* ctx, int64_t timeout_ns, void* from, void* out, PicosComputeAppend append);
+  // ABI 3, files: the computation's folder on the node (absolute; the worker's working
+  // directory), `dir_len` bytes.
+  const char* dir;
+  size_t dir_len;
+  // Sends the file at `path` (relative: to `dir`) to the client's
+  // ComputationOptions::dest_path, into its subdirectory `subdir` ("" for
+  // the folder itself), replacing a file there if `overwrite`. Blocks until
+  // the client has the file whole; a code as above (also 5 not found, 6
+  // already exists), with the reason appended to `err` with `append`.
+  int (*send_file)(void* ctx, const char* path, size_t path_len, const char* subdir, size_t subdir_len,
+                   int overwrite, void* err, PicosComputeAppend append);
 };
 
 // A job's entry point with a context: 0 for success, nonzero for failure.
@@ -325,6 +354,32 @@ class Job {
     out->clear();
     return static_cast<Code>(
         ops_->receive_from(ops_->ctx, static_cast<int64_t>(timeout.count()), from, out, &AppendString));
+  }
+
+  // The computation's folder on this node, absolute: the worker's working
+  // directory, where the data files (ComputationOptions::files) and files
+  // the client sent (Computation::SendFile) are. The workers of one node
+  // share it.
+  std::string_view dir() const { return std::string_view(ops_->dir, ops_->dir_len); }
+  // This job's own folder, dir()/jobs/<id>: where RunOptions::files were
+  // put (it exists only if the job was given files).
+  std::string job_dir() const { return std::string(dir()) + "/jobs/" + std::to_string(id()); }
+
+  // Sends the file at `path` (relative: to dir()) to the client, into
+  // ComputationOptions::dest_path/<subdir>/<its name> there, with its mode
+  // and mtime (see the top of this file). kOk once the client has it whole;
+  // else a code with the reason in *error (if given): kFailedPrecondition
+  // when the client takes no files, kNotFound for no such file, kAlreadyExists
+  // (a file of that name there, without `overwrite`), kInvalidArgument (an
+  // absolute `subdir` or one that leads out, beyond the client's
+  // max_file_size, ...), kUnavailable.
+  Code SendFile(std::string_view path, std::string* error = nullptr, std::string_view subdir = {},
+                bool overwrite = false) {
+    std::string ignored;
+    std::string* err = error != nullptr ? error : &ignored;
+    err->clear();
+    return static_cast<Code>(ops_->send_file(ops_->ctx, path.data(), path.size(), subdir.data(), subdir.size(),
+                                             overwrite ? 1 : 0, err, &AppendString));
   }
 
  private:

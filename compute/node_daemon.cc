@@ -345,6 +345,9 @@ absl::StatusOr<std::shared_ptr<Worker>> LaunchWorker(const std::string& id, int 
             absl::StrCat("--listen=", listen), "--peer=", absl::StrCat("--node_name=worker-", id, "-", index),
             absl::StrCat("--log_format=", absl::GetFlag(FLAGS_log_format))};
   p.env = std::move(env);
+  // The computation's folder: a job opens its data files by relative name
+  // (compute/export.h).
+  p.cwd = std::filesystem::path(library_path).parent_path().string();
   p.stdin_mode = StdioMode::kNull;
   p.stderr_mode = StdioMode::kInherit;
   absl::StatusOr<std::unique_ptr<Process>> proc = Process::Spawn(std::move(p));
@@ -651,6 +654,12 @@ Task<absl::StatusOr<Value>> NodeRequest(Value arg) {
   }
   if (op == "close") {
     absl::Status s = CloseComputation(id, "client");
+    if (s.code() == absl::StatusCode::kNotFound && !g_node->starting.contains(id)) {
+      // Files shipped for a start that never came (a client whose data
+      // file was refused closes it): they go too.
+      std::error_code ec;
+      std::filesystem::remove_all(std::filesystem::path(g_node->settings.dest_path) / id, ec);
+    }
     if (!s.ok()) co_return s;
     co_return Value(true);
   }

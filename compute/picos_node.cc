@@ -36,7 +36,8 @@
 //     within --min/--max_pulse_interval, else --pulse_interval (the reply
 //     says which was used).
 //   {"op": "close", "computation": <id>}
-//     ends its workers (SIGTERM) and removes dest_path/<id>.
+//     ends its workers (SIGTERM) and removes dest_path/<id>; for an id not
+//     running (kNotFound) it removes what was shipped for it all the same.
 //   {"op": "close_worker" | "restart_worker", "computation": <id>,
 //    "index": <int>}
 //     ends worker <index> (SIGTERM) and, for restart_worker, starts a fresh
@@ -47,7 +48,9 @@
 //     What a client of a shared picos-scheduler does when its share grows
 //     (compute/scheduler.h).
 //
-// A worker dlopens the library (compute/export.h) and serves kWorkerService:
+// A worker runs in its computation's folder (dest_path/<id>, its working
+// directory: data files open by relative name), dlopens the library
+// (compute/export.h) and serves kWorkerService:
 // {"fn": <name>, "arg": <bytes>, "async": <bool, optional>} runs that
 // function and gives its result bytes (a CPU job on the worker's one job
 // thread; an async one on its I/O threads, any number at once); a name the
@@ -144,6 +147,11 @@ ThreadPool* g_io_threads = nullptr;
 std::string* g_function_names = nullptr;
 // The worker's scheduler: what a job's thread posts its sends to.
 Scheduler* g_scheduler = nullptr;
+// The computation's folder (its library's, absolute): the worker's working
+// directory, a job's Job::dir().
+std::string* g_dir = nullptr;
+// The URI this worker listens at (its client's name for it).
+std::string* g_worker_uri = nullptr;
 
 // The library's setup hooks (compute/export.h) and how far they ran.
 // Scheduler thread only (a hook itself runs on the job thread, and its
@@ -251,6 +259,10 @@ struct JobCall {
   uint64_t job = 0;
   int64_t attempt = 0;
   std::string out;
+  // Where the job's SendFile goes (compute/protocol.h): the client's URI
+  // ("" for none) and the task told of each file.
+  std::string files_to;
+  TaskRef files_task;
 };
 
 // Runs `fn` on the scheduler's thread and waits for its status, from a
@@ -514,6 +526,77 @@ int JobSendTo(void* ctx, const char* name, size_t n, const char* data, size_t le
   return CallNameOp(ctx, NameOp::kSendTo, std::string(name, n), std::string(data, len), err, append);
 }
 
+// The outcome of a job's SendFile, from the scheduler's task to the job's
+// thread: answered exactly once, kUnavailable if the task is destroyed
+// unfinished (the worker stopping).
+struct FileReply {
+  std::promise<absl::Status> promise;
+  bool answered = false;
+  void Answer(absl::Status s) {
+    if (answered) return;
+    answered = true;
+    promise.set_value(std::move(s));
+  }
+  ~FileReply() { Answer(absl::UnavailableError("the worker is stopping")); }
+};
+
+// Copies `path` to the client's FileReceiver (core/remote/files.h does the
+// transfer and the client's checks), then tells the client's files task.
+Task<> SendJobFile(std::string uri, std::string path, remote::SendFileOptions options, TaskRef notify, uint64_t job,
+                   std::shared_ptr<FileReply> reply) {
+  const std::string subdir = options.dir;
+  Location at = Location::Peer(uri);
+  absl::Status sent = co_await remote::SendFile(std::move(at), path, std::move(options));
+  if (sent.ok() && notify.valid()) {
+    std::error_code ec;
+    const uint64_t size = std::filesystem::file_size(path, ec);
+    absl::Status told = notify.Send(Value::Map({{std::string(kJobFileKey), job},
+                                                {"name", std::filesystem::path(path).filename().string()},
+                                                {"dir", subdir},
+                                                {"worker", g_worker_uri != nullptr ? *g_worker_uri : ""},
+                                                {"size", static_cast<int64_t>(ec ? 0 : size)}}));
+    if (!told.ok()) PICOS_LOG_LIMITED(warn, "worker: job {}: file_received not told: {}", job, told.ToString());
+  }
+  reply->Answer(std::move(sent));
+}
+
+int JobSendFile(void* ctx, const char* path, size_t path_len, const char* subdir, size_t subdir_len, int overwrite,
+                void* err, PicosComputeAppend append) {
+  auto* c = static_cast<JobCall*>(ctx);
+  auto fail = [&](const absl::Status& st) {
+    PICOS_LOG_LIMITED(warn, "worker: job {} SendFile: {}", c->job, st.ToString());
+    const std::string m(st.message());
+    append(err, m.data(), m.size());
+    return static_cast<int>(st.code());
+  };
+  if (c->files_to.empty()) {
+    return fail(absl::FailedPreconditionError("the client takes no files (ComputationOptions::client_uri is not set)"));
+  }
+  if (path == nullptr || path_len == 0 || path_len > 4096 || subdir_len > 4096) {
+    return fail(absl::InvalidArgumentError("SendFile: a path of 1..4096 bytes and a subdir of at most 4096"));
+  }
+  std::string file(path, path_len);
+  if (file.front() != '/') file = absl::StrCat(*g_dir, "/", file);
+  remote::SendFileOptions o;
+  o.dir = std::string(subdir == nullptr ? "" : std::string(subdir, subdir_len));
+  o.overwrite = overwrite != 0;
+  o.timeout = absl::Seconds(60);
+  auto reply = std::make_shared<FileReply>();
+  std::future<absl::Status> result = reply->promise.get_future();
+  absl::Status posted = g_scheduler->Post(
+      [uri = c->files_to, file, o, notify = c->files_task, job = c->job, reply = std::move(reply)]() mutable {
+        ThisScheduler().Spawn(SendJobFile, uri, file, o, notify, job, std::move(reply));
+      });
+  if (!posted.ok()) return fail(absl::UnavailableError("the worker is stopping"));
+  // SendFile bounds each of its steps; this only guards against a worker
+  // that stops answering altogether.
+  if (result.wait_for(std::chrono::hours(1)) != std::future_status::ready) {
+    return fail(absl::DeadlineExceededError("SendFile: no answer from the worker's scheduler"));
+  }
+  absl::Status sent = result.get();
+  return sent.ok() ? 0 : fail(sent);
+}
+
 absl::Status AdmitJob(const Value& arg) {
   if (arg.is_map() && arg.GetOr<bool>(kJobLoopKey, false)) return absl::OkStatus();
   if (arg.is_map() && arg.Find(kSetupKey) != nullptr) return absl::OkStatus();  // RunSetup checks it
@@ -562,6 +645,11 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
                                .Optional("ctl", &ctl)
                                .Optional("owner", &owner)
                                .status());
+  std::string files_to;
+  TaskRef files_task;
+  PICOS_CO_RETURN_IF_ERROR(
+      MessageReader(arg).Optional("files_to", &files_to).Optional("files_task", &files_task).status());
+  if (files_to.size() > 1024) co_return absl::InvalidArgumentError("malformed job: files_to beyond 1024 bytes");
   if (!owner.valid() && arg.is_map()) (void)MessageReader(arg).Optional("reply_to", &owner).status();
   if (!ctl.valid()) ctl = owner;  // a CPU job's driver takes its control messages
   auto it = g_functions->find(fn);
@@ -587,6 +675,8 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
   call->ctl = ctl;
   call->job = job_id;
   call->attempt = attempt;
+  call->files_to = std::move(files_to);
+  call->files_task = files_task;
   (*g_mailboxes)[call->box.get()] = call->box;
   TaskRef inbox = ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.inbox", .daemon = true}, JobInbox,
                                         call->box, owner);
@@ -598,9 +688,9 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
   }
   PicosComputeJobFn job_fn = it->second.job_fn;
   auto job = [job_fn, fn, call, bytes = std::move(bytes)]() -> absl::StatusOr<std::string> {
-    PicosComputeJobOps ops{call.get(),      bytes.data(), bytes.size(), call->job,  &JobSend,
+    PicosComputeJobOps ops{call.get(),      bytes.data(),  bytes.size(),     call->job,   &JobSend,
                            &JobReceive,     &JobCancelled, &JobAppendResult, &JobRegister, &JobLocate,
-                           &JobSendTo,      &JobReceiveFrom};
+                           &JobSendTo,      &JobReceiveFrom, g_dir->data(),  g_dir->size(), &JobSendFile};
     const int rc = job_fn(&ops);
     if (rc != 0) return absl::AbortedError(absl::StrCat(fn, ": ", call->out));
     return std::move(call->out);
@@ -763,6 +853,9 @@ Task<absl::Status> WorkerMain() {
     g_setup.hook[kComputeSetupNode] = setup_fn(kComputeSetupNode);
     g_setup.hook[kComputeSetupWorker] = setup_fn(kComputeSetupWorker);
   }
+  std::error_code dir_ec;
+  std::string dir = std::filesystem::absolute(std::filesystem::path(library).parent_path(), dir_ec).string();
+  g_dir = &dir;
   auto table_fn = reinterpret_cast<PicosComputeTableFn>(dlsym(handle, kComputeTableSymbol));
   if (table_fn == nullptr) {
     co_return refuse(absl::InvalidArgumentError(
@@ -810,6 +903,8 @@ Task<absl::Status> WorkerMain() {
   remote::ServiceOptions so;
   so.admit = AdmitJob;
   PICOS_CO_ASSIGN_OR_RETURN(remote::RegisteredService svc, remote::RegisterService(kWorkerService, ServeJob, so));
+  std::string worker_uri = node->uris()[0];
+  g_worker_uri = &worker_uri;
   std::printf("listening %s\n", node->uris()[0].c_str());
   std::fflush(stdout);
   for (;;) {

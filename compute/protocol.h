@@ -73,6 +73,16 @@ inline constexpr char kNamesKey[] = "picos.compute.names";
 // Most names one computation's registry holds.
 inline constexpr size_t kMaxJobNames = 65536;
 
+// Files a job sends to its client (compute/export.h's Job::SendFile). A job
+// message (CPU or async) may also carry
+//   "files_to": <the client's URI, where its FileReceiver is>,
+//   "files_task": <the client's task told of each file>;
+// without "files_to" the job's SendFile gives kFailedPrecondition. Once a
+// file is on the client the worker tells "files_task"
+//   {kJobFileKey: <job>, "name": <file name>, "dir": <subdirectory>,
+//    "size": <bytes>, "worker": <the worker's URI>}.
+inline constexpr char kJobFileKey[] = "picos.compute.file";
+
 }  // namespace picos::compute
 
 #endif  // PICOS_COMPUTE_PROTOCOL_H_

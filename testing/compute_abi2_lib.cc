@@ -1,10 +1,12 @@
-// A computation library as one built against picos compute ABI 2 looked to
-// a worker (compute/export.h before names: the job context ended at
-// append_result). compute_names_test checks that a worker of ABI 3 still
-// runs it. It deliberately does not include compute/export.h, whose symbols
-// would say the current version.
+// A computation library as one built against picos compute ABI 2 looks to
+// a worker (compute/export.h before Job::dir and Job::SendFile): its job
+// context is the ABI 2 prefix of today's PicosComputeJobOps.
+// compute_files_test checks that an ABI 3 worker still runs it. It
+// deliberately does not include compute/export.h, whose symbols would say
+// the current version.
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace {
 
@@ -22,23 +24,25 @@ struct OpsV2 {
   void (*append_result)(void* ctx, const char* data, size_t n);
 };
 
-struct EntryV2 {
+struct Entry {
   const char* name;
   int (*fn)(const char*, size_t, void*, Append);
   int (*job_fn)(const OpsV2*);
 };
 
-// A job with a context: its argument back as its result.
-int Echo(const OpsV2* ops) {
-  ops->append_result(ops->ctx, ops->arg, ops->arg_len);
+// "abi2 <arg> job <id>": what it read of its context.
+int OldJob(const OpsV2* ops) {
+  const std::string out =
+      "abi2 " + std::string(ops->arg, ops->arg_len) + " job " + std::to_string(ops->job_id);
+  ops->append_result(ops->ctx, out.data(), out.size());
   return 0;
 }
 
-const EntryV2 kTable[] = {{"echo_v2", nullptr, &Echo}};
+const Entry kTable[] = {{"old_job", nullptr, &OldJob}};
 
 }  // namespace
 
-extern "C" __attribute__((visibility("default"))) const EntryV2* picos_compute_table(size_t* n) {
+extern "C" __attribute__((visibility("default"))) const Entry* picos_compute_table(size_t* n) {
   *n = 1;
   return kTable;
 }

@@ -185,42 +185,5 @@ PICOS_CORO_TEST(ComputeNames, JobsOnTwoNodesFindAndMessageEachOtherByName) {
   EXPECT_OK(stopped);
 }
 
-// The job context grew at its end in ABI 3: a library built against ABI 2
-// reads only the fields it knows, so a worker still runs it.
-PICOS_CORO_TEST(ComputeNames, LibraryOfAbi2StillRuns) {
-  const std::string dest = FreshDir("compute-names-abi2");
-  absl::StatusOr<NodeProcess> node = co_await StartNode(1, dest);
-  CO_ASSERT_OK(node);
-  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
-  EXPECT_OK(me.status());
-  if (me.ok()) {
-    compute::ComputationOptions o;
-    o.library = "testing/libcompute_abi2_lib.so";
-    absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
-    EXPECT_OK(c.status());
-    if (c.ok()) {
-      std::vector<std::string> nodes = {node->uri};
-      absl::Status scheduled = co_await (*c)->Schedule(nodes);
-      EXPECT_OK(scheduled);
-      if (scheduled.ok()) {
-        absl::StatusOr<TaskRef> job = co_await (*c)->Run("echo_v2", "still here");
-        EXPECT_OK(job.status());
-        if (job.ok()) {
-          absl::StatusOr<Value> r = co_await job->Join(kLong);
-          EXPECT_OK(r.status());
-          if (r.ok()) {
-            EXPECT_EQ(*r, Value::Bytes("still here"));
-          }
-        }
-      }
-      absl::Status closed = co_await (*c)->Close();
-      EXPECT_OK(closed);
-    }
-    me->reset();
-  }
-  absl::Status stopped = co_await StopNode(*node);
-  EXPECT_OK(stopped);
-}
-
 }  // namespace
 }  // namespace picos::testing
