@@ -87,6 +87,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -106,6 +107,7 @@
 #include "core/kernel/monitor.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
+#include "core/kernel/sync.h"
 #include "core/kernel/task.h"
 #include "core/remote/files.h"
 #include "core/remote/node.h"
@@ -380,36 +382,84 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
   co_return Value::Bytes(*std::move(out));
 }
 
+// The answer of the job loop to job `id`: its result, or its error.
+void Answer(int64_t id, const TaskRef& reply_to, absl::StatusOr<Value> r) {
+  Value reply = r.ok() ? Value::Map({{std::string(kJobReplyKey), id}, {"value", *std::move(r)}})
+                       : Value::Map({{std::string(kJobReplyKey), id},
+                                     {"code", static_cast<int64_t>(r.status().code())},
+                                     {"message", std::string(r.status().message())}});
+  absl::Status sent = reply_to.Send(std::move(reply));
+  if (!sent.ok()) PICOS_LOG_LIMITED(warn, "worker: the result of job {} not sent: {}", id, sent.ToString());
+}
+
+// Jobs of the job loop handed to the job thread and not yet answered.
+struct LoopJobs {
+  int in_flight = 0;
+  // Set (and replaced) whenever one is answered.
+  std::shared_ptr<Event> change = std::make_shared<Event>();
+};
+
+// At most this many of a loop's jobs are handed to the job thread ahead of
+// their answers (a client sends 1 + cpu_jobs_ahead at most; a peer that
+// sends more waits in the loop's mailbox).
+constexpr int kLoopJobsAhead = 16;
+
+// Runs one bytes-only job of the loop (on the job thread, after those
+// handed over before it) and answers it.
+Task<> RunLoopJob(std::shared_ptr<LoopJobs> jobs, int64_t id, TaskRef reply_to, Value msg) {
+  absl::StatusOr<Value> r = co_await RunJob(std::move(msg));
+  Answer(id, reply_to, std::move(r));
+  --jobs->in_flight;
+  std::exchange(jobs->change, std::make_shared<Event>())->Set();
+}
+
 // The job loop (compute/protocol.h): CPU jobs as messages, one at a time in
-// the order they arrive (later ones wait in its mailbox), each answered to
-// its reply_to. A message without a usable id and reply_to is logged and
-// dropped (there is no one to answer); any other refusal (malformed, unknown
-// function) is its answer, as for a service call.
+// the order they arrive, each answered to its reply_to. A message without a
+// usable id and reply_to is logged and dropped (there is no one to answer);
+// any other refusal (malformed, unknown function) is its answer, as for a
+// service call.
+//
+// A bytes-only function's job is handed to the job thread (one thread, so
+// still one job at a time, in order) without waiting for the one before it
+// to end: when the client sends jobs ahead (cpu_jobs_ahead) the thread runs
+// them back to back without sleeping in between, and their answers leave
+// together, one write for several (issue 12: trivial jobs/s). A job with a
+// context first waits until every job before it has been answered, so its
+// "started" message to the client is true when sent.
 Task<absl::StatusOr<Value>> JobLoop() {
+  auto jobs = std::make_shared<LoopJobs>();
   for (;;) {
     absl::StatusOr<Value> msg = co_await Receive();
     if (!msg.ok()) co_return msg.status();  // terminated: the computation closes
     int64_t id = 0;
     TaskRef reply_to;
+    std::string fn;
     absl::Status read = MessageReader(*msg).Get("id", &id).Get("reply_to", &reply_to).status();
     if (!read.ok()) {
       PICOS_LOG_LIMITED(warn, "worker: malformed job message: {}", read.ToString());
       continue;
     }
-    absl::StatusOr<Value> r = absl::UnknownError("not run");
     const absl::Status admitted = AdmitJob(*msg);
-    if (admitted.ok()) {
-      msg->as_map().erase("async");  // the loop runs CPU jobs only
-      r = co_await RunJob(*std::move(msg));
-    } else {
-      r = admitted;
+    if (!admitted.ok()) {
+      Answer(id, reply_to, admitted);
+      continue;
     }
-    Value reply = r.ok() ? Value::Map({{std::string(kJobReplyKey), id}, {"value", *std::move(r)}})
-                         : Value::Map({{std::string(kJobReplyKey), id},
-                                       {"code", static_cast<int64_t>(r.status().code())},
-                                       {"message", std::string(r.status().message())}});
-    absl::Status sent = reply_to.Send(std::move(reply));
-    if (!sent.ok()) PICOS_LOG_LIMITED(warn, "worker: the result of job {} not sent: {}", id, sent.ToString());
+    msg->as_map().erase("async");  // the loop runs CPU jobs only
+    // AdmitJob found "fn" among the library's functions.
+    const bool bytes_only = g_functions->find(msg->GetOr<std::string>("fn", ""))->second.fn != nullptr;
+    while (jobs->in_flight >= (bytes_only ? kLoopJobsAhead : 1)) {
+      std::shared_ptr<Event> e = jobs->change;
+      absl::Status waited = co_await e->Wait();
+      if (!waited.ok()) co_return waited;
+    }
+    if (bytes_only) {
+      ++jobs->in_flight;
+      ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.loopjob", .daemon = true}, RunLoopJob, jobs, id,
+                            std::move(reply_to), *std::move(msg));
+      continue;
+    }
+    absl::StatusOr<Value> r = co_await RunJob(*std::move(msg));
+    Answer(id, reply_to, std::move(r));
   }
 }
 
