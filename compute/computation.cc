@@ -84,6 +84,11 @@ struct WorkerSlot {
   bool closing = false;     // CloseWorker: takes no new job
   bool closed = false;
   int cpu_jobs = 0;
+  // With kCpuJobsAheadAuto: the last CPU job answered here ran shorter than
+  // kShortCpuJob (from its send, or the answer before it, to its answer), so
+  // jobs are sent to it ahead. False until one is answered.
+  bool short_jobs = false;
+  absl::Time last_answer = absl::InfinitePast();
   std::set<uint64_t> jobs;
   // The worker's job loop (compute/protocol.h): CPU jobs go to it as
   // messages, one round trip each (a service call costs two and a remote
@@ -210,8 +215,10 @@ absl::StatusOr<std::string> Sha256Of(const std::string& path) {
 
 // Sends the event `type` with `fields` to the status task and the
 // metrics, if any.
+bool Emitting(const State& s) { return s.options.status_task.valid() || s.options.metrics != nullptr; }
+
 void EmitMap(State& s, const char* type, Value::MapType fields) {
-  if (!s.options.status_task.valid() && s.options.metrics == nullptr) return;
+  if (!Emitting(s)) return;
   fields["type"] = Value(type);
   fields["computation"] = Value(s.id);
   Value event(std::move(fields));
@@ -283,17 +290,31 @@ bool Usable(const State& s, const WorkerSlot& w) {
 // walk ends once only such jobs can remain.
 bool Special(const Pending& p) { return p.async || !p.where.empty(); }
 
+// With kCpuJobsAheadAuto, what a worker whose jobs are short gets ahead:
+// the most that helps (testing/bench/compute_bench.cc measured 1, 2, 4 and
+// 8; 2 keeps the job thread busy while an answer and the next job cross).
+constexpr int kAutoJobsAhead = 2;
+// A job shorter than this costs about as much in its round trip to the
+// client as in running: sending the next ahead pays. A longer one gains
+// little from it and would hold the next job on a busy worker while
+// another may come free first.
+constexpr absl::Duration kShortCpuJob = absl::Milliseconds(2);
+
+// CPU jobs worker `w` takes: one, and those sent ahead (they wait in its
+// job loop's mailbox).
+int PerWorker(const State& s, const WorkerSlot& w) {
+  if (s.options.cpu_jobs_ahead >= 0) return 1 + s.options.cpu_jobs_ahead;
+  return 1 + (w.short_jobs ? kAutoJobsAhead : 0);
+}
+
 void Dispatch(State& s) {
   // Some worker could take a job, now or later (with a shared scheduler a
   // share may yet come).
   bool could_any = s.shared && !s.closed;
-  // A worker takes one CPU job and cpu_jobs_ahead more (they wait in its
-  // job loop's mailbox).
-  const int per_worker = 1 + s.options.cpu_jobs_ahead;
   int cpu_free = 0;  // CPU jobs the usable workers could take now
   for (const WorkerSlot& w : s.workers) {
     could_any = could_any || CouldServe(s, w);
-    cpu_free += Usable(s, w) ? std::max(0, per_worker - w.cpu_jobs) : 0;
+    cpu_free += Usable(s, w) ? std::max(0, PerWorker(s, w) - w.cpu_jobs) : 0;
   }
   const bool waiting_is_all = !s.closed && could_any;  // a CPU job for anyone can only wait
   for (auto it = s.pending.begin(); it != s.pending.end();) {
@@ -312,7 +333,7 @@ void Dispatch(State& s) {
         const WorkerSlot& w = s.workers[i];
         if (!Matches(s, w, p.where) || !CouldServe(s, w)) continue;
         could = true;
-        if (!Usable(s, w) || (!p.async && w.cpu_jobs >= per_worker)) continue;
+        if (!Usable(s, w) || (!p.async && w.cpu_jobs >= PerWorker(s, w))) continue;
         if (best < 0) {
           best = static_cast<int>(i);
           continue;
@@ -450,6 +471,8 @@ Task<absl::Status> Adopt(std::shared_ptr<State> s, size_t w, std::string uri) {
   ++slot.generation;
   slot.lost = slot.restarting = slot.closing = slot.closed = false;
   slot.cpu_jobs = 0;
+  slot.short_jobs = false;
+  slot.last_answer = absl::InfinitePast();
   slot.jobs.clear();
   SpawnOptions so;
   so.daemon = true;
@@ -552,10 +575,11 @@ void ApplyControl(JobLink& link, uint64_t job, const Value& msg) {
 // input), or kUnavailable with *lost set when MarkWorkerLost says the worker
 // is gone first; *terminated when this task is terminated meanwhile.
 // The job's control messages (ApplyControl) come here too, and are applied
-// to `link` meanwhile.
+// to `link` meanwhile. *run_us: how long the worker says the job ran
+// (kJobRunTimeKey), -1 if it does not say.
 Task<absl::StatusOr<Value>> AwaitAnswer(int64_t request, size_t w, uint64_t generation, bool* lost,
-                                        bool* terminated, std::shared_ptr<JobLink> link, uint64_t job,
-                                        absl::Duration timeout = absl::InfiniteDuration()) {
+                                        bool* terminated, int64_t* run_us, std::shared_ptr<JobLink> link,
+                                        uint64_t job, absl::Duration timeout = absl::InfiniteDuration()) {
   absl::StatusOr<Value> m = absl::UnknownError("no answer");
   for (;;) {
     auto mine = [request, w, generation](const Value& v) {
@@ -578,6 +602,7 @@ Task<absl::StatusOr<Value>> AwaitAnswer(int64_t request, size_t w, uint64_t gene
     *lost = true;
     co_return absl::UnavailableError(m->GetOr<std::string>("why", "the worker was lost"));
   }
+  *run_us = m->GetOr<int64_t>(kJobRunTimeKey, -1);
   if (const Value* v = m->Find("value"); v != nullptr) co_return *v;
   const int64_t code = m->GetOr<int64_t>("code", static_cast<int64_t>(absl::StatusCode::kUnknown));
   const bool known = code > 0 && code <= static_cast<int64_t>(absl::StatusCode::kUnauthenticated);
@@ -586,6 +611,173 @@ Task<absl::StatusOr<Value>> AwaitAnswer(int64_t request, size_t w, uint64_t gene
 }
 
 Task<> JobControl(std::shared_ptr<State> s);
+
+// What an attempt gives: the job's end, or nothing when it runs again.
+using AttemptEnd = std::optional<absl::StatusOr<Value>>;
+AttemptEnd Final(absl::StatusOr<Value> r) { return AttemptEnd(std::move(r)); }
+
+// One attempt of job `id` on worker `w`, Dispatch's choice: sends it,
+// awaits its end, and says whether it ends the job (with its status
+// events) or the job runs again (its worker lost; *retries counts those
+// that cost a retry). A coroutine of its own so that the big frame of a
+// job's run exists only while it runs: 20,000 jobs spawned at once wait in
+// RunJobAttempts' small one (issue 12: 3.6 KB a waiting job made the
+// client's heap growth a tenth of its time). `fn`, `arg` and `reply_to`
+// are the caller's, which awaits this.
+Task<AttemptEnd> RunAttempt(std::shared_ptr<State> s, uint64_t id, const std::string& fn, const std::string& arg,
+                            bool async, const TaskRef& reply_to, std::shared_ptr<JobLink> link, size_t w,
+                            int* retries) {
+  const uint64_t generation = s->workers[w].generation;
+  const std::string worker = s->workers[w].uri;
+  remote::Service service = s->workers[w].service;
+  const TaskRef loop = s->workers[w].loop;
+  s->workers[w].jobs.insert(id);
+  JobEntry& job = s->jobs[id];
+  job.state = JobState::kRunning;
+  job.worker = worker;
+  job.started = absl::Now();
+  if (Emitting(*s)) {  // not built for nobody: this is every job's path
+    Value::MapType started_fields = JobFields(job, id);
+    started_fields["async"] = Value(async);
+    // A preview for dashboards (dashboard/model.h): the job's argument may be large.
+    started_fields["arg"] = Value::Bytes(arg.substr(0, kArgPreviewBytes));
+    EmitMap(*s, "job_started", std::move(started_fields));
+  }
+  absl::StatusOr<Value> result = absl::UnknownError("not run");
+  bool started = false;     // it reached the worker: running it again costs a retry
+  bool lost = false;        // the worker was lost first
+  bool terminated = false;  // this task was terminated
+  TaskRef remote_task;      // an I/O job's task on the worker
+  int64_t request = 0;      // a CPU job's tag
+  // Job messaging (compute/protocol.h): who the job's Send reaches, where
+  // its worker says it started and how many messages it took.
+  Value::MapType m;
+  m["job"] = Value(id);
+  m["attempt"] = Value(link->attempt);
+  if (reply_to.valid()) m["to"] = Value(reply_to);
+  m["fn"] = Value(fn);
+  m["arg"] = Value::Bytes(arg);
+  if (async) {
+    // Any number at once beside the CPU job: a remote task each.
+    m["async"] = Value(true);
+    m["owner"] = Value(Self());
+    // This task waits in Join: the computation's control task takes the
+    // job's control messages (a CPU job's come to this task, reply_to).
+    if (!s->jobctl.valid()) {
+      s->jobctl =
+          ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.jobctl", .daemon = true}, JobControl, s);
+    }
+    m["ctl"] = Value(s->jobctl);
+    Value request = Value(std::move(m));
+    absl::StatusOr<TaskRef> t = co_await service.Run(std::move(request), s->options.timeout);
+    if (t.ok()) {
+      started = true;
+      remote_task = *t;
+      result = co_await t->Join();
+    } else {
+      result = t.status();
+    }
+    const absl::StatusCode c = result.ok() ? absl::StatusCode::kOk : result.status().code();
+    terminated = c == absl::StatusCode::kCancelled;
+    lost = c == absl::StatusCode::kUnavailable;
+  } else {
+    // A message to the worker's job loop, its answer a message back.
+    request = ++s->next_request;
+    m["id"] = Value(request);
+    m["reply_to"] = Value(Self());
+    const absl::Time sent_at = absl::Now();
+    absl::Status sent = loop.Send(Value(std::move(m)));
+    if (sent.ok()) {
+      started = true;
+      int64_t run_us = -1;
+      result = co_await AwaitAnswer(request, w, generation, &lost, &terminated, &run_us, link, id);
+      WorkerSlot& slot = s->workers[w];
+      if (!lost && !terminated && slot.generation == generation) {
+        // How long it ran: as the worker says, else (a worker that does
+        // not) about, from when it could start it (sent, or the answer
+        // before, whichever is later) to its answer, a round trip more.
+        // Decides whether jobs go to this worker ahead.
+        const absl::Time now = absl::Now();
+        const absl::Duration ran =
+            run_us >= 0 ? absl::Microseconds(run_us) : now - std::max(sent_at, slot.last_answer);
+        slot.short_jobs = ran < kShortCpuJob;
+        slot.last_answer = now;
+      }
+    } else {
+      result = sent;
+      // Backpressure is the job's error; anything else: the loop is gone.
+      lost = sent.code() != absl::StatusCode::kResourceExhausted;
+    }
+  }
+  if (terminated && link->inbox.valid() && !lost) {
+    // Terminated (Close or CloseWorker with terminate, or the caller,
+    // through the job's handle): a job with a context is cancelled (its
+    // Receive gives kCancelled) and waited for, up to the timeout, before
+    // it leaves its worker's jobs, so a last message it sends goes out
+    // before Close or CloseWorker may end its worker (compute/export.h).
+    absl::Status told = link->inbox.Send(Value::Map({{std::string(kJobCancelKey), true}}));
+    if (told.ok() && remote_task.valid()) {
+      (void)co_await remote_task.Join(s->options.timeout);
+    } else if (told.ok() && request != 0) {
+      bool lost_again = false, terminated_again = false;
+      int64_t run_us = -1;
+      (void)co_await AwaitAnswer(request, w, generation, &lost_again, &terminated_again, &run_us, link, id,
+                                 s->options.timeout);
+    }
+  }
+  WorkerSlot& slot = s->workers[w];
+  if (slot.generation == generation) {
+    slot.jobs.erase(id);
+    if (!async) --slot.cpu_jobs;
+  }
+  NotifyChange(*s);
+  Dispatch(*s);
+  const absl::StatusCode code = result.ok() ? absl::StatusCode::kOk : result.status().code();
+  if (terminated) {
+    // A bytes-only function cannot be stopped: it runs to its end and its
+    // result is dropped (an I/O job's remote task is ended; a CPU job's
+    // answer finds this task gone). A job with a context whose start was
+    // not yet heard of is cancelled by its worker when this task ends.
+    if (remote_task.valid()) (void)remote_task.Terminate();
+    EmitMap(*s, "job_terminated", JobFields(s->jobs[id], id));
+    s->jobs.erase(id);
+    NotifyChange(*s);  // Close may wait for it (and waited above)
+    co_return Final(std::move(result));
+  }
+  if (!lost) {
+    if (Emitting(*s)) {
+      Value::MapType f = JobFields(s->jobs[id], id);
+      f["code"] = Value(static_cast<int64_t>(code));
+      f["message"] = Value(result.ok() ? std::string() : std::string(result.status().message()));
+      EmitMap(*s, "job_finished", std::move(f));
+    }
+    s->jobs.erase(id);
+    co_return Final(std::move(result));
+  }
+  // The worker is lost (its peer connection broke).
+  MarkWorkerLost(s, w, generation, std::string(result.status().message()));
+  // A job refused before it started (the worker was already gone) did not
+  // run: it costs no retry.
+  if (started) {
+    if (s->closed || *retries >= s->options.max_retries) {
+      Value::MapType f = JobFields(s->jobs[id], id);
+      f["message"] = Value(std::string(result.status().message()));
+      EmitMap(*s, "job_lost", std::move(f));
+      s->jobs.erase(id);
+      co_return Final(absl::UnavailableError(absl::StrCat("worker_lost: ", result.status().message())));
+    }
+    ++*retries;
+    ++s->rerun;
+    Value::MapType f = JobFields(s->jobs[id], id);
+    f["retry"] = Value(int64_t{*retries});
+    EmitMap(*s, "job_rerun", std::move(f));
+  }
+  JobEntry& again = s->jobs[id];
+  again.state = JobState::kWaiting;
+  again.worker.clear();
+  again.started = absl::InfinitePast();
+  co_return std::nullopt;
+}
 
 Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id, std::string fn, std::string arg,
                                            bool async, std::string where, TaskRef reply_to,
@@ -619,137 +811,9 @@ Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id
       s->jobs.erase(id);
       co_return p->failure;
     }
-    const size_t w = static_cast<size_t>(p->assigned);
-    const uint64_t generation = s->workers[w].generation;
-    const std::string worker = s->workers[w].uri;
-    remote::Service service = s->workers[w].service;
-    const TaskRef loop = s->workers[w].loop;
-    s->workers[w].jobs.insert(id);
-    JobEntry& job = s->jobs[id];
-    job.state = JobState::kRunning;
-    job.worker = worker;
-    job.started = absl::Now();
-    Value::MapType started_fields = JobFields(job, id);
-    started_fields["async"] = Value(async);
-    // A preview for dashboards (dashboard/model.h): the job's argument may be large.
-    started_fields["arg"] = Value::Bytes(arg.substr(0, kArgPreviewBytes));
-    EmitMap(*s, "job_started", std::move(started_fields));
-    absl::StatusOr<Value> result = absl::UnknownError("not run");
-    bool started = false;     // it reached the worker: running it again costs a retry
-    bool lost = false;        // the worker was lost first
-    bool terminated = false;  // this task was terminated
-    TaskRef remote_task;      // an I/O job's task on the worker
-    int64_t request = 0;      // a CPU job's tag
-    // Job messaging (compute/protocol.h): who the job's Send reaches, where
-    // its worker says it started and how many messages it took.
-    Value::MapType m;
-    m["job"] = Value(id);
-    m["attempt"] = Value(link->attempt);
-    if (reply_to.valid()) m["to"] = Value(reply_to);
-    m["fn"] = Value(fn);
-    m["arg"] = Value::Bytes(arg);
-    if (async) {
-      // Any number at once beside the CPU job: a remote task each.
-      m["async"] = Value(true);
-      m["owner"] = Value(Self());
-      // This task waits in Join: the computation's control task takes the
-      // job's control messages (a CPU job's come to this task, reply_to).
-      if (!s->jobctl.valid()) {
-        s->jobctl =
-            ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.jobctl", .daemon = true}, JobControl, s);
-      }
-      m["ctl"] = Value(s->jobctl);
-      Value request = Value(std::move(m));
-      absl::StatusOr<TaskRef> t = co_await service.Run(std::move(request), s->options.timeout);
-      if (t.ok()) {
-        started = true;
-        remote_task = *t;
-        result = co_await t->Join();
-      } else {
-        result = t.status();
-      }
-      const absl::StatusCode c = result.ok() ? absl::StatusCode::kOk : result.status().code();
-      terminated = c == absl::StatusCode::kCancelled;
-      lost = c == absl::StatusCode::kUnavailable;
-    } else {
-      // A message to the worker's job loop, its answer a message back.
-      request = ++s->next_request;
-      m["id"] = Value(request);
-      m["reply_to"] = Value(Self());
-      absl::Status sent = loop.Send(Value(std::move(m)));
-      if (sent.ok()) {
-        started = true;
-        result = co_await AwaitAnswer(request, w, generation, &lost, &terminated, link, id);
-      } else {
-        result = sent;
-        // Backpressure is the job's error; anything else: the loop is gone.
-        lost = sent.code() != absl::StatusCode::kResourceExhausted;
-      }
-    }
-    if (terminated && link->inbox.valid() && !lost) {
-      // Terminated (Close or CloseWorker with terminate, or the caller,
-      // through the job's handle): a job with a context is cancelled (its
-      // Receive gives kCancelled) and waited for, up to the timeout, before
-      // it leaves its worker's jobs, so a last message it sends goes out
-      // before Close or CloseWorker may end its worker (compute/export.h).
-      absl::Status told = link->inbox.Send(Value::Map({{std::string(kJobCancelKey), true}}));
-      if (told.ok() && remote_task.valid()) {
-        (void)co_await remote_task.Join(s->options.timeout);
-      } else if (told.ok() && request != 0) {
-        bool lost_again = false, terminated_again = false;
-        (void)co_await AwaitAnswer(request, w, generation, &lost_again, &terminated_again, link, id,
-                                   s->options.timeout);
-      }
-    }
-    WorkerSlot& slot = s->workers[w];
-    if (slot.generation == generation) {
-      slot.jobs.erase(id);
-      if (!async) --slot.cpu_jobs;
-    }
-    NotifyChange(*s);
-    Dispatch(*s);
-    const absl::StatusCode code = result.ok() ? absl::StatusCode::kOk : result.status().code();
-    if (terminated) {
-      // A bytes-only function cannot be stopped: it runs to its end and its
-      // result is dropped (an I/O job's remote task is ended; a CPU job's
-      // answer finds this task gone). A job with a context whose start was
-      // not yet heard of is cancelled by its worker when this task ends.
-      if (remote_task.valid()) (void)remote_task.Terminate();
-      EmitMap(*s, "job_terminated", JobFields(s->jobs[id], id));
-      s->jobs.erase(id);
-      NotifyChange(*s);  // Close may wait for it (and waited above)
-      co_return result;
-    }
-    if (!lost) {
-      Value::MapType f = JobFields(s->jobs[id], id);
-      f["code"] = Value(static_cast<int64_t>(code));
-      f["message"] = Value(result.ok() ? std::string() : std::string(result.status().message()));
-      EmitMap(*s, "job_finished", std::move(f));
-      s->jobs.erase(id);
-      co_return result;
-    }
-    // The worker is lost (its peer connection broke).
-    MarkWorkerLost(s, w, generation, std::string(result.status().message()));
-    // A job refused before it started (the worker was already gone) did not
-    // run: it costs no retry.
-    if (started) {
-      if (s->closed || retries >= s->options.max_retries) {
-        Value::MapType f = JobFields(s->jobs[id], id);
-        f["message"] = Value(std::string(result.status().message()));
-        EmitMap(*s, "job_lost", std::move(f));
-        s->jobs.erase(id);
-        co_return absl::UnavailableError(absl::StrCat("worker_lost: ", result.status().message()));
-      }
-      ++retries;
-      ++s->rerun;
-      Value::MapType f = JobFields(s->jobs[id], id);
-      f["retry"] = Value(int64_t{retries});
-      EmitMap(*s, "job_rerun", std::move(f));
-    }
-    JobEntry& again = s->jobs[id];
-    again.state = JobState::kWaiting;
-    again.worker.clear();
-    again.started = absl::InfinitePast();
+    AttemptEnd end =
+        co_await RunAttempt(s, id, fn, arg, async, reply_to, link, static_cast<size_t>(p->assigned), &retries);
+    if (end.has_value()) co_return *std::move(end);
   }
 }
 
@@ -1368,8 +1432,8 @@ absl::StatusOr<std::unique_ptr<Computation>> Computation::Create(ComputationOpti
   if (options.library.empty()) return absl::InvalidArgumentError("no computation library");
   if (options.max_retries < 0) return absl::InvalidArgumentError("max_retries must not be negative");
   if (options.timeout <= absl::ZeroDuration()) return absl::InvalidArgumentError("timeout must be positive");
-  if (options.cpu_jobs_ahead < 0 || options.cpu_jobs_ahead > 8) {
-    return absl::InvalidArgumentError("cpu_jobs_ahead must be 0..8");
+  if (options.cpu_jobs_ahead < kCpuJobsAheadAuto || options.cpu_jobs_ahead > 8) {
+    return absl::InvalidArgumentError("cpu_jobs_ahead must be 0..8, or kCpuJobsAheadAuto");
   }
   if (options.pulse_interval < absl::ZeroDuration() || options.pulse_interval > absl::Hours(24)) {
     return absl::InvalidArgumentError("pulse_interval must be 0 (the node's) up to 24h");

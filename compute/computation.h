@@ -65,8 +65,9 @@
 // Jobs. Run (a CPU job) gives at once the handle of a local task that waits
 // for a worker with no CPU job (one CPU job per worker at a time, the
 // least loaded first, waiting jobs served first come first served; with
-// ComputationOptions::cpu_jobs_ahead a busy worker's job loop may also hold
-// the next ones, still run one at a time), runs
+// ComputationOptions::cpu_jobs_ahead, by default when its jobs are short, a
+// busy worker's job loop may also hold the next ones, still run one at a
+// time), runs
 // the job there and ends with its result: Join gives the function's bytes,
 // kAborted with its message when it fails, kNotFound ("no function 'x'
 // ...") for a function the library does not register. RunAt does the same
@@ -223,6 +224,9 @@ struct AllocationRule {
 // file). Called from the computation's scheduler thread; must not block.
 using AllocationFunction = std::function<int(const std::string& node_uri, const HostFacts& facts)>;
 
+// ComputationOptions::cpu_jobs_ahead: chosen per worker by its jobs' length.
+inline constexpr int kCpuJobsAheadAuto = -1;
+
 struct ComputationOptions {
   // The computation library (lib<name>.so of picos_computation).
   std::string library;
@@ -252,8 +256,13 @@ struct ComputationOptions {
   // a job counts as running (job_started, JobState::kRunning, on its
   // worker's jobs) and, if the worker is lost, is re-run or reported
   // (job_rerun, job_lost) exactly like the one running there. 0: a CPU job
-  // waits on the client until a worker is free.
-  int cpu_jobs_ahead = 0;
+  // waits on the client until a worker is free. kCpuJobsAheadAuto (the
+  // default): 2 ahead to a worker whose last CPU job ran under 2 ms (as the
+  // worker measured it, compute/protocol.h), else 0, so
+  // short jobs do not wait for a round trip each and a long one never holds
+  // the next job on a busy worker while another may come free first (a
+  // worker's first job goes only to a free worker).
+  int cpu_jobs_ahead = kCpuJobsAheadAuto;
   // A lost worker is started again by its node (dispycos restart_servers).
   bool restart_workers = false;
   // A shared picos-scheduler's URI ("tcp://10.0.0.1:9705"): Schedule asks it

@@ -76,6 +76,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -316,7 +317,17 @@ absl::Status AdmitJob(const Value& arg) {
   return absl::OkStatus();
 }
 
-Task<absl::StatusOr<Value>> RunJob(Value arg) {
+// How long a job ran on its thread, in microseconds; -1 until it ends.
+// Shared with the job's closure, which may outlive a terminated task.
+using RunTime = std::shared_ptr<std::atomic<int64_t>>;
+
+// Microseconds since `t0`.
+int64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Runs a job ({"fn", "arg", ...}); with `run_us`, sets how long the function ran.
+Task<absl::StatusOr<Value>> RunJob(Value arg, RunTime run_us = nullptr) {
   std::string fn, bytes;
   bool async = false;
   uint64_t job_id = 0;
@@ -339,9 +350,11 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
   ThreadPool* pool = async ? g_io_threads : g_job_thread;
   if (it->second.fn != nullptr) {
     PicosComputeFn call = it->second.fn;
-    auto job = [call, fn, bytes = std::move(bytes)]() -> absl::StatusOr<std::string> {
+    auto job = [call, fn, run_us, bytes = std::move(bytes)]() -> absl::StatusOr<std::string> {
       std::string out;
+      const auto t0 = std::chrono::steady_clock::now();
       const int rc = call(bytes.data(), bytes.size(), &out, &AppendTo);
+      if (run_us != nullptr) run_us->store(MicrosSince(t0));
       if (rc != 0) return absl::AbortedError(absl::StrCat(fn, ": ", out));
       return out;
     };
@@ -365,10 +378,12 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
     if (!told.ok()) PICOS_LOG_LIMITED(warn, "worker: job {} cannot tell its client it started: {}", job_id, told.ToString());
   }
   PicosComputeJobFn job_fn = it->second.job_fn;
-  auto job = [job_fn, fn, call, bytes = std::move(bytes)]() -> absl::StatusOr<std::string> {
+  auto job = [job_fn, fn, call, run_us, bytes = std::move(bytes)]() -> absl::StatusOr<std::string> {
     PicosComputeJobOps ops{call.get(), bytes.data(), bytes.size(), call->job, &JobSend, &JobReceive,
                            &JobCancelled, &JobAppendResult};
+    const auto t0 = std::chrono::steady_clock::now();
     const int rc = job_fn(&ops);
+    if (run_us != nullptr) run_us->store(MicrosSince(t0));
     if (rc != 0) return absl::AbortedError(absl::StrCat(fn, ": ", call->out));
     return std::move(call->out);
   };
@@ -382,12 +397,14 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
   co_return Value::Bytes(*std::move(out));
 }
 
-// The answer of the job loop to job `id`: its result, or its error.
-void Answer(int64_t id, const TaskRef& reply_to, absl::StatusOr<Value> r) {
+// The answer of the job loop to job `id`: its result, or its error, and
+// how long it ran (`run_us`, if it did).
+void Answer(int64_t id, const TaskRef& reply_to, absl::StatusOr<Value> r, int64_t run_us = -1) {
   Value reply = r.ok() ? Value::Map({{std::string(kJobReplyKey), id}, {"value", *std::move(r)}})
                        : Value::Map({{std::string(kJobReplyKey), id},
                                      {"code", static_cast<int64_t>(r.status().code())},
                                      {"message", std::string(r.status().message())}});
+  if (run_us >= 0) reply.as_map()[kJobRunTimeKey] = Value(run_us);
   absl::Status sent = reply_to.Send(std::move(reply));
   if (!sent.ok()) PICOS_LOG_LIMITED(warn, "worker: the result of job {} not sent: {}", id, sent.ToString());
 }
@@ -407,8 +424,9 @@ constexpr int kLoopJobsAhead = 16;
 // Runs one bytes-only job of the loop (on the job thread, after those
 // handed over before it) and answers it.
 Task<> RunLoopJob(std::shared_ptr<LoopJobs> jobs, int64_t id, TaskRef reply_to, Value msg) {
-  absl::StatusOr<Value> r = co_await RunJob(std::move(msg));
-  Answer(id, reply_to, std::move(r));
+  RunTime run_us = std::make_shared<std::atomic<int64_t>>(-1);
+  absl::StatusOr<Value> r = co_await RunJob(std::move(msg), run_us);
+  Answer(id, reply_to, std::move(r), run_us->load());
   --jobs->in_flight;
   std::exchange(jobs->change, std::make_shared<Event>())->Set();
 }
@@ -458,8 +476,9 @@ Task<absl::StatusOr<Value>> JobLoop() {
                             std::move(reply_to), *std::move(msg));
       continue;
     }
-    absl::StatusOr<Value> r = co_await RunJob(*std::move(msg));
-    Answer(id, reply_to, std::move(r));
+    RunTime run_us = std::make_shared<std::atomic<int64_t>>(-1);
+    absl::StatusOr<Value> r = co_await RunJob(*std::move(msg), run_us);
+    Answer(id, reply_to, std::move(r), run_us->load());
   }
 }
 

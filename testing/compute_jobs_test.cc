@@ -16,8 +16,8 @@
 // (ComputationOptions::cpu_jobs_ahead): the job waiting in a worker's
 // mailbox is neither lost nor run twice, and after a kill the jobs that
 // were in the killed worker's mailbox are re-run like the one it was
-// running (at most those 2 run again). cpu_jobs_ahead outside 0..8 is
-// refused.
+// running (at most those 2 run again). cpu_jobs_ahead outside 0..8 (and
+// not kCpuJobsAheadAuto) is refused.
 //
 // Every wait is bounded (kLong per job, which only a hang reaches). The test
 // kills only a worker whose parent it checked is the node it started, and
@@ -64,6 +64,10 @@ struct Shape {
 };
 constexpr Shape kPlain{"compute-jobs", 10'000, 0, "compute_jobs_10k_s"};
 constexpr Shape kAhead{"compute-ahead", 3'000, 1, "compute_jobs_ahead_3k_s"};
+// The default: jobs ahead while a worker's jobs are short (kCpuJobsAheadAuto,
+// at most 2 ahead).
+constexpr Shape kAuto{"compute-auto", 10'000, compute::kCpuJobsAheadAuto, "compute_jobs_auto_10k_s"};
+constexpr int kAutoMostAhead = 2;
 
 // The parent pid of `pid` (/proc), or -1.
 int ParentOf(int pid) {
@@ -213,7 +217,7 @@ Task<> WorkerKilledMidRunEachAnsweredOnce(Shape shape) {
       // After the kill every result came from the other worker.
       EXPECT_EQ(seen.n_by_pid.size(), 2u);
     }
-    EXPECT_LE((*c)->jobs_rerun(), static_cast<uint64_t>(1 + shape.ahead))
+    EXPECT_LE((*c)->jobs_rerun(), static_cast<uint64_t>(1 + (shape.ahead < 0 ? kAutoMostAhead : shape.ahead)))
         << "only the jobs on the killed worker (running, or waiting in its mailbox) run again";
     EXPECT_EQ((*c)->workers_alive(), 1u);
     absl::StatusOr<std::string> lost = co_await NodeLine(*node, "worker lost ");
@@ -240,8 +244,16 @@ PICOS_CORO_TEST(ComputeJobsAhead, AWorkerKilledMidRunItsQueuedJobsRerunEachAnswe
   co_await WorkerKilledMidRunEachAnsweredOnce(kAhead);
 }
 
+PICOS_CORO_TEST(ComputeJobsAuto, TenThousandJobsEachRunAndAnsweredExactlyOnce) {
+  co_await EachRunAndAnsweredOnce(kAuto);
+}
+
+PICOS_CORO_TEST(ComputeJobsAuto, AWorkerKilledMidRunItsQueuedJobsRerunEachAnsweredOnce) {
+  co_await WorkerKilledMidRunEachAnsweredOnce(kAuto);
+}
+
 TEST(ComputeJobsAhead, OutOfRangeRefused) {
-  for (int ahead : {-1, 9}) {
+  for (int ahead : {-2, 9}) {
     compute::ComputationOptions o;
     o.library = kLibrary;
     o.cpu_jobs_ahead = ahead;

@@ -7,8 +7,9 @@
 //   trivial_jobs_per_s         --jobs no-op jobs spawned at once (Run), every
 //                              result joined and checked; 2 workers, one job
 //                              each at a time (target >= 20,000)
-//                              (--cpu_jobs_ahead=1: a worker's next job
-//                              already waits in its mailbox)
+//                              (--cpu_jobs_ahead=N: N jobs wait in a busy
+//                              worker's mailbox; default the Computation's,
+//                              2 while its jobs are short)
 //   trivial_jobs_client_cpu_us_per_job  CPU time (user + system) of this
 //                              process over the throughput run, per job
 //   trivial_jobs_worker_cpu_us_per_job  the same of both worker processes
@@ -97,9 +98,9 @@ ABSL_FLAG(std::vector<std::string>, figures, {},
           "empty: all");
 ABSL_FLAG(std::string, node_binary, "compute/picos-node", "the picos-node program");
 ABSL_FLAG(std::string, library, "testing/bench/libcompute_benchlib.so", "the computation library");
-ABSL_FLAG(int, cpu_jobs_ahead, 0,
-          "ComputationOptions::cpu_jobs_ahead of the computation measured (0..8): CPU jobs sent to a busy worker "
-          "ahead of time");
+ABSL_FLAG(int, cpu_jobs_ahead, picos::compute::kCpuJobsAheadAuto,
+          "ComputationOptions::cpu_jobs_ahead of the computation measured (0..8, or -1: the default, chosen per "
+          "worker): CPU jobs sent to a busy worker ahead of time");
 
 namespace picos::testing {
 namespace {
