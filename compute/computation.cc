@@ -621,20 +621,19 @@ AttemptEnd Final(absl::StatusOr<Value> r) { return AttemptEnd(std::move(r)); }
 // events) or the job runs again (its worker lost; *retries counts those
 // that cost a retry). A coroutine of its own so that the big frame of a
 // job's run exists only while it runs: 20,000 jobs spawned at once wait in
-// RunJobAttempts' small one (issue 12: 3.6 KB a waiting job made the
+// RunJob's small one (issue 12: 3.6 KB a waiting job made the
 // client's heap growth a tenth of its time). `fn`, `arg` and `reply_to`
 // are the caller's, which awaits this.
 Task<AttemptEnd> RunAttempt(std::shared_ptr<State> s, uint64_t id, const std::string& fn, const std::string& arg,
                             bool async, const TaskRef& reply_to, std::shared_ptr<JobLink> link, size_t w,
                             int* retries) {
   const uint64_t generation = s->workers[w].generation;
-  const std::string worker = s->workers[w].uri;
   remote::Service service = s->workers[w].service;
   const TaskRef loop = s->workers[w].loop;
   s->workers[w].jobs.insert(id);
   JobEntry& job = s->jobs[id];
   job.state = JobState::kRunning;
-  job.worker = worker;
+  job.worker = s->workers[w].uri;
   job.started = absl::Now();
   if (Emitting(*s)) {  // not built for nobody: this is every job's path
     Value::MapType started_fields = JobFields(job, id);
@@ -779,11 +778,14 @@ Task<AttemptEnd> RunAttempt(std::shared_ptr<State> s, uint64_t id, const std::st
   co_return std::nullopt;
 }
 
-Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id, std::string fn, std::string arg,
-                                           bool async, std::string where, TaskRef reply_to,
-                                           std::shared_ptr<JobLink> link) {
+// A job's driver: runs it, an attempt at a time (RunAttempt) until one ends
+// it, then hands its result to the job's handle, which ends with it. One
+// frame, small, while the job waits for a worker (see RunAttempt).
+Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::string fn, std::string arg,
+                                   bool async, std::string where, TaskRef reply_to, std::shared_ptr<JobLink> link) {
   int retries = 0;
-  for (;;) {
+  AttemptEnd end;
+  while (!end.has_value()) {
     // A new attempt: messages go to the inbox its worker will name (the
     // handle, finding none, waits: nothing to wake).
     ++link->attempt;
@@ -804,31 +806,23 @@ Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id
       s->jobs.erase(id);
       Dispatch(*s);
       NotifyChange(*s);
-      co_return waited;
+      end = Final(std::move(waited));
+      break;
     }
     if (p->assigned < 0) {
       if (s->options.metrics != nullptr) s->options.metrics->JobDropped(s->id, id);
       s->jobs.erase(id);
-      co_return p->failure;
+      end = Final(p->failure);
+      break;
     }
-    AttemptEnd end =
-        co_await RunAttempt(s, id, fn, arg, async, reply_to, link, static_cast<size_t>(p->assigned), &retries);
-    if (end.has_value()) co_return *std::move(end);
+    end = co_await RunAttempt(s, id, fn, arg, async, reply_to, link, static_cast<size_t>(p->assigned), &retries);
   }
-}
-
-// A job's driver: runs it (RunJobAttempts), then hands its result to the
-// job's handle, which ends with it.
-Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::string fn, std::string arg,
-                                   bool async, std::string where, TaskRef reply_to, std::shared_ptr<JobLink> link) {
-  absl::StatusOr<Value> r =
-      co_await RunJobAttempts(s, id, std::move(fn), std::move(arg), async, std::move(where), std::move(reply_to), link);
   link->done = true;
-  link->result = r;
+  link->result = *std::move(end);
   link->Changed();
   (void)link->handle.Throw(absl::AbortedError("picos.compute: the job ended"));
   s->links.erase(id);
-  co_return r;
+  co_return link->result;
 }
 
 // What Close and CloseWorker with terminate throw into a job's handle.
