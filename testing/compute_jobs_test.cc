@@ -17,7 +17,9 @@
 // mailbox is neither lost nor run twice, and after a kill the jobs that
 // were in the killed worker's mailbox are re-run like the one it was
 // running (at most those 2 run again). cpu_jobs_ahead outside 0..8 (and
-// not kCpuJobsAheadAuto) is refused.
+// not kCpuJobsAheadAuto) is refused. And both with the default,
+// kCpuJobsAheadAuto (10,000 jobs; at most 1 + 2 run again after the kill),
+// which sends no 20 ms job to a busy worker but does send trivial ones ahead.
 //
 // Every wait is bounded (kLong per job, which only a hang reaches). The test
 // kills only a worker whose parent it checked is the node it started, and
@@ -250,6 +252,73 @@ PICOS_CORO_TEST(ComputeJobsAuto, TenThousandJobsEachRunAndAnsweredExactlyOnce) {
 
 PICOS_CORO_TEST(ComputeJobsAuto, AWorkerKilledMidRunItsQueuedJobsRerunEachAnsweredOnce) {
   co_await WorkerKilledMidRunEachAnsweredOnce(kAuto);
+}
+
+// The largest number of CPU jobs any worker of `c` held at once, sampled
+// every turn of the scheduler until *stop.
+Task<> MostJobsOnAWorker(compute::Computation* c, size_t* most, const bool* stop) {
+  while (!*stop) {
+    for (const compute::WorkerInfo& w : c->workers()) *most = std::max(*most, w.jobs.size());
+    absl::Status slept = co_await Sleep(absl::ZeroDuration());
+    if (!slept.ok()) co_return;
+  }
+}
+
+// `count` jobs of `fn` with args "<prefix><i>", all spawned at once, then
+// joined; each must succeed.
+Task<absl::Status> RunAndJoin(compute::Computation& c, std::string fn, std::string prefix, int count) {
+  std::vector<TaskRef> jobs;
+  for (int i = 0; i < count; ++i) {
+    PICOS_CO_ASSIGN_OR_RETURN(TaskRef job, co_await c.Run(fn, absl::StrCat(prefix, i)));
+    jobs.push_back(std::move(job));
+  }
+  for (TaskRef& job : jobs) {
+    absl::StatusOr<Value> r = co_await job.Join(kLong);
+    PICOS_CO_RETURN_IF_ERROR(r.status());
+  }
+  co_return absl::OkStatus();
+}
+
+// The default (kCpuJobsAheadAuto) decides by how long a worker's jobs run:
+// jobs of 20 ms are never sent to a busy worker (each worker holds one at a
+// time, the next wait on the client for whichever comes free first), and
+// trivial ones, next, are (a worker holds more than one).
+PICOS_CORO_TEST(ComputeJobsAuto, NoJobAheadOfALongOneButAheadOfShortOnes) {
+  NodeProcessOptions no;
+  no.dest = FreshDir("compute-auto-long");
+  no.secret = kSecret;
+  absl::StatusOr<NodeProcess> node = co_await StartNodeProcess(no);
+  CO_ASSERT_OK(node);
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await StartClientNode(kSecret);
+  CO_ASSERT_OK(me);
+  {
+    compute::ComputationOptions o;
+    o.library = kLibrary;
+    absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
+    CO_ASSERT_OK(c);
+    std::vector<std::string> nodes = {node->uri};
+    absl::Status scheduled = co_await (*c)->Schedule(nodes);
+    CO_ASSERT_OK(scheduled);
+    size_t most = 0;
+    bool stop = false;
+    TaskRef sampler = ThisScheduler().Spawn(MostJobsOnAWorker, c->get(), &most, &stop);
+    absl::Status slow = co_await RunAndJoin(**c, "slow_tag", "20:", 12);
+    EXPECT_OK(slow);
+    EXPECT_EQ(most, 1u) << "a 20 ms job was sent to a busy worker";
+    most = 0;
+    absl::Status fast = co_await RunAndJoin(**c, "tag", "", 2000);
+    EXPECT_OK(fast);
+    EXPECT_GT(most, 1u) << "no trivial job was sent ahead";
+    EXPECT_LE(most, static_cast<size_t>(1 + kAutoMostAhead));
+    stop = true;
+    absl::StatusOr<Value> sampled = co_await sampler.Join(kLong);
+    EXPECT_OK(sampled.status());
+    absl::Status closed = co_await (*c)->Close();
+    EXPECT_OK(closed);
+  }
+  me->reset();
+  absl::Status killed = co_await KillNodeProcess(*node);
+  EXPECT_OK(killed);
 }
 
 TEST(ComputeJobsAhead, OutOfRangeRefused) {
