@@ -84,10 +84,9 @@ struct WorkerSlot {
   bool closing = false;     // CloseWorker: takes no new job
   bool closed = false;
   int cpu_jobs = 0;
-  // With kCpuJobsAheadAuto: the last CPU job answered here ran shorter than
-  // kShortCpuJob (from its send, or the answer before it, to its answer), so
-  // jobs are sent to it ahead. False until one is answered.
-  bool short_jobs = false;
+  // With kCpuJobsAheadAuto: CPU jobs sent here ahead, from how long the
+  // last one answered ran (AutoAhead). None until one is answered.
+  int auto_ahead = 0;
   absl::Time last_answer = absl::InfinitePast();
   std::set<uint64_t> jobs;
   // The worker's job loop (compute/protocol.h): CPU jobs go to it as
@@ -290,21 +289,28 @@ bool Usable(const State& s, const WorkerSlot& w) {
 // walk ends once only such jobs can remain.
 bool Special(const Pending& p) { return p.async || !p.where.empty(); }
 
-// With kCpuJobsAheadAuto, what a worker whose jobs are short gets ahead:
-// the most that helps (testing/bench/compute_bench.cc measured 1, 2, 4 and
-// 8; 2 keeps the job thread busy while an answer and the next job cross).
-constexpr int kAutoJobsAhead = 2;
-// A job shorter than this costs about as much in its round trip to the
-// client as in running: sending the next ahead pays. A longer one gains
-// little from it and would hold the next job on a busy worker while
-// another may come free first.
-constexpr absl::Duration kShortCpuJob = absl::Milliseconds(2);
+// With kCpuJobsAheadAuto, a worker gets as many jobs ahead as make about
+// kAutoAheadWork of its jobs, at most kAutoMostAhead: jobs much shorter than
+// a round trip to the client then never wait for one (the deeper the
+// queue, the fewer wakeups per job on both sides: compute_bench measured
+// 2, 4 and 8 ahead, and 8 cost the least CPU per trivial job), while what
+// waits on a busy worker, when another may come free first, stays about
+// that much work. A job that ran kAutoAheadWork or longer gains little from
+// it and gets none.
+constexpr absl::Duration kAutoAheadWork = absl::Milliseconds(2);
+constexpr int kAutoMostAhead = 8;
+
+int AutoAhead(absl::Duration ran) {
+  if (ran >= kAutoAheadWork) return 0;
+  const int64_t n = kAutoAheadWork / std::max(ran, absl::Microseconds(1));
+  return static_cast<int>(std::clamp<int64_t>(n, 1, kAutoMostAhead));
+}
 
 // CPU jobs worker `w` takes: one, and those sent ahead (they wait in its
 // job loop's mailbox).
 int PerWorker(const State& s, const WorkerSlot& w) {
   if (s.options.cpu_jobs_ahead >= 0) return 1 + s.options.cpu_jobs_ahead;
-  return 1 + (w.short_jobs ? kAutoJobsAhead : 0);
+  return 1 + w.auto_ahead;
 }
 
 void Dispatch(State& s) {
@@ -471,7 +477,7 @@ Task<absl::Status> Adopt(std::shared_ptr<State> s, size_t w, std::string uri) {
   ++slot.generation;
   slot.lost = slot.restarting = slot.closing = slot.closed = false;
   slot.cpu_jobs = 0;
-  slot.short_jobs = false;
+  slot.auto_ahead = 0;
   slot.last_answer = absl::InfinitePast();
   slot.jobs.clear();
   SpawnOptions so;
@@ -699,7 +705,7 @@ Task<AttemptEnd> RunAttempt(std::shared_ptr<State> s, uint64_t id, const std::st
         const absl::Time now = absl::Now();
         const absl::Duration ran =
             run_us >= 0 ? absl::Microseconds(run_us) : now - std::max(sent_at, slot.last_answer);
-        slot.short_jobs = ran < kShortCpuJob;
+        slot.auto_ahead = AutoAhead(ran);
         slot.last_answer = now;
       }
     } else {

@@ -257,8 +257,9 @@ struct ComputationOptions {
   // worker's jobs) and, if the worker is lost, is re-run or reported
   // (job_rerun, job_lost) exactly like the one running there. 0: a CPU job
   // waits on the client until a worker is free. kCpuJobsAheadAuto (the
-  // default): 2 ahead to a worker whose last CPU job ran under 2 ms (as the
-  // worker measured it, compute/protocol.h), else 0, so
+  // default): to a worker whose last CPU job ran under 2 ms (as the worker
+  // measured it, compute/protocol.h), as many as make about 2 ms of such
+  // jobs, at most 8 (a trivial job: 8; one of 0.5 ms: 4), else none, so
   // short jobs do not wait for a round trip each and a long one never holds
   // the next job on a busy worker while another may come free first (a
   // worker's first job goes only to a free worker).

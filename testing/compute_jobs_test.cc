@@ -18,7 +18,7 @@
 // were in the killed worker's mailbox are re-run like the one it was
 // running (at most those 2 run again). cpu_jobs_ahead outside 0..8 (and
 // not kCpuJobsAheadAuto) is refused. And both with the default,
-// kCpuJobsAheadAuto (10,000 jobs; at most 1 + 2 run again after the kill),
+// kCpuJobsAheadAuto (10,000 jobs; at most 1 + 8 run again after the kill),
 // which sends no 20 ms job to a busy worker but does send trivial ones ahead.
 //
 // Every wait is bounded (kLong per job, which only a hang reaches). The test
@@ -67,9 +67,9 @@ struct Shape {
 constexpr Shape kPlain{"compute-jobs", 10'000, 0, "compute_jobs_10k_s"};
 constexpr Shape kAhead{"compute-ahead", 3'000, 1, "compute_jobs_ahead_3k_s"};
 // The default: jobs ahead while a worker's jobs are short (kCpuJobsAheadAuto,
-// at most 2 ahead).
+// at most 8 ahead).
 constexpr Shape kAuto{"compute-auto", 10'000, compute::kCpuJobsAheadAuto, "compute_jobs_auto_10k_s"};
-constexpr int kAutoMostAhead = 2;
+constexpr int kAutoMostAhead = 8;
 
 // The parent pid of `pid` (/proc), or -1.
 int ParentOf(int pid) {
