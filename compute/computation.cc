@@ -121,12 +121,20 @@ struct JobLink {
   TaskRef inbox;
   int64_t forwarded = 0;  // messages sent to `inbox` in this attempt
   int64_t consumed = 0;   // of those, taken by the job (its worker's credit)
-  // Set (and replaced) whenever the above or `done` change.
-  std::shared_ptr<Event> change = std::make_shared<Event>();
+  // Set (and dropped) whenever the above or `done` change; made by the first
+  // to wait (ChangeEvent), as most jobs have nobody waiting: an allocation
+  // fewer per job, and per change (issue 12: trivial jobs/s).
+  std::shared_ptr<Event> change;
   bool done = false;
   absl::StatusOr<Value> result = absl::UnknownError("not run");
 
-  void Changed() { std::exchange(change, std::make_shared<Event>())->Set(); }
+  std::shared_ptr<Event> ChangeEvent() {
+    if (change == nullptr) change = std::make_shared<Event>();
+    return change;
+  }
+  void Changed() {
+    if (change != nullptr) std::exchange(change, nullptr)->Set();
+  }
 };
 
 // A job waiting for a worker: Dispatch picks one (`assigned`) or gives up
@@ -165,9 +173,10 @@ struct Computation::State {
   // Tags each CPU job sent to a job loop, so its answer is matched to it.
   int64_t next_request = 0;
   uint64_t rerun = 0;
-  // Set (and replaced) whenever a job ends or a worker changes: what
-  // CloseWorker and Close wait on.
-  std::shared_ptr<Event> change = std::make_shared<Event>();
+  // Set (and dropped) whenever a job ends or a worker changes: what
+  // CloseWorker and Close wait on (WaitForChange makes it; NotifyChange,
+  // once per job, allocates nothing while nobody waits).
+  std::shared_ptr<Event> change;
   // The client task (computation.h): each start names it; nodes send it
   // their pulses and join it, and close the computation after their zombie
   // period once it ends (Close, ~Computation) or this process is lost.
@@ -247,12 +256,12 @@ void Emit(State& s, const char* type, KV&&... kv) {
 }
 
 void NotifyChange(State& s) {
-  std::shared_ptr<Event> old = std::exchange(s.change, std::make_shared<Event>());
-  old->Set();
+  if (s.change != nullptr) std::exchange(s.change, nullptr)->Set();
 }
 
 // Waits for the next change (a job ended, a worker changed). Suspends.
 Task<absl::Status> WaitForChange(std::shared_ptr<State> s) {
+  if (s->change == nullptr) s->change = std::make_shared<Event>();
   std::shared_ptr<Event> e = s->change;
   absl::Status st = co_await e->Wait();
   co_return st;
@@ -609,7 +618,10 @@ Task<absl::StatusOr<Value>> AwaitAnswer(int64_t request, size_t w, uint64_t gene
     co_return absl::UnavailableError(m->GetOr<std::string>("why", "the worker was lost"));
   }
   *run_us = m->GetOr<int64_t>(kJobRunTimeKey, -1);
-  if (const Value* v = m->Find("value"); v != nullptr) co_return *v;
+  // Moved out, not copied: a job's result may be large.
+  if (Value::MapType& fields = m->as_map(); fields.find("value") != fields.end()) {
+    co_return std::move(fields.find("value")->second);
+  }
   const int64_t code = m->GetOr<int64_t>("code", static_cast<int64_t>(absl::StatusCode::kUnknown));
   const bool known = code > 0 && code <= static_cast<int64_t>(absl::StatusCode::kUnauthenticated);
   co_return absl::Status(known ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kUnknown,
@@ -856,7 +868,7 @@ Task<absl::Status> ForwardToJob(std::shared_ptr<JobLink> link, Value m) {
     co_return absl::OkStatus();
   }
   while (!link->done && (!link->inbox.valid() || link->forwarded - link->consumed >= int64_t{kJobMailboxLimit})) {
-    std::shared_ptr<Event> e = link->change;
+    std::shared_ptr<Event> e = link->ChangeEvent();
     absl::Status waited = co_await e->Wait();
     if (!waited.ok()) co_return waited;
   }
@@ -893,7 +905,7 @@ Task<absl::StatusOr<Value>> JobHandle(std::shared_ptr<JobLink> link) {
     // the task at its next wait): the job's end is waited for, so its last
     // message reaches reply_to before this handle ends (computation.h).
     while (!link->done) {
-      std::shared_ptr<Event> e = link->change;
+      std::shared_ptr<Event> e = link->ChangeEvent();
       absl::Status waited = co_await e->Wait();
       if (!waited.ok() && !link->done) break;
     }
