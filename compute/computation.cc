@@ -84,9 +84,12 @@ struct WorkerSlot {
   bool closing = false;     // CloseWorker: takes no new job
   bool closed = false;
   int cpu_jobs = 0;
-  // With kCpuJobsAheadAuto: CPU jobs sent here ahead, from how long the
-  // last one answered ran (AutoAhead). None until one is answered.
+  // With kCpuJobsAheadAuto: CPU jobs of function `auto_fn` sent here ahead,
+  // from how long its last one answered here ran (AutoAhead); none of any
+  // other function (a long job after short ones of another is not sent to
+  // a busy worker). None until one is answered.
   int auto_ahead = 0;
+  std::string auto_fn;
   absl::Time last_answer = absl::InfinitePast();
   std::set<uint64_t> jobs;
   // The worker's job loop (compute/protocol.h): CPU jobs go to it as
@@ -143,6 +146,7 @@ struct Pending {
   uint64_t job = 0;
   bool async = false;
   std::string where;
+  std::string fn;  // what kCpuJobsAheadAuto decides by
   Event ready;
   int assigned = -1;
   absl::Status failure;
@@ -315,27 +319,42 @@ int AutoAhead(absl::Duration ran) {
   return static_cast<int>(std::clamp<int64_t>(n, 1, kAutoMostAhead));
 }
 
-// CPU jobs worker `w` takes: one, and those sent ahead (they wait in its
-// job loop's mailbox).
-int PerWorker(const State& s, const WorkerSlot& w) {
-  if (s.options.cpu_jobs_ahead >= 0) return 1 + s.options.cpu_jobs_ahead;
-  return 1 + w.auto_ahead;
+bool Explicit(const State& s) { return s.options.cpu_jobs_ahead >= 0; }
+
+// CPU jobs of function `fn` worker `w` takes: one, and those sent ahead
+// (they wait in its job loop's mailbox).
+int PerWorker(const State& s, const WorkerSlot& w, const std::string& fn) {
+  if (Explicit(s)) return 1 + s.options.cpu_jobs_ahead;
+  return 1 + (w.auto_fn == fn ? w.auto_ahead : 0);
 }
 
 void Dispatch(State& s) {
   // Some worker could take a job, now or later (with a shared scheduler a
   // share may yet come).
   bool could_any = s.shared && !s.closed;
-  int cpu_free = 0;  // CPU jobs the usable workers could take now
+  // CPU jobs the usable workers could take now (with kCpuJobsAheadAuto:
+  // idle workers only), and with kCpuJobsAheadAuto whether a busy one may
+  // take one of its function ahead. That is tried for the first CPU job for
+  // any worker that waits only, so that the walk stays O(1) more: jobs
+  // still start first come first served, and one that may not go ahead
+  // holds back those after it until a worker is free.
+  int cpu_free = 0;
+  bool ahead_room = false;
   for (const WorkerSlot& w : s.workers) {
     could_any = could_any || CouldServe(s, w);
-    cpu_free += Usable(s, w) ? std::max(0, PerWorker(s, w) - w.cpu_jobs) : 0;
+    if (!Usable(s, w)) continue;
+    if (Explicit(s)) {
+      cpu_free += std::max(0, 1 + s.options.cpu_jobs_ahead - w.cpu_jobs);
+    } else {
+      cpu_free += w.cpu_jobs == 0 ? 1 : 0;
+      ahead_room = ahead_room || (w.cpu_jobs > 0 && w.cpu_jobs < 1 + w.auto_ahead);
+    }
   }
   const bool waiting_is_all = !s.closed && could_any;  // a CPU job for anyone can only wait
   for (auto it = s.pending.begin(); it != s.pending.end();) {
-    if (waiting_is_all && cpu_free == 0 && s.pending_special == 0) break;
+    if (waiting_is_all && cpu_free == 0 && !ahead_room && s.pending_special == 0) break;
     Pending& p = **it;
-    if (waiting_is_all && cpu_free == 0 && !Special(p)) {
+    if (waiting_is_all && cpu_free == 0 && !ahead_room && !Special(p)) {
       ++it;
       continue;
     }
@@ -348,7 +367,7 @@ void Dispatch(State& s) {
         const WorkerSlot& w = s.workers[i];
         if (!Matches(s, w, p.where) || !CouldServe(s, w)) continue;
         could = true;
-        if (!Usable(s, w) || (!p.async && w.cpu_jobs >= PerWorker(s, w))) continue;
+        if (!Usable(s, w) || (!p.async && w.cpu_jobs >= PerWorker(s, w, p.fn))) continue;
         if (best < 0) {
           best = static_cast<int>(i);
           continue;
@@ -367,12 +386,13 @@ void Dispatch(State& s) {
       }
     }
     if (best < 0 && p.failure.ok()) {
+      if (!Special(p) && cpu_free == 0) ahead_room = false;  // it may not go ahead: none after it either
       ++it;
       continue;
     }
     p.assigned = best;
     if (best >= 0 && !p.async) {
-      --cpu_free;
+      if (Explicit(s) || s.workers[best].cpu_jobs == 0) --cpu_free;
       ++s.workers[best].cpu_jobs;
     }
     if (Special(p)) --s.pending_special;
@@ -487,6 +507,7 @@ Task<absl::Status> Adopt(std::shared_ptr<State> s, size_t w, std::string uri) {
   slot.lost = slot.restarting = slot.closing = slot.closed = false;
   slot.cpu_jobs = 0;
   slot.auto_ahead = 0;
+  slot.auto_fn.clear();
   slot.last_answer = absl::InfinitePast();
   slot.jobs.clear();
   SpawnOptions so;
@@ -718,6 +739,7 @@ Task<AttemptEnd> RunAttempt(std::shared_ptr<State> s, uint64_t id, const std::st
         const absl::Duration ran =
             run_us >= 0 ? absl::Microseconds(run_us) : now - std::max(sent_at, slot.last_answer);
         slot.auto_ahead = AutoAhead(ran);
+        if (slot.auto_fn != fn) slot.auto_fn = fn;
         slot.last_answer = now;
       }
     } else {
@@ -813,6 +835,7 @@ Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::s
     p->job = id;
     p->async = async;
     p->where = where;
+    if (!async && s->options.cpu_jobs_ahead < 0) p->fn = fn;
     s->pending.push_back(p);
     if (Special(*p)) ++s->pending_special;
     Dispatch(*s);

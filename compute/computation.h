@@ -257,12 +257,14 @@ struct ComputationOptions {
   // worker's jobs) and, if the worker is lost, is re-run or reported
   // (job_rerun, job_lost) exactly like the one running there. 0: a CPU job
   // waits on the client until a worker is free. kCpuJobsAheadAuto (the
-  // default): to a worker whose last CPU job ran under 2 ms (as the worker
-  // measured it, compute/protocol.h), as many as make about 2 ms of such
-  // jobs, at most 8 (a trivial job: 8; one of 0.5 ms: 4), else none, so
-  // short jobs do not wait for a round trip each and a long one never holds
-  // the next job on a busy worker while another may come free first (a
-  // worker's first job goes only to a free worker).
+  // default): jobs of the function whose job a worker answered last, if
+  // that one ran under 2 ms there (as the worker measured it,
+  // compute/protocol.h), as many as make about 2 ms of them, at most 8 (a
+  // trivial job: 8; one of 0.5 ms: 4); else none, nor of any other
+  // function. So short jobs do not wait for a round trip each, and a job of
+  // a function not yet seen short never waits on a busy worker while
+  // another may come free first. Only the first CPU job waiting goes ahead,
+  // so jobs still start first come first served.
   int cpu_jobs_ahead = kCpuJobsAheadAuto;
   // A lost worker is started again by its node (dispycos restart_servers).
   bool restart_workers = false;

@@ -279,10 +279,11 @@ Task<absl::Status> RunAndJoin(compute::Computation& c, std::string fn, std::stri
   co_return absl::OkStatus();
 }
 
-// The default (kCpuJobsAheadAuto) decides by how long a worker's jobs run:
-// jobs of 20 ms are never sent to a busy worker (each worker holds one at a
-// time, the next wait on the client for whichever comes free first), and
-// trivial ones, next, are (a worker holds more than one).
+// The default (kCpuJobsAheadAuto) decides by how long a worker's jobs of
+// that function run: jobs of 20 ms are never sent to a busy worker (each
+// worker holds one at a time, the next wait on the client for whichever
+// comes free first), trivial ones, next, are (a worker holds more than
+// one), and 20 ms ones after them are not.
 PICOS_CORO_TEST(ComputeJobsAuto, NoJobAheadOfALongOneButAheadOfShortOnes) {
   NodeProcessOptions no;
   no.dest = FreshDir("compute-auto-long");
@@ -310,6 +311,11 @@ PICOS_CORO_TEST(ComputeJobsAuto, NoJobAheadOfALongOneButAheadOfShortOnes) {
     EXPECT_OK(fast);
     EXPECT_GT(most, 1u) << "no trivial job was sent ahead";
     EXPECT_LE(most, static_cast<size_t>(1 + kAutoMostAhead));
+    // After those, jobs of another function are not sent ahead either.
+    most = 0;
+    absl::Status slow_again = co_await RunAndJoin(**c, "slow_tag", "20:", 6);
+    EXPECT_OK(slow_again);
+    EXPECT_EQ(most, 1u) << "a 20 ms job was sent to a busy worker after trivial jobs of another function";
     stop = true;
     absl::StatusOr<Value> sampled = co_await sampler.Join(kLong);
     EXPECT_OK(sampled.status());
