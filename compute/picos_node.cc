@@ -451,7 +451,6 @@ Task<absl::StatusOr<Value>> JobLoop() {
     if (!msg.ok()) co_return msg.status();  // terminated: the computation closes
     int64_t id = 0;
     TaskRef reply_to;
-    std::string fn;
     absl::Status read = MessageReader(*msg).Get("id", &id).Get("reply_to", &reply_to).status();
     if (!read.ok()) {
       PICOS_LOG_LIMITED(warn, "worker: malformed job message: {}", read.ToString());
