@@ -95,6 +95,13 @@ struct WorkerSlot {
   bool closing = false;     // CloseWorker: takes no new job
   bool closed = false;
   int cpu_jobs = 0;
+  // With kCpuJobsAheadAuto: CPU jobs of function `auto_fn` sent here ahead,
+  // from how long its last one answered here ran (AutoAhead); none of any
+  // other function (a long job after short ones of another is not sent to
+  // a busy worker). None until one is answered.
+  int auto_ahead = 0;
+  std::string auto_fn;
+  absl::Time last_answer = absl::InfinitePast();
   std::set<uint64_t> jobs;
   // The worker's job loop (compute/protocol.h): CPU jobs go to it as
   // messages, one round trip each (a service call costs two and a remote
@@ -137,12 +144,20 @@ struct JobLink {
   TaskRef inbox;
   int64_t forwarded = 0;  // messages sent to `inbox` in this attempt
   int64_t consumed = 0;   // of those, taken by the job (its worker's credit)
-  // Set (and replaced) whenever the above or `done` change.
-  std::shared_ptr<Event> change = std::make_shared<Event>();
+  // Set (and dropped) whenever the above or `done` change; made by the first
+  // to wait (ChangeEvent), as most jobs have nobody waiting: an allocation
+  // fewer per job, and per change (issue 12: trivial jobs/s).
+  std::shared_ptr<Event> change;
   bool done = false;
   absl::StatusOr<Value> result = absl::UnknownError("not run");
 
-  void Changed() { std::exchange(change, std::make_shared<Event>())->Set(); }
+  std::shared_ptr<Event> ChangeEvent() {
+    if (change == nullptr) change = std::make_shared<Event>();
+    return change;
+  }
+  void Changed() {
+    if (change != nullptr) std::exchange(change, nullptr)->Set();
+  }
   // RunOptions::files: shipped to the worker's node before each attempt.
   std::vector<std::string> files;
 };
@@ -153,6 +168,7 @@ struct Pending {
   uint64_t job = 0;
   bool async = false;
   std::string where;
+  std::string fn;  // what kCpuJobsAheadAuto decides by
   Event ready;
   int assigned = -1;
   absl::Status failure;
@@ -183,9 +199,10 @@ struct Computation::State {
   // Tags each CPU job sent to a job loop, so its answer is matched to it.
   int64_t next_request = 0;
   uint64_t rerun = 0;
-  // Set (and replaced) whenever a job ends or a worker changes: what
-  // CloseWorker and Close wait on.
-  std::shared_ptr<Event> change = std::make_shared<Event>();
+  // Set (and dropped) whenever a job ends or a worker changes: what
+  // CloseWorker and Close wait on (WaitForChange makes it; NotifyChange,
+  // once per job, allocates nothing while nobody waits).
+  std::shared_ptr<Event> change;
   // The client task (computation.h): each start names it; nodes send it
   // their pulses and join it, and close the computation after their zombie
   // period once it ends (Close, ~Computation) or this process is lost.
@@ -247,8 +264,10 @@ absl::StatusOr<std::string> Sha256Of(const std::string& path) {
 
 // Sends the event `type` with `fields` to the status task and the
 // metrics, if any.
+bool Emitting(const State& s) { return s.options.status_task.valid() || s.options.metrics != nullptr; }
+
 void EmitMap(State& s, const char* type, Value::MapType fields) {
-  if (!s.options.status_task.valid() && s.options.metrics == nullptr) return;
+  if (!Emitting(s)) return;
   fields["type"] = Value(type);
   fields["computation"] = Value(s.id);
   Value event(std::move(fields));
@@ -278,12 +297,12 @@ void Emit(State& s, const char* type, KV&&... kv) {
 }
 
 void NotifyChange(State& s) {
-  std::shared_ptr<Event> old = std::exchange(s.change, std::make_shared<Event>());
-  old->Set();
+  if (s.change != nullptr) std::exchange(s.change, nullptr)->Set();
 }
 
 // Waits for the next change (a job ended, a worker changed). Suspends.
 Task<absl::Status> WaitForChange(std::shared_ptr<State> s) {
+  if (s->change == nullptr) s->change = std::make_shared<Event>();
   std::shared_ptr<Event> e = s->change;
   absl::Status st = co_await e->Wait();
   co_return st;
@@ -320,23 +339,59 @@ bool Usable(const State& s, const WorkerSlot& w) {
 // walk ends once only such jobs can remain.
 bool Special(const Pending& p) { return p.async || !p.where.empty(); }
 
+// With kCpuJobsAheadAuto, a worker gets as many jobs ahead as make about
+// kAutoAheadWork of its jobs, at most kAutoMostAhead: jobs much shorter than
+// a round trip to the client then never wait for one (the deeper the
+// queue, the fewer wakeups per job on both sides: compute_bench measured
+// 2, 4 and 8 ahead, and 8 cost the least CPU per trivial job), while what
+// waits on a busy worker, when another may come free first, stays about
+// that much work. A job that ran kAutoAheadWork or longer gains little from
+// it and gets none.
+constexpr absl::Duration kAutoAheadWork = absl::Milliseconds(2);
+constexpr int kAutoMostAhead = 8;
+
+int AutoAhead(absl::Duration ran) {
+  if (ran >= kAutoAheadWork) return 0;
+  const int64_t n = kAutoAheadWork / std::max(ran, absl::Microseconds(1));
+  return static_cast<int>(std::clamp<int64_t>(n, 1, kAutoMostAhead));
+}
+
+bool Explicit(const State& s) { return s.options.cpu_jobs_ahead >= 0; }
+
+// CPU jobs of function `fn` worker `w` takes: one, and those sent ahead
+// (they wait in its job loop's mailbox).
+int PerWorker(const State& s, const WorkerSlot& w, const std::string& fn) {
+  if (Explicit(s)) return 1 + s.options.cpu_jobs_ahead;
+  return 1 + (w.auto_fn == fn ? w.auto_ahead : 0);
+}
+
 void Dispatch(State& s) {
   // Some worker could take a job, now or later (with a shared scheduler a
   // share may yet come).
   bool could_any = (s.shared || s.discovering) && !s.closed;
-  // A worker takes one CPU job and cpu_jobs_ahead more (they wait in its
-  // job loop's mailbox).
-  const int per_worker = 1 + s.options.cpu_jobs_ahead;
-  int cpu_free = 0;  // CPU jobs the usable workers could take now
+  // CPU jobs the usable workers could take now (with kCpuJobsAheadAuto:
+  // idle workers only), and with kCpuJobsAheadAuto whether a busy one may
+  // take one of its function ahead. That is tried for the first CPU job for
+  // any worker that waits only, so that the walk stays O(1) more: jobs
+  // still start first come first served, and one that may not go ahead
+  // holds back those after it until a worker is free.
+  int cpu_free = 0;
+  bool ahead_room = false;
   for (const WorkerSlot& w : s.workers) {
     could_any = could_any || CouldServe(s, w);
-    cpu_free += Usable(s, w) ? std::max(0, per_worker - w.cpu_jobs) : 0;
+    if (!Usable(s, w)) continue;
+    if (Explicit(s)) {
+      cpu_free += std::max(0, 1 + s.options.cpu_jobs_ahead - w.cpu_jobs);
+    } else {
+      cpu_free += w.cpu_jobs == 0 ? 1 : 0;
+      ahead_room = ahead_room || (w.cpu_jobs > 0 && w.cpu_jobs < 1 + w.auto_ahead);
+    }
   }
   const bool waiting_is_all = !s.closed && could_any;  // a CPU job for anyone can only wait
   for (auto it = s.pending.begin(); it != s.pending.end();) {
-    if (waiting_is_all && cpu_free == 0 && s.pending_special == 0) break;
+    if (waiting_is_all && cpu_free == 0 && !ahead_room && s.pending_special == 0) break;
     Pending& p = **it;
-    if (waiting_is_all && cpu_free == 0 && !Special(p)) {
+    if (waiting_is_all && cpu_free == 0 && !ahead_room && !Special(p)) {
       ++it;
       continue;
     }
@@ -349,7 +404,7 @@ void Dispatch(State& s) {
         const WorkerSlot& w = s.workers[i];
         if (!Matches(s, w, p.where) || !CouldServe(s, w)) continue;
         could = true;
-        if (!Usable(s, w) || (!p.async && w.cpu_jobs >= per_worker)) continue;
+        if (!Usable(s, w) || (!p.async && w.cpu_jobs >= PerWorker(s, w, p.fn))) continue;
         if (best < 0) {
           best = static_cast<int>(i);
           continue;
@@ -368,12 +423,13 @@ void Dispatch(State& s) {
       }
     }
     if (best < 0 && p.failure.ok()) {
+      if (!Special(p) && cpu_free == 0) ahead_room = false;  // it may not go ahead: none after it either
       ++it;
       continue;
     }
     p.assigned = best;
     if (best >= 0 && !p.async) {
-      --cpu_free;
+      if (Explicit(s) || s.workers[best].cpu_jobs == 0) --cpu_free;
       ++s.workers[best].cpu_jobs;
     }
     if (Special(p)) --s.pending_special;
@@ -492,6 +548,9 @@ Task<absl::Status> Adopt(std::shared_ptr<State> s, size_t w, std::string uri) {
   slot.lost = slot.restarting = slot.closing = slot.closed = false;
   slot.node_set_up = slot.set_up = slot.setting_up = false;  // a fresh process: SetUpWorker
   slot.cpu_jobs = 0;
+  slot.auto_ahead = 0;
+  slot.auto_fn.clear();
+  slot.last_answer = absl::InfinitePast();
   slot.jobs.clear();
   SpawnOptions so;
   so.daemon = true;
@@ -595,10 +654,11 @@ void ApplyControl(JobLink& link, uint64_t job, const Value& msg) {
 // input), or kUnavailable with *lost set when MarkWorkerLost says the worker
 // is gone first; *terminated when this task is terminated meanwhile.
 // The job's control messages (ApplyControl) come here too, and are applied
-// to `link` meanwhile.
+// to `link` meanwhile. *run_us: how long the worker says the job ran
+// (kJobRunTimeKey), -1 if it does not say.
 Task<absl::StatusOr<Value>> AwaitAnswer(int64_t request, size_t w, uint64_t generation, bool* lost,
-                                        bool* terminated, std::shared_ptr<JobLink> link, uint64_t job,
-                                        absl::Duration timeout = absl::InfiniteDuration()) {
+                                        bool* terminated, int64_t* run_us, std::shared_ptr<JobLink> link,
+                                        uint64_t job, absl::Duration timeout = absl::InfiniteDuration()) {
   absl::StatusOr<Value> m = absl::UnknownError("no answer");
   for (;;) {
     auto mine = [request, w, generation](const Value& v) {
@@ -621,7 +681,11 @@ Task<absl::StatusOr<Value>> AwaitAnswer(int64_t request, size_t w, uint64_t gene
     *lost = true;
     co_return absl::UnavailableError(m->GetOr<std::string>("why", "the worker was lost"));
   }
-  if (const Value* v = m->Find("value"); v != nullptr) co_return *v;
+  *run_us = m->GetOr<int64_t>(kJobRunTimeKey, -1);
+  // Moved out, not copied: a job's result may be large.
+  if (Value::MapType& fields = m->as_map(); fields.find("value") != fields.end()) {
+    co_return std::move(fields.find("value")->second);
+  }
   const int64_t code = m->GetOr<int64_t>("code", static_cast<int64_t>(absl::StatusCode::kUnknown));
   const bool known = code > 0 && code <= static_cast<int64_t>(absl::StatusCode::kUnauthenticated);
   co_return absl::Status(known ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kUnknown,
@@ -632,11 +696,187 @@ Task<> JobControl(std::shared_ptr<State> s);
 void AddFileFields(const State& s, Value::MapType& m);
 Task<absl::Status> ShipJobFiles(std::shared_ptr<State> s, size_t w, uint64_t job, std::shared_ptr<JobLink> link);
 
-Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id, std::string fn, std::string arg,
-                                           bool async, std::string where, TaskRef reply_to,
-                                           std::shared_ptr<JobLink> link) {
+// What an attempt gives: the job's end, or nothing when it runs again.
+using AttemptEnd = std::optional<absl::StatusOr<Value>>;
+AttemptEnd Final(absl::StatusOr<Value> r) { return AttemptEnd(std::move(r)); }
+
+// One attempt of job `id` on worker `w`, Dispatch's choice: sends it,
+// awaits its end, and says whether it ends the job (with its status
+// events) or the job runs again (its worker lost; *retries counts those
+// that cost a retry). A coroutine of its own so that the big frame of a
+// job's run exists only while it runs: 20,000 jobs spawned at once wait in
+// RunJob's small one (issue 12: 3.6 KB a waiting job made the
+// client's heap growth a tenth of its time). `fn`, `arg` and `reply_to`
+// are the caller's, which awaits this.
+Task<AttemptEnd> RunAttempt(std::shared_ptr<State> s, uint64_t id, const std::string& fn, const std::string& arg,
+                            bool async, const TaskRef& reply_to, std::shared_ptr<JobLink> link, size_t w,
+                            int* retries) {
+  const uint64_t generation = s->workers[w].generation;
+  remote::Service service = s->workers[w].service;
+  const TaskRef loop = s->workers[w].loop;
+  s->workers[w].jobs.insert(id);
+  JobEntry& job = s->jobs[id];
+  job.state = JobState::kRunning;
+  job.worker = s->workers[w].uri;
+  job.started = absl::Now();
+  if (Emitting(*s)) {  // not built for nobody: this is every job's path
+    Value::MapType started_fields = JobFields(job, id);
+    started_fields["async"] = Value(async);
+    // A preview for dashboards (dashboard/model.h): the job's argument may be large.
+    started_fields["arg"] = Value::Bytes(arg.substr(0, kArgPreviewBytes));
+    EmitMap(*s, "job_started", std::move(started_fields));
+  }
+  absl::StatusOr<Value> result = absl::UnknownError("not run");
+  bool started = false;     // it reached the worker: running it again costs a retry
+  bool lost = false;        // the worker was lost first
+  bool terminated = false;  // this task was terminated
+  TaskRef remote_task;      // an I/O job's task on the worker
+  int64_t request = 0;      // a CPU job's tag
+  // Job messaging (compute/protocol.h): who the job's Send reaches, where
+  // its worker says it started and how many messages it took.
+  Value::MapType m;
+  m["job"] = Value(id);
+  m["attempt"] = Value(link->attempt);
+  if (reply_to.valid()) m["to"] = Value(reply_to);
+  m["fn"] = Value(fn);
+  m["arg"] = Value::Bytes(arg);
+  AddFileFields(*s, m);
+  // The job's own files first (RunOptions::files): not shipped is its error.
+  absl::Status shipped;
+  if (!link->files.empty()) shipped = co_await ShipJobFiles(s, w, id, link);
+  if (!shipped.ok()) {
+    result = shipped;
+  } else if (async) {
+    // Any number at once beside the CPU job: a remote task each.
+    m["async"] = Value(true);
+    m["owner"] = Value(Self());
+    // This task waits in Join: the computation's control task takes the
+    // job's control messages (a CPU job's come to this task, reply_to).
+    if (!s->jobctl.valid()) {
+      s->jobctl =
+          ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.jobctl", .daemon = true}, JobControl, s);
+    }
+    m["ctl"] = Value(s->jobctl);
+    Value request = Value(std::move(m));
+    absl::StatusOr<TaskRef> t = co_await service.Run(std::move(request), s->options.timeout);
+    if (t.ok()) {
+      started = true;
+      remote_task = *t;
+      result = co_await t->Join();
+    } else {
+      result = t.status();
+    }
+    const absl::StatusCode c = result.ok() ? absl::StatusCode::kOk : result.status().code();
+    terminated = c == absl::StatusCode::kCancelled;
+    lost = c == absl::StatusCode::kUnavailable;
+  } else {
+    // A message to the worker's job loop, its answer a message back.
+    request = ++s->next_request;
+    m["id"] = Value(request);
+    m["reply_to"] = Value(Self());
+    const absl::Time sent_at = absl::Now();
+    absl::Status sent = loop.Send(Value(std::move(m)));
+    if (sent.ok()) {
+      started = true;
+      int64_t run_us = -1;
+      result = co_await AwaitAnswer(request, w, generation, &lost, &terminated, &run_us, link, id);
+      WorkerSlot& slot = s->workers[w];
+      if (!lost && !terminated && slot.generation == generation) {
+        // How long it ran: as the worker says, else (a worker that does
+        // not) about, from when it could start it (sent, or the answer
+        // before, whichever is later) to its answer, a round trip more.
+        // Decides whether jobs go to this worker ahead.
+        const absl::Time now = absl::Now();
+        const absl::Duration ran =
+            run_us >= 0 ? absl::Microseconds(run_us) : now - std::max(sent_at, slot.last_answer);
+        slot.auto_ahead = AutoAhead(ran);
+        if (slot.auto_fn != fn) slot.auto_fn = fn;
+        slot.last_answer = now;
+      }
+    } else {
+      result = sent;
+      // Backpressure is the job's error; anything else: the loop is gone.
+      lost = sent.code() != absl::StatusCode::kResourceExhausted;
+    }
+  }
+  if (terminated && link->inbox.valid() && !lost) {
+    // Terminated (Close or CloseWorker with terminate, or the caller,
+    // through the job's handle): a job with a context is cancelled (its
+    // Receive gives kCancelled) and waited for, up to the timeout, before
+    // it leaves its worker's jobs, so a last message it sends goes out
+    // before Close or CloseWorker may end its worker (compute/export.h).
+    absl::Status told = link->inbox.Send(Value::Map({{std::string(kJobCancelKey), true}}));
+    if (told.ok() && remote_task.valid()) {
+      (void)co_await remote_task.Join(s->options.timeout);
+    } else if (told.ok() && request != 0) {
+      bool lost_again = false, terminated_again = false;
+      int64_t run_us = -1;
+      (void)co_await AwaitAnswer(request, w, generation, &lost_again, &terminated_again, &run_us, link, id,
+                                 s->options.timeout);
+    }
+  }
+  WorkerSlot& slot = s->workers[w];
+  if (slot.generation == generation) {
+    slot.jobs.erase(id);
+    if (!async) --slot.cpu_jobs;
+  }
+  NotifyChange(*s);
+  Dispatch(*s);
+  const absl::StatusCode code = result.ok() ? absl::StatusCode::kOk : result.status().code();
+  if (terminated) {
+    // A bytes-only function cannot be stopped: it runs to its end and its
+    // result is dropped (an I/O job's remote task is ended; a CPU job's
+    // answer finds this task gone). A job with a context whose start was
+    // not yet heard of is cancelled by its worker when this task ends.
+    if (remote_task.valid()) (void)remote_task.Terminate();
+    EmitMap(*s, "job_terminated", JobFields(s->jobs[id], id));
+    s->jobs.erase(id);
+    NotifyChange(*s);  // Close may wait for it (and waited above)
+    co_return Final(std::move(result));
+  }
+  if (!lost) {
+    if (Emitting(*s)) {
+      Value::MapType f = JobFields(s->jobs[id], id);
+      f["code"] = Value(static_cast<int64_t>(code));
+      f["message"] = Value(result.ok() ? std::string() : std::string(result.status().message()));
+      EmitMap(*s, "job_finished", std::move(f));
+    }
+    s->jobs.erase(id);
+    co_return Final(std::move(result));
+  }
+  // The worker is lost (its peer connection broke).
+  MarkWorkerLost(s, w, generation, std::string(result.status().message()));
+  // A job refused before it started (the worker was already gone) did not
+  // run: it costs no retry.
+  if (started) {
+    if (s->closed || *retries >= s->options.max_retries) {
+      Value::MapType f = JobFields(s->jobs[id], id);
+      f["message"] = Value(std::string(result.status().message()));
+      EmitMap(*s, "job_lost", std::move(f));
+      s->jobs.erase(id);
+      co_return Final(absl::UnavailableError(absl::StrCat("worker_lost: ", result.status().message())));
+    }
+    ++*retries;
+    ++s->rerun;
+    Value::MapType f = JobFields(s->jobs[id], id);
+    f["retry"] = Value(int64_t{*retries});
+    EmitMap(*s, "job_rerun", std::move(f));
+  }
+  JobEntry& again = s->jobs[id];
+  again.state = JobState::kWaiting;
+  again.worker.clear();
+  again.started = absl::InfinitePast();
+  co_return std::nullopt;
+}
+
+// A job's driver: runs it, an attempt at a time (RunAttempt) until one ends
+// it, then hands its result to the job's handle, which ends with it. One
+// frame, small, while the job waits for a worker (see RunAttempt).
+Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::string fn, std::string arg,
+                                   bool async, std::string where, TaskRef reply_to, std::shared_ptr<JobLink> link) {
   int retries = 0;
-  for (;;) {
+  AttemptEnd end;
+  while (!end.has_value()) {
     // A new attempt: messages go to the inbox its worker will name (the
     // handle, finding none, waits: nothing to wake).
     ++link->attempt;
@@ -646,6 +886,7 @@ Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id
     p->job = id;
     p->async = async;
     p->where = where;
+    if (!async && s->options.cpu_jobs_ahead < 0) p->fn = fn;
     s->pending.push_back(p);
     if (Special(*p)) ++s->pending_special;
     Dispatch(*s);
@@ -657,165 +898,23 @@ Task<absl::StatusOr<Value>> RunJobAttempts(std::shared_ptr<State> s, uint64_t id
       s->jobs.erase(id);
       Dispatch(*s);
       NotifyChange(*s);
-      co_return waited;
+      end = Final(std::move(waited));
+      break;
     }
     if (p->assigned < 0) {
       if (s->options.metrics != nullptr) s->options.metrics->JobDropped(s->id, id);
       s->jobs.erase(id);
-      co_return p->failure;
+      end = Final(p->failure);
+      break;
     }
-    const size_t w = static_cast<size_t>(p->assigned);
-    const uint64_t generation = s->workers[w].generation;
-    const std::string worker = s->workers[w].uri;
-    remote::Service service = s->workers[w].service;
-    const TaskRef loop = s->workers[w].loop;
-    s->workers[w].jobs.insert(id);
-    JobEntry& job = s->jobs[id];
-    job.state = JobState::kRunning;
-    job.worker = worker;
-    job.started = absl::Now();
-    Value::MapType started_fields = JobFields(job, id);
-    started_fields["async"] = Value(async);
-    // A preview for dashboards (dashboard/model.h): the job's argument may be large.
-    started_fields["arg"] = Value::Bytes(arg.substr(0, kArgPreviewBytes));
-    EmitMap(*s, "job_started", std::move(started_fields));
-    absl::StatusOr<Value> result = absl::UnknownError("not run");
-    bool started = false;     // it reached the worker: running it again costs a retry
-    bool lost = false;        // the worker was lost first
-    bool terminated = false;  // this task was terminated
-    TaskRef remote_task;      // an I/O job's task on the worker
-    int64_t request = 0;      // a CPU job's tag
-    // Job messaging (compute/protocol.h): who the job's Send reaches, where
-    // its worker says it started and how many messages it took.
-    Value::MapType m;
-    m["job"] = Value(id);
-    m["attempt"] = Value(link->attempt);
-    if (reply_to.valid()) m["to"] = Value(reply_to);
-    m["fn"] = Value(fn);
-    m["arg"] = Value::Bytes(arg);
-    AddFileFields(*s, m);
-    // The job's own files first (RunOptions::files): not shipped is its error.
-    absl::Status shipped;
-    if (!link->files.empty()) shipped = co_await ShipJobFiles(s, w, id, link);
-    if (!shipped.ok()) {
-      result = shipped;
-    } else if (async) {
-      // Any number at once beside the CPU job: a remote task each.
-      m["async"] = Value(true);
-      m["owner"] = Value(Self());
-      // This task waits in Join: the computation's control task takes the
-      // job's control messages (a CPU job's come to this task, reply_to).
-      if (!s->jobctl.valid()) {
-        s->jobctl =
-            ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.jobctl", .daemon = true}, JobControl, s);
-      }
-      m["ctl"] = Value(s->jobctl);
-      Value request = Value(std::move(m));
-      absl::StatusOr<TaskRef> t = co_await service.Run(std::move(request), s->options.timeout);
-      if (t.ok()) {
-        started = true;
-        remote_task = *t;
-        result = co_await t->Join();
-      } else {
-        result = t.status();
-      }
-      const absl::StatusCode c = result.ok() ? absl::StatusCode::kOk : result.status().code();
-      terminated = c == absl::StatusCode::kCancelled;
-      lost = c == absl::StatusCode::kUnavailable;
-    } else {
-      // A message to the worker's job loop, its answer a message back.
-      request = ++s->next_request;
-      m["id"] = Value(request);
-      m["reply_to"] = Value(Self());
-      absl::Status sent = loop.Send(Value(std::move(m)));
-      if (sent.ok()) {
-        started = true;
-        result = co_await AwaitAnswer(request, w, generation, &lost, &terminated, link, id);
-      } else {
-        result = sent;
-        // Backpressure is the job's error; anything else: the loop is gone.
-        lost = sent.code() != absl::StatusCode::kResourceExhausted;
-      }
-    }
-    if (terminated && link->inbox.valid() && !lost) {
-      // Terminated (Close or CloseWorker with terminate, or the caller,
-      // through the job's handle): a job with a context is cancelled (its
-      // Receive gives kCancelled) and waited for, up to the timeout, before
-      // it leaves its worker's jobs, so a last message it sends goes out
-      // before Close or CloseWorker may end its worker (compute/export.h).
-      absl::Status told = link->inbox.Send(Value::Map({{std::string(kJobCancelKey), true}}));
-      if (told.ok() && remote_task.valid()) {
-        (void)co_await remote_task.Join(s->options.timeout);
-      } else if (told.ok() && request != 0) {
-        bool lost_again = false, terminated_again = false;
-        (void)co_await AwaitAnswer(request, w, generation, &lost_again, &terminated_again, link, id,
-                                   s->options.timeout);
-      }
-    }
-    WorkerSlot& slot = s->workers[w];
-    if (slot.generation == generation) {
-      slot.jobs.erase(id);
-      if (!async) --slot.cpu_jobs;
-    }
-    NotifyChange(*s);
-    Dispatch(*s);
-    const absl::StatusCode code = result.ok() ? absl::StatusCode::kOk : result.status().code();
-    if (terminated) {
-      // A bytes-only function cannot be stopped: it runs to its end and its
-      // result is dropped (an I/O job's remote task is ended; a CPU job's
-      // answer finds this task gone). A job with a context whose start was
-      // not yet heard of is cancelled by its worker when this task ends.
-      if (remote_task.valid()) (void)remote_task.Terminate();
-      EmitMap(*s, "job_terminated", JobFields(s->jobs[id], id));
-      s->jobs.erase(id);
-      NotifyChange(*s);  // Close may wait for it (and waited above)
-      co_return result;
-    }
-    if (!lost) {
-      Value::MapType f = JobFields(s->jobs[id], id);
-      f["code"] = Value(static_cast<int64_t>(code));
-      f["message"] = Value(result.ok() ? std::string() : std::string(result.status().message()));
-      EmitMap(*s, "job_finished", std::move(f));
-      s->jobs.erase(id);
-      co_return result;
-    }
-    // The worker is lost (its peer connection broke).
-    MarkWorkerLost(s, w, generation, std::string(result.status().message()));
-    // A job refused before it started (the worker was already gone) did not
-    // run: it costs no retry.
-    if (started) {
-      if (s->closed || retries >= s->options.max_retries) {
-        Value::MapType f = JobFields(s->jobs[id], id);
-        f["message"] = Value(std::string(result.status().message()));
-        EmitMap(*s, "job_lost", std::move(f));
-        s->jobs.erase(id);
-        co_return absl::UnavailableError(absl::StrCat("worker_lost: ", result.status().message()));
-      }
-      ++retries;
-      ++s->rerun;
-      Value::MapType f = JobFields(s->jobs[id], id);
-      f["retry"] = Value(int64_t{retries});
-      EmitMap(*s, "job_rerun", std::move(f));
-    }
-    JobEntry& again = s->jobs[id];
-    again.state = JobState::kWaiting;
-    again.worker.clear();
-    again.started = absl::InfinitePast();
+    end = co_await RunAttempt(s, id, fn, arg, async, reply_to, link, static_cast<size_t>(p->assigned), &retries);
   }
-}
-
-// A job's driver: runs it (RunJobAttempts), then hands its result to the
-// job's handle, which ends with it.
-Task<absl::StatusOr<Value>> RunJob(std::shared_ptr<State> s, uint64_t id, std::string fn, std::string arg,
-                                   bool async, std::string where, TaskRef reply_to, std::shared_ptr<JobLink> link) {
-  absl::StatusOr<Value> r =
-      co_await RunJobAttempts(s, id, std::move(fn), std::move(arg), async, std::move(where), std::move(reply_to), link);
   link->done = true;
-  link->result = r;
+  link->result = *std::move(end);
   link->Changed();
   (void)link->handle.Throw(absl::AbortedError("picos.compute: the job ended"));
   s->links.erase(id);
-  co_return r;
+  co_return link->result;
 }
 
 // What Close and CloseWorker with terminate throw into a job's handle.
@@ -843,7 +942,7 @@ Task<absl::Status> ForwardToJob(std::shared_ptr<JobLink> link, Value m) {
     co_return absl::OkStatus();
   }
   while (!link->done && (!link->inbox.valid() || link->forwarded - link->consumed >= int64_t{kJobMailboxLimit})) {
-    std::shared_ptr<Event> e = link->change;
+    std::shared_ptr<Event> e = link->ChangeEvent();
     absl::Status waited = co_await e->Wait();
     if (!waited.ok()) co_return waited;
   }
@@ -880,7 +979,7 @@ Task<absl::StatusOr<Value>> JobHandle(std::shared_ptr<JobLink> link) {
     // the task at its next wait): the job's end is waited for, so its last
     // message reaches reply_to before this handle ends (computation.h).
     while (!link->done) {
-      std::shared_ptr<Event> e = link->change;
+      std::shared_ptr<Event> e = link->ChangeEvent();
       absl::Status waited = co_await e->Wait();
       if (!waited.ok() && !link->done) break;
     }
@@ -1749,8 +1848,8 @@ absl::StatusOr<std::unique_ptr<Computation>> Computation::Create(ComputationOpti
   if (options.library.empty()) return absl::InvalidArgumentError("no computation library");
   if (options.max_retries < 0) return absl::InvalidArgumentError("max_retries must not be negative");
   if (options.timeout <= absl::ZeroDuration()) return absl::InvalidArgumentError("timeout must be positive");
-  if (options.cpu_jobs_ahead < 0 || options.cpu_jobs_ahead > 8) {
-    return absl::InvalidArgumentError("cpu_jobs_ahead must be 0..8");
+  if (options.cpu_jobs_ahead < kCpuJobsAheadAuto || options.cpu_jobs_ahead > 8) {
+    return absl::InvalidArgumentError("cpu_jobs_ahead must be 0..8, or kCpuJobsAheadAuto");
   }
   if (options.pulse_interval < absl::ZeroDuration() || options.pulse_interval > absl::Hours(24)) {
     return absl::InvalidArgumentError("pulse_interval must be 0 (the node's) up to 24h");

@@ -65,8 +65,9 @@
 // Jobs. Run (a CPU job) gives at once the handle of a local task that waits
 // for a worker with no CPU job (one CPU job per worker at a time, the
 // least loaded first, waiting jobs served first come first served; with
-// ComputationOptions::cpu_jobs_ahead a busy worker's job loop may also hold
-// the next ones, still run one at a time), runs
+// ComputationOptions::cpu_jobs_ahead, by default when its jobs are short, a
+// busy worker's job loop may also hold the next ones, still run one at a
+// time), runs
 // the job there and ends with its result: Join gives the function's bytes,
 // kAborted with its message when it fails, kNotFound ("no function 'x'
 // ...") for a function the library does not register. RunAt does the same
@@ -318,6 +319,9 @@ struct AllocationRule {
 // file). Called from the computation's scheduler thread; must not block.
 using AllocationFunction = std::function<int(const std::string& node_uri, const HostFacts& facts)>;
 
+// ComputationOptions::cpu_jobs_ahead: chosen per worker by its jobs' length.
+inline constexpr int kCpuJobsAheadAuto = -1;
+
 struct ComputationOptions {
   // The computation library (lib<name>.so of picos_computation).
   std::string library;
@@ -347,8 +351,16 @@ struct ComputationOptions {
   // a job counts as running (job_started, JobState::kRunning, on its
   // worker's jobs) and, if the worker is lost, is re-run or reported
   // (job_rerun, job_lost) exactly like the one running there. 0: a CPU job
-  // waits on the client until a worker is free.
-  int cpu_jobs_ahead = 0;
+  // waits on the client until a worker is free. kCpuJobsAheadAuto (the
+  // default): jobs of the function whose job a worker answered last, if
+  // that one ran under 2 ms there (as the worker measured it,
+  // compute/protocol.h), as many as make about 2 ms of them, at most 8 (a
+  // trivial job: 8; one of 0.5 ms: 4); else none, nor of any other
+  // function. So short jobs do not wait for a round trip each, and a job of
+  // a function not yet seen short never waits on a busy worker while
+  // another may come free first. Only the first CPU job waiting goes ahead,
+  // so jobs still start first come first served.
+  int cpu_jobs_ahead = kCpuJobsAheadAuto;
   // A lost worker is started again by its node (dispycos restart_servers).
   bool restart_workers = false;
   // A shared picos-scheduler's URI ("tcp://10.0.0.1:9705"): Schedule asks it

@@ -82,6 +82,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -93,6 +94,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -113,6 +115,7 @@
 #include "core/kernel/monitor.h"
 #include "core/kernel/scheduler.h"
 #include "core/kernel/status.h"
+#include "core/kernel/sync.h"
 #include "core/kernel/task.h"
 #include "core/remote/files.h"
 #include "core/remote/node.h"
@@ -629,7 +632,17 @@ void ForgetName(JobNames& n) {
   n.name.clear();
 }
 
-Task<absl::StatusOr<Value>> RunJob(Value arg) {
+// How long a job ran on its thread, in microseconds; -1 until it ends.
+// Shared with the job's closure, which may outlive a terminated task.
+using RunTime = std::shared_ptr<std::atomic<int64_t>>;
+
+// Microseconds since `t0`.
+int64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Runs a job ({"fn", "arg", ...}); with `run_us`, sets how long the function ran.
+Task<absl::StatusOr<Value>> RunJob(Value arg, RunTime run_us = nullptr) {
   std::string fn, bytes;
   bool async = false;
   uint64_t job_id = 0;
@@ -657,9 +670,11 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
   ThreadPool* pool = async ? g_io_threads : g_job_thread;
   if (it->second.fn != nullptr) {
     PicosComputeFn call = it->second.fn;
-    auto job = [call, fn, bytes = std::move(bytes)]() -> absl::StatusOr<std::string> {
+    auto job = [call, fn, run_us, bytes = std::move(bytes)]() -> absl::StatusOr<std::string> {
       std::string out;
+      const auto t0 = std::chrono::steady_clock::now();
       const int rc = call(bytes.data(), bytes.size(), &out, &AppendTo);
+      if (run_us != nullptr) run_us->store(MicrosSince(t0));
       if (rc != 0) return absl::AbortedError(absl::StrCat(fn, ": ", out));
       return out;
     };
@@ -687,11 +702,13 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
     if (!told.ok()) PICOS_LOG_LIMITED(warn, "worker: job {} cannot tell its client it started: {}", job_id, told.ToString());
   }
   PicosComputeJobFn job_fn = it->second.job_fn;
-  auto job = [job_fn, fn, call, bytes = std::move(bytes)]() -> absl::StatusOr<std::string> {
+  auto job = [job_fn, fn, call, run_us, bytes = std::move(bytes)]() -> absl::StatusOr<std::string> {
     PicosComputeJobOps ops{call.get(),      bytes.data(),  bytes.size(),     call->job,   &JobSend,
                            &JobReceive,     &JobCancelled, &JobAppendResult, &JobRegister, &JobLocate,
                            &JobSendTo,      &JobReceiveFrom, g_dir->data(),  g_dir->size(), &JobSendFile};
+    const auto t0 = std::chrono::steady_clock::now();
     const int rc = job_fn(&ops);
+    if (run_us != nullptr) run_us->store(MicrosSince(t0));
     if (rc != 0) return absl::AbortedError(absl::StrCat(fn, ": ", call->out));
     return std::move(call->out);
   };
@@ -706,12 +723,55 @@ Task<absl::StatusOr<Value>> RunJob(Value arg) {
   co_return Value::Bytes(*std::move(out));
 }
 
+// The answer of the job loop to job `id`: its result, or its error, and
+// how long it ran (`run_us`, if it did).
+void Answer(int64_t id, const TaskRef& reply_to, absl::StatusOr<Value> r, int64_t run_us = -1) {
+  Value reply = r.ok() ? Value::Map({{std::string(kJobReplyKey), id}, {"value", *std::move(r)}})
+                       : Value::Map({{std::string(kJobReplyKey), id},
+                                     {"code", static_cast<int64_t>(r.status().code())},
+                                     {"message", std::string(r.status().message())}});
+  if (run_us >= 0) reply.as_map()[kJobRunTimeKey] = Value(run_us);
+  absl::Status sent = reply_to.Send(std::move(reply));
+  if (!sent.ok()) PICOS_LOG_LIMITED(warn, "worker: the result of job {} not sent: {}", id, sent.ToString());
+}
+
+// Jobs of the job loop handed to the job thread and not yet answered.
+struct LoopJobs {
+  int in_flight = 0;
+  // Set (and replaced) whenever one is answered.
+  std::shared_ptr<Event> change = std::make_shared<Event>();
+};
+
+// At most this many of a loop's jobs are handed to the job thread ahead of
+// their answers (a client sends 1 + cpu_jobs_ahead at most; a peer that
+// sends more waits in the loop's mailbox).
+constexpr int kLoopJobsAhead = 16;
+
+// Runs one bytes-only job of the loop (on the job thread, after those
+// handed over before it) and answers it.
+Task<> RunLoopJob(std::shared_ptr<LoopJobs> jobs, int64_t id, TaskRef reply_to, Value msg) {
+  RunTime run_us = std::make_shared<std::atomic<int64_t>>(-1);
+  absl::StatusOr<Value> r = co_await RunJob(std::move(msg), run_us);
+  Answer(id, reply_to, std::move(r), run_us->load());
+  --jobs->in_flight;
+  std::exchange(jobs->change, std::make_shared<Event>())->Set();
+}
+
 // The job loop (compute/protocol.h): CPU jobs as messages, one at a time in
-// the order they arrive (later ones wait in its mailbox), each answered to
-// its reply_to. A message without a usable id and reply_to is logged and
-// dropped (there is no one to answer); any other refusal (malformed, unknown
-// function) is its answer, as for a service call.
+// the order they arrive, each answered to its reply_to. A message without a
+// usable id and reply_to is logged and dropped (there is no one to answer);
+// any other refusal (malformed, unknown function) is its answer, as for a
+// service call.
+//
+// A bytes-only function's job is handed to the job thread (one thread, so
+// still one job at a time, in order) without waiting for the one before it
+// to end: when the client sends jobs ahead (cpu_jobs_ahead) the thread runs
+// them back to back without sleeping in between, and their answers leave
+// together, one write for several (issue 12: trivial jobs/s). A job with a
+// context first waits until every job before it has been answered, so its
+// "started" message to the client is true when sent.
 Task<absl::StatusOr<Value>> JobLoop() {
+  auto jobs = std::make_shared<LoopJobs>();
   for (;;) {
     absl::StatusOr<Value> msg = co_await Receive();
     if (!msg.ok()) co_return msg.status();  // terminated: the computation closes
@@ -722,20 +782,28 @@ Task<absl::StatusOr<Value>> JobLoop() {
       PICOS_LOG_LIMITED(warn, "worker: malformed job message: {}", read.ToString());
       continue;
     }
-    absl::StatusOr<Value> r = absl::UnknownError("not run");
     const absl::Status admitted = AdmitJob(*msg);
-    if (admitted.ok()) {
-      msg->as_map().erase("async");  // the loop runs CPU jobs only
-      r = co_await RunJob(*std::move(msg));
-    } else {
-      r = admitted;
+    if (!admitted.ok()) {
+      Answer(id, reply_to, admitted);
+      continue;
     }
-    Value reply = r.ok() ? Value::Map({{std::string(kJobReplyKey), id}, {"value", *std::move(r)}})
-                         : Value::Map({{std::string(kJobReplyKey), id},
-                                       {"code", static_cast<int64_t>(r.status().code())},
-                                       {"message", std::string(r.status().message())}});
-    absl::Status sent = reply_to.Send(std::move(reply));
-    if (!sent.ok()) PICOS_LOG_LIMITED(warn, "worker: the result of job {} not sent: {}", id, sent.ToString());
+    msg->as_map().erase("async");  // the loop runs CPU jobs only
+    // AdmitJob found "fn" among the library's functions.
+    const bool bytes_only = g_functions->find(msg->GetOr<std::string>("fn", ""))->second.fn != nullptr;
+    while (jobs->in_flight >= (bytes_only ? kLoopJobsAhead : 1)) {
+      std::shared_ptr<Event> e = jobs->change;
+      absl::Status waited = co_await e->Wait();
+      if (!waited.ok()) co_return waited;
+    }
+    if (bytes_only) {
+      ++jobs->in_flight;
+      ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.loopjob", .daemon = true}, RunLoopJob, jobs, id,
+                            std::move(reply_to), *std::move(msg));
+      continue;
+    }
+    RunTime run_us = std::make_shared<std::atomic<int64_t>>(-1);
+    absl::StatusOr<Value> r = co_await RunJob(*std::move(msg), run_us);
+    Answer(id, reply_to, std::move(r), run_us->load());
   }
 }
 

@@ -18,7 +18,9 @@ inline constexpr char kNodeService[] = "picos.compute.node";
 // runs them one at a time in the order they arrive and answers each to
 // reply_to with
 //   {kJobReplyKey: <id>, "value": <bytes>} or
-//   {kJobReplyKey: <id>, "code": <absl::StatusCode>, "message": <text>}.
+//   {kJobReplyKey: <id>, "code": <absl::StatusCode>, "message": <text>},
+// with kJobRunTimeKey: <int> (how long the function ran there, in
+// microseconds) when it ran: what the client's kCpuJobsAheadAuto decides by.
 // One message each way per job where a service call costs two round trips
 // and a remote task: the client's path for CPU jobs (compute/computation.cc).
 // The loop ends only with its worker (or terminated), so the client
@@ -26,6 +28,7 @@ inline constexpr char kNodeService[] = "picos.compute.node";
 inline constexpr char kWorkerService[] = "picos.compute.job";
 inline constexpr char kJobLoopKey[] = "loop";
 inline constexpr char kJobReplyKey[] = "picos.compute.job";
+inline constexpr char kJobRunTimeKey[] = "us";
 
 // The remote service of a shared picos-scheduler (compute/scheduler.h has
 // its requests), and the key of the share updates it sends each client's

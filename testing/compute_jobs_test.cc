@@ -16,8 +16,10 @@
 // (ComputationOptions::cpu_jobs_ahead): the job waiting in a worker's
 // mailbox is neither lost nor run twice, and after a kill the jobs that
 // were in the killed worker's mailbox are re-run like the one it was
-// running (at most those 2 run again). cpu_jobs_ahead outside 0..8 is
-// refused.
+// running (at most those 2 run again). cpu_jobs_ahead outside 0..8 (and
+// not kCpuJobsAheadAuto) is refused. And both with the default,
+// kCpuJobsAheadAuto (10,000 jobs; at most 1 + 8 run again after the kill),
+// which sends no 20 ms job to a busy worker but does send trivial ones ahead.
 //
 // Every wait is bounded (kLong per job, which only a hang reaches). The test
 // kills only a worker whose parent it checked is the node it started, and
@@ -64,6 +66,10 @@ struct Shape {
 };
 constexpr Shape kPlain{"compute-jobs", 10'000, 0, "compute_jobs_10k_s"};
 constexpr Shape kAhead{"compute-ahead", 3'000, 1, "compute_jobs_ahead_3k_s"};
+// The default: jobs ahead while a worker's jobs are short (kCpuJobsAheadAuto,
+// at most 8 ahead).
+constexpr Shape kAuto{"compute-auto", 10'000, compute::kCpuJobsAheadAuto, "compute_jobs_auto_10k_s"};
+constexpr int kAutoMostAhead = 8;
 
 // The parent pid of `pid` (/proc), or -1.
 int ParentOf(int pid) {
@@ -213,7 +219,7 @@ Task<> WorkerKilledMidRunEachAnsweredOnce(Shape shape) {
       // After the kill every result came from the other worker.
       EXPECT_EQ(seen.n_by_pid.size(), 2u);
     }
-    EXPECT_LE((*c)->jobs_rerun(), static_cast<uint64_t>(1 + shape.ahead))
+    EXPECT_LE((*c)->jobs_rerun(), static_cast<uint64_t>(1 + (shape.ahead < 0 ? kAutoMostAhead : shape.ahead)))
         << "only the jobs on the killed worker (running, or waiting in its mailbox) run again";
     EXPECT_EQ((*c)->workers_alive(), 1u);
     absl::StatusOr<std::string> lost = co_await NodeLine(*node, "worker lost ");
@@ -240,8 +246,89 @@ PICOS_CORO_TEST(ComputeJobsAhead, AWorkerKilledMidRunItsQueuedJobsRerunEachAnswe
   co_await WorkerKilledMidRunEachAnsweredOnce(kAhead);
 }
 
+PICOS_CORO_TEST(ComputeJobsAuto, TenThousandJobsEachRunAndAnsweredExactlyOnce) {
+  co_await EachRunAndAnsweredOnce(kAuto);
+}
+
+PICOS_CORO_TEST(ComputeJobsAuto, AWorkerKilledMidRunItsQueuedJobsRerunEachAnsweredOnce) {
+  co_await WorkerKilledMidRunEachAnsweredOnce(kAuto);
+}
+
+// The largest number of CPU jobs any worker of `c` held at once, sampled
+// every turn of the scheduler until *stop.
+Task<> MostJobsOnAWorker(compute::Computation* c, size_t* most, const bool* stop) {
+  while (!*stop) {
+    for (const compute::WorkerInfo& w : c->workers()) *most = std::max(*most, w.jobs.size());
+    absl::Status slept = co_await Sleep(absl::ZeroDuration());
+    if (!slept.ok()) co_return;
+  }
+}
+
+// `count` jobs of `fn` with args "<prefix><i>", all spawned at once, then
+// joined; each must succeed.
+Task<absl::Status> RunAndJoin(compute::Computation& c, std::string fn, std::string prefix, int count) {
+  std::vector<TaskRef> jobs;
+  for (int i = 0; i < count; ++i) {
+    PICOS_CO_ASSIGN_OR_RETURN(TaskRef job, co_await c.Run(fn, absl::StrCat(prefix, i)));
+    jobs.push_back(std::move(job));
+  }
+  for (TaskRef& job : jobs) {
+    absl::StatusOr<Value> r = co_await job.Join(kLong);
+    PICOS_CO_RETURN_IF_ERROR(r.status());
+  }
+  co_return absl::OkStatus();
+}
+
+// The default (kCpuJobsAheadAuto) decides by how long a worker's jobs of
+// that function run: jobs of 20 ms are never sent to a busy worker (each
+// worker holds one at a time, the next wait on the client for whichever
+// comes free first), trivial ones, next, are (a worker holds more than
+// one), and 20 ms ones after them are not.
+PICOS_CORO_TEST(ComputeJobsAuto, NoJobAheadOfALongOneButAheadOfShortOnes) {
+  NodeProcessOptions no;
+  no.dest = FreshDir("compute-auto-long");
+  no.secret = kSecret;
+  absl::StatusOr<NodeProcess> node = co_await StartNodeProcess(no);
+  CO_ASSERT_OK(node);
+  absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await StartClientNode(kSecret);
+  CO_ASSERT_OK(me);
+  {
+    compute::ComputationOptions o;
+    o.library = kLibrary;
+    absl::StatusOr<std::unique_ptr<compute::Computation>> c = compute::Computation::Create(o);
+    CO_ASSERT_OK(c);
+    std::vector<std::string> nodes = {node->uri};
+    absl::Status scheduled = co_await (*c)->Schedule(nodes);
+    CO_ASSERT_OK(scheduled);
+    size_t most = 0;
+    bool stop = false;
+    TaskRef sampler = ThisScheduler().Spawn(MostJobsOnAWorker, c->get(), &most, &stop);
+    absl::Status slow = co_await RunAndJoin(**c, "slow_tag", "20:", 12);
+    EXPECT_OK(slow);
+    EXPECT_EQ(most, 1u) << "a 20 ms job was sent to a busy worker";
+    most = 0;
+    absl::Status fast = co_await RunAndJoin(**c, "tag", "", 2000);
+    EXPECT_OK(fast);
+    EXPECT_GT(most, 1u) << "no trivial job was sent ahead";
+    EXPECT_LE(most, static_cast<size_t>(1 + kAutoMostAhead));
+    // After those, jobs of another function are not sent ahead either.
+    most = 0;
+    absl::Status slow_again = co_await RunAndJoin(**c, "slow_tag", "20:", 6);
+    EXPECT_OK(slow_again);
+    EXPECT_EQ(most, 1u) << "a 20 ms job was sent to a busy worker after trivial jobs of another function";
+    stop = true;
+    absl::StatusOr<Value> sampled = co_await sampler.Join(kLong);
+    EXPECT_OK(sampled.status());
+    absl::Status closed = co_await (*c)->Close();
+    EXPECT_OK(closed);
+  }
+  me->reset();
+  absl::Status killed = co_await KillNodeProcess(*node);
+  EXPECT_OK(killed);
+}
+
 TEST(ComputeJobsAhead, OutOfRangeRefused) {
-  for (int ahead : {-1, 9}) {
+  for (int ahead : {-2, 9}) {
     compute::ComputationOptions o;
     o.library = kLibrary;
     o.cpu_jobs_ahead = ahead;

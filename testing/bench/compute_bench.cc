@@ -7,8 +7,15 @@
 //   trivial_jobs_per_s         --jobs no-op jobs spawned at once (Run), every
 //                              result joined and checked; 2 workers, one job
 //                              each at a time (target >= 20,000)
-//                              (--cpu_jobs_ahead=1: a worker's next job
-//                              already waits in its mailbox)
+//                              (--cpu_jobs_ahead=N: N jobs wait in a busy
+//                              worker's mailbox; default the Computation's,
+//                              2 while its jobs are short)
+//   trivial_jobs_client_cpu_us_per_job  CPU time (user + system) of this
+//                              process over the throughput run, per job
+//   trivial_jobs_worker_cpu_us_per_job  the same of both worker processes
+//                              together (/proc/<pid>/stat), per job: with the
+//                              rate, what an A/B on a busy 2-core machine
+//                              compares
 //   job_latency_ms             Run -> Join's result of one no-op job, one at
 //                              a time, median (target <= 0.5)
 //   job_latency_p99_ms         the same, 99th percentile
@@ -48,6 +55,7 @@
 // Every wait is bounded (60 s, which only a hang reaches). --figures=throughput
 // measures only that (after starting the node), e.g. under perf.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -55,6 +63,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -66,6 +75,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "compute/computation.h"
@@ -88,9 +98,9 @@ ABSL_FLAG(std::vector<std::string>, figures, {},
           "empty: all");
 ABSL_FLAG(std::string, node_binary, "compute/picos-node", "the picos-node program");
 ABSL_FLAG(std::string, library, "testing/bench/libcompute_benchlib.so", "the computation library");
-ABSL_FLAG(int, cpu_jobs_ahead, 0,
-          "ComputationOptions::cpu_jobs_ahead of the computation measured (0..8): CPU jobs sent to a busy worker "
-          "ahead of time");
+ABSL_FLAG(int, cpu_jobs_ahead, picos::compute::kCpuJobsAheadAuto,
+          "ComputationOptions::cpu_jobs_ahead of the computation measured (0..8, or -1: the default, chosen per "
+          "worker): CPU jobs sent to a busy worker ahead of time");
 
 namespace picos::testing {
 namespace {
@@ -202,6 +212,8 @@ pid_t ForkFloor(std::string* uri) {
 
 struct Figures {
   double trivial_jobs_per_s = -1;
+  double client_cpu_us_per_job = -1;
+  double worker_cpu_us_per_job = -1;
   double job_latency_ms = -1;
   double job_latency_p99_ms = -1;
   double worker_start_ms = -1;
@@ -321,9 +333,41 @@ Task<absl::Status> JobLatency(compute::Computation& c, int count, Figures* f) {
   co_return absl::OkStatus();
 }
 
-Task<absl::Status> Throughput(compute::Computation& c, int count, Figures* f) {
+// CPU time (user + system) this process used so far.
+absl::Duration ClientCpu() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return absl::DurationFromTimeval(u.ru_utime) + absl::DurationFromTimeval(u.ru_stime);
+}
+
+// CPU time (user + system) process `pid` used so far, from
+// /proc/<pid>/stat (fields 14 and 15, in clock ticks); zero if unreadable.
+absl::Duration ProcessCpu(int pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The command (field 2) is in parentheses and may hold spaces.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return absl::ZeroDuration();
+  std::vector<std::string> fields = absl::StrSplit(stat.substr(close + 2), ' ');
+  int64_t utime = 0, stime = 0;
+  // Field 3 (state) is fields[0]: utime is field 14, stime 15.
+  if (fields.size() < 13 || !absl::SimpleAtoi(fields[11], &utime) || !absl::SimpleAtoi(fields[12], &stime)) {
+    return absl::ZeroDuration();
+  }
+  return absl::Seconds(static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK));
+}
+
+absl::Duration ProcessesCpu(const std::vector<int>& pids) {
+  absl::Duration d;
+  for (int pid : pids) d += ProcessCpu(pid);
+  return d;
+}
+
+Task<absl::Status> Throughput(compute::Computation& c, int count, std::vector<int> pids, Figures* f) {
   std::vector<TaskRef> jobs;
   jobs.reserve(count);
+  const absl::Duration client0 = ClientCpu();
+  const absl::Duration workers0 = ProcessesCpu(pids);
   const absl::Time t0 = absl::Now();
   for (int i = 0; i < count; ++i) {
     PICOS_CO_ASSIGN_OR_RETURN(TaskRef job, co_await c.Run("noop", ""));
@@ -335,6 +379,8 @@ Task<absl::Status> Throughput(compute::Computation& c, int count, Figures* f) {
     if (*r != Value::Bytes("")) co_return absl::DataLossError(absl::StrCat("job ", i, " gave ", r->DebugString()));
   }
   f->trivial_jobs_per_s = count / absl::ToDoubleSeconds(absl::Now() - t0);
+  f->client_cpu_us_per_job = absl::ToDoubleMicroseconds(ClientCpu() - client0) / count;
+  f->worker_cpu_us_per_job = absl::ToDoubleMicroseconds(ProcessesCpu(pids) - workers0) / count;
   co_return absl::OkStatus();
 }
 
@@ -387,7 +433,7 @@ Task<absl::Status> OnWorkers(compute::Computation& c, std::vector<int> pids, Fig
   auto wanted = [&](const char* name) { return only.empty() || absl::c_linear_search(only, name); };
   if (wanted("rss")) f->worker_idle_rss_mb = VmRssKb(pids[0]) / 1024.0;
   if (wanted("latency")) PICOS_CO_RETURN_IF_ERROR(co_await JobLatency(c, absl::GetFlag(FLAGS_latency_jobs), f));
-  if (wanted("throughput")) PICOS_CO_RETURN_IF_ERROR(co_await Throughput(c, absl::GetFlag(FLAGS_jobs), f));
+  if (wanted("throughput")) PICOS_CO_RETURN_IF_ERROR(co_await Throughput(c, absl::GetFlag(FLAGS_jobs), pids, f));
   if (wanted("lost")) PICOS_CO_RETURN_IF_ERROR(co_await WorkerLost(c, pids, f));
   co_return absl::OkStatus();
 }
@@ -471,6 +517,8 @@ int Main() {
     if (only.empty() || absl::c_linear_search(only, figure)) PrintFigure(name, value, unit);
   };
   print("throughput", "trivial_jobs_per_s", f.trivial_jobs_per_s, "jobs/s");
+  print("throughput", "trivial_jobs_client_cpu_us_per_job", f.client_cpu_us_per_job, "us");
+  print("throughput", "trivial_jobs_worker_cpu_us_per_job", f.worker_cpu_us_per_job, "us");
   print("floor", "floor_service_calls_per_s", f.floor_service_calls_per_s, "calls/s");
   print("floor", "floor_message_jobs_per_s", f.floor_message_jobs_per_s, "jobs/s");
   print("floor", "floor_message_jobs_pipelined_per_s", f.floor_message_jobs_pipelined_per_s, "jobs/s");
