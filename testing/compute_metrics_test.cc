@@ -276,5 +276,71 @@ TEST(ComputeMetrics, GaugesFollowEveryPathOfAJob) {
   EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"idle\"}"), 1);
 }
 
+// The setup events (compute/computation.h: disable_nodes / disable_workers,
+// EnableNode, setup hooks, CloseNode), fed directly as a status task would
+// see them: a node and its workers disabled until enabled, counted as
+// such; each setup failure counted by its stage; a node closed by CloseNode.
+TEST(ComputeMetrics, DisabledNodesAndWorkersAndSetupFailures) {
+  metrics::Registry registry;
+  absl::StatusOr<std::unique_ptr<compute::ComputationMetrics>> m = compute::ComputationMetrics::Register(registry);
+  ASSERT_OK(m.status());
+  std::string text = registry.Exposition();
+  // Every state and stage from the first scrape, at 0.
+  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"disabled\"}"), 0);
+  EXPECT_EQ(Sample(text, "picos_compute_nodes{state=\"disabled\"}"), 0);
+  EXPECT_EQ(Sample(text, "picos_compute_worker_setup_failures_total{stage=\"node\"}"), 0);
+  EXPECT_EQ(Sample(text, "picos_compute_worker_setup_failures_total{stage=\"worker\"}"), 0);
+
+  compute::HostFacts facts;
+  facts.cpus = 3;
+  facts.memory_total = 8ull << 30;
+  auto ev = [](const char* type, const char* worker) {
+    return Value::Map({{"type", type}, {"computation", "c"}, {"node", "n"}, {"worker", worker}});
+  };
+  (*m)->Observe(Value::Map({{"type", "node_discovered"}, {"computation", "c"}, {"node", "n"},
+                            {"facts", facts.ToValue()}, {"cpus", int64_t{3}}}));
+  for (const char* w : {"w1", "w2", "w3"}) (*m)->Observe(ev("worker_discovered", w));
+  text = registry.Exposition();
+  EXPECT_EQ(Sample(text, "picos_compute_nodes{state=\"disabled\"}"), 1);
+  EXPECT_EQ(Sample(text, "picos_compute_nodes{state=\"initialized\"}"), 0);
+  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"disabled\"}"), 3);
+  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"idle\"}"), 0);
+  // A disabled node's facts are shown: it runs, it is only unused.
+  EXPECT_EQ(Sample(text, "picos_compute_node_memory_total_bytes{node=\"n\"}"), double(8ull << 30));
+
+  // EnableNode: the node setup fails in w3 (closed then), w1 and w2 serve.
+  (*m)->Observe(Value::Map({{"type", "node_initialized"}, {"computation", "c"}, {"node", "n"},
+                            {"facts", facts.ToValue()}, {"cpus", int64_t{3}}}));
+  (*m)->Observe(ev("worker_initialized", "w1"));
+  (*m)->Observe(ev("worker_initialized", "w2"));
+  Value failed = ev("worker_setup_failed", "w3");
+  failed.as_map()["stage"] = Value("node");
+  failed.as_map()["message"] = Value("no data");
+  (*m)->Observe(failed);
+  (*m)->Observe(ev("worker_closed", "w3"));
+  // A worker hook failing elsewhere, for a worker never tracked: counted.
+  Value failed_worker = ev("worker_setup_failed", "w9");
+  failed_worker.as_map()["stage"] = Value("worker");
+  (*m)->Observe(failed_worker);
+  text = registry.Exposition();
+  EXPECT_EQ(Sample(text, "picos_compute_nodes{state=\"disabled\"}"), 0);
+  EXPECT_EQ(Sample(text, "picos_compute_nodes{state=\"initialized\"}"), 1);
+  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"disabled\"}"), 0);
+  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"idle\"}"), 2);
+  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"closed\"}"), 1);
+  EXPECT_EQ(Sample(text, "picos_compute_worker_setup_failures_total{stage=\"node\"}"), 1);
+  EXPECT_EQ(Sample(text, "picos_compute_worker_setup_failures_total{stage=\"worker\"}"), 1);
+
+  // CloseNode: its workers close, then node_closed; its facts go.
+  (*m)->Observe(ev("worker_closed", "w1"));
+  (*m)->Observe(ev("worker_closed", "w2"));
+  (*m)->Observe(Value::Map({{"type", "node_closed"}, {"computation", "c"}, {"node", "n"}}));
+  text = registry.Exposition();
+  EXPECT_EQ(Sample(text, "picos_compute_nodes{state=\"closed\"}"), 1);
+  EXPECT_EQ(Sample(text, "picos_compute_nodes{state=\"initialized\"}"), 0);
+  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"closed\"}"), 3);
+  EXPECT_EQ(Sample(text, "picos_compute_node_memory_total_bytes{node=\"n\"}"), -1);
+}
+
 }  // namespace
 }  // namespace picos::testing
