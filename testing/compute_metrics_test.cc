@@ -276,6 +276,11 @@ TEST(ComputeMetrics, GaugesFollowEveryPathOfAJob) {
   EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"idle\"}"), 1);
 }
 
+// Each series of `want` has its value in `text` (-1: the series is absent).
+void ExpectSamples(const std::string& text, const std::map<std::string, double>& want) {
+  for (const auto& [series, value] : want) EXPECT_EQ(Sample(text, series), value) << series;
+}
+
 // The setup events (compute/computation.h: disable_nodes / disable_workers,
 // EnableNode, setup hooks, CloseNode), fed directly as a status task would
 // see them: a node and its workers disabled until enabled, counted as
@@ -286,10 +291,10 @@ TEST(ComputeMetrics, DisabledNodesAndWorkersAndSetupFailures) {
   ASSERT_OK(m.status());
   std::string text = registry.Exposition();
   // Every state and stage from the first scrape, at 0.
-  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"disabled\"}"), 0);
-  EXPECT_EQ(Sample(text, "picos_compute_nodes{state=\"disabled\"}"), 0);
-  EXPECT_EQ(Sample(text, "picos_compute_worker_setup_failures_total{stage=\"node\"}"), 0);
-  EXPECT_EQ(Sample(text, "picos_compute_worker_setup_failures_total{stage=\"worker\"}"), 0);
+  ExpectSamples(text, {{"picos_compute_workers{state=\"disabled\"}", 0},
+                       {"picos_compute_nodes{state=\"disabled\"}", 0},
+                       {"picos_compute_worker_setup_failures_total{stage=\"node\"}", 0},
+                       {"picos_compute_worker_setup_failures_total{stage=\"worker\"}", 0}});
 
   compute::HostFacts facts;
   facts.cpus = 3;
@@ -301,12 +306,12 @@ TEST(ComputeMetrics, DisabledNodesAndWorkersAndSetupFailures) {
                             {"facts", facts.ToValue()}, {"cpus", int64_t{3}}}));
   for (const char* w : {"w1", "w2", "w3"}) (*m)->Observe(ev("worker_discovered", w));
   text = registry.Exposition();
-  EXPECT_EQ(Sample(text, "picos_compute_nodes{state=\"disabled\"}"), 1);
-  EXPECT_EQ(Sample(text, "picos_compute_nodes{state=\"initialized\"}"), 0);
-  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"disabled\"}"), 3);
-  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"idle\"}"), 0);
+  ExpectSamples(text, {{"picos_compute_nodes{state=\"disabled\"}", 1},
+                       {"picos_compute_nodes{state=\"initialized\"}", 0},
+                       {"picos_compute_workers{state=\"disabled\"}", 3},
+                       {"picos_compute_workers{state=\"idle\"}", 0}});
   // A disabled node's facts are shown: it runs, it is only unused.
-  EXPECT_EQ(Sample(text, "picos_compute_node_memory_total_bytes{node=\"n\"}"), double(8ull << 30));
+  ExpectSamples(text, {{"picos_compute_node_memory_total_bytes{node=\"n\"}", double(8ull << 30)}});
 
   // EnableNode: the node setup fails in w3 (closed then), w1 and w2 serve.
   (*m)->Observe(Value::Map({{"type", "node_initialized"}, {"computation", "c"}, {"node", "n"},
@@ -323,23 +328,23 @@ TEST(ComputeMetrics, DisabledNodesAndWorkersAndSetupFailures) {
   failed_worker.as_map()["stage"] = Value("worker");
   (*m)->Observe(failed_worker);
   text = registry.Exposition();
-  EXPECT_EQ(Sample(text, "picos_compute_nodes{state=\"disabled\"}"), 0);
-  EXPECT_EQ(Sample(text, "picos_compute_nodes{state=\"initialized\"}"), 1);
-  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"disabled\"}"), 0);
-  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"idle\"}"), 2);
-  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"closed\"}"), 1);
-  EXPECT_EQ(Sample(text, "picos_compute_worker_setup_failures_total{stage=\"node\"}"), 1);
-  EXPECT_EQ(Sample(text, "picos_compute_worker_setup_failures_total{stage=\"worker\"}"), 1);
+  ExpectSamples(text, {{"picos_compute_nodes{state=\"disabled\"}", 0},
+                       {"picos_compute_nodes{state=\"initialized\"}", 1},
+                       {"picos_compute_workers{state=\"disabled\"}", 0},
+                       {"picos_compute_workers{state=\"idle\"}", 2},
+                       {"picos_compute_workers{state=\"closed\"}", 1},
+                       {"picos_compute_worker_setup_failures_total{stage=\"node\"}", 1},
+                       {"picos_compute_worker_setup_failures_total{stage=\"worker\"}", 1}});
 
   // CloseNode: its workers close, then node_closed; its facts go.
   (*m)->Observe(ev("worker_closed", "w1"));
   (*m)->Observe(ev("worker_closed", "w2"));
   (*m)->Observe(Value::Map({{"type", "node_closed"}, {"computation", "c"}, {"node", "n"}}));
   text = registry.Exposition();
-  EXPECT_EQ(Sample(text, "picos_compute_nodes{state=\"closed\"}"), 1);
-  EXPECT_EQ(Sample(text, "picos_compute_nodes{state=\"initialized\"}"), 0);
-  EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"closed\"}"), 3);
-  EXPECT_EQ(Sample(text, "picos_compute_node_memory_total_bytes{node=\"n\"}"), -1);
+  ExpectSamples(text, {{"picos_compute_nodes{state=\"closed\"}", 1},
+                       {"picos_compute_nodes{state=\"initialized\"}", 0},
+                       {"picos_compute_workers{state=\"closed\"}", 3},
+                       {"picos_compute_node_memory_total_bytes{node=\"n\"}", -1}});
 }
 
 }  // namespace
