@@ -37,7 +37,7 @@ struct JobRec {
   int64_t started_ns = 0;
 };
 
-enum class WState { kIdle, kSuspended, kClosed, kLost };
+enum class WState { kDisabled, kIdle, kSuspended, kClosed, kLost };
 
 struct WorkerRec {
   WState state = WState::kIdle;
@@ -71,6 +71,8 @@ struct ComputationMetrics::State {
   metrics::CounterFamily* ended = nullptr;
   metrics::HistogramFamily* durations = nullptr;
   metrics::Counter* restarts = nullptr;
+  metrics::Counter* node_setup_failures = nullptr;
+  metrics::Counter* worker_setup_failures = nullptr;
 
   mutable absl::Mutex mu;
   std::map<std::string, std::unique_ptr<FnSeries>, std::less<>> fns ABSL_GUARDED_BY(mu);
@@ -215,6 +217,15 @@ absl::StatusOr<std::unique_ptr<ComputationMetrics>> ComputationMetrics::Register
                          registry.AddCounter("picos_compute_worker_restarts_total",
                                              "Workers started again in place of a lost or closed one."));
   s->restarts = restarts->Get();
+  PICOS_ASSIGN_OR_RETURN(
+      metrics::CounterFamily * setup_failures,
+      registry.AddCounter({.name = "picos_compute_worker_setup_failures_total",
+                           .help = "Workers whose setup hook failed (then closed, never given a job), by the "
+                                   "hook: node or worker setup.",
+                           .label_names = {"stage"},
+                           .max_series = 2}));
+  s->node_setup_failures = setup_failures->WithLabels({"node"});
+  s->worker_setup_failures = setup_failures->WithLabels({"worker"});
   s->options = std::move(options);
 
   auto add = [&](metrics::FamilyOptions o, metrics::SampleCallback cb) -> absl::Status {
@@ -243,16 +254,18 @@ absl::StatusOr<std::unique_ptr<ComputationMetrics>> ComputationMetrics::Register
                              .label_names = {"state"}},
                             [s]() {
                               absl::MutexLock lock(&s->mu);
-                              double idle = 0, busy = 0, suspended = 0, closed = 0, lost = 0;
+                              double disabled = 0, idle = 0, busy = 0, suspended = 0, closed = 0, lost = 0;
                               for (const auto& [uri, w] : s->workers) {
                                 switch (w.state) {
+                                  case WState::kDisabled: disabled += 1; break;
                                   case WState::kIdle: (w.cpu_jobs > 0 ? busy : idle) += 1; break;
                                   case WState::kSuspended: suspended += 1; break;
                                   case WState::kClosed: closed += 1; break;
                                   case WState::kLost: lost += 1; break;
                                 }
                               }
-                              return std::vector<metrics::Sample>{{{"idle"}, idle},
+                              return std::vector<metrics::Sample>{{{"disabled"}, disabled},
+                                                                  {{"idle"}, idle},
                                                                   {{"busy"}, busy},
                                                                   {{"suspended"}, suspended},
                                                                   {{"closed"}, closed},
@@ -262,7 +275,7 @@ absl::StatusOr<std::unique_ptr<ComputationMetrics>> ComputationMetrics::Register
                             [s]() {
                               absl::MutexLock lock(&s->mu);
                               std::map<std::string, double> by = {
-                                  {"initialized", 0}, {"suspended", 0}, {"closed", 0}, {"lost", 0}};
+                                  {"disabled", 0}, {"initialized", 0}, {"suspended", 0}, {"closed", 0}, {"lost", 0}};
                               for (const auto& [uri, n] : s->nodes) by[n.state] += 1;
                               std::vector<metrics::Sample> out;
                               for (const auto& [state, count] : by) out.push_back({{state}, count});
@@ -297,7 +310,7 @@ absl::StatusOr<std::unique_ptr<ComputationMetrics>> ComputationMetrics::Register
                                 absl::MutexLock lock(&s->mu);
                                 std::vector<metrics::Sample> out;
                                 for (const auto& [uri, n] : s->nodes) {
-                                  if (n.has_facts && (n.state == "initialized" || n.state == "suspended")) {
+                                  if (n.has_facts && n.state != "closed" && n.state != "lost") {
                                     out.push_back({{uri}, read(n.facts)});
                                   }
                                 }
@@ -312,7 +325,7 @@ absl::StatusOr<std::unique_ptr<ComputationMetrics>> ComputationMetrics::Register
                               absl::MutexLock lock(&s->mu);
                               std::vector<metrics::Sample> out;
                               for (const auto& [uri, n] : s->nodes) {
-                                if (n.has_facts && (n.state == "initialized" || n.state == "suspended")) {
+                                if (n.has_facts && n.state != "closed" && n.state != "lost") {
                                   out.push_back({{uri, "1"}, n.facts.load[0]});
                                   out.push_back({{uri, "5"}, n.facts.load[1]});
                                   out.push_back({{uri, "15"}, n.facts.load[2]});
@@ -403,9 +416,19 @@ void ComputationMetrics::Observe(const Value& event) {
       s.restarts->Increment();
       s.workers.erase(event.GetOr<std::string>("old", ""));
     }
-    WorkerRec* w = s.Worker(uri, type == "worker_initialized" || type == "worker_restarted");
+    if (type == "worker_setup_failed") {
+      // Counted even for a worker not tracked; the worker_closed that
+      // follows closes it.
+      (event.GetOr<std::string>("stage", "") == "node" ? s.node_setup_failures : s.worker_setup_failures)
+          ->Increment();
+      return;
+    }
+    WorkerRec* w = s.Worker(uri, type == "worker_initialized" || type == "worker_restarted" ||
+                                     type == "worker_discovered");
     if (w == nullptr) return;
-    if (type == "worker_initialized" || type == "worker_resumed" || type == "worker_restarted") {
+    if (type == "worker_discovered") {
+      w->state = WState::kDisabled;
+    } else if (type == "worker_initialized" || type == "worker_resumed" || type == "worker_restarted") {
       w->state = WState::kIdle;
     } else if (type == "worker_suspended") {
       w->state = WState::kSuspended;
@@ -417,9 +440,10 @@ void ComputationMetrics::Observe(const Value& event) {
     return;
   }
   if (type.rfind("node_", 0) == 0 && type != "node_ignored") {
-    NodeRec* n = s.Node(event.GetOr<std::string>("node", ""), type == "node_initialized");
+    NodeRec* n = s.Node(event.GetOr<std::string>("node", ""),
+                        type == "node_initialized" || type == "node_discovered");
     if (n == nullptr) return;
-    if (type == "node_initialized" || type == "node_health") {
+    if (type == "node_initialized" || type == "node_health" || type == "node_discovered") {
       if (const Value* f = event.Find("facts"); f != nullptr) {
         absl::StatusOr<HostFacts> facts = HostFacts::FromValue(*f);
         if (facts.ok()) {
@@ -428,6 +452,7 @@ void ComputationMetrics::Observe(const Value& event) {
         }
       }
       if (type == "node_initialized") n->state = "initialized";
+      if (type == "node_discovered") n->state = "disabled";
     } else if (type == "node_suspended") {
       n->state = "suspended";
     } else if (type == "node_resumed") {

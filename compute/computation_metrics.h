@@ -26,16 +26,26 @@
 //                                                        to job_finished (done
 //                                                        or failed), on the
 //                                                        calling scheduler's clock
-//   picos_compute_workers{state}                gauge    idle, busy, suspended,
+//   picos_compute_workers{state}                gauge    disabled (discovered,
+//                                                        waiting for EnableNode
+//                                                        or EnableWorker), idle,
+//                                                        busy, suspended,
 //                                                        closed, lost
 //   picos_compute_worker_restarts_total         counter  workers restarted
-//   picos_compute_nodes{state}                  gauge    initialized,
-//                                                        suspended, closed, lost
+//   picos_compute_worker_setup_failures_total{stage}
+//                                               counter  worker_setup_failed
+//                                                        events, by the hook
+//                                                        that failed: node or
+//                                                        worker (its setup)
+//   picos_compute_nodes{state}                  gauge    disabled, initialized,
+//                                                        suspended, closed (also
+//                                                        by CloseNode), lost
 //   picos_compute_node_cpu_available_percent{node}, _memory_total_bytes,
 //   _memory_available_bytes, _swap_total_bytes, _swap_free_bytes,
 //   _disk_total_bytes, _disk_free_bytes, picos_compute_node_load{node,minutes}
 //                                               gauges   the node's latest
-//                                                        facts (node_initialized,
+//                                                        facts (node_discovered,
+//                                                        node_initialized,
 //                                                        node_health), for
 //                                                        nodes neither lost
 //                                                        nor closed

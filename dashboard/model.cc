@@ -261,12 +261,18 @@ void Model::Apply(const Value& event, absl::Time now, std::vector<std::string>* 
                                                         ",\"state\":",
                                                         JsonString(computation_state_), "}")));
     AddEvent(now_ms, type, absl::StrCat("computation ", computation_state_), deltas);
-  } else if (type == "node_initialized" || type == "node_health") {
+  } else if (type == "node_initialized" || type == "node_health" || type == "node_discovered") {
     Node* n = FindNode(node_uri);
     if (n == nullptr) return;
     node_facts(n);
+    // node_initialized also ends the wait of a node discovered disabled.
+    if (type == "node_initialized") n->state = "initialized";
+    if (type == "node_discovered") n->state = "disabled";
     deltas->push_back(Delta("node", NodeJson(*n)));
     if (type == "node_initialized") AddEvent(now_ms, type, "node " + node_uri + " initialized", deltas);
+    if (type == "node_discovered") {
+      AddEvent(now_ms, type, "node " + node_uri + " disabled: waits for EnableNode", deltas);
+    }
   } else if (type == "node_ignored") {
     AddEvent(now_ms, type, absl::StrCat("node ", node_uri, " ignored: ", Str(event, "reason")),
              deltas);
@@ -283,6 +289,17 @@ void Model::Apply(const Value& event, absl::Time now, std::vector<std::string>* 
     if (w == nullptr) return;
     w->node = node_uri;
     worker_state("idle");
+  } else if (type == "worker_discovered") {
+    Worker* w = FindWorker(worker_uri);
+    if (w == nullptr) return;
+    w->node = node_uri;
+    worker_state("disabled");
+  } else if (type == "worker_setup_failed") {
+    // The hook's failure: the worker_closed that follows closes the worker.
+    const char* stage = Str(event, "stage") == "node" ? "node" : "worker";
+    AddEvent(now_ms, type,
+             absl::StrCat("worker ", worker_uri, " ", stage, " setup failed: ", Str(event, "message")),
+             deltas);
   } else if (type == "worker_suspended") {
     worker_state("suspended");
   } else if (type == "worker_resumed") {

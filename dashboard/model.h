@@ -16,6 +16,14 @@
 // deltas from 1, and StateJson's "seq" is the last one it includes, so a
 // page that buffered deltas while loading the state skips the ones it has.
 //
+// States: a node is "disabled" from node_discovered (disable_nodes) until
+// its node_initialized, then "initialized", "suspended", "closed" (also by
+// CloseNode) or "lost"; a worker is "disabled" from worker_discovered until
+// worker_initialized (it runs but takes no job: counted among its node's
+// workers), then "idle", "busy", "suspended", "closed" or "lost". A
+// worker_setup_failed is a line of the recent events with the stage and
+// the hook's message (the worker_closed that follows closes the worker).
+//
 // Limits (ModelLimits): past max_nodes / max_workers / max_running_jobs /
 // max_functions new ones are not tracked (counted in "dropped"); strings
 // from the events are cut to max_string_bytes, a job's argument to
@@ -106,7 +114,7 @@ class Model {
   };
   struct Worker {
     std::string uri, node;
-    std::string state = "new";  // until worker_initialized
+    std::string state = "new";  // until worker_initialized (or _discovered)
     uint64_t done = 0;
     std::vector<uint64_t> running;  // job ids
   };

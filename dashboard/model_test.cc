@@ -165,6 +165,53 @@ TEST_F(ModelTest, IgnoresMalformedEvents) {
   EXPECT_TRUE(ValidJson(model_.StateJson(kT0)));
 }
 
+// Each of `parts` is in `state`.
+void ExpectHas(const std::string& state, std::initializer_list<std::string> parts) {
+  for (const std::string& part : parts) EXPECT_THAT(state, HasSubstr(part));
+}
+
+// The setup events (compute/computation.h): a node and its workers
+// discovered disabled until EnableNode, a worker whose setup hook failed
+// (a recent event with its stage and message, then closed), a node closed
+// by CloseNode.
+TEST_F(ModelTest, DisabledNodesWorkersAndSetupFailures) {
+  Apply(Event("node_discovered", {{"node", Value("tcp://n1")}, {"facts", Facts("h1")},
+                                  {"cpus", Value(2)}}));
+  Apply(Event("worker_discovered", {{"node", Value("tcp://n1")}, {"worker", Value("tcp://w1")}}));
+  Apply(Event("worker_discovered", {{"node", Value("tcp://n1")}, {"worker", Value("tcp://w2")}}));
+  std::string state = model_.StateJson(kT0);
+  ASSERT_TRUE(ValidJson(state)) << state;
+  // Disabled, facts known, its two workers running (alive) but disabled.
+  ExpectHas(state, {"\"uri\":\"tcp://n1\",\"state\":\"disabled\",\"host\":\"h1\"",
+                    "\"workers\":2,",
+                    "{\"uri\":\"tcp://w1\",\"node\":\"tcp://n1\",\"state\":\"disabled\"",
+                    "{\"uri\":\"tcp://w2\",\"node\":\"tcp://n1\",\"state\":\"disabled\"",
+                    "node tcp://n1 disabled: waits for EnableNode"});
+
+  // EnableNode: w1 set up, w2's node setup fails and it is closed.
+  Apply(Event("node_initialized", {{"node", Value("tcp://n1")}, {"facts", Facts("h1")}}));
+  Apply(Event("worker_initialized", {{"node", Value("tcp://n1")}, {"worker", Value("tcp://w1")}}));
+  Apply(Event("worker_setup_failed", {{"node", Value("tcp://n1")}, {"worker", Value("tcp://w2")},
+                                      {"stage", Value("node")}, {"message", Value("no data")}}));
+  Apply(Event("worker_closed", {{"node", Value("tcp://n1")}, {"worker", Value("tcp://w2")}}));
+  state = model_.StateJson(kT0);
+  ASSERT_TRUE(ValidJson(state)) << state;
+  ExpectHas(state, {"\"uri\":\"tcp://n1\",\"state\":\"initialized\"",
+                    "\"workers\":1,",
+                    "{\"uri\":\"tcp://w1\",\"node\":\"tcp://n1\",\"state\":\"idle\"",
+                    "{\"uri\":\"tcp://w2\",\"node\":\"tcp://n1\",\"state\":\"closed\"",
+                    "\"type\":\"worker_setup_failed\",\"text\":\"worker tcp://w2 node setup failed: no data\""});
+  EXPECT_THAT(state, Not(HasSubstr("\"state\":\"disabled\"")));
+
+  // CloseNode: its worker closed, then node_closed.
+  Apply(Event("worker_closed", {{"node", Value("tcp://n1")}, {"worker", Value("tcp://w1")}}));
+  Apply(Event("node_closed", {{"node", Value("tcp://n1")}}));
+  state = model_.StateJson(kT0);
+  ExpectHas(state, {"\"uri\":\"tcp://n1\",\"state\":\"closed\"",
+                    "\"workers\":0,",
+                    "node tcp://n1 closed"});
+}
+
 TEST(JsonString, EscapesEverythingOutsidePrintableAscii) {
   EXPECT_EQ(JsonString("a\"b\\c"), "\"a\\\"b\\\\c\"");
   EXPECT_EQ(JsonString(std::string("\0\x7f\xff<", 4)), "\"\\u0000\\u007f\\u00ff\\u003c\"");

@@ -36,6 +36,7 @@
 #include "core/remote/node_flags.h"
 #include "dashboard/dashboard.h"
 #include "dashboard/dashboard_flags.h"
+#include "examples/dispycos_client_lib.h"
 #include "metrics/metrics.h"
 #include "transports/default_transports.h"
 
@@ -58,11 +59,8 @@ using picos::Value;
 
 Task<absl::Status> Client() {
   const picos::TransportRegistry& t = picos::transports::DefaultTransports();
-  picos::remote::NodeFlagDefaults defaults;
-  defaults.name = "dispycos_client1";
-  PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config, picos::remote::NodeConfigFromFlags(t, defaults));
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
-                            co_await picos::remote::Node::Start(t, std::move(config.options)));
+                            co_await picos::examples::StartClientNode("dispycos_client1"));
   // The computation's jobs, workers and nodes as metrics, served at the
   // dashboard's /metrics (the registry outlives both).
   picos::metrics::Registry registry;
@@ -84,10 +82,9 @@ Task<absl::Status> Client() {
                             picos::compute::Computation::Create(o));
   dash->Attach(computation.get());  // its actions act on this computation
   const std::vector<std::string> nodes = absl::GetFlag(FLAGS_nodes);
-  absl::Status scheduled = co_await computation->Schedule(nodes);
+  absl::Status scheduled = co_await picos::examples::ScheduleOrClose(computation.get(), nodes);
   if (!scheduled.ok()) {
-    dash->Detach();
-    (void)co_await computation->Close();
+    dash->Detach();  // before the computation goes
     co_return scheduled;
   }
   std::printf("dispycos_client1: scheduled on %zu nodes, %zu workers\n", nodes.size(),
@@ -138,9 +135,6 @@ int main(int argc, char** argv) {
       !picos::FlagInRange(FLAGS_linger_s, 0, 86'400) || !picos::FlagInRange(FLAGS_first_ms, -1, 60'000)) {
     return 2;
   }
-  if (absl::GetFlag(FLAGS_nodes).empty()) {
-    std::fprintf(stderr, "dispycos_client1: --nodes: give at least one picos-node URI\n");
-    return 2;
-  }
+  if (!picos::examples::NodesGiven("dispycos_client1", absl::GetFlag(FLAGS_nodes))) return 2;
   return picos::RunMain("dispycos_client1", Client);
 }

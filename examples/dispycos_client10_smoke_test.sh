@@ -11,35 +11,19 @@
 # files; and that a client given no node is a usage error. Bounded in time;
 # kills only the node it started.
 #
-#   dispycos_client10_smoke_test.sh PICOS_NODE CLIENT LIBRARY
+#   dispycos_client10_smoke_test.sh PICOS_NODE CLIENT LIBRARY SMOKE_LIB
 set -uo pipefail
-node_bin="$1"; client_bin="$2"; library="$3"
-dir=$(mktemp -d)
-npid=""
-cleanup() {
-  [ -n "$npid" ] && kill -9 "$npid" 2>/dev/null
-  { wait; } 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in n1 client norestart; do [ -f "$dir/$f" ] && { echo "--- $f"; cat "$dir/$f"; }; done
-  exit 1
-}
-export PICOS_REMOTE_SECRET="dispycos_client10 smoke test secret"
+node_bin="$1"; client_bin="$2"; library="$3"; lib="$4"
+# shellcheck source=examples/dispycos_smoke_lib.sh
+source "$lib"
+dispycos_smoke_init dispycos_client10 n1 client norestart
 
 "$client_bin" >"$dir/usage" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "^dispycos_client10: --nodes" "$dir/usage" || fail "no --nodes: status $rc, $(cat "$dir/usage")"
 
-mkdir -p "$dir/dest"
-"$node_bin" --cpus=2 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest" >"$dir/n1" 2>"$dir/n1.err" &
-npid=$!
-for _ in $(seq 400); do grep -q '^listening ' "$dir/n1" && break; sleep 0.05; done
-uri=$(sed -n 's/^listening //p' "$dir/n1")
-[ -n "$uri" ] || fail "the node did not start"
+dispycos_smoke_node n1 --cpus=2
 
-timeout 60 "$client_bin" --nodes="$uri" --jobs=6 --library="$library" >"$dir/client" 2>"$dir/client.err"; rc=$?
+timeout 60 "$client_bin" --nodes="${uri[n1]}" --jobs=6 --library="$library" >"$dir/client" 2>"$dir/client.err"; rc=$?
 echo "--- client"; cat "$dir/client"
 [ $rc -eq 0 ] || fail "the client exited with $rc: $(cat "$dir/client.err")"
 grep -q '^dispycos_client10: 6 jobs done, 0 failed, 6 workers restarted$' "$dir/client" || fail "not 6 jobs, 6 restarts"
@@ -60,13 +44,15 @@ for i in $(seq 0 5); do
   [ -z "${seen[$p]:-}" ] || fail "job $i ran in pid $p again"
   seen[$p]=1
 done
-[ -z "$(ls -A "$dir/dest")" ] || fail "the node kept files: $(ls -A "$dir/dest")"
+[ -z "$(ls -A "$dir/dest-n1")" ] || fail "the node kept files: $(ls -A "$dir/dest-n1")"
+dispycos_smoke_no_worker_left n1
 
 # Without the restart the state stays: 4 jobs on 2 workers, a count of 2.
-timeout 60 "$client_bin" --nodes="$uri" --jobs=4 --norestart --library="$library" >"$dir/norestart" 2>&1; rc=$?
+timeout 60 "$client_bin" --nodes="${uri[n1]}" --jobs=4 --norestart --library="$library" >"$dir/norestart" 2>&1; rc=$?
 echo "--- norestart"; cat "$dir/norestart"
 [ $rc -eq 0 ] || fail "the --norestart client exited with $rc"
 grep -q '^dispycos_client10: 4 jobs done, 0 failed, 0 workers restarted$' "$dir/norestart" || fail "norestart: not 4 jobs"
 grep -qE '^dispycos_client10: job [0-9] on [^ ]+ done: [0-9a-f]{16} 2 [0-9]+$' "$dir/norestart" ||
   fail "norestart: no job saw the state of the one before"
+dispycos_smoke_node_closed n1 10
 echo PASS

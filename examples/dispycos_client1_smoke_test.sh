@@ -7,41 +7,22 @@
 # node is a usage error. Bounded in time; kills only the processes it
 # started (no `timeout` wrapper: killing one would leave its child running).
 #
-#   dispycos_client1_smoke_test.sh PICOS_NODE CLIENT LIBRARY
+#   dispycos_client1_smoke_test.sh PICOS_NODE CLIENT LIBRARY SMOKE_LIB
 set -uo pipefail
-node_bin="$1"; client_bin="$2"; library="$3"
-dir=$(mktemp -d)
-declare -A pid
-cleanup() {
-  for n in "${!pid[@]}"; do kill -9 "${pid[$n]}" 2>/dev/null; done
-  { wait; } 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in n1 n2 client client.err; do [ -f "$dir/$f" ] && { echo "--- $f"; cat "$dir/$f"; }; done
-  exit 1
-}
-export PICOS_REMOTE_SECRET="dispycos_client1 smoke test secret"
+node_bin="$1"; client_bin="$2"; library="$3"; lib="$4"
+# shellcheck source=examples/dispycos_smoke_lib.sh
+source "$lib"
+dispycos_smoke_init dispycos_client1 n1 n2 client client.err
 
 "$client_bin" --jobs=3 >"$dir/usage" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "^dispycos_client1: --nodes" "$dir/usage" || fail "no --nodes: status $rc, $(cat "$dir/usage")"
 
-declare -A uri
-for n in n1 n2; do
-  mkdir -p "$dir/dest-$n"
-  "$node_bin" --cpus=2 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest-$n" >"$dir/$n" 2>"$dir/$n.err" &
-  pid[$n]=$!
-  for _ in $(seq 400); do grep -q '^listening ' "$dir/$n" && break; sleep 0.05; done
-  uri[$n]=$(sed -n 's/^listening //p' "$dir/$n")
-  [ -n "${uri[$n]}" ] || fail "node $n did not start"
-done
+for n in n1 n2; do dispycos_smoke_node "$n" --cpus=2; done
 
 "$client_bin" --nodes="${uri[n1]},${uri[n2]}" --jobs=8 --min_ms=20 --max_ms=150 \
   --linger_s=60 --library="$library" --dashboard_listen=tcp://127.0.0.1:0 \
   --dashboard_token_file="$dir/token" >"$dir/client" 2>"$dir/client.err" &
-pid[client]=$!
+dispycos_smoke_track $!
 for _ in $(seq 1200); do grep -q '^dispycos_client1: 8 jobs done, 0 failed$' "$dir/client" && break; sleep 0.05; done
 grep -q '^dispycos_client1: 8 jobs done, 0 failed$' "$dir/client" || fail "not every job done"
 grep -q '^dispycos_client1: scheduled on 2 nodes, 4 workers$' "$dir/client" || fail "not scheduled on 4 workers"

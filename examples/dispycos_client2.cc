@@ -33,7 +33,7 @@
 #include "core/kernel/task.h"
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
-#include "transports/default_transports.h"
+#include "examples/dispycos_client_lib.h"
 
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run jobs on (required)");
 ABSL_FLAG(int, jobs, 10, "jobs to submit");
@@ -52,23 +52,14 @@ using picos::TaskRef;
 using picos::Value;
 
 Task<absl::Status> Client() {
-  const picos::TransportRegistry& t = picos::transports::DefaultTransports();
-  picos::remote::NodeFlagDefaults defaults;
-  defaults.name = "dispycos_client2";
-  PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config, picos::remote::NodeConfigFromFlags(t, defaults));
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
-                            co_await picos::remote::Node::Start(t, std::move(config.options)));
+                            co_await picos::examples::StartClientNode("dispycos_client2"));
   picos::compute::ComputationOptions o;
   o.library = absl::GetFlag(FLAGS_library);
   o.max_retries = absl::GetFlag(FLAGS_max_retries);
-  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
-                            picos::compute::Computation::Create(o));
   const std::vector<std::string> nodes = absl::GetFlag(FLAGS_nodes);
-  absl::Status scheduled = co_await computation->Schedule(nodes);
-  if (!scheduled.ok()) {
-    (void)co_await computation->Close();  // the nodes scheduled before the failure
-    co_return scheduled;
-  }
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
+                            co_await picos::examples::ScheduleComputation(o, nodes));
   std::printf("dispycos_client2: scheduled on %zu nodes, %zu workers\n", nodes.size(),
               computation->workers_alive());
 
@@ -126,9 +117,6 @@ int main(int argc, char** argv) {
       !picos::FlagInRange(FLAGS_max_retries, 0, 100)) {
     return 2;
   }
-  if (absl::GetFlag(FLAGS_nodes).empty()) {
-    std::fprintf(stderr, "dispycos_client2: --nodes: give at least one picos-node URI\n");
-    return 2;
-  }
+  if (!picos::examples::NodesGiven("dispycos_client2", absl::GetFlag(FLAGS_nodes))) return 2;
   return picos::RunMain("dispycos_client2", Client);
 }

@@ -35,7 +35,7 @@
 #include "core/kernel/task.h"
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
-#include "transports/default_transports.h"
+#include "examples/dispycos_client_lib.h"
 
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run jobs on (required)");
 ABSL_FLAG(int, jobs, 10, "objects to send, one job each");
@@ -87,21 +87,12 @@ Task<void> ReportFailure(TaskRef job, int64_t i, TaskRef results) {
 }
 
 Task<absl::Status> Client() {
-  const picos::TransportRegistry& t = picos::transports::DefaultTransports();
-  picos::remote::NodeFlagDefaults defaults;
-  defaults.name = "dispycos_client3";
-  PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config, picos::remote::NodeConfigFromFlags(t, defaults));
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
-                            co_await picos::remote::Node::Start(t, std::move(config.options)));
+                            co_await picos::examples::StartClientNode("dispycos_client3"));
   picos::compute::ComputationOptions o;
   o.library = absl::GetFlag(FLAGS_library);
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
-                            picos::compute::Computation::Create(o));
-  absl::Status scheduled = co_await computation->Schedule(absl::GetFlag(FLAGS_nodes));
-  if (!scheduled.ok()) {
-    (void)co_await computation->Close();  // the nodes scheduled before the failure
-    co_return scheduled;
-  }
+                            co_await picos::examples::ScheduleComputation(o, absl::GetFlag(FLAGS_nodes)));
 
   const int total = absl::GetFlag(FLAGS_jobs);
   TaskRef results = picos::ThisScheduler().Spawn(Results, int64_t{total});
@@ -136,9 +127,6 @@ Task<absl::Status> Client() {
 int main(int argc, char** argv) {
   picos::remote::ParseCommandLine(argc, argv);
   if (!picos::FlagInRange(FLAGS_jobs, 1, 10'000)) return 2;
-  if (absl::GetFlag(FLAGS_nodes).empty()) {
-    std::fprintf(stderr, "dispycos_client3: --nodes: give at least one picos-node URI\n");
-    return 2;
-  }
+  if (!picos::examples::NodesGiven("dispycos_client3", absl::GetFlag(FLAGS_nodes))) return 2;
   return picos::RunMain("dispycos_client3", Client);
 }

@@ -32,7 +32,7 @@
 #include "core/kernel/task.h"
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
-#include "transports/default_transports.h"
+#include "examples/dispycos_client_lib.h"
 
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run the job on (required)");
 ABSL_FLAG(std::string, program, "upper", "what the job runs: upper (sed -u, line by line) or sort");
@@ -49,21 +49,12 @@ using picos::Value;
 constexpr absl::Duration kLong = absl::Minutes(2);  // only a hang reaches it
 
 Task<absl::Status> Client() {
-  const picos::TransportRegistry& t = picos::transports::DefaultTransports();
-  picos::remote::NodeFlagDefaults defaults;
-  defaults.name = "dispycos_client5";
-  PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config, picos::remote::NodeConfigFromFlags(t, defaults));
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
-                            co_await picos::remote::Node::Start(t, std::move(config.options)));
+                            co_await picos::examples::StartClientNode("dispycos_client5"));
   picos::compute::ComputationOptions o;
   o.library = absl::GetFlag(FLAGS_library);
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
-                            picos::compute::Computation::Create(o));
-  absl::Status scheduled = co_await computation->Schedule(absl::GetFlag(FLAGS_nodes));
-  if (!scheduled.ok()) {
-    (void)co_await computation->Close();
-    co_return scheduled;
-  }
+                            co_await picos::examples::ScheduleComputation(o, absl::GetFlag(FLAGS_nodes)));
 
   const std::string program = absl::GetFlag(FLAGS_program);
   picos::compute::RunOptions ro;
@@ -119,9 +110,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dispycos_client5: --program=%s: upper or sort\n", program.c_str());
     return 2;
   }
-  if (absl::GetFlag(FLAGS_nodes).empty()) {
-    std::fprintf(stderr, "dispycos_client5: --nodes: give at least one picos-node URI\n");
-    return 2;
-  }
+  if (!picos::examples::NodesGiven("dispycos_client5", absl::GetFlag(FLAGS_nodes))) return 2;
   return picos::RunMain("dispycos_client5", Client);
 }

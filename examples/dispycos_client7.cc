@@ -33,7 +33,7 @@
 #include "core/kernel/task.h"
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
-#include "transports/default_transports.h"
+#include "examples/dispycos_client_lib.h"
 
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run jobs on (required)");
 ABSL_FLAG(int, jobs, 10, "jobs to run");
@@ -55,22 +55,13 @@ constexpr absl::Duration kEventWait = absl::Minutes(2);
 std::string Field(const Value& e, const char* name) { return e.GetOr<std::string>(name, ""); }
 
 Task<absl::Status> Client() {
-  const picos::TransportRegistry& t = picos::transports::DefaultTransports();
-  picos::remote::NodeFlagDefaults defaults;
-  defaults.name = "dispycos_client7";
-  PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config, picos::remote::NodeConfigFromFlags(t, defaults));
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
-                            co_await picos::remote::Node::Start(t, std::move(config.options)));
+                            co_await picos::examples::StartClientNode("dispycos_client7"));
   picos::compute::ComputationOptions o;
   o.library = absl::GetFlag(FLAGS_library);
   o.status_task = picos::Self();  // this task: the events queue in its mailbox
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
-                            picos::compute::Computation::Create(o));
-  absl::Status scheduled = co_await computation->Schedule(absl::GetFlag(FLAGS_nodes));
-  if (!scheduled.ok()) {
-    (void)co_await computation->Close();  // the nodes scheduled before the failure
-    co_return scheduled;
-  }
+                            co_await picos::examples::ScheduleComputation(o, absl::GetFlag(FLAGS_nodes)));
 
   const int total = absl::GetFlag(FLAGS_jobs);
   std::mt19937 random(std::random_device{}());
@@ -150,9 +141,6 @@ int main(int argc, char** argv) {
       !picos::FlagInRange(FLAGS_max_ms, absl::GetFlag(FLAGS_min_ms), 60'000)) {
     return 2;
   }
-  if (absl::GetFlag(FLAGS_nodes).empty()) {
-    std::fprintf(stderr, "dispycos_client7: --nodes: give at least one picos-node URI\n");
-    return 2;
-  }
+  if (!picos::examples::NodesGiven("dispycos_client7", absl::GetFlag(FLAGS_nodes))) return 2;
   return picos::RunMain("dispycos_client7", Client);
 }

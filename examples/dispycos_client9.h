@@ -32,8 +32,7 @@
 #include "core/kernel/status.h"
 #include "core/kernel/task.h"
 #include "core/remote/node.h"
-#include "core/remote/node_flags.h"
-#include "transports/default_transports.h"
+#include "examples/dispycos_client_lib.h"
 
 namespace picos::examples {
 
@@ -59,22 +58,13 @@ inline Task<absl::Status> RunClient9(Client9Options opt) {
   constexpr absl::Duration kEventWait = absl::Minutes(2);
   const char* const name = opt.name;
   const char* const what = opt.per_worker ? "worker" : "node";
-  const TransportRegistry& t = transports::DefaultTransports();
-  remote::NodeFlagDefaults defaults;
-  defaults.name = name;
-  PICOS_CO_ASSIGN_OR_RETURN(remote::NodeConfig config, remote::NodeConfigFromFlags(t, defaults));
-  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<remote::Node> node, co_await remote::Node::Start(t, std::move(config.options)));
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<remote::Node> node, co_await StartClientNode(name));
   compute::ComputationOptions o;
   o.library = opt.library;
   o.status_task = Self();  // this task: the events queue in its mailbox
   o.disable_nodes = !opt.per_worker;
   o.disable_workers = opt.per_worker;
-  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<compute::Computation> c, compute::Computation::Create(o));
-  absl::Status scheduled = co_await c->Schedule(opt.nodes);
-  if (!scheduled.ok()) {
-    (void)co_await c->Close();
-    co_return scheduled;
-  }
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<compute::Computation> c, co_await ScheduleComputation(o, opt.nodes));
   const size_t workers = c->workers().size();
   const size_t nodes = c->nodes().size();
   if (workers == 0) {

@@ -22,6 +22,7 @@
 #include "core/kernel/scheduler.h"
 #include "core/remote/node_flags.h"
 #include "examples/dispycos_client9.h"
+#include "examples/dispycos_client_lib.h"
 
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run jobs on (required)");
 ABSL_FLAG(int, keys, 4, "keys in each node's data, each looked up once on each worker");
@@ -45,9 +46,6 @@ picos::Task<absl::Status> Client() {
 int main(int argc, char** argv) {
   picos::remote::ParseCommandLine(argc, argv);
   if (!picos::FlagInRange(FLAGS_keys, 1, 1000)) return 2;
-  if (absl::GetFlag(FLAGS_nodes).empty()) {
-    std::fprintf(stderr, "dispycos_client9_node: --nodes: give at least one picos-node URI\n");
-    return 2;
-  }
+  if (!picos::examples::NodesGiven("dispycos_client9_node", absl::GetFlag(FLAGS_nodes))) return 2;
   return picos::RunMain("dispycos_client9_node", Client);
 }

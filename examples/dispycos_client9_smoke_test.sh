@@ -11,40 +11,20 @@
 # that a client given no node is a usage error. Bounded in time; kills only
 # the nodes it started.
 #
-#   dispycos_client9_smoke_test.sh node|server PICOS_NODE CLIENT LIBRARY
+#   dispycos_client9_smoke_test.sh node|server PICOS_NODE CLIENT LIBRARY SMOKE_LIB
 set -uo pipefail
-mode="$1"; node_bin="$2"; client_bin="$3"; library="$4"
+mode="$1"; node_bin="$2"; client_bin="$3"; library="$4"; lib="$5"
 name="dispycos_client9_$mode"
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  { wait; } 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in n0 n1 client client.err; do [ -f "$dir/$f" ] && { echo "--- $f"; cat "$dir/$f"; }; done
-  exit 1
-}
-export PICOS_REMOTE_SECRET="$name smoke test secret"
+# shellcheck source=examples/dispycos_smoke_lib.sh
+source "$lib"
+dispycos_smoke_init "$name" n0 n1 client client.err
 
 "$client_bin" >"$dir/usage" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "^$name: --nodes" "$dir/usage" || fail "no --nodes: status $rc, $(cat "$dir/usage")"
 
-uris=()
-for i in 0 1; do
-  mkdir -p "$dir/dest$i"
-  "$node_bin" --cpus=$((2 - i)) --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest$i" >"$dir/n$i" 2>"$dir/n$i.err" &
-  pids+=($!)
-  for _ in $(seq 400); do grep -q '^listening ' "$dir/n$i" && break; sleep 0.05; done
-  uri=$(sed -n 's/^listening //p' "$dir/n$i")
-  [ -n "$uri" ] || fail "node $i did not start"
-  uris+=("$uri")
-done
+for i in 0 1; do dispycos_smoke_node "n$i" --cpus=$((2 - i)); done
 
-timeout 60 "$client_bin" --nodes="${uris[0]},${uris[1]}" --keys=4 --library="$library" \
+timeout 60 "$client_bin" --nodes="${uri[n0]},${uri[n1]}" --keys=4 --library="$library" \
   >"$dir/client" 2>"$dir/client.err"; rc=$?
 echo "--- client"; cat "$dir/client"
 [ $rc -eq 0 ] || fail "the client exited with $rc: $(cat "$dir/client.err")"
@@ -68,12 +48,7 @@ while read -r key worker; do
   [ "$(grep -c "^$name: $key on $worker:" "$dir/client")" = 1 ] || fail "$key on $worker not answered once"
 done < <(sed -nE "s/^$name: ([a-z]+[0-9]-key[0-3]) on ([^ ]+): [0-9]+ $what right\$/\1 \2/p" "$dir/client")
 for i in 0 1; do
-  for _ in $(seq 200); do
-    [ "$(grep -c '^worker closed ' "$dir/n$i")" = "$(grep -c '^worker started ' "$dir/n$i")" ] && break
-    sleep 0.05
-  done
   [ "$(grep -c '^worker started ' "$dir/n$i")" = $((2 - i)) ] || fail "node $i did not start $((2 - i)) workers"
-  [ "$(grep -c '^worker closed ' "$dir/n$i")" = $((2 - i)) ] || fail "node $i did not close its workers"
-  [ -z "$(ls -A "$dir/dest$i")" ] || fail "node $i kept files: $(ls -A "$dir/dest$i")"
+  dispycos_smoke_node_closed "n$i" $((2 - i))
 done
 echo PASS

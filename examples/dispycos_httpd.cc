@@ -19,6 +19,7 @@
 #include "core/remote/node_flags.h"
 #include "dashboard/dashboard.h"
 #include "dashboard/dashboard_flags.h"
+#include "examples/dispycos_client_lib.h"
 #include "transports/default_transports.h"
 
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run jobs on (required)");
@@ -47,11 +48,8 @@ Task<absl::Status> Collect(std::string name, TaskRef job, int i, std::shared_ptr
 
 Task<absl::Status> DispycosHttpd(std::string name, StartStatusTask start_status) {
   const TransportRegistry& t = transports::DefaultTransports();
-  remote::NodeFlagDefaults defaults;
-  defaults.name = name;
-  PICOS_CO_ASSIGN_OR_RETURN(remote::NodeConfig config, remote::NodeConfigFromFlags(t, defaults));
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<remote::Node> node,
-                            co_await remote::Node::Start(t, std::move(config.options)));
+                            co_await examples::StartClientNode(name));
   PICOS_CO_ASSIGN_OR_RETURN(dashboard::DashboardOptions d, dashboard::DashboardOptionsFromFlags());
   TaskRef user_status;
   if (start_status) {
@@ -69,10 +67,9 @@ Task<absl::Status> DispycosHttpd(std::string name, StartStatusTask start_status)
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<compute::Computation> computation, compute::Computation::Create(o));
   dash->Attach(computation.get());
   const std::vector<std::string> nodes = absl::GetFlag(FLAGS_nodes);
-  absl::Status scheduled = co_await computation->Schedule(nodes);
+  absl::Status scheduled = co_await examples::ScheduleOrClose(computation.get(), nodes);
   if (!scheduled.ok()) {
-    dash->Detach();
-    (void)co_await computation->Close();
+    dash->Detach();  // before the computation goes
     co_return scheduled;
   }
   std::printf("%s: scheduled on %zu nodes, %zu workers\n", name.c_str(), nodes.size(),
@@ -130,10 +127,7 @@ Task<absl::Status> DispycosHttpd(std::string name, StartStatusTask start_status)
 
 int DispycosHttpdMain(const char* name, int argc, char** argv, StartStatusTask start_status) {
   remote::ParseCommandLine(argc, argv);
-  if (absl::GetFlag(FLAGS_nodes).empty()) {
-    std::fprintf(stderr, "%s: --nodes: give at least one picos-node URI\n", name);
-    return 2;
-  }
+  if (!examples::NodesGiven(name, absl::GetFlag(FLAGS_nodes))) return 2;
   return RunMain(name, DispycosHttpd, std::string(name), std::move(start_status));
 }
 

@@ -9,42 +9,23 @@
 # the processes it started (no `timeout` wrapper: killing one would leave
 # its child running).
 #
-#   dispycos_httpd_smoke_test.sh PICOS_NODE CLIENT LIBRARY NAME
+#   dispycos_httpd_smoke_test.sh PICOS_NODE CLIENT LIBRARY NAME SMOKE_LIB
 set -uo pipefail
-node_bin="$1"; client_bin="$2"; library="$3"; name="$4"
-dir=$(mktemp -d)
-declare -A pid
-cleanup() {
-  exec 3>&- 2>/dev/null
-  for n in "${!pid[@]}"; do kill -9 "${pid[$n]}" 2>/dev/null; done
-  { wait; } 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in n1 n2 client client.err; do [ -f "$dir/$f" ] && { echo "--- $f"; cat "$dir/$f"; }; done
-  exit 1
-}
-export PICOS_REMOTE_SECRET="dispycos_httpd smoke test secret"
+node_bin="$1"; client_bin="$2"; library="$3"; name="$4"; lib="$5"
+# shellcheck source=examples/dispycos_smoke_lib.sh
+source "$lib"
+dispycos_smoke_init dispycos_httpd n1 n2 client client.err
 
 "$client_bin" </dev/null >"$dir/usage" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "^$name: --nodes" "$dir/usage" || fail "no --nodes: status $rc, $(cat "$dir/usage")"
 
-declare -A uri
-for n in n1 n2; do
-  mkdir -p "$dir/dest-$n"
-  "$node_bin" --cpus=1 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest-$n" >"$dir/$n" 2>"$dir/$n.err" &
-  pid[$n]=$!
-  for _ in $(seq 400); do grep -q '^listening ' "$dir/$n" && break; sleep 0.05; done
-  uri[$n]=$(sed -n 's/^listening //p' "$dir/$n")
-  [ -n "${uri[$n]}" ] || fail "node $n did not start"
-done
+for n in n1 n2; do dispycos_smoke_node "$n" --cpus=1; done
 
 mkfifo "$dir/in"
 "$client_bin" --nodes="${uri[n1]},${uri[n2]}" --library="$library" --dashboard_listen=tcp://127.0.0.1:0 \
   --dashboard_token_file="$dir/token" <"$dir/in" >"$dir/client" 2>"$dir/client.err" &
-pid[client]=$!
+client_pid=$!
+dispycos_smoke_track "$client_pid"
 exec 3>"$dir/in"
 for _ in $(seq 1200); do grep -q "^$name: scheduled on 2 nodes, 2 workers$" "$dir/client" && break; sleep 0.05; done
 grep -q "^$name: scheduled on 2 nodes, 2 workers$" "$dir/client" || fail "not scheduled"
@@ -62,13 +43,14 @@ state=$(curl -s -H "Authorization: Bearer $(cat "$dir/token")" "${url}api/state"
 
 echo quit >&3
 exec 3>&-
-for _ in $(seq 1200); do kill -0 "${pid[client]}" 2>/dev/null || break; sleep 0.05; done
-wait "${pid[client]}"; rc=$?
-unset 'pid[client]'
+for _ in $(seq 1200); do kill -0 "$client_pid" 2>/dev/null || break; sleep 0.05; done
+wait "$client_pid"; rc=$?
+dispycos_smoke_untrack "$client_pid"
 echo "--- client"; cat "$dir/client"
 [ $rc -eq 0 ] || fail "the client exited with $rc"
 grep -q "^$name: 4 jobs done, 0 failed$" "$dir/client" || fail "no summary"
 [ ! -e "$dir/token" ] || fail "the token file outlived the dashboard"
+for n in n1 n2; do dispycos_smoke_node_closed "$n" 1; done
 if [ "$name" = dispycos_httpd2 ]; then
   [ "$(grep -c '^dispycos_httpd2: status: job [0-9]* started on tcp://' "$dir/client")" = 4 ] || fail "user status: starts"
   [ "$(grep -c '^dispycos_httpd2: status: job [0-9]* finished: 0$' "$dir/client")" = 4 ] || fail "user status: ends"

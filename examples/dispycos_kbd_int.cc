@@ -47,7 +47,7 @@
 #include "core/kernel/task.h"
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
-#include "transports/default_transports.h"
+#include "examples/dispycos_client_lib.h"
 
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run the optimisers on (required)");
 ABSL_FLAG(int, report_ms, 1000, "how often each optimiser reports its progress");
@@ -150,22 +150,13 @@ void SignalThread(TaskRef client) {
 
 Task<absl::Status> Client() {
   std::thread(SignalThread, picos::Self()).detach();
-  const picos::TransportRegistry& t = picos::transports::DefaultTransports();
-  picos::remote::NodeFlagDefaults defaults;
-  defaults.name = "dispycos_kbd_int";
-  PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config, picos::remote::NodeConfigFromFlags(t, defaults));
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
-                            co_await picos::remote::Node::Start(t, std::move(config.options)));
+                            co_await picos::examples::StartClientNode("dispycos_kbd_int"));
   picos::compute::ComputationOptions o;
   o.library = absl::GetFlag(FLAGS_library);
   o.status_task = picos::Self();  // events and signals both come here
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
-                            picos::compute::Computation::Create(o));
-  absl::Status scheduled = co_await computation->Schedule(absl::GetFlag(FLAGS_nodes));
-  if (!scheduled.ok()) {
-    (void)co_await computation->Close();  // the nodes scheduled before the failure
-    co_return scheduled;
-  }
+                            co_await picos::examples::ScheduleComputation(o, absl::GetFlag(FLAGS_nodes)));
 
   auto results = std::make_shared<Results>();
   std::vector<TaskRef> optimisers;
@@ -233,10 +224,7 @@ Task<absl::Status> Client() {
 int main(int argc, char** argv) {
   picos::remote::ParseCommandLine(argc, argv);
   if (!picos::FlagInRange(FLAGS_report_ms, 1, 60'000) || !picos::FlagInRange(FLAGS_run_for, 0, 86'400)) return 2;
-  if (absl::GetFlag(FLAGS_nodes).empty()) {
-    std::fprintf(stderr, "dispycos_kbd_int: --nodes: give at least one picos-node URI\n");
-    return 2;
-  }
+  if (!picos::examples::NodesGiven("dispycos_kbd_int", absl::GetFlag(FLAGS_nodes))) return 2;
   // SIGINT and SIGTERM go to SignalThread only: blocked here, before any
   // thread starts, so every thread inherits the mask. A shell starts a
   // background job with SIGINT ignored, and an ignored signal is dropped

@@ -10,37 +10,22 @@
 # client exits 0; that the node ends the workers and removes the files.
 # Bounded in time; kills only the processes it started.
 #
-#   dispycos_kbd_int_smoke_test.sh PICOS_NODE CLIENT LIBRARY
+#   dispycos_kbd_int_smoke_test.sh PICOS_NODE CLIENT LIBRARY SMOKE_LIB
 set -uo pipefail
-node_bin="$1"; client_bin="$2"; library="$3"
-dir=$(mktemp -d)
-npid=""; cpid=""
-cleanup() {
-  for p in $cpid $npid; do kill -9 "$p" 2>/dev/null; done
-  { wait; } 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in n1 client client.err; do [ -f "$dir/$f" ] && { echo "--- $f"; cat "$dir/$f"; }; done
-  exit 1
-}
-export PICOS_REMOTE_SECRET="dispycos_kbd_int smoke test secret"
+node_bin="$1"; client_bin="$2"; library="$3"; lib="$4"
+# shellcheck source=examples/dispycos_smoke_lib.sh
+source "$lib"
+dispycos_smoke_init dispycos_kbd_int n1 client client.err
 
 "$client_bin" >"$dir/usage" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "^dispycos_kbd_int: --nodes" "$dir/usage" || fail "no --nodes: status $rc, $(cat "$dir/usage")"
 
-mkdir -p "$dir/dest"
-"$node_bin" --cpus=2 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest" >"$dir/n1" 2>"$dir/n1.err" &
-npid=$!
-for _ in $(seq 400); do grep -q '^listening ' "$dir/n1" && break; sleep 0.05; done
-uri=$(sed -n 's/^listening //p' "$dir/n1")
-[ -n "$uri" ] || fail "the node did not start"
+dispycos_smoke_node n1 --cpus=2
 
 # The client in the background, not under timeout(1): the SIGINT goes to it.
-"$client_bin" --nodes="$uri" --report_ms=300 --library="$library" >"$dir/client" 2>"$dir/client.err" &
+"$client_bin" --nodes="${uri[n1]}" --report_ms=300 --library="$library" >"$dir/client" 2>"$dir/client.err" &
 cpid=$!
+dispycos_smoke_track "$cpid"
 for _ in $(seq 1200); do
   [ "$(grep -E '^dispycos_kbd_int: [^ ]+ progress: ' "$dir/client" | awk '{print $2}' | sort -u | wc -l)" = 2 ] && break
   kill -0 "$cpid" 2>/dev/null || break
@@ -51,7 +36,8 @@ done
 kill -INT "$cpid"
 for _ in $(seq 1200); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.05; done
 kill -0 "$cpid" 2>/dev/null && fail "the client did not end within 60 s of SIGINT"
-wait "$cpid"; rc=$?; cpid=""
+wait "$cpid"; rc=$?
+dispycos_smoke_untrack "$cpid"
 echo "--- client"; cat "$dir/client"
 [ $rc -eq 0 ] || fail "the client exited with $rc"
 grep -q '^dispycos_kbd_int: 2 workers optimising' "$dir/client" || fail "not 2 workers"
@@ -78,7 +64,5 @@ grep -q "^dispycos_kbd_int: 2 last values received, 2 terminated (2 job_terminat
   "$dir/client" || fail "summary: want 2 last values, 2 terminated"
 min=$(awk '{print $5}' <<<"$lasts" | sort -g | head -1)
 grep -qE "^dispycos_kbd_int: best $min at \([-0-9.]+, [-0-9.]+\) from tcp://" "$dir/client" || fail "best is not $min"
-for _ in $(seq 200); do [ "$(grep -c '^worker closed ' "$dir/n1")" = 2 ] && break; sleep 0.05; done
-[ "$(grep -c '^worker closed ' "$dir/n1")" = 2 ] || fail "the node did not close its 2 workers"
-[ -z "$(ls -A "$dir/dest")" ] || fail "the node kept files: $(ls -A "$dir/dest")"
+dispycos_smoke_node_closed n1 2
 echo PASS

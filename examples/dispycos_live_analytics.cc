@@ -30,7 +30,7 @@
 #include "core/kernel/task.h"
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
-#include "transports/default_transports.h"
+#include "examples/dispycos_client_lib.h"
 
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run the jobs on (required)");
 ABSL_FLAG(int, ticks, 1000, "ticks to stream");
@@ -73,21 +73,12 @@ std::vector<std::string> ExpectedSignals(const std::vector<long long>& prices, i
 }
 
 Task<absl::Status> Client() {
-  const picos::TransportRegistry& t = picos::transports::DefaultTransports();
-  picos::remote::NodeFlagDefaults defaults;
-  defaults.name = "dispycos_live_analytics";
-  PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config, picos::remote::NodeConfigFromFlags(t, defaults));
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
-                            co_await picos::remote::Node::Start(t, std::move(config.options)));
+                            co_await picos::examples::StartClientNode("dispycos_live_analytics"));
   picos::compute::ComputationOptions o;
   o.library = absl::GetFlag(FLAGS_library);
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
-                            picos::compute::Computation::Create(o));
-  absl::Status scheduled = co_await computation->Schedule(absl::GetFlag(FLAGS_nodes));
-  if (!scheduled.ok()) {
-    (void)co_await computation->Close();
-    co_return scheduled;
-  }
+                            co_await picos::examples::ScheduleComputation(o, absl::GetFlag(FLAGS_nodes)));
 
   const int s = absl::GetFlag(FLAGS_short_window), l = absl::GetFlag(FLAGS_long_window);
   picos::compute::RunOptions ro;
@@ -164,9 +155,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dispycos_live_analytics: --short_window must be less than --long_window\n");
     return 2;
   }
-  if (absl::GetFlag(FLAGS_nodes).empty()) {
-    std::fprintf(stderr, "dispycos_live_analytics: --nodes: give at least one picos-node URI\n");
-    return 2;
-  }
+  if (!picos::examples::NodesGiven("dispycos_live_analytics", absl::GetFlag(FLAGS_nodes))) return 2;
   return picos::RunMain("dispycos_live_analytics", Client);
 }

@@ -9,36 +9,20 @@
 # workers and removes the files. Bounded in time; kills only the node it
 # started.
 #
-#   dispycos_live_analytics_smoke_test.sh PICOS_NODE CLIENT LIBRARY
+#   dispycos_live_analytics_smoke_test.sh PICOS_NODE CLIENT LIBRARY SMOKE_LIB
 set -uo pipefail
-node_bin="$1"; client_bin="$2"; library="$3"
-dir=$(mktemp -d)
-npid=""
-cleanup() {
-  [ -n "$npid" ] && kill -9 "$npid" 2>/dev/null
-  { wait; } 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in n1 client client.err; do [ -f "$dir/$f" ] && { echo "--- $f"; cat "$dir/$f"; }; done
-  exit 1
-}
-export PICOS_REMOTE_SECRET="dispycos_live_analytics smoke test secret"
+node_bin="$1"; client_bin="$2"; library="$3"; lib="$4"
+# shellcheck source=examples/dispycos_smoke_lib.sh
+source "$lib"
+dispycos_smoke_init dispycos_live_analytics n1 client client.err
 
 "$client_bin" --nodes=tcp://127.0.0.1:1 --short_window=30 --long_window=20 >"$dir/usage" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "^dispycos_live_analytics: --short_window must be less than --long_window" "$dir/usage" ||
   fail "bad windows: status $rc, $(cat "$dir/usage")"
 
-mkdir -p "$dir/dest"
-"$node_bin" --cpus=2 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest" >"$dir/n1" 2>"$dir/n1.err" &
-npid=$!
-for _ in $(seq 400); do grep -q '^listening ' "$dir/n1" && break; sleep 0.05; done
-uri=$(sed -n 's/^listening //p' "$dir/n1")
-[ -n "$uri" ] || fail "the node did not start"
+dispycos_smoke_node n1 --cpus=2
 
-timeout 60 "$client_bin" --nodes="$uri" --ticks=1000 --library="$library" >"$dir/client" 2>"$dir/client.err"; rc=$?
+timeout 60 "$client_bin" --nodes="${uri[n1]}" --ticks=1000 --library="$library" >"$dir/client" 2>"$dir/client.err"; rc=$?
 echo "--- client"; cat "$dir/client"
 [ $rc -eq 0 ] || fail "the client exited with $rc"
 line=$(grep -E '^dispycos_live_analytics: 1000 ticks streamed to 2 jobs; [0-9]+ signals, [0-9]+ expected: ok$' "$dir/client")
@@ -52,7 +36,5 @@ sides=$(sed -nE 's/^dispycos_live_analytics: signal at tick [0-9]+: (buy|sell) .
 [ "$sides" = "$k" ] || fail "two signals of the same side in a row"
 grep -qE '^dispycos_live_analytics: save kept 1000 ticks, sum [0-9]+ in pid [0-9]+: ok$' "$dir/client" ||
   fail "the saver did not keep the 1000 ticks"
-for _ in $(seq 200); do [ "$(grep -c '^worker closed ' "$dir/n1")" = 2 ] && break; sleep 0.05; done
-[ "$(grep -c '^worker closed ' "$dir/n1")" = 2 ] || fail "the node did not close its 2 workers"
-[ -z "$(ls -A "$dir/dest")" ] || fail "the node kept files: $(ls -A "$dir/dest")"
+dispycos_smoke_node_closed n1 2
 echo PASS

@@ -9,35 +9,19 @@
 # client given no node is a usage error. Bounded in time; kills only the
 # node it started.
 #
-#   dispycos_mem_servers_smoke_test.sh PICOS_NODE CLIENT LIBRARY
+#   dispycos_mem_servers_smoke_test.sh PICOS_NODE CLIENT LIBRARY SMOKE_LIB
 set -uo pipefail
-node_bin="$1"; client_bin="$2"; library="$3"
-dir=$(mktemp -d)
-npid=""
-cleanup() {
-  [ -n "$npid" ] && kill -9 "$npid" 2>/dev/null
-  { wait; } 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in n1 client client.err; do [ -f "$dir/$f" ] && { echo "--- $f"; cat "$dir/$f"; }; done
-  exit 1
-}
-export PICOS_REMOTE_SECRET="dispycos_mem_servers smoke test secret"
+node_bin="$1"; client_bin="$2"; library="$3"; lib="$4"
+# shellcheck source=examples/dispycos_smoke_lib.sh
+source "$lib"
+dispycos_smoke_init dispycos_mem_servers n1 client client.err
 
 "$client_bin" >"$dir/usage" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "^dispycos_mem_servers: --nodes" "$dir/usage" || fail "no --nodes: status $rc, $(cat "$dir/usage")"
 
-mkdir -p "$dir/dest"
-"$node_bin" --cpus=2 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest" >"$dir/n1" 2>"$dir/n1.err" &
-npid=$!
-for _ in $(seq 400); do grep -q '^listening ' "$dir/n1" && break; sleep 0.05; done
-uri=$(sed -n 's/^listening //p' "$dir/n1")
-[ -n "$uri" ] || fail "the node did not start"
+dispycos_smoke_node n1 --cpus=2
 
-timeout 60 "$client_bin" --nodes="$uri" --requests=5 --block_bytes=262144 --library="$library" \
+timeout 60 "$client_bin" --nodes="${uri[n1]}" --requests=5 --block_bytes=262144 --library="$library" \
   >"$dir/client" 2>"$dir/client.err"; rc=$?
 echo "--- client"; cat "$dir/client"
 [ $rc -eq 0 ] || fail "the client exited with $rc"
@@ -51,7 +35,5 @@ while read -r _ w _ _ _ _ _ pid; do
   [ -n "$fresh" ] && [ "$fresh" != "$pid" ] || fail "$w: not restarted as a new process without data"
 done <<<"$loaded"
 grep -q WRONG "$dir/client" && fail "a wrong answer"
-for _ in $(seq 200); do [ "$(grep -c '^worker closed ' "$dir/n1")" -ge 4 ] && break; sleep 0.05; done
-[ "$(grep -c '^worker closed ' "$dir/n1")" -ge 4 ] || fail "the node did not close 4 workers (2 restarted)"
-[ -z "$(ls -A "$dir/dest")" ] || fail "the node kept files: $(ls -A "$dir/dest")"
+dispycos_smoke_node_closed n1 4 min
 echo PASS

@@ -43,7 +43,7 @@
 #include "core/kernel/task.h"
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
-#include "transports/default_transports.h"
+#include "examples/dispycos_client_lib.h"
 
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to allocate from (required)");
 ABSL_FLAG(std::vector<std::string>, rules, {},
@@ -81,12 +81,8 @@ absl::StatusOr<picos::compute::AllocationRule> ParseRule(const std::string& text
 }
 
 Task<absl::Status> Client(std::vector<picos::compute::AllocationRule> rules) {
-  const picos::TransportRegistry& t = picos::transports::DefaultTransports();
-  picos::remote::NodeFlagDefaults defaults;
-  defaults.name = "dispycos_node_allocate";
-  PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config, picos::remote::NodeConfigFromFlags(t, defaults));
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
-                            co_await picos::remote::Node::Start(t, std::move(config.options)));
+                            co_await picos::examples::StartClientNode("dispycos_node_allocate"));
   picos::compute::ComputationOptions o;
   o.library = absl::GetFlag(FLAGS_library);
   o.status_task = picos::Self();
@@ -98,12 +94,7 @@ Task<absl::Status> Client(std::vector<picos::compute::AllocationRule> rules) {
     return fnmatch(excluded.c_str(), facts.platform.c_str(), 0) == 0 ? 0 : -1;
   };
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
-                            picos::compute::Computation::Create(o));
-  absl::Status scheduled = co_await computation->Schedule(absl::GetFlag(FLAGS_nodes));
-  if (!scheduled.ok()) {
-    (void)co_await computation->Close();  // the nodes scheduled before the failure
-    co_return scheduled;
-  }
+                            co_await picos::examples::ScheduleComputation(o, absl::GetFlag(FLAGS_nodes)));
   // What the allocation decided: the events up to computation_scheduled
   // (already in the mailbox: sent as Schedule went). Bounded by count.
   for (int n = 0; n < 10'000; ++n) {
@@ -164,10 +155,7 @@ Task<absl::Status> Client(std::vector<picos::compute::AllocationRule> rules) {
 int main(int argc, char** argv) {
   picos::remote::ParseCommandLine(argc, argv);
   if (!picos::FlagInRange(FLAGS_jobs, 1, 10'000)) return 2;
-  if (absl::GetFlag(FLAGS_nodes).empty()) {
-    std::fprintf(stderr, "dispycos_node_allocate: --nodes: give at least one picos-node URI\n");
-    return 2;
-  }
+  if (!picos::examples::NodesGiven("dispycos_node_allocate", absl::GetFlag(FLAGS_nodes))) return 2;
   const std::vector<std::string> texts = absl::GetFlag(FLAGS_rules);
   if (texts.size() > kMaxRules) {
     std::fprintf(stderr, "dispycos_node_allocate: --rules: at most %zu rules\n", kMaxRules);

@@ -10,40 +10,20 @@
 # and the client says so with status 1; that a malformed rule is a usage
 # error. Bounded in time; kills only the nodes it started.
 #
-#   dispycos_node_allocate_smoke_test.sh PICOS_NODE CLIENT LIBRARY
+#   dispycos_node_allocate_smoke_test.sh PICOS_NODE CLIENT LIBRARY SMOKE_LIB
 set -uo pipefail
-node_bin="$1"; client_bin="$2"; library="$3"
-dir=$(mktemp -d)
-declare -A npid
-cleanup() {
-  for n in "${!npid[@]}"; do kill -9 "${npid[$n]}" 2>/dev/null; done
-  { wait; } 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in n1 n2 n3 client excluded; do [ -f "$dir/$f" ] && { echo "--- $f"; cat "$dir/$f"; }; done
-  exit 1
-}
-export PICOS_REMOTE_SECRET="dispycos_node_allocate smoke test secret"
+node_bin="$1"; client_bin="$2"; library="$3"; lib="$4"
+# shellcheck source=examples/dispycos_smoke_lib.sh
+source "$lib"
+dispycos_smoke_init dispycos_node_allocate n1 n2 n3 client excluded
 
 "$client_bin" --nodes=tcp://127.0.0.1:1 --rules='a/b' >"$dir/usage" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "^dispycos_node_allocate: --rules: 'a/b' is not HOST/PLATFORM/CPUS" "$dir/usage" ||
   fail "bad rule: status $rc, $(cat "$dir/usage")"
 
-declare -A uri
 declare -A addr=([n1]=127.0.0.1 [n2]=127.0.0.2 [n3]=127.0.0.3)
 declare -A cpus=([n1]=2 [n2]=3 [n3]=2)
-for n in n1 n2 n3; do
-  mkdir -p "$dir/dest-$n"
-  timeout 120 "$node_bin" --cpus="${cpus[$n]}" --listen="tcp://${addr[$n]}:0" --dest_path="$dir/dest-$n" \
-    >"$dir/$n" 2>"$dir/$n.err" &
-  npid[$n]=$!
-  for _ in $(seq 400); do grep -q '^listening ' "$dir/$n" && break; sleep 0.05; done
-  uri[$n]=$(sed -n 's/^listening //p' "$dir/$n")
-  [ -n "${uri[$n]}" ] || fail "node $n did not start: $(cat "$dir/$n.err")"
-done
+for n in n1 n2 n3; do dispycos_smoke_node "$n" --cpus="${cpus[$n]}" --listen="tcp://${addr[$n]}:0"; done
 nodes="${uri[n1]},${uri[n2]},${uri[n3]}"
 
 timeout 60 "$client_bin" --nodes="$nodes" --jobs=6 --library="$library" \
@@ -72,8 +52,5 @@ echo "--- excluded"; cat "$dir/excluded"
 [ "$(grep -c '^dispycos_node_allocate: node .* ignored: the allocation function skipped it$' "$dir/excluded")" = 3 ] ||
   fail "excluded: not 3 nodes skipped by the function"
 grep -q '^dispycos_node_allocate: no node allocated$' "$dir/excluded" || fail "excluded: no word of it"
-for n in n1 n2 n3; do
-  for _ in $(seq 200); do [ -z "$(ls -A "$dir/dest-$n")" ] && break; sleep 0.05; done
-  [ -z "$(ls -A "$dir/dest-$n")" ] || fail "node $n kept files: $(ls -A "$dir/dest-$n")"
-done
+dispycos_smoke_node_closed n1 1; dispycos_smoke_node_closed n2 2; dispycos_smoke_node_closed n3 0
 echo PASS

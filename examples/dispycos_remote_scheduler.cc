@@ -32,7 +32,7 @@
 #include "core/kernel/task.h"
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
-#include "transports/default_transports.h"
+#include "examples/dispycos_client_lib.h"
 
 ABSL_FLAG(std::string, scheduler, "", "the picos-scheduler's URI (required)");
 ABSL_FLAG(int, leave_cpus, 1, "CPUs of each node's host this client leaves to others (the allocation function)");
@@ -63,12 +63,8 @@ Task<> ShowEvents() {
 }
 
 Task<absl::Status> Client() {
-  const picos::TransportRegistry& t = picos::transports::DefaultTransports();
-  picos::remote::NodeFlagDefaults defaults;
-  defaults.name = "dispycos_remote_scheduler";
-  PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config, picos::remote::NodeConfigFromFlags(t, defaults));
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
-                            co_await picos::remote::Node::Start(t, std::move(config.options)));
+                            co_await picos::examples::StartClientNode("dispycos_remote_scheduler"));
   TaskRef events = picos::ThisScheduler().Spawn(picos::SpawnOptions{.daemon = true}, ShowEvents);
   picos::compute::ComputationOptions o;
   o.library = absl::GetFlag(FLAGS_library);
@@ -82,14 +78,9 @@ Task<absl::Status> Client() {
   o.allocate = [leave](const std::string&, const picos::compute::HostFacts& facts) {
     return std::max(facts.cpus - leave, 0);
   };
-  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
-                            picos::compute::Computation::Create(o));
   std::vector<std::string> every_node;  // all the scheduler shares
-  absl::Status scheduled = co_await computation->Schedule(every_node);
-  if (!scheduled.ok()) {
-    (void)co_await computation->Close();
-    co_return scheduled;
-  }
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
+                            co_await picos::examples::ScheduleComputation(o, every_node));
   size_t most = computation->workers_alive();
   std::printf("dispycos_remote_scheduler: scheduled %s with %zu workers\n", computation->id().c_str(), most);
   std::fflush(stdout);

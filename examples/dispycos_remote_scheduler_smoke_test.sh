@@ -9,37 +9,22 @@
 # without --scheduler is a usage error. Bounded in time; kills only the
 # processes it started.
 #
-#   dispycos_remote_scheduler_smoke_test.sh PICOS_NODE PICOS_SCHEDULER CLIENT LIBRARY
+#   dispycos_remote_scheduler_smoke_test.sh PICOS_NODE PICOS_SCHEDULER CLIENT LIBRARY SMOKE_LIB
 set -uo pipefail
-node_bin="$1"; sched_bin="$2"; client_bin="$3"; library="$4"
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  { wait; } 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in node sched a b; do [ -f "$dir/$f" ] && { echo "--- $f"; cat "$dir/$f"; }; done
-  exit 1
-}
-export PICOS_REMOTE_SECRET="dispycos_remote_scheduler smoke test secret"
+node_bin="$1"; sched_bin="$2"; client_bin="$3"; library="$4"; lib="$5"
+# shellcheck source=examples/dispycos_smoke_lib.sh
+source "$lib"
+dispycos_smoke_init dispycos_remote_scheduler node sched a b
 
 "$client_bin" >"$dir/usage" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q '^dispycos_remote_scheduler: --scheduler: ' "$dir/usage" ||
   fail "no --scheduler: status $rc, $(cat "$dir/usage")"
 
-mkdir -p "$dir/dest"
-"$node_bin" --cpus=3 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest" >"$dir/node" 2>"$dir/node.err" &
-pids+=($!)
-for _ in $(seq 400); do grep -q '^listening ' "$dir/node" && break; sleep 0.05; done
-node_uri=$(sed -n 's/^listening //p' "$dir/node")
-[ -n "$node_uri" ] || fail "the node did not start: $(cat "$dir/node.err")"
+dispycos_smoke_node node --cpus=3
+node_uri=${uri[node]}
 
 "$sched_bin" --listen=tcp://127.0.0.1:0 --node="$node_uri" >"$dir/sched" 2>"$dir/sched.err" &
-pids+=($!)
+dispycos_smoke_track $!
 for _ in $(seq 400); do grep -q '^node up ' "$dir/sched" && break; sleep 0.05; done
 sched_uri=$(sed -n 's/^listening //p' "$dir/sched")
 grep -q "^node up $node_uri 3$" "$dir/sched" || fail "the scheduler has no node: $(cat "$dir/sched.err")"
@@ -75,4 +60,5 @@ grep -q "^client joined $a_id$" "$dir/sched" && grep -q "^client joined $b_id$" 
 grep -q "^shares $a_id $node_uri 1$" "$dir/sched" || fail "the scheduler: a's share is not 1"
 for _ in $(seq 200); do [ "$(grep -c '^client left ' "$dir/sched")" = 2 ] && break; sleep 0.05; done
 [ "$(grep -c '^client left ' "$dir/sched")" = 2 ] || fail "the scheduler: not both clients left"
+dispycos_smoke_node_closed node "$(grep -c '^worker started ' "$dir/node")"
 echo PASS

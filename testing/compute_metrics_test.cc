@@ -188,20 +188,26 @@ Task<absl::Status> Body(NodeProcess& node, std::string marks) {
   co_return absl::OkStatus();
 }
 
-PICOS_CORO_TEST(ComputeMetrics, JobsWorkersNodesFromARealComputation) {
-  const std::string dest = FreshDir("compute-metrics-dest");
-  const std::string marks = FreshDir("compute-metrics-marks");
+// Runs `body` with a real picos-node of two workers, this process's client
+// Node and a fresh folder of its own; then stops the node.
+Task<> WithNode(std::string name, std::function<Task<absl::Status>(NodeProcess&, std::string)> body) {
+  const std::string dest = FreshDir(name + "-dest");
+  const std::string scratch = FreshDir(name + "-scratch");
   absl::StatusOr<NodeProcess> node = co_await StartNode(2, dest);
   CO_ASSERT_OK(node);
   absl::StatusOr<std::unique_ptr<remote::Node>> me = co_await ClientNode();
   if (me.ok()) {
-    absl::Status body = co_await Body(*node, marks);
-    EXPECT_OK(body);
+    absl::Status done = co_await body(*node, scratch);
+    EXPECT_OK(done);
     me->reset();
   }
   EXPECT_OK(me.status());
   absl::Status stopped = co_await StopNode(*node);
   EXPECT_OK(stopped);
+}
+
+PICOS_CORO_TEST(ComputeMetrics, JobsWorkersNodesFromARealComputation) {
+  co_await WithNode("compute-metrics", Body);
 }
 
 // Function names beyond max_functions share one series; the bound holds
@@ -274,6 +280,118 @@ TEST(ComputeMetrics, GaugesFollowEveryPathOfAJob) {
   EXPECT_EQ(Sample(text, "picos_compute_jobs_total{function=\"f\",state=\"rerun\"}"), 1);
   EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"busy\"}"), 0);
   EXPECT_EQ(Sample(text, "picos_compute_workers{state=\"idle\"}"), 1);
+}
+
+// Each series of `want` has its value in `text` (-1: the series is absent).
+void ExpectSamples(const std::string& text, const std::map<std::string, double>& want) {
+  for (const auto& [series, value] : want) EXPECT_EQ(Sample(text, series), value) << series;
+}
+
+// The setup events (compute/computation.h: disable_nodes / disable_workers,
+// EnableNode, setup hooks, CloseNode), fed directly as a status task would
+// see them: a node and its workers disabled until enabled, counted as
+// such; each setup failure counted by its stage; a node closed by CloseNode.
+TEST(ComputeMetrics, DisabledNodesAndWorkersAndSetupFailures) {
+  metrics::Registry registry;
+  absl::StatusOr<std::unique_ptr<compute::ComputationMetrics>> m = compute::ComputationMetrics::Register(registry);
+  ASSERT_OK(m.status());
+  std::string text = registry.Exposition();
+  // Every state and stage from the first scrape, at 0.
+  ExpectSamples(text, {{"picos_compute_workers{state=\"disabled\"}", 0},
+                       {"picos_compute_nodes{state=\"disabled\"}", 0},
+                       {"picos_compute_worker_setup_failures_total{stage=\"node\"}", 0},
+                       {"picos_compute_worker_setup_failures_total{stage=\"worker\"}", 0}});
+
+  compute::HostFacts facts;
+  facts.cpus = 3;
+  facts.memory_total = 8ull << 30;
+  auto ev = [](const char* type, const char* worker) {
+    return Value::Map({{"type", type}, {"computation", "c"}, {"node", "n"}, {"worker", worker}});
+  };
+  (*m)->Observe(Value::Map({{"type", "node_discovered"}, {"computation", "c"}, {"node", "n"},
+                            {"facts", facts.ToValue()}, {"cpus", int64_t{3}}}));
+  for (const char* w : {"w1", "w2", "w3"}) (*m)->Observe(ev("worker_discovered", w));
+  text = registry.Exposition();
+  ExpectSamples(text, {{"picos_compute_nodes{state=\"disabled\"}", 1},
+                       {"picos_compute_nodes{state=\"initialized\"}", 0},
+                       {"picos_compute_workers{state=\"disabled\"}", 3},
+                       {"picos_compute_workers{state=\"idle\"}", 0}});
+  // A disabled node's facts are shown: it runs, it is only unused.
+  ExpectSamples(text, {{"picos_compute_node_memory_total_bytes{node=\"n\"}", double(8ull << 30)}});
+
+  // EnableNode: the node setup fails in w3 (closed then), w1 and w2 serve.
+  (*m)->Observe(Value::Map({{"type", "node_initialized"}, {"computation", "c"}, {"node", "n"},
+                            {"facts", facts.ToValue()}, {"cpus", int64_t{3}}}));
+  (*m)->Observe(ev("worker_initialized", "w1"));
+  (*m)->Observe(ev("worker_initialized", "w2"));
+  Value failed = ev("worker_setup_failed", "w3");
+  failed.as_map()["stage"] = Value("node");
+  failed.as_map()["message"] = Value("no data");
+  (*m)->Observe(failed);
+  (*m)->Observe(ev("worker_closed", "w3"));
+  // A worker hook failing elsewhere, for a worker never tracked: counted.
+  Value failed_worker = ev("worker_setup_failed", "w9");
+  failed_worker.as_map()["stage"] = Value("worker");
+  (*m)->Observe(failed_worker);
+  text = registry.Exposition();
+  ExpectSamples(text, {{"picos_compute_nodes{state=\"disabled\"}", 0},
+                       {"picos_compute_nodes{state=\"initialized\"}", 1},
+                       {"picos_compute_workers{state=\"disabled\"}", 0},
+                       {"picos_compute_workers{state=\"idle\"}", 2},
+                       {"picos_compute_workers{state=\"closed\"}", 1},
+                       {"picos_compute_worker_setup_failures_total{stage=\"node\"}", 1},
+                       {"picos_compute_worker_setup_failures_total{stage=\"worker\"}", 1}});
+
+  // CloseNode: its workers close, then node_closed; its facts go.
+  (*m)->Observe(ev("worker_closed", "w1"));
+  (*m)->Observe(ev("worker_closed", "w2"));
+  (*m)->Observe(Value::Map({{"type", "node_closed"}, {"computation", "c"}, {"node", "n"}}));
+  text = registry.Exposition();
+  ExpectSamples(text, {{"picos_compute_nodes{state=\"closed\"}", 1},
+                       {"picos_compute_nodes{state=\"initialized\"}", 0},
+                       {"picos_compute_workers{state=\"closed\"}", 3},
+                       {"picos_compute_node_memory_total_bytes{node=\"n\"}", -1}});
+}
+
+// The same setup events from a real computation (picos-node, the library
+// of testing/compute_setup_lib.cc): the node discovered disabled and its
+// two workers disabled; EnableNode, the worker setup failing once (that
+// worker closed, the other idle); CloseNode.
+Task<absl::Status> SetupBody(NodeProcess& node, std::string scratch) {
+  metrics::Registry registry;
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<compute::ComputationMetrics> m,
+                            compute::ComputationMetrics::Register(registry));
+  compute::ComputationOptions o;
+  o.library = "testing/libcompute_setup_lib.so";
+  o.metrics = m.get();
+  o.disable_nodes = true;
+  o.worker_setup_arg = absl::StrCat("fail-once:", scratch, "/failed");
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<compute::Computation> c, compute::Computation::Create(o));
+  std::vector<std::string> nodes = {node.uri};
+  PICOS_CO_RETURN_IF_ERROR(co_await c->Schedule(nodes));
+  EXPECT_SAMPLE(registry, "picos_compute_nodes{state=\"disabled\"}", 1);
+  EXPECT_SAMPLE(registry, "picos_compute_workers{state=\"disabled\"}", 2);
+  EXPECT_SAMPLE(registry, "picos_compute_workers{state=\"idle\"}", 0);
+
+  absl::Status enabled = co_await c->EnableNode(node.uri, "node data");
+  EXPECT_OK(enabled);
+  EXPECT_SAMPLE(registry, "picos_compute_worker_setup_failures_total{stage=\"worker\"}", 1);
+  EXPECT_SAMPLE(registry, "picos_compute_worker_setup_failures_total{stage=\"node\"}", 0);
+  EXPECT_SAMPLE(registry, "picos_compute_nodes{state=\"initialized\"}", 1);
+  EXPECT_SAMPLE(registry, "picos_compute_workers{state=\"idle\"}", 1);
+  EXPECT_SAMPLE(registry, "picos_compute_workers{state=\"closed\"}", 1);
+  EXPECT_SAMPLE(registry, "picos_compute_workers{state=\"disabled\"}", 0);
+
+  absl::Status closed = co_await c->CloseNode(node.uri);
+  EXPECT_OK(closed);
+  EXPECT_SAMPLE(registry, "picos_compute_nodes{state=\"closed\"}", 1);
+  EXPECT_SAMPLE(registry, "picos_compute_workers{state=\"closed\"}", 2);
+  PICOS_CO_RETURN_IF_ERROR(co_await c->Close());
+  co_return absl::OkStatus();
+}
+
+PICOS_CORO_TEST(ComputeMetrics, SetupEventsFromARealComputation) {
+  co_await WithNode("compute-metrics-setup", SetupBody);
 }
 
 }  // namespace

@@ -128,7 +128,8 @@ function clusterView() {
     num(n.running), num(n.failed), num(n.cpu_avail.toFixed(0) + " %"),
     num(fmtBytes(n.mem_avail) + " / " + fmtBytes(n.mem_total)), num(fmtBytes(n.disk_free)),
     num(fmtBytes(n.swap_free)), num(n.load.map(x => x.toFixed(2)).join(" ")), el("td", {}, ago(n.pulse)),
-    el("td", {}, n.state === "suspended"
+    el("td", {}, n.state === "disabled" ? "waits for EnableNode"
+      : n.state === "suspended"
       ? el("button", { onclick: () => act("resume_node", { target: n.uri }, `Resume node ${n.uri}?`) }, "Resume")
       : el("button", { onclick: () => act("suspend_node", { target: n.uri }, `Suspend node ${n.uri}?`) }, "Suspend"))));
   return [el("h2", {}, `Cluster: ${nodes.length} nodes`),
@@ -146,7 +147,8 @@ function nodeView(uri) {
   const rows = workers.map(w => el("tr", { class: "state-" + w.state },
     el("td", {}, el("a", { href: "#worker/" + encodeURIComponent(w.uri) }, w.uri)), el("td", {}, w.state),
     num(w.done), el("td", {}, w.jobs.map(j => `${j.id} ${j.fn}`).join(", ")),
-    el("td", {}, w.state === "suspended"
+    el("td", {}, w.state === "disabled" ? "waits for EnableWorker"
+      : w.state === "suspended"
       ? el("button", { onclick: () => act("resume_worker", { target: w.uri }, `Resume worker ${w.uri}?`) }, "Resume")
       : el("button", { onclick: () => act("suspend_worker", { target: w.uri }, `Suspend worker ${w.uri}?`) }, "Suspend"))));
   return [el("h2", {}, `Node ${uri}` + (n ? ` (${n.host}, ${n.state})` : "")),
@@ -211,7 +213,7 @@ function progressView() {
 }
 
 function eventsView() {
-  const rows = S.events.slice().reverse().map(e => el("tr", {}, el("td", {}, fmtTime(e.time)),
+  const rows = S.events.slice().reverse().map(e => el("tr", { class: "event-" + e.type }, el("td", {}, fmtTime(e.time)),
     el("td", {}, e.type), el("td", {}, e.text)));
   return [el("h2", {}, "Recent events"), el("table", { class: "events" }, el("tbody", {}, rows))];
 }
