@@ -42,7 +42,7 @@
 #include "core/kernel/task.h"
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
-#include "transports/default_transports.h"
+#include "examples/dispycos_client_lib.h"
 
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run jobs on (required)");
 ABSL_FLAG(int, jobs, 4, "jobs, each with an input file of its own");
@@ -96,13 +96,9 @@ Task<> CountFiles(std::shared_ptr<std::set<std::string>> received) {
 }
 
 Task<absl::Status> Client() {
-  const picos::TransportRegistry& t = picos::transports::DefaultTransports();
-  picos::remote::NodeFlagDefaults defaults;
-  defaults.name = "dispycos_client4";
-  defaults.listen = {"tcp://127.0.0.1:0"};  // the workers send the results here
-  PICOS_CO_ASSIGN_OR_RETURN(picos::remote::NodeConfig config, picos::remote::NodeConfigFromFlags(t, defaults));
+  std::vector<std::string> listen = {"tcp://127.0.0.1:0"};  // the workers send the results here
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::remote::Node> node,
-                            co_await picos::remote::Node::Start(t, std::move(config.options)));
+                            co_await picos::examples::StartClientNode("dispycos_client4", std::move(listen)));
   if (node->uris().empty()) co_return absl::InvalidArgumentError("--listen: the client must listen for the results");
 
   // The input files, and the data file every job shares.
@@ -131,14 +127,9 @@ Task<absl::Status> Client() {
   o.client_uri = node->uris()[0];
   o.dest_path = absl::GetFlag(FLAGS_dest_path);
   o.status_task = status;
-  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
-                            picos::compute::Computation::Create(o));
   const std::vector<std::string> nodes = absl::GetFlag(FLAGS_nodes);
-  absl::Status scheduled = co_await computation->Schedule(nodes);
-  if (!scheduled.ok()) {
-    (void)co_await computation->Close();
-    co_return scheduled;
-  }
+  PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<picos::compute::Computation> computation,
+                            co_await picos::examples::ScheduleComputation(o, nodes));
   std::printf("dispycos_client4: scheduled on %zu nodes, %zu workers\n", nodes.size(),
               computation->workers_alive());
   const std::string dest = o.dest_path.empty() ? absl::StrCat("./", computation->id()) : o.dest_path;
@@ -190,9 +181,6 @@ Task<absl::Status> Client() {
 int main(int argc, char** argv) {
   picos::remote::ParseCommandLine(argc, argv);
   if (!picos::FlagInRange(FLAGS_jobs, 1, 10'000) || !picos::FlagInRange(FLAGS_lines, 0, 1'000'000)) return 2;
-  if (absl::GetFlag(FLAGS_nodes).empty()) {
-    std::fprintf(stderr, "dispycos_client4: --nodes: give at least one picos-node URI\n");
-    return 2;
-  }
+  if (!picos::examples::NodesGiven("dispycos_client4", absl::GetFlag(FLAGS_nodes))) return 2;
   return picos::RunMain("dispycos_client4", Client);
 }

@@ -9,36 +9,17 @@
 # the nodes, and that a client given no node is a usage error. Bounded in
 # time; kills only the nodes it started.
 #
-#   dispycos_client4_smoke_test.sh PICOS_NODE CLIENT LIBRARY
+#   dispycos_client4_smoke_test.sh PICOS_NODE CLIENT LIBRARY SMOKE_LIB
 set -uo pipefail
-node_bin="$1"; client_bin="$2"; library="$3"
-dir=$(mktemp -d)
-declare -A npid
-cleanup() {
-  for n in "${!npid[@]}"; do kill -9 "${npid[$n]}" 2>/dev/null; done
-  { wait; } 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in n1 n2 client client.err; do [ -f "$dir/$f" ] && { echo "--- $f"; cat "$dir/$f"; }; done
-  exit 1
-}
-export PICOS_REMOTE_SECRET="dispycos_client4 smoke test secret"
+node_bin="$1"; client_bin="$2"; library="$3"; lib="$4"
+# shellcheck source=examples/dispycos_smoke_lib.sh
+source "$lib"
+dispycos_smoke_init dispycos_client4 n1 n2 client client.err
 
 "$client_bin" --jobs=3 >"$dir/usage" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "^dispycos_client4: --nodes" "$dir/usage" || fail "no --nodes: status $rc, $(cat "$dir/usage")"
 
-declare -A uri
-for n in n1 n2; do
-  mkdir -p "$dir/dest-$n"
-  "$node_bin" --cpus=2 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest-$n" >"$dir/$n" 2>"$dir/$n.err" &
-  npid[$n]=$!
-  for _ in $(seq 400); do grep -q '^listening ' "$dir/$n" && break; sleep 0.05; done
-  uri[$n]=$(sed -n 's/^listening //p' "$dir/$n")
-  [ -n "${uri[$n]}" ] || fail "node $n did not start"
-done
+for n in n1 n2; do dispycos_smoke_node "$n" --cpus=2; done
 
 mkdir -p "$dir/results"
 timeout 60 "$client_bin" --nodes="${uri[n1]},${uri[n2]}" --listen=tcp://127.0.0.1:0 --jobs=6 --lines=500 \
@@ -58,10 +39,8 @@ for i in $(seq 0 5); do
   tail -1 "$f" | grep -Eq '^fnv1a [0-9a-f]{16}$' || fail "$f: no checksum line"
 done
 [ "$(ls "$dir/results" | wc -l)" = 6 ] || fail "other files in the results: $(ls "$dir/results")"
-# Close removed the computation's files (data file, job files) on both nodes.
-for n in n1 n2; do
-  for _ in $(seq 200); do [ -z "$(ls -A "$dir/dest-$n")" ] && break; sleep 0.05; done
-  [ -z "$(ls -A "$dir/dest-$n")" ] || fail "node $n kept files: $(ls -AR "$dir/dest-$n")"
-done
+# Close removed the computation's files (data file, job files) on both
+# nodes, and ended their workers.
+for n in n1 n2; do dispycos_smoke_node_closed "$n" 2; done
 [ ! -e "$dir/work" ] || fail "the client left its input files"
 echo PASS

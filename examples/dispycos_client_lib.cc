@@ -9,10 +9,12 @@
 
 namespace picos::examples {
 
-Task<absl::StatusOr<std::unique_ptr<remote::Node>>> StartClientNode(std::string name) {
+Task<absl::StatusOr<std::unique_ptr<remote::Node>>> StartClientNode(std::string name,
+                                                                    std::vector<std::string> listen) {
   const TransportRegistry& t = transports::DefaultTransports();
   remote::NodeFlagDefaults defaults;
   defaults.name = std::move(name);
+  defaults.listen = std::move(listen);
   PICOS_CO_ASSIGN_OR_RETURN(remote::NodeConfig config, remote::NodeConfigFromFlags(t, defaults));
   co_return co_await remote::Node::Start(t, std::move(config.options));
 }

@@ -39,9 +39,11 @@
 namespace picos::examples {
 
 // Starts this process's remote Node from the node flags over the default
-// transports, named `name` unless --node_name says otherwise. A bad flag is
-// kInvalidArgument; a listen address that cannot be bound, its error.
-Task<absl::StatusOr<std::unique_ptr<remote::Node>>> StartClientNode(std::string name);
+// transports, named `name` unless --node_name says otherwise, listening on
+// `listen` unless --listen says otherwise (none: a client only). A bad flag
+// is kInvalidArgument; a listen address that cannot be bound, its error.
+Task<absl::StatusOr<std::unique_ptr<remote::Node>>> StartClientNode(
+    std::string name, std::vector<std::string> listen = std::vector<std::string>());
 
 // Schedules `computation` on `nodes` (empty: all a shared scheduler gives,
 // ComputationOptions::scheduler); when that fails, closes it (it may already

@@ -11,36 +11,17 @@
 # client given no node is a usage error. Bounded in time; kills only the
 # nodes it started.
 #
-#   dispycos_mas_smoke_test.sh PICOS_NODE CLIENT LIBRARY
+#   dispycos_mas_smoke_test.sh PICOS_NODE CLIENT LIBRARY SMOKE_LIB
 set -uo pipefail
-node_bin="$1"; client_bin="$2"; library="$3"
-dir=$(mktemp -d)
-declare -A npid
-cleanup() {
-  for n in "${!npid[@]}"; do kill -9 "${npid[$n]}" 2>/dev/null; done
-  { wait; } 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in n1 n2 client client.err; do [ -f "$dir/$f" ] && { echo "--- $f"; cat "$dir/$f"; }; done
-  exit 1
-}
-export PICOS_REMOTE_SECRET="dispycos_mas smoke test secret"
+node_bin="$1"; client_bin="$2"; library="$3"; lib="$4"
+# shellcheck source=examples/dispycos_smoke_lib.sh
+source "$lib"
+dispycos_smoke_init dispycos_mas n1 n2 client client.err
 
 "$client_bin" >"$dir/usage" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "^dispycos_mas: --nodes" "$dir/usage" || fail "no --nodes: status $rc, $(cat "$dir/usage")"
 
-declare -A uri
-for n in n1 n2; do
-  mkdir -p "$dir/dest-$n"
-  "$node_bin" --cpus=2 --listen=tcp://127.0.0.1:0 --dest_path="$dir/dest-$n" >"$dir/$n" 2>"$dir/$n.err" &
-  npid[$n]=$!
-  for _ in $(seq 400); do grep -q '^listening ' "$dir/$n" && break; sleep 0.05; done
-  uri[$n]=$(sed -n 's/^listening //p' "$dir/$n")
-  [ -n "${uri[$n]}" ] || fail "node $n did not start"
-done
+for n in n1 n2; do dispycos_smoke_node "$n" --cpus=2; done
 
 timeout 60 "$client_bin" --nodes="${uri[n1]},${uri[n2]}" --rounds=2 --library="$library" \
   >"$dir/client" 2>"$dir/client.err"; rc=$?
@@ -58,9 +39,5 @@ min=$(awk '{print $NF}' <<<"$starts" | sort -n | head -1)
 max=$(awk '{print $NF}' <<<"$starts" | sort -n | tail -1)
 [ "$(grep -cE "^dispycos_mas: agent[0-9] knows min $min max $max: ok$" "$dir/client")" = 4 ] ||
   fail "not every agent knows min $min and max $max"
-for n in n1 n2; do
-  for _ in $(seq 200); do [ "$(grep -c '^worker closed ' "$dir/$n")" = 2 ] && break; sleep 0.05; done
-  [ "$(grep -c '^worker closed ' "$dir/$n")" = 2 ] || fail "node $n did not close its 2 workers"
-  [ -z "$(ls -A "$dir/dest-$n")" ] || fail "node $n kept files: $(ls -A "$dir/dest-$n")"
-done
+for n in n1 n2; do dispycos_smoke_node_closed "$n" 2; done
 echo PASS

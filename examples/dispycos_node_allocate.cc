@@ -15,7 +15,7 @@
 // MIN_MEMORY_MB is skipped.
 //
 // Not here: pycos's dispycos_client9_node.py also gives each node data
-// that a node_setup run by enable_node loads: examples/dispycos_client9_node.cc
+// that a node_setup run by enable_node loads: examples/dispycos_client9_main.cc (dispycos_client9_node)
 // does that part.
 //
 // Output, for people and for its smoke test (examples/dispycos_node_allocate_smoke_test.sh):
