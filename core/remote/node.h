@@ -116,7 +116,12 @@
 //    link up for hours of simulated time in milliseconds.
 //  * Memory per peer is bounded: at most max_queued_frames, and about
 //    max_queued_bytes, wait to be written or acknowledged, then Send gives
-//    kResourceExhausted until the peer catches up.
+//    kResourceExhausted until the peer catches up; SendWhenRoom
+//    (core/kernel/task.h) waits and is woken by the peer's acknowledgement
+//    (or kUnavailable when it is lost). Write buffers kept for a flood are
+//    given back after a second with no frame written
+//    (PeerStats::buffer_bytes), and a read buffer grown past 1 MiB for a
+//    large message once it is empty (core/io/framing.h).
 //  * When a peer is lost, pending Join, Locate and Deliver calls on it
 //    fail with kUnavailable at once, monitors of its tasks get
 //    MonitorStatus::PeerLost, its proxies say kDone (closed, for channels)
