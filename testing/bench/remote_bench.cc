@@ -607,7 +607,7 @@ int Main(int count) {
   const std::vector<std::string> only = absl::GetFlag(FLAGS_figures);
   auto wanted = [&](const char* name) { return only.empty() || absl::c_linear_search(only, name); };
   int status = 0;
-  const int rounds = std::clamp(absl::GetFlag(FLAGS_rounds), 1, 100);
+  const int rounds = absl::GetFlag(FLAGS_rounds);  // 1..100, checked in main
   Scheduler s;
   auto measure = [&](const std::string& uri, auto fn, int n) -> double {
     TaskRef t = s.Spawn(fn, uri, n);
@@ -682,6 +682,6 @@ int Main(int count) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Remote-layer figures between two processes, beside a bare-libuv floor.");
   absl::ParseCommandLine(argc, argv);
-  if (!picos::FlagInRange(FLAGS_round_trips, 100, 10'000'000)) return 2;
+  if (!picos::FlagInRange(FLAGS_round_trips, 100, 10'000'000) || !picos::FlagInRange(FLAGS_rounds, 1, 100)) return 2;
   return picos::testing::Main(absl::GetFlag(FLAGS_round_trips));
 }
