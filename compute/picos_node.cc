@@ -268,33 +268,48 @@ struct JobCall {
   TaskRef files_task;
 };
 
+// A status from the worker's scheduler to a job's thread, answered exactly
+// once: the first Answer counts; destroyed unanswered (the scheduler stopped
+// and destroyed the closure or the task that held it), it answers
+// kUnavailable, where a promise merely dropped would make get() throw.
+// Answered and destroyed on the scheduler's thread.
+class SchedulerReply {
+ public:
+  void Answer(absl::Status s) {
+    if (answered_) return;
+    answered_ = true;
+    promise_.set_value(std::move(s));
+  }
+  ~SchedulerReply() { Answer(absl::UnavailableError("the worker is stopping")); }
+  std::future<absl::Status> Future() { return promise_.get_future(); }
+
+ private:
+  std::promise<absl::Status> promise_;
+  bool answered_ = false;
+};
+
+// From a job's thread: runs `start` on the scheduler's thread with a reply
+// that it, or a task it spawns holding the reply, answers; waits for the
+// answer up to `limit`, then gives `late`. kUnavailable once the worker
+// stops.
+absl::Status AwaitOnScheduler(absl::AnyInvocable<void(std::shared_ptr<SchedulerReply>)> start,
+                              std::chrono::seconds limit, absl::Status late) {
+  auto reply = std::make_shared<SchedulerReply>();
+  std::future<absl::Status> result = reply->Future();
+  // Only the closure holds the reply, so destroying it unrun answers.
+  absl::Status posted = g_scheduler->Post(
+      [start = std::move(start), reply = std::move(reply)]() mutable { start(std::move(reply)); });
+  if (!posted.ok()) return absl::UnavailableError("the worker is stopping");
+  if (result.wait_for(limit) != std::future_status::ready) return late;
+  return result.get();
+}
+
 // Runs `fn` on the scheduler's thread and waits for its status, from a
 // job's thread. kUnavailable once the worker stops.
 absl::Status OnScheduler(absl::AnyInvocable<absl::Status()> fn) {
-  // Answers exactly once: with fn's status, or, when the scheduler stops
-  // and destroys the closure unrun, kUnavailable (a promise merely dropped
-  // would make get() throw).
-  struct Reply {
-    std::promise<absl::Status> promise;
-    bool answered = false;
-    void Answer(absl::Status s) {
-      answered = true;
-      promise.set_value(std::move(s));
-    }
-    ~Reply() {
-      if (!answered) promise.set_value(absl::UnavailableError("the worker is stopping"));
-    }
-  };
-  auto done = std::make_shared<Reply>();
-  std::future<absl::Status> result = done->promise.get_future();
-  // Only the closure holds the Reply, so destroying it unrun answers.
-  absl::Status posted =
-      g_scheduler->Post([fn = std::move(fn), done = std::move(done)]() mutable { done->Answer(fn()); });
-  if (!posted.ok()) return absl::UnavailableError("the worker is stopping");
-  if (result.wait_for(std::chrono::seconds(120)) != std::future_status::ready) {
-    return absl::UnavailableError("the worker's scheduler does not answer");
-  }
-  return result.get();
+  return AwaitOnScheduler(
+      [fn = std::move(fn)](std::shared_ptr<SchedulerReply> reply) mutable { reply->Answer(fn()); },
+      std::chrono::seconds(120), absl::UnavailableError("the worker's scheduler does not answer"));
 }
 
 int JobSend(void* ctx, const char* data, size_t n) {
@@ -371,20 +386,6 @@ void JobAppendResult(void* ctx, const char* data, size_t n) { static_cast<JobCal
 // Bounds each registry question and each SendTo's wait for the target's
 // worker: only a client or worker that stopped answering reaches it.
 constexpr absl::Duration kNamesTimeout = absl::Seconds(60);
-
-// Answers a job's thread exactly once: with the task's status, or
-// kUnavailable when the scheduler stops and destroys the task unfinished.
-struct NameReply {
-  std::promise<absl::Status> promise;
-  bool answered = false;
-  void Answer(absl::Status s) {
-    answered = true;
-    promise.set_value(std::move(s));
-  }
-  ~NameReply() {
-    if (!answered) promise.set_value(absl::UnavailableError("the worker is stopping"));
-  }
-};
 
 // Asks the registry; its answer, or the error it gave (or why it gave none).
 Task<absl::StatusOr<Value>> AskNames(Value request) {
@@ -464,7 +465,7 @@ Task<absl::Status> SendToName(std::shared_ptr<JobNames> n, std::string name, std
 enum class NameOp { kRegister, kLocate, kSendTo };
 
 Task<> RunNameOp(std::shared_ptr<JobNames> n, NameOp op, std::string name, std::string data,
-                 std::shared_ptr<NameReply> reply) {
+                 std::shared_ptr<SchedulerReply> reply) {
   absl::Status st;
   switch (op) {
     case NameOp::kRegister:
@@ -490,20 +491,13 @@ int CallNameOp(void* ctx, NameOp op, std::string name, std::string data, void* e
         absl::StrCat("a message of ", data.size(), " bytes, more than kJobMessageMaxBytes (", kJobMessageMaxBytes, ")"));
   }
   if (st.ok()) {
-    auto reply = std::make_shared<NameReply>();
-    std::future<absl::Status> result = reply->promise.get_future();
-    absl::Status posted = g_scheduler->Post([n = c->names, op, name = std::move(name), data = std::move(data),
-                                             reply = std::move(reply)]() mutable {
-      ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.name", .daemon = true}, RunNameOp, std::move(n), op,
-                            std::move(name), std::move(data), std::move(reply));
-    });
-    if (!posted.ok()) {
-      st = absl::UnavailableError("the worker is stopping");
-    } else if (result.wait_for(std::chrono::seconds(180)) != std::future_status::ready) {
-      st = absl::UnavailableError("the worker's scheduler does not answer");
-    } else {
-      st = result.get();
-    }
+    st = AwaitOnScheduler(
+        [n = c->names, op, name = std::move(name), data = std::move(data)](
+            std::shared_ptr<SchedulerReply> reply) mutable {
+          ThisScheduler().Spawn(SpawnOptions{.name = "picos.compute.name", .daemon = true}, RunNameOp, std::move(n),
+                                op, std::move(name), std::move(data), std::move(reply));
+        },
+        std::chrono::seconds(180), absl::UnavailableError("the worker's scheduler does not answer"));
   }
   if (st.ok()) return 0;
   const std::string why(st.message());
@@ -529,24 +523,10 @@ int JobSendTo(void* ctx, const char* name, size_t n, const char* data, size_t le
   return CallNameOp(ctx, NameOp::kSendTo, std::string(name, n), std::string(data, len), err, append);
 }
 
-// The outcome of a job's SendFile, from the scheduler's task to the job's
-// thread: answered exactly once, kUnavailable if the task is destroyed
-// unfinished (the worker stopping).
-struct FileReply {
-  std::promise<absl::Status> promise;
-  bool answered = false;
-  void Answer(absl::Status s) {
-    if (answered) return;
-    answered = true;
-    promise.set_value(std::move(s));
-  }
-  ~FileReply() { Answer(absl::UnavailableError("the worker is stopping")); }
-};
-
 // Copies `path` to the client's FileReceiver (core/remote/files.h does the
 // transfer and the client's checks), then tells the client's files task.
 Task<> SendJobFile(std::string uri, std::string path, remote::SendFileOptions options, TaskRef notify, uint64_t job,
-                   std::shared_ptr<FileReply> reply) {
+                   std::shared_ptr<SchedulerReply> reply) {
   const std::string subdir = options.dir;
   Location at = Location::Peer(uri);
   absl::Status sent = co_await remote::SendFile(std::move(at), path, std::move(options));
@@ -584,19 +564,14 @@ int JobSendFile(void* ctx, const char* path, size_t path_len, const char* subdir
   o.dir = std::string(subdir == nullptr ? "" : std::string(subdir, subdir_len));
   o.overwrite = overwrite != 0;
   o.timeout = absl::Seconds(60);
-  auto reply = std::make_shared<FileReply>();
-  std::future<absl::Status> result = reply->promise.get_future();
-  absl::Status posted = g_scheduler->Post(
-      [uri = c->files_to, file, o, notify = c->files_task, job = c->job, reply = std::move(reply)]() mutable {
+  // SendFile bounds each of its steps; the hour only guards against a
+  // worker that stops answering altogether.
+  absl::Status sent = AwaitOnScheduler(
+      [uri = c->files_to, file, o, notify = c->files_task, job = c->job](
+          std::shared_ptr<SchedulerReply> reply) mutable {
         ThisScheduler().Spawn(SendJobFile, uri, file, o, notify, job, std::move(reply));
-      });
-  if (!posted.ok()) return fail(absl::UnavailableError("the worker is stopping"));
-  // SendFile bounds each of its steps; this only guards against a worker
-  // that stops answering altogether.
-  if (result.wait_for(std::chrono::hours(1)) != std::future_status::ready) {
-    return fail(absl::DeadlineExceededError("SendFile: no answer from the worker's scheduler"));
-  }
-  absl::Status sent = result.get();
+      },
+      std::chrono::hours(1), absl::DeadlineExceededError("SendFile: no answer from the worker's scheduler"));
   return sent.ok() ? 0 : fail(sent);
 }
 
