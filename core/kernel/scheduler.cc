@@ -2,6 +2,7 @@
 
 #include <uv.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -140,11 +141,51 @@ Scheduler& ThisScheduler() {
 
 Scheduler::Scheduler() : Scheduler(Options()) {}
 
+namespace internal {
+
+absl::StatusOr<absl::Duration> ParsePollBeforeSleep(const std::string& text) {
+  absl::Duration d;
+  if (!absl::ParseDuration(text, &d)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PICOS_POLL_BEFORE_SLEEP=", text, " is not a duration (e.g. 0, 20us, 1ms)"));
+  }
+  if (d < absl::ZeroDuration() || d > absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PICOS_POLL_BEFORE_SLEEP=", text, " is outside 0 to 1s"));
+  }
+  return d;
+}
+
+absl::Duration DefaultPollBeforeSleep() {
+  static const absl::Duration d = [] {
+    const absl::Duration kDefault = absl::Microseconds(50);
+    const char* env = std::getenv("PICOS_POLL_BEFORE_SLEEP");
+    if (env == nullptr) return kDefault;
+    absl::StatusOr<absl::Duration> parsed = ParsePollBeforeSleep(env);
+    if (parsed.ok()) return *parsed;
+    PICOS_LOG(warn, "{}; polling {} before sleep instead", std::string(parsed.status().message()),
+              absl::FormatDuration(kDefault));
+    return kDefault;
+  }();
+  return d;
+}
+
+}  // namespace internal
+
+namespace {
+// Options::poll_before_sleep in nanoseconds, within [0, 1 s]: a longer
+// window would only burn a core (and an infinite one overflow).
+int64_t PollWindowNs(absl::Duration d) {
+  return absl::ToInt64Nanoseconds(std::clamp(d, absl::ZeroDuration(), absl::Seconds(1)));
+}
+}  // namespace
+
 Scheduler::Scheduler(Options options)
     : options_(std::move(options)),
       loop_(std::make_unique<uv_loop_t>()),
       async_(std::make_unique<uv_async_t>()),
-      timer_(std::make_unique<uv_timer_t>()) {
+      timer_(std::make_unique<uv_timer_t>()),
+      poll_(options_.clock ? 0 : PollWindowNs(options_.poll_before_sleep)) {
   IgnoreSigpipe();
   index_ = ClaimIndex(this, &generation_);
   PICOS_ASSERT(uv_loop_init(loop_.get()) == 0);
@@ -613,6 +654,7 @@ void Scheduler::ArmTimer() {
       [](uv_timer_t* t) {
         auto* s = static_cast<Scheduler*>(t->data);
         s->armed_deadline_ns_ = -1;
+        s->timer_fired_ = true;
         s->ExpireTimers(static_cast<int64_t>(uv_hrtime()));
         // libuv counts in whole milliseconds and may fire a little before
         // our nanosecond deadline: re-arm for what is left, so that the loop
@@ -706,6 +748,7 @@ absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_po
       if (!WaitVirtual(wait_for_posts, &result)) break;
       continue;
     }
+    if (const int64_t budget = poll_.Budget(); budget > 0 && PollBeforeSleeping(budget)) continue;
     ArmTimer();
     // Only the inbox can wake a task that waits for another thread, or for
     // work on another thread (a thread-pool job) that posts back.
@@ -717,7 +760,12 @@ absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_po
         uv_unref(reinterpret_cast<uv_handle_t*>(async_.get()));
       }
     }
+    const uint64_t sleep_start = uv_hrtime();
+    timer_fired_ = false;
     int alive = uv_run(loop_.get(), UV_RUN_ONCE);
+    // Woken by traffic, not by a deadline: what polling before the next
+    // wait could have caught.
+    if (ready_count_ > 0 && !timer_fired_) poll_.Woken(static_cast<int64_t>(uv_hrtime() - sleep_start));
     if (!alive && ready_count_ == 0 && timers_.empty() && !done() &&
         !stop_requested_.load(std::memory_order_relaxed)) {
       bool inbox_empty;
@@ -741,6 +789,28 @@ absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_po
   running_ = false;
   if (stopping) stopped_.store(true, std::memory_order_release);
   return result;
+}
+
+bool Scheduler::PollBeforeSleeping(int64_t budget_ns) {
+  // The scheduler's deadlines are on uv_hrtime() here (no virtual clock).
+  const int64_t start = static_cast<int64_t>(uv_hrtime());
+  int64_t until = start + budget_ns;
+  if (!timers_.empty()) until = std::min(until, timers_[0].deadline_ns);
+  bool found = false;
+  int64_t now = start;
+  while (now < until) {
+    uv_run(loop_.get(), UV_RUN_NOWAIT);
+    now = static_cast<int64_t>(uv_hrtime());
+    if (ready_count_ > 0 || stop_requested_.load(std::memory_order_relaxed)) {
+      found = true;
+      break;
+    }
+  }
+  // A deadline that came within the window is work found too: the loop
+  // expires it now instead of arming a timer for it.
+  if (!found && !timers_.empty() && timers_[0].deadline_ns <= now) found = true;
+  poll_.Polled(found, now - start);
+  return found;
 }
 
 // Under a virtual clock no libuv timer is armed: pending deadlines wait for

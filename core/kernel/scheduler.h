@@ -44,6 +44,7 @@
 #include "absl/time/time.h"
 #include "core/kernel/clock.h"
 #include "core/kernel/handles.h"
+#include "core/kernel/poll_before_sleep_internal.h"
 #include "core/kernel/task.h"
 #include "core/kernel/value.h"
 
@@ -55,6 +56,14 @@ namespace picos {
 
 namespace internal {
 class SchedulerHooks;
+
+// Scheduler::Options::poll_before_sleep's default: 50 us, or what the
+// environment variable PICOS_POLL_BEFORE_SLEEP says (a duration from 0,
+// which turns polling off, to 1s: "0", "20us"), read once per process. A
+// value that does not parse or is out of range is logged and ignored.
+absl::Duration DefaultPollBeforeSleep();
+// PICOS_POLL_BEFORE_SLEEP's value, checked; kInvalidArgument saying why not.
+absl::StatusOr<absl::Duration> ParsePollBeforeSleep(const std::string& text);
 
 // The key of one kind of per-scheduler state (Scheduler::State<T>): a small
 // number handed out on first use of each type.
@@ -125,6 +134,19 @@ class Scheduler {
     // machine's monotonic clock, or a VirtualClock (core/kernel/clock.h), which
     // several schedulers may share.
     std::shared_ptr<VirtualClock> clock;
+    // How long the loop, with nothing left to run, polls I/O and the inbox
+    // before it blocks in the kernel, when its traffic has lately come back
+    // within this time (a ping-pong, a request and its answer): waking a
+    // blocked thread costs tens of microseconds on a virtual machine, more
+    // than a remote round trip's own work. A poll that finds nothing turns
+    // polling off until a wait ends that quickly again, so an idle loop
+    // never polls and a busy one burns at most this much per wait
+    // (core/kernel/poll_before_sleep_internal.h says how it decides).
+    // Zero: always block at once; at most a second. Not under a virtual
+    // clock. The default is 50 us, unless PICOS_POLL_BEFORE_SLEEP sets
+    // another for every scheduler of the process (e.g. "0" on a host where
+    // a core must never spin).
+    absl::Duration poll_before_sleep = internal::DefaultPollBeforeSleep();
   };
 
   Scheduler();
@@ -241,6 +263,17 @@ class Scheduler {
   // Times a task was resumed so far: how often tasks woke, for figures and
   // for tests that a wait does not poll. Scheduler thread.
   uint64_t resume_count() const { return resume_count_; }
+  // Polls before sleeping (Options::poll_before_sleep) so far: how many,
+  // how many found work before their window ran out, and the time spent
+  // polling. Scheduler thread.
+  struct PollStats {
+    uint64_t polls = 0;
+    uint64_t found = 0;
+    absl::Duration polled;
+  };
+  PollStats poll_stats() const {
+    return {poll_.polls(), poll_.found(), absl::Nanoseconds(poll_.polled_ns())};
+  }
   const std::string& name() const { return options_.name; }
   bool stopped() const { return stopped_.load(std::memory_order_acquire); }
 
@@ -339,6 +372,9 @@ class Scheduler {
   // One blocking step of the loop under a virtual clock; false (and the
   // deadlock in `*result`) when nothing can ever wake it.
   bool WaitVirtual(bool wait_for_posts, absl::Status* result);
+  // Polls I/O (and so the inbox, whose wake-up is a libuv handle) for up to
+  // `budget_ns`, or until the next deadline: whether it found work.
+  bool PollBeforeSleeping(int64_t budget_ns);
   void DrainInbox();
   void Kill(internal::TaskCore* c, absl::Status why);
   void DestroyAll();
@@ -356,6 +392,8 @@ class Scheduler {
   std::unique_ptr<uv_async_s> async_;
   std::unique_ptr<uv_timer_s> timer_;
   int64_t armed_deadline_ns_ = -1;
+  bool timer_fired_ = false;  // in the last blocking wait
+  internal::PollBeforeSleep poll_;
 
   // Ready queue: a ring buffer of tasks (capacity a power of two).
   std::vector<internal::TaskCore*> ready_;

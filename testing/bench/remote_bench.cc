@@ -7,6 +7,13 @@
 //                                           (with its own handle) to a task
 //                                           of another process over tcp://,
 //                                           which sends it back; one in flight
+//   remote_pingpong_sleeping_round_trips_per_s  the same with both
+//                                           schedulers blocking at once when
+//                                           idle (poll_before_sleep = 0)
+//   remote_pingpong_client_cpu_per_round_trip,
+//   remote_pingpong_sleeping_client_cpu_per_round_trip  CPU time of the
+//                                           client process per round trip,
+//                                           in each: what polling costs
 //   unix_remote_pingpong_round_trips_per_s  the same over unix://
 //   remote_oneway_messages_per_s            64-byte payloads from one task to a
 //                                           task of the other process (tcp),
@@ -38,16 +45,25 @@
 //                                           received
 //   floor_remote_round_trips_per_s          a bare libuv client process and a
 //                                           bare libuv echo server process
-//                                           exchanging the same 64 bytes over tcp
+//                                           exchanging the same 64 bytes over
+//                                           tcp, each blocking in the kernel
+//                                           for every event
+//   floor_polling_remote_round_trips_per_s  the same with both polling for
+//                                           50 us after every event before
+//                                           they block (always: the most
+//                                           polling can give libuv)
+//   remote_pingpong_of_polling_floor,       ping-pong over the polling floor,
+//   remote_pingpong_sleeping_of_floor       and the sleeping ping-pong over
+//                                           the blocking floor: like with like
 //   remote_pingpong_of_floor,               the median over --rounds rounds of
 //   remote_deliver_of_floor                 the round's figure over the round's
 //                                           floor: each round measures the
-//                                           floor, then ping-pong, then
+//                                           floors, then the ping-pongs, then
 //                                           deliver (round_trips / rounds
 //                                           each), so that a figure and its
 //                                           floor see the same load; the
-//                                           three rates printed are medians
-//                                           of the rounds too
+//                                           rates printed are medians of the
+//                                           rounds too
 //
 // The server processes are forked before this process starts any loop or
 // thread, and killed (by their pids) at the end. --figures=oneway,fanout
@@ -114,9 +130,33 @@ constexpr char kSecret[] = "remote_bench shared secret, not for production";
 
 // --- the floor: bare libuv, two processes ---
 
+// The floor's polling twin polls this long after each event before it
+// blocks: picos's default Scheduler::Options::poll_before_sleep, but
+// always, where picos polls only while traffic comes back that quickly.
+constexpr uint64_t kFloorPollNs = 50'000;
+
+// Runs `loop` until nothing is left: blocking in the kernel for each event,
+// or (`poll`) first polling for kFloorPollNs after each one (`*events`
+// counts them).
+void RunFloorLoop(uv_loop_t* loop, bool poll, const uint64_t* events) {
+  if (!poll) {
+    uv_run(loop, UV_RUN_DEFAULT);
+    return;
+  }
+  for (;;) {
+    const uint64_t seen = *events;
+    const uint64_t until = uv_hrtime() + kFloorPollNs;
+    while (*events == seen && uv_hrtime() < until) {
+      if (uv_run(loop, UV_RUN_NOWAIT) == 0) return;
+    }
+    if (*events == seen && uv_run(loop, UV_RUN_ONCE) == 0) return;
+  }
+}
+
 struct FloorServer {
   uv_loop_t loop;
   uv_tcp_t listener;
+  uint64_t events = 0;
   char buf[64 * 1024];
 };
 
@@ -126,8 +166,8 @@ struct FloorWrite {
 };
 
 // The child: echoes everything on each connection, one after another (a
-// round each), until it is killed.
-[[noreturn]] void FloorServe(int listen_fd) {
+// round each), until it is killed; polling before it sleeps or not.
+[[noreturn]] void FloorServe(int listen_fd, bool poll) {
   auto* f = new FloorServer;
   uv_loop_init(&f->loop);
   uv_tcp_init(&f->loop, &f->listener);
@@ -151,13 +191,14 @@ struct FloorWrite {
                      [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
             return;
           }
+          ++static_cast<FloorServer*>(s->data)->events;
           auto* w = new FloorWrite;
           std::memcpy(w->data, b->base, n);
           uv_buf_t out = uv_buf_init(w->data, static_cast<unsigned>(n));
           uv_write(&w->req, s, &out, 1, [](uv_write_t* r, int) { delete reinterpret_cast<FloorWrite*>(r); });
         });
   });
-  uv_run(&f->loop, UV_RUN_DEFAULT);
+  RunFloorLoop(&f->loop, poll, &f->events);
   _exit(0);
 }
 
@@ -169,6 +210,7 @@ struct FloorClient {
   std::string msg = std::string(kMessage, 'p');
   int remaining = 0;
   size_t pending = 0;
+  uint64_t events = 0;
 };
 
 void FloorSend(FloorClient* f) {
@@ -178,7 +220,7 @@ void FloorSend(FloorClient* f) {
   uv_write(w, reinterpret_cast<uv_stream_t*>(&f->client), &b, 1, [](uv_write_t* w, int) { delete w; });
 }
 
-double FloorRoundTripsPerS(int port, int count) {
+double FloorRoundTripsPerS(int port, int count, bool poll) {
   auto f = std::make_unique<FloorClient>();
   uv_loop_init(&f->loop);
   uv_tcp_init(&f->loop, &f->client);
@@ -200,6 +242,7 @@ double FloorRoundTripsPerS(int port, int count) {
         },
         [](uv_stream_t* s, ssize_t n, const uv_buf_t*) {
           auto* fl = static_cast<FloorClient*>(s->data);
+          ++fl->events;
           if (n <= 0) {
             uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
             return;
@@ -215,7 +258,7 @@ double FloorRoundTripsPerS(int port, int count) {
     FloorSend(fl);
   });
   absl::Time start = absl::Now();
-  uv_run(&f->loop, UV_RUN_DEFAULT);
+  RunFloorLoop(&f->loop, poll, &f->events);
   double secs = absl::ToDoubleSeconds(absl::Now() - start);
   uv_loop_close(&f->loop);
   if (f->remaining != 0) return -1;
@@ -305,6 +348,23 @@ Task<int64_t> Publisher(Channel channel) {
   }
 }
 
+Task<absl::Status> PeerServe(std::string listen, int out_fd);
+
+// A server process's main: PeerServe on a scheduler that polls before it
+// sleeps (the default) or not.
+int PeerServeMain(const char* program, std::string listen, int out_fd, bool poll) {
+  Scheduler::Options options;
+  options.name = program;
+  if (!poll) options.poll_before_sleep = absl::ZeroDuration();
+  Scheduler s(std::move(options));
+  absl::StatusOr<Value> r = s.RunUntil(s.Spawn(PeerServe, std::move(listen), out_fd));
+  if (!r.ok()) {
+    std::fprintf(stderr, "%s: %s\n", program, r.status().ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
+
 Task<absl::Status> PeerServe(std::string listen, int out_fd) {
   remote::NodeOptions o;
   o.secret = kSecret;
@@ -331,6 +391,10 @@ Task<absl::Status> PeerServe(std::string listen, int out_fd) {
   co_return absl::OkStatus();
 }
 
+// The CPU microseconds per round trip of this (the client's) process in the
+// last PingPong.
+double pingpong_cpu_us = -1;
+
 Task<absl::StatusOr<double>> PingPong(std::string uri, int count) {
   remote::NodeOptions o;
   o.secret = kSecret;
@@ -350,9 +414,11 @@ Task<absl::StatusOr<double>> PingPong(std::string uri, int count) {
     co_return absl::OkStatus();
   };
   PICOS_CO_RETURN_IF_ERROR(co_await round(count / 10));  // warm up
+  const double cpu = CpuSeconds();
   absl::Time start = absl::Now();
   PICOS_CO_RETURN_IF_ERROR(co_await round(count));
   double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  pingpong_cpu_us = (CpuSeconds() - cpu) * 1e6 / count;
   co_return count / secs;
 }
 
@@ -578,8 +644,8 @@ void Reap(pid_t pid) {
   waitpid(pid, nullptr, 0);
 }
 
-int Main(int count) {
-  // Every server first, while this process has no loop or thread.
+// A floor server process, blocking or polling; its port, or -1.
+int StartFloor(bool poll, pid_t* pid) {
   int listen_fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -588,20 +654,36 @@ int Main(int count) {
   if (listen_fd < 0 || bind(listen_fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
       getsockname(listen_fd, reinterpret_cast<sockaddr*>(&a), &alen) != 0) {
     std::fprintf(stderr, "remote_bench: no socket for the floor\n");
-    return 1;
+    if (listen_fd >= 0) close(listen_fd);
+    return -1;
   }
-  const int port = ntohs(a.sin_port);
   std::string ignored;
-  pid_t floor_pid = Fork([listen_fd](int out) {
+  *pid = Fork([listen_fd, poll](int out) {
     close(out);
-    FloorServe(listen_fd);
+    FloorServe(listen_fd, poll);
   }, &ignored);
   close(listen_fd);
-  std::string tcp_uri, unix_uri;
-  pid_t tcp_pid = Fork([](int out) { _exit(RunMain("remote_bench-tcp", PeerServe, "tcp://127.0.0.1:0", out)); },
+  return ntohs(a.sin_port);
+}
+
+int Main(int count) {
+  // Every server first, while this process has no loop or thread.
+  pid_t floor_pid = -1, polling_floor_pid = -1;
+  const int port = StartFloor(false, &floor_pid);
+  const int polling_port = StartFloor(true, &polling_floor_pid);
+  if (port < 0 || polling_port < 0) {
+    Reap(floor_pid);
+    Reap(polling_floor_pid);
+    return 1;
+  }
+  std::string tcp_uri, sleeping_uri, unix_uri;
+  pid_t tcp_pid = Fork([](int out) { _exit(PeerServeMain("remote_bench-tcp", "tcp://127.0.0.1:0", out, true)); },
                        &tcp_uri);
+  pid_t sleeping_pid = Fork(
+      [](int out) { _exit(PeerServeMain("remote_bench-sleeping", "tcp://127.0.0.1:0", out, false)); },
+      &sleeping_uri);
   const std::string unix_listen = absl::StrCat("unix://@picos-remote-bench-", getpid());
-  pid_t unix_pid = Fork([&](int out) { _exit(RunMain("remote_bench-unix", PeerServe, unix_listen, out)); },
+  pid_t unix_pid = Fork([&](int out) { _exit(PeerServeMain("remote_bench-unix", unix_listen, out, true)); },
                         &unix_uri);
 
   const std::vector<std::string> only = absl::GetFlag(FLAGS_figures);
@@ -609,9 +691,16 @@ int Main(int count) {
   int status = 0;
   const int rounds = absl::GetFlag(FLAGS_rounds);  // 1..100, checked in main
   Scheduler s;
-  auto measure = [&](const std::string& uri, auto fn, int n) -> double {
-    TaskRef t = s.Spawn(fn, uri, n);
-    absl::StatusOr<Value> r = s.RunUntil(t);
+  // The client of the sleeping figures: no polling either.
+  Scheduler sleeping([] {
+    Scheduler::Options o;
+    o.name = "sleeping";
+    o.poll_before_sleep = absl::ZeroDuration();
+    return o;
+  }());
+  auto measure_on = [&](Scheduler& on, const std::string& uri, auto fn, int n) -> double {
+    TaskRef t = on.Spawn(fn, uri, n);
+    absl::StatusOr<Value> r = on.RunUntil(t);
     if (!r.ok()) {
       std::fprintf(stderr, "remote_bench: %s: %s\n", uri.c_str(), r.status().ToString().c_str());
       status = 1;
@@ -619,23 +708,39 @@ int Main(int count) {
     }
     return r->as_double();
   };
+  auto measure = [&](const std::string& uri, auto fn, int n) -> double { return measure_on(s, uri, fn, n); };
   auto tcp_figure = [&](const char* name, auto fn, int n) -> double {
     return !tcp_uri.empty() && wanted(name) ? measure(tcp_uri, fn, n) : -1;
   };
-  // Floor, ping-pong and deliver in turn, a round at a time; medians.
-  std::vector<double> floors, tcps, delivers, tcp_ratios, deliver_ratios;
+  // The floors, ping-pong (polling before sleep and not) and deliver in
+  // turn, a round at a time; medians.
+  std::vector<double> floors, polling_floors, tcps, sleeping_tcps, delivers, tcp_ratios, polling_ratios,
+      sleeping_ratios, deliver_ratios, tcp_cpus, sleeping_cpus;
   const bool any_round = wanted("floor") || wanted("pingpong") || wanted("deliver");
   for (int r = 0; any_round && r < rounds; ++r) {
     const int n = std::max(1, count / rounds);
-    const double f = wanted("floor") ? FloorRoundTripsPerS(port, n) : -1;
+    const double f = wanted("floor") ? FloorRoundTripsPerS(port, n, false) : -1;
+    const double pf = wanted("floor") ? FloorRoundTripsPerS(polling_port, n, true) : -1;
     const double t = tcp_figure("pingpong", PingPong, n);
+    const double t_cpu = pingpong_cpu_us;
+    const double st =
+        !sleeping_uri.empty() && wanted("pingpong") ? measure_on(sleeping, sleeping_uri, PingPong, n) : -1;
+    const double st_cpu = pingpong_cpu_us;
     const double d = tcp_figure("deliver", DeliverRoundTrips, n);
-    std::fprintf(stderr, "remote_bench: round %d: floor %.0f, pingpong %.0f, deliver %.0f round trips/s\n", r + 1,
-                 f, t, d);
+    std::fprintf(stderr,
+                 "remote_bench: round %d: floor %.0f (polling %.0f), pingpong %.0f (sleeping %.0f), deliver %.0f "
+                 "round trips/s\n",
+                 r + 1, f, pf, t, st, d);
     floors.push_back(f);
+    polling_floors.push_back(pf);
     tcps.push_back(t);
+    sleeping_tcps.push_back(st);
     delivers.push_back(d);
+    if (t > 0) tcp_cpus.push_back(t_cpu);
+    if (st > 0) sleeping_cpus.push_back(st_cpu);
     if (f > 0 && t > 0) tcp_ratios.push_back(t / f);
+    if (pf > 0 && t > 0) polling_ratios.push_back(t / pf);
+    if (f > 0 && st > 0) sleeping_ratios.push_back(st / f);
     if (f > 0 && d > 0) deliver_ratios.push_back(d / f);
   }
   auto median = [](std::vector<double> v) -> double {
@@ -644,6 +749,8 @@ int Main(int count) {
     return v[v.size() / 2];
   };
   const double floor = median(floors);
+  const double polling_floor = median(polling_floors);
+  const double sleeping_tcp = median(sleeping_tcps);
   const double tcp = median(tcps);
   const double deliver = median(delivers);
   double unix_rt = !unix_uri.empty() && wanted("unix_pingpong") ? measure(unix_uri, PingPong, count) : -1;
@@ -658,6 +765,9 @@ int Main(int count) {
     if (wanted(figure)) PrintFigure(name, value, unit);
   };
   print("pingpong", "remote_pingpong_round_trips_per_s", tcp, "round trips/s");
+  print("pingpong", "remote_pingpong_sleeping_round_trips_per_s", sleeping_tcp, "round trips/s");
+  print("pingpong", "remote_pingpong_client_cpu_per_round_trip", median(tcp_cpus), "us");
+  print("pingpong", "remote_pingpong_sleeping_client_cpu_per_round_trip", median(sleeping_cpus), "us");
   print("unix_pingpong", "unix_remote_pingpong_round_trips_per_s", unix_rt, "round trips/s");
   print("oneway", "remote_oneway_messages_per_s", oneway, "messages/s");
   print("oneway", "remote_oneway_sender_cpu_per_message", oneway_sender_cpu_us, "us");
@@ -668,10 +778,15 @@ int Main(int count) {
   print("fanout", "remote_fanout_messages_per_s", fanout, "messages/s");
   print("channel", "remote_channel_deliveries_per_s", channel, "deliveries/s");
   print("floor", "floor_remote_round_trips_per_s", floor, "round trips/s");
+  print("floor", "floor_polling_remote_round_trips_per_s", polling_floor, "round trips/s");
   if (!tcp_ratios.empty()) PrintFigure("remote_pingpong_of_floor", median(tcp_ratios), "x");
+  if (!polling_ratios.empty()) PrintFigure("remote_pingpong_of_polling_floor", median(polling_ratios), "x");
+  if (!sleeping_ratios.empty()) PrintFigure("remote_pingpong_sleeping_of_floor", median(sleeping_ratios), "x");
   if (!deliver_ratios.empty()) PrintFigure("remote_deliver_of_floor", median(deliver_ratios), "x");
   Reap(floor_pid);
+  Reap(polling_floor_pid);
   Reap(tcp_pid);
+  Reap(sleeping_pid);
   Reap(unix_pid);
   return status;
 }
