@@ -1,5 +1,6 @@
 #include "core/kernel/scheduler.h"
 
+#include <sched.h>
 #include <uv.h>
 
 #include <algorithm>
@@ -800,12 +801,17 @@ bool Scheduler::PollBeforeSleeping(int64_t budget_ns) {
   int64_t now = start;
   while (now < until) {
     uv_run(loop_.get(), UV_RUN_NOWAIT);
-    now = static_cast<int64_t>(uv_hrtime());
     if (ready_count_ > 0 || stop_requested_.load(std::memory_order_relaxed)) {
       found = true;
       break;
     }
+    // Polite: a thread or process that has work for this core gets it
+    // (the job thread of a compute worker, a peer on a busy machine); the
+    // poll goes on only with a core nobody else wants.
+    sched_yield();
+    now = static_cast<int64_t>(uv_hrtime());
   }
+  now = static_cast<int64_t>(uv_hrtime());
   // A deadline that came within the window is work found too: the loop
   // expires it now instead of arming a timer for it.
   if (!found && !timers_.empty() && timers_[0].deadline_ns <= now) found = true;
