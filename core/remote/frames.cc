@@ -25,6 +25,23 @@ absl::StatusOr<ListDecoder> OpenBatch(std::string_view payload, const CodecOptio
   return batch;
 }
 
+absl::StatusOr<bool> ReadBatchHeader(ListDecoder& batch, uint64_t* seq, uint64_t* ack) {
+  if (batch.size() == 0) return false;
+  uint64_t first[1];
+  Value second;
+  absl::StatusOr<bool> positional = batch.DecodeUintsThenValue(0, absl::MakeSpan(first), &second);
+  if (!positional.ok()) return Malformed(positional.status());
+  if (!*positional) return false;
+  absl::StatusOr<uint64_t> acked = FromValue<uint64_t>(second);
+  if (!acked.ok()) {
+    return absl::DataLossError(absl::StrCat("malformed batch header: [", first[0], ", ",
+                                            second.DebugString().substr(0, 32), "]"));
+  }
+  *seq = first[0];
+  *ack = *acked;
+  return true;
+}
+
 absl::StatusOr<Frame> ReadFrame(ListDecoder& batch, size_t i) {
   Frame f;
   uint64_t fields[4];

@@ -52,6 +52,14 @@ struct Frame {
   Value value;
 };
 
+// A batch's header, its first element when it opens with one: [seq, ack],
+// two unsigned integers (node.cc says what they count), read in place.
+// True with both set; false (nothing read) when element 0 is something
+// else: a ping, a select or a send, to be read with ReadFrame. kDataLoss
+// "malformed frame: ..." as ReadFrame, and for [seq, x] whose x is no
+// unsigned integer.
+absl::StatusOr<bool> ReadBatchHeader(ListDecoder& batch, uint64_t* seq, uint64_t* ack);
+
 // Frame i of `batch`. Errors:
 //   kDataLoss  "malformed frame: ...": it does not decode or exceeds the
 //              bounds. The connection is lost.

@@ -2307,8 +2307,19 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
     // the sender's acknowledgement and session id too. Frames of a batch
     // without a header are applied as they come (only pings and selects
     // travel so between peers of this version).
+    // Read in place, as most batches open (no Value list and no status
+    // built for it: a ping-pong reads one per message).
+    uint64_t seq = 0;
+    uint64_t header_ack = 0;
+    absl::StatusOr<bool> has_header = internal::ReadBatchHeader(*batch, &seq, &header_ack);
+    if (!has_header.ok()) {
+      why = has_header.status();
+      fatal = true;
+      break;
+    }
+    std::optional<uint64_t> ack;
     Value head;
-    if (batch->size() > 0) {
+    if (!*has_header && batch->size() > 0) {
       absl::StatusOr<internal::Frame> h = internal::ReadFrame(*batch, 0);
       if (!h.ok()) {
         why = h.status();
@@ -2317,31 +2328,26 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
       }
       head = std::move(h->value);
       if (h->is_send) head = Value();  // a send first: no header, applied below
-    }
-    size_t first = 0;
-    bool apply = true;
-    absl::StatusOr<uint64_t> ack = absl::NotFoundError("no ack");
-    if (head.is_list()) {
-      first = 1;
-      const Value::ListType& h = head.as_list();
-      absl::StatusOr<uint64_t> seq = absl::InvalidArgumentError("not [seq, ack]");
-      if (h.size() == 2) {
-        seq = FromValue<uint64_t>(h[0]);
-        ack = FromValue<uint64_t>(h[1]);
-      }
-      if (!seq.ok() || !ack.ok()) {
+      if (head.is_list()) {
+        // A list that is no [seq, ack] of unsigned integers.
         why = absl::DataLossError(absl::StrCat("malformed batch header: ", head.DebugString().substr(0, 64)));
         fatal = true;
         break;
       }
-      if (*seq <= c->received) {
+    }
+    size_t first = 0;
+    bool apply = true;
+    if (*has_header) {
+      first = 1;
+      ack = header_ack;
+      if (seq <= c->received) {
         apply = false;  // a duplicate: written again after a reconnect, applied already
       } else {
-        if (*seq != c->received + 1) {
-          PICOS_LOG_LIMITED(info, "remote: batches {} to {} from {} were dropped", c->received + 1, *seq - 1,
+        if (seq != c->received + 1) {
+          PICOS_LOG_LIMITED(info, "remote: batches {} to {} from {} were dropped", c->received + 1, seq - 1,
                             c->Describe());
         }
-        c->received = *seq;
+        c->received = seq;
       }
     }
     if (apply && first == 1) c->messages_received += batch->size() - 1;  // not pings and selects
@@ -2386,10 +2392,10 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
             break;
           }
         }
-        ack = ops::U64(head, "ack");
+        if (absl::StatusOr<uint64_t> a = ops::U64(head, "ack"); a.ok()) ack = *a;
       }
     }
-    if (ack.ok()) {
+    if (ack.has_value()) {
       if (absl::Status acked = c->Acked(*ack); !acked.ok()) {
         if (head_is_select && c->NothingSent()) {
           // The arbiter resumes a session this node has lost (it declared
@@ -2433,7 +2439,7 @@ absl::Status NodeImpl::DispatchSend(const std::shared_ptr<Connection>& c, uint64
   if (!internal::TaskProofValid(c->my_pid, id, std::string_view(proof, sizeof proof))) {
     return Forged(*c, "task", absl::StrCat("#", id));
   }
-  absl::StatusOr<TaskRef> t = LocalHandleCodec().ImportTask(TaskIdentity{ProcessId(), id, "", ""});
+  absl::StatusOr<TaskRef> t = ImportLocalTask(id);
   if (!t.ok()) return t.status();  // ended (and no longer kept): a send to it is dropped, as locally
   return t->Send(std::move(message));
 }

@@ -114,10 +114,14 @@ class LocalCodec final : public HandleCodec {
     if (identity.process_id != ProcessId()) {
       return RemoteHandle("task", absl::StrCat(identity.name, "#", identity.task_id));
     }
+    return ImportLocal(identity.task_id, identity.name);
+  }
+
+  absl::StatusOr<TaskRef> ImportLocal(uint64_t task_id, const std::string& name) {
     absl::MutexLock lock(&mu_);
-    auto it = tasks_.find(identity.task_id);
+    auto it = tasks_.find(task_id);
     if (it == tasks_.end()) {
-      return absl::NotFoundError(absl::StrCat("task ", identity.name, "#", identity.task_id,
+      return absl::NotFoundError(absl::StrCat("task ", name, "#", task_id,
                                               " of this process has ended and is no longer kept (",
                                               kEndedTasksKept, " most recent kept), or was never sent"));
     }
@@ -805,9 +809,18 @@ const std::string& ProcessId() {
   return *id;
 }
 
-HandleCodec& LocalHandleCodec() {
+namespace {
+LocalCodec& TheLocalCodec() {
   static LocalCodec* const codec = new LocalCodec;
   return *codec;
+}
+}  // namespace
+
+HandleCodec& LocalHandleCodec() { return TheLocalCodec(); }
+
+absl::StatusOr<TaskRef> ImportLocalTask(uint64_t task_id) {
+  static const std::string* const unnamed = new std::string;
+  return TheLocalCodec().ImportLocal(task_id, *unnamed);
 }
 
 int CapnpNestingLimitFor(int max_depth) {

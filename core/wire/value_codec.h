@@ -127,6 +127,10 @@ class HandleCodec {
 //
 // Thread-safe: the tables are guarded by a mutex. Never destroyed.
 HandleCodec& LocalHandleCodec();
+// LocalHandleCodec().ImportTask of {ProcessId(), task_id}: the exported
+// task of this process with that id, without building an identity (a
+// remote send names its receiver by id alone). Errors as ImportTask.
+absl::StatusOr<TaskRef> ImportLocalTask(uint64_t task_id);
 
 // Limits and plug-ins of the codec. The defaults suit messages between
 // processes; raise them for bulk data.

@@ -4,7 +4,8 @@
 //
 // Each input is read two ways: as the stream a peer sends (length-prefixed
 // batches, each checked against the frame bound as core/io/framing.h checks
-// it), and as one batch, frame by frame (OpenBatch, ReadFrame). Aborts if
+// it), and as one batch, frame by frame (OpenBatch, ReadBatchHeader,
+// ReadFrame). Aborts if
 // either gives kInternal. Crashes and unbounded allocations are
 // what the sanitizers and libFuzzer's -rss_limit_mb catch.
 //
@@ -44,7 +45,14 @@ void Check(std::string_view payload) {
   static const picos::CodecOptions options = FuzzOptions();
   absl::StatusOr<picos::ListDecoder> batch = picos::internal::OpenBatch(payload, options);
   if (!batch.ok()) return Fail(batch.status());
-  for (size_t i = 0; i < batch->size(); ++i) {
+  // The header first, in place, as the reader takes it.
+  uint64_t seq = 0, ack = 0;
+  absl::StatusOr<bool> header = picos::internal::ReadBatchHeader(*batch, &seq, &ack);
+  if (!header.ok()) {
+    Fail(header.status());
+    return;  // kDataLoss: the connection would close
+  }
+  for (size_t i = *header ? 1 : 0; i < batch->size(); ++i) {
     absl::StatusOr<picos::internal::Frame> frame = picos::internal::ReadFrame(*batch, i);
     if (!frame.ok()) {
       Fail(frame.status());
