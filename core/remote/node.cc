@@ -2419,6 +2419,12 @@ Task<absl::Status> NodeImpl::ReaderLoop(NodeImpl* self, std::shared_ptr<Connecti
       c->KickWriter();
     }
     if (c->received - c->ack_sent >= kAckEvery) c->KickWriter();
+    // The tasks this batch made ready take their messages before the next
+    // batch is read (a read brings hundreds): a broadcast to a hundred
+    // local subscribers otherwise piles up a read's worth of messages in
+    // each mailbox, gone cold in the cache by the time they are received.
+    co_await Yield();
+    if (!current()) break;
   }
   if (!current()) co_return absl::OkStatus();
   if (fatal) {
