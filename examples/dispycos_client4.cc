@@ -7,8 +7,7 @@
 // each by a file_received event.
 //
 //   picos-node --cpus=2 --listen=tcp://127.0.0.1:9706 --dest_path=/tmp/node &
-//   PICOS_REMOTE_SECRET=... dispycos_client4 --nodes=tcp://127.0.0.1:9706 \
-//       --listen=tcp://127.0.0.1:0 --jobs=4 --dest_path=/tmp/results
+//   PICOS_REMOTE_SECRET=... dispycos_client4 --nodes=tcp://127.0.0.1:9706 --listen=tcp://127.0.0.1:0 --jobs=4 --dest_path=/tmp/results
 //
 // The client must listen (--listen, default tcp://127.0.0.1:0) where the
 // workers can dial it: that is where the files come back.

@@ -5,8 +5,7 @@
 // (pycos's DispycosNodeAllocate(platform='Windows', cpus=0)). The client
 // then runs --jobs jobs on what was allocated (dispycos_client2's library).
 //
-//   dispycos_node_allocate --nodes=tcp://10.0.0.2:9706,tcp://10.0.0.3:9706 \
-//       --rules='10.0.0.2/*/1,10.0.0.*/*/-1/512' --exclude_platform='windows*'
+//   dispycos_node_allocate --nodes=tcp://10.0.0.2:9706,tcp://10.0.0.3:9706 --rules='10.0.0.2/*/1,10.0.0.*/*/-1/512' --exclude_platform='windows*'
 //
 // --rules is a list of HOST/PLATFORM/CPUS[/MIN_MEMORY_MB], tried in order
 // (compute/computation.h, "Node allocation"): HOST a glob on the node's
