@@ -95,7 +95,7 @@ Task<absl::Status> EchoRoundTrip(compute::Computation& c, compute::RunOptions ro
   EXPECT_GT(id, 0u);
   absl::StatusOr<Value> r = co_await job.Join(kLong);
   EXPECT_OK(r.status());
-  if (r.ok()) EXPECT_EQ(*r, Value::Bytes(std::to_string(n)));
+  if (r.ok()) { EXPECT_EQ(*r, Value::Bytes(std::to_string(n))); }
   co_return absl::OkStatus();
 }
 
@@ -114,7 +114,7 @@ PICOS_CORO_TEST(ComputeMessages, ThousandEachWayInOrderForRunRunAtAndRunAsync) {
     }
     absl::StatusOr<Value> r = co_await burst.Join(kLong);
     EXPECT_OK(r.status());
-    if (r.ok()) EXPECT_EQ(*r, Value::Bytes("sent 1000"));
+    if (r.ok()) { EXPECT_EQ(*r, Value::Bytes("sent 1000")); }
     // An I/O job and a job at one worker take messages the same way.
     compute::RunOptions io = ReplyHere();
     io.async = true;
@@ -145,7 +145,7 @@ PICOS_CORO_TEST(ComputeMessages, HeldBeforeStartAndWaitingWhileItComputes) {
     EXPECT_EQ(last, "last");
     absl::StatusOr<Value> r = co_await first.Join(kLong);
     EXPECT_OK(r.status());
-    if (r.ok()) EXPECT_EQ(*r, Value::Bytes("sent before it started"));
+    if (r.ok()) { EXPECT_EQ(*r, Value::Bytes("sent before it started")); }
 
     // dispycos_client8: a job computes for 300 ms without receiving; the
     // messages sent meanwhile wait in its mailbox and it reads them after.
@@ -159,7 +159,7 @@ PICOS_CORO_TEST(ComputeMessages, HeldBeforeStartAndWaitingWhileItComputes) {
     }
     r = co_await busy.Join(kLong);
     EXPECT_OK(r.status());
-    if (r.ok()) EXPECT_EQ(*r, Value::Bytes(want));
+    if (r.ok()) { EXPECT_EQ(*r, Value::Bytes(want)); }
     co_return absl::OkStatus();
   });
 }
@@ -251,7 +251,7 @@ PICOS_CORO_TEST(ComputeMessages, CloseWorkerWithTerminateCancelsItsJob) {
     EXPECT_OK(closed);
     absl::StatusOr<Value> last = co_await Receive(absl::ZeroDuration());  // already here, before the monitor's
     EXPECT_OK(last.status());
-    if (last.ok()) EXPECT_EQ(last->GetOr<std::string>("data", ""), "cancelled after 1") << last->DebugString();
+    if (last.ok()) { EXPECT_EQ(last->GetOr<std::string>("data", ""), "cancelled after 1") << last->DebugString(); }
     absl::StatusOr<Value> r = co_await job.Join(kLong);
     EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kCancelled));
     co_return absl::OkStatus();
@@ -307,7 +307,7 @@ PICOS_CORO_TEST(ComputeMessages, EndedJobsCodesAndBadInput) {
     PICOS_CO_ASSIGN_OR_RETURN(TaskRef codes, co_await c.Run("codes", ""));
     r = co_await codes.Join(kLong);
     EXPECT_OK(r.status());
-    if (r.ok()) EXPECT_EQ(*r, Value::Bytes("deadline,precondition"));
+    if (r.ok()) { EXPECT_EQ(*r, Value::Bytes("deadline,precondition")); }
     // Messages that are not bytes are dropped; the job goes on.
     PICOS_CO_ASSIGN_OR_RETURN(TaskRef echo, co_await c.Run("echo", "", ReplyHere()));
     PICOS_CO_RETURN_IF_ERROR(Monitor(Self(), echo));
@@ -319,10 +319,10 @@ PICOS_CORO_TEST(ComputeMessages, EndedJobsCodesAndBadInput) {
     EXPECT_EQ(got, "ok");
     r = co_await echo.Join(kLong);
     EXPECT_OK(r.status());
-    if (r.ok()) EXPECT_EQ(*r, Value::Bytes("1"));
+    if (r.ok()) { EXPECT_EQ(*r, Value::Bytes("1")); }
     absl::StatusOr<Value> mon = co_await Receive(kLong);
     EXPECT_OK(mon.status());
-    if (mon.ok()) EXPECT_TRUE(MonitorStatus::Is(*mon)) << mon->DebugString();
+    if (mon.ok()) { EXPECT_TRUE(MonitorStatus::Is(*mon)) << mon->DebugString(); }
 
     // Straight to a worker, as a peer could: its job loop answers a
     // malformed job with an error, and a job's inbox drops what is not a
@@ -343,7 +343,7 @@ PICOS_CORO_TEST(ComputeMessages, EndedJobsCodesAndBadInput) {
     MessagePredicate first_answer = FieldEquals(compute::kJobReplyKey, Value(int64_t{1}));
     absl::StatusOr<Value> answer = co_await ReceiveMatching(std::move(first_answer), kLong);
     EXPECT_OK(answer.status());
-    if (answer.ok()) EXPECT_EQ(answer->GetOr<int64_t>("code", 0), static_cast<int64_t>(absl::StatusCode::kInvalidArgument));
+    if (answer.ok()) { EXPECT_EQ(answer->GetOr<int64_t>("code", 0), static_cast<int64_t>(absl::StatusCode::kInvalidArgument)); }
 
     Value::MapType good;
     good["id"] = Value(int64_t{2});
@@ -370,7 +370,7 @@ PICOS_CORO_TEST(ComputeMessages, EndedJobsCodesAndBadInput) {
     MessagePredicate second_answer = FieldEquals(compute::kJobReplyKey, Value(int64_t{2}));
     answer = co_await ReceiveMatching(std::move(second_answer), kLong);
     EXPECT_OK(answer.status());
-    if (answer.ok()) EXPECT_EQ((*answer)["value"], Value::Bytes("1"));
+    if (answer.ok()) { EXPECT_EQ((*answer)["value"], Value::Bytes("1")); }
     (void)loop.Terminate();
     co_return absl::OkStatus();
   });

@@ -236,7 +236,7 @@ PICOS_CORO_TEST(ComputeNode, SigtermClosesEveryComputationSaysGoodbyeAndExitsZer
   EXPECT_OK(said.status());
   absl::StatusOr<std::string> closed = co_await LineOf(*node->process, "computation closed ");
   EXPECT_OK(closed.status());
-  if (closed.ok()) EXPECT_EQ(*closed, absl::StrCat("computation closed ", (*c)->id(), " node closing"));
+  if (closed.ok()) { EXPECT_EQ(*closed, absl::StrCat("computation closed ", (*c)->id(), " node closing")); }
   absl::StatusOr<std::string> bye = co_await LineOf(*node->process, "node closed");
   EXPECT_OK(bye.status());
   absl::StatusOr<ExitStatus> st = co_await node->process->Wait(kLong);
@@ -327,10 +327,10 @@ PICOS_CORO_TEST(ComputeNode, AClientKilledOrDroppingItsComputationLeavesAZombieC
   EXPECT_OK(cst.status());
   absl::StatusOr<std::string> lost = co_await LineOf(*node->process, "client lost ");
   EXPECT_OK(lost.status());
-  if (lost.ok()) EXPECT_THAT(*lost, HasSubstr(id));
+  if (lost.ok()) { EXPECT_THAT(*lost, HasSubstr(id)); }
   absl::StatusOr<std::string> closed = co_await LineOf(*node->process, "computation closed ");
   EXPECT_OK(closed.status());
-  if (closed.ok()) EXPECT_EQ(*closed, absl::StrCat("computation closed ", id, " zombie"));
+  if (closed.ok()) { EXPECT_EQ(*closed, absl::StrCat("computation closed ", id, " zombie")); }
   EXPECT_TRUE(co_await AllGone(*pids)) << "an orphan worker";
   EXPECT_FALSE(std::filesystem::exists(absl::StrCat(dest, "/", id))) << "files left";
 
@@ -354,10 +354,10 @@ PICOS_CORO_TEST(ComputeNode, AClientKilledOrDroppingItsComputationLeavesAZombieC
     c->reset();
     absl::StatusOr<std::string> gone = co_await LineOf(*node->process, "client lost ");
     EXPECT_OK(gone.status());
-    if (gone.ok()) EXPECT_THAT(*gone, HasSubstr(absl::StrCat(dropped, " its task ended")));
+    if (gone.ok()) { EXPECT_THAT(*gone, HasSubstr(absl::StrCat(dropped, " its task ended"))); }
     absl::StatusOr<std::string> zombie = co_await LineOf(*node->process, "computation closed ");
     EXPECT_OK(zombie.status());
-    if (zombie.ok()) EXPECT_EQ(*zombie, absl::StrCat("computation closed ", dropped, " zombie"));
+    if (zombie.ok()) { EXPECT_EQ(*zombie, absl::StrCat("computation closed ", dropped, " zombie")); }
     EXPECT_TRUE(co_await AllGone(*pids));
     EXPECT_TRUE(EmptyDir(dest));
   }
@@ -404,7 +404,7 @@ PICOS_CORO_TEST(ComputeNode, CleanKillsAStaleWorkerOfItsPidFilesAndNothingElse) 
   CO_ASSERT_OK(node);
   absl::StatusOr<ExitStatus> wst = co_await (*worker)->Wait(kLong);
   EXPECT_OK(wst.status());
-  if (wst.ok()) EXPECT_EQ(wst->signal, SIGKILL) << wst->ToString();
+  if (wst.ok()) { EXPECT_EQ(wst->signal, SIGKILL) << wst->ToString(); }
   EXPECT_FALSE((*sleeper)->exited()) << "an unrelated process was killed";
   EXPECT_EQ(kill((*sleeper)->pid(), 0), 0);
   EXPECT_THAT(lines, ::testing::Contains(absl::StrCat("clean: killed worker ", (*worker)->pid(), " of cstale")));

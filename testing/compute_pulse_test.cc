@@ -85,13 +85,13 @@ Task<absl::Status> Body(NodeProcess& node) {
   // nothing asked: --pulse_interval.
   absl::StatusOr<Value> r = co_await StartWith(svc, node, "cfast", fast->task, 10);
   EXPECT_OK(r.status());
-  if (r.ok()) EXPECT_EQ(r->GetOr<int64_t>("pulse_interval_ms", 0), 200);
+  if (r.ok()) { EXPECT_EQ(r->GetOr<int64_t>("pulse_interval_ms", 0), 200); }
   r = co_await StartWith(svc, node, "cslow", slow->task, 100000);
   EXPECT_OK(r.status());
-  if (r.ok()) EXPECT_EQ(r->GetOr<int64_t>("pulse_interval_ms", 0), 600);
+  if (r.ok()) { EXPECT_EQ(r->GetOr<int64_t>("pulse_interval_ms", 0), 600); }
   r = co_await StartWith(svc, node, "cplain", plain->task, 0);
   EXPECT_OK(r.status());
-  if (r.ok()) EXPECT_EQ(r->GetOr<int64_t>("pulse_interval_ms", 0), 400);
+  if (r.ok()) { EXPECT_EQ(r->GetOr<int64_t>("pulse_interval_ms", 0), 400); }
   // A pulse interval out of the request's bounds is refused.
   const std::string zeros(64, '0');
   const std::vector<int64_t> bads = {-1, int64_t{86400} * 1000 + 1};
@@ -112,10 +112,10 @@ Task<absl::Status> Body(NodeProcess& node) {
   (void)fast->task.Terminate();
   absl::StatusOr<std::string> lost = co_await NodeLine(node, "client lost ");
   EXPECT_OK(lost.status());
-  if (lost.ok()) EXPECT_THAT(*lost, HasSubstr(std::string("client lost cfast")));
+  if (lost.ok()) { EXPECT_THAT(*lost, HasSubstr(std::string("client lost cfast"))); }
   absl::StatusOr<std::string> closed = co_await NodeLine(node, "computation closed ");
   EXPECT_OK(closed.status());
-  if (closed.ok()) EXPECT_EQ(*closed, "computation closed cfast zombie");
+  if (closed.ok()) { EXPECT_EQ(*closed, "computation closed cfast zombie"); }
   const std::vector<std::string> others = {"cslow", "cplain"};
   for (const std::string& id : others) {
     Value close = Value::Map({{"op", "close"}, {"computation", id}});

@@ -267,11 +267,11 @@ Task<absl::Status> RefusalsBody(NodeProcess& sched) {
   PICOS_CO_ASSIGN_OR_RETURN(std::unique_ptr<Process> w, SpawnClient(sched.uri, "not the cluster secret at all", 5));
   absl::StatusOr<ExitStatus> ended = co_await w->Wait(kLong);
   EXPECT_OK(ended.status());
-  if (ended.ok()) EXPECT_TRUE(ended->code == 1 && ended->signal == 0) << ended->ToString();
+  if (ended.ok()) { EXPECT_TRUE(ended->code == 1 && ended->signal == 0) << ended->ToString(); }
   absl::StatusOr<std::string> why = co_await w->err().ReadAll(1 << 20);
   EXPECT_OK(why.status());
-  if (why.ok()) EXPECT_THAT(*why, ::testing::HasSubstr("compute_sched_client: ")) << *why;
-  if (why.ok()) EXPECT_THAT(*why, ::testing::HasSubstr("scheduler")) << *why;
+  if (why.ok()) { EXPECT_THAT(*why, ::testing::HasSubstr("compute_sched_client: ")) << *why; }
+  if (why.ok()) { EXPECT_THAT(*why, ::testing::HasSubstr("scheduler")) << *why; }
   // Malformed requests from a peer with the secret.
   std::vector<Value> bad;
   bad.push_back(Value("join"));
@@ -298,7 +298,7 @@ Task<absl::Status> RefusalsBody(NodeProcess& sched) {
   info_request["op"] = Value("info");
   absl::StatusOr<Value> info = co_await Ask(sched.uri, Value(std::move(info_request)));
   EXPECT_OK(info.status());
-  if (info.ok()) EXPECT_EQ((*info)["clients"].as_list().size(), 0u) << info->DebugString();
+  if (info.ok()) { EXPECT_EQ((*info)["clients"].as_list().size(), 0u) << info->DebugString(); }
   co_return absl::OkStatus();
 }
 
@@ -373,12 +373,12 @@ Task<absl::Status> QueuedBody(NodeProcess& sched) {
   PICOS_CO_RETURN_IF_ERROR(co_await clients[0].c->Close());
   absl::StatusOr<Value> scheduled = co_await scheduling.Join(kLong);
   EXPECT_OK(scheduled.status());
-  if (scheduled.ok()) EXPECT_EQ(scheduled->DebugString(), Value().DebugString());
+  if (scheduled.ok()) { EXPECT_EQ(scheduled->DebugString(), Value().DebugString()); }
   EXPECT_EQ(lc->workers_alive(), 1u);
   if (job.ok()) {
     absl::StatusOr<Value> r = co_await job->Join(kLong);
     EXPECT_OK(r.status());
-    if (r.ok()) EXPECT_EQ(r->As<std::string>().value_or(""), "144");
+    if (r.ok()) { EXPECT_EQ(r->As<std::string>().value_or(""), "144"); }
   }
   for (size_t i = 1; i < clients.size(); ++i) {
     absl::Status closed = co_await clients[i].c->Close();
@@ -567,7 +567,7 @@ PICOS_CORO_TEST(ComputeSched, SigtermClosesAndSaveConfigRoundTrips) {
   EXPECT_OK(closed.status());
   absl::StatusOr<ExitStatus> ended = co_await s.process->Wait(kLong);
   EXPECT_OK(ended.status());
-  if (ended.ok()) EXPECT_TRUE(ended->code == 0 && ended->signal == 0) << ended->ToString();
+  if (ended.ok()) { EXPECT_TRUE(ended->code == 0 && ended->signal == 0) << ended->ToString(); }
 
   const std::string conf = dir + "/sched.conf";
   ProcessOptions save;

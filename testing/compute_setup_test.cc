@@ -437,9 +437,9 @@ Task<absl::Status> CloseAndRestart(std::vector<NodeProcess*> nodes, std::shared_
   EXPECT_OK(st);
   absl::StatusOr<Value> r = co_await running.Join(kLong);
   EXPECT_OK(r.status());
-  if (r.ok()) EXPECT_EQ(r->as_string(), "waited");
+  if (r.ok()) { EXPECT_EQ(r->as_string(), "waited"); }
   EXPECT_EVENTS(ev, "node_closed", 1);
-  if (!ev->Of("node_closed").empty()) EXPECT_EQ(Str(ev->Of("node_closed")[0], "node"), a);
+  if (!ev->Of("node_closed").empty()) { EXPECT_EQ(Str(ev->Of("node_closed")[0], "node"), a); }
   EXPECT_EQ(c->nodes()[0].state, compute::NodeState::kClosed);
   PICOS_CO_ASSIGN_OR_RETURN(std::string line, co_await NodeLine(*nodes[0], "computation closed "));
   EXPECT_THAT(line, HasSubstr(c->id()));
@@ -480,7 +480,7 @@ Task<absl::Status> CloseAndRestart(std::vector<NodeProcess*> nodes, std::shared_
   EXPECT_THAT(cancelled.status(), StatusIs(absl::StatusCode::kCancelled));
   absl::StatusOr<Value> last = co_await Receive(kLong);
   EXPECT_OK(last.status());
-  if (last.ok()) EXPECT_EQ(last->GetOr<std::string>("data", ""), "cancelled");
+  if (last.ok()) { EXPECT_EQ(last->GetOr<std::string>("data", ""), "cancelled"); }
   EXPECT_EVENTS(ev, "job_terminated", 1);
   EXPECT_EVENTS(ev, "node_closed", 2);
   EXPECT_EQ(c->workers_alive(), 0u);

@@ -110,7 +110,7 @@ PICOS_CORO_TEST(Service, RunsRemotelyAndJoinsItsValueHoweverLate) {
   EXPECT_OK(slept);
   absl::StatusOr<Value> r = co_await t->Join(kLong);
   EXPECT_THAT(r, IsOk());
-  if (r.ok()) EXPECT_EQ(*r, Value(49));
+  if (r.ok()) { EXPECT_EQ(*r, Value(49)); }
   absl::StatusOr<Value> again = co_await t->Join(kLong);
   EXPECT_TRUE(again.ok() && *again == Value(49)) << "joined twice, the same value";
   EXPECT_EQ(t->state(), TaskState::kDone);

@@ -193,7 +193,7 @@ PICOS_CORO_TEST(File, ReadTimeoutKeepsTheBytes) {
   // read meanwhile is handed out by the next reads, in order.
   absl::StatusOr<std::string> first = co_await (*f)->Read(kMaxReadChunk, absl::ZeroDuration());
   std::string got = first.ok() ? *first : "";
-  if (!first.ok()) EXPECT_THAT(first, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  if (!first.ok()) { EXPECT_THAT(first, StatusIs(absl::StatusCode::kDeadlineExceeded)); }
   for (int i = 0; i < 100; ++i) {
     absl::StatusOr<std::string> more = co_await (*f)->Read(1 << 20, absl::Seconds(10));
     CO_ASSERT_OK(more);

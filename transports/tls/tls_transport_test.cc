@@ -153,7 +153,7 @@ TEST(TlsTransport, StalledHandshakeTimesOutAndPlainTextIsRefused) {
     char buf[64];
     absl::StatusOr<size_t> n = co_await (*plain)->ReadSome(buf, 1, sizeof buf, absl::Seconds(5));
     // The server answers garbage with an alert or a close, never with data.
-    if (n.ok() && *n > 0) EXPECT_NE(std::string(buf, *n).find('\x15'), std::string::npos);
+    if (n.ok() && *n > 0) { EXPECT_NE(std::string(buf, *n).find('\x15'), std::string::npos); }
     absl::StatusOr<std::unique_ptr<Stream>> good =
         co_await reg->Connect("tls://127.0.0.1:" + tls_port, absl::Seconds(5));
     CO_ASSERT_OK(good);
