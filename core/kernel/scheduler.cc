@@ -761,12 +761,16 @@ absl::Status Scheduler::Loop(const std::function<bool()>& done, bool wait_for_po
         uv_unref(reinterpret_cast<uv_handle_t*>(async_.get()));
       }
     }
-    const uint64_t sleep_start = uv_hrtime();
+    // How long the wait lasts matters only to a loop that may poll.
+    const bool learn = poll_.window_ns() > 0;
+    const uint64_t sleep_start = learn ? uv_hrtime() : 0;
     timer_fired_ = false;
     int alive = uv_run(loop_.get(), UV_RUN_ONCE);
     // Woken by traffic, not by a deadline: what polling before the next
     // wait could have caught.
-    if (ready_count_ > 0 && !timer_fired_) poll_.Woken(static_cast<int64_t>(uv_hrtime() - sleep_start));
+    if (learn && ready_count_ > 0 && !timer_fired_) {
+      poll_.Woken(static_cast<int64_t>(uv_hrtime() - sleep_start));
+    }
     if (!alive && ready_count_ == 0 && timers_.empty() && !done() &&
         !stop_requested_.load(std::memory_order_relaxed)) {
       bool inbox_empty;
@@ -798,8 +802,7 @@ bool Scheduler::PollBeforeSleeping(int64_t budget_ns) {
   int64_t until = start + budget_ns;
   if (!timers_.empty()) until = std::min(until, timers_[0].deadline_ns);
   bool found = false;
-  int64_t now = start;
-  while (now < until) {
+  for (int64_t now = start; now < until; now = static_cast<int64_t>(uv_hrtime())) {
     uv_run(loop_.get(), UV_RUN_NOWAIT);
     if (ready_count_ > 0 || stop_requested_.load(std::memory_order_relaxed)) {
       found = true;
@@ -809,9 +812,8 @@ bool Scheduler::PollBeforeSleeping(int64_t budget_ns) {
     // (the job thread of a compute worker, a peer on a busy machine); the
     // poll goes on only with a core nobody else wants.
     sched_yield();
-    now = static_cast<int64_t>(uv_hrtime());
   }
-  now = static_cast<int64_t>(uv_hrtime());
+  const int64_t now = static_cast<int64_t>(uv_hrtime());
   // A deadline that came within the window is work found too: the loop
   // expires it now instead of arming a timer for it.
   if (!found && !timers_.empty() && timers_[0].deadline_ns <= now) found = true;

@@ -117,7 +117,7 @@ class LocalCodec final : public HandleCodec {
     return ImportLocal(identity.task_id, identity.name);
   }
 
-  absl::StatusOr<TaskRef> ImportLocal(uint64_t task_id, const std::string& name) {
+  absl::StatusOr<TaskRef> ImportLocal(uint64_t task_id, absl::string_view name) {
     absl::MutexLock lock(&mu_);
     auto it = tasks_.find(task_id);
     if (it == tasks_.end()) {
@@ -818,10 +818,7 @@ LocalCodec& TheLocalCodec() {
 
 HandleCodec& LocalHandleCodec() { return TheLocalCodec(); }
 
-absl::StatusOr<TaskRef> ImportLocalTask(uint64_t task_id) {
-  static const std::string* const unnamed = new std::string;
-  return TheLocalCodec().ImportLocal(task_id, *unnamed);
-}
+absl::StatusOr<TaskRef> ImportLocalTask(uint64_t task_id) { return TheLocalCodec().ImportLocal(task_id, ""); }
 
 int CapnpNestingLimitFor(int max_depth) {
   // Three pointer hops per map level, and a few for the root and handles.
