@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "compute/export.h"
+#include "examples/fnv1a.h"
 
 namespace {
 
@@ -25,8 +26,7 @@ int Process(std::string_view arg, std::string* out) {
     *out = "process takes at most 1 MiB";
     return 1;
   }
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : arg) h = (h ^ c) * 1099511628211ull;
+  uint64_t h = picos::examples::Fnv1a(arg);
   ++jobs_in_this_process;
   static const char kHex[] = "0123456789abcdef";
   std::string hex(16, '0');

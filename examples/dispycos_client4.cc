@@ -42,6 +42,7 @@
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
 #include "examples/dispycos_client_lib.h"
+#include "examples/fnv1a.h"
 
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to run jobs on (required)");
 ABSL_FLAG(int, jobs, 4, "jobs, each with an input file of its own");
@@ -56,17 +57,9 @@ namespace {
 using picos::Task;
 using picos::TaskRef;
 using picos::Value;
+using picos::examples::Fnv1a;
 
 constexpr char kSalt[] = "dispycos_client4 salt";
-
-uint64_t Fnv1a(const std::string& s) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -12,20 +12,12 @@
 #include <vector>
 
 #include "compute/export.h"
+#include "examples/fnv1a.h"
 
 namespace {
 
 using picos::compute::Job;
-
-// FNV-1a, 64 bits: a checksum the client recomputes (no library needed).
-uint64_t Fnv1a(const std::string& s) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
+using picos::examples::Fnv1a;
 
 // arg: the input file's name (shipped with the job, RunOptions::files).
 // Reads the data file "salt.txt" every job shares (shipped at Schedule,

@@ -22,11 +22,11 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "compute/computation.h"
 #include "core/cli/flags.h"
@@ -36,6 +36,7 @@
 #include "core/remote/node.h"
 #include "core/remote/node_flags.h"
 #include "examples/dispycos_client_lib.h"
+#include "examples/fnv1a.h"
 
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "the picos-node URIs to use (required)");
 ABSL_FLAG(int, requests, 5, "requests sent to each worker's server");
@@ -50,15 +51,6 @@ using picos::TaskRef;
 using picos::Value;
 
 constexpr absl::Duration kLong = absl::Minutes(2);  // only a hang reaches it
-
-uint64_t Fnv1a(absl::string_view s) {
-  uint64_t h = 14695981039346656037ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 // The next message of a job (reply_to is this task): its data.
 Task<absl::StatusOr<std::string>> NextAnswer() {
@@ -106,7 +98,7 @@ Task<absl::Status> Client() {
       std::uniform_int_distribution<int> length(0, block - off);
       const int len = length(random);
       const std::string request = absl::StrCat(off, " ", len);
-      want[request] = Fnv1a(absl::string_view(data).substr(off, len));
+      want[request] = picos::examples::Fnv1a(std::string_view(data).substr(off, len));
       PICOS_CO_RETURN_IF_ERROR(server.Send(Value(request)));
     }
     for (int r = 0; r < requests; ++r) {

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "compute/export.h"
+#include "examples/fnv1a.h"
 
 namespace {
 
@@ -19,17 +20,6 @@ using picos::compute::Job;
 // The worker process's in-memory data (pycos: the server's globals). Jobs
 // of one worker run one at a time on its job thread: no lock.
 std::string* g_data = nullptr;
-
-// FNV-1a, 64 bits: what the client computes too (the library links no
-// hashing library; this is a checksum, not a security measure).
-uint64_t Fnv1a(std::string_view s) {
-  uint64_t h = 14695981039346656037ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 // init_mem: the argument becomes the process's data; answers "<bytes> <pid>".
 int Load(std::string_view arg, std::string* out) {
@@ -59,7 +49,7 @@ int Serve(Job& job, std::string* out) {
                length < 0 || static_cast<unsigned long long>(offset + length) > g_data->size()) {
       std::snprintf(reply, sizeof reply, "bad request %d", static_cast<int>(getpid()));
     } else {
-      const uint64_t h = Fnv1a(std::string_view(*g_data).substr(offset, length));
+      const uint64_t h = picos::examples::Fnv1a(std::string_view(*g_data).substr(offset, length));
       std::snprintf(reply, sizeof reply, "%lld %lld %016llx %d", offset, length, static_cast<unsigned long long>(h),
                     static_cast<int>(getpid()));
     }
